@@ -1,0 +1,181 @@
+"""Topology -> a compose project a user can read and run with plain `docker compose`.
+
+Network layout (docs/architecture.md): `front` (the load balancer's public side), one network per
+datacenter (its nodes and the load balancer), `interdc` (every node; the only path between
+datacenters) and `db` (the database and every node). Peers in one datacenter talk over their
+datacenter network, peers in different ones over `interdc`, so a split cuts exactly those paths.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from string import Template
+from typing import Any
+
+import yaml
+
+from lab.topology import Topology
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "compose"
+DB_NAME = "cattle"
+DB_USER = "cattle"
+NODE_API_PORT = 8080
+NODE_MGMT_PORT = 18080
+# Files the compose project refers to, relative to the project directory.
+HAPROXY_CFG = "haproxy.cfg"
+SECRET_FILES = {
+    "db_password": "secrets/db_password",
+    "db_root_password": "secrets/db_root_password",
+    "lb_pem": "tls/server.pem",
+}
+
+
+def container_name(t: Topology, service: str) -> str:
+    """Compose v2's name for a service's one container."""
+    return f"{t.lab}-{service}-1"
+
+
+def labels(t: Topology, role: str, **extra: str) -> dict[str, str]:
+    return {"halab.lab": t.lab, "halab.role": role, **extra}
+
+
+def node_environment(t: Topology, node_name: str) -> dict[str, str]:
+    node = t.node(node_name)
+    s = t.sizing
+    return {
+        "CATTLE_DB_CATTLE_MYSQL_HOST": "db",
+        "CATTLE_DB_CATTLE_MYSQL_PORT": "3306",
+        "CATTLE_DB_CATTLE_MYSQL_NAME": DB_NAME,
+        "CATTLE_DB_CATTLE_USERNAME": DB_USER,
+        "CATTLE_DB_CATTLE_PASSWORD_FILE": "/run/secrets/db_password",
+        "CATTLE_DB_CATTLE_MAXTOTAL": str(s.pool_size),
+        "CATTLE_DB_CATTLE_MAXWAIT": str(s.pool_wait_ms),
+        "CATTLE_HA_CLUSTER_SIZE": str(t.size),
+        "CATTLE_HA_HOST_REGISTRATION_URL": registration_url(t),
+        "CATTLE_ZOOKEEPER_CONNECTION_STRING": t.zk_connect(node),
+        "CATTLE_JAVA_OPTS": s.java_opts,
+        "HALAB_NODE_NAME": node.name,
+        "HALAB_DATACENTER": node.dc,
+        "HALAB_ZK_MYID": str(node.zk_id),
+        "HALAB_ZK_SERVERS": t.zk_servers(node),
+        "HALAB_HEAP_SCALE": str(s.heap_scale),
+        "HALAB_CLUSTER_HEARTBEAT": "1",
+    }
+
+
+def registration_url(t: Topology) -> str:
+    port = t.ports.https
+    return f"https://127.0.0.1{'' if port == 443 else f':{port}'}"
+
+
+def render(t: Topology, image_tags: dict[str, str]) -> dict[str, Any]:
+    """The compose project as a dict (yaml.safe_dump of it is the file `halab render` prints)."""
+    services: dict[str, Any] = {
+        "db": _db_service(t, image_tags),
+        "lb": {
+            "image": image_tags["lb"],
+            "hostname": "lb",
+            "labels": labels(t, "lb"),
+            "networks": {"front": {}, **{dc: {} for dc in t.datacenters}},
+            "ports": [f"{t.ports.bind}:{port}:{inner}" for port, inner in
+                      ((t.ports.http, 80), (t.ports.https, 443), (t.ports.mgmt, 18080))],
+            "volumes": [f"./{HAPROXY_CFG}:/usr/local/etc/haproxy/haproxy.cfg:ro"],
+            "secrets": ["lb_pem"],
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges:true"],
+            "restart": "no",
+        },
+    }
+    for node in t.nodes:
+        services[node.name] = {
+            "image": image_tags["node"],
+            "hostname": node.name,
+            "labels": labels(t, "node", **{"halab.node": node.name, "halab.dc": node.dc}),
+            "environment": node_environment(t, node.name),
+            "networks": {
+                node.dc: {"aliases": [node.alias(node.dc)]},
+                "interdc": {"aliases": [node.alias("interdc")]},
+                "db": {},
+            },
+            "secrets": ["db_password"],
+            "mem_limit": f"{t.node_mem_limit_mib}m",
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges:true"],
+            "stop_grace_period": "5s",
+            "depends_on": {"db": {"condition": "service_healthy"}},
+            "restart": "no",
+        }
+    networks: dict[str, Any] = {
+        "front": {"labels": labels(t, "net-front")},
+        "interdc": {"internal": True, "labels": labels(t, "net-interdc")},
+        "db": {"internal": True, "labels": labels(t, "net-db")},
+    }
+    for dc in t.datacenters:
+        networks[dc] = {"internal": True, "labels": labels(t, "net-dc", **{"halab.dc": dc})}
+    return {
+        "name": t.lab,
+        "services": services,
+        "networks": networks,
+        "volumes": {"dbdata": {"labels": labels(t, "db-data")}},
+        "secrets": {name: {"file": f"./{path}"} for name, path in SECRET_FILES.items()},
+    }
+
+
+def _db_service(t: Topology, image_tags: dict[str, str]) -> dict[str, Any]:
+    s = t.sizing
+    svc: dict[str, Any] = {
+        "image": t.db_image or image_tags["db"],
+        "hostname": "db",
+        "labels": labels(t, "db", **{"halab.dc": t.db_dc}),
+        "environment": {
+            # The official MySQL/MariaDB images' *_FILE convention; ours honours the same names.
+            "MYSQL_DATABASE": DB_NAME,
+            "MYSQL_USER": DB_USER,
+            "MYSQL_PASSWORD_FILE": "/run/secrets/db_password",
+            "MYSQL_ROOT_PASSWORD_FILE": "/run/secrets/db_root_password",
+        },
+        "command": [
+            f"--max-connections={t.db_max_connections}",
+            f"--innodb-buffer-pool-size={s.db_buffer_pool_mib}M",
+        ],
+        "networks": {"db": {}},
+        "volumes": ["dbdata:/var/lib/mysql"],
+        "secrets": ["db_password", "db_root_password"],
+        "mem_limit": f"{s.db_memory_mib}m",
+        "tmpfs": ["/run/mysqld:uid=10001,gid=10001,mode=0700"],
+        "healthcheck": {
+            "test": ["CMD-SHELL", "mariadb-admin ping --silent 2>/dev/null || mysqladmin ping --silent"],
+            "interval": "1s",
+            "timeout": "2s",
+            "retries": 120,
+        },
+        "restart": "no",
+    }
+    return svc
+
+
+def dump(project: dict[str, Any]) -> str:
+    return yaml.safe_dump(project, sort_keys=False, default_flow_style=False)
+
+
+def haproxy_config(t: Topology) -> str:
+    """HAProxy config: health checks on /ping tuned for fast detection, L7 retries for idempotent
+    requests with redispatch, a stats page, and `/node/<name>/...` routes that reach one node
+    whatever its health (the harness's probes)."""
+    servers = "\n".join(
+        f"    server {n.name} {n.alias(n.dc)}:{NODE_API_PORT} check" for n in t.nodes
+    )
+    mgmt_servers = "\n".join(
+        f"    server {n.name} {n.alias(n.dc)}:{NODE_MGMT_PORT} check" for n in t.nodes
+    )
+    routes = "\n".join(f"    use_backend direct_{n.name} if {{ path_beg /node/{n.name}/ }}" for n in t.nodes)
+    direct = "\n".join(
+        f"backend direct_{n.name}\n"
+        f"    http-request replace-path /node/{n.name}(/.*) \\1\n"
+        f"    server {n.name} {n.alias(n.dc)}:{NODE_API_PORT}\n"
+        for n in t.nodes
+    )
+    template = Template((TEMPLATES / "haproxy.cfg.tmpl").read_text())
+    return template.substitute(servers=servers, mgmt_servers=mgmt_servers, routes=routes, direct=direct,
+                               lab=t.lab)
+

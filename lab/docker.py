@@ -1,0 +1,110 @@
+"""The one place that talks to Docker. Errors become the lab's own, with secrets masked.
+
+python-on-whales does the work; it is imported lazily so that `import lab.docker` never touches
+Docker (nor needs the library) at import time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+from lab.errors import BadInput, DockerUnavailable, RuntimeFailure, mask
+
+if TYPE_CHECKING:
+    from python_on_whales import DockerClient
+
+INSTALL_HINT = "run `make setup` (or `sudo scripts/install-prereqs.sh`) to install and start Docker"
+LAB_LABEL = "halab.lab"
+ROLE_LABEL = "halab.role"
+
+
+def _tail(text: str, lines: int = 6) -> str:
+    return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:] if line.strip())
+
+
+def translate(exc: Exception, what: str) -> Exception:
+    """Map a python-on-whales/subprocess failure onto DockerUnavailable / BadInput / RuntimeFailure."""
+    cmd = getattr(exc, "docker_command", None) or getattr(exc, "cmd", None) or []
+    code = getattr(exc, "return_code", None) or getattr(exc, "returncode", None)
+    stderr = getattr(exc, "stderr", None) or ""
+    if isinstance(stderr, bytes):
+        stderr = stderr.decode(errors="replace")
+    text = f"{stderr} {exc}"
+    if "Cannot connect to the Docker daemon" in text or "Is the docker daemon running" in text:
+        return DockerUnavailable(f"{what}: Docker is not running; {INSTALL_HINT}")
+    if "permission denied" in text.lower() and "docker.sock" in text:
+        return DockerUnavailable(f"{what}: not permitted to use Docker (add yourself to the docker group or use sudo)")
+    if isinstance(exc, FileNotFoundError) or "executable" in text and "not found" in text:
+        return DockerUnavailable(f"{what}: the docker CLI is not installed; {INSTALL_HINT}")
+    if "port is already allocated" in text or "address already in use" in text:
+        return BadInput(f"{what}: a published port is already in use: {mask(_tail(text, 2))}")
+    shown = " ".join(str(c) for c in cmd) if isinstance(cmd, (list, tuple)) else str(cmd)
+    return RuntimeFailure(f"{what} failed (exit {code}): {mask(shown)}: {mask(_tail(text))}")
+
+
+@contextlib.contextmanager
+def docker_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (BadInput, RuntimeFailure):
+        raise
+    except Exception as exc:  # python-on-whales, subprocess and OS errors alike
+        if exc.__class__.__name__ in {"DockerException", "NoSuchContainer", "NoSuchImage", "NoSuchNetwork",
+                                       "CalledProcessError", "FileNotFoundError", "NotADockerCommand"}:
+            raise translate(exc, what) from exc
+        raise
+
+
+def require_docker() -> None:
+    """Fail fast with one actionable line when the engine or compose v2 is missing."""
+    if shutil.which("docker") is None:
+        raise DockerUnavailable(f"the docker CLI is not installed; {INSTALL_HINT}")
+    run(["docker", "info", "--format", "{{.ServerVersion}}"], "docker info", timeout=20)
+    try:
+        run(["docker", "compose", "version"], "docker compose version", timeout=20)
+    except RuntimeFailure as exc:
+        raise DockerUnavailable(f"Compose v2 (`docker compose`) is missing; {INSTALL_HINT}") from exc
+
+
+def run(args: Sequence[str], what: str, *, timeout: float | None = None, input: str | None = None,
+        env: dict[str, str] | None = None) -> str:
+    """Run a docker CLI command; return stdout; raise a translated error on failure."""
+    with docker_errors(what):
+        proc = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, input=input,
+                              env={**os.environ, **(env or {})})
+        if proc.returncode != 0:
+            raise subprocess.CalledProcessError(proc.returncode, list(args), proc.stdout, proc.stderr)
+        return proc.stdout
+
+
+def client(project: str | None = None, compose_file: Path | None = None) -> "DockerClient":
+    from python_on_whales import DockerClient
+
+    if compose_file is None:
+        return DockerClient()
+    return DockerClient(compose_files=[compose_file], compose_project_name=project,
+                        compose_project_directory=compose_file.parent)
+
+
+def labelled(kind: str, lab: str | None = None) -> list[str]:
+    """IDs of containers/networks/volumes carrying the lab label (any lab when lab is None)."""
+    label = LAB_LABEL if lab is None else f"{LAB_LABEL}={lab}"
+    args = {
+        "container": ["docker", "ps", "-aq", "--filter", f"label={label}"],
+        "network": ["docker", "network", "ls", "-q", "--filter", f"label={label}"],
+        "volume": ["docker", "volume", "ls", "-q", "--filter", f"label={label}"],
+    }[kind]
+    return run(args, f"list {kind}s of lab {lab}").split()
+
+
+def inspect(ids: Sequence[str], kind: str = "container") -> list[dict[str, Any]]:
+    import json
+
+    if not ids:
+        return []
+    return json.loads(run(["docker", kind, "inspect", *ids], f"inspect {kind}s"))

@@ -1,0 +1,255 @@
+"""A lab's life: up (build, render, start, wait on real health), status, logs, down.
+
+Every start has a teardown on every path: if `up` fails or is interrupted half-way, what it
+started is removed (unless the user asks to keep it for debugging). `down` finds everything by
+the lab's labels, so it also cleans up after a harness that was killed outright.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from lab import docker, images, probes, state
+from lab.compose import container_name, registration_url
+from lab.errors import BadInput, RuntimeFailure
+from lab.topology import Topology
+
+Say = Callable[[str], None]
+SCHEMA_TABLE = "DATABASECHANGELOG"
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    api: str
+    api_tls: str
+    management: str
+    registration_url: str
+    ca_path: Path
+
+    def lines(self) -> list[str]:
+        return [
+            f"API (HTTP):            {self.api}",
+            f"API (HTTPS):           {self.api_tls}",
+            f"management view:       {self.management}",
+            f"host registration URL: {self.registration_url}",
+            f"CA certificate:        {self.ca_path}",
+        ]
+
+
+def endpoints(t: Topology) -> Endpoints:
+    def url(scheme: str, port: int, default: int, path: str = "") -> str:
+        return f"{scheme}://{t.ports.bind}{'' if port == default else f':{port}'}{path}"
+
+    return Endpoints(url("http", t.ports.http, 80, "/v1"), url("https", t.ports.https, 443, "/v1"),
+                     url("http", t.ports.mgmt, 80, "/"), registration_url(t), state.ca_path(t.lab))
+
+
+# ---------------------------------------------------------------------------------------------- up
+
+def port_holder(port: int) -> str:
+    """Who listens on a TCP port, as `ss` tells it (best effort)."""
+    try:
+        out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "another process"
+    procs = sorted(set(part.split('"')[1] for part in out.split("((")[1:] if '"' in part))
+    if "docker-proxy" in procs:
+        try:
+            names = docker.run(["docker", "ps", "--filter", f"publish={port}", "--format", "{{.Names}}"],
+                               "find the container that publishes the port").split()
+            if names:
+                return f"container {', '.join(names)}"
+        except RuntimeFailure:
+            pass
+    return ", ".join(procs) or "another process"
+
+
+def check_ports(t: Topology) -> None:
+    for name, port in t.ports.published().items():
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((t.ports.bind, port))
+            except PermissionError:
+                raise BadInput(f"--{name}-port {port}: binding {t.ports.bind}:{port} is not permitted for this "
+                               f"user; choose a port above 1023") from None
+            except OSError:
+                raise BadInput(f"--{name}-port {port}: {t.ports.bind}:{port} is already in use by "
+                               f"{port_holder(port)}; stop it or choose another port "
+                               f"(e.g. --{name}-port {port + 8000})") from None
+
+
+def running_containers(lab: str) -> list[str]:
+    return [c["Name"].lstrip("/") for c in docker.inspect(docker.labelled("container", lab))
+            if c["State"]["Running"]]
+
+
+def up(t: Topology, say: Say = quiet, *, keep_on_failure: bool = False, timeout: float = 180) -> Endpoints:
+    docker.require_docker()
+    running = running_containers(t.lab)
+    if running:
+        raise BadInput(f"lab {t.lab!r} is already up ({len(running)} containers); use `halab status --name "
+                       f"{t.lab}`, or `halab down --name {t.lab}` first, or pick another --name")
+    check_ports(t)
+    tags = images.build(say)
+    compose_file = state.materialize(t, state.lab_dir(t.lab), tags)
+    say(f"starting lab {t.lab!r}: database, load balancer and {t.size} node(s) over "
+        f"{', '.join(f'{dc}:{len(t.nodes_in(dc))}' for dc in t.datacenters)} (database in {t.db_dc})")
+    ok = False
+    try:
+        with docker.docker_errors(f"docker compose up (project {t.lab})"):
+            docker.client(t.lab, compose_file).compose.up(detach=True, quiet=True)
+        wait_healthy(t, say, timeout=timeout)
+        ok = True
+    finally:
+        if not ok and not keep_on_failure:
+            say("start failed or was interrupted: removing what was started (use --keep-on-failure to inspect)")
+            dump_logs(t, say)
+            down(t.lab, keep_data=False)
+    return endpoints(t)
+
+
+def _wait(what: str, check: Callable[[], str | None], deadline: float, say: Say) -> None:
+    """Poll `check` (None = ready, else a short reason) until ready or the deadline passes."""
+    started = time.monotonic()
+    reason = "not checked yet"
+    while time.monotonic() < deadline:
+        reason = check() or ""
+        if not reason:
+            say(f"  {what}: ready after {time.monotonic() - started:.1f} s")
+            return
+        time.sleep(0.2)
+    raise RuntimeFailure(f"timed out waiting for {what}: {reason}")
+
+
+def wait_healthy(t: Topology, say: Say = quiet, timeout: float = 180) -> None:
+    """Database ready, schema in place, ZooKeeper quorum with one leader, every node active via the LB."""
+    deadline = time.monotonic() + timeout
+
+    def db() -> str | None:
+        return None if probes.db_alive(t) else "the database does not answer yet"
+
+    def schema() -> str | None:
+        try:
+            rows = probes.db_query(t, f"SELECT COUNT(*) AS n FROM {SCHEMA_TABLE}", timeout=5)
+        except RuntimeFailure:
+            return "no schema yet (migrations have not run)"
+        return None if rows and int(rows[0]["n"]) > 0 else "migrations have not finished"
+
+    def quorum() -> str | None:
+        modes = {n: probes.node_view(t, n).zk_mode for n in t.node_names}
+        leaders = [n for n, m in modes.items() if m in ("leader", "standalone")]
+        serving = [n for n, m in modes.items() if m in ("leader", "follower", "standalone")]
+        if len(leaders) == 1 and len(serving) == t.size:
+            return None
+        return "ZooKeeper modes " + ", ".join(f"{n}={m}" for n, m in modes.items())
+
+    def nodes_active() -> str | None:
+        views = [probes.node_view(t, n) for n in t.node_names]
+        lb = probes.lb_servers(t)
+        bad = [f"{v.name}={v.state}" for v in views if not v.active]
+        bad += [f"lb:{n}={s}" for n, s in lb.items() if s != "UP"]
+        if not lb:
+            bad.append("load balancer stats not readable yet")
+        return ", ".join(bad) or None
+
+    say("waiting for health:")
+    _wait("database", db, deadline, say)
+    _wait("schema", schema, deadline, say)
+    _wait("ZooKeeper quorum", quorum, deadline, say)
+    _wait("every node active through the load balancer", nodes_active, deadline, say)
+
+
+# -------------------------------------------------------------------------------------- down, logs
+
+def down(lab: str, keep_data: bool = False, say: Say = quiet) -> dict[str, int]:
+    """Remove every container, network (and volume unless keep_data) labelled with the lab.
+
+    Works from labels alone, so it cleans up after a harness killed with SIGKILL or a state
+    directory that is gone."""
+    removed = {"containers": 0, "networks": 0, "volumes": 0}
+    ids = docker.labelled("container", lab)
+    if ids:
+        docker.run(["docker", "rm", "-f", "-v", *ids], f"remove containers of lab {lab}", timeout=120)
+        removed["containers"] = len(ids)
+    nets = docker.labelled("network", lab)
+    if nets:
+        docker.run(["docker", "network", "rm", *nets], f"remove networks of lab {lab}", timeout=60)
+        removed["networks"] = len(nets)
+    if not keep_data:
+        vols = docker.labelled("volume", lab)
+        if vols:
+            docker.run(["docker", "volume", "rm", "-f", *vols], f"remove volumes of lab {lab}", timeout=60)
+            removed["volumes"] = len(vols)
+    say(f"lab {lab!r}: removed {removed['containers']} containers, {removed['networks']} networks, "
+        f"{removed['volumes']} volumes" + (" (database volume kept)" if keep_data else ""))
+    return removed
+
+
+def logs(t: Topology, services: tuple[str, ...] = (), tail: int | None = None) -> str:
+    names = [container_name(t, s) for s in (services or ("db", "lb", *t.node_names))]
+    out = []
+    for name in names:
+        args = ["docker", "logs", "--timestamps"] + (["--tail", str(tail)] if tail else []) + [name]
+        proc = subprocess.run(args, capture_output=True, text=True)
+        out.append(f"===== {name} =====\n{proc.stdout}{proc.stderr}")
+    return "\n".join(out)
+
+
+def dump_logs(t: Topology, say: Say, tail: int = 30) -> None:
+    try:
+        for line in logs(t, tail=tail).splitlines():
+            say("  | " + line)
+    except OSError:
+        pass
+
+
+# ------------------------------------------------------------------------------------------ status
+
+def status(t: Topology) -> dict:
+    """Each node's container state, datacenter, ZooKeeper mode and HA state; LB backends; database."""
+    containers = {c["Config"]["Labels"].get("com.docker.compose.service"): c
+                  for c in docker.inspect(docker.labelled("container", t.lab))}
+    lb = probes.lb_servers(t)
+    nodes = []
+    for n in t.nodes:
+        c = containers.get(n.name)
+        view = probes.node_view(t, n.name) if c and c["State"]["Running"] else None
+        nodes.append({
+            "name": n.name,
+            "datacenter": n.dc,
+            "container": _container_state(c),
+            "zk_mode": view.zk_mode if view else "down",
+            "ha_state": view.state if view else "down",
+            "ping": view.ping if view else None,
+            "lb": lb.get(n.name, "unknown"),
+        })
+    db = containers.get("db")
+    return {
+        "lab": t.lab,
+        "size": t.size,
+        "quorum": t.majority,
+        "nodes": nodes,
+        "lb": {"container": _container_state(containers.get("lb")), "backends": lb},
+        "db": {"container": _container_state(db), "datacenter": t.db_dc,
+               "answers": bool(db and db["State"]["Running"] and probes.db_alive(t))},
+        "endpoints": endpoints(t).__dict__ | {"ca_path": str(endpoints(t).ca_path)},
+    }
+
+
+def _container_state(c: dict | None) -> str:
+    if c is None:
+        return "absent"
+    s = c["State"]
+    if s.get("Paused"):
+        return "paused"
+    return s["Status"] + (" (OOM-killed)" if s.get("OOMKilled") else "")

@@ -1,0 +1,109 @@
+"""What the harness observes, all through the load balancer on 127.0.0.1 (docs/architecture.md):
+HAProxy's stats, each node's /ping and /status.json via `/node/<name>/...`, and the database via
+`docker exec db labsql`. Every probe is bounded by a short timeout and never raises for a down
+target: a down target is an observation."""
+
+from __future__ import annotations
+
+import csv
+import http.client
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from lab import docker
+from lab.compose import container_name
+from lab.errors import RuntimeFailure
+from lab.topology import Topology
+
+PROBE_TIMEOUT = 1.0
+
+
+@dataclass(frozen=True)
+class HttpResult:
+    status: int | None  # None: no answer (refused, reset, timed out)
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    error: str = ""
+    elapsed: float = 0.0
+
+
+def http_get(host: str, port: int, path: str, timeout: float = PROBE_TIMEOUT) -> HttpResult:
+    start = time.monotonic()
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        body = resp.read()
+        return HttpResult(resp.status, body, {k.lower(): v for k, v in resp.getheaders()},
+                          elapsed=time.monotonic() - start)
+    except (OSError, http.client.HTTPException) as exc:
+        return HttpResult(None, error=f"{type(exc).__name__}: {exc}", elapsed=time.monotonic() - start)
+    finally:
+        conn.close()
+
+
+@dataclass(frozen=True)
+class NodeView:
+    name: str
+    ping: int | None  # HTTP status of /ping, None when unreachable
+    state: str  # HA state the node reports, or "unreachable"
+    zk_mode: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return self.ping == 200
+
+
+def node_view(t: Topology, name: str, timeout: float = PROBE_TIMEOUT) -> NodeView:
+    host, port = "127.0.0.1", t.ports.mgmt
+    ping = http_get(host, port, f"/node/{name}/ping", timeout)
+    # HAProxy answers 503 itself when the node cannot be reached at all: tell that apart.
+    reached = ping.status is not None and ping.headers.get("x-rancher-node") == name
+    if not reached:
+        return NodeView(name, None, "unreachable", "unknown")
+    status = http_get(host, port, f"/node/{name}/status.json", timeout)
+    detail: dict[str, Any] = {}
+    if status.status == 200:
+        try:
+            detail = json.loads(status.body)
+        except ValueError:
+            detail = {}
+    me = detail.get("self", detail)
+    return NodeView(name, ping.status, str(me.get("state", "unknown")), str(me.get("zk_mode", "unknown")), detail)
+
+
+def lb_servers(t: Topology, timeout: float = PROBE_TIMEOUT) -> dict[str, str]:
+    """Server name -> HAProxy status (UP, DOWN, MAINT, ...) in the `nodes` backend; {} if unreachable."""
+    res = http_get("127.0.0.1", t.ports.mgmt, "/lb/stats;csv", timeout)
+    if res.status != 200:
+        return {}
+    rows = csv.DictReader(io.StringIO(res.body.decode().lstrip("# ")))
+    return {r["svname"]: r["status"] for r in rows if r.get("pxname") == "nodes" and r["svname"] not in
+            ("FRONTEND", "BACKEND")}
+
+
+def db_query(t: Topology, sql: str, timeout: float = 10) -> list[dict[str, str]]:
+    """Run SQL in the database container as its local admin (no password anywhere)."""
+    out = docker.run(
+        ["docker", "exec", "-i", container_name(t, "db"), "sh", "-c",
+         'if command -v labsql >/dev/null; then exec labsql "$@"; fi; '
+         'MYSQL_PWD="$(cat /run/secrets/db_root_password)" exec mysql -uroot --batch --raw "$@"',
+         "labsql", "cattle", "-e", sql],
+        "query the database", timeout=timeout)
+    lines = out.splitlines()
+    if not lines:
+        return []
+    header = lines[0].split("\t")
+    return [dict(zip(header, line.split("\t"))) for line in lines[1:]]
+
+
+def db_alive(t: Topology) -> bool:
+    try:
+        db_query(t, "SELECT 1 AS ok", timeout=5)
+        return True
+    except RuntimeFailure:
+        return False

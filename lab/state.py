@@ -1,0 +1,118 @@
+"""A lab's state directory: the rendered compose project, its config, secrets and TLS material.
+
+`$HALAB_HOME/labs/<lab>/` (default `~/.local/state/halab`), holding:
+  compose.yaml, haproxy.cfg, topology.json   what `docker compose` runs and how it was asked for
+  secrets/db_password, secrets/db_root_password   random per lab, 0600, owned by the containers' uid
+  tls/ca.crt (0400, as the guide asks), tls/ca.key (0600), tls/server.pem (0600)
+Secrets reach containers as compose file secrets (/run/secrets/...), never as environment values
+or command-line arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import asdict
+from pathlib import Path
+
+from lab import compose, tls
+from lab.errors import BadInput, register_secret
+from lab.topology import Node, Ports, Sizing, Tls, Topology
+
+# The uid the lab's images run as; secret files belong to it so a 0600 file is still readable.
+CONTAINER_UID = 10001
+
+
+def home() -> Path:
+    base = os.environ.get("HALAB_HOME") or os.path.join(
+        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "halab")
+    return Path(base)
+
+
+def lab_dir(lab: str) -> Path:
+    return home() / "labs" / lab
+
+
+def topology_to_dict(t: Topology) -> dict:
+    return asdict(t)
+
+
+def topology_from_dict(d: dict) -> Topology:
+    return Topology(
+        lab=d["lab"],
+        nodes=tuple(Node(**n) for n in d["nodes"]),
+        datacenters=tuple(d["datacenters"]),
+        db_dc=d["db_dc"],
+        ports=Ports(**d["ports"]),
+        sizing=Sizing(**d["sizing"]),
+        tls=Tls(**d["tls"]),
+        db_image=d.get("db_image"),
+    )
+
+
+def load_topology(lab: str) -> Topology:
+    path = lab_dir(lab) / "topology.json"
+    try:
+        return topology_from_dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise BadInput(f"no lab named {lab!r} here ({path} is missing): start one with `halab up --name {lab}`") from None
+
+
+def known_labs() -> list[str]:
+    root = home() / "labs"
+    return sorted(p.name for p in root.iterdir() if (p / "topology.json").exists()) if root.is_dir() else []
+
+
+def _write(path: Path, data: bytes, mode: int, owner: int | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.exists():
+        path.chmod(0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    if owner is not None and os.geteuid() == 0:
+        os.chown(path, owner, owner)
+    path.chmod(mode)
+
+
+def _secret(path: Path) -> str:
+    """Read an existing per-lab secret or create a new random one (kept across `down --keep-data`)."""
+    if path.exists():
+        value = path.read_text().strip()
+    else:
+        value = secrets.token_urlsafe(24)
+        _write(path, value.encode(), 0o600, CONTAINER_UID)
+    register_secret(value)
+    return value
+
+
+def materialize(t: Topology, directory: Path, image_tags: dict[str, str]) -> Path:
+    """Write everything the compose project needs into `directory`; return the compose file."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    directory.chmod(0o700)
+    for name in ("db_password", "db_root_password"):
+        _secret(directory / compose.SECRET_FILES[name])
+    tdir = directory / "tls"
+    if t.tls.provided:
+        assert t.tls.cert and t.tls.key
+        cert, key = tls.load_provided(t.tls.cert, t.tls.key)
+        _write(tdir / "ca.crt", cert, 0o400)
+    elif not (tdir / "server.pem").exists():
+        ca, ca_key, cert, key = tls.generate(t.lab)
+        _write(tdir / "ca.crt", ca, 0o400)
+        _write(tdir / "ca.key", ca_key, 0o600)
+        cert = cert + ca
+    else:
+        cert, key = b"", b""
+    if cert:
+        _write(tdir / "server.pem", cert + key, 0o600, CONTAINER_UID)
+    _write(directory / compose.HAPROXY_CFG, compose.haproxy_config(t).encode(), 0o644)
+    _write(directory / "topology.json", json.dumps(topology_to_dict(t), indent=2).encode(), 0o644)
+    compose_file = directory / "compose.yaml"
+    _write(compose_file, compose.dump(compose.render(t, image_tags)).encode(), 0o644)
+    return compose_file
+
+
+def ca_path(lab: str) -> Path:
+    return lab_dir(lab) / "tls" / "ca.crt"

@@ -1,0 +1,284 @@
+"""The typed lab spec: cluster size, datacenters, database placement, ports and sizing.
+
+Pure: no Docker, no I/O. Input is validated once here (`make_topology`), with messages that name
+where the value came from, so everything downstream can trust a `Topology`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from typing import Iterable
+
+from lab.errors import BadInput
+
+SUPPORTED_SIZES = (1, 3, 5)
+DEFAULT_LAYOUTS = {1: (("dc-a", 1),), 3: (("dc-a", 2), ("dc-b", 1)), 5: (("dc-a", 3), ("dc-b", 2))}
+EXTERNAL_DB = "external"
+# The guide: 50 database connections per Rancher server node.
+GUIDE_POOL_PER_NODE = 50
+# Connections the harness itself and the database's own tools may need on top of the nodes' pools.
+HARNESS_CONNECTIONS = 10
+# Real bytes of the modelled heap = -Xmx / HEAP_SCALE (see lab/server/heap.py).
+DEFAULT_HEAP_SCALE = 32
+# Besides the modelled heap a node runs ZooKeeper (-Xmx64m, ~60 MiB RSS) and Python (~60 MiB).
+NODE_BASE_MEMORY_MIB = 256
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+_LAB_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
+_SIZE_RE = re.compile(r"^(\d+)([kmgt]?)$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def majority(n: int) -> int:
+    """Members a ZooKeeper ensemble of n needs to keep quorum."""
+    return n // 2 + 1
+
+
+def tolerance(n: int) -> int:
+    """How many members an ensemble of n can lose and keep quorum."""
+    return n - majority(n)
+
+
+def parse_size(text: str, where: str) -> int:
+    """'4g', '512m', '1024' (bytes) -> bytes, JVM-style."""
+    m = _SIZE_RE.match(text.strip())
+    if not m:
+        raise BadInput(f"{where}: {text!r} is not a size like 512m or 4g")
+    return int(m.group(1)) * _UNITS[m.group(2).lower()]
+
+
+def heap_from_java_opts(java_opts: str, where: str = "CATTLE_JAVA_OPTS") -> int:
+    """The -Xmx of a CATTLE_JAVA_OPTS string, in bytes (cattle's own default when absent: 1g)."""
+    found = re.findall(r"-Xmx(\S+)", java_opts)
+    return parse_size(found[-1], where) if found else 1024**3
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    dc: str
+    zk_id: int
+
+    def alias(self, network: str) -> str:
+        return f"{self.name}.{network}"
+
+
+@dataclass(frozen=True)
+class Ports:
+    bind: str = "127.0.0.1"
+    http: int = 80
+    https: int = 443
+    mgmt: int = 18080
+
+    def published(self) -> dict[str, int]:
+        return {"http": self.http, "https": self.https, "mgmt": self.mgmt}
+
+
+@dataclass(frozen=True)
+class Sizing:
+    pool_size: int = GUIDE_POOL_PER_NODE
+    pool_wait_ms: int = 2000
+    java_opts: str = "-Xmx1g"
+    heap_scale: int = DEFAULT_HEAP_SCALE
+    db_max_connections: int | None = None  # None: nodes x pool + harness headroom
+    db_memory_mib: int = 1024  # the guide: MySQL with at least 1 GB RAM
+    db_buffer_pool_mib: int = 256
+    node_mem_limit_mib: int | None = None  # None: derived from the heap
+
+    @property
+    def heap_bytes(self) -> int:
+        return heap_from_java_opts(self.java_opts)
+
+    @property
+    def modelled_heap_mib(self) -> float:
+        return self.heap_bytes / self.heap_scale / 1024**2
+
+
+@dataclass(frozen=True)
+class Tls:
+    """The install guide's certificate choice: generated per lab, or the user's own."""
+
+    cert: str | None = None
+    key: str | None = None
+
+    @property
+    def provided(self) -> bool:
+        return self.cert is not None
+
+
+@dataclass(frozen=True)
+class Topology:
+    lab: str
+    nodes: tuple[Node, ...]
+    datacenters: tuple[str, ...]
+    db_dc: str
+    ports: Ports = field(default_factory=Ports)
+    sizing: Sizing = field(default_factory=Sizing)
+    tls: Tls = field(default_factory=Tls)
+    db_image: str | None = None  # None: the lab's own MariaDB image
+
+    @property
+    def size(self) -> int:
+        return len(self.nodes)
+
+    @property
+    def majority(self) -> int:
+        return majority(self.size)
+
+    @property
+    def tolerance(self) -> int:
+        return tolerance(self.size)
+
+    @property
+    def db_max_connections(self) -> int:
+        s = self.sizing
+        if s.db_max_connections is not None:
+            return s.db_max_connections
+        return max(151, self.size * s.pool_size + HARNESS_CONNECTIONS)
+
+    @property
+    def node_mem_limit_mib(self) -> int:
+        s = self.sizing
+        if s.node_mem_limit_mib is not None:
+            return s.node_mem_limit_mib
+        return NODE_BASE_MEMORY_MIB + int(s.modelled_heap_mib * 1.5 + 0.999)
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise BadInput(f"no node named {name!r} in lab {self.lab!r} (nodes: {', '.join(self.node_names)})")
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        return tuple(n.name for n in self.nodes)
+
+    def nodes_in(self, dc: str) -> tuple[Node, ...]:
+        return tuple(n for n in self.nodes if n.dc == dc)
+
+    def address(self, peer: Node, seen_from: Node) -> str:
+        """The name `seen_from` uses for `peer`: its dc network inside a datacenter, else interdc."""
+        return peer.alias(peer.dc if peer.dc == seen_from.dc else "interdc")
+
+    def zk_servers(self, seen_from: Node) -> str:
+        """HALAB_ZK_SERVERS for one node; empty for a single node (standalone ZooKeeper)."""
+        if self.size == 1:
+            return ""
+        return ",".join(f"{p.zk_id}={self.address(p, seen_from)}" for p in self.nodes)
+
+    def zk_connect(self, seen_from: Node) -> str:
+        """CATTLE_ZOOKEEPER_CONNECTION_STRING for one node, its own member first."""
+        if self.size == 1:
+            return "127.0.0.1:2181"
+        peers = sorted(self.nodes, key=lambda p: (p != seen_from, p.zk_id))
+        return ",".join(
+            "127.0.0.1:2181" if p == seen_from else f"{self.address(p, seen_from)}:2181" for p in peers
+        )
+
+    def with_ports(self, **changes: int | str) -> "Topology":
+        return replace(self, ports=replace(self.ports, **changes))
+
+
+def parse_layout(text: str, where: str = "--layout") -> tuple[tuple[str, int], ...]:
+    """'dc-a:2,dc-b:1' -> (('dc-a', 2), ('dc-b', 1))."""
+    out: list[tuple[str, int]] = []
+    for part in text.split(","):
+        name, sep, count = part.strip().partition(":")
+        if not sep or not _NAME_RE.match(name) or not count.isdigit():
+            raise BadInput(f"{where}: {part.strip()!r} is not DATACENTER:COUNT, e.g. dc-a:2,dc-b:1")
+        if int(count) < 1:
+            raise BadInput(f"{where}: datacenter {name!r} has {count} nodes; every datacenter needs at least one")
+        if any(name == n for n, _ in out):
+            raise BadInput(f"{where}: datacenter {name!r} is named twice")
+        out.append((name, int(count)))
+    return tuple(out)
+
+
+def _size_error(nodes: object, where: str) -> BadInput:
+    hint = "1 (not HA), 3 (survives any one failure) or 5 (survives any two)"
+    if isinstance(nodes, int) and nodes > 0 and nodes % 2 == 0:
+        return BadInput(
+            f"{where}: {nodes} nodes adds no fault tolerance: a ZooKeeper quorum of {nodes} needs "
+            f"{majority(nodes)} members, so it survives {tolerance(nodes)} failure(s), the same as {nodes - 1} "
+            f"nodes; use {hint}"
+        )
+    return BadInput(f"{where}: cluster size must be {hint}, got {nodes!r}")
+
+
+def make_topology(
+    nodes: object = 3,
+    *,
+    lab: str = "halab",
+    layout: str | Iterable[tuple[str, int]] | None = None,
+    db_dc: str | None = None,
+    ports: Ports | None = None,
+    sizing: Sizing | None = None,
+    tls: Tls | None = None,
+    db_image: str | None = None,
+    where: str = "--nodes",
+) -> Topology:
+    """Validate user input and build a Topology. Every error is a BadInput naming its source."""
+    if isinstance(nodes, str) and nodes.strip().lstrip("-").isdigit():
+        nodes = int(nodes)
+    if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes not in SUPPORTED_SIZES:
+        raise _size_error(nodes, where)
+    if not isinstance(lab, str) or not _LAB_RE.match(lab):
+        raise BadInput(f"--name: lab name {lab!r} must be lowercase letters, digits, '-' or '_' (at most 41)")
+    if layout is None:
+        dcs = DEFAULT_LAYOUTS[nodes]
+    elif isinstance(layout, str):
+        dcs = parse_layout(layout)
+    else:
+        dcs = tuple(layout)
+    total = sum(c for _, c in dcs)
+    if total != nodes:
+        raise BadInput(
+            f"--layout: {', '.join(f'{d}:{c}' for d, c in dcs)} places {total} nodes, but the cluster has {nodes}"
+        )
+    dc_names = tuple(d for d, _ in dcs)
+    prefixes = [d.removeprefix("dc-") for d in dc_names]
+    if len(set(prefixes)) != len(prefixes):
+        raise BadInput(f"--layout: datacenter names {dc_names} give clashing node names")
+    db_dc = db_dc or dc_names[0]
+    if db_dc != EXTERNAL_DB and db_dc not in dc_names:
+        raise BadInput(
+            f"--db-dc: the database is placed in {db_dc!r}, which is not a datacenter of this lab "
+            f"({', '.join(dc_names)}) nor {EXTERNAL_DB!r}"
+        )
+    members: list[Node] = []
+    for (dc, count), prefix in zip(dcs, prefixes):
+        for i in range(1, count + 1):
+            members.append(Node(f"{prefix}{i}", dc, len(members) + 1))
+    topo = Topology(
+        lab=lab,
+        nodes=tuple(members),
+        datacenters=dc_names,
+        db_dc=db_dc,
+        ports=ports or Ports(),
+        sizing=sizing or Sizing(),
+        tls=tls or Tls(),
+        db_image=db_image,
+    )
+    _validate_numbers(topo)
+    return topo
+
+
+def _validate_numbers(t: Topology) -> None:
+    p, s = t.ports, t.sizing
+    for name, port in p.published().items():
+        if not isinstance(port, int) or not 1 <= port <= 65535:
+            raise BadInput(f"--{name}-port: {port!r} is not a TCP port (1-65535)")
+    if len(set(p.published().values())) != 3:
+        raise BadInput(f"ports: http, https and mgmt must differ, got {p.published()}")
+    if s.pool_size < 1:
+        raise BadInput(f"--pool-size: {s.pool_size} must be at least 1 (the guide asks for 50 per node)")
+    if s.pool_wait_ms < 0:
+        raise BadInput(f"--pool-wait-ms: {s.pool_wait_ms} must not be negative")
+    if s.heap_scale < 1:
+        raise BadInput(f"--heap-scale: {s.heap_scale} must be at least 1")
+    heap_from_java_opts(s.java_opts, "--java-opts")
+    if s.db_max_connections is not None and s.db_max_connections < 1:
+        raise BadInput(f"--db-max-connections: {s.db_max_connections} must be at least 1")
+    if s.db_memory_mib < 64:
+        raise BadInput(f"--db-memory: {s.db_memory_mib} MiB is below what MariaDB starts with (64 MiB)")
