@@ -226,16 +226,16 @@ class History:
         return min(r.t0 for r in every), max(r.t1 for r in every)
 
 
-def _run_files(run_dir: Path) -> list[Path]:
-    parts = sorted((run_dir / PARTS_DIR).glob("*.jsonl")) if (run_dir / PARTS_DIR).is_dir() else []
-    return [p for p in (run_dir / HISTORY_FILE, run_dir / LEDGER_FILE) if p.exists()] + parts
+def _parts(run_dir: Path) -> list[Path]:
+    return sorted((run_dir / PARTS_DIR).glob("*.jsonl"))
 
 
 def load_run(run_dir: str | os.PathLike[str]) -> History:
     """Read history, ledger and any unmerged per-process parts of a run directory."""
     records: list[Record] = []
     skipped = 0
-    for path in _run_files(Path(run_dir)):
+    run = Path(run_dir)
+    for path in [p for p in (run / HISTORY_FILE, run / LEDGER_FILE) if p.exists()] + _parts(run):
         got, bad = read_jsonl(path)
         records.extend(got)
         skipped += bad
@@ -258,7 +258,7 @@ def merge_parts(run_dir: str | os.PathLike[str]) -> int:
     moved = 0
     history, ledger = JsonlWriter(run / HISTORY_FILE), JsonlWriter(run / LEDGER_FILE)
     with history, ledger:
-        for part in sorted((run / PARTS_DIR).glob("*.jsonl")) if (run / PARTS_DIR).is_dir() else []:
+        for part in _parts(run):
             records, _ = read_jsonl(part)
             acks = [r for r in records if isinstance(r, LedgerEntry)]
             history.extend(r for r in records if not isinstance(r, LedgerEntry))

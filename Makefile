@@ -1,0 +1,48 @@
+# ha-lab: `make lab-3node` starts a lab, `make test` runs the whole suite (unit + real Docker).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HALAB := $(VENV)/bin/halab
+NAME ?= halab
+PYTEST_ARGS ?=
+
+.PHONY: setup venv prereqs images lab-1node lab-3node lab-5node down status test test-unit test-integration bench
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Installs Docker, Compose v2 and debootstrap only when `docker compose` does not work yet.
+prereqs:
+	@if docker compose version >/dev/null 2>&1 && docker info >/dev/null 2>&1; then :; else \
+	  echo "make: Docker or Compose v2 is missing or not running: running scripts/install-prereqs.sh"; \
+	  bash scripts/install-prereqs.sh; fi
+
+images: prereqs venv
+	$(HALAB) build
+
+setup: images
+
+lab-1node lab-3node lab-5node: lab-%node: setup
+	$(HALAB) up --name $(NAME) --nodes $*
+
+down: venv
+	$(HALAB) down --name $(NAME)
+
+status: venv
+	$(HALAB) status --name $(NAME)
+
+test: prereqs venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: venv
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: prereqs venv
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) bench/run_all.py

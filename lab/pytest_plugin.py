@@ -1,0 +1,136 @@
+"""pytest plugin shipped with ha-lab (entry point `halab`): fixtures over the same functions the
+CLI uses, so a user's own CI can run chaos checks with pytest.
+
+- marker `docker`: the test needs a Docker engine. Without one it is skipped, except when `CI` is
+  set or `--halab-require-docker` is given: then it fails, so a CI run can never pass by skipping.
+- fixture `halab_lab_factory`: `make(nodes=3, **topology options)` starts a uniquely named lab on
+  free loopback ports and tears it down after the test on every path, dumping its logs when the
+  test failed.
+- fixture `halab_lab3`: one 3-node lab shared by a test module.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import sys
+from typing import Any, Callable, Iterator
+
+import pytest
+
+_counter = itertools.count(1)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("halab")
+    group.addoption("--halab-require-docker", action="store_true",
+                    help="fail (never skip) docker-marked tests when Docker is unavailable (default when CI is set)")
+    group.addoption("--halab-keep", action="store_true", help="keep labs of failed tests for debugging")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "docker: needs a real Docker engine")
+    config.addinivalue_line("markers", "slow: takes more than a few seconds")
+
+
+def _docker_problem() -> str | None:
+    from lab import docker
+    from lab.errors import LabError
+
+    try:
+        docker.require_docker()
+    except LabError as exc:
+        return str(exc)
+    return None
+
+
+_DOCKER_PROBLEM = pytest.StashKey[str]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not any(item.get_closest_marker("docker") for item in items):
+        return
+    problem = _docker_problem()
+    if problem is None:
+        return
+    if config.getoption("--halab-require-docker") or os.environ.get("CI"):
+        config.stash[_DOCKER_PROBLEM] = problem  # each docker test fails in its setup
+        return
+    for item in items:
+        if item.get_closest_marker("docker"):
+            item.add_marker(pytest.mark.skip(reason=f"Docker unavailable: {problem}"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    problem = item.config.stash.get(_DOCKER_PROBLEM, None)
+    if problem and item.get_closest_marker("docker"):
+        pytest.fail(f"Docker is required here (CI or --halab-require-docker) but unavailable: {problem}",
+                    pytrace=False)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, f"halab_rep_{rep.when}", rep)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def unique_lab_name(prefix: str = "t") -> str:
+    return f"{prefix}{os.getpid()}-{next(_counter)}"
+
+
+def _failed(request: pytest.FixtureRequest) -> bool:
+    rep = getattr(request.node, "halab_rep_call", None)
+    return rep is None or rep.failed
+
+
+@pytest.fixture
+def halab_lab_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+    """make(nodes=3, **make_topology kwargs) -> Topology of a running, healthy lab."""
+    from lab import lab
+    from lab.topology import Ports, make_topology
+
+    started: list[Any] = []
+
+    def make(nodes: int = 3, **kwargs: Any) -> Any:
+        kwargs.setdefault("lab", unique_lab_name())
+        kwargs.setdefault("ports", Ports(http=free_port(), https=free_port(), mgmt=free_port()))
+        t = make_topology(nodes, **kwargs)
+        started.append(t)
+        lab.up(t, say=lambda m: print(m, file=sys.stderr))
+        return t
+
+    try:
+        yield make
+    finally:
+        for t in started:
+            if _failed(request):
+                lab.dump_logs(t, lambda m: print(m, file=sys.stderr), tail=80)
+                if request.config.getoption("--halab-keep"):
+                    continue
+            lab.down(t.lab)
+
+
+@pytest.fixture(scope="module")
+def halab_lab3(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A healthy 3-node lab shared by the tests of one module (torn down after the module)."""
+    from lab import lab
+    from lab.topology import Ports, make_topology
+
+    t = make_topology(3, lab=unique_lab_name("m"), ports=Ports(http=free_port(), https=free_port(),
+                                                                mgmt=free_port()))
+    try:
+        lab.up(t, say=lambda m: print(m, file=sys.stderr))
+        yield t
+    finally:
+        if request.session.testsfailed:
+            lab.dump_logs(t, lambda m: print(m, file=sys.stderr), tail=80)
+        lab.down(t.lab)

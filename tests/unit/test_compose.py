@@ -1,0 +1,67 @@
+import yaml
+
+from lab import compose
+from lab.topology import Ports, make_topology
+
+TAGS = {"db": "halab/db:x", "lb": "halab/lb:x", "node": "halab/node:x"}
+
+
+def rendered(n=3, **kw):
+    return yaml.safe_load(compose.dump(compose.render(make_topology(n, lab="demo", **kw), TAGS)))
+
+
+def test_services_and_networks():
+    p = rendered(3)
+    assert p["name"] == "demo"
+    assert set(p["services"]) == {"db", "lb", "a1", "a2", "b1"}
+    assert set(p["networks"]) == {"front", "interdc", "db", "dc-a", "dc-b"}
+    for name in ("interdc", "db", "dc-a", "dc-b"):
+        assert p["networks"][name]["internal"] is True
+    assert p["networks"]["front"].get("internal") is not True
+
+
+def test_nodes_join_their_dc_interdc_and_db_only():
+    p = rendered(5)
+    for node, dc in [("a1", "dc-a"), ("a3", "dc-a"), ("b2", "dc-b")]:
+        nets = p["services"][node]["networks"]
+        assert set(nets) == {dc, "interdc", "db"}
+        assert nets[dc]["aliases"] == [f"{node}.{dc}"]
+        assert nets["interdc"]["aliases"] == [f"{node}.interdc"]
+        assert "ports" not in p["services"][node]
+
+
+def test_only_the_load_balancer_publishes_on_loopback():
+    p = rendered(3, ports=Ports(http=8081, https=8443, mgmt=18081))
+    published = {name: svc.get("ports", []) for name, svc in p["services"].items()}
+    assert published["lb"] == ["127.0.0.1:8081:80", "127.0.0.1:8443:443", "127.0.0.1:18081:18080"]
+    assert all(not v for k, v in published.items() if k != "lb")
+    assert p["services"]["db"]["networks"] == {"db": {}}
+
+
+def test_no_secret_values_and_no_docker_socket():
+    text = compose.dump(compose.render(make_topology(3, lab="demo"), TAGS))
+    assert "docker.sock" not in text
+    env = rendered(3)["services"]["a1"]["environment"]
+    assert "CATTLE_DB_CATTLE_PASSWORD" not in env
+    assert env["CATTLE_DB_CATTLE_PASSWORD_FILE"] == "/run/secrets/db_password"
+
+
+def test_node_environment_carries_sizing_and_zookeeper():
+    t = make_topology(3, lab="demo")
+    env = compose.node_environment(t, "b1")
+    assert env["CATTLE_HA_CLUSTER_SIZE"] == "3"
+    assert env["HALAB_ZK_MYID"] == "3"
+    assert env["HALAB_ZK_SERVERS"] == "1=a1.interdc,2=a2.interdc,3=b1.dc-b"
+    assert env["CATTLE_DB_CATTLE_MAXTOTAL"] == "50"
+    assert rendered(3)["services"]["db"]["command"][0] == f"--max-connections={t.db_max_connections}"
+
+
+def test_haproxy_config_checks_ping_and_routes_each_node():
+    cfg = compose.haproxy_config(make_topology(5, lab="demo"))
+    assert "http-check send meth GET uri /ping" in cfg
+    assert "option redispatch" in cfg and "retry-on" in cfg
+    assert "disable-l7-retry if !METH_GET" in cfg
+    for n in ("a1", "a2", "a3", "b1", "b2"):
+        assert f"use_backend direct_{n} if {{ path_beg /node/{n}/ }}" in cfg
+        assert f"server {n} {n}.dc-{n[0]}:8080 check" in cfg
+    assert "$" not in cfg.replace("$lab", "")

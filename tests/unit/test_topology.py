@@ -1,0 +1,83 @@
+import pytest
+
+from lab.errors import BadInput
+from lab.topology import EXTERNAL_DB, majority, make_topology, parse_layout, tolerance
+
+
+@pytest.mark.parametrize("n,maj,tol", [(1, 1, 0), (3, 2, 1), (5, 3, 2), (4, 3, 1), (2, 2, 0)])
+def test_quorum_arithmetic(n, maj, tol):
+    assert majority(n) == maj and tolerance(n) == tol
+
+
+@pytest.mark.parametrize("n,layout", [(1, {"dc-a": 1}), (3, {"dc-a": 2, "dc-b": 1}), (5, {"dc-a": 3, "dc-b": 2})])
+def test_default_layouts(n, layout):
+    t = make_topology(n)
+    assert {dc: len(t.nodes_in(dc)) for dc in t.datacenters} == layout
+    assert [x.zk_id for x in t.nodes] == list(range(1, n + 1))
+    assert len(set(t.node_names)) == n
+
+
+@pytest.mark.parametrize("bad", [0, 2, 4, 6, -1, "three", "3.0", None, True])
+def test_bad_sizes_are_one_line_errors(bad):
+    with pytest.raises(BadInput) as e:
+        make_topology(bad)
+    msg = str(e.value)
+    assert msg.startswith("--nodes:") and "\n" not in msg
+
+
+@pytest.mark.parametrize("even", [2, 4, 6])
+def test_even_sizes_explain_why(even):
+    with pytest.raises(BadInput, match="adds no fault tolerance"):
+        make_topology(even)
+
+
+def test_string_sizes_are_accepted():
+    assert make_topology("5").size == 5
+
+
+@pytest.mark.parametrize("layout,match", [
+    ("dc-a:2,dc-b:2", "places 4 nodes"),
+    ("dc-a:3,dc-a:0", "at least one"),
+    ("dc-a:1,dc-a:2", "named twice"),
+    ("dc-a=3", "DATACENTER:COUNT"),
+    ("DC-A:3", "DATACENTER:COUNT"),
+])
+def test_bad_layouts(layout, match):
+    with pytest.raises(BadInput, match=match):
+        make_topology(3, layout=layout)
+
+
+def test_database_in_unknown_datacenter():
+    with pytest.raises(BadInput, match="--db-dc: .*dc-z"):
+        make_topology(3, db_dc="dc-z")
+
+
+def test_custom_layout_and_external_db():
+    t = make_topology(5, layout="dc-a:1,dc-b:2,dc-c:2", db_dc=EXTERNAL_DB)
+    assert t.node_names == ("a1", "b1", "b2", "c1", "c2")
+    assert t.db_dc == "external"
+    assert parse_layout("x:1") == (("x", 1),)
+
+
+def test_zookeeper_addresses_follow_datacenters():
+    t = make_topology(3)
+    a1, a2, b1 = t.nodes
+    assert t.zk_servers(a1) == "1=a1.dc-a,2=a2.dc-a,3=b1.interdc"
+    assert t.zk_servers(b1) == "1=a1.interdc,2=a2.interdc,3=b1.dc-b"
+    assert t.zk_connect(b1).split(",")[0] == "127.0.0.1:2181"
+    assert make_topology(1).zk_servers(make_topology(1).nodes[0]) == ""
+
+
+def test_sizing_defaults_follow_the_guide():
+    t3, t5 = make_topology(3), make_topology(5)
+    assert t3.sizing.pool_size == 50
+    assert t3.db_max_connections >= 150 and t5.db_max_connections >= 250
+    assert t3.node_mem_limit_mib > t3.sizing.modelled_heap_mib
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"lab": "Bad Name"}, "--name"),
+])
+def test_bad_lab_name(kw, match):
+    with pytest.raises(BadInput, match=match):
+        make_topology(3, **kw)
