@@ -7,6 +7,7 @@ or claim that did not hold); `--verbose` adds the traceback; `--json` prints dat
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import signal
@@ -18,6 +19,9 @@ from typing import Any, Callable
 from lab.errors import BadInput, LabError, mask
 
 Handler = Callable[[argparse.Namespace], int]
+# Command groups that live beside what they drive; each has add_commands(command), where
+# command(name, handler, help) returns the new subparser (see build_parser).
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def say(msg: str) -> None:
@@ -182,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_lab_name(sp)
     sp.add_argument("service", nargs="*", help="db, lb or node names (default: all)")
     sp.add_argument("--tail", type=int)
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_commands(command)
     return p
 
 

@@ -1,0 +1,113 @@
+"""A model of the cattle JVM's heap pressure. This is NOT a JVM and does not pretend to be one.
+
+What it models, plainly:
+
+* `CATTLE_JAVA_OPTS` `-Xmx<size>` sets the node's memory budget. The budget in real bytes is
+  `Xmx / HALAB_HEAP_SCALE` (default scale 32, so `-Xmx4g` is a 128 MiB budget, `-Xmx1g` 32 MiB),
+  so that several nodes fit on one small machine while keeping the ratios of the real settings.
+* Two things live in the budget, both real allocations of this process:
+  - the in-memory resource cache (reads by id), capped at `CACHE_SHARE` of the budget; it evicts
+    least-recently-used entries rather than grow past its share;
+  - per-request working memory: every request in flight holds a real `bytearray` of
+    `HALAB_REQUEST_HEAP` bytes (default 64 KiB, i.e. 2 MiB of modelled JVM heap) plus the size of
+    its request and response bodies.
+* Pressure = used / budget. Above `GC_THRESHOLD` (90 %) each request first pays a pause that grows
+  linearly to `MAX_GC_PAUSE` at 100 % (a stand-in for back-to-back full collections), and the node
+  reports itself degraded-by-memory in /metrics and /status.json (the HA state is unaffected:
+  a JVM in GC trouble still answered /ping).
+* An allocation that would exceed the budget raises `OutOfMemory`; the node then logs
+  `java.lang.OutOfMemoryError: Java heap space` and exits with status 3, as a JVM started with
+  `-XX:+ExitOnOutOfMemoryError` does, so the container (the whole host) dies.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+CACHE_SHARE = 0.5
+GC_THRESHOLD = 0.9
+MAX_GC_PAUSE = 0.5
+
+
+class OutOfMemory(Exception):
+    """The modelled heap is exhausted; the node must exit."""
+
+    def __init__(self, requested: int, used: int, budget: int) -> None:
+        super().__init__(f"Java heap space (requested {requested} B, used {used} B of {budget} B)")
+        self.requested = requested
+        self.used = used
+        self.budget = budget
+
+
+@dataclass
+class Allocation:
+    size: int
+    block: bytearray | None
+
+
+class HeapModel:
+    def __init__(self, xmx: int, scale: int) -> None:
+        self.xmx = xmx
+        self.scale = scale
+        self.budget = max(1 << 20, xmx // scale)
+        self.cache_limit = int(self.budget * CACHE_SHARE)
+        self._lock = threading.Lock()
+        self._cache_bytes = 0
+        self._inflight_bytes = 0
+        self.peak_bytes = 0
+        self.oom_count = 0
+
+    @property
+    def cache_bytes(self) -> int:
+        return self._cache_bytes
+
+    @property
+    def inflight_bytes(self) -> int:
+        return self._inflight_bytes
+
+    @property
+    def used(self) -> int:
+        return self._cache_bytes + self._inflight_bytes
+
+    @property
+    def pressure(self) -> float:
+        return self.used / self.budget
+
+    @property
+    def memory_degraded(self) -> bool:
+        return self.pressure > GC_THRESHOLD
+
+    def gc_pause(self) -> float:
+        """Seconds a request stalls at the current pressure (0 below the GC threshold)."""
+        p = self.pressure
+        if p <= GC_THRESHOLD:
+            return 0.0
+        return MAX_GC_PAUSE * min(1.0, (p - GC_THRESHOLD) / (1.0 - GC_THRESHOLD))
+
+    def allocate(self, size: int) -> Allocation:
+        """Really allocate `size` bytes of request working memory, or raise OutOfMemory."""
+        with self._lock:
+            used = self._cache_bytes + self._inflight_bytes
+            if used + size > self.budget:
+                self.oom_count += 1
+                raise OutOfMemory(size, used, self.budget)
+            self._inflight_bytes += size
+            self.peak_bytes = max(self.peak_bytes, used + size)
+        return Allocation(size, bytearray(size))
+
+    def free(self, alloc: Allocation) -> None:
+        if alloc.block is None:
+            return
+        alloc.block = None
+        with self._lock:
+            self._inflight_bytes -= alloc.size
+
+    def cache_room(self, size: int) -> int:
+        """Bytes the cache must evict before it may hold `size` more (never above its share)."""
+        return max(0, self._cache_bytes + size - self.cache_limit)
+
+    def cache_changed(self, delta: int) -> None:
+        with self._lock:
+            self._cache_bytes += delta
+            self.peak_bytes = max(self.peak_bytes, self._cache_bytes + self._inflight_bytes)
