@@ -10,15 +10,15 @@ Correctness checks
   shows the last acknowledged effect: removed after an acknowledged delete; not removed when no
   delete was even attempted; carrying the name of the last acknowledged update unless a later
   write to it is indeterminate (sent but not acknowledged, so it may or may not have applied).
-- **no duplicated writes**: no uuid of this run has more than one row.
+- **no duplicated writes**: no acknowledged uuid has more than one row.
 - **no write acknowledged by a fenced node**: an ack served by node N (its `X-Rancher-Node`),
   sent at `t0` and received at `t1`, is a violation only when the probes prove N was not active
   for the whole of `[t0, t1]`: the last probe of N that ended before `t0` and the first that began
   after `t1` both got an HTTP answer other than 200 from N's `/ping`, every probe of N overlapping
   the span between them did too (no observation that may have been active lies between), and that
-  span is at most `max_probe_gap` long (a longer gap could hide a trip through `active`). A probe
-  with no HTTP answer at all (`ping` None: the harness could not reach the load balancer) is no
-  observation of the node. Acks that cannot be judged so are counted, never guessed.
+  span is at most `max_probe_gap` long (a longer gap could hide a trip through `active`). An
+  unreachable node (`ping` None) counts as not active: it cannot have served anything then.
+  Acks that cannot be judged so are counted, never guessed.
 - **no stuck process**: no `process_instance` started during the run ran (or has been running
   at the snapshot) longer than `stuck_after` seconds.
 
@@ -182,7 +182,7 @@ _CHUNK = 500
 
 
 def run_uuids(history: History) -> dict[str, set[str]]:
-    """Table -> uuids this run acknowledged or attempted to write."""
+    """Table -> uuids of the writes this run had acknowledged."""
     by_table: dict[str, set[str]] = defaultdict(set)
     for a in history.acks:
         if a.type in TYPE_TABLES:
@@ -305,29 +305,41 @@ def _effect_missing(row: Row, acks: list[LedgerEntry], attempts: list[RequestRec
 # ----------------------------------------------------------------------------- fencing
 
 
-def _judge_ack(ack: LedgerEntry, probes: Sequence[ProbeRecord], ends: Sequence[float], gap: float) -> bool | None:
-    """True: probes prove the node was not active throughout the ack; False: they show it may
-    have been; None: they cannot tell. `probes` are the node's observations sorted by t0 (with
-    ping not None) and `ends` their t1 values in the same order."""
-    before = max((p for p in probes[: bisect.bisect_right([p.t0 for p in probes], ack.t0)] if p.t1 <= ack.t0),
-                 key=lambda p: p.t1, default=None)
-    after = next((p for p in probes[bisect.bisect_left([p.t0 for p in probes], ack.t1):]), None)
-    if before is None or after is None or after.t1 - before.t0 > gap:
-        return None
-    between = [p for p, end in zip(probes, ends) if p.t0 <= after.t1 and end >= before.t0]
-    return not any(p.active for p in between)
+class _NodeProbes:
+    """One node's observations, indexed for bracketing acks."""
+
+    def __init__(self, probes: Iterable[ProbeRecord]) -> None:
+        self.by_start = sorted(probes, key=lambda p: p.t0)
+        self.starts = [p.t0 for p in self.by_start]
+        self.by_end = sorted(self.by_start, key=lambda p: p.t1)
+        self.ends = [p.t1 for p in self.by_end]
+        self.longest = max((p.t1 - p.t0 for p in self.by_start), default=0.0)
+
+    def fenced(self, t0: float, t1: float, gap: float) -> bool | None:
+        """True: the node was observably not active throughout [t0, t1]; False: an observation
+        that may have been active lies between the bracketing ones; None: no bracket."""
+        i = bisect.bisect_right(self.ends, t0)  # by_end[:i] ended by t0
+        j = bisect.bisect_left(self.starts, t1)  # by_start[j:] began at or after t1
+        if i == 0 or j == len(self.starts):
+            return None
+        before, after = self.by_end[i - 1], self.by_start[j]
+        if after.t1 - before.t0 > gap:
+            return None
+        # Every observation overlapping [before.t0, after.t1]; none can start earlier than this.
+        lo = bisect.bisect_left(self.starts, before.t0 - self.longest)
+        hi = bisect.bisect_right(self.starts, after.t1)
+        return not any(p.active for p in self.by_start[lo:hi] if p.t1 >= before.t0)
 
 
 def _fencing_check(history: History, gap: float) -> tuple[Outcome, list[Violation]]:
-    probes_by_node: dict[str, list[ProbeRecord]] = defaultdict(list)
+    observed: dict[str, list[ProbeRecord]] = defaultdict(list)
     for p in history.probes:
-        if p.ping is not None:
-            probes_by_node[p.node].append(p)
+        observed[p.node].append(p)
+    nodes = {node: _NodeProbes(probes) for node, probes in observed.items()}
     violations: list[Violation] = []
     judged = unjudged = 0
     for a in history.acks:
-        probes = probes_by_node.get(a.node or "", [])
-        verdict = _judge_ack(a, probes, [p.t1 for p in probes], gap) if probes else None
+        verdict = nodes[a.node].fenced(a.t0, a.t1, gap) if a.node in nodes else None
         if verdict is None:
             unjudged += 1
             continue
@@ -399,33 +411,34 @@ def per_second(requests: Iterable[RequestRecord]) -> tuple[Second, ...]:
 def _time_to_detect(fault: FaultRecord, probes: Sequence[ProbeRecord]) -> float | None:
     last_active: dict[str, bool] = {}
     for p in probes:  # sorted by t0
-        if p.ping is None:
-            continue
         if p.t0 >= fault.t0 and not p.active and last_active.get(p.node):
             return max(0.0, p.t1 - fault.t0)
         last_active[p.node] = p.active
     return None
 
 
+def _traffic_each_second(oks: Sequence[float], start: float, seconds: float) -> bool:
+    """At least one successful request started in each whole second of [start, start+seconds)."""
+    for k in range(math.ceil(seconds)):
+        i = bisect.bisect_left(oks, start + k)
+        if i == len(oks) or oks[i] >= start + k + 1:
+            return False
+    return True
+
+
 def _recovered_at(start: float, requests: Sequence[RequestRecord], stable: float) -> float | None:
     """See the module docstring; `requests` sorted by t0. `start` itself when nothing failed."""
     fails = [r.t0 for r in requests if not r.ok and r.t0 >= start]
+    oks = [r.t0 for r in requests if r.ok]
     if not fails:
         return start
-    oks = [r.t0 for r in requests if r.ok]
     for i, failed_at in enumerate(fails):
         j = bisect.bisect_right(oks, failed_at)
         if j == len(oks):
             return None
         back = oks[j]
         next_fail = fails[i + 1] if i + 1 < len(fails) else math.inf
-        if next_fail < back + stable:
-            continue
-        covered = all(
-            bisect.bisect_left(oks, back + k) < len(oks) and oks[bisect.bisect_left(oks, back + k)] < back + k + 1
-            for k in range(math.ceil(stable))
-        )
-        if covered and oks[-1] >= back + stable - 1:
+        if next_fail >= back + stable and _traffic_each_second(oks, back, stable):
             return back
     return None
 

@@ -71,7 +71,7 @@ class ProbeRecord(_Record):
     t0: float
     t1: float
     node: str
-    ping: int | None  # HTTP status of the node's /ping; None when the node did not answer at all
+    ping: int | None  # HTTP status of the node's own /ping answer; None when the node was unreachable
     state: str | None = None  # HA state from status.json: starting, active, degraded
     zk_mode: str | None = None  # leader, follower, standalone; None when unknown
 

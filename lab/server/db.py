@@ -1,0 +1,186 @@
+"""MySQL access: PyMySQL connections, error classification and where blocking work runs.
+
+Request and process work use the bounded pool (`CATTLE_DB_CATTLE_MAXTOTAL`). Bootstrap
+(migrations), the cluster heartbeat, the health check and the process-replay scan use one
+extra "system" connection on its own thread, like cattle's separate liquibase pool
+(`db.liquibase.maxtotal=1`): a saturated request pool must not make a healthy node look dead.
+So a node opens at most MAXTOTAL + 1 connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, TypeVar
+
+import pymysql
+
+from .config import Config
+from .pool import BoundedPool, PoolStats
+
+log = logging.getLogger("halab.db")
+
+T = TypeVar("T")
+Conn = pymysql.connections.Connection
+
+# MySQL server errors that mean "the server refused a new connection for lack of slots".
+_TOO_MANY = {1040, 1203}
+# Idle connections older than this are pinged before use (the server may have dropped them).
+_VALIDATE_AFTER_IDLE = 10.0
+
+
+class DatabaseError(Exception):
+    """The database could not serve this unit of work."""
+
+
+class TooManyConnections(DatabaseError):
+    pass
+
+
+class DatabaseUnavailable(DatabaseError):
+    pass
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Errors after which the connection must not be reused."""
+    return isinstance(exc, (pymysql.err.OperationalError, pymysql.err.InterfaceError, OSError))
+
+
+def connect(cfg: Config, connect_timeout: float = 3.0, read_timeout: float = 10.0) -> Conn:
+    try:
+        conn = pymysql.connect(
+            host=cfg.db_host,
+            port=cfg.db_port,
+            user=cfg.db_user,
+            password=cfg.db_password,
+            database=cfg.db_name,
+            charset="utf8mb4",
+            autocommit=True,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            write_timeout=read_timeout,
+        )
+    except pymysql.err.OperationalError as e:
+        code = e.args[0] if e.args else None
+        if code in _TOO_MANY:
+            raise TooManyConnections(f"MySQL refused the connection: ({code}) Too many connections") from None
+        raise DatabaseUnavailable(f"cannot connect to MySQL at {cfg.db_host}:{cfg.db_port}: {_describe(e)}") from None
+    with conn.cursor() as cur:
+        # UTC timestamps everywhere; READ COMMITTED avoids gap locks between concurrent creates.
+        cur.execute("SET time_zone = '+00:00'")
+        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+    return conn
+
+
+def _describe(e: BaseException) -> str:
+    # PyMySQL errors are (code, message); never include connection parameters.
+    if isinstance(e, pymysql.err.MySQLError) and len(e.args) >= 2:
+        return f"({e.args[0]}) {e.args[1]}"
+    return type(e).__name__
+
+
+def close(conn: Conn) -> None:
+    conn.close()
+
+
+class Database:
+    """Runs blocking PyMySQL work off the event loop with pooled or system connections."""
+
+    def __init__(self, cfg: Config, loop: asyncio.AbstractEventLoop) -> None:
+        self.cfg = cfg
+        self.loop = loop
+        # One worker per pooled connection (plus slack for opening/closing) so a holder of a
+        # connection never waits for a thread.
+        self.executor = ThreadPoolExecutor(max_workers=cfg.pool_max_total + 4, thread_name_prefix="db")
+        self.pool: BoundedPool[Conn] = BoundedPool(
+            self._open, close, cfg.pool_max_total, cfg.pool_max_wait_ms / 1000.0, self.executor, loop
+        )
+        self.too_many_total = 0
+        self._system_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-system")
+        self._system_conn: Conn | None = None
+        self._count_lock = threading.Lock()
+
+    def _open(self) -> Conn:
+        try:
+            return connect(self.cfg)
+        except TooManyConnections:
+            with self._count_lock:
+                self.too_many_total += 1
+            raise
+
+    def pool_stats(self) -> PoolStats:
+        return self.pool.stats()
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(conn, *args)` in a worker thread with a pooled connection.
+
+        Raises PoolExhausted, TooManyConnections, DatabaseUnavailable or what `fn` raises.
+        The connection goes back from the worker thread itself, so a cancelled request can
+        never return a connection that is still in use.
+        """
+        conn, idle_for = await self.pool.acquire()
+        return await self.loop.run_in_executor(self.executor, self._job, conn, idle_for, fn, args)
+
+    def _job(self, conn: Conn, idle_for: float, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        broken = False
+        try:
+            if idle_for > _VALIDATE_AFTER_IDLE:
+                conn = self._validated(conn)
+            return fn(conn, *args)
+        except BaseException as e:
+            broken = is_connection_error(e)
+            if not broken:
+                _rollback_quietly(conn)
+            if broken and not isinstance(e, DatabaseError):
+                raise DatabaseUnavailable(f"database connection failed: {_describe(e)}") from None
+            raise
+        finally:
+            self.pool.release(conn, broken)
+
+    def _validated(self, conn: Conn) -> Conn:
+        try:
+            conn.ping(reconnect=False)
+            return conn
+        except Exception:  # noqa: BLE001 - any failure means: replace it
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001
+                pass
+            return self._open()
+
+    async def run_system(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(conn, *args)` on the single system connection (reconnected when broken)."""
+        return await self.loop.run_in_executor(self._system_executor, self._system_job, fn, args)
+
+    def _system_job(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        if self._system_conn is None:
+            self._system_conn = connect(self.cfg, read_timeout=5.0)
+        conn = self._system_conn
+        try:
+            return fn(conn, *args)
+        except BaseException as e:
+            if is_connection_error(e):
+                self._system_conn = None
+                try:
+                    conn.close()
+                except Exception:  # noqa: BLE001
+                    pass
+                if not isinstance(e, DatabaseError):
+                    raise DatabaseUnavailable(f"database connection failed: {_describe(e)}") from None
+            else:
+                _rollback_quietly(conn)
+            raise
+
+    def close(self) -> None:
+        self.pool.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self._system_executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _rollback_quietly(conn: Conn) -> None:
+    try:
+        conn.rollback()
+    except Exception:  # noqa: BLE001 - the original error matters, not this one
+        pass
