@@ -1,0 +1,65 @@
+"""Time from `halab up` to healthy for 1, 3 and 5 nodes (images already built), and a cold
+image build (every image rebuilt with --no-cache on an existing debian:bookworm-slim).
+
+Usage: .venv/bin/python bench/bench_up.py [--sizes 1,3,5] [--repeat 2] [--cold]
+Measures wall-clock seconds of lab.up(), which returns only after the database answers, the
+schema is in place, ZooKeeper has a quorum with one leader and every node is active through the
+load balancer. Each lab is torn down before the next one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+
+from lab import images, lab
+from lab.pytest_plugin import free_port, unique_lab_name
+from lab.topology import Ports, make_topology
+
+
+def time_up(nodes: int) -> float:
+    t = make_topology(nodes, lab=unique_lab_name("bench"),
+                      ports=Ports(http=free_port(), https=free_port(), mgmt=free_port()))
+    try:
+        start = time.monotonic()
+        lab.up(t)
+        return time.monotonic() - start
+    finally:
+        lab.down(t.lab)
+
+
+def time_cold_build() -> float:
+    start = time.monotonic()
+    for spec in images.IMAGES:
+        subprocess.run(["docker", "build", "--no-cache", "-q", "-t", images.content_tag(spec), "-f",
+                        str(spec.dockerfile), str(spec.context)], check=True, capture_output=True,
+                       env={**os.environ, "DOCKER_BUILDKIT": "0"})
+    return time.monotonic() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="1,3,5")
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--cold", action="store_true", help="also time a cold build of every image")
+    args = ap.parse_args()
+    images.build(print)
+    result: dict = {"machine": f"{platform.node()} {os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d"),
+                    "up_to_healthy_s": {}}
+    for n in (int(x) for x in args.sizes.split(",")):
+        runs = [time_up(n) for _ in range(args.repeat)]
+        result["up_to_healthy_s"][n] = {"runs": [round(r, 1) for r in runs], "median": round(statistics.median(runs), 1)}
+        print(f"{n} node(s): up to healthy {runs} s", flush=True)
+    if args.cold:
+        result["cold_build_s"] = round(time_cold_build(), 1)
+        print(f"cold build of all images: {result['cold_build_s']} s")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
