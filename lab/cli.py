@@ -105,11 +105,21 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from lab import preflight
+
+    t = topology_from_args(args)
+    findings = preflight.check(t)
+    emit(args, [f.__dict__ for f in findings], "\n".join(f.line() for f in findings))
+    return 3 if preflight.errors(findings) else 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from lab import lab
 
     t = topology_from_args(args)
-    ep = lab.up(t, say, keep_on_failure=args.keep_on_failure, timeout=args.timeout)
+    ep = lab.up(t, say, keep_on_failure=args.keep_on_failure, timeout=args.timeout,
+                allow_undersized=args.allow_undersized)
     lines = [f"lab {t.lab!r} is up: {t.size} node(s), quorum {t.majority}, survives {t.tolerance} failure(s)",
              *ep.lines(), f"tear down with: halab down --name {t.lab}"]
     emit(args, ep.__dict__ | {"ca_path": str(ep.ca_path)}, "\n".join(lines))
@@ -170,8 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--only", action="append", choices=["db", "lb", "node"])
     sp.add_argument("--force", action="store_true")
 
+    sp = command("check", cmd_check, "check a topology against the install guide's requirements (pre-flight)")
+    add_topology_options(sp)
+
     sp = command("up", cmd_up, "start a lab and wait until every node is healthy")
     add_topology_options(sp)
+    sp.add_argument("--allow-undersized", action="store_true",
+                    help="start even when pre-flight finds the sizing short of the guide (experiments)")
     sp.add_argument("--keep-on-failure", action="store_true", help="leave a failed start in place to debug")
     sp.add_argument("--timeout", type=float, default=180, help="seconds to wait for health")
 

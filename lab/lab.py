@@ -7,14 +7,13 @@ the lab's labels, so it also cleans up after a harness that was killed outright.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from lab import docker, images, probes, state
+from lab import docker, images, preflight, probes, state
 from lab.compose import container_name, registration_url
 from lab.errors import BadInput, RuntimeFailure
 from lab.topology import Topology
@@ -55,51 +54,19 @@ def endpoints(t: Topology) -> Endpoints:
 
 # ---------------------------------------------------------------------------------------------- up
 
-def port_holder(port: int) -> str:
-    """Who listens on a TCP port, as `ss` tells it (best effort)."""
-    try:
-        out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True, timeout=5).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "another process"
-    procs = sorted(set(part.split('"')[1] for part in out.split("((")[1:] if '"' in part))
-    if "docker-proxy" in procs:
-        try:
-            names = docker.run(["docker", "ps", "--filter", f"publish={port}", "--format", "{{.Names}}"],
-                               "find the container that publishes the port").split()
-            if names:
-                return f"container {', '.join(names)}"
-        except RuntimeFailure:
-            pass
-    return ", ".join(procs) or "another process"
-
-
-def check_ports(t: Topology) -> None:
-    for name, port in t.ports.published().items():
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind((t.ports.bind, port))
-            except PermissionError:
-                raise BadInput(f"--{name}-port {port}: binding {t.ports.bind}:{port} is not permitted for this "
-                               f"user; choose a port above 1023") from None
-            except OSError:
-                raise BadInput(f"--{name}-port {port}: {t.ports.bind}:{port} is already in use by "
-                               f"{port_holder(port)}; stop it or choose another port "
-                               f"(e.g. --{name}-port {port + 8000})") from None
-
-
 def running_containers(lab: str) -> list[str]:
     return [c["Name"].lstrip("/") for c in docker.inspect(docker.labelled("container", lab))
             if c["State"]["Running"]]
 
 
-def up(t: Topology, say: Say = quiet, *, keep_on_failure: bool = False, timeout: float = 180) -> Endpoints:
+def up(t: Topology, say: Say = quiet, *, keep_on_failure: bool = False, timeout: float = 180,
+       allow_undersized: bool = False) -> Endpoints:
+    preflight.enforce(t, allow_undersized, say)
     docker.require_docker()
     running = running_containers(t.lab)
     if running:
         raise BadInput(f"lab {t.lab!r} is already up ({len(running)} containers); use `halab status --name "
                        f"{t.lab}`, or `halab down --name {t.lab}` first, or pick another --name")
-    check_ports(t)
     tags = images.build(say)
     compose_file = state.materialize(t, state.lab_dir(t.lab), tags)
     say(f"starting lab {t.lab!r}: database, load balancer and {t.size} node(s) over "

@@ -1,0 +1,294 @@
+"""Locust load through the lab's load balancer, as a bounded subprocess.
+
+`LoadRun` is the start/stop object a scenario runs beside its fault schedule; `run_load` is the
+blocking call behind `halab load`. Either way Locust runs headless (or with its web UI on
+127.0.0.1 and `--autostart`/`--autoquit`), always with `--run-time` and under a hard deadline
+after which its process group is killed, so no load outlives its bound.
+
+What a run leaves in its directory `runs/<UTC timestamp>-<name>/` (see docs/architecture.md):
+`history.jsonl` and `ledger.jsonl` (merged from the per-process files the locustfile writes under
+`parts/`), Locust's `locust_stats.csv`, `locust_stats_history.csv`, `locust_failures.csv`,
+`locust_exceptions.csv` and `locust.html`, its log `locust.log`, and `load.json` (the spec, the
+command and how it ended).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from lab import history
+from lab.errors import BadInput, RuntimeFailure
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_LOCUSTFILE = REPO / "loadtests" / "rancher.py"
+LOAD_HOST = "127.0.0.1"  # load goes to the lab's load balancer on this machine, nowhere else
+# Time Locust may take to start (and, with --processes, for its workers to connect) and to write
+# its reports, on top of --run-time and --stop-timeout, before the hard deadline kills it.
+STARTUP_GRACE = 30.0
+REPORT_GRACE = 30.0
+AUTOQUIT = 20  # seconds the web UI (when asked for) outlives the run; within REPORT_GRACE
+
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s?)?$")
+_NAME = re.compile(r"[^a-z0-9_-]+")
+
+Say = Callable[[str], None]
+
+
+def parse_duration(text: str | float | int) -> float:
+    """`20s`, `2m`, `1h30m`, `90` (seconds) -> seconds; always positive."""
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        m = _DURATION.match(text.strip().lower())
+        if not m or not any(m.groups()):
+            raise BadInput(f"--duration: {text!r} is not a duration like 20s, 2m or 1h30m")
+        h, mi, s = m.groups()
+        seconds = int(h or 0) * 3600 + int(mi or 0) * 60 + float(s or 0)
+    if not seconds > 0 or math.isinf(seconds):
+        raise BadInput(f"--duration: {text!r} must be a positive, finite time")
+    return seconds
+
+
+def make_run_dir(name: str, root: str | os.PathLike[str] = "runs", now: datetime | None = None) -> Path:
+    """Create `root/<UTC timestamp>-<name>/`, a fresh directory even for two runs in one second."""
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    slug = _NAME.sub("-", name.lower()).strip("-") or "run"
+    base = Path(root) / f"{stamp}-{slug}"
+    for i in range(1, 100):
+        path = base if i == 1 else base.with_name(f"{base.name}-{i}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise RuntimeFailure(f"cannot create a fresh run directory under {root}")
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    name: str = "load"
+    users: int = 10
+    spawn_rate: float = 5.0
+    duration: float = 20.0  # seconds; parse_duration() turns "20s"/"2m" into this
+    http_port: int = 80
+    https_port: int = 443
+    ca_file: str | None = None  # the lab CA; without it agents (TLS) are not run
+    user_classes: tuple[str, ...] = ()  # () = every user class the locustfile has
+    processes: int = 1  # >1: Locust's --processes (a master and that many forked workers)
+    web_port: int | None = None  # serve Locust's web UI on 127.0.0.1:<port> during the run
+    stop_timeout: float = 5.0  # seconds users get to finish their task at the end
+    locustfile: str = str(DEFAULT_LOCUSTFILE)
+    env: Mapping[str, str] = field(default_factory=dict)  # extra HALAB_* knobs for the locustfile
+
+    def __post_init__(self) -> None:
+        for what, value, low in (("--users", self.users, 1), ("--processes", self.processes, 1)):
+            if value < low:
+                raise BadInput(f"{what}: {value} must be at least {low}")
+        if not self.spawn_rate > 0:
+            raise BadInput(f"--spawn-rate: {self.spawn_rate} must be positive")
+        if not 0 < self.duration < math.inf:
+            raise BadInput(f"--duration: {self.duration} must be a positive, finite number of seconds")
+        if self.ca_file is not None and not Path(self.ca_file).is_file():
+            raise BadInput(f"--ca-file: {self.ca_file} does not exist (the lab's CA is tls/ca.crt in its state dir)")
+        if not Path(self.locustfile).is_file():
+            raise BadInput(f"--locustfile: {self.locustfile} does not exist")
+
+    @property
+    def hard_timeout(self) -> float:
+        """Seconds after which the Locust process group is killed whatever it is doing."""
+        return STARTUP_GRACE + self.duration + self.stop_timeout + REPORT_GRACE
+
+    def command(self, run_dir: Path) -> list[str]:
+        cmd = [
+            sys.executable, "-m", "locust",
+            "-f", self.locustfile,
+            "--host", f"http://{LOAD_HOST}:{self.http_port}",
+            "--users", str(self.users),
+            "--spawn-rate", f"{self.spawn_rate:g}",
+            "--run-time", f"{math.ceil(self.duration)}s",
+            "--stop-timeout", f"{self.stop_timeout:g}",
+            "--csv", str(run_dir / "locust"),
+            "--csv-full-history",
+            "--html", str(run_dir / "locust.html"),
+            "--logfile", str(run_dir / "locust.log"),
+            "--only-summary",
+            # Failed requests are data here, not a failed run: a non-zero exit means Locust broke.
+            "--exit-code-on-error", "0",
+        ]
+        if self.web_port is None:
+            cmd.append("--headless")
+        else:
+            # The UI stays up AUTOQUIT seconds after the run to be looked at, then Locust exits.
+            cmd += ["--autostart", "--autoquit", str(AUTOQUIT), "--web-host", LOAD_HOST, "--web-port", str(self.web_port)]
+        if self.processes > 1:
+            cmd += ["--processes", str(self.processes)]
+        return cmd + list(self.user_classes)
+
+    def environment(self, run_dir: Path) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.env)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+        env["HALAB_PARTS_DIR"] = str(run_dir / history.PARTS_DIR)
+        env["HALAB_HTTPS_URL"] = f"https://{LOAD_HOST}:{self.https_port}"
+        env["HALAB_CA_FILE"] = self.ca_file or ""
+        return env
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    run_dir: Path
+    returncode: int | None  # None: killed at the hard deadline
+    started: float
+    ended: float
+    stopped_early: bool  # stop() was called before Locust's own --run-time ended it
+    timed_out: bool
+    records: int  # history and ledger records merged from the per-process parts
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+
+class LoadRun:
+    """One Locust subprocess: `start()`, then `wait()` or `stop()`; also a context manager.
+
+    ```
+    with LoadRun(spec, run_dir) as load:   # started
+        apply faults ...
+    result = load.result                   # stopped (or finished) and merged
+    ```
+    """
+
+    def __init__(self, spec: LoadSpec, run_dir: Path | None = None, runs_root: str | os.PathLike[str] = "runs",
+                 say: Say = lambda _: None) -> None:
+        self.spec = spec
+        self.run_dir = Path(run_dir) if run_dir is not None else make_run_dir(spec.name, runs_root)
+        self.say = say
+        self.result: LoadResult | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._started = 0.0
+        self._stop_requested = False
+
+    def start(self) -> LoadRun:
+        if self._proc is not None:
+            raise RuntimeFailure("this load run was already started")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        cmd = self.spec.command(self.run_dir)
+        self._started = time.time()
+        with open(self.run_dir / "locust.out", "ab") as out:
+            # A new session: the hard deadline kills Locust's forked workers with it, and a
+            # Ctrl-C meant for the harness does not reach Locust before stop() does.
+            self._proc = subprocess.Popen(cmd, env=self.spec.environment(self.run_dir), stdout=out,
+                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                          start_new_session=True)
+        where = f"web UI http://{LOAD_HOST}:{self.spec.web_port}/" if self.spec.web_port else "headless"
+        self.say(f"load: {self.spec.users} users for {self.spec.duration:g}s ({where}) -> {self.run_dir}")
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def wait(self) -> LoadResult:
+        """Block until Locust ends by itself (or the hard deadline), then merge the history."""
+        if self.result is not None:
+            return self.result
+        proc = self._require_started()
+        remaining = self._started + self.spec.hard_timeout - time.time()
+        timed_out = False
+        try:
+            proc.wait(timeout=max(0.0, remaining))
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            self._kill_group()
+        return self._finish(timed_out)
+
+    def stop(self, grace: float | None = None) -> LoadResult:
+        """End the run now: SIGINT lets Locust stop its users and write CSV and HTML reports."""
+        if self.result is not None:
+            return self.result
+        proc = self._require_started()
+        timed_out = False
+        if proc.poll() is None:
+            self._stop_requested = True
+            proc.send_signal(signal.SIGINT)  # Locust saves its HTML report on SIGINT, not on SIGTERM
+            try:
+                proc.wait(timeout=grace if grace is not None else self.spec.stop_timeout + REPORT_GRACE)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                self._kill_group()
+        return self._finish(timed_out)
+
+    def __enter__(self) -> LoadRun:
+        return self.start() if self._proc is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None:
+            self.stop()
+
+    def _require_started(self) -> subprocess.Popen[bytes]:
+        if self._proc is None:
+            raise RuntimeFailure("this load run was never started")
+        return self._proc
+
+    def _kill_group(self) -> None:
+        proc = self._require_started()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the group we created: Locust and its workers
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+    def _finish(self, timed_out: bool) -> LoadResult:
+        proc = self._require_started()
+        records = history.merge_parts(self.run_dir)
+        self.result = LoadResult(
+            run_dir=self.run_dir,
+            returncode=None if timed_out else proc.returncode,
+            started=self._started,
+            ended=time.time(),
+            stopped_early=self._stop_requested,
+            timed_out=timed_out,
+            records=records,
+        )
+        _write_json(self.run_dir / "load.json", {
+            "spec": {**asdict(self.spec), "env": dict(self.spec.env)},
+            "command": self.spec.command(self.run_dir),
+            "result": {**asdict(self.result), "run_dir": str(self.run_dir)},
+        })
+        self.say(f"load: ended (exit {self.result.returncode}{', killed at the deadline' if timed_out else ''}), "
+                 f"{records} records")
+        return self.result
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.replace(path)
+
+
+def run_load(spec: LoadSpec, run_dir: Path | None = None, runs_root: str | os.PathLike[str] = "runs",
+             say: Say = lambda _: None) -> LoadResult:
+    """Run the load to its end (Ctrl-C stops it early, keeping what was recorded)."""
+    load = LoadRun(spec, run_dir, runs_root, say).start()
+    try:
+        result = load.wait()
+    except KeyboardInterrupt:
+        load.stop()
+        raise
+    if not result.ok:
+        raise RuntimeFailure(
+            f"Locust {'was killed at its deadline' if result.timed_out else f'exited {result.returncode}'}; "
+            f"see {result.run_dir / 'locust.log'} and {result.run_dir / 'locust.out'}")
+    return result

@@ -1,0 +1,52 @@
+import socket
+
+import pytest
+
+from lab import preflight
+from lab.errors import BadInput, CheckFailed
+from lab.pytest_plugin import free_port
+from lab.topology import Ports, Sizing, make_topology
+
+
+def test_busy_port_is_named_with_its_holder():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        busy = s.getsockname()[1]
+        t = make_topology(1, ports=Ports(http=busy, https=free_port(), mgmt=free_port()))
+        with pytest.raises(BadInput) as e:
+            preflight.enforce(t, allow_undersized=True, say=print)
+    msg = str(e.value)
+    assert f"127.0.0.1:{busy} is already in use by python" in msg and "--http-port" in msg
+
+
+def test_free_ports_pass():
+    t = make_topology(1, ports=Ports(http=free_port(), https=free_port(), mgmt=free_port()))
+    assert not [f for f in preflight.ports(t) if f.level != "ok"]
+
+
+def quiet_ports():
+    return Ports(http=free_port(), https=free_port(), mgmt=free_port())
+
+
+def test_undersized_max_connections_is_named_with_the_shortfall():
+    t = make_topology(3, ports=quiet_ports(), sizing=Sizing(db_max_connections=100))
+    f = preflight.connections(t)
+    assert f.level == "error" and f.check == "max_connections"
+    assert "60 short" in f.message and "--db-max-connections 160" in f.fix
+    with pytest.raises(CheckFailed, match="max_connections.*--allow-undersized"):
+        preflight.enforce(t, allow_undersized=False, say=print)
+    preflight.enforce(t, allow_undersized=True, say=print)  # an experiment may start it anyway
+
+
+def test_guide_sized_lab_passes():
+    for n in (1, 3, 5):
+        assert preflight.errors(preflight.check(make_topology(n, ports=quiet_ports()))) == []
+
+
+def test_small_database_memory_and_node_memory():
+    t = make_topology(3, ports=quiet_ports(), sizing=Sizing(db_memory_mib=512, node_mem_limit_mib=200,
+                                                            java_opts="-Xmx8g"))
+    checks = {f.check: f for f in preflight.errors(preflight.check(t))}
+    assert "512 MiB below" in checks["database memory"].message
+    assert "--node-memory" in checks["node memory"].fix
