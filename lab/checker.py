@@ -190,33 +190,29 @@ def run_uuids(history: History) -> dict[str, set[str]]:
     return by_table
 
 
-def fetch_snapshot(query: Query, history: History, now: Callable[[], float] = time.time) -> DbSnapshot:
-    """Read the rows the checker needs through `query(sql) -> rows as dicts`.
+def _epoch_sql(column: str) -> str:
+    # The server stores UTC DATETIMEs; plain arithmetic from the epoch avoids the session time zone
+    # that UNIX_TIMESTAMP() would apply.
+    return f"TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', {column}) / 1000000 AS {column}"
 
-    Times are selected as UNIX_TIMESTAMP so no time zone or datetime format is involved.
-    """
+
+def fetch_snapshot(query: Query, history: History, now: Callable[[], float] = time.time) -> DbSnapshot:
+    """Read the rows the checker needs through `query(sql) -> rows as dicts`."""
     tables: dict[str, list[Row]] = {}
     for table, uuids in sorted(run_uuids(history).items()):
         safe = sorted(u for u in uuids if _SAFE_UUID.match(u))  # ours are uuid4s; never quote others
         rows: list[Row] = []
         for i in range(0, len(safe), _CHUNK):
             in_list = ",".join(f"'{u}'" for u in safe[i : i + _CHUNK])
-            rows.extend(
-                query(
-                    f"SELECT id, uuid, name, state, UNIX_TIMESTAMP(removed) AS removed "
-                    f"FROM {table} WHERE uuid IN ({in_list})"
-                )
-            )
+            rows.extend(query(f"SELECT id, uuid, name, state, {_epoch_sql('removed')} "
+                              f"FROM `{table}` WHERE uuid IN ({in_list})"))
         tables[table] = rows
     span = history.span
     if span is not None:
-        tables[PROCESS_TABLE] = list(
-            query(
-                "SELECT id, process_name, resource_type, resource_id, "
-                "UNIX_TIMESTAMP(start_time) AS start_time, UNIX_TIMESTAMP(end_time) AS end_time "
-                f"FROM {PROCESS_TABLE} WHERE start_time >= FROM_UNIXTIME({math.floor(span[0])})"
-            )
-        )
+        since = datetime.fromtimestamp(math.floor(span[0]), timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        tables[PROCESS_TABLE] = list(query(
+            f"SELECT id, process_name, resource_type, resource_id, {_epoch_sql('start_time')}, "
+            f"{_epoch_sql('end_time')} FROM {PROCESS_TABLE} WHERE start_time >= '{since}'"))
     return DbSnapshot(now(), tables)
 
 
