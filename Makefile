@@ -45,4 +45,4 @@ test-integration: prereqs venv
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 bench: setup
-	$(PY) bench/run_all.py
+	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
