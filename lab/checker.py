@@ -9,16 +9,16 @@ Correctness checks
 - **acknowledged writes present**: every uuid in the ledger has its row in MySQL, and the row
   shows the last acknowledged effect: removed after an acknowledged delete; not removed when no
   delete was even attempted; carrying the name of the last acknowledged update unless a later
-  write to it is indeterminate (sent but not acknowledged, so it may or may not have applied).
+  write to it is indeterminate (sent but not acknowledged, so it may or may not have applied);
+  for an agent, a `last_checkin` no earlier than the start of its last acknowledged check-in.
 - **no duplicated writes**: no acknowledged uuid has more than one row.
 - **no write acknowledged by a fenced node**: an ack served by node N (its `X-Rancher-Node`),
   sent at `t0` and received at `t1`, is a violation only when the probes prove N was not active
   for the whole of `[t0, t1]`: the last probe of N that ended before `t0` and the first that began
-  after `t1` both got an HTTP answer other than 200 from N's `/ping`, every probe of N overlapping
-  the span between them did too (no observation that may have been active lies between), and that
-  span is at most `max_probe_gap` long (a longer gap could hide a trip through `active`). An
-  unreachable node (`ping` None) counts as not active: it cannot have served anything then.
-  Acks that cannot be judged so are counted, never guessed.
+  after `t1` both saw N not active (its `/ping` answered other than 200, or N was unreachable:
+  `ping` None), so did every probe of N overlapping the span between them (no observation that
+  may have been active lies between), and that span is at most `max_probe_gap` long (a longer gap
+  could hide a trip through `active`). Acks that cannot be judged so are counted, never guessed.
 - **no stuck process**: no `process_instance` started during the run ran (or has been running
   at the snapshot) longer than `stuck_after` seconds.
 
@@ -32,10 +32,10 @@ second, how much succeeded and how fast". A fault's window runs from its `t0` (a
   saw a node not active whose previous observation was active; the moment the harness, and the
   load balancer health check probing the same `/ping`, could know. None when no probe saw one.
 - **time to recover**: 0 when no request started in the window failed. Otherwise from the fault's
-  `t0` to the start of the first successful request after a failure that is followed by
-  `stable_seconds` with no failed request and at least one successful request in each second of
-  it; measured as far as the history goes, None when that never happens. `healed_to_recovered` is
-  the part of it after the heal.
+  `t0` to the start of the first successful request, after the first failure, that begins
+  `stable_seconds` in which no request failed and successful requests started at most `MAX_QUIET`
+  (1 s) apart (stuck clients are no recovery); searched as far as the history goes, None when
+  no such span exists. `healed_to_recovered` is the part of it after the heal.
 - **error budget consumed**: failed requests in the window divided by the run's budget,
   `(1 - slo)` times all requests of the run; 1.0 means this fault alone used the whole budget.
 """
@@ -63,7 +63,11 @@ TYPE_TABLES: Mapping[str, str] = {
     "agent": "agent",
     "registrationToken": "credential",
 }
+# Columns read beyond id, uuid, name, state, removed: an agent check-in sets last_checkin.
+EXTRA_TIME_COLUMNS: Mapping[str, tuple[str, ...]] = {"agent": ("last_checkin",)}
 PROCESS_TABLE = "process_instance"
+CLOCK_SLACK = 0.5  # seconds; the database and the harness share the host's clock
+MAX_QUIET = 1.0  # seconds without a successful request start that break a "stable" span
 REMOVED_STATES = frozenset({"removing", "removed", "purging", "purged"})
 
 Row = Mapping[str, Any]
@@ -204,8 +208,8 @@ def fetch_snapshot(query: Query, history: History, now: Callable[[], float] = ti
         rows: list[Row] = []
         for i in range(0, len(safe), _CHUNK):
             in_list = ",".join(f"'{u}'" for u in safe[i : i + _CHUNK])
-            rows.extend(query(f"SELECT id, uuid, name, state, {_epoch_sql('removed')} "
-                              f"FROM `{table}` WHERE uuid IN ({in_list})"))
+            times = ", ".join(_epoch_sql(c) for c in ("removed", *EXTRA_TIME_COLUMNS.get(table, ())))
+            rows.extend(query(f"SELECT id, uuid, name, state, {times} FROM `{table}` WHERE uuid IN ({in_list})"))
         tables[table] = rows
     span = history.span
     if span is not None:
@@ -288,6 +292,11 @@ def _effect_missing(row: Row, acks: list[LedgerEntry], attempts: list[RequestRec
         return None if removed else f"delete acknowledged but row is {row.get('state')!r}, not removed"
     if removed and not any(r.method == "DELETE" for r in attempts):
         return "row removed although no delete was sent"
+    checkins = [a for a in acks if a.op == "checkin"]
+    if checkins:
+        seen = _epoch(row.get("last_checkin"))
+        if seen is None or seen < checkins[-1].t0 - CLOCK_SLACK:
+            return f"check-in acknowledged at {checkins[-1].t1:.3f}, last_checkin is {seen}"
     updates = [a for a in acks if a.op == "update" and a.value is not None]
     if not updates:
         return None
@@ -413,29 +422,30 @@ def _time_to_detect(fault: FaultRecord, probes: Sequence[ProbeRecord]) -> float 
     return None
 
 
-def _traffic_each_second(oks: Sequence[float], start: float, seconds: float) -> bool:
-    """At least one successful request started in each whole second of [start, start+seconds)."""
-    for k in range(math.ceil(seconds)):
-        i = bisect.bisect_left(oks, start + k)
-        if i == len(oks) or oks[i] >= start + k + 1:
-            return False
-    return True
-
-
 def _recovered_at(start: float, requests: Sequence[RequestRecord], stable: float) -> float | None:
     """See the module docstring; `requests` sorted by t0. `start` itself when nothing failed."""
     fails = [r.t0 for r in requests if not r.ok and r.t0 >= start]
-    oks = [r.t0 for r in requests if r.ok]
     if not fails:
         return start
-    for i, failed_at in enumerate(fails):
-        j = bisect.bisect_right(oks, failed_at)
-        if j == len(oks):
-            return None
-        back = oks[j]
-        next_fail = fails[i + 1] if i + 1 < len(fails) else math.inf
-        if next_fail >= back + stable and _traffic_each_second(oks, back, stable):
-            return back
+    oks = [r.t0 for r in requests if r.ok]
+    i = bisect.bisect_right(oks, fails[0])
+    while i < len(oks):  # each candidate span [oks[i], oks[i] + stable)
+        begin = oks[i]
+        end = begin + stable
+        k = bisect.bisect_left(fails, begin)
+        if k < len(fails) and fails[k] < end:
+            i = bisect.bisect_right(oks, fails[k])  # a failure inside: try after it
+            continue
+        j = i
+        while oks[j] < end - MAX_QUIET:  # successes no more than MAX_QUIET apart up to the end
+            if j + 1 == len(oks):
+                return None  # the history ends before a stable span does
+            if oks[j + 1] - oks[j] > MAX_QUIET:
+                break
+            j += 1
+        else:
+            return begin
+        i = j + 1  # a quiet gap inside: try after it
     return None
 
 

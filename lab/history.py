@@ -226,6 +226,14 @@ class History:
         return min(r.t0 for r in every), max(r.t1 for r in every)
 
 
+def write_json(path: str | os.PathLike[str], data: Any) -> None:
+    """Replace a run directory's small JSON file (summary, snapshot, ...) atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.replace(path)
+
+
 def _parts(run_dir: Path) -> list[Path]:
     return sorted((run_dir / PARTS_DIR).glob("*.jsonl"))
 

@@ -14,7 +14,6 @@ command and how it ended).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -25,7 +24,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 from lab import history
 from lab.errors import BadInput, RuntimeFailure
@@ -161,13 +160,14 @@ class LoadResult:
 
 
 class LoadRun:
-    """One Locust subprocess: `start()`, then `wait()` or `stop()`; also a context manager.
+    """One Locust subprocess: `start()`, then `wait()` (its own end) or `stop()` (now).
 
-    ```
-    with LoadRun(spec, run_dir) as load:   # started
-        apply faults ...
-    result = load.result                   # stopped (or finished) and merged
-    ```
+    As a context manager it starts on entry and stops on exit, so an exception in a fault
+    schedule never leaves load running:
+
+        with LoadRun(spec, run_dir) as load:
+            ...apply and heal faults while the load runs...
+            result = load.wait()
     """
 
     def __init__(self, spec: LoadSpec, run_dir: Path | None = None, runs_root: str | os.PathLike[str] = "runs",
@@ -262,7 +262,7 @@ class LoadRun:
             timed_out=timed_out,
             records=records,
         )
-        _write_json(self.run_dir / "load.json", {
+        history.write_json(self.run_dir / "load.json", {
             "spec": {**asdict(self.spec), "env": dict(self.spec.env)},
             "command": self.spec.command(self.run_dir),
             "result": {**asdict(self.result), "run_dir": str(self.run_dir)},
@@ -270,12 +270,6 @@ class LoadRun:
         self.say(f"load: ended (exit {self.result.returncode}{', killed at the deadline' if timed_out else ''}), "
                  f"{records} records")
         return self.result
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(path)
 
 
 def run_load(spec: LoadSpec, run_dir: Path | None = None, runs_root: str | os.PathLike[str] = "runs",

@@ -110,6 +110,7 @@ class Ack:
     type: str
     uuid: str
     value: str | None = None  # the name an update sets
+    id_key: str = "id"  # where the answer names the resource (a registration: "hostId")
 
 
 class Api:
@@ -144,7 +145,7 @@ class Api:
                 data = None
                 resp.failure("2xx answer without a JSON body")
             if ack is not None:
-                rid = (data or {}).get("id") or resource_id
+                rid = (data or {}).get(ack.id_key) or resource_id
                 meta = resp.request_meta  # what the request event will report when the block ends
                 meta["context"]["resource_id"] = rid
                 self._ledger(meta, ack, rid, response_node(resp))

@@ -1,0 +1,813 @@
+"""Faults and their undo (the nemesis): each verified to have taken effect, each recorded with its
+start and end, all listed in a registry in the lab's state directory so that any process can heal
+them, even after the one that applied them was killed.
+
+Kinds (`FaultSpec.kind`):
+
+- `kill` (SIGKILL: a host crash), `stop` (graceful), `pause` (cgroup freezer: a frozen host),
+  `restart`: containers named by `targets`: node names, `db`, `lb`, or the roles `leader`,
+  `follower`, `random` (resolved when applied, from each node's ZooKeeper mode; seeded).
+- `isolate`: one node cut from its peers and the database; its load balancer path stays, so the
+  node is seen fencing itself (`/ping` 503) rather than vanishing.
+- `split`: datacenters cut apart (`sides`: lists of datacenters; those not named form one more
+  side). The database goes with the side holding `topology.db_dc` (unless it is external).
+- `partition`: named groups of nodes (and `db`) cut apart; unnamed nodes form one more group, an
+  unnamed database stays reachable from every group.
+- `flaky`: `loss` percent of packets dropped between two endpoint sets (`sides`).
+
+`one_way` (split, partition, flaky) drops only the packets leaving the first side. A network
+fault is iptables DROP rules inside the node containers (they keep NET_ADMIN for this; the
+database and load balancer are never touched), each commented `halab:<lab>:<fault id>` so a heal
+finds them, leftovers included, with `iptables -S`. A rule for packets from A to B sits in A's
+OUTPUT chain, or in B's INPUT chain when A is the database, so a loss probability applies once.
+
+Verification: container faults by the container's state; network faults by TCP connects between
+the affected containers before (the path must work) and after (it must not; for `flaky`, enough
+attempts that at least one is dropped with probability 1 - 1e-4). A fault that did not take
+effect is undone and raises FaultNotEffective.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import math
+import os
+import random
+import shlex
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+from lab import docker, probes, state
+from lab.compose import container_name
+from lab.errors import BadInput, FaultNotEffective, RuntimeFailure
+from lab.history import FaultRecord, JsonlWriter
+from lab.topology import EXTERNAL_DB, Topology
+
+CONTAINER_KINDS = ("kill", "stop", "pause", "restart")
+NETWORK_KINDS = ("isolate", "split", "partition", "flaky")
+KINDS = CONTAINER_KINDS + NETWORK_KINDS
+ROLES = ("leader", "follower", "random")
+DB, LB = "db", "lb"
+ZK_PORT, DB_PORT = 2181, 3306
+REGISTRY_FILE = "faults.json"
+LOG_FILE = "faults.jsonl"  # every healed fault of the lab, whoever applied it
+CONNECT_TIMEOUT = 0.5  # a TCP handshake inside one Docker host takes well under a millisecond
+STOP_GRACE = 5  # seconds, as the compose file's stop_grace_period
+SETTLE_TIMEOUT = 15.0  # a container state change that takes longer than this did not happen
+# Connectivity check run inside a node container: [ip, port, attempts] -> [[open, cut], ...].
+# A refused connection proves the path works (nothing listens there); a timeout means dropped.
+_CHECK = r"""
+import json, socket, sys
+from concurrent.futures import ThreadPoolExecutor
+targets, timeout = json.loads(sys.argv[1]), float(sys.argv[2])
+def attempt(i):
+    s = socket.socket()
+    s.settimeout(timeout)
+    try:
+        s.connect((targets[i][0], targets[i][1]))
+        return i, True
+    except ConnectionRefusedError:
+        return i, True
+    except OSError:
+        return i, False
+    finally:
+        s.close()
+out = [[0, 0] for _ in targets]
+with ThreadPoolExecutor(64) as ex:
+    for i, ok in ex.map(attempt, [i for i, t in enumerate(targets) for _ in range(t[2])]):
+        out[i][0 if ok else 1] += 1
+print(json.dumps(out))
+"""
+# Delete every rule whose comment contains $1 (quotes included, so f1 never matches f10); print
+# how many such rules remain.
+_UNRULE = r"""
+iptables -S | grep -F -- "$1" | sed 's/^-A /-D /' | while read -r rule; do eval "iptables $rule"; done
+iptables -S | grep -cF -- "$1" || true
+"""
+
+
+# ------------------------------------------------------------------------------------ the spec
+
+@dataclass(frozen=True)
+class FaultSpec:
+    kind: str
+    targets: tuple[str, ...] = ()  # container kinds and isolate
+    sides: tuple[tuple[str, ...], ...] = ()  # split: datacenters; partition: nodes/db; flaky: two sets
+    one_way: bool = False
+    loss: float | None = None  # flaky: percent of packets dropped
+
+    def describe(self) -> str:
+        if self.kind in CONTAINER_KINDS or self.kind == "isolate":
+            return f"{self.kind} {' '.join(self.targets)}"
+        sep = " > " if self.one_way else " | "
+        text = f"{self.kind} {sep.join(','.join(s) for s in self.sides)}"
+        return text + (f" ({self.loss:g}% loss)" if self.kind == "flaky" else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "FaultSpec":
+        return cls(d["kind"], tuple(d.get("targets", ())), tuple(tuple(s) for s in d.get("sides", ())),
+                   bool(d.get("one_way", False)), d.get("loss"))
+
+
+def make_spec(kind: str, targets: Iterable[str] = (), sides: Iterable[Iterable[str]] = (), *,
+              one_way: bool = False, loss: float | None = None) -> FaultSpec:
+    return FaultSpec(kind, tuple(targets), tuple(tuple(s) for s in sides), one_way, loss)
+
+
+def validate(spec: FaultSpec, t: Topology, where: str = "fault") -> None:
+    """Raise BadInput naming `where` and the field when the spec cannot apply to this topology."""
+    if spec.kind not in KINDS:
+        raise BadInput(f"{where}.kind: unknown fault {spec.kind!r}; choose one of {', '.join(KINDS)}")
+    nodes = ", ".join(t.node_names)
+    if spec.kind in CONTAINER_KINDS or spec.kind == "isolate":
+        if not spec.targets:
+            raise BadInput(f"{where}.target: {spec.kind} needs a target: a node ({nodes}), "
+                           f"{'db, lb, ' if spec.kind != 'isolate' else ''}{', '.join(ROLES)}")
+        allowed = set(t.node_names) | set(ROLES) | ({DB, LB} if spec.kind in CONTAINER_KINDS else set())
+        for i, target in enumerate(spec.targets):
+            if target not in allowed:
+                raise BadInput(f"{where}.target: no node {target!r} in this lab (nodes: {nodes}"
+                               f"{'; or db, lb' if spec.kind in CONTAINER_KINDS else ''}; or {', '.join(ROLES)})")
+            if target in spec.targets[:i] and target != "random":
+                raise BadInput(f"{where}.target: {target!r} is named twice")
+        if spec.kind == "isolate" and len(spec.targets) != 1:
+            raise BadInput(f"{where}.target: isolate takes one node (use partition for groups)")
+        if spec.targets.count("follower") > t.size - 1:
+            raise BadInput(f"{where}.target: a {t.size}-node lab has {t.size - 1} follower(s)")
+        if len(spec.targets) > t.size + 2:
+            raise BadInput(f"{where}.target: more targets than containers")
+    elif spec.targets:
+        raise BadInput(f"{where}.target: {spec.kind} takes sides, not targets")
+    if spec.kind not in ("split", "partition", "flaky") and (spec.sides or spec.one_way):
+        raise BadInput(f"{where}.{'sides' if spec.sides else 'one_way'}: only split, partition and flaky take it")
+    if spec.kind == "split":
+        _check_sides(spec.sides, t.datacenters, "datacenter", f"{where}.sides", allow_one=True)
+    elif spec.kind == "partition":
+        _check_sides(spec.sides, (*t.node_names, DB), "node", f"{where}.sides", allow_one=True)
+        if not any(n in s for s in spec.sides for n in t.node_names):
+            raise BadInput(f"{where}.sides: name at least one node")
+    elif spec.kind == "flaky":
+        if len(spec.sides) != 2:
+            raise BadInput(f"{where}.sides: flaky takes two endpoint sets, e.g. [a1] and [b1, db]")
+        _check_sides(spec.sides, (*t.node_names, DB), "node", f"{where}.sides", allow_one=False)
+    if spec.kind == "flaky":
+        if not isinstance(spec.loss, (int, float)) or isinstance(spec.loss, bool) or not 1 <= spec.loss <= 100:
+            raise BadInput(f"{where}.loss: flaky needs a loss percentage from 1 to 100 (below 1 % a drop "
+                           f"cannot be verified in a bounded number of attempts), got {spec.loss!r}")
+    elif spec.loss is not None:
+        raise BadInput(f"{where}.loss: only flaky takes a loss percentage")
+
+
+def _check_sides(sides: Sequence[Sequence[str]], known: Sequence[str], what: str, where: str, *,
+                 allow_one: bool) -> None:
+    seen: set[str] = set()
+    for i, side in enumerate(sides):
+        if not side:
+            raise BadInput(f"{where}[{i}]: empty side")
+        for name in side:
+            if name not in known:
+                raise BadInput(f"{where}[{i}]: no {what} {name!r} in this lab ({', '.join(known)})")
+            if name in seen:
+                raise BadInput(f"{where}[{i}]: {name!r} is on two sides")
+            seen.add(name)
+    rest = [k for k in known if k not in seen and k != DB]
+    if len(sides) + (1 if rest and allow_one else 0) < 2:
+        raise BadInput(f"{where}: a cut needs two sides; every {what} is on one side")
+
+
+# ------------------------------------------------------------------------- the network model
+
+@dataclass(frozen=True)
+class Cut:
+    """Packets from `src` to `dst` (node names or `db`) dropped with `probability`."""
+
+    src: str
+    dst: str
+    probability: float = 1.0
+
+
+def groups(spec: FaultSpec, t: Topology) -> tuple[frozenset[str], ...]:
+    """The sides of a network fault as sets of endpoints (nodes and maybe `db`). An endpoint in no
+    group is cut from nobody (the database when it is external or not named)."""
+    if spec.kind == "isolate":
+        (node,) = spec.targets
+        return frozenset({node}), frozenset(n for n in (*t.node_names, DB) if n != node)
+    if spec.kind == "split":
+        named = [set(s) for s in spec.sides]
+        rest = [dc for dc in t.datacenters if not any(dc in s for s in named)]
+        sides = named + ([set(rest)] if rest else [])
+        out = []
+        for dcs in sides:
+            members = {n.name for n in t.nodes if n.dc in dcs}
+            if t.db_dc != EXTERNAL_DB and t.db_dc in dcs:
+                members.add(DB)
+            out.append(frozenset(members))
+        return tuple(out)
+    if spec.kind in ("partition", "flaky"):
+        named = [frozenset(s) for s in spec.sides]
+        rest = frozenset(n for n in t.node_names if not any(n in s for s in named))
+        return tuple(named + ([rest] if rest and spec.kind == "partition" else []))
+    raise ValueError(f"{spec.kind} is not a network fault")
+
+
+def cuts(spec: FaultSpec, t: Topology) -> tuple[Cut, ...]:
+    """Every directed (src, dst) pair whose packets the fault drops."""
+    probability = (spec.loss or 100.0) / 100.0 if spec.kind == "flaky" else 1.0
+    gs = groups(spec, t)
+    out = []
+    for i, a in enumerate(gs):
+        for j, b in enumerate(gs):
+            if i == j or (spec.one_way and i != 0):
+                continue
+            out.extend(Cut(s, d, probability) for s in sorted(a) for d in sorted(b))
+    return tuple(out)
+
+
+def rule_tag(lab: str, fault_id: str) -> str:
+    return f"halab:{lab}:{fault_id}"
+
+
+def rules(cut_list: Iterable[Cut], ips: Mapping[str, Sequence[str]], tag: str) -> dict[str, list[list[str]]]:
+    """endpoint -> iptables argument lists: a cut's rule sits at its source node (OUTPUT), or at its
+    destination (INPUT) when the source is the database, which has no NET_ADMIN."""
+    out: dict[str, list[list[str]]] = {}
+    for c in cut_list:
+        at, chain, flag, peer = (c.src, "OUTPUT", "-d", c.dst) if c.src != DB else (c.dst, "INPUT", "-s", c.src)
+        chance = [] if c.probability >= 1.0 else ["-m", "statistic", "--mode", "random",
+                                                  "--probability", f"{c.probability:.4f}"]
+        for ip in ips[peer]:
+            out.setdefault(at, []).append(["-I", chain, flag, ip, *chance, "-m", "comment", "--comment", tag,
+                                           "-j", "DROP"])
+    return out
+
+
+def check_paths(cut_list: Iterable[Cut], t: Topology) -> list[tuple[str, str]]:
+    """(from node, to endpoint) connections that show each cut: from its source, or from its
+    destination towards the database (a dropped SYN-ACK fails the handshake just the same)."""
+    out = []
+    for c in cut_list:
+        pair = (c.src, c.dst) if c.src != DB else (c.dst, DB)
+        if pair not in out:
+            out.append(pair)
+    return out
+
+
+def attempts_for(probability: float) -> int:
+    """Connects needed so that at least one is dropped with probability 1 - 1e-4."""
+    if probability >= 1.0:
+        return 1
+    return min(1000, math.ceil(math.log(1e-4) / math.log(1.0 - probability)))
+
+
+# --------------------------------------------------------------------------- the lab's docker
+
+def containers(t: Topology) -> dict[str, dict[str, Any]]:
+    """Compose service (node name, db, lb) -> `docker inspect` of its container."""
+    found = docker.inspect(docker.labelled("container", t.lab))
+    return {c["Config"]["Labels"].get("com.docker.compose.service", ""): c for c in found}
+
+
+def addresses(t: Topology, found: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, str]]:
+    """service -> {network (without the project prefix): IP}."""
+    prefix = f"{t.lab}_"
+    out: dict[str, dict[str, str]] = {}
+    for service, c in found.items():
+        nets = (c.get("NetworkSettings") or {}).get("Networks") or {}
+        out[service] = {name.removeprefix(prefix): n["IPAddress"] for name, n in nets.items() if n.get("IPAddress")}
+    return out
+
+
+def path_ip(t: Topology, src: str, dst: str, ips: Mapping[str, Mapping[str, str]]) -> str | None:
+    """The address `src` (a node) uses for `dst`: the database network, its datacenter network, or interdc."""
+    if dst == DB:
+        return ips.get(DB, {}).get("db")
+    a, b = t.node(src), t.node(dst)
+    return ips.get(dst, {}).get(b.dc if a.dc == b.dc else "interdc")
+
+
+def _is_up(c: Mapping[str, Any] | None) -> bool:
+    return bool(c and c["State"]["Running"] and not c["State"].get("Paused"))
+
+
+def _exec(container: str, args: Sequence[str], what: str, *, root: bool = False, input: str | None = None,
+          timeout: float = 30) -> str:
+    return docker.run(["docker", "exec", *(["-u", "root"] if root else []), *(["-i"] if input else []),
+                       container, *args], what, input=input, timeout=timeout)
+
+
+def connectivity(t: Topology, paths: Sequence[tuple[str, str, int]], ips: Mapping[str, Mapping[str, str]],
+                 ) -> dict[tuple[str, str], tuple[int, int]]:
+    """(src, dst, attempts) -> {(src, dst): (open, cut)}; runs one check per source container."""
+    by_src: dict[str, list[tuple[str, str, int]]] = {}
+    for p in paths:
+        by_src.setdefault(p[0], []).append(p)
+
+    def run(src: str) -> dict[tuple[str, str], tuple[int, int]]:
+        todo = [(d, path_ip(t, src, d, ips), n) for _, d, n in by_src[src]]
+        targets = [[ip, DB_PORT if d == DB else ZK_PORT, n] for d, ip, n in todo if ip]
+        try:
+            out = json.loads(_exec(container_name(t, src), ["python3", "-c", _CHECK, json.dumps(targets),
+                                                            str(CONNECT_TIMEOUT)],
+                                   f"check connectivity from {src}", timeout=60))
+        except (RuntimeFailure, ValueError):
+            out = [[0, n] for _, _, n in targets]  # a source that cannot run the check reaches nothing
+        found = iter(out)
+        return {(src, d): (tuple(next(found)) if ip else (0, n)) for d, ip, n in todo}  # type: ignore[misc]
+
+    result: dict[tuple[str, str], tuple[int, int]] = {}
+    with ThreadPoolExecutor(max(1, len(by_src))) as ex:
+        for part in ex.map(run, by_src):
+            result.update(part)
+    return result
+
+
+def install_rules(t: Topology, plan: Mapping[str, list[list[str]]]) -> None:
+    def one(service: str) -> None:
+        script = "set -e\n" + "\n".join("iptables -w " + shlex.join(r) for r in plan[service]) + "\n"
+        try:
+            _exec(container_name(t, service), ["sh", "-s"], f"install fault rules in {service}", root=True,
+                  input=script)
+        except RuntimeFailure as exc:
+            if "iptables: not found" in str(exc) or "iptables: command not found" in str(exc):
+                raise RuntimeFailure(f"iptables is missing in {service}'s image: rebuild it with "
+                                     f"`halab build --only node --force`") from exc
+            raise
+
+    with ThreadPoolExecutor(max(1, len(plan))) as ex:
+        list(ex.map(one, plan))
+
+
+def remove_rules(t: Topology, pattern: str, found: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, int]:
+    """Delete rules whose comment contains `pattern` from every running node container of the lab;
+    return service -> rules left (0 when clean). Paused or stopped containers are skipped: a
+    stopped one loses its rules with its network namespace, a paused one is handled by its heal."""
+    found = containers(t) if found is None else found
+    live = [n for n in t.node_names if _is_up(found.get(n))]
+
+    def one(service: str) -> tuple[str, int]:
+        out = _exec(container_name(t, service), ["sh", "-s", "--", pattern], f"remove fault rules in {service}",
+                    root=True, input=_UNRULE)
+        return service, int((out.strip().splitlines() or ["0"])[-1])
+
+    with ThreadPoolExecutor(max(1, len(live))) as ex:
+        return dict(ex.map(one, live))
+
+
+def roles(t: Topology) -> dict[str, str]:
+    """node -> ZooKeeper mode as the node reports it (leader, follower, standalone, unknown)."""
+    with ThreadPoolExecutor(t.size) as ex:
+        return dict(zip(t.node_names, (v.zk_mode for v in ex.map(lambda n: probes.node_view(t, n), t.node_names))))
+
+
+def _wait_states(t: Topology, services: Sequence[str], ok: Callable[[str, Mapping[str, Any] | None], bool],
+                 timeout: float = SETTLE_TIMEOUT) -> dict[str, dict[str, Any]]:
+    """Poll the containers until `ok(service, state)` holds for each or the timeout passes; return
+    the last states."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = containers(t)
+        if all(ok(s, found.get(s)) for s in services) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+# -------------------------------------------------------------------------------- the registry
+
+class Registry:
+    """The lab's active faults in `<lab dir>/faults.json`, read and written under an flock so that
+    `halab heal` in another process sees what a run applied."""
+
+    def __init__(self, lab: str) -> None:
+        self.dir = state.lab_dir(lab)
+        self.path = self.dir / REGISTRY_FILE
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[dict[str, Any]]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.dir / "faults.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                data = json.loads(self.path.read_text())
+            except (FileNotFoundError, ValueError):
+                data = {"next": 1, "active": {}}
+            before = json.dumps(data, sort_keys=True)
+            yield data
+            if json.dumps(data, sort_keys=True) != before:
+                tmp = self.path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(data, indent=2))
+                os.replace(tmp, self.path)
+        finally:
+            os.close(fd)
+
+    def add(self, entry: dict[str, Any]) -> str:
+        with self._locked() as data:
+            fault_id = f"f{data['next']}"
+            data["next"] += 1
+            data["active"][fault_id] = {**entry, "id": fault_id}
+        return fault_id
+
+    def update(self, fault_id: str, **changes: Any) -> None:
+        with self._locked() as data:
+            if fault_id in data["active"]:
+                data["active"][fault_id].update(changes)
+
+    def remove(self, fault_id: str) -> dict[str, Any] | None:
+        with self._locked() as data:
+            return data["active"].pop(fault_id, None)
+
+    def active(self) -> list[dict[str, Any]]:
+        with self._locked() as data:
+            return sorted(data["active"].values(), key=lambda e: int(e["id"][1:]))
+
+
+@dataclass(frozen=True)
+class ActiveFault:
+    id: str
+    spec: FaultSpec
+    targets: tuple[str, ...]  # resolved: services for container faults, every endpoint cut for network ones
+    t0: float
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        return f"{self.id} {self.spec.describe()}" + (
+            f" -> {' '.join(self.targets)}" if self.spec.kind in CONTAINER_KINDS + ("isolate",) else "")
+
+
+# ---------------------------------------------------------------------------- signal shielding
+
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """Defer SIGINT/SIGTERM while an undo runs, so a second Ctrl-C cannot leave half a heal behind;
+    the deferred signal is raised as KeyboardInterrupt afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    old = {s: signal.signal(s, lambda n, _f: got.append(n)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        if got:
+            raise KeyboardInterrupt
+
+
+# ---------------------------------------------------------------------------------- injecting
+
+Say = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+class Injector:
+    """Applies faults to one lab and heals them. As a context manager it heals everything it
+    applied on every exit path, Ctrl-C and exceptions included.
+
+    `history`: a run's history file; each healed fault is appended to it as a FaultRecord (as well
+    as to the lab's own faults.jsonl), by whichever process heals it."""
+
+    def __init__(self, t: Topology, *, history: str | os.PathLike[str] | None = None, seed: int = 0,
+                 say: Say = _quiet) -> None:
+        self.t = t
+        self.history = str(history) if history else None
+        self.rng = random.Random(seed)
+        self.say = say
+        self.registry = Registry(t.lab)
+        self.applied: list[ActiveFault] = []
+
+    def __enter__(self) -> "Injector":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.heal_all()
+
+    # --------------------------------------------------------------------------------- resolve
+
+    def resolve(self, spec: FaultSpec, where: str = "fault") -> FaultSpec:
+        """The spec with roles replaced by node names (asks the nodes for their ZooKeeper mode)."""
+        validate(spec, self.t, where)
+        if not any(x in ROLES for x in spec.targets):
+            return spec
+        modes = roles(self.t) if any(x in ("leader", "follower") for x in spec.targets) else {}
+        chosen: list[str] = [x for x in spec.targets if x not in ROLES]
+        for x in spec.targets:
+            if x not in ROLES:
+                continue
+            if x == "leader":
+                pool = [n for n, m in modes.items() if m in ("leader", "standalone")]
+            elif x == "follower":
+                pool = [n for n, m in modes.items() if m == "follower"]
+            else:
+                pool = list(self.t.node_names)
+            pool = [n for n in pool if n not in chosen]
+            if not pool:
+                raise RuntimeFailure(f"{where}.target: no {x} to pick now (ZooKeeper modes: "
+                                     f"{', '.join(f'{n}={m}' for n, m in modes.items()) or 'not asked'})")
+            chosen.append(pool[0] if x == "leader" else self.rng.choice(sorted(pool)))
+        return FaultSpec(spec.kind, tuple(chosen), spec.sides, spec.one_way, spec.loss)
+
+    # ----------------------------------------------------------------------------------- apply
+
+    def apply(self, spec: FaultSpec, where: str = "fault") -> ActiveFault:
+        spec = self.resolve(spec, where)
+        if spec.kind in CONTAINER_KINDS:
+            return self._apply_containers(spec)
+        return self._apply_network(spec)
+
+    def _register(self, spec: FaultSpec, targets: Sequence[str], detail: Mapping[str, Any]) -> str:
+        # Registered before anything is done, so an interruption half-way still leaves a trace to heal.
+        return self.registry.add({"spec": spec.to_dict(), "targets": list(targets), "t0": time.time(),
+                                  "phase": "applying", "history": self.history, "detail": dict(detail)})
+
+    def _activate(self, fault_id: str, spec: FaultSpec, targets: Sequence[str], t0: float,
+                  detail: Mapping[str, Any]) -> ActiveFault:
+        self.registry.update(fault_id, phase="active", t0=t0, detail=dict(detail))
+        fault = ActiveFault(fault_id, spec, tuple(targets), t0, detail)
+        self.applied.append(fault)
+        self.say(f"fault {fault.describe()}: applied and verified")
+        return fault
+
+    def _undo_failed_apply(self, fault_id: str) -> None:
+        with shielded():
+            entry = next((e for e in self.registry.active() if e["id"] == fault_id), None)
+            if entry:
+                _undo(self.t, entry)
+                self.registry.remove(fault_id)
+
+    def _apply_containers(self, spec: FaultSpec) -> ActiveFault:
+        t = self.t
+        services = list(spec.targets)
+        names = [container_name(t, s) for s in services]
+        before = containers(t)
+        missing = [s for s in services if s not in before]
+        if missing:
+            raise RuntimeFailure(f"{spec.describe()}: no container for {', '.join(missing)} in lab {t.lab!r}")
+        not_up = [s for s in services if not _is_up(before[s])]
+        if not_up:
+            raise RuntimeFailure(f"{spec.describe()}: {', '.join(not_up)} is not running (an active fault? "
+                                 f"`halab heal --name {t.lab}`)")
+        started = {s: before[s]["State"]["StartedAt"] for s in services}
+        fault_id = self._register(spec, services, {})
+        try:
+            t0 = time.time()
+            action = {
+                "kill": ["docker", "kill", "--signal", "KILL"],
+                "stop": ["docker", "stop", "--time", str(STOP_GRACE)],
+                "pause": ["docker", "pause"],
+                "restart": ["docker", "restart", "--time", str(STOP_GRACE)],
+            }[spec.kind]
+            docker.run([*action, *names], f"{spec.kind} {' '.join(services)}", timeout=60)
+            effect = {
+                "kill": lambda s, c: bool(c) and not c["State"]["Running"],
+                "stop": lambda s, c: bool(c) and not c["State"]["Running"],
+                "pause": lambda s, c: bool(c) and bool(c["State"].get("Paused")),
+                "restart": lambda s, c: _is_up(c) and c["State"]["StartedAt"] != started[s],
+            }[spec.kind]
+            after = _wait_states(t, services, effect)
+            failed = [s for s in services if not effect(s, after.get(s))]
+            if failed:
+                raise FaultNotEffective(f"{spec.describe()}: {', '.join(failed)} is still "
+                                        f"{_state_word(after.get(failed[0]))} after `{' '.join(action)}`")
+            return self._activate(fault_id, spec, services, t0, {})
+        except BaseException:
+            self._undo_failed_apply(fault_id)
+            raise
+
+    def _apply_network(self, spec: FaultSpec) -> ActiveFault:
+        t = self.t
+        found = containers(t)
+        ips = addresses(t, found)
+        cut_list = cuts(spec, t)
+        endpoints = sorted({e for c in cut_list for e in (c.src, c.dst)})
+        absent = [e for e in endpoints if e not in found]
+        if absent:
+            raise RuntimeFailure(f"{spec.describe()}: no container for {', '.join(absent)} in lab {t.lab!r}")
+        probability = cut_list[0].probability if cut_list else 1.0
+        paths = check_paths(cut_list, t)
+        before = connectivity(t, [(s, d, 1) for s, d in paths], ips)
+        open_paths = [p for p in paths if before[p][0] > 0]
+        if not open_paths:
+            raise FaultNotEffective(f"{spec.describe()}: no path to cut works before the fault "
+                                    f"({', '.join(f'{s}->{d}' for s, d in paths)} all fail already); "
+                                    f"heal the lab first (`halab heal --name {t.lab}`)")
+        detail: dict[str, Any] = {"cuts": len(cut_list), "checked": [f"{s}->{d}" for s, d in open_paths]}
+        already = [f"{s}->{d}" for s, d in paths if before[(s, d)][0] == 0]
+        if already:
+            detail["already_cut"] = already
+        fault_id = self._register(spec, endpoints, detail)
+        try:
+            plan = rules(cut_list, {e: list(ips[e].values()) for e in endpoints}, rule_tag(t.lab, fault_id))
+            t0 = time.time()
+            install_rules(t, plan)
+            n = attempts_for(probability)
+            per_path = max(1, math.ceil(n / len(open_paths))) if probability < 1.0 else 1
+            after = connectivity(t, [(s, d, per_path) for s, d in open_paths], ips)
+            dropped = sum(after[p][1] for p in open_paths)
+            if probability >= 1.0:
+                still = [f"{s}->{d}" for s, d in open_paths if after[(s, d)][0] > 0]
+                if still:
+                    raise FaultNotEffective(f"{spec.describe()}: {', '.join(still)} still connect after the "
+                                            f"rules were installed")
+            elif dropped == 0:
+                raise FaultNotEffective(f"{spec.describe()}: none of {per_path * len(open_paths)} connects was "
+                                        f"dropped")
+            detail["dropped"] = f"{dropped}/{per_path * len(open_paths)}"
+            return self._activate(fault_id, spec, endpoints, t0, detail)
+        except BaseException:
+            self._undo_failed_apply(fault_id)
+            raise
+
+    # ------------------------------------------------------------------------------------ heal
+
+    def heal(self, fault: ActiveFault) -> FaultRecord | None:
+        """Undo one fault; return its record (None when another process healed it first)."""
+        with shielded():
+            record = heal_entry(self.t, fault.id)
+            self.applied = [f for f in self.applied if f.id != fault.id]
+        if record:
+            self.say(f"fault {fault.id} healed after {record.t1 - record.t0:.1f} s")
+        return record
+
+    @contextlib.contextmanager
+    def held(self, spec: FaultSpec, where: str = "fault") -> Iterator[ActiveFault]:
+        fault = self.apply(spec, where)
+        try:
+            yield fault
+        finally:
+            self.heal(fault)
+
+    def heal_all(self) -> list[FaultRecord]:
+        """Heal what this injector applied, newest first."""
+        out = []
+        with shielded():
+            for fault in reversed(list(self.applied)):
+                record = heal_entry(self.t, fault.id)
+                if record:
+                    out.append(record)
+            self.applied.clear()
+        return out
+
+
+def _state_word(c: Mapping[str, Any] | None) -> str:
+    if not c:
+        return "absent"
+    return "paused" if c["State"].get("Paused") else c["State"]["Status"]
+
+
+def _undo(t: Topology, entry: Mapping[str, Any]) -> None:
+    """Idempotent undo of one registry entry; raises RuntimeFailure when it could not be undone."""
+    spec = FaultSpec.from_dict(entry["spec"])
+    services = list(entry["targets"])
+    if spec.kind in NETWORK_KINDS:
+        left = remove_rules(t, f'"{rule_tag(t.lab, entry["id"])}"')
+        dirty = [s for s, n in left.items() if n]
+        if dirty:
+            raise RuntimeFailure(f"could not remove the rules of fault {entry['id']} from {', '.join(dirty)}")
+        return
+    found = containers(t)
+    if spec.kind == "pause":
+        todo = [s for s in services if found.get(s) and found[s]["State"].get("Paused")]
+        if todo:
+            docker.run(["docker", "unpause", *(container_name(t, s) for s in todo)], f"unpause {' '.join(todo)}",
+                       timeout=60)
+    else:
+        todo = [s for s in services if found.get(s) and not found[s]["State"]["Running"]]
+        if todo:
+            docker.run(["docker", "start", *(container_name(t, s) for s in todo)], f"start {' '.join(todo)}",
+                       timeout=120)
+    after = _wait_states(t, todo, lambda _s, c: _is_up(c))
+    bad = [s for s in todo if not _is_up(after.get(s))]
+    if bad:
+        raise RuntimeFailure(f"could not undo fault {entry['id']}: {', '.join(bad)} is {_state_word(after.get(bad[0]))}")
+
+
+def _record(t: Topology, entry: Mapping[str, Any], t1: float) -> FaultRecord:
+    spec = FaultSpec.from_dict(entry["spec"])
+    record = FaultRecord(t0=entry["t0"], t1=t1, fault=spec.kind, targets=tuple(entry["targets"]), id=entry["id"],
+                         detail={"spec": spec.describe(), "lab": t.lab, **entry.get("detail", {})})
+    paths = [state.lab_dir(t.lab) / LOG_FILE] + ([Path(entry["history"])] if entry.get("history") else [])
+    for path in paths:
+        with JsonlWriter(path) as w:
+            w.append(record)
+    return record
+
+
+def heal_entry(t: Topology, fault_id: str) -> FaultRecord | None:
+    registry = Registry(t.lab)
+    entry = next((e for e in registry.active() if e["id"] == fault_id), None)
+    if entry is None:
+        return None
+    _undo(t, entry)
+    t1 = time.time()
+    if registry.remove(fault_id) is None:  # healed meanwhile by another process, which recorded it
+        return None
+    return _record(t, entry, t1)
+
+
+@dataclass(frozen=True)
+class HealReport:
+    healed: tuple[FaultRecord, ...]
+    rules_removed: Mapping[str, int]  # leftover rules swept, per container
+    unpaused: tuple[str, ...]
+    started: tuple[str, ...]
+
+    def lines(self) -> list[str]:
+        out = [f"healed {r.id} {r.detail.get('spec', r.fault)} (held {r.t1 - r.t0:.1f} s)" for r in self.healed]
+        swept = {s: n for s, n in self.rules_removed.items() if n}
+        if swept:
+            out.append("removed leftover rules: " + ", ".join(f"{s} ({n})" for s, n in swept.items()))
+        if self.unpaused:
+            out.append("unpaused: " + ", ".join(self.unpaused))
+        if self.started:
+            out.append("started: " + ", ".join(self.started))
+        return out or ["nothing to heal"]
+
+
+def heal_lab(t: Topology, say: Say = _quiet) -> HealReport:
+    """Undo every registered fault of the lab, then sweep what may be left without a registry entry
+    (a process killed between acting and registering, a registry file removed): every rule labelled
+    with the lab, every paused container, every stopped container (database first)."""
+    with shielded():
+        healed = []
+        for entry in Registry(t.lab).active():
+            try:
+                record = heal_entry(t, entry["id"])
+            except RuntimeFailure as exc:
+                say(f"heal {entry['id']}: {exc}; sweeping instead")
+                Registry(t.lab).remove(entry["id"])
+                record = _record(t, entry, time.time())
+            if record:
+                healed.append(record)
+        found = containers(t)
+        paused = [s for s, c in found.items() if c["State"].get("Paused")]
+        if paused:
+            docker.run(["docker", "unpause", *(container_name(t, s) for s in paused)], "unpause leftovers", timeout=60)
+            found = containers(t)
+        counts = _sweep_rules(t, found)
+        order = {DB: 0, LB: 2}
+        stopped = sorted((s for s, c in found.items() if not c["State"]["Running"]), key=lambda s: order.get(s, 1))
+        if stopped:
+            docker.run(["docker", "start", *(container_name(t, s) for s in stopped)], "start stopped containers",
+                       timeout=120)
+            after = _wait_states(t, stopped, lambda _s, c: _is_up(c))
+            bad = [s for s in stopped if not _is_up(after.get(s))]
+            if bad:
+                raise RuntimeFailure(f"heal: {', '.join(bad)} would not start; see `halab logs --name {t.lab} "
+                                     f"{' '.join(bad)}`")
+    report = HealReport(tuple(healed), counts, tuple(paused), tuple(stopped))
+    for line in report.lines():
+        say(line)
+    return report
+
+
+def _sweep_rules(t: Topology, found: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
+    """Remove every rule of the lab; return service -> rules removed."""
+    before = _count_rules(t, found)
+    if any(before.values()):
+        left = remove_rules(t, f'"{rule_tag(t.lab, "")}', found)
+        dirty = [s for s, n in left.items() if n]
+        if dirty:
+            raise RuntimeFailure(f"heal: rules of lab {t.lab} remain in {', '.join(dirty)}")
+    return before
+
+
+def leftovers(t: Topology) -> dict[str, Any]:
+    """What a heal would still find: registry entries, labelled rules, paused and stopped containers."""
+    found = containers(t)
+    return {
+        "registered": [e["id"] for e in Registry(t.lab).active()],
+        "rules": {s: n for s, n in _count_rules(t, found).items() if n},
+        "paused": [s for s, c in found.items() if c["State"].get("Paused")],
+        "stopped": [s for s, c in found.items() if not c["State"]["Running"]],
+    }
+
+
+def _count_rules(t: Topology, found: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
+    pattern = f'"{rule_tag(t.lab, "")}'
+    live = [n for n in t.node_names if _is_up(found.get(n))]
+
+    def count(service: str) -> int:
+        out = _exec(container_name(t, service), ["sh", "-c", f"iptables -S | grep -cF -- '{pattern}' || true"],
+                    f"list fault rules in {service}", root=True)
+        return int((out.strip().splitlines() or ["0"])[-1])
+
+    with ThreadPoolExecutor(max(1, len(live))) as ex:
+        return dict(zip(live, ex.map(count, live)))
+
+
+def active(lab: str) -> list[dict[str, Any]]:
+    return Registry(lab).active()

@@ -1,0 +1,324 @@
+"""A run directory's report: `summary.json`, `junit.xml`, `report.html` and `plots/*.png`.
+
+`build_report(run_dir)` rebuilds everything from what the run recorded (history, ledger, the
+database snapshot `db_rows.json`, `journal.json`, `load.json`), so `halab report runs/...` gives
+the same answer every time. Given a `query`, it first takes the snapshot (after heal) and saves it.
+The HTML embeds its plots as base64 PNG and uses no script, font or stylesheet from anywhere:
+it opens offline and can be mailed around as one file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import os
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from lab.checker import CheckConfig, CheckResult, DbSnapshot, FaultStats, Query, check, fetch_snapshot
+from lab.errors import BadInput
+from lab.history import History, ProbeRecord, load_run, write_json
+
+SNAPSHOT_FILE = "db_rows.json"
+CONFIG_FILE = "check_config.json"
+PLOTS = ("requests", "failures", "latency", "nodes")
+NODE_COLORS = {"active": "#2e7d32", "starting": "#1565c0", "degraded": "#ef6c00", "unreachable": "#c62828"}
+OTHER_COLOR = "#9e9e9e"
+FAILURE_COLORS = {"no response": "#b71c1c", "5xx": "#ef6c00", "4xx": "#6a1b9a"}
+FAULT_COLOR = "#d32f2f"
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    summary: Path
+    junit: Path
+    html: Path
+    plots: tuple[Path, ...]
+    result: CheckResult
+
+
+def build_report(run_dir: str | os.PathLike[str], query: Query | None = None,
+                 config: CheckConfig | None = None) -> ReportFiles:
+    """Check the run and write its report files; see the module docstring."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise BadInput(f"{run} is not a run directory")
+    history = load_run(run)
+    if query is not None:
+        write_json(run / SNAPSHOT_FILE, fetch_snapshot(query, history).to_dict())
+    if config is not None:
+        write_json(run / CONFIG_FILE, asdict(config))
+    elif (run / CONFIG_FILE).exists():
+        config = CheckConfig(**_read_json(run / CONFIG_FILE))
+    snapshot = DbSnapshot.from_dict(_read_json(run / SNAPSHOT_FILE)) if (run / SNAPSHOT_FILE).exists() else None
+    result = check(history, snapshot, config or CheckConfig())
+
+    plots = write_plots(run / "plots", history, result)
+    journal = _read_json(run / "journal.json") if (run / "journal.json").exists() else None
+    load = _read_json(run / "load.json") if (run / "load.json").exists() else None
+    summary, junit, page = run / "summary.json", run / "junit.xml", run / "report.html"
+    files = sorted({p.name for p in run.iterdir() if p.is_file()} | {summary.name, junit.name, page.name})
+    write_json(summary, summary_data(run, history, result, load, files))
+    junit.write_bytes(junit_xml(run.name, result))
+    page.write_text(report_html(run.name, history, result, plots, journal, load, files), encoding="utf-8")
+    return ReportFiles(summary, junit, page, tuple(plots.values()), result)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise BadInput(f"{path} is not valid JSON: {exc}") from None
+
+
+# ----------------------------------------------------------------------------- summary and JUnit
+
+
+def summary_data(run: Path, history: History, result: CheckResult, load: Any, files: Sequence[str]) -> dict[str, Any]:
+    span = history.span
+    d = result.to_dict()
+    d.update({
+        "run": run.name,
+        "span": {"t0": span[0], "t1": span[1], "seconds": span[1] - span[0]} if span else None,
+        "probes": len(history.probes),
+        "skipped_history_lines": history.skipped_lines,
+        "load": load.get("result") if isinstance(load, dict) else None,
+        "files": list(files),
+    })
+    return d
+
+
+def junit_xml(run_name: str, result: CheckResult) -> bytes:
+    """One test case per check and one per fault ("recovered"), for CI test reports."""
+    suite = ET.Element("testsuite", name=f"halab.{run_name}")
+    cases = 0
+    failures = 0
+    skipped = 0
+    for o in result.outcomes:
+        case = ET.SubElement(suite, "testcase", classname="halab.checks", name=o.name)
+        cases += 1
+        if o.status == "skipped":
+            ET.SubElement(case, "skipped", message=o.note)
+            skipped += 1
+        elif o.status == "failed":
+            failure = ET.SubElement(case, "failure", message=f"{len(o.violations)} violation(s) of {o.checked} checked")
+            failure.text = "\n".join(f"{v.subject}: {v.detail}" for v in o.violations)
+            failures += 1
+        if o.note and o.status != "skipped":
+            ET.SubElement(case, "system-out").text = o.note
+    for f in result.faults:
+        case = ET.SubElement(suite, "testcase", classname="halab.faults", name=f"{f.id} {f.fault} {','.join(f.targets)}: recovered")
+        cases += 1
+        ET.SubElement(case, "system-out").text = json.dumps(asdict(f), default=str)
+        if f.time_to_recover is None:
+            ET.SubElement(case, "failure", message=f"clients did not recover after {f.fault} of {','.join(f.targets)}")
+            failures += 1
+    suite.set("tests", str(cases))
+    suite.set("failures", str(failures))
+    suite.set("errors", "0")
+    suite.set("skipped", str(skipped))
+    root = ET.Element("testsuites")
+    root.append(suite)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def node_state(p: ProbeRecord) -> str:
+    if p.active:
+        return "active"
+    if p.ping is None:
+        return "unreachable"
+    return p.state if p.state in NODE_COLORS and p.state != "active" else "not active"
+
+
+def _status_class(status: int) -> str:
+    return "no response" if status == 0 else f"{status // 100}xx"
+
+
+def write_plots(plots_dir: Path, history: History, result: CheckResult) -> dict[str, Path]:
+    """The four timeline PNGs, on one time axis (seconds since the run began)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; must precede pyplot
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    span = history.span or (0.0, 1.0)
+    t_ref = math.floor(span[0])
+    xlim = (0, max(1.0, span[1] - t_ref))
+    secs = result.seconds
+    xs = [s.t - t_ref for s in secs]
+
+    def figure(title: str, ylabel: str) -> tuple[Any, Any]:
+        fig, ax = plt.subplots(figsize=(11, 2.8), dpi=90)
+        fig.subplots_adjust(left=0.07, right=0.84, top=0.86, bottom=0.2)
+        ax.set_title(title, fontsize=10, loc="left")
+        ax.set_ylabel(ylabel, fontsize=9)
+        ax.set_xlabel("seconds since the run began", fontsize=9)
+        ax.set_xlim(*xlim)
+        ax.grid(alpha=0.3)
+        for f in history.faults:
+            ax.axvspan(f.t0 - t_ref, f.t1 - t_ref, color=FAULT_COLOR, alpha=0.12, lw=0)
+            ax.text(f.t0 - t_ref, 1.0, f" {f.id}: {f.fault} {','.join(f.targets)}", transform=ax.get_xaxis_transform(),
+                    fontsize=7, va="top", color=FAULT_COLOR)
+        return fig, ax
+
+    out: dict[str, Path] = {}
+
+    def save(name: str, fig: Any, ax: Any) -> None:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+        out[name] = plots_dir / f"{name}.png"
+        fig.savefig(out[name])
+        plt.close(fig)
+
+    fig, ax = figure("Requests per second (by start time)", "requests/s")
+    ax.plot(xs, [s.total for s in secs], drawstyle="steps-post", color="#455a64", lw=1, label="started")
+    ax.plot(xs, [s.ok for s in secs], drawstyle="steps-post", color="#2e7d32", lw=1, label="succeeded")
+    save("requests", fig, ax)
+
+    fig, ax = figure("Failed requests per second", "failures/s")
+    by_class: dict[str, dict[int, int]] = {}
+    for r in history.requests:
+        if not r.ok:
+            row = by_class.setdefault(_status_class(r.status), {})
+            row[math.floor(r.t0)] = row.get(math.floor(r.t0), 0) + 1
+    bottom = [0] * len(secs)
+    for name in sorted(by_class):
+        heights = [by_class[name].get(s.t, 0) for s in secs]
+        ax.bar(xs, heights, width=1.0, bottom=bottom, align="edge", label=name, lw=0,
+               color=FAILURE_COLORS.get(name, OTHER_COLOR))
+        bottom = [b + h for b, h in zip(bottom, heights)]
+    save("failures", fig, ax)
+
+    fig, ax = figure("Latency per second (requests started that second)", "ms")
+    for q, color in (("p50", "#1565c0"), ("p95", "#ef6c00"), ("p99", "#c62828")):
+        values = [getattr(s, q) for s in secs]
+        ax.plot([x for x, v in zip(xs, values) if v is not None], [v for v in values if v is not None],
+                drawstyle="steps-post", color=color, lw=1, label=q)
+    if any(s.total for s in secs):
+        ax.set_yscale("log")
+        plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
+    save("latency", fig, ax)
+
+    fig, ax = figure("Node state as probed (/ping through the load balancer)", "")
+    nodes = sorted({p.node for p in history.probes})
+    for row, node in enumerate(nodes):
+        probes = [p for p in history.probes if p.node == node]
+        for p, nxt in zip(probes, [*probes[1:], None]):
+            end = nxt.t0 if nxt is not None else p.t1
+            state = node_state(p)
+            ax.broken_barh([(p.t0 - t_ref, max(end - p.t0, 0.05))], (row - 0.35, 0.7),
+                           color=NODE_COLORS.get(state, OTHER_COLOR), lw=0)
+    ax.set_yticks(range(len(nodes)), nodes)
+    ax.set_ylim(-0.6, max(len(nodes), 1) - 0.4)
+    for state, color in [*NODE_COLORS.items(), ("not active", OTHER_COLOR)]:
+        ax.bar([0], [0], color=color, label=state)  # legend entries only
+    save("nodes", fig, ax)
+    return out
+
+
+# ----------------------------------------------------------------------------- HTML
+
+
+def _fmt(v: float | None, digits: int = 2, unit: str = "") -> str:
+    return "–" if v is None else f"{v:.{digits}f}{unit}"
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.2f}%"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _status(status: str) -> str:
+    return f'<span class="{status}">{html.escape(status)}</span>'
+
+
+def fault_rows(faults: Sequence[FaultStats], t_ref: float) -> list[list[str]]:
+    return [[
+        html.escape(f.id), html.escape(f.fault), html.escape(", ".join(f.targets)),
+        _fmt(f.t0 - t_ref, 1), _fmt(f.t1 - f.t0, 1), str(f.requests), str(f.failed), str(f.failed_idempotent),
+        _pct(f.availability), _pct(f.min_second_availability), _fmt(f.time_to_detect, 2, " s"),
+        _fmt(f.time_to_recover, 2, " s"), _fmt(f.healed_to_recovered, 2, " s"), _pct(f.budget_consumed),
+        str(f.fenced_acks),
+    ] for f in faults]
+
+
+FAULT_HEADERS = ("fault", "kind", "targets", "at (s)", "held (s)", "requests", "failed", "failed idempotent",
+                 "availability", "worst second", "time to detect", "time to recover", "after heal",
+                 "error budget used", "fenced acks")
+
+_CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#212121;max-width:1100px}
+h1{font-size:20px;margin:0 0 4px} h2{font-size:16px;margin:28px 0 8px}
+table{border-collapse:collapse;font-size:12px;margin:6px 0} td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}
+th{background:#f5f5f5} td:first-child,th:first-child{text-align:left}
+.passed{color:#2e7d32;font-weight:600} .failed{color:#c62828;font-weight:600} .skipped{color:#757575}
+.verdict{font-size:18px} img{display:block;max-width:100%;margin:4px 0}
+pre{background:#fafafa;border:1px solid #eee;padding:8px;overflow:auto;font-size:11px;max-height:400px}
+small{color:#757575}
+"""
+
+
+def report_html(run_name: str, history: History, result: CheckResult, plots: Mapping[str, Path],
+                journal: Any, load: Any, files: Sequence[str]) -> str:
+    span = history.span
+    t_ref = math.floor(span[0]) if span else 0.0
+    verdict = "passed" if result.passed else "failed"
+    checks = _table(
+        ("check", "status", "checked", "violations", "note"),
+        [[html.escape(o.name), _status(o.status), str(o.checked), str(len(o.violations)), html.escape(o.note)]
+         for o in result.outcomes],
+    )
+    violations = [
+        f"<li><b>{html.escape(o.name)}</b> {html.escape(v.subject)} "
+        f"{'' if v.t is None else f'at {v.t - t_ref:.2f} s'}: {html.escape(v.detail)}</li>"
+        for o in result.outcomes for v in o.violations[:50]
+    ]
+    images = "".join(
+        f'<img alt="{name}" src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}">'
+        for name, path in plots.items()
+    )
+    totals = (f"{result.requests} requests, {result.failed} failed ({result.failed_idempotent} idempotent), "
+              f"{result.acks} acknowledged writes, {len(history.probes)} probes, {len(history.faults)} faults"
+              + (f", over {span[1] - span[0]:.1f} s" if span else ""))
+    extra = "".join(
+        f"<details><summary>{title}</summary><pre>{html.escape(json.dumps(data, indent=2, default=str))}</pre></details>"
+        for title, data in (("journal.json", journal), ("load.json", load)) if data is not None
+    )
+    files_html = ", ".join(f'<a href="{html.escape(n)}">{html.escape(n)}</a>' if n.endswith(".html") else html.escape(n)
+                           for n in files)
+    faults = (_table(FAULT_HEADERS, fault_rows(result.faults, t_ref), "faults") if result.faults
+              else "<p>No faults in this run.</p>")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>ha-lab run {html.escape(run_name)}</title>
+<style>{_CSS}</style></head><body>
+<h1>ha-lab run {html.escape(run_name)}</h1>
+<p class="verdict">Verdict: {_status(verdict)}</p>
+<p>{html.escape(totals)}</p>
+<h2>Checks</h2>{checks}
+{"<ul>" + "".join(violations) + "</ul>" if violations else ""}
+<h2>Faults</h2>{faults}
+<p><small>Times in seconds from the run's first record. Time to detect: fault start to the first probe
+that saw a node leave <i>active</i>. Time to recover: fault start to the first success after which
+clients saw no failure for {result.config.stable_seconds:g} s. Error budget: failed requests in the window
+over (1 &minus; {result.config.slo:g}) &times; all requests of the run. See lab/checker.py.</small></p>
+<h2>Timeline</h2>{images}
+<h2>Recorded files</h2><p>{files_html}, plots/*.png</p>
+{extra}
+</body></html>
+"""

@@ -1,0 +1,407 @@
+"""The HTTP API on port 8080: /ping, /v1 (gdapi), /v1/scripts, /metrics, /status.json.
+
+Every response carries `X-Rancher-Node` and `X-API-Schemas`. Writes are refused with 503 unless
+the node is active, and are acknowledged only after their fenced COMMIT (processes.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from aiohttp import web
+
+from . import agents, gdapi, inputs, store
+from .auth import Principal, hash_secret, new_key_pair
+from .coord import NoQuorum
+from .db import DatabaseUnavailable, TooManyConnections
+from .gdapi import ApiError
+from .heap import OutOfMemory
+from .pool import PoolExhausted
+from .processes import no_quorum_error
+from .resources import AGENT, BY_COLLECTION, RESOURCE_TYPES, ResourceType, is_transitioning
+
+if TYPE_CHECKING:
+    from .node import Node
+
+log = logging.getLogger("halab.api")
+
+MAX_BODY = 1 << 20
+JSON = "application/json"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_response(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type=JSON)
+
+
+def error_response(e: ApiError) -> web.Response:
+    return json_response(gdapi.dumps(e.body()), e.status)
+
+
+_HTTP_CODES = {
+    400: "InvalidBodyContent",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NOT_FOUND",
+    405: "MethodNotAllowed",
+    413: "RequestEntityTooLarge",
+}
+
+
+class Api:
+    def __init__(self, node: "Node") -> None:
+        self.node = node
+        self._bases: dict[tuple[str, str, str, str], str] = {}
+        self._v1 = gdapi.dumps(gdapi.api_version())
+        self._schemas = gdapi.dumps(gdapi.schema_collection())
+        self._schema_by_id = {s["id"]: gdapi.dumps(s) for s in gdapi.all_schemas()}
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._middleware], client_max_size=MAX_BODY)
+        app.on_response_prepare.append(self._headers)
+        r = app.router
+        r.add_get("/ping", self.ping)
+        r.add_get("/metrics", self.metrics)
+        r.add_get("/status.json", self.status)
+        r.add_get("/v1", self.root)
+        r.add_get("/v1/", self.root)
+        r.add_get("/v1/schemas", self.schemas)
+        r.add_get("/v1/schemas/{id}", self.schema)
+        r.add_get("/v1/scripts/{token}", self.get_script)
+        r.add_post("/v1/scripts/{token}", self.register)
+        r.add_get("/v1/{coll}", self.list)
+        r.add_post("/v1/{coll}", self.create)
+        r.add_get("/v1/{coll}/{id}", self.get)
+        r.add_put("/v1/{coll}/{id}", self.update)
+        r.add_delete("/v1/{coll}/{id}", self.delete)
+        r.add_post("/v1/{coll}/{id}", self.action)
+        r.add_get("/v1/{coll}/{id}/{link}", self.children)
+        return app
+
+    def base(self, request: web.Request) -> str:
+        h = request.headers
+        key = (h.get("Host", ""), h.get("X-Forwarded-Host", ""), h.get("X-Forwarded-Proto", ""),
+               h.get("X-Forwarded-Port", ""))
+        base = self._bases.get(key)
+        if base is None:
+            base = gdapi.base_url(h, request.scheme, f"127.0.0.1:{self.node.cfg.api_port}")
+            if len(self._bases) > 1000:
+                self._bases.clear()
+            self._bases[key] = base
+        return base
+
+    async def _headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["X-Rancher-Node"] = self.node.cfg.node_name
+        response.headers["X-API-Schemas"] = self.base(request) + "/v1/schemas"
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        start = time.perf_counter()
+        heap = self.node.heap
+        allocs = []
+        status = 500
+        try:
+            pause = heap.gc_pause()
+            if pause:
+                await asyncio.sleep(pause)
+            allocs.append(heap.allocate(self.node.cfg.request_heap_bytes + (request.content_length or 0)))
+            request["heap"] = allocs
+            response = await handler(request)
+        except OutOfMemory as e:
+            self.node.die_of_oom(e)
+            raise
+        except ApiError as e:
+            response = error_response(e)
+        except web.HTTPException as e:
+            if e.status < 400:
+                raise
+            code = _HTTP_CODES.get(e.status, "HTTP_ERROR")
+            response = error_response(ApiError(e.status, code, e.reason))
+        except PoolExhausted as e:
+            response = error_response(ApiError(503, "POOL_EXHAUSTED", str(e)))
+        except TooManyConnections as e:
+            response = error_response(ApiError(503, "TOO_MANY_CONNECTIONS", str(e)))
+        except DatabaseUnavailable as e:
+            response = error_response(ApiError(503, "DATABASE_UNAVAILABLE", str(e)))
+        except NoQuorum as e:
+            response = error_response(no_quorum_error(str(e)))
+        except Exception:  # noqa: BLE001 - answer 500 and keep serving
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            response = error_response(ApiError(500, "SERVER_ERROR", "internal error"))
+        finally:
+            for a in allocs:
+                heap.free(a)
+        status = response.status
+        self.node.requests.observe(request.method, status, time.perf_counter() - start)
+        return response
+
+    def _account(self, request: web.Request, body: bytes) -> bytes:
+        """Response bodies are working memory while the request is in flight."""
+        if len(body) > 4096:
+            request["heap"].append(self.node.heap.allocate(len(body)))
+        return body
+
+    async def _principal(self, request: web.Request) -> Principal:
+        return await self.node.auth.authenticate(request.headers.get("Authorization"))
+
+    async def _body(self, request: web.Request) -> Any:
+        raw = await request.read()  # raises 413 above client_max_size
+        if not raw.strip():
+            return {}
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, "InvalidBodyContent", "the request body is not valid JSON") from None
+
+    def _type(self, request: web.Request) -> ResourceType:
+        rt = BY_COLLECTION.get(request.match_info["coll"].lower())
+        if rt is None:
+            raise ApiError(404, "NOT_FOUND", f"no collection {request.match_info['coll']!r}")
+        return rt
+
+    def _id(self, rt: ResourceType, text: str) -> int:
+        rid = rt.parse_id(text)
+        if rid is None:
+            raise ApiError(404, "RESOURCE_NOT_FOUND", f"{rt.name} {text} not found")
+        return rid
+
+    @staticmethod
+    def _only_users(principal: Principal) -> None:
+        if principal.kind == "agent":
+            raise ApiError(403, "Forbidden", "agent credentials may only check in")
+
+    # -- health, metrics, status ---------------------------------------------------------------
+
+    async def ping(self, request: web.Request) -> web.Response:
+        if self.node.sm.active:
+            return web.Response(text="pong", content_type="text/plain")
+        return web.Response(text=self.node.sm.state.value, status=503, content_type="text/plain")
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.node.metrics_text().encode(),
+                            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+    async def status(self, request: web.Request) -> web.Response:
+        return json_response(gdapi.dumps(self.node.status()))
+
+    # -- gdapi ---------------------------------------------------------------------------------
+
+    async def root(self, request: web.Request) -> web.Response:
+        await self._principal(request)
+        return json_response(gdapi.fill(self._v1, self.base(request)))
+
+    async def schemas(self, request: web.Request) -> web.Response:
+        await self._principal(request)
+        return json_response(gdapi.fill(self._schemas, self.base(request)))
+
+    async def schema(self, request: web.Request) -> web.Response:
+        await self._principal(request)
+        tpl = self._schema_by_id.get(request.match_info["id"])
+        if tpl is None:
+            raise ApiError(404, "RESOURCE_NOT_FOUND", f"schema {request.match_info['id']} not found")
+        return json_response(gdapi.fill(tpl, self.base(request)))
+
+    def _render(self, rt: ResourceType, row: dict[str, Any], base: str, **extra: Any) -> bytes:
+        values = store.values(rt, row, self.node.ctx)
+        values.update(extra)
+        return gdapi.dumps(gdapi.resource_body(rt, values, base))
+
+    async def get(self, request: web.Request) -> web.Response:
+        rt = self._type(request)
+        rid = self._id(rt, request.match_info["id"])
+        principal = await self._principal(request)
+        if principal.kind == "agent" and not (rt is AGENT and principal.agent_id == rid):
+            raise ApiError(403, "Forbidden", "agent credentials may only read their own agent")
+        base = self.base(request)
+        if rt.cacheable:
+            tpl = self.node.cache.get((rt.name, rid))
+            if tpl is not None:
+                return json_response(gdapi.fill(tpl, base))
+        tpl = await self.node.db.run(self._read_template, rt, rid)
+        if tpl is None:
+            raise ApiError(404, "RESOURCE_NOT_FOUND", f"{rt.name} {rt.format_id(rid)} not found")
+        return json_response(gdapi.fill(tpl, base))
+
+    def _read_template(self, conn: Any, rt: ResourceType, rid: int) -> bytes | None:
+        """Read one resource; fill the cache if it is settled (see cache.py for the protocol)."""
+        node = self.node
+        key = (rt.name, rid)
+        fill = rt.cacheable and node.coord.connected
+        watched = False
+        if fill:
+            node.cache.begin_fill(key)
+            watched = node.coord.watch(rt.name, rid, lambda: node.cache.invalidate(key))
+        template = None
+        settled = False
+        try:
+            row = store.read_row(conn, rt, rid)
+            if row is not None:
+                template = self._render(rt, row, gdapi.BASE)
+                settled = is_transitioning(row["state"]) == "no" and row["state"] != "removed"
+        finally:
+            if fill:
+                node.cache.finish_fill(key, template if watched and settled else None)
+        if fill and settled and not watched:
+            node.coord.ensure(rt.name, rid)  # watchable, hence cacheable, next time
+        return template
+
+    async def list(self, request: web.Request, parent: tuple[str, str] | None = None) -> web.Response:
+        rt = self._type(request) if parent is None else RESOURCE_TYPES[parent[0]]
+        self._only_users(await self._principal(request))
+        params = list(request.query.items())
+        q = store.parse_list_query(rt, params)
+        if parent is not None:
+            f = rt.field(parent[1])
+            assert f is not None
+            q = store.ListQuery(q.conditions + (store.Condition(f, "eq", request.match_info["id"]),),
+                                q.sort, q.order, q.limit, q.offset)
+        rows, more = await self.node.db.run(store.list_rows, rt, q)
+        base = self.base(request)
+        url = f"{base}{request.path}"
+        data = [gdapi.resource_body(rt, store.values(rt, row, self.node.ctx), base) for row in rows]
+        keep = [(k, v) for k, v in params if k not in ("marker", "sort", "order")]
+        pagination = {
+            "first": gdapi.query_url(url, keep + [("sort", q.sort), ("order", q.order)]) if q.offset else None,
+            "previous": None,
+            "next": gdapi.query_url(url, keep + [("sort", q.sort), ("order", q.order), ("marker", f"m{q.offset + q.limit}")]) if more else None,
+            "limit": q.limit,
+            "total": None,
+            "partial": more,
+        }
+        if q.offset:
+            prev = max(0, q.offset - q.limit)
+            pagination["previous"] = gdapi.query_url(url, keep + [("sort", q.sort), ("order", q.order), ("marker", f"m{prev}")])
+        reverse = "desc" if q.order == "asc" else "asc"
+        filters: dict[str, Any] = {f.name: None for f in rt.all_fields() if f.filter}
+        for c in q.conditions:
+            filters.setdefault(c.field.name, None)
+            filters[c.field.name] = (filters[c.field.name] or []) + [{"modifier": c.modifier, "value": c.value}]
+        body = gdapi.collection_body(
+            rt.name, gdapi.query_url(url, params), data,
+            create_types={rt.name: gdapi.collection_url(rt, base)} if rt.creatable else {},
+            sort_links={s: gdapi.query_url(url, [("sort", s)]) for s in store.SORTABLE},
+            pagination=pagination,
+            sort={"name": q.sort, "order": q.order,
+                  "reverse": gdapi.query_url(url, keep + [("sort", q.sort), ("order", reverse)])},
+            filters=filters,
+        )
+        return json_response(self._account(request, gdapi.dumps(body)))
+
+    async def children(self, request: web.Request) -> web.Response:
+        rt = self._type(request)
+        link = request.match_info["link"]
+        if link not in rt.children:
+            raise ApiError(404, "NOT_FOUND", f"{rt.name} has no link {link!r}")
+        self._id(rt, request.match_info["id"])
+        return await self.list(request, parent=rt.children[link])
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def _require_active(self) -> None:
+        sm = self.node.sm
+        if not sm.active:
+            raise ApiError(503, "NOT_ACTIVE", f"this node is {sm.state.value} and refuses writes",
+                           "; ".join(sm.reasons))
+
+    async def create(self, request: web.Request) -> web.Response:
+        rt = self._type(request)
+        self._only_users(await self._principal(request))
+        if not rt.creatable:
+            raise ApiError(405, "MethodNotAllowed", f"{rt.plural} cannot be created through the API")
+        body = await self._body(request)
+        self._require_active()
+        changes = inputs.for_create(rt, body, self.node.default_project_id if rt.account_scoped else None)
+        extra: dict[str, Any] = {}
+        if rt.name == "registrationToken":
+            changes.columns["public_value"] = agents.new_token()
+        elif rt.name == "apiKey":
+            public, secret = new_key_pair()
+            changes.columns["public_value"] = public
+            changes.columns["secret_value"] = hash_secret(secret)
+            extra["secretValue"] = secret
+        engine = self.node.engine
+        row = await engine.write(engine.create_txn, rt, changes)
+        engine.submit(rt.name, int(row["id"]))
+        return json_response(self._render(rt, row, self.base(request), **extra), 201)
+
+    async def update(self, request: web.Request) -> web.Response:
+        rt = self._type(request)
+        rid = self._id(rt, request.match_info["id"])
+        self._only_users(await self._principal(request))
+        if not rt.updatable:
+            raise ApiError(405, "MethodNotAllowed", f"{rt.plural} cannot be updated")
+        body = await self._body(request)
+        self._require_active()
+        return await self._change(request, rt, rid, "update", inputs.for_update(rt, body))
+
+    async def delete(self, request: web.Request) -> web.Response:
+        rt = self._type(request)
+        rid = self._id(rt, request.match_info["id"])
+        self._only_users(await self._principal(request))
+        if not rt.deletable:
+            raise ApiError(405, "MethodNotAllowed", f"{rt.plural} cannot be deleted")
+        self._require_active()
+        return await self._change(request, rt, rid, "remove", None)
+
+    async def _change(self, request: web.Request, rt: ResourceType, rid: int, action: str,
+                      changes: inputs.Changes | None) -> web.Response:
+        engine = self.node.engine
+        row = await engine.write(engine.change_txn, rt, rid, action, changes)
+        self.node.cache.invalidate((rt.name, rid))
+        if row["state"] != "removed":
+            engine.submit(rt.name, rid)
+        return json_response(self._render(rt, row, self.base(request)))
+
+    async def action(self, request: web.Request) -> web.Response:
+        rt = self._type(request)
+        rid = self._id(rt, request.match_info["id"])
+        name = request.query.get("action", "")
+        if name not in rt.actions:
+            raise ApiError(404, "InvalidAction", f"{rt.name} has no action {name!r}")
+        principal = await self._principal(request)
+        if principal.kind == "anonymous":
+            raise ApiError(401, "Unauthorized", "check-ins need the agent's credentials")
+        if principal.kind != "agent" or principal.agent_id != rid:
+            raise ApiError(403, "Forbidden", "only the agent itself may check in")
+        await self._body(request)
+        self._require_active()
+        row = await self.node.engine.write(agents.checkin_txn, self.node.engine, rid)
+        return json_response(self._render(rt, row, self.base(request)))
+
+    # -- agent registration --------------------------------------------------------------------
+
+    async def get_script(self, request: web.Request) -> web.Response:
+        token = request.match_info["token"]
+        await self.node.db.run(agents.find_token, token)
+        return web.Response(text=agents.script(token, self.node.cfg.registration_url),
+                            content_type="text/plain")
+
+    async def register(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        if not isinstance(body, dict):
+            raise ApiError(422, "InvalidFormat", "the request body must be a JSON object")
+        hostname = body.get("hostname")
+        host_uuid = body.get("uuid")
+        if not isinstance(hostname, str) or not hostname or len(hostname) > 255:
+            raise ApiError(422, "MissingRequired", "hostname is required", field_name="hostname")
+        if host_uuid is not None and (not isinstance(host_uuid, str) or not 0 < len(host_uuid) <= 128):
+            raise ApiError(422, "InvalidFormat", "uuid must be a string of at most 128 characters", field_name="uuid")
+        self._require_active()
+        engine = self.node.engine
+        reg, created = await engine.write(agents.register_txn, engine, request.match_info["token"], hostname, host_uuid)
+        if created:
+            engine.submit("agent", AGENT.parse_id(reg["agentId"]) or 0)
+            engine.submit("host", RESOURCE_TYPES["host"].parse_id(reg["hostId"]) or 0)
+        base = self.base(request)
+        reg["checkinUrl"] = f"{base}/v1/agents/{reg['agentId']}?action=checkin"
+        reg["links"] = {
+            "host": f"{base}/v1/hosts/{reg['hostId']}",
+            "agent": f"{base}/v1/agents/{reg['agentId']}",
+        }
+        return json_response(gdapi.dumps(reg), 201 if created else 200)

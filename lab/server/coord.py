@@ -1,0 +1,183 @@
+"""ZooKeeper coordination through kazoo: session state, per-resource locks, fencing, watches.
+
+Locks live at `/cattle/locks/<type>/<id>` (kazoo's Lock recipe, the equivalent of cattle's
+Curator mutex). Taking one creates a sequential ephemeral znode, a quorum write, so holding a
+lock proves this node had a live session with a quorum when it got it. `Fence.check()` re-checks
+right before a COMMIT that the session is still connected and is the one that took the lock; a
+node cut off from the quorum sees its connection drop (the server stops serving without quorum,
+and peers are unreachable) well before the session can expire and the lock pass to another node.
+
+Everything here blocks and is called from worker threads, except `state` and the listeners.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+from kazoo.client import KazooClient, KazooState
+from kazoo.exceptions import KazooException, LockTimeout, NoNodeError, NotEmptyError
+from kazoo.recipe.lock import Lock
+from kazoo.retry import KazooRetry
+
+log = logging.getLogger("halab.zk")
+
+LOCK_ROOT = "/cattle/locks"
+
+
+class NoQuorum(Exception):
+    """This node has no live ZooKeeper session with a quorum."""
+
+
+class LockBusy(Exception):
+    """Another holder kept the resource's lock past our bounded wait."""
+
+
+def lock_path(rtype: str, rid: int) -> str:
+    return f"{LOCK_ROOT}/{rtype}/{rid}"
+
+
+class Fence:
+    def __init__(self, coord: "Coordinator", session_id: int) -> None:
+        self._coord = coord
+        self.session_id = session_id
+
+    def check(self) -> None:
+        """Raise NoQuorum unless the session that took the lock is still connected."""
+        if self._coord.session_id() != self.session_id:
+            raise NoQuorum("lost the ZooKeeper session (no quorum) before commit")
+
+
+class Held:
+    """A held lock and the fence of the session that took it."""
+
+    def __init__(self, lock: Lock, fence: Fence) -> None:
+        self._lock = lock
+        self.fence = fence
+
+    def release(self) -> None:
+        try:
+            self._lock.release()
+        except KazooException:
+            # The znode is ephemeral: it goes with the session if we cannot delete it now.
+            log.info("could not release lock %s now; it expires with the session", self._lock.path)
+
+
+class Coordinator:
+    def __init__(self, hosts: str, session_timeout: float, identity: str) -> None:
+        self.identity = identity
+        self.client = KazooClient(
+            hosts=hosts,
+            timeout=session_timeout,
+            connection_retry=KazooRetry(max_tries=-1, delay=0.1, backoff=2, max_delay=1.0),
+            command_retry=KazooRetry(max_tries=3, delay=0.05, backoff=2, max_delay=0.5),
+        )
+        self._listeners: list[Callable[[str], None]] = []
+        self._listeners_lock = threading.Lock()
+        self.client.add_listener(self._on_state)
+
+    # -- session -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect in the background; kazoo retries forever and re-creates lost sessions."""
+        self.client.start_async()
+
+    def stop(self) -> None:
+        try:
+            self.client.stop()
+            self.client.close()
+        except KazooException:
+            pass
+
+    @property
+    def state(self) -> str:
+        return str(self.client.state)
+
+    @property
+    def connected(self) -> bool:
+        return self.client.state == KazooState.CONNECTED
+
+    def session_id(self) -> int | None:
+        if self.client.state != KazooState.CONNECTED:
+            return None
+        cid = self.client.client_id
+        return cid[0] if cid else None
+
+    def add_listener(self, fn: Callable[[str], None]) -> None:
+        """`fn(state)` on every session state change, called from kazoo's thread."""
+        with self._listeners_lock:
+            self._listeners.append(fn)
+
+    def listen_on_loop(self, loop: asyncio.AbstractEventLoop, fn: Callable[[str], None]) -> None:
+        self.add_listener(lambda state: loop.call_soon_threadsafe(fn, state))
+
+    def _on_state(self, state: str) -> None:
+        log.warning("ZooKeeper session %s", state)
+        with self._listeners_lock:
+            listeners = list(self._listeners)
+        for fn in listeners:
+            fn(str(state))
+
+    # -- locks ---------------------------------------------------------------------------------
+
+    def acquire(self, rtype: str, rid: int, timeout: float, blocking: bool = True) -> "Held":
+        """Take `/cattle/locks/<rtype>/<rid>`; raises NoQuorum or LockBusy if it cannot."""
+        if not self.connected:
+            raise NoQuorum("no ZooKeeper session")
+        lock = self.client.Lock(lock_path(rtype, rid), identifier=self.identity)
+        try:
+            # The timeout also bounds kazoo's retries while the connection is down.
+            got = lock.acquire(blocking=blocking, timeout=timeout)
+        except LockTimeout:
+            raise LockBusy(f"{rtype} {rid} is locked by another process") from None
+        except KazooException as e:
+            raise NoQuorum(f"ZooKeeper lock failed: {type(e).__name__}") from None
+        held = Held(lock, Fence(self, self.session_id() or -1))
+        if not got:
+            if not self.connected:
+                raise NoQuorum("lost the ZooKeeper session while locking")
+            raise LockBusy(f"{rtype} {rid} is locked by another process")
+        if held.fence.session_id == -1:
+            held.release()
+            raise NoQuorum("lost the ZooKeeper session right after locking")
+        return held
+
+    @contextmanager
+    def hold(self, rtype: str, rid: int, timeout: float, blocking: bool = True) -> Iterator[Fence]:
+        held = self.acquire(rtype, rid, timeout, blocking)
+        try:
+            yield held.fence
+        finally:
+            held.release()
+
+    def forget(self, rtype: str, rid: int) -> None:
+        """Drop a removed resource's lock directory (wakes any cache watch on it)."""
+        try:
+            self.client.delete(lock_path(rtype, rid))
+        except (NoNodeError, NotEmptyError):
+            pass
+        except KazooException as e:
+            log.info("could not remove %s: %s", lock_path(rtype, rid), type(e).__name__)
+
+    def ensure(self, rtype: str, rid: int) -> None:
+        """Create the resource's lock directory so that it can be watched."""
+        try:
+            self.client.ensure_path(lock_path(rtype, rid))
+        except KazooException:
+            pass
+
+    def watch(self, rtype: str, rid: int, on_change: Callable[[], None]) -> bool:
+        """One-shot watch on the resource's lock directory: any writer of the resource creates
+        and deletes a child there. False when it cannot be watched (no node, no session)."""
+        if not self.connected:
+            return False
+        try:
+            self.client.get_children(lock_path(rtype, rid), watch=lambda _event: on_change())
+            return True
+        except NoNodeError:
+            return False
+        except KazooException:
+            return False

@@ -1,0 +1,315 @@
+"""One simulated Rancher server host: wires ZooKeeper, the database, the HA state machine, the
+process engine and the two HTTP servers, and runs the scheduled tasks.
+
+Start-up: the HTTP servers answer at once (`/ping` is 503 while `starting`); ZooKeeper and the
+kazoo session come up in the background; the database is awaited with bounded, logged retries and
+migrated under the change-log lock; then the cluster heartbeat, the health check and the process
+replay run on their schedules. The node exits if its ZooKeeper process dies, or with status 3 on a
+modelled OutOfMemoryError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import sys
+import time
+import uuid as uuidlib
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from . import cluster, management, store, zkserver
+from .api import Api
+from .auth import Authenticator
+from .cache import ResourceCache
+from .config import Config
+from .coord import Coordinator
+from .db import Database, DatabaseError
+from .heap import HeapModel, OutOfMemory
+from .metrics import Gauge, RequestMetrics, render_gauges
+from .migrations import MigrationLockTimeout, MySQLLockStore, migrate
+from .processes import ProcessEngine
+from .state import Health, HAStateMachine
+
+log = logging.getLogger("halab.node")
+
+HEALTH_INTERVAL = 1.0
+DB_RETRY_MAX = 5.0
+
+
+class Node:
+    def __init__(self, cfg: Config, loop: asyncio.AbstractEventLoop) -> None:
+        self.cfg = cfg
+        self.loop = loop
+        self.uuid = f"{cfg.node_name}-{uuidlib.uuid4().hex[:12]}"
+        self.started = time.time()
+        self.heap = HeapModel(cfg.heap_xmx, cfg.heap_scale)
+        self.sm = HAStateMachine()
+        self.db = Database(cfg, loop)
+        self.coord = Coordinator(cfg.zk_connection_string, cfg.zk_session_timeout, cfg.node_name)
+        self.cache = ResourceCache(self.heap)
+        self.engine = ProcessEngine(cfg, self.db, self.coord, self.cache, loop)
+        self.auth = Authenticator(self.db)
+        self.requests = RequestMetrics()
+        self.ctx = store.Context(cfg.registration_url)
+        self.bootstrapped = False
+        self.db_ok = False
+        self.db_error: str | None = "not checked yet"
+        self.zk_mode = "unknown"
+        self.members: list[cluster.Member] = []
+        self.default_project_id: int | None = None
+        self.exit_code: asyncio.Future[int] = loop.create_future()
+        self._zk_proc: asyncio.subprocess.Process | None = None
+        self._runners: list[web.AppRunner] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ip = _own_ip()
+        self._stale = cluster.StaleTracker()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        log.info(
+            "node %s starting: cluster size %d, ZooKeeper %s, database %s:%d/%s, heap budget %d MiB "
+            "(-Xmx%d MiB / %d), pool %d",
+            self.cfg.node_name, self.cfg.cluster_size, self.cfg.zk_connection_string, self.cfg.db_host,
+            self.cfg.db_port, self.cfg.db_name, self.heap.budget >> 20, self.cfg.heap_xmx >> 20,
+            self.cfg.heap_scale, self.cfg.pool_max_total,
+        )
+        if self.cfg.start_zookeeper:
+            self._zk_proc = await zkserver.start(self.cfg)
+            self._spawn(self._watch_zookeeper(self._zk_proc))
+        self.coord.listen_on_loop(self.loop, self._on_zk_state)
+        self.coord.start()
+        await self._serve(Api(self).app(), self.cfg.api_port)
+        await self._serve(management.app(self), self.cfg.management_port)
+        self._spawn(self._bootstrap())
+
+    async def _serve(self, app: web.Application, port: int) -> None:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "0.0.0.0", port, backlog=1024).start()
+        self._runners.append(runner)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        self._tasks.append(self.loop.create_task(coro))  # type: ignore[arg-type]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self.engine.close()
+        for runner in self._runners:
+            await runner.cleanup()
+        await self.loop.run_in_executor(None, self.coord.stop)
+        self.db.close()
+        if self._zk_proc is not None and self._zk_proc.returncode is None:
+            self._zk_proc.terminate()
+            try:
+                await asyncio.wait_for(self._zk_proc.wait(), 5)
+            except asyncio.TimeoutError:
+                self._zk_proc.kill()
+
+    def request_exit(self, code: int) -> None:
+        if not self.exit_code.done():
+            self.exit_code.set_result(code)
+
+    async def _watch_zookeeper(self, proc: asyncio.subprocess.Process) -> None:
+        code = await proc.wait()
+        log.error("ZooKeeper exited with status %s: this host goes down", code)
+        self.request_exit(1)
+
+    def die_of_oom(self, e: OutOfMemory) -> None:
+        """What a JVM with -XX:+ExitOnOutOfMemoryError does; see heap.py."""
+        log.error("modelled heap exhausted: %s", e)
+        sys.stderr.write('Exception in thread "qtp-api" java.lang.OutOfMemoryError: Java heap space\n')
+        sys.stderr.write("Terminating due to java.lang.OutOfMemoryError: Java heap space\n")
+        sys.stderr.flush()
+        logging.shutdown()
+        if self._zk_proc is not None and self._zk_proc.returncode is None:
+            self._zk_proc.kill()
+        os._exit(3)
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def _on_zk_state(self, state: str) -> None:
+        self.cache.set_enabled(self.coord.connected)
+        self._evaluate()
+
+    def _evaluate(self) -> None:
+        t = self.sm.observe(Health(self.bootstrapped, self.coord.connected, self.db_ok))
+        if t is not None:
+            log.warning("HA state %s -> %s%s", t.before.value, t.after.value,
+                        f" ({'; '.join(t.reasons)})" if t.reasons else "")
+
+    # -- scheduled tasks -----------------------------------------------------------------------
+
+    async def _bootstrap(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self.db.run_system(_ping)
+                break
+            except DatabaseError as e:
+                self._db_failed(str(e))
+                log.warning("waiting for the database: %s (retry in %.1f s)", e, delay)
+                await asyncio.sleep(delay)
+                delay = min(DB_RETRY_MAX, delay * 2)
+        self._db_healthy()
+        try:
+            await self.db.run_system(self._migrate)
+            self.default_project_id = await self.db.run_system(store.default_project_id)
+        except MigrationLockTimeout as e:
+            log.error("%s; giving up", e)
+            self.request_exit(1)
+            return
+        self.bootstrapped = True
+        self._evaluate()
+        self._spawn(self._every(HEALTH_INTERVAL, self._health))
+        self._spawn(self._every(self.cfg.cluster_heartbeat, self._heartbeat))
+        self._spawn(self._every(min(1.0, self.cfg.process_replay_after), self._replay))
+
+    def _migrate(self, conn: Any) -> list[str]:
+        return migrate(MySQLLockStore(conn), self.uuid, self.cfg.changelog_lock_stale, self.cfg.migration_max_wait)
+
+    async def _every(self, interval: float, fn: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await fn()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a scheduled task must outlive one bad round
+                log.warning("%s failed: %s: %s", getattr(fn, "__name__", fn), type(e).__name__, e)
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+    async def _health(self) -> None:
+        try:
+            await asyncio.wait_for(self.db.run_system(_ping), timeout=3.0)
+            self._db_healthy()
+        except (DatabaseError, asyncio.TimeoutError) as e:
+            self._db_failed(str(e) or "health check timed out")
+        self.zk_mode = await zkserver.mode() if self.cfg.start_zookeeper else "external"
+        self._evaluate()
+
+    def _db_healthy(self) -> None:
+        if not self.db_ok:
+            log.info("database health check ok")
+        self.db_ok, self.db_error = True, None
+        self._evaluate()
+
+    def _db_failed(self, error: str) -> None:
+        if self.db_ok:
+            log.warning("database health check failing: %s", error)
+        self.db_ok, self.db_error = False, error
+        self._evaluate()
+
+    async def _heartbeat(self) -> None:
+        data = {
+            "state": self.sm.state.value,
+            "reasons": list(self.sm.reasons),
+            "zkMode": self.zk_mode,
+            "zkSession": self.coord.state,
+            "memoryDegraded": self.heap.memory_degraded,
+            "pid": os.getpid(),
+        }
+        members = await self.db.run_system(cluster.heartbeat, self.uuid, self.cfg.node_name, self._ip, data)
+        for m in self._stale.observe(members, self.uuid):
+            if await self.db.run_system(cluster.remove, m):
+                log.warning("removed cluster member %s (id %d): heartbeat unchanged for %d polls",
+                            m.name, m.id, cluster.STALE_POLLS)
+                members = [x for x in members if x.id != m.id]
+        self.members = members
+
+    async def _replay(self) -> None:
+        if self.sm.active:
+            await self.engine.replay_once()
+
+    # -- views ---------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        master = cluster.master(self.members)
+        members = [
+            {
+                "id": m.id,
+                "name": m.name,
+                "uuid": m.uuid,
+                "ipAddress": m.ip_address,
+                "heartbeat": m.heartbeat,
+                "state": m.data.get("state"),
+                "zkMode": m.data.get("zkMode"),
+                "memoryDegraded": m.data.get("memoryDegraded"),
+                "master": master is not None and m.id == master.id,
+                "self": m.uuid == self.uuid,
+            }
+            for m in self.members
+        ]
+        pool = self.db.pool_stats()
+        return {
+            "node": self.cfg.node_name,
+            "uuid": self.uuid,
+            "state": self.sm.state.value,
+            "reasons": list(self.sm.reasons),
+            "bootstrapped": self.bootstrapped,
+            "clusterSize": self.cfg.cluster_size,
+            "master": master.name if master else None,
+            "isMaster": master is not None and master.uuid == self.uuid,
+            "members": members,
+            "zookeeper": {"session": self.coord.state, "mode": self.zk_mode,
+                          "connectionString": self.cfg.zk_connection_string},
+            "database": {"ok": self.db_ok, "error": self.db_error, "host": self.cfg.db_host},
+            "pool": {"max": pool.max_size, "size": pool.size, "inUse": pool.in_use, "waiting": pool.waiting,
+                     "exhaustedTotal": pool.exhausted_total, "tooManyConnectionsTotal": self.db.too_many_total},
+            "processes": {"queueDepth": self.engine.queue_depth, "oldestAgeSeconds": self.engine.oldest_age},
+            "memory": {"budgetBytes": self.heap.budget, "xmxBytes": self.heap.xmx, "usedBytes": self.heap.used,
+                       "cacheBytes": self.heap.cache_bytes, "cacheLimitBytes": self.heap.cache_limit,
+                       "pressure": round(self.heap.pressure, 4), "degraded": self.heap.memory_degraded},
+            "uptimeSeconds": round(time.time() - self.started, 1),
+        }
+
+    def metrics_text(self) -> str:
+        pool = self.db.pool_stats()
+        state = self.sm.state.value
+        g = [
+            Gauge("cattle_ha_state", "1 for the node's current HA state.", 1, (("state", state),)),
+            Gauge("cattle_ha_active", "1 when the node is active (serves /ping and writes).", int(self.sm.active)),
+            Gauge("cattle_db_pool_max", "Connection pool size limit (CATTLE_DB_CATTLE_MAXTOTAL).", pool.max_size),
+            Gauge("cattle_db_pool_size", "Open pooled connections, including ones being opened.", pool.size),
+            Gauge("cattle_db_pool_in_use", "Pooled connections in use.", pool.in_use),
+            Gauge("cattle_db_pool_waiting", "Requests waiting for a pooled connection.", pool.waiting),
+            Gauge("cattle_db_pool_exhausted_total", "Waits that ended in POOL_EXHAUSTED.", pool.exhausted_total),
+            Gauge("cattle_db_too_many_connections_total", "Connections MySQL refused with error 1040.", self.db.too_many_total),
+            Gauge("cattle_db_up", "1 when the database health check passes.", int(self.db_ok)),
+            Gauge("cattle_process_queue_depth", "Unfinished process_instance rows (all nodes).", self.engine.queue_depth),
+            Gauge("cattle_process_oldest_age_seconds", "Age of the oldest unfinished process.", self.engine.oldest_age),
+            Gauge("cattle_process_finished_total", "Processes this node finished.", self.engine.finished_total),
+            Gauge("cattle_process_replayed_total", "Processes this node finished by replay.", self.engine.replayed_total),
+            Gauge("cattle_zookeeper_connected", "1 while the kazoo session is connected.", int(self.coord.connected)),
+            Gauge("cattle_zookeeper_session_state", "1 for the kazoo session state.", 1, (("state", self.coord.state),)),
+            Gauge("cattle_zookeeper_mode", "1 for this host's ZooKeeper mode (srvr).", 1, (("mode", self.zk_mode),)),
+            Gauge("cattle_cache_entries", "Resources in the read cache.", len(self.cache)),
+            Gauge("cattle_cache_bytes", "Bytes held by the read cache.", self.heap.cache_bytes),
+            Gauge("cattle_cache_limit_bytes", "The cache's share of the heap budget.", self.heap.cache_limit),
+            Gauge("cattle_heap_budget_bytes", "Modelled heap budget in real bytes (Xmx / scale).", self.heap.budget),
+            Gauge("cattle_heap_used_bytes", "Cache plus in-flight request memory.", self.heap.used),
+            Gauge("cattle_heap_pressure", "Used / budget.", round(self.heap.pressure, 4)),
+            Gauge("cattle_heap_memory_degraded", "1 above the GC threshold (requests stall).", int(self.heap.memory_degraded)),
+            Gauge("cattle_cluster_members", "Rows in the cluster table.", len(self.members)),
+        ]
+        lines = self.requests.render(self.cfg.node_name) + render_gauges(self.cfg.node_name, g)
+        return "\n".join(lines) + "\n"
+
+
+def _ping(conn: Any) -> None:
+    conn.ping(reconnect=False)
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1")
+        cur.fetchone()
+
+
+def _own_ip() -> str | None:
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return None

@@ -1,0 +1,280 @@
+"""The process engine: every state change of a resource is a `process_instance` row.
+
+API writes (create / update / remove) run in one transaction that changes the resource to its
+transitioning state (`requested`, `updating`, `removing`) and inserts the process row. The
+transaction commits only while this node holds the resource's ZooKeeper lock and its session is
+still live (the fence), and the API answers only after COMMIT.
+
+Execution is asynchronous, by whichever node holds the resource's lock: it runs the resource's
+unfinished processes in order, each as start (`requested -> activating` for creates, marking
+`running_process_server_id`), the work itself (`HALAB_PROCESS_DELAY_MS`), and finish (`active` or
+`removed`, `end_time` set). Both steps are compare-and-set updates under the fence, so a process
+finishes exactly once even if two nodes race for it.
+
+Replay: a scheduled task on every active node looks for unfinished rows older than
+`HALAB_PROCESS_REPLAY_AFTER` seconds and runs them (taking the lock without waiting), so when a
+node dies mid-process its ZooKeeper session expires, its lock znode vanishes, and a survivor
+finishes the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from . import store
+from .cache import ResourceCache
+from .config import Config
+from .coord import Coordinator, Fence, LockBusy, NoQuorum
+from .db import Database
+from .gdapi import ApiError
+from .inputs import Changes
+from .resources import RESOURCE_TYPES, ResourceType
+
+log = logging.getLogger("halab.process")
+
+# process action -> (state set by the API write, state while running, final state)
+_FLOW = {
+    "create": ("requested", "activating", "active"),
+    "update": ("updating", "updating", "active"),
+    "remove": ("removing", "removing", "removed"),
+}
+MAX_CONCURRENT = 16
+REPLAY_BATCH = 200
+
+
+@dataclass(frozen=True)
+class Pending:
+    process_id: int
+    action: str
+
+
+def no_quorum_error(detail: str) -> ApiError:
+    return ApiError(503, "NO_QUORUM", "this node has no ZooKeeper quorum and refuses writes", detail)
+
+
+class ProcessEngine:
+    def __init__(self, cfg: Config, db: Database, coord: Coordinator, cache: ResourceCache,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.cfg = cfg
+        self.db = db
+        self.coord = coord
+        self.cache = cache
+        self.loop = loop
+        self.server_id = cfg.node_name
+        self.zk_executor = ThreadPoolExecutor(max_workers=MAX_CONCURRENT, thread_name_prefix="zk")
+        self._inflight: set[tuple[str, int]] = set()
+        self._slots = asyncio.Semaphore(MAX_CONCURRENT)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.queue_depth = 0
+        self.oldest_age = 0.0
+        self.finished_total = 0
+        self.replayed_total = 0
+        self.failed_total = 0
+
+    # -- API writes ----------------------------------------------------------------------------
+
+    def _check_refs(self, conn: Any, changes: Changes) -> None:
+        for target, row_id, field_name in changes.refs:
+            if not store.exists(conn, target, row_id):
+                raise ApiError(422, "InvalidReference", f"{field_name} does not name a live {target.name}",
+                               field_name=field_name)
+
+    def create_txn(self, conn: Any, rt: ResourceType, changes: Changes) -> dict[str, Any]:
+        conn.begin()
+        self._check_refs(conn, changes)
+        row_id = store.insert_resource(conn, rt, changes.columns, changes.data)
+        # Nobody else can see the uncommitted row, so locking it now cannot deadlock.
+        with self.coord.hold(rt.name, row_id, self.cfg.lock_timeout) as fence:
+            store.insert_process(conn, rt, row_id, "create", self.server_id)
+            fence.check()
+            conn.commit()
+        row = store.read_row(conn, rt, row_id)
+        assert row is not None
+        return row
+
+    def change_txn(self, conn: Any, rt: ResourceType, row_id: int, action: str,
+                   changes: Changes | None) -> dict[str, Any]:
+        """update or remove: lock first, then the transaction (the order processes use too)."""
+        with self.coord.hold(rt.name, row_id, self.cfg.lock_timeout) as fence:
+            conn.begin()
+            row = store.read_row(conn, rt, row_id, for_update=True)
+            if row is None:
+                raise ApiError(404, "RESOURCE_NOT_FOUND", f"{rt.name} {rt.format_id(row_id)} not found")
+            state = row["state"]
+            if action == "remove" and state in ("removing", "removed"):
+                conn.rollback()
+                return row  # deleting twice is not an error
+            if state in _TRANSITIONING or state == "removed":
+                raise ApiError(409, "InvalidState", f"{rt.name} {rt.format_id(row_id)} is {state}",
+                               "wait until it is no longer transitioning")
+            columns: dict[str, Any] = {"state": _FLOW[action][0]}
+            if changes is not None:
+                self._check_refs(conn, changes)
+                columns.update(changes.columns)
+                if changes.data:
+                    data = store.load_data(row.get("data"))
+                    data.update(changes.data)
+                    columns["data"] = json.dumps(data)
+            store.update_resource(conn, rt, row_id, columns)
+            store.insert_process(conn, rt, row_id, action, self.server_id)
+            fence.check()
+            conn.commit()
+        row = store.read_row(conn, rt, row_id)
+        assert row is not None
+        return row
+
+    async def write(self, fn: Any, *args: Any) -> Any:
+        """Run a fenced write transaction; ZooKeeper trouble becomes a 503, contention a 409."""
+        try:
+            return await self.db.run(fn, *args)
+        except NoQuorum as e:
+            raise no_quorum_error(str(e)) from None
+        except LockBusy as e:
+            raise ApiError(409, "ResourceBusy", str(e), "another process holds this resource's lock") from None
+
+    # -- execution -----------------------------------------------------------------------------
+
+    def submit(self, rtype: str, row_id: int, replay: bool = False) -> None:
+        key = (rtype, row_id)
+        if key in self._inflight:
+            return
+        self._inflight.add(key)
+        task = self.loop.create_task(self._run_resource(rtype, row_id, replay))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_resource(self, rtype: str, row_id: int, replay: bool) -> None:
+        rt = RESOURCE_TYPES[rtype]
+        held = None
+        try:
+            async with self._slots:
+                # A replay must not wait behind a live owner; a fresh submit waits briefly.
+                held = await self.loop.run_in_executor(
+                    self.zk_executor, self.coord.acquire, rtype, row_id,
+                    self.cfg.lock_timeout, not replay,
+                )
+                pending = await self.db.run(_pending, rt, row_id)
+                for p in pending:
+                    await self._execute(rt, row_id, p, held.fence)
+                    if replay:
+                        self.replayed_total += 1
+        except (LockBusy, NoQuorum) as e:
+            log.debug("process for %s %s not run here: %s", rtype, row_id, e)
+        except ApiError as e:  # pool exhausted and friends: the replay retries later
+            log.info("process for %s %s deferred: %s", rtype, row_id, e.message)
+        except Exception as e:  # noqa: BLE001 - keep the engine alive; the replay retries
+            self.failed_total += 1
+            log.warning("process for %s %s failed: %s: %s", rtype, row_id, type(e).__name__, e)
+        finally:
+            if held is not None:
+                await self.loop.run_in_executor(self.zk_executor, held.release)
+            self._inflight.discard((rtype, row_id))
+
+    async def _execute(self, rt: ResourceType, row_id: int, p: Pending, fence: Fence) -> None:
+        _, running, final = _FLOW[p.action]
+        if not await self.db.run(_start, rt, row_id, p, running, self.server_id, fence):
+            return
+        self.cache.invalidate((rt.name, row_id))
+        await asyncio.sleep(self.cfg.process_delay_ms / 1000.0)  # the process's work
+        if await self.db.run(_finish, rt, row_id, p, running, final, self.server_id, fence):
+            self.finished_total += 1
+            if final == "removed":
+                await self.loop.run_in_executor(self.zk_executor, self.coord.forget, rt.name, row_id)
+
+    async def replay_once(self) -> None:
+        """Submit unfinished processes older than the replay bound; refresh queue metrics."""
+        depth, oldest, due = await self.db.run_system(_scan, self.cfg.process_replay_after)
+        self.queue_depth, self.oldest_age = depth, oldest
+        for rtype, row_id in due:
+            if rtype in RESOURCE_TYPES:
+                self.submit(rtype, row_id, replay=True)
+
+    def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        self.zk_executor.shutdown(wait=False, cancel_futures=True)
+
+
+_TRANSITIONING = frozenset(s for flow in _FLOW.values() for s in flow[:2])
+
+
+def _pending(conn: Any, rt: ResourceType, row_id: int) -> list[Pending]:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT id, process_name FROM process_instance WHERE resource_type = %s AND resource_id = %s"
+            " AND end_time IS NULL ORDER BY id",
+            (rt.name, str(row_id)),
+        )
+        return [Pending(int(pid), str(name).rsplit(".", 1)[-1]) for pid, name in cur.fetchall()]
+
+
+def _start(conn: Any, rt: ResourceType, row_id: int, p: Pending, running: str, server: str,
+           fence: Fence) -> bool:
+    conn.begin()
+    with conn.cursor() as cur:
+        n = cur.execute(
+            "UPDATE process_instance SET phase = 'running', running_process_server_id = %s"
+            " WHERE id = %s AND end_time IS NULL",
+            (server, p.process_id),
+        )
+        if n == 0 and not _unfinished(cur, p.process_id):
+            conn.rollback()
+            return False
+        first = _FLOW[p.action][0]
+        if first != running:
+            cur.execute(f"UPDATE `{rt.table}` SET state = %s WHERE id = %s AND state = %s", (running, row_id, first))
+    fence.check()
+    conn.commit()
+    return True
+
+
+def _unfinished(cur: Any, process_id: int) -> bool:
+    # A replay by the same server changes nothing in the row but must still proceed.
+    cur.execute("SELECT 1 FROM process_instance WHERE id = %s AND end_time IS NULL", (process_id,))
+    return cur.fetchone() is not None
+
+
+def _finish(conn: Any, rt: ResourceType, row_id: int, p: Pending, running: str, final: str,
+            server: str, fence: Fence) -> bool:
+    conn.begin()
+    with conn.cursor() as cur:
+        n = cur.execute(
+            "UPDATE process_instance SET end_time = NOW(6), result = 'success', exit_reason = 'DONE',"
+            " phase = 'done', running_process_server_id = %s WHERE id = %s AND end_time IS NULL",
+            (server, p.process_id),
+        )
+        if n == 0:
+            conn.rollback()
+            return False
+        extra = ", removed = NOW(6), remove_time = NOW(6)" if final == "removed" else ""
+        cur.execute(
+            f"UPDATE `{rt.table}` SET state = %s{extra} WHERE id = %s AND state IN (%s, %s)",
+            (final, row_id, running, _FLOW[p.action][0]),
+        )
+    fence.check()
+    conn.commit()
+    return True
+
+
+def _scan(conn: Any, older_than: float) -> tuple[int, float, list[tuple[str, int]]]:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT COUNT(*), TIMESTAMPDIFF(MICROSECOND, MIN(start_time), NOW(6))"
+            " FROM process_instance WHERE end_time IS NULL"
+        )
+        depth, oldest_us = cur.fetchone()
+        due: list[tuple[str, int]] = []
+        if depth:
+            cur.execute(
+                "SELECT DISTINCT resource_type, resource_id FROM process_instance WHERE end_time IS NULL"
+                " AND start_time < NOW(6) - INTERVAL %s MICROSECOND LIMIT %s",
+                (int(older_than * 1e6), REPLAY_BATCH),
+            )
+            due = [(str(t), int(i)) for t, i in cur.fetchall() if str(i).isdigit()]
+    return int(depth or 0), (oldest_us or 0) / 1e6, due
+

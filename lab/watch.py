@@ -1,0 +1,225 @@
+"""Watching a lab while faults come and go: what the matrix and scenarios decide on.
+
+Background threads, all through the load balancer on 127.0.0.1 and all bounded by short timeouts:
+
+- one per node: `/node/<n>/ping` and `status.json` (probes.node_view), recorded as ProbeRecords;
+- one on HAProxy's stats: each node's backend status (UP, DOWN, ...);
+- one client: a write (POST /v1/projects with a client-chosen uuid) then a read (GET of the last
+  project created), over and over, recorded as RequestRecords, each acknowledged write also as a
+  LedgerEntry, so that the checker can later prove no acknowledged write was lost.
+
+Everything is kept in memory for decisions and appended to the run's history as it happens.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from lab import probes
+from lab.history import HISTORY_FILE, LEDGER_FILE, JsonlWriter, LedgerEntry, ProbeRecord, RequestRecord
+from lab.topology import Topology
+
+CLIENT_TIMEOUT = 2.0  # a request the LB cannot place within this counts as failed
+PROBE_EVERY = 0.2
+LB_EVERY = 0.1
+CLIENT_PAUSE = 0.05
+
+
+@dataclass(frozen=True)
+class LbSample:
+    t: float
+    servers: dict[str, str]  # node -> HAProxy status; {} when the stats could not be read
+
+
+class Watch:
+    """Observe a lab until stopped; a context manager (the threads stop and join on exit)."""
+
+    def __init__(self, t: Topology, run_dir: Path | None = None, *, client: bool = True) -> None:
+        self.t = t
+        self.history = JsonlWriter(run_dir / HISTORY_FILE) if run_dir else None
+        self.ledger = JsonlWriter(run_dir / LEDGER_FILE) if run_dir else None
+        self.client_enabled = client
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.probes: dict[str, list[ProbeRecord]] = {n: [] for n in t.node_names}
+        self.lb: list[LbSample] = []
+        self.requests: list[RequestRecord] = []
+
+    # ---------------------------------------------------------------------------------- threads
+
+    def __enter__(self) -> "Watch":
+        loops: list[tuple[str, Callable[[], None], float]] = [
+            (f"probe-{n}", (lambda n=n: self._probe(n)), PROBE_EVERY) for n in self.t.node_names]
+        loops.append(("lb", self._lb_stats, LB_EVERY))
+        if self.client_enabled:
+            loops.append(("client", self._client_round, CLIENT_PAUSE))
+        for name, step, every in loops:
+            th = threading.Thread(target=self._loop, args=(step, every), name=f"watch-{name}", daemon=True)
+            th.start()
+            self._threads.append(th)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for th in self._threads:
+            th.join(timeout=CLIENT_TIMEOUT * 3)
+        for w in (self.history, self.ledger):
+            if w:
+                w.close()
+
+    def _loop(self, step: Callable[[], None], every: float) -> None:
+        while not self._stop.is_set():
+            step()
+            self._stop.wait(every)
+
+    def _probe(self, node: str) -> None:
+        t0 = time.time()
+        v = probes.node_view(self.t, node)
+        rec = ProbeRecord(t0, time.time(), node, v.ping, v.state, v.zk_mode if v.zk_mode != "unknown" else None)
+        with self._lock:
+            self.probes[node].append(rec)
+        if self.history:
+            self.history.append(rec)
+
+    def _lb_stats(self) -> None:
+        servers = probes.lb_servers(self.t)
+        with self._lock:
+            self.lb.append(LbSample(time.time(), servers))
+
+    def _client_round(self) -> None:
+        uid = str(uuid.uuid4())
+        body = json.dumps({"name": f"watch-{uid[:8]}", "uuid": uid}).encode()
+        write = self._request("POST", "/v1/projects", body, uid)
+        last = next((r for r in reversed(self.requests) if r.write and r.ok and r.resource_id), None)
+        if last and not self._stop.is_set():
+            self._request("GET", f"/v1/projects/{last.resource_id}", None, None)
+        if write.ok and self.ledger:
+            self.ledger.append(LedgerEntry(write.t0, write.t1, "create", "project", write.resource_id, uid,
+                                           write.node, worker="watch"))
+
+    def _request(self, method: str, path: str, body: bytes | None, uid: str | None) -> RequestRecord:
+        t0 = time.time()
+        conn = http.client.HTTPConnection("127.0.0.1", self.t.ports.http, timeout=CLIENT_TIMEOUT)
+        status, node, rid, error = 0, None, None, None
+        try:
+            conn.request(method, path, body=body, headers={"Content-Type": "application/json"} if body else {})
+            resp = conn.getresponse()
+            data = resp.read()
+            status, node = resp.status, resp.getheader("X-Rancher-Node")
+            if method == "POST" and status in (200, 201, 202):
+                rid = json.loads(data).get("id")
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            conn.close()
+        ok = status in (200, 201, 202) and (method != "POST" or rid is not None)
+        rec = RequestRecord(t0, time.time(), method, "/v1/projects" if method == "POST" else "/v1/projects/[id]",
+                            status, ok, node, error, write=method == "POST", idempotent=method == "GET",
+                            resource_id=rid, uuid=uid, worker="watch")
+        with self._lock:
+            self.requests.append(rec)
+        if self.history:
+            self.history.append(rec)
+        return rec
+
+    # ---------------------------------------------------------------------------------- queries
+
+    def latest(self, since: float = 0.0) -> dict[str, ProbeRecord | None]:
+        """Each node's last probe that started at or after `since`."""
+        with self._lock:
+            return {n: (ps[-1] if ps and ps[-1].t0 >= since else None) for n, ps in self.probes.items()}
+
+    def lb_latest(self, since: float = 0.0) -> dict[str, str] | None:
+        with self._lock:
+            last = self.lb[-1] if self.lb else None
+        return last.servers if last and last.t >= since and last.servers else None
+
+    def client_window(self, start: float, end: float) -> list[RequestRecord]:
+        """Client requests that ended within [start, end]."""
+        with self._lock:
+            return [r for r in self.requests if start <= r.t1 <= end]
+
+    def first_out(self, node: str, since: float) -> float | None:
+        """When `node` was first seen out of service after `since`: both a probe whose /ping was not
+        200 and a load balancer status other than UP (the later of the two), or None."""
+        with self._lock:
+            probe = next((p.t1 for p in self.probes[node] if p.t0 >= since and not p.active), None)
+            lb = next((s.t for s in self.lb if s.t >= since and s.servers and s.servers.get(node) != "UP"), None)
+        return None if probe is None or lb is None else max(probe, lb)
+
+    def writes_resumed(self, since: float, until: float) -> float | None:
+        """Seconds from `since` until writes succeeded again for good (by `until`): 0 when no write
+        failed; the start of the first successful write after the last failed one otherwise."""
+        with self._lock:
+            writes = [r for r in self.requests if r.write and since <= r.t0 <= until]
+        failed = [r.t0 for r in writes if not r.ok]
+        if not failed:
+            return 0.0
+        back = next((r.t0 for r in writes if r.ok and r.t0 > failed[-1]), None)
+        return None if back is None else back - since
+
+    def first_write_ok(self, since: float) -> float | None:
+        with self._lock:
+            return next((r.t0 for r in self.requests if r.write and r.ok and r.t0 >= since), None)
+
+
+# ------------------------------------------------------------------------- steady-state checks
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The lab at one moment, as the watch last saw it."""
+
+    t: float
+    active: frozenset[str]  # /ping 200 and UP in the load balancer
+    out: frozenset[str]  # /ping not 200 and not UP in the load balancer
+    pings: dict[str, int | None]
+    client_ok: bool | None  # every client request of the window succeeded (None: too few requests)
+    client_failing: bool | None  # every client request of the window failed (None: too few)
+
+    @property
+    def settled(self) -> bool:
+        return len(self.active) + len(self.out) == len(self.pings)
+
+
+def snapshot(w: Watch, since: float, window: float, now: float | None = None, min_requests: int = 2) -> Snapshot:
+    """Each node active or out (by probes and LB status newer than `since`) and the client's
+    requests that ended in the last `window` seconds."""
+    now = time.time() if now is None else now
+    latest = w.latest(since)
+    lb = w.lb_latest(since) or {}
+    active = frozenset(n for n, p in latest.items() if p and p.active and lb.get(n) == "UP")
+    out = frozenset(n for n, p in latest.items() if p and not p.active and lb and lb.get(n) != "UP")
+    reqs = w.client_window(now - window, now)
+    enough = len(reqs) >= min_requests
+    return Snapshot(now, active, out, {n: (p.ping if p else None) for n, p in latest.items()},
+                    all(r.ok for r in reqs) if enough else None,
+                    not any(r.ok for r in reqs) if enough else None)
+
+
+def wait_steady(w: Watch, timeout: float, window: float = 1.0, since: float | None = None) -> float | None:
+    """Wait until every node is active and the client's requests all succeed over `window`;
+    return when (epoch seconds), or None when the timeout passed first."""
+    since = time.time() if since is None else since
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s = snapshot(w, since, window)
+        if len(s.active) == len(s.pings) and (s.client_ok or not w.client_enabled):
+            return s.t
+        time.sleep(0.1)
+    return None
+
+
+def describe(s: Snapshot) -> str:
+    nodes = ", ".join(f"{n}={'active' if n in s.active else 'out' if n in s.out else s.pings.get(n)}"
+                      for n in s.pings)
+    client = ("too few client requests" if s.client_ok is None else "client ok" if s.client_ok
+              else "client failing" if s.client_failing else "client partly failing")
+    return f"{nodes}; {client}"

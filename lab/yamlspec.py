@@ -1,0 +1,132 @@
+"""Reading the lab's YAML files (claims, scenarios) strictly: unknown keys are rejected and every
+error is one BadInput line that names the file and the field, e.g.
+`scenarios/x.yaml: faults[1].target: no node 'c9' ...`.
+
+A location (`where`) is the file followed by the field path: `at(path)` starts one, `sub(where,
+'faults')` and `sub(where, 1)` extend it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from lab.errors import BadInput
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def at(path: str | Path) -> str:
+    return f"{path}:"
+
+
+def sub(where: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{where}[{key}]"
+    return f"{where} {key}" if where.endswith(":") else f"{where}.{key}"
+
+
+def load(path: str | Path) -> Any:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise BadInput(f"{p}: no such file") from None
+    except OSError as exc:
+        raise BadInput(f"{p}: cannot read it: {exc.strerror}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise BadInput(f"{p}:{line}: not valid YAML: {problem}") from None
+
+
+def mapping(value: Any, where: str, required: Iterable[str] = (), optional: Iterable[str] = ()) -> dict[str, Any]:
+    """A mapping with exactly the allowed keys (all of `required`, any of `optional`)."""
+    required, optional = tuple(required), tuple(optional)
+    if not isinstance(value, Mapping):
+        raise BadInput(f"{where} must be a mapping with {', '.join(required + optional)}, got {_kind(value)}")
+    allowed = required + optional
+    for key in value:
+        if key not in allowed:
+            raise BadInput(f"{sub(where, str(key))}: unknown key (allowed here: {', '.join(allowed)})")
+    for key in required:
+        if key not in value:
+            raise BadInput(f"{sub(where, key)}: missing")
+    return dict(value)
+
+
+def sequence(value: Any, where: str, *, allow_empty: bool = False) -> list[Any]:
+    if not isinstance(value, list):
+        raise BadInput(f"{where} must be a list, got {_kind(value)}")
+    if not value and not allow_empty:
+        raise BadInput(f"{where} must not be empty")
+    return value
+
+
+def string(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise BadInput(f"{where} must be a non-empty string, got {_kind(value)}")
+    return value
+
+
+def strings(value: Any, where: str) -> tuple[str, ...]:
+    """A string or a list of strings."""
+    if isinstance(value, str):
+        return (string(value, where),)
+    return tuple(string(v, sub(where, i)) for i, v in enumerate(sequence(value, where)))
+
+
+def choice(value: Any, where: str, choices: Iterable[str]) -> str:
+    options = tuple(choices)
+    if value not in options:
+        raise BadInput(f"{where}: {value!r} is not one of {', '.join(options)}")
+    return value
+
+
+def integer(value: Any, where: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadInput(f"{where} must be a whole number, got {_kind(value)}")
+    return int(number(value, where, minimum, maximum))
+
+
+def number(value: Any, where: str, minimum: float | None = None, maximum: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadInput(f"{where} must be a number, got {_kind(value)}")
+    if minimum is not None and value < minimum:
+        raise BadInput(f"{where}: {value} is below the minimum {minimum}")
+    if maximum is not None and value > maximum:
+        raise BadInput(f"{where}: {value} is above the maximum {maximum}")
+    return float(value)
+
+
+def boolean(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise BadInput(f"{where} must be true or false, got {_kind(value)}")
+    return value
+
+
+def duration(value: Any, where: str, minimum: float = 0.0) -> float:
+    """Seconds from `10s`, `500ms`, `2m`, `1h` or a bare number of seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(value) if isinstance(value, str) else None
+        if not m:
+            raise BadInput(f"{where}: {value!r} is not a duration like 10s, 500ms or 2m")
+        seconds = float(m.group(1)) * _UNIT[m.group(2)]
+    if seconds < minimum:
+        raise BadInput(f"{where}: {value!r} is shorter than {minimum:g} s")
+    return seconds
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return {dict: "a mapping", list: "a list", str: f"{value!r}", bool: f"{value!r}"}.get(type(value), repr(value))

@@ -1,0 +1,266 @@
+"""Capacity sweeps without Docker: grid parsing and validation, figures from request records,
+saturation detection and the sizing recommendation on synthetic measurements, the report files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lab import capacity
+from lab.capacity import (DbFigures, LoadFigures, Measurement, NodeOutcome, Point, Settings, build_grid,
+                          error_kind, load_figures, node_outcome, recommend, saturation)
+from lab.errors import BadInput
+from lab.history import RequestRecord
+
+# ------------------------------------------------------------------------------------ the grid
+
+
+def test_grid_is_the_product_of_its_lists_over_base_plus_extra_points():
+    doc = {"settings": {"duration": "15s", "target_users": 30},
+           "base": {"nodes": 3, "heap": "1G"},
+           "grid": {"db_max_connections": [60, "auto"], "users": [10, 30]},
+           "points": [{"heap": "32m", "users": 30}, {"db_max_connections": 60, "users": 10}]}
+    g = build_grid(doc, "capacity/x.yaml")
+    assert g.settings.duration == 15 and g.target_users == 30
+    assert [(p.db_max_connections, p.users, p.heap) for p in g.points] == [
+        (60, 10, "1g"), (60, 30, "1g"), (None, 10, "1g"), (None, 30, "1g"), (None, 30, "32m")]  # duplicate dropped
+    assert g.swept == ("heap", "db_max_connections", "users")
+
+
+def test_flags_replace_the_files_dimension_and_settings():
+    doc = {"grid": {"users": [5, 10, 20]}, "settings": {"duration": 30}}
+    g = build_grid(doc, "f.yaml", {"users": "7", "heap": "32m,64m", "nodes": None}, {"duration": "10s"})
+    assert [(p.users, p.heap) for p in g.points] == [(7, "32m"), (7, "64m")]
+    assert g.settings.duration == 10 and g.swept == ("heap",)
+
+
+def test_no_file_no_flags_is_one_base_point():
+    g = build_grid()
+    assert g.points == (Point(),) and g.swept == () and g.target_users == Point().users
+
+
+@pytest.mark.parametrize("doc, flags, message", [
+    ({"grid": {"heap": ["64m", "12q"]}}, None, r"^capacity/x.yaml: grid.heap\[1\]: '12q' is not a size"),
+    ({"grid": {"heap": ["512k"]}}, None, r"grid.heap\[0\]: '512k' is not a heap size of at least 1m"),
+    ({"grid": {"heapp": [1]}}, None, r"capacity/x.yaml: grid: unknown key 'heapp' \(known: nodes, heap"),
+    ({"grd": {}}, None, r"capacity/x.yaml: unknown key 'grd' \(known: settings, base, grid, points\)"),
+    ({"grid": {"users": 10}}, None, r"grid.users: expected a non-empty list, like \[10\]"),
+    ({"grid": {"nodes": [3, 4]}}, None, r"grid.nodes\[1\]: 4 nodes adds no fault tolerance"),
+    ({"grid": {"pool_size": [0]}}, None, r"grid.pool_size\[0\]: 0 must be at least 1"),
+    ({"grid": {"db_max_connections": [True]}}, None, r"grid.db_max_connections\[0\]: True is not a whole number"),
+    ({"base": {"db_memory": 32}}, None, r"base.db_memory: 32 must be at least 64"),
+    ({"points": [{"users": "many"}]}, None, r"points\[0\].users: 'many' is not a whole number"),
+    ({"points": {"users": 3}}, None, r"points: expected a list"),
+    ({"settings": {"duration": "soon"}}, None, r"settings.duration: 'soon' is not a duration"),
+    ({"settings": {"max_error_rate": 5}}, None, r"settings.max_error_rate: 5 is a fraction"),
+    ({"settings": {"think_time": "1"}}, None, r"settings.think_time: '1' is not MIN,MAX seconds"),
+    ({"settings": {"target_users": 15}, "grid": {"users": [10, 20]}}, None,
+     r"--target-users: 15 is not a load of the grid \(users: 10, 20\)"),
+    ({"settings": {"duration": 60, "point_timeout": 30}}, None, r"--point-timeout: 30 s must exceed"),
+    ({}, {"heap": "32m,,1g"}, r"^--heap: '32m,,1g' is not a comma-separated list"),
+    ({}, {"db_max_connections": "100,lots"}, r"^--db-max-connections: 'lots' is not a whole number"),
+    ({"grid": {"users": list(range(1, 8)), "heap": ["32m", "64m", "1g", "2g", "4g", "8g"]}}, None,
+     r"42 grid points, more than 40"),
+    (["heap"], None, r"capacity/x.yaml: expected a mapping"),
+])
+def test_grid_errors_name_the_file_and_field(doc, flags, message):
+    with pytest.raises(BadInput, match=message):
+        build_grid(doc, "capacity/x.yaml", flags)
+
+
+def test_setting_flags_are_named_as_flags():
+    with pytest.raises(BadInput, match=r"^--spawn-rate: '-1' must be a positive"):
+        build_grid(None, "grid", None, {"spawn_rate": "-1"})
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("grid:\n  users: [1, 2\n")
+    with pytest.raises(BadInput, match=r"bad.yaml: not valid YAML at line 3"):
+        capacity.read_grid_file(f)
+    with pytest.raises(BadInput, match=r"missing.yaml: cannot read the grid file"):
+        capacity.read_grid_file(tmp_path / "missing.yaml")
+
+
+def test_shipped_grid_files_parse():
+    from pathlib import Path
+
+    files = sorted((Path(__file__).resolve().parents[2] / "capacity").glob("*.yaml"))
+    assert files
+    for f in files:
+        assert build_grid(capacity.read_grid_file(f), str(f)).points
+
+
+def test_point_topology_derives_node_memory_from_the_heap():
+    from lab.topology import Ports
+
+    t = Point(nodes=3, heap="4g", pool_size=20).topology("x", Ports(), Settings(heap_scale=32))
+    assert t.sizing.java_opts == "-Xmx4g" and t.db_max_connections == 151  # the lab's default floor
+    assert t.node_mem_limit_mib == 256 + 192  # 128 MiB budget x 1.5
+
+
+# -------------------------------------------------------------------------- figures and outcomes
+
+
+def req(t0: float, ms: float, status: int = 200, error: str | None = None) -> RequestRecord:
+    return RequestRecord(t0=t0, t1=t0 + ms / 1000, method="GET", name="/v1/projects", status=status,
+                         ok=error is None, error=error)
+
+
+def test_error_kinds():
+    assert error_kind(req(0, 1)) is None
+    assert error_kind(req(0, 1, 503, "503 TOO_MANY_CONNECTIONS: MySQL refused")) == "too_many_connections"
+    assert error_kind(req(0, 1, 503, "503 POOL_EXHAUSTED: all 50 ...")) == "pool_wait_timeout"
+    assert error_kind(req(0, 1, 0, "ConnectionResetError")) == "no_response"
+    assert error_kind(req(0, 1, 503, "HTTPError 503")) == "server_5xx"
+    assert error_kind(req(0, 1, 409, "409 CONFLICT")) == "client_4xx"
+    assert error_kind(req(0, 1, 200, "2xx answer without a JSON body")) == "other"
+
+
+def test_load_figures_counts_successes_per_second_and_nearest_rank_percentiles():
+    records = [req(i * 0.1, 10 * (i + 1)) for i in range(18)]
+    records += [req(1.0, 5, 503, "503 TOO_MANY_CONNECTIONS: x"), req(1.5, 5, 409, "409 CONFLICT: y")]
+    f = load_figures(records)
+    assert f.requests == 20 and f.ok == 18
+    assert f.errors["too_many_connections"] == 1 and f.errors["client_4xx"] == 1
+    assert f.capacity_errors == 1 and f.error_rate == pytest.approx(0.05)  # 4xx is not capacity
+    assert f.seconds == pytest.approx(1.7 + 0.18, abs=1e-3)
+    assert f.throughput == pytest.approx(18 / f.seconds, abs=0.01)
+    assert (f.p50_ms, f.p95_ms, f.p99_ms) == (80, 170, 180)  # two 5 ms failures rank first
+    empty = load_figures([])
+    assert empty.requests == 0 and empty.error_rate == 1.0 and empty.p95_ms is None
+
+
+def test_node_outcome_tells_which_memory_failure():
+    assert node_outcome("a1", {"Running": False, "ExitCode": 137, "OOMKilled": True}, "", False, 0.5).outcome \
+        == "killed by the kernel (OOM)"
+    o = node_outcome("a1", {"Running": False, "ExitCode": 3}, f"... {capacity.OOM_LOG_LINE}\n", True, 0.99)
+    assert (o.outcome, o.exit_code, o.killed) == ("killed: OutOfMemoryError", 3, True)
+    assert node_outcome("a1", {"Running": False, "ExitCode": 1}, "boom", False, None).outcome == "exited"
+    deg = node_outcome("a1", {"Running": True, "ExitCode": 0}, "", True, 0.95)
+    assert (deg.outcome, deg.exit_code, deg.killed) == ("degraded by memory", None, False)
+    assert node_outcome("a1", {"Running": True}, "", False, 0.3).outcome == "ok"
+
+
+def test_docker_stats_memory_and_prometheus_parsing():
+    assert capacity.parse_mem_usage("12.5MiB / 258MiB") == 12.5
+    assert capacity.parse_mem_usage("1.5GiB / 2GiB") == 1536
+    assert capacity.parse_mem_usage("512KiB / 1GiB") == 0.5
+    assert capacity.parse_mem_usage("--") is None
+    text = '# HELP x y\n# TYPE cattle_heap_pressure gauge\ncattle_heap_pressure{node="a1"} 0.93\n' \
+           'cattle_http_requests_total{node="a1",code="503"} 12\ncattle_http_requests_total{code="200"} 30\n' \
+           'bad line\nnan_metric NaNx\n'
+    assert capacity.parse_metrics(text) == {"cattle_heap_pressure": 0.93, "cattle_http_requests_total": 42}
+
+
+# ------------------------------------------------------------------- saturation, recommendation
+
+
+def measured(throughput: float, error_rate: float = 0.0, *, p95: float = 20.0, killed: str | None = None,
+             too_many: int | None = None, status: str = "measured", **point: object) -> Measurement:
+    p = Point(**point)  # type: ignore[arg-type]
+    n = 1000
+    bad = round(error_rate * n)
+    errors = {k: 0 for k in capacity.ERROR_KINDS}
+    errors["too_many_connections" if too_many is None or too_many else "server_5xx"] = bad
+    load = LoadFigures(n, n - bad, 10.0, throughput, 5.0, p95, p95 * 2, errors)
+    nodes = tuple(NodeOutcome(f"a{i}", killed if killed and i == 1 else "ok", 3 if killed and i == 1 else None,
+                              0.99 if killed else 0.4) for i in range(1, p.nodes + 1))
+    max_conn = p.db_max_connections or p.nodes * p.pool_size + 10
+    return Measurement(p, max_conn, 300, (), status, load=load if status != "did not start" else None,
+                       db=DbFigures(max_conn, 40, 45, 12 if bad else 0, 0, 8), nodes=nodes,
+                       memory_peak_mib={"a1": 120.0, "db": 200.0})
+
+
+def test_load_saturation_is_the_knee_and_not_reached_while_still_rising():
+    knee = [measured(50, users=5), measured(98, users=10), measured(104, users=20), measured(101, users=40)]
+    s = saturation(knee, "users", 0.01)
+    assert (s.x, s.throughput) == (10, 98) and "saturates at 10 users" in s.note
+    rising = [measured(50, users=5), measured(100, users=10)]
+    s = saturation(rising, "users", 0.01)
+    assert s.x is None and "not reached" in s.note
+    # More users past the knee push errors over the threshold: the knee is among the good points.
+    failing = [measured(50, users=5), measured(95, users=10), measured(99, 0.2, users=20)]
+    assert saturation(failing, "users", 0.01).x == 10
+
+
+def test_resource_levels_off_at_the_smallest_sufficient_value():
+    series = [measured(60, 0.3, db_max_connections=60), measured(97, db_max_connections=100),
+              measured(100, db_max_connections=160)]
+    s = saturation(series, "db_max_connections", 0.01)
+    assert s.x == 100 and "levels off from max_connections 100" in s.note
+    killed = [measured(90, heap="32m", killed="killed: OutOfMemoryError"), measured(100, heap="1g")]
+    assert saturation(killed, "heap", 0.01).x == 1024
+    nothing = [measured(10, 0.5, users=5), measured(12, 0.6, users=10)]
+    s = saturation(nothing, "users", 0.01)
+    assert s.x is None and "no point kept errors under 1.0%" in s.note
+
+
+def test_saturations_group_series_by_the_other_swept_dimensions():
+    ms = [measured(t, users=u, heap=h) for h, ts in (("32m", (40, 41)), ("1g", (50, 99))) for u, t in zip((5, 10), ts)]
+    sats = capacity.saturations(ms, ("heap", "users"), 0.01)
+    by = {(s.dimension, s.series): s for s in sats}
+    assert by[("users", "-Xmx32m")].x == 5
+    assert by[("users", "-Xmx1g")].x is None
+    assert by[("heap", "10 users")].x == 1024
+
+
+def test_recommendation_is_the_smallest_passing_max_connections_and_heap_at_the_target_load():
+    ms = [
+        measured(40, 0.25, db_max_connections=60, users=30),
+        measured(100, 0.0, db_max_connections=100, users=30),
+        measured(101, 0.0, db_max_connections=160, users=30),
+        measured(100, 0.0, db_max_connections=60, users=10),  # passes, but not at the target load
+        measured(70, 0.0, heap="32m", killed="killed: OutOfMemoryError", db_max_connections=160, users=30),
+        measured(99, 0.0, heap="64m", db_max_connections=160, users=30),
+    ]
+    [r] = recommend(ms, 30, 0.01)
+    assert (r.nodes, r.max_connections, r.heap) == (3, 100, "64m")
+    assert not r.max_connections_lowest_tried and not r.heap_lowest_tried
+    assert r.peak_connections == 45
+    text = "\n".join(r.lines())
+    assert "max_connections >= 100" in text and "The guide's rule, 50 per node = 150, covers this load" in text
+    assert "max_connections 60: 250 of 1000 requests failed with Too many connections" in text
+    assert "-Xmx32m: node a1 killed: OutOfMemoryError" in text
+
+
+def test_recommendation_says_when_the_smallest_value_tried_passed_and_when_nothing_passed():
+    [r] = recommend([measured(100, db_max_connections=40, users=10)], 10, 0.01)
+    assert r.max_connections_lowest_tried and "the smallest tried: less may do" in r.lines()[1]
+    [r] = recommend([measured(0, status="did not start", db_max_connections=3, users=10)], 10, 0.01)
+    assert r.max_connections is None and "no measured point passed" in "\n".join(r.lines())
+
+
+def test_heap_model_note_states_the_scale():
+    note = capacity.heap_model_note(32)
+    assert "-Xmx1g = 32 MiB" in note and "64 KiB real, i.e. 2 MiB of modelled heap" in note
+    assert "lab's -Xmx x R / 2" in note and "4 to 8 GB" in note
+
+
+# ------------------------------------------------------------------------------------- output
+
+
+def test_report_files_and_json_round_trip(tmp_path):
+    ms = [measured(40, 0.25, db_max_connections=60, users=20), measured(100, db_max_connections=160, users=20),
+          measured(60, 0.0, heap="32m", killed="killed: OutOfMemoryError", db_max_connections=160, users=20)]
+    meta = {"created": "2024-01-01T00:00:00+00:00", "machine": {"host": "box", "cpus": 2}}
+    files = capacity.write_report(tmp_path, Settings(duration=15), ms, meta)
+    assert [p.name for p in files.plots] == ["heap.png", "db_max_connections.png"]
+    assert all(p.stat().st_size > 1000 for p in files.plots)
+    data = json.loads(files.json.read_text())
+    assert data["swept"] == ["heap", "db_max_connections"] and data["target_users"] == 20
+    assert data["recommendations"][0]["max_connections"] == 160
+    assert data["points"][2]["failures"][0].startswith("node a1 killed: OutOfMemoryError")
+    md = files.markdown.read_text()
+    assert "| 1 | 1g | 60 | measured | 40 |" in md and "## The heap is a model" in md
+    assert "![heap](plots/heap.png)" in md and "box, 2 CPUs" in md
+    settings, back, meta2 = capacity.load_report(tmp_path)
+    assert back == ms and settings.duration == 15 and meta2 == meta
+
+
+def test_report_refuses_a_target_load_the_sweep_did_not_measure(tmp_path):
+    with pytest.raises(BadInput, match="--target-users: 7 is not a load of the grid"):
+        capacity.write_report(tmp_path, Settings(target_users=7), [measured(10, users=5)], {})
+    with pytest.raises(BadInput, match="capacity.json does not exist"):
+        capacity.load_report(tmp_path / "nowhere")
