@@ -1,5 +1,4 @@
-"""Load benchmarks (issue 5): the load balancer's cost, Locust against wrk, and what clients see
-while a non-leader is killed under load.
+"""Load benchmarks (issue 5): load balancer overhead, Locust against wrk, a follower killed.
 
 Usage: .venv/bin/python bench/bench_load.py [--lab NAME] [--direct URL] [--duration 20s]
                                              [--only overhead,wrk,kill]
@@ -11,8 +10,8 @@ Usage: .venv/bin/python bench/bench_load.py [--lab NAME] [--direct URL] [--durat
 - `wrk`: peak rate on the same endpoint through the load balancer, wrk (`-t2 -c<conns>`) against
   Locust (`EndpointUser`, `--processes 2`, the same connection count, history recorded as in
   every run). Target: Locust reaches at least half of wrk's rate.
-- `kill`: the Rancher users of loadtests/rancher.py through the load balancer, nodes probed every
-  0.25 s; a ZooKeeper follower is killed after a third of the run and restarted a third later;
+- `kill`: the Rancher users of loadtests/rancher.py through the load balancer, nodes probed by
+  lab.watch; a ZooKeeper follower is killed after a third of the run and restarted a third later;
   then the checker and the report. Targets: no failed idempotent request, failures 0.1% or less
   of all requests, no lost write.
 
@@ -31,7 +30,6 @@ import re
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -41,15 +39,15 @@ sys.path.insert(0, str(REPO))
 
 from lab import faults, lab, probes, state  # noqa: E402
 from lab.checker import per_second  # noqa: E402
-from lab.history import HISTORY_FILE, JsonlWriter, ProbeRecord, load_run  # noqa: E402
+from lab.history import HISTORY_FILE, load_run  # noqa: E402
 from lab.load import LoadSpec, LoadRun, make_run_dir, parse_duration, run_load  # noqa: E402
 from lab.pytest_plugin import free_port, unique_lab_name  # noqa: E402
 from lab.report import build_report  # noqa: E402
 from lab.topology import Ports, Topology, make_topology  # noqa: E402
+from lab.watch import Watch  # noqa: E402
 
 ENDPOINT = "/v1/projects"
 ENDPOINT_LOCUSTFILE = str(REPO / "loadtests" / "endpoint.py")
-PROBE_EVERY = 0.25
 
 
 def steady(run_dir: Path) -> dict[str, float]:
@@ -104,43 +102,14 @@ def bench_wrk(t: Topology, conns: int, duration: float) -> dict[str, Any]:
             "locust_over_wrk": round(locust["rps"] / wrk_rps, 2)}
 
 
-class ProbeLoop:
-    """Every node's /ping, state and ZooKeeper mode, every PROBE_EVERY s, into the run history."""
-
-    def __init__(self, t: Topology, history: Path) -> None:
-        self.t = t
-        self.writer = JsonlWriter(history)
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self.watch, args=(n,), daemon=True) for n in t.node_names]
-
-    def watch(self, node: str) -> None:
-        while not self.stop.is_set():
-            t0 = time.time()
-            v = probes.node_view(self.t, node)
-            self.writer.append(ProbeRecord(t0=t0, t1=time.time(), node=node, ping=v.ping,
-                                           state=None if v.state == "unreachable" else v.state,
-                                           zk_mode=None if v.zk_mode == "unknown" else v.zk_mode))
-            self.stop.wait(max(0.0, PROBE_EVERY - (time.time() - t0)))
-
-    def __enter__(self) -> ProbeLoop:
-        for th in self.threads:
-            th.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for th in self.threads:
-            th.join(timeout=5)
-        self.writer.close()
-
-
 def bench_kill(t: Topology, users: int, duration: float) -> dict[str, Any]:
     run_dir = make_run_dir("bench-kill-follower")
     ca = state.ca_path(t.lab)
     spec = LoadSpec(name="bench-kill-follower", users=users, spawn_rate=users, duration=duration,
                     http_port=t.ports.http, https_port=t.ports.https, ca_file=str(ca) if ca.exists() else None)
     third = duration / 3
-    with ProbeLoop(t, run_dir / HISTORY_FILE), faults.Injector(t, history=run_dir / HISTORY_FILE, say=print) as nemesis:
+    # Watch probes every node into the run's history; the injector records the fault there.
+    with Watch(t, run_dir, client=False), faults.Injector(t, history=run_dir / HISTORY_FILE, say=print) as nemesis:
         load = LoadRun(spec, run_dir, say=print).start()
         try:
             time.sleep(third)

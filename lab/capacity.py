@@ -30,6 +30,7 @@ import os
 import platform
 import re
 import socket
+import threading
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
@@ -68,7 +69,8 @@ CAPACITY_ERROR_KINDS = ERROR_KINDS[:-1]
 DB_COUNTERS = ("Threads_connected", "Max_used_connections", "Connection_errors_max_connections",
                "Aborted_connects")
 OOM_LOG_LINE = "java.lang.OutOfMemoryError: Java heap space"
-SAMPLE_INTERVAL = 2.0  # seconds between samples of the database, Docker stats and node metrics
+SAMPLE_INTERVAL = 2.0  # seconds between samples of the database's counters and Docker stats
+NODE_POLL_INTERVAL = 0.25  # seconds between polls of each node's heap gauges (cheap HTTP)
 GUIDE_RULES = (
     "MySQL with at least 1 GB of RAM",
     f"{GUIDE_POOL_PER_NODE} database connections per Rancher server node (150 for 3 nodes)",
@@ -511,7 +513,9 @@ METRIC_MEMORY_DEGRADED = "cattle_heap_memory_degraded"
 
 
 class Sampler:
-    """Samples taken during one point's load: database counters, container memory, node heap.
+    """Samples taken during one point's load: database counters and container memory every
+    SAMPLE_INTERVAL, each node's heap gauges every NODE_POLL_INTERVAL on a thread of its own (the
+    heap's pressure moves with the requests in flight, so slow samples would miss its peaks).
 
     Every call is bounded by a short timeout and a failed sample is skipped, never fatal: a
     database at its connection limit or a node that just died is exactly what is being measured."""
@@ -524,10 +528,25 @@ class Sampler:
         self.pressure: dict[str, float] = {}
         self.degraded: set[str] = set()
         self._names = {f"{t.lab}-{s}-1": s for s in ("db", "lb", *t.node_names)}
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll_nodes, name="capacity-node-poller", daemon=True)
+
+    def __enter__(self) -> Sampler:
+        self._poller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._poller.join()
+
+    def _poll_nodes(self) -> None:
+        while not self._stop.wait(NODE_POLL_INTERVAL):
+            for node in self.t.node_names:
+                self.node_memory(node)
 
     def take(self) -> None:
         sample: dict[str, Any] = {"t": time.time(), "db": self.db_status(), "memory_mib": self.container_memory(),
-                                  "nodes": {n: self.node_memory(n) for n in self.t.node_names}}
+                                  "peak_heap_pressure": dict(self.pressure), "degraded": sorted(self.degraded)}
         if sample["db"]:
             self.db.append(sample["db"])
         for service, mib in sample["memory_mib"].items():
@@ -573,19 +592,17 @@ class Sampler:
                 found[service] = round(mib, 1)
         return found
 
-    def node_memory(self, node: str) -> dict[str, float]:
+    def node_memory(self, node: str) -> None:
         from lab import probes
 
-        res = probes.http_get("127.0.0.1", self.t.ports.mgmt, f"/node/{node}/metrics", timeout=2)
+        res = probes.http_get("127.0.0.1", self.t.ports.mgmt, f"/node/{node}/metrics", timeout=1)
         if res.status != 200 or res.headers.get("x-rancher-node") != node:
-            return {}
+            return
         metrics = parse_metrics(res.body.decode(errors="replace"))
-        got = {k: metrics[k] for k in (METRIC_HEAP_PRESSURE, METRIC_MEMORY_DEGRADED) if k in metrics}
-        if METRIC_HEAP_PRESSURE in got:
-            self.pressure[node] = max(self.pressure.get(node, 0.0), got[METRIC_HEAP_PRESSURE])
-        if got.get(METRIC_MEMORY_DEGRADED):
+        if METRIC_HEAP_PRESSURE in metrics:
+            self.pressure[node] = max(self.pressure.get(node, 0.0), metrics[METRIC_HEAP_PRESSURE])
+        if metrics.get(METRIC_MEMORY_DEGRADED):
             self.degraded.add(node)
-        return got
 
     def db_figures(self, final: Mapping[str, int], max_connections: int | None) -> DbFigures:
         every = [*self.db, final] if final else self.db
@@ -622,7 +639,7 @@ def run_point(point: Point, settings: Settings, lab_name: str, point_dir: Path, 
                         duration=settings.duration, http_port=t.ports.http, https_port=t.ports.https,
                         user_classes=("ApiUser",), env={"HALAB_WAIT": settings.think_time})
         load = LoadRun(spec, point_dir / "load", say=lambda m: say("    " + m))
-        with load:
+        with load, sampler:
             while load.running and time.monotonic() < deadline:
                 tick = time.monotonic() + SAMPLE_INTERVAL
                 sampler.take()
@@ -813,7 +830,12 @@ class Recommendation:
                     *(f"  - {b}" for b in self.below)]
         lower = " (the smallest tried: less may do)" if self.max_connections_lowest_tried else ""
         peak = f"; at most {self.peak_connections} were in use" if self.peak_connections is not None else ""
-        verdict = "covers this load" if self.max_connections <= guide else "is too few for this load"
+        if self.max_connections <= guide:
+            verdict = "covers this load"
+        elif self.max_connections_lowest_tried:
+            verdict = "was not tried (the sweep tried nothing smaller), so the sweep cannot judge it"
+        else:
+            verdict = "is too few for this load"
         heap_lower = " (the smallest tried: less may do)" if self.heap_lowest_tried else ""
         return [
             head,

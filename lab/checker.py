@@ -241,11 +241,11 @@ def _epoch(v: Any) -> float | None:
 
 def _write_checks(history: History, db: DbSnapshot) -> tuple[Outcome, Outcome]:
     rows_by_uuid: dict[tuple[str, str], list[Row]] = defaultdict(list)
-    for table, rows in db.tables.items():
-        for row in rows:
-            uuid = _value(row.get("uuid"))
-            if uuid is not None:
-                rows_by_uuid[(table, str(uuid))].append(row)
+    for table_name, table_rows in db.tables.items():
+        for table_row in table_rows:
+            row_uuid = _value(table_row.get("uuid"))
+            if row_uuid is not None:
+                rows_by_uuid[(table_name, str(row_uuid))].append(table_row)
 
     acks_by_uuid: dict[str, list[LedgerEntry]] = defaultdict(list)
     for a in history.acks:

@@ -13,13 +13,13 @@ A one-way cut counts as a cut: TCP needs packets both ways, so neither side can 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from lab import yamlspec as y
 from lab.errors import BadInput
-from lab.faults import CONTAINER_KINDS, DB, FaultSpec, groups, make_spec
+from lab.faults import CONTAINER_KINDS, DB, LB, ROLES, FaultSpec, cuts, make_spec
 from lab.topology import Topology, majority, tolerance
 
 DEFAULT_CLAIMS = Path(__file__).resolve().parent.parent / "scenarios" / "claims.yaml"
@@ -92,32 +92,51 @@ class Expectation:
 
 # ------------------------------------------------------------------------------- expectation
 
-def expect(t: Topology, fault: FaultSpec) -> Expectation:
-    """What quorum arithmetic and the database's placement say about a resolved fault."""
+def expect(t: Topology, faults: Sequence[FaultSpec]) -> Expectation:
+    """What quorum arithmetic and the database's placement say about resolved faults held together.
+
+    A node stays active when it is alive, the alive nodes it can reach form a group of at least a
+    majority of the ensemble, and it can reach the live database."""
     down: set[str] = set()
-    sides: tuple[frozenset[str], ...] = ()
-    if fault.kind == "flaky":
-        raise BadInput(f"{fault.describe()}: a flaky link has no expected outcome (packets are lost at random)")
-    if fault.kind in CONTAINER_KINDS:
-        if fault.kind != "restart":  # a restart is over before anything is observed
-            down = set(fault.targets)
-    else:
-        sides = groups(fault, t)
+    cut: set[frozenset[str]] = set()
+    for f in faults:
+        if f.kind == "flaky":
+            raise BadInput(f"{f.describe()}: a flaky link has no expected outcome (packets are lost at random)")
+        if f.kind in CONTAINER_KINDS:
+            if f.kind != "restart":  # a restart is over before anything is observed
+                down.update(x for x in f.targets if x != LB)
+        else:
+            cut.update(frozenset((c.src, c.dst)) for c in cuts(f, t))
     alive = [n for n in t.node_names if n not in down]
-    db_up = DB not in down
-
-    def side(endpoint: str) -> frozenset[str] | None:
-        return next((g for g in sides if endpoint in g), None)
-
+    linked = {n: {m for m in alive if m == n or frozenset((n, m)) not in cut} for n in alive}
     active = set()
     for n in alive:
-        mine = side(n)
-        reach = [m for m in alive if mine is None or side(m) in (None, mine)]
-        db_side = side(DB)
-        if len(reach) >= majority(t.size) and db_up and (db_side is None or mine is None or db_side == mine):
+        # Every fault but flaky is a partition, and partitions held together refine into one: the
+        # nodes n reaches all reach each other, so they can form a quorum when they are enough.
+        group = linked[n]
+        if len(group) >= majority(t.size) and DB not in down and frozenset((n, DB)) not in cut:
             active.add(n)
-    return Expectation(frozenset(active), frozenset(n for n in alive if n not in active),
-                       frozenset(n for n in t.node_names if n in down))
+    return Expectation(frozenset(active), frozenset(n for n in alive if n not in active), frozenset(down & set(t.node_names)))
+
+
+def hypothetical(t: Topology, f: FaultSpec) -> FaultSpec:
+    """Roles replaced by nodes in order (leader = the first) for a plan: outcomes do not depend on
+    which node holds which role, only the names of the active nodes do."""
+    chosen: list[str] = []
+    for x in f.targets:
+        chosen.append(next(n for n in t.node_names if n not in chosen) if x in ROLES else x)
+    return replace(f, targets=tuple(chosen))
+
+
+def expected_text(t: Topology, faults: Sequence[FaultSpec]) -> str:
+    """A line for plans and journals: the outcome and who stays active."""
+    try:
+        e = expect(t, [hypothetical(t, f) for f in faults])
+    except BadInput:
+        return "not predictable"
+    if any(x in ROLES for f in faults for x in f.targets):
+        return f"{e.outcome} ({len(e.active)} of {t.size} nodes active)"
+    return f"{e.outcome} (active: {', '.join(sorted(e.active)) or 'none'})"
 
 
 # ------------------------------------------------------------------------------------- cases
@@ -157,7 +176,7 @@ def _family_cases(f: Family, t: Topology) -> list[tuple[str, FaultSpec]]:
         else:
             sets = [("leader",) + ("follower",) * (k - 1)]
         for mode in f.modes:
-            out += [(f"{mode}-{'+'.join(s)}", make_spec(mode, s)) for s in sets]
+            out += [(f"{mode}-{_label(s)}", make_spec(mode, s)) for s in sets]
     elif f.kind == "database":
         out += [(f"{mode}-db", make_spec(mode, [DB])) for mode in f.modes]
     else:
@@ -170,6 +189,17 @@ def _family_cases(f: Family, t: Topology) -> list[tuple[str, FaultSpec]]:
                 out.append((f"split-{a}>{b}", make_spec("split", sides=[left, right], one_way=True)))
                 out.append((f"split-{b}>{a}", make_spec("split", sides=[right, left], one_way=True)))
     return out
+
+
+def _label(targets: tuple[str, ...]) -> str:
+    """kill-leader, kill-a1+b2, kill-leader+2-followers."""
+    followers = targets.count("follower")
+    named = [x for x in targets if x != "follower"]
+    if followers > 1:
+        named.append(f"{followers}-followers")
+    elif followers:
+        named.append("follower")
+    return "+".join(named)
 
 
 def _bipartitions(dcs: tuple[str, ...]) -> list[tuple[str, ...]]:

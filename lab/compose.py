@@ -1,9 +1,10 @@
 """Topology -> a compose project a user can read and run with plain `docker compose`.
 
 Network layout (docs/architecture.md): `front` (the load balancer's public side), one network per
-datacenter (its nodes and the load balancer), `interdc` (every node; the only path between
-datacenters) and `db` (the database and every node). Peers in one datacenter talk over their
-datacenter network, peers in different ones over `interdc`, so a split cuts exactly those paths.
+datacenter (its nodes and the load balancer: the LB's path to them), `interdc` (the peer mesh of
+every node: ZooKeeper and cluster traffic, the only network nodes of different datacenters share)
+and `db` (the database and every node). A datacenter split drops, on `interdc`, exactly the
+traffic between nodes of different datacenters (and the `db` path to a database on the far side).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def node_environment(t: Topology, node_name: str) -> dict[str, str]:
         "HALAB_NODE_NAME": node.name,
         "HALAB_DATACENTER": node.dc,
         "HALAB_ZK_MYID": str(node.zk_id),
-        "HALAB_ZK_SERVERS": t.zk_servers(node),
+        "HALAB_ZK_SERVERS": t.zk_servers(),
         "HALAB_HEAP_SCALE": str(s.heap_scale),
         "HALAB_CLUSTER_HEARTBEAT": "1",
     }

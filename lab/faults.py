@@ -138,7 +138,7 @@ def validate(spec: FaultSpec, t: Topology, where: str = "fault") -> None:
             if target not in allowed:
                 raise BadInput(f"{where}.target: no node {target!r} in this lab (nodes: {nodes}"
                                f"{'; or db, lb' if spec.kind in CONTAINER_KINDS else ''}; or {', '.join(ROLES)})")
-            if target in spec.targets[:i] and target != "random":
+            if target in spec.targets[:i] and target not in ("follower", "random"):
                 raise BadInput(f"{where}.target: {target!r} is named twice")
         if spec.kind == "isolate" and len(spec.targets) != 1:
             raise BadInput(f"{where}.target: isolate takes one node (use partition for groups)")
@@ -151,7 +151,10 @@ def validate(spec: FaultSpec, t: Topology, where: str = "fault") -> None:
     if spec.kind not in ("split", "partition", "flaky") and (spec.sides or spec.one_way):
         raise BadInput(f"{where}.{'sides' if spec.sides else 'one_way'}: only split, partition and flaky take it")
     if spec.kind == "split":
-        _check_sides(spec.sides, t.datacenters, "datacenter", f"{where}.sides", allow_one=True)
+        if len(t.datacenters) < 2:
+            raise BadInput(f"{where}.kind: a split needs two datacenters; this lab has one ({t.datacenters[0]})")
+        if spec.sides:
+            _check_sides(spec.sides, t.datacenters, "datacenter", f"{where}.sides", allow_one=True)
     elif spec.kind == "partition":
         _check_sides(spec.sides, (*t.node_names, DB), "node", f"{where}.sides", allow_one=True)
         if not any(n in s for s in spec.sides for n in t.node_names):
@@ -203,7 +206,7 @@ def groups(spec: FaultSpec, t: Topology) -> tuple[frozenset[str], ...]:
         (node,) = spec.targets
         return frozenset({node}), frozenset(n for n in (*t.node_names, DB) if n != node)
     if spec.kind == "split":
-        named = [set(s) for s in spec.sides]
+        named = [set(s) for s in spec.sides] or [{dc} for dc in t.datacenters]
         rest = [dc for dc in t.datacenters if not any(dc in s for s in named)]
         sides = named + ([set(rest)] if rest else [])
         out = []
@@ -370,10 +373,10 @@ def roles(t: Topology) -> dict[str, str]:
 
 
 def _wait_states(t: Topology, services: Sequence[str], ok: Callable[[str, Mapping[str, Any] | None], bool],
-                 timeout: float = SETTLE_TIMEOUT) -> dict[str, dict[str, Any]]:
-    """Poll the containers until `ok(service, state)` holds for each or the timeout passes; return
-    the last states."""
-    deadline = time.monotonic() + timeout
+                 ) -> dict[str, dict[str, Any]]:
+    """Poll the containers until `ok(service, state)` holds for each or SETTLE_TIMEOUT passes;
+    return the last states."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
     while True:
         found = containers(t)
         if all(ok(s, found.get(s)) for s in services) or time.monotonic() > deadline:
@@ -440,8 +443,7 @@ class ActiveFault:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
     def describe(self) -> str:
-        return f"{self.id} {self.spec.describe()}" + (
-            f" -> {' '.join(self.targets)}" if self.spec.kind in CONTAINER_KINDS + ("isolate",) else "")
+        return f"{self.id} {self.spec.describe()}"
 
 
 # ---------------------------------------------------------------------------- signal shielding

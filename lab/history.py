@@ -26,23 +26,29 @@ import os
 import threading
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Mapping, Union
+from typing import Any, ClassVar, Iterable, Mapping, TypeVar, Union
 
 HISTORY_FILE = "history.jsonl"
 LEDGER_FILE = "ledger.jsonl"
 PARTS_DIR = "parts"
 
 
+_R = TypeVar("_R", bound="_Record")
+
+
 class _Record:
     """to_dict/from_dict shared by the record dataclasses; `kind` is a class constant."""
 
     kind: ClassVar[str]
+    t0: float  # every record has these (declared by each dataclass)
+    t1: float
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, **asdict(self)}  # type: ignore[call-overload]
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]):  # -> Self (3.11+); the package supports 3.10
+    def from_dict(cls: type[_R], d: Mapping[str, Any]) -> _R:
+        """Unknown keys are ignored, so older readers accept records with fields added later."""
         known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
         return cls(**{k: v for k, v in d.items() if k in known})
 

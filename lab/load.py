@@ -8,8 +8,8 @@ after which its process group is killed, so no load outlives its bound.
 What a run leaves in its directory `runs/<UTC timestamp>-<name>/` (see docs/architecture.md):
 `history.jsonl` and `ledger.jsonl` (merged from the per-process files the locustfile writes under
 `parts/`), Locust's `locust_stats.csv`, `locust_stats_history.csv`, `locust_failures.csv`,
-`locust_exceptions.csv` and `locust.html`, its log `locust.log`, and `load.json` (the spec, the
-command and how it ended).
+`locust_exceptions.csv` and `locust.html`, its log `locust.log` (and console `locust.out`), and
+`load.json` (the spec, the command and how it ended).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -147,16 +148,16 @@ class LoadSpec:
 @dataclass(frozen=True)
 class LoadResult:
     run_dir: Path
-    returncode: int | None  # None: killed at the hard deadline
+    returncode: int | None  # None: killed
     started: float
     ended: float
     stopped_early: bool  # stop() was called before Locust's own --run-time ended it
-    timed_out: bool
+    killed: bool  # at the hard deadline, or because it ignored stop()'s SIGINT
     records: int  # history and ledger records merged from the per-process parts
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and not self.timed_out
+        return self.returncode == 0 and not self.killed
 
 
 class LoadRun:
@@ -179,6 +180,8 @@ class LoadRun:
         self._proc: subprocess.Popen[bytes] | None = None
         self._started = 0.0
         self._stop_requested = False
+        self._deadline_hit = False
+        self._watchdog: threading.Timer | None = None
 
     def start(self) -> LoadRun:
         if self._proc is not None:
@@ -192,6 +195,10 @@ class LoadRun:
             self._proc = subprocess.Popen(cmd, env=self.spec.environment(self.run_dir), stdout=out,
                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                           start_new_session=True)
+        # The deadline holds even when nobody waits on the run (a scenario busy with its faults).
+        self._watchdog = threading.Timer(self.spec.hard_timeout, self._deadline)
+        self._watchdog.daemon = True
+        self._watchdog.start()
         where = f"web UI http://{LOAD_HOST}:{self.spec.web_port}/" if self.spec.web_port else "headless"
         self.say(f"load: {self.spec.users} users for {self.spec.duration:g}s ({where}) -> {self.run_dir}")
         return self
@@ -201,34 +208,27 @@ class LoadRun:
         return self._proc is not None and self._proc.poll() is None
 
     def wait(self) -> LoadResult:
-        """Block until Locust ends by itself (or the hard deadline), then merge the history."""
+        """Block until Locust ends by itself (or is killed at the hard deadline), then merge."""
         if self.result is not None:
             return self.result
-        proc = self._require_started()
-        remaining = self._started + self.spec.hard_timeout - time.time()
-        timed_out = False
-        try:
-            proc.wait(timeout=max(0.0, remaining))
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            self._kill_group()
-        return self._finish(timed_out)
+        self._require_started().wait()
+        return self._finish(False)
 
     def stop(self, grace: float | None = None) -> LoadResult:
         """End the run now: SIGINT lets Locust stop its users and write CSV and HTML reports."""
         if self.result is not None:
             return self.result
         proc = self._require_started()
-        timed_out = False
+        killed = False
         if proc.poll() is None:
             self._stop_requested = True
             proc.send_signal(signal.SIGINT)  # Locust saves its HTML report on SIGINT, not on SIGTERM
             try:
                 proc.wait(timeout=grace if grace is not None else self.spec.stop_timeout + REPORT_GRACE)
             except subprocess.TimeoutExpired:
-                timed_out = True
+                killed = True
                 self._kill_group()
-        return self._finish(timed_out)
+        return self._finish(killed)
 
     def __enter__(self) -> LoadRun:
         return self.start() if self._proc is None else self
@@ -244,22 +244,31 @@ class LoadRun:
 
     def _kill_group(self) -> None:
         proc = self._require_started()
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # the group we created: Locust and its workers
-        except ProcessLookupError:
-            pass
-        proc.wait()
+        if proc.poll() is None:  # not reaped yet, so its pid (= its group id) is still ours
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # the group we created: Locust and its workers
+            except ProcessLookupError:
+                pass
 
-    def _finish(self, timed_out: bool) -> LoadResult:
+    def _deadline(self) -> None:
+        if self.running:
+            self._deadline_hit = True
+            self._kill_group()
+
+    def _finish(self, killed: bool) -> LoadResult:
         proc = self._require_started()
+        proc.wait()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        killed = killed or self._deadline_hit
         records = history.merge_parts(self.run_dir)
         self.result = LoadResult(
             run_dir=self.run_dir,
-            returncode=None if timed_out else proc.returncode,
+            returncode=None if killed else proc.returncode,
             started=self._started,
             ended=time.time(),
             stopped_early=self._stop_requested,
-            timed_out=timed_out,
+            killed=killed,
             records=records,
         )
         history.write_json(self.run_dir / "load.json", {
@@ -267,7 +276,7 @@ class LoadRun:
             "command": self.spec.command(self.run_dir),
             "result": {**asdict(self.result), "run_dir": str(self.run_dir)},
         })
-        self.say(f"load: ended (exit {self.result.returncode}{', killed at the deadline' if timed_out else ''}), "
+        self.say(f"load: ended ({'killed' if killed else f'exit {self.result.returncode}'}), "
                  f"{records} records")
         return self.result
 
@@ -283,6 +292,6 @@ def run_load(spec: LoadSpec, run_dir: Path | None = None, runs_root: str | os.Pa
         raise
     if not result.ok:
         raise RuntimeFailure(
-            f"Locust {'was killed at its deadline' if result.timed_out else f'exited {result.returncode}'}; "
+            f"Locust {'had to be killed' if result.killed else f'exited {result.returncode}'}; "
             f"see {result.run_dir / 'locust.log'} and {result.run_dir / 'locust.out'}")
     return result

@@ -72,8 +72,8 @@ def node_view(t: Topology, name: str, timeout: float = PROBE_TIMEOUT) -> NodeVie
             detail = json.loads(status.body)
         except ValueError:
             detail = {}
-    me = detail.get("self", detail)
-    return NodeView(name, ping.status, str(me.get("state", "unknown")), str(me.get("zk_mode", "unknown")), detail)
+    zk = detail.get("zookeeper") or {}
+    return NodeView(name, ping.status, str(detail.get("state", "unknown")), str(zk.get("mode") or "unknown"), detail)
 
 
 def lb_servers(t: Topology, timeout: float = PROBE_TIMEOUT) -> dict[str, str]:

@@ -134,3 +134,94 @@ def halab_lab3(request: pytest.FixtureRequest) -> Iterator[Any]:
         if request.session.testsfailed:
             lab.dump_logs(t, lambda m: print(m, file=sys.stderr), tail=80)
         lab.down(t.lab)
+
+
+# =============================================================================================
+# Faults and scenarios (lab.faults, lab.scenario; owned with them)
+#
+# - fixture `halab_faults`: `bind(topology, seed=0)` -> a lab.faults.Injector for a running lab;
+#   every fault it applied is healed at teardown, whatever the test did.
+# - fixture `halab_scenario`: `run(path, lab=None)` -> lab.scenario.ScenarioResult; runs a scenario
+#   file on a new lab (unique name, free ports, removed afterwards) or on `lab`, a running lab's
+#   Topology whose shape matches the file. Assert on `result.passed` / `result.journal`.
+# - collector: scenario files given to pytest (`pytest scenarios/` or `pytest scenarios/x.yaml`;
+#   YAML files in a folder named `scenarios`, except claims.yaml) run as docker+slow tests that
+#   fail when the scenario's verdict is not "passed". The default testpaths never include them.
+# =============================================================================================
+
+def _say(m: str) -> None:
+    print(m, file=sys.stderr)
+
+
+@pytest.fixture
+def halab_faults() -> Iterator[Callable[..., Any]]:
+    from lab.faults import Injector
+
+    made: list[Any] = []
+
+    def bind(t: Any, seed: int = 0) -> Any:
+        inj = Injector(t, seed=seed, say=_say)
+        made.append(inj)
+        return inj
+
+    try:
+        yield bind
+    finally:
+        for inj in made:
+            inj.heal_all()
+
+
+def _run_scenario(path: Any, rootpath: Any, lab_topology: Any = None) -> Any:
+    from lab import scenario
+    from lab.topology import Ports
+
+    sc = scenario.load(path)
+    if lab_topology is not None:
+        return scenario.run(sc, lab_name=lab_topology.lab, runs_root=rootpath / "runs", say=_say)
+    return scenario.run(sc, lab_name=unique_lab_name("sc"), runs_root=rootpath / "runs", say=_say,
+                        ports=Ports(http=free_port(), https=free_port(), mgmt=free_port()))
+
+
+@pytest.fixture
+def halab_scenario(request: pytest.FixtureRequest) -> Callable[..., Any]:
+    def run(path: Any, lab: Any = None) -> Any:
+        return _run_scenario(path, request.config.rootpath, lab)
+
+    return run
+
+
+def pytest_collect_file(file_path: Any, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix in (".yaml", ".yml") and file_path.parent.name == "scenarios" and file_path.name != "claims.yaml":
+        return ScenarioFile.from_parent(parent, path=file_path)
+    return None
+
+
+class ScenarioFile(pytest.File):
+    def collect(self) -> Iterator[pytest.Item]:
+        item = ScenarioItem.from_parent(self, name=self.path.stem)
+        item.add_marker(pytest.mark.docker)
+        item.add_marker(pytest.mark.slow)
+        yield item
+
+
+class ScenarioFailed(Exception):
+    pass
+
+
+class ScenarioItem(pytest.Item):
+    def runtest(self) -> None:
+        result = _run_scenario(self.path, self.config.rootpath)
+        if not result.passed:
+            raise ScenarioFailed(result.summary())
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, ScenarioFailed):
+            return str(excinfo.value)
+        from lab.errors import LabError
+
+        if isinstance(excinfo.value, LabError):
+            return f"{type(excinfo.value).__name__}: {excinfo.value}"
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Any, int, str]:
+        return self.path, 0, f"scenario {self.name}"

@@ -172,43 +172,51 @@ def write_plots(plots_dir: Path, history: History, result: CheckResult) -> dict[
 
     out: dict[str, Path] = {}
 
-    def save(name: str, fig: Any, ax: Any) -> None:
-        if ax.get_legend_handles_labels()[0]:
+    def save(name: str, fig: Any, ax: Any, empty: bool) -> None:
+        if empty:
+            ax.text(0.5, 0.5, "nothing recorded", transform=ax.transAxes, ha="center", color=OTHER_COLOR)
+        elif ax.get_legend_handles_labels()[0]:
             ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
         out[name] = plots_dir / f"{name}.png"
         fig.savefig(out[name])
         plt.close(fig)
 
+    def steps(ax: Any, values: Sequence[float | None], **style: Any) -> None:
+        """One horizontal step per second, the last one included; None leaves a gap."""
+        pts = [(x, v) for x, v in zip(xs, values) if v is not None]
+        if pts:
+            pts.append((pts[-1][0] + 1, pts[-1][1]))
+            ax.plot([x for x, _ in pts], [v for _, v in pts], drawstyle="steps-post", lw=1, **style)
+
     fig, ax = figure("Requests per second (by start time)", "requests/s")
-    ax.plot(xs, [s.total for s in secs], drawstyle="steps-post", color="#455a64", lw=1, label="started")
-    ax.plot(xs, [s.ok for s in secs], drawstyle="steps-post", color="#2e7d32", lw=1, label="succeeded")
-    save("requests", fig, ax)
+    steps(ax, [s.total for s in secs], color="#455a64", label="started")
+    steps(ax, [s.ok for s in secs], color="#2e7d32", label="succeeded")
+    ax.set_ylim(bottom=0)
+    save("requests", fig, ax, not history.requests)
 
     fig, ax = figure("Failed requests per second", "failures/s")
     by_class: dict[str, dict[int, int]] = {}
     for r in history.requests:
         if not r.ok:
-            row = by_class.setdefault(_status_class(r.status), {})
-            row[math.floor(r.t0)] = row.get(math.floor(r.t0), 0) + 1
+            counts = by_class.setdefault(_status_class(r.status), {})
+            counts[math.floor(r.t0)] = counts.get(math.floor(r.t0), 0) + 1
     bottom = [0] * len(secs)
     for name in sorted(by_class):
         heights = [by_class[name].get(s.t, 0) for s in secs]
         ax.bar(xs, heights, width=1.0, bottom=bottom, align="edge", label=name, lw=0,
                color=FAILURE_COLORS.get(name, OTHER_COLOR))
         bottom = [b + h for b, h in zip(bottom, heights)]
-    save("failures", fig, ax)
+    save("failures", fig, ax, not history.requests)
 
     fig, ax = figure("Latency per second (requests started that second)", "ms")
     for q, color in (("p50", "#1565c0"), ("p95", "#ef6c00"), ("p99", "#c62828")):
-        values = [getattr(s, q) for s in secs]
-        ax.plot([x for x, v in zip(xs, values) if v is not None], [v for v in values if v is not None],
-                drawstyle="steps-post", color=color, lw=1, label=q)
+        steps(ax, [getattr(s, q) for s in secs], color=color, label=q)
     if any(s.total for s in secs):
         ax.set_yscale("log")
-        plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
-        ax.yaxis.set_major_formatter(plain)
-        ax.yaxis.set_minor_formatter(plain)
-    save("latency", fig, ax)
+        ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 5)))
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    save("latency", fig, ax, not history.requests)
 
     fig, ax = figure("Node state as probed (/ping through the load balancer)", "")
     nodes = sorted({p.node for p in history.probes})
@@ -221,9 +229,10 @@ def write_plots(plots_dir: Path, history: History, result: CheckResult) -> dict[
                            color=NODE_COLORS.get(state, OTHER_COLOR), lw=0)
     ax.set_yticks(range(len(nodes)), nodes)
     ax.set_ylim(-0.6, max(len(nodes), 1) - 0.4)
-    for state, color in [*NODE_COLORS.items(), ("not active", OTHER_COLOR)]:
-        ax.bar([0], [0], color=color, label=state)  # legend entries only
-    save("nodes", fig, ax)
+    if nodes:
+        for state, color in [*NODE_COLORS.items(), ("not active", OTHER_COLOR)]:
+            ax.bar([0], [0], color=color, label=state)  # legend entries only
+    save("nodes", fig, ax, not history.probes)
     return out
 
 

@@ -157,24 +157,27 @@ class Topology:
     def nodes_in(self, dc: str) -> tuple[Node, ...]:
         return tuple(n for n in self.nodes if n.dc == dc)
 
-    def address(self, peer: Node, seen_from: Node) -> str:
-        """The name `seen_from` uses for `peer`: its dc network inside a datacenter, else interdc."""
-        return peer.alias(peer.dc if peer.dc == seen_from.dc else "interdc")
+    @staticmethod
+    def peer_address(peer: Node) -> str:
+        """The name every node uses for a peer: its alias on `interdc`, the peer mesh.
 
-    def zk_servers(self, seen_from: Node) -> str:
-        """HALAB_ZK_SERVERS for one node; empty for a single node (standalone ZooKeeper)."""
+        One name per member for everyone, because ZooKeeper (3.5+) connects back to the election
+        address a peer announces for itself; a name valid only inside one datacenter would leave
+        members of other datacenters unable to join. Datacenter splits are cut by address on it."""
+        return peer.alias("interdc")
+
+    def zk_servers(self) -> str:
+        """HALAB_ZK_SERVERS (the same for every node); empty for one node (standalone ZooKeeper)."""
         if self.size == 1:
             return ""
-        return ",".join(f"{p.zk_id}={self.address(p, seen_from)}" for p in self.nodes)
+        return ",".join(f"{p.zk_id}={self.peer_address(p)}" for p in self.nodes)
 
     def zk_connect(self, seen_from: Node) -> str:
         """CATTLE_ZOOKEEPER_CONNECTION_STRING for one node, its own member first."""
         if self.size == 1:
             return "127.0.0.1:2181"
         peers = sorted(self.nodes, key=lambda p: (p != seen_from, p.zk_id))
-        return ",".join(
-            "127.0.0.1:2181" if p == seen_from else f"{self.address(p, seen_from)}:2181" for p in peers
-        )
+        return ",".join("127.0.0.1:2181" if p == seen_from else f"{self.peer_address(p)}:2181" for p in peers)
 
     def with_ports(self, **changes: int | str) -> "Topology":
         return replace(self, ports=replace(self.ports, **changes))

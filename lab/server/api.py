@@ -7,6 +7,7 @@ the node is active, and are acknowledged only after their fenced COMMIT (process
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import time
@@ -19,7 +20,7 @@ from .auth import Principal, hash_secret, new_key_pair
 from .coord import NoQuorum
 from .db import DatabaseUnavailable, TooManyConnections
 from .gdapi import ApiError
-from .heap import OutOfMemory
+from .heap import Allocation, OutOfMemory
 from .pool import PoolExhausted
 from .processes import no_quorum_error
 from .resources import AGENT, BY_COLLECTION, RESOURCE_TYPES, ResourceType, is_transitioning
@@ -32,6 +33,8 @@ log = logging.getLogger("halab.api")
 MAX_BODY = 1 << 20
 JSON = "application/json"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# The request's working-memory allocations (heap.py); the middleware and handler share one task.
+_ALLOCATIONS: contextvars.ContextVar[list[Allocation]] = contextvars.ContextVar("allocations")
 
 
 def json_response(body: bytes, status: int = 200) -> web.Response:
@@ -104,14 +107,13 @@ class Api:
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         start = time.perf_counter()
         heap = self.node.heap
-        allocs = []
-        status = 500
+        allocs: list[Allocation] = []
         try:
             pause = heap.gc_pause()
             if pause:
                 await asyncio.sleep(pause)
             allocs.append(heap.allocate(self.node.cfg.request_heap_bytes + (request.content_length or 0)))
-            request["heap"] = allocs
+            _ALLOCATIONS.set(allocs)
             response = await handler(request)
         except OutOfMemory as e:
             self.node.die_of_oom(e)
@@ -137,14 +139,13 @@ class Api:
         finally:
             for a in allocs:
                 heap.free(a)
-        status = response.status
-        self.node.requests.observe(request.method, status, time.perf_counter() - start)
+        self.node.requests.observe(request.method, response.status, time.perf_counter() - start)
         return response
 
-    def _account(self, request: web.Request, body: bytes) -> bytes:
+    def _account(self, body: bytes) -> bytes:
         """Response bodies are working memory while the request is in flight."""
         if len(body) > 4096:
-            request["heap"].append(self.node.heap.allocate(len(body)))
+            _ALLOCATIONS.get().append(self.node.heap.allocate(len(body)))
         return body
 
     async def _principal(self, request: web.Request) -> Principal:
@@ -291,7 +292,7 @@ class Api:
                   "reverse": gdapi.query_url(url, keep + [("sort", q.sort), ("order", reverse)])},
             filters=filters,
         )
-        return json_response(self._account(request, gdapi.dumps(body)))
+        return json_response(self._account(gdapi.dumps(body)))
 
     async def children(self, request: web.Request) -> web.Response:
         rt = self._type(request)

@@ -112,7 +112,10 @@ class Coordinator:
             self._listeners.append(fn)
 
     def listen_on_loop(self, loop: asyncio.AbstractEventLoop, fn: Callable[[str], None]) -> None:
-        self.add_listener(lambda state: loop.call_soon_threadsafe(fn, state))
+        def relay(state: str) -> None:
+            loop.call_soon_threadsafe(fn, state)
+
+        self.add_listener(relay)
 
     def _on_state(self, state: str) -> None:
         log.warning("ZooKeeper session %s", state)

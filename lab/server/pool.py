@@ -98,7 +98,11 @@ class BoundedPool(Generic[C]):
         except asyncio.CancelledError:
             # The hand-over may have happened just before the cancellation landed.
             if fut.done() and not fut.cancelled() and fut.exception() is None:
-                self._give_back(fut.result(), broken=False)
+                got = fut.result()
+                if got is None:
+                    self._slot_freed()  # we were handed a slot to open a connection in
+                else:
+                    self._give_back(got, broken=False)
             raise
         finally:
             timer.cancel()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -17,9 +18,7 @@ import pymysql
 from .gdapi import ApiError
 from .resources import (
     PROCESS_INSTANCE,
-    PROJECT,
     RESOURCE_TYPES,
-    TRANSITIONING_STATES,
     Field,
     ResourceType,
     is_transitioning,
@@ -191,7 +190,8 @@ def _condition_sql(rt: ResourceType, c: Condition) -> tuple[str, Any]:
         parsed = RESOURCE_TYPES[target].parse_id(c.value)
         value = parsed if parsed is not None else -1
     elif c.field.name == "resourceId" and rt is PROCESS_INSTANCE:
-        value = "".join(ch for ch in c.value if ch.isdigit()) or c.value
+        m = re.fullmatch(r"1[a-z]+(\d+)", c.value)  # an API id: rows store the bare number
+        value = m.group(1) if m else c.value
     op = "=" if c.modifier == "eq" else "<>"
     return f"`{c.field.column}` {op} %s", value
 
@@ -261,10 +261,3 @@ def default_project_id(conn: Any) -> int:
         raise RuntimeError("the Default project is missing: schema not migrated?")
     return int(row[0])
 
-
-def is_busy(state: str) -> bool:
-    return state in TRANSITIONING_STATES
-
-
-def project_type() -> ResourceType:
-    return PROJECT

@@ -10,7 +10,7 @@ from typing import Iterator
 import cattle
 import pytest
 
-from _server_rig import Rig, build_images, http, wait_for
+from _server_rig import Rig, build_images, docker, http, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -111,3 +111,20 @@ def test_stale_changelog_lock_of_a_dead_node_is_taken_over(rig: Rig) -> None:
     assert "took over the stale change-log lock from killed-node" in logs
     assert rig.sql("SELECT LOCKED FROM DATABASECHANGELOGLOCK") == "0"
     assert rig.sql("SELECT COUNT(*) FROM DATABASECHANGELOG") == "3"
+
+
+def test_the_host_goes_down_when_its_zookeeper_dies(rig: Rig) -> None:
+    rig.start_db()
+    rig.start_nodes(["n1"])
+    rig.wait_active()
+    container = rig.nodes["n1"]
+    docker("exec", container, "python3", "-c",
+           "import glob, os\n"
+           "for p in glob.glob('/proc/[0-9]*/comm'):\n"
+           "    if open(p).read().strip() == 'java':\n"
+           "        os.kill(int(p.split('/')[2]), 9)\n")
+    state = wait_for("the container to exit",
+                     lambda: (lambda s: s if s.startswith("exited") else None)(
+                         docker("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", container)), 30)
+    assert state == "exited 1"
+    assert "ZooKeeper exited" in rig.logs(container)

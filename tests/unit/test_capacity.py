@@ -228,6 +228,11 @@ def test_recommendation_is_the_smallest_passing_max_connections_and_heap_at_the_
 def test_recommendation_says_when_the_smallest_value_tried_passed_and_when_nothing_passed():
     [r] = recommend([measured(100, db_max_connections=40, users=10)], 10, 0.01)
     assert r.max_connections_lowest_tried and "the smallest tried: less may do" in r.lines()[1]
+    [r] = recommend([measured(100, db_max_connections=200, users=10)], 10, 0.01)
+    assert "= 150, was not tried" in r.lines()[1]
+    [r] = recommend([measured(100, 0.1, db_max_connections=150, users=10), measured(100, db_max_connections=200,
+                                                                                   users=10)], 10, 0.01)
+    assert "= 150, is too few for this load" in r.lines()[1]
     [r] = recommend([measured(0, status="did not start", db_max_connections=3, users=10)], 10, 0.01)
     assert r.max_connections is None and "no measured point passed" in "\n".join(r.lines())
 

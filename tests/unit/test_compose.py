@@ -51,7 +51,7 @@ def test_node_environment_carries_sizing_and_zookeeper():
     env = compose.node_environment(t, "b1")
     assert env["CATTLE_HA_CLUSTER_SIZE"] == "3"
     assert env["HALAB_ZK_MYID"] == "3"
-    assert env["HALAB_ZK_SERVERS"] == "1=a1.interdc,2=a2.interdc,3=b1.dc-b"
+    assert env["HALAB_ZK_SERVERS"] == "1=a1.interdc,2=a2.interdc,3=b1.interdc"
     assert env["CATTLE_DB_CATTLE_MAXTOTAL"] == "50"
     assert rendered(3)["services"]["db"]["command"][0] == f"--max-connections={t.db_max_connections}"
 

@@ -26,7 +26,7 @@ import pytest
 
 from lab import tls
 from lab.checker import TYPE_TABLES, DbSnapshot, check
-from lab.errors import BadInput
+from lab.errors import BadInput, LabError
 from lab.history import load_run
 from lab.load import DEFAULT_LOCUSTFILE, LoadRun, LoadSpec, make_run_dir, parse_duration, run_load
 
@@ -264,7 +264,7 @@ def test_stop_ends_a_run_early_and_keeps_what_was_recorded(stand_in, tmp_path: P
             time.sleep(0.1)
     finally:
         result = load.stop()
-    assert result.stopped_early and not result.timed_out and result.returncode == 0
+    assert result.stopped_early and not result.killed and result.returncode == 0
     assert result.records > 0 and (result.run_dir / "locust.html").exists()
     assert load.stop() is result  # idempotent
 
@@ -285,3 +285,16 @@ def test_agents_refuse_a_certificate_the_lab_ca_did_not_sign(stand_in, tmp_path:
     agent = [r for r in h.requests if r.name == "/v1/registrationtokens"]
     assert agent and all(not r.ok and r.status == 0 and "SSL" in (r.error or "") for r in agent)
     assert not [a for a in h.acks if a.type == "registrationToken"]
+
+
+def test_the_hard_deadline_kills_a_run_nobody_waits_for(stand_in, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(LoadSpec, "hard_timeout", property(lambda self: 3.0))
+    load = LoadRun(spec(stand_in, duration=120, users=1, ca_file=None), runs_root=tmp_path).start()
+    for _ in range(300):  # bounded: the watchdog acts on its own
+        if not load.running:
+            break
+        time.sleep(0.1)
+    result = load.wait()
+    assert result.killed and result.returncode is None and not result.ok
+    with pytest.raises(LabError, match="killed"):
+        run_load(spec(stand_in, duration=120, users=1, ca_file=None), runs_root=tmp_path)

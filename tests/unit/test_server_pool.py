@@ -156,3 +156,20 @@ def test_cancelled_waiter_does_not_leak_a_handed_over_connection() -> None:
         s = pool.stats()
         assert s.idle == 1 and s.in_use == 2  # the connection went back, not lost
     run(t, max_wait=5)
+
+
+def test_cancelled_waiter_does_not_leak_a_handed_over_slot() -> None:
+    async def t(pool: BoundedPool[int], db: FakeDB) -> None:
+        held = [(await pool.acquire())[0] for _ in range(3)]
+        waiter = asyncio.ensure_future(pool.acquire())
+        await settle()
+        pool.release(held[0], broken=True)  # frees a slot and hands it to the waiter
+        await asyncio.sleep(0)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        await settle()
+        assert pool.stats().size == 2  # the slot is free again, not counted forever
+        conn, _ = await pool.acquire()
+        assert pool.stats().size == 3
+    run(t, max_wait=5)

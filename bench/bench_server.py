@@ -1,0 +1,140 @@
+"""Benchmark of one simulated Rancher server node: API reads per second and memory (RSS).
+
+Starts a throwaway MariaDB and one `halab/node` container (the Docker plumbing of the server's
+integration tests, tests/integration/_server_rig.py), publishes the node's API on a random
+127.0.0.1 port for the bench only, and drives it with `wrk` (Debian package `wrk`) for a bounded
+time per endpoint. Memory is the sum of VmRSS of every process in the container (the Python API
+server and ZooKeeper's JVM), read from /proc inside it, idle and right after the load, next to
+`docker stats`' cgroup figure. Everything is removed at the end.
+
+    .venv/bin/python bench/bench_server.py [--duration 10] [--connections 32] [--xmx 1g]
+
+Targets (issue 3): >= 1,000 simple reads/s on the 2-core machine; server + ZooKeeper <= 300 MB RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
+
+from _server_rig import Rig, build_images, docker, http  # noqa: E402
+
+_RSS = r"""
+import glob, json
+out = {}
+for st in glob.glob('/proc/[0-9]*/status'):
+    try:
+        f = dict(l.split(':', 1) for l in open(st) if ':' in l)
+        name = f['Name'].strip()
+        kb = int(f.get('VmRSS', '0 kB').split()[0])
+    except (OSError, ValueError, KeyError):
+        continue
+    out[name] = out.get(name, 0) + kb
+print(json.dumps(out))
+"""
+
+
+def rss(container: str) -> dict[str, int]:
+    """KiB of RSS per process name inside the container."""
+    return json.loads(docker("exec", container, "python3", "-c", _RSS))
+
+
+def cgroup_mem(container: str) -> str:
+    return docker("stats", "--no-stream", "--format", "{{.MemUsage}}", container)
+
+
+def wrk(url: str, duration: int, connections: int) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", url],
+        capture_output=True, text=True, timeout=duration + 60, check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
+    return {"rps": rps, "non2xx": float(errors.group(1)) if errors else 0.0,
+            "p50": _ms(lat.get("50", "0ms")), "p99": _ms(lat.get("99", "0ms"))}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if not m:
+        return float("nan")
+    return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=10, help="seconds of load per endpoint (default 10)")
+    ap.add_argument("--connections", type=int, default=32, help="concurrent wrk connections (default 32)")
+    ap.add_argument("--xmx", default="1g", help="the node's -Xmx (heap model budget = Xmx/32; default 1g)")
+    args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is missing: apt-get install -y wrk", file=sys.stderr)
+        return 2
+    print("building images (cached layers) ...", flush=True)
+    build_images()
+    rig = Rig()
+    try:
+        rig.start_db()
+        rig.start_nodes(["n1"], {"CATTLE_JAVA_OPTS": f"-Xmx{args.xmx}"})
+        rig.wait_active(timeout=90)
+        container = rig.nodes["n1"]
+        status, _, project = http("POST", rig.url("n1", "/v1/projects"), {"name": "bench"})
+        assert status == 201, project
+        deadline = time.monotonic() + 15
+        while http("GET", rig.url("n1", f"/v1/projects/{project['id']}"))[2]["state"] != "active":
+            if time.monotonic() > deadline:
+                raise RuntimeError("the bench project never became active")
+            time.sleep(0.2)
+        for i in range(20):
+            http("POST", rig.url("n1", "/v1/projects"), {"name": f"filler-{i}"})
+        time.sleep(1)
+        idle = rss(container)
+        endpoints = {
+            "GET /v1/projects/<id> (cache)": f"/v1/projects/{project['id']}",
+            "GET /v1": "/v1",
+            "GET /ping": "/ping",
+            "GET /v1/projects?limit=10 (MySQL)": "/v1/projects?limit=10",
+        }
+        results = {}
+        for label, path in endpoints.items():
+            results[label] = wrk(rig.url("n1", path), args.duration, args.connections)
+        loaded = rss(container)
+        cgroup = cgroup_mem(container)
+        metrics = http("GET", rig.url("n1", "/metrics"))[2]
+    finally:
+        rig.close()
+
+    print(f"\nOne node (-Xmx{args.xmx}), wrk -t2 -c{args.connections} -d{args.duration}s per endpoint, "
+          "API published on 127.0.0.1; wrk, the node and MariaDB share this machine's cores.")
+    print(f"{'endpoint':38} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    for label, r in results.items():
+        print(f"{label:38} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['non2xx']:8.0f}")
+
+    def mib(d: dict[str, int], *names: str) -> float:
+        return sum(v for k, v in d.items() if k in names) / 1024
+
+    print("\nRSS (sum of VmRSS from /proc in the container):")
+    for label, snap in (("idle", idle), ("after load", loaded)):
+        print(f"  {label:11} python3 {mib(snap, 'python3'):6.1f} MiB + ZooKeeper java {mib(snap, 'java'):6.1f} MiB"
+              f" = {mib(snap, 'python3', 'java'):6.1f} MiB (all processes {sum(snap.values()) / 1024:.1f} MiB)")
+    print(f"  docker stats (cgroup, includes page cache): {cgroup}")
+    heap = re.search(r'cattle_heap_pressure\{node="n1"\} ([\d.]+)', metrics)
+    print(f"  heap model pressure at the end: {heap.group(1) if heap else '?'}")
+    worst = min(r["rps"] for label, r in results.items() if "MySQL" not in label)
+    total = mib(loaded, "python3", "java")
+    print(f"\nsimple reads: min {worst:.0f} req/s (target >= 1000): {'OK' if worst >= 1000 else 'BELOW TARGET'}; "
+          f"RSS {total:.0f} MiB (target <= 300 MB): {'OK' if total * 1.048576 <= 300 else 'ABOVE TARGET'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,153 @@
+"""`halab fault`, `halab heal`, `halab run`, `halab matrix`: thin commands over lab.faults,
+lab.scenario and lab.matrix (registered through lab.cli.COMMAND_MODULES)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any, Callable
+
+from lab.cli import add_lab_name, emit, say
+from lab.errors import BadInput
+
+FAULT_HELP = """kinds and their arguments:
+  kill|stop|pause|restart TARGET...   nodes, db, lb, or leader / follower / random
+  isolate NODE                        cut one node from its peers and the database (LB path kept)
+  split [DCS...]                      cut datacenters apart; each argument is one side (dc-a,dc-c);
+                                      unnamed datacenters form one more side (default: each its own)
+  partition GROUP...                  groups of nodes (and db), comma-separated; the rest form one more
+  flaky ENDPOINTS ENDPOINTS --loss N  drop N % of packets between two sets (a1 b1,db)
+  list                                the lab's active faults
+examples: halab fault kill leader --hold 10s;  halab fault split dc-a dc-b --one-way;  halab heal"""
+
+
+def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+    sp = command("fault", cmd_fault, "apply a verified fault to a lab (it stays until `halab heal` or --hold ends)")
+    sp.formatter_class = argparse.RawDescriptionHelpFormatter
+    sp.epilog = FAULT_HELP
+    add_lab_name(sp)
+    sp.add_argument("kind", help="kill, stop, pause, restart, isolate, split, partition, flaky or list")
+    sp.add_argument("args", nargs="*", help="targets or sides (see below)")
+    sp.add_argument("--one-way", action="store_true", help="drop only the packets leaving the first side")
+    sp.add_argument("--loss", type=float, help="flaky: percent of packets dropped (1-100)")
+    sp.add_argument("--hold", help="heal after this long (e.g. 10s); Ctrl-C heals early")
+    sp.add_argument("--seed", type=int, default=0, help="seed for `follower` and `random` targets")
+
+    sp = command("heal", cmd_heal, "undo every fault of a lab and sweep leftover rules, pauses and stops")
+    add_lab_name(sp)
+
+    sp = command("run", cmd_run, "run a scenario file: steady state, timed faults, checks, journal")
+    sp.add_argument("file", help="scenarios/NAME.yaml")
+    sp.add_argument("--dry-run", action="store_true", help="validate and print the plan; touch nothing")
+    sp.add_argument("--name", help="lab to run on: reused when up (topology must match), else started and removed")
+    sp.add_argument("--keep", action="store_true", help="keep a lab this run started")
+    sp.add_argument("--runs", default="runs", help="folder for run directories (default runs/)")
+    sp.add_argument("--http-port", type=int, default=80)
+    sp.add_argument("--https-port", type=int, default=443)
+    sp.add_argument("--mgmt-port", type=int, default=18080)
+
+    sp = command("matrix", cmd_matrix, "check every survivability claim of the install guide on real labs")
+    sp.add_argument("--nodes", default="1,3,5", help="cluster sizes, e.g. 1,3,5 (one lab per size)")
+    sp.add_argument("--claims", help="claims file (default scenarios/claims.yaml)")
+    sp.add_argument("--only", action="append", help="run only this case id (repeatable), e.g. kill-leader")
+    sp.add_argument("--db-dc", help="datacenter of the database, or 'external' (default: the first)")
+    sp.add_argument("--prefix", default="matrix", help="lab name prefix (labs are <prefix>-n<size>)")
+    sp.add_argument("--runs", default="runs", help="folder for the run directory (default runs/)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--dry-run", action="store_true", help="list the cases and their expected outcomes")
+
+
+# ------------------------------------------------------------------------------------- fault
+
+def fault_spec(kind: str, args: list[str], one_way: bool, loss: float | None) -> Any:
+    from lab.faults import CONTAINER_KINDS, make_spec
+
+    if kind in CONTAINER_KINDS or kind == "isolate":
+        return make_spec(kind, args, one_way=one_way, loss=loss)
+    return make_spec(kind, sides=[a.split(",") for a in args], one_way=one_way, loss=loss)
+
+
+def cmd_fault(args: argparse.Namespace) -> int:
+    from lab import docker, faults, state, yamlspec
+
+    docker.require_docker()
+    t = state.load_topology(args.name)
+    if args.kind == "list":
+        found = faults.active(t.lab)
+        lines = [f"{e['id']} {faults.FaultSpec.from_dict(e['spec']).describe()} ({e['phase']}, "
+                 f"{time.time() - e['t0']:.0f} s)" for e in found]
+        emit(args, found, "\n".join(lines) or "no active faults")
+        return 0
+    hold = yamlspec.duration(args.hold, "--hold") if args.hold else None
+    spec = fault_spec(args.kind, args.args, args.one_way, args.loss)
+    inj = faults.Injector(t, seed=args.seed, say=say)
+    fault = inj.apply(spec, where="fault")
+    if hold is None:
+        emit(args, {"id": fault.id, "spec": fault.spec.to_dict(), "t0": fault.t0, "detail": dict(fault.detail)},
+             f"{fault.describe()} is active; undo it with: halab heal --name {t.lab}")
+        return 0
+    with inj:  # heals on the way out, Ctrl-C included
+        say(f"holding {fault.describe()} for {hold:g} s (Ctrl-C heals now)")
+        time.sleep(hold)
+    return 0
+
+
+def cmd_heal(args: argparse.Namespace) -> int:
+    from lab import docker, faults, state
+
+    docker.require_docker()
+    report = faults.heal_lab(state.load_topology(args.name))
+    emit(args, {"healed": [r.to_dict() for r in report.healed], "rules_removed": dict(report.rules_removed),
+                "unpaused": list(report.unpaused), "started": list(report.started)}, "\n".join(report.lines()))
+    return 0
+
+
+# --------------------------------------------------------------------------------------- run
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from lab import docker, scenario
+    from lab.topology import Ports
+
+    sc = scenario.load(args.file)
+    name = args.name or scenario.lab_name_for(sc)
+    if args.dry_run:
+        print("\n".join(scenario.plan_lines(sc, name)))
+        return 0
+    docker.require_docker()
+    result = scenario.run(sc, lab_name=name, ports=Ports(http=args.http_port, https=args.https_port,
+                                                          mgmt=args.mgmt_port),
+                          runs_root=args.runs, keep=args.keep, say=say)
+    emit(args, result.journal, result.summary())
+    scenario.require_pass(result)
+    return 0
+
+
+# ------------------------------------------------------------------------------------ matrix
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    from lab import claims, docker, matrix
+    from lab.pytest_plugin import free_port
+    from lab.topology import Ports, make_topology
+
+    try:
+        sizes = [int(x) for x in args.nodes.split(",")]
+    except ValueError:
+        raise BadInput(f"--nodes: {args.nodes!r} is not a list of sizes like 1,3,5") from None
+    path = args.claims or claims.DEFAULT_CLAIMS
+    if args.dry_run:
+        c = claims.load(path)
+        for n in sizes:
+            t = make_topology(n, db_dc=args.db_dc)
+            for case in claims.cases(c, t):
+                print(f"n{n} {case.id:28} {case.fault.describe():32} expected "
+                      f"{claims.expected_text(t, [case.fault])}  [{', '.join(case.claims)}]")
+        return 0
+    docker.require_docker()
+    result = matrix.run_matrix(sizes, claims_path=path, runs_root=args.runs, lab_prefix=args.prefix,
+                               db_dc=args.db_dc, only=tuple(args.only or ()), seed=args.seed, say=say,
+                               ports=lambda: Ports(http=free_port(), https=free_port(), mgmt=free_port()))
+    emit(args, result.to_dict(), matrix.table(result))
+    print(f"wrote {result.run_dir / 'matrix.md'} and matrix.json", file=sys.stderr)
+    matrix.require_pass(result)
+    return 0

@@ -1,0 +1,148 @@
+"""Faults on a real 3-node lab: every kind takes effect and heals without a trace; a fault that
+silently did nothing is an error; SIGINT in the middle of a fault (a `halab run` subprocess) and
+SIGKILL of a fault holder followed by `halab heal` both leave no fault behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from lab import faults, probes
+from lab.errors import FaultNotEffective
+from lab.faults import make_spec
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def clean(t: Any) -> dict[str, Any]:
+    return {"registered": [], "rules": {}, "paused": [], "stopped": []} == faults.leftovers(t)
+
+
+def all_active(t: Any) -> bool:
+    return all(probes.node_view(t, n).active for n in t.node_names)
+
+
+@pytest.fixture
+def lab3(halab_lab3: Any) -> Any:
+    """The module's lab, healthy and fault-free before and after each test."""
+    wait_for("every node active", lambda: all_active(halab_lab3), 90)
+    yield halab_lab3
+    faults.heal_lab(halab_lab3)
+    wait_for("every node active again", lambda: all_active(halab_lab3), 90)
+
+
+@pytest.mark.parametrize("spec", [
+    make_spec("kill", ["follower"]), make_spec("stop", ["follower"]), make_spec("pause", ["leader"]),
+    make_spec("restart", ["follower"]), make_spec("kill", ["db"]), make_spec("pause", ["db"]), make_spec("restart", ["db"]),
+    make_spec("restart", ["lb"]), make_spec("split"), make_spec("split", sides=[["dc-b"], ["dc-a"]], one_way=True),
+    make_spec("partition", sides=[["a1"], ["a2", "db"]]), make_spec("flaky", sides=[["a1", "a2"], ["b1"]], loss=50),
+], ids=lambda s: s.describe().replace(" ", "_"))
+def test_each_fault_takes_effect_and_heals_without_a_trace(lab3, halab_faults, tmp_path, spec):
+    inj = halab_faults(lab3)
+    inj.history = str(tmp_path / "history.jsonl")
+    fault = inj.apply(spec)
+    assert [e["id"] for e in faults.active(lab3.lab)] == [fault.id]
+    record = inj.heal(fault)
+    assert record is not None and record.t1 >= record.t0 and record.id == fault.id
+    assert json.loads((tmp_path / "history.jsonl").read_text())["id"] == fault.id
+    assert clean(lab3)
+
+
+def test_an_isolated_node_fences_itself_behind_the_load_balancer(lab3, halab_faults):
+    inj = halab_faults(lab3)
+    with inj.held(make_spec("isolate", ["b1"])):
+        wait_for("b1 to answer 503", lambda: probes.node_view(lab3, "b1").ping == 503, 20)
+        wait_for("a1 and a2 active", lambda: all(probes.node_view(lab3, n).active for n in ("a1", "a2")), 20)
+    wait_for("b1 active after heal", lambda: probes.node_view(lab3, "b1").active, 60)
+    assert clean(lab3)
+
+
+def test_a_fault_that_silently_did_nothing_is_reported(lab3, halab_faults, monkeypatch):
+    inj = halab_faults(lab3)
+    monkeypatch.setattr(faults, "install_rules", lambda t, plan: None)  # the rules never land
+    with pytest.raises(FaultNotEffective, match=r"isolate b1: .*still connect"):
+        inj.apply(make_spec("isolate", ["b1"]))
+    real_run = faults.docker.run
+    monkeypatch.setattr(faults.docker, "run", lambda args, what, **kw: "" if args[1] == "pause" else real_run(
+        args, what, **kw))  # `docker pause` "succeeds" without pausing anything
+    with pytest.raises(FaultNotEffective, match=r"pause a2: a2 is still running"):
+        inj.apply(make_spec("pause", ["a2"]))
+    assert clean(lab3) and inj.applied == []
+
+
+SLOW_FAULTS = """name: interrupted
+topology: {nodes: 3}
+faults:
+  - {at: 1s, kind: isolate, target: b1, hold: 120s}
+  - {at: 1s, kind: pause, target: a2, hold: 120s}
+checks: {before: [all-active]}
+"""
+
+
+def halab(*args: str, env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "lab.cli", *args], cwd=REPO, env={**os.environ, **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def wait_active_faults(lab: str, n: int, proc: subprocess.Popen, timeout: float = 90) -> None:
+    wait_for(f"{n} active fault(s)", lambda: proc.poll() is None and
+             sum(e.get("phase") == "active" for e in faults.active(lab)) >= n, timeout)
+
+
+def test_sigint_in_the_middle_of_a_fault_leaves_no_fault_behind(lab3, tmp_path):
+    path = tmp_path / "scenarios" / "interrupted.yaml"
+    path.parent.mkdir()
+    path.write_text(SLOW_FAULTS)
+    proc = halab("run", str(path), "--name", lab3.lab, "--runs", str(tmp_path / "runs"))
+    try:
+        wait_active_faults(lab3.lab, 2, proc)
+        assert not clean(lab3)  # the faults are really there
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out
+    assert clean(lab3), out
+    journal = json.loads(next((tmp_path / "runs").glob("*/journal.json")).read_text())
+    assert journal["status"] == "interrupted" and journal["verdict"] == "failed"
+    assert all(f.get("t1") for f in journal["faults"]), journal["faults"]  # both healed and recorded
+
+
+def test_heal_from_another_process_after_the_holder_was_sigkilled(lab3):
+    holder = halab("fault", "--name", lab3.lab, "split", "dc-a", "dc-b", "--hold", "300s")
+    try:
+        wait_active_faults(lab3.lab, 1, holder)
+        holder.kill()  # SIGKILL: no finally runs
+        holder.wait(timeout=30)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+    left = faults.leftovers(lab3)
+    assert left["registered"] and left["rules"]
+    done = subprocess.run([sys.executable, "-m", "lab.cli", "heal", "--name", lab3.lab], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "healed f" in done.stdout
+    assert clean(lab3)
+    log = [json.loads(x) for x in (faults.state.lab_dir(lab3.lab) / faults.LOG_FILE).read_text().splitlines()]
+    assert log[-1]["fault"] == "split" and log[-1]["t1"] > log[-1]["t0"]

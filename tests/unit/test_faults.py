@@ -1,0 +1,278 @@
+"""Faults without Docker: validation, the network model (groups, cuts, rules, check paths), the
+registry, role resolution, and the verification that turns a fault that did nothing into an error
+(the Docker layer is replaced by a fake that records commands)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from lab import faults
+from lab.errors import BadInput, FaultNotEffective
+from lab.faults import DB, Cut, FaultSpec, Injector, Registry, make_spec
+from lab.topology import make_topology
+
+
+@pytest.fixture(autouse=True)
+def halab_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HALAB_HOME", str(tmp_path))
+
+
+T3 = make_topology(3, lab="u3")
+T5 = make_topology(5, lab="u5")
+
+
+# ------------------------------------------------------------------------------------ validation
+
+@pytest.mark.parametrize("spec,match", [
+    (make_spec("explode", ["a1"]), r"^fault\.kind: unknown fault 'explode'"),
+    (make_spec("kill", ["c9"]), r"^fault\.target: no node 'c9' in this lab \(nodes: a1, a2, b1"),
+    (make_spec("kill"), r"^fault\.target: kill needs a target"),
+    (make_spec("kill", ["a1", "a1"]), r"named twice"),
+    (make_spec("isolate", ["db"]), r"no node 'db'"),
+    (make_spec("isolate", ["a1", "a2"]), r"isolate takes one node"),
+    (make_spec("kill", ["follower", "follower", "follower"]), r"has 2 follower"),
+    (make_spec("split", sides=[["dc-x"]]), r"^fault\.sides\[0\]: no datacenter 'dc-x'"),
+    (make_spec("split", sides=[["dc-a", "dc-b"]]), r"a cut needs two sides"),
+    (make_spec("split", sides=[["dc-a"], ["dc-a"]]), r"on two sides"),
+    (make_spec("partition", sides=[["db"]]), r"name at least one node"),
+    (make_spec("flaky", sides=[["a1"], ["b1"]]), r"^fault\.loss: flaky needs a loss percentage"),
+    (make_spec("flaky", sides=[["a1"], ["b1"]], loss=0.5), r"from 1 to 100"),
+    (make_spec("flaky", sides=[["a1"]], loss=10), r"two endpoint sets"),
+    (make_spec("kill", ["a1"], loss=10), r"only flaky takes a loss"),
+    (make_spec("kill", ["a1"], one_way=True), r"only split, partition and flaky"),
+    (make_spec("split", ["a1"]), r"takes sides, not targets"),
+])
+def test_validation_names_the_field(spec, match):
+    with pytest.raises(BadInput, match=match) as e:
+        faults.validate(spec, T3)
+    assert "\n" not in str(e.value)
+
+
+def test_split_needs_two_datacenters():
+    with pytest.raises(BadInput, match="needs two datacenters"):
+        faults.validate(make_spec("split"), make_topology(1))
+
+
+@pytest.mark.parametrize("spec", [
+    make_spec("kill", ["leader"]), make_spec("pause", ["follower", "a1"]), make_spec("stop", ["db"]),
+    make_spec("restart", ["lb"]), make_spec("isolate", ["b1"]), make_spec("split"),
+    make_spec("split", sides=[["dc-b"]], one_way=True), make_spec("partition", sides=[["a1", "db"], ["b1"]]),
+    make_spec("flaky", sides=[["a1"], ["b1", "db"]], loss=30),
+])
+def test_valid_specs(spec):
+    faults.validate(spec, T3)
+    assert FaultSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+# ------------------------------------------------------------------------------- network model
+
+def test_isolate_cuts_the_node_from_peers_and_database_only():
+    g = faults.groups(make_spec("isolate", ["b1"]), T3)
+    assert g == (frozenset({"b1"}), frozenset({"a1", "a2", DB}))
+    pairs = {(c.src, c.dst) for c in faults.cuts(make_spec("isolate", ["b1"]), T3)}
+    assert pairs == {("b1", "a1"), ("b1", "a2"), ("b1", DB), ("a1", "b1"), ("a2", "b1"), (DB, "b1")}
+
+
+def test_split_puts_the_database_with_its_datacenter():
+    assert faults.groups(make_spec("split"), T3) == (frozenset({"a1", "a2", DB}), frozenset({"b1"}))
+    t = make_topology(3, db_dc="dc-b")
+    assert faults.groups(make_spec("split"), t) == (frozenset({"a1", "a2"}), frozenset({"b1", DB}))
+    ext = make_topology(3, db_dc="external")
+    assert all(DB not in g for g in faults.groups(make_spec("split"), ext))
+
+
+def test_one_way_cuts_only_packets_leaving_the_first_side():
+    pairs = {(c.src, c.dst) for c in faults.cuts(make_spec("split", sides=[["dc-b"], ["dc-a"]], one_way=True), T3)}
+    assert pairs == {("b1", "a1"), ("b1", "a2"), ("b1", DB)}
+
+
+def test_partition_rest_forms_a_group_and_unnamed_database_stays_reachable():
+    g = faults.groups(make_spec("partition", sides=[["a1"], ["b1", "b2"]]), T5)
+    assert g == (frozenset({"a1"}), frozenset({"b1", "b2"}), frozenset({"a2", "a3"}))
+    assert not any(DB in (c.src, c.dst) for c in faults.cuts(make_spec("partition", sides=[["a1"]]), T5))
+
+
+def test_flaky_carries_its_probability():
+    cs = faults.cuts(make_spec("flaky", sides=[["a1"], ["b1"]], loss=25), T3)
+    assert {(c.src, c.dst, c.probability) for c in cs} == {("a1", "b1", 0.25), ("b1", "a1", 0.25)}
+
+
+def test_rules_sit_at_the_source_or_at_the_node_when_the_database_sends():
+    ips = {"a1": ["10.0.0.1", "10.1.0.1"], DB: ["10.9.0.9"]}
+    plan = faults.rules([Cut("a1", DB), Cut(DB, "a1", 0.5)], ips, "halab:u3:f7")
+    assert plan == {"a1": [
+        ["-I", "OUTPUT", "-d", "10.9.0.9", "-m", "comment", "--comment", "halab:u3:f7", "-j", "DROP"],
+        ["-I", "INPUT", "-s", "10.9.0.9", "-m", "statistic", "--mode", "random", "--probability", "0.5000",
+         "-m", "comment", "--comment", "halab:u3:f7", "-j", "DROP"],
+    ]}
+
+
+def test_check_paths_never_start_from_the_database():
+    paths = faults.check_paths([Cut(DB, "b1"), Cut("b1", DB), Cut("a1", "b1")], T3)
+    assert paths == [("b1", DB), ("a1", "b1")]
+
+
+def test_path_ip_follows_the_network_peers_use():
+    ips = {"a2": {"dc-a": "1.1.1.2", "interdc": "2.2.2.2", "db": "3.3.3.2"}, DB: {"db": "3.3.3.9"},
+           "b1": {"dc-b": "4.4.4.1", "interdc": "2.2.2.3"}}
+    assert faults.path_ip(T3, "a1", "a2", ips) == "1.1.1.2"
+    assert faults.path_ip(T3, "a1", "b1", ips) == "2.2.2.3"
+    assert faults.path_ip(T3, "b1", DB, ips) == "3.3.3.9"
+
+
+@pytest.mark.parametrize("p,n", [(1.0, 1), (0.5, 14), (0.3, 26), (0.01, 917)])
+def test_flaky_attempts_make_a_silent_miss_unlikely(p, n):
+    assert faults.attempts_for(p) == n
+    assert p >= 1.0 or (1 - p) ** n <= 1e-4
+
+
+def test_describe():
+    assert make_spec("split", sides=[["dc-a"], ["dc-b"]], one_way=True).describe() == "split dc-a > dc-b"
+    assert make_spec("flaky", sides=[["a1"], ["b1", "db"]], loss=30).describe() == "flaky a1 | b1,db (30% loss)"
+
+
+# ------------------------------------------------------------------------------------ registry
+
+def test_registry_ids_are_unique_and_survive_a_new_process_view():
+    r = Registry("u3")
+    a = r.add({"spec": make_spec("kill", ["a1"]).to_dict(), "targets": ["a1"], "t0": 1.0})
+    b = r.add({"spec": make_spec("pause", ["a2"]).to_dict(), "targets": ["a2"], "t0": 2.0})
+    assert (a, b) == ("f1", "f2")
+    r.update(a, phase="active")
+    assert [e["id"] for e in Registry("u3").active()] == ["f1", "f2"]
+    assert Registry("u3").active()[0]["phase"] == "active"
+    assert r.remove(a)["targets"] == ["a1"] and r.remove(a) is None
+    assert r.add({"spec": {}, "targets": [], "t0": 0}) == "f3"
+
+
+# --------------------------------------------------------------------- a fake Docker underneath
+
+class FakeLab:
+    """Containers as dicts; records every docker command; `effective=False` makes commands no-ops."""
+
+    def __init__(self, t, effective: bool = True, modes: dict[str, str] | None = None) -> None:
+        self.t = t
+        self.effective = effective
+        self.modes = modes or {}
+        self.commands: list[list[str]] = []
+        self.state = {s: {"Running": True, "Paused": False, "Status": "running", "StartedAt": "1"}
+                      for s in (*t.node_names, "db", "lb")}
+
+    def containers(self, t) -> dict[str, Any]:
+        return {s: {"State": dict(st), "NetworkSettings": {"Networks": {f"{t.lab}_db": {"IPAddress": f"10.0.0.{i}"}}}}
+                for i, (s, st) in enumerate(self.state.items(), 1)}
+
+    def run(self, args, what, timeout=None, input=None, env=None) -> str:
+        self.commands.append(list(args))
+        verb = args[1]
+        names = [a.removeprefix(f"{self.t.lab}-").removesuffix("-1") for a in args if a.startswith(f"{self.t.lab}-")]
+        if self.effective:
+            for s in names:
+                st = self.state[s]
+                if verb in ("kill", "stop"):
+                    st.update(Running=False, Status="exited")
+                elif verb == "pause":
+                    st.update(Paused=True)
+                elif verb == "unpause":
+                    st.update(Paused=False)
+                elif verb in ("start", "restart"):
+                    st.update(Running=True, Status="running", StartedAt=str(int(st["StartedAt"]) + 1))
+        return ""
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    def make(t=T3, **kw):
+        lab = FakeLab(t, **kw)
+        monkeypatch.setattr(faults, "containers", lab.containers)
+        monkeypatch.setattr(faults.docker, "run", lab.run)
+        monkeypatch.setattr(faults, "roles", lambda _t: dict(lab.modes))
+        monkeypatch.setattr(faults, "SETTLE_TIMEOUT", 0.3)
+        return lab
+    return make
+
+
+def test_kill_is_verified_recorded_and_healed(fake, tmp_path):
+    lab = fake()
+    history = tmp_path / "run" / "history.jsonl"
+    with Injector(T3, history=history) as inj:
+        f = inj.apply(make_spec("kill", ["a1"]))
+        assert lab.state["a1"]["Running"] is False
+        assert [e["phase"] for e in faults.active("u3")] == ["active"]
+    assert lab.state["a1"]["Running"] is True
+    assert faults.active("u3") == []
+    lines = [json.loads(x) for x in history.read_text().splitlines()]
+    assert lines[0]["kind"] == "fault" and lines[0]["id"] == f.id and lines[0]["t1"] >= lines[0]["t0"]
+    assert lines[0]["targets"] == ["a1"]
+
+
+def test_a_fault_that_did_nothing_is_an_error_and_leaves_nothing_registered(fake):
+    fake(effective=False)
+    inj = Injector(T3)
+    with pytest.raises(FaultNotEffective, match=r"kill a2: a2 is still running"):
+        inj.apply(make_spec("kill", ["a2"]))
+    assert faults.active("u3") == [] and inj.applied == []
+
+
+def test_pause_heal_unpauses(fake):
+    lab = fake()
+    inj = Injector(T3)
+    f = inj.apply(make_spec("pause", ["b1", "db"]))
+    assert lab.state["b1"]["Paused"] and lab.state["db"]["Paused"]
+    rec = inj.heal(f)
+    assert rec is not None and rec.fault == "pause" and not lab.state["b1"]["Paused"]
+    assert ["docker", "unpause", "u3-b1-1", "u3-db-1"] in lab.commands
+
+
+def test_roles_resolve_to_distinct_nodes_and_follower_is_seeded(fake):
+    fake(modes={"a1": "follower", "a2": "leader", "b1": "follower"})
+    picks = {Injector(T3, seed=s).resolve(make_spec("kill", ["leader", "follower"])).targets for s in range(8)}
+    assert all(p[0] == "a2" and p[1] in ("a1", "b1") for p in picks)
+    assert Injector(T3, seed=3).resolve(make_spec("kill", ["follower"])) == \
+        Injector(T3, seed=3).resolve(make_spec("kill", ["follower"]))
+
+
+def test_no_leader_is_a_runtime_error_naming_the_modes(fake):
+    fake(modes={"a1": "unknown", "a2": "unknown", "b1": "unknown"})
+    with pytest.raises(faults.RuntimeFailure, match=r"no leader to pick now .*a1=unknown"):
+        Injector(T3).resolve(make_spec("kill", ["leader"]))
+
+
+def test_network_fault_that_cut_nothing_is_undone_and_reported(fake, monkeypatch):
+    fake()
+    installed: list[dict] = []
+    monkeypatch.setattr(faults, "install_rules", lambda t, plan: installed.append(plan))
+    monkeypatch.setattr(faults, "remove_rules", lambda t, pattern, found=None: {"a1": 0})
+    monkeypatch.setattr(faults, "connectivity", lambda t, paths, ips: {(s, d): (n, 0) for s, d, n in paths})
+    with pytest.raises(FaultNotEffective, match=r"isolate b1: .* still connect"):
+        Injector(T3).apply(make_spec("isolate", ["b1"]))
+    assert installed and faults.active("u3") == []
+
+
+def test_network_fault_with_nothing_to_cut_fails_before_touching_anything(fake, monkeypatch):
+    fake()
+    monkeypatch.setattr(faults, "install_rules", lambda t, plan: pytest.fail("no rule may be installed"))
+    monkeypatch.setattr(faults, "connectivity", lambda t, paths, ips: {(s, d): (0, n) for s, d, n in paths})
+    with pytest.raises(FaultNotEffective, match="no path to cut works before the fault"):
+        Injector(T3).apply(make_spec("split"))
+
+
+def test_interrupt_during_apply_undoes_what_was_done(fake, monkeypatch):
+    lab = fake()
+    real = faults._wait_states
+    calls = []
+
+    def interrupted_once(*a, **k):  # Ctrl-C while the kill is being verified; the undo runs normally
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(faults, "_wait_states", interrupted_once)
+    with pytest.raises(KeyboardInterrupt):
+        Injector(T3).apply(make_spec("stop", ["a1"]))
+    assert faults.active("u3") == []
+    assert ["docker", "start", "u3-a1-1"] in lab.commands

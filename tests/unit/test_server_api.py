@@ -1,0 +1,170 @@
+"""The HTTP layer on this venv's aiohttp (the image runs Debian's 3.8): health, gdapi shapes and
+headers through forwarded requests, error bodies, fencing of writes, and the OOM exit path.
+A fake node stands in for the database and ZooKeeper; nothing here reaches either."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Any, Awaitable, Callable
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from lab.server import store
+from lab.server.api import Api
+from lab.server.auth import Authenticator
+from lab.server.cache import ResourceCache
+from lab.server.config import from_env
+from lab.server.heap import HeapModel, OutOfMemory
+from lab.server.metrics import RequestMetrics
+from lab.server.state import HAStateMachine, Health
+
+HEALTHY = Health(bootstrapped=True, zk_connected=True, db_ok=True)
+
+
+class FakeDB:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        self.calls += 1
+        raise AssertionError("this test must not reach the database")
+
+
+class FakeNode:
+    def __init__(self, request_heap: str = "64k", xmx: str = "1g") -> None:
+        self.cfg = from_env({"HALAB_NODE_NAME": "a1", "HALAB_REQUEST_HEAP": request_heap,
+                             "CATTLE_JAVA_OPTS": f"-Xmx{xmx}"})
+        self.heap = HeapModel(self.cfg.heap_xmx, self.cfg.heap_scale)
+        self.sm = HAStateMachine()
+        self.requests = RequestMetrics()
+        self.db = FakeDB()
+        self.auth = Authenticator(self.db)  # type: ignore[arg-type]
+        self.cache = ResourceCache(self.heap)
+        self.ctx = store.Context(self.cfg.registration_url)
+        self.default_project_id = 1
+        self.oom: list[OutOfMemory] = []
+
+    def status(self) -> dict[str, Any]:
+        return {"node": self.cfg.node_name, "state": self.sm.state.value}
+
+    def metrics_text(self) -> str:
+        return "\n".join(self.requests.render(self.cfg.node_name)) + "\n"
+
+    def die_of_oom(self, e: OutOfMemory) -> None:
+        self.oom.append(e)
+
+
+def with_client(node: FakeNode, test: Callable[[TestClient], Awaitable[None]]) -> None:
+    async def main() -> None:
+        async with TestClient(TestServer(Api(node).app())) as client:  # type: ignore[arg-type]
+            await test(client)
+    asyncio.run(main())
+
+
+def test_ping_follows_the_ha_state_and_every_response_names_the_node() -> None:
+    node = FakeNode()
+
+    async def t(c: TestClient) -> None:
+        r = await c.get("/ping")
+        assert r.status == 503 and await r.text() == "starting"
+        assert r.headers["X-Rancher-Node"] == "a1"
+        node.sm.observe(HEALTHY)
+        r = await c.get("/ping")
+        assert r.status == 200 and await r.text() == "pong"
+        node.sm.observe(Health(True, False, True))
+        r = await c.get("/ping")
+        assert r.status == 503 and await r.text() == "degraded"
+    with_client(node, t)
+
+
+def test_links_and_schema_header_follow_the_load_balancer() -> None:
+    async def t(c: TestClient) -> None:
+        r = await c.get("/v1", headers={"Host": "127.0.0.1", "X-Forwarded-Proto": "https", "X-Forwarded-Port": "443"})
+        body = await r.json()
+        assert r.status == 200 and body["type"] == "apiVersion"
+        assert body["links"]["projects"] == "https://127.0.0.1/v1/projects"
+        assert r.headers["X-API-Schemas"] == "https://127.0.0.1/v1/schemas"
+        r = await c.get("/v1/schemas", headers={"Host": "lb:8080"})
+        body = await r.json()
+        assert body["type"] == "collection" and body["resourceType"] == "schema"
+        project = next(s for s in body["data"] if s["id"] == "project")
+        assert project["links"]["collection"] == "http://lb:8080/v1/projects"
+        r = await c.get("/v1/schemas/service")
+        assert (await r.json())["pluralName"] == "services"
+    with_client(FakeNode(), t)
+
+
+def test_error_bodies() -> None:
+    node = FakeNode()
+    node.sm.observe(HEALTHY)
+
+    async def t(c: TestClient) -> None:
+        async def err(method: str, path: str, **kw: Any) -> tuple[int, dict[str, Any]]:
+            r = await c.request(method, path, **kw)
+            body = await r.json()
+            assert body["type"] == "error" and body["status"] == r.status
+            assert {"code", "message", "detail"} <= body.keys()
+            assert r.headers["X-Rancher-Node"] == "a1"
+            return r.status, body
+
+        assert (await err("GET", "/v1/nonsense"))[1]["code"] == "NOT_FOUND"
+        assert (await err("GET", "/v1/projects/1s5"))[1]["code"] == "RESOURCE_NOT_FOUND"
+        assert (await err("PATCH", "/v1/projects"))[0] == 405
+        assert (await err("POST", "/v1/projects", data=b"{not json"))[1]["code"] == "InvalidBodyContent"
+        status, body = await err("POST", "/v1/projects", data=b"x" * (1 << 20 + 1))
+        assert status == 413
+        status, body = await err("POST", "/v1/hosts", json={})
+        assert status == 405  # hosts come from registration only
+        status, body = await err("GET", "/v1", headers={"Authorization": "Basic !!!"})
+        assert (status, body["code"]) == (401, "Unauthorized")
+        status, body = await err("GET", "/v1", headers={"Authorization": "Bearer abc"})
+        assert status == 401
+        status, body = await err("POST", "/v1/services", json={"name": 3})
+        assert (status, body["code"], body["fieldName"]) == (422, "InvalidFormat", "name")
+        creds = base64.b64encode(b"AGENTKEY:secret").decode()
+        status, body = await err("POST", "/v1/agents/1ag1?action=checkin")
+        assert status == 401
+        assert (await err("POST", "/v1/agents/1ag1?action=explode", headers={"Authorization": f"Basic {creds}"}))[0] == 404
+    with_client(node, t)
+    assert node.db.calls == 0
+
+
+def test_a_node_that_is_not_active_refuses_writes() -> None:
+    node = FakeNode()
+    node.sm.observe(HEALTHY)
+    node.sm.observe(Health(True, False, True))
+
+    async def t(c: TestClient) -> None:
+        for method, path in (("POST", "/v1/projects"), ("PUT", "/v1/projects/1a1"), ("DELETE", "/v1/projects/1a1"),
+                             ("POST", "/v1/scripts/token")):
+            r = await c.request(method, path, json={"name": "x", "hostname": "h"})
+            body = await r.json()
+            assert r.status == 503 and body["code"] == "NOT_ACTIVE", (method, path)
+            assert "no ZooKeeper session with quorum" in body["detail"]
+    with_client(node, t)
+    assert node.db.calls == 0
+
+
+def test_requests_count_in_metrics() -> None:
+    async def t(c: TestClient) -> None:
+        await c.get("/ping")
+        await c.get("/v1")
+        text = await (await c.get("/metrics")).text()
+        assert 'cattle_http_requests_total{node="a1",method="GET",code="503"} 1' in text
+        assert 'cattle_http_requests_total{node="a1",method="GET",code="200"} 1' in text
+        assert 'cattle_http_request_duration_seconds_count{node="a1"} 2' in text
+    with_client(FakeNode(), t)
+
+
+def test_request_memory_beyond_the_budget_is_a_modelled_oom() -> None:
+    node = FakeNode(request_heap="3m", xmx="64m")  # 2 MiB budget, 3 MiB per request
+
+    async def t(c: TestClient) -> None:
+        await c.get("/v1")
+    try:
+        with_client(node, t)
+    except Exception:  # noqa: BLE001 - the fake does not exit, so the request errors out
+        pass
+    assert node.oom and "Java heap space" in str(node.oom[0])
+    assert node.heap.inflight_bytes == 0
