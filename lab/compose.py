@@ -111,11 +111,11 @@ def render(t: Topology, image_tags: dict[str, str]) -> dict[str, Any]:
         }
     networks: dict[str, Any] = {
         "front": {"labels": labels(t, "net-front")},
-        "interdc": {"internal": True, "labels": labels(t, "net-interdc")},
-        "db": {"internal": True, "labels": labels(t, "net-db")},
+        "interdc": _private_network(labels(t, "net-interdc")),
+        "db": _private_network(labels(t, "net-db")),
     }
     for dc in t.datacenters:
-        networks[dc] = {"internal": True, "labels": labels(t, "net-dc", **{"halab.dc": dc})}
+        networks[dc] = _private_network(labels(t, "net-dc", **{"halab.dc": dc}))
     return {
         "name": t.lab,
         "services": services,
@@ -123,6 +123,13 @@ def render(t: Topology, image_tags: dict[str, str]) -> dict[str, Any]:
         "volumes": {"dbdata": {"labels": labels(t, "db-data")}},
         "secrets": {name: {"file": f"./{path}"} for name, path in SECRET_FILES.items()},
     }
+
+
+def _private_network(network_labels: dict[str, str]) -> dict[str, Any]:
+    """A network only its containers can use: no route out (internal) and no address on the host's
+    bridge, so not even the host reaches the database or the nodes directly."""
+    return {"internal": True, "driver_opts": {"com.docker.network.bridge.inhibit_ipv4": "true"},
+            "labels": network_labels}
 
 
 def _db_service(t: Topology, image_tags: dict[str, str]) -> dict[str, Any]:
