@@ -1,7 +1,7 @@
 """Load benchmarks (issue 5): load balancer overhead, Locust against wrk, a follower killed.
 
-Usage: .venv/bin/python bench/bench_load.py [--lab NAME] [--direct URL] [--duration 20s]
-                                             [--only overhead,wrk,kill]
+Usage: .venv/bin/python bench/bench_load.py [--lab NAME | --nodes 3] [--direct URL]
+                                             [--duration 20s] [--only overhead,wrk,kill]
 
 - `overhead`: the same offered load (`--rate-users` users x `--rate` req/s each, Locust pacing)
   on `GET /v1/projects` through the load balancer and straight to one node (`--direct`, a node's
@@ -15,9 +15,10 @@ Usage: .venv/bin/python bench/bench_load.py [--lab NAME] [--direct URL] [--durat
   then the checker and the report. Targets: no failed idempotent request, failures 0.1% or less
   of all requests, no lost write.
 
-Without `--lab` a fresh 3-node lab is started on free ports and removed afterwards. Each
-measurement is a bounded Locust run with its own run directory under `runs/`; figures come from
-the recorded history (per-second medians skip the first and last 2 seconds: ramp-up and stop).
+Without `--lab` a fresh lab (`--nodes`, default 3) is started on free ports and removed
+afterwards. Each measurement is a bounded Locust run with its own run directory under `runs/`;
+figures come from the recorded history (per-second medians skip the first and last 2 seconds:
+ramp-up and stop).
 """
 
 from __future__ import annotations
@@ -137,10 +138,10 @@ def bench_kill(t: Topology, users: int, duration: float) -> dict[str, Any]:
     }
 
 
-def with_lab(name: str | None, work: Callable[[Topology], dict[str, Any]]) -> dict[str, Any]:
+def with_lab(name: str | None, nodes: int, work: Callable[[Topology], dict[str, Any]]) -> dict[str, Any]:
     if name:
         return work(state.load_topology(name))
-    t = make_topology(3, lab=unique_lab_name("benchload"),
+    t = make_topology(nodes, lab=unique_lab_name("benchload"),
                       ports=Ports(http=free_port(), https=free_port(), mgmt=free_port()))
     lab.up(t, print)
     try:
@@ -151,7 +152,8 @@ def with_lab(name: str | None, work: Callable[[Topology], dict[str, Any]]) -> di
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--lab", help="use this running lab instead of starting a 3-node one")
+    ap.add_argument("--lab", help="use this running lab instead of starting one")
+    ap.add_argument("--nodes", type=int, default=3, help="size of the lab started without --lab (default 3)")
     ap.add_argument("--direct", help="http://127.0.0.1:<port>: one node's API, for the overhead comparison")
     ap.add_argument("--duration", default="20s", help="each measurement run (default 20s; kill: x3)")
     ap.add_argument("--only", default="overhead,wrk,kill")
@@ -174,7 +176,7 @@ def main() -> None:
             out["kill_follower"] = bench_kill(t, args.users, 3 * duration)
         return out
 
-    print(json.dumps(with_lab(args.lab, work), indent=2, default=str))
+    print(json.dumps(with_lab(args.lab, args.nodes, work), indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -61,12 +61,12 @@ def running_containers(lab: str) -> list[str]:
 
 def up(t: Topology, say: Say = quiet, *, keep_on_failure: bool = False, timeout: float = 180,
        allow_undersized: bool = False) -> Endpoints:
-    preflight.enforce(t, allow_undersized, say)
     docker.require_docker()
     running = running_containers(t.lab)
     if running:
         raise BadInput(f"lab {t.lab!r} is already up ({len(running)} containers); use `halab status --name "
                        f"{t.lab}`, or `halab down --name {t.lab}` first, or pick another --name")
+    preflight.enforce(t, allow_undersized, say)
     tags = images.build(say)
     compose_file = state.materialize(t, state.lab_dir(t.lab), tags)
     say(f"starting lab {t.lab!r}: database, load balancer and {t.size} node(s) over "

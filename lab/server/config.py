@@ -36,17 +36,21 @@ def parse_xmx(java_opts: str, default: int = 1 << 30) -> int:
     return int(num) * _SIZE_UNITS[unit.lower()]
 
 
-def parse_zk_servers(text: str) -> dict[int, str]:
-    """`1=a1.dc-a,2=a2.dc-a,3=b1.interdc` -> {1: 'a1.dc-a', ...}; empty means standalone."""
-    servers: dict[int, str] = {}
+def parse_zk_servers(text: str) -> dict[int, tuple[str, ...]]:
+    """`1=a1.dc-a|a1.interdc,2=...` -> {1: ('a1.dc-a', 'a1.interdc'), ...}; empty: standalone.
+
+    A member may have several addresses (one per network it is on), in order of preference.
+    """
+    servers: dict[int, tuple[str, ...]] = {}
     for item in (text or "").replace(";", ",").split(","):
         item = item.strip()
         if not item:
             continue
-        sid, sep, host = item.partition("=")
-        if not sep or not sid.strip().isdigit() or not host.strip():
-            raise ConfigError(f"HALAB_ZK_SERVERS entry {item!r} is not <id>=<host>")
-        servers[int(sid)] = host.strip()
+        sid, sep, hosts = item.partition("=")
+        names = tuple(h.strip() for h in hosts.split("|"))
+        if not sep or not sid.strip().isdigit() or not all(names):
+            raise ConfigError(f"HALAB_ZK_SERVERS entry {item!r} is not <id>=<host>[|<host>...]")
+        servers[int(sid)] = names
     return servers
 
 
@@ -64,7 +68,7 @@ class Config:
     registration_url: str = "http://localhost"
     zk_connection_string: str = "127.0.0.1:2181"
     zk_myid: int = 1
-    zk_servers: Mapping[int, str] = field(default_factory=dict)
+    zk_servers: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
     zk_tick_ms: int = 500
     zk_session_timeout: float = 4.0
     zk_data_dir: str = "/var/lib/halab/zookeeper"

@@ -22,7 +22,7 @@ SYNC_LIMIT = 4
 ELECTION_CONNECT_TIMEOUT_MS = 1000
 
 
-def render_config(data_dir: str, tick_ms: int, servers: Mapping[int, str]) -> str:
+def render_config(data_dir: str, tick_ms: int, servers: Mapping[int, tuple[str, ...]]) -> str:
     lines = [
         f"tickTime={tick_ms}",
         f"initLimit={INIT_LIMIT}",
@@ -39,8 +39,13 @@ def render_config(data_dir: str, tick_ms: int, servers: Mapping[int, str]) -> st
         "autopurge.snapRetainCount=3",
         "autopurge.purgeInterval=1",
     ]
+    if any(len(hosts) > 1 for hosts in servers.values()):
+        # Members on several networks: every address of a member is listed and peers use one
+        # they can reach. This matters because followers adopt the leader's member list when it
+        # establishes itself, so each list must hold addresses valid from every member.
+        lines += ["multiAddress.enabled=true", "multiAddress.reachabilityCheckTimeoutMs=500"]
     for sid in sorted(servers):
-        lines.append(f"server.{sid}={servers[sid]}:2888:3888")
+        lines.append(f"server.{sid}=" + "|".join(f"{h}:2888:3888" for h in servers[sid]))
     return "\n".join(lines) + "\n"
 
 

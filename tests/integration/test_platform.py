@@ -7,7 +7,9 @@ import json
 import ssl
 import subprocess
 import sys
+import urllib.error
 import urllib.request
+from email.message import Message
 
 import pytest
 
@@ -17,10 +19,11 @@ from lab.errors import BadInput
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
-def get(url: str, cafile: str | None = None) -> tuple[int, dict, dict]:
+def get(url: str, cafile: str | None = None) -> tuple[int, Message, dict]:
+    """GET and parse JSON; headers stay case-insensitive (HAProxy sends them in lower case)."""
     ctx = ssl.create_default_context(cafile=cafile) if cafile else None
     with urllib.request.urlopen(url, timeout=10, context=ctx) as resp:
-        return resp.status, dict(resp.headers), json.loads(resp.read())
+        return resp.status, resp.headers, json.loads(resp.read())
 
 
 def halab(*args: str) -> subprocess.CompletedProcess:

@@ -41,11 +41,12 @@ def test_standalone_config() -> None:
 
 
 def test_ensemble_config_and_fast_failure_detection() -> None:
-    cfg = zkserver.render_config("/data", 500, {3: "b1.interdc", 1: "a1.dc-a", 2: "a2.dc-a"})
+    cfg = zkserver.render_config("/data", 500, {3: ("b1.interdc",), 1: ("a1.dc-a",), 2: ("a2.dc-a",)})
     lines = cfg.splitlines()
     assert [l for l in lines if l.startswith("server.")] == [
         "server.1=a1.dc-a:2888:3888", "server.2=a2.dc-a:2888:3888", "server.3=b1.interdc:2888:3888",
     ]
+    assert "multiAddress.enabled" not in cfg
     # A follower cut from its leader drops out within syncLimit ticks (2 s at tickTime 500).
     assert zkserver.SYNC_LIMIT * 500 <= 2000 and zkserver.INIT_LIMIT * 500 <= 5000
 
@@ -53,3 +54,9 @@ def test_ensemble_config_and_fast_failure_detection() -> None:
 def test_srvr_mode_parsing() -> None:
     assert zkserver.parse_mode("Zookeeper version: 3.8.0\nLatency min/avg/max: 0/0.0/0\nMode: follower\n") == "follower"
     assert zkserver.parse_mode("This ZooKeeper instance is not currently serving requests\n") == "not serving"
+
+
+def test_members_with_several_addresses() -> None:
+    cfg = zkserver.render_config("/data", 500, {1: ("a1.dc-a", "a1.interdc"), 2: ("b1.dc-b", "b1.interdc")})
+    assert "multiAddress.enabled=true" in cfg
+    assert "server.1=a1.dc-a:2888:3888|a1.interdc:2888:3888" in cfg.splitlines()

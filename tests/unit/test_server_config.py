@@ -77,10 +77,13 @@ def test_parse_size() -> None:
 
 
 def test_zk_servers() -> None:
-    assert parse_zk_servers("1=a1.dc-a,2=a2.dc-a, 3=b1.interdc") == {1: "a1.dc-a", 2: "a2.dc-a", 3: "b1.interdc"}
+    assert parse_zk_servers("1=a1.dc-a,2=a2.dc-a, 3=b1.interdc") == {1: ("a1.dc-a",), 2: ("a2.dc-a",), 3: ("b1.interdc",)}
+    assert parse_zk_servers("1=a1.dc-a|a1.interdc,3=b1.dc-b|b1.interdc") == {
+        1: ("a1.dc-a", "a1.interdc"), 3: ("b1.dc-b", "b1.interdc")}
     assert parse_zk_servers("") == {}
-    with pytest.raises(ConfigError):
-        parse_zk_servers("a1.dc-a")
+    for bad in ("a1.dc-a", "1=", "1=a|", "x=a"):
+        with pytest.raises(ConfigError):
+            parse_zk_servers(bad)
 
 
 def test_myid_must_be_in_the_ensemble() -> None:
