@@ -103,11 +103,12 @@ def bench_wrk(t: Topology, conns: int, duration: float) -> dict[str, Any]:
             "locust_over_wrk": round(locust["rps"] / wrk_rps, 2)}
 
 
-def bench_kill(t: Topology, users: int, duration: float) -> dict[str, Any]:
+def bench_kill(t: Topology, users: int, think: str, duration: float) -> dict[str, Any]:
     run_dir = make_run_dir("bench-kill-follower")
     ca = state.ca_path(t.lab)
     spec = LoadSpec(name="bench-kill-follower", users=users, spawn_rate=users, duration=duration,
-                    http_port=t.ports.http, https_port=t.ports.https, ca_file=str(ca) if ca.exists() else None)
+                    http_port=t.ports.http, https_port=t.ports.https, ca_file=str(ca) if ca.exists() else None,
+                    env={"HALAB_WAIT": think})
     third = duration / 3
     # Watch probes every node into the run's history; the injector records the fault there.
     with Watch(t, run_dir, client=False), faults.Injector(t, history=run_dir / HISTORY_FILE, say=print) as nemesis:
@@ -161,6 +162,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=10.0, help="requests/s per user in the overhead runs")
     ap.add_argument("--conns", type=int, default=32, help="connections (wrk) = users (Locust) in the peak runs")
     ap.add_argument("--users", type=int, default=30, help="Rancher users in the kill run")
+    ap.add_argument("--think", default="0.1,0.5", help="MIN,MAX seconds between an API user's requests (kill run)")
     args = ap.parse_args()
     duration = parse_duration(args.duration)
     only = set(args.only.split(","))
@@ -173,7 +175,7 @@ def main() -> None:
         if "wrk" in only:
             out["wrk"] = bench_wrk(t, args.conns, duration)
         if "kill" in only:
-            out["kill_follower"] = bench_kill(t, args.users, 3 * duration)
+            out["kill_follower"] = bench_kill(t, args.users, args.think, 3 * duration)
         return out
 
     print(json.dumps(with_lab(args.lab, args.nodes, work), indent=2, default=str))

@@ -6,7 +6,7 @@ Runs `lab.matrix.run_matrix` (one lab per size on free ports, labs started and r
 measurement, images already built) and reports, from its matrix.json:
 - the wall-clock time of the whole matrix and of each size (lab start included);
 - per case, as lab/matrix.py measures them from the watch's records: time to detect (fault ->
-  every failed or cut-off node drained by the load balancer and its /ping not 200), time to
+  every failed or cut-off node drained by the load balancer, which checks /ping), time to
   recover (fault -> writes through the LB succeed again, 0 when none failed; for an outage,
   heal -> first successful write), and time to heal (heal -> every node active, client ok).
 

@@ -37,8 +37,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from lab.errors import BadInput, LabError, RuntimeFailure
 from lab import history
+from lab.errors import BadInput, LabError, RuntimeFailure
 from lab.history import RequestRecord
 from lab.server.config import Config as NodeConfig
 from lab.server.heap import CACHE_SHARE, GC_THRESHOLD
@@ -381,7 +381,7 @@ NODE_OUTCOMES = ("ok", "degraded by memory", "killed: OutOfMemoryError", "killed
 @dataclass(frozen=True)
 class Measurement:
     point: Point
-    max_connections: int  # the value the lab was given (the point's, or the lab's default)
+    max_connections: int  # the value the lab asked for (the point's, or the lab's default)
     node_memory_limit_mib: int
     preflight: tuple[str, ...]  # "<check>: <message>" for what pre-flight found short of the guide
     status: str  # "measured", "did not start" or "timed out"
@@ -391,6 +391,11 @@ class Measurement:
     nodes: tuple[NodeOutcome, ...] = ()
     memory_peak_mib: Mapping[str, float] = field(default_factory=dict)  # service -> highest sampled
     run_dir: str = ""
+
+    @property
+    def effective_max_connections(self) -> int:
+        """What the database really allows: it may round the asked value (MariaDB's floor is 10)."""
+        return self.db.max_connections if self.db and self.db.max_connections else self.max_connections
 
     @property
     def oom_kills(self) -> int:
@@ -629,11 +634,19 @@ def run_point(point: Point, settings: Settings, lab_name: str, point_dir: Path, 
     made = dict(point=point, max_connections=t.db_max_connections, node_memory_limit_mib=t.node_mem_limit_mib,
                 preflight=short, run_dir=str(point_dir))
     point_dir.mkdir(parents=True, exist_ok=True)
+
+    def up_say(msg: str) -> None:
+        if msg.startswith("  | "):  # the container logs `up` dumps when a start fails: kept, not shown
+            with (point_dir / "lab-start.log").open("a") as f:
+                f.write(msg[4:] + "\n")
+        else:
+            say("    " + msg.strip())
+
     try:
         try:
-            lab.up(t, lambda m: say("    " + m.strip()), timeout=settings.up_timeout, allow_undersized=True)
+            lab.up(t, up_say, timeout=settings.up_timeout, allow_undersized=True)
         except RuntimeFailure as exc:  # an undersized lab that never got healthy is a result too
-            return Measurement(**made, status="did not start", detail=str(exc))
+            return Measurement(**made, status="did not start", detail=f"{exc} (logs: {point_dir}/lab-start.log)")
         sampler = Sampler(t, point_dir / "samples.jsonl")
         spec = LoadSpec(name=point.label(), users=point.users, spawn_rate=settings.spawn_rate,
                         duration=settings.duration, http_port=t.ports.http, https_port=t.ports.https,
@@ -644,7 +657,7 @@ def run_point(point: Point, settings: Settings, lab_name: str, point_dir: Path, 
                 tick = time.monotonic() + SAMPLE_INTERVAL
                 sampler.take()
                 time.sleep(max(0.0, min(tick, deadline) - time.monotonic()))
-        timed_out = time.monotonic() >= deadline
+            timed_out = load.running
         # After the load: the final counters, each node's fate.
         final = sampler.db_status()
         db = sampler.db_figures(final, sampler.db_max_connections())
@@ -714,23 +727,23 @@ def sweep(grid: Grid, out_root: str | os.PathLike[str], name: str, say: Say) -> 
 # =================================================================================== analysis
 
 def x_value(m: Measurement, dim: str) -> float:
-    """A point's position on a dimension's axis (heap in MiB of -Xmx; max_connections as given)."""
+    """A point's position on a dimension's axis (heap in MiB of -Xmx; max_connections as in effect)."""
     if dim == "heap":
         return m.point.heap_mib
     if dim == "db_max_connections":
-        return float(m.max_connections)
+        return float(m.effective_max_connections)
     return float(getattr(m.point, dim))
 
 
 _X_TEXT = {
-    "nodes": "{} nodes", "heap": "-Xmx{}", "pool_size": "pool {}", "db_max_connections": "max_connections {}",
+    "nodes": "{} node(s)", "heap": "-Xmx{}", "pool_size": "pool {}", "db_max_connections": "max_connections {}",
     "db_memory": "DB memory {} MiB", "db_buffer_pool": "buffer pool {} MiB", "users": "{} users",
 }
 
 
 def x_text(m: Measurement, dim: str) -> str:
     """A point's value on a dimension, in words: "-Xmx64m", "max_connections 100", "20 users"."""
-    value = m.max_connections if dim == "db_max_connections" else getattr(m.point, dim)
+    value = m.effective_max_connections if dim == "db_max_connections" else getattr(m.point, dim)
     return _X_TEXT[dim].format(value)
 
 
@@ -795,15 +808,16 @@ def failures(m: Measurement) -> list[str]:
     if e.get("too_many_connections"):
         refused = m.db.refused_connections if m.db else None
         out.append(f"{e['too_many_connections']} of {n} requests failed with Too many connections (MySQL refused "
-                   f"{refused if refused is not None else '?'} connections at max_connections {m.max_connections})")
+                   f"{refused if refused is not None else '?'} connections at max_connections {m.effective_max_connections})")
     if e.get("pool_wait_timeout"):
         out.append(f"{e['pool_wait_timeout']} of {n} requests timed out waiting for a pooled connection "
                    f"(pool {m.point.pool_size} per node)")
     for node in m.nodes:
-        if node.outcome != "ok":
-            pressure = f", peak heap pressure {node.peak_heap_pressure:.0%}" if node.peak_heap_pressure else ""
-            code = f", exit {node.exit_code}" if node.exit_code is not None else ""
-            out.append(f"node {node.name} {node.outcome} (-Xmx{m.point.heap}{code}{pressure})")
+        if node.outcome == "degraded by memory":
+            seen = f", heap pressure up to {node.peak_heap_pressure:.0%}" if node.peak_heap_pressure else ""
+            out.append(f"node {node.name} degraded by memory (-Xmx{m.point.heap}{seen})")
+        elif node.outcome != "ok":  # a death is sudden: its last polled pressure says little
+            out.append(f"node {node.name} {node.outcome} (-Xmx{m.point.heap}, exit {node.exit_code})")
     rest = sum(e.get(k, 0) for k in ("server_5xx", "no_response", "other"))
     if rest:
         out.append(f"{rest} other failed requests (5xx or no response)")
@@ -816,40 +830,45 @@ class Recommendation:
     users: int
     max_error_rate: float
     max_connections: int | None  # the smallest that passed; None: none did
-    max_connections_lowest_tried: bool  # it was the smallest value tried, so less may do
-    heap: str | None
-    heap_lowest_tried: bool
+    max_connections_failed: int | None  # the largest smaller value that failed, all else equal; None: none tried
+    heap: str | None  # the smallest -Xmx that passed
+    heap_failed: str | None
     peak_connections: int | None  # Max_used_connections where that max_connections passed
-    below: tuple[str, ...]  # what failed with less
+    below: tuple[str, ...]  # what failed with less (or, when nothing passed, at every point)
 
     def lines(self) -> list[str]:
         head = f"{self.nodes} node(s) at {self.users} users, errors at most {self.max_error_rate:.1%}, no node killed:"
-        guide = self.nodes * GUIDE_POOL_PER_NODE
         if self.max_connections is None:
-            return [head, "- no measured point passed; nothing to recommend (see what broke below)",
-                    *(f"  - {b}" for b in self.below)]
-        lower = " (the smallest tried: less may do)" if self.max_connections_lowest_tried else ""
-        peak = f"; at most {self.peak_connections} were in use" if self.peak_connections is not None else ""
+            return [head, "- no measured point passed; nothing to recommend:", *(f"  - {b}" for b in self.below)]
+        guide = self.nodes * GUIDE_POOL_PER_NODE
+        failed = self.max_connections_failed
         if self.max_connections <= guide:
             verdict = "covers this load"
-        elif self.max_connections_lowest_tried:
-            verdict = "was not tried (the sweep tried nothing smaller), so the sweep cannot judge it"
+        elif failed is not None and failed >= guide:
+            verdict = f"is too few for this load ({failed} failed)"
         else:
-            verdict = "is too few for this load"
-        heap_lower = " (the smallest tried: less may do)" if self.heap_lowest_tried else ""
+            verdict = f"was not tried, so this sweep cannot judge it (it saw {failed} fail and " \
+                      f"{self.max_connections} pass)" if failed is not None else "was not tried (nothing smaller was)"
+        peak = f"; at most {self.peak_connections} were in use" if self.peak_connections is not None else ""
         return [
             head,
-            f"- max_connections >= {self.max_connections}{lower}{peak}. The guide's rule, "
+            f"- max_connections >= {self.max_connections} ({_failed_or_lowest(failed)}){peak}. The guide's rule, "
             f"{GUIDE_POOL_PER_NODE} per node = {guide}, {verdict}.",
-            f"- heap >= -Xmx{self.heap} (modelled){heap_lower}. The guide recommends 4 to 8 GB per node for larger "
-            f"deployments; see the heap model below for what a lab heap means in production.",
+            f"- heap >= -Xmx{self.heap}, modelled ({_failed_or_lowest(self.heap_failed and f'-Xmx{self.heap_failed}')}"
+            f"). The guide recommends 4 to 8 GB per node for larger deployments; see the heap model for what a lab "
+            f"heap means in production.",
             *(f"- with less: {b}" for b in self.below),
         ]
 
 
+def _failed_or_lowest(failed: object) -> str:
+    return f"{failed} failed" if failed else "the smallest tried at these settings: less may do"
+
+
 def recommend(measurements: Sequence[Measurement], users: int, max_error_rate: float) -> list[Recommendation]:
     """Per cluster size, at the target load: the smallest max_connections and the smallest heap
-    among points that kept errors under the threshold with no node killed."""
+    among points that kept errors under the threshold with no node killed, each with the evidence
+    that less fails: points equal to the passing one but for a smaller value of that dimension."""
     out = []
     for nodes in sorted({m.point.nodes for m in measurements}):
         at = [m for m in measurements if m.point.nodes == nodes and m.point.users == users]
@@ -858,20 +877,29 @@ def recommend(measurements: Sequence[Measurement], users: int, max_error_rate: f
         good = [m for m in at if m.passed(max_error_rate)]
         if not good:
             below = tuple(f"{m.point.label()}: {'; '.join(failures(m)) or 'errors above the threshold'}" for m in at)
-            out.append(Recommendation(nodes, users, max_error_rate, None, False, None, False, None, below))
+            out.append(Recommendation(nodes, users, max_error_rate, None, None, None, None, None, below))
             continue
-        conn = min(good, key=lambda m: (m.max_connections, m.point.heap_mib))
-        heap = min(good, key=lambda m: (m.point.heap_mib, m.max_connections))
-        below = tuple(
-            f"{x_text(m, d)}: {'; '.join(failures(m)) or f'{m.error_rate:.1%} errors'}"
-            for d, best in (("db_max_connections", conn), ("heap", heap))
-            for m in at if x_value(m, d) < x_value(best, d) and not m.passed(max_error_rate))
+        conn = min(good, key=lambda m: (m.effective_max_connections, m.point.heap_mib))
+        heap = min(good, key=lambda m: (m.point.heap_mib, m.effective_max_connections))
+        fail_conn = _failed_below(at, conn, "db_max_connections", max_error_rate)
+        fail_heap = _failed_below(at, heap, "heap", max_error_rate)
+        below = tuple(dict.fromkeys(f"{x_text(m, d)}: {'; '.join(failures(m)) or f'{m.error_rate:.1%} errors'}"
+                                    for d, ms in (("db_max_connections", fail_conn), ("heap", fail_heap)) for m in ms))
         out.append(Recommendation(
-            nodes, users, max_error_rate, conn.max_connections,
-            conn.max_connections == min(m.max_connections for m in at), heap.point.heap,
-            heap.point.heap_mib == min(m.point.heap_mib for m in at),
-            conn.db.max_used_connections if conn.db else None, tuple(dict.fromkeys(below))))
+            nodes, users, max_error_rate, conn.effective_max_connections,
+            fail_conn[-1].effective_max_connections if fail_conn else None, heap.point.heap,
+            fail_heap[-1].point.heap if fail_heap else None,
+            conn.db.max_used_connections if conn.db else None, below))
     return out
+
+
+def _failed_below(at: Sequence[Measurement], best: Measurement, dim: str, max_error_rate: float) -> list[Measurement]:
+    """Points that differ from `best` only by a smaller value of dim and failed, ascending."""
+    def others(m: Measurement) -> Point:
+        return replace(m.point, **{dim: getattr(best.point, dim)})
+
+    return sorted((m for m in at if others(m) == best.point and x_value(m, dim) < x_value(best, dim)
+                   and not m.passed(max_error_rate)), key=lambda m: x_value(m, dim))
 
 
 def heap_model_note(heap_scale: int) -> str:
@@ -900,7 +928,7 @@ def summary_line(m: Measurement) -> str:
     conns = m.db.peak_threads_connected if m.db else None
     broke = failures(m)
     return (f"{m.status}: {lf.throughput:g} req/s, p95 {lf.p95_ms} ms, errors {lf.error_rate:.1%}, "
-            f"DB connections peak {conns}/{m.max_connections}" + (f"; {'; '.join(broke)}" if broke else ""))
+            f"DB connections peak {conns}/{m.effective_max_connections}" + (f"; {'; '.join(broke)}" if broke else ""))
 
 
 def table(measurements: Sequence[Measurement], swept: Sequence[str]) -> str:
@@ -925,8 +953,9 @@ def table(measurements: Sequence[Measurement], swept: Sequence[str]) -> str:
             f"{lf.error_rate:.1%}" if lf else "-",
             str(e.get("too_many_connections", "-")), str(e.get("pool_wait_timeout", "-")),
             f"{e.get('server_5xx', 0) + e.get('other', 0)}/{e.get('no_response', 0)}" if lf else "-",
-            f"{_num(db.peak_threads_connected)} / {_num(db.max_used_connections)} / {m.max_connections}"
-            if db else f"- / - / {m.max_connections}",
+            f"{_num(db.peak_threads_connected) if db else '-'} / {_num(db.max_used_connections) if db else '-'} / "
+            f"{m.effective_max_connections}"
+            + (f" (asked {m.max_connections})" if m.effective_max_connections != m.max_connections else ""),
             _num(db.refused_connections) if db else "-",
             f"{_num(nodes_mem)} / {m.node_memory_limit_mib}",
             _num(m.memory_peak_mib.get("db")),
@@ -1010,7 +1039,8 @@ def markdown(data: Mapping[str, Any], measurements: Sequence[Measurement], plots
         table(measurements, swept),
         "",
         "ok req/s: successful requests per second. errors: failed requests other than 4xx, of all requests. "
-        "DB conns: Threads_connected (highest sampled), Max_used_connections, max_connections; DB refused: "
+        "DB conns: Threads_connected (highest sampled; counts the harness's own sampling connection), "
+        "Max_used_connections, max_connections as the database reports it; DB refused: "
         "Connection_errors_max_connections. Memory: highest `docker stats` sample.",
         "",
         "## What broke",

@@ -36,8 +36,8 @@ class Bounds:
     settle: float = 4.0  # observe at least this long after the fault before deciding
     stable: float = 1.0  # writes through the LB all succeed this long: service is back
     outage: float = 2.0  # writes through the LB all fail this long (once every node is out): an outage
-    fence: float = 6.0  # a failed or cut-off node is out of service (LB drained, /ping not 200) within this
-    decide: float = 20.0  # no decision within this after the fault: the case is unsettled
+    fence: float = 10.0  # a failed or cut-off node is drained by the load balancer within this
+    decide: float = 20.0  # what the lab shows this long after the fault is the observation
     heal: float = 60.0  # after heal, every node active and writes succeeding within this
 
 

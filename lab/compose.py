@@ -106,6 +106,9 @@ def render(t: Topology, image_tags: dict[str, str]) -> dict[str, Any]:
             "cap_drop": ["ALL"],
             "cap_add": ["NET_ADMIN"],
             "stop_grace_period": "5s",
+            # A dead peer's name does not resolve; on internal networks Docker's DNS then times out
+            # (10 s by default), which stalls the ZooKeeper client's reconnect past its session.
+            "dns_opt": ["timeout:1", "attempts:1"],
             "depends_on": {"db": {"condition": "service_healthy"}},
             "restart": "no",
         }

@@ -448,18 +448,24 @@ class ActiveFault:
 
 # ---------------------------------------------------------------------------- signal shielding
 
+_shield_depth = 0
+
+
 @contextlib.contextmanager
 def shielded() -> Iterator[None]:
-    """Defer SIGINT/SIGTERM while an undo runs, so a second Ctrl-C cannot leave half a heal behind;
-    the deferred signal is raised as KeyboardInterrupt afterwards."""
-    if threading.current_thread() is not threading.main_thread():
+    """Defer SIGINT/SIGTERM while undos run, so a second Ctrl-C cannot leave half a heal behind;
+    the deferred signal is raised as KeyboardInterrupt when the outermost shield ends."""
+    global _shield_depth
+    if threading.current_thread() is not threading.main_thread() or _shield_depth:
         yield
         return
+    _shield_depth += 1
     got: list[int] = []
     old = {s: signal.signal(s, lambda n, _f: got.append(n)) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
+        _shield_depth -= 1
         for s, h in old.items():
             signal.signal(s, h)
         if got:

@@ -51,7 +51,7 @@ from lab import lab, probes, state
 from lab import yamlspec as y
 from lab.checker import CheckResult, check, fetch_snapshot
 from lab.errors import BadInput, CheckFailed, LabError
-from lab.faults import ActiveFault, FaultSpec, Injector, validate
+from lab.faults import ActiveFault, FaultSpec, Injector, shielded, validate
 from lab.history import HISTORY_FILE, load_run, write_json
 from lab.load import LoadRun, LoadSpec, make_run_dir
 from lab.topology import Ports, Topology, make_topology
@@ -309,11 +309,21 @@ def run(sc: Scenario, *, lab_name: str | None = None, ports: Ports | None = None
     lab that is torn down afterwards unless `keep`."""
     name = lab_name or lab_name_for(sc)
     t, reused = _lab_for(sc, name, ports)
+    if not reused:
+        lab.up(t, say)  # removes what it started if it fails; errors here are the user's to fix
+    try:
+        return _run_on(sc, t, reused, runs_root, say)
+    finally:
+        if not reused and not keep:
+            lab.down(t.lab)
+
+
+def _run_on(sc: Scenario, t: Topology, reused: bool, runs_root: str | Path, say: Say) -> ScenarioResult:
     run_dir = make_run_dir(sc.name, runs_root)
     schedule = plan(sc)
     journal = Journal(run_dir / "journal.json", {
         "scenario": {"name": sc.name, "path": sc.path, "description": sc.description, "seed": sc.seed},
-        "plan": {"lines": plan_lines(sc, name), "faults": [_planned_dict(p) for p in schedule],
+        "plan": {"lines": plan_lines(sc, t.lab), "faults": [_planned_dict(p) for p in schedule],
                  "duration": sc.duration, "checks": asdict(sc.checks), "assert": dict(sc.assertions),
                  "load": asdict(sc.load) if sc.load else None},
         "lab": {"name": t.lab, "reused": reused, "size": t.size, "db_dc": t.db_dc},
@@ -324,8 +334,6 @@ def run(sc: Scenario, *, lab_name: str | None = None, ports: Ports | None = None
     say(f"run {sc.name} -> {run_dir}")
     started = time.time()
     try:
-        if not reused:
-            lab.up(t, say)
         _execute(sc, t, schedule, run_dir, journal, say)
         if journal.data["status"] == "completed":
             _judge(sc, t, run_dir, journal)
@@ -342,8 +350,6 @@ def run(sc: Scenario, *, lab_name: str | None = None, ports: Ports | None = None
         journal.data["verdict"] = "passed" if journal.data["status"] == "completed" and not journal.data["problems"] \
             else "failed"
         journal.write()
-        if not reused and not keep:
-            lab.down(t.lab)
     _report(run_dir)
     return ScenarioResult(run_dir, journal.data)
 
@@ -408,39 +414,47 @@ def _method(sc: Scenario, t: Topology, schedule: list[PlannedFault], w: Watch, i
     during: dict[str, dict[str, Any]] = {c: {"passed": 0, "failed": 0, "skipped": 0, "first_failure": None}
                                          for c in sc.checks.during}
     journal.data["steady_state"]["during"] = during
-    while events or time.time() < end:
-        due = events[0][0] if events else end
-        while time.time() < due:
-            _during(sc, t, w, [f.spec for f in held.values()], changed, during)
-            time.sleep(min(0.25, max(0.0, due - time.time())))
-        if not events:
-            break
-        _, action, i = events.pop(0)
-        p = schedule[i]
-        if action == "apply":
-            rec = {**_planned_dict(p), "applied_at": None, "healed_at": None}
-            records[i] = rec
-            journal.data["faults"].append(rec)
-            try:
-                fault = inj.apply(p.fault, p.where)
-            except LabError as exc:
-                rec["error"] = str(exc)
-                journal.data["problems"].append(f"{p.where.split(': ')[-1]}: {exc}")
-                journal.data["status"] = "failed"
-                journal.write()
-                return
-            held[i] = fault
-            rec.update(id=fault.id, resolved=fault.spec.describe(), t0=fault.t0, applied_at=round(fault.t0 - start, 2),
-                       detail=dict(fault.detail),
-                       expected=claims_mod.expected_text(t, [f.spec for f in held.values()]))
-            events.append((fault.t0 + p.hold, "heal", i))
-            events.sort()
-        else:
-            record = inj.heal(held.pop(i))
-            t1 = record.t1 if record else time.time()
-            records[i].update(t1=t1, healed_at=round(t1 - start, 2))
-        changed = time.time()
-        journal.write()
+    def heal(i: int) -> None:
+        record = inj.heal(held.pop(i))
+        t1 = record.t1 if record else time.time()
+        records[i].update(t1=t1, healed_at=round(t1 - start, 2))
+
+    try:
+        while events or time.time() < end:
+            due = events[0][0] if events else end
+            while time.time() < due:
+                _during(sc, t, w, [f.spec for f in held.values()], changed, during)
+                time.sleep(min(0.25, max(0.0, due - time.time())))
+            if not events:
+                break
+            _, action, i = events.pop(0)
+            p = schedule[i]
+            if action == "heal":
+                heal(i)
+            else:
+                rec = {**_planned_dict(p), "applied_at": None, "healed_at": None}
+                records[i] = rec
+                journal.data["faults"].append(rec)
+                try:
+                    fault = inj.apply(p.fault, p.where)
+                except LabError as exc:
+                    rec["error"] = str(exc)
+                    journal.data["problems"].append(f"{p.where.split(': ')[-1]}: {exc}")
+                    journal.data["status"] = "failed"
+                    return
+                held[i] = fault
+                rec.update(id=fault.id, resolved=fault.spec.describe(), t0=fault.t0,
+                           applied_at=round(fault.t0 - start, 2), detail=dict(fault.detail),
+                           expected=claims_mod.expected_text(t, [f.spec for f in held.values()]))
+                events.append((fault.t0 + p.hold, "heal", i))
+                events.sort()
+            changed = time.time()
+            journal.write()
+    finally:  # rollbacks: whatever still holds, newest first, each recorded in the journal
+        with shielded():
+            for i in sorted(held, reverse=True):
+                heal(i)
+            journal.write()
     failed = [f"{name} failed {d['failed']} time(s), first: {d['first_failure']}" for name, d in during.items()
               if d["failed"]]
     journal.data["problems"] += [f"during: {f}" for f in failed]

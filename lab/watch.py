@@ -147,13 +147,11 @@ class Watch:
         with self._lock:
             return [r for r in self.requests if start <= r.t1 <= end]
 
-    def first_out(self, node: str, since: float) -> float | None:
-        """When `node` was first seen out of service after `since`: both a probe whose /ping was not
-        200 and a load balancer status other than UP (the later of the two), or None."""
+    def first_drained(self, node: str, since: float) -> float | None:
+        """When the load balancer was first seen not sending to `node` (status other than UP)
+        after `since`, or None."""
         with self._lock:
-            probe = next((p.t1 for p in self.probes[node] if p.t0 >= since and not p.active), None)
-            lb = next((s.t for s in self.lb if s.t >= since and s.servers and s.servers.get(node) != "UP"), None)
-        return None if probe is None or lb is None else max(probe, lb)
+            return next((s.t for s in self.lb if s.t >= since and s.servers and s.servers.get(node) != "UP"), None)
 
     def writes_resumed(self, since: float, until: float) -> float | None:
         """Seconds from `since` until writes succeeded again for good (by `until`): 0 when no write

@@ -77,6 +77,7 @@ class Coordinator:
         )
         self._listeners: list[Callable[[str], None]] = []
         self._listeners_lock = threading.Lock()
+        self._stopping = False
         self.client.add_listener(self._on_state)
 
     # -- session -------------------------------------------------------------------------------
@@ -85,7 +86,24 @@ class Coordinator:
         """Connect in the background; kazoo retries forever and re-creates lost sessions."""
         self.client.start_async()
 
+    def revive(self) -> bool:
+        """Restart kazoo if it gave up reconnecting; returns whether it did.
+
+        kazoo 2.8 (Debian bookworm's) stops its connection loop for good when no host of the
+        connection string resolves, which is what a host cut from the network that carries the
+        ZooKeeper names sees; later kazoo releases keep retrying. Called by the health check."""
+        if self._stopping or self.connected:
+            return False
+        stopped = getattr(getattr(self.client, "_connection", None), "connection_stopped", None)
+        if stopped is None or not stopped.is_set():
+            return False
+        log.warning("kazoo stopped reconnecting (no ZooKeeper host resolved); restarting it")
+        self.client.stop()
+        self.client.start_async()
+        return True
+
     def stop(self) -> None:
+        self._stopping = True
         try:
             self.client.stop()
             self.client.close()

@@ -94,10 +94,6 @@ def dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), default=str).encode()
 
 
-def error_body(status: int, code: str, message: str, detail: str | None = None) -> dict[str, Any]:
-    return ApiError(status, code, message, detail).body()
-
-
 def collection_url(rt: ResourceType, base: str = BASE) -> str:
     return f"{base}/v1/{rt.collection}"
 

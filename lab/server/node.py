@@ -191,6 +191,7 @@ class Node:
         except (DatabaseError, asyncio.TimeoutError) as e:
             self._db_failed(str(e) or "health check timed out")
         self.zk_mode = await zkserver.mode() if self.cfg.start_zookeeper else "external"
+        await self.loop.run_in_executor(self.engine.zk_executor, self.coord.revive)
         self._evaluate()
 
     def _db_healthy(self) -> None:
@@ -223,8 +224,8 @@ class Node:
         self.members = members
 
     async def _replay(self) -> None:
-        if self.sm.active:
-            await self.engine.replay_once()
+        # Only an active node (quorum and database) takes over other nodes' processes.
+        await self.engine.replay_once(submit=self.sm.active)
 
     # -- views ---------------------------------------------------------------------------------
 
@@ -288,12 +289,17 @@ class Node:
             Gauge("cattle_zookeeper_connected", "1 while the kazoo session is connected.", int(self.coord.connected)),
             Gauge("cattle_zookeeper_session_state", "1 for the kazoo session state.", 1, (("state", self.coord.state),)),
             Gauge("cattle_zookeeper_mode", "1 for this host's ZooKeeper mode (srvr).", 1, (("mode", self.zk_mode),)),
+            Gauge("cattle_process_failed_total", "Process runs that failed with an error (retried by replay).", self.engine.failed_total),
             Gauge("cattle_cache_entries", "Resources in the read cache.", len(self.cache)),
+            Gauge("cattle_cache_hits_total", "Reads by id served from the cache.", self.cache.hits),
+            Gauge("cattle_cache_misses_total", "Reads by id that went to MySQL.", self.cache.misses),
+            Gauge("cattle_cache_evictions_total", "Entries evicted to stay within the cache's heap share.", self.cache.evictions),
             Gauge("cattle_cache_bytes", "Bytes held by the read cache.", self.heap.cache_bytes),
             Gauge("cattle_cache_limit_bytes", "The cache's share of the heap budget.", self.heap.cache_limit),
             Gauge("cattle_heap_budget_bytes", "Modelled heap budget in real bytes (Xmx / scale).", self.heap.budget),
             Gauge("cattle_heap_used_bytes", "Cache plus in-flight request memory.", self.heap.used),
             Gauge("cattle_heap_pressure", "Used / budget.", round(self.heap.pressure, 4)),
+            Gauge("cattle_heap_peak_bytes", "Highest modelled heap use so far.", self.heap.peak_bytes),
             Gauge("cattle_heap_memory_degraded", "1 above the GC threshold (requests stall).", int(self.heap.memory_degraded)),
             Gauge("cattle_cluster_members", "Rows in the cluster table.", len(self.members)),
         ]

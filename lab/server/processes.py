@@ -186,10 +186,12 @@ class ProcessEngine:
             if final == "removed":
                 await self.loop.run_in_executor(self.zk_executor, self.coord.forget, rt.name, row_id)
 
-    async def replay_once(self) -> None:
-        """Submit unfinished processes older than the replay bound; refresh queue metrics."""
+    async def replay_once(self, submit: bool) -> None:
+        """Refresh the queue metrics; if `submit`, run unfinished processes older than the bound."""
         depth, oldest, due = await self.db.run_system(_scan, self.cfg.process_replay_after)
         self.queue_depth, self.oldest_age = depth, oldest
+        if not submit:
+            return
         for rtype, row_id in due:
             if rtype in RESOURCE_TYPES:
                 self.submit(rtype, row_id, replay=True)

@@ -39,11 +39,6 @@ def render_config(data_dir: str, tick_ms: int, servers: Mapping[int, tuple[str, 
         "autopurge.snapRetainCount=3",
         "autopurge.purgeInterval=1",
     ]
-    if any(len(hosts) > 1 for hosts in servers.values()):
-        # Members on several networks: every address of a member is listed and peers use one
-        # they can reach. This matters because followers adopt the leader's member list when it
-        # establishes itself, so each list must hold addresses valid from every member.
-        lines += ["multiAddress.enabled=true", "multiAddress.reachabilityCheckTimeoutMs=500"]
     for sid in sorted(servers):
         lines.append(f"server.{sid}=" + "|".join(f"{h}:2888:3888" for h in servers[sid]))
     return "\n".join(lines) + "\n"
@@ -61,19 +56,29 @@ def write_config(cfg: Config) -> str:
     return path
 
 
-def jvm_flags(heap: str) -> str:
+def multi_address(servers: Mapping[int, tuple[str, ...]]) -> bool:
+    return any(len(hosts) > 1 for hosts in servers.values())
+
+
+def jvm_flags(heap: str, servers: Mapping[int, tuple[str, ...]]) -> str:
     # A small, quiet JVM: serial GC and C1 only keep RSS near the heap size.
-    return (
+    flags = (
         f"-Xmx{heap} -Xms16m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xss512k "
         f"-XX:MaxMetaspaceSize=64m -XX:ReservedCodeCacheSize=32m -XX:+ExitOnOutOfMemoryError "
         f"-Dzookeeper.cnxTimeout={ELECTION_CONNECT_TIMEOUT_MS}"
     )
+    if multi_address(servers):
+        # Members on several networks list every address; a peer uses one it can reach. This
+        # matters because a follower adopts the leader's member list when the leader establishes
+        # itself, so every member's list must hold addresses that work from every member.
+        flags += " -Dzookeeper.multiAddress.enabled=true -Dzookeeper.multiAddress.reachabilityCheckTimeoutMs=500"
+    return flags
 
 
 async def start(cfg: Config) -> asyncio.subprocess.Process:
     path = write_config(cfg)
     env = dict(os.environ)
-    env.update({"JMXDISABLE": "true", "JVMFLAGS": jvm_flags(cfg.zk_heap)})
+    env.update({"JMXDISABLE": "true", "JVMFLAGS": jvm_flags(cfg.zk_heap, cfg.zk_servers)})
     return await asyncio.create_subprocess_exec(ZK_SERVER, "start-foreground", path, env=env)
 
 

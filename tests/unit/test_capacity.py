@@ -217,24 +217,52 @@ def test_recommendation_is_the_smallest_passing_max_connections_and_heap_at_the_
     ]
     [r] = recommend(ms, 30, 0.01)
     assert (r.nodes, r.max_connections, r.heap) == (3, 100, "64m")
-    assert not r.max_connections_lowest_tried and not r.heap_lowest_tried
-    assert r.peak_connections == 45
+    assert (r.max_connections_failed, r.heap_failed, r.peak_connections) == (60, "32m", 45)
     text = "\n".join(r.lines())
-    assert "max_connections >= 100" in text and "The guide's rule, 50 per node = 150, covers this load" in text
-    assert "max_connections 60: 250 of 1000 requests failed with Too many connections" in text
-    assert "-Xmx32m: node a1 killed: OutOfMemoryError" in text
+    assert "max_connections >= 100 (60 failed); at most 45 were in use" in text
+    assert "The guide's rule, 50 per node = 150, covers this load" in text
+    assert "heap >= -Xmx64m, modelled (-Xmx32m failed)" in text
+    assert "with less: max_connections 60: 250 of 1000 requests failed with Too many connections" in text
+    assert "with less: -Xmx32m: node a1 killed: OutOfMemoryError (-Xmx32m, exit 3)" in text
 
 
-def test_recommendation_says_when_the_smallest_value_tried_passed_and_when_nothing_passed():
-    [r] = recommend([measured(100, db_max_connections=40, users=10)], 10, 0.01)
-    assert r.max_connections_lowest_tried and "the smallest tried: less may do" in r.lines()[1]
-    [r] = recommend([measured(100, db_max_connections=200, users=10)], 10, 0.01)
-    assert "= 150, was not tried" in r.lines()[1]
-    [r] = recommend([measured(100, 0.1, db_max_connections=150, users=10), measured(100, db_max_connections=200,
-                                                                                   users=10)], 10, 0.01)
-    assert "= 150, is too few for this load" in r.lines()[1]
-    [r] = recommend([measured(0, status="did not start", db_max_connections=3, users=10)], 10, 0.01)
-    assert r.max_connections is None and "no measured point passed" in "\n".join(r.lines())
+def test_only_points_differing_in_that_one_dimension_are_evidence_that_less_fails():
+    ms = [measured(100, db_max_connections=100, users=30),
+          measured(40, 0.5, db_max_connections=60, heap="32m", users=30)]  # failed, but with a smaller heap too
+    [r] = recommend(ms, 30, 0.01)
+    assert r.max_connections == 100 and r.max_connections_failed is None and r.below == ()
+    assert "max_connections >= 100 (the smallest tried at these settings: less may do)" in r.lines()[1]
+
+
+@pytest.mark.parametrize("points, verdict", [
+    ([(40, 0.0)], "= 150, covers this load"),
+    ([(200, 0.0)], "= 150, was not tried (nothing smaller was)"),
+    ([(150, 0.1), (200, 0.0)], "= 150, is too few for this load (150 failed)"),
+    ([(60, 0.1), (200, 0.0)], "= 150, was not tried, so this sweep cannot judge it (it saw 60 fail and 200 pass)"),
+])
+def test_the_guides_connection_rule_is_judged_only_on_what_was_tried(points, verdict):
+    [r] = recommend([measured(100, err, db_max_connections=c, users=10) for c, err in points], 10, 0.01)
+    assert verdict in r.lines()[1]
+
+
+def test_when_nothing_passed_every_point_says_why():
+    [r] = recommend([measured(0, status="did not start", db_max_connections=3, users=10),
+                     measured(5, 0.4, db_max_connections=20, users=10)], 10, 0.01)
+    assert r.max_connections is None
+    text = "\n".join(r.lines())
+    assert "no measured point passed" in text and "maxconn3-dbmem1024-bp256-u10: did not start" in text
+    assert "400 of 1000 requests failed with Too many connections" in text
+
+
+def test_the_databases_own_max_connections_is_the_one_analysed():
+    m = measured(50, db_max_connections=4, users=5)
+    m = Measurement(**{**m.__dict__, "db": DbFigures(10, 9, 9, 0, 0, 3)})  # MariaDB's floor is 10
+    assert m.max_connections == 4 and m.effective_max_connections == 10
+    assert capacity.x_value(m, "db_max_connections") == 10 and capacity.x_text(m, "db_max_connections") == \
+        "max_connections 10"
+    assert "| 9 / 9 / 10 (asked 4) |" in capacity.table([m], ("db_max_connections",))
+    [r] = recommend([m], 5, 0.01)
+    assert r.max_connections == 10
 
 
 def test_heap_model_note_states_the_scale():

@@ -19,7 +19,7 @@ import time
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -27,8 +27,8 @@ import pytest
 from lab import tls
 from lab.checker import TYPE_TABLES, DbSnapshot, check
 from lab.errors import BadInput, LabError
-from lab.history import load_run
-from lab.load import DEFAULT_LOCUSTFILE, LoadRun, LoadSpec, make_run_dir, parse_duration, run_load
+from lab.history import RequestRecord, load_run, read_jsonl
+from lab.load import DEFAULT_LOCUSTFILE, LoadResult, LoadRun, LoadSpec, make_run_dir, parse_duration, run_load
 
 PLURALS = {"projects": "project", "environments": "environment", "services": "service",
            "registrationtokens": "registrationToken", "hosts": "host", "agents": "agent"}
@@ -164,6 +164,21 @@ def spec(stand_in: tuple[StandIn, int, int, Path], **kw: Any) -> LoadSpec:
     return LoadSpec(**(base | kw))
 
 
+def run_until(load_spec: LoadSpec, runs_root: Path, seen: Callable[[list[RequestRecord]], bool]) -> LoadResult:
+    """Run (long --run-time) until the recorded requests satisfy `seen`, then stop: the test
+    depends on what happened, not on how much happens in a given time. Bounded either way."""
+    load = LoadRun(load_spec, runs_root=runs_root).start()
+    try:
+        for _ in range(600):
+            records = [r for p in (load.run_dir / "parts").glob("history-*.jsonl") for r in read_jsonl(p)[0]]
+            if seen([r for r in records if isinstance(r, RequestRecord)]) or not load.running:
+                break
+            time.sleep(0.1)
+    finally:
+        result = load.stop()
+    return result
+
+
 # ----------------------------------------------------------------------------- pure parts
 
 
@@ -219,9 +234,19 @@ def test_locustfile_imports_and_agents_need_the_ca(ca_and_cert: tuple[Path, Path
     assert "ApiUser" in without and "AgentUser" not in without
 
 
+WANTED = {("GET", "/v1/projects"), ("POST", "/v1/projects"), ("POST", "/v1/registrationtokens"),
+          ("POST", "/v1/scripts/[token]"), ("POST", "/v1/agents/[id]?action=checkin")}
+
+
 def test_a_run_records_every_request_and_exactly_the_acknowledged_writes(stand_in, tmp_path: Path) -> None:
     store = stand_in[0]
-    result = run_load(spec(stand_in), runs_root=tmp_path)
+
+    def enough(requests: list[RequestRecord]) -> bool:
+        methods = {r.method for r in requests if r.ok}
+        return WANTED <= {(r.method, r.name) for r in requests} and {"PUT", "DELETE"} <= methods and any(
+            r.write and not r.ok for r in requests)
+
+    result = run_until(spec(stand_in, duration=120), tmp_path, enough)
 
     run = result.run_dir
     for name in ("locust_stats.csv", "locust_stats_history.csv", "locust_failures.csv", "locust.html", "load.json",
@@ -230,10 +255,7 @@ def test_a_run_records_every_request_and_exactly_the_acknowledged_writes(stand_i
     assert not list((run / "parts").glob("*.jsonl"))  # merged
     h = load_run(run)
     assert h.skipped_lines == 0
-    names = {(r.method, r.name) for r in h.requests}
-    assert {("GET", "/v1/projects"), ("POST", "/v1/registrationtokens"), ("POST", "/v1/scripts/[token]"),
-            ("PUT", "/v1/projects/[id]"), ("DELETE", "/v1/projects/[id]")} <= names
-    assert ("POST", "/v1/agents/[id]?action=checkin") in names  # over TLS, verified against the CA
+    assert enough(list(h.requests))  # check-ins among them: over TLS, verified against the CA
     assert all(r.node == "s1" for r in h.requests if r.status)
     assert all(r.t0 <= r.t1 for r in h.requests)
 
@@ -242,7 +264,7 @@ def test_a_run_records_every_request_and_exactly_the_acknowledged_writes(stand_i
     acked = [r for r in h.requests if r.write and r.ok]
     assert len(h.acks) == len(acked)  # one ledger entry per acknowledged write, none for failures
     assert {(a.t0, a.uuid) for a in h.acks} == {(r.t0, r.uuid) for r in acked}
-    assert {a.op for a in h.acks} >= {"create", "checkin"} and all(a.node == "s1" for a in h.acks)
+    assert {a.op for a in h.acks} >= {"create", "update", "delete", "checkin"} and all(a.node == "s1" for a in h.acks)
     assert all(a.id for a in h.acks if a.op == "create")
 
     # The stand-in's memory is its database: nothing acknowledged is missing or duplicated.
@@ -252,6 +274,14 @@ def test_a_run_records_every_request_and_exactly_the_acknowledged_writes(stand_i
 
     stats = (run / "locust_stats.csv").read_text()
     assert "/v1/projects" in stats
+
+
+def test_run_load_ends_at_its_run_time_with_locusts_reports(stand_in, tmp_path: Path) -> None:
+    result = run_load(spec(stand_in, duration=2, users=1, ca_file=None), runs_root=tmp_path)
+    assert result.ok and not result.stopped_early
+    for name in ("locust_stats.csv", "locust.html", "load.json", "history.jsonl"):
+        assert (result.run_dir / name).exists(), name
+    assert json.loads((result.run_dir / "load.json").read_text())["spec"]["duration"] == 2
 
 
 def test_stop_ends_a_run_early_and_keeps_what_was_recorded(stand_in, tmp_path: Path) -> None:
@@ -270,7 +300,8 @@ def test_stop_ends_a_run_early_and_keeps_what_was_recorded(stand_in, tmp_path: P
 
 
 def test_processes_write_one_history_part_each(stand_in, tmp_path: Path) -> None:
-    result = run_load(spec(stand_in, processes=2, users=4, ca_file=None), runs_root=tmp_path)
+    result = run_until(spec(stand_in, processes=2, users=4, ca_file=None, duration=120), tmp_path,
+                       lambda requests: len({r.worker for r in requests}) == 2)
     h = load_run(result.run_dir)
     assert len({r.worker for r in h.requests}) == 2
     assert (result.run_dir / "locust_stats.csv").exists()
@@ -279,8 +310,8 @@ def test_processes_write_one_history_part_each(stand_in, tmp_path: Path) -> None
 def test_agents_refuse_a_certificate_the_lab_ca_did_not_sign(stand_in, tmp_path: Path) -> None:
     other_ca = tmp_path / "other-ca.crt"
     other_ca.write_bytes(tls.generate("other")[0])
-    result = run_load(spec(stand_in, ca_file=str(other_ca), users=1, duration=2, user_classes=("AgentUser",)),
-                      runs_root=tmp_path)
+    result = run_until(spec(stand_in, ca_file=str(other_ca), users=1, duration=120, user_classes=("AgentUser",)),
+                       tmp_path, lambda requests: any(r.name == "/v1/registrationtokens" for r in requests))
     h = load_run(result.run_dir)
     agent = [r for r in h.requests if r.name == "/v1/registrationtokens"]
     assert agent and all(not r.ok and r.status == 0 and "SSL" in (r.error or "") for r in agent)

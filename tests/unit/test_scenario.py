@@ -137,3 +137,13 @@ def test_assertions_judge_the_checker_result():
     assert not scenario.evaluate("max_time_to_recover", 9.0, result(recover=None))["ok"]  # never recovered
     assert scenario.evaluate("min_availability", 0.98, r)["ok"] and not scenario.evaluate("min_availability", 0.99, r)["ok"]
     assert scenario.evaluate("max_failed_requests", 3, r)["ok"] and not scenario.evaluate("max_failed_requests", 2, r)["ok"]
+
+
+def test_pytest_collects_scenario_files_given_to_it_as_docker_tests():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                          str(SCENARIOS)], capture_output=True, text=True, cwd=SCENARIOS.parent, timeout=120).stdout
+    collected = sorted(line for line in out.splitlines() if ".yaml::" in line)
+    assert collected == sorted(f"scenarios/{p.name}::{p.stem}" for p in SHIPPED)

@@ -168,3 +168,30 @@ def test_request_memory_beyond_the_budget_is_a_modelled_oom() -> None:
         pass
     assert node.oom and "Java heap space" in str(node.oom[0])
     assert node.heap.inflight_bytes == 0
+
+
+def test_management_view_lists_members_and_master() -> None:
+    from lab.server import management
+
+    status = {
+        "node": "a1", "state": "degraded", "reasons": ["no ZooKeeper session with quorum"], "clusterSize": 3,
+        "master": "a1", "zookeeper": {"session": "SUSPENDED", "mode": "not serving"},
+        "database": {"ok": True, "error": None},
+        "memory": {"pressure": 0.5, "budgetBytes": 32 << 20, "degraded": False},
+        "members": [
+            {"id": 1, "name": "a1", "self": True, "master": True, "state": "degraded", "zkMode": "not serving", "ipAddress": "10.0.0.2"},
+            {"id": 2, "name": "<b1>", "self": False, "master": False, "state": "active", "zkMode": "leader", "ipAddress": None},
+        ],
+    }
+    node = FakeNode()
+    node.status = lambda: status  # type: ignore[method-assign]
+
+    async def main() -> None:
+        async with TestClient(TestServer(management.app(node))) as c:  # type: ignore[arg-type]
+            r = await c.get("/")
+            page = await r.text()
+            assert r.status == 200 and r.headers["X-Rancher-Node"] == "a1"
+            assert "a1 (this node)" in page and "master" in page and "&lt;b1&gt;" in page and "leader" in page
+            r = await c.get("/status.json")
+            assert (await r.json())["members"][1]["zkMode"] == "leader"
+    asyncio.run(main())
