@@ -936,12 +936,13 @@ def table(measurements: Sequence[Measurement], swept: Sequence[str]) -> str:
     head = ["#", *(DIMENSION_TITLES[d].split(" (")[0] for d in swept or ("users",)), "status", "ok req/s",
             "p50 ms", "p95 ms", "p99 ms", "errors", "too many conn", "pool wait", "5xx/no resp",
             "DB conns peak / max used / max", "DB refused", "node mem peak / limit MiB", "DB mem MiB",
-            "nodes", "pre-flight"]
+            "heap pressure max", "nodes", "pre-flight"]
     rows = []
     for i, m in enumerate(measurements, 1):
         lf, db = m.load, m.db
         e = lf.errors if lf else {}
         nodes_mem = max((v for k, v in m.memory_peak_mib.items() if k in {n.name for n in m.nodes}), default=None)
+        pressures = [n.peak_heap_pressure for n in m.nodes if n.peak_heap_pressure is not None]
         outcomes = {}
         for n in m.nodes:
             outcomes.setdefault(n.outcome, []).append(n.name)
@@ -959,6 +960,7 @@ def table(measurements: Sequence[Measurement], swept: Sequence[str]) -> str:
             _num(db.refused_connections) if db else "-",
             f"{_num(nodes_mem)} / {m.node_memory_limit_mib}",
             _num(m.memory_peak_mib.get("db")),
+            f"{max(pressures):.0%}" if pressures else "-",
             "; ".join(f"{k}: {','.join(v)}" for k, v in outcomes.items()) or "-",
             "short: " + ", ".join(f.split(":")[0] for f in m.preflight) if m.preflight else "ok",
         ])
@@ -1041,7 +1043,8 @@ def markdown(data: Mapping[str, Any], measurements: Sequence[Measurement], plots
         "ok req/s: successful requests per second. errors: failed requests other than 4xx, of all requests. "
         "DB conns: Threads_connected (highest sampled; counts the harness's own sampling connection), "
         "Max_used_connections, max_connections as the database reports it; DB refused: "
-        "Connection_errors_max_connections. Memory: highest `docker stats` sample.",
+        "Connection_errors_max_connections. Memory: highest `docker stats` sample. Heap pressure: the modelled "
+        "heap's used / budget, highest polled on any node (a node's last poll before it died, not its fatal peak).",
         "",
         "## What broke",
         "",

@@ -21,7 +21,7 @@ from lab.errors import BadInput, LabError, mask
 Handler = Callable[[argparse.Namespace], int]
 # Command groups that live beside what they drive; each has add_commands(command), where
 # command(name, handler, help) returns the new subparser (see build_parser).
-COMMAND_MODULES: tuple[str, ...] = ("lab.cli_capacity", "lab.cli_chaos")
+COMMAND_MODULES: tuple[str, ...] = ("lab.cli_load", "lab.cli_chaos", "lab.cli_capacity")
 
 
 def say(msg: str) -> None:

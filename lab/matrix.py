@@ -312,7 +312,7 @@ def markdown(result: MatrixResult) -> str:
            f"Machine: {m.get('cpus')} CPUs, {m.get('memory_gib')} GiB, {m.get('os')}, Docker {m.get('docker')}. "
            f"Sizes {', '.join(map(str, result.sizes))}; {d['seconds']:.0f} s in all.", "",
            "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-    out += ["| " + " | ".join(r) + " |" for r in rows(result)]
+    out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |" for r in rows(result)]
     out += ["", "| claim | the guide says | cases | verdict |", "|---|---|---|---|"]
     out += [f"| {c['id']} | {c['says']} | {c['cases']} | {c['verdict']} |" for c in result.claims]
     problems = [f"- n{c.size} {c.case}: {'; '.join(c.problems)}" for c in result.cases if c.problems]

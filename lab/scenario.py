@@ -528,8 +528,8 @@ def evaluate(name: str, value: Any, result: CheckResult) -> dict[str, Any]:
             figures = [getattr(f, attr) for f in result.faults]
             actual = None if not figures or None in figures else max(figures)
             ok = actual is not None and actual <= value
-        return {"name": name, "expected": value, "actual": actual, "ok": ok,
-                "detail": f"{actual if actual is not None else 'not measured'} against {value}"}
+        shown = "not measured" if actual is None else f"{actual:.3g}"
+        return {"name": name, "expected": value, "actual": actual, "ok": ok, "detail": f"{shown} against {value:g}"}
     outcome = result.outcome(kind)
     ok = outcome.status != "failed" if value else True
     first = outcome.violations[0].detail if outcome.violations else ""

@@ -67,17 +67,19 @@ class Held:
 
 
 class Coordinator:
-    def __init__(self, hosts: str, session_timeout: float, identity: str) -> None:
+    def __init__(self, hosts: str, session_timeout: float, identity: str,
+                 client_factory: Callable[[], KazooClient] | None = None) -> None:
         self.identity = identity
-        self.client = KazooClient(
+        self._factory = client_factory or (lambda: KazooClient(
             hosts=hosts,
             timeout=session_timeout,
             connection_retry=KazooRetry(max_tries=-1, delay=0.1, backoff=2, max_delay=1.0),
             command_retry=KazooRetry(max_tries=3, delay=0.05, backoff=2, max_delay=0.5),
-        )
+        ))
         self._listeners: list[Callable[[str], None]] = []
         self._listeners_lock = threading.Lock()
         self._stopping = False
+        self.client = self._factory()
         self.client.add_listener(self._on_state)
 
     # -- session -------------------------------------------------------------------------------
@@ -97,9 +99,17 @@ class Coordinator:
         stopped = getattr(getattr(self.client, "_connection", None), "connection_stopped", None)
         if stopped is None or not stopped.is_set():
             return False
-        log.warning("kazoo stopped reconnecting (no ZooKeeper host resolved); restarting it")
-        self.client.stop()
+        log.warning("kazoo stopped reconnecting (no ZooKeeper host resolved); starting a new client")
+        # A fresh client: stop()/start_async() on the old one would replay the close request that
+        # stop() queues and end the new session at once.
+        old, self.client = self.client, self._factory()
+        self.client.add_listener(self._on_state)
         self.client.start_async()
+        old.remove_listener(self._on_state)
+        try:
+            old.close()
+        except KazooException:
+            pass
         return True
 
     def stop(self) -> None:

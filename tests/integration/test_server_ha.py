@@ -65,10 +65,13 @@ def test_node_cut_from_the_quorum_is_fenced_and_recovers(rig: Rig) -> None:
     assert status == 201
     assert rig.sql("SELECT COUNT(*) FROM account WHERE uuid = 'fenced-1'") == "0"
 
+    # Stay cut until n3's session has expired, so the heal needs a new session.
+    wait_for("n3's ZooKeeper session to be lost", lambda: rig.status("n3")["zookeeper"]["session"] == "LOST", 30)
     rig.connect_zk("n3")
     wait_for("n3 active again after heal", lambda: rig.ping("n3") == 200, 60)
     status, _, body = http("POST", rig.url("n3", "/v1/projects"), {"name": "healed"})
-    assert status == 201
+    assert status == 201, body
+    assert rig.status("n3")["state"] == "active"
     print(f"n3 left active {detected:.1f} s after the cut")
 
 

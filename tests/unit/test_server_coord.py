@@ -19,6 +19,13 @@ class FakeKazoo:
         self.state = KazooState.LOST
         self._connection = FakeConnection()
         self.calls: list[str] = []
+        self.listeners: list[object] = []
+
+    def add_listener(self, fn: object) -> None:
+        self.listeners.append(fn)
+
+    def remove_listener(self, fn: object) -> None:
+        self.listeners.remove(fn)
 
     def stop(self) -> None:
         self.calls.append("stop")
@@ -30,22 +37,29 @@ class FakeKazoo:
         self.calls.append("close")
 
 
-def coordinator() -> tuple[Coordinator, FakeKazoo]:
-    coord = Coordinator("127.0.0.1:1", 4.0, "t")
-    fake = FakeKazoo()
-    coord.client = fake  # type: ignore[assignment]
-    return coord, fake
+def coordinator() -> tuple[Coordinator, list[FakeKazoo]]:
+    made: list[FakeKazoo] = []
+
+    def factory() -> FakeKazoo:
+        made.append(FakeKazoo())
+        return made[-1]
+
+    return Coordinator("127.0.0.1:1", 4.0, "t", client_factory=factory), made  # type: ignore[arg-type]
 
 
-def test_revives_a_client_whose_connection_loop_stopped() -> None:
-    coord, fake = coordinator()
-    fake._connection.connection_stopped.set()
+def test_revive_replaces_a_client_whose_connection_loop_stopped() -> None:
+    coord, made = coordinator()
+    old = made[0]
+    old._connection.connection_stopped.set()
     assert coord.revive() is True
-    assert fake.calls == ["stop", "start_async"]
+    assert len(made) == 2 and coord.client is made[1]  # type: ignore[comparison-overlap]
+    assert made[1].calls == ["start_async"] and len(made[1].listeners) == 1
+    assert old.calls == ["close"] and old.listeners == []
 
 
 def test_leaves_a_reconnecting_or_connected_client_alone() -> None:
-    coord, fake = coordinator()
+    coord, made = coordinator()
+    fake = made[0]
     assert coord.revive() is False  # still retrying
     fake._connection.connection_stopped.set()
     fake.state = KazooState.CONNECTED
@@ -54,7 +68,8 @@ def test_leaves_a_reconnecting_or_connected_client_alone() -> None:
 
 
 def test_never_revives_after_an_intended_stop() -> None:
-    coord, fake = coordinator()
+    coord, made = coordinator()
+    fake = made[0]
     coord.stop()
     fake._connection.connection_stopped.set()
     assert coord.revive() is False

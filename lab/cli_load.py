@@ -1,0 +1,54 @@
+"""`halab load` and `halab report`: Locust through the load balancer, then the checker and report."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Callable
+
+from lab.cli import Handler, add_lab_name, emit, say
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from lab import docker, probes, state
+    from lab.load import LoadSpec, parse_duration, run_load
+    from lab.report import build_report
+
+    docker.require_docker()
+    t = state.load_topology(args.name)
+    spec = LoadSpec(name=args.run_name or f"load-{t.lab}", users=args.users, spawn_rate=args.spawn_rate,
+                    duration=parse_duration(args.duration), http_port=t.ports.http, https_port=t.ports.https,
+                    ca_file=str(state.ca_path(t.lab)), user_classes=tuple(args.user_class or ()),
+                    processes=args.processes, web_port=args.web)
+    result = run_load(spec, say=say)
+    files = build_report(result.run_dir, query=lambda sql: probes.db_query(t, sql))
+    return _finish(args, files)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from lab.report import build_report
+
+    return _finish(args, build_report(args.run_dir))
+
+
+def _finish(args: argparse.Namespace, files) -> int:
+    r = files.result
+    emit(args, r.to_dict() | {"report": str(files.html)},
+         "\n".join([f"{o.name}: {o.status} ({len(o.violations)} violations of {o.checked})" for o in r.outcomes]
+                   + [f"requests {r.requests}, failed {r.failed}, acknowledged writes {r.acks}",
+                      f"report: {files.html}"]))
+    return 0 if r.passed else 3
+
+
+def add_commands(command: Callable[[str, Handler, str], argparse.ArgumentParser]) -> None:
+    sp = command("load", cmd_load, "drive bounded Locust load through a lab's load balancer, then check and report")
+    add_lab_name(sp)
+    sp.add_argument("--users", type=int, default=10)
+    sp.add_argument("--spawn-rate", type=float, default=5)
+    sp.add_argument("--duration", default="20s", help="always bounded, e.g. 20s, 2m")
+    sp.add_argument("--processes", type=int, default=1, help="Locust worker processes (distributed mode if > 1)")
+    sp.add_argument("--web", type=int, metavar="PORT", help="also serve Locust's web UI on 127.0.0.1:PORT")
+    sp.add_argument("--user-class", action="append", help="ApiUser and/or AgentUser (default: both)")
+    sp.add_argument("--run-name", help="name of the run directory under runs/")
+
+    sp = command("report", cmd_report, "rebuild a run's report (HTML, PNG, JSON, JUnit) from its recorded files")
+    sp.add_argument("run_dir")
