@@ -49,6 +49,7 @@ def add_topology_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--http-port", type=int, default=80)
     p.add_argument("--https-port", type=int, default=443)
     p.add_argument("--mgmt-port", type=int, default=18080)
+    p.add_argument("--direct-port", type=int, help="benchmarks: also publish the first node's API on this port")
     p.add_argument("--pool-size", type=int, default=50, help="DB connections per node (the guide: 50)")
     p.add_argument("--pool-wait-ms", type=int, default=2000)
     p.add_argument("--java-opts", default="-Xmx1g", help="CATTLE_JAVA_OPTS for every node (its -Xmx is the "
@@ -72,7 +73,8 @@ def topology_from_args(args: argparse.Namespace):
         lab=args.name,
         layout=args.layout,
         db_dc=args.db_dc,
-        ports=Ports(bind=args.bind, http=args.http_port, https=args.https_port, mgmt=args.mgmt_port),
+        ports=Ports(bind=args.bind, http=args.http_port, https=args.https_port, mgmt=args.mgmt_port,
+                    direct=args.direct_port),
         sizing=Sizing(pool_size=args.pool_size, pool_wait_ms=args.pool_wait_ms, java_opts=args.java_opts,
                       heap_scale=args.heap_scale, db_max_connections=args.db_max_connections,
                       db_memory_mib=args.db_memory, db_buffer_pool_mib=args.db_buffer_pool,

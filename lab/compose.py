@@ -89,6 +89,8 @@ def render(t: Topology, image_tags: dict[str, str]) -> dict[str, Any]:
     }
     for node in t.nodes:
         services[node.name] = {
+            **({"ports": [f"{t.ports.bind}:{t.ports.direct}:{NODE_API_PORT}"]}
+               if t.ports.direct is not None and node == t.nodes[0] else {}),
             "image": image_tags["node"],
             "hostname": node.name,
             "labels": labels(t, "node", **{"halab.node": node.name, "halab.dc": node.dc}),

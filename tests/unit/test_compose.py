@@ -65,3 +65,9 @@ def test_haproxy_config_checks_ping_and_routes_each_node():
         assert f"use_backend direct_{n} if {{ path_beg /node/{n}/ }}" in cfg
         assert f"server {n} {n}.dc-{n[0]}:8080 check" in cfg
     assert "$" not in cfg.replace("$lab", "")
+
+
+def test_direct_port_publishes_only_the_first_node_for_benchmarks():
+    p = rendered(3, ports=Ports(http=8081, https=8443, mgmt=18081, direct=18090))
+    assert p["services"]["a1"]["ports"] == ["127.0.0.1:18090:8080"]
+    assert "ports" not in p["services"]["a2"] and "ports" not in p["services"]["b1"]
