@@ -14,7 +14,7 @@ import signal
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 from lab.errors import BadInput, LabError, mask
 
@@ -163,8 +163,15 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are bad input too: one line and exit 2, not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="halab", description=__doc__.splitlines()[0])
+    p = _Parser(prog="halab", description=__doc__.splitlines()[0])
     p.add_argument("--verbose", "-v", action="store_true", help="show tracebacks")
     p.add_argument("--json", action="store_true", help="print data as JSON")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
