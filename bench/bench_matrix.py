@@ -47,8 +47,8 @@ def judge(result: matrix.MatrixResult) -> dict[str, object]:
         "kill_leader_recover": worst(lambda c: c.case == "kill-leader" and c.size > 1, "recover"),
         "split_detect": worst(lambda c: c.case.startswith("split-"), "detect"),
     }
-    return {k: {"measured": v, "target": TARGETS[k], "met": v is not None and v <= TARGETS[k]}
-            for k, v in figures.items()}
+    return {k: {"measured": None if v is None else round(v, 2), "target": TARGETS[k],
+                "met": v is not None and v <= TARGETS[k]} for k, v in figures.items()}
 
 
 def main() -> None:

@@ -60,8 +60,10 @@ DIMENSION_TITLES = {
 FLAGS = {d: "--" + d.replace("_", "-") for d in DIMENSIONS}
 LOAD_DIMENSION = "users"
 MAX_POINTS = 40  # each point is a fresh lab: keep sweeps small on a shared machine
-# A series has levelled off where its throughput is within this fraction of its best.
+# A resource series has levelled off where its throughput is within this fraction of its best.
 PLATEAU = 0.10
+# Load saturates where a step up in users buys less than this share of proportional throughput.
+SCALING = 0.5
 # Error kinds, from what the client saw. client_4xx is the workload's own business (a conflict,
 # a vanished resource), not capacity, so it is shown but not counted in the error rate.
 ERROR_KINDS = ("too_many_connections", "pool_wait_timeout", "server_5xx", "no_response", "other", "client_4xx")
@@ -769,28 +771,46 @@ def series_of(measurements: Sequence[Measurement], dim: str, swept: Sequence[str
 
 
 def saturation(series: Sequence[Measurement], dim: str, max_error_rate: float, name: str = "") -> Saturation:
-    """Where throughput stops growing along dim: the first point within PLATEAU of the best
-    throughput among points whose error rate is under the threshold.
+    """Where throughput stops growing along dim (series sorted by dim).
 
-    For the load dimension that is where more users stop buying more throughput, unless it is
-    the last point and still rising (then saturation was not reached); for a resource it is the
-    smallest value that gave (nearly) all the throughput the sweep saw."""
+    Load: the last number of users after which more users stopped buying throughput: the next
+    step's throughput grew by less than SCALING of the load it added, or broke the error threshold
+    or killed a node. Resource: the smallest value within PLATEAU of the best throughput among
+    points under the error threshold, i.e. where more of it stopped helping."""
+    if dim == LOAD_DIMENSION:
+        return _load_saturation(series, max_error_rate, name)
     good = [m for m in series if m.passed(max_error_rate)]
     if not good:
         return Saturation(dim, name, None, "", None, None,
                           f"no point kept errors under {max_error_rate:.1%} without a node killed")
     best = max(m.throughput for m in good)
     first = next(m for m in good if m.throughput >= (1 - PLATEAU) * best)
-    i = series.index(first)
-    if dim == LOAD_DIMENSION and i == len(series) - 1 and i > 0 and \
-            first.throughput > (1 + PLATEAU) * series[i - 1].throughput:
-        return Saturation(dim, name, None, "", None, None,
-                          f"not reached: throughput still rising at {first.point.users} users")
-    verb = "saturates at" if dim == LOAD_DIMENSION else "levels off from"
-    p95 = first.load.p95_ms if first.load else None
-    return Saturation(dim, name, x_value(first, dim), x_text(first, dim), first.throughput, p95,
-                      f"throughput {verb} {x_text(first, dim)} ({first.throughput:g} req/s, p95 "
-                      f"{p95 if p95 is not None else '-'} ms)")
+    return _saturated_at(dim, name, first, "levels off from")
+
+
+def _load_saturation(series: Sequence[Measurement], max_error_rate: float, name: str) -> Saturation:
+    dim = LOAD_DIMENSION
+    if not series[0].passed(max_error_rate):
+        return Saturation(dim, name, None, "", None, None, f"past saturation already at {x_text(series[0], dim)}: "
+                          f"errors above {max_error_rate:.1%} or a node killed")
+    for prev, cur in zip(series, series[1:]):
+        added = cur.point.users / prev.point.users - 1
+        grew = cur.throughput / prev.throughput - 1 if prev.throughput else math.inf
+        if not cur.passed(max_error_rate):
+            return _saturated_at(dim, name, prev, "saturates at", f"; at {cur.point.users} users errors passed "
+                                 f"{max_error_rate:.1%} or a node was killed")
+        if grew < SCALING * added:
+            return _saturated_at(dim, name, prev, "saturates at", f"; {cur.point.users} users added {added:.0%} "
+                                 f"load for {grew:+.0%} throughput")
+    return Saturation(dim, name, None, "", None, None,
+                      f"not reached: throughput still grew with load up to {series[-1].point.users} users")
+
+
+def _saturated_at(dim: str, name: str, m: Measurement, verb: str, why: str = "") -> Saturation:
+    p95 = m.load.p95_ms if m.load else None
+    return Saturation(dim, name, x_value(m, dim), x_text(m, dim), m.throughput, p95,
+                      f"throughput {verb} {x_text(m, dim)} ({m.throughput:g} req/s, p95 "
+                      f"{_num(p95)} ms){why}")
 
 
 def saturations(measurements: Sequence[Measurement], swept: Sequence[str], max_error_rate: float) -> list[Saturation]:
@@ -812,12 +832,14 @@ def failures(m: Measurement) -> list[str]:
     if e.get("pool_wait_timeout"):
         out.append(f"{e['pool_wait_timeout']} of {n} requests timed out waiting for a pooled connection "
                    f"(pool {m.point.pool_size} per node)")
+    fates: dict[str, list[str]] = {}
     for node in m.nodes:
         if node.outcome == "degraded by memory":
             seen = f", heap pressure up to {node.peak_heap_pressure:.0%}" if node.peak_heap_pressure else ""
-            out.append(f"node {node.name} degraded by memory (-Xmx{m.point.heap}{seen})")
+            fates.setdefault(f"degraded by memory (-Xmx{m.point.heap}{seen})", []).append(node.name)
         elif node.outcome != "ok":  # a death is sudden: its last polled pressure says little
-            out.append(f"node {node.name} {node.outcome} (-Xmx{m.point.heap}, exit {node.exit_code})")
+            fates.setdefault(f"{node.outcome} (-Xmx{m.point.heap}, exit {node.exit_code})", []).append(node.name)
+    out += [f"node{'s' if len(names) > 1 else ''} {', '.join(names)} {fate}" for fate, names in fates.items()]
     rest = sum(e.get(k, 0) for k in ("server_5xx", "no_response", "other"))
     if rest:
         out.append(f"{rest} other failed requests (5xx or no response)")
@@ -833,6 +855,7 @@ class Recommendation:
     max_connections_failed: int | None  # the largest smaller value that failed, all else equal; None: none tried
     heap: str | None  # the smallest -Xmx that passed
     heap_failed: str | None
+    heap_scale: int  # modelled bytes per real byte
     peak_connections: int | None  # Max_used_connections where that max_connections passed
     below: tuple[str, ...]  # what failed with less (or, when nothing passed, at every point)
 
@@ -854,9 +877,10 @@ class Recommendation:
             head,
             f"- max_connections >= {self.max_connections} ({_failed_or_lowest(failed)}){peak}. The guide's rule, "
             f"{GUIDE_POOL_PER_NODE} per node = {guide}, {verdict}.",
-            f"- heap >= -Xmx{self.heap}, modelled ({_failed_or_lowest(self.heap_failed and f'-Xmx{self.heap_failed}')}"
-            f"). The guide recommends 4 to 8 GB per node for larger deployments; see the heap model for what a lab "
-            f"heap means in production.",
+            f"- heap >= -Xmx{self.heap} ({_failed_or_lowest(self.heap_failed and f'-Xmx{self.heap_failed}')}), "
+            f"modelled: {parse_size(self.heap, 'heap') / self.heap_scale / 1024**2:g} MiB real at scale "
+            f"1/{self.heap_scale}. The guide recommends 4 to 8 GB per node for larger deployments; the heap model "
+            f"says what a lab heap means in production.",
             *(f"- with less: {b}" for b in self.below),
         ]
 
@@ -865,7 +889,8 @@ def _failed_or_lowest(failed: object) -> str:
     return f"{failed} failed" if failed else "the smallest tried at these settings: less may do"
 
 
-def recommend(measurements: Sequence[Measurement], users: int, max_error_rate: float) -> list[Recommendation]:
+def recommend(measurements: Sequence[Measurement], users: int, max_error_rate: float,
+              heap_scale: int = DEFAULT_HEAP_SCALE) -> list[Recommendation]:
     """Per cluster size, at the target load: the smallest max_connections and the smallest heap
     among points that kept errors under the threshold with no node killed, each with the evidence
     that less fails: points equal to the passing one but for a smaller value of that dimension."""
@@ -877,7 +902,7 @@ def recommend(measurements: Sequence[Measurement], users: int, max_error_rate: f
         good = [m for m in at if m.passed(max_error_rate)]
         if not good:
             below = tuple(f"{m.point.label()}: {'; '.join(failures(m)) or 'errors above the threshold'}" for m in at)
-            out.append(Recommendation(nodes, users, max_error_rate, None, None, None, None, None, below))
+            out.append(Recommendation(nodes, users, max_error_rate, None, None, None, None, heap_scale, None, below))
             continue
         conn = min(good, key=lambda m: (m.effective_max_connections, m.point.heap_mib))
         heap = min(good, key=lambda m: (m.point.heap_mib, m.effective_max_connections))
@@ -888,7 +913,7 @@ def recommend(measurements: Sequence[Measurement], users: int, max_error_rate: f
         out.append(Recommendation(
             nodes, users, max_error_rate, conn.effective_max_connections,
             fail_conn[-1].effective_max_connections if fail_conn else None, heap.point.heap,
-            fail_heap[-1].point.heap if fail_heap else None,
+            fail_heap[-1].point.heap if fail_heap else None, heap_scale,
             conn.db.max_used_connections if conn.db else None, below))
     return out
 
@@ -986,7 +1011,7 @@ def report_data(settings: Settings, measurements: Sequence[Measurement], meta: M
                                   "failures": failures(m)} for m in measurements],
         "saturation": [asdict(s) for s in saturations(measurements, swept, settings.max_error_rate)],
         "recommendations": [asdict(r) | {"text": r.lines()}
-                            for r in recommend(measurements, target, settings.max_error_rate)],
+                            for r in recommend(measurements, target, settings.max_error_rate, settings.heap_scale)],
         "guide": list(GUIDE_RULES),
         "heap_model": heap_model_note(settings.heap_scale),
     }
@@ -1096,7 +1121,7 @@ def write_plots(plots_dir: Path, measurements: Sequence[Measurement], swept: Seq
             if sat.x is not None:
                 axes[0].plot([sat.x], [sat.throughput], marker="*", ms=16, color=line.get_color(), mec="black")
                 axes[0].annotate("saturation" if dim == LOAD_DIMENSION else "levels off", (sat.x, sat.throughput),
-                                 textcoords="offset points", xytext=(6, -12), fontsize=8)
+                                 textcoords="offset points", xytext=(-10, -4), ha="right", va="top", fontsize=8)
                 if sat.p95_ms is not None:
                     axes[1].plot([sat.x], [sat.p95_ms], marker="*", ms=16, color=line.get_color(), mec="black")
             for m in series:
@@ -1104,12 +1129,16 @@ def write_plots(plots_dir: Path, measurements: Sequence[Measurement], swept: Seq
                     axes[0].annotate("node killed", (x_value(m, dim), m.throughput), textcoords="offset points",
                                      xytext=(4, 6), fontsize=7, color="#c62828")
         axes[2].axhline(100 * max_error_rate, color="#c62828", ls="--", lw=1, label="threshold")
+        ticks = {x_value(m, dim): m.point.heap if dim == "heap" else f"{x_value(m, dim):g}"
+                 for s in groups.values() for m in s}
         for ax, title in zip(axes, ("successful requests/s", "p95 latency (ms)", "errors (% of requests)")):
             ax.set_title(title, fontsize=10)
             ax.set_xlabel(DIMENSION_TITLES[dim], fontsize=9)
             ax.grid(alpha=0.3)
             if dim in ("heap", "db_memory", "db_buffer_pool"):
                 ax.set_xscale("log", base=2)
+            ax.set_xticks(sorted(ticks), [ticks[x] for x in sorted(ticks)], fontsize=8)
+            ax.minorticks_off()
         fig.suptitle(f"Capacity against {DIMENSION_TITLES[dim]} (star: saturation point)", fontsize=11)
         fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=8, frameon=False)
         path = plots_dir / f"{dim}.png"

@@ -116,7 +116,8 @@ def expect(t: Topology, faults: Sequence[FaultSpec]) -> Expectation:
         group = linked[n]
         if len(group) >= majority(t.size) and DB not in down and frozenset((n, DB)) not in cut:
             active.add(n)
-    return Expectation(frozenset(active), frozenset(n for n in alive if n not in active), frozenset(down & set(t.node_names)))
+    return Expectation(frozenset(active), frozenset(n for n in alive if n not in active),
+                       frozenset(down & set(t.node_names)))
 
 
 def hypothetical(t: Topology, f: FaultSpec) -> FaultSpec:

@@ -700,7 +700,8 @@ def _undo(t: Topology, entry: Mapping[str, Any]) -> None:
     after = _wait_states(t, todo, lambda _s, c: _is_up(c))
     bad = [s for s in todo if not _is_up(after.get(s))]
     if bad:
-        raise RuntimeFailure(f"could not undo fault {entry['id']}: {', '.join(bad)} is {_state_word(after.get(bad[0]))}")
+        raise RuntimeFailure(f"could not undo fault {entry['id']}: {', '.join(bad)} is "
+                             f"{_state_word(after.get(bad[0]))}")
 
 
 def _record(t: Topology, entry: Mapping[str, Any], t1: float) -> FaultRecord:

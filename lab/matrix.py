@@ -20,9 +20,9 @@ Deciding a case (the bounds come from claims.yaml; docs/survivability.md has the
   false contradiction, and a real contradiction is never decided before the bound.
 
 Figures per case: time to detect (fault -> the load balancer has drained every node that should be
-out; the LB drains on /ping, so for a node cut off this includes its fencing itself); time to recover (survives: fault -> writes succeed again for
-good, 0 when none failed; outage: heal -> first successful write); time to heal (heal -> every
-node active and the client succeeding).
+out; it drains on /ping, so for a node cut off this includes the node fencing itself); time to
+recover (survives: fault -> writes succeed again for good, 0 when none failed; outage: heal ->
+first successful write); time to heal (heal -> every node active and the client succeeding).
 """
 
 from __future__ import annotations
@@ -271,8 +271,9 @@ def _result(run_dir: Path, started: float, sizes: Sequence[int], claims: Claims,
     for c in claims.claims:
         mine = [r for r in results if c.id in r.claims]
         if mine:
+            ok = all(r.verdict == "confirmed" for r in mine)
             per_claim.append({"id": c.id, "says": c.says, "cases": len(mine),
-                              "verdict": "confirmed" if all(r.verdict == "confirmed" for r in mine) else "contradicted"})
+                              "verdict": "confirmed" if ok else "contradicted"})
     return MatrixResult(run_dir, started, time.time(), tuple(sizes), claims.bounds, tuple(results), tuple(per_claim),
                         checks, machine)
 

@@ -190,7 +190,8 @@ def _load(raw: Any, where: str) -> LoadProfile:
 
 
 def _fault(raw: Any, where: str, t: Topology) -> FaultStep:
-    d = y.mapping(raw, where, required=("at", "kind"), optional=("jitter", "hold", "target", "sides", "one_way", "loss"))
+    d = y.mapping(raw, where, required=("at", "kind"),
+                  optional=("jitter", "hold", "target", "sides", "one_way", "loss"))
     kind = y.string(d["kind"], y.sub(where, "kind"))
     targets = y.strings(d["target"], y.sub(where, "target")) if "target" in d else ()
     sides = tuple(y.strings(s, y.sub(y.sub(where, "sides"), i))
@@ -511,7 +512,8 @@ def _judge(sc: Scenario, t: Topology, run_dir: Path, journal: Journal) -> None:
     write_json(run_dir / SNAPSHOT_FILE, snap.to_dict())
     result = check(history, snap)
     journal.data["assertions"] = [evaluate(k, v, result) for k, v in sc.assertions.items()]
-    journal.data["problems"] += [f"assert {a['name']}: {a['detail']}" for a in journal.data["assertions"] if not a["ok"]]
+    journal.data["problems"] += [f"assert {a['name']}: {a['detail']}" for a in journal.data["assertions"]
+                                 if not a["ok"]]
 
 
 def evaluate(name: str, value: Any, result: CheckResult) -> dict[str, Any]:

@@ -52,7 +52,8 @@ def lab3(halab_lab3: Any) -> Any:
 
 @pytest.mark.parametrize("spec", [
     make_spec("kill", ["follower"]), make_spec("stop", ["follower"]), make_spec("pause", ["leader"]),
-    make_spec("restart", ["follower"]), make_spec("kill", ["db"]), make_spec("pause", ["db"]), make_spec("restart", ["db"]),
+    make_spec("restart", ["follower"]), make_spec("kill", ["db"]), make_spec("pause", ["db"]),
+    make_spec("restart", ["db"]),
     make_spec("restart", ["lb"]), make_spec("split"), make_spec("split", sides=[["dc-b"], ["dc-a"]], one_way=True),
     make_spec("partition", sides=[["a1"], ["a2", "db"]]), make_spec("flaky", sides=[["a1", "a2"], ["b1"]], loss=50),
 ], ids=lambda s: s.describe().replace(" ", "_"))

@@ -143,6 +143,14 @@ def test_node_outcome_tells_which_memory_failure():
     assert node_outcome("a1", {"Running": True}, "", False, 0.3).outcome == "ok"
 
 
+def test_failures_group_nodes_that_met_the_same_fate():
+    nodes = (NodeOutcome("a1", "killed: OutOfMemoryError", 3, 0.7), NodeOutcome("a2", "killed: OutOfMemoryError", 3, 0.6),
+             NodeOutcome("b1", "degraded by memory", None, 0.95))
+    m = Measurement(**{**measured(50, heap="40m").__dict__, "nodes": nodes})
+    assert capacity.failures(m) == ["nodes a1, a2 killed: OutOfMemoryError (-Xmx40m, exit 3)",
+                                    "node b1 degraded by memory (-Xmx40m, heap pressure up to 95%)"]
+
+
 def test_docker_stats_memory_and_prometheus_parsing():
     assert capacity.parse_mem_usage("12.5MiB / 258MiB") == 12.5
     assert capacity.parse_mem_usage("1.5GiB / 2GiB") == 1536
@@ -173,16 +181,24 @@ def measured(throughput: float, error_rate: float = 0.0, *, p95: float = 20.0, k
                        memory_peak_mib={"a1": 120.0, "db": 200.0})
 
 
-def test_load_saturation_is_the_knee_and_not_reached_while_still_rising():
+def test_load_saturation_is_where_more_users_stop_buying_throughput():
     knee = [measured(50, users=5), measured(98, users=10), measured(104, users=20), measured(101, users=40)]
     s = saturation(knee, "users", 0.01)
-    assert (s.x, s.throughput) == (10, 98) and "saturates at 10 users" in s.note
-    rising = [measured(50, users=5), measured(100, users=10)]
+    assert (s.x, s.throughput) == (10, 98)
+    assert s.note == "throughput saturates at 10 users (98 req/s, p95 20 ms); 20 users added 100% load for +6% " \
+                     "throughput"
+    # A noisy rise after the knee does not hide it.
+    noisy = [measured(130, users=20), measured(146, users=40), measured(185, users=80)]
+    assert saturation(noisy, "users", 0.01).x == 20
+    rising = [measured(50, users=5), measured(100, users=10), measured(160, users=20)]
     s = saturation(rising, "users", 0.01)
-    assert s.x is None and "not reached" in s.note
-    # More users past the knee push errors over the threshold: the knee is among the good points.
-    failing = [measured(50, users=5), measured(95, users=10), measured(99, 0.2, users=20)]
-    assert saturation(failing, "users", 0.01).x == 10
+    assert s.x is None and s.note == "not reached: throughput still grew with load up to 20 users"
+    failing = [measured(50, users=5), measured(95, users=10), measured(150, 0.2, users=20)]
+    s = saturation(failing, "users", 0.01)
+    assert s.x == 10 and "at 20 users errors passed 1.0%" in s.note
+    already = [measured(10, 0.5, users=5), measured(12, 0.6, users=10)]
+    s = saturation(already, "users", 0.01)
+    assert s.x is None and s.note.startswith("past saturation already at 5 users")
 
 
 def test_resource_levels_off_at_the_smallest_sufficient_value():
@@ -192,8 +208,8 @@ def test_resource_levels_off_at_the_smallest_sufficient_value():
     assert s.x == 100 and "levels off from max_connections 100" in s.note
     killed = [measured(90, heap="32m", killed="killed: OutOfMemoryError"), measured(100, heap="1g")]
     assert saturation(killed, "heap", 0.01).x == 1024
-    nothing = [measured(10, 0.5, users=5), measured(12, 0.6, users=10)]
-    s = saturation(nothing, "users", 0.01)
+    nothing = [measured(10, 0.5, heap="32m"), measured(12, 0.6, heap="64m")]
+    s = saturation(nothing, "heap", 0.01)
     assert s.x is None and "no point kept errors under 1.0%" in s.note
 
 
@@ -221,9 +237,10 @@ def test_recommendation_is_the_smallest_passing_max_connections_and_heap_at_the_
     text = "\n".join(r.lines())
     assert "max_connections >= 100 (60 failed); at most 45 were in use" in text
     assert "The guide's rule, 50 per node = 150, covers this load" in text
-    assert "heap >= -Xmx64m, modelled (-Xmx32m failed)" in text
+    assert "heap >= -Xmx64m (-Xmx32m failed), modelled: 2 MiB real at scale 1/32" in text
     assert "with less: max_connections 60: 250 of 1000 requests failed with Too many connections" in text
     assert "with less: -Xmx32m: node a1 killed: OutOfMemoryError (-Xmx32m, exit 3)" in text
+    assert "1 MiB real at scale 1/64" in recommend(ms, 30, 0.01, heap_scale=64)[0].lines()[2]
 
 
 def test_only_points_differing_in_that_one_dimension_are_evidence_that_less_fails():
@@ -284,7 +301,7 @@ def test_report_files_and_json_round_trip(tmp_path):
     data = json.loads(files.json.read_text())
     assert data["swept"] == ["heap", "db_max_connections"] and data["target_users"] == 20
     assert data["recommendations"][0]["max_connections"] == 160
-    assert data["points"][2]["failures"][0].startswith("node a1 killed: OutOfMemoryError")
+    assert data["points"][2]["failures"][0] == "node a1 killed: OutOfMemoryError (-Xmx32m, exit 3)"
     md = files.markdown.read_text()
     assert "| 1 | 1g | 60 | measured | 40 |" in md and "## The heap is a model" in md
     assert "![heap](plots/heap.png)" in md and "box, 2 CPUs" in md

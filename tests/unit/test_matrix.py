@@ -77,7 +77,8 @@ def test_violations_are_charged_to_the_case_they_fell_in():
 
 def test_outputs_and_exit(tmp_path: Path):
     result = matrix.MatrixResult(tmp_path, 0.0, 42.0, (3,), BOUNDS,
-                                 (case("kill-leader", 1, 2), case("kill-db", 3, 4, ("expected outage, observed survives",))),
+                                 (case("kill-leader", 1, 2),
+                                  case("kill-db", 3, 4, ("expected outage, observed survives",))),
                                  ({"id": "c", "says": "3 Nodes: Any one host can fail", "cases": 2,
                                    "verdict": "contradicted"},), machine={"cpus": 2})
     text = matrix.table(result)

@@ -135,8 +135,10 @@ def test_assertions_judge_the_checker_result():
     assert scenario.evaluate("max_time_to_recover", 3.0, r)["ok"]
     assert not scenario.evaluate("max_time_to_recover", 2.0, r)["ok"]
     assert not scenario.evaluate("max_time_to_recover", 9.0, result(recover=None))["ok"]  # never recovered
-    assert scenario.evaluate("min_availability", 0.98, r)["ok"] and not scenario.evaluate("min_availability", 0.99, r)["ok"]
-    assert scenario.evaluate("max_failed_requests", 3, r)["ok"] and not scenario.evaluate("max_failed_requests", 2, r)["ok"]
+    assert scenario.evaluate("min_availability", 0.98, r)["ok"]
+    assert not scenario.evaluate("min_availability", 0.99, r)["ok"]
+    assert scenario.evaluate("max_failed_requests", 3, r)["ok"]
+    assert not scenario.evaluate("max_failed_requests", 2, r)["ok"]
 
 
 def test_pytest_collects_scenario_files_given_to_it_as_docker_tests():
