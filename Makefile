@@ -45,4 +45,5 @@ test-integration: prereqs venv
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 bench: setup
+	@command -v wrk >/dev/null || { echo "make: installing wrk for the benchmarks"; apt-get install -y -qq wrk >/dev/null; }
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

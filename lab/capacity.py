@@ -371,6 +371,7 @@ class NodeOutcome:
     outcome: str  # one of NODE_OUTCOMES
     exit_code: int | None
     peak_heap_pressure: float | None  # used / budget of the modelled heap, highest seen
+    was_degraded: bool = False  # seen degraded by memory at some poll (before dying, if it died)
 
     @property
     def killed(self) -> bool:
@@ -482,7 +483,7 @@ def node_outcome(name: str, state: Mapping[str, Any], log_text: str, degraded_se
         outcome = "degraded by memory"
     else:
         outcome = "ok"
-    return NodeOutcome(name, outcome, code, peak_pressure)
+    return NodeOutcome(name, outcome, code, peak_pressure, degraded_seen)
 
 
 # ============================================================================ live measurement
@@ -663,7 +664,7 @@ def run_point(point: Point, settings: Settings, lab_name: str, point_dir: Path, 
         # After the load: the final counters, each node's fate.
         final = sampler.db_status()
         db = sampler.db_figures(final, sampler.db_max_connections())
-        outcomes = _node_outcomes(t, sampler)
+        outcomes = _node_outcomes(t, sampler, point_dir)
         figures = load_figures(load_run(load.run_dir).requests)
         return Measurement(**made, status="timed out" if timed_out else "measured",
                            detail=f"point exceeded its {settings.hard_timeout:g} s timeout" if timed_out else "",
@@ -672,7 +673,8 @@ def run_point(point: Point, settings: Settings, lab_name: str, point_dir: Path, 
         lab.down(t.lab)
 
 
-def _node_outcomes(t: Topology, sampler: Sampler) -> tuple[NodeOutcome, ...]:
+def _node_outcomes(t: Topology, sampler: Sampler, point_dir: Path) -> tuple[NodeOutcome, ...]:
+    """Each node's fate; the log tail of a node that died is kept as `<node>.log`, the evidence."""
     from lab import docker, lab
 
     containers = {c["Config"]["Labels"].get("com.docker.compose.service"): c
@@ -680,7 +682,10 @@ def _node_outcomes(t: Topology, sampler: Sampler) -> tuple[NodeOutcome, ...]:
     out = []
     for node in t.node_names:
         state = containers.get(node, {}).get("State", {})
-        log_text = lab.logs(t, (node,), tail=200) if not state.get("Running") else ""
+        log_text = ""
+        if not state.get("Running"):
+            log_text = lab.logs(t, (node,), tail=200)
+            (point_dir / f"{node}.log").write_text(log_text)
         out.append(node_outcome(node, state, log_text, node in sampler.degraded, sampler.pressure.get(node)))
     return tuple(out)
 
@@ -782,7 +787,7 @@ def saturation(series: Sequence[Measurement], dim: str, max_error_rate: float, n
     good = [m for m in series if m.passed(max_error_rate)]
     if not good:
         return Saturation(dim, name, None, "", None, None,
-                          f"no point kept errors under {max_error_rate:.1%} without a node killed")
+                          f"no point kept errors under {pct(max_error_rate)} without a node killed")
     best = max(m.throughput for m in good)
     first = next(m for m in good if m.throughput >= (1 - PLATEAU) * best)
     return _saturated_at(dim, name, first, "levels off from")
@@ -792,13 +797,13 @@ def _load_saturation(series: Sequence[Measurement], max_error_rate: float, name:
     dim = LOAD_DIMENSION
     if not series[0].passed(max_error_rate):
         return Saturation(dim, name, None, "", None, None, f"past saturation already at {x_text(series[0], dim)}: "
-                          f"errors above {max_error_rate:.1%} or a node killed")
+                          f"errors above {pct(max_error_rate)} or a node killed")
     for prev, cur in zip(series, series[1:]):
         added = cur.point.users / prev.point.users - 1
         grew = cur.throughput / prev.throughput - 1 if prev.throughput else math.inf
         if not cur.passed(max_error_rate):
             return _saturated_at(dim, name, prev, "saturates at", f"; at {cur.point.users} users errors passed "
-                                 f"{max_error_rate:.1%} or a node was killed")
+                                 f"{pct(max_error_rate)} or a node was killed")
         if grew < SCALING * added:
             return _saturated_at(dim, name, prev, "saturates at", f"; {cur.point.users} users added {added:.0%} "
                                  f"load for {grew:+.0%} throughput")
@@ -838,7 +843,8 @@ def failures(m: Measurement) -> list[str]:
             seen = f", heap pressure up to {node.peak_heap_pressure:.0%}" if node.peak_heap_pressure else ""
             fates.setdefault(f"degraded by memory (-Xmx{m.point.heap}{seen})", []).append(node.name)
         elif node.outcome != "ok":  # a death is sudden: its last polled pressure says little
-            fates.setdefault(f"{node.outcome} (-Xmx{m.point.heap}, exit {node.exit_code})", []).append(node.name)
+            first = ", degraded by memory first" if node.was_degraded else ""
+            fates.setdefault(f"{node.outcome} (-Xmx{m.point.heap}, exit {node.exit_code}{first})", []).append(node.name)
     out += [f"node{'s' if len(names) > 1 else ''} {', '.join(names)} {fate}" for fate, names in fates.items()]
     rest = sum(e.get(k, 0) for k in ("server_5xx", "no_response", "other"))
     if rest:
@@ -860,7 +866,7 @@ class Recommendation:
     below: tuple[str, ...]  # what failed with less (or, when nothing passed, at every point)
 
     def lines(self) -> list[str]:
-        head = f"{self.nodes} node(s) at {self.users} users, errors at most {self.max_error_rate:.1%}, no node killed:"
+        head = f"{self.nodes} node(s) at {self.users} users, errors at most {pct(self.max_error_rate)}, no node killed:"
         if self.max_connections is None:
             return [head, "- no measured point passed; nothing to recommend:", *(f"  - {b}" for b in self.below)]
         guide = self.nodes * GUIDE_POOL_PER_NODE
@@ -872,7 +878,8 @@ class Recommendation:
         else:
             verdict = f"was not tried, so this sweep cannot judge it (it saw {failed} fail and " \
                       f"{self.max_connections} pass)" if failed is not None else "was not tried (nothing smaller was)"
-        peak = f"; at most {self.peak_connections} were in use" if self.peak_connections is not None else ""
+        peak = f"; the database's high-water mark there was {self.peak_connections} (Max_used_connections)" \
+            if self.peak_connections is not None else ""
         return [
             head,
             f"- max_connections >= {self.max_connections} ({_failed_or_lowest(failed)}){peak}. The guide's rule, "
@@ -904,27 +911,29 @@ def recommend(measurements: Sequence[Measurement], users: int, max_error_rate: f
             below = tuple(f"{m.point.label()}: {'; '.join(failures(m)) or 'errors above the threshold'}" for m in at)
             out.append(Recommendation(nodes, users, max_error_rate, None, None, None, None, heap_scale, None, below))
             continue
-        conn = min(good, key=lambda m: (m.effective_max_connections, m.point.heap_mib))
-        heap = min(good, key=lambda m: (m.point.heap_mib, m.effective_max_connections))
+        conn = [m for m in good if m.effective_max_connections == min(g.effective_max_connections for g in good)]
+        heap = [m for m in good if m.point.heap_mib == min(g.point.heap_mib for g in good)]
         fail_conn = _failed_below(at, conn, "db_max_connections", max_error_rate)
         fail_heap = _failed_below(at, heap, "heap", max_error_rate)
-        below = tuple(dict.fromkeys(f"{x_text(m, d)}: {'; '.join(failures(m)) or f'{m.error_rate:.1%} errors'}"
+        below = tuple(dict.fromkeys(f"{x_text(m, d)}: {'; '.join(failures(m)) or f'{m.error_rate:.2%} errors'}"
                                     for d, ms in (("db_max_connections", fail_conn), ("heap", fail_heap)) for m in ms))
         out.append(Recommendation(
-            nodes, users, max_error_rate, conn.effective_max_connections,
-            fail_conn[-1].effective_max_connections if fail_conn else None, heap.point.heap,
+            nodes, users, max_error_rate, conn[0].effective_max_connections,
+            fail_conn[-1].effective_max_connections if fail_conn else None, heap[0].point.heap,
             fail_heap[-1].point.heap if fail_heap else None, heap_scale,
-            conn.db.max_used_connections if conn.db else None, below))
+            max((m.db.max_used_connections for m in conn if m.db and m.db.max_used_connections is not None),
+                default=None), below))
     return out
 
 
-def _failed_below(at: Sequence[Measurement], best: Measurement, dim: str, max_error_rate: float) -> list[Measurement]:
-    """Points that differ from `best` only by a smaller value of dim and failed, ascending."""
-    def others(m: Measurement) -> Point:
-        return replace(m.point, **{dim: getattr(best.point, dim)})
-
-    return sorted((m for m in at if others(m) == best.point and x_value(m, dim) < x_value(best, dim)
-                   and not m.passed(max_error_rate)), key=lambda m: x_value(m, dim))
+def _failed_below(at: Sequence[Measurement], passing: Sequence[Measurement], dim: str,
+                  max_error_rate: float) -> list[Measurement]:
+    """Points that failed and differ from one of the passing points only by a smaller value of
+    dim: the evidence that less of it fails. Ascending along dim."""
+    found = {id(m): m for best in passing for m in at
+             if replace(m.point, **{dim: getattr(best.point, dim)}) == best.point
+             and x_value(m, dim) < x_value(best, dim) and not m.passed(max_error_rate)}
+    return sorted(found.values(), key=lambda m: x_value(m, dim))
 
 
 def heap_model_note(heap_scale: int) -> str:
@@ -940,8 +949,8 @@ def heap_model_note(heap_scale: int) -> str:
         f"`{OOM_LOG_LINE}` and exits. Scaling: every heap figure here is in modelled bytes = real bytes x "
         f"{heap_scale}. It carries over to production only through the model's cost of {modelled_req_mib:g} MiB "
         f"per request in flight: if your cattle JVM holds R MiB per request in flight, the production heap is "
-        f"about the lab's -Xmx x R / {modelled_req_mib:g}. The lab cannot measure R; until you have (heap "
-        f"histograms under load), the guide's 4 to 8 GB per node is the number to use.")
+        f"about the lab's -Xmx x R / {modelled_req_mib:g}. The lab cannot measure R. Until you have measured it "
+        f"(heap histograms under load), the guide's 4 to 8 GB per node is the number to use.")
 
 
 # ===================================================================================== output
@@ -952,7 +961,7 @@ def summary_line(m: Measurement) -> str:
     lf = m.load
     conns = m.db.peak_threads_connected if m.db else None
     broke = failures(m)
-    return (f"{m.status}: {lf.throughput:g} req/s, p95 {lf.p95_ms} ms, errors {lf.error_rate:.1%}, "
+    return (f"{m.status}: {lf.throughput:g} req/s, p95 {lf.p95_ms} ms, errors {lf.error_rate:.2%}, "
             f"DB connections peak {conns}/{m.effective_max_connections}" + (f"; {'; '.join(broke)}" if broke else ""))
 
 
@@ -976,7 +985,7 @@ def table(measurements: Sequence[Measurement], swept: Sequence[str]) -> str:
             m.status,
             f"{lf.throughput:g}" if lf else "-",
             *(_num(getattr(lf, q)) if lf else "-" for q in ("p50_ms", "p95_ms", "p99_ms")),
-            f"{lf.error_rate:.1%}" if lf else "-",
+            f"{lf.error_rate:.2%}" if lf else "-",
             str(e.get("too_many_connections", "-")), str(e.get("pool_wait_timeout", "-")),
             f"{e.get('server_5xx', 0) + e.get('other', 0)}/{e.get('no_response', 0)}" if lf else "-",
             f"{_num(db.peak_threads_connected) if db else '-'} / {_num(db.max_used_connections) if db else '-'} / "
@@ -992,6 +1001,11 @@ def table(measurements: Sequence[Measurement], swept: Sequence[str]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def pct(fraction: float) -> str:
+    """0.001 -> '0.1%', 0 -> '0%'."""
+    return f"{fraction * 100:g}%"
 
 
 def _num(v: float | None) -> str:
@@ -1074,11 +1088,13 @@ def markdown(data: Mapping[str, Any], measurements: Sequence[Measurement], plots
         "## What broke",
         "",
     ]
-    for p in data["points"]:
+    threshold = data["settings"]["max_error_rate"]
+    for m, p in zip(measurements, data["points"]):
         if p["failures"]:
-            out.append(f"- **{p['label']}**: " + "; ".join(p["failures"]))
+            within = f" (within the {pct(threshold)} threshold)" if m.passed(threshold) else ""
+            out.append(f"- **{p['label']}**: " + "; ".join(p["failures"]) + within)
             if p["preflight"]:
-                out.append(f"  - pre-flight had said: " + "; ".join(p["preflight"]))
+                out.append("  - pre-flight, on this sizing: " + "; ".join(p["preflight"]))
     if not any(p["failures"] for p in data["points"]):
         out.append("- nothing: every point kept every request within its limits")
     out += ["", "## Saturation", ""]
@@ -1121,13 +1137,13 @@ def write_plots(plots_dir: Path, measurements: Sequence[Measurement], swept: Seq
             if sat.x is not None:
                 axes[0].plot([sat.x], [sat.throughput], marker="*", ms=16, color=line.get_color(), mec="black")
                 axes[0].annotate("saturation" if dim == LOAD_DIMENSION else "levels off", (sat.x, sat.throughput),
-                                 textcoords="offset points", xytext=(-10, -4), ha="right", va="top", fontsize=8)
+                                 textcoords="offset points", xytext=(0, -11), ha="center", va="top", fontsize=8)
                 if sat.p95_ms is not None:
                     axes[1].plot([sat.x], [sat.p95_ms], marker="*", ms=16, color=line.get_color(), mec="black")
-            for m in series:
-                if m.oom_kills:
-                    axes[0].annotate("node killed", (x_value(m, dim), m.throughput), textcoords="offset points",
-                                     xytext=(4, 6), fontsize=7, color="#c62828")
+        killed = [m for series in groups.values() for m in series if m.oom_kills]
+        if killed:
+            axes[0].plot([x_value(m, dim) for m in killed], [m.throughput for m in killed], ls="none", marker="x",
+                         ms=11, mew=2.5, color="#c62828", label="node killed")
         axes[2].axhline(100 * max_error_rate, color="#c62828", ls="--", lw=1, label="threshold")
         ticks = {x_value(m, dim): m.point.heap if dim == "heap" else f"{x_value(m, dim):g}"
                  for s in groups.values() for m in s}

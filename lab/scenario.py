@@ -381,9 +381,8 @@ def _execute(sc: Scenario, t: Topology, schedule: list[PlannedFault], run_dir: P
             return
         load = _start_load(sc, t, run_dir, say)
         try:
-            _method(sc, t, schedule, w, inj, journal, say)
+            _method(sc, t, schedule, w, inj, journal)
         finally:
-            inj.heal_all()
             if load:
                 load.stop()
         last_heal = max((f.get("t1") or 0.0 for f in journal.data["faults"]), default=time.time())
@@ -404,8 +403,8 @@ def _start_load(sc: Scenario, t: Topology, run_dir: Path, say: Say) -> LoadRun |
     return LoadRun(spec, run_dir, say=say).start()
 
 
-def _method(sc: Scenario, t: Topology, schedule: list[PlannedFault], w: Watch, inj: Injector, journal: Journal,
-            say: Say) -> None:
+def _method(sc: Scenario, t: Topology, schedule: list[PlannedFault], w: Watch, inj: Injector,
+            journal: Journal) -> None:
     start = time.time()
     end = start + sc.duration
     events: list[tuple[float, str, int]] = sorted((start + p.at, "apply", p.index) for p in schedule)
@@ -415,6 +414,7 @@ def _method(sc: Scenario, t: Topology, schedule: list[PlannedFault], w: Watch, i
     during: dict[str, dict[str, Any]] = {c: {"passed": 0, "failed": 0, "skipped": 0, "first_failure": None}
                                          for c in sc.checks.during}
     journal.data["steady_state"]["during"] = during
+
     def heal(i: int) -> None:
         record = inj.heal(held.pop(i))
         t1 = record.t1 if record else time.time()

@@ -15,10 +15,11 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
 @pytest.mark.timeout(1800)
-def test_the_matrix_confirms_every_claim_for_1_3_and_5_nodes(tmp_path):
-    result = matrix.run_matrix([1, 3, 5], runs_root=tmp_path, lab_prefix=unique_lab_name("mx"),
-                               ports=lambda: Ports(http=free_port(), https=free_port(), mgmt=free_port()),
-                               say=print)
+def test_the_matrix_confirms_every_claim_for_1_3_and_5_nodes(request):
+    # Kept under runs/ (ignored by git) so that a failure can be read afterwards.
+    result = matrix.run_matrix([1, 3, 5], runs_root=request.config.rootpath / "runs",
+                               lab_prefix=unique_lab_name("mx"), say=print,
+                               ports=lambda: Ports(http=free_port(), https=free_port(), mgmt=free_port()))
     print(matrix.table(result))
     assert result.passed, matrix.table(result)
     assert {c["verdict"] for c in result.claims} == {"confirmed"} and len(result.claims) == 6

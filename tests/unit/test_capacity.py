@@ -136,7 +136,7 @@ def test_node_outcome_tells_which_memory_failure():
     assert node_outcome("a1", {"Running": False, "ExitCode": 137, "OOMKilled": True}, "", False, 0.5).outcome \
         == "killed by the kernel (OOM)"
     o = node_outcome("a1", {"Running": False, "ExitCode": 3}, f"... {capacity.OOM_LOG_LINE}\n", True, 0.99)
-    assert (o.outcome, o.exit_code, o.killed) == ("killed: OutOfMemoryError", 3, True)
+    assert (o.outcome, o.exit_code, o.killed, o.was_degraded) == ("killed: OutOfMemoryError", 3, True, True)
     assert node_outcome("a1", {"Running": False, "ExitCode": 1}, "boom", False, None).outcome == "exited"
     deg = node_outcome("a1", {"Running": True, "ExitCode": 0}, "", True, 0.95)
     assert (deg.outcome, deg.exit_code, deg.killed) == ("degraded by memory", None, False)
@@ -145,9 +145,11 @@ def test_node_outcome_tells_which_memory_failure():
 
 def test_failures_group_nodes_that_met_the_same_fate():
     nodes = (NodeOutcome("a1", "killed: OutOfMemoryError", 3, 0.7), NodeOutcome("a2", "killed: OutOfMemoryError", 3, 0.6),
-             NodeOutcome("b1", "degraded by memory", None, 0.95))
+             NodeOutcome("a3", "killed: OutOfMemoryError", 3, 0.9, was_degraded=True),
+             NodeOutcome("b1", "degraded by memory", None, 0.95, was_degraded=True))
     m = Measurement(**{**measured(50, heap="40m").__dict__, "nodes": nodes})
     assert capacity.failures(m) == ["nodes a1, a2 killed: OutOfMemoryError (-Xmx40m, exit 3)",
+                                    "node a3 killed: OutOfMemoryError (-Xmx40m, exit 3, degraded by memory first)",
                                     "node b1 degraded by memory (-Xmx40m, heap pressure up to 95%)"]
 
 
@@ -195,7 +197,7 @@ def test_load_saturation_is_where_more_users_stop_buying_throughput():
     assert s.x is None and s.note == "not reached: throughput still grew with load up to 20 users"
     failing = [measured(50, users=5), measured(95, users=10), measured(150, 0.2, users=20)]
     s = saturation(failing, "users", 0.01)
-    assert s.x == 10 and "at 20 users errors passed 1.0%" in s.note
+    assert s.x == 10 and "at 20 users errors passed 1%" in s.note
     already = [measured(10, 0.5, users=5), measured(12, 0.6, users=10)]
     s = saturation(already, "users", 0.01)
     assert s.x is None and s.note.startswith("past saturation already at 5 users")
@@ -210,7 +212,7 @@ def test_resource_levels_off_at_the_smallest_sufficient_value():
     assert saturation(killed, "heap", 0.01).x == 1024
     nothing = [measured(10, 0.5, heap="32m"), measured(12, 0.6, heap="64m")]
     s = saturation(nothing, "heap", 0.01)
-    assert s.x is None and "no point kept errors under 1.0%" in s.note
+    assert s.x is None and "no point kept errors under 1%" in s.note
 
 
 def test_saturations_group_series_by_the_other_swept_dimensions():
@@ -235,7 +237,7 @@ def test_recommendation_is_the_smallest_passing_max_connections_and_heap_at_the_
     assert (r.nodes, r.max_connections, r.heap) == (3, 100, "64m")
     assert (r.max_connections_failed, r.heap_failed, r.peak_connections) == (60, "32m", 45)
     text = "\n".join(r.lines())
-    assert "max_connections >= 100 (60 failed); at most 45 were in use" in text
+    assert "max_connections >= 100 (60 failed); the database's high-water mark there was 45" in text
     assert "The guide's rule, 50 per node = 150, covers this load" in text
     assert "heap >= -Xmx64m (-Xmx32m failed), modelled: 2 MiB real at scale 1/32" in text
     assert "with less: max_connections 60: 250 of 1000 requests failed with Too many connections" in text
@@ -249,6 +251,15 @@ def test_only_points_differing_in_that_one_dimension_are_evidence_that_less_fail
     [r] = recommend(ms, 30, 0.01)
     assert r.max_connections == 100 and r.max_connections_failed is None and r.below == ()
     assert "max_connections >= 100 (the smallest tried at these settings: less may do)" in r.lines()[1]
+
+
+def test_evidence_that_less_fails_is_gathered_over_every_passing_point_at_the_minimum():
+    # At threshold 0 two points pass at max_connections 150; only the -Xmx1g one has smaller neighbours.
+    ms = [measured(100, 0.004, db_max_connections=100, users=80), measured(100, db_max_connections=150, users=80),
+          measured(100, db_max_connections=150, heap="128m", users=80)]
+    [r] = recommend(ms, 80, 0.0)
+    assert (r.max_connections, r.max_connections_failed, r.heap) == (150, 100, "128m")
+    assert r.lines()[0] == "3 node(s) at 80 users, errors at most 0%, no node killed:"
 
 
 @pytest.mark.parametrize("points, verdict", [

@@ -149,3 +149,11 @@ def test_pytest_collects_scenario_files_given_to_it_as_docker_tests():
                           str(SCENARIOS)], capture_output=True, text=True, cwd=SCENARIOS.parent, timeout=120).stdout
     collected = sorted(line for line in out.splitlines() if ".yaml::" in line)
     assert collected == sorted(f"scenarios/{p.name}::{p.stem}" for p in SHIPPED)
+
+
+@pytest.mark.parametrize("text,seconds", [("10s", 10.0), ("500ms", 0.5), ("2m", 120.0), (3, 3.0), ("1.5s", 1.5),
+                                          ("0s", 0.0)])
+def test_durations(text, seconds):
+    from lab import yamlspec
+
+    assert yamlspec.duration(text, "f: x") == seconds
