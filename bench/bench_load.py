@@ -42,9 +42,10 @@ from lab import faults, lab, probes, state  # noqa: E402
 from lab.checker import per_second  # noqa: E402
 from lab.history import HISTORY_FILE, load_run  # noqa: E402
 from lab.load import LoadSpec, LoadRun, make_run_dir, parse_duration, run_load  # noqa: E402
-from lab.pytest_plugin import free_port, unique_lab_name  # noqa: E402
+from lab.preflight import free_ports  # noqa: E402
+from lab.state import unique_lab_name  # noqa: E402
 from lab.report import build_report  # noqa: E402
-from lab.topology import Ports, Topology, make_topology  # noqa: E402
+from lab.topology import Topology, make_topology  # noqa: E402
 from lab.watch import Watch  # noqa: E402
 
 ENDPOINT = "/v1/projects"
@@ -143,7 +144,7 @@ def with_lab(name: str | None, nodes: int, work: Callable[[Topology], dict[str, 
     if name:
         return work(state.load_topology(name))
     t = make_topology(nodes, lab=unique_lab_name("benchload"),
-                      ports=Ports(http=free_port(), https=free_port(), mgmt=free_port()))
+                      ports=free_ports())
     lab.up(t, print)
     try:
         return work(t)

@@ -25,8 +25,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lab import images, matrix  # noqa: E402
-from lab.pytest_plugin import free_port, unique_lab_name  # noqa: E402
-from lab.topology import Ports  # noqa: E402
+from lab.preflight import free_ports  # noqa: E402
+from lab.state import unique_lab_name  # noqa: E402
 
 TARGETS = {
     "matrix_seconds": 900.0,
@@ -59,7 +59,7 @@ def main() -> None:
     images.build(print)
     result = matrix.run_matrix([int(x) for x in args.sizes.split(",")], runs_root=args.runs,
                                lab_prefix=unique_lab_name("bench"), say=print,
-                               ports=lambda: Ports(http=free_port(), https=free_port(), mgmt=free_port()))
+                               ports=free_ports)
     print(matrix.table(result))
     out = {
         "date": result.to_dict()["date"], "machine": result.machine, "passed": result.passed,

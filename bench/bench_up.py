@@ -18,13 +18,14 @@ import subprocess
 import time
 
 from lab import images, lab
-from lab.pytest_plugin import free_port, unique_lab_name
-from lab.topology import Ports, make_topology
+from lab.preflight import free_ports
+from lab.state import unique_lab_name
+from lab.topology import make_topology
 
 
 def time_up(nodes: int) -> float:
     t = make_topology(nodes, lab=unique_lab_name("bench"),
-                      ports=Ports(http=free_port(), https=free_port(), mgmt=free_port()))
+                      ports=free_ports())
     try:
         start = time.monotonic()
         lab.up(t)

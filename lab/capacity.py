@@ -29,7 +29,7 @@ import math
 import os
 import platform
 import re
-import socket
+import shutil
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from lab import history
+from lab import yamlspec as y
 from lab.errors import BadInput, LabError, RuntimeFailure
 from lab.history import RequestRecord
 from lab.server.config import Config as NodeConfig
@@ -101,11 +102,7 @@ class Point:
     def label(self, dims: Iterable[str] = DIMENSIONS) -> str:
         short = {"nodes": "n", "heap": "xmx", "pool_size": "pool", "db_max_connections": "maxconn",
                  "db_memory": "dbmem", "db_buffer_pool": "bp", "users": "u"}
-        parts = []
-        for d in dims:
-            v = getattr(self, d)
-            parts.append(f"{short[d]}{'auto' if v is None else v}")
-        return "-".join(parts) or "base"
+        return "-".join(f"{short[d]}{'auto' if getattr(self, d) is None else getattr(self, d)}" for d in dims) or "base"
 
     def topology(self, lab: str, ports: Ports, settings: Settings) -> Topology:
         return make_topology(self.nodes, lab=lab, ports=ports, sizing=Sizing(
@@ -199,16 +196,6 @@ def _number(value: Any, where: str, positive: bool = True) -> float:
     return x
 
 
-def _duration(value: Any, where: str) -> float:
-    from lab.load import parse_duration
-
-    try:
-        return parse_duration(value if isinstance(value, (int, float)) and not isinstance(value, bool)
-                              else str(value))
-    except BadInput:
-        raise BadInput(f"{where}: {value!r} is not a duration like 15s, 2m or 90") from None
-
-
 def _think_time(value: Any, where: str) -> str:
     parts = str(value).split(",")
     try:
@@ -227,33 +214,30 @@ def _rate(value: Any, where: str) -> float:
     return x
 
 
+def _seconds(value: Any, where: str) -> float:
+    return y.duration(value, where, minimum=1.0)
+
+
 _SETTING_PARSERS: dict[str, Callable[[Any, str], Any]] = {
-    "duration": _duration,
+    "duration": _seconds,
     "spawn_rate": _number,
     "think_time": _think_time,
     "heap_scale": lambda v, w: _int(v, w, 1),
     "pool_wait_ms": lambda v, w: _int(v, w, 0),
-    "up_timeout": _duration,
-    "point_timeout": _duration,
+    "up_timeout": _seconds,
+    "point_timeout": _seconds,
     "max_error_rate": _rate,
     "target_users": lambda v, w: _int(v, w, 1),
 }
 
 
-def _mapping(value: Any, where: str, known: Iterable[str]) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise BadInput(f"{where}: expected a mapping of {', '.join(known)}, got {type(value).__name__}")
-    unknown = [k for k in value if k not in known]
-    if unknown:
-        raise BadInput(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(known)})")
-    return value
+def _mapping(value: Any, where: str, known: Iterable[str]) -> dict[str, Any]:
+    return {} if value is None else y.mapping(value, where, optional=known)
 
 
-def _point(values: Mapping[str, Any], base: Point, where: str) -> Point:
-    values = _mapping(values, where, DIMENSIONS)
-    return replace(base, **{k: _FIELD_PARSERS[k](v, f"{where}.{k}") for k, v in values.items()})
+def _point(values: Any, base: Point, where: str) -> Point:
+    return replace(base, **{k: _FIELD_PARSERS[k](v, y.sub(where, k))
+                            for k, v in _mapping(values, where, DIMENSIONS).items()})
 
 
 def parse_flag_list(flag: str, text: str) -> list[str]:
@@ -269,26 +253,25 @@ def build_grid(doc: Any = None, source: str = "grid", flags: Mapping[str, str | 
 
     `flags` maps dimension -> comma list as typed (`--heap 32m,1g`), `flag_settings` setting ->
     value; both override the file. Errors name the file and field (or the flag) and the fix."""
-    doc = _mapping(doc, source, ("settings", "base", "grid", "points"))
-    raw_settings = dict(_mapping(doc.get("settings"), f"{source}: settings", _SETTING_PARSERS))
-    settings = Settings(**{k: _SETTING_PARSERS[k](v, f"{source}: settings.{k}") for k, v in raw_settings.items()
-                           if v is not None})
+    top = y.at(source)
+    doc = _mapping(doc, top, ("settings", "base", "grid", "points"))
+    where = y.sub(top, "settings")
+    settings = Settings(**{k: _SETTING_PARSERS[k](v, y.sub(where, k))
+                           for k, v in _mapping(doc.get("settings"), where, _SETTING_PARSERS).items() if v is not None})
     settings = settings_with(settings, flag_settings or {})
-    base = _point(doc.get("base"), Point(), f"{source}: base")
-    grid_doc = _mapping(doc.get("grid"), f"{source}: grid", DIMENSIONS)
+    base = _point(doc.get("base"), Point(), y.sub(top, "base"))
+    where = y.sub(top, "grid")
     axes: dict[str, list[Any]] = {}
-    for d, values in grid_doc.items():
-        if not isinstance(values, list) or not values:
-            raise BadInput(f"{source}: grid.{d}: expected a non-empty list, like [{getattr(base, d) or 'auto'}]")
-        axes[d] = [_FIELD_PARSERS[d](v, f"{source}: grid.{d}[{i}]") for i, v in enumerate(values)]
+    for d, values in _mapping(doc.get("grid"), where, DIMENSIONS).items():
+        axes[d] = [_FIELD_PARSERS[d](v, y.sub(y.sub(where, d), i))
+                   for i, v in enumerate(y.sequence(values, y.sub(where, d)))]
     for d, text in (flags or {}).items():
         if text is not None:
             axes[d] = [_FIELD_PARSERS[d](v, FLAGS[d]) for v in parse_flag_list(FLAGS[d], text)]
     points = [replace(base, **dict(zip(axes, combo))) for combo in itertools.product(*axes.values())]
-    extra = doc.get("points") or []
-    if not isinstance(extra, list):
-        raise BadInput(f"{source}: points: expected a list of mappings like {{heap: 32m, users: 30}}")
-    points += [_point(p, base, f"{source}: points[{i}]") for i, p in enumerate(extra)]
+    where = y.sub(top, "points")
+    extra = y.sequence(doc.get("points") or [], where, allow_empty=True)
+    points += [_point(p, base, y.sub(where, i)) for i, p in enumerate(extra)]
     points = list(dict.fromkeys(points))  # a point listed twice is measured once
     if len(points) > MAX_POINTS:
         raise BadInput(f"{source}: {len(points)} grid points, more than {MAX_POINTS}; each is a fresh lab: "
@@ -304,9 +287,6 @@ def build_grid(doc: Any = None, source: str = "grid", flags: Mapping[str, str | 
 def settings_with(settings: Settings, flag_settings: Mapping[str, Any]) -> Settings:
     """Settings with the flags that were given (not None) laid over, validated and named as flags."""
     given = {k: v for k, v in flag_settings.items() if v is not None}
-    unknown = [k for k in given if k not in _SETTING_PARSERS]
-    if unknown:
-        raise BadInput(f"--{unknown[0].replace('_', '-')}: not a capacity setting")
     return replace(settings, **{k: _SETTING_PARSERS[k](v, f"--{k.replace('_', '-')}") for k, v in given.items()})
 
 
@@ -315,22 +295,6 @@ def check_target(settings: Settings, points: Iterable[Point]) -> None:
     if settings.target_users is not None and settings.target_users not in loads:
         raise BadInput(f"--target-users: {settings.target_users} is not a load of the grid (users: "
                        f"{', '.join(map(str, loads))}); pick one of them")
-
-
-def read_grid_file(path: str | os.PathLike[str]) -> Any:
-    import yaml
-
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise BadInput(f"{p}: cannot read the grid file: {exc.strerror}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise BadInput(f"{p}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
 
 
 # =============================================================================== measurements
@@ -420,6 +384,8 @@ class Measurement:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Measurement:
+        """From to_dict's output; keys report_data adds beside the fields (label, ...) are ignored."""
+        d = {k: v for k, v in d.items() if k in {f.name for f in fields(cls)}}
         return cls(**{**d, "point": Point(**d["point"]), "preflight": tuple(d["preflight"]),
                       "load": LoadFigures(**d["load"]) if d.get("load") else None,
                       "db": DbFigures(**d["db"]) if d.get("db") else None,
@@ -619,20 +585,14 @@ class Sampler:
                          final.get("Connection_errors_max_connections"), final.get("Aborted_connects"), len(every))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run_point(point: Point, settings: Settings, lab_name: str, point_dir: Path, say: Say) -> Measurement:
     """One grid point on a fresh lab, torn down on every path (Ctrl-C included)."""
-    from lab import lab, preflight
+    from lab import lab, preflight, state
     from lab.history import load_run
     from lab.load import LoadRun, LoadSpec
 
     deadline = time.monotonic() + settings.hard_timeout
-    t = point.topology(lab_name, Ports(http=_free_port(), https=_free_port(), mgmt=_free_port()), settings)
+    t = point.topology(lab_name, preflight.free_ports(), settings)
     short = tuple(f"{f.check}: {f.message}" for f in preflight.errors(preflight.check(t, include_ports=False)))
     made = dict(point=point, max_connections=t.db_max_connections, node_memory_limit_mib=t.node_mem_limit_mib,
                 preflight=short, run_dir=str(point_dir))
@@ -671,6 +631,7 @@ def run_point(point: Point, settings: Settings, lab_name: str, point_dir: Path, 
                            load=figures, db=db, nodes=outcomes, memory_peak_mib=dict(sampler.memory))
     finally:
         lab.down(t.lab)
+        shutil.rmtree(state.lab_dir(t.lab), ignore_errors=True)  # the point's lab was its own: no trace
 
 
 def _node_outcomes(t: Topology, sampler: Sampler, point_dir: Path) -> tuple[NodeOutcome, ...]:
@@ -1013,8 +974,8 @@ def _num(v: float | None) -> str:
 
 
 def report_data(settings: Settings, measurements: Sequence[Measurement], meta: Mapping[str, Any]) -> dict[str, Any]:
-    swept = Grid(settings, tuple(m.point for m in measurements)).swept
-    target = settings.target_users or max(m.point.users for m in measurements)
+    grid = Grid(settings, tuple(m.point for m in measurements))
+    swept, target = grid.swept, grid.target_users
     return {
         "version": 1,
         **meta,
@@ -1170,13 +1131,10 @@ def load_report(directory: str | os.PathLike[str]) -> tuple[Settings, list[Measu
     try:
         data = json.loads(path.read_text())
         settings = Settings(**data["settings"])
-        measurements = [Measurement.from_dict({k: v for k, v in p.items() if k in _MEASUREMENT_FIELDS})
-                        for p in data["points"]]
+        measurements = [Measurement.from_dict(p) for p in data["points"]]
     except FileNotFoundError:
         raise BadInput(f"{path} does not exist: pass the folder a capacity sweep wrote") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise BadInput(f"{path}: not a capacity report ({type(exc).__name__}: {exc})") from None
     return settings, measurements, {k: data[k] for k in ("created", "machine") if k in data}
 
-
-_MEASUREMENT_FIELDS = {f.name for f in fields(Measurement)}

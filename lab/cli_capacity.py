@@ -7,14 +7,14 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from lab import capacity
+from lab import capacity, yamlspec
 
 SETTING_FLAGS = ("duration", "spawn_rate", "think_time", "heap_scale", "pool_wait_ms", "up_timeout",
                  "point_timeout", "max_error_rate", "target_users")
 
 
 def grid_from_args(args: argparse.Namespace) -> capacity.Grid:
-    doc = capacity.read_grid_file(args.grid) if args.grid else None
+    doc = yamlspec.load(args.grid) if args.grid else None
     return capacity.build_grid(doc, args.grid or "grid", {d: getattr(args, d) for d in capacity.DIMENSIONS},
                                {k: getattr(args, k) for k in SETTING_FLAGS})
 

@@ -127,8 +127,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_matrix(args: argparse.Namespace) -> int:
     from lab import claims, docker, matrix
-    from lab.pytest_plugin import free_port
-    from lab.topology import Ports, make_topology
+    from lab.preflight import free_ports
+    from lab.topology import make_topology
 
     try:
         sizes = [int(x) for x in args.nodes.split(",")]
@@ -146,7 +146,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     docker.require_docker()
     result = matrix.run_matrix(sizes, claims_path=path, runs_root=args.runs, lab_prefix=args.prefix,
                                db_dc=args.db_dc, only=tuple(args.only or ()), seed=args.seed, say=say,
-                               ports=lambda: Ports(http=free_port(), https=free_port(), mgmt=free_port()))
+                               ports=free_ports)
     emit(args, result.to_dict(), matrix.table(result))
     print(f"wrote {result.run_dir / 'matrix.md'} and matrix.json", file=sys.stderr)
     matrix.require_pass(result)

@@ -7,6 +7,7 @@ the lab's labels, so it also cleans up after a harness that was killed outright.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -139,7 +140,7 @@ def wait_healthy(t: Topology, say: Say = quiet, timeout: float = 180) -> None:
 # -------------------------------------------------------------------------------------- down, logs
 
 def down(lab: str, keep_data: bool = False, say: Say = quiet) -> dict[str, int]:
-    """Remove every container, network (and volume unless keep_data) labelled with the lab.
+    """Remove every container, network (and volume and state directory unless keep_data) of the lab.
 
     Works from labels alone, so it cleans up after a harness killed with SIGKILL or a state
     directory that is gone."""
@@ -157,6 +158,9 @@ def down(lab: str, keep_data: bool = False, say: Say = quiet) -> dict[str, int]:
         if vols:
             docker.run(["docker", "volume", "rm", "-f", *vols], f"remove volumes of lab {lab}", timeout=60)
             removed["volumes"] = len(vols)
+    if not keep_data:
+        # The state directory holds the lab's secrets: kept only with the data they unlock.
+        shutil.rmtree(state.lab_dir(lab), ignore_errors=True)
     say(f"lab {lab!r}: removed {removed['containers']} containers, {removed['networks']} networks, "
         f"{removed['volumes']} volumes" + (" (database volume kept)" if keep_data else ""))
     return removed

@@ -15,7 +15,7 @@ from typing import Callable
 
 from lab import docker
 from lab.errors import BadInput, CheckFailed, RuntimeFailure
-from lab.topology import HARNESS_CONNECTIONS, NODE_BASE_MEMORY_MIB, Topology
+from lab.topology import HARNESS_CONNECTIONS, NODE_BASE_MEMORY_MIB, Ports, Topology
 
 GUIDE_DB_MEMORY_MIB = 1024
 LB_MEMORY_MIB = 64
@@ -103,6 +103,17 @@ def ports(t: Topology) -> list[Finding]:
                 out.append(Finding("error", f"port {port}", f"{name} port {t.ports.bind}:{port} is already in use "
                                    f"by {port_holder(port)}", f"stop it or choose another: --{name}-port {port + 8000}"))
     return out
+
+
+def free_port(bind: str = "127.0.0.1") -> int:
+    """A TCP port free right now on `bind` (tests and sweeps run labs side by side)."""
+    with socket.socket() as s:
+        s.bind((bind, 0))
+        return s.getsockname()[1]
+
+
+def free_ports(bind: str = "127.0.0.1") -> Ports:
+    return Ports(bind=bind, http=free_port(bind), https=free_port(bind), mgmt=free_port(bind))
 
 
 def port_holder(port: int) -> str:

@@ -11,16 +11,14 @@ CLI uses, so a user's own CI can run chaos checks with pytest.
 
 from __future__ import annotations
 
-import itertools
 import os
-import socket
 import sys
 from typing import Any, Callable, Iterator
 
 import pytest
 
-_counter = itertools.count(1)
-
+from lab.preflight import free_ports
+from lab.state import unique_lab_name
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("halab")
@@ -77,16 +75,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     setattr(item, f"halab_rep_{rep.when}", rep)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def unique_lab_name(prefix: str = "t") -> str:
-    return f"{prefix}{os.getpid()}-{next(_counter)}"
-
-
 def _failed(request: pytest.FixtureRequest) -> bool:
     rep = getattr(request.node, "halab_rep_call", None)
     return rep is None or rep.failed
@@ -96,13 +84,13 @@ def _failed(request: pytest.FixtureRequest) -> bool:
 def halab_lab_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
     """make(nodes=3, **make_topology kwargs) -> Topology of a running, healthy lab."""
     from lab import lab
-    from lab.topology import Ports, make_topology
+    from lab.topology import make_topology
 
     started: list[Any] = []
 
     def make(nodes: int = 3, **kwargs: Any) -> Any:
         kwargs.setdefault("lab", unique_lab_name())
-        kwargs.setdefault("ports", Ports(http=free_port(), https=free_port(), mgmt=free_port()))
+        kwargs.setdefault("ports", free_ports())
         t = make_topology(nodes, **kwargs)
         started.append(t)
         lab.up(t, say=lambda m: print(m, file=sys.stderr))
@@ -123,10 +111,9 @@ def halab_lab_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., 
 def halab_lab3(request: pytest.FixtureRequest) -> Iterator[Any]:
     """A healthy 3-node lab shared by the tests of one module (torn down after the module)."""
     from lab import lab
-    from lab.topology import Ports, make_topology
+    from lab.topology import make_topology
 
-    t = make_topology(3, lab=unique_lab_name("m"), ports=Ports(http=free_port(), https=free_port(),
-                                                                mgmt=free_port()))
+    t = make_topology(3, lab=unique_lab_name("m"), ports=free_ports())
     try:
         lab.up(t, say=lambda m: print(m, file=sys.stderr))
         yield t
@@ -173,13 +160,12 @@ def halab_faults() -> Iterator[Callable[..., Any]]:
 
 def _run_scenario(path: Any, rootpath: Any, lab_topology: Any = None) -> Any:
     from lab import scenario
-    from lab.topology import Ports
 
     sc = scenario.load(path)
     if lab_topology is not None:
         return scenario.run(sc, lab_name=lab_topology.lab, runs_root=rootpath / "runs", say=_say)
     return scenario.run(sc, lab_name=unique_lab_name("sc"), runs_root=rootpath / "runs", say=_say,
-                        ports=Ports(http=free_port(), https=free_port(), mgmt=free_port()))
+                        ports=free_ports())
 
 
 @pytest.fixture

@@ -25,7 +25,8 @@ assert:                             # on the checker's verdicts over the recorde
   max_time_to_recover: 15s
 ```
 
-Checks: `all-active` (every node /ping 200 and UP in the LB), `client-ok` (the watch client's
+Checks: `all-active` (every node /ping 200 and UP in the LB, every ZooKeeper member serving:
+one leader, the others following), `client-ok` (the watch client's
 reads and writes through the LB all succeed over the last second), `expected-active` (the active
 nodes are those quorum arithmetic predicts for the faults in force), `service` (client requests
 succeed when quorum arithmetic says the cluster survives the faults in force, fail when it says
@@ -497,7 +498,7 @@ def _hold_checks(w: Watch, names: Sequence[str], within: float, since: float) ->
     deadline = time.monotonic() + within
     while True:
         s = snapshot(w, since, 1.0)
-        results = {"all-active": len(s.active) == len(s.pings), "client-ok": bool(s.client_ok)}
+        results = {"all-active": s.steady, "client-ok": bool(s.client_ok)}
         if all(results[n] for n in names) or time.monotonic() > deadline:
             return [{"name": n, "ok": results[n], "t": _iso(s.t), "detail": describe(s)} for n in names]
         time.sleep(0.2)

@@ -10,6 +10,7 @@ or command-line arguments.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import secrets
@@ -22,6 +23,14 @@ from lab.topology import Node, Ports, Sizing, Tls, Topology
 
 # The uid the lab's images run as; secret files belong to it so a 0600 file is still readable.
 CONTAINER_UID = 10001
+
+
+_lab_counter = itertools.count(1)
+
+
+def unique_lab_name(prefix: str = "t") -> str:
+    """A lab name no other process on this machine is using (pid + counter)."""
+    return f"{prefix}{os.getpid()}-{next(_lab_counter)}"
 
 
 def home() -> Path:

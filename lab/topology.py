@@ -284,7 +284,8 @@ def _validate_numbers(t: Topology) -> None:
     if s.heap_scale < 1:
         raise BadInput(f"--heap-scale: {s.heap_scale} must be at least 1")
     heap_from_java_opts(s.java_opts, "--java-opts")
-    if s.db_max_connections is not None and s.db_max_connections < 1:
-        raise BadInput(f"--db-max-connections: {s.db_max_connections} must be at least 1")
+    if s.db_max_connections is not None and s.db_max_connections < 10:
+        # MariaDB silently raises anything lower to 10; say so rather than measure a lie.
+        raise BadInput(f"--db-max-connections: {s.db_max_connections} is below MySQL's minimum of 10")
     if s.db_memory_mib < 64:
         raise BadInput(f"--db-memory: {s.db_memory_mib} MiB is below what MariaDB starts with (64 MiB)")

@@ -181,10 +181,23 @@ class Snapshot:
     pings: dict[str, int | None]
     client_ok: bool | None  # every client request of the window succeeded (None: too few requests)
     client_failing: bool | None  # every client request of the window failed (None: too few)
+    zk_modes: dict[str, str | None]
 
     @property
     def settled(self) -> bool:
         return len(self.active) + len(self.out) == len(self.pings)
+
+    @property
+    def ensemble_whole(self) -> bool:
+        """Every ZooKeeper member serving: one leader and followers (or one standalone). A node can
+        be active through another member while its own still syncs; a fault then would take out
+        more members than it names."""
+        modes = sorted(m or "unknown" for m in self.zk_modes.values())
+        return modes == ["standalone"] or modes == sorted(["leader"] + ["follower"] * (len(modes) - 1))
+
+    @property
+    def steady(self) -> bool:
+        return len(self.active) == len(self.pings) and self.ensemble_whole
 
 
 def snapshot(w: Watch, since: float, window: float, now: float | None = None, min_requests: int = 2) -> Snapshot:
@@ -199,17 +212,18 @@ def snapshot(w: Watch, since: float, window: float, now: float | None = None, mi
     enough = len(reqs) >= min_requests
     return Snapshot(now, active, out, {n: (p.ping if p else None) for n, p in latest.items()},
                     all(r.ok for r in reqs) if enough else None,
-                    not any(r.ok for r in reqs) if enough else None)
+                    not any(r.ok for r in reqs) if enough else None,
+                    {n: (p.zk_mode if p else None) for n, p in latest.items()})
 
 
 def wait_steady(w: Watch, timeout: float, window: float = 1.0, since: float | None = None) -> float | None:
-    """Wait until every node is active and the client's requests all succeed over `window`;
-    return when (epoch seconds), or None when the timeout passed first."""
+    """Wait until every node is active, every ZooKeeper member serving and the client's requests
+    all succeed over `window`; return when (epoch seconds), or None when the timeout passed first."""
     since = time.time() if since is None else since
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         s = snapshot(w, since, window)
-        if len(s.active) == len(s.pings) and (s.client_ok or not w.client_enabled):
+        if s.steady and (s.client_ok or not w.client_enabled):
             return s.t
         time.sleep(0.1)
     return None
@@ -217,7 +231,7 @@ def wait_steady(w: Watch, timeout: float, window: float = 1.0, since: float | No
 
 def describe(s: Snapshot) -> str:
     nodes = ", ".join(f"{n}={'active' if n in s.active else 'out' if n in s.out else s.pings.get(n)}"
-                      for n in s.pings)
+                      f"/{s.zk_modes.get(n) or 'unknown'}" for n in s.pings)
     client = ("too few client requests" if s.client_ok is None else "client ok" if s.client_ok
               else "client failing" if s.client_failing else "client partly failing")
     return f"{nodes}; {client}"

@@ -5,6 +5,7 @@ a sweep tears the current lab down."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from lab import docker, lab, probes, state
-from lab.pytest_plugin import free_port, unique_lab_name
+from lab.preflight import free_port
+from lab.state import unique_lab_name
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 # A guard against a hung command, never an assertion about how long anything takes.
@@ -59,6 +61,7 @@ def test_check_refuses_an_undersized_topology_and_the_flag_starts_it_anyway():
         assert halab("status", "--name", name).returncode == 0
     finally:
         lab.down(name)
+        shutil.rmtree(state.lab_dir(name), ignore_errors=True)
 
 
 def test_two_point_sweep_writes_table_json_and_plot(tmp_path):
@@ -82,7 +85,7 @@ def test_two_point_sweep_writes_table_json_and_plot(tmp_path):
     assert "| # | database max_connections | status | ok req/s |" in md
     assert "## Sizing recommendation (target 20 users)" in md and "## The heap is a model" in md
     assert "| # | database max_connections |" in res.stdout and "capacity.json" in res.stdout
-    assert leftovers(name) == []
+    assert leftovers(name) == [] and not state.lab_dir(f"{name}-1").exists()
 
 
 def test_interrupting_a_sweep_tears_down_the_current_lab(tmp_path):
@@ -107,3 +110,4 @@ def test_interrupting_a_sweep_tears_down_the_current_lab(tmp_path):
     assert "interrupted" in err
     assert leftovers(name) == []
     assert list(Path(tmp_path).glob("*/points/*/load/load.json"))  # Locust was stopped, its records kept
+    assert not state.lab_dir(f"{name}-1").exists()

@@ -12,7 +12,8 @@ import time
 import pytest
 
 from lab import docker, lab, probes, state
-from lab.pytest_plugin import free_port, unique_lab_name
+from lab.preflight import free_port
+from lab.state import unique_lab_name
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from lab import matrix
-from lab.pytest_plugin import free_port, unique_lab_name
-from lab.topology import Ports
+from lab.preflight import free_ports
+from lab.state import unique_lab_name
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -19,7 +19,7 @@ def test_the_matrix_confirms_every_claim_for_1_3_and_5_nodes(request):
     # Kept under runs/ (ignored by git) so that a failure can be read afterwards.
     result = matrix.run_matrix([1, 3, 5], runs_root=request.config.rootpath / "runs",
                                lab_prefix=unique_lab_name("mx"), say=print,
-                               ports=lambda: Ports(http=free_port(), https=free_port(), mgmt=free_port()))
+                               ports=free_ports)
     print(matrix.table(result))
     assert result.passed, matrix.table(result)
     assert {c["verdict"] for c in result.claims} == {"confirmed"} and len(result.claims) == 6

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from lab import capacity
+from lab import capacity, yamlspec
 from lab.capacity import (DbFigures, LoadFigures, Measurement, NodeOutcome, Point, Settings, build_grid,
                           error_kind, load_figures, node_outcome, recommend, saturation)
 from lab.errors import BadInput
@@ -43,16 +43,18 @@ def test_no_file_no_flags_is_one_base_point():
 @pytest.mark.parametrize("doc, flags, message", [
     ({"grid": {"heap": ["64m", "12q"]}}, None, r"^capacity/x.yaml: grid.heap\[1\]: '12q' is not a size"),
     ({"grid": {"heap": ["512k"]}}, None, r"grid.heap\[0\]: '512k' is not a heap size of at least 1m"),
-    ({"grid": {"heapp": [1]}}, None, r"capacity/x.yaml: grid: unknown key 'heapp' \(known: nodes, heap"),
-    ({"grd": {}}, None, r"capacity/x.yaml: unknown key 'grd' \(known: settings, base, grid, points\)"),
-    ({"grid": {"users": 10}}, None, r"grid.users: expected a non-empty list, like \[10\]"),
+    ({"grid": {"heapp": [1]}}, None, r"^capacity/x.yaml: grid.heapp: unknown key \(allowed here: nodes, heap"),
+    ({"grd": {}}, None, r"^capacity/x.yaml: grd: unknown key \(allowed here: settings, base, grid, points\)"),
+    ({"grid": {"users": 10}}, None, r"^capacity/x.yaml: grid.users must be a list, got 10"),
     ({"grid": {"nodes": [3, 4]}}, None, r"grid.nodes\[1\]: 4 nodes adds no fault tolerance"),
     ({"grid": {"pool_size": [0]}}, None, r"grid.pool_size\[0\]: 0 must be at least 1"),
     ({"grid": {"db_max_connections": [True]}}, None, r"grid.db_max_connections\[0\]: True is not a whole number"),
     ({"base": {"db_memory": 32}}, None, r"base.db_memory: 32 must be at least 64"),
     ({"points": [{"users": "many"}]}, None, r"points\[0\].users: 'many' is not a whole number"),
-    ({"points": {"users": 3}}, None, r"points: expected a list"),
+    ({"points": {"users": 3}}, None, r"^capacity/x.yaml: points must be a list, got a mapping"),
     ({"settings": {"duration": "soon"}}, None, r"settings.duration: 'soon' is not a duration"),
+    ({"settings": {"duration": 0.5}}, None, r"settings.duration: 0.5 is shorter than 1 s"),
+    ({"grid": {"users": []}}, None, r"^capacity/x.yaml: grid.users must not be empty"),
     ({"settings": {"max_error_rate": 5}}, None, r"settings.max_error_rate: 5 is a fraction"),
     ({"settings": {"think_time": "1"}}, None, r"settings.think_time: '1' is not MIN,MAX seconds"),
     ({"settings": {"target_users": 15}, "grid": {"users": [10, 20]}}, None,
@@ -62,7 +64,7 @@ def test_no_file_no_flags_is_one_base_point():
     ({}, {"db_max_connections": "100,lots"}, r"^--db-max-connections: 'lots' is not a whole number"),
     ({"grid": {"users": list(range(1, 8)), "heap": ["32m", "64m", "1g", "2g", "4g", "8g"]}}, None,
      r"42 grid points, more than 40"),
-    (["heap"], None, r"capacity/x.yaml: expected a mapping"),
+    (["heap"], None, r"^capacity/x.yaml: must be a mapping with settings, base, grid, points, got a list"),
 ])
 def test_grid_errors_name_the_file_and_field(doc, flags, message):
     with pytest.raises(BadInput, match=message):
@@ -74,22 +76,13 @@ def test_setting_flags_are_named_as_flags():
         build_grid(None, "grid", None, {"spawn_rate": "-1"})
 
 
-def test_yaml_syntax_error_names_file_and_line(tmp_path):
-    f = tmp_path / "bad.yaml"
-    f.write_text("grid:\n  users: [1, 2\n")
-    with pytest.raises(BadInput, match=r"bad.yaml: not valid YAML at line 3"):
-        capacity.read_grid_file(f)
-    with pytest.raises(BadInput, match=r"missing.yaml: cannot read the grid file"):
-        capacity.read_grid_file(tmp_path / "missing.yaml")
-
-
 def test_shipped_grid_files_parse():
     from pathlib import Path
 
     files = sorted((Path(__file__).resolve().parents[2] / "capacity").glob("*.yaml"))
     assert files
     for f in files:
-        assert build_grid(capacity.read_grid_file(f), str(f)).points
+        assert build_grid(yamlspec.load(f), str(f)).points
 
 
 def test_point_topology_derives_node_memory_from_the_heap():
@@ -325,3 +318,17 @@ def test_report_refuses_a_target_load_the_sweep_did_not_measure(tmp_path):
         capacity.write_report(tmp_path, Settings(target_users=7), [measured(10, users=5)], {})
     with pytest.raises(BadInput, match="capacity.json does not exist"):
         capacity.load_report(tmp_path / "nowhere")
+
+
+def test_cli_dry_run_lists_points_with_preflight_and_bad_files_name_the_field(tmp_path, capsys):
+    from lab.cli import main
+
+    f = tmp_path / "g.yaml"
+    f.write_text("grid:\n  heap: [32m, 12q]\n")
+    assert main(["capacity", str(f), "--dry-run"]) == 2
+    assert f"{f}: grid.heap[1]: '12q' is not a size" in capsys.readouterr().err
+    f.write_text("base: {nodes: 3, db_max_connections: 100}\n")
+    assert main(["capacity", str(f), "--dry-run", "--users", "5,10"]) == 0
+    out = capsys.readouterr().out
+    assert "2 point(s), each a fresh lab with 20 s of load" in out and "swept: users" in out
+    assert "pre-flight short: max_connections: the database allows 100 connections, 60 short" in out

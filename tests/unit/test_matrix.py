@@ -89,3 +89,19 @@ def test_outputs_and_exit(tmp_path: Path):
     assert result.to_dict()["passed"] is False
     with pytest.raises(CheckFailed, match=r"contradicts the claims in 1 case\(s\): n3 kill-db"):
         matrix.require_pass(result)
+
+
+@pytest.mark.parametrize("modes,whole", [
+    (("leader", "follower", "follower"), True),
+    (("follower", "leader", "not serving"), False),  # active through another member, its own still syncing
+    (("leader", "leader", "follower"), False),
+    (("follower", "follower", None), False),
+])
+def test_steady_state_needs_the_whole_ensemble(modes, whole):
+    from lab.watch import snapshot
+
+    now = time.time()
+    w = watch({"a1": 200, "a2": 200, "b1": 200}, {"a1": "UP", "a2": "UP", "b1": "UP"}, True, now)
+    for (n, recs), mode in zip(w.probes.items(), modes):
+        recs[0] = ProbeRecord(recs[0].t0, recs[0].t1, n, 200, "active", mode)
+    assert snapshot(w, now - 1, 1.0, now - 0.3).steady is whole

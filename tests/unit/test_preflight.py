@@ -3,8 +3,8 @@ import socket
 import pytest
 
 from lab import preflight
+from lab.preflight import free_port, free_ports
 from lab.errors import BadInput, CheckFailed
-from lab.pytest_plugin import free_port
 from lab.topology import Ports, Sizing, make_topology
 
 
@@ -21,16 +21,12 @@ def test_busy_port_is_named_with_its_holder():
 
 
 def test_free_ports_pass():
-    t = make_topology(1, ports=Ports(http=free_port(), https=free_port(), mgmt=free_port()))
+    t = make_topology(1, ports=free_ports())
     assert not [f for f in preflight.ports(t) if f.level != "ok"]
 
 
-def quiet_ports():
-    return Ports(http=free_port(), https=free_port(), mgmt=free_port())
-
-
 def test_undersized_max_connections_is_named_with_the_shortfall():
-    t = make_topology(3, ports=quiet_ports(), sizing=Sizing(db_max_connections=100))
+    t = make_topology(3, ports=free_ports(), sizing=Sizing(db_max_connections=100))
     f = preflight.connections(t)
     assert f.level == "error" and f.check == "max_connections"
     assert "60 short" in f.message and "--db-max-connections 160" in f.fix
@@ -41,11 +37,11 @@ def test_undersized_max_connections_is_named_with_the_shortfall():
 
 def test_guide_sized_lab_passes():
     for n in (1, 3, 5):
-        assert preflight.errors(preflight.check(make_topology(n, ports=quiet_ports()))) == []
+        assert preflight.errors(preflight.check(make_topology(n, ports=free_ports()))) == []
 
 
 def test_small_database_memory_and_node_memory():
-    t = make_topology(3, ports=quiet_ports(), sizing=Sizing(db_memory_mib=512, node_mem_limit_mib=200,
+    t = make_topology(3, ports=free_ports(), sizing=Sizing(db_memory_mib=512, node_mem_limit_mib=200,
                                                             java_opts="-Xmx8g"))
     checks = {f.check: f for f in preflight.errors(preflight.check(t))}
     assert "512 MiB below" in checks["database memory"].message
