@@ -29,7 +29,6 @@ import math
 import os
 import platform
 import re
-import shutil
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -587,7 +586,7 @@ class Sampler:
 
 def run_point(point: Point, settings: Settings, lab_name: str, point_dir: Path, say: Say) -> Measurement:
     """One grid point on a fresh lab, torn down on every path (Ctrl-C included)."""
-    from lab import lab, preflight, state
+    from lab import lab, preflight
     from lab.history import load_run
     from lab.load import LoadRun, LoadSpec
 
@@ -631,7 +630,6 @@ def run_point(point: Point, settings: Settings, lab_name: str, point_dir: Path, 
                            load=figures, db=db, nodes=outcomes, memory_peak_mib=dict(sampler.memory))
     finally:
         lab.down(t.lab)
-        shutil.rmtree(state.lab_dir(t.lab), ignore_errors=True)  # the point's lab was its own: no trace
 
 
 def _node_outcomes(t: Topology, sampler: Sampler, point_dir: Path) -> tuple[NodeOutcome, ...]:
