@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import ipaddress
 import json
 import math
 import os
@@ -569,7 +570,8 @@ class Injector:
             raise RuntimeFailure(f"{spec.describe()}: {', '.join(not_up)} is not running (an active fault? "
                                  f"`halab heal --name {t.lab}`)")
         started = {s: before[s]["State"]["StartedAt"] for s in services}
-        fault_id = self._register(spec, services, {})
+        # Kept for the undo: a stopped container loses its addresses (see _start_in_address_order).
+        fault_id = self._register(spec, services, {"addresses": addresses(t, {s: before[s] for s in services})})
         try:
             t0 = time.time()
             action = {
@@ -590,7 +592,8 @@ class Injector:
             if failed:
                 raise FaultNotEffective(f"{spec.describe()}: {', '.join(failed)} is still "
                                         f"{_state_word(after.get(failed[0]))} after `{' '.join(action)}`")
-            return self._activate(fault_id, spec, services, t0, {})
+            return self._activate(fault_id, spec, services, t0,
+                                  {"addresses": addresses(t, {s: before[s] for s in services})})
         except BaseException:
             self._undo_failed_apply(fault_id)
             raise
@@ -676,8 +679,30 @@ def _state_word(c: Mapping[str, Any] | None) -> str:
     return "paused" if c["State"].get("Paused") else c["State"]["Status"]
 
 
-def _undo(t: Topology, entry: Mapping[str, Any]) -> None:
-    """Idempotent undo of one registry entry; raises RuntimeFailure when it could not be undone."""
+def _address_key(addrs: Mapping[str, str]) -> tuple[int, ...]:
+    return tuple(int(ipaddress.ip_address(addrs[n])) for n in sorted(addrs, key=lambda n: (n != "db", n)))
+
+
+def _start_in_address_order(t: Topology, services: Sequence[str],
+                            previous: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
+    """Start stopped containers one at a time, lowest former address first, and return the
+    addresses that changed anyway (service -> "network old->new").
+
+    Docker hands a starting container the lowest free address of each of its networks; started
+    together, containers stopped together swap addresses. A rebooted host keeps its IP, and peers
+    rely on that: ZooKeeper's JVM caches names, and a member that reaches a stale address finds
+    another host there and no leader, so elections fail until the cache expires."""
+    for s in sorted(services, key=lambda s: _address_key(previous.get(s, {}))):
+        docker.run(["docker", "start", container_name(t, s)], f"start {s}", timeout=120)
+    now = addresses(t, containers(t))
+    moved = {s: ", ".join(f"{net} {old}->{now.get(s, {}).get(net)}" for net, old in sorted(previous.get(s, {}).items())
+                          if now.get(s, {}).get(net) != old) for s in services}
+    return {s: m for s, m in moved.items() if m}
+
+
+def _undo(t: Topology, entry: Mapping[str, Any]) -> dict[str, Any]:
+    """Idempotent undo of one registry entry; returns what the record should add to its detail;
+    raises RuntimeFailure when it could not be undone."""
     spec = FaultSpec.from_dict(entry["spec"])
     services = list(entry["targets"])
     if spec.kind in NETWORK_KINDS:
@@ -685,8 +710,9 @@ def _undo(t: Topology, entry: Mapping[str, Any]) -> None:
         dirty = [s for s, n in left.items() if n]
         if dirty:
             raise RuntimeFailure(f"could not remove the rules of fault {entry['id']} from {', '.join(dirty)}")
-        return
+        return {}
     found = containers(t)
+    extra: dict[str, Any] = {}
     if spec.kind == "pause":
         todo = [s for s in services if found.get(s) and found[s]["State"].get("Paused")]
         if todo:
@@ -694,20 +720,21 @@ def _undo(t: Topology, entry: Mapping[str, Any]) -> None:
                        timeout=60)
     else:
         todo = [s for s in services if found.get(s) and not found[s]["State"]["Running"]]
-        if todo:
-            docker.run(["docker", "start", *(container_name(t, s) for s in todo)], f"start {' '.join(todo)}",
-                       timeout=120)
+        moved = _start_in_address_order(t, todo, entry.get("detail", {}).get("addresses", {}))
+        if moved:
+            extra["readdressed"] = moved
     after = _wait_states(t, todo, lambda _s, c: _is_up(c))
     bad = [s for s in todo if not _is_up(after.get(s))]
     if bad:
         raise RuntimeFailure(f"could not undo fault {entry['id']}: {', '.join(bad)} is "
                              f"{_state_word(after.get(bad[0]))}")
+    return extra
 
 
-def _record(t: Topology, entry: Mapping[str, Any], t1: float) -> FaultRecord:
+def _record(t: Topology, entry: Mapping[str, Any], t1: float, extra: Mapping[str, Any] | None = None) -> FaultRecord:
     spec = FaultSpec.from_dict(entry["spec"])
     record = FaultRecord(t0=entry["t0"], t1=t1, fault=spec.kind, targets=tuple(entry["targets"]), id=entry["id"],
-                         detail={"spec": spec.describe(), "lab": t.lab, **entry.get("detail", {})})
+                         detail={"spec": spec.describe(), "lab": t.lab, **entry.get("detail", {}), **(extra or {})})
     paths = [state.lab_dir(t.lab) / LOG_FILE] + ([Path(entry["history"])] if entry.get("history") else [])
     for path in paths:
         with JsonlWriter(path) as w:
@@ -720,11 +747,11 @@ def heal_entry(t: Topology, fault_id: str) -> FaultRecord | None:
     entry = next((e for e in registry.active() if e["id"] == fault_id), None)
     if entry is None:
         return None
-    _undo(t, entry)
+    extra = _undo(t, entry)
     t1 = time.time()
     if registry.remove(fault_id) is None:  # healed meanwhile by another process, which recorded it
         return None
-    return _record(t, entry, t1)
+    return _record(t, entry, t1, extra)
 
 
 @dataclass(frozen=True)
@@ -769,9 +796,9 @@ def heal_lab(t: Topology, say: Say = _quiet) -> HealReport:
         counts = _sweep_rules(t, found)
         order = {DB: 0, LB: 2}
         stopped = sorted((s for s, c in found.items() if not c["State"]["Running"]), key=lambda s: order.get(s, 1))
-        if stopped:
-            docker.run(["docker", "start", *(container_name(t, s) for s in stopped)], "start stopped containers",
-                       timeout=120)
+        if stopped:  # their former addresses are unknown here: the database first, the LB last
+            for s in stopped:
+                docker.run(["docker", "start", container_name(t, s)], f"start {s}", timeout=120)
             after = _wait_states(t, stopped, lambda _s, c: _is_up(c))
             bad = [s for s in stopped if not _is_up(after.get(s))]
             if bad:

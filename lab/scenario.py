@@ -214,8 +214,8 @@ def _checks(raw: Any, where: str) -> Checks:
         if d[key] in (None, []):
             return ()
         out = y.strings(d[key], y.sub(where, key))
-        for i, n in enumerate(out):
-            y.choice(n, y.sub(y.sub(where, key), i), allowed)
+        for i, n in enumerate(out):  # one name may stand alone, without a list
+            y.choice(n, y.sub(y.sub(where, key), i) if isinstance(d[key], list) else y.sub(where, key), allowed)
         return out
 
     return Checks(names("before", BEFORE_AFTER_CHECKS, default.before), names("during", DURING_CHECKS, default.during),

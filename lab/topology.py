@@ -191,7 +191,7 @@ def parse_layout(text: str, where: str = "--layout") -> tuple[tuple[str, int], .
     out: list[tuple[str, int]] = []
     for part in text.split(","):
         name, sep, count = part.strip().partition(":")
-        if not sep or not _NAME_RE.match(name) or not count.isdigit():
+        if not sep or not _NAME_RE.match(name) or not (count.isascii() and count.isdigit()):  # int() refuses '²'
             raise BadInput(f"{where}: {part.strip()!r} is not DATACENTER:COUNT, e.g. dc-a:2,dc-b:1")
         if int(count) < 1:
             raise BadInput(f"{where}: datacenter {name!r} has {count} nodes; every datacenter needs at least one")
@@ -225,7 +225,7 @@ def make_topology(
     where: str = "--nodes",
 ) -> Topology:
     """Validate user input and build a Topology. Every error is a BadInput naming its source."""
-    if isinstance(nodes, str) and nodes.strip().lstrip("-").isdigit():
+    if isinstance(nodes, str) and re.fullmatch(r"\s*-?[0-9]+\s*", nodes):  # not isdigit(): int() refuses '³'
         nodes = int(nodes)
     if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes not in SUPPORTED_SIZES:
         raise _size_error(nodes, where)

@@ -8,6 +8,7 @@ A location (`where`) is the file followed by the field path: `at(path)` starts o
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -38,13 +39,32 @@ def load(path: str | Path) -> Any:
         raise BadInput(f"{p}: no such file") from None
     except OSError as exc:
         raise BadInput(f"{p}: cannot read it: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise BadInput(f"{p}: line {line}: not valid UTF-8 text") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark else ""
+        line = f": line {mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise BadInput(f"{p}:{line}: not valid YAML: {problem}") from None
+        raise BadInput(f"{p}{line}: not valid YAML: {problem}") from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise BadInput(f"{p}: not valid YAML: nested too deeply") from None
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a value its constructors cannot convert (`!!int abc`, a
+    date like 2001-13-45, an integer of 5000 digits) is a YAML error at that value's line, not a
+    ValueError, KeyError or AttributeError from inside PyYAML."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{_short(node.value)!r} is not a valid {node.tag.rsplit(':', 1)[-1]}",
+                node.start_mark) from None
 
 
 def mapping(value: Any, where: str, required: Iterable[str] = (), optional: Iterable[str] = ()) -> dict[str, Any]:
@@ -55,7 +75,7 @@ def mapping(value: Any, where: str, required: Iterable[str] = (), optional: Iter
     allowed = required + optional
     for key in value:
         if key not in allowed:
-            raise BadInput(f"{sub(where, str(key))}: unknown key (allowed here: {', '.join(allowed)})")
+            raise BadInput(f"{sub(where, _shown_key(key))}: unknown key (allowed here: {', '.join(allowed)})")
     for key in required:
         if key not in value:
             raise BadInput(f"{sub(where, key)}: missing")
@@ -93,17 +113,33 @@ def choice(value: Any, where: str, choices: Iterable[str]) -> str:
 def integer(value: Any, where: str, minimum: int | None = None, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadInput(f"{where} must be a whole number, got {_kind(value)}")
-    return int(number(value, where, minimum, maximum))
+    _bounds(value, where, minimum, maximum)
+    return value
 
 
 def number(value: Any, where: str, minimum: float | None = None, maximum: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BadInput(f"{where} must be a number, got {_kind(value)}")
+    _bounds(value, where, minimum, maximum)
+    return _finite(value, where)
+
+
+def _bounds(value: int | float, where: str, minimum: float | None, maximum: float | None) -> None:
     if minimum is not None and value < minimum:
-        raise BadInput(f"{where}: {value} is below the minimum {minimum}")
+        raise BadInput(f"{where}: {_short(value)} is below the minimum {minimum}")
     if maximum is not None and value > maximum:
-        raise BadInput(f"{where}: {value} is above the maximum {maximum}")
-    return float(value)
+        raise BadInput(f"{where}: {_short(value)} is above the maximum {maximum}")
+
+
+def _finite(value: int | float | str, where: str) -> float:
+    """float(value), refusing what has no finite float (.inf, .nan, a 400-digit number)."""
+    try:
+        out = float(value)
+    except OverflowError:
+        out = math.inf
+    if not math.isfinite(out):
+        raise BadInput(f"{where}: {_short(value)} is not a finite number")
+    return out
 
 
 def boolean(value: Any, where: str) -> bool:
@@ -115,15 +151,28 @@ def boolean(value: Any, where: str) -> bool:
 def duration(value: Any, where: str, minimum: float = 0.0) -> float:
     """Seconds from `10s`, `500ms`, `2m`, `1h` or a bare number of seconds."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
+        seconds = _finite(value, where)
     else:
         m = _DURATION.match(value) if isinstance(value, str) else None
         if not m:
-            raise BadInput(f"{where}: {value!r} is not a duration like 10s, 500ms or 2m")
-        seconds = float(m.group(1)) * _UNIT[m.group(2)]
+            raise BadInput(f"{where}: {_short(value)!r} is not a duration like 10s, 500ms or 2m")
+        seconds = _finite(m.group(1), where) * _UNIT[m.group(2)]
     if seconds < minimum:
         raise BadInput(f"{where}: {value!r} is shorter than {minimum:g} s")
     return seconds
+
+
+def _shown_key(key: Any) -> str:
+    """A key as a field path shows it: text quoted when it is blank or has control characters."""
+    if not isinstance(key, str):
+        return str(key)
+    return key if key and key.strip() == key and key.isprintable() else repr(key)
+
+
+def _short(value: Any) -> Any:
+    """A value for a message: at most 40 characters (an error line quotes, it does not copy)."""
+    text = str(value)
+    return value if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
 
 
 def _kind(value: Any) -> str:
