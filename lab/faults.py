@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import ipaddress
 import json
 import math
 import os
@@ -43,7 +42,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Collection, Iterable, Iterator, Mapping, Sequence
 
 from lab import docker, probes, state
 from lab.compose import container_name
@@ -241,12 +240,19 @@ def rule_tag(lab: str, fault_id: str) -> str:
     return f"halab:{lab}:{fault_id}"
 
 
-def rules(cut_list: Iterable[Cut], ips: Mapping[str, Sequence[str]], tag: str) -> dict[str, list[list[str]]]:
-    """endpoint -> iptables argument lists: a cut's rule sits at its source node (OUTPUT), or at its
-    destination (INPUT) when the source is the database, which has no NET_ADMIN."""
+def rules(cut_list: Iterable[Cut], ips: Mapping[str, Sequence[str]], tag: str,
+          live: Collection[str]) -> dict[str, list[list[str]]]:
+    """node -> iptables argument lists. A cut's rule sits in its source's OUTPUT chain, or in its
+    destination's INPUT chain when the source cannot hold one: the database (no NET_ADMIN) or a
+    node that is down or frozen. `live`: the nodes that can take rules now."""
     out: dict[str, list[list[str]]] = {}
     for c in cut_list:
-        at, chain, flag, peer = (c.src, "OUTPUT", "-d", c.dst) if c.src != DB else (c.dst, "INPUT", "-s", c.src)
+        if c.src in live:
+            at, chain, flag, peer = c.src, "OUTPUT", "-d", c.dst
+        elif c.dst in live:
+            at, chain, flag, peer = c.dst, "INPUT", "-s", c.src
+        else:
+            continue
         chance = [] if c.probability >= 1.0 else ["-m", "statistic", "--mode", "random",
                                                   "--probability", f"{c.probability:.4f}"]
         for ip in ips[peer]:
@@ -255,13 +261,14 @@ def rules(cut_list: Iterable[Cut], ips: Mapping[str, Sequence[str]], tag: str) -
     return out
 
 
-def check_paths(cut_list: Iterable[Cut], t: Topology) -> list[tuple[str, str]]:
-    """(from node, to endpoint) connections that show each cut: from its source, or from its
-    destination towards the database (a dropped SYN-ACK fails the handshake just the same)."""
+def check_paths(cut_list: Iterable[Cut], live: Collection[str]) -> list[tuple[str, str]]:
+    """(from node, to endpoint) connections that show each cut, from the end that holds its rule:
+    from the source, or from the destination towards the source (a dropped SYN-ACK fails the
+    handshake just the same)."""
     out = []
     for c in cut_list:
-        pair = (c.src, c.dst) if c.src != DB else (c.dst, DB)
-        if pair not in out:
+        pair = (c.src, c.dst) if c.src in live else (c.dst, c.src) if c.dst in live else None
+        if pair and pair not in out:
             out.append(pair)
     return out
 
@@ -570,7 +577,7 @@ class Injector:
             raise RuntimeFailure(f"{spec.describe()}: {', '.join(not_up)} is not running (an active fault? "
                                  f"`halab heal --name {t.lab}`)")
         started = {s: before[s]["State"]["StartedAt"] for s in services}
-        # Kept for the undo: a stopped container loses its addresses (see _start_in_address_order).
+        # Kept for the record: a stopped container loses its addresses and may not get them back (_start).
         fault_id = self._register(spec, services, {"addresses": addresses(t, {s: before[s] for s in services})})
         try:
             t0 = time.time()
@@ -608,7 +615,10 @@ class Injector:
         if absent:
             raise RuntimeFailure(f"{spec.describe()}: no container for {', '.join(absent)} in lab {t.lab!r}")
         probability = cut_list[0].probability if cut_list else 1.0
-        paths = check_paths(cut_list, t)
+        # A host that is down or frozen cannot take rules nor run checks: its peers hold them. (It
+        # has no addresses either, so a host started while the fault holds is not cut from them.)
+        live = {n for n in t.node_names if _is_up(found.get(n))}
+        paths = check_paths(cut_list, live)
         before = connectivity(t, [(s, d, 1) for s, d in paths], ips)
         open_paths = [p for p in paths if before[p][0] > 0]
         if not open_paths:
@@ -621,7 +631,7 @@ class Injector:
             detail["already_cut"] = already
         fault_id = self._register(spec, endpoints, detail)
         try:
-            plan = rules(cut_list, {e: list(ips[e].values()) for e in endpoints}, rule_tag(t.lab, fault_id))
+            plan = rules(cut_list, {e: list(ips[e].values()) for e in endpoints}, rule_tag(t.lab, fault_id), live)
             t0 = time.time()
             install_rules(t, plan)
             n = attempts_for(probability)
@@ -679,21 +689,15 @@ def _state_word(c: Mapping[str, Any] | None) -> str:
     return "paused" if c["State"].get("Paused") else c["State"]["Status"]
 
 
-def _address_key(addrs: Mapping[str, str]) -> tuple[int, ...]:
-    return tuple(int(ipaddress.ip_address(addrs[n])) for n in sorted(addrs, key=lambda n: (n != "db", n)))
-
-
-def _start_in_address_order(t: Topology, services: Sequence[str],
-                            previous: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
-    """Start stopped containers one at a time, lowest former address first, and return the
-    addresses that changed anyway (service -> "network old->new").
-
-    Docker hands a starting container the lowest free address of each of its networks; started
-    together, containers stopped together swap addresses. A rebooted host keeps its IP, and peers
-    rely on that: ZooKeeper's JVM caches names, and a member that reaches a stale address finds
-    another host there and no leader, so elections fail until the cache expires."""
-    for s in sorted(services, key=lambda s: _address_key(previous.get(s, {}))):
-        docker.run(["docker", "start", container_name(t, s)], f"start {s}", timeout=120)
+def _start(t: Topology, services: Sequence[str], previous: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
+    """Start stopped containers; return the addresses they came back without (service -> "network
+    old->new"). Docker gives a starting container the lowest free address of each network, so hosts
+    stopped together often swap addresses, unlike rebooted machines; peers that cache names (the
+    nodes' ZooKeeper JVMs) then reach the wrong host for a while. The record says when it happened."""
+    if not services:
+        return {}
+    docker.run(["docker", "start", *(container_name(t, s) for s in services)], f"start {' '.join(services)}",
+               timeout=120)
     now = addresses(t, containers(t))
     moved = {s: ", ".join(f"{net} {old}->{now.get(s, {}).get(net)}" for net, old in sorted(previous.get(s, {}).items())
                           if now.get(s, {}).get(net) != old) for s in services}
@@ -720,7 +724,7 @@ def _undo(t: Topology, entry: Mapping[str, Any]) -> dict[str, Any]:
                        timeout=60)
     else:
         todo = [s for s in services if found.get(s) and not found[s]["State"]["Running"]]
-        moved = _start_in_address_order(t, todo, entry.get("detail", {}).get("addresses", {}))
+        moved = _start(t, todo, entry.get("detail", {}).get("addresses", {}))
         if moved:
             extra["readdressed"] = moved
     after = _wait_states(t, todo, lambda _s, c: _is_up(c))
@@ -796,9 +800,9 @@ def heal_lab(t: Topology, say: Say = _quiet) -> HealReport:
         counts = _sweep_rules(t, found)
         order = {DB: 0, LB: 2}
         stopped = sorted((s for s, c in found.items() if not c["State"]["Running"]), key=lambda s: order.get(s, 1))
-        if stopped:  # their former addresses are unknown here: the database first, the LB last
-            for s in stopped:
-                docker.run(["docker", "start", container_name(t, s)], f"start {s}", timeout=120)
+        if stopped:
+            docker.run(["docker", "start", *(container_name(t, s) for s in stopped)], "start stopped containers",
+                       timeout=120)
             after = _wait_states(t, stopped, lambda _s, c: _is_up(c))
             bad = [s for s in stopped if not _is_up(after.get(s))]
             if bad:

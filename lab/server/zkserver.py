@@ -65,7 +65,10 @@ def jvm_flags(heap: str, servers: Mapping[int, tuple[str, ...]]) -> str:
     flags = (
         f"-Xmx{heap} -Xms16m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xss512k "
         f"-XX:MaxMetaspaceSize=64m -XX:ReservedCodeCacheSize=32m -XX:+ExitOnOutOfMemoryError "
-        f"-Dzookeeper.cnxTimeout={ELECTION_CONNECT_TIMEOUT_MS}"
+        f"-Dzookeeper.cnxTimeout={ELECTION_CONNECT_TIMEOUT_MS} "
+        # A restarted peer may come back with another address (Docker reassigns them); the JVM's
+        # default 30 s name cache would keep electing towards the old one and stall the quorum.
+        f"-Dsun.net.inetaddr.ttl=0 -Dsun.net.inetaddr.negative.ttl=0"
     )
     if multi_address(servers):
         # Members on several networks list every address; a peer uses one it can reach. This

@@ -102,7 +102,7 @@ def test_flaky_carries_its_probability():
 
 def test_rules_sit_at_the_source_or_at_the_node_when_the_database_sends():
     ips = {"a1": ["10.0.0.1", "10.1.0.1"], DB: ["10.9.0.9"]}
-    plan = faults.rules([Cut("a1", DB), Cut(DB, "a1", 0.5)], ips, "halab:u3:f7")
+    plan = faults.rules([Cut("a1", DB), Cut(DB, "a1", 0.5)], ips, "halab:u3:f7", {"a1"})
     assert plan == {"a1": [
         ["-I", "OUTPUT", "-d", "10.9.0.9", "-m", "comment", "--comment", "halab:u3:f7", "-j", "DROP"],
         ["-I", "INPUT", "-s", "10.9.0.9", "-m", "statistic", "--mode", "random", "--probability", "0.5000",
@@ -110,8 +110,18 @@ def test_rules_sit_at_the_source_or_at_the_node_when_the_database_sends():
     ]}
 
 
+def test_a_host_that_is_down_leaves_its_rules_to_its_live_peers():
+    ips = {"a1": ["10.0.0.1"], "b1": ["10.0.0.3"], "a2": []}
+    cut_list = faults.cuts(make_spec("isolate", ["b1"]), T3)
+    plan = faults.rules(cut_list, {**ips, DB: ["10.9.0.9"]}, "t", {"a1", "b1"})  # a2 was killed
+    assert set(plan) == {"a1", "b1"}
+    assert ["-I", "INPUT", "-s", "10.0.0.3", "-m", "comment", "--comment", "t", "-j", "DROP"] not in plan["a1"]
+    paths = faults.check_paths(cut_list, {"a1", "b1"})
+    assert ("a2", "b1") not in paths and ("b1", "a2") in paths and ("b1", DB) in paths
+
+
 def test_check_paths_never_start_from_the_database():
-    paths = faults.check_paths([Cut(DB, "b1"), Cut("b1", DB), Cut("a1", "b1")], T3)
+    paths = faults.check_paths([Cut(DB, "b1"), Cut("b1", DB), Cut("a1", "b1")], {"a1", "a2", "b1"})
     assert paths == [("b1", DB), ("a1", "b1")]
 
 

@@ -2,7 +2,8 @@
 scenario-shaped documents, mutations of the shipped scenarios, broken text and bytes),
 `scenario.load` either returns a scenario that can be planned and run, or raises BadInput whose
 one line names the file and a field path of that document (or the line of a file that cannot be
-read). Any other exception fails the test with its traceback."""
+read). Any other exception fails the test with its traceback. The topology strings the CLI passes
+(`--nodes`, `--layout`, `--db-dc`) go through the same validation and are fuzzed too."""
 
 from __future__ import annotations
 
@@ -20,13 +21,14 @@ from hypothesis import strategies as st
 from lab import scenario
 from lab.errors import BadInput
 from lab.faults import CONTAINER_KINDS, KINDS
+from lab.topology import make_topology
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 SHIPPED = sorted(p for p in SCENARIOS.glob("*.yaml") if p.name != "claims.yaml")
 
 # A bounded budget for CI on two shared cores: a few seconds per test. The deadline only catches
 # a pathological slowdown (one example takes a few milliseconds).
-FUZZ = settings(max_examples=400, deadline=timedelta(seconds=5), print_blob=True,
+FUZZ = settings(max_examples=800, deadline=timedelta(seconds=5), print_blob=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 # ------------------------------------------------------------------------------- strategies
@@ -50,13 +52,17 @@ junk = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dict
 
 def shaped(good: st.SearchStrategy[Any], bad: st.SearchStrategy[Any] = junk) -> st.SearchStrategy[Any]:
     """Nine times in ten a plausible value, else a wrong one: most documents get past most checks."""
-    return st.integers(0, 9).flatmap(lambda i: bad | junk if i == 0 else good)
+    return st.integers(0, 9).flatmap(lambda i: bad if i == 0 else good)
+
+
+def loose(good: st.SearchStrategy[dict[Any, Any]]) -> st.SearchStrategy[Any]:
+    """Mappings from `good`, now and then with one key too many (or not a mapping at all)."""
+    return shaped(good, st.tuples(good, keys, junk).map(lambda t: {**t[0], t[1]: t[2]}))
 
 
 def record(required: dict[str, Any] | None = None, **optional: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-    """A mapping with these fields (the optional ones drawn or not), now and then one key too many."""
-    good = st.fixed_dictionaries(required or {}, optional=optional)
-    return shaped(good, st.tuples(good, keys, junk).map(lambda t: {**t[0], t[1]: t[2]}))
+    """A mapping with these fields, the optional ones drawn or not."""
+    return loose(st.fixed_dictionaries(required or {}, optional=optional))
 
 
 durations = shaped(st.sampled_from(["5s", "500ms", "2m", "1.5s", "0s", " 3 s "]) | st.integers(0, 60)
@@ -93,9 +99,9 @@ def fault(kind: str) -> st.SearchStrategy[Any]:
     if kind == "flaky":
         takes = {**takes, "loss": shaped(st.integers(1, 100) | st.floats(1, 100), numbers)}
     fields = shaped(st.fixed_dictionaries(takes), st.fixed_dictionaries({**other, "loss": numbers}))
-    common = record({"at": durations, "kind": shaped(st.just(kind), st.just("nuke"))}, jitter=durations,
-                    hold=durations)
-    return st.tuples(common, fields).map(lambda t: {**t[0], **t[1]})
+    common = st.fixed_dictionaries({"at": durations, "kind": shaped(st.just(kind), st.just("nuke"))},
+                                    optional={"jitter": durations, "hold": durations})
+    return loose(st.tuples(common, fields).map(lambda t: {**t[0], **t[1]}))
 
 
 faults = st.sampled_from(KINDS).flatmap(fault)
@@ -218,8 +224,9 @@ def test_mutations_of_the_shipped_scenarios(target, path, data):
     check_file(write(target, doc))
 
 
-SPLICES = st.binary(max_size=8) | st.sampled_from([b":", b"- ", b"[", b"{", b"\n  ", b"\t", b"&a ", b"*a",
-                                                  b"!!binary ", b"\xff", b"''", b'"\\ud800"'])
+SPLICES = st.binary(max_size=8) | st.sampled_from([b":", b"- ", b"[", b"{", b"\n  ", b"\t", b"&a ", b"*a", b"\xff",
+                                                  b"''", b'"\\ud800"', b"!!binary ", b"!!int ", b"!!timestamp ",
+                                                  b"2001-13-45", b".nan", b"9" * 400])
 
 
 @FUZZ
@@ -233,11 +240,45 @@ def test_broken_text_of_the_shipped_scenarios(target, path, data):
     check_file(write(target, raw))
 
 
-@pytest.mark.parametrize("raw", [
-    b"topology: " + b"[" * 5000 + b"]" * 5000,  # deeper than Python's recursion limit
-    b"topology: {nodes: 3}\nname: \xff\xfe\n",  # not UTF-8
-    b"topology: {nodes: 3}\x07",  # a character YAML refuses
-    b"",
-], ids=["deep", "not-utf8", "control-char", "empty"])
-def test_unreadable_files(target, raw):
-    check_file(write(target, raw))
+GOOD = "topology: {nodes: 3}\nfaults: [{at: 1s, kind: kill, target: a1}]\n"
+
+
+@pytest.mark.parametrize("raw,match", [
+    (b"topology: " + b"[" * 5000 + b"]" * 5000, r": not valid YAML: nested too deeply"),
+    (GOOD.encode() + b"name: \xff\xfe\n", r": line 3: not valid UTF-8 text"),
+    (GOOD.encode() + b"\x07", r": not valid YAML: unacceptable character"),
+    (GOOD + "seed: !!int abc\n", r": line 3: not valid YAML: 'abc' is not a valid int"),
+    (GOOD + "name: 2001-13-45\n", r": line 3: not valid YAML: '2001-13-45' is not a valid timestamp"),
+    (GOOD + f"seed: {'9' * 5000}\n", r": line 3: not valid YAML: '9{20}\.\.\.\(5000 characters\)' is not a valid int"),
+    (GOOD + f"load: {{users: 2, spawn_rate: {'9' * 400}}}\n", r": load\.spawn_rate: 9{20}\.\.\.\(400 characters\) is not "
+                                                            r"a finite number"),
+    (GOOD.replace("1s", ".inf"), r": faults\[0\]\.at: inf is not a finite number"),
+    (GOOD.replace("1s", f"{'9' * 400}s"), r": faults\[0\]\.at: 9{20}\.\.\.\(400 characters\) is not a finite number"),
+    (GOOD + "assert: {min_availability: .nan}\n", r": assert\.min_availability: nan is not a finite number"),
+    (GOOD + '"two\\nlines": 1\n', r": 'two\\nlines': unknown key"),
+    (GOOD + '"": 1\n', r": '': unknown key"),
+    (GOOD.replace("nodes: 3", "nodes: 3, layout: 'dc-a:\u00b2,dc-b:1'"), r": topology\.layout: 'dc-a:\u00b2' is not"),
+    (GOOD + "checks: {during: vibes}\n", r": checks\.during: 'vibes' is not one of"),
+], ids=["deep", "not-utf8", "control-char", "bad-tagged-int", "bad-date", "5000-digit-int", "400-digit-rate", "inf",
+        "400-digit-duration", "nan", "newline-key", "empty-key", "superscript-layout",
+        "one-name-not-a-list"])
+def test_what_fuzzing_found(target, raw, match):
+    """Each once escaped as another exception, was accepted, or named no field of the file."""
+    path = write(target, raw)
+    with pytest.raises(BadInput, match=re.escape(str(path)) + match):
+        scenario.load(path)
+    check_file(path)
+
+
+@FUZZ
+@given(nodes=st.text(max_size=6) | st.sampled_from(["3", " 3", "-3", "--3", "\u00b3", "\u0663"]),
+       layout=st.none() | st.text(max_size=20) | st.sampled_from(["dc-a:\u00b2,dc-b:1", "dc-a:2,dc-b:1"]),
+       db_dc=st.none() | st.text(max_size=6) | st.sampled_from(["dc-a", "external"]))
+def test_topology_text_as_the_cli_passes_it(nodes, layout, db_dc):
+    """`--nodes`, `--layout` and `--db-dc` are strings from the command line: a topology or BadInput."""
+    try:
+        t = make_topology(nodes, layout=layout, db_dc=db_dc)
+    except BadInput as exc:
+        assert "\n" not in str(exc) and str(exc).startswith(("--nodes:", "--layout:", "--db-dc:")), str(exc)
+    else:
+        assert t.size == int(nodes) and sum(len(t.nodes_in(dc)) for dc in t.datacenters) == t.size
