@@ -298,12 +298,9 @@ def addresses(t: Topology, found: Mapping[str, Mapping[str, Any]]) -> dict[str, 
     return out
 
 
-def path_ip(t: Topology, src: str, dst: str, ips: Mapping[str, Mapping[str, str]]) -> str | None:
-    """The address `src` (a node) uses for `dst`: the database network, its datacenter network, or interdc."""
-    if dst == DB:
-        return ips.get(DB, {}).get("db")
-    a, b = t.node(src), t.node(dst)
-    return ips.get(dst, {}).get(b.dc if a.dc == b.dc else "interdc")
+def path_ip(dst: str, ips: Mapping[str, Mapping[str, str]]) -> str | None:
+    """The address a node uses for `dst`: the database on `db`, a peer on the `interdc` mesh."""
+    return ips.get(dst, {}).get("db" if dst == DB else "interdc")
 
 
 def _is_up(c: Mapping[str, Any] | None) -> bool:
@@ -324,7 +321,7 @@ def connectivity(t: Topology, paths: Sequence[tuple[str, str, int]], ips: Mappin
         by_src.setdefault(p[0], []).append(p)
 
     def run(src: str) -> dict[tuple[str, str], tuple[int, int]]:
-        todo = [(d, path_ip(t, src, d, ips), n) for _, d, n in by_src[src]]
+        todo = [(d, path_ip(d, ips), n) for _, d, n in by_src[src]]
         targets = [[ip, DB_PORT if d == DB else ZK_PORT, n] for d, ip, n in todo if ip]
         try:
             out = json.loads(_exec(container_name(t, src), ["python3", "-c", _CHECK, json.dumps(targets),
