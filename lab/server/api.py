@@ -112,6 +112,8 @@ class Api:
             pause = heap.gc_pause()
             if pause:
                 await asyncio.sleep(pause)
+            if (request.content_length or 0) > MAX_BODY:  # refused unread, not allocated: not an OOM
+                raise web.HTTPRequestEntityTooLarge(MAX_BODY, request.content_length or 0)
             allocs.append(heap.allocate(self.node.cfg.request_heap_bytes + (request.content_length or 0)))
             _ALLOCATIONS.set(allocs)
             response = await handler(request)
@@ -139,6 +141,11 @@ class Api:
         finally:
             for a in allocs:
                 heap.free(a)
+        if not request.content.at_eof():
+            # Answered without reading the whole body (413, 405, 404...): close the connection. Kept
+            # alive, aiohttp 3.8 leaves reading paused once an unread body fills its buffer, and the
+            # next request the load balancer sends on this connection hangs (a 504 after 30 s).
+            response.force_close()
         self.node.requests.observe(request.method, response.status, time.perf_counter() - start)
         return response
 
@@ -156,9 +163,12 @@ class Api:
         if not raw.strip():
             return {}
         try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+            body = json.loads(raw)
+            # Escapes like \ud800 decode to lone surrogates, which no encoder (nor MySQL) takes.
+            json.dumps(body, ensure_ascii=False).encode()
+        except (ValueError, RecursionError):  # Unicode errors are ValueErrors; RecursionError: nesting
             raise ApiError(400, "InvalidBodyContent", "the request body is not valid JSON") from None
+        return body
 
     def _type(self, request: web.Request) -> ResourceType:
         rt = BY_COLLECTION.get(request.match_info["coll"].lower())
@@ -244,7 +254,8 @@ class Api:
             row = store.read_row(conn, rt, rid)
             if row is not None:
                 template = self._render(rt, row, gdapi.BASE)
-                settled = is_transitioning(row["state"]) == "no" and row["state"] != "removed"
+                # only cacheable types have a state to settle (process instances have none)
+                settled = fill and is_transitioning(row["state"]) == "no" and row["state"] != "removed"
         finally:
             if fill:
                 node.cache.finish_fill(key, template if watched and settled else None)

@@ -12,7 +12,6 @@ so a deleted key may keep working that long on nodes that had just used it.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import secrets
@@ -53,7 +52,7 @@ def parse_basic(header: str) -> tuple[str, str]:
         raise ApiError(401, "Unauthorized", "only HTTP basic authentication is supported")
     try:
         decoded = base64.b64decode(payload.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, or text that is not ASCII at all
         raise ApiError(401, "Unauthorized", "malformed basic credentials") from None
     user, sep, password = decoded.partition(":")
     if not sep:

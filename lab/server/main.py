@@ -7,10 +7,26 @@ import logging
 import signal
 import sys
 
+from aiohttp.http_exceptions import HttpProcessingError
+
 from .config import ConfigError, from_env
 from .node import Node
 
 log = logging.getLogger("halab.main")
+
+
+class ClientErrorsInOneLine(logging.Filter):
+    """aiohttp 3.8 logs every request its HTTP parser refuses (answered 400: an unknown method, a
+    malformed head) with a traceback. It is the client's mistake: one line, no traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg, record.args = "refused a malformed HTTP request (%s): %s", (exc.code, " ".join(
+                str(exc.message).split()))
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = record.exc_text = None
+        return True
 
 
 async def run() -> int:
@@ -33,6 +49,7 @@ def main() -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("kazoo").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.server").addFilter(ClientErrorsInOneLine())
     try:
         return asyncio.run(run())
     except ConfigError as e:

@@ -91,7 +91,7 @@ class ResourceType:
     def parse_id(self, text: str) -> int | None:
         if text.startswith(self.prefix):
             rest = text[len(self.prefix):]
-            if rest.isdigit() and len(rest) < 19:
+            if rest.isascii() and rest.isdigit() and len(rest) < 19:  # int() refuses '²', MySQL 2**63
                 return int(rest)
         return None
 

@@ -165,11 +165,12 @@ def parse_list_query(rt: ResourceType, params: Sequence[tuple[str, str]]) -> Lis
                 raise ApiError(422, "InvalidOption", "order must be asc or desc", field_name="order")
             order = value
         elif key == "limit":
-            if not value.isdigit():
+            if not (value.isascii() and value.isdigit()):  # int() refuses '²'
                 raise ApiError(422, "InvalidFormat", "limit must be a positive integer", field_name="limit")
             limit = max(1, min(MAX_LIMIT, int(value)))
         elif key == "marker":
-            if not (value.startswith("m") and value[1:].isdigit()):
+            # ASCII digits (int() refuses '²'), at most 18 of them (an OFFSET that MySQL takes)
+            if not (value.startswith("m") and value[1:].isascii() and value[1:].isdigit() and len(value) < 20):
                 raise ApiError(422, "InvalidFormat", "bad marker", field_name="marker")
             offset = int(value[1:])
         else:
