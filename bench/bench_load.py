@@ -82,6 +82,8 @@ def bench_overhead(t: Topology, direct: str | None, users: int, rate: float, dur
     paced = {"HALAB_RATE": str(rate)}
     via_lb = endpoint_run("bench-overhead-lb", f"http://127.0.0.1:{t.ports.http}", users, duration, paced)
     straight = endpoint_run("bench-overhead-direct", direct, users, duration, paced)
+    if via_lb["failed"] or straight["failed"]:
+        raise SystemExit(f"requests failed (LB {via_lb['failed']}, direct {straight['failed']}): no comparison")
     return {
         "offered_rps": users * rate,
         "lb": via_lb,

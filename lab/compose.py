@@ -88,9 +88,9 @@ def render(t: Topology, image_tags: dict[str, str]) -> dict[str, Any]:
         },
     }
     for node in t.nodes:
+        direct = t.ports.direct is not None and node == t.nodes[0]
         services[node.name] = {
-            **({"ports": [f"{t.ports.bind}:{t.ports.direct}:{NODE_API_PORT}"]}
-               if t.ports.direct is not None and node == t.nodes[0] else {}),
+            **({"ports": [f"{t.ports.bind}:{t.ports.direct}:{NODE_API_PORT}"]} if direct else {}),
             "image": image_tags["node"],
             "hostname": node.name,
             "labels": labels(t, "node", **{"halab.node": node.name, "halab.dc": node.dc}),
@@ -99,6 +99,8 @@ def render(t: Topology, image_tags: dict[str, str]) -> dict[str, Any]:
                 node.dc: {"aliases": [node.alias(node.dc)]},
                 "interdc": {"aliases": [node.alias("interdc")]},
                 "db": {},
+                # Docker publishes ports only through a network that is not internal.
+                **({"front": {}} if direct else {}),
             },
             "secrets": ["db_password"],
             "mem_limit": f"{t.node_mem_limit_mib}m",

@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 # A bounded budget for CI on two shared cores (a request through the LB takes a few ms; the few
 # oversized bodies longer). The deadline only catches a request that hangs.
-FUZZ = settings(max_examples=500, deadline=timedelta(seconds=20), print_blob=True, database=None,
+FUZZ = settings(max_examples=1200, deadline=timedelta(seconds=20), print_blob=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
 

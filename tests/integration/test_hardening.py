@@ -171,6 +171,13 @@ def test_bad_input_gets_gdapi_4xx_and_the_server_keeps_serving(halab_lab_factory
                   ([] if got == (status, code) else [f"{got[0]} {got[1]}, not {status} {code}"])]
     assert not wrong, "\n".join(wrong)
 
+    # An answer given without reading the body (405 here) closes the connection: kept alive, the
+    # load balancer's next request on it hung until its 30 s timeout whenever the whole unread body
+    # had arrived and filled aiohttp's 128 KiB buffer (bodies of roughly 130 to 260 KB).
+    for size in range(130_000, 260_000, 1_300):
+        assert send(t, "PUT", "/v1/apikeys/1c1", b"[" * size, JSON, timeout=10).status == 405
+        assert send(t, "GET", "/ping", timeout=10).status == 200
+
     # Good input still works after all that, with the same credentials and ids.
     assert send(t, "GET", "/v1/projects", headers={"Authorization": basic(key["publicValue"],
                                                                           key["secretValue"])}).status == 200

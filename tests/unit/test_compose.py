@@ -70,4 +70,5 @@ def test_haproxy_config_checks_ping_and_routes_each_node():
 def test_direct_port_publishes_only_the_first_node_for_benchmarks():
     p = rendered(3, ports=Ports(http=8081, https=8443, mgmt=18081, direct=18090))
     assert p["services"]["a1"]["ports"] == ["127.0.0.1:18090:8080"]
+    assert "front" in p["services"]["a1"]["networks"] and "front" not in p["services"]["a2"]["networks"]
     assert "ports" not in p["services"]["a2"] and "ports" not in p["services"]["b1"]
