@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 import pytest
 
-from lab import docker, faults, lab, probes, state
+from lab import docker, faults, lab, probes, scenario, state
 from lab.faults import make_spec
 from lab.history import PARTS_DIR, load_run
 from lab.load import LoadRun, LoadSpec, make_run_dir
@@ -171,11 +171,12 @@ def test_bad_input_gets_gdapi_4xx_and_the_server_keeps_serving(halab_lab_factory
                   ([] if got == (status, code) else [f"{got[0]} {got[1]}, not {status} {code}"])]
     assert not wrong, "\n".join(wrong)
 
-    # An answer given without reading the body (405 here) closes the connection: kept alive, the
-    # load balancer's next request on it hung until its 30 s timeout whenever the whole unread body
-    # had arrived and filled aiohttp's 128 KiB buffer (bodies of roughly 130 to 260 KB).
-    for size in range(130_000, 260_000, 1_300):
-        assert send(t, "PUT", "/v1/apikeys/1c1", b"[" * size, JSON, timeout=10).status == 405
+    # An answer given without reading the body closes the connection. Kept alive, it wedged: once a
+    # whole unread body over aiohttp's 128 KiB buffer had arrived (here while the server looks the
+    # key up), the load balancer's next request on that connection hung until its 30 s timeout.
+    for size in range(140_000, 240_000, 5_000):
+        assert send(t, "POST", "/v1/projects", b"[" * size, {"Authorization": basic("nokey", "x")}, timeout=10
+                    ).status == 401
         assert send(t, "GET", "/ping", timeout=10).status == 200
 
     # Good input still works after all that, with the same credentials and ids.
@@ -211,11 +212,11 @@ def test_a_database_kill_under_load_loses_no_acknowledged_write(halab_lab_factor
                     https_port=t.ports.https, ca_file=str(state.ca_path(t.lab)), user_classes=("ApiUser",))
     with Watch(t, run_dir, client=False), faults.Injector(t, history=run_dir / "history.jsonl") as nemesis:
         with LoadRun(spec, run_dir) as load:
-            wait_recorded(run_dir, "ledger", 100, load)
+            wait_recorded(run_dir, "ledger", 60, load)
             with nemesis.held(make_spec("kill", ["db"])):
                 # requests during the outage: they fail, or are held until the database is back
-                wait_recorded(run_dir, "history", recorded(run_dir, "history") + 100, load)
-            wait_recorded(run_dir, "ledger", recorded(run_dir, "ledger") + 100, load)  # writes again
+                wait_recorded(run_dir, "history", recorded(run_dir, "history") + 60, load)
+            wait_recorded(run_dir, "ledger", recorded(run_dir, "ledger") + 60, load)  # writes again
             load.stop()
     r = build_report(run_dir, query=lambda sql: probes.db_query(t, sql, timeout=60)).result
     present, unique = r.outcome("acknowledged_writes_present"), r.outcome("no_duplicated_writes")
@@ -223,7 +224,7 @@ def test_a_database_kill_under_load_loses_no_acknowledged_write(halab_lab_factor
     (fault,) = r.faults
     assert fault.fault == "kill" and fault.targets == ("db",)
     assert fault.failed > 0, "the database kill never showed: nothing failed while it lasted"
-    assert present.checked >= 200 and r.acks >= 200
+    assert r.acks >= 120 and present.checked >= 30  # acknowledged writes, and the resources they wrote
     acked = [a.t1 for a in load_run(run_dir).acks]
     assert any(t1 < fault.t0 for t1 in acked) and any(t1 > fault.t1 for t1 in acked), "acks on both sides of it"
 
@@ -243,6 +244,9 @@ def lab_objects(name: str) -> dict[str, list[str]]:
     return {kind: docker.labelled(kind, name) for kind in ("container", "network", "volume")}
 
 
+NOTHING = {"container": [], "network": [], "volume": []}
+
+
 def halab(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "lab.cli", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
@@ -257,15 +261,13 @@ def test_sigint_during_a_fault_then_down_leaves_nothing(halab_lab_factory, tmp_p
     path = tmp_path / "scenarios" / "interrupted.yaml"
     path.parent.mkdir()
     path.write_text(INTERRUPTED.format(name=name))
-    ports = free_ports()
-    target = ["--http-port", str(ports.http), "--https-port", str(ports.https), "--mgmt-port", str(ports.mgmt)]
     if own_lab:
-        from lab.scenario import lab_name_for, load
-
-        lab_name = lab_name_for(load(path))
+        lab_name = scenario.lab_name_for(scenario.load(path))
+        ports = free_ports()
+        target = ["--http-port", str(ports.http), "--https-port", str(ports.https), "--mgmt-port", str(ports.mgmt)]
     else:
-        lab_name = halab_lab_factory(1, lab=name).lab
-        target = ["--name", lab_name]
+        t = halab_lab_factory(1, lab=name)
+        lab_name, target = t.lab, ["--name", t.lab]
     proc = subprocess.Popen([sys.executable, "-m", "lab.cli", "run", str(path), *target, "--runs",
                              str(tmp_path / "runs")], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
@@ -278,10 +280,14 @@ def test_sigint_during_a_fault_then_down_leaves_nothing(halab_lab_factory, tmp_p
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=300)
         assert proc.returncode == 130, out
+        if own_lab:
+            assert lab_objects(lab_name) == NOTHING, "the run removes the lab it started"
+        else:
+            assert len(lab.running_containers(lab_name)) == 3, "the user's lab stays up"
+            assert faults.leftovers(t) == {"registered": [], "rules": {}, "paused": [], "stopped": []}
         down = halab("down", "--name", lab_name)
         assert down.returncode == 0, down.stderr
-        assert lab_objects(lab_name) == {"container": [], "network": [], "volume": []}
-        assert not state.lab_dir(lab_name).exists()
+        assert lab_objects(lab_name) == NOTHING and not state.lab_dir(lab_name).exists()
         journal = json.loads(next((tmp_path / "runs").glob("*/journal.json")).read_text())
         assert journal["status"] == "interrupted" and all(f.get("t1") for f in journal["faults"]), journal["faults"]
     finally:
