@@ -94,10 +94,12 @@ def build(say: Callable[[str], None], only: tuple[str, ...] = (), force: bool = 
     for spec in todo:
         tag = tags[spec.name]
         say(f"building {tag}")
+        # --force-rm: the legacy builder otherwise leaves the container of a failed step behind.
         docker.run(
-            ["docker", "build", "--label", "halab.image=" + spec.name, "-t", tag, "-t", f"{spec.repository}:latest",
-             "-f", str(spec.dockerfile), str(spec.context)],
-            f"build image {spec.name} (see `docker build -f {spec.dockerfile.relative_to(ROOT)} .`)",
+            ["docker", "build", "--force-rm", "--label", "halab.image=" + spec.name, "-t", tag, "-t",
+             f"{spec.repository}:latest", "-f", str(spec.dockerfile), str(spec.context)],
+            f"build image {spec.name} (see `docker build -f {spec.dockerfile.relative_to(ROOT)} "
+            f"{spec.context.relative_to(ROOT)}`)",
             env={"DOCKER_BUILDKIT": os.environ.get("DOCKER_BUILDKIT", "0")},
         )
     return tags

@@ -124,14 +124,14 @@ def number(value: Any, where: str, minimum: float | None = None, maximum: float 
     return _finite(value, where)
 
 
-def _bounds(value: int | float, where: str, minimum: float | None, maximum: float | None) -> None:
+def _bounds(value: float, where: str, minimum: float | None, maximum: float | None) -> None:
     if minimum is not None and value < minimum:
         raise BadInput(f"{where}: {_short(value)} is below the minimum {minimum}")
     if maximum is not None and value > maximum:
         raise BadInput(f"{where}: {_short(value)} is above the maximum {maximum}")
 
 
-def _finite(value: int | float | str, where: str) -> float:
+def _finite(value: float | str, where: str) -> float:
     """float(value), refusing what has no finite float (.inf, .nan, a 400-digit number)."""
     try:
         out = float(value)

@@ -3,7 +3,9 @@ bounded budget (hypothesis): generated bodies (malformed JSON, wrong types, unkn
 strings, nested junk, oversized), paths (unknown resources, ids, links, actions, query
 parameters), methods and Authorization headers. Every answer comes from the node, is below 500
 (503 only when the node says it is not active) and, when an error, a gdapi error body; afterwards
-the node still answers /ping with pong, is active, and has logged no traceback."""
+the node still answers /ping with pong, is active, and has logged no traceback. One exception: a
+method token aiohttp's HTTP parser does not know gets the parser's plain-text 400 before any of the
+server's code runs."""
 
 from __future__ import annotations
 
@@ -19,9 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lab import probes
+from lab.server.api import MAX_BODY
 from lab.server.resources import RESOURCE_TYPES
 from lab.topology import Topology
-from test_hardening import MAX_BODY, basic, problems_with, send, tracebacks
+from test_hardening import basic, problems_with, send, tracebacks
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -107,8 +110,6 @@ def segment(words: list[str]) -> st.SearchStrategy[str]:
 
 
 any_segment = st.text(max_size=12).map(lambda s: quote(s, safe=""))
-
-
 collections = segment([rt.collection for rt in TYPES] + ["schemas", "scripts", "Projects"])
 ids = segment(IDS + ["1a\u00b2", "1a" + "9" * 30, "1a-1", "1a 1"])
 links = segment(sorted({link for rt in TYPES for link in rt.children}))

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -26,6 +25,7 @@ from lab.history import PARTS_DIR, load_run
 from lab.load import LoadRun, LoadSpec, make_run_dir
 from lab.preflight import free_ports
 from lab.report import build_report
+from lab.server.api import MAX_BODY
 from lab.state import unique_lab_name
 from lab.topology import Topology
 from lab.watch import Watch
@@ -33,7 +33,6 @@ from lab.watch import Watch
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-MAX_BODY = 1 << 20  # the server's client_max_size
 
 
 # ------------------------------------------------------------------------------------ the API

@@ -135,7 +135,7 @@ def names_a_field(rest: str, doc: Any) -> bool:
     if not isinstance(doc, dict):
         return rest.startswith(" must be a mapping")
     for at, value in locations(doc):
-        if at and (rest.startswith(f" {at}:") or rest.startswith(f" {at} ")):
+        if at and rest.startswith((f" {at}:", f" {at} ")):
             return True
         if isinstance(value, dict) and re.match(rf" {re.escape(at + '.' if at else '')}[a-z_]+:", rest):
             return True
@@ -250,8 +250,8 @@ GOOD = "topology: {nodes: 3}\nfaults: [{at: 1s, kind: kill, target: a1}]\n"
     (GOOD + "seed: !!int abc\n", r": line 3: not valid YAML: 'abc' is not a valid int"),
     (GOOD + "name: 2001-13-45\n", r": line 3: not valid YAML: '2001-13-45' is not a valid timestamp"),
     (GOOD + f"seed: {'9' * 5000}\n", r": line 3: not valid YAML: '9{20}\.\.\.\(5000 characters\)' is not a valid int"),
-    (GOOD + f"load: {{users: 2, spawn_rate: {'9' * 400}}}\n", r": load\.spawn_rate: 9{20}\.\.\.\(400 characters\) is not "
-                                                            r"a finite number"),
+    (GOOD + f"load: {{users: 2, spawn_rate: {'9' * 400}}}\n",
+     r": load\.spawn_rate: 9{20}\.\.\.\(400 characters\) is not a finite number"),
     (GOOD.replace("1s", ".inf"), r": faults\[0\]\.at: inf is not a finite number"),
     (GOOD.replace("1s", f"{'9' * 400}s"), r": faults\[0\]\.at: 9{20}\.\.\.\(400 characters\) is not a finite number"),
     (GOOD + "assert: {min_availability: .nan}\n", r": assert\.min_availability: nan is not a finite number"),
