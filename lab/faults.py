@@ -61,6 +61,9 @@ LOG_FILE = "faults.jsonl"  # every healed fault of the lab, whoever applied it
 CONNECT_TIMEOUT = 0.5  # a TCP handshake inside one Docker host takes well under a millisecond
 STOP_GRACE = 5  # seconds, as the compose file's stop_grace_period
 SETTLE_TIMEOUT = 15.0  # a container state change that takes longer than this did not happen
+# A role target asked for just after a fault or heal may meet an election in progress; elections
+# here take about a second, so a role still missing after this long is really missing.
+ELECTION_TIMEOUT = 20.0
 # Connectivity check run inside a node container: [ip, port, attempts] -> [[open, cut], ...].
 # A refused connection proves the path works (nothing listens there); a timeout means dropped.
 _CHECK = r"""
@@ -511,27 +514,45 @@ class Injector:
     # --------------------------------------------------------------------------------- resolve
 
     def resolve(self, spec: FaultSpec, where: str = "fault") -> FaultSpec:
-        """The spec with roles replaced by node names (asks the nodes for their ZooKeeper mode)."""
+        """The spec with roles replaced by node names (asks the nodes for their ZooKeeper mode,
+        waiting up to ELECTION_TIMEOUT for an ensemble that has the asked roles)."""
         validate(spec, self.t, where)
         if not any(x in ROLES for x in spec.targets):
             return spec
-        modes = roles(self.t) if any(x in ("leader", "follower") for x in spec.targets) else {}
-        chosen: list[str] = [x for x in spec.targets if x not in ROLES]
-        for x in spec.targets:
+        asks_modes = any(x in ("leader", "follower") for x in spec.targets)
+        deadline = time.monotonic() + ELECTION_TIMEOUT
+        while True:
+            modes = roles(self.t) if asks_modes else {}
+            picked, missing = self._pick(spec.targets, modes)
+            if not missing:
+                return FaultSpec(spec.kind, picked, spec.sides, spec.one_way, spec.loss)
+            if time.monotonic() > deadline:
+                raise RuntimeFailure(f"{where}.target: no {missing} to pick within {ELECTION_TIMEOUT:g} s "
+                                     f"(ZooKeeper modes: {', '.join(f'{n}={m}' for n, m in modes.items())})")
+            time.sleep(0.2)
+
+    def _pick(self, targets: Sequence[str], modes: Mapping[str, str]) -> tuple[tuple[str, ...], str | None]:
+        """(node names for the targets, the first role nobody has now, or None)."""
+        leaders = [n for n, m in modes.items() if m in ("leader", "standalone")]
+        if any(x in ("leader", "follower") for x in targets) and len(leaders) != 1:
+            return (), "leader" if not leaders else "single leader"  # an election not yet sorted out
+        chosen: list[str] = [x for x in targets if x not in ROLES]
+        state = self.rng.getstate()  # a retry must not consume the seeded choices
+        for x in targets:
             if x not in ROLES:
                 continue
             if x == "leader":
-                pool = [n for n, m in modes.items() if m in ("leader", "standalone")]
+                pool = leaders
             elif x == "follower":
                 pool = [n for n, m in modes.items() if m == "follower"]
             else:
                 pool = list(self.t.node_names)
             pool = [n for n in pool if n not in chosen]
             if not pool:
-                raise RuntimeFailure(f"{where}.target: no {x} to pick now (ZooKeeper modes: "
-                                     f"{', '.join(f'{n}={m}' for n, m in modes.items()) or 'not asked'})")
+                self.rng.setstate(state)
+                return (), x
             chosen.append(pool[0] if x == "leader" else self.rng.choice(sorted(pool)))
-        return FaultSpec(spec.kind, tuple(chosen), spec.sides, spec.one_way, spec.loss)
+        return tuple(chosen), None
 
     # ----------------------------------------------------------------------------------- apply
 

@@ -114,12 +114,7 @@ def wait_healthy(t: Topology, say: Say = quiet, timeout: float = 180) -> None:
         return None if rows and int(rows[0]["n"]) > 0 else "migrations have not finished"
 
     def quorum() -> str | None:
-        modes = {n: probes.node_view(t, n).zk_mode for n in t.node_names}
-        leaders = [n for n, m in modes.items() if m in ("leader", "standalone")]
-        serving = [n for n, m in modes.items() if m in ("leader", "follower", "standalone")]
-        if len(leaders) == 1 and len(serving) == t.size:
-            return None
-        return "ZooKeeper modes " + ", ".join(f"{n}={m}" for n, m in modes.items())
+        return probes.quorum_problem({n: probes.node_view(t, n).zk_mode for n in t.node_names})
 
     def nodes_active() -> str | None:
         views = [probes.node_view(t, n) for n in t.node_names]

@@ -76,6 +76,17 @@ def node_view(t: Topology, name: str, timeout: float = PROBE_TIMEOUT) -> NodeVie
     return NodeView(name, ping.status, str(detail.get("state", "unknown")), str(zk.get("mode") or "unknown"), detail)
 
 
+SERVING_MODES = ("leader", "follower", "standalone")
+
+
+def quorum_problem(modes: dict[str, str]) -> str | None:
+    """None when the ensemble has settled (one leader, every member serving), else what is off."""
+    leaders = [n for n, m in modes.items() if m in ("leader", "standalone")]
+    if len(leaders) == 1 and all(m in SERVING_MODES for m in modes.values()):
+        return None
+    return "ZooKeeper modes " + ", ".join(f"{n}={m}" for n, m in modes.items())
+
+
 def lb_servers(t: Topology, timeout: float = PROBE_TIMEOUT) -> dict[str, str]:
     """Server name -> HAProxy status (UP, DOWN, MAINT, ...) in the `nodes` backend; {} if unreachable."""
     res = http_get("127.0.0.1", t.ports.mgmt, "/lb/stats;csv", timeout)

@@ -18,6 +18,7 @@ import pytest
 from lab import faults, probes
 from lab.errors import FaultNotEffective
 from lab.faults import make_spec
+from lab.lab import wait_healthy
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -37,17 +38,15 @@ def clean(t: Any) -> dict[str, Any]:
     return {"registered": [], "rules": {}, "paused": [], "stopped": []} == faults.leftovers(t)
 
 
-def all_active(t: Any) -> bool:
-    return all(probes.node_view(t, n).active for n in t.node_names)
-
-
 @pytest.fixture
 def lab3(halab_lab3: Any) -> Any:
-    """The module's lab, healthy and fault-free before and after each test."""
-    wait_for("every node active", lambda: all_active(halab_lab3), 90)
+    """The module's lab, healthy and fault-free before and after each test. Healthy includes a
+    settled ZooKeeper ensemble: nodes turn active as soon as their session reaches any member, while
+    a restarted member may still be rejoining, and the next test may ask for the leader."""
+    wait_healthy(halab_lab3, timeout=90)
     yield halab_lab3
     faults.heal_lab(halab_lab3)
-    wait_for("every node active again", lambda: all_active(halab_lab3), 90)
+    wait_healthy(halab_lab3, timeout=90)
 
 
 @pytest.mark.parametrize("spec", [

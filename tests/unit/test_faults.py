@@ -202,6 +202,7 @@ def fake(monkeypatch):
         monkeypatch.setattr(faults.docker, "run", lab.run)
         monkeypatch.setattr(faults, "roles", lambda _t: dict(lab.modes))
         monkeypatch.setattr(faults, "SETTLE_TIMEOUT", 0.3)
+        monkeypatch.setattr(faults, "ELECTION_TIMEOUT", 0.3)
         return lab
     return make
 
@@ -248,8 +249,31 @@ def test_roles_resolve_to_distinct_nodes_and_follower_is_seeded(fake):
 
 def test_no_leader_is_a_runtime_error_naming_the_modes(fake):
     fake(modes={"a1": "unknown", "a2": "unknown", "b1": "unknown"})
-    with pytest.raises(faults.RuntimeFailure, match=r"no leader to pick now .*a1=unknown"):
+    with pytest.raises(faults.RuntimeFailure, match=r"no leader to pick within .*a1=unknown"):
         Injector(T3).resolve(make_spec("kill", ["leader"]))
+
+
+def test_a_role_asked_for_during_an_election_waits_for_it(fake, monkeypatch):
+    # What CI once met right after a heal: one member restarting, one still looking, no leader.
+    lab = fake(modes={"a1": "not running", "a2": "follower", "b1": "not serving"})
+    answers = iter([{"a1": "not running", "a2": "follower", "b1": "not serving"},
+                    {"a1": "follower", "a2": "leader", "b1": "leader"},  # two leaders: stale, not settled
+                    {"a1": "follower", "a2": "follower", "b1": "leader"}])
+    monkeypatch.setattr(faults, "roles", lambda _t: next(answers))
+    monkeypatch.setattr(faults, "ELECTION_TIMEOUT", 30.0)
+    assert Injector(T3).resolve(make_spec("pause", ["leader"])).targets == ("b1",)
+    assert lab.commands == []  # resolving touches nothing
+
+
+def test_a_follower_target_keeps_its_seeded_choice_across_retries(fake, monkeypatch):
+    fake()
+    settled = {"a1": "follower", "a2": "leader", "b1": "follower"}
+    answers = iter([{"a1": "not serving", "a2": "leader", "b1": "not running"}, settled])
+    monkeypatch.setattr(faults, "roles", lambda _t: next(answers))
+    monkeypatch.setattr(faults, "ELECTION_TIMEOUT", 30.0)
+    after_retry = Injector(T3, seed=5).resolve(make_spec("kill", ["random", "follower"])).targets
+    monkeypatch.setattr(faults, "roles", lambda _t: settled)
+    assert Injector(T3, seed=5).resolve(make_spec("kill", ["random", "follower"])).targets == after_retry
 
 
 def test_network_fault_that_cut_nothing_is_undone_and_reported(fake, monkeypatch):
