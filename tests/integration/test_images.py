@@ -56,7 +56,12 @@ def test_an_image_that_cannot_be_built_is_one_actionable_line(tmp_path, monkeypa
     monkeypatch.setattr(images, "ROOT", tmp_path)
     monkeypatch.setattr(images, "IMAGES", (spec,))
 
-    assert cli.main(["build"]) == 1
+    try:
+        assert cli.main(["build"]) == 1
+    finally:  # the LABEL step is committed as an untagged layer before `RUN false` fails
+        layers = docker.run(["docker", "images", "-aq", "--filter", f"label=halab.test={marker}"], "list layers")
+        if layers.split():
+            docker.run(["docker", "rmi", "-f", *layers.split()], "remove the test's layers")
     *progress, error = capsys.readouterr().err.splitlines()  # progress: "building halab/..."
     assert "Traceback" not in error and not any(line.startswith("halab: error:") for line in progress)
     assert error.startswith(f"halab: error: build image {marker} (see `docker build -f ctx/Dockerfile ctx`) failed")
