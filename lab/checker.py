@@ -391,8 +391,8 @@ def _outcome(name: str, checked: int, violations: list[Violation], note: str = "
 # ----------------------------------------------------------------------------- timeline
 
 
-def _percentile(sorted_values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile."""
+def percentile(sorted_values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile of an ascending list, q a fraction (0.95); None when empty."""
     if not sorted_values:
         return None
     return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
@@ -409,7 +409,7 @@ def per_second(requests: Iterable[RequestRecord]) -> tuple[Second, ...]:
     for t in range(min(buckets), max(buckets) + 1):
         rs = buckets.get(t, [])
         lat = sorted((r.t1 - r.t0) * 1000.0 for r in rs)
-        out.append(Second(t, len(rs), sum(r.ok for r in rs), *(_percentile(lat, q) for q in (0.5, 0.95, 0.99))))
+        out.append(Second(t, len(rs), sum(r.ok for r in rs), *(percentile(lat, q) for q in (0.5, 0.95, 0.99))))
     return tuple(out)
 
 

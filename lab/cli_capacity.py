@@ -1,4 +1,4 @@
-"""`halab capacity`: the capacity sweep's command line (lab/capacity.py does the work)."""
+"""`halab capacity`: the capacity sweep's command line (the lab/capacity/ package does the work)."""
 
 from __future__ import annotations
 
@@ -7,23 +7,24 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from lab import capacity, yamlspec
+from lab import yamlspec
+from lab.capacity import report, spec, sweep
 
 SETTING_FLAGS = ("duration", "spawn_rate", "think_time", "heap_scale", "pool_wait_ms", "up_timeout",
                  "point_timeout", "max_error_rate", "target_users")
 
 
-def grid_from_args(args: argparse.Namespace) -> capacity.Grid:
+def grid_from_args(args: argparse.Namespace) -> spec.Grid:
     doc = yamlspec.load(args.grid) if args.grid else None
-    return capacity.build_grid(doc, args.grid or "grid", {d: getattr(args, d) for d in capacity.DIMENSIONS},
-                               {k: getattr(args, k) for k in SETTING_FLAGS})
+    return spec.build_grid(doc, args.grid or "grid", {d: getattr(args, d) for d in spec.DIMENSIONS},
+                           {k: getattr(args, k) for k in SETTING_FLAGS})
 
 
 def cmd_capacity(args: argparse.Namespace) -> int:
     if args.report:
-        settings, measurements, meta = capacity.load_report(args.report)
-        settings = capacity.settings_with(settings, {k: getattr(args, k) for k in ("max_error_rate", "target_users")})
-        capacity.write_report(Path(args.report), settings, measurements, meta)
+        settings, measurements, meta = report.load_report(args.report)
+        settings = spec.settings_with(settings, {k: getattr(args, k) for k in ("max_error_rate", "target_users")})
+        report.write_report(Path(args.report), settings, measurements, meta)
         return _show(args, Path(args.report))
     grid = grid_from_args(args)
     if args.dry_run:
@@ -32,17 +33,17 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     from lab.cli import say
 
     docker.require_docker()
-    return _show(args, capacity.sweep(grid, args.out, args.name, say))
+    return _show(args, sweep.sweep(grid, args.out, args.name, say))
 
 
 def _show(args: argparse.Namespace, directory: Path) -> int:
     """The table and the recommendation (or, with --json, capacity.json), and where the files are."""
     from lab.cli import emit
 
-    _, measurements, _ = capacity.load_report(directory)
+    _, measurements, _ = report.load_report(directory)
     data = json.loads((directory / "capacity.json").read_text())
     text = "\n".join([
-        capacity.table(measurements, data["swept"]), "",
+        report.table(measurements, data["swept"]), "",
         *(line for r in data["recommendations"] for line in r["text"]), "",
         f"report: {directory / 'capacity.md'}", f"json:   {directory / 'capacity.json'}",
         *(f"plot:   {p}" for p in sorted((directory / "plots").glob("*.png"))),
@@ -51,7 +52,7 @@ def _show(args: argparse.Namespace, directory: Path) -> int:
     return 0
 
 
-def _dry_run(args: argparse.Namespace, grid: capacity.Grid) -> int:
+def _dry_run(args: argparse.Namespace, grid: spec.Grid) -> int:
     from lab import preflight
     from lab.cli import emit
     from lab.topology import Ports

@@ -229,7 +229,7 @@ def run_matrix(sizes: Sequence[int], *, claims_path: str | Path = claims_mod.DEF
                only: Sequence[str] = (), ports: Callable[[], Ports] | None = None, seed: int = 0,
                say: Say = lab.quiet) -> MatrixResult:
     """Run the matrix; write matrix.json and matrix.md into a fresh run directory; return the result."""
-    from lab.capacity import machine
+    from lab.capacity.sweep import machine
 
     claims = claims_mod.load(claims_path)
     plans = []

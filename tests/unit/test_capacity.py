@@ -7,9 +7,12 @@ import json
 
 import pytest
 
-from lab import capacity, yamlspec
-from lab.capacity import (DbFigures, LoadFigures, Measurement, NodeOutcome, Point, Settings, build_grid,
-                          error_kind, load_figures, node_outcome, recommend, saturation)
+from lab import yamlspec
+from lab.capacity import analysis, measurement, report, sampler
+from lab.capacity.analysis import recommend, saturation
+from lab.capacity.measurement import (DbFigures, LoadFigures, Measurement, NodeOutcome, error_kind, load_figures,
+                                      node_outcome)
+from lab.capacity.spec import Point, Settings, build_grid
 from lab.errors import BadInput
 from lab.history import RequestRecord
 
@@ -128,7 +131,7 @@ def test_load_figures_counts_successes_per_second_and_nearest_rank_percentiles()
 def test_node_outcome_tells_which_memory_failure():
     assert node_outcome("a1", {"Running": False, "ExitCode": 137, "OOMKilled": True}, "", False, 0.5).outcome \
         == "killed by the kernel (OOM)"
-    o = node_outcome("a1", {"Running": False, "ExitCode": 3}, f"... {capacity.OOM_LOG_LINE}\n", True, 0.99)
+    o = node_outcome("a1", {"Running": False, "ExitCode": 3}, f"... {measurement.OOM_LOG_LINE}\n", True, 0.99)
     assert (o.outcome, o.exit_code, o.killed, o.was_degraded) == ("killed: OutOfMemoryError", 3, True, True)
     assert node_outcome("a1", {"Running": False, "ExitCode": 1}, "boom", False, None).outcome == "exited"
     deg = node_outcome("a1", {"Running": True, "ExitCode": 0}, "", True, 0.95)
@@ -141,20 +144,20 @@ def test_failures_group_nodes_that_met_the_same_fate():
              NodeOutcome("a3", "killed: OutOfMemoryError", 3, 0.9, was_degraded=True),
              NodeOutcome("b1", "degraded by memory", None, 0.95, was_degraded=True))
     m = Measurement(**{**measured(50, heap="40m").__dict__, "nodes": nodes})
-    assert capacity.failures(m) == ["nodes a1, a2 killed: OutOfMemoryError (-Xmx40m, exit 3)",
+    assert analysis.failures(m) == ["nodes a1, a2 killed: OutOfMemoryError (-Xmx40m, exit 3)",
                                     "node a3 killed: OutOfMemoryError (-Xmx40m, exit 3, degraded by memory first)",
                                     "node b1 degraded by memory (-Xmx40m, heap pressure up to 95%)"]
 
 
 def test_docker_stats_memory_and_prometheus_parsing():
-    assert capacity.parse_mem_usage("12.5MiB / 258MiB") == 12.5
-    assert capacity.parse_mem_usage("1.5GiB / 2GiB") == 1536
-    assert capacity.parse_mem_usage("512KiB / 1GiB") == 0.5
-    assert capacity.parse_mem_usage("--") is None
+    assert sampler.parse_mem_usage("12.5MiB / 258MiB") == 12.5
+    assert sampler.parse_mem_usage("1.5GiB / 2GiB") == 1536
+    assert sampler.parse_mem_usage("512KiB / 1GiB") == 0.5
+    assert sampler.parse_mem_usage("--") is None
     text = '# HELP x y\n# TYPE cattle_heap_pressure gauge\ncattle_heap_pressure{node="a1"} 0.93\n' \
            'cattle_http_requests_total{node="a1",code="503"} 12\ncattle_http_requests_total{code="200"} 30\n' \
            'bad line\nnan_metric NaNx\n'
-    assert capacity.parse_metrics(text) == {"cattle_heap_pressure": 0.93, "cattle_http_requests_total": 42}
+    assert sampler.parse_metrics(text) == {"cattle_heap_pressure": 0.93, "cattle_http_requests_total": 42}
 
 
 # ------------------------------------------------------------------- saturation, recommendation
@@ -165,7 +168,7 @@ def measured(throughput: float, error_rate: float = 0.0, *, p95: float = 20.0, k
     p = Point(**point)  # type: ignore[arg-type]
     n = 1000
     bad = round(error_rate * n)
-    errors = {k: 0 for k in capacity.ERROR_KINDS}
+    errors = {k: 0 for k in measurement.ERROR_KINDS}
     errors["too_many_connections" if too_many is None or too_many else "server_5xx"] = bad
     load = LoadFigures(n, n - bad, 10.0, throughput, 5.0, p95, p95 * 2, errors)
     nodes = tuple(NodeOutcome(f"a{i}", killed if killed and i == 1 else "ok", 3 if killed and i == 1 else None,
@@ -210,7 +213,7 @@ def test_resource_levels_off_at_the_smallest_sufficient_value():
 
 def test_saturations_group_series_by_the_other_swept_dimensions():
     ms = [measured(t, users=u, heap=h) for h, ts in (("32m", (40, 41)), ("1g", (50, 99))) for u, t in zip((5, 10), ts)]
-    sats = capacity.saturations(ms, ("heap", "users"), 0.01)
+    sats = analysis.saturations(ms, ("heap", "users"), 0.01)
     by = {(s.dimension, s.series): s for s in sats}
     assert by[("users", "-Xmx32m")].x == 5
     assert by[("users", "-Xmx1g")].x is None
@@ -279,15 +282,15 @@ def test_the_databases_own_max_connections_is_the_one_analysed():
     m = measured(50, db_max_connections=4, users=5)
     m = Measurement(**{**m.__dict__, "db": DbFigures(10, 9, 9, 0, 0, 3)})  # MariaDB's floor is 10
     assert m.max_connections == 4 and m.effective_max_connections == 10
-    assert capacity.x_value(m, "db_max_connections") == 10 and capacity.x_text(m, "db_max_connections") == \
+    assert analysis.x_value(m, "db_max_connections") == 10 and analysis.x_text(m, "db_max_connections") == \
         "max_connections 10"
-    assert "| 9 / 9 / 10 (asked 4) |" in capacity.table([m], ("db_max_connections",))
+    assert "| 9 / 9 / 10 (asked 4) |" in report.table([m], ("db_max_connections",))
     [r] = recommend([m], 5, 0.01)
     assert r.max_connections == 10
 
 
 def test_heap_model_note_states_the_scale():
-    note = capacity.heap_model_note(32)
+    note = report.heap_model_note(32)
     assert "-Xmx1g = 32 MiB" in note and "64 KiB real, i.e. 2 MiB of modelled heap" in note
     assert "lab's -Xmx x R / 2" in note and "4 to 8 GB" in note
 
@@ -299,7 +302,7 @@ def test_report_files_and_json_round_trip(tmp_path):
     ms = [measured(40, 0.25, db_max_connections=60, users=20), measured(100, db_max_connections=160, users=20),
           measured(60, 0.0, heap="32m", killed="killed: OutOfMemoryError", db_max_connections=160, users=20)]
     meta = {"created": "2024-01-01T00:00:00+00:00", "machine": {"host": "box", "cpus": 2}}
-    files = capacity.write_report(tmp_path, Settings(duration=15), ms, meta)
+    files = report.write_report(tmp_path, Settings(duration=15), ms, meta)
     assert [p.name for p in files.plots] == ["heap.png", "db_max_connections.png"]
     assert all(p.stat().st_size > 1000 for p in files.plots)
     data = json.loads(files.json.read_text())
@@ -309,15 +312,15 @@ def test_report_files_and_json_round_trip(tmp_path):
     md = files.markdown.read_text()
     assert "| 1 | 1g | 60 | measured | 40 |" in md and "## The heap is a model" in md
     assert "![heap](plots/heap.png)" in md and "box, 2 CPUs" in md
-    settings, back, meta2 = capacity.load_report(tmp_path)
+    settings, back, meta2 = report.load_report(tmp_path)
     assert back == ms and settings.duration == 15 and meta2 == meta
 
 
 def test_report_refuses_a_target_load_the_sweep_did_not_measure(tmp_path):
     with pytest.raises(BadInput, match="--target-users: 7 is not a load of the grid"):
-        capacity.write_report(tmp_path, Settings(target_users=7), [measured(10, users=5)], {})
+        report.write_report(tmp_path, Settings(target_users=7), [measured(10, users=5)], {})
     with pytest.raises(BadInput, match="capacity.json does not exist"):
-        capacity.load_report(tmp_path / "nowhere")
+        report.load_report(tmp_path / "nowhere")
 
 
 def test_cli_dry_run_lists_points_with_preflight_and_bad_files_name_the_field(tmp_path, capsys):

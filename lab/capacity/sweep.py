@@ -1,0 +1,127 @@
+"""Running a sweep: every grid point on a fresh lab of its own, torn down on every path, with
+its load, samples and node outcomes gathered into a `Measurement`; the report is rewritten
+after each point."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from lab.capacity.measurement import Measurement, NodeOutcome, load_figures, node_outcome
+from lab.capacity.report import summary_line, write_json, write_report
+from lab.capacity.sampler import SAMPLE_INTERVAL, Sampler
+from lab.capacity.spec import Grid, Point, Settings
+from lab.errors import LabError, RuntimeFailure
+from lab.topology import Topology
+
+Say = Callable[[str], None]
+
+
+def run_point(point: Point, settings: Settings, lab_name: str, point_dir: Path, say: Say) -> Measurement:
+    """One grid point on a fresh lab, torn down on every path (Ctrl-C included)."""
+    from lab import lab, preflight
+    from lab.history import load_run
+    from lab.load import LoadRun, LoadSpec
+
+    deadline = time.monotonic() + settings.hard_timeout
+    t = point.topology(lab_name, preflight.free_ports(), settings)
+    short = tuple(f"{f.check}: {f.message}" for f in preflight.errors(preflight.check(t, include_ports=False)))
+    made = dict(point=point, max_connections=t.db_max_connections, node_memory_limit_mib=t.node_mem_limit_mib,
+                preflight=short, run_dir=str(point_dir))
+    point_dir.mkdir(parents=True, exist_ok=True)
+
+    def up_say(msg: str) -> None:
+        if msg.startswith("  | "):  # the container logs `up` dumps when a start fails: kept, not shown
+            with (point_dir / "lab-start.log").open("a") as f:
+                f.write(msg[4:] + "\n")
+        else:
+            say("    " + msg.strip())
+
+    try:
+        try:
+            lab.up(t, up_say, timeout=settings.up_timeout, allow_undersized=True)
+        except RuntimeFailure as exc:  # an undersized lab that never got healthy is a result too
+            return Measurement(**made, status="did not start", detail=f"{exc} (logs: {point_dir}/lab-start.log)")
+        sampler = Sampler(t, point_dir / "samples.jsonl")
+        spec = LoadSpec(name=point.label(), users=point.users, spawn_rate=settings.spawn_rate,
+                        duration=settings.duration, http_port=t.ports.http, https_port=t.ports.https,
+                        user_classes=("ApiUser",), env={"HALAB_WAIT": settings.think_time})
+        load = LoadRun(spec, point_dir / "load", say=lambda m: say("    " + m))
+        with load, sampler:
+            while load.running and time.monotonic() < deadline:
+                tick = time.monotonic() + SAMPLE_INTERVAL
+                sampler.take()
+                time.sleep(max(0.0, min(tick, deadline) - time.monotonic()))
+            timed_out = load.running
+        # After the load: the final counters, each node's fate.
+        final = sampler.db_status()
+        db = sampler.db_figures(final, sampler.db_max_connections())
+        outcomes = _node_outcomes(t, sampler, point_dir)
+        figures = load_figures(load_run(load.run_dir).requests)
+        return Measurement(**made, status="timed out" if timed_out else "measured",
+                           detail=f"point exceeded its {settings.hard_timeout:g} s timeout" if timed_out else "",
+                           load=figures, db=db, nodes=outcomes, memory_peak_mib=dict(sampler.memory))
+    finally:
+        lab.down(t.lab)
+
+
+def _node_outcomes(t: Topology, sampler: Sampler, point_dir: Path) -> tuple[NodeOutcome, ...]:
+    """Each node's fate; the log tail of a node that died is kept as `<node>.log`, the evidence."""
+    from lab import docker, lab
+
+    containers = {c["Config"]["Labels"].get("com.docker.compose.service"): c
+                  for c in docker.inspect(docker.labelled("container", t.lab))}
+    out = []
+    for node in t.node_names:
+        state = containers.get(node, {}).get("State", {})
+        log_text = ""
+        if not state.get("Running"):
+            log_text = lab.logs(t, (node,), tail=200)
+            (point_dir / f"{node}.log").write_text(log_text)
+        out.append(node_outcome(node, state, log_text, node in sampler.degraded, sampler.pressure.get(node)))
+    return tuple(out)
+
+
+def machine() -> dict[str, Any]:
+    """The machine a sweep ran on, for the report."""
+    from lab import docker
+
+    try:
+        with open("/proc/meminfo") as f:
+            mem = next(int(line.split()[1]) for line in f if line.startswith("MemTotal:"))
+        mem_gib = round(mem / 1024**2, 1)
+    except (OSError, StopIteration, ValueError):
+        mem_gib = None
+    try:
+        engine = docker.run(["docker", "version", "--format", "{{.Server.Version}}"], "docker version",
+                            timeout=20).strip()
+    except LabError:
+        engine = "unknown"
+    return {"host": platform.node(), "cpus": os.cpu_count(), "memory_gib": mem_gib,
+            "os": platform.platform(), "docker": engine, "python": platform.python_version()}
+
+
+def sweep(grid: Grid, out_root: str | os.PathLike[str], name: str, say: Say) -> Path:
+    """Run every point of the grid, one fresh lab at a time; write the report; return its folder.
+
+    capacity.json is rewritten after each point, so an interrupted sweep keeps what it measured
+    (`halab capacity --report DIR` renders it)."""
+    from lab.load import make_run_dir
+
+    directory = make_run_dir(f"capacity-{name}", out_root)
+    meta = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine()}
+    swept = grid.swept
+    measurements: list[Measurement] = []
+    for i, point in enumerate(grid.points, 1):
+        say(f"[{i}/{len(grid.points)}] {point.label()} (hard timeout {grid.settings.hard_timeout:g} s)")
+        m = run_point(point, grid.settings, f"{name}-{i}", directory / "points" / f"{i:02d}-{point.label(swept)}",
+                      say)
+        measurements.append(m)
+        say(f"    {summary_line(m)}")
+        write_json(directory, grid.settings, measurements, meta)
+    write_report(directory, grid.settings, measurements, meta)
+    return directory
