@@ -1,9 +1,8 @@
 """HTTP basic authentication with API keys and agent keys (table `credential`).
 
-Access control is off, Rancher's default: a request without credentials is served. A request
-*with* credentials must carry a live key, else 401. Note that gdapi-python / `cattle.Client`
-created without keys sends `Authorization: Basic None:None`, which is an invalid key: create an
-API key first (`POST /v1/apikeys`, allowed anonymously) and pass it to the client.
+Access control is off, Rancher's default: a request without credentials is served, and so is one
+with the credentials `None:None`, which gdapi-python / `cattle.Client` created without keys sends.
+Any other credentials must be a live key, else 401.
 
 Secrets are stored as SHA-256 digests. Successful look-ups are cached for `CACHE_TTL` seconds,
 so a deleted key may keep working that long on nodes that had just used it.
@@ -83,6 +82,8 @@ class Authenticator:
         if not header:
             return ANONYMOUS
         public, secret = parse_basic(header)
+        if public == secret == "None":  # gdapi-python's str(None) keys: access control is off, so serve it
+            return ANONYMOUS
         digest = hash_secret(secret)
         key = (public, digest)
         now = time.monotonic()

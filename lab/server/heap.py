@@ -75,6 +75,11 @@ class HeapModel:
         return self.used / self.budget
 
     @property
+    def peak_pressure(self) -> float:
+        """The highest pressure since start: a capacity run reads it after the fact."""
+        return self.peak_bytes / self.budget
+
+    @property
     def memory_degraded(self) -> bool:
         return self.pressure > GC_THRESHOLD
 

@@ -29,6 +29,7 @@ from .config import Config
 from .coord import Coordinator
 from .db import Database, DatabaseError
 from .heap import HeapModel, OutOfMemory
+from .listener import Listener
 from .metrics import Gauge, RequestMetrics, render_gauges
 from .migrations import MigrationLockTimeout, MySQLLockStore, migrate
 from .processes import ProcessEngine
@@ -63,7 +64,7 @@ class Node:
         self.default_project_id: int | None = None
         self.exit_code: asyncio.Future[int] = loop.create_future()
         self._zk_proc: asyncio.subprocess.Process | None = None
-        self._runners: list[web.AppRunner] = []
+        self._listeners: list[Listener] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._ip = _own_ip()
         self._stale = cluster.StaleTracker()
@@ -88,10 +89,9 @@ class Node:
         self._spawn(self._bootstrap())
 
     async def _serve(self, app: web.Application, port: int) -> None:
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "0.0.0.0", port, backlog=1024).start()
-        self._runners.append(runner)
+        listener = Listener(app, {"X-Rancher-Node": self.cfg.node_name})
+        await listener.start("0.0.0.0", port)
+        self._listeners.append(listener)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         self._tasks.append(self.loop.create_task(coro))  # type: ignore[arg-type]
@@ -100,8 +100,8 @@ class Node:
         for task in self._tasks:
             task.cancel()
         self.engine.close()
-        for runner in self._runners:
-            await runner.cleanup()
+        for listener in self._listeners:
+            await listener.stop()
         await self.loop.run_in_executor(None, self.coord.stop)
         self.db.close()
         if self._zk_proc is not None and self._zk_proc.returncode is None:
@@ -300,6 +300,7 @@ class Node:
             Gauge("cattle_heap_used_bytes", "Cache plus in-flight request memory.", self.heap.used),
             Gauge("cattle_heap_pressure", "Used / budget.", round(self.heap.pressure, 4)),
             Gauge("cattle_heap_peak_bytes", "Highest modelled heap use so far.", self.heap.peak_bytes),
+            Gauge("cattle_heap_peak_ratio", "Highest used / budget since start.", round(self.heap.peak_pressure, 4)),
             Gauge("cattle_heap_memory_degraded", "1 above the GC threshold (requests stall).", int(self.heap.memory_degraded)),
             Gauge("cattle_cluster_members", "Rows in the cluster table.", len(self.members)),
         ]

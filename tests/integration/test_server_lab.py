@@ -51,3 +51,11 @@ def test_rancher_client_through_the_load_balancer(halab_lab3, scheme, monkeypatc
     assert rows == [{"n": "0"}]
     servers = probes.db_query(t, "SELECT DISTINCT running_process_server_id AS s FROM process_instance")
     assert servers and all(r["s"] for r in servers)
+
+
+def test_rancher_client_without_keys(halab_lab3):
+    # Built without keys it sends basic auth None:None; access control is off, so it is served.
+    t = halab_lab3
+    base = f"http://127.0.0.1:{t.ports.http}/v1"
+    projects = cattle.Client(url=base).list_project()
+    assert "adminProject" in [p.uuid for p in projects]

@@ -6,16 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from typing import Any, Awaitable, Callable
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from lab.preflight import free_port
 from lab.server import store
 from lab.server.api import Api
-from lab.server.auth import Authenticator
+from lab.server.auth import ANONYMOUS, Authenticator
 from lab.server.cache import ResourceCache
 from lab.server.config import from_env
+from lab.server.gdapi import ApiError
 from lab.server.heap import HeapModel, OutOfMemory
+from lab.server.listener import Listener
 from lab.server.metrics import RequestMetrics
 from lab.server.state import HAStateMachine, Health
 
@@ -95,6 +100,10 @@ def test_links_and_schema_header_follow_the_load_balancer() -> None:
     with_client(FakeNode(), t)
 
 
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
 def test_error_bodies() -> None:
     node = FakeNode()
     node.sm.observe(HEALTHY)
@@ -122,12 +131,32 @@ def test_error_bodies() -> None:
         assert status == 401
         status, body = await err("POST", "/v1/services", json={"name": 3})
         assert (status, body["code"], body["fieldName"]) == (422, "InvalidFormat", "name")
-        creds = base64.b64encode(b"AGENTKEY:secret").decode()
         status, body = await err("POST", "/v1/agents/1ag1?action=checkin")
         assert status == 401
-        assert (await err("POST", "/v1/agents/1ag1?action=explode", headers={"Authorization": f"Basic {creds}"}))[0] == 404
+        assert (await err("POST", "/v1/agents/1ag1?action=explode", headers={"Authorization": basic("AGENTKEY", "secret")}))[0] == 404
     with_client(node, t)
     assert node.db.calls == 0
+
+
+class NoKeys:
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return None  # no credential row has this public value
+
+
+def test_a_rancher_client_without_keys_is_anonymous_and_other_unknown_keys_are_refused() -> None:
+    async def t(c: TestClient) -> None:
+        r = await c.get("/v1", headers={"Authorization": basic("None", "None")})  # cattle.Client(url=...)
+        assert r.status == 200 and (await r.json())["type"] == "apiVersion"
+    node = FakeNode()
+    with_client(node, t)
+    assert node.db.calls == 0
+
+    auth = Authenticator(NoKeys())  # type: ignore[arg-type]
+    for user, password in (("None", "x"), ("x", "None"), ("none", "none"), ("None", "")):
+        with pytest.raises(ApiError) as e:
+            asyncio.run(auth.authenticate(basic(user, password)))
+        assert e.value.status == 401, (user, password)
+    assert asyncio.run(auth.authenticate(basic("None", "None"))) is ANONYMOUS
 
 
 def test_a_node_that_is_not_active_refuses_writes() -> None:
@@ -195,3 +224,61 @@ def test_management_view_lists_members_and_master() -> None:
             r = await c.get("/status.json")
             assert (await r.json())["members"][1]["zkMode"] == "leader"
     asyncio.run(main())
+
+
+def with_listener(node: FakeNode, test: Callable[[int], Awaitable[None]]) -> None:
+    """Serve the API as the node does (lab.server.listener) on a free port; run test(port)."""
+    async def main() -> None:
+        listener = Listener(Api(node).app(), {"X-Rancher-Node": "a1"})  # type: ignore[arg-type]
+        port = free_port()
+        await listener.start("127.0.0.1", port)
+        try:
+            await test(port)
+        finally:
+            await listener.stop()
+    asyncio.run(main())
+
+
+async def exchange(port: int, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send raw bytes on a new connection; the status, headers and body of the answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(raw)
+    answer = await reader.read()  # both sides close: aiohttp after an error, the client asked for it
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+def gdapi_error(status: int, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    """The answer's gdapi error body, after checking the shape every error answer shares."""
+    assert (headers["content-type"].split(";")[0], headers["x-rancher-node"]) == ("application/json", "a1")
+    error = json.loads(body)
+    assert error["type"] == "error" and error["status"] == status and error["message"]
+    return error
+
+
+@pytest.mark.parametrize("raw", [
+    b"G<E>T /v1 HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GE T /v1 HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /v1 HTTP/1.1 extra\r\nHost: x\r\n\r\n",
+    b"GET /v1 HTTP/1.1\r\nHost x\r\n\r\n",
+    b"GET /v1 HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",
+], ids=["method-with-brackets", "method-with-space", "request-line", "header-line", "oversized-header"])
+def test_requests_the_http_parser_refuses_get_a_gdapi_error(raw: bytes) -> None:
+    async def t(port: int) -> None:
+        status, headers, body = await exchange(port, raw)
+        assert status == 400
+        error = gdapi_error(status, headers, body)
+        assert error["code"] == "BadRequest" and error["detail"]
+        status, _, body = await exchange(port, b"GET /v1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert status == 200 and json.loads(body)["type"] == "apiVersion"
+    with_listener(FakeNode(), t)
+
+
+def test_a_failure_past_the_api_middleware_is_a_gdapi_error() -> None:
+    async def t(port: int) -> None:
+        status, headers, body = await exchange(port, b"GET /v1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status == 500 and gdapi_error(status, headers, body)["code"] == "SERVER_ERROR"
+    with_listener(FakeNode(request_heap="3m", xmx="64m"), t)  # the fake's modelled OOM does not exit

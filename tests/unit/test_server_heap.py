@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from lab.server.cache import ResourceCache
+from lab.server.config import from_env
 from lab.server.heap import CACHE_SHARE, MAX_GC_PAUSE, HeapModel, OutOfMemory
+from lab.server.node import Node
 
 MiB = 1 << 20
 
@@ -49,6 +53,31 @@ def test_exceeding_the_budget_is_an_out_of_memory_error() -> None:
     assert e.value.budget == 32 * MiB and h.oom_count == 1
     assert h.inflight_bytes == 30 * MiB  # the failed allocation took nothing
     h.free(a)
+
+
+def test_peak_pressure_is_the_highest_use_since_start() -> None:
+    h = HeapModel(1 << 30, 32)  # 32 MiB
+    a, b = h.allocate(8 * MiB), h.allocate(8 * MiB)
+    h.free(a)
+    h.free(b)
+    assert h.pressure == 0 and h.peak_pressure == pytest.approx(0.5)
+    h.cache_changed(4 * MiB)
+    h.free(h.allocate(10 * MiB))  # 14 MiB: below the peak
+    with pytest.raises(OutOfMemory):
+        h.allocate(30 * MiB)  # refused, so never held
+    assert h.peak_pressure == pytest.approx(0.5)
+    h.cache_changed(16 * MiB)  # the cache alone sets a new peak
+    h.cache_changed(-20 * MiB)
+    assert h.pressure == 0 and h.peak_pressure == pytest.approx(20 / 32)
+
+
+def test_node_metrics_report_the_peak_ratio() -> None:
+    async def main() -> str:
+        node = Node(from_env({"HALAB_NODE_NAME": "a1", "CATTLE_JAVA_OPTS": "-Xmx1g"}), asyncio.get_running_loop())
+        node.heap.free(node.heap.allocate(8 * MiB))
+        return node.metrics_text()  # nothing was started: no thread, socket or task to stop
+    text = asyncio.run(main())
+    assert 'cattle_heap_peak_ratio{node="a1"} 0.25' in text and 'cattle_heap_pressure{node="a1"} 0' in text
 
 
 def test_cache_never_exceeds_its_share_and_evicts_lru() -> None:
