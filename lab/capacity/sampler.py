@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from lab.capacity.measurement import DbFigures
 from lab.errors import RuntimeFailure
+from lab.server.heap import GC_THRESHOLD
 from lab.topology import Topology
 
 DB_COUNTERS = ("Threads_connected", "Max_used_connections", "Connection_errors_max_connections",
@@ -47,15 +48,18 @@ def parse_metrics(text: str) -> dict[str, float]:
     return out
 
 
-# The node's /metrics gauges this module reads (lab/server/node.py).
-METRIC_HEAP_PRESSURE = "cattle_heap_pressure"
+# The node's /metrics gauges this module reads (lab/server/node.py). The node keeps its own peak,
+# so a spike between two polls still counts; each point runs on a fresh lab, so "since start" is
+# "during this point".
+METRIC_HEAP_PEAK = "cattle_heap_peak_ratio"
 METRIC_MEMORY_DEGRADED = "cattle_heap_memory_degraded"
 
 
 class Sampler:
     """Samples taken during one point's load: database counters and container memory every
     SAMPLE_INTERVAL, each node's heap gauges every NODE_POLL_INTERVAL on a thread of its own (the
-    heap's pressure moves with the requests in flight, so slow samples would miss its peaks).
+    node's peak gauge catches spikes between polls; polling often still reads a node's last peak
+    shortly before it dies of it).
 
     Every call is bounded by a short timeout and a failed sample is skipped, never fatal: a
     database at its connection limit or a node that just died is exactly what is being measured."""
@@ -139,9 +143,9 @@ class Sampler:
         if res.status != 200 or res.headers.get("x-rancher-node") != node:
             return
         metrics = parse_metrics(res.body.decode(errors="replace"))
-        if METRIC_HEAP_PRESSURE in metrics:
-            self.pressure[node] = max(self.pressure.get(node, 0.0), metrics[METRIC_HEAP_PRESSURE])
-        if metrics.get(METRIC_MEMORY_DEGRADED):
+        if METRIC_HEAP_PEAK in metrics:
+            self.pressure[node] = max(self.pressure.get(node, 0.0), metrics[METRIC_HEAP_PEAK])
+        if metrics.get(METRIC_MEMORY_DEGRADED) or self.pressure.get(node, 0.0) > GC_THRESHOLD:
             self.degraded.add(node)
 
     def db_figures(self, final: Mapping[str, int], max_connections: int | None) -> DbFigures:

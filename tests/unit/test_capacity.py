@@ -160,6 +160,21 @@ def test_docker_stats_memory_and_prometheus_parsing():
     assert sampler.parse_metrics(text) == {"cattle_heap_pressure": 0.93, "cattle_http_requests_total": 42}
 
 
+@pytest.mark.parametrize("peak, degraded_now, seen", [(0.93, 0, True), (0.5, 1, True), (0.5, 0, False)])
+def test_a_memory_spike_between_polls_counts_through_the_nodes_own_peak(tmp_path, monkeypatch, peak, degraded_now,
+                                                                          seen):
+    from lab import probes
+    from lab.topology import make_topology
+
+    text = f'cattle_heap_pressure{{node="a1"}} 0.2\ncattle_heap_peak_ratio{{node="a1"}} {peak}\n' \
+           f'cattle_heap_memory_degraded{{node="a1"}} {degraded_now}\n'
+    monkeypatch.setattr(probes, "http_get", lambda *a, **k: probes.HttpResult(200, text.encode(),
+                                                                               {"x-rancher-node": "a1"}))
+    s = sampler.Sampler(make_topology(1, lab="cap"), tmp_path / "samples.jsonl")
+    s.node_memory("a1")
+    assert s.pressure == {"a1": peak} and ("a1" in s.degraded) is seen
+
+
 # ------------------------------------------------------------------- saturation, recommendation
 
 
