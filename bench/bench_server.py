@@ -1,11 +1,11 @@
 """Benchmark of one simulated Rancher server node: API reads per second and memory (RSS).
 
-Starts a throwaway MariaDB and one `halab/node` container (the Docker plumbing of the server's
-integration tests, tests/integration/_server_rig.py), publishes the node's API on a random
-127.0.0.1 port for the bench only, and drives it with `wrk` (Debian package `wrk`) for a bounded
-time per endpoint. Memory is the sum of VmRSS of every process in the container (the Python API
-server and ZooKeeper's JVM), read from /proc inside it, idle and right after the load, next to
-`docker stats`' cgroup figure. Everything is removed at the end.
+Starts a 1-node lab on free ports (the compose lab users run), with its node's API also published
+straight on 127.0.0.1 (`halab up --direct-port`), and drives that port with `wrk` (Debian package
+`wrk`) for a bounded time per endpoint, so the figures are the node's own, not the load
+balancer's. Memory is the sum of VmRSS of every process in the container (the Python API server
+and ZooKeeper's JVM), read from /proc inside it, idle and right after the load, next to
+`docker stats`' cgroup figure. The lab is removed at the end.
 
     .venv/bin/python bench/bench_server.py [--duration 10] [--connections 32] [--xmx 1g]
 
@@ -20,12 +20,18 @@ import re
 import shutil
 import subprocess
 import sys
-import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
-from _server_rig import Rig, build_images, docker, http  # noqa: E402
+from helpers import http, wait_for  # noqa: E402
+
+from lab import docker, lab  # noqa: E402
+from lab.compose import container_name  # noqa: E402
+from lab.preflight import free_port, free_ports  # noqa: E402
+from lab.state import unique_lab_name  # noqa: E402
+from lab.topology import Sizing, make_topology  # noqa: E402
 
 _RSS = r"""
 import glob, json
@@ -44,11 +50,12 @@ print(json.dumps(out))
 
 def rss(container: str) -> dict[str, int]:
     """KiB of RSS per process name inside the container."""
-    return json.loads(docker("exec", container, "python3", "-c", _RSS))
+    return json.loads(docker.run(["docker", "exec", container, "python3", "-c", _RSS], "read RSS", timeout=60))
 
 
 def cgroup_mem(container: str) -> str:
-    return docker("stats", "--no-stream", "--format", "{{.MemUsage}}", container)
+    return docker.run(["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", container], "docker stats",
+                      timeout=60).strip()
 
 
 def wrk(url: str, duration: int, connections: int) -> dict[str, float]:
@@ -79,24 +86,20 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("wrk is missing: apt-get install -y wrk", file=sys.stderr)
         return 2
-    print("building images (cached layers) ...", flush=True)
-    build_images()
-    rig = Rig()
+    t = make_topology(1, lab=unique_lab_name("bench"), ports=replace(free_ports(), direct=free_port()),
+                      sizing=Sizing(java_opts=f"-Xmx{args.xmx}"))
+    direct = f"http://127.0.0.1:{t.ports.direct}"
     try:
-        rig.start_db()
-        rig.start_nodes(["n1"], {"CATTLE_JAVA_OPTS": f"-Xmx{args.xmx}"})
-        rig.wait_active(timeout=90)
-        container = rig.nodes["n1"]
-        status, _, project = http("POST", rig.url("n1", "/v1/projects"), {"name": "bench"})
+        lab.up(t, say=lambda m: print(m, flush=True))
+        container = container_name(t, "a1")
+        status, _, project = http("POST", f"{direct}/v1/projects", {"name": "bench"})
         assert status == 201, project
-        deadline = time.monotonic() + 15
-        while http("GET", rig.url("n1", f"/v1/projects/{project['id']}"))[2]["state"] != "active":
-            if time.monotonic() > deadline:
-                raise RuntimeError("the bench project never became active")
-            time.sleep(0.2)
+        wait_for("the bench project to be active",
+                 lambda: http("GET", f"{direct}/v1/projects/{project['id']}")[2]["state"] == "active", 15)
         for i in range(20):
-            http("POST", rig.url("n1", "/v1/projects"), {"name": f"filler-{i}"})
-        time.sleep(1)
+            http("POST", f"{direct}/v1/projects", {"name": f"filler-{i}"})
+        wait_for("the fillers to be active", lambda: all(
+            p["state"] == "active" for p in http("GET", f"{direct}/v1/projects?limit=100")[2]["data"]), 15)
         idle = rss(container)
         endpoints = {
             "GET /v1/projects/<id> (cache)": f"/v1/projects/{project['id']}",
@@ -106,15 +109,15 @@ def main() -> int:
         }
         results = {}
         for label, path in endpoints.items():
-            results[label] = wrk(rig.url("n1", path), args.duration, args.connections)
+            results[label] = wrk(direct + path, args.duration, args.connections)
         loaded = rss(container)
         cgroup = cgroup_mem(container)
-        metrics = http("GET", rig.url("n1", "/metrics"))[2]
+        metrics = http("GET", f"{direct}/metrics")[2]
     finally:
-        rig.close()
+        lab.down(t.lab)
 
     print(f"\nOne node (-Xmx{args.xmx}), wrk -t2 -c{args.connections} -d{args.duration}s per endpoint, "
-          "API published on 127.0.0.1; wrk, the node and MariaDB share this machine's cores.")
+          "API published on 127.0.0.1 (no load balancer); wrk, the node and MariaDB share this machine's cores.")
     print(f"{'endpoint':38} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
     for label, r in results.items():
         print(f"{label:38} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['non2xx']:8.0f}")
@@ -127,7 +130,7 @@ def main() -> int:
         print(f"  {label:11} python3 {mib(snap, 'python3'):6.1f} MiB + ZooKeeper java {mib(snap, 'java'):6.1f} MiB"
               f" = {mib(snap, 'python3', 'java'):6.1f} MiB (all processes {sum(snap.values()) / 1024:.1f} MiB)")
     print(f"  docker stats (cgroup, includes page cache): {cgroup}")
-    heap = re.search(r'cattle_heap_pressure\{node="n1"\} ([\d.]+)', metrics)
+    heap = re.search(r'cattle_heap_pressure\{node="a1"\} ([\d.]+)', metrics)
     print(f"  heap model pressure at the end: {heap.group(1) if heap else '?'}")
     worst = min(r["rps"] for label, r in results.items() if "MySQL" not in label)
     total = mib(loaded, "python3", "java")

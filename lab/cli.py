@@ -61,10 +61,13 @@ def add_topology_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node-memory", type=int, help="node container memory limit, MiB (default: from the heap)")
     p.add_argument("--tls-cert", help="your own certificate (PEM) for 443 instead of a generated one")
     p.add_argument("--tls-key", help="the key of --tls-cert")
+    p.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="a server setting for every node, e.g. HALAB_PROCESS_DELAY_MS=1000 (a CATTLE_* or HALAB_* "
+                   "variable of docs/architecture.md that no other option sets; repeatable)")
 
 
 def topology_from_args(args: argparse.Namespace):
-    from lab.topology import Ports, Sizing, Tls, make_topology
+    from lab.topology import Ports, Sizing, Tls, make_topology, parse_server_env
 
     if bool(args.tls_cert) != bool(args.tls_key):
         raise BadInput("--tls-cert and --tls-key go together")
@@ -81,6 +84,7 @@ def topology_from_args(args: argparse.Namespace):
                       node_mem_limit_mib=args.node_memory),
         tls=Tls(cert=args.tls_cert, key=args.tls_key),
         db_image=os.environ.get("HALAB_DB_IMAGE") or None,
+        server_env=parse_server_env(args.server_env),
     )
 
 

@@ -41,9 +41,11 @@ def labels(t: Topology, role: str, **extra: str) -> dict[str, str]:
 
 
 def node_environment(t: Topology, node_name: str) -> dict[str, str]:
+    """Every node's server settings: what the lab wires (topology.RESERVED_SERVER_ENV names what
+    sets each), then the user's own `--server-env` settings, which make_topology keeps apart."""
     node = t.node(node_name)
     s = t.sizing
-    return {
+    wired = {
         "CATTLE_DB_CATTLE_MYSQL_HOST": "db",
         "CATTLE_DB_CATTLE_MYSQL_PORT": "3306",
         "CATTLE_DB_CATTLE_MYSQL_NAME": DB_NAME,
@@ -62,6 +64,7 @@ def node_environment(t: Topology, node_name: str) -> dict[str, str]:
         "HALAB_HEAP_SCALE": str(s.heap_scale),
         "HALAB_CLUSTER_HEARTBEAT": "1",
     }
+    return {**wired, **dict(t.server_env)}
 
 
 def registration_url(t: Topology) -> str:

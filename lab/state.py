@@ -4,6 +4,8 @@
   compose.yaml, haproxy.cfg, topology.json   what `docker compose` runs and how it was asked for
   secrets/db_password, secrets/db_root_password   random per lab, 0600, owned by the containers' uid
   tls/ca.crt (0400, as the guide asks), tls/ca.key (0600), tls/server.pem (0600)
+The directories are 0700. Run without root, the files the containers read (the secrets and
+server.pem) cannot be given to their uid and are 0644 instead, still behind the 0700 directories.
 Secrets reach containers as compose file secrets (/run/secrets/...), never as environment values
 or command-line arguments.
 """
@@ -57,6 +59,7 @@ def topology_from_dict(d: dict) -> Topology:
         sizing=Sizing(**d["sizing"]),
         tls=Tls(**d["tls"]),
         db_image=d.get("db_image"),
+        server_env=tuple((k, v) for k, v in d.get("server_env", ())),
     )
 
 
@@ -74,14 +77,21 @@ def known_labs() -> list[str]:
 
 
 def _write(path: Path, data: bytes, mode: int, owner: int | None = None) -> None:
+    """Write a file the containers' user `owner` must read. Root hands it over with chown. A user
+    without root (in the docker group) cannot, so the file is made readable to all instead: the
+    lab's 0700 directory still keeps every other host user out, while a bind mount takes the
+    container straight to the file without passing through that directory."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if path.exists():
         path.chmod(0o600)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
-    if owner is not None and os.geteuid() == 0:
-        os.chown(path, owner, owner)
+    if owner is not None:
+        if os.geteuid() == 0:
+            os.chown(path, owner, owner)
+        else:
+            mode |= 0o444
     path.chmod(mode)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from lab.errors import BadInput
 
@@ -28,6 +28,34 @@ _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 _LAB_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
 _SIZE_RE = re.compile(r"^(\d+)([kmgt]?)$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+_ENV_KEY_RE = re.compile(r"^(CATTLE|HALAB)_[A-Z0-9_]+$")
+# Server variables (docs/architecture.md) that `--server-env` may not set, and what sets them
+# instead: everything lab/compose.py node_environment wires (a unit test keeps the two in step),
+# plus what would break the lab around the node (its secret, the ports the load balancer routes
+# to, the node's own ZooKeeper member).
+RESERVED_SERVER_ENV: dict[str, str] = {
+    "CATTLE_DB_CATTLE_MYSQL_HOST": "the lab's database service",
+    "CATTLE_DB_CATTLE_MYSQL_PORT": "the lab's database service",
+    "CATTLE_DB_CATTLE_MYSQL_NAME": "the lab's database service",
+    "CATTLE_DB_CATTLE_USERNAME": "the lab's database service",
+    "CATTLE_DB_CATTLE_PASSWORD": "the lab's per-lab secret file (never an environment value)",
+    "CATTLE_DB_CATTLE_PASSWORD_FILE": "the lab's per-lab secret file",
+    "CATTLE_DB_CATTLE_MAXTOTAL": "--pool-size",
+    "CATTLE_DB_CATTLE_MAXWAIT": "--pool-wait-ms",
+    "CATTLE_HA_CLUSTER_SIZE": "--nodes",
+    "CATTLE_HA_HOST_REGISTRATION_URL": "--https-port (the load balancer's address)",
+    "CATTLE_ZOOKEEPER_CONNECTION_STRING": "--nodes and --layout",
+    "CATTLE_JAVA_OPTS": "--java-opts",
+    "HALAB_NODE_NAME": "--layout",
+    "HALAB_DATACENTER": "--layout",
+    "HALAB_ZK_MYID": "--nodes and --layout",
+    "HALAB_ZK_SERVERS": "--nodes and --layout",
+    "HALAB_HEAP_SCALE": "--heap-scale",
+    "HALAB_CLUSTER_HEARTBEAT": "the lab itself (1 s, so that fencing is quick)",
+    "HALAB_START_ZOOKEEPER": "the lab itself (every node runs its ZooKeeper member)",
+    "HALAB_API_PORT": "the lab itself (the load balancer routes to port 8080)",
+    "HALAB_MANAGEMENT_PORT": "the lab itself (the load balancer routes to port 18080)",
+}
 
 
 def majority(n: int) -> int:
@@ -120,6 +148,8 @@ class Topology:
     sizing: Sizing = field(default_factory=Sizing)
     tls: Tls = field(default_factory=Tls)
     db_image: str | None = None  # None: the lab's own MariaDB image
+    # Extra server settings for every node (`--server-env KEY=VALUE`), in the order given.
+    server_env: tuple[tuple[str, str], ...] = ()
 
     @property
     def size(self) -> int:
@@ -201,6 +231,49 @@ def parse_layout(text: str, where: str = "--layout") -> tuple[tuple[str, int], .
     return tuple(out)
 
 
+def parse_server_env(items: Iterable[str], where: str = "--server-env") -> tuple[tuple[str, str], ...]:
+    """['HALAB_PROCESS_DELAY_MS=100', ...] -> (('HALAB_PROCESS_DELAY_MS', '100'), ...); checked by
+    make_topology."""
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise BadInput(f"{where}: {item!r} is not KEY=VALUE, e.g. HALAB_PROCESS_DELAY_MS=1000")
+        out.append((key.strip(), value))
+    return tuple(out)
+
+
+def check_server_env(env: Mapping[str, str] | Iterable[tuple[str, str]] | None,
+                     where: str = "--server-env") -> tuple[tuple[str, str], ...]:
+    """Validate extra server settings: CATTLE_*/HALAB_* names, string values without control
+    characters, each name once, none the lab sets itself (the message says what sets it)."""
+    if env is None:
+        return ()
+    if isinstance(env, (str, bytes)):
+        raise BadInput(f"{where}: give KEY=VALUE pairs, not the string {env!r}")
+    pairs = list(env.items()) if isinstance(env, Mapping) else list(env)
+    seen: set[str] = set()
+    for pair in pairs:
+        if not (isinstance(pair, tuple) and len(pair) == 2):
+            raise BadInput(f"{where}: {pair!r} is not a (KEY, VALUE) pair")
+        key, value = pair
+        if not isinstance(key, str) or not _ENV_KEY_RE.match(key):
+            raise BadInput(f"{where}: {key!r} is not a server setting: names are CATTLE_* or HALAB_* in capitals, "
+                           f"digits and '_' (see docs/architecture.md)")
+        if key in RESERVED_SERVER_ENV:
+            source = RESERVED_SERVER_ENV[key]
+            how = f"use {source} instead" if source.startswith("--") else "it cannot be overridden"
+            raise BadInput(f"{where}: {key} is set by the lab from {source}; {how}")
+        if not isinstance(value, str):
+            raise BadInput(f"{where}: {key}={value!r}: the value must be a string")
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+            raise BadInput(f"{where}: {key}={value!r}: control characters (newlines, NUL) are not allowed")
+        if key in seen:
+            raise BadInput(f"{where}: {key} is given twice")
+        seen.add(key)
+    return tuple(pairs)
+
+
 def _size_error(nodes: object, where: str) -> BadInput:
     hint = "1 (not HA), 3 (survives any one failure) or 5 (survives any two)"
     if isinstance(nodes, int) and nodes > 0 and nodes % 2 == 0:
@@ -222,6 +295,7 @@ def make_topology(
     sizing: Sizing | None = None,
     tls: Tls | None = None,
     db_image: str | None = None,
+    server_env: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
     where: str = "--nodes",
 ) -> Topology:
     """Validate user input and build a Topology. Every error is a BadInput naming its source."""
@@ -265,6 +339,7 @@ def make_topology(
         sizing=sizing or Sizing(),
         tls=tls or Tls(),
         db_image=db_image,
+        server_env=check_server_env(server_env),
     )
     _validate_numbers(topo)
     return topo

@@ -9,44 +9,20 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
+from helpers import REPO, wait_active_faults, wait_for
 from lab import faults, probes
 from lab.errors import FaultNotEffective
 from lab.faults import make_spec
-from lab.lab import wait_healthy
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 def clean(t: Any) -> dict[str, Any]:
     return {"registered": [], "rules": {}, "paused": [], "stopped": []} == faults.leftovers(t)
-
-
-@pytest.fixture
-def lab3(halab_lab3: Any) -> Any:
-    """The module's lab, healthy and fault-free before and after each test. Healthy includes a
-    settled ZooKeeper ensemble: nodes turn active as soon as their session reaches any member, while
-    a restarted member may still be rejoining, and the next test may ask for the leader."""
-    wait_healthy(halab_lab3, timeout=90)
-    yield halab_lab3
-    faults.heal_lab(halab_lab3)
-    wait_healthy(halab_lab3, timeout=90)
 
 
 @pytest.mark.parametrize("spec", [
@@ -101,11 +77,6 @@ checks: {before: [all-active]}
 def halab(*args: str, env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "lab.cli", *args], cwd=REPO, env={**os.environ, **(env or {})},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
-
-
-def wait_active_faults(lab: str, n: int, proc: subprocess.Popen, timeout: float = 90) -> None:
-    wait_for(f"{n} active fault(s)", lambda: proc.poll() is None and
-             sum(e.get("phase") == "active" for e in faults.active(lab)) >= n, timeout)
 
 
 def test_sigint_in_the_middle_of_a_fault_leaves_no_fault_behind(lab3, tmp_path):

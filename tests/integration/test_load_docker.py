@@ -4,31 +4,16 @@ acknowledged write was lost and the report is produced. Asserts on the recorded 
 from __future__ import annotations
 
 import json
-import time
-from pathlib import Path
 
 import pytest
 
+from helpers import recorded, wait_recorded
 from lab import faults, probes, state
-from lab.history import PARTS_DIR
 from lab.load import LoadRun, LoadSpec, make_run_dir
 from lab.report import build_report
 from lab.watch import Watch
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
-
-
-def requests_recorded(run_dir: Path) -> int:
-    return sum(sum(1 for _ in p.open()) for p in (run_dir / PARTS_DIR).glob("history-*.jsonl"))
-
-
-def wait_for_requests(run_dir: Path, at_least: int, load: LoadRun, timeout: float = 120) -> None:
-    """Wait on the load's own recorded progress (bounded), never a fixed time."""
-    deadline = time.monotonic() + timeout
-    while requests_recorded(run_dir) < at_least:
-        assert load.running, "the load ended early"
-        assert time.monotonic() < deadline, f"fewer than {at_least} requests in {timeout} s"
-        time.sleep(0.2)
 
 
 def test_killing_a_follower_under_load_loses_no_write(halab_lab_factory, tmp_path):
@@ -38,10 +23,10 @@ def test_killing_a_follower_under_load_loses_no_write(halab_lab_factory, tmp_pat
                     https_port=t.ports.https, ca_file=str(state.ca_path(t.lab)))
     with Watch(t, run_dir, client=False), faults.Injector(t, history=run_dir / "history.jsonl") as nemesis:
         with LoadRun(spec, run_dir) as load:
-            wait_for_requests(run_dir, 150, load)
+            wait_recorded(run_dir, "history", 150, load)
             with nemesis.held(faults.make_spec("kill", ["follower"])):
-                wait_for_requests(run_dir, requests_recorded(run_dir) + 300, load)
-            wait_for_requests(run_dir, requests_recorded(run_dir) + 150, load)
+                wait_recorded(run_dir, "history", recorded(run_dir, "history") + 300, load)
+            wait_recorded(run_dir, "history", recorded(run_dir, "history") + 150, load)
             load.stop()
     files = build_report(run_dir, query=lambda sql: probes.db_query(t, sql))
     r = files.result

@@ -1,46 +1,40 @@
-"""One simulated Rancher server node on real Docker: comes up active, answers /ping, and
-Rancher's own Python client (`cattle`) drives it unchanged; agents register and check in; a
-stale change-log lock left by a dead node does not hang the start."""
+"""One simulated Rancher server node in a real 1-node lab (the compose lab users run), reached
+through its load balancer: it comes up active, answers /ping, and Rancher's own Python client
+(`cattle`) drives it unchanged; agents register and check in; a stale change-log lock left by a
+dead node does not hang the start; the host goes down when its ZooKeeper dies."""
 
 from __future__ import annotations
 
 import re
-from typing import Iterator
 
 import cattle
 import pytest
 
-from _server_rig import Rig, build_images, docker, http, wait_for
+from helpers import api, http, node_status, on_node, wait_for
+from lab import docker, lab, probes
+from lab.compose import container_name, registration_url
+from lab.faults import make_spec
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def images() -> None:
-    build_images()
+def one_value(t, sql: str) -> str:
+    (row,) = probes.db_query(t, sql)
+    (value,) = row.values()
+    return value
 
 
-@pytest.fixture
-def rig(images: None, request: pytest.FixtureRequest) -> Iterator[Rig]:
-    r = Rig()
-    failed = request.session.testsfailed
-    try:
-        yield r
-    finally:
-        r.close(dump_logs=request.session.testsfailed > failed)
+def test_single_node_serves_the_rancher_client_and_agents(halab_lab_factory):
+    # Processes slow enough that a fresh create is still in progress when the client gets it.
+    t = halab_lab_factory(1, server_env={"HALAB_PROCESS_DELAY_MS": "100"})
+    for url in (on_node(t, "a1", "/ping"), f"http://127.0.0.1:{t.ports.http}/ping"):
+        status, headers, body = http("GET", url)
+        assert (status, body) == (200, "pong") and headers["x-rancher-node"] == "a1"
 
-
-def test_single_node_serves_the_rancher_client_and_agents(rig: Rig) -> None:
-    rig.start_db()
-    rig.start_nodes(["n1"], {"HALAB_PROCESS_DELAY_MS": "100"})
-    rig.wait_active()
-    status, headers, body = http("GET", rig.url("n1", "/ping"))
-    assert (status, body) == (200, "pong") and headers["X-Rancher-Node"] == "n1"
-
-    v1 = rig.url("n1", "/v1")
+    v1 = api(t)
     status, headers, body = http("GET", v1)
     assert status == 200 and body["type"] == "apiVersion"
-    assert headers["X-API-Schemas"] == v1 + "/schemas"
+    assert headers["x-api-schemas"] == v1 + "/schemas"
 
     # Anonymous clients may create an API key while access control is off (Rancher's default).
     status, _, key = http("POST", v1 + "/apikeys", {"name": "it"})
@@ -75,7 +69,7 @@ def test_single_node_serves_the_rancher_client_and_agents(rig: Rig) -> None:
 
     # Agents: token -> script -> register -> check in with the agent's own key.
     status, _, token = http("POST", v1 + "/registrationtokens", {})
-    assert status == 201 and token["registrationUrl"].startswith("http://lb.example/v1/scripts/")
+    assert status == 201 and token["registrationUrl"].startswith(f"{registration_url(t)}/v1/scripts/")
     status, _, script = http("GET", v1 + f"/scripts/{token['token']}")
     assert status == 200 and token["registrationUrl"] in script
     status, _, reg = http("POST", v1 + f"/scripts/{token['token']}", {"hostname": "h1", "uuid": "host-uuid-1"})
@@ -89,42 +83,59 @@ def test_single_node_serves_the_rancher_client_and_agents(rig: Rig) -> None:
     assert status == 200 and again["hostId"] == reg["hostId"] and again["accessKey"] != reg["accessKey"]
     wait_for("the host to be active", lambda: http("GET", v1 + f"/hosts/{reg['hostId']}")[2]["state"] == "active", 10)
 
-    status, _, body = http("GET", rig.url("n1", "/metrics"))
-    assert re.search(r'cattle_http_requests_total\{node="n1",method="POST",code="201"\} \d+', body)
-    st = rig.status("n1")
+    status, _, body = http("GET", on_node(t, "a1", "/metrics"))
+    assert status == 200
+    assert re.search(r'cattle_http_requests_total\{node="a1",method="POST",code="201"\} \d+', body)
+    st = node_status(t, "a1")
     assert st["state"] == "active" and st["zookeeper"]["mode"] == "standalone"
-    assert [m["name"] for m in st["members"]] == ["n1"] and st["master"] == "n1"
-    assert rig.sql("SELECT COUNT(*) FROM process_instance WHERE end_time IS NULL") == "0"
+    assert [m["name"] for m in st["members"]] == ["a1"] and st["master"] == "a1"
+    assert one_value(t, "SELECT COUNT(*) FROM process_instance WHERE end_time IS NULL") == "0"
 
 
-def test_stale_changelog_lock_of_a_dead_node_is_taken_over(rig: Rig) -> None:
-    rig.start_db()
-    rig.sql(
-        "CREATE TABLE DATABASECHANGELOGLOCK (ID INT NOT NULL PRIMARY KEY, LOCKED TINYINT(1) NOT NULL,"
-        " LOCKGRANTED DATETIME(6) NULL, LOCKEDBY VARCHAR(255) NULL, HEARTBEAT DATETIME(6) NULL);"
-        " INSERT INTO DATABASECHANGELOGLOCK VALUES (1, 1, NOW(6) - INTERVAL 1 HOUR, 'killed-node',"
-        " NOW(6) - INTERVAL 1 HOUR)"
-    )
-    rig.start_nodes(["n1"], {"HALAB_CHANGELOG_LOCK_STALE": "5"})
-    rig.wait_active(timeout=60)
-    logs = rig.logs(rig.nodes["n1"])
+# What a node killed during the schema's first migration leaves: an empty database but for the
+# change-log lock it held, with its last heartbeat an hour ago.
+STALE_LOCK = (
+    "DROP DATABASE cattle; CREATE DATABASE cattle CHARACTER SET utf8mb4; USE cattle;"
+    " CREATE TABLE DATABASECHANGELOGLOCK (ID INT NOT NULL PRIMARY KEY, LOCKED TINYINT(1) NOT NULL,"
+    " LOCKGRANTED DATETIME(6) NULL, LOCKEDBY VARCHAR(255) NULL, HEARTBEAT DATETIME(6) NULL);"
+    " INSERT INTO DATABASECHANGELOGLOCK VALUES (1, 1, NOW(6) - INTERVAL 1 HOUR, 'killed-node',"
+    " NOW(6) - INTERVAL 1 HOUR)"
+)
+
+
+def test_stale_changelog_lock_of_a_dead_node_is_taken_over(halab_lab_factory, halab_faults):
+    t = halab_lab_factory(1, server_env={"HALAB_CHANGELOG_LOCK_STALE": "5"})
+    inj = halab_faults(t)
+    # A node takes the lock only while change sets are missing (lab/server/migrations.py), so the
+    # database goes back to the state the dead node left while a1 is down.
+    with inj.held(make_spec("stop", ["a1"])):
+        probes.db_query(t, STALE_LOCK)
+        assert one_value(t, "SELECT LOCKEDBY FROM DATABASECHANGELOGLOCK WHERE LOCKED = 1") == "killed-node"
+    wait_for("a1 active again", lambda: probes.node_view(t, "a1").active, 60)
+    logs = lab.logs(t, ("a1",))
     assert "took over the stale change-log lock from killed-node" in logs
-    assert rig.sql("SELECT LOCKED FROM DATABASECHANGELOGLOCK") == "0"
-    assert rig.sql("SELECT COUNT(*) FROM DATABASECHANGELOG") == "3"
+    assert "(bound 5.0 s)" in logs  # the lab's --server-env setting reached the node
+    assert one_value(t, "SELECT LOCKED FROM DATABASECHANGELOGLOCK") == "0"
+    assert one_value(t, "SELECT COUNT(*) FROM DATABASECHANGELOG") == "3"
 
 
-def test_the_host_goes_down_when_its_zookeeper_dies(rig: Rig) -> None:
-    rig.start_db()
-    rig.start_nodes(["n1"])
-    rig.wait_active()
-    container = rig.nodes["n1"]
-    docker("exec", container, "python3", "-c",
-           "import glob, os\n"
-           "for p in glob.glob('/proc/[0-9]*/comm'):\n"
-           "    if open(p).read().strip() == 'java':\n"
-           "        os.kill(int(p.split('/')[2]), 9)\n")
-    state = wait_for("the container to exit",
-                     lambda: (lambda s: s if s.startswith("exited") else None)(
-                         docker("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", container)), 30)
-    assert state == "exited 1"
-    assert "ZooKeeper exited" in rig.logs(container)
+KILL_JAVA = (
+    "import glob, os\n"
+    "for p in glob.glob('/proc/[0-9]*/comm'):\n"
+    "    if open(p).read().strip() == 'java':\n"
+    "        os.kill(int(p.split('/')[2]), 9)\n"
+)
+
+
+def test_the_host_goes_down_when_its_zookeeper_dies(halab_lab_factory):
+    t = halab_lab_factory(1)
+    container = container_name(t, "a1")
+    # Detached: the exec must not race the container it brings down.
+    docker.run(["docker", "exec", "-d", container, "python3", "-c", KILL_JAVA], "kill a1's ZooKeeper JVM", timeout=30)
+
+    def exited() -> str | None:
+        (c,) = docker.inspect([container])
+        return None if c["State"]["Running"] else f"{c['State']['Status']} {c['State']['ExitCode']}"
+
+    assert wait_for("the container to exit", exited, 30) == "exited 1"
+    assert "ZooKeeper exited" in lab.logs(t, ("a1",))

@@ -1,7 +1,7 @@
 import yaml
 
 from lab import compose
-from lab.topology import Ports, make_topology
+from lab.topology import RESERVED_SERVER_ENV, Ports, make_topology
 
 TAGS = {"db": "halab/db:x", "lb": "halab/lb:x", "node": "halab/node:x"}
 
@@ -72,3 +72,22 @@ def test_direct_port_publishes_only_the_first_node_for_benchmarks():
     assert p["services"]["a1"]["ports"] == ["127.0.0.1:18090:8080"]
     assert "front" in p["services"]["a1"]["networks"] and "front" not in p["services"]["a2"]["networks"]
     assert "ports" not in p["services"]["a2"] and "ports" not in p["services"]["b1"]
+
+
+def test_server_env_reaches_every_node_after_what_the_lab_wires():
+    env = {"HALAB_PROCESS_DELAY_MS": "4000", "HALAB_CHANGELOG_LOCK_STALE": "5"}
+    p = rendered(3, server_env=env)
+    for node in ("a1", "a2", "b1"):
+        got = p["services"][node]["environment"]
+        assert {k: got[k] for k in env} == env
+        assert list(got)[-2:] == list(env)  # after the lab's own, in the order given
+        assert got["HALAB_NODE_NAME"] == node
+    assert "environment" not in p["services"]["lb"]
+    assert "HALAB_PROCESS_DELAY_MS" not in p["services"]["db"]["environment"]
+    assert rendered(3)["services"]["a1"]["environment"].keys().isdisjoint(env)
+
+
+def test_every_variable_the_lab_wires_is_reserved_from_server_env():
+    t = make_topology(5, lab="demo")
+    for node in t.node_names:
+        assert set(compose.node_environment(t, node)) <= set(RESERVED_SERVER_ENV)

@@ -1,7 +1,10 @@
+import json
+
 import pytest
 
 from lab.errors import BadInput
-from lab.topology import EXTERNAL_DB, majority, make_topology, parse_layout, tolerance
+from lab.state import topology_from_dict, topology_to_dict
+from lab.topology import EXTERNAL_DB, majority, make_topology, parse_layout, parse_server_env, tolerance
 
 
 @pytest.mark.parametrize("n,maj,tol", [(1, 1, 0), (3, 2, 1), (5, 3, 2), (4, 3, 1), (2, 2, 0)])
@@ -80,3 +83,44 @@ def test_sizing_defaults_follow_the_guide():
 def test_bad_lab_name(kw, match):
     with pytest.raises(BadInput, match=match):
         make_topology(3, **kw)
+
+
+def test_server_env_is_kept_in_order_as_pairs():
+    t = make_topology(1, server_env={"HALAB_PROCESS_DELAY_MS": "100", "CATTLE_SOMETHING": "a=b c"})
+    assert t.server_env == (("HALAB_PROCESS_DELAY_MS", "100"), ("CATTLE_SOMETHING", "a=b c"))
+    assert make_topology(1).server_env == ()
+    assert parse_server_env(["HALAB_LOCK_TIMEOUT=5", "HALAB_REQUEST_HEAP=", "CATTLE_X=a=b"]) == (
+        ("HALAB_LOCK_TIMEOUT", "5"), ("HALAB_REQUEST_HEAP", ""), ("CATTLE_X", "a=b"))
+
+
+def test_server_env_survives_the_state_file():
+    t = make_topology(3, lab="demo", server_env=[("HALAB_PROCESS_DELAY_MS", "100")])
+    assert topology_from_dict(json.loads(json.dumps(topology_to_dict(t)))) == t
+
+
+@pytest.mark.parametrize("env,match", [
+    ({"PATH": "/bin"}, r"'PATH' is not a server setting: names are CATTLE_\* or HALAB_\*"),
+    ({"halab_process_delay_ms": "1"}, "is not a server setting"),
+    ({"HALAB_": "1"}, "is not a server setting"),
+    ({"HALAB_X-Y": "1"}, "is not a server setting"),
+    ({"CATTLE_JAVA_OPTS": "-Xmx2g"}, "CATTLE_JAVA_OPTS is set by the lab from --java-opts; use --java-opts instead"),
+    ({"CATTLE_DB_CATTLE_MAXTOTAL": "9"}, "from --pool-size; use --pool-size instead"),
+    ({"HALAB_ZK_SERVERS": ""}, "from --nodes and --layout"),
+    ({"CATTLE_DB_CATTLE_MYSQL_HOST": "elsewhere"}, "from the lab's database service; it cannot be overridden"),
+    ({"CATTLE_DB_CATTLE_PASSWORD": "x"}, "secret file"),
+    ({"HALAB_API_PORT": "9000"}, "routes to port 8080"),
+    ({"HALAB_PROCESS_DELAY_MS": 100}, "the value must be a string"),
+    ({"HALAB_PROCESS_DELAY_MS": "1\n2"}, "control characters"),
+    ([("HALAB_LOCK_TIMEOUT", "1"), ("HALAB_LOCK_TIMEOUT", "2")], "HALAB_LOCK_TIMEOUT is given twice"),
+    ([("HALAB_LOCK_TIMEOUT",)], "is not a .KEY, VALUE. pair"),
+    ("HALAB_LOCK_TIMEOUT=1", "give KEY=VALUE pairs"),
+])
+def test_bad_server_env_is_one_line_naming_the_option(env, match):
+    with pytest.raises(BadInput, match=match) as e:
+        make_topology(1, server_env=env)
+    assert str(e.value).startswith("--server-env: ") and "\n" not in str(e.value)
+
+
+def test_server_env_items_must_be_key_value():
+    with pytest.raises(BadInput, match=r"--server-env: 'HALAB_LOCK_TIMEOUT' is not KEY=VALUE"):
+        parse_server_env(["HALAB_LOCK_TIMEOUT"])
