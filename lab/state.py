@@ -76,6 +76,10 @@ def known_labs() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / "topology.json").exists()) if root.is_dir() else []
 
 
+def can_chown() -> bool:
+    return os.geteuid() == 0
+
+
 def _write(path: Path, data: bytes, mode: int, owner: int | None = None) -> None:
     """Write a file the containers' user `owner` must read. Root hands it over with chown. A user
     without root (in the docker group) cannot, so the file is made readable to all instead: the
@@ -88,7 +92,7 @@ def _write(path: Path, data: bytes, mode: int, owner: int | None = None) -> None
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     if owner is not None:
-        if os.geteuid() == 0:
+        if can_chown():
             os.chown(path, owner, owner)
         else:
             mode |= 0o444

@@ -58,6 +58,16 @@ def test_no_password_in_logs_inspect_or_files(halab_lab_factory):
                    for e in env)
 
 
+def test_a_harness_without_root_still_hands_the_containers_their_secrets(halab_lab_factory, monkeypatch):
+    # What a user in the docker group gets: files it cannot chown to the containers' uid.
+    monkeypatch.setattr(state, "can_chown", lambda: False)
+    t = halab_lab_factory(1)  # healthy: the database, node and load balancer all read their files
+    for p in [*(state.lab_dir(t.lab) / "secrets").iterdir(), state.lab_dir(t.lab) / "tls" / "server.pem"]:
+        assert p.stat().st_uid == os.geteuid() and p.stat().st_mode & 0o777 == 0o644
+    assert state.lab_dir(t.lab).stat().st_mode & 0o777 == 0o700
+    assert probes.http_get("127.0.0.1", t.ports.http, "/v1/projects").status == 200
+
+
 def test_two_labs_side_by_side(halab_lab_factory):
     first = halab_lab_factory(1)
     second = halab_lab_factory(1)

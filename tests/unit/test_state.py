@@ -25,7 +25,7 @@ TAGS = {"db": "halab/db:x", "lb": "halab/lb:x", "node": "halab/node:x"}
 
 def test_as_root_the_container_files_are_0600_and_given_to_the_containers_uid(home, monkeypatch):
     owners: dict[str, int] = {}
-    monkeypatch.setattr(state.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(state, "can_chown", lambda: True)
     monkeypatch.setattr(state.os, "chown", lambda p, uid, gid: owners.__setitem__(str(p), uid))
     t = make_topology(3, lab="st1")
     state.materialize(t, state.lab_dir(t.lab), TAGS)
@@ -38,7 +38,7 @@ def test_as_root_the_container_files_are_0600_and_given_to_the_containers_uid(ho
 
 
 def test_without_root_they_are_readable_behind_0700_directories_and_the_ca_key_stays_private(home, monkeypatch):
-    monkeypatch.setattr(state.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(state, "can_chown", lambda: False)
     monkeypatch.setattr(state.os, "chown", lambda *a: pytest.fail("chown without root"))
     t = make_topology(1, lab="st2")
     state.materialize(t, state.lab_dir(t.lab), TAGS)
