@@ -9,7 +9,7 @@ import os
 import re
 import socket
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Callable, Mapping, TypeVar
 
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _XMX = re.compile(r"-Xmx(\d+)([kKmMgGtT]?)(?:\s|$)")
@@ -92,30 +92,28 @@ class Config:
         return max(1 << 20, self.heap_xmx // self.heap_scale)
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+N = TypeVar("N", int, float)
+
+
+def _number(env: Mapping[str, str], name: str, default: N, minimum: N, kind: Callable[[str], N], what: str) -> N:
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError as e:
-        raise ConfigError(f"{name}={raw!r} is not an integer") from e
+        raise ConfigError(f"{name}={raw!r} is not {what}") from e
     if value < minimum:
         raise ConfigError(f"{name}={value} is below {minimum}")
     return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    return _number(env, name, default, minimum, int, "an integer")
 
 
 def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError as e:
-        raise ConfigError(f"{name}={raw!r} is not a number") from e
-    if value < minimum:
-        raise ConfigError(f"{name}={value} is below {minimum}")
-    return value
+    return _number(env, name, default, minimum, float, "a number")
 
 
 def read_password(env: Mapping[str, str]) -> str:
