@@ -25,10 +25,23 @@ Verification: container faults by the container's state; network faults by TCP c
 the affected containers before (the path must work) and after (it must not; for `flaky`, enough
 attempts that at least one is dropped with probability 1 - 1e-4). A fault that did not take
 effect is undone and raises FaultNotEffective.
+
+A network fault holds until it is healed, whatever happens to the containers meanwhile. A node
+container that starts has a fresh network namespace (its own rules gone) and maybe other
+addresses (its peers' rules miss it); a node down or paused when the fault was applied holds no
+rules of its own. So `reapply` computes each active network fault's rules again from the
+containers as they are, replaces them on every live node (the new ones in before the old ones go)
+and checks the cut paths again; the fault's record lists each time under `reapplied`. It runs
+right after a `restart` fault and after the heal of a kill, stop or pause, and, while an Injector
+holds a network fault, on every start or unpause of one of the lab's containers, whoever caused it
+(`docker restart`, a crash), seen by a thread reading `docker events` (StartWatcher). The window
+between a container's start and its rules is small but not zero: a restarted node may exchange
+packets with its peers for a fraction of a second (the record notes it per node as `exposed`).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import json
@@ -37,10 +50,12 @@ import os
 import random
 import shlex
 import signal
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterable, Iterator, Mapping, Sequence
 
@@ -57,6 +72,9 @@ ROLES = ("leader", "follower", "random")
 DB, LB = "db", "lb"
 ZK_PORT, DB_PORT = 2181, 3306
 REGISTRY_FILE = "faults.json"
+# Held while rules of a fault change (apply, reapply, heal), so that a reapply never puts back the
+# rules of a fault being healed; a file lock, as `halab heal` may run in another process.
+RULES_LOCK = "rules.lock"
 LOG_FILE = "faults.jsonl"  # every healed fault of the lab, whoever applied it
 CONNECT_TIMEOUT = 0.5  # a TCP handshake inside one Docker host takes well under a millisecond
 STOP_GRACE = 5  # seconds, as the compose file's stop_grace_period
@@ -64,6 +82,10 @@ SETTLE_TIMEOUT = 15.0  # a container state change that takes longer than this di
 # A role target asked for just after a fault or heal may meet an election in progress; elections
 # here take about a second, so a role still missing after this long is really missing.
 ELECTION_TIMEOUT = 20.0
+# One `docker events` process of a StartWatcher streams this long, the next resumes where it ended:
+# a process orphaned by a SIGKILLed harness then ends by itself soon after.
+EVENTS_CHUNK = 60.0
+WATCH_STOP_TIMEOUT = 120.0  # a stop lets a reapply in progress finish (its docker execs are bounded)
 # Connectivity check run inside a node container: [ip, port, attempts] -> [[open, cut], ...].
 # A refused connection proves the path works (nothing listens there); a timeout means dropped.
 _CHECK = r"""
@@ -88,11 +110,13 @@ with ThreadPoolExecutor(64) as ex:
         out[i][0 if ok else 1] += 1
 print(json.dumps(out))
 """
-# Delete every rule whose comment contains $1 (quotes included, so f1 never matches f10); print
-# how many such rules remain.
-_UNRULE = r"""
-iptables -S | grep -F -- "$1" | sed 's/^-A /-D /' | while read -r rule; do eval "iptables $rule"; done
-iptables -S | grep -cF -- "$1" || true
+# With a pattern ($1, quotes included so f1 never matches f10), _rewrite_rules' script notes the
+# rules whose comment contains it before inserting the new ones, deletes those afterwards (a
+# failed delete shows in the count), and prints how many rules carry the pattern then.
+_NOTE_OLD = """old=$(iptables -w -S | grep -F -- "$1" | sed 's/^-A /-D /' || true)"""
+_DELETE_OLD = r"""set +e
+printf '%s\n' "$old" | while read -r rule; do [ -z "$rule" ] || eval "iptables -w $rule"; done
+iptables -w -S | grep -cF -- "$1" || true
 """
 
 
@@ -342,20 +366,32 @@ def connectivity(t: Topology, paths: Sequence[tuple[str, str, int]], ips: Mappin
     return result
 
 
-def install_rules(t: Topology, plan: Mapping[str, list[list[str]]]) -> None:
-    def one(service: str) -> None:
-        script = "set -e\n" + "\n".join("iptables -w " + shlex.join(r) for r in plan[service]) + "\n"
+def _rewrite_rules(t: Topology, plan: Mapping[str, list[list[str]]], replacing: str,
+                   services: Collection[str]) -> dict[str, int]:
+    """On each of `services` (running node containers), insert its rules of `plan`; with
+    `replacing` (a comment pattern), then delete the rules that carried it before, so that a path
+    cut by the old rules and the new ones is never open in between. Return service -> rules
+    carrying `replacing` afterwards (0 without a pattern)."""
+    def one(service: str) -> tuple[str, int]:
+        inserts = ["iptables -w " + shlex.join(r) for r in plan.get(service, [])]
+        script = "\n".join(["set -e", *([_NOTE_OLD] if replacing else []), *inserts,
+                            *([_DELETE_OLD] if replacing else []), ""])
         try:
-            _exec(container_name(t, service), ["sh", "-s"], f"install fault rules in {service}", root=True,
-                  input=script)
+            out = _exec(container_name(t, service), ["sh", "-s", *(["--", replacing] if replacing else [])],
+                        f"rewrite fault rules in {service}", root=True, input=script)
         except RuntimeFailure as exc:
             if "iptables: not found" in str(exc) or "iptables: command not found" in str(exc):
                 raise RuntimeFailure(f"iptables is missing in {service}'s image: rebuild it with "
                                      f"`halab build --only node --force`") from exc
             raise
+        return service, int((out.strip().splitlines() or ["0"])[-1])
 
-    with ThreadPoolExecutor(max(1, len(plan))) as ex:
-        list(ex.map(one, plan))
+    with ThreadPoolExecutor(max(1, len(services))) as ex:
+        return dict(ex.map(one, services))
+
+
+def install_rules(t: Topology, plan: Mapping[str, list[list[str]]]) -> None:
+    _rewrite_rules(t, plan, "", list(plan))
 
 
 def remove_rules(t: Topology, pattern: str, found: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, int]:
@@ -363,15 +399,7 @@ def remove_rules(t: Topology, pattern: str, found: Mapping[str, Mapping[str, Any
     return service -> rules left (0 when clean). Paused or stopped containers are skipped: a
     stopped one loses its rules with its network namespace, a paused one is handled by its heal."""
     found = containers(t) if found is None else found
-    live = [n for n in t.node_names if _is_up(found.get(n))]
-
-    def one(service: str) -> tuple[str, int]:
-        out = _exec(container_name(t, service), ["sh", "-s", "--", pattern], f"remove fault rules in {service}",
-                    root=True, input=_UNRULE)
-        return service, int((out.strip().splitlines() or ["0"])[-1])
-
-    with ThreadPoolExecutor(max(1, len(live))) as ex:
-        return dict(ex.map(one, live))
+    return _rewrite_rules(t, {}, pattern, [n for n in t.node_names if _is_up(found.get(n))])
 
 
 def roles(t: Topology) -> dict[str, str]:
@@ -394,6 +422,23 @@ def _wait_states(t: Topology, services: Sequence[str], ok: Callable[[str, Mappin
 
 # -------------------------------------------------------------------------------- the registry
 
+@contextlib.contextmanager
+def _flock(path: Path) -> Iterator[None]:
+    """An exclusive flock on `path`. Each call opens the file anew, so threads of one process
+    exclude each other as other processes do; it is not reentrant."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _rules_lock(lab: str) -> contextlib.AbstractContextManager[None]:
+    return _flock(state.lab_dir(lab) / RULES_LOCK)
+
+
 class Registry:
     """The lab's active faults in `<lab dir>/faults.json`, read and written under an flock so that
     `halab heal` in another process sees what a run applied."""
@@ -404,10 +449,7 @@ class Registry:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[dict[str, Any]]:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.dir / "faults.lock", os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with _flock(self.dir / "faults.lock"):
             try:
                 data = json.loads(self.path.read_text())
             except (FileNotFoundError, ValueError):
@@ -418,8 +460,6 @@ class Registry:
                 tmp = self.path.with_suffix(".tmp")
                 tmp.write_text(json.dumps(data, indent=2))
                 os.replace(tmp, self.path)
-        finally:
-            os.close(fd)
 
     def add(self, entry: dict[str, Any]) -> str:
         with self._locked() as data:
@@ -480,6 +520,144 @@ def shielded() -> Iterator[None]:
             raise KeyboardInterrupt
 
 
+# ------------------------------------------------------------------ holding network faults
+
+def _basis(found: Mapping[str, Mapping[str, Any]], ips: Mapping[str, Mapping[str, str]],
+           endpoints: Iterable[str]) -> dict[str, list[Any]]:
+    """What a fault's rules depend on, per endpoint: when its container started (each start brings
+    a fresh network namespace), whether it can hold rules, its addresses. Lists: it is compared
+    with the copy kept in the registry's JSON."""
+    return {e: [((found.get(e) or {}).get("State") or {}).get("StartedAt"), _is_up(found.get(e)),
+                sorted(ips.get(e, {}).values())] for e in endpoints}
+
+
+def _epoch(stamp: str) -> float:
+    """Docker's UTC RFC 3339 time with nanoseconds (2024-05-01T12:34:56.123456789Z) as epoch seconds."""
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    return (datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
+            + float(f"0.{fraction or 0}"))
+
+
+def reapply(t: Topology, why: str) -> list[str]:
+    """Re-establish the lab's active network faults on its containers as they are now; return the
+    ids of those whose rules were rewritten.
+
+    A fault whose endpoints changed since its rules went in (see _basis) gets its plan computed
+    again from the current addresses; each live node's rules of the fault are replaced, the new
+    ones in before the old ones go (_rewrite_rules); the cut paths among live hosts are checked
+    (not for flaky, whose drops are random and would need hundreds of connects). The fault's
+    registry detail notes each time under `reapplied`: what triggered it (`why`), when the rules
+    were in (`t`), and how long each node that started meanwhile ran before them (`exposed`,
+    seconds). Raises FaultNotEffective, once every fault was handled and the failure noted, when a
+    cut path still connects."""
+    with _rules_lock(t.lab):
+        registry = Registry(t.lab)
+        held = [e for e in registry.active() if e.get("phase") == "active" and e["spec"]["kind"] in NETWORK_KINDS]
+        if not held:
+            return []
+        found = containers(t)
+        ips = addresses(t, found)
+        live = sorted(n for n in t.node_names if _is_up(found.get(n)))
+        done, failures = [], []
+        for entry in held:
+            basis = _basis(found, ips, entry["targets"])
+            before = entry.get("basis") or {}
+            if basis == before:
+                continue
+            spec = FaultSpec.from_dict(entry["spec"])
+            tag = rule_tag(t.lab, entry["id"])
+            cut_list = cuts(spec, t)
+            plan = rules(cut_list, {e: list(ips.get(e, {}).values()) for e in entry["targets"]}, tag, live)
+            _rewrite_rules(t, plan, f'"{tag}"', [n for n in live if n in entry["targets"]])
+            now = time.time()
+            note: dict[str, Any] = {"t": round(now, 3), "why": why}
+            exposed = {e: round(now - _epoch(b[0]), 3) for e, b in basis.items()
+                       if e in live and e in before and b[0] != before[e][0]}
+            if exposed:
+                note["exposed"] = exposed
+            paths = [] if spec.kind == "flaky" else check_paths(cut_list, live)
+            after = connectivity(t, [(s, d, 1) for s, d in paths], ips)
+            still = [f"{s}->{d}" for s, d in paths if after[(s, d)][0] > 0]
+            if still:
+                note["error"] = f"{', '.join(still)} still connect"
+                failures.append(f"{entry['id']} {spec.describe()}: {note['error']} after {why}")
+            detail = dict(entry.get("detail") or {})
+            detail["reapplied"] = [*detail.get("reapplied", []), note]
+            registry.update(entry["id"], basis=basis, detail=detail)
+            done.append(entry["id"])
+        if failures:
+            raise FaultNotEffective("could not re-establish " + "; ".join(failures))
+        return done
+
+
+def events_command(t: Topology, since: float, until: float) -> list[str]:
+    """`docker events` for starts and unpauses of the lab's containers between two epoch times."""
+    return ["docker", "events", "--filter", f"label={docker.LAB_LABEL}={t.lab}", "--filter", "type=container",
+            "--filter", "event=start", "--filter", "event=unpause", "--since", f"{since:.9f}",
+            "--until", f"{until:.9f}", "--format", "{{json .}}"]
+
+
+class StartWatcher:
+    """A thread that calls `handle(service, action)` for each start or unpause ("start",
+    "unpause") of one of the lab's containers from `since` (epoch seconds) on, until stopped.
+
+    It reads `docker events` processes of EVENTS_CHUNK seconds each, one after the other, and kills
+    the current one on stop and at interpreter exit, so none outlives the harness for long.
+    `handle` runs in the thread, one event at a time; what it raises is said, not raised."""
+
+    def __init__(self, t: Topology, handle: Callable[[str, str], None], say: Say, since: float) -> None:
+        self.t = t
+        self.handle = handle
+        self.say = say
+        self._since = since
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()  # a stop never misses a process being started
+        self._proc: subprocess.Popen[str] | None = None
+        self._thread = threading.Thread(target=self._run, name=f"halab-faults-{t.lab}", daemon=True)
+        self._thread.start()
+        atexit.register(self.stop)
+
+    def stop(self) -> None:
+        atexit.unregister(self.stop)
+        with self._lock:
+            self._stopping.set()
+            if self._proc is not None:
+                self._proc.kill()
+        self._thread.join(WATCH_STOP_TIMEOUT)
+        if self._thread.is_alive():
+            self.say(f"fault watcher of {self.t.lab}: still busy after {WATCH_STOP_TIMEOUT:g} s; left to end alone")
+
+    def _run(self) -> None:
+        since = self._since
+        while True:
+            until = since + EVENTS_CHUNK
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                # A new session: a Ctrl-C meant for the harness does not end it while faults still hold.
+                proc = self._proc = subprocess.Popen(events_command(self.t, since, until), stdin=subprocess.DEVNULL,
+                                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                                     start_new_session=True)
+            try:
+                for line in proc.stdout or ():
+                    self._dispatch(line)
+            finally:
+                proc.kill()
+                _, err = proc.communicate()
+            if proc.returncode == 0:
+                since = until
+            elif not self._stopping.is_set():  # docker failed: retry the same span, without spinning
+                self.say(f"fault watcher of {self.t.lab}: `docker events` exited {proc.returncode}: {err.strip()}")
+                self._stopping.wait(1.0)
+
+    def _dispatch(self, line: str) -> None:
+        try:
+            event = json.loads(line)
+            self.handle(event["Actor"]["Attributes"].get("com.docker.compose.service", ""), event["Action"])
+        except Exception as exc:  # noqa: BLE001 - a watcher that died would stop re-establishing faults unseen
+            self.say(f"fault watcher of {self.t.lab}: {type(exc).__name__}: {exc}")
+
+
 # ---------------------------------------------------------------------------------- injecting
 
 Say = Callable[[str], None]
@@ -493,6 +671,9 @@ class Injector:
     """Applies faults to one lab and heals them. As a context manager it heals everything it
     applied on every exit path, Ctrl-C and exceptions included.
 
+    While it holds a network fault, a StartWatcher re-establishes the lab's network faults
+    (`reapply`) on every start or unpause of one of the lab's containers.
+
     `history`: a run's history file; each healed fault is appended to it as a FaultRecord (as well
     as to the lab's own faults.jsonl), by whichever process heals it."""
 
@@ -504,6 +685,7 @@ class Injector:
         self.say = say
         self.registry = Registry(t.lab)
         self.applied: list[ActiveFault] = []
+        self.watcher: StartWatcher | None = None
 
     def __enter__(self) -> "Injector":
         return self
@@ -568,8 +750,8 @@ class Injector:
                                   "phase": "applying", "history": self.history, "detail": dict(detail)})
 
     def _activate(self, fault_id: str, spec: FaultSpec, targets: Sequence[str], t0: float,
-                  detail: Mapping[str, Any]) -> ActiveFault:
-        self.registry.update(fault_id, phase="active", t0=t0, detail=dict(detail))
+                  detail: Mapping[str, Any], **entry: Any) -> ActiveFault:
+        self.registry.update(fault_id, phase="active", t0=t0, detail=dict(detail), **entry)
         fault = ActiveFault(fault_id, spec, tuple(targets), t0, detail)
         self.applied.append(fault)
         self.say(f"fault {fault.describe()}: applied and verified")
@@ -617,6 +799,8 @@ class Injector:
             if failed:
                 raise FaultNotEffective(f"{spec.describe()}: {', '.join(failed)} is still "
                                         f"{_state_word(after.get(failed[0]))} after `{' '.join(action)}`")
+            if spec.kind == "restart":  # back with a fresh network namespace: cut it again at once
+                reapply(t, f"{' '.join(services)} restarted")
             return self._activate(fault_id, spec, services, t0,
                                   {"addresses": addresses(t, {s: before[s] for s in services})})
         except BaseException:
@@ -624,6 +808,18 @@ class Injector:
             raise
 
     def _apply_network(self, spec: FaultSpec) -> ActiveFault:
+        if self.watcher is None:  # started before the snapshot: a start from here on is reapplied
+            self.watcher = StartWatcher(self.t, self._started, self.say, since=time.time())
+        try:
+            # A reapply waits until the fault is active with the basis its rules were made on.
+            with _rules_lock(self.t.lab):
+                return self._install_network(spec)
+        except BaseException:
+            if not self._holds_network():
+                self._unwatch()
+            raise
+
+    def _install_network(self, spec: FaultSpec) -> ActiveFault:
         t = self.t
         found = containers(t)
         ips = addresses(t, found)
@@ -633,8 +829,8 @@ class Injector:
         if absent:
             raise RuntimeFailure(f"{spec.describe()}: no container for {', '.join(absent)} in lab {t.lab!r}")
         probability = cut_list[0].probability if cut_list else 1.0
-        # A host that is down or frozen cannot take rules nor run checks: its peers hold them. (It
-        # has no addresses either, so a host started while the fault holds is not cut from them.)
+        # A host that is down or frozen cannot take rules nor run checks: its peers hold them (a
+        # down one has no addresses either: it is cut when it starts, by reapply).
         live = {n for n in t.node_names if _is_up(found.get(n))}
         paths = check_paths(cut_list, live)
         before = connectivity(t, [(s, d, 1) for s, d in paths], ips)
@@ -665,7 +861,7 @@ class Injector:
                 raise FaultNotEffective(f"{spec.describe()}: none of {per_path * len(open_paths)} connects was "
                                         f"dropped")
             detail["dropped"] = f"{dropped}/{per_path * len(open_paths)}"
-            return self._activate(fault_id, spec, endpoints, t0, detail)
+            return self._activate(fault_id, spec, endpoints, t0, detail, basis=_basis(found, ips, endpoints))
         except BaseException:
             self._undo_failed_apply(fault_id)
             raise
@@ -675,6 +871,8 @@ class Injector:
     def heal(self, fault: ActiveFault) -> FaultRecord | None:
         """Undo one fault; return its record (None when another process healed it first)."""
         with shielded():
+            if not self._holds_network(but=fault.id):
+                self._unwatch()
             record = heal_entry(self.t, fault.id)
             self.applied = [f for f in self.applied if f.id != fault.id]
         if record:
@@ -693,12 +891,27 @@ class Injector:
         """Heal what this injector applied, newest first."""
         out = []
         with shielded():
+            self._unwatch()
             for fault in reversed(list(self.applied)):
                 record = heal_entry(self.t, fault.id)
                 if record:
                     out.append(record)
             self.applied.clear()
         return out
+
+    # ------------------------------------------------------------------------------- watching
+
+    def _holds_network(self, but: str = "") -> bool:
+        return any(f.spec.kind in NETWORK_KINDS and f.id != but for f in self.applied)
+
+    def _started(self, service: str, action: str) -> None:
+        reapply(self.t, f"{service} {'unpaused' if action == 'unpause' else 'started'}")
+
+    def _unwatch(self) -> None:
+        """Stop the watcher (never while holding the rules lock: its reapply may wait for it)."""
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher = None
 
 
 def _state_word(c: Mapping[str, Any] | None) -> str:
@@ -750,6 +963,11 @@ def _undo(t: Topology, entry: Mapping[str, Any]) -> dict[str, Any]:
     if bad:
         raise RuntimeFailure(f"could not undo fault {entry['id']}: {', '.join(bad)} is "
                              f"{_state_word(after.get(bad[0]))}")
+    if todo:
+        try:  # a network fault still held must cut the hosts back at once
+            reapply(t, f"{' '.join(todo)} {'unpaused' if spec.kind == 'pause' else 'started'}")
+        except RuntimeFailure as exc:  # this heal is done; the failure is noted with the network fault too
+            extra["reapply_failed"] = str(exc)
     return extra
 
 
@@ -769,11 +987,14 @@ def heal_entry(t: Topology, fault_id: str) -> FaultRecord | None:
     entry = next((e for e in registry.active() if e["id"] == fault_id), None)
     if entry is None:
         return None
-    extra = _undo(t, entry)
-    t1 = time.time()
-    if registry.remove(fault_id) is None:  # healed meanwhile by another process, which recorded it
+    # Rules and registry entry go together, so that a reapply cannot put the rules back between.
+    with _rules_lock(t.lab) if entry["spec"]["kind"] in NETWORK_KINDS else contextlib.nullcontext():
+        extra = _undo(t, entry)
+        t1 = time.time()
+        latest = registry.remove(fault_id)  # with what reapply noted since `entry` was read
+    if latest is None:  # healed meanwhile by another process, which recorded it
         return None
-    return _record(t, entry, t1, extra)
+    return _record(t, latest, t1, extra)
 
 
 @dataclass(frozen=True)

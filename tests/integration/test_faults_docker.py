@@ -1,6 +1,7 @@
 """Faults on a real 3-node lab: every kind takes effect and heals without a trace; a fault that
-silently did nothing is an error; SIGINT in the middle of a fault (a `halab run` subprocess) and
-SIGKILL of a fault holder followed by `halab heal` both leave no fault behind."""
+silently did nothing is an error; a split holds while a node of the minority side restarts;
+SIGINT in the middle of a fault (a `halab run` subprocess) and SIGKILL of a fault holder followed
+by `halab heal` both leave no fault behind."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from helpers import REPO, wait_active_faults, wait_for
 from lab import faults, probes
+from lab.compose import container_name
 from lab.errors import FaultNotEffective
 from lab.faults import make_spec
 
@@ -49,6 +53,70 @@ def test_an_isolated_node_fences_itself_behind_the_load_balancer(lab3, halab_fau
         wait_for("b1 to answer 503", lambda: probes.node_view(lab3, "b1").ping == 503, 20)
         wait_for("a1 and a2 active", lambda: all(probes.node_view(lab3, n).active for n in ("a1", "a2")), 20)
     wait_for("b1 active after heal", lambda: probes.node_view(lab3, "b1").active, 60)
+    assert clean(lab3)
+
+
+def fenced_since(t: Any, node: str, since: float) -> bool:
+    """The node's server started after `since`, answers /ping 503 and has met the cut: its
+    database check failed (the database lives on the other side)."""
+    v = probes.node_view(t, node)
+    db = v.detail.get("database") or {}
+    return (v.ping == 503 and v.detail.get("uptimeSeconds", float("inf")) <= time.time() - since
+            and db.get("ok") is False and db.get("error") not in (None, "not checked yet"))
+
+
+def reapplied_after(t: Any, fault_id: str, since: float, node: str) -> dict[str, Any] | None:
+    """The fault's first re-establishment after `since` that found `node` freshly started."""
+    entry = next(e for e in faults.active(t.lab) if e["id"] == fault_id)
+    return next((n for n in entry["detail"].get("reapplied", []) if n["t"] > since and node in n.get("exposed", {})),
+                None)
+
+
+def event_readers(lab: str) -> list[int]:
+    """Pids of `docker events` processes watching the lab."""
+    out = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:  # ended meanwhile
+            continue
+        if b"events" in args and f"label=halab.lab={lab}".encode() in args:
+            out.append(int(cmdline.parent.name))
+    return out
+
+
+def test_a_split_holds_while_a_node_of_the_minority_side_restarts(lab3, halab_faults, record_property):
+    """dc-a | dc-b, then b1 restarted twice: by the restart fault (re-cut by the injector, or by its
+    watcher when that saw the start first) and by a plain `docker restart` that only the watcher
+    sees. Each time b1 must come back fenced and cut; the time from its start to its rules is
+    recorded, never asserted."""
+    inj = halab_faults(lab3)
+    split = inj.apply(make_spec("split", sides=[["dc-a"], ["dc-b"]]))
+    assert event_readers(lab3.lab)
+    windows = {}
+    for how in ("restart fault", "docker restart"):
+        since = time.time()
+        if how == "restart fault":
+            inj.heal(inj.apply(make_spec("restart", ["b1"])))
+        else:
+            subprocess.run(["docker", "restart", "--time", str(faults.STOP_GRACE), container_name(lab3, "b1")],
+                           check=True, capture_output=True, timeout=60)
+        note = wait_for(f"the split re-established after the {how}",
+                        lambda: reapplied_after(lab3, split.id, since, "b1"), 30)
+        assert "error" not in note, note
+        windows[how] = note["exposed"]["b1"]
+        wait_for(f"b1 fenced after the {how}", lambda: fenced_since(lab3, "b1", since), 60)
+        ips = faults.addresses(lab3, faults.containers(lab3))
+        paths = [("b1", "a1", 1), ("b1", "db", 1), ("a1", "b1", 1)]
+        assert faults.connectivity(lab3, paths, ips) == {(s, d): (0, 1) for s, d, _ in paths}
+        wait_for("a1 and a2 active", lambda: all(probes.node_view(lab3, n).active for n in ("a1", "a2")), 20)
+    print(f"b1 ran uncut after its start for: {windows} (seconds)")
+    record_property("start_to_rules_seconds", json.dumps(windows))
+    record = inj.heal(split)
+    assert record is not None and len(record.detail["reapplied"]) >= 2
+    assert event_readers(lab3.lab) == []  # the watcher's process was killed with the last network fault
+    wait_for("every node active after heal", lambda: all(probes.node_view(lab3, n).active
+                                                        for n in lab3.node_names), 90)
     assert clean(lab3)
 
 

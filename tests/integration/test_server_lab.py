@@ -53,7 +53,7 @@ def test_rancher_client_through_the_load_balancer(halab_lab3, scheme, monkeypatc
     assert servers and all(r["s"] for r in servers)
 
 
-@pytest.mark.filterwarnings("ignore:Non-string passwords:DeprecationWarning")  # requests, about None:None
+@pytest.mark.filterwarnings("ignore:Non-string:DeprecationWarning")  # requests, about None:None
 def test_rancher_client_without_keys(halab_lab3):
     # Built without keys it sends basic auth None:None; access control is off, so it is served.
     t = halab_lab3

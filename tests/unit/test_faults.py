@@ -1,16 +1,23 @@
 """Faults without Docker: validation, the network model (groups, cuts, rules, check paths), the
-registry, role resolution, and the verification that turns a fault that did nothing into an error
-(the Docker layer is replaced by a fake that records commands)."""
+registry, role resolution, the verification that turns a fault that did nothing into an error, and
+network faults held across restarts (the Docker layer is replaced by a fake that records commands,
+runs the rule scripts with real `sh` over a fake `iptables`, and emits start events)."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lab import faults
-from lab.errors import BadInput, FaultNotEffective
+from lab.errors import BadInput, FaultNotEffective, RuntimeFailure
 from lab.faults import DB, Cut, FaultSpec, Injector, Registry, make_spec
 from lab.topology import make_topology
 
@@ -161,46 +168,135 @@ def test_registry_ids_are_unique_and_survive_a_new_process_view():
 
 # --------------------------------------------------------------------- a fake Docker underneath
 
-class FakeLab:
-    """Containers as dicts; records every docker command; `effective=False` makes commands no-ops."""
+# `iptables` inside a fake container: -I inserts at the top, -D deletes the first equal rule, -S
+# lists them as the real one does (comments quoted); the rules are the lines of $FAKE_RULES.
+FAKE_IPTABLES = f"""#!{sys.executable}
+import os, sys
+path = os.environ["FAKE_RULES"]
+args = [a for a in sys.argv[1:] if a != "-w"]
+rules = open(path).read().splitlines() if os.path.exists(path) else []
+spec = " ".join(f'"{{a}}"' if before == "--comment" else a for before, a in zip(["", *args[2:]], args[2:]))
+if args == ["-S"]:
+    print("\\n".join(["-P INPUT ACCEPT", "-P OUTPUT ACCEPT", *rules]))
+elif args[0] == "-I":
+    rules.insert(0, f"-A {{args[1]}} {{spec}}")
+elif args[0] == "-D":
+    rules.remove(f"-A {{args[1]}} {{spec}}")
+open(path, "w").write("".join(r + "\\n" for r in rules))
+"""
+# `docker events` of the fake: the start and unpause events written after it began, until killed.
+FAKE_EVENTS = """
+import sys, time
+path, pos = sys.argv[1], int(sys.argv[2])
+while True:
+    with open(path) as f:
+        f.seek(pos)
+        sys.stdout.write(f.read())
+        pos = f.tell()
+    sys.stdout.flush()
+    time.sleep(0.02)
+"""
+NETWORK = {"db": "db", "lb": "front"}  # nodes are on interdc, the path peers use (faults.path_ip)
 
-    def __init__(self, t, effective: bool = True, modes: dict[str, str] | None = None) -> None:
+
+def stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+
+
+class FakeLab:
+    """Containers as dicts; records every docker command; `effective=False` makes commands no-ops.
+    As Docker: a stopped container has no address and loses its rules (its network namespace), a
+    start gets the address in `ip` (default 10.0.0.<n>) and is written to the events file; `docker
+    exec ... sh` runs in `dir` with the fake iptables."""
+
+    def __init__(self, t, dir: Path, effective: bool = True, modes: dict[str, str] | None = None) -> None:
         self.t = t
+        self.dir = dir
         self.effective = effective
         self.modes = modes or {}
         self.commands: list[list[str]] = []
-        self.state = {s: {"Running": True, "Paused": False, "Status": "running", "StartedAt": "1"}
+        self.state = {s: {"Running": True, "Paused": False, "Status": "running", "StartedAt": stamp()}
                       for s in (*t.node_names, "db", "lb")}
+        self.ip = {s: f"10.0.0.{i}" for i, s in enumerate(self.state, 1)}
+        (dir / "bin").mkdir(parents=True)
+        (dir / "bin" / "iptables").write_text(FAKE_IPTABLES)
+        (dir / "bin" / "iptables").chmod(0o755)
+        self.events = dir / "events.jsonl"
+        self.events.touch()
 
     def containers(self, t) -> dict[str, Any]:
-        return {s: {"State": dict(st), "NetworkSettings": {"Networks": {f"{t.lab}_db": {"IPAddress": f"10.0.0.{i}"}}}}
-                for i, (s, st) in enumerate(self.state.items(), 1)}
+        return {s: {"State": dict(st), "NetworkSettings": {"Networks": {
+            f"{t.lab}_{NETWORK.get(s, 'interdc')}": {"IPAddress": self.ip[s] if st["Running"] else ""}}}}
+            for s, st in self.state.items()}
+
+    def rules(self, service: str) -> list[str]:
+        path = self.dir / f"rules-{service}"
+        return path.read_text().splitlines() if path.exists() else []
+
+    def restarted(self, service: str, ip: str | None = None) -> None:
+        """What `docker restart` does underneath, without the command nor its event."""
+        (self.dir / f"rules-{service}").unlink(missing_ok=True)
+        self.ip[service] = ip or self.ip[service]
+        self.state[service]["StartedAt"] = stamp()
+
+    def connectivity(self, t, paths, ips) -> dict[tuple[str, str], tuple[int, int]]:
+        """faults.connectivity as the fake rules decide it: a path is cut by a DROP of its packets."""
+        def cut(s: str, d: str) -> bool:
+            to = faults.path_ip(d, ips)
+            return (not to or any(f"OUTPUT -d {to} " in r for r in self.rules(s))
+                    or any(f"INPUT -s {ip} " in r for ip in ips.get(s, {}).values() for r in self.rules(d)))
+        return {(s, d): (0, n) if cut(s, d) else (n, 0) for s, d, n in paths}
+
+    def events_command(self, t, since, until) -> list[str]:
+        return [sys.executable, "-c", FAKE_EVENTS, str(self.events), str(self.events.stat().st_size)]
 
     def run(self, args, what, timeout=None, input=None, env=None) -> str:
         self.commands.append(list(args))
         verb = args[1]
-        names = [a.removeprefix(f"{self.t.lab}-").removesuffix("-1") for a in args if a.startswith(f"{self.t.lab}-")]
+        at = [i for i, a in enumerate(args) if a.startswith(f"{self.t.lab}-")]
+        names = [args[i].removeprefix(f"{self.t.lab}-").removesuffix("-1") for i in at]
+        if verb == "exec":
+            return self._exec(names[0], args[at[0] + 1:], input)
         if self.effective:
             for s in names:
                 st = self.state[s]
-                if verb in ("kill", "stop"):
+                if verb in ("kill", "stop", "restart"):
                     st.update(Running=False, Status="exited")
-                elif verb == "pause":
+                    (self.dir / f"rules-{s}").unlink(missing_ok=True)
+                if verb == "pause":
                     st.update(Paused=True)
                 elif verb == "unpause":
                     st.update(Paused=False)
                 elif verb in ("start", "restart"):
-                    st.update(Running=True, Status="running", StartedAt=str(int(st["StartedAt"]) + 1))
+                    st.update(Running=True, Status="running", StartedAt=stamp())
+                if verb in ("start", "restart", "unpause"):
+                    event = {"Action": "unpause" if verb == "unpause" else "start",
+                             "Actor": {"Attributes": {"com.docker.compose.service": s}}}
+                    with self.events.open("a") as f:
+                        f.write(json.dumps(event) + "\n")
         return ""
+
+    def _exec(self, service: str, cmd: list[str], input: str | None) -> str:
+        if not faults._is_up({"State": self.state[service]}):
+            raise RuntimeFailure(f"exec in {service}: container is not running")
+        if cmd[0] != "sh":
+            return ""
+        done = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=30, env={
+            **os.environ, "PATH": f"{self.dir / 'bin'}:{os.environ['PATH']}", "FAKE_RULES": str(self.dir / f"rules-{service}")})
+        if done.returncode:
+            raise RuntimeFailure(f"exec in {service} failed: {done.stderr}")
+        return done.stdout
 
 
 @pytest.fixture
-def fake(monkeypatch):
+def fake(monkeypatch, tmp_path):
     def make(t=T3, **kw):
-        lab = FakeLab(t, **kw)
+        lab = FakeLab(t, tmp_path / "docker", **kw)
         monkeypatch.setattr(faults, "containers", lab.containers)
         monkeypatch.setattr(faults.docker, "run", lab.run)
         monkeypatch.setattr(faults, "roles", lambda _t: dict(lab.modes))
+        monkeypatch.setattr(faults, "connectivity", lab.connectivity)
+        monkeypatch.setattr(faults, "events_command", lab.events_command)
         monkeypatch.setattr(faults, "SETTLE_TIMEOUT", 0.3)
         monkeypatch.setattr(faults, "ELECTION_TIMEOUT", 0.3)
         return lab
@@ -311,3 +407,124 @@ def test_interrupt_during_apply_undoes_what_was_done(fake, monkeypatch):
         Injector(T3).apply(make_spec("stop", ["a1"]))
     assert faults.active("u3") == []
     assert ["docker", "start", "u3-a1-1"] in lab.commands
+
+
+# --------------------------------------------------------------- network faults held across restarts
+
+def wait_until(what: str, fn, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while not (last := fn()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+    return last
+
+
+def reapplied(fault_id: str) -> list[dict[str, Any]]:
+    entry = next(e for e in faults.active("u3") if e["id"] == fault_id)
+    return entry["detail"].get("reapplied", [])
+
+
+def cut_both_ways(lab: FakeLab, a: str, b: str) -> bool:
+    ips = faults.addresses(T3, lab.containers(T3))
+    return lab.connectivity(T3, [(a, b, 1), (b, a, 1)], ips) == {(a, b): (0, 1), (b, a): (0, 1)}
+
+
+def test_reapply_after_an_address_change_moves_the_rules_to_the_new_address(fake):
+    lab = fake()
+    with Injector(T3) as inj:
+        split = inj.apply(make_spec("split"))  # a1, a2, db | b1
+        old = lab.ip["b1"]
+        assert any(f"-d {old} " in r for r in lab.rules("a1")) and lab.rules("b1")
+        lab.restarted("b1", ip="10.0.0.99")  # fresh namespace, new address, no event: only reapply sees it
+        assert not lab.rules("b1") and not cut_both_ways(lab, "a1", "b1")
+
+        assert faults.reapply(T3, "b1 started") == [split.id]
+        tag = f'"{faults.rule_tag("u3", split.id)}"'
+        for n in ("a1", "a2"):
+            assert any(r == f"-A OUTPUT -d 10.0.0.99 -m comment --comment {tag} -j DROP" for r in lab.rules(n))
+            assert not any(old in r for r in lab.rules(n))  # the old address is free for another host
+            assert len(lab.rules(n)) == 1  # replaced, not added to
+        assert sorted(lab.rules("b1")) == sorted([*(f"-A OUTPUT -d {lab.ip[d]} -m comment --comment {tag} -j DROP"
+                                                    for d in ("a1", "a2", "db")),
+                                                  f"-A INPUT -s {lab.ip['db']} -m comment --comment {tag} -j DROP"])
+        assert cut_both_ways(lab, "a1", "b1") and cut_both_ways(lab, "b1", "db")
+        (note,) = reapplied(split.id)
+        assert note["why"] == "b1 started" and note["t"] <= time.time() and 0 <= note["exposed"]["b1"] < 60
+        assert faults.reapply(T3, "lb started") == []  # nothing the rules depend on changed
+        record = inj.heal(split)
+    assert record is not None and [n["why"] for n in record.detail["reapplied"]] == ["b1 started"]
+    assert not any(lab.rules(n) for n in T3.node_names)
+
+
+def test_a_reapply_that_does_not_cut_is_reported_and_noted(fake, monkeypatch):
+    lab = fake()
+    with Injector(T3) as inj:
+        split = inj.apply(make_spec("split"))
+        lab.restarted("b1")
+        monkeypatch.setattr(faults, "connectivity", lambda t, paths, ips: {(s, d): (n, 0) for s, d, n in paths})
+        with pytest.raises(FaultNotEffective, match=rf"could not re-establish {split.id} split .*b1->a1.* still "
+                                                    r"connect after b1 started"):
+            faults.reapply(T3, "b1 started")
+        assert "still connect" in reapplied(split.id)[-1]["error"]
+
+
+@pytest.mark.parametrize("kind", ["kill", "stop", "pause"])
+def test_a_container_fault_healed_while_a_network_fault_holds_cuts_the_host_again(fake, kind):
+    lab = fake()
+    with Injector(T3) as inj:
+        split = inj.apply(make_spec("split"))
+        down = inj.apply(make_spec(kind, ["b1"]))
+        if kind != "pause":
+            lab.ip["b1"] = "10.0.0.77"  # Docker hands out another address at the next start
+        record = inj.heal(down)
+        assert record is not None and "reapply_failed" not in record.detail
+        assert lab.rules("b1") and cut_both_ways(lab, "a1", "b1") and cut_both_ways(lab, "b1", "db")
+        # A paused host keeps its namespace and address, so its rules: nothing to do.
+        assert [n["why"] for n in reapplied(split.id)] == ([] if kind == "pause" else ["b1 started"])
+
+
+def test_a_host_paused_when_the_fault_came_takes_its_own_rules_when_unpaused(fake):
+    lab = fake()
+    with Injector(T3) as inj:
+        paused = inj.apply(make_spec("pause", ["b1"]))
+        split = inj.apply(make_spec("split"))
+        assert not lab.rules("b1")  # a frozen host holds no rules: b1 <-> db had none anywhere
+        inj.heal(paused)
+        assert cut_both_ways(lab, "b1", "db") and cut_both_ways(lab, "b1", "a2")
+        assert [n["why"] for n in reapplied(split.id)] == ["b1 unpaused"]
+
+
+def test_the_restart_fault_comes_back_cut(fake):
+    lab = fake()
+    with Injector(T3) as inj:
+        split = inj.apply(make_spec("split"))
+        lab.ip["b1"] = "10.0.0.55"
+        inj.apply(make_spec("restart", ["b1"]))
+        # Cut before apply returns, by the restart itself or by the watcher that saw the start first.
+        assert cut_both_ways(lab, "a1", "b1") and cut_both_ways(lab, "b1", "db")
+        assert reapplied(split.id)[-1]["why"] in ("b1 restarted", "b1 started")
+
+
+def test_a_start_nobody_announced_is_seen_by_the_watcher_which_leaves_no_process(fake):
+    lab = fake()
+    inj = Injector(T3)
+    split = inj.apply(make_spec("split"))
+    assert inj.watcher is not None
+    events = wait_until("the events process", lambda: inj.watcher._proc)
+    lab.ip["b1"] = "10.0.0.66"
+    lab.run(["docker", "restart", "u3-b1-1"], "a plain docker restart")
+    wait_until("the watcher's reapply", lambda: reapplied(split.id))
+    assert reapplied(split.id)[0]["why"] == "b1 started" and cut_both_ways(lab, "a1", "b1")
+    inj.heal(split)
+    assert inj.watcher is None and events.poll() is not None  # killed and reaped at the heal
+    assert not any(lab.rules(n) for n in T3.node_names)
+
+
+def test_no_reapply_and_no_watcher_without_a_network_fault(fake):
+    lab = fake()
+    with Injector(T3) as inj:
+        inj.heal(inj.apply(make_spec("kill", ["b1"])))
+        inj.apply(make_spec("restart", ["a1"]))
+        assert inj.watcher is None
+    assert not [c for c in lab.commands if c[1] == "exec"]  # no rules touched
+    assert faults.reapply(T3, "b1 started") == []
