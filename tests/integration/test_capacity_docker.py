@@ -9,10 +9,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from helpers import wait_for
 
 from lab import docker, lab, probes, state
 from lab.preflight import free_port
@@ -94,11 +95,11 @@ def test_interrupting_a_sweep_tears_down_the_current_lab(tmp_path):
                              "--nodes", "1", "--users", "2", "--duration", "5m"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + GUARD
-        while not list(tmp_path.glob("*/points/*/load/locust.out")):  # the load has started
+        def load_started() -> bool:
             assert proc.poll() is None, proc.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, "the sweep never started its load"
-            time.sleep(0.5)
+            return bool(list(tmp_path.glob("*/points/*/load/locust.out")))
+
+        wait_for("the sweep to start its load", load_started, GUARD, interval=0.5)
         assert docker.labelled("container", f"{name}-1")
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=GUARD)

@@ -7,9 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
+
+from helpers import wait_for
 
 from lab import docker, lab, probes, state
 from lab.preflight import free_port
@@ -86,12 +87,11 @@ def _start_up(name: str) -> subprocess.Popen:
 
 
 def _wait_for_containers(name: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        if docker.labelled("container", name):
-            return
-        time.sleep(0.2)
-    pytest.fail(f"`halab up` never created containers for {name}: {proc.poll()}")
+    def created() -> bool:
+        assert proc.poll() is None, f"`halab up` exited {proc.returncode} before creating containers for {name}"
+        return bool(docker.labelled("container", name))
+
+    wait_for(f"`halab up` to create containers for {name}", created, timeout)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
