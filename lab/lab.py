@@ -146,7 +146,7 @@ def down(lab: str, keep_data: bool = False, say: Say = quiet) -> dict[str, int]:
         removed["containers"] = len(ids)
     nets = docker.labelled("network", lab)
     if nets:
-        docker.run(["docker", "network", "rm", *nets], f"remove networks of lab {lab}", timeout=60)
+        _remove_networks(lab, nets)
         removed["networks"] = len(nets)
     if not keep_data:
         vols = docker.labelled("volume", lab)
@@ -159,6 +159,26 @@ def down(lab: str, keep_data: bool = False, say: Say = quiet) -> dict[str, int]:
     say(f"lab {lab!r}: removed {removed['containers']} containers, {removed['networks']} networks, "
         f"{removed['volumes']} volumes" + (" (database volume kept)" if keep_data else ""))
     return removed
+
+
+def _remove_networks(lab: str, nets: list[str]) -> None:
+    """`docker network rm`; Docker 20.10 sometimes still lists an endpoint of a container it has
+    just removed ("has active endpoints"), so what is left attached is force-disconnected and the
+    networks that remain are removed again."""
+    what = f"remove networks of lab {lab}"
+    try:
+        docker.run(["docker", "network", "rm", *nets], what, timeout=60)
+        return
+    except RuntimeFailure as exc:
+        if "active endpoints" not in str(exc):
+            raise
+    left = docker.labelled("network", lab)
+    for net in docker.inspect(left, "network"):
+        for endpoint in (net.get("Containers") or {}).values():
+            docker.run(["docker", "network", "disconnect", "-f", net["Id"], endpoint["Name"]],
+                       f"disconnect a stale endpoint from {net['Name']}", timeout=60)
+    if left:
+        docker.run(["docker", "network", "rm", *left], what, timeout=60)
 
 
 def logs(t: Topology, services: tuple[str, ...] = (), tail: int | None = None) -> str:

@@ -1,0 +1,50 @@
+"""`halab down` without Docker: what it removes, and Docker 20.10's stale network endpoints."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab import docker, lab
+from lab.errors import RuntimeFailure
+
+
+@pytest.fixture
+def fake_docker(monkeypatch, tmp_path):
+    monkeypatch.setenv("HALAB_HOME", str(tmp_path))
+    world = {"container": ["c1", "c2"], "network": ["n1", "n2"], "volume": ["v1"], "stale": {"n2": ["x-db-1"]}}
+    calls: list[list[str]] = []
+
+    def run(args, what, **kw):
+        calls.append(list(args))
+        if args[1:3] == ["network", "rm"]:
+            busy = [n for n in args[3:] if world["stale"].get(n)]
+            world["network"] = [n for n in world["network"] if n not in args[3:] or n in busy]
+            if busy:
+                raise RuntimeFailure(f"{what} failed (exit 1): error while removing network: network {busy[0]} "
+                                     f"has active endpoints")
+        if args[1:3] == ["network", "disconnect"]:
+            world["stale"][args[4]].remove(args[5])
+        return ""
+
+    monkeypatch.setattr(docker, "run", run)
+    monkeypatch.setattr(docker, "labelled", lambda kind, name=None: list(world[kind]))
+    monkeypatch.setattr(docker, "inspect", lambda ids, kind="container": [
+        {"Id": n, "Name": f"net-{n}", "Containers": {f"ep{i}": {"Name": c} for i, c in enumerate(world["stale"][n])}}
+        for n in ids])
+    return world, calls
+
+
+def test_a_stale_endpoint_is_disconnected_and_its_network_removed_again(fake_docker):
+    world, calls = fake_docker
+    assert lab.down("x") == {"containers": 2, "networks": 2, "volumes": 1}
+    assert ["docker", "network", "disconnect", "-f", "n2", "x-db-1"] in calls
+    assert calls.count(["docker", "network", "rm", "n2"]) == 1 and world["network"] == []
+
+
+def test_any_other_network_failure_is_raised(fake_docker, monkeypatch):
+    world, calls = fake_docker
+    real = docker.run
+    monkeypatch.setattr(docker, "run", lambda args, what, **kw: (_ for _ in ()).throw(
+        RuntimeFailure(f"{what} failed: permission denied")) if args[1:3] == ["network", "rm"] else real(args, what))
+    with pytest.raises(RuntimeFailure, match="permission denied"):
+        lab.down("x")
