@@ -38,15 +38,16 @@ from typing import Any, Callable
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lab import faults, lab, probes, state  # noqa: E402
-from lab.checker import per_second  # noqa: E402
-from lab.history import HISTORY_FILE, load_run  # noqa: E402
-from lab.load import LoadSpec, LoadRun, make_run_dir, parse_duration, run_load  # noqa: E402
-from lab.preflight import free_ports  # noqa: E402
-from lab.state import unique_lab_name  # noqa: E402
-from lab.report import build_report  # noqa: E402
-from lab.topology import Topology, make_topology  # noqa: E402
-from lab.watch import Watch  # noqa: E402
+from lab import faults  # noqa: E402
+from lab.cluster import lifecycle, probes, state  # noqa: E402
+from lab.record.checker import per_second  # noqa: E402
+from lab.record.history import HISTORY_FILE, load_run  # noqa: E402
+from lab.record.load import LoadSpec, LoadRun, make_run_dir, parse_duration, run_load  # noqa: E402
+from lab.cluster.preflight import free_ports  # noqa: E402
+from lab.cluster.state import unique_lab_name  # noqa: E402
+from lab.record.report import build_report  # noqa: E402
+from lab.cluster.topology import Topology, make_topology  # noqa: E402
+from lab.chaos.watch import Watch  # noqa: E402
 
 ENDPOINT = "/v1/projects"
 ENDPOINT_LOCUSTFILE = str(REPO / "loadtests" / "endpoint.py")
@@ -147,11 +148,11 @@ def with_lab(name: str | None, nodes: int, work: Callable[[Topology], dict[str, 
         return work(state.load_topology(name))
     t = make_topology(nodes, lab=unique_lab_name("benchload"),
                       ports=free_ports())
-    lab.up(t, print)
+    lifecycle.up(t, print)
     try:
         return work(t)
     finally:
-        lab.down(t.lab)
+        lifecycle.down(t.lab)
 
 
 def main() -> None:

@@ -24,9 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lab import images, matrix  # noqa: E402
-from lab.preflight import free_ports  # noqa: E402
-from lab.state import unique_lab_name  # noqa: E402
+from lab.chaos import matrix  # noqa: E402
+from lab.cluster import images  # noqa: E402
+from lab.cluster.preflight import free_ports  # noqa: E402
+from lab.cluster.state import unique_lab_name  # noqa: E402
 
 TARGETS = {
     "matrix_seconds": 900.0,

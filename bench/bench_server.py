@@ -27,11 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integrat
 
 from helpers import http, wait_for  # noqa: E402
 
-from lab import docker, lab  # noqa: E402
-from lab.compose import container_name  # noqa: E402
-from lab.preflight import free_port, free_ports  # noqa: E402
-from lab.state import unique_lab_name  # noqa: E402
-from lab.topology import Sizing, make_topology  # noqa: E402
+from lab.cluster import docker, lifecycle  # noqa: E402
+from lab.cluster.compose import container_name  # noqa: E402
+from lab.cluster.preflight import free_port, free_ports  # noqa: E402
+from lab.cluster.state import unique_lab_name  # noqa: E402
+from lab.cluster.topology import Sizing, make_topology  # noqa: E402
 
 _RSS = r"""
 import glob, json
@@ -90,7 +90,7 @@ def main() -> int:
                       sizing=Sizing(java_opts=f"-Xmx{args.xmx}"))
     direct = f"http://127.0.0.1:{t.ports.direct}"
     try:
-        lab.up(t, say=lambda m: print(m, flush=True))
+        lifecycle.up(t, say=lambda m: print(m, flush=True))
         container = container_name(t, "a1")
         status, _, project = http("POST", f"{direct}/v1/projects", {"name": "bench"})
         assert status == 201, project
@@ -114,7 +114,7 @@ def main() -> int:
         cgroup = cgroup_mem(container)
         metrics = http("GET", f"{direct}/metrics")[2]
     finally:
-        lab.down(t.lab)
+        lifecycle.down(t.lab)
 
     print(f"\nOne node (-Xmx{args.xmx}), wrk -t2 -c{args.connections} -d{args.duration}s per endpoint, "
           "API published on 127.0.0.1 (no load balancer); wrk, the node and MariaDB share this machine's cores.")

@@ -2,7 +2,7 @@
 image build (every image rebuilt with --no-cache on an existing debian:bookworm-slim).
 
 Usage: .venv/bin/python bench/bench_up.py [--sizes 1,3,5] [--repeat 2] [--cold]
-Measures wall-clock seconds of lab.up(), which returns only after the database answers, the
+Measures wall-clock seconds of lifecycle.up(), which returns only after the database answers, the
 schema is in place, ZooKeeper has a quorum with one leader and every node is active through the
 load balancer. Each lab is torn down before the next one.
 """
@@ -17,10 +17,10 @@ import statistics
 import subprocess
 import time
 
-from lab import images, lab
-from lab.preflight import free_ports
-from lab.state import unique_lab_name
-from lab.topology import make_topology
+from lab.cluster import images, lifecycle
+from lab.cluster.preflight import free_ports
+from lab.cluster.state import unique_lab_name
+from lab.cluster.topology import make_topology
 
 
 def time_up(nodes: int) -> float:
@@ -28,10 +28,10 @@ def time_up(nodes: int) -> float:
                       ports=free_ports())
     try:
         start = time.monotonic()
-        lab.up(t)
+        lifecycle.up(t)
         return time.monotonic() - start
     finally:
-        lab.down(t.lab)
+        lifecycle.down(t.lab)
 
 
 def time_cold_build() -> float:

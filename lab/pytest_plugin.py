@@ -17,8 +17,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from lab.preflight import free_ports
-from lab.state import unique_lab_name
+from lab.cluster.preflight import free_ports
+from lab.cluster.state import unique_lab_name
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("halab")
@@ -33,8 +33,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _docker_problem() -> str | None:
-    from lab import docker
-    from lab.errors import LabError
+    from lab.cluster import docker
+    from lab.core.errors import LabError
 
     try:
         docker.require_docker()
@@ -83,8 +83,8 @@ def _failed(request: pytest.FixtureRequest) -> bool:
 @pytest.fixture
 def halab_lab_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
     """make(nodes=3, **make_topology kwargs) -> Topology of a running, healthy lab."""
-    from lab import lab
-    from lab.topology import make_topology
+    from lab.cluster import lifecycle
+    from lab.cluster.topology import make_topology
 
     started: list[Any] = []
 
@@ -93,7 +93,7 @@ def halab_lab_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., 
         kwargs.setdefault("ports", free_ports())
         t = make_topology(nodes, **kwargs)
         started.append(t)
-        lab.up(t, say=lambda m: print(m, file=sys.stderr))
+        lifecycle.up(t, say=lambda m: print(m, file=sys.stderr))
         return t
 
     try:
@@ -101,26 +101,26 @@ def halab_lab_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., 
     finally:
         for t in started:
             if _failed(request):
-                lab.dump_logs(t, lambda m: print(m, file=sys.stderr), tail=80)
+                lifecycle.dump_logs(t, lambda m: print(m, file=sys.stderr), tail=80)
                 if request.config.getoption("--halab-keep"):
                     continue
-            lab.down(t.lab)
+            lifecycle.down(t.lab)
 
 
 @pytest.fixture(scope="module")
 def halab_lab3(request: pytest.FixtureRequest) -> Iterator[Any]:
     """A healthy 3-node lab shared by the tests of one module (torn down after the module)."""
-    from lab import lab
-    from lab.topology import make_topology
+    from lab.cluster import lifecycle
+    from lab.cluster.topology import make_topology
 
     t = make_topology(3, lab=unique_lab_name("m"), ports=free_ports())
     try:
-        lab.up(t, say=lambda m: print(m, file=sys.stderr))
+        lifecycle.up(t, say=lambda m: print(m, file=sys.stderr))
         yield t
     finally:
         if request.session.testsfailed:
-            lab.dump_logs(t, lambda m: print(m, file=sys.stderr), tail=80)
-        lab.down(t.lab)
+            lifecycle.dump_logs(t, lambda m: print(m, file=sys.stderr), tail=80)
+        lifecycle.down(t.lab)
 
 
 # =============================================================================================
@@ -159,7 +159,7 @@ def halab_faults() -> Iterator[Callable[..., Any]]:
 
 
 def _run_scenario(path: Any, rootpath: Any, lab_topology: Any = None) -> Any:
-    from lab import scenario
+    from lab.chaos import scenario
 
     sc = scenario.load(path)
     if lab_topology is not None:
@@ -203,7 +203,7 @@ class ScenarioItem(pytest.Item):
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, ScenarioFailed):
             return str(excinfo.value)
-        from lab.errors import LabError
+        from lab.core.errors import LabError
 
         if isinstance(excinfo.value, LabError):
             return f"{type(excinfo.value).__name__}: {excinfo.value}"

@@ -17,7 +17,7 @@ from typing import Any
 
 from locust import events
 
-from lab.history import JsonlWriter, LedgerEntry, RequestRecord, part_paths
+from lab.record.history import JsonlWriter, LedgerEntry, RequestRecord, part_paths
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 NODE_HEADER = "X-Rancher-Node"

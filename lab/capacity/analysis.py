@@ -9,7 +9,7 @@ from typing import Sequence
 
 from lab.capacity.measurement import Measurement
 from lab.capacity.spec import LOAD_DIMENSION
-from lab.topology import DEFAULT_HEAP_SCALE, GUIDE_POOL_PER_NODE, parse_size
+from lab.cluster.topology import DEFAULT_HEAP_SCALE, GUIDE_POOL_PER_NODE, parse_size
 
 # A resource series has levelled off where its throughput is within this fraction of its best.
 PLATEAU = 0.10

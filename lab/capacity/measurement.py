@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping, Sequence
 
 from lab.capacity.spec import Point
-from lab.checker import percentile
-from lab.history import RequestRecord
+from lab.record.checker import percentile
+from lab.record.history import RequestRecord
 
 # Error kinds, from what the client saw. client_4xx is the workload's own business (a conflict,
 # a vanished resource), not capacity, so it is shown but not counted in the error rate.

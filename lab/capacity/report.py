@@ -9,15 +9,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from lab import history
+from lab.record import history
 from lab.capacity.analysis import failures, num, pct, recommend, saturations, x_text, x_value
 from lab.capacity.measurement import OOM_LOG_LINE, Measurement
 from lab.capacity.plots import write_plots
 from lab.capacity.spec import DIMENSION_TITLES, DIMENSIONS, Grid, Settings, check_target
-from lab.errors import BadInput
+from lab.core.errors import BadInput
 from lab.server.config import Config as NodeConfig
 from lab.server.heap import CACHE_SHARE, GC_THRESHOLD
-from lab.topology import GUIDE_POOL_PER_NODE
+from lab.cluster.topology import GUIDE_POOL_PER_NODE
 
 GUIDE_RULES = (
     "MySQL with at least 1 GB of RAM",

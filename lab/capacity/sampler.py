@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from lab.capacity.measurement import DbFigures
-from lab.errors import RuntimeFailure
+from lab.core.errors import RuntimeFailure
 from lab.server.heap import GC_THRESHOLD
-from lab.topology import Topology
+from lab.cluster.topology import Topology
 
 DB_COUNTERS = ("Threads_connected", "Max_used_connections", "Connection_errors_max_connections",
                "Aborted_connects")
@@ -99,7 +99,7 @@ class Sampler:
             f.write(json.dumps(sample) + "\n")
 
     def db_status(self) -> dict[str, int]:
-        from lab import probes
+        from lab.cluster import probes
 
         names = ", ".join(f"'{c}'" for c in DB_COUNTERS)
         try:
@@ -109,7 +109,7 @@ class Sampler:
         return {r["Variable_name"]: int(r["Value"]) for r in rows if r.get("Value", "").isdigit()}
 
     def db_max_connections(self) -> int | None:
-        from lab import probes
+        from lab.cluster import probes
 
         try:
             rows = probes.db_query(self.t, "SELECT @@GLOBAL.max_connections AS n", timeout=5)
@@ -118,7 +118,7 @@ class Sampler:
         return int(rows[0]["n"]) if rows else None
 
     def container_memory(self) -> dict[str, float]:
-        from lab import docker
+        from lab.cluster import docker
 
         try:
             out = docker.run(["docker", "stats", "--no-stream", "--format", "{{json .}}", *self._names],
@@ -137,7 +137,7 @@ class Sampler:
         return found
 
     def node_memory(self, node: str) -> None:
-        from lab import probes
+        from lab.cluster import probes
 
         res = probes.http_get("127.0.0.1", self.t.ports.mgmt, f"/node/{node}/metrics", timeout=1)
         if res.status != 200 or res.headers.get("x-rancher-node") != node:

@@ -20,9 +20,9 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Mapping
 
-from lab import yamlspec as y
-from lab.errors import BadInput
-from lab.topology import (DEFAULT_HEAP_SCALE, GUIDE_POOL_PER_NODE, Ports, Sizing, Topology, make_topology,
+from lab.core import yamlspec as y
+from lab.core.errors import BadInput
+from lab.cluster.topology import (DEFAULT_HEAP_SCALE, GUIDE_POOL_PER_NODE, Ports, Sizing, Topology, make_topology,
                           parse_size)
 
 DIMENSIONS = ("nodes", "heap", "pool_size", "db_max_connections", "db_memory", "db_buffer_pool", "users")
@@ -82,7 +82,7 @@ class Settings:
 
     @property
     def hard_timeout(self) -> float:
-        from lab.load import REPORT_GRACE, STARTUP_GRACE
+        from lab.record.load import REPORT_GRACE, STARTUP_GRACE
 
         if self.point_timeout is not None:
             return self.point_timeout

@@ -15,17 +15,17 @@ from lab.capacity.measurement import Measurement, NodeOutcome, load_figures, nod
 from lab.capacity.report import summary_line, write_json, write_report
 from lab.capacity.sampler import SAMPLE_INTERVAL, Sampler
 from lab.capacity.spec import Grid, Point, Settings
-from lab.errors import LabError, RuntimeFailure
-from lab.topology import Topology
+from lab.core.errors import LabError, RuntimeFailure
+from lab.cluster.topology import Topology
 
 Say = Callable[[str], None]
 
 
 def run_point(point: Point, settings: Settings, lab_name: str, point_dir: Path, say: Say) -> Measurement:
     """One grid point on a fresh lab, torn down on every path (Ctrl-C included)."""
-    from lab import lab, preflight
-    from lab.history import load_run
-    from lab.load import LoadRun, LoadSpec
+    from lab.cluster import lifecycle, preflight
+    from lab.record.history import load_run
+    from lab.record.load import LoadRun, LoadSpec
 
     deadline = time.monotonic() + settings.hard_timeout
     t = point.topology(lab_name, preflight.free_ports(), settings)
@@ -43,7 +43,7 @@ def run_point(point: Point, settings: Settings, lab_name: str, point_dir: Path, 
 
     try:
         try:
-            lab.up(t, up_say, timeout=settings.up_timeout, allow_undersized=True)
+            lifecycle.up(t, up_say, timeout=settings.up_timeout, allow_undersized=True)
         except RuntimeFailure as exc:  # an undersized lab that never got healthy is a result too
             return Measurement(**made, status="did not start", detail=f"{exc} (logs: {point_dir}/lab-start.log)")
         sampler = Sampler(t, point_dir / "samples.jsonl")
@@ -66,12 +66,12 @@ def run_point(point: Point, settings: Settings, lab_name: str, point_dir: Path, 
                            detail=f"point exceeded its {settings.hard_timeout:g} s timeout" if timed_out else "",
                            load=figures, db=db, nodes=outcomes, memory_peak_mib=dict(sampler.memory))
     finally:
-        lab.down(t.lab)
+        lifecycle.down(t.lab)
 
 
 def _node_outcomes(t: Topology, sampler: Sampler, point_dir: Path) -> tuple[NodeOutcome, ...]:
     """Each node's fate; the log tail of a node that died is kept as `<node>.log`, the evidence."""
-    from lab import docker, lab
+    from lab.cluster import docker, lifecycle
 
     containers = {c["Config"]["Labels"].get("com.docker.compose.service"): c
                   for c in docker.inspect(docker.labelled("container", t.lab))}
@@ -80,7 +80,7 @@ def _node_outcomes(t: Topology, sampler: Sampler, point_dir: Path) -> tuple[Node
         state = containers.get(node, {}).get("State", {})
         log_text = ""
         if not state.get("Running"):
-            log_text = lab.logs(t, (node,), tail=200)
+            log_text = lifecycle.logs(t, (node,), tail=200)
             (point_dir / f"{node}.log").write_text(log_text)
         out.append(node_outcome(node, state, log_text, node in sampler.degraded, sampler.pressure.get(node)))
     return tuple(out)
@@ -88,7 +88,7 @@ def _node_outcomes(t: Topology, sampler: Sampler, point_dir: Path) -> tuple[Node
 
 def machine() -> dict[str, Any]:
     """The machine a sweep ran on, for the report."""
-    from lab import docker
+    from lab.cluster import docker
 
     try:
         with open("/proc/meminfo") as f:
@@ -110,7 +110,7 @@ def sweep(grid: Grid, out_root: str | os.PathLike[str], name: str, say: Say) -> 
 
     capacity.json is rewritten after each point, so an interrupted sweep keeps what it measured
     (`halab capacity --report DIR` renders it)."""
-    from lab.load import make_run_dir
+    from lab.record.load import make_run_dir
 
     directory = make_run_dir(f"capacity-{name}", out_root)
     meta = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine()}

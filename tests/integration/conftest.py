@@ -7,7 +7,7 @@ from typing import Any, Iterator
 import pytest
 
 from lab import faults
-from lab.lab import wait_healthy
+from lab.cluster.lifecycle import wait_healthy
 
 
 @pytest.fixture

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, TypeVar
 from urllib.parse import urlsplit
 
-from lab import faults, lab
-from lab.history import PARTS_DIR
-from lab.topology import Topology
+from lab import faults
+from lab.cluster import lifecycle
+from lab.record.history import PARTS_DIR
+from lab.cluster.topology import Topology
 
 REPO = Path(__file__).resolve().parents[2]
 JSON = {"Content-Type": "application/json"}
@@ -156,7 +157,7 @@ def problems_with(answer: Answer, method: str = "GET") -> list[str]:
 
 
 def tracebacks(t: Topology, node: str) -> int:
-    return lab.logs(t, (node,)).count("Traceback")
+    return lifecycle.logs(t, (node,)).count("Traceback")
 
 
 # -------------------------------------------------------------- a load's progress, a halab run

@@ -15,9 +15,9 @@ import pytest
 
 from helpers import wait_for
 
-from lab import docker, lab, probes, state
-from lab.preflight import free_port
-from lab.state import unique_lab_name
+from lab.cluster import docker, lifecycle, probes, state
+from lab.cluster.preflight import free_port
+from lab.cluster.state import unique_lab_name
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 # A guard against a hung command, never an assertion about how long anything takes.
@@ -61,7 +61,7 @@ def test_check_refuses_an_undersized_topology_and_the_flag_starts_it_anyway():
         assert probes.db_query(t, "SELECT @@GLOBAL.max_connections AS n") == [{"n": "100"}]
         assert halab("status", "--name", name).returncode == 0
     finally:
-        lab.down(name)
+        lifecycle.down(name)
         shutil.rmtree(state.lab_dir(name), ignore_errors=True)
 
 
@@ -106,7 +106,7 @@ def test_interrupting_a_sweep_tears_down_the_current_lab(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-        lab.down(f"{name}-1")
+        lifecycle.down(f"{name}-1")
     assert proc.returncode == 130, err[-3000:]
     assert "interrupted" in err
     assert leftovers(name) == []

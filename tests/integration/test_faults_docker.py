@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 
 from helpers import REPO, wait_active_faults, wait_for
-from lab import faults, probes
-from lab.compose import container_name
-from lab.errors import FaultNotEffective
-from lab.faults import make_spec
+from lab import faults
+from lab.cluster import probes, state
+from lab.cluster.compose import container_name
+from lab.core.errors import FaultNotEffective
+from lab.faults import backend, make_spec
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -122,11 +123,11 @@ def test_a_split_holds_while_a_node_of_the_minority_side_restarts(lab3, halab_fa
 
 def test_a_fault_that_silently_did_nothing_is_reported(lab3, halab_faults, monkeypatch):
     inj = halab_faults(lab3)
-    monkeypatch.setattr(faults, "install_rules", lambda t, plan: None)  # the rules never land
+    monkeypatch.setattr(backend, "install_rules", lambda t, plan: None)  # the rules never land
     with pytest.raises(FaultNotEffective, match=r"isolate b1: .*still connect"):
         inj.apply(make_spec("isolate", ["b1"]))
-    real_run = faults.docker.run
-    monkeypatch.setattr(faults.docker, "run", lambda args, what, **kw: "" if args[1] == "pause" else real_run(
+    real_run = backend.docker.run
+    monkeypatch.setattr(backend.docker, "run", lambda args, what, **kw: "" if args[1] == "pause" else real_run(
         args, what, **kw))  # `docker pause` "succeeds" without pausing anything
     with pytest.raises(FaultNotEffective, match=r"pause a2: a2 is still running"):
         inj.apply(make_spec("pause", ["a2"]))
@@ -183,5 +184,5 @@ def test_heal_from_another_process_after_the_holder_was_sigkilled(lab3):
     assert done.returncode == 0, done.stderr
     assert "healed f" in done.stdout
     assert clean(lab3)
-    log = [json.loads(x) for x in (faults.state.lab_dir(lab3.lab) / faults.LOG_FILE).read_text().splitlines()]
+    log = [json.loads(x) for x in (state.lab_dir(lab3.lab) / faults.LOG_FILE).read_text().splitlines()]
     assert log[-1]["fault"] == "split" and log[-1]["t1"] > log[-1]["t0"]

@@ -20,10 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import basic, problems_with, send, tracebacks
-from lab import probes
+from lab.cluster import probes
 from lab.server.api import MAX_BODY
 from lab.server.resources import RESOURCE_TYPES
-from lab.topology import Topology
+from lab.cluster.topology import Topology
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -15,15 +15,17 @@ import pytest
 
 from helpers import (JSON, REPO, basic, problems_with, recorded, send, send_raw, tracebacks, wait_active_faults,
                      wait_recorded)
-from lab import docker, faults, lab, probes, scenario, state
+from lab import faults
+from lab.chaos import scenario
+from lab.cluster import docker, lifecycle, probes, state
 from lab.faults import make_spec
-from lab.history import load_run
-from lab.load import LoadRun, LoadSpec, make_run_dir
-from lab.preflight import free_ports
-from lab.report import build_report
+from lab.record.history import load_run
+from lab.record.load import LoadRun, LoadSpec, make_run_dir
+from lab.cluster.preflight import free_ports
+from lab.record.report import build_report
 from lab.server.api import MAX_BODY
-from lab.state import unique_lab_name
-from lab.watch import Watch
+from lab.cluster.state import unique_lab_name
+from lab.chaos.watch import Watch
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -114,7 +116,7 @@ def test_bad_input_gets_gdapi_4xx_and_the_server_keeps_serving(halab_lab_factory
     ping = send(t, "GET", "/ping")
     assert (ping.status, ping.body) == (200, b"pong")
     assert probes.node_view(t, "a1").active
-    assert tracebacks(t, "a1") == before, lab.logs(t, ("a1",))[-3000:]
+    assert tracebacks(t, "a1") == before, lifecycle.logs(t, ("a1",))[-3000:]
 
 
 # ------------------------------------------------------------------- a database kill under load
@@ -193,7 +195,7 @@ def test_sigint_during_a_fault_then_down_leaves_nothing(halab_lab_factory, tmp_p
         if own_lab:
             assert lab_objects(lab_name) == NOTHING, "the run removes the lab it started"
         else:
-            assert len(lab.running_containers(lab_name)) == 3, "the user's lab stays up"
+            assert len(lifecycle.running_containers(lab_name)) == 3, "the user's lab stays up"
             assert faults.leftovers(t) == {"registered": [], "rules": {}, "paused": [], "stopped": []}
         down = halab("down", "--name", lab_name)
         assert down.returncode == 0, down.stderr
@@ -203,4 +205,4 @@ def test_sigint_during_a_fault_then_down_leaves_nothing(halab_lab_factory, tmp_p
     finally:
         if proc.poll() is None:
             proc.kill()
-        lab.down(lab_name)
+        lifecycle.down(lab_name)

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from lab import cli, docker, images
-from lab.state import unique_lab_name
+from lab.cli import main as cli
+from lab.cluster import docker, images
+from lab.cluster.state import unique_lab_name
 
 # image -> the packages it is written and tested against, each installed as "package=${X_VERSION}"
 DEPENDS_ON = {

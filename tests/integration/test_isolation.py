@@ -12,9 +12,9 @@ import pytest
 
 from helpers import wait_for
 
-from lab import docker, lab, probes, state
-from lab.preflight import free_port
-from lab.state import unique_lab_name
+from lab.cluster import docker, lifecycle, probes, state
+from lab.cluster.preflight import free_port
+from lab.cluster.state import unique_lab_name
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -48,7 +48,7 @@ def test_no_password_in_logs_inspect_or_files(halab_lab_factory):
         assert p.stat().st_mode & 0o777 == 0o600
     assert state.ca_path(t.lab).stat().st_mode & 0o777 == 0o400
     ids = docker.labelled("container", t.lab)
-    seen = docker.run(["docker", "inspect", *ids], "inspect") + lab.logs(t)
+    seen = docker.run(["docker", "inspect", *ids], "inspect") + lifecycle.logs(t)
     seen += subprocess.run([sys.executable, "-m", "lab.cli", "--json", "status", "--name", t.lab],
                            capture_output=True, text=True).stdout
     for pw in passwords:
@@ -73,10 +73,10 @@ def test_two_labs_side_by_side(halab_lab_factory):
     first = halab_lab_factory(1)
     second = halab_lab_factory(1)
     assert probes.node_view(first, "a1").active and probes.node_view(second, "a1").active
-    lab.down(first.lab)
+    lifecycle.down(first.lab)
     assert lab_objects(first.lab) == {"container": [], "network": [], "volume": []}
     assert probes.node_view(second, "a1").active
-    assert len(lab.running_containers(second.lab)) == 3
+    assert len(lifecycle.running_containers(second.lab)) == 3
 
 
 def _start_up(name: str) -> subprocess.Popen:
@@ -107,7 +107,7 @@ def test_interrupted_up_removes_what_it_started(sig):
         assert lab_objects(name) == {"container": [], "network": [], "volume": []}
     finally:
         proc.kill()
-        lab.down(name)
+        lifecycle.down(name)
 
 
 def test_killed_harness_leaves_what_down_removes():
@@ -125,13 +125,13 @@ def test_killed_harness_leaves_what_down_removes():
         assert lab_objects(name) == {"container": [], "network": [], "volume": []}
     finally:
         proc.kill()
-        lab.down(name)
+        lifecycle.down(name)
 
 
 def test_database_volume_survives_down_keep_data(halab_lab_factory):
     t = halab_lab_factory(1)
     probes.db_query(t, "CREATE TABLE IF NOT EXISTS keepme (v INT); INSERT INTO keepme VALUES (42)")
-    lab.down(t.lab, keep_data=True)
-    lab.up(t)
+    lifecycle.down(t.lab, keep_data=True)
+    lifecycle.up(t)
     assert probes.db_query(t, "SELECT v FROM keepme") == [{"v": "42"}]
     assert os.path.exists(state.lab_dir(t.lab) / "secrets" / "db_password")

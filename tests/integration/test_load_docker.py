@@ -8,10 +8,11 @@ import json
 import pytest
 
 from helpers import recorded, wait_recorded
-from lab import faults, probes, state
-from lab.load import LoadRun, LoadSpec, make_run_dir
-from lab.report import build_report
-from lab.watch import Watch
+from lab import faults
+from lab.cluster import probes, state
+from lab.record.load import LoadRun, LoadSpec, make_run_dir
+from lab.record.report import build_report
+from lab.chaos.watch import Watch
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

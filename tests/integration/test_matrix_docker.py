@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from lab import matrix
-from lab.preflight import free_ports
-from lab.state import unique_lab_name
+from lab.chaos import matrix
+from lab.cluster.preflight import free_ports
+from lab.cluster.state import unique_lab_name
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

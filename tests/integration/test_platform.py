@@ -13,8 +13,8 @@ from email.message import Message
 
 import pytest
 
-from lab import docker, lab, state
-from lab.errors import BadInput
+from lab.cluster import docker, lifecycle, state
+from lab.core.errors import BadInput
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -69,14 +69,14 @@ def test_lab_comes_up_answers_and_goes_down(halab_lab_factory, nodes):
 def test_second_up_of_a_running_lab_is_refused(halab_lab_factory):
     t = halab_lab_factory(1)
     with pytest.raises(BadInput, match="already up"):
-        lab.up(t)
-    assert len(lab.running_containers(t.lab)) == 3
+        lifecycle.up(t)
+    assert len(lifecycle.running_containers(t.lab)) == 3
 
 
 def test_down_keep_data_keeps_only_the_database_volume(halab_lab_factory):
     t = halab_lab_factory(1)
-    lab.down(t.lab, keep_data=True)
+    lifecycle.down(t.lab, keep_data=True)
     left = leftovers(t.lab)
     assert left["container"] == [] and left["network"] == [] and len(left["volume"]) == 1
-    lab.down(t.lab)
+    lifecycle.down(t.lab)
     assert leftovers(t.lab)["volume"] == []

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from helpers import http, node_status, on_node, wait_for
-from lab import docker, lab, probes
-from lab.compose import container_name
+from lab.cluster import docker, lifecycle, probes
+from lab.cluster.compose import container_name
 from lab.faults import make_spec
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -43,7 +43,7 @@ def global_sessions(t, node: str) -> int | None:
 
 def sessions_lost(t, node: str) -> int:
     """How often the node's kazoo client has reported its session LOST (expired by the ensemble)."""
-    return lab.logs(t, (node,)).count("ZooKeeper session LOST")
+    return lifecycle.logs(t, (node,)).count("ZooKeeper session LOST")
 
 
 def test_members_master_and_cache_coherence_across_nodes(lab3):

@@ -9,7 +9,7 @@ import cattle
 import pytest
 import requests
 
-from lab import probes, state
+from lab.cluster import probes, state
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

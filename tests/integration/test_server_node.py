@@ -11,8 +11,8 @@ import cattle
 import pytest
 
 from helpers import api, http, node_status, on_node, wait_for
-from lab import docker, lab, probes
-from lab.compose import container_name, registration_url
+from lab.cluster import docker, lifecycle, probes
+from lab.cluster.compose import container_name, registration_url
 from lab.faults import make_spec
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -112,7 +112,7 @@ def test_stale_changelog_lock_of_a_dead_node_is_taken_over(halab_lab_factory, ha
         probes.db_query(t, STALE_LOCK)
         assert one_value(t, "SELECT LOCKEDBY FROM DATABASECHANGELOGLOCK WHERE LOCKED = 1") == "killed-node"
     wait_for("a1 active again", lambda: probes.node_view(t, "a1").active, 60)
-    logs = lab.logs(t, ("a1",))
+    logs = lifecycle.logs(t, ("a1",))
     assert "took over the stale change-log lock from killed-node" in logs
     assert "(bound 5.0 s)" in logs  # the lab's --server-env setting reached the node
     assert one_value(t, "SELECT LOCKED FROM DATABASECHANGELOGLOCK") == "0"
@@ -138,4 +138,4 @@ def test_the_host_goes_down_when_its_zookeeper_dies(halab_lab_factory):
         return None if c["State"]["Running"] else f"{c['State']['Status']} {c['State']['ExitCode']}"
 
     assert wait_for("the container to exit", exited, 30) == "exited 1"
-    assert "ZooKeeper exited" in lab.logs(t, ("a1",))
+    assert "ZooKeeper exited" in lifecycle.logs(t, ("a1",))

@@ -7,14 +7,14 @@ import json
 
 import pytest
 
-from lab import yamlspec
+from lab.core import yamlspec
 from lab.capacity import analysis, measurement, report, sampler
 from lab.capacity.analysis import recommend, saturation
 from lab.capacity.measurement import (DbFigures, LoadFigures, Measurement, NodeOutcome, error_kind, load_figures,
                                       node_outcome)
 from lab.capacity.spec import Point, Settings, build_grid
-from lab.errors import BadInput
-from lab.history import RequestRecord
+from lab.core.errors import BadInput
+from lab.record.history import RequestRecord
 
 # ------------------------------------------------------------------------------------ the grid
 
@@ -89,7 +89,7 @@ def test_shipped_grid_files_parse():
 
 
 def test_point_topology_derives_node_memory_from_the_heap():
-    from lab.topology import Ports
+    from lab.cluster.topology import Ports
 
     t = Point(nodes=3, heap="4g", pool_size=20).topology("x", Ports(), Settings(heap_scale=32))
     assert t.sizing.java_opts == "-Xmx4g" and t.db_max_connections == 151  # the lab's default floor
@@ -163,8 +163,8 @@ def test_docker_stats_memory_and_prometheus_parsing():
 @pytest.mark.parametrize("peak, degraded_now, seen", [(0.93, 0, True), (0.5, 1, True), (0.5, 0, False)])
 def test_a_memory_spike_between_polls_counts_through_the_nodes_own_peak(tmp_path, monkeypatch, peak, degraded_now,
                                                                           seen):
-    from lab import probes
-    from lab.topology import make_topology
+    from lab.cluster import probes
+    from lab.cluster.topology import make_topology
 
     text = f'cattle_heap_pressure{{node="a1"}} 0.2\ncattle_heap_peak_ratio{{node="a1"}} {peak}\n' \
            f'cattle_heap_memory_degraded{{node="a1"}} {degraded_now}\n'
@@ -339,7 +339,7 @@ def test_report_refuses_a_target_load_the_sweep_did_not_measure(tmp_path):
 
 
 def test_cli_dry_run_lists_points_with_preflight_and_bad_files_name_the_field(tmp_path, capsys):
-    from lab.cli import main
+    from lab.cli.main import main
 
     f = tmp_path / "g.yaml"
     f.write_text("grid:\n  heap: [32m, 12q]\n")

@@ -4,8 +4,8 @@ from dataclasses import replace
 
 import pytest
 
-from lab.checker import CheckConfig, DbSnapshot, check, fetch_snapshot, per_second
-from lab.history import FaultRecord, History, LedgerEntry, ProbeRecord, RequestRecord
+from lab.record.checker import CheckConfig, DbSnapshot, check, fetch_snapshot, per_second
+from lab.record.history import FaultRecord, History, LedgerEntry, ProbeRecord, RequestRecord
 
 T = 1000.0
 FAULT = FaultRecord(t0=T + 10, t1=T + 15, fault="kill", targets=("a2",), id="f1")

@@ -6,11 +6,11 @@ import itertools
 
 import pytest
 
-from lab import claims
-from lab.claims import OUTAGE, SURVIVES, expect
-from lab.errors import BadInput
+from lab.chaos import claims
+from lab.chaos.claims import OUTAGE, SURVIVES, expect
+from lab.core.errors import BadInput
 from lab.faults import make_spec
-from lab.topology import majority, make_topology
+from lab.cluster.topology import majority, make_topology
 
 
 def test_the_shipped_claims_load_and_quote_the_guide():

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from lab import docker
-from lab.errors import DockerUnavailable, RuntimeFailure, mask, register_secret
+from lab.cluster import docker
+from lab.core.errors import DockerUnavailable, RuntimeFailure, mask, register_secret
 
 
 def halab(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -1,7 +1,7 @@
 import yaml
 
-from lab import compose
-from lab.topology import RESERVED_SERVER_ENV, Ports, make_topology
+from lab.cluster import compose
+from lab.cluster.topology import RESERVED_SERVER_ENV, Ports, make_topology
 
 TAGS = {"db": "halab/db:x", "lb": "halab/lb:x", "node": "halab/node:x"}
 

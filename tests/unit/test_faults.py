@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 
 from lab import faults
-from lab.errors import BadInput, FaultNotEffective, RuntimeFailure
+from lab.faults import backend, injector, netmodel
+from lab.core.errors import BadInput, FaultNotEffective, RuntimeFailure
 from lab.faults import DB, Cut, FaultSpec, Injector, Registry, make_spec
-from lab.topology import make_topology
+from lab.cluster.topology import make_topology
 
 
 @pytest.fixture(autouse=True)
@@ -277,7 +278,7 @@ class FakeLab:
         return ""
 
     def _exec(self, service: str, cmd: list[str], input: str | None) -> str:
-        if not faults._is_up({"State": self.state[service]}):
+        if not netmodel.is_up({"State": self.state[service]}):
             raise RuntimeFailure(f"exec in {service}: container is not running")
         if cmd[0] != "sh":
             return ""
@@ -292,13 +293,13 @@ class FakeLab:
 def fake(monkeypatch, tmp_path):
     def make(t=T3, **kw):
         lab = FakeLab(t, tmp_path / "docker", **kw)
-        monkeypatch.setattr(faults, "containers", lab.containers)
-        monkeypatch.setattr(faults.docker, "run", lab.run)
-        monkeypatch.setattr(faults, "roles", lambda _t: dict(lab.modes))
-        monkeypatch.setattr(faults, "connectivity", lab.connectivity)
-        monkeypatch.setattr(faults, "events_command", lab.events_command)
-        monkeypatch.setattr(faults, "SETTLE_TIMEOUT", 0.3)
-        monkeypatch.setattr(faults, "ELECTION_TIMEOUT", 0.3)
+        monkeypatch.setattr(backend, "containers", lab.containers)
+        monkeypatch.setattr(backend.docker, "run", lab.run)
+        monkeypatch.setattr(backend, "roles", lambda _t: dict(lab.modes))
+        monkeypatch.setattr(backend, "connectivity", lab.connectivity)
+        monkeypatch.setattr(backend, "events_command", lab.events_command)
+        monkeypatch.setattr(backend, "SETTLE_TIMEOUT", 0.3)
+        monkeypatch.setattr(injector, "ELECTION_TIMEOUT", 0.3)
         return lab
     return make
 
@@ -345,7 +346,7 @@ def test_roles_resolve_to_distinct_nodes_and_follower_is_seeded(fake):
 
 def test_no_leader_is_a_runtime_error_naming_the_modes(fake):
     fake(modes={"a1": "unknown", "a2": "unknown", "b1": "unknown"})
-    with pytest.raises(faults.RuntimeFailure, match=r"no leader to pick within .*a1=unknown"):
+    with pytest.raises(RuntimeFailure, match=r"no leader to pick within .*a1=unknown"):
         Injector(T3).resolve(make_spec("kill", ["leader"]))
 
 
@@ -355,8 +356,8 @@ def test_a_role_asked_for_during_an_election_waits_for_it(fake, monkeypatch):
     answers = iter([{"a1": "not running", "a2": "follower", "b1": "not serving"},
                     {"a1": "follower", "a2": "leader", "b1": "leader"},  # two leaders: stale, not settled
                     {"a1": "follower", "a2": "follower", "b1": "leader"}])
-    monkeypatch.setattr(faults, "roles", lambda _t: next(answers))
-    monkeypatch.setattr(faults, "ELECTION_TIMEOUT", 30.0)
+    monkeypatch.setattr(backend, "roles", lambda _t: next(answers))
+    monkeypatch.setattr(injector, "ELECTION_TIMEOUT", 30.0)
     assert Injector(T3).resolve(make_spec("pause", ["leader"])).targets == ("b1",)
     assert lab.commands == []  # resolving touches nothing
 
@@ -365,19 +366,19 @@ def test_a_follower_target_keeps_its_seeded_choice_across_retries(fake, monkeypa
     fake()
     settled = {"a1": "follower", "a2": "leader", "b1": "follower"}
     answers = iter([{"a1": "not serving", "a2": "leader", "b1": "not running"}, settled])
-    monkeypatch.setattr(faults, "roles", lambda _t: next(answers))
-    monkeypatch.setattr(faults, "ELECTION_TIMEOUT", 30.0)
+    monkeypatch.setattr(backend, "roles", lambda _t: next(answers))
+    monkeypatch.setattr(injector, "ELECTION_TIMEOUT", 30.0)
     after_retry = Injector(T3, seed=5).resolve(make_spec("kill", ["random", "follower"])).targets
-    monkeypatch.setattr(faults, "roles", lambda _t: settled)
+    monkeypatch.setattr(backend, "roles", lambda _t: settled)
     assert Injector(T3, seed=5).resolve(make_spec("kill", ["random", "follower"])).targets == after_retry
 
 
 def test_network_fault_that_cut_nothing_is_undone_and_reported(fake, monkeypatch):
     fake()
     installed: list[dict] = []
-    monkeypatch.setattr(faults, "install_rules", lambda t, plan: installed.append(plan))
-    monkeypatch.setattr(faults, "remove_rules", lambda t, pattern, found=None: {"a1": 0})
-    monkeypatch.setattr(faults, "connectivity", lambda t, paths, ips: {(s, d): (n, 0) for s, d, n in paths})
+    monkeypatch.setattr(backend, "install_rules", lambda t, plan: installed.append(plan))
+    monkeypatch.setattr(backend, "remove_rules", lambda t, pattern, found=None: {"a1": 0})
+    monkeypatch.setattr(backend, "connectivity", lambda t, paths, ips: {(s, d): (n, 0) for s, d, n in paths})
     with pytest.raises(FaultNotEffective, match=r"isolate b1: .* still connect"):
         Injector(T3).apply(make_spec("isolate", ["b1"]))
     assert installed and faults.active("u3") == []
@@ -385,15 +386,15 @@ def test_network_fault_that_cut_nothing_is_undone_and_reported(fake, monkeypatch
 
 def test_network_fault_with_nothing_to_cut_fails_before_touching_anything(fake, monkeypatch):
     fake()
-    monkeypatch.setattr(faults, "install_rules", lambda t, plan: pytest.fail("no rule may be installed"))
-    monkeypatch.setattr(faults, "connectivity", lambda t, paths, ips: {(s, d): (0, n) for s, d, n in paths})
+    monkeypatch.setattr(backend, "install_rules", lambda t, plan: pytest.fail("no rule may be installed"))
+    monkeypatch.setattr(backend, "connectivity", lambda t, paths, ips: {(s, d): (0, n) for s, d, n in paths})
     with pytest.raises(FaultNotEffective, match="no path to cut works before the fault"):
         Injector(T3).apply(make_spec("split"))
 
 
 def test_interrupt_during_apply_undoes_what_was_done(fake, monkeypatch):
     lab = fake()
-    real = faults._wait_states
+    real = backend.wait_states
     calls = []
 
     def interrupted_once(*a, **k):  # Ctrl-C while the kill is being verified; the undo runs normally
@@ -402,7 +403,7 @@ def test_interrupt_during_apply_undoes_what_was_done(fake, monkeypatch):
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(faults, "_wait_states", interrupted_once)
+    monkeypatch.setattr(backend, "wait_states", interrupted_once)
     with pytest.raises(KeyboardInterrupt):
         Injector(T3).apply(make_spec("stop", ["a1"]))
     assert faults.active("u3") == []
@@ -461,7 +462,7 @@ def test_a_reapply_that_does_not_cut_is_reported_and_noted(fake, monkeypatch):
     with Injector(T3) as inj:
         split = inj.apply(make_spec("split"))
         lab.restarted("b1")
-        monkeypatch.setattr(faults, "connectivity", lambda t, paths, ips: {(s, d): (n, 0) for s, d, n in paths})
+        monkeypatch.setattr(backend, "connectivity", lambda t, paths, ips: {(s, d): (n, 0) for s, d, n in paths})
         with pytest.raises(FaultNotEffective, match=rf"could not re-establish {split.id} split .*b1->a1.* still "
                                                     r"connect after b1 started"):
             faults.reapply(T3, "b1 started")

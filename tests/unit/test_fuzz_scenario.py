@@ -18,10 +18,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lab import scenario
-from lab.errors import BadInput
+from lab.chaos import scenario
+from lab.core.errors import BadInput
 from lab.faults import CONTAINER_KINDS, KINDS
-from lab.topology import make_topology
+from lab.cluster.topology import make_topology
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 SHIPPED = sorted(p for p in SCENARIOS.glob("*.yaml") if p.name != "claims.yaml")

@@ -5,7 +5,7 @@ import threading
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lab.history import (
+from lab.record.history import (
     HISTORY_FILE,
     LEDGER_FILE,
     FaultRecord,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lab import docker, lab
-from lab.errors import RuntimeFailure
+from lab.cluster import docker, lifecycle
+from lab.core.errors import RuntimeFailure
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def fake_docker(monkeypatch, tmp_path):
 
 def test_a_stale_endpoint_is_disconnected_and_its_network_removed_again(fake_docker):
     world, calls = fake_docker
-    assert lab.down("x") == {"containers": 2, "networks": 2, "volumes": 1}
+    assert lifecycle.down("x") == {"containers": 2, "networks": 2, "volumes": 1}
     assert ["docker", "network", "disconnect", "-f", "n2", "x-db-1"] in calls
     assert calls.count(["docker", "network", "rm", "n2"]) == 1 and world["network"] == []
 
@@ -47,4 +47,4 @@ def test_any_other_network_failure_is_raised(fake_docker, monkeypatch):
     monkeypatch.setattr(docker, "run", lambda args, what, **kw: (_ for _ in ()).throw(
         RuntimeFailure(f"{what} failed: permission denied")) if args[1:3] == ["network", "rm"] else real(args, what))
     with pytest.raises(RuntimeFailure, match="permission denied"):
-        lab.down("x")
+        lifecycle.down("x")

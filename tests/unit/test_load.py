@@ -24,11 +24,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from lab import tls
-from lab.checker import TYPE_TABLES, DbSnapshot, check
-from lab.errors import BadInput, LabError
-from lab.history import RequestRecord, load_run, read_jsonl
-from lab.load import DEFAULT_LOCUSTFILE, LoadResult, LoadRun, LoadSpec, make_run_dir, parse_duration, run_load
+from lab.cluster import tls
+from lab.record.checker import TYPE_TABLES, DbSnapshot, check
+from lab.core.errors import BadInput, LabError
+from lab.record.history import RequestRecord, load_run, read_jsonl
+from lab.record.load import DEFAULT_LOCUSTFILE, LoadResult, LoadRun, LoadSpec, make_run_dir, parse_duration, run_load
 
 PLURALS = {"projects": "project", "environments": "environment", "services": "service",
            "registrationtokens": "registrationToken", "hosts": "host", "agents": "agent"}

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from lab import matrix
-from lab.checker import CheckResult, Outcome, Violation
-from lab.claims import Bounds, Expectation
-from lab.errors import CheckFailed
-from lab.history import ProbeRecord, RequestRecord
-from lab.topology import make_topology
-from lab.watch import LbSample, Watch
+from lab.chaos import matrix
+from lab.record.checker import CheckResult, Outcome, Violation
+from lab.chaos.claims import Bounds, Expectation
+from lab.core.errors import CheckFailed
+from lab.record.history import ProbeRecord, RequestRecord
+from lab.cluster.topology import make_topology
+from lab.chaos.watch import LbSample, Watch
 
 T3 = make_topology(3)
 BOUNDS = Bounds(settle=4, stable=1, outage=2, fence=10, decide=20, heal=60)
@@ -98,7 +98,7 @@ def test_outputs_and_exit(tmp_path: Path):
     (("follower", "follower", None), False),
 ])
 def test_steady_state_needs_the_whole_ensemble(modes, whole):
-    from lab.watch import snapshot
+    from lab.chaos.watch import snapshot
 
     now = time.time()
     w = watch({"a1": 200, "a2": 200, "b1": 200}, {"a1": "UP", "a2": "UP", "b1": "UP"}, True, now)

@@ -2,10 +2,10 @@ import socket
 
 import pytest
 
-from lab import preflight
-from lab.preflight import free_port, free_ports
-from lab.errors import BadInput, CheckFailed
-from lab.topology import Ports, Sizing, make_topology
+from lab.cluster import preflight
+from lab.cluster.preflight import free_port, free_ports
+from lab.core.errors import BadInput, CheckFailed
+from lab.cluster.topology import Ports, Sizing, make_topology
 
 
 def test_busy_port_is_named_with_its_holder():

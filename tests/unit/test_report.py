@@ -4,9 +4,9 @@ import json
 import re
 import xml.etree.ElementTree as ET
 
-from lab.checker import CheckConfig
-from lab.history import HISTORY_FILE, LEDGER_FILE, FaultRecord, JsonlWriter, LedgerEntry, ProbeRecord, RequestRecord
-from lab.report import PLOTS, SNAPSHOT_FILE, build_report
+from lab.record.checker import CheckConfig
+from lab.record.history import HISTORY_FILE, LEDGER_FILE, FaultRecord, JsonlWriter, LedgerEntry, ProbeRecord, RequestRecord
+from lab.record.report import PLOTS, SNAPSHOT_FILE, build_report
 
 T = 1_700_000_000.0
 

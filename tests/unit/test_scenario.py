@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from lab import cli, scenario
-from lab.checker import CheckResult, FaultStats, Outcome, Violation
-from lab.errors import BadInput
+from lab.cli import main as cli
+from lab.chaos import scenario
+from lab.record.checker import CheckResult, FaultStats, Outcome, Violation
+from lab.core.errors import BadInput
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 SHIPPED = sorted(p for p in SCENARIOS.glob("*.yaml") if p.name != "claims.yaml")
@@ -154,6 +155,6 @@ def test_pytest_collects_scenario_files_given_to_it_as_docker_tests():
 @pytest.mark.parametrize("text,seconds", [("10s", 10.0), ("500ms", 0.5), ("2m", 120.0), (3, 3.0), ("1.5s", 1.5),
                                           ("0s", 0.0)])
 def test_durations(text, seconds):
-    from lab import yamlspec
+    from lab.core import yamlspec
 
     assert yamlspec.duration(text, "f: x") == seconds

@@ -12,7 +12,7 @@ from typing import Any, Awaitable, Callable
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from lab.preflight import free_port
+from lab.cluster.preflight import free_port
 from lab.server import store
 from lab.server.api import Api
 from lab.server.auth import ANONYMOUS, Authenticator

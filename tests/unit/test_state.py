@@ -6,8 +6,8 @@ import stat
 
 import pytest
 
-from lab import state
-from lab.topology import make_topology
+from lab.cluster import state
+from lab.cluster.topology import make_topology
 
 
 @pytest.fixture

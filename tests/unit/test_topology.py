@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from lab.errors import BadInput
-from lab.state import topology_from_dict, topology_to_dict
-from lab.topology import EXTERNAL_DB, majority, make_topology, parse_layout, parse_server_env, tolerance
+from lab.core.errors import BadInput
+from lab.cluster.state import topology_from_dict, topology_to_dict
+from lab.cluster.topology import EXTERNAL_DB, majority, make_topology, parse_layout, parse_server_env, tolerance
 
 
 @pytest.mark.parametrize("n,maj,tol", [(1, 1, 0), (3, 2, 1), (5, 3, 2), (4, 3, 1), (2, 2, 0)])

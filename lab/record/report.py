@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from lab.checker import CheckConfig, CheckResult, DbSnapshot, FaultStats, Query, check, fetch_snapshot
-from lab.errors import BadInput
-from lab.history import History, ProbeRecord, load_run, write_json
+from lab.record.checker import CheckConfig, CheckResult, DbSnapshot, FaultStats, Query, check, fetch_snapshot
+from lab.core.errors import BadInput
+from lab.record.history import History, ProbeRecord, load_run, write_json
 
 SNAPSHOT_FILE = "db_rows.json"
 CONFIG_FILE = "check_config.json"

@@ -51,7 +51,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from lab.history import FaultRecord, History, LedgerEntry, ProbeRecord, RequestRecord
+from lab.record.history import FaultRecord, History, LedgerEntry, ProbeRecord, RequestRecord
 
 # gdapi type -> the cattle table that stores it.
 TYPE_TABLES: Mapping[str, str] = {

@@ -9,15 +9,15 @@ traffic between nodes of different datacenters (and the `db` path to a database 
 
 from __future__ import annotations
 
-from pathlib import Path
 from string import Template
 from typing import Any
 
 import yaml
 
-from lab.topology import Topology
+from lab.cluster.topology import Topology
+from lab.core import paths
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "compose"
+TEMPLATES = paths.COMPOSE
 DB_NAME = "cattle"
 DB_USER = "cattle"
 NODE_API_PORT = 8080

@@ -47,16 +47,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from lab import claims as claims_mod
-from lab import lab, probes, state
-from lab import yamlspec as y
-from lab.checker import CheckResult, check, fetch_snapshot
-from lab.errors import BadInput, CheckFailed, LabError
+from lab.chaos import claims as claims_mod
+from lab.cluster import lifecycle, probes, state
+from lab.core import yamlspec as y
+from lab.record.checker import CheckResult, check, fetch_snapshot
+from lab.core.errors import BadInput, CheckFailed, LabError
 from lab.faults import ActiveFault, FaultSpec, Injector, shielded, validate
-from lab.history import HISTORY_FILE, load_run, write_json
-from lab.load import LoadRun, LoadSpec, make_run_dir
-from lab.topology import Ports, Topology, make_topology
-from lab.watch import Watch, describe, snapshot
+from lab.record.history import HISTORY_FILE, load_run, write_json
+from lab.record.load import LoadRun, LoadSpec, make_run_dir
+from lab.cluster.topology import Ports, Topology, make_topology
+from lab.chaos.watch import Watch, describe, snapshot
 
 BEFORE_AFTER_CHECKS = ("all-active", "client-ok")
 DURING_CHECKS = ("expected-active", "service", "client-ok")
@@ -306,18 +306,18 @@ def lab_name_for(sc: Scenario) -> str:
 
 
 def run(sc: Scenario, *, lab_name: str | None = None, ports: Ports | None = None, runs_root: str | Path = "runs",
-        keep: bool = False, say: Say = lab.quiet) -> ScenarioResult:
+        keep: bool = False, say: Say = lifecycle.quiet) -> ScenarioResult:
     """Run a scenario on the lab `lab_name` if it is up (its topology must match), else on a new
     lab that is torn down afterwards unless `keep`."""
     name = lab_name or lab_name_for(sc)
     t, reused = _lab_for(sc, name, ports)
     if not reused:
-        lab.up(t, say)  # removes what it started if it fails; errors here are the user's to fix
+        lifecycle.up(t, say)  # removes what it started if it fails; errors here are the user's to fix
     try:
         return _run_on(sc, t, reused, runs_root, say)
     finally:
         if not reused and not keep:
-            lab.down(t.lab)
+            lifecycle.down(t.lab)
 
 
 def _run_on(sc: Scenario, t: Topology, reused: bool, runs_root: str | Path, say: Say) -> ScenarioResult:
@@ -357,7 +357,7 @@ def _run_on(sc: Scenario, t: Topology, reused: bool, runs_root: str | Path, say:
 
 
 def _lab_for(sc: Scenario, name: str, ports: Ports | None) -> tuple[Topology, bool]:
-    if lab.running_containers(name):
+    if lifecycle.running_containers(name):
         t = state.load_topology(name)
         want = sc.topology.build(name, t.ports)
         if (t.node_names, tuple(n.dc for n in t.nodes), t.db_dc) != (want.node_names, tuple(n.dc for n in want.nodes),
@@ -506,7 +506,7 @@ def _hold_checks(w: Watch, names: Sequence[str], within: float, since: float) ->
 
 def _judge(sc: Scenario, t: Topology, run_dir: Path, journal: Journal) -> None:
     """Snapshot the database, run the checker, evaluate the assertions."""
-    from lab.report import SNAPSHOT_FILE
+    from lab.record.report import SNAPSHOT_FILE
 
     history = load_run(run_dir)
     snap = fetch_snapshot(lambda sql: probes.db_query(t, sql, timeout=60), history)
@@ -542,7 +542,7 @@ def evaluate(name: str, value: Any, result: CheckResult) -> dict[str, Any]:
 
 
 def _report(run_dir: Path) -> None:
-    from lab.report import build_report
+    from lab.record.report import build_report
 
     try:
         build_report(run_dir)

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from lab import docker
-from lab.errors import DockerUnavailable, RuntimeFailure
+from lab.cluster import docker
+from lab.core import paths
+from lab.core.errors import DockerUnavailable, RuntimeFailure
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = paths.ROOT
 BASE_IMAGE = "debian:bookworm-slim"
 
 

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from lab import probes
-from lab.history import HISTORY_FILE, LEDGER_FILE, JsonlWriter, LedgerEntry, ProbeRecord, RequestRecord
-from lab.topology import Topology
+from lab.cluster import probes
+from lab.record.history import HISTORY_FILE, LEDGER_FILE, JsonlWriter, LedgerEntry, ProbeRecord, RequestRecord
+from lab.cluster.topology import Topology
 
 CLIENT_TIMEOUT = 2.0  # a request the LB cannot place within this counts as failed
 PROBE_EVERY = 0.2

@@ -33,16 +33,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from lab import claims as claims_mod
-from lab import lab, probes
-from lab.checker import CheckResult, check, fetch_snapshot
-from lab.claims import OUTAGE, SURVIVES, Bounds, Case, Claims, Expectation
-from lab.errors import BadInput, CheckFailed, LabError
+from lab.chaos import claims as claims_mod
+from lab.cluster import lifecycle, probes
+from lab.record.checker import CheckResult, check, fetch_snapshot
+from lab.chaos.claims import OUTAGE, SURVIVES, Bounds, Case, Claims, Expectation
+from lab.core.errors import BadInput, CheckFailed, LabError
 from lab.faults import Injector, roles
-from lab.history import HISTORY_FILE, load_run, write_json
-from lab.load import make_run_dir
-from lab.topology import Ports, Topology, make_topology
-from lab.watch import Watch, snapshot, wait_steady
+from lab.record.history import HISTORY_FILE, load_run, write_json
+from lab.record.load import make_run_dir
+from lab.cluster.topology import Ports, Topology, make_topology
+from lab.chaos.watch import Watch, snapshot, wait_steady
 
 UNSETTLED = "unsettled"
 Say = Callable[[str], None]
@@ -227,7 +227,7 @@ def _charge(results: list[CaseResult], verdicts: CheckResult) -> list[CaseResult
 def run_matrix(sizes: Sequence[int], *, claims_path: str | Path = claims_mod.DEFAULT_CLAIMS,
                runs_root: str | Path = "runs", lab_prefix: str = "matrix", db_dc: str | None = None,
                only: Sequence[str] = (), ports: Callable[[], Ports] | None = None, seed: int = 0,
-               say: Say = lab.quiet) -> MatrixResult:
+               say: Say = lifecycle.quiet) -> MatrixResult:
     """Run the matrix; write matrix.json and matrix.md into a fresh run directory; return the result."""
     from lab.capacity.sweep import machine
 
@@ -251,11 +251,11 @@ def run_matrix(sizes: Sequence[int], *, claims_path: str | Path = claims_mod.DEF
             continue
         sub = run_dir / f"n{t.size}"
         sub.mkdir()
-        lab.up(t, say)
+        lifecycle.up(t, say)
         try:
             done, verdicts = run_size(t, cases, sub, claims.bounds, say, seed)
         finally:
-            lab.down(t.lab)
+            lifecycle.down(t.lab)
         results += done
         checks[f"n{t.size}"] = {o.name: {"status": o.status, "checked": o.checked, "violations": len(o.violations)}
                                 for o in verdicts.outcomes}

@@ -1,15 +1,15 @@
 """`halab fault`, `halab heal`, `halab run`, `halab matrix`: thin commands over lab.faults,
-lab.scenario and lab.matrix (registered through lab.cli.COMMAND_MODULES)."""
+lab.chaos.scenario and lab.chaos.matrix (registered by lab.cli.main)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
-from typing import Any, Callable
+from typing import Any
 
-from lab.cli import add_lab_name, emit, say
-from lab.errors import BadInput
+from lab.cli.common import AddCommand, add_lab_name, emit, say
+from lab.core.errors import BadInput
 
 FAULT_HELP = """kinds and their arguments:
   kill|stop|pause|restart TARGET...   nodes, db, lb, or leader / follower / random
@@ -22,7 +22,7 @@ FAULT_HELP = """kinds and their arguments:
 examples: halab fault kill leader --hold 10s;  halab fault split dc-a dc-b --one-way;  halab heal"""
 
 
-def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+def add_commands(command: AddCommand) -> None:
     sp = command("fault", cmd_fault, "apply a verified fault to a lab (it stays until `halab heal` or --hold ends)")
     sp.formatter_class = argparse.RawDescriptionHelpFormatter
     sp.epilog = FAULT_HELP
@@ -69,7 +69,9 @@ def fault_spec(kind: str, args: list[str], one_way: bool, loss: float | None) ->
 
 
 def cmd_fault(args: argparse.Namespace) -> int:
-    from lab import docker, faults, state, yamlspec
+    from lab import faults
+    from lab.cluster import docker, state
+    from lab.core import yamlspec
 
     docker.require_docker()
     t = state.load_topology(args.name)
@@ -94,7 +96,8 @@ def cmd_fault(args: argparse.Namespace) -> int:
 
 
 def cmd_heal(args: argparse.Namespace) -> int:
-    from lab import docker, faults, state
+    from lab import faults
+    from lab.cluster import docker, state
 
     docker.require_docker()
     report = faults.heal_lab(state.load_topology(args.name))
@@ -106,8 +109,9 @@ def cmd_heal(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------- run
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from lab import docker, scenario
-    from lab.topology import Ports
+    from lab.chaos import scenario
+    from lab.cluster import docker
+    from lab.cluster.topology import Ports
 
     sc = scenario.load(args.file)
     name = args.name or scenario.lab_name_for(sc)
@@ -126,9 +130,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------ matrix
 
 def cmd_matrix(args: argparse.Namespace) -> int:
-    from lab import claims, docker, matrix
-    from lab.preflight import free_ports
-    from lab.topology import make_topology
+    from lab.chaos import claims, matrix
+    from lab.cluster import docker
+    from lab.cluster.preflight import free_ports
+    from lab.cluster.topology import make_topology
 
     try:
         sizes = [int(x) for x in args.nodes.split(",")]

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from typing import Callable
 
-from lab.cli import Handler, add_lab_name, emit, say
+from lab.cli.common import AddCommand, add_lab_name, emit, say
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from lab import docker, probes, state
-    from lab.load import LoadSpec, parse_duration, run_load
-    from lab.report import build_report
+    from lab.cluster import docker, probes, state
+    from lab.record.load import LoadSpec, parse_duration, run_load
+    from lab.record.report import build_report
 
     docker.require_docker()
     t = state.load_topology(args.name)
@@ -25,7 +24,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from lab.report import build_report
+    from lab.record.report import build_report
 
     return _finish(args, build_report(args.run_dir))
 
@@ -39,7 +38,7 @@ def _finish(args: argparse.Namespace, files) -> int:
     return 0 if r.passed else 3
 
 
-def add_commands(command: Callable[[str, Handler, str], argparse.ArgumentParser]) -> None:
+def add_commands(command: AddCommand) -> None:
     sp = command("load", cmd_load, "drive bounded Locust load through a lab's load balancer, then check and report")
     add_lab_name(sp)
     sp.add_argument("--users", type=int, default=10)

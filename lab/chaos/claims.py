@@ -17,12 +17,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from lab import yamlspec as y
-from lab.errors import BadInput
+from lab.core import paths
+from lab.core import yamlspec as y
+from lab.core.errors import BadInput
 from lab.faults import CONTAINER_KINDS, DB, LB, ROLES, FaultSpec, cuts, make_spec
-from lab.topology import Topology, majority, tolerance
+from lab.cluster.topology import Topology, majority, tolerance
 
-DEFAULT_CLAIMS = Path(__file__).resolve().parent.parent / "scenarios" / "claims.yaml"
+DEFAULT_CLAIMS = paths.SCENARIOS / "claims.yaml"
 PICKS = ("roles", "every", "with-leader")
 DIRECTIONS = ("both", "one-way")
 HOST_MODES = ("kill", "stop", "pause")

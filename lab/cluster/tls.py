@@ -7,7 +7,7 @@ import datetime as dt
 import ipaddress
 from pathlib import Path
 
-from lab.errors import BadInput
+from lab.core.errors import BadInput
 
 
 def generate(lab: str, hostnames: tuple[str, ...] = ("localhost", "lb")) -> tuple[bytes, bytes, bytes, bytes]:

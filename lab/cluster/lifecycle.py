@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from lab import docker, images, preflight, probes, state
-from lab.compose import container_name, registration_url
-from lab.errors import BadInput, RuntimeFailure
-from lab.topology import Topology
+from lab.cluster import docker, images, preflight, probes, state
+from lab.cluster.compose import container_name, registration_url
+from lab.core.errors import BadInput, RuntimeFailure
+from lab.cluster.topology import Topology
 
 Say = Callable[[str], None]
 SCHEMA_TABLE = "DATABASECHANGELOG"

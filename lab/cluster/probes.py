@@ -13,10 +13,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab import docker
-from lab.compose import container_name
-from lab.errors import RuntimeFailure
-from lab.topology import Topology
+from lab.cluster import docker
+from lab.cluster.compose import container_name
+from lab.core.errors import RuntimeFailure
+from lab.cluster.topology import Topology
 
 PROBE_TIMEOUT = 1.0
 

@@ -27,11 +27,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Mapping
 
-from lab import history
-from lab.errors import BadInput, RuntimeFailure
+from lab.record import history
+from lab.core import paths
+from lab.core.errors import BadInput, RuntimeFailure
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_LOCUSTFILE = REPO / "loadtests" / "rancher.py"
+REPO = paths.ROOT
+DEFAULT_LOCUSTFILE = paths.LOADTESTS / "rancher.py"
 LOAD_HOST = "127.0.0.1"  # load goes to the lab's load balancer on this machine, nowhere else
 # Time Locust may take to start (and, with --processes, for its workers to connect) and to write
 # its reports, on top of --run-time and --stop-timeout, before the hard deadline kills it.

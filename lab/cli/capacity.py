@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from lab import yamlspec
 from lab.capacity import report, spec, sweep
+from lab.cli.common import AddCommand, emit, say
+from lab.core import yamlspec
 
 SETTING_FLAGS = ("duration", "spawn_rate", "think_time", "heap_scale", "pool_wait_ms", "up_timeout",
                  "point_timeout", "max_error_rate", "target_users")
@@ -29,8 +30,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     grid = grid_from_args(args)
     if args.dry_run:
         return _dry_run(args, grid)
-    from lab import docker
-    from lab.cli import say
+    from lab.cluster import docker
 
     docker.require_docker()
     return _show(args, sweep.sweep(grid, args.out, args.name, say))
@@ -38,8 +38,6 @@ def cmd_capacity(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace, directory: Path) -> int:
     """The table and the recommendation (or, with --json, capacity.json), and where the files are."""
-    from lab.cli import emit
-
     _, measurements, _ = report.load_report(directory)
     data = json.loads((directory / "capacity.json").read_text())
     text = "\n".join([
@@ -53,9 +51,8 @@ def _show(args: argparse.Namespace, directory: Path) -> int:
 
 
 def _dry_run(args: argparse.Namespace, grid: spec.Grid) -> int:
-    from lab import preflight
-    from lab.cli import emit
-    from lab.topology import Ports
+    from lab.cluster import preflight
+    from lab.cluster.topology import Ports
 
     rows: list[dict[str, Any]] = []
     for i, p in enumerate(grid.points, 1):
@@ -72,7 +69,7 @@ def _dry_run(args: argparse.Namespace, grid: spec.Grid) -> int:
     return 0
 
 
-def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+def add_commands(command: AddCommand) -> None:
     sp = command("capacity", cmd_capacity, "sweep node heap, pool size, max_connections, database memory, "
                  "cluster size and load; measure where it breaks and recommend a sizing")
     sp.add_argument("grid", nargs="?", help="YAML grid file (see capacity/*.yaml); flags override it")

@@ -13,9 +13,9 @@ import subprocess
 from dataclasses import dataclass
 from typing import Callable
 
-from lab import docker
-from lab.errors import BadInput, CheckFailed, RuntimeFailure
-from lab.topology import HARNESS_CONNECTIONS, NODE_BASE_MEMORY_MIB, Ports, Topology
+from lab.cluster import docker
+from lab.core.errors import BadInput, CheckFailed, RuntimeFailure
+from lab.cluster.topology import HARNESS_CONNECTIONS, NODE_BASE_MEMORY_MIB, Ports, Topology
 
 GUIDE_DB_MEMORY_MIB = 1024
 LB_MEMORY_MIB = 64

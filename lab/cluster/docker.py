@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from lab.errors import BadInput, DockerUnavailable, RuntimeFailure, mask
+from lab.core.errors import BadInput, DockerUnavailable, RuntimeFailure, mask
 
 if TYPE_CHECKING:
     from python_on_whales import DockerClient

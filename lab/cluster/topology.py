@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Mapping
 
-from lab.errors import BadInput
+from lab.core.errors import BadInput
 
 SUPPORTED_SIZES = (1, 3, 5)
 DEFAULT_LAYOUTS = {1: (("dc-a", 1),), 3: (("dc-a", 2), ("dc-b", 1)), 5: (("dc-a", 3), ("dc-b", 2))}

@@ -19,9 +19,9 @@ import secrets
 from dataclasses import asdict
 from pathlib import Path
 
-from lab import compose, tls
-from lab.errors import BadInput, register_secret
-from lab.topology import Node, Ports, Sizing, Tls, Topology
+from lab.cluster import compose, tls
+from lab.core.errors import BadInput, register_secret
+from lab.cluster.topology import Node, Ports, Sizing, Tls, Topology
 
 # The uid the lab's images run as; secret files belong to it so a 0600 file is still readable.
 CONTAINER_UID = 10001

@@ -1,0 +1,118 @@
+"""`halab up`, `down`, `status`, `render`, `logs`, `build`, `check`: one lab's life (lab.cluster)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lab.cli.common import AddCommand, add_lab_name, add_topology_options, emit, say, topology_from_args
+from lab.core.errors import mask
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from lab.cluster import compose, images, state
+
+    t = topology_from_args(args)
+    tags = images.image_tags()
+    if args.out:
+        path = state.materialize(t, Path(args.out), tags)
+        say(f"wrote {path} and its haproxy.cfg, secrets and TLS files; run: docker compose -f {path} up -d")
+    print(compose.dump(compose.render(t, tags)), end="")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from lab.cluster import docker, images
+
+    docker.require_docker()
+    tags = images.build(say, only=tuple(args.only or ()), force=args.force)
+    emit(args, tags, "\n".join(f"{k}: {v}" for k, v in tags.items()))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from lab.cluster import preflight
+
+    t = topology_from_args(args)
+    findings = preflight.check(t)
+    emit(args, [f.__dict__ for f in findings], "\n".join(f.line() for f in findings))
+    return 3 if preflight.errors(findings) else 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from lab.cluster import lifecycle
+
+    t = topology_from_args(args)
+    ep = lifecycle.up(t, say, keep_on_failure=args.keep_on_failure, timeout=args.timeout,
+                allow_undersized=args.allow_undersized)
+    lines = [f"lab {t.lab!r} is up: {t.size} node(s), quorum {t.majority}, survives {t.tolerance} failure(s)",
+             *ep.lines(), f"tear down with: halab down --name {t.lab}"]
+    emit(args, ep.__dict__ | {"ca_path": str(ep.ca_path)}, "\n".join(lines))
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from lab.cluster import docker, lifecycle
+
+    docker.require_docker()
+    removed = lifecycle.down(args.name, keep_data=args.keep_data, say=say)
+    if args.json:
+        emit(args, removed, "")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from lab.cluster import docker, lifecycle, state
+
+    docker.require_docker()
+    t = state.load_topology(args.name)
+    st = lifecycle.status(t)
+    rows = [f"{'node':6} {'dc':6} {'container':18} {'zookeeper':12} {'ha':12} {'lb':6}"]
+    rows += [f"{n['name']:6} {n['datacenter']:6} {n['container']:18} {n['zk_mode']:12} {n['ha_state']:12} "
+             f"{n['lb']:6}" for n in st["nodes"]]
+    rows.append(f"database: {st['db']['container']} in {st['db']['datacenter']}, "
+                f"{'answers' if st['db']['answers'] else 'does not answer'}; "
+                f"load balancer: {st['lb']['container']}")
+    emit(args, st, "\n".join(rows))
+    healthy = all(n["ha_state"] == "active" and n["lb"] == "UP" for n in st["nodes"]) and st["db"]["answers"]
+    return 0 if healthy else 3
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from lab.cluster import docker, lifecycle, state
+
+    docker.require_docker()
+    print(mask(lifecycle.logs(state.load_topology(args.name), tuple(args.service or ()), args.tail)))
+    return 0
+
+
+def add_commands(command: AddCommand) -> None:
+    sp = command("render", cmd_render, "print the compose file for a topology")
+    add_topology_options(sp)
+    sp.add_argument("--out", help="also write the compose project and its files into this folder")
+
+    sp = command("build", cmd_build, "build the lab's images (cached: only what changed)")
+    sp.add_argument("--only", action="append", choices=["db", "lb", "node"])
+    sp.add_argument("--force", action="store_true")
+
+    sp = command("check", cmd_check, "check a topology against the install guide's requirements (pre-flight)")
+    add_topology_options(sp)
+
+    sp = command("up", cmd_up, "start a lab and wait until every node is healthy")
+    add_topology_options(sp)
+    sp.add_argument("--allow-undersized", action="store_true",
+                    help="start even when pre-flight finds the sizing short of the guide (experiments)")
+    sp.add_argument("--keep-on-failure", action="store_true", help="leave a failed start in place to debug")
+    sp.add_argument("--timeout", type=float, default=180, help="seconds to wait for health")
+
+    sp = command("down", cmd_down, "remove a lab's containers, networks and volumes")
+    add_lab_name(sp)
+    sp.add_argument("--keep-data", action="store_true", help="keep the database volume for the next up")
+
+    sp = command("status", cmd_status, "show each node, the load balancer and the database")
+    add_lab_name(sp)
+
+    sp = command("logs", cmd_logs, "print the lab's container logs")
+    add_lab_name(sp)
+    sp.add_argument("service", nargs="*", help="db, lb or node names (default: all)")
+    sp.add_argument("--tail", type=int)

@@ -1,0 +1,81 @@
+"""What every command group shares: output helpers and the options that name a lab or describe a
+topology."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Callable
+
+from lab.core.errors import BadInput
+
+Handler = Callable[[argparse.Namespace], int]
+# command(name, handler, help) returns the new subparser; main.build_parser passes it to each
+# group's add_commands.
+AddCommand = Callable[[str, Handler, str], argparse.ArgumentParser]
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data, indent=2, default=str) if args.json else text)
+
+
+# ----------------------------------------------------------------------------- shared options
+
+def add_lab_name(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name", default=os.environ.get("HALAB_NAME", "halab"),
+                   help="lab name = compose project (default: $HALAB_NAME or 'halab')")
+
+
+def add_topology_options(p: argparse.ArgumentParser) -> None:
+    add_lab_name(p)
+    p.add_argument("--nodes", default="3", help="cluster size: 1, 3 or 5 (default 3)")
+    p.add_argument("--layout", help="datacenters, e.g. dc-a:2,dc-b:1 (default by size)")
+    p.add_argument("--db-dc", help="datacenter the database lives in, or 'external' (default: the first)")
+    p.add_argument("--bind", default="127.0.0.1",
+                   help="address the load balancer's ports bind (default 127.0.0.1; others expose the lab)")
+    p.add_argument("--http-port", type=int, default=80)
+    p.add_argument("--https-port", type=int, default=443)
+    p.add_argument("--mgmt-port", type=int, default=18080)
+    p.add_argument("--direct-port", type=int, help="benchmarks: also publish the first node's API on this port")
+    p.add_argument("--pool-size", type=int, default=50, help="DB connections per node (the guide: 50)")
+    p.add_argument("--pool-wait-ms", type=int, default=2000)
+    p.add_argument("--java-opts", default="-Xmx1g", help="CATTLE_JAVA_OPTS for every node (its -Xmx is the "
+                   "modelled heap)")
+    p.add_argument("--heap-scale", type=int, default=32)
+    p.add_argument("--db-max-connections", type=int, help="database max_connections (default: nodes x pool + 10)")
+    p.add_argument("--db-memory", type=int, default=1024, help="database container memory, MiB (the guide: 1 GB)")
+    p.add_argument("--db-buffer-pool", type=int, default=256, help="InnoDB buffer pool, MiB")
+    p.add_argument("--node-memory", type=int, help="node container memory limit, MiB (default: from the heap)")
+    p.add_argument("--tls-cert", help="your own certificate (PEM) for 443 instead of a generated one")
+    p.add_argument("--tls-key", help="the key of --tls-cert")
+    p.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="a server setting for every node, e.g. HALAB_PROCESS_DELAY_MS=1000 (a CATTLE_* or HALAB_* "
+                   "variable of docs/architecture.md that no other option sets; repeatable)")
+
+
+def topology_from_args(args: argparse.Namespace):
+    from lab.cluster.topology import Ports, Sizing, Tls, make_topology, parse_server_env
+
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise BadInput("--tls-cert and --tls-key go together")
+    return make_topology(
+        args.nodes,
+        lab=args.name,
+        layout=args.layout,
+        db_dc=args.db_dc,
+        ports=Ports(bind=args.bind, http=args.http_port, https=args.https_port, mgmt=args.mgmt_port,
+                    direct=args.direct_port),
+        sizing=Sizing(pool_size=args.pool_size, pool_wait_ms=args.pool_wait_ms, java_opts=args.java_opts,
+                      heap_scale=args.heap_scale, db_max_connections=args.db_max_connections,
+                      db_memory_mib=args.db_memory, db_buffer_pool_mib=args.db_buffer_pool,
+                      node_mem_limit_mib=args.node_memory),
+        tls=Tls(cert=args.tls_cert, key=args.tls_key),
+        db_image=os.environ.get("HALAB_DB_IMAGE") or None,
+        server_env=parse_server_env(args.server_env),
+    )

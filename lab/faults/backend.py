@@ -1,0 +1,194 @@
+"""The part of the faults that touches Docker: the lab's containers, docker commands on them
+(kill, stop, pause, start...), iptables inside the nodes, connection checks, ZooKeeper roles, the
+events command. The rest of lab.faults calls these through this module (`backend.containers(t)`),
+so the unit tests replace them with a fake lab (tests/unit/test_faults.py)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Collection, Mapping, Sequence
+
+from lab.cluster import docker, probes
+from lab.cluster.compose import container_name
+from lab.cluster.topology import Topology
+from lab.core.errors import RuntimeFailure
+from lab.faults.netmodel import is_up, path_ip, rule_tag
+from lab.faults.spec import DB
+
+ZK_PORT, DB_PORT = 2181, 3306
+
+CONNECT_TIMEOUT = 0.5  # a TCP handshake inside one Docker host takes well under a millisecond
+
+STOP_GRACE = 5  # seconds, as the compose file's stop_grace_period
+
+SETTLE_TIMEOUT = 15.0  # a container state change that takes longer than this did not happen
+
+
+
+# Connectivity check run inside a node container: [ip, port, attempts] -> [[open, cut], ...].
+# A refused connection proves the path works (nothing listens there); a timeout means dropped.
+_CHECK = r"""
+import json, socket, sys
+from concurrent.futures import ThreadPoolExecutor
+targets, timeout = json.loads(sys.argv[1]), float(sys.argv[2])
+def attempt(i):
+    s = socket.socket()
+    s.settimeout(timeout)
+    try:
+        s.connect((targets[i][0], targets[i][1]))
+        return i, True
+    except ConnectionRefusedError:
+        return i, True
+    except OSError:
+        return i, False
+    finally:
+        s.close()
+out = [[0, 0] for _ in targets]
+with ThreadPoolExecutor(64) as ex:
+    for i, ok in ex.map(attempt, [i for i, t in enumerate(targets) for _ in range(t[2])]):
+        out[i][0 if ok else 1] += 1
+print(json.dumps(out))
+"""
+
+
+
+# With a pattern ($1, quotes included so f1 never matches f10), rewrite_rules' script notes the
+# rules whose comment contains it before inserting the new ones, deletes those afterwards (a
+# failed delete shows in the count), and prints how many rules carry the pattern then.
+_NOTE_OLD = """old=$(iptables -w -S | grep -F -- "$1" | sed 's/^-A /-D /' || true)"""
+
+_DELETE_OLD = r"""set +e
+printf '%s\n' "$old" | while read -r rule; do [ -z "$rule" ] || eval "iptables -w $rule"; done
+iptables -w -S | grep -cF -- "$1" || true
+"""
+
+
+
+def containers(t: Topology) -> dict[str, dict[str, Any]]:
+    """Compose service (node name, db, lb) -> `docker inspect` of its container."""
+    found = docker.inspect(docker.labelled("container", t.lab))
+    return {c["Config"]["Labels"].get("com.docker.compose.service", ""): c for c in found}
+
+
+
+def exec_in(container: str, args: Sequence[str], what: str, *, root: bool = False, input: str | None = None,
+          timeout: float = 30) -> str:
+    return docker.run(["docker", "exec", *(["-u", "root"] if root else []), *(["-i"] if input else []),
+                       container, *args], what, input=input, timeout=timeout)
+
+
+
+def connectivity(t: Topology, paths: Sequence[tuple[str, str, int]], ips: Mapping[str, Mapping[str, str]],
+                 ) -> dict[tuple[str, str], tuple[int, int]]:
+    """(src, dst, attempts) -> {(src, dst): (open, cut)}; runs one check per source container."""
+    by_src: dict[str, list[tuple[str, str, int]]] = {}
+    for p in paths:
+        by_src.setdefault(p[0], []).append(p)
+
+    def run(src: str) -> dict[tuple[str, str], tuple[int, int]]:
+        todo = [(d, path_ip(d, ips), n) for _, d, n in by_src[src]]
+        targets = [[ip, DB_PORT if d == DB else ZK_PORT, n] for d, ip, n in todo if ip]
+        try:
+            out = json.loads(exec_in(container_name(t, src), ["python3", "-c", _CHECK, json.dumps(targets),
+                                                            str(CONNECT_TIMEOUT)],
+                                   f"check connectivity from {src}", timeout=60))
+        except (RuntimeFailure, ValueError):
+            out = [[0, n] for _, _, n in targets]  # a source that cannot run the check reaches nothing
+        found = iter(out)
+        return {(src, d): (tuple(next(found)) if ip else (0, n)) for d, ip, n in todo}  # type: ignore[misc]
+
+    result: dict[tuple[str, str], tuple[int, int]] = {}
+    with ThreadPoolExecutor(max(1, len(by_src))) as ex:
+        for part in ex.map(run, by_src):
+            result.update(part)
+    return result
+
+
+
+def rewrite_rules(t: Topology, plan: Mapping[str, list[list[str]]], replacing: str,
+                   services: Collection[str]) -> dict[str, int]:
+    """On each of `services` (running node containers), insert its rules of `plan`; with
+    `replacing` (a comment pattern), then delete the rules that carried it before, so that a path
+    cut by the old rules and the new ones is never open in between. Return service -> rules
+    carrying `replacing` afterwards (0 without a pattern)."""
+    def one(service: str) -> tuple[str, int]:
+        inserts = ["iptables -w " + shlex.join(r) for r in plan.get(service, [])]
+        script = "\n".join(["set -e", *([_NOTE_OLD] if replacing else []), *inserts,
+                            *([_DELETE_OLD] if replacing else []), ""])
+        try:
+            out = exec_in(container_name(t, service), ["sh", "-s", *(["--", replacing] if replacing else [])],
+                        f"rewrite fault rules in {service}", root=True, input=script)
+        except RuntimeFailure as exc:
+            if "iptables: not found" in str(exc) or "iptables: command not found" in str(exc):
+                raise RuntimeFailure(f"iptables is missing in {service}'s image: rebuild it with "
+                                     f"`halab build --only node --force`") from exc
+            raise
+        return service, int((out.strip().splitlines() or ["0"])[-1])
+
+    with ThreadPoolExecutor(max(1, len(services))) as ex:
+        return dict(ex.map(one, services))
+
+
+
+def install_rules(t: Topology, plan: Mapping[str, list[list[str]]]) -> None:
+    rewrite_rules(t, plan, "", list(plan))
+
+
+
+def remove_rules(t: Topology, pattern: str, found: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, int]:
+    """Delete rules whose comment contains `pattern` from every running node container of the lab;
+    return service -> rules left (0 when clean). Paused or stopped containers are skipped: a
+    stopped one loses its rules with its network namespace, a paused one is handled by its heal."""
+    found = containers(t) if found is None else found
+    return rewrite_rules(t, {}, pattern, [n for n in t.node_names if is_up(found.get(n))])
+
+
+
+def count_rules(t: Topology, found: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
+    pattern = f'"{rule_tag(t.lab, "")}'
+    live = [n for n in t.node_names if is_up(found.get(n))]
+
+    def count(service: str) -> int:
+        out = exec_in(container_name(t, service), ["sh", "-c", f"iptables -S | grep -cF -- '{pattern}' || true"],
+                    f"list fault rules in {service}", root=True)
+        return int((out.strip().splitlines() or ["0"])[-1])
+
+    with ThreadPoolExecutor(max(1, len(live))) as ex:
+        return dict(zip(live, ex.map(count, live)))
+
+
+
+def roles(t: Topology) -> dict[str, str]:
+    """node -> ZooKeeper mode as the node reports it (leader, follower, standalone, unknown)."""
+    with ThreadPoolExecutor(t.size) as ex:
+        return dict(zip(t.node_names, (v.zk_mode for v in ex.map(lambda n: probes.node_view(t, n), t.node_names))))
+
+
+
+def wait_states(t: Topology, services: Sequence[str], ok: Callable[[str, Mapping[str, Any] | None], bool],
+                 ) -> dict[str, dict[str, Any]]:
+    """Poll the containers until `ok(service, state)` holds for each or SETTLE_TIMEOUT passes;
+    return the last states."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while True:
+        found = containers(t)
+        if all(ok(s, found.get(s)) for s in services) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+
+def events_command(t: Topology, since: float, until: float) -> list[str]:
+    """`docker events` for starts and unpauses of the lab's containers between two epoch times."""
+    return ["docker", "events", "--filter", f"label={docker.LAB_LABEL}={t.lab}", "--filter", "type=container",
+            "--filter", "event=start", "--filter", "event=unpause", "--since", f"{since:.9f}",
+            "--until", f"{until:.9f}", "--format", "{{json .}}"]
+
+
+def act(t: Topology, command: Sequence[str], services: Sequence[str], what: str, timeout: float) -> str:
+    """Run a docker command (`docker kill --signal KILL`, `docker pause`, `docker start`...) on the
+    containers of `services`."""
+    return docker.run([*command, *(container_name(t, s) for s in services)], what, timeout=timeout)

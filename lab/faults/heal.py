@@ -1,0 +1,206 @@
+"""Undoing faults: one registry entry (`heal_entry`), or everything of a lab including leftovers
+without an entry (`heal_lab`); signal shielding so that a second Ctrl-C cannot cut a heal short."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from lab.cluster import state
+from lab.cluster.topology import Topology
+from lab.core.errors import RuntimeFailure
+from lab.faults import backend
+from lab.faults.hold import reapply
+from lab.faults.netmodel import addresses, is_up, rule_tag, state_word
+from lab.faults.registry import LOG_FILE, Registry, rules_lock
+from lab.faults.spec import DB, LB, NETWORK_KINDS, FaultSpec, Say, quiet
+from lab.record.history import FaultRecord, JsonlWriter
+
+_shield_depth = 0
+
+
+
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """Defer SIGINT/SIGTERM while undos run, so a second Ctrl-C cannot leave half a heal behind;
+    the deferred signal is raised as KeyboardInterrupt when the outermost shield ends."""
+    global _shield_depth
+    if threading.current_thread() is not threading.main_thread() or _shield_depth:
+        yield
+        return
+    _shield_depth += 1
+    got: list[int] = []
+    old = {s: signal.signal(s, lambda n, _f: got.append(n)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        _shield_depth -= 1
+        for s, h in old.items():
+            signal.signal(s, h)
+        if got:
+            raise KeyboardInterrupt
+
+
+
+def _start(t: Topology, services: Sequence[str], previous: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
+    """Start stopped containers; return the addresses they came back without (service -> "network
+    old->new"). Docker gives a starting container the lowest free address of each network, so hosts
+    stopped together often swap addresses, unlike rebooted machines; peers that cache names (the
+    nodes' ZooKeeper JVMs) then reach the wrong host for a while. The record says when it happened."""
+    if not services:
+        return {}
+    backend.act(t, ["docker", "start"], services, f"start {' '.join(services)}", timeout=120)
+    now = addresses(t, backend.containers(t))
+    moved = {s: ", ".join(f"{net} {old}->{now.get(s, {}).get(net)}" for net, old in sorted(previous.get(s, {}).items())
+                          if now.get(s, {}).get(net) != old) for s in services}
+    return {s: m for s, m in moved.items() if m}
+
+
+
+def undo(t: Topology, entry: Mapping[str, Any]) -> dict[str, Any]:
+    """Idempotent undo of one registry entry; returns what the record should add to its detail;
+    raises RuntimeFailure when it could not be undone."""
+    spec = FaultSpec.from_dict(entry["spec"])
+    services = list(entry["targets"])
+    if spec.kind in NETWORK_KINDS:
+        left = backend.remove_rules(t, f'"{rule_tag(t.lab, entry["id"])}"')
+        dirty = [s for s, n in left.items() if n]
+        if dirty:
+            raise RuntimeFailure(f"could not remove the rules of fault {entry['id']} from {', '.join(dirty)}")
+        return {}
+    found = backend.containers(t)
+    extra: dict[str, Any] = {}
+    if spec.kind == "pause":
+        todo = [s for s in services if found.get(s) and found[s]["State"].get("Paused")]
+        if todo:
+            backend.act(t, ["docker", "unpause"], todo, f"unpause {' '.join(todo)}", timeout=60)
+    else:
+        todo = [s for s in services if found.get(s) and not found[s]["State"]["Running"]]
+        moved = _start(t, todo, entry.get("detail", {}).get("addresses", {}))
+        if moved:
+            extra["readdressed"] = moved
+    after = backend.wait_states(t, todo, lambda _s, c: is_up(c))
+    bad = [s for s in todo if not is_up(after.get(s))]
+    if bad:
+        raise RuntimeFailure(f"could not undo fault {entry['id']}: {', '.join(bad)} is "
+                             f"{state_word(after.get(bad[0]))}")
+    if todo:
+        try:  # a network fault still held must cut the hosts back at once
+            reapply(t, f"{' '.join(todo)} {'unpaused' if spec.kind == 'pause' else 'started'}")
+        except RuntimeFailure as exc:  # this heal is done; the failure is noted with the network fault too
+            extra["reapply_failed"] = str(exc)
+    return extra
+
+
+
+def _record(t: Topology, entry: Mapping[str, Any], t1: float, extra: Mapping[str, Any] | None = None) -> FaultRecord:
+    spec = FaultSpec.from_dict(entry["spec"])
+    record = FaultRecord(t0=entry["t0"], t1=t1, fault=spec.kind, targets=tuple(entry["targets"]), id=entry["id"],
+                         detail={"spec": spec.describe(), "lab": t.lab, **entry.get("detail", {}), **(extra or {})})
+    paths = [state.lab_dir(t.lab) / LOG_FILE] + ([Path(entry["history"])] if entry.get("history") else [])
+    for path in paths:
+        with JsonlWriter(path) as w:
+            w.append(record)
+    return record
+
+
+
+def heal_entry(t: Topology, fault_id: str) -> FaultRecord | None:
+    registry = Registry(t.lab)
+    entry = next((e for e in registry.active() if e["id"] == fault_id), None)
+    if entry is None:
+        return None
+    # Rules and registry entry go together, so that a reapply cannot put the rules back between.
+    with rules_lock(t.lab) if entry["spec"]["kind"] in NETWORK_KINDS else contextlib.nullcontext():
+        extra = undo(t, entry)
+        t1 = time.time()
+        latest = registry.remove(fault_id)  # with what reapply noted since `entry` was read
+    if latest is None:  # healed meanwhile by another process, which recorded it
+        return None
+    return _record(t, latest, t1, extra)
+
+
+
+@dataclass(frozen=True)
+class HealReport:
+    healed: tuple[FaultRecord, ...]
+    rules_removed: Mapping[str, int]  # leftover rules swept, per container
+    unpaused: tuple[str, ...]
+    started: tuple[str, ...]
+
+    def lines(self) -> list[str]:
+        out = [f"healed {r.id} {r.detail.get('spec', r.fault)} (held {r.t1 - r.t0:.1f} s)" for r in self.healed]
+        swept = {s: n for s, n in self.rules_removed.items() if n}
+        if swept:
+            out.append("removed leftover rules: " + ", ".join(f"{s} ({n})" for s, n in swept.items()))
+        if self.unpaused:
+            out.append("unpaused: " + ", ".join(self.unpaused))
+        if self.started:
+            out.append("started: " + ", ".join(self.started))
+        return out or ["nothing to heal"]
+
+
+
+def heal_lab(t: Topology, say: Say = quiet) -> HealReport:
+    """Undo every registered fault of the lab, then sweep what may be left without a registry entry
+    (a process killed between acting and registering, a registry file removed): every rule labelled
+    with the lab, every paused container, every stopped container (database first)."""
+    with shielded():
+        healed = []
+        for entry in Registry(t.lab).active():
+            try:
+                record = heal_entry(t, entry["id"])
+            except RuntimeFailure as exc:
+                say(f"heal {entry['id']}: {exc}; sweeping instead")
+                Registry(t.lab).remove(entry["id"])
+                record = _record(t, entry, time.time())
+            if record:
+                healed.append(record)
+        found = backend.containers(t)
+        paused = [s for s, c in found.items() if c["State"].get("Paused")]
+        if paused:
+            backend.act(t, ["docker", "unpause"], paused, "unpause leftovers", timeout=60)
+            found = backend.containers(t)
+        counts = _sweep_rules(t, found)
+        order = {DB: 0, LB: 2}
+        stopped = sorted((s for s, c in found.items() if not c["State"]["Running"]), key=lambda s: order.get(s, 1))
+        if stopped:
+            backend.act(t, ["docker", "start"], stopped, "start stopped containers", timeout=120)
+            after = backend.wait_states(t, stopped, lambda _s, c: is_up(c))
+            bad = [s for s in stopped if not is_up(after.get(s))]
+            if bad:
+                raise RuntimeFailure(f"heal: {', '.join(bad)} would not start; see `halab logs --name {t.lab} "
+                                     f"{' '.join(bad)}`")
+    report = HealReport(tuple(healed), counts, tuple(paused), tuple(stopped))
+    for line in report.lines():
+        say(line)
+    return report
+
+
+
+def _sweep_rules(t: Topology, found: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
+    """Remove every rule of the lab; return service -> rules removed."""
+    before = backend.count_rules(t, found)
+    if any(before.values()):
+        left = backend.remove_rules(t, f'"{rule_tag(t.lab, "")}', found)
+        dirty = [s for s, n in left.items() if n]
+        if dirty:
+            raise RuntimeFailure(f"heal: rules of lab {t.lab} remain in {', '.join(dirty)}")
+    return before
+
+
+
+def leftovers(t: Topology) -> dict[str, Any]:
+    """What a heal would still find: registry entries, labelled rules, paused and stopped containers."""
+    found = backend.containers(t)
+    return {
+        "registered": [e["id"] for e in Registry(t.lab).active()],
+        "rules": {s: n for s, n in backend.count_rules(t, found).items() if n},
+        "paused": [s for s, c in found.items() if c["State"].get("Paused")],
+        "stopped": [s for s, c in found.items() if not c["State"]["Running"]],
+    }

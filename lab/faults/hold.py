@@ -1,0 +1,149 @@
+"""Holding network faults across restarts: `reapply` re-establishes the rules of every active
+network fault on the containers as they are now; `StartWatcher` reads `docker events` and calls it
+on every start or unpause of one of the lab's containers."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import subprocess
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from lab.cluster.topology import Topology
+from lab.core.errors import FaultNotEffective
+from lab.faults import backend
+from lab.faults.netmodel import addresses, check_paths, cuts, is_up, rule_basis, rule_tag, rules
+from lab.faults.registry import Registry, rules_lock
+from lab.faults.spec import NETWORK_KINDS, FaultSpec, Say
+
+# One `docker events` process of a StartWatcher streams this long, the next resumes where it ended:
+# a process orphaned by a SIGKILLed harness then ends by itself soon after.
+EVENTS_CHUNK = 60.0
+
+WATCH_STOP_TIMEOUT = 120.0  # a stop lets a reapply in progress finish (its docker execs are bounded)
+
+
+
+def _epoch(stamp: str) -> float:
+    """Docker's UTC RFC 3339 time with nanoseconds (2024-05-01T12:34:56.123456789Z) as epoch seconds."""
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    return (datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
+            + float(f"0.{fraction or 0}"))
+
+
+
+def reapply(t: Topology, why: str) -> list[str]:
+    """Re-establish the lab's active network faults on its containers as they are now; return the
+    ids of those whose rules were rewritten.
+
+    A fault whose endpoints changed since its rules went in (see rule_basis) gets its plan computed
+    again from the current addresses; each live node's rules of the fault are replaced, the new
+    ones in before the old ones go (rewrite_rules); the cut paths among live hosts are checked
+    (not for flaky, whose drops are random and would need hundreds of connects). The fault's
+    registry detail notes each time under `reapplied`: what triggered it (`why`), when the rules
+    were in (`t`), and how long each node that started meanwhile ran before them (`exposed`,
+    seconds). Raises FaultNotEffective, once every fault was handled and the failure noted, when a
+    cut path still connects."""
+    with rules_lock(t.lab):
+        registry = Registry(t.lab)
+        held = [e for e in registry.active() if e.get("phase") == "active" and e["spec"]["kind"] in NETWORK_KINDS]
+        if not held:
+            return []
+        found = backend.containers(t)
+        ips = addresses(t, found)
+        live = sorted(n for n in t.node_names if is_up(found.get(n)))
+        done, failures = [], []
+        for entry in held:
+            basis = rule_basis(found, ips, entry["targets"])
+            before = entry.get("basis") or {}
+            if basis == before:
+                continue
+            spec = FaultSpec.from_dict(entry["spec"])
+            tag = rule_tag(t.lab, entry["id"])
+            cut_list = cuts(spec, t)
+            plan = rules(cut_list, {e: list(ips.get(e, {}).values()) for e in entry["targets"]}, tag, live)
+            backend.rewrite_rules(t, plan, f'"{tag}"', [n for n in live if n in entry["targets"]])
+            now = time.time()
+            note: dict[str, Any] = {"t": round(now, 3), "why": why}
+            exposed = {e: round(now - _epoch(b[0]), 3) for e, b in basis.items()
+                       if e in live and e in before and b[0] != before[e][0]}
+            if exposed:
+                note["exposed"] = exposed
+            paths = [] if spec.kind == "flaky" else check_paths(cut_list, live)
+            after = backend.connectivity(t, [(s, d, 1) for s, d in paths], ips)
+            still = [f"{s}->{d}" for s, d in paths if after[(s, d)][0] > 0]
+            if still:
+                note["error"] = f"{', '.join(still)} still connect"
+                failures.append(f"{entry['id']} {spec.describe()}: {note['error']} after {why}")
+            detail = dict(entry.get("detail") or {})
+            detail["reapplied"] = [*detail.get("reapplied", []), note]
+            registry.update(entry["id"], basis=basis, detail=detail)
+            done.append(entry["id"])
+        if failures:
+            raise FaultNotEffective("could not re-establish " + "; ".join(failures))
+        return done
+
+
+
+class StartWatcher:
+    """A thread that calls `handle(service, action)` for each start or unpause ("start",
+    "unpause") of one of the lab's containers from `since` (epoch seconds) on, until stopped.
+
+    It reads `docker events` processes of EVENTS_CHUNK seconds each, one after the other, and kills
+    the current one on stop and at interpreter exit, so none outlives the harness for long.
+    `handle` runs in the thread, one event at a time; what it raises is said, not raised."""
+
+    def __init__(self, t: Topology, handle: Callable[[str, str], None], say: Say, since: float) -> None:
+        self.t = t
+        self.handle = handle
+        self.say = say
+        self._since = since
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()  # a stop never misses a process being started
+        self._proc: subprocess.Popen[str] | None = None
+        self._thread = threading.Thread(target=self._run, name=f"halab-faults-{t.lab}", daemon=True)
+        self._thread.start()
+        atexit.register(self.stop)
+
+    def stop(self) -> None:
+        atexit.unregister(self.stop)
+        with self._lock:
+            self._stopping.set()
+            if self._proc is not None:
+                self._proc.kill()
+        self._thread.join(WATCH_STOP_TIMEOUT)
+        if self._thread.is_alive():
+            self.say(f"fault watcher of {self.t.lab}: still busy after {WATCH_STOP_TIMEOUT:g} s; left to end alone")
+
+    def _run(self) -> None:
+        since = self._since
+        while True:
+            until = since + EVENTS_CHUNK
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                # A new session: a Ctrl-C meant for the harness does not end it while faults still hold.
+                proc = self._proc = subprocess.Popen(backend.events_command(self.t, since, until), stdin=subprocess.DEVNULL,
+                                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                                     start_new_session=True)
+            try:
+                for line in proc.stdout or ():
+                    self._dispatch(line)
+            finally:
+                proc.kill()
+                _, err = proc.communicate()
+            if proc.returncode == 0:
+                since = until
+            elif not self._stopping.is_set():  # docker failed: retry the same span, without spinning
+                self.say(f"fault watcher of {self.t.lab}: `docker events` exited {proc.returncode}: {err.strip()}")
+                self._stopping.wait(1.0)
+
+    def _dispatch(self, line: str) -> None:
+        try:
+            event = json.loads(line)
+            self.handle(event["Actor"]["Attributes"].get("com.docker.compose.service", ""), event["Action"])
+        except Exception as exc:  # noqa: BLE001 - a watcher that died would stop re-establishing faults unseen
+            self.say(f"fault watcher of {self.t.lab}: {type(exc).__name__}: {exc}")

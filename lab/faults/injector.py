@@ -1,0 +1,272 @@
+"""The Injector: applies faults to one lab, verifies each took effect, and heals them on every exit
+path."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import time
+from typing import Any, Iterator, Mapping, Sequence
+
+from lab.cluster.topology import Topology
+from lab.core.errors import FaultNotEffective, RuntimeFailure
+from lab.faults import backend
+from lab.faults.heal import heal_entry, shielded, undo
+from lab.faults.hold import StartWatcher, reapply
+from lab.faults.netmodel import addresses, attempts_for, check_paths, cuts, is_up, rule_basis, rule_tag, rules, state_word
+from lab.faults.registry import Registry, rules_lock
+from lab.faults.spec import CONTAINER_KINDS, NETWORK_KINDS, ROLES, ActiveFault, FaultSpec, Say, quiet, validate
+from lab.record.history import FaultRecord
+
+# A role target asked for just after a fault or heal may meet an election in progress; elections
+# here take about a second, so a role still missing after this long is really missing.
+ELECTION_TIMEOUT = 20.0
+
+
+
+class Injector:
+    """Applies faults to one lab and heals them. As a context manager it heals everything it
+    applied on every exit path, Ctrl-C and exceptions included.
+
+    While it holds a network fault, a StartWatcher re-establishes the lab's network faults
+    (`reapply`) on every start or unpause of one of the lab's containers.
+
+    `history`: a run's history file; each healed fault is appended to it as a FaultRecord (as well
+    as to the lab's own faults.jsonl), by whichever process heals it."""
+
+    def __init__(self, t: Topology, *, history: str | os.PathLike[str] | None = None, seed: int = 0,
+                 say: Say = quiet) -> None:
+        self.t = t
+        self.history = str(history) if history else None
+        self.rng = random.Random(seed)
+        self.say = say
+        self.registry = Registry(t.lab)
+        self.applied: list[ActiveFault] = []
+        self.watcher: StartWatcher | None = None
+
+    def __enter__(self) -> "Injector":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.heal_all()
+
+    # --------------------------------------------------------------------------------- resolve
+
+    def resolve(self, spec: FaultSpec, where: str = "fault") -> FaultSpec:
+        """The spec with roles replaced by node names (asks the nodes for their ZooKeeper mode,
+        waiting up to ELECTION_TIMEOUT for an ensemble that has the asked roles)."""
+        validate(spec, self.t, where)
+        if not any(x in ROLES for x in spec.targets):
+            return spec
+        asks_modes = any(x in ("leader", "follower") for x in spec.targets)
+        deadline = time.monotonic() + ELECTION_TIMEOUT
+        while True:
+            modes = backend.roles(self.t) if asks_modes else {}
+            picked, missing = self._pick(spec.targets, modes)
+            if not missing:
+                return FaultSpec(spec.kind, picked, spec.sides, spec.one_way, spec.loss)
+            if time.monotonic() > deadline:
+                raise RuntimeFailure(f"{where}.target: no {missing} to pick within {ELECTION_TIMEOUT:g} s "
+                                     f"(ZooKeeper modes: {', '.join(f'{n}={m}' for n, m in modes.items())})")
+            time.sleep(0.2)
+
+    def _pick(self, targets: Sequence[str], modes: Mapping[str, str]) -> tuple[tuple[str, ...], str | None]:
+        """(node names for the targets, the first role nobody has now, or None)."""
+        leaders = [n for n, m in modes.items() if m in ("leader", "standalone")]
+        if any(x in ("leader", "follower") for x in targets) and len(leaders) != 1:
+            return (), "leader" if not leaders else "single leader"  # an election not yet sorted out
+        chosen: list[str] = [x for x in targets if x not in ROLES]
+        state = self.rng.getstate()  # a retry must not consume the seeded choices
+        for x in targets:
+            if x not in ROLES:
+                continue
+            if x == "leader":
+                pool = leaders
+            elif x == "follower":
+                pool = [n for n, m in modes.items() if m == "follower"]
+            else:
+                pool = list(self.t.node_names)
+            pool = [n for n in pool if n not in chosen]
+            if not pool:
+                self.rng.setstate(state)
+                return (), x
+            chosen.append(pool[0] if x == "leader" else self.rng.choice(sorted(pool)))
+        return tuple(chosen), None
+
+    # ----------------------------------------------------------------------------------- apply
+
+    def apply(self, spec: FaultSpec, where: str = "fault") -> ActiveFault:
+        spec = self.resolve(spec, where)
+        if spec.kind in CONTAINER_KINDS:
+            return self._apply_containers(spec)
+        return self._apply_network(spec)
+
+    def _register(self, spec: FaultSpec, targets: Sequence[str], detail: Mapping[str, Any]) -> str:
+        # Registered before anything is done, so an interruption half-way still leaves a trace to heal.
+        return self.registry.add({"spec": spec.to_dict(), "targets": list(targets), "t0": time.time(),
+                                  "phase": "applying", "history": self.history, "detail": dict(detail)})
+
+    def _activate(self, fault_id: str, spec: FaultSpec, targets: Sequence[str], t0: float,
+                  detail: Mapping[str, Any], **entry: Any) -> ActiveFault:
+        self.registry.update(fault_id, phase="active", t0=t0, detail=dict(detail), **entry)
+        fault = ActiveFault(fault_id, spec, tuple(targets), t0, detail)
+        self.applied.append(fault)
+        self.say(f"fault {fault.describe()}: applied and verified")
+        return fault
+
+    def _undo_failed_apply(self, fault_id: str) -> None:
+        with shielded():
+            entry = next((e for e in self.registry.active() if e["id"] == fault_id), None)
+            if entry:
+                undo(self.t, entry)
+                self.registry.remove(fault_id)
+
+    def _apply_containers(self, spec: FaultSpec) -> ActiveFault:
+        t = self.t
+        services = list(spec.targets)
+        before = backend.containers(t)
+        missing = [s for s in services if s not in before]
+        if missing:
+            raise RuntimeFailure(f"{spec.describe()}: no container for {', '.join(missing)} in lab {t.lab!r}")
+        not_up = [s for s in services if not is_up(before[s])]
+        if not_up:
+            raise RuntimeFailure(f"{spec.describe()}: {', '.join(not_up)} is not running (an active fault? "
+                                 f"`halab heal --name {t.lab}`)")
+        started = {s: before[s]["State"]["StartedAt"] for s in services}
+        # Kept for the record: a stopped container loses its addresses and may not get them back (_start).
+        fault_id = self._register(spec, services, {"addresses": addresses(t, {s: before[s] for s in services})})
+        try:
+            t0 = time.time()
+            action = {
+                "kill": ["docker", "kill", "--signal", "KILL"],
+                "stop": ["docker", "stop", "--time", str(backend.STOP_GRACE)],
+                "pause": ["docker", "pause"],
+                "restart": ["docker", "restart", "--time", str(backend.STOP_GRACE)],
+            }[spec.kind]
+            backend.act(t, action, services, f"{spec.kind} {' '.join(services)}", timeout=60)
+            effect = {
+                "kill": lambda s, c: bool(c) and not c["State"]["Running"],
+                "stop": lambda s, c: bool(c) and not c["State"]["Running"],
+                "pause": lambda s, c: bool(c) and bool(c["State"].get("Paused")),
+                "restart": lambda s, c: is_up(c) and c["State"]["StartedAt"] != started[s],
+            }[spec.kind]
+            after = backend.wait_states(t, services, effect)
+            failed = [s for s in services if not effect(s, after.get(s))]
+            if failed:
+                raise FaultNotEffective(f"{spec.describe()}: {', '.join(failed)} is still "
+                                        f"{state_word(after.get(failed[0]))} after `{' '.join(action)}`")
+            if spec.kind == "restart":  # back with a fresh network namespace: cut it again at once
+                reapply(t, f"{' '.join(services)} restarted")
+            return self._activate(fault_id, spec, services, t0,
+                                  {"addresses": addresses(t, {s: before[s] for s in services})})
+        except BaseException:
+            self._undo_failed_apply(fault_id)
+            raise
+
+    def _apply_network(self, spec: FaultSpec) -> ActiveFault:
+        if self.watcher is None:  # started before the snapshot: a start from here on is reapplied
+            self.watcher = StartWatcher(self.t, self._started, self.say, since=time.time())
+        try:
+            # A reapply waits until the fault is active with the basis its rules were made on.
+            with rules_lock(self.t.lab):
+                return self._install_network(spec)
+        except BaseException:
+            if not self._holds_network():
+                self._unwatch()
+            raise
+
+    def _install_network(self, spec: FaultSpec) -> ActiveFault:
+        t = self.t
+        found = backend.containers(t)
+        ips = addresses(t, found)
+        cut_list = cuts(spec, t)
+        endpoints = sorted({e for c in cut_list for e in (c.src, c.dst)})
+        absent = [e for e in endpoints if e not in found]
+        if absent:
+            raise RuntimeFailure(f"{spec.describe()}: no container for {', '.join(absent)} in lab {t.lab!r}")
+        probability = cut_list[0].probability if cut_list else 1.0
+        # A host that is down or frozen cannot take rules nor run checks: its peers hold them (a
+        # down one has no addresses either: it is cut when it starts, by reapply).
+        live = {n for n in t.node_names if is_up(found.get(n))}
+        paths = check_paths(cut_list, live)
+        before = backend.connectivity(t, [(s, d, 1) for s, d in paths], ips)
+        open_paths = [p for p in paths if before[p][0] > 0]
+        if not open_paths:
+            raise FaultNotEffective(f"{spec.describe()}: no path to cut works before the fault "
+                                    f"({', '.join(f'{s}->{d}' for s, d in paths)} all fail already); "
+                                    f"heal the lab first (`halab heal --name {t.lab}`)")
+        detail: dict[str, Any] = {"cuts": len(cut_list), "checked": [f"{s}->{d}" for s, d in open_paths]}
+        already = [f"{s}->{d}" for s, d in paths if before[(s, d)][0] == 0]
+        if already:
+            detail["already_cut"] = already
+        fault_id = self._register(spec, endpoints, detail)
+        try:
+            plan = rules(cut_list, {e: list(ips[e].values()) for e in endpoints}, rule_tag(t.lab, fault_id), live)
+            t0 = time.time()
+            backend.install_rules(t, plan)
+            n = attempts_for(probability)
+            per_path = max(1, math.ceil(n / len(open_paths))) if probability < 1.0 else 1
+            after = backend.connectivity(t, [(s, d, per_path) for s, d in open_paths], ips)
+            dropped = sum(after[p][1] for p in open_paths)
+            if probability >= 1.0:
+                still = [f"{s}->{d}" for s, d in open_paths if after[(s, d)][0] > 0]
+                if still:
+                    raise FaultNotEffective(f"{spec.describe()}: {', '.join(still)} still connect after the "
+                                            f"rules were installed")
+            elif dropped == 0:
+                raise FaultNotEffective(f"{spec.describe()}: none of {per_path * len(open_paths)} connects was "
+                                        f"dropped")
+            detail["dropped"] = f"{dropped}/{per_path * len(open_paths)}"
+            return self._activate(fault_id, spec, endpoints, t0, detail, basis=rule_basis(found, ips, endpoints))
+        except BaseException:
+            self._undo_failed_apply(fault_id)
+            raise
+
+    # ------------------------------------------------------------------------------------ heal
+
+    def heal(self, fault: ActiveFault) -> FaultRecord | None:
+        """Undo one fault; return its record (None when another process healed it first)."""
+        with shielded():
+            if not self._holds_network(but=fault.id):
+                self._unwatch()
+            record = heal_entry(self.t, fault.id)
+            self.applied = [f for f in self.applied if f.id != fault.id]
+        if record:
+            self.say(f"fault {fault.id} healed after {record.t1 - record.t0:.1f} s")
+        return record
+
+    @contextlib.contextmanager
+    def held(self, spec: FaultSpec, where: str = "fault") -> Iterator[ActiveFault]:
+        fault = self.apply(spec, where)
+        try:
+            yield fault
+        finally:
+            self.heal(fault)
+
+    def heal_all(self) -> list[FaultRecord]:
+        """Heal what this injector applied, newest first."""
+        out = []
+        with shielded():
+            self._unwatch()
+            for fault in reversed(list(self.applied)):
+                record = heal_entry(self.t, fault.id)
+                if record:
+                    out.append(record)
+            self.applied.clear()
+        return out
+
+    # ------------------------------------------------------------------------------- watching
+
+    def _holds_network(self, but: str = "") -> bool:
+        return any(f.spec.kind in NETWORK_KINDS and f.id != but for f in self.applied)
+
+    def _started(self, service: str, action: str) -> None:
+        reapply(self.t, f"{service} {'unpaused' if action == 'unpause' else 'started'}")
+
+    def _unwatch(self) -> None:
+        """Stop the watcher (never while holding the rules lock: its reapply may wait for it)."""
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher = None

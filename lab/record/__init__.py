@@ -1,0 +1,1 @@
+"""What a run records and what is made of it: load, history, checker, report."""
