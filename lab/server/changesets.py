@@ -50,6 +50,19 @@ def _resource_table(name: str, extra: str = "", indexes: str = "") -> str:
     return f"CREATE TABLE IF NOT EXISTS `{name}` ({cols},\n  {idx}) {_TAIL}"
 
 
+# Also run by the rancher-1.0 node's cluster-manager, which made its own table (clustermgr.py).
+CLUSTER_TABLE = f"""CREATE TABLE IF NOT EXISTS cluster (
+  id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  name VARCHAR(255) NULL,
+  heartbeat BIGINT NULL,
+  uuid VARCHAR(128) NOT NULL,
+  ip_address VARCHAR(255) NULL,
+  requested_index INT NULL,
+  assigned_index INT NULL,
+  ports TEXT NULL,
+  data MEDIUMTEXT NULL,
+  UNIQUE KEY idx_cluster_uuid (uuid)) {_TAIL}"""
+
 CHANGESETS: tuple[ChangeSet, ...] = (
     ChangeSet(
         id="halab-0001-core",
@@ -106,17 +119,7 @@ CHANGESETS: tuple[ChangeSet, ...] = (
   name VARCHAR(255) NOT NULL,
   value MEDIUMTEXT NULL,
   UNIQUE KEY idx_setting_name (name)) {_TAIL}""",
-            f"""CREATE TABLE IF NOT EXISTS cluster (
-  id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
-  name VARCHAR(255) NULL,
-  heartbeat BIGINT NULL,
-  uuid VARCHAR(128) NOT NULL,
-  ip_address VARCHAR(255) NULL,
-  requested_index INT NULL,
-  assigned_index INT NULL,
-  ports TEXT NULL,
-  data MEDIUMTEXT NULL,
-  UNIQUE KEY idx_cluster_uuid (uuid)) {_TAIL}""",
+            CLUSTER_TABLE,
         ),
     ),
     ChangeSet(
