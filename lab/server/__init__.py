@@ -3,8 +3,10 @@
 It imports nothing from the rest of `lab`: only `lab/__init__.py` and this package are copied
 into the image. Modules, by responsibility:
 
-- config: environment settings; state: the HA state machine; heap: the heap-pressure model
-- zkserver: this host's ZooKeeper member; coord: kazoo session, locks, fencing, watches
+- profiles: rancher-1.0 (as released) and tuned node behaviour; config: environment settings
+- supervisor: the container's main process, running ZooKeeper and the server (restarting it)
+- state: the HA state machine; heap: the heap-pressure model
+- zkserver: this host's ZooKeeper member; coord: kazoo session, locks, fencing, session loss, watches
 - pool, db: the bounded PyMySQL pool and where blocking work runs
 - changesets, migrations: schema bootstrap under the change-log lock; cluster: membership
 - resources, gdapi, inputs, store: the v1 API's types, shapes, validation and SQL

@@ -83,7 +83,7 @@ def find_token(conn: Any, token: str) -> dict[str, Any]:
 def register_txn(conn: Any, engine: ProcessEngine, token: str, hostname: str,
                  host_uuid: str | None) -> tuple[dict[str, Any], bool]:
     """Returns (registration, created); runs in a worker thread."""
-    coord, timeout, server = engine.coord, engine.cfg.lock_timeout, engine.server_id
+    coord, timeout, server = engine.coord, engine.cfg.profile.lock_timeout, engine.server_id
     tok = find_token(conn, token)
     host_uuid = host_uuid or str(uuidlib.uuid4())
     with conn.cursor() as cur:
@@ -145,7 +145,7 @@ def _registration(host_id: int, agent_id: int, access: str, secret: str) -> dict
 
 
 def checkin_txn(conn: Any, engine: ProcessEngine, agent_id: int) -> dict[str, Any]:
-    with engine.coord.hold(AGENT.name, agent_id, engine.cfg.lock_timeout) as fence:
+    with engine.coord.hold(AGENT.name, agent_id, engine.cfg.profile.lock_timeout) as fence:
         conn.begin()
         with conn.cursor() as cur:
             n = cur.execute(

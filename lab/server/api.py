@@ -1,7 +1,9 @@
 """The HTTP API on port 8080: /ping, /v1 (gdapi), /v1/scripts, /metrics, /status.json.
 
-Every response carries `X-Rancher-Node` and `X-API-Schemas`. Writes are refused with 503 unless
-the node is active, and are acknowledged only after their fenced COMMIT (processes.py).
+Every response carries `X-Rancher-Node` and `X-API-Schemas`. Writes are acknowledged only after
+their COMMIT under the resource's lock (processes.py). With the profile's state gate (tuned) a
+node that is not active answers `/ping` with 503 and refuses writes with 503; without it
+(rancher-1.0, like dropwizard's PingServlet) `/ping` is always `200 pong` and writes are tried.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from .db import DatabaseUnavailable, TooManyConnections
 from .gdapi import ApiError
 from .heap import Allocation, OutOfMemory
 from .pool import PoolExhausted
-from .processes import no_quorum_error
+from .processes import no_session_error
 from .resources import AGENT, BY_COLLECTION, RESOURCE_TYPES, ResourceType, is_transitioning
 
 if TYPE_CHECKING:
@@ -134,7 +136,7 @@ class Api:
         except DatabaseUnavailable as e:
             response = error_response(ApiError(503, "DATABASE_UNAVAILABLE", str(e)))
         except NoQuorum as e:
-            response = error_response(no_quorum_error(str(e)))
+            response = error_response(no_session_error(self.node.cfg.profile.lock_no_session_status, str(e)))
         except Exception:  # noqa: BLE001 - answer 500 and keep serving
             log.exception("unhandled error on %s %s", request.method, request.path)
             response = error_response(ApiError(500, "SERVER_ERROR", "internal error"))
@@ -190,7 +192,7 @@ class Api:
     # -- health, metrics, status ---------------------------------------------------------------
 
     async def ping(self, request: web.Request) -> web.Response:
-        if self.node.sm.active:
+        if self.node.sm.active or not self.node.cfg.profile.ping_gate:
             return web.Response(text="pong", content_type="text/plain")
         return web.Response(text=self.node.sm.state.value, status=503, content_type="text/plain")
 
@@ -317,7 +319,7 @@ class Api:
 
     def _require_active(self) -> None:
         sm = self.node.sm
-        if not sm.active:
+        if self.node.cfg.profile.state_gate and not sm.active:
             raise ApiError(503, "NOT_ACTIVE", f"this node is {sm.state.value} and refuses writes",
                            "; ".join(sm.reasons))
 

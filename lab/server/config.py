@@ -8,8 +8,11 @@ from __future__ import annotations
 import os
 import re
 import socket
-from dataclasses import dataclass, field
-from typing import Callable, Mapping, TypeVar
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Mapping, TypeVar, get_type_hints
+
+from . import cluster
+from .profiles import DEFAULT_PROFILE, Profile, profile, server_settings
 
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _XMX = re.compile(r"-Xmx(\d+)([kKmMgGtT]?)(?:\s|$)")
@@ -67,24 +70,26 @@ class Config:
     cluster_size: int = 1
     registration_url: str = "http://localhost"
     zk_connection_string: str = "127.0.0.1:2181"
+    redis_hosts: str = ""  # CATTLE_REDIS_HOSTS; empty: no Redis eventing
     zk_myid: int = 1
     zk_servers: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
-    zk_tick_ms: int = 500
-    zk_session_timeout: float = 4.0
     zk_data_dir: str = "/var/lib/halab/zookeeper"
     zk_heap: str = "64m"
     start_zookeeper: bool = True
     heap_xmx: int = 1 << 30
     heap_scale: int = 32
     request_heap_bytes: int = 64 << 10
-    cluster_heartbeat: float = 5.0
     process_delay_ms: int = 200
     process_replay_after: float = 2.0
-    lock_timeout: float = 3.0
     changelog_lock_stale: float = 15.0
     migration_max_wait: float = 600.0
     api_port: int = 8080
     management_port: int = 18080
+    # HALAB_PROFILE's settings, each overridden by its own variable when set (profiles.py).
+    profile: Profile = field(default_factory=lambda: profile(DEFAULT_PROFILE))
+    # Set by the supervisor (supervisor.py) for each start of the server process.
+    server_restarts: int = 0
+    last_exit_status: int | None = None
 
     @property
     def heap_budget(self) -> int:
@@ -140,6 +145,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
     myid = _int(env, "HALAB_ZK_MYID", 1, minimum=1)
     if servers and myid not in servers:
         raise ConfigError(f"HALAB_ZK_MYID={myid} is not among HALAB_ZK_SERVERS ids {sorted(servers)}")
+    last_exit = env.get("HALAB_SERVER_LAST_EXIT", "").strip()
+    prof = profile_from_env(env)
     return Config(
         node_name=env.get("HALAB_NODE_NAME", "").strip() or socket.gethostname(),
         db_host=env.get("CATTLE_DB_CATTLE_MYSQL_HOST", "db"),
@@ -147,27 +154,76 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         db_name=env.get("CATTLE_DB_CATTLE_MYSQL_NAME", "cattle"),
         db_user=env.get("CATTLE_DB_CATTLE_USERNAME", "cattle"),
         db_password=read_password(env),
-        pool_max_total=_int(env, "CATTLE_DB_CATTLE_MAXTOTAL", 50, minimum=1),
-        pool_max_wait_ms=_int(env, "CATTLE_DB_CATTLE_MAXWAIT", 2000),
+        pool_max_total=_int(env, "CATTLE_DB_CATTLE_MAXTOTAL", prof.db_pool_max_total, minimum=1),
+        pool_max_wait_ms=_int(env, "CATTLE_DB_CATTLE_MAXWAIT", prof.db_pool_max_wait_ms),
         cluster_size=cluster_size,
         registration_url=env.get("CATTLE_HA_HOST_REGISTRATION_URL", "http://localhost").rstrip("/"),
-        zk_connection_string=env.get("CATTLE_ZOOKEEPER_CONNECTION_STRING", "127.0.0.1:2181"),
+        # cluster-manager gave cattle every slot on the loopback, whatever the lab wires.
+        zk_connection_string=cluster.zk_hosts(cluster_size) if prof.cluster_manager
+        else env.get("CATTLE_ZOOKEEPER_CONNECTION_STRING", "127.0.0.1:2181"),
+        redis_hosts=cluster.redis_hosts(cluster_size) if prof.cluster_manager else "",
         zk_myid=myid,
         zk_servers=servers,
-        zk_tick_ms=_int(env, "HALAB_ZK_TICK_MS", 500, minimum=50),
-        zk_session_timeout=_float(env, "HALAB_ZK_SESSION_TIMEOUT", 4.0, minimum=0.5),
         zk_data_dir=env.get("HALAB_ZK_DATA_DIR", "/var/lib/halab/zookeeper"),
         zk_heap=env.get("HALAB_ZK_HEAP", "64m"),
         start_zookeeper=env.get("HALAB_START_ZOOKEEPER", "1") not in ("0", "false", "no"),
         heap_xmx=parse_xmx(env.get("CATTLE_JAVA_OPTS", "")),
         heap_scale=_int(env, "HALAB_HEAP_SCALE", 32, minimum=1),
         request_heap_bytes=parse_size(env.get("HALAB_REQUEST_HEAP", "64k")),
-        cluster_heartbeat=_float(env, "HALAB_CLUSTER_HEARTBEAT", 5.0, minimum=0.1),
         process_delay_ms=_int(env, "HALAB_PROCESS_DELAY_MS", 200),
         process_replay_after=_float(env, "HALAB_PROCESS_REPLAY_AFTER", 2.0),
-        lock_timeout=_float(env, "HALAB_LOCK_TIMEOUT", 3.0, minimum=0.1),
         changelog_lock_stale=_float(env, "HALAB_CHANGELOG_LOCK_STALE", 15.0, minimum=1.0),
         migration_max_wait=_float(env, "HALAB_MIGRATION_MAX_WAIT", 600.0, minimum=1.0),
         api_port=_int(env, "HALAB_API_PORT", 8080, minimum=1),
         management_port=_int(env, "HALAB_MANAGEMENT_PORT", 18080, minimum=1),
+        profile=prof,
+        server_restarts=_int(env, "HALAB_SERVER_RESTARTS", 0),
+        last_exit_status=int(last_exit) if last_exit.lstrip("-").isdigit() else None,
     )
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE + _FALSE:
+        return raw in _TRUE
+    raise ConfigError(f"{name}={raw!r} is not a boolean (true or false)")
+
+
+def profile_from_env(env: Mapping[str, str]) -> Profile:
+    """HALAB_PROFILE's settings, each replaced by its own variable when that is set."""
+    try:
+        base = profile(env.get("HALAB_PROFILE", "").strip() or DEFAULT_PROFILE)
+    except ValueError as e:
+        raise ConfigError(f"HALAB_PROFILE: {e}") from None
+    kinds = get_type_hints(Profile)
+    values: dict[str, Any] = {}
+    for f in server_settings():
+        name, default, minimum = f.metadata["env"], getattr(base, f.name), f.metadata["min"]
+        kind = kinds[f.name]
+        if kind is bool:
+            values[f.name] = _bool(env, name, default)
+        elif kind is int:
+            values[f.name] = _int(env, name, default, minimum=int(minimum))
+        else:
+            values[f.name] = _float(env, name, default, minimum=float(minimum))
+    if values["lock_no_session_status"] not in (500, 503):
+        raise ConfigError("HALAB_LOCK_NO_SESSION_STATUS must be 500 or 503")
+    return replace(base, **values)
+
+
+def effective(cfg: Config) -> dict[str, Any]:
+    """The profile and the value of each of its server settings, marking those the environment
+    overrode (for /status.json and `halab status --json`)."""
+    base = profile(cfg.profile.name)
+    return {
+        "profile": cfg.profile.name,
+        "settings": {f.name: getattr(cfg.profile, f.name) for f in server_settings()},
+        "sessionLossAfterSeconds": cfg.profile.session_loss_after,
+        "overridden": sorted(f.name for f in server_settings()
+                             if getattr(cfg.profile, f.name) != getattr(base, f.name)),
+    }

@@ -2,10 +2,13 @@
 
 Locks live at `/cattle/locks/<type>/<id>` (kazoo's Lock recipe, the equivalent of cattle's
 Curator mutex). Taking one creates a sequential ephemeral znode, a quorum write, so holding a
-lock proves this node had a live session with a quorum when it got it. `Fence.check()` re-checks
-right before a COMMIT that the session is still connected and is the one that took the lock; a
-node cut off from the quorum sees its connection drop (the server stops serving without quorum,
-and peers are unreachable) well before the session can expire and the lock pass to another node.
+lock proves this node had a live session with a quorum when it got it. With the profile's
+`commit_fence` (tuned), `Fence.check()` re-checks right before a COMMIT that the session is still
+connected and is the one that took the lock; a node cut off from the quorum sees its connection
+drop (the server stops serving without quorum, and peers are unreachable) well before the session
+can expire and the lock pass to another node. Cattle had no such check (rancher-1.0).
+
+`LossClock` decides when the session counts as lost, on which a rancher-1.0 node exits.
 
 Everything here blocks and is called from worker threads, except `state` and the listeners.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -22,6 +26,8 @@ from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import KazooException, LockTimeout, NoNodeError, NotEmptyError
 from kazoo.recipe.lock import Lock
 from kazoo.retry import KazooRetry
+
+from .profiles import Profile
 
 log = logging.getLogger("halab.zk")
 
@@ -41,14 +47,57 @@ def lock_path(rtype: str, rid: int) -> str:
 
 
 class Fence:
-    def __init__(self, coord: "Coordinator", session_id: int) -> None:
+    def __init__(self, coord: "Coordinator", session_id: int, enforced: bool) -> None:
         self._coord = coord
         self.session_id = session_id
+        self.enforced = enforced
 
     def check(self) -> None:
-        """Raise NoQuorum unless the session that took the lock is still connected."""
-        if self._coord.session_id() != self.session_id:
+        """Raise NoQuorum unless the session that took the lock is still connected (if enforced)."""
+        if self.enforced and self._coord.session_id() != self.session_id:
             raise NoQuorum("lost the ZooKeeper session (no quorum) before commit")
+
+
+class LossClock:
+    """When the ZooKeeper session counts as lost, the way cattle's Curator 2.10 client saw it.
+
+    Curator posts LOST, on which cattle exits, when the session expired (kazoo reports LOST after
+    a session existed) or when a connection has been missing for longer than its retry policy
+    tolerates: on SUSPENDED it runs a background sync that waits up to the connection timeout
+    and then retries RetryNTimes times, so LOST comes `Profile.session_loss_after` seconds
+    (30 + 3 x 1) after the connection went. A server that never had a connection since it
+    started counts from its start: its first ZooKeeper operations fail the same way, which is
+    what makes a node cut from the quorum restart in a loop. Pure: fed states and times.
+    """
+
+    def __init__(self, after: float, now: float) -> None:
+        self.after = after
+        self._down_since: float | None = now
+        self._had_session = False
+        self._expired = False
+
+    def observe(self, state: str, now: float, expired: bool) -> None:
+        """`expired`: a LOST that is a real session expiry (not kazoo giving up reconnecting)."""
+        if state == KazooState.CONNECTED:
+            self._down_since = None
+            self._had_session = True
+            return
+        if state == KazooState.LOST and expired and self._had_session:
+            self._expired = True
+        if self._down_since is None:
+            self._down_since = now
+
+    def down_for(self, now: float) -> float:
+        return 0.0 if self._down_since is None else now - self._down_since
+
+    def lost(self, now: float) -> str | None:
+        """Why the session counts as lost at `now`, or None."""
+        if self._expired:
+            return "the session expired"
+        down = self.down_for(now)
+        if self._down_since is not None and down >= self.after:
+            return f"no connection for {down:.0f} s"
+        return None
 
 
 class Held:
@@ -67,15 +116,22 @@ class Held:
 
 
 class Coordinator:
-    def __init__(self, hosts: str, session_timeout: float, identity: str,
+    def __init__(self, hosts: str, profile: Profile, identity: str,
                  client_factory: Callable[[], KazooClient] | None = None) -> None:
         self.identity = identity
+        self.fenced = profile.commit_fence
+        # Curator's RetryNTimes (rancher-1.0) or a short exponential backoff (tuned); kazoo's
+        # default jitter only where the profile keeps it.
+        jitter = {} if profile.zk_retry_jitter else {"max_jitter": 0.0}
         self._factory = client_factory or (lambda: KazooClient(
             hosts=hosts,
-            timeout=session_timeout,
+            timeout=profile.zk_session_timeout,
+            # Like ZooKeeper's own client under Curator: reconnect for ever.
             connection_retry=KazooRetry(max_tries=-1, delay=0.1, backoff=2, max_delay=1.0),
-            command_retry=KazooRetry(max_tries=3, delay=0.05, backoff=2, max_delay=0.5),
+            command_retry=KazooRetry(max_tries=profile.zk_retry_tries, delay=profile.zk_retry_delay,
+                                     backoff=profile.zk_retry_backoff, **jitter),
         ))
+        self.loss = LossClock(profile.session_loss_after, time.monotonic())
         self._listeners: list[Callable[[str], None]] = []
         self._listeners_lock = threading.Lock()
         self._stopping = False
@@ -96,8 +152,7 @@ class Coordinator:
         ZooKeeper names sees; later kazoo releases keep retrying. Called by the health check."""
         if self._stopping or self.connected:
             return False
-        stopped = getattr(getattr(self.client, "_connection", None), "connection_stopped", None)
-        if stopped is None or not stopped.is_set():
+        if not self.connection_stopped():
             return False
         log.warning("kazoo stopped reconnecting (no ZooKeeper host resolved); starting a new client")
         # A fresh client: stop()/start_async() on the old one would replay the close request that
@@ -111,6 +166,11 @@ class Coordinator:
         except KazooException:
             pass
         return True
+
+    def connection_stopped(self) -> bool:
+        """kazoo's connection loop ended (a LOST that is not a session expiry)."""
+        stopped = getattr(getattr(self.client, "_connection", None), "connection_stopped", None)
+        return stopped is not None and bool(stopped.is_set())
 
     def stop(self) -> None:
         self._stopping = True
@@ -147,6 +207,10 @@ class Coordinator:
 
     def _on_state(self, state: str) -> None:
         log.warning("ZooKeeper session %s", state)
+        # Here, on kazoo's thread: by the time a listener on the event loop runs, kazoo may
+        # already be reconnecting.
+        expired = not (self._stopping or self.connection_stopped())
+        self.loss.observe(str(state), time.monotonic(), expired)
         with self._listeners_lock:
             listeners = list(self._listeners)
         for fn in listeners:
@@ -166,7 +230,7 @@ class Coordinator:
             raise LockBusy(f"{rtype} {rid} is locked by another process") from None
         except KazooException as e:
             raise NoQuorum(f"ZooKeeper lock failed: {type(e).__name__}") from None
-        held = Held(lock, Fence(self, self.session_id() or -1))
+        held = Held(lock, Fence(self, self.session_id() or -1, self.fenced))
         if not got:
             if not self.connected:
                 raise NoQuorum("lost the ZooKeeper session while locking")

@@ -1,4 +1,5 @@
-"""Entry point of the node image: `python3 -m lab.server` (PID 1 is tini)."""
+"""Entry points of the node image: `python3 -m lab.server` is the supervisor (supervisor.py, under
+tini), which runs `python3 -m lab.server serve`, the API server."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import sys
 
 from aiohttp.http_exceptions import HttpProcessingError
 
-from .config import ConfigError, from_env
+from . import zkserver
+from .config import Config, ConfigError, from_env
 from .node import Node
+from .supervisor import supervise
 
 log = logging.getLogger("halab.main")
 
@@ -29,8 +32,12 @@ class ClientErrorsInOneLine(logging.Filter):
         return True
 
 
-async def run() -> int:
-    cfg = from_env()
+async def run(cfg: Config) -> int:
+    p = cfg.profile
+    if p.zk_wait_tries and not await zkserver.wait_ruok(cfg.zk_connection_string, p.zk_wait_tries, p.zk_wait_interval):
+        log.error("ZooKeeper at %s did not answer ruok after %d tries; giving up",
+                  zkserver.first_host(cfg.zk_connection_string)[0], p.zk_wait_tries)
+        return 1
     loop = asyncio.get_running_loop()
     node = Node(cfg, loop)
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -42,7 +49,8 @@ async def run() -> int:
     return code
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
@@ -51,7 +59,8 @@ def main() -> int:
     logging.getLogger("kazoo").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.server").addFilter(ClientErrorsInOneLine())
     try:
-        return asyncio.run(run())
+        cfg = from_env()
+        return asyncio.run(run(cfg) if args == ["serve"] else supervise(cfg))
     except ConfigError as e:
         log.error("bad configuration: %s", e)
         return 2

@@ -1,11 +1,15 @@
 """One simulated Rancher server host: wires ZooKeeper, the database, the HA state machine, the
 process engine and the two HTTP servers, and runs the scheduled tasks.
 
-Start-up: the HTTP servers answer at once (`/ping` is 503 while `starting`); ZooKeeper and the
-kazoo session come up in the background; the database is awaited with bounded, logged retries and
-migrated under the change-log lock; then the cluster heartbeat, the health check and the process
-replay run on their schedules. The node exits if its ZooKeeper process dies, or with status 3 on a
-modelled OutOfMemoryError.
+Start-up: the management view answers at once; the kazoo session comes up in the background (the
+host's ZooKeeper member is the supervisor's child, supervisor.py); the database is awaited with
+bounded, logged retries and migrated under the change-log lock; then the cluster heartbeat, the
+health check and the process replay run on their schedules. The API port opens at once with the
+profile's ping gate (`/ping` is 503 while `starting`), else once the schema is in place, as
+cattle's Jetty opened its connectors only after the application had started.
+
+The server exits with status 3 on a modelled OutOfMemoryError and, with the profile's
+`exit_on_session_loss` (rancher-1.0), when its ZooKeeper session counts as lost (coord.LossClock).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from . import cluster, management, store, zkserver
 from .api import Api
 from .auth import Authenticator
 from .cache import ResourceCache
-from .config import Config
+from .config import Config, effective
 from .coord import Coordinator
 from .db import Database, DatabaseError
 from .heap import HeapModel, OutOfMemory
@@ -39,6 +43,8 @@ log = logging.getLogger("halab.node")
 
 HEALTH_INTERVAL = 1.0
 DB_RETRY_MAX = 5.0
+SESSION_CHECK_INTERVAL = 0.5
+EXIT_SESSION_LOST = 3  # cattle's System.exit(3)
 
 
 class Node:
@@ -50,7 +56,7 @@ class Node:
         self.heap = HeapModel(cfg.heap_xmx, cfg.heap_scale)
         self.sm = HAStateMachine()
         self.db = Database(cfg, loop)
-        self.coord = Coordinator(cfg.zk_connection_string, cfg.zk_session_timeout, cfg.node_name)
+        self.coord = Coordinator(cfg.zk_connection_string, cfg.profile, cfg.node_name)
         self.cache = ResourceCache(self.heap)
         self.engine = ProcessEngine(cfg, self.db, self.coord, self.cache, loop)
         self.auth = Authenticator(self.db)
@@ -63,7 +69,6 @@ class Node:
         self.members: list[cluster.Member] = []
         self.default_project_id: int | None = None
         self.exit_code: asyncio.Future[int] = loop.create_future()
-        self._zk_proc: asyncio.subprocess.Process | None = None
         self._listeners: list[Listener] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._ip = _own_ip()
@@ -79,13 +84,13 @@ class Node:
             self.cfg.db_port, self.cfg.db_name, self.heap.budget >> 20, self.cfg.heap_xmx >> 20,
             self.cfg.heap_scale, self.cfg.pool_max_total,
         )
-        if self.cfg.start_zookeeper:
-            self._zk_proc = await zkserver.start(self.cfg)
-            self._spawn(self._watch_zookeeper(self._zk_proc))
         self.coord.listen_on_loop(self.loop, self._on_zk_state)
         self.coord.start()
-        await self._serve(Api(self).app(), self.cfg.api_port)
+        if self.cfg.profile.exit_on_session_loss:
+            self._spawn(self._every(SESSION_CHECK_INTERVAL, self._check_session))
         await self._serve(management.app(self), self.cfg.management_port)
+        if self.cfg.profile.ping_gate:
+            await self._serve(Api(self).app(), self.cfg.api_port)
         self._spawn(self._bootstrap())
 
     async def _serve(self, app: web.Application, port: int) -> None:
@@ -104,32 +109,25 @@ class Node:
             await listener.stop()
         await self.loop.run_in_executor(None, self.coord.stop)
         self.db.close()
-        if self._zk_proc is not None and self._zk_proc.returncode is None:
-            self._zk_proc.terminate()
-            try:
-                await asyncio.wait_for(self._zk_proc.wait(), 5)
-            except asyncio.TimeoutError:
-                self._zk_proc.kill()
 
     def request_exit(self, code: int) -> None:
         if not self.exit_code.done():
             self.exit_code.set_result(code)
-
-    async def _watch_zookeeper(self, proc: asyncio.subprocess.Process) -> None:
-        code = await proc.wait()
-        log.error("ZooKeeper exited with status %s: this host goes down", code)
-        self.request_exit(1)
 
     def die_of_oom(self, e: OutOfMemory) -> None:
         """What a JVM with -XX:+ExitOnOutOfMemoryError does; see heap.py."""
         log.error("modelled heap exhausted: %s", e)
         sys.stderr.write('Exception in thread "qtp-api" java.lang.OutOfMemoryError: Java heap space\n')
         sys.stderr.write("Terminating due to java.lang.OutOfMemoryError: Java heap space\n")
-        sys.stderr.flush()
-        logging.shutdown()
-        if self._zk_proc is not None and self._zk_proc.returncode is None:
-            self._zk_proc.kill()
-        os._exit(3)
+        _exit_now(3)
+
+    async def _check_session(self) -> None:
+        reason = self.coord.loss.lost(time.monotonic())
+        if reason is not None:
+            # cattle's connection-state listener: log and System.exit(3), no orderly shutdown (the
+            # kazoo client could take its connection timeout to close).
+            log.error("Lost Connection to ZooKeeper! (%s)", reason)
+            _exit_now(EXIT_SESSION_LOST)
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -166,8 +164,10 @@ class Node:
             return
         self.bootstrapped = True
         self._evaluate()
+        if not self.cfg.profile.ping_gate:
+            await self._serve(Api(self).app(), self.cfg.api_port)
         self._spawn(self._every(HEALTH_INTERVAL, self._health))
-        self._spawn(self._every(self.cfg.cluster_heartbeat, self._heartbeat))
+        self._spawn(self._every(self.cfg.profile.cluster_heartbeat, self._heartbeat))
         self._spawn(self._every(min(1.0, self.cfg.process_replay_after), self._replay))
 
     def _migrate(self, conn: Any) -> list[str]:
@@ -224,8 +224,9 @@ class Node:
         self.members = members
 
     async def _replay(self) -> None:
-        # Only an active node (quorum and database) takes over other nodes' processes.
-        await self.engine.replay_once(submit=self.sm.active)
+        # With the state gate only an active node (quorum and database) takes over other nodes'
+        # processes; without it every node tries, and the lock decides.
+        await self.engine.replay_once(submit=self.sm.active or not self.cfg.profile.state_gate)
 
     # -- views ---------------------------------------------------------------------------------
 
@@ -258,7 +259,10 @@ class Node:
             "isMaster": master is not None and master.uuid == self.uuid,
             "members": members,
             "zookeeper": {"session": self.coord.state, "mode": self.zk_mode,
-                          "connectionString": self.cfg.zk_connection_string},
+                          "connectionString": self.cfg.zk_connection_string,
+                          "disconnectedSeconds": round(self.coord.loss.down_for(time.monotonic()), 1)},
+            "server": {"restarts": self.cfg.server_restarts, "lastExitStatus": self.cfg.last_exit_status},
+            "profile": effective(self.cfg),
             "database": {"ok": self.db_ok, "error": self.db_error, "host": self.cfg.db_host},
             "pool": {"max": pool.max_size, "size": pool.size, "inUse": pool.in_use, "waiting": pool.waiting,
                      "exhaustedTotal": pool.exhausted_total, "tooManyConnectionsTotal": self.db.too_many_total},
@@ -303,9 +307,17 @@ class Node:
             Gauge("cattle_heap_peak_ratio", "Highest used / budget since start.", round(self.heap.peak_pressure, 4)),
             Gauge("cattle_heap_memory_degraded", "1 above the GC threshold (requests stall).", int(self.heap.memory_degraded)),
             Gauge("cattle_cluster_members", "Rows in the cluster table.", len(self.members)),
+            Gauge("cattle_server_restarts_total", "Times the supervisor restarted this host's API server.",
+                  self.cfg.server_restarts),
         ]
         lines = self.requests.render(self.cfg.node_name) + render_gauges(self.cfg.node_name, g)
         return "\n".join(lines) + "\n"
+
+
+def _exit_now(code: int) -> None:
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 def _ping(conn: Any) -> None:

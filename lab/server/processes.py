@@ -2,8 +2,11 @@
 
 API writes (create / update / remove) run in one transaction that changes the resource to its
 transitioning state (`requested`, `updating`, `removing`) and inserts the process row. The
-transaction commits only while this node holds the resource's ZooKeeper lock and its session is
-still live (the fence), and the API answers only after COMMIT.
+transaction commits only while this node holds the resource's ZooKeeper lock (and, with the
+profile's commit fence, only while its session is still live), and the API answers only after
+COMMIT. A lock held by another process past the lock timeout is a 409; a lock that cannot be
+taken for want of a session is a 500 (rancher-1.0: cattle's IllegalStateException) or a 503
+NO_QUORUM (tuned).
 
 Execution is asynchronous, by whichever node holds the resource's lock: it runs the resource's
 unfinished processes in order, each as start (`requested -> activating` for creates, marking
@@ -53,8 +56,11 @@ class Pending:
     action: str
 
 
-def no_quorum_error(detail: str) -> ApiError:
-    return ApiError(503, "NO_QUORUM", "this node has no ZooKeeper quorum and refuses writes", detail)
+def no_session_error(status: int, detail: str) -> ApiError:
+    """A lock that could not be taken without a ZooKeeper session (Profile.lock_no_session_status)."""
+    if status == 503:
+        return ApiError(503, "NO_QUORUM", "this node has no ZooKeeper quorum and refuses writes", detail)
+    return ApiError(status, "SERVER_ERROR", "could not take the resource's lock: no ZooKeeper connection", detail)
 
 
 class ProcessEngine:
@@ -89,7 +95,7 @@ class ProcessEngine:
         self._check_refs(conn, changes)
         row_id = store.insert_resource(conn, rt, changes.columns, changes.data)
         # Nobody else can see the uncommitted row, so locking it now cannot deadlock.
-        with self.coord.hold(rt.name, row_id, self.cfg.lock_timeout) as fence:
+        with self.coord.hold(rt.name, row_id, self.cfg.profile.lock_timeout) as fence:
             store.insert_process(conn, rt, row_id, "create", self.server_id)
             fence.check()
             conn.commit()
@@ -100,7 +106,7 @@ class ProcessEngine:
     def change_txn(self, conn: Any, rt: ResourceType, row_id: int, action: str,
                    changes: Changes | None) -> dict[str, Any]:
         """update or remove: lock first, then the transaction (the order processes use too)."""
-        with self.coord.hold(rt.name, row_id, self.cfg.lock_timeout) as fence:
+        with self.coord.hold(rt.name, row_id, self.cfg.profile.lock_timeout) as fence:
             conn.begin()
             row = store.read_row(conn, rt, row_id, for_update=True)
             if row is None:
@@ -129,11 +135,11 @@ class ProcessEngine:
         return row
 
     async def write(self, fn: Any, *args: Any) -> Any:
-        """Run a fenced write transaction; ZooKeeper trouble becomes a 503, contention a 409."""
+        """Run a locked write transaction; no session becomes a 500 or 503, contention a 409."""
         try:
             return await self.db.run(fn, *args)
         except NoQuorum as e:
-            raise no_quorum_error(str(e)) from None
+            raise no_session_error(self.cfg.profile.lock_no_session_status, str(e)) from None
         except LockBusy as e:
             raise ApiError(409, "ResourceBusy", str(e), "another process holds this resource's lock") from None
 
@@ -156,7 +162,7 @@ class ProcessEngine:
                 # A replay must not wait behind a live owner; a fresh submit waits briefly.
                 held = await self.loop.run_in_executor(
                     self.zk_executor, self.coord.acquire, rtype, row_id,
-                    self.cfg.lock_timeout, not replay,
+                    self.cfg.profile.lock_timeout, not replay,
                 )
                 pending = await self.db.run(_pending, rt, row_id)
                 for p in pending:

@@ -1,9 +1,9 @@
-"""This host's ZooKeeper member: its configuration, its process, and its `srvr` mode.
+"""This host's ZooKeeper member: its configuration, its process, its `srvr` mode and `ruok`.
 
-The node runs Debian's ZooKeeper as a child (`zkServer.sh start-foreground`). Timing is tuned for
-fast failure detection with tickTime 500 ms: followers must connect and sync within
-`initLimit` ticks (5 s) and a follower that hears nothing from the leader for `syncLimit` ticks
-(2 s) drops out and an election starts; elections themselves take well under a second.
+The node's supervisor runs Debian's ZooKeeper as a child (`zkServer.sh start-foreground`). Its
+timing comes from the node profile: followers must connect and sync within `initLimit` ticks, and
+a follower that hears nothing from the leader for `syncLimit` ticks drops out and an election
+starts (rancher-1.0: tickTime 2000, 20 s and 10 s; tuned: tickTime 500, 5 s and 2 s).
 """
 
 from __future__ import annotations
@@ -13,22 +13,20 @@ import os
 from typing import Mapping
 
 from .config import Config
+from .profiles import Profile
 
 ZK_SERVER = "/usr/share/zookeeper/bin/zkServer.sh"
 CLIENT_PORT = 2181
-INIT_LIMIT = 10
-SYNC_LIMIT = 4
-# ms: how long an election connection to an unreachable peer may hang (default 5000)
-ELECTION_CONNECT_TIMEOUT_MS = 1000
 
 
-def render_config(data_dir: str, tick_ms: int, servers: Mapping[int, tuple[str, ...]]) -> str:
+def render_config(data_dir: str, p: Profile, servers: Mapping[int, tuple[str, ...]],
+                  client_port: int = CLIENT_PORT) -> str:
     lines = [
-        f"tickTime={tick_ms}",
-        f"initLimit={INIT_LIMIT}",
-        f"syncLimit={SYNC_LIMIT}",
+        f"tickTime={p.zk_tick_ms}",
+        f"initLimit={p.zk_init_limit}",
+        f"syncLimit={p.zk_sync_limit}",
         f"dataDir={data_dir}",
-        f"clientPort={CLIENT_PORT}",
+        f"clientPort={client_port}",
         "maxClientCnxns=0",
         # The admin server would take 8080, the API's port.
         "admin.enableServer=false",
@@ -49,7 +47,7 @@ def write_config(cfg: Config) -> str:
     os.makedirs(cfg.zk_data_dir, exist_ok=True)
     path = os.path.join(cfg.zk_data_dir, "zoo.cfg")
     with open(path, "w", encoding="utf-8") as f:
-        f.write(render_config(cfg.zk_data_dir, cfg.zk_tick_ms, cfg.zk_servers))
+        f.write(render_config(cfg.zk_data_dir, cfg.profile, cfg.zk_servers))
     if cfg.zk_servers:
         with open(os.path.join(cfg.zk_data_dir, "myid"), "w", encoding="utf-8") as f:
             f.write(f"{cfg.zk_myid}\n")
@@ -60,12 +58,13 @@ def multi_address(servers: Mapping[int, tuple[str, ...]]) -> bool:
     return any(len(hosts) > 1 for hosts in servers.values())
 
 
-def jvm_flags(heap: str, servers: Mapping[int, tuple[str, ...]]) -> str:
+def jvm_flags(heap: str, servers: Mapping[int, tuple[str, ...]], election_connect_timeout_ms: int) -> str:
     # A small, quiet JVM: serial GC and C1 only keep RSS near the heap size.
     flags = (
         f"-Xmx{heap} -Xms16m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xss512k "
         f"-XX:MaxMetaspaceSize=64m -XX:ReservedCodeCacheSize=32m -XX:+ExitOnOutOfMemoryError "
-        f"-Dzookeeper.cnxTimeout={ELECTION_CONNECT_TIMEOUT_MS} "
+        # how long an election connection to an unreachable peer may hang
+        f"-Dzookeeper.cnxTimeout={election_connect_timeout_ms} "
         # A restarted peer may come back with another address (Docker reassigns them); the JVM's
         # default 30 s name cache would keep electing towards the old one and stall the quorum.
         f"-Dsun.net.inetaddr.ttl=0 -Dsun.net.inetaddr.negative.ttl=0"
@@ -81,7 +80,8 @@ def jvm_flags(heap: str, servers: Mapping[int, tuple[str, ...]]) -> str:
 async def start(cfg: Config) -> asyncio.subprocess.Process:
     path = write_config(cfg)
     env = dict(os.environ)
-    env.update({"JMXDISABLE": "true", "JVMFLAGS": jvm_flags(cfg.zk_heap, cfg.zk_servers)})
+    flags = jvm_flags(cfg.zk_heap, cfg.zk_servers, cfg.profile.zk_election_connect_timeout_ms)
+    env.update({"JMXDISABLE": "true", "JVMFLAGS": flags})
     return await asyncio.create_subprocess_exec(ZK_SERVER, "start-foreground", path, env=env)
 
 
@@ -93,18 +93,47 @@ def parse_mode(srvr_output: str) -> str:
     return "not serving"
 
 
-async def mode(host: str = "127.0.0.1", port: int = CLIENT_PORT, timeout: float = 1.0) -> str:
-    """This host's ZooKeeper mode from the `srvr` four-letter word."""
+async def four_letter_word(word: bytes, host: str = "127.0.0.1", port: int = CLIENT_PORT,
+                           timeout: float = 1.0) -> str | None:
+    """The member's answer to a four-letter word; None when it does not answer (not running)."""
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
     except (OSError, asyncio.TimeoutError):
-        return "not running"
+        return None
     try:
-        writer.write(b"srvr")
+        writer.write(word)
         await writer.drain()
         data = await asyncio.wait_for(reader.read(), timeout)  # the server closes after answering
-        return parse_mode(data.decode("utf-8", "replace"))
+        return data.decode("utf-8", "replace")
     except (OSError, asyncio.TimeoutError):
-        return "not serving"
+        return ""
     finally:
         writer.close()
+
+
+async def mode(host: str = "127.0.0.1", port: int = CLIENT_PORT, timeout: float = 1.0) -> str:
+    """This host's ZooKeeper mode from the `srvr` four-letter word."""
+    answer = await four_letter_word(b"srvr", host, port, timeout)
+    return "not running" if answer is None else parse_mode(answer) if answer else "not serving"
+
+
+def first_host(connection_string: str) -> tuple[str, int]:
+    """The first `host[:port]` of a ZooKeeper connection string (a chroot suffix is ignored)."""
+    first = connection_string.split("/", 1)[0].split(",")[0].strip()
+    host, sep, port = first.rpartition(":")
+    if not sep or not port.isdigit():
+        return first, CLIENT_PORT
+    return host, int(port)
+
+
+async def wait_ruok(connection_string: str, tries: int, interval: float) -> bool:
+    """What rancher/server's launcher does before it starts cattle: ask the first host of the
+    connection string for `ruok` until it answers `imok`, at most `tries` times `interval` apart.
+    A member without a quorum still answers imok, so this only waits for the process."""
+    host, port = first_host(connection_string)
+    for attempt in range(tries):
+        if await four_letter_word(b"ruok", host, port) == "imok":
+            return True
+        if attempt + 1 < tries:
+            await asyncio.sleep(interval)
+    return tries == 0

@@ -1,6 +1,7 @@
-"""The HTTP layer on this venv's aiohttp (the image runs Debian's 3.8): health, gdapi shapes and
-headers through forwarded requests, error bodies, fencing of writes, and the OOM exit path.
-A fake node stands in for the database and ZooKeeper; nothing here reaches either."""
+"""The HTTP layer on this venv's aiohttp (the image runs Debian's 3.8): health per node profile,
+gdapi shapes and headers through forwarded requests, error bodies, fencing of writes (tuned), lock
+errors (409 and 500 in rancher-1.0), and the OOM exit path. A fake node stands in for the database
+and ZooKeeper; nothing here reaches either."""
 
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ from lab.server.api import Api
 from lab.server.auth import ANONYMOUS, Authenticator
 from lab.server.cache import ResourceCache
 from lab.server.config import from_env
+from lab.server.coord import LockBusy, NoQuorum
 from lab.server.gdapi import ApiError
 from lab.server.heap import HeapModel, OutOfMemory
 from lab.server.listener import Listener
 from lab.server.metrics import RequestMetrics
+from lab.server.processes import ProcessEngine
 from lab.server.state import HAStateMachine, Health
 
 HEALTHY = Health(bootstrapped=True, zk_connected=True, db_ok=True)
@@ -36,10 +39,20 @@ class FakeDB:
         raise AssertionError("this test must not reach the database")
 
 
+class LockFails:
+    """A database whose write transactions fail the way the resource's lock does."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        raise self.error
+
+
 class FakeNode:
-    def __init__(self, request_heap: str = "64k", xmx: str = "1g") -> None:
+    def __init__(self, request_heap: str = "64k", xmx: str = "1g", profile: str = "rancher-1.0") -> None:
         self.cfg = from_env({"HALAB_NODE_NAME": "a1", "HALAB_REQUEST_HEAP": request_heap,
-                             "CATTLE_JAVA_OPTS": f"-Xmx{xmx}"})
+                             "CATTLE_JAVA_OPTS": f"-Xmx{xmx}", "HALAB_PROFILE": profile})
         self.heap = HeapModel(self.cfg.heap_xmx, self.cfg.heap_scale)
         self.sm = HAStateMachine()
         self.requests = RequestMetrics()
@@ -67,8 +80,21 @@ def with_client(node: FakeNode, test: Callable[[TestClient], Awaitable[None]]) -
     asyncio.run(main())
 
 
-def test_ping_follows_the_ha_state_and_every_response_names_the_node() -> None:
-    node = FakeNode()
+def test_rancher_1_0_ping_is_always_pong() -> None:
+    node = FakeNode(profile="rancher-1.0")
+
+    async def t(c: TestClient) -> None:
+        for health in (None, HEALTHY, Health(True, False, True), Health(True, True, False)):
+            if health is not None:
+                node.sm.observe(health)
+            r = await c.get("/ping")
+            assert (r.status, await r.text()) == (200, "pong"), node.sm.state
+            assert r.headers["X-Rancher-Node"] == "a1"
+    with_client(node, t)
+
+
+def test_tuned_ping_follows_the_ha_state_and_every_response_names_the_node() -> None:
+    node = FakeNode(profile="tuned")
 
     async def t(c: TestClient) -> None:
         r = await c.get("/ping")
@@ -159,8 +185,8 @@ def test_a_rancher_client_without_keys_is_anonymous_and_other_unknown_keys_are_r
     assert asyncio.run(auth.authenticate(basic("None", "None"))) is ANONYMOUS
 
 
-def test_a_node_that_is_not_active_refuses_writes() -> None:
-    node = FakeNode()
+def test_a_tuned_node_that_is_not_active_refuses_writes() -> None:
+    node = FakeNode(profile="tuned")
     node.sm.observe(HEALTHY)
     node.sm.observe(Health(True, False, True))
 
@@ -175,6 +201,39 @@ def test_a_node_that_is_not_active_refuses_writes() -> None:
     assert node.db.calls == 0
 
 
+def with_engine(node: FakeNode, db: Any) -> FakeNode:
+    node.engine = ProcessEngine(node.cfg, db, None, node.cache, None)  # type: ignore[attr-defined, arg-type]
+    return node
+
+
+@pytest.mark.parametrize("error, status, code", [
+    (LockBusy("project 1 is locked by another process"), 409, "ResourceBusy"),
+    (NoQuorum("no ZooKeeper session"), 500, "SERVER_ERROR"),
+], ids=["lock-timeout", "no-session"])
+def test_rancher_1_0_tries_writes_whatever_its_state_and_lock_errors_are_409_or_500(
+        error: Exception, status: int, code: str) -> None:
+    node = with_engine(FakeNode(profile="rancher-1.0"), LockFails(error))
+    node.sm.observe(HEALTHY)
+    node.sm.observe(Health(True, False, True))  # degraded: no NOT_ACTIVE gate in rancher-1.0
+
+    async def t(c: TestClient) -> None:
+        for method, path in (("POST", "/v1/projects"), ("PUT", "/v1/projects/1a1"), ("DELETE", "/v1/projects/1a1")):
+            r = await c.request(method, path, json={"name": "x"})
+            body = await r.json()
+            assert (r.status, body["type"], body["code"]) == (status, "error", code), (method, path, body)
+    with_client(node, t)
+
+
+def test_tuned_no_session_at_lock_time_is_503_no_quorum() -> None:
+    node = with_engine(FakeNode(profile="tuned"), LockFails(NoQuorum("lost the session before commit")))
+    node.sm.observe(HEALTHY)
+
+    async def t(c: TestClient) -> None:
+        r = await c.post("/v1/projects", json={"name": "x"})
+        assert (r.status, (await r.json())["code"]) == (503, "NO_QUORUM")
+    with_client(node, t)
+
+
 def test_requests_count_in_metrics() -> None:
     async def t(c: TestClient) -> None:
         await c.get("/ping")
@@ -183,7 +242,7 @@ def test_requests_count_in_metrics() -> None:
         assert 'cattle_http_requests_total{node="a1",method="GET",code="503"} 1' in text
         assert 'cattle_http_requests_total{node="a1",method="GET",code="200"} 1' in text
         assert 'cattle_http_request_duration_seconds_count{node="a1"} 2' in text
-    with_client(FakeNode(), t)
+    with_client(FakeNode(profile="tuned"), t)  # a starting tuned node answers /ping 503
 
 
 def test_request_memory_beyond_the_budget_is_a_modelled_oom() -> None:

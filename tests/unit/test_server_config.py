@@ -1,4 +1,5 @@
-"""Config parsing: password env vs file, -Xmx, ZooKeeper servers, validation."""
+"""Config parsing: password env vs file, -Xmx, ZooKeeper servers, the node profile and its
+per-setting overrides, validation."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.server.config import ConfigError, from_env, parse_size, parse_xmx, parse_zk_servers
+from lab.server.config import ConfigError, effective, from_env, parse_size, parse_xmx, parse_zk_servers
+from lab.server.profiles import RANCHER_1_0, TUNED
 
 
 def test_defaults_follow_the_architecture_table() -> None:
@@ -16,7 +18,7 @@ def test_defaults_follow_the_architecture_table() -> None:
     assert cfg.pool_max_total == 50 and cfg.pool_max_wait_ms == 2000
     assert cfg.cluster_size == 1 and cfg.zk_servers == {}
     assert cfg.zk_connection_string == "127.0.0.1:2181"
-    assert cfg.zk_tick_ms == 500 and cfg.zk_session_timeout == 4.0
+    assert cfg.profile == RANCHER_1_0 and cfg.server_restarts == 0 and cfg.last_exit_status is None
     assert cfg.heap_xmx == 1 << 30 and cfg.heap_budget == 32 << 20
     assert cfg.registration_url == "http://localhost"
 
@@ -93,7 +95,35 @@ def test_myid_must_be_in_the_ensemble() -> None:
     assert cfg.zk_myid == 2 and cfg.cluster_size == 3
 
 
+def test_the_profile_gives_every_default() -> None:
+    assert from_env({"HALAB_PROFILE": "tuned"}).profile == TUNED
+    assert from_env({"HALAB_PROFILE": "rancher-1.0"}).profile == RANCHER_1_0
+    assert effective(from_env({"HALAB_PROFILE": "tuned"}))["overridden"] == []
+
+
+def test_a_variable_overrides_its_one_setting_of_the_profile() -> None:
+    cfg = from_env({"HALAB_PROFILE": "tuned", "HALAB_LOCK_TIMEOUT": "10", "HALAB_PING_GATE": "false",
+                    "HALAB_ZK_TICK_MS": "2000"})
+    assert (cfg.profile.lock_timeout, cfg.profile.ping_gate, cfg.profile.zk_tick_ms) == (10.0, False, 2000)
+    assert cfg.profile.name == "tuned" and cfg.profile.zk_session_timeout == TUNED.zk_session_timeout
+    eff = effective(cfg)
+    assert eff["profile"] == "tuned" and eff["overridden"] == ["lock_timeout", "ping_gate", "zk_tick_ms"]
+    assert eff["settings"]["lock_timeout"] == 10.0 and eff["settings"]["commit_fence"] is True
+    # the cluster heartbeat is the profile's unless set: 5 s for rancher-1.0
+    assert from_env({}).profile.cluster_heartbeat == 5.0
+    assert from_env({"HALAB_CLUSTER_HEARTBEAT": "1"}).profile.cluster_heartbeat == 1.0
+
+
+def test_restart_count_from_the_supervisor() -> None:
+    cfg = from_env({"HALAB_SERVER_RESTARTS": "4", "HALAB_SERVER_LAST_EXIT": "3"})
+    assert (cfg.server_restarts, cfg.last_exit_status) == (4, 3)
+
+
 @pytest.mark.parametrize("name, value", [
+    ("HALAB_PROFILE", "rancher-2.0"),
+    ("HALAB_PING_GATE", "maybe"),
+    ("HALAB_ZK_TICK_MS", "10"),
+    ("HALAB_LOCK_NO_SESSION_STATUS", "502"),
     ("CATTLE_HA_CLUSTER_SIZE", "2"),
     ("CATTLE_DB_CATTLE_MAXTOTAL", "0"),
     ("CATTLE_DB_CATTLE_MAXTOTAL", "fifty"),

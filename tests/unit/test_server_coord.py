@@ -1,12 +1,17 @@
-"""Coordinator.revive: restart kazoo only when its connection loop gave up (kazoo 2.8)."""
+"""Coordinator: restart kazoo only when its connection loop gave up (kazoo 2.8); the client each
+profile builds; lock errors (busy past the timeout, no session at once) and the commit fence."""
 
 from __future__ import annotations
 
 import threading
+from typing import Any
 
+import pytest
 from kazoo.client import KazooState
+from kazoo.exceptions import LockTimeout
 
-from lab.server.coord import Coordinator
+from lab.server.coord import Coordinator, LockBusy, NoQuorum
+from lab.server.profiles import RANCHER_1_0, TUNED, Profile
 
 
 class FakeConnection:
@@ -44,7 +49,7 @@ def coordinator() -> tuple[Coordinator, list[FakeKazoo]]:
         made.append(FakeKazoo())
         return made[-1]
 
-    return Coordinator("127.0.0.1:1", 4.0, "t", client_factory=factory), made  # type: ignore[arg-type]
+    return Coordinator("127.0.0.1:1", TUNED, "t", client_factory=factory), made  # type: ignore[arg-type]
 
 
 def test_revive_replaces_a_client_whose_connection_loop_stopped() -> None:
@@ -74,3 +79,70 @@ def test_never_revives_after_an_intended_stop() -> None:
     fake._connection.connection_stopped.set()
     assert coord.revive() is False
     assert fake.calls == ["stop", "close"]
+
+
+def test_rancher_1_0_client_is_curators() -> None:
+    client = Coordinator("127.0.0.1:1", RANCHER_1_0, "t").client
+    assert client._session_timeout == 30000
+    retry = client._retry  # RetryNTimes(3, 1000 ms): same delay each time, no jitter
+    assert (retry.max_tries, retry.delay, retry.backoff, retry.max_jitter) == (3, 1.0, 1, 0.0)
+    assert client._conn_retry.max_tries == -1  # ZooKeeper's own client reconnects for ever
+
+
+class FakeLock:
+    def __init__(self, outcome: Any) -> None:
+        self.outcome = outcome
+        self.timeouts: list[float] = []
+        self.path = "/cattle/locks/project/1"
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        self.timeouts.append(timeout or 0)
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        return bool(self.outcome)
+
+    def release(self) -> None:
+        pass
+
+
+class LockingKazoo(FakeKazoo):
+    def __init__(self, lock: FakeLock) -> None:
+        super().__init__()
+        self.state = KazooState.CONNECTED
+        self.client_id = (42, b"")
+        self.lock = lock
+
+    def Lock(self, path: str, identifier: str) -> FakeLock:  # kazoo's name
+        return self.lock
+
+
+def locking(profile: Profile, outcome: Any) -> tuple[Coordinator, LockingKazoo]:
+    fake = LockingKazoo(FakeLock(outcome))
+    return Coordinator("127.0.0.1:1", profile, "t", client_factory=lambda: fake), fake  # type: ignore[arg-type, return-value]
+
+
+def test_a_lock_busy_past_the_profiles_timeout_is_lock_busy() -> None:
+    coord, fake = locking(RANCHER_1_0, LockTimeout())
+    with pytest.raises(LockBusy):
+        coord.acquire("project", 1, RANCHER_1_0.lock_timeout)
+    assert fake.lock.timeouts == [10.0]  # one wait, no retry at the lock level
+
+
+def test_no_session_fails_at_once_without_trying_the_lock() -> None:
+    coord, fake = locking(RANCHER_1_0, True)
+    fake.state = KazooState.SUSPENDED
+    with pytest.raises(NoQuorum):
+        coord.acquire("project", 1, RANCHER_1_0.lock_timeout)
+    assert fake.lock.timeouts == []
+
+
+@pytest.mark.parametrize("profile, refused", [(TUNED, True), (RANCHER_1_0, False)], ids=["tuned", "rancher-1.0"])
+def test_only_tuned_fences_the_commit(profile: Profile, refused: bool) -> None:
+    coord, fake = locking(profile, True)
+    with coord.hold("project", 1, profile.lock_timeout) as fence:
+        fake.state = KazooState.SUSPENDED  # the session went while the lock was held
+        if refused:
+            with pytest.raises(NoQuorum):
+                fence.check()
+        else:
+            fence.check()

@@ -1,0 +1,273 @@
+"""Node profiles: how a simulated server node behaves when ZooKeeper, the database or its peers fail.
+
+`rancher-1.0` (the default) fails the way Rancher server v1.0.1 to v1.1.4 really failed, as read
+from its released code (cattle v0.159 to v0.165, Curator 2.10, cluster-manager v0.1.5,
+dropwizard metrics 3.0.1); `tuned` is the lab's earlier node, which fences itself as quorum
+arithmetic predicts: what a hardened deployment could do. docs/architecture.md "Node profiles"
+has the table.
+
+Pure and standalone: the server builds its configuration from it (lab/server/config.py) and the
+harness imports it to render a lab (load balancer checks, restart policy), never the reverse.
+A setting is a field of `Profile`; its metadata says who applies it: `env` names the server's
+variable that overrides it one by one, `harness` marks what the lab renders around the node.
+Adding one: a field here, its value and its one-line "why" in both profiles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+DEFAULT_PROFILE = "rancher-1.0"
+
+
+def _env(name: str, minimum: float | None = None) -> Any:
+    return field(metadata={"env": name, "min": minimum})
+
+
+def _harness() -> Any:
+    return field(metadata={"harness": True})
+
+
+def _default_of(name: str) -> Any:
+    """The default of a server variable that config.py reads itself."""
+    return field(metadata={"default_of": name})
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str = field(metadata={"identity": True})
+    summary: str = field(metadata={"identity": True})
+    # -- the server (overridable by its variable) --
+    ping_gate: bool = _env("HALAB_PING_GATE")
+    state_gate: bool = _env("HALAB_STATE_GATE")
+    commit_fence: bool = _env("HALAB_COMMIT_FENCE")
+    exit_on_session_loss: bool = _env("HALAB_EXIT_ON_SESSION_LOSS")
+    restart_server: bool = _env("HALAB_RESTART_SERVER")
+    zk_wait_tries: int = _env("HALAB_ZK_WAIT_TRIES", 0)
+    zk_wait_interval: float = _env("HALAB_ZK_WAIT_INTERVAL", 0.1)
+    zk_tick_ms: int = _env("HALAB_ZK_TICK_MS", 50)
+    zk_init_limit: int = _env("HALAB_ZK_INIT_LIMIT", 1)
+    zk_sync_limit: int = _env("HALAB_ZK_SYNC_LIMIT", 1)
+    zk_election_connect_timeout_ms: int = _env("HALAB_ZK_ELECTION_CONNECT_TIMEOUT_MS", 100)
+    zk_session_timeout: float = _env("HALAB_ZK_SESSION_TIMEOUT", 0.5)
+    zk_connection_timeout: float = _env("HALAB_ZK_CONNECTION_TIMEOUT", 0.1)
+    zk_retry_tries: int = _env("HALAB_ZK_RETRY_TRIES", 0)
+    zk_retry_delay: float = _env("HALAB_ZK_RETRY_DELAY", 0.0)
+    zk_retry_backoff: float = _env("HALAB_ZK_RETRY_BACKOFF", 1.0)
+    zk_retry_jitter: bool = _env("HALAB_ZK_RETRY_JITTER")
+    lock_timeout: float = _env("HALAB_LOCK_TIMEOUT", 0.1)
+    lock_no_session_status: int = _env("HALAB_LOCK_NO_SESSION_STATUS", 500)
+    cluster_heartbeat: float = _env("HALAB_CLUSTER_HEARTBEAT", 0.1)
+    cluster_manager: bool = _env("HALAB_CLUSTER_MANAGER")
+    heap_baseline: int = _env("HALAB_HEAP_BASELINE", 0)
+    heap_per_resource: int = _env("HALAB_HEAP_PER_RESOURCE", 0)
+    db_pool_max_total: int = _default_of("CATTLE_DB_CATTLE_MAXTOTAL")
+    db_pool_max_wait_ms: int = _default_of("CATTLE_DB_CATTLE_MAXWAIT")
+    # -- around the node (rendered by the lab) --
+    lb_check_inter_ms: int = _harness()
+    lb_check_fastinter_ms: int = _harness()
+    lb_check_downinter_ms: int = _harness()
+    lb_check_timeout_ms: int = _harness()
+    lb_check_fall: int = _harness()
+    lb_check_rise: int = _harness()
+    lb_observe_errors: bool = _harness()
+    lb_retry_on: str = _harness()
+    container_restart: str = _harness()
+    # setting -> one line: its source in the real code, or why the lab differs
+    why: Mapping[str, str] = field(default_factory=dict, metadata={"identity": True})
+
+    def __post_init__(self) -> None:
+        missing = [f.name for f in settings() if not self.why.get(f.name)]
+        if missing:
+            raise ValueError(f"profile {self.name}: no 'why' for {', '.join(missing)}")
+
+    @property
+    def session_loss_after(self) -> float:
+        """Seconds without a connection after which the session counts as lost (exit_on_session_loss).
+
+        What Curator 2.10 does on SUSPENDED: a background sync that waits up to the connection
+        timeout for a connection, then RetryNTimes retries it; when they are exhausted it posts
+        LOST, on which cattle calls System.exit(3)."""
+        return self.zk_connection_timeout + self.zk_retry_tries * self.zk_retry_delay
+
+    def lb_check(self) -> str:
+        """HAProxy `default-server` health-check options."""
+        opts = (f"inter {self.lb_check_inter_ms}ms fastinter {self.lb_check_fastinter_ms}ms "
+                f"downinter {self.lb_check_downinter_ms}ms fall {self.lb_check_fall} rise {self.lb_check_rise}")
+        return opts + (" observe layer4 error-limit 1 on-error fastinter" if self.lb_observe_errors else "")
+
+    def values(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in settings()}
+
+
+def settings() -> tuple[Any, ...]:
+    """The dataclass fields that are settings (not the name, summary or reasons)."""
+    return tuple(f for f in fields(Profile) if not f.metadata.get("identity"))
+
+
+def server_settings() -> tuple[Any, ...]:
+    return tuple(f for f in settings() if "env" in f.metadata)
+
+
+RANCHER_1_0 = Profile(
+    name="rancher-1.0",
+    summary="Rancher server v1.0.1-v1.1.4 as released: /ping always pong, exit(3) on a lost ZooKeeper session",
+    ping_gate=False,
+    state_gate=False,
+    commit_fence=False,
+    exit_on_session_loss=True,
+    restart_server=True,
+    zk_wait_tries=31,
+    zk_wait_interval=2.0,
+    zk_tick_ms=2000,
+    zk_init_limit=10,
+    zk_sync_limit=5,
+    zk_election_connect_timeout_ms=5000,
+    zk_session_timeout=30.0,
+    zk_connection_timeout=30.0,
+    zk_retry_tries=3,
+    zk_retry_delay=1.0,
+    zk_retry_backoff=1.0,
+    zk_retry_jitter=False,
+    lock_timeout=10.0,
+    lock_no_session_status=500,
+    cluster_heartbeat=5.0,
+    cluster_manager=True,
+    heap_baseline=128 << 20,
+    heap_per_resource=2969 << 10,
+    db_pool_max_total=1000,
+    db_pool_max_wait_ms=1000,
+    lb_check_inter_ms=1000,
+    lb_check_fastinter_ms=1000,
+    lb_check_downinter_ms=1000,
+    lb_check_timeout_ms=1000,
+    lb_check_fall=2,
+    lb_check_rise=1,
+    lb_observe_errors=False,
+    lb_retry_on="conn-failure",
+    container_restart="unless-stopped",
+    why={
+        "ping_gate": "dropwizard's PingServlet answers 200 pong whatever ZooKeeper, Redis or MySQL do",
+        "state_gate": "cattle has no HA state: it serves reads and tries writes until it exits",
+        "commit_fence": "cattle commits without re-checking its ZooKeeper session (no fencing token)",
+        "exit_on_session_loss": "cattle's ZooKeeper listener logs 'Lost Connection to ZooKeeper!' and calls System.exit(3) on LOST",
+        "restart_server": "the cattle container runs with a restart policy; its zk container is a separate container and keeps running",
+        "zk_wait_tries": "rancher/server's launcher asks the first ZooKeeper host for ruok 31 times before it starts cattle",
+        "zk_wait_interval": "the launcher sleeps 2 s between ruok tries",
+        "zk_tick_ms": "the zk container runs ZooKeeper with tickTime=2000",
+        "zk_init_limit": "ZooKeeper's sample configuration (zoo_sample.cfg) for tickTime 2000",
+        "zk_sync_limit": "ZooKeeper's sample configuration (zoo_sample.cfg) for tickTime 2000",
+        "zk_election_connect_timeout_ms": "ZooKeeper's default zookeeper.cnxTimeout; the zk container did not set it",
+        "zk_session_timeout": "cattle's Curator client: session timeout 30,000 ms",
+        "zk_connection_timeout": "cattle's Curator client: connection timeout 30,000 ms",
+        "zk_retry_tries": "cattle's Curator client: RetryNTimes(3, 1000 ms)",
+        "zk_retry_delay": "cattle's Curator client: RetryNTimes(3, 1000 ms)",
+        "zk_retry_backoff": "RetryNTimes sleeps the same time before every retry",
+        "zk_retry_jitter": "RetryNTimes sleeps exactly its delay",
+        "lock_timeout": "cattle waits 10,000 ms for a resource lock, then RESOURCE_BUSY (409)",
+        "lock_no_session_status": "a Curator error while locking is an IllegalStateException: HTTP 500",
+        "cluster_heartbeat": "cluster-manager heartbeats the cluster table every 5 s",
+        "cluster_manager": "cluster-manager v0.1.5 gives slots, tunnels each slot and runs this host's ZooKeeper and Redis"
+                           " in its slot; cattle's events go over every node's Redis",
+        "heap_baseline": "modelled bytes an idle cattle holds: the launcher's -Xms128m (docs/rancher-1.0-behaviour.md)",
+        "heap_per_resource": "modelled bytes per live resource: 1 GiB exhausted at ~306 resources (rancher/rancher #2339)",
+        "db_pool_max_total": "cattle v0.159.8: db.maxtotal=1000 (the guide's 50 per node sized MySQL, not the pool)",
+        "db_pool_max_wait_ms": "cattle v0.159.8: global.pool.maxwait=1000",
+        "lb_check_inter_ms": "the management stack's load balancer checks /ping every 1,000 ms",
+        "lb_check_fastinter_ms": "the management stack's load balancer has one check interval",
+        "lb_check_downinter_ms": "the management stack's load balancer has one check interval",
+        "lb_check_timeout_ms": "the management stack's check times out after 1,000 ms",
+        "lb_check_fall": "the management stack's check: unhealthy after 2 failures",
+        "lb_check_rise": "the management stack's check: healthy after 1 success",
+        "lb_observe_errors": "the management stack's HAProxy marks a server down by its checks only",
+        "lb_retry_on": "the management stack's HAProxy (1.x) retries connection failures only",
+        "container_restart": "Rancher's HA containers run with a restart policy; a stopped or killed one stays down",
+    },
+)
+
+TUNED = Profile(
+    name="tuned",
+    summary="the lab's hardened node: fenced by quorum within seconds (/ping 503, writes refused, fenced commits)",
+    ping_gate=True,
+    state_gate=True,
+    commit_fence=True,
+    exit_on_session_loss=False,
+    restart_server=False,
+    zk_wait_tries=0,
+    zk_wait_interval=2.0,
+    zk_tick_ms=500,
+    zk_init_limit=10,
+    zk_sync_limit=4,
+    zk_election_connect_timeout_ms=1000,
+    zk_session_timeout=4.0,
+    zk_connection_timeout=4.0,
+    zk_retry_tries=3,
+    zk_retry_delay=0.05,
+    zk_retry_backoff=2.0,
+    zk_retry_jitter=True,
+    lock_timeout=3.0,
+    lock_no_session_status=503,
+    cluster_heartbeat=1.0,
+    cluster_manager=False,
+    heap_baseline=0,
+    heap_per_resource=0,
+    db_pool_max_total=50,
+    db_pool_max_wait_ms=2000,
+    lb_check_inter_ms=250,
+    lb_check_fastinter_ms=150,
+    lb_check_downinter_ms=500,
+    lb_check_timeout_ms=400,
+    lb_check_fall=2,
+    lb_check_rise=2,
+    lb_observe_errors=True,
+    lb_retry_on="conn-failure empty-response response-timeout 503",
+    container_restart="no",
+    why={
+        "ping_gate": "a node that is not active (quorum, database, schema) leaves the load balancer at once",
+        "state_gate": "a node that is not active refuses writes (503 NOT_ACTIVE) and replays no process",
+        "commit_fence": "a COMMIT re-checks that the session that took the lock is still connected",
+        "exit_on_session_loss": "the node stays up, fenced, and becomes active again when its session is back",
+        "restart_server": "nothing exits on session loss, so nothing needs restarting",
+        "zk_wait_tries": "the node starts at once; its HA state waits for ZooKeeper",
+        "zk_wait_interval": "unused while zk_wait_tries is 0",
+        "zk_tick_ms": "short ticks detect a lost leader or follower in about 2 s",
+        "zk_init_limit": "followers connect and sync within 5 s",
+        "zk_sync_limit": "a follower that hears nothing from the leader for 2 s drops out",
+        "zk_election_connect_timeout_ms": "an election does not hang 5 s on an unreachable peer",
+        "zk_session_timeout": "a dead node's locks pass to a survivor within seconds",
+        "zk_connection_timeout": "the session timeout: kazoo fails an operation at once without a connection",
+        "zk_retry_tries": "kazoo retries a command a few times on a flaky connection",
+        "zk_retry_delay": "short exponential backoff keeps retries inside a request",
+        "zk_retry_backoff": "short exponential backoff keeps retries inside a request",
+        "zk_retry_jitter": "kazoo's default jitter on retry delays",
+        "lock_timeout": "a write gives up on a busy resource in 3 s, well inside the load balancer's timeout",
+        "lock_no_session_status": "no quorum is the node's state, not a server error: 503 NO_QUORUM",
+        "cluster_heartbeat": "membership follows failures within seconds",
+        "cluster_manager": "ZooKeeper members are fixed by the lab; processes run where they were asked for, no Redis",
+        "heap_baseline": "the earlier model: only the cache and requests in flight",
+        "heap_per_resource": "the earlier model: only the cache and requests in flight",
+        "db_pool_max_total": "the guide's 50 connections per node, enforced by the pool",
+        "db_pool_max_wait_ms": "a request waits 2 s for a connection, then 503 POOL_EXHAUSTED",
+        "lb_check_inter_ms": "drains a dead or fenced node in about half a second",
+        "lb_check_fastinter_ms": "checks faster while a server changes state",
+        "lb_check_downinter_ms": "finds a recovered server within a second",
+        "lb_check_timeout_ms": "a hung node fails its check quickly",
+        "lb_check_fall": "two failed checks mark a server down",
+        "lb_check_rise": "two good checks before a server takes traffic again",
+        "lb_observe_errors": "a failed connection on live traffic speeds up the checks",
+        "lb_retry_on": "idempotent requests that meet a 503 or a dead connection go to another node",
+        "container_restart": "a node that exits stays down: the lab sees every exit",
+    },
+)
+
+PROFILES: Mapping[str, Profile] = {p.name: p for p in (RANCHER_1_0, TUNED)}
+
+
+def profile(name: str) -> Profile:
+    """The profile called `name`; ValueError naming the known ones otherwise."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown node profile {name!r}: known profiles are {', '.join(PROFILES)}") from None
