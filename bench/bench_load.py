@@ -42,7 +42,8 @@ from lab import faults  # noqa: E402
 from lab.cluster import lifecycle, probes, state  # noqa: E402
 from lab.record.checker import per_second  # noqa: E402
 from lab.record.history import HISTORY_FILE, load_run  # noqa: E402
-from lab.record.load import LoadSpec, LoadRun, make_run_dir, parse_duration, run_load  # noqa: E402
+from lab.core.durations import parse_duration  # noqa: E402
+from lab.record.load import LoadSpec, LoadRun, make_run_dir, run_load  # noqa: E402
 from lab.cluster.preflight import free_ports  # noqa: E402
 from lab.cluster.state import unique_lab_name  # noqa: E402
 from lab.record.report import build_report  # noqa: E402
@@ -168,7 +169,7 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=30, help="Rancher users in the kill run")
     ap.add_argument("--think", default="0.1,0.5", help="MIN,MAX seconds between an API user's requests (kill run)")
     args = ap.parse_args()
-    duration = parse_duration(args.duration)
+    duration = parse_duration(args.duration, "--duration", positive=True)
     only = set(args.only.split(","))
 
     def work(t: Topology) -> dict[str, Any]:

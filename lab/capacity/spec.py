@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Mapping
 
 from lab.core import yamlspec as y
+from lab.core.durations import parse_duration
 from lab.core.errors import BadInput
 from lab.cluster.topology import (DEFAULT_HEAP_SCALE, GUIDE_POOL_PER_NODE, Ports, Sizing, Topology, make_topology,
                           parse_size)
@@ -172,7 +173,7 @@ def _rate(value: Any, where: str) -> float:
 
 
 def _seconds(value: Any, where: str) -> float:
-    return y.duration(value, where, minimum=1.0)
+    return parse_duration(value, where, minimum=1.0)
 
 
 _SETTING_PARSERS: dict[str, Callable[[Any, str], Any]] = {

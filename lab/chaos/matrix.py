@@ -34,12 +34,13 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from lab.chaos import claims as claims_mod
-from lab.cluster import lifecycle, probes
-from lab.record.checker import CheckResult, check, fetch_snapshot
+from lab.cluster import lifecycle
+from lab.chaos.judge import judge, lab_query
+from lab.record.checker import CheckResult
 from lab.chaos.claims import OUTAGE, SURVIVES, Bounds, Case, Claims, Expectation
 from lab.core.errors import BadInput, CheckFailed, LabError
 from lab.faults import Injector, roles
-from lab.record.history import HISTORY_FILE, load_run, write_json
+from lab.record.history import HISTORY_FILE, write_json
 from lab.record.load import make_run_dir
 from lab.cluster.topology import Ports, Topology, make_topology
 from lab.chaos.watch import Watch, snapshot, wait_steady
@@ -198,10 +199,7 @@ def run_size(t: Topology, cases: Sequence[Case], run_dir: Path, b: Bounds, say: 
                 say(f"n{t.size} {case.id}: error: {exc}")
                 results.append(CaseResult(t.size, case.id, case.claims, case.fault.describe(), "?", "error", (), (),
                                           None, None, None, None, None, time.time(), (str(exc),)))
-    history = load_run(run_dir)
-    snap = fetch_snapshot(lambda sql: probes.db_query(t, sql, timeout=60), history)
-    write_json(run_dir / "db_rows.json", snap.to_dict())
-    verdicts = check(history, snap)
+    verdicts = judge(run_dir, lab_query(t)).result
     return _charge(results, verdicts), verdicts
 
 

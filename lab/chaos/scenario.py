@@ -48,12 +48,14 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from lab.chaos import claims as claims_mod
-from lab.cluster import lifecycle, probes, state
+from lab.cluster import lifecycle, state
 from lab.core import yamlspec as y
-from lab.record.checker import CheckResult, check, fetch_snapshot
+from lab.chaos.judge import judge, lab_query
+from lab.record.checker import CheckResult
+from lab.core.durations import parse_duration
 from lab.core.errors import BadInput, CheckFailed, LabError
 from lab.faults import ActiveFault, FaultSpec, Injector, shielded, validate
-from lab.record.history import HISTORY_FILE, load_run, write_json
+from lab.record.history import HISTORY_FILE, write_json
 from lab.record.load import LoadRun, LoadSpec, make_run_dir
 from lab.cluster.topology import Ports, Topology, make_topology
 from lab.chaos.watch import Watch, describe, snapshot
@@ -148,7 +150,7 @@ def load(path: str | Path) -> Scenario:
                   for i, raw in enumerate(y.sequence(doc["faults"], y.sub(root, "faults"), allow_empty=True)))
     last = max((s.at + s.jitter + s.hold for s in steps), default=0.0)
     if "duration" in doc:
-        duration = y.duration(doc["duration"], y.sub(root, "duration"), minimum=1.0)
+        duration = parse_duration(doc["duration"], y.sub(root, "duration"), minimum=1.0)
         late = [s for s in steps if s.at + s.jitter + s.hold > duration]
         if late:
             raise BadInput(f"{y.sub(root, 'duration')}: {duration:g} s ends before {late[0].where.split(': ')[-1]} "
@@ -200,8 +202,8 @@ def _fault(raw: Any, where: str, t: Topology) -> FaultStep:
     loss = y.number(d["loss"], y.sub(where, "loss")) if "loss" in d else None
     spec = FaultSpec(kind, targets, sides, y.boolean(d.get("one_way", False), y.sub(where, "one_way")), loss)
     validate(spec, t, where)
-    return FaultStep(y.duration(d["at"], y.sub(where, "at")), y.duration(d.get("jitter", 0), y.sub(where, "jitter")),
-                     y.duration(d.get("hold", 0), y.sub(where, "hold")), spec, where)
+    return FaultStep(parse_duration(d["at"], y.sub(where, "at")), parse_duration(d.get("jitter", 0), y.sub(where, "jitter")),
+                     parse_duration(d.get("hold", 0), y.sub(where, "hold")), spec, where)
 
 
 def _checks(raw: Any, where: str) -> Checks:
@@ -220,8 +222,8 @@ def _checks(raw: Any, where: str) -> Checks:
 
     return Checks(names("before", BEFORE_AFTER_CHECKS, default.before), names("during", DURING_CHECKS, default.during),
                   names("after", BEFORE_AFTER_CHECKS, default.after),
-                  y.duration(d.get("settle", default.settle), y.sub(where, "settle")),
-                  y.duration(d.get("within", default.within), y.sub(where, "within"), minimum=1.0))
+                  parse_duration(d.get("settle", default.settle), y.sub(where, "settle")),
+                  parse_duration(d.get("within", default.within), y.sub(where, "within"), minimum=1.0))
 
 
 def _assertions(raw: Any, where: str) -> dict[str, Any]:
@@ -231,7 +233,7 @@ def _assertions(raw: Any, where: str) -> dict[str, Any]:
         at = y.sub(where, key)
         kind = ASSERTIONS[key]
         if kind == "seconds":
-            out[key] = y.duration(value, at)
+            out[key] = parse_duration(value, at)
         elif kind == "fraction":
             out[key] = y.number(value, at, minimum=0.0, maximum=1.0)
         elif kind == "count":
@@ -506,12 +508,7 @@ def _hold_checks(w: Watch, names: Sequence[str], within: float, since: float) ->
 
 def _judge(sc: Scenario, t: Topology, run_dir: Path, journal: Journal) -> None:
     """Snapshot the database, run the checker, evaluate the assertions."""
-    from lab.record.report import SNAPSHOT_FILE
-
-    history = load_run(run_dir)
-    snap = fetch_snapshot(lambda sql: probes.db_query(t, sql, timeout=60), history)
-    write_json(run_dir / SNAPSHOT_FILE, snap.to_dict())
-    result = check(history, snap)
+    result = judge(run_dir, lab_query(t)).result
     journal.data["assertions"] = [evaluate(k, v, result) for k, v in sc.assertions.items()]
     journal.data["problems"] += [f"assert {a['name']}: {a['detail']}" for a in journal.data["assertions"]
                                  if not a["ok"]]

@@ -71,7 +71,7 @@ def fault_spec(kind: str, args: list[str], one_way: bool, loss: float | None) ->
 def cmd_fault(args: argparse.Namespace) -> int:
     from lab import faults
     from lab.cluster import docker, state
-    from lab.core import yamlspec
+    from lab.core.durations import parse_duration
 
     docker.require_docker()
     t = state.load_topology(args.name)
@@ -81,7 +81,7 @@ def cmd_fault(args: argparse.Namespace) -> int:
                  f"{time.time() - e['t0']:.0f} s)" for e in found]
         emit(args, found, "\n".join(lines) or "no active faults")
         return 0
-    hold = yamlspec.duration(args.hold, "--hold") if args.hold else None
+    hold = parse_duration(args.hold, "--hold") if args.hold else None
     spec = fault_spec(args.kind, args.args, args.one_way, args.loss)
     inj = faults.Injector(t, seed=args.seed, say=say)
     fault = inj.apply(spec, where="fault")

@@ -8,18 +8,20 @@ from lab.cli.common import AddCommand, add_lab_name, emit, say
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from lab.cluster import docker, probes, state
-    from lab.record.load import LoadSpec, parse_duration, run_load
+    from lab.chaos.judge import lab_query
+    from lab.cluster import docker, state
+    from lab.core.durations import parse_duration
+    from lab.record.load import LoadSpec, run_load
     from lab.record.report import build_report
 
     docker.require_docker()
     t = state.load_topology(args.name)
     spec = LoadSpec(name=args.run_name or f"load-{t.lab}", users=args.users, spawn_rate=args.spawn_rate,
-                    duration=parse_duration(args.duration), http_port=t.ports.http, https_port=t.ports.https,
+                    duration=parse_duration(args.duration, "--duration", positive=True), http_port=t.ports.http, https_port=t.ports.https,
                     ca_file=str(state.ca_path(t.lab)), user_classes=tuple(args.user_class or ()),
                     processes=args.processes, web_port=args.web)
     result = run_load(spec, say=say)
-    files = build_report(result.run_dir, query=lambda sql: probes.db_query(t, sql))
+    files = build_report(result.run_dir, query=lab_query(t))
     return _finish(args, files)
 
 

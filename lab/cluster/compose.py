@@ -58,7 +58,6 @@ def node_environment(t: Topology, node_name: str) -> dict[str, str]:
         "CATTLE_ZOOKEEPER_CONNECTION_STRING": t.zk_connect(node),
         "CATTLE_JAVA_OPTS": s.java_opts,
         "HALAB_NODE_NAME": node.name,
-        "HALAB_DATACENTER": node.dc,
         "HALAB_ZK_MYID": str(node.zk_id),
         "HALAB_ZK_SERVERS": t.zk_servers(),
         "HALAB_HEAP_SCALE": str(s.heap_scale),

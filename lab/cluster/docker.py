@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
 INSTALL_HINT = "run `make setup` (or `sudo scripts/install-prereqs.sh`) to install and start Docker"
 LAB_LABEL = "halab.lab"
-ROLE_LABEL = "halab.role"
 
 
 def _tail(text: str, lines: int = 6) -> str:

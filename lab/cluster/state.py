@@ -71,11 +71,6 @@ def load_topology(lab: str) -> Topology:
         raise BadInput(f"no lab named {lab!r} here ({path} is missing): start one with `halab up --name {lab}`") from None
 
 
-def known_labs() -> list[str]:
-    root = home() / "labs"
-    return sorted(p.name for p in root.iterdir() if (p / "topology.json").exists()) if root.is_dir() else []
-
-
 def can_chown() -> bool:
     return os.geteuid() == 0
 

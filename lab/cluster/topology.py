@@ -47,7 +47,6 @@ RESERVED_SERVER_ENV: dict[str, str] = {
     "CATTLE_ZOOKEEPER_CONNECTION_STRING": "--nodes and --layout",
     "CATTLE_JAVA_OPTS": "--java-opts",
     "HALAB_NODE_NAME": "--layout",
-    "HALAB_DATACENTER": "--layout",
     "HALAB_ZK_MYID": "--nodes and --layout",
     "HALAB_ZK_SERVERS": "--nodes and --layout",
     "HALAB_HEAP_SCALE": "--heap-scale",

@@ -9,7 +9,6 @@ A location (`where`) is the file followed by the field path: `at(path)` starts o
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -17,8 +16,6 @@ import yaml
 
 from lab.core.errors import BadInput
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
 def at(path: str | Path) -> str:
@@ -146,20 +143,6 @@ def boolean(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
         raise BadInput(f"{where} must be true or false, got {_kind(value)}")
     return value
-
-
-def duration(value: Any, where: str, minimum: float = 0.0) -> float:
-    """Seconds from `10s`, `500ms`, `2m`, `1h` or a bare number of seconds."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = _finite(value, where)
-    else:
-        m = _DURATION.match(value) if isinstance(value, str) else None
-        if not m:
-            raise BadInput(f"{where}: {_short(value)!r} is not a duration like 10s, 500ms or 2m")
-        seconds = _finite(m.group(1), where) * _UNIT[m.group(2)]
-    if seconds < minimum:
-        raise BadInput(f"{where}: {value!r} is shorter than {minimum:g} s")
-    return seconds
 
 
 def _shown_key(key: Any) -> str:

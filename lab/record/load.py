@@ -40,25 +40,9 @@ STARTUP_GRACE = 30.0
 REPORT_GRACE = 30.0
 AUTOQUIT = 20  # seconds the web UI (when asked for) outlives the run; within REPORT_GRACE
 
-_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s?)?$")
 _NAME = re.compile(r"[^a-z0-9_-]+")
 
 Say = Callable[[str], None]
-
-
-def parse_duration(text: str | float | int) -> float:
-    """`20s`, `2m`, `1h30m`, `90` (seconds) -> seconds; always positive."""
-    if isinstance(text, (int, float)):
-        seconds = float(text)
-    else:
-        m = _DURATION.match(text.strip().lower())
-        if not m or not any(m.groups()):
-            raise BadInput(f"--duration: {text!r} is not a duration like 20s, 2m or 1h30m")
-        h, mi, s = m.groups()
-        seconds = int(h or 0) * 3600 + int(mi or 0) * 60 + float(s or 0)
-    if not seconds > 0 or math.isinf(seconds):
-        raise BadInput(f"--duration: {text!r} must be a positive, finite time")
-    return seconds
 
 
 def make_run_dir(name: str, root: str | os.PathLike[str] = "runs", now: datetime | None = None) -> Path:
@@ -81,7 +65,7 @@ class LoadSpec:
     name: str = "load"
     users: int = 10
     spawn_rate: float = 5.0
-    duration: float = 20.0  # seconds; parse_duration() turns "20s"/"2m" into this
+    duration: float = 20.0  # seconds; lab.core.durations.parse_duration turns "20s"/"2m" into this
     http_port: int = 80
     https_port: int = 443
     ca_file: str | None = None  # the lab CA; without it agents (TLS) are not run

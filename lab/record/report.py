@@ -19,11 +19,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from lab.record.checker import CheckConfig, CheckResult, DbSnapshot, FaultStats, Query, check, fetch_snapshot
+from lab.chaos.judge import judge
+from lab.record.checker import CheckConfig, CheckResult, FaultStats, Query
 from lab.core.errors import BadInput
-from lab.record.history import History, ProbeRecord, load_run, write_json
+from lab.record.history import History, ProbeRecord, write_json
 
-SNAPSHOT_FILE = "db_rows.json"
 CONFIG_FILE = "check_config.json"
 PLOTS = ("requests", "failures", "latency", "nodes")
 NODE_COLORS = {"active": "#2e7d32", "starting": "#1565c0", "degraded": "#ef6c00", "unreachable": "#c62828"}
@@ -47,15 +47,12 @@ def build_report(run_dir: str | os.PathLike[str], query: Query | None = None,
     run = Path(run_dir)
     if not run.is_dir():
         raise BadInput(f"{run} is not a run directory")
-    history = load_run(run)
-    if query is not None:
-        write_json(run / SNAPSHOT_FILE, fetch_snapshot(query, history).to_dict())
     if config is not None:
         write_json(run / CONFIG_FILE, asdict(config))
     elif (run / CONFIG_FILE).exists():
         config = CheckConfig(**_read_json(run / CONFIG_FILE))
-    snapshot = DbSnapshot.from_dict(_read_json(run / SNAPSHOT_FILE)) if (run / SNAPSHOT_FILE).exists() else None
-    result = check(history, snapshot, config or CheckConfig())
+    judged = judge(run, query, config)
+    history, result = judged.history, judged.result
 
     plots = write_plots(run / "plots", history, result)
     journal = _read_json(run / "journal.json") if (run / "journal.json").exists() else None

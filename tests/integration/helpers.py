@@ -13,42 +13,21 @@ import base64
 import json
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
-from http.client import HTTPConnection, HTTPException, HTTPResponse
+from http.client import HTTPConnection, HTTPResponse
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from lab import faults
 from lab.cluster import lifecycle
 from lab.record.history import PARTS_DIR
 from lab.cluster.topology import Topology
+from lab.core import paths
+from lab.core.wait import wait_for
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = paths.ROOT
 JSON = {"Content-Type": "application/json"}
-T = TypeVar("T")
-
-
-# ------------------------------------------------------------------------------------ waiting
-
-def wait_for(what: str, fn: Callable[[], T], timeout: float, interval: float = 0.2) -> T:
-    """Poll `fn` until it returns something truthy (returned) or `timeout` seconds pass
-    (AssertionError naming `what` and the last value). A connection error counts as "not yet";
-    any other exception, an assertion included, ends the wait at once."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = fn()
-        except (OSError, HTTPException) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what} (last: {last!r})")
-        time.sleep(interval)
 
 
 # --------------------------------------------------------------------------------------- HTTP

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import wait_for
 
 from lab.cluster import docker, lifecycle, probes, state
 from lab.cluster.preflight import free_port
 from lab.cluster.state import unique_lab_name
+from lab.core.wait import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 # A guard against a hung command, never an assertion about how long anything takes.

@@ -16,12 +16,13 @@ from typing import Any
 
 import pytest
 
-from helpers import REPO, wait_active_faults, wait_for
+from helpers import REPO, wait_active_faults
 from lab import faults
 from lab.cluster import probes, state
 from lab.cluster.compose import container_name
 from lab.core.errors import FaultNotEffective
 from lab.faults import backend, make_spec
+from lab.core.wait import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -10,11 +10,11 @@ import sys
 
 import pytest
 
-from helpers import wait_for
 
 from lab.cluster import docker, lifecycle, probes, state
 from lab.cluster.preflight import free_port
 from lab.cluster.state import unique_lab_name
+from lab.core.wait import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -4,15 +4,15 @@ records the plan, the faults as executed, the checks and a passing verdict; the 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
+from lab.core import paths
 from lab import faults
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "isolate-follower.yaml"
+SCENARIO = paths.SCENARIOS / "isolate-follower.yaml"
 
 
 def test_isolate_follower_scenario_passes_and_journals_everything(halab_lab3, halab_scenario):

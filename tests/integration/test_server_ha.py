@@ -9,10 +9,11 @@ import time
 
 import pytest
 
-from helpers import http, node_status, on_node, wait_for
+from helpers import http, node_status, on_node
 from lab.cluster import docker, lifecycle, probes
 from lab.cluster.compose import container_name
 from lab.faults import make_spec
+from lab.core.wait import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -10,10 +10,11 @@ import re
 import cattle
 import pytest
 
-from helpers import api, http, node_status, on_node, wait_for
+from helpers import api, http, node_status, on_node
 from lab.cluster import docker, lifecycle, probes
 from lab.cluster.compose import container_name, registration_url
 from lab.faults import make_spec
+from lab.core.wait import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

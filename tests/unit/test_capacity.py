@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from lab.core import paths
 from lab.core import yamlspec
 from lab.capacity import analysis, measurement, report, sampler
 from lab.capacity.analysis import recommend, saturation
@@ -80,9 +81,7 @@ def test_setting_flags_are_named_as_flags():
 
 
 def test_shipped_grid_files_parse():
-    from pathlib import Path
-
-    files = sorted((Path(__file__).resolve().parents[2] / "capacity").glob("*.yaml"))
+    files = sorted((paths.ROOT / "capacity").glob("*.yaml"))
     assert files
     for f in files:
         assert build_grid(yamlspec.load(f), str(f)).points

@@ -19,6 +19,7 @@ import pytest
 from lab import faults
 from lab.faults import backend, injector, netmodel
 from lab.core.errors import BadInput, FaultNotEffective, RuntimeFailure
+from lab.core.wait import wait_for
 from lab.faults import DB, Cut, FaultSpec, Injector, Registry, make_spec
 from lab.cluster.topology import make_topology
 
@@ -412,14 +413,6 @@ def test_interrupt_during_apply_undoes_what_was_done(fake, monkeypatch):
 
 # --------------------------------------------------------------- network faults held across restarts
 
-def wait_until(what: str, fn, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while not (last := fn()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-    return last
-
-
 def reapplied(fault_id: str) -> list[dict[str, Any]]:
     entry = next(e for e in faults.active("u3") if e["id"] == fault_id)
     return entry["detail"].get("reapplied", [])
@@ -511,10 +504,10 @@ def test_a_start_nobody_announced_is_seen_by_the_watcher_which_leaves_no_process
     inj = Injector(T3)
     split = inj.apply(make_spec("split"))
     assert inj.watcher is not None
-    events = wait_until("the events process", lambda: inj.watcher._proc)
+    events = wait_for("the events process", lambda: inj.watcher._proc, 10.0, 0.02)
     lab.ip["b1"] = "10.0.0.66"
     lab.run(["docker", "restart", "u3-b1-1"], "a plain docker restart")
-    wait_until("the watcher's reapply", lambda: reapplied(split.id))
+    wait_for("the watcher's reapply", lambda: reapplied(split.id), 10.0, 0.02)
     assert reapplied(split.id)[0]["why"] == "b1 started" and cut_both_ways(lab, "a1", "b1")
     inj.heal(split)
     assert inj.watcher is None and events.poll() is not None  # killed and reaped at the heal

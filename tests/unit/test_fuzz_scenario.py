@@ -18,12 +18,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lab.core import paths
 from lab.chaos import scenario
 from lab.core.errors import BadInput
 from lab.faults import CONTAINER_KINDS, KINDS
 from lab.cluster.topology import make_topology
 
-SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+SCENARIOS = paths.SCENARIOS
 SHIPPED = sorted(p for p in SCENARIOS.glob("*.yaml") if p.name != "claims.yaml")
 
 # A bounded budget for CI on two shared cores: a few seconds per test. The deadline only catches

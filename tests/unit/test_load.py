@@ -24,11 +24,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from lab.core import paths
 from lab.cluster import tls
 from lab.record.checker import TYPE_TABLES, DbSnapshot, check
 from lab.core.errors import BadInput, LabError
 from lab.record.history import RequestRecord, load_run, read_jsonl
-from lab.record.load import DEFAULT_LOCUSTFILE, LoadResult, LoadRun, LoadSpec, make_run_dir, parse_duration, run_load
+from lab.core.durations import parse_duration
+from lab.record.load import DEFAULT_LOCUSTFILE, LoadResult, LoadRun, LoadSpec, make_run_dir, run_load
 
 PLURALS = {"projects": "project", "environments": "environment", "services": "service",
            "registrationtokens": "registrationToken", "hosts": "host", "agents": "agent"}
@@ -182,15 +184,17 @@ def run_until(load_spec: LoadSpec, runs_root: Path, seen: Callable[[list[Request
 # ----------------------------------------------------------------------------- pure parts
 
 
-@pytest.mark.parametrize("text,seconds", [("20s", 20), ("2m", 120), ("1h30m", 5400), ("90", 90), ("1.5s", 1.5), (7, 7)])
+@pytest.mark.parametrize("text,seconds", [("20s", 20), ("2m", 120), ("1h30m", 5400), ("90", 90), ("1.5s", 1.5), (7, 7),
+                                          ("500ms", 0.5), (" 3 s ", 3), ("1m30", 90), ("20S", 20), ("1.5m", 90)])
 def test_parse_duration(text: Any, seconds: float) -> None:
-    assert parse_duration(text) == seconds
+    assert parse_duration(text, "--duration", positive=True) == seconds
 
 
-@pytest.mark.parametrize("bad", ["", "forever", "0s", "-5", "1d", 0, float("inf")])
+@pytest.mark.parametrize("bad", ["", "forever", "0s", "-5", "1d", 0, float("inf"), float("nan"), True, "1s30", "30m1h",
+                                 "1 30", "9" * 400, "9" * 400 + "x"])
 def test_parse_duration_refuses_unbounded_or_unclear(bad: Any) -> None:
     with pytest.raises(BadInput, match="--duration"):
-        parse_duration(bad)
+        parse_duration(bad, "--duration", positive=True)
 
 
 def test_run_dirs_are_utc_stamped_and_never_reused(tmp_path: Path) -> None:
@@ -222,7 +226,7 @@ def test_spec_is_validated_and_always_bounded(tmp_path: Path) -> None:
 
 def locust_list(env: dict[str, str]) -> str:
     out = subprocess.run([sys.executable, "-m", "locust", "-f", str(DEFAULT_LOCUSTFILE), "--list"],
-                         env={**os.environ, **env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+                         env={**os.environ, **env, "PYTHONPATH": str(paths.ROOT)},
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return out.stdout

@@ -6,7 +6,8 @@ import xml.etree.ElementTree as ET
 
 from lab.record.checker import CheckConfig
 from lab.record.history import HISTORY_FILE, LEDGER_FILE, FaultRecord, JsonlWriter, LedgerEntry, ProbeRecord, RequestRecord
-from lab.record.report import PLOTS, SNAPSHOT_FILE, build_report
+from lab.chaos.judge import SNAPSHOT_FILE
+from lab.record.report import PLOTS, build_report
 
 T = 1_700_000_000.0
 

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from lab.core import paths
 from lab.cli import main as cli
 from lab.chaos import scenario
 from lab.record.checker import CheckResult, FaultStats, Outcome, Violation
 from lab.core.errors import BadInput
 
-SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+SCENARIOS = paths.SCENARIOS
 SHIPPED = sorted(p for p in SCENARIOS.glob("*.yaml") if p.name != "claims.yaml")
 
 GOOD = """name: t
@@ -155,6 +156,6 @@ def test_pytest_collects_scenario_files_given_to_it_as_docker_tests():
 @pytest.mark.parametrize("text,seconds", [("10s", 10.0), ("500ms", 0.5), ("2m", 120.0), (3, 3.0), ("1.5s", 1.5),
                                           ("0s", 0.0)])
 def test_durations(text, seconds):
-    from lab.core import yamlspec
+    from lab.core.durations import parse_duration
 
-    assert yamlspec.duration(text, "f: x") == seconds
+    assert parse_duration(text, "f: x") == seconds

@@ -1,0 +1,54 @@
+"""Judging a run: snapshot the database rows the run's writes touched (after heal), save them in the
+run directory, and run the checker over the history and that snapshot. The matrix, scenarios,
+`halab load` and `halab report` all judge through `judge`."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.core.errors import BadInput
+from lab.record.checker import CheckConfig, CheckResult, DbSnapshot, Query, check, fetch_snapshot
+from lab.record.history import History, load_run, write_json
+
+SNAPSHOT_FILE = "db_rows.json"
+QUERY_TIMEOUT = 60.0  # seconds one snapshot query may take (the rows of a long run are many)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    history: History
+    snapshot: DbSnapshot | None  # None: no database snapshot (the checks that need rows are skipped)
+    result: CheckResult
+
+
+def lab_query(t, timeout: float = QUERY_TIMEOUT) -> Query:
+    """`query(sql) -> rows` on a running lab's database (t: its Topology)."""
+    from lab.cluster import probes
+
+    return lambda sql: probes.db_query(t, sql, timeout=timeout)
+
+
+def judge(run_dir: str | os.PathLike[str], query: Query | None = None, config: CheckConfig | None = None,
+          history: History | None = None) -> Judgement:
+    """Check a run. With `query`, first snapshot the database and save it as `SNAPSHOT_FILE` in the run
+    directory; without, use the snapshot saved there before, if any."""
+    run = Path(run_dir)
+    history = load_run(run) if history is None else history
+    if query is not None:
+        snapshot: DbSnapshot | None = fetch_snapshot(query, history)
+        write_json(run / SNAPSHOT_FILE, snapshot.to_dict())
+    elif (run / SNAPSHOT_FILE).exists():
+        snapshot = DbSnapshot.from_dict(_read_json(run / SNAPSHOT_FILE))
+    else:
+        snapshot = None
+    return Judgement(history, snapshot, check(history, snapshot, config or CheckConfig()))
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise BadInput(f"{path} is not valid JSON: {exc}") from None
