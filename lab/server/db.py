@@ -48,7 +48,7 @@ def is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, (pymysql.err.OperationalError, pymysql.err.InterfaceError, OSError))
 
 
-def connect(cfg: Config, connect_timeout: float = 3.0, read_timeout: float = 10.0) -> Conn:
+def connect(cfg: Config, connect_timeout: float = 3.0, read_timeout: float | None = 10.0) -> Conn:
     try:
         conn = pymysql.connect(
             host=cfg.db_host,

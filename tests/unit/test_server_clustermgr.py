@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from lab.server import cluster
+from lab.server import cluster, clustermgr
 from lab.server.cluster import (
     Member,
     MissedPolls,
@@ -18,6 +18,7 @@ from lab.server.cluster import (
     slots_of,
     tunnel_plan,
 )
+from lab.server.config import from_env
 from lab.server.tunnels import Spec, Tunnels
 
 
@@ -169,3 +170,20 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+def test_zoo_cfg_of_a_slot_lists_every_slot_and_listens_on_the_slots_client_port() -> None:
+    cfg = from_env({"HALAB_NODE_NAME": "b1", "CATTLE_HA_CLUSTER_SIZE": "3", "HALAB_ZK_MYID": "3",
+                    "HALAB_ZK_SERVERS": "1=a1.interdc,2=a2.interdc,3=b1.interdc"})
+    assert clustermgr.cluster_address(cfg) == "b1.interdc"
+    lines = clustermgr.render_zk_config(cfg, 2).splitlines()
+    assert "clientPort=2182" in lines and "tickTime=2000" in lines
+    assert [x for x in lines if x.startswith("server.")] == [
+        "server.1=127.0.0.1:2888:3888", "server.2=127.0.0.1:2889:3889", "server.3=127.0.0.1:2890:3890"]
+
+
+def test_one_node_is_standalone_on_the_loopback() -> None:
+    cfg = from_env({"HALAB_NODE_NAME": "a1"})
+    assert clustermgr.cluster_address(cfg) == "127.0.0.1"
+    text = clustermgr.render_zk_config(cfg, 1)
+    assert "clientPort=2181" in text and "server." not in text
+
+

@@ -15,7 +15,10 @@ def test_defaults_follow_the_architecture_table() -> None:
     cfg = from_env({"HALAB_NODE_NAME": "a1"})
     assert (cfg.db_host, cfg.db_port, cfg.db_name, cfg.db_user) == ("db", 3306, "cattle", "cattle")
     assert cfg.db_password == "cattle"
-    assert cfg.pool_max_total == 50 and cfg.pool_max_wait_ms == 2000
+    # cattle v0.159.8's own pool (db.maxtotal, global.pool.maxwait); tuned keeps the guide's 50.
+    assert cfg.pool_max_total == 1000 and cfg.pool_max_wait_ms == 1000
+    tuned = from_env({"HALAB_NODE_NAME": "a1", "HALAB_PROFILE": "tuned"})
+    assert tuned.pool_max_total == 50 and tuned.pool_max_wait_ms == 2000
     assert cfg.cluster_size == 1 and cfg.zk_servers == {}
     assert cfg.zk_connection_string == "127.0.0.1:2181"
     assert cfg.profile == RANCHER_1_0 and cfg.server_restarts == 0 and cfg.last_exit_status is None
