@@ -7,6 +7,9 @@ CLI uses, so a user's own CI can run chaos checks with pytest.
   free loopback ports and tears it down after the test on every path, dumping its logs when the
   test failed.
 - fixture `halab_lab3`: one 3-node lab shared by a test module.
+- fixture `halab_profile`: the node profile these labs run (`--halab-profile`, default
+  rancher-1.0); a module overrides it with its own `halab_profile` fixture (scope "module" or
+  wider), `make(profile=...)` for one lab.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--halab-require-docker", action="store_true",
                     help="fail (never skip) docker-marked tests when Docker is unavailable (default when CI is set)")
     group.addoption("--halab-keep", action="store_true", help="keep labs of failed tests for debugging")
+    group.addoption("--halab-profile", default="rancher-1.0", choices=["rancher-1.0", "tuned"],
+                    help="node profile of the labs the fixtures start (default rancher-1.0)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -80,8 +85,14 @@ def _failed(request: pytest.FixtureRequest) -> bool:
     return rep is None or rep.failed
 
 
+@pytest.fixture(scope="session")
+def halab_profile(request: pytest.FixtureRequest) -> str:
+    """The node profile of the labs halab_lab_factory and halab_lab3 start."""
+    return str(request.config.getoption("--halab-profile"))
+
+
 @pytest.fixture
-def halab_lab_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+def halab_lab_factory(request: pytest.FixtureRequest, halab_profile: str) -> Iterator[Callable[..., Any]]:
     """make(nodes=3, **make_topology kwargs) -> Topology of a running, healthy lab."""
     from lab.cluster import lifecycle
     from lab.cluster.topology import make_topology
@@ -91,6 +102,7 @@ def halab_lab_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., 
     def make(nodes: int = 3, **kwargs: Any) -> Any:
         kwargs.setdefault("lab", unique_lab_name())
         kwargs.setdefault("ports", free_ports())
+        kwargs.setdefault("profile", halab_profile)
         t = make_topology(nodes, **kwargs)
         started.append(t)
         lifecycle.up(t, say=lambda m: print(m, file=sys.stderr))
@@ -108,12 +120,12 @@ def halab_lab_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., 
 
 
 @pytest.fixture(scope="module")
-def halab_lab3(request: pytest.FixtureRequest) -> Iterator[Any]:
+def halab_lab3(request: pytest.FixtureRequest, halab_profile: str) -> Iterator[Any]:
     """A healthy 3-node lab shared by the tests of one module (torn down after the module)."""
     from lab.cluster import lifecycle
     from lab.cluster.topology import make_topology
 
-    t = make_topology(3, lab=unique_lab_name("m"), ports=free_ports())
+    t = make_topology(3, lab=unique_lab_name("m"), ports=free_ports(), profile=halab_profile)
     try:
         lifecycle.up(t, say=lambda m: print(m, file=sys.stderr))
         yield t

@@ -17,6 +17,7 @@ from lab.capacity.spec import DIMENSION_TITLES, DIMENSIONS, Grid, Settings, chec
 from lab.core.errors import BadInput
 from lab.server.config import Config as NodeConfig
 from lab.server.heap import CACHE_SHARE, GC_THRESHOLD
+from lab.server.profiles import DEFAULT_PROFILE
 from lab.cluster.topology import GUIDE_POOL_PER_NODE
 
 GUIDE_RULES = (
@@ -152,7 +153,8 @@ def markdown(data: Mapping[str, Any], measurements: Sequence[Measurement], plots
         f"{mach.get('os', '?')}, Docker {mach.get('docker', '?')}.",
         f"Each point: a fresh lab, {s['duration']:g} s of Locust `ApiUser` load through the load balancer "
         f"(spawn rate {s['spawn_rate']:g}/s, think time {s['think_time']} s), hard timeout "
-        f"{Settings(**s).hard_timeout:g} s. Pool wait {s['pool_wait_ms']} ms, heap scale 1/{s['heap_scale']}.",
+        f"{Settings(**s).hard_timeout:g} s. Pool wait {s['pool_wait_ms']} ms, heap scale 1/{s['heap_scale']}, "
+        f"node profile {s.get('profile', DEFAULT_PROFILE)}.",
         f"Fixed: {', '.join(fixed) or 'nothing'}. Swept: {', '.join(DIMENSION_TITLES[d] for d in swept) or 'nothing'}.",
         "",
         "## Measurements",

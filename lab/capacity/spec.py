@@ -23,8 +23,9 @@ from typing import Any, Callable, Iterable, Mapping
 from lab.core import yamlspec as y
 from lab.core.durations import parse_duration
 from lab.core.errors import BadInput
-from lab.cluster.topology import (DEFAULT_HEAP_SCALE, GUIDE_POOL_PER_NODE, Ports, Sizing, Topology, make_topology,
-                          parse_size)
+from lab.cluster.topology import (DEFAULT_HEAP_SCALE, GUIDE_POOL_PER_NODE, Ports, Sizing, Topology, check_profile,
+                          make_topology, parse_size)
+from lab.server.profiles import DEFAULT_PROFILE
 
 DIMENSIONS = ("nodes", "heap", "pool_size", "db_max_connections", "db_memory", "db_buffer_pool", "users")
 DIMENSION_TITLES = {
@@ -66,7 +67,7 @@ class Point:
         return make_topology(self.nodes, lab=lab, ports=ports, sizing=Sizing(
             pool_size=self.pool_size, pool_wait_ms=settings.pool_wait_ms, java_opts=f"-Xmx{self.heap}",
             heap_scale=settings.heap_scale, db_max_connections=self.db_max_connections,
-            db_memory_mib=self.db_memory, db_buffer_pool_mib=self.db_buffer_pool))
+            db_memory_mib=self.db_memory, db_buffer_pool_mib=self.db_buffer_pool), profile=settings.profile)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class Settings:
     point_timeout: float | None = None  # None: up_timeout + the load's own hard timeout + 60 s
     max_error_rate: float = 0.01
     target_users: int | None = None  # None: the largest load of the grid
+    profile: str = DEFAULT_PROFILE  # the node profile of every point's lab
 
     @property
     def hard_timeout(self) -> float:
@@ -186,6 +188,7 @@ _SETTING_PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "point_timeout": _seconds,
     "max_error_rate": _rate,
     "target_users": lambda v, w: _int(v, w, 1),
+    "profile": check_profile,
 }
 
 

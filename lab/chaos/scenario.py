@@ -7,7 +7,8 @@ A scenario file:
 name: kill-leader-under-load        # default: the file's name
 description: what it shows
 seed: 7                             # jitter and `random` targets are drawn from it
-topology: {nodes: 3, layout: "dc-a:2,dc-b:1", db_dc: dc-a}   # layout and db_dc optional
+topology: {nodes: 3, layout: "dc-a:2,dc-b:1", db_dc: dc-a}   # layout and db_dc optional; also
+                                    # profile: rancher-1.0 (default) or tuned (`halab run --profile`)
 load: {users: 4, spawn_rate: 4, user_classes: [ApiUser]}     # optional: Locust through the LB
 duration: 40s                       # the method; default: the last heal + 10 s
 faults:                             # the timed schedule, times from the method's start
@@ -58,6 +59,7 @@ from lab.faults import ActiveFault, FaultSpec, Injector, shielded, validate
 from lab.record.history import HISTORY_FILE, write_json
 from lab.record.load import LoadRun, LoadSpec, make_run_dir
 from lab.cluster.topology import Ports, Topology, make_topology
+from lab.server.profiles import DEFAULT_PROFILE
 from lab.chaos.watch import Watch, describe, snapshot
 
 BEFORE_AFTER_CHECKS = ("all-active", "client-ok")
@@ -84,9 +86,13 @@ class TopologySpec:
     nodes: int
     layout: str | None = None
     db_dc: str | None = None
+    # The node profile (`halab run --profile` overrides the file's); None: a running lab's, or the
+    # default for a new one.
+    profile: str | None = None
 
     def build(self, lab_name: str = "scenario", ports: Ports | None = None) -> Topology:
-        return make_topology(self.nodes, lab=lab_name, layout=self.layout, db_dc=self.db_dc, ports=ports)
+        return make_topology(self.nodes, lab=lab_name, layout=self.layout, db_dc=self.db_dc, ports=ports,
+                             profile=self.profile or DEFAULT_PROFILE)
 
 
 @dataclass(frozen=True)
@@ -170,16 +176,17 @@ def load(path: str | Path) -> Scenario:
 
 
 def _topology(raw: Any, where: str) -> TopologySpec:
-    d = y.mapping(raw, where, required=("nodes",), optional=("layout", "db_dc"))
+    d = y.mapping(raw, where, required=("nodes",), optional=("layout", "db_dc", "profile"))
     spec = TopologySpec(y.integer(d["nodes"], y.sub(where, "nodes")),
                         y.string(d["layout"], y.sub(where, "layout")) if "layout" in d else None,
-                        y.string(d["db_dc"], y.sub(where, "db_dc")) if "db_dc" in d else None)
+                        y.string(d["db_dc"], y.sub(where, "db_dc")) if "db_dc" in d else None,
+                        y.string(d["profile"], y.sub(where, "profile")) if "profile" in d else None)
     try:
         spec.build()
-    except BadInput as exc:  # make_topology speaks of --nodes/--layout/--db-dc: name the field instead
+    except BadInput as exc:  # make_topology speaks of --nodes/--layout/...: name the field instead
         msg = str(exc)
-        field_name = next((f for f, flag in (("nodes", "--nodes"), ("layout", "--layout"), ("db_dc", "--db-dc"))
-                           if msg.startswith(flag)), "nodes")
+        field_name = next((f for f, flag in (("nodes", "--nodes"), ("layout", "--layout"), ("db_dc", "--db-dc"),
+                                             ("profile", "--profile")) if msg.startswith(flag)), "nodes")
         raise BadInput(f"{y.sub(where, field_name)}: {msg.split(': ', 1)[-1]}") from None
     return spec
 
@@ -256,7 +263,8 @@ def plan_lines(sc: Scenario, lab_name: str) -> list[str]:
     t = sc.topology.build()
     layout = ", ".join(f"{dc}:{len(t.nodes_in(dc))}" for dc in t.datacenters)
     lines = [f"scenario {sc.name} ({sc.path}), seed {sc.seed}" + (f": {sc.description}" if sc.description else ""),
-             f"topology: {t.size} node(s) over {layout}, database in {t.db_dc}; lab {lab_name!r}"]
+             (f"topology: {t.size} node(s) over {layout}, database in {t.db_dc}, node profile {t.profile}; "
+              f"lab {lab_name!r}")]
     if sc.load:
         classes = ", ".join(sc.load.user_classes) or "every user class"
         lines.append(f"load: {sc.load.users} users (spawn {sc.load.spawn_rate:g}/s), {classes}, for the method")
@@ -330,7 +338,7 @@ def _run_on(sc: Scenario, t: Topology, reused: bool, runs_root: str | Path, say:
         "plan": {"lines": plan_lines(sc, t.lab), "faults": [_planned_dict(p) for p in schedule],
                  "duration": sc.duration, "checks": asdict(sc.checks), "assert": dict(sc.assertions),
                  "load": asdict(sc.load) if sc.load else None},
-        "lab": {"name": t.lab, "reused": reused, "size": t.size, "db_dc": t.db_dc},
+        "lab": {"name": t.lab, "reused": reused, "size": t.size, "db_dc": t.db_dc, "profile": t.profile},
         "run_dir": str(run_dir), "started": _iso(time.time()), "status": "running", "verdict": "failed",
         "steady_state": {"before": [], "during": {}, "after": []}, "faults": [], "assertions": [], "problems": [],
     })
@@ -349,6 +357,7 @@ def _run_on(sc: Scenario, t: Topology, reused: bool, runs_root: str | Path, say:
         journal.data["status"] = "failed"
         journal.data["problems"].append(str(exc))
     finally:
+        journal.data["server_restarts"] = lifecycle.server_restarts(t)  # since each node's container started
         journal.data["ended"] = _iso(time.time())
         journal.data["seconds"] = round(time.time() - started, 1)
         journal.data["verdict"] = "passed" if journal.data["status"] == "completed" and not journal.data["problems"] \
@@ -362,10 +371,11 @@ def _lab_for(sc: Scenario, name: str, ports: Ports | None) -> tuple[Topology, bo
     if lifecycle.running_containers(name):
         t = state.load_topology(name)
         want = sc.topology.build(name, t.ports)
-        if (t.node_names, tuple(n.dc for n in t.nodes), t.db_dc) != (want.node_names, tuple(n.dc for n in want.nodes),
-                                                                      want.db_dc):
+        if (t.node_names, tuple(n.dc for n in t.nodes), t.db_dc, sc.topology.profile or t.profile) != (
+                want.node_names, tuple(n.dc for n in want.nodes), want.db_dc, t.profile):
             raise BadInput(f"lab {name!r} is up with another topology than {sc.path} asks for "
-                           f"({t.size} nodes, database in {t.db_dc}); use another --name or `halab down --name {name}`")
+                           f"({t.size} nodes, database in {t.db_dc}, node profile {t.profile}); use another --name "
+                           f"or `halab down --name {name}`")
         return t, True
     return sc.topology.build(name, ports), False
 

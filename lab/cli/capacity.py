@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from lab.capacity import report, spec, sweep
-from lab.cli.common import AddCommand, emit, say
+from lab.cli.common import AddCommand, add_profile_option, emit, say
 from lab.core import yamlspec
 
 SETTING_FLAGS = ("duration", "spawn_rate", "think_time", "heap_scale", "pool_wait_ms", "up_timeout",
-                 "point_timeout", "max_error_rate", "target_users")
+                 "point_timeout", "max_error_rate", "target_users", "profile")
 
 
 def grid_from_args(args: argparse.Namespace) -> spec.Grid:
@@ -98,6 +98,7 @@ def add_commands(command: AddCommand) -> None:
     s.add_argument("--max-error-rate", dest="max_error_rate", help="error threshold for the recommendation, "
                    "a fraction (default 0.01)")
     s.add_argument("--target-users", dest="target_users", help="the load to size for (default: the largest swept)")
+    add_profile_option(s, default=None)  # None: the grid file's settings.profile, else rancher-1.0
     sp.add_argument("--dry-run", action="store_true", help="list the points and pre-flight findings; start nothing")
     sp.add_argument("--report", metavar="DIR", help="render an earlier sweep's capacity.json again (table, plots, "
                     "recommendation; --max-error-rate/--target-users may change)")

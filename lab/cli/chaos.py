@@ -4,11 +4,12 @@ lab.chaos.scenario and lab.chaos.matrix (registered by lab.cli.main)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from typing import Any
 
-from lab.cli.common import AddCommand, add_lab_name, emit, say
+from lab.cli.common import AddCommand, add_lab_name, add_profile_option, emit, say
 from lab.core.errors import BadInput
 
 FAULT_HELP = """kinds and their arguments:
@@ -46,6 +47,7 @@ def add_commands(command: AddCommand) -> None:
     sp.add_argument("--http-port", type=int, default=80)
     sp.add_argument("--https-port", type=int, default=443)
     sp.add_argument("--mgmt-port", type=int, default=18080)
+    add_profile_option(sp, default=None)  # None: the scenario file's topology.profile, else rancher-1.0
 
     sp = command("matrix", cmd_matrix, "check every survivability claim of the install guide on real labs")
     sp.add_argument("--nodes", default="1,3,5", help="cluster sizes, e.g. 1,3,5 (one lab per size)")
@@ -114,6 +116,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lab.cluster.topology import Ports
 
     sc = scenario.load(args.file)
+    if args.profile:
+        sc = dataclasses.replace(sc, topology=dataclasses.replace(sc.topology, profile=args.profile))
     name = args.name or scenario.lab_name_for(sc)
     if args.dry_run:
         print("\n".join(scenario.plan_lines(sc, name)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from lab.cli.common import AddCommand, add_lab_name, add_topology_options, emit, say, topology_from_args
 from lab.core.errors import mask
@@ -45,7 +46,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     t = topology_from_args(args)
     ep = lifecycle.up(t, say, keep_on_failure=args.keep_on_failure, timeout=args.timeout,
                 allow_undersized=args.allow_undersized)
-    lines = [f"lab {t.lab!r} is up: {t.size} node(s), quorum {t.majority}, survives {t.tolerance} failure(s)",
+    lines = [(f"lab {t.lab!r} is up: {t.size} node(s), quorum {t.majority}, survives {t.tolerance} failure(s), "
+              f"node profile {t.profile}"),
              *ep.lines(), f"tear down with: halab down --name {t.lab}"]
     emit(args, ep.__dict__ | {"ca_path": str(ep.ca_path)}, "\n".join(lines))
     return 0
@@ -67,15 +69,23 @@ def cmd_status(args: argparse.Namespace) -> int:
     docker.require_docker()
     t = state.load_topology(args.name)
     st = lifecycle.status(t)
-    rows = [f"{'node':6} {'dc':6} {'container':18} {'zookeeper':12} {'ha':12} {'lb':6}"]
+    rows = [f"node profile: {t.profile}",
+            f"{'node':6} {'dc':6} {'container':18} {'zookeeper':12} {'ha':12} {'lb':6} server restarts"]
     rows += [f"{n['name']:6} {n['datacenter']:6} {n['container']:18} {n['zk_mode']:12} {n['ha_state']:12} "
-             f"{n['lb']:6}" for n in st["nodes"]]
+             f"{n['lb']:6} {_restarts(n)}" for n in st["nodes"]]
     rows.append(f"database: {st['db']['container']} in {st['db']['datacenter']}, "
                 f"{'answers' if st['db']['answers'] else 'does not answer'}; "
                 f"load balancer: {st['lb']['container']}")
     emit(args, st, "\n".join(rows))
     healthy = all(n["ha_state"] == "active" and n["lb"] == "UP" for n in st["nodes"]) and st["db"]["answers"]
     return 0 if healthy else 3
+
+
+def _restarts(node: dict[str, Any]) -> str:
+    count = node["server_restarts"]
+    if count is None:
+        return "?"
+    return f"{count}" + (f" (last exit {node['last_exit_status']})" if count else "")
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

@@ -54,9 +54,19 @@ def add_topology_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node-memory", type=int, help="node container memory limit, MiB (default: from the heap)")
     p.add_argument("--tls-cert", help="your own certificate (PEM) for 443 instead of a generated one")
     p.add_argument("--tls-key", help="the key of --tls-cert")
+    add_profile_option(p)
     p.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
                    help="a server setting for every node, e.g. HALAB_PROCESS_DELAY_MS=1000 (a CATTLE_* or HALAB_* "
                    "variable of docs/architecture.md that no other option sets; repeatable)")
+
+
+def add_profile_option(p: argparse._ActionsContainer, default: str | None = "rancher-1.0") -> None:
+    from lab.server.profiles import PROFILES
+
+    p.add_argument("--profile", default=default, choices=list(PROFILES),
+                   help="how the nodes fail: rancher-1.0 (as released: /ping always pong, the server exits and "
+                   "restarts on a lost ZooKeeper session) or tuned (fenced by quorum within seconds)"
+                   + (f" (default {default})" if default else ""))
 
 
 def topology_from_args(args: argparse.Namespace):
@@ -78,4 +88,5 @@ def topology_from_args(args: argparse.Namespace):
         tls=Tls(cert=args.tls_cert, key=args.tls_key),
         db_image=os.environ.get("HALAB_DB_IMAGE") or None,
         server_env=parse_server_env(args.server_env),
+        profile=args.profile,
     )

@@ -61,7 +61,9 @@ def node_environment(t: Topology, node_name: str) -> dict[str, str]:
         "HALAB_ZK_MYID": str(node.zk_id),
         "HALAB_ZK_SERVERS": t.zk_servers(),
         "HALAB_HEAP_SCALE": str(s.heap_scale),
-        "HALAB_CLUSTER_HEARTBEAT": "1",
+        # Every profile setting (ZooKeeper timing, session, locks, heartbeat) follows from it,
+        # each still overridable by its own variable through --server-env.
+        "HALAB_PROFILE": t.profile,
     }
     return {**wired, **dict(t.server_env)}
 
@@ -95,7 +97,7 @@ def render(t: Topology, image_tags: dict[str, str]) -> dict[str, Any]:
             **({"ports": [f"{t.ports.bind}:{t.ports.direct}:{NODE_API_PORT}"]} if direct else {}),
             "image": image_tags["node"],
             "hostname": node.name,
-            "labels": labels(t, "node", **{"halab.node": node.name, "halab.dc": node.dc}),
+            "labels": labels(t, "node", **{"halab.node": node.name, "halab.dc": node.dc, "halab.profile": t.profile}),
             "environment": node_environment(t, node.name),
             "networks": {
                 node.dc: {"aliases": [node.alias(node.dc)]},
@@ -116,7 +118,9 @@ def render(t: Topology, image_tags: dict[str, str]) -> dict[str, Any]:
             # (10 s by default), which stalls the ZooKeeper client's reconnect past its session.
             "dns_opt": ["timeout:1", "attempts:1"],
             "depends_on": {"db": {"condition": "service_healthy"}},
-            "restart": "no",
+            # rancher-1.0: a node whose supervisor or ZooKeeper exits comes back, like Rancher's
+            # containers; `docker kill` and `docker stop` (the kill and stop faults) keep it down.
+            "restart": t.node_profile.container_restart,
         }
     networks: dict[str, Any] = {
         "front": {"labels": labels(t, "net-front")},
@@ -179,9 +183,10 @@ def dump(project: dict[str, Any]) -> str:
 
 
 def haproxy_config(t: Topology) -> str:
-    """HAProxy config: health checks on /ping tuned for fast detection, L7 retries for idempotent
-    requests with redispatch, a stats page, and `/node/<name>/...` routes that reach one node
-    whatever its health (the harness's probes)."""
+    """HAProxy config: health checks on /ping as the node profile says (rancher-1.0: the management
+    stack's 1 s x 2; tuned: fast detection), retries with redispatch (tuned: L7 retries of
+    idempotent requests), a stats page, and `/node/<name>/...` routes that reach one node whatever
+    its health (the harness's probes)."""
     servers = "\n".join(
         f"    server {n.name} {n.alias(n.dc)}:{NODE_API_PORT} check" for n in t.nodes
     )
@@ -196,6 +201,8 @@ def haproxy_config(t: Topology) -> str:
         for n in t.nodes
     )
     template = Template((TEMPLATES / "haproxy.cfg.tmpl").read_text())
+    p = t.node_profile
     return template.substitute(servers=servers, mgmt_servers=mgmt_servers, routes=routes, direct=direct,
-                               lab=t.lab)
+                               lab=t.lab, check=p.lb_check(), check_timeout=f"{p.lb_check_timeout_ms}ms",
+                               retry_on=p.lb_retry_on, profile=p.name)
 

@@ -12,12 +12,13 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-from lab.cluster import docker, images, preflight, probes, state
+from lab.cluster import compose, docker, images, preflight, probes, state
 from lab.cluster.compose import container_name, registration_url
 from lab.core.errors import BadInput, RuntimeFailure
 from lab.cluster.topology import Topology
+from lab.server import profiles
 
 Say = Callable[[str], None]
 SCHEMA_TABLE = "DATABASECHANGELOG"
@@ -117,6 +118,7 @@ def wait_healthy(t: Topology, say: Say = quiet, timeout: float = 180) -> None:
         return probes.quorum_problem({n: probes.node_view(t, n).zk_mode for n in t.node_names})
 
     def nodes_active() -> str | None:
+        # Each node's own HA state, not /ping alone: a rancher-1.0 node answers pong at once.
         views = [probes.node_view(t, n) for n in t.node_names]
         lb = probes.lb_servers(t)
         bad = [f"{v.name}={v.state}" for v in views if not v.active]
@@ -202,14 +204,17 @@ def dump_logs(t: Topology, say: Say, tail: int = 30) -> None:
 # ------------------------------------------------------------------------------------------ status
 
 def status(t: Topology) -> dict:
-    """Each node's container state, datacenter, ZooKeeper mode and HA state; LB backends; database."""
+    """Each node's container state, datacenter, ZooKeeper mode, HA state and server restarts; LB
+    backends; database; the node profile and the settings the nodes run with."""
     containers = {c["Config"]["Labels"].get("com.docker.compose.service"): c
                   for c in docker.inspect(docker.labelled("container", t.lab))}
     lb = probes.lb_servers(t)
     nodes = []
     for n in t.nodes:
         c = containers.get(n.name)
-        view = probes.node_view(t, n.name) if c and c["State"]["Running"] else None
+        running = bool(c and c["State"]["Running"])
+        view = probes.node_view(t, n.name) if running else None
+        supervisor = probes.supervisor_state(t, n.name) if running else {}
         nodes.append({
             "name": n.name,
             "datacenter": n.dc,
@@ -218,6 +223,8 @@ def status(t: Topology) -> dict:
             "ha_state": view.state if view else "down",
             "ping": view.ping if view else None,
             "lb": lb.get(n.name, "unknown"),
+            "server_restarts": supervisor.get("serverRestarts"),
+            "last_exit_status": supervisor.get("lastExitStatus"),
         })
     db = containers.get("db")
     return {
@@ -229,7 +236,21 @@ def status(t: Topology) -> dict:
         "db": {"container": _container_state(db), "datacenter": t.db_dc,
                "answers": bool(db and db["State"]["Running"] and probes.db_alive(t))},
         "endpoints": endpoints(t).__dict__ | {"ca_path": str(endpoints(t).ca_path)},
+        "profile": profile_settings(t),
     }
+
+
+def server_restarts(t: Topology) -> dict[str, int | None]:
+    """Per node, how often its supervisor restarted the API server (None: not readable, e.g. the
+    container is down)."""
+    return {n: probes.supervisor_state(t, n).get("serverRestarts") for n in t.node_names}
+
+
+def profile_settings(t: Topology) -> dict[str, Any]:
+    """The node profile and its effective values: the server's settings as the nodes' environment
+    makes them (the same computation as the node's /status.json) and what the lab renders."""
+    p = profiles.from_env(compose.node_environment(t, t.nodes[0].name))
+    return {**profiles.effective(p), "harness": {f.name: getattr(p, f.name) for f in profiles.harness_settings()}}
 
 
 def _container_state(c: dict | None) -> str:

@@ -9,13 +9,14 @@ import csv
 import http.client
 import io
 import json
+import subprocess
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from lab.cluster import docker
 from lab.cluster.compose import container_name
-from lab.core.errors import RuntimeFailure
+from lab.core.errors import LabError, RuntimeFailure
 from lab.cluster.topology import Topology
 
 PROBE_TIMEOUT = 1.0
@@ -55,7 +56,9 @@ class NodeView:
 
     @property
     def active(self) -> bool:
-        return self.ping == 200
+        """The node reports itself active (schema, ZooKeeper session, database). Not `/ping`: a
+        rancher-1.0 node answers pong whatever its state."""
+        return self.ping == 200 and self.state == "active"
 
 
 def node_view(t: Topology, name: str, timeout: float = PROBE_TIMEOUT) -> NodeView:
@@ -74,6 +77,22 @@ def node_view(t: Topology, name: str, timeout: float = PROBE_TIMEOUT) -> NodeVie
             detail = {}
     zk = detail.get("zookeeper") or {}
     return NodeView(name, ping.status, str(detail.get("state", "unknown")), str(zk.get("mode") or "unknown"), detail)
+
+
+# Where a node's supervisor reports its API server's restarts (lab/server/supervisor.py STATE_FILE).
+SUPERVISOR_STATE = "/tmp/halab-supervisor.json"
+
+
+def supervisor_state(t: Topology, name: str) -> dict[str, Any]:
+    """What the node's supervisor reports (serverRestarts, lastExitStatus), read inside its
+    container, so it is there while the API server is down; {} when it cannot be read."""
+    try:
+        out = docker.run(["docker", "exec", container_name(t, name), "cat", SUPERVISOR_STATE],
+                         f"read {name}'s supervisor state", timeout=10)
+        state = json.loads(out)
+    except (LabError, subprocess.TimeoutExpired, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
 
 
 SERVING_MODES = ("leader", "follower", "standalone")

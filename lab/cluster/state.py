@@ -22,6 +22,7 @@ from pathlib import Path
 from lab.cluster import compose, tls
 from lab.core.errors import BadInput, register_secret
 from lab.cluster.topology import Node, Ports, Sizing, Tls, Topology
+from lab.server.profiles import DEFAULT_PROFILE
 
 # The uid the lab's images run as; secret files belong to it so a 0600 file is still readable.
 CONTAINER_UID = 10001
@@ -60,6 +61,7 @@ def topology_from_dict(d: dict) -> Topology:
         tls=Tls(**d["tls"]),
         db_image=d.get("db_image"),
         server_env=tuple((k, v) for k, v in d.get("server_env", ())),
+        profile=d.get("profile", DEFAULT_PROFILE),
     )
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Iterable, Mapping
 
 from lab.core.errors import BadInput
+from lab.server.profiles import DEFAULT_PROFILE, PROFILES, Profile, profile
 
 SUPPORTED_SIZES = (1, 3, 5)
 DEFAULT_LAYOUTS = {1: (("dc-a", 1),), 3: (("dc-a", 2), ("dc-b", 1)), 5: (("dc-a", 3), ("dc-b", 2))}
@@ -50,7 +51,7 @@ RESERVED_SERVER_ENV: dict[str, str] = {
     "HALAB_ZK_MYID": "--nodes and --layout",
     "HALAB_ZK_SERVERS": "--nodes and --layout",
     "HALAB_HEAP_SCALE": "--heap-scale",
-    "HALAB_CLUSTER_HEARTBEAT": "the lab itself (1 s, so that fencing is quick)",
+    "HALAB_PROFILE": "--profile",
     "HALAB_START_ZOOKEEPER": "the lab itself (every node runs its ZooKeeper member)",
     "HALAB_API_PORT": "the lab itself (the load balancer routes to port 8080)",
     "HALAB_MANAGEMENT_PORT": "the lab itself (the load balancer routes to port 18080)",
@@ -149,6 +150,12 @@ class Topology:
     db_image: str | None = None  # None: the lab's own MariaDB image
     # Extra server settings for every node (`--server-env KEY=VALUE`), in the order given.
     server_env: tuple[tuple[str, str], ...] = ()
+    # How the nodes fail (lab/server/profiles.py): its name, checked by make_topology.
+    profile: str = DEFAULT_PROFILE
+
+    @property
+    def node_profile(self) -> Profile:
+        return profile(self.profile)
 
     @property
     def size(self) -> int:
@@ -273,6 +280,13 @@ def check_server_env(env: Mapping[str, str] | Iterable[tuple[str, str]] | None,
     return tuple(pairs)
 
 
+def check_profile(name: object, where: str = "--profile") -> str:
+    if isinstance(name, str) and name in PROFILES:
+        return name
+    raise BadInput(f"{where}: {name!r} is not a node profile; use {' or '.join(PROFILES)} "
+                   f"(docs/architecture.md, Node profiles)")
+
+
 def _size_error(nodes: object, where: str) -> BadInput:
     hint = "1 (not HA), 3 (survives any one failure) or 5 (survives any two)"
     if isinstance(nodes, int) and nodes > 0 and nodes % 2 == 0:
@@ -295,6 +309,7 @@ def make_topology(
     tls: Tls | None = None,
     db_image: str | None = None,
     server_env: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+    profile: str = DEFAULT_PROFILE,
     where: str = "--nodes",
 ) -> Topology:
     """Validate user input and build a Topology. Every error is a BadInput naming its source."""
@@ -339,6 +354,7 @@ def make_topology(
         tls=tls or Tls(),
         db_image=db_image,
         server_env=check_server_env(server_env),
+        profile=check_profile(profile),
     )
     _validate_numbers(topo)
     return topo

@@ -75,6 +75,17 @@ def _read_json(path: Path) -> Any:
 # ----------------------------------------------------------------------------- summary and JUnit
 
 
+def _nodes_html(journal: Any) -> str:
+    """The node profile and each node's API server restarts, from a scenario's journal."""
+    if not isinstance(journal, dict) or not isinstance(journal.get("server_restarts"), dict):
+        return ""
+    restarts = ", ".join(f"{html.escape(str(n))}: {'?' if c is None else c}"
+                         for n, c in journal["server_restarts"].items())
+    profile = html.escape(str((journal.get("lab") or {}).get("profile", "?")))
+    return (f"<p>Node profile {profile}. API server restarts since each node's container started, at the end "
+            f"of the run (a rancher-1.0 server exits on a lost ZooKeeper session): {restarts}.</p>\n")
+
+
 def summary_data(run: Path, history: History, result: CheckResult, load: Any, files: Sequence[str]) -> dict[str, Any]:
     span = history.span
     d = result.to_dict()
@@ -310,6 +321,7 @@ def report_html(run_name: str, history: History, result: CheckResult, plots: Map
                            for n in files)
     faults = (_table(FAULT_HEADERS, fault_rows(result.faults, t_ref), "faults") if result.faults
               else "<p>No faults in this run.</p>")
+    nodes = _nodes_html(journal)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>ha-lab run {html.escape(run_name)}</title>
 <style>{_CSS}</style></head><body>
@@ -318,7 +330,7 @@ def report_html(run_name: str, history: History, result: CheckResult, plots: Map
 <p>{html.escape(totals)}</p>
 <h2>Checks</h2>{checks}
 {"<ul>" + "".join(violations) + "</ul>" if violations else ""}
-<h2>Faults</h2>{faults}
+{nodes}<h2>Faults</h2>{faults}
 <p><small>Times in seconds from the run's first record. Time to detect: fault start to the first probe
 that saw a node leave <i>active</i>. Time to recover: fault start to the first success after which
 clients saw no failure for {result.config.stable_seconds:g} s. Error budget: failed requests in the window

@@ -8,11 +8,11 @@ from __future__ import annotations
 import os
 import re
 import socket
-from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping, TypeVar, get_type_hints
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, TypeVar
 
-from . import cluster
-from .profiles import DEFAULT_PROFILE, Profile, profile, server_settings
+from . import cluster, profiles
+from .profiles import DEFAULT_PROFILE, Profile, profile
 
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _XMX = re.compile(r"-Xmx(\d+)([kKmMgGtT]?)(?:\s|$)")
@@ -182,48 +182,14 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
     )
 
 
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in _TRUE + _FALSE:
-        return raw in _TRUE
-    raise ConfigError(f"{name}={raw!r} is not a boolean (true or false)")
-
-
 def profile_from_env(env: Mapping[str, str]) -> Profile:
-    """HALAB_PROFILE's settings, each replaced by its own variable when that is set."""
     try:
-        base = profile(env.get("HALAB_PROFILE", "").strip() or DEFAULT_PROFILE)
+        return profiles.from_env(env)
     except ValueError as e:
-        raise ConfigError(f"HALAB_PROFILE: {e}") from None
-    kinds = get_type_hints(Profile)
-    values: dict[str, Any] = {}
-    for f in server_settings():
-        name, default, minimum = f.metadata["env"], getattr(base, f.name), f.metadata["min"]
-        kind = kinds[f.name]
-        if kind is bool:
-            values[f.name] = _bool(env, name, default)
-        elif kind is int:
-            values[f.name] = _int(env, name, default, minimum=int(minimum))
-        else:
-            values[f.name] = _float(env, name, default, minimum=float(minimum))
-    if values["lock_no_session_status"] not in (500, 503):
-        raise ConfigError("HALAB_LOCK_NO_SESSION_STATUS must be 500 or 503")
-    return replace(base, **values)
+        raise ConfigError(str(e)) from None
 
 
 def effective(cfg: Config) -> dict[str, Any]:
     """The profile and the value of each of its server settings, marking those the environment
-    overrode (for /status.json and `halab status --json`)."""
-    base = profile(cfg.profile.name)
-    return {
-        "profile": cfg.profile.name,
-        "settings": {f.name: getattr(cfg.profile, f.name) for f in server_settings()},
-        "sessionLossAfterSeconds": cfg.profile.session_loss_after,
-        "overridden": sorted(f.name for f in server_settings()
-                             if getattr(cfg.profile, f.name) != getattr(base, f.name)),
-    }
+    overrode (for /status.json; `halab status --json` computes the same from a node's environment)."""
+    return profiles.effective(cfg.profile)

@@ -16,8 +16,8 @@ Adding one: a field here, its value and its one-line "why" in both profiles.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, get_type_hints
 
 DEFAULT_PROFILE = "rancher-1.0"
 
@@ -109,6 +109,10 @@ def settings() -> tuple[Any, ...]:
 
 def server_settings() -> tuple[Any, ...]:
     return tuple(f for f in settings() if "env" in f.metadata)
+
+
+def harness_settings() -> tuple[Any, ...]:
+    return tuple(f for f in settings() if f.metadata.get("harness"))
 
 
 RANCHER_1_0 = Profile(
@@ -271,3 +275,47 @@ def profile(name: str) -> Profile:
         return PROFILES[name]
     except KeyError:
         raise ValueError(f"unknown node profile {name!r}: known profiles are {', '.join(PROFILES)}") from None
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _parse(kind: Any, name: str, raw: str, minimum: float | None) -> Any:
+    if kind is bool:
+        if raw.lower() in _TRUE + _FALSE:
+            return raw.lower() in _TRUE
+        raise ValueError(f"{name}={raw!r} is not a boolean (true or false)")
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not {'an integer' if kind is int else 'a number'}") from None
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name}={value} is below {minimum:g}")
+    return value
+
+
+def from_env(env: Mapping[str, str]) -> Profile:
+    """The node's settings: HALAB_PROFILE's (default rancher-1.0), each replaced by its own
+    variable when that is set. ValueError names a bad value. The harness calls it with a node's
+    environment to show what the node runs with."""
+    base = profile(env.get("HALAB_PROFILE", "").strip() or DEFAULT_PROFILE)
+    kinds = get_type_hints(Profile)
+    values = {}
+    for f in server_settings():
+        raw = env.get(f.metadata["env"], "").strip()
+        if raw:
+            values[f.name] = _parse(kinds[f.name], f.metadata["env"], raw, f.metadata["min"])
+    if values.get("lock_no_session_status", 500) not in (500, 503):
+        raise ValueError("HALAB_LOCK_NO_SESSION_STATUS must be 500 or 503")
+    return replace(base, **values)
+
+
+def effective(p: Profile) -> dict[str, Any]:
+    """The profile's name, its server settings' values and those the environment overrode."""
+    base = profile(p.name)
+    return {
+        "profile": p.name,
+        "settings": {f.name: getattr(p, f.name) for f in server_settings()},
+        "sessionLossAfterSeconds": p.session_loss_after,
+        "overridden": sorted(f.name for f in server_settings() if getattr(p, f.name) != getattr(base, f.name)),
+    }
