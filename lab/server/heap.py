@@ -5,9 +5,13 @@ What it models, plainly:
 * `CATTLE_JAVA_OPTS` `-Xmx<size>` sets the node's memory budget. The budget in real bytes is
   `Xmx / HALAB_HEAP_SCALE` (default scale 32, so `-Xmx4g` is a 128 MiB budget, `-Xmx1g` 32 MiB),
   so that several nodes fit on one small machine while keeping the ratios of the real settings.
-* Two things live in the budget, both real allocations of this process:
-  - the in-memory resource cache (reads by id), capped at `CACHE_SHARE` of the budget; it evicts
-    least-recently-used entries rather than grow past its share;
+* What lives in the budget, all real allocations of this process or counted as such:
+  - with the rancher-1.0 profile, what the reports of exhausted cattle heaps say a server holds
+    whatever its load: a baseline from the start and a cost per live managed resource, counted
+    from the database (`HALAB_HEAP_BASELINE`, `HALAB_HEAP_PER_RESOURCE`, in modelled bytes; the
+    derivation is in docs/rancher-1.0-behaviour.md);
+  - the in-memory resource cache (reads by id), capped at `CACHE_SHARE` of the rest of the budget;
+    it evicts least-recently-used entries rather than grow past its share;
   - per-request working memory: every request in flight holds a real `bytearray` of
     `HALAB_REQUEST_HEAP` bytes (default 64 KiB, i.e. 2 MiB of modelled JVM heap) plus the size of
     its request and response bodies.
@@ -47,16 +51,28 @@ class Allocation:
 
 
 class HeapModel:
-    def __init__(self, xmx: int, scale: int) -> None:
+    def __init__(self, xmx: int, scale: int, baseline: int = 0, per_resource: int = 0) -> None:
+        """`baseline` and `per_resource` are modelled bytes (real bytes x scale)."""
         self.xmx = xmx
         self.scale = scale
         self.budget = max(1 << 20, xmx // scale)
-        self.cache_limit = int(self.budget * CACHE_SHARE)
+        self.baseline_bytes = baseline // scale
+        self.per_resource = per_resource
+        self.resources = 0
         self._lock = threading.Lock()
+        self._retained_bytes = 0
         self._cache_bytes = 0
         self._inflight_bytes = 0
-        self.peak_bytes = 0
+        self.peak_bytes = self.baseline_bytes
         self.oom_count = 0
+
+    @property
+    def cache_limit(self) -> int:
+        return max(0, int((self.budget - self.baseline_bytes - self._retained_bytes) * CACHE_SHARE))
+
+    @property
+    def retained_bytes(self) -> int:
+        return self._retained_bytes
 
     @property
     def cache_bytes(self) -> int:
@@ -68,7 +84,7 @@ class HeapModel:
 
     @property
     def used(self) -> int:
-        return self._cache_bytes + self._inflight_bytes
+        return self.baseline_bytes + self._retained_bytes + self._cache_bytes + self._inflight_bytes
 
     @property
     def pressure(self) -> float:
@@ -93,7 +109,7 @@ class HeapModel:
     def allocate(self, size: int) -> Allocation:
         """Really allocate `size` bytes of request working memory, or raise OutOfMemory."""
         with self._lock:
-            used = self._cache_bytes + self._inflight_bytes
+            used = self.used
             if used + size > self.budget:
                 self.oom_count += 1
                 raise OutOfMemory(size, used, self.budget)
@@ -115,4 +131,15 @@ class HeapModel:
     def cache_changed(self, delta: int) -> None:
         with self._lock:
             self._cache_bytes += delta
-            self.peak_bytes = max(self.peak_bytes, self._cache_bytes + self._inflight_bytes)
+            self.peak_bytes = max(self.peak_bytes, self.used)
+
+    def resources_changed(self, count: int) -> None:
+        """`count` live managed resources now hold their share; OutOfMemory past the budget."""
+        with self._lock:
+            self.resources = count
+            self._retained_bytes = count * self.per_resource // self.scale
+            used = self.used
+            self.peak_bytes = max(self.peak_bytes, used)
+            if used > self.budget:
+                self.oom_count += 1
+                raise OutOfMemory(self._retained_bytes, used, self.budget)

@@ -17,8 +17,14 @@ import pymysql
 
 from .gdapi import ApiError
 from .resources import (
+    AGENT,
+    CONTAINER,
+    ENVIRONMENT,
+    HOST,
     PROCESS_INSTANCE,
+    PROJECT,
     RESOURCE_TYPES,
+    SERVICE,
     Field,
     ResourceType,
     is_transitioning,
@@ -262,3 +268,19 @@ def default_project_id(conn: Any) -> int:
         raise RuntimeError("the Default project is missing: schema not migrated?")
     return int(row[0])
 
+
+
+# The resources a cattle server holds in memory per environment (heap.py's per-resource cost).
+MANAGED = (PROJECT, ENVIRONMENT, SERVICE, CONTAINER, HOST, AGENT)
+
+
+def count_managed(conn: Any) -> int:
+    """Live (not removed) projects, stacks, services, containers, hosts and agents."""
+    total = 0
+    with conn.cursor() as cur:
+        for rt in MANAGED:
+            kind = " AND kind = %s" if rt.table == "account" else ""
+            cur.execute(f"SELECT COUNT(*) FROM `{rt.table}` WHERE removed IS NULL{kind}",
+                        (rt.kind,) if kind else ())
+            total += int(cur.fetchone()[0])
+    return total

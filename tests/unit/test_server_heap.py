@@ -73,7 +73,8 @@ def test_peak_pressure_is_the_highest_use_since_start() -> None:
 
 def test_node_metrics_report_the_peak_ratio() -> None:
     async def main() -> str:
-        node = Node(from_env({"HALAB_NODE_NAME": "a1", "CATTLE_JAVA_OPTS": "-Xmx1g"}), asyncio.get_running_loop())
+        env = {"HALAB_NODE_NAME": "a1", "CATTLE_JAVA_OPTS": "-Xmx1g", "HALAB_HEAP_BASELINE": "0"}
+        node = Node(from_env(env), asyncio.get_running_loop())
         node.heap.free(node.heap.allocate(8 * MiB))
         return node.metrics_text()  # nothing was started: no thread, socket or task to stop
     text = asyncio.run(main())
