@@ -249,7 +249,8 @@ class Api:
         watched = False
         if fill:
             node.cache.begin_fill(key)
-            watched = node.coord.watch(rt.name, rid, lambda: node.cache.invalidate(key))
+            # Over Redis, resource.change events invalidate (processes.py); else a ZooKeeper watch.
+            watched = node.engine.bus is not None or node.coord.watch(rt.name, rid, lambda: node.cache.invalidate(key))
         template = None
         settled = False
         try:
@@ -341,7 +342,7 @@ class Api:
             extra["secretValue"] = secret
         engine = self.node.engine
         row = await engine.write(engine.create_txn, rt, changes)
-        engine.submit(rt.name, int(row["id"]))
+        await engine.dispatch(rt.name, int(row["id"]))
         return json_response(self._render(rt, row, self.base(request), **extra), 201)
 
     async def update(self, request: web.Request) -> web.Response:
@@ -368,8 +369,9 @@ class Api:
         engine = self.node.engine
         row = await engine.write(engine.change_txn, rt, rid, action, changes)
         self.node.cache.invalidate((rt.name, rid))
+        await engine.changed(rt.name, rid)
         if row["state"] != "removed":
-            engine.submit(rt.name, rid)
+            await engine.dispatch(rt.name, rid)
         return json_response(self._render(rt, row, self.base(request)))
 
     async def action(self, request: web.Request) -> web.Response:
@@ -410,8 +412,8 @@ class Api:
         engine = self.node.engine
         reg, created = await engine.write(agents.register_txn, engine, request.match_info["token"], hostname, host_uuid)
         if created:
-            engine.submit("agent", AGENT.parse_id(reg["agentId"]) or 0)
-            engine.submit("host", RESOURCE_TYPES["host"].parse_id(reg["hostId"]) or 0)
+            await engine.dispatch("agent", AGENT.parse_id(reg["agentId"]) or 0)
+            await engine.dispatch("host", RESOURCE_TYPES["host"].parse_id(reg["hostId"]) or 0)
         base = self.base(request)
         reg["checkinUrl"] = f"{base}/v1/agents/{reg['agentId']}?action=checkin"
         reg["links"] = {

@@ -25,7 +25,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from . import cluster, management, store, zkserver
+from . import cluster, clustermgr, management, store, zkserver
 from .api import Api
 from .auth import Authenticator
 from .cache import ResourceCache
@@ -36,12 +36,14 @@ from .heap import HeapModel, OutOfMemory
 from .listener import Listener
 from .metrics import Gauge, RequestMetrics, render_gauges
 from .migrations import MigrationLockTimeout, MySQLLockStore, migrate
-from .processes import ProcessEngine
+from .processes import EVENTS, ProcessEngine
+from .redisbus import EventBus, parse_hosts
 from .state import Health, HAStateMachine
 
 log = logging.getLogger("halab.node")
 
 HEALTH_INTERVAL = 1.0
+RESOURCE_COUNT_INTERVAL = 5.0
 DB_RETRY_MAX = 5.0
 SESSION_CHECK_INTERVAL = 0.5
 EXIT_SESSION_LOST = 3  # cattle's System.exit(3)
@@ -53,12 +55,14 @@ class Node:
         self.loop = loop
         self.uuid = f"{cfg.node_name}-{uuidlib.uuid4().hex[:12]}"
         self.started = time.time()
-        self.heap = HeapModel(cfg.heap_xmx, cfg.heap_scale)
+        self.heap = HeapModel(cfg.heap_xmx, cfg.heap_scale, cfg.profile.heap_baseline, cfg.profile.heap_per_resource)
         self.sm = HAStateMachine()
         self.db = Database(cfg, loop)
         self.coord = Coordinator(cfg.zk_connection_string, cfg.profile, cfg.node_name)
         self.cache = ResourceCache(self.heap)
         self.engine = ProcessEngine(cfg, self.db, self.coord, self.cache, loop)
+        if cfg.redis_hosts:
+            self.engine.bus = EventBus(parse_hosts(cfg.redis_hosts), self.engine.on_event)
         self.auth = Authenticator(self.db)
         self.requests = RequestMetrics()
         self.ctx = store.Context(cfg.registration_url)
@@ -105,6 +109,8 @@ class Node:
         for task in self._tasks:
             task.cancel()
         self.engine.close()
+        if self.engine.bus is not None:
+            await self.engine.bus.close()
         for listener in self._listeners:
             await listener.stop()
         await self.loop.run_in_executor(None, self.coord.stop)
@@ -166,9 +172,13 @@ class Node:
         self._evaluate()
         if not self.cfg.profile.ping_gate:
             await self._serve(Api(self).app(), self.cfg.api_port)
+        if self.engine.bus is not None:
+            self.engine.bus.start(EVENTS)
         self._spawn(self._every(HEALTH_INTERVAL, self._health))
         self._spawn(self._every(self.cfg.profile.cluster_heartbeat, self._heartbeat))
         self._spawn(self._every(min(1.0, self.cfg.process_replay_after), self._replay))
+        if self.heap.per_resource:
+            self._spawn(self._every(RESOURCE_COUNT_INTERVAL, self._count_resources))
 
     def _migrate(self, conn: Any) -> list[str]:
         return migrate(MySQLLockStore(conn), self.uuid, self.cfg.changelog_lock_stale, self.cfg.migration_max_wait)
@@ -190,7 +200,7 @@ class Node:
             self._db_healthy()
         except (DatabaseError, asyncio.TimeoutError) as e:
             self._db_failed(str(e) or "health check timed out")
-        self.zk_mode = await zkserver.mode() if self.cfg.start_zookeeper else "external"
+        self.zk_mode = await self._zk_mode() if self.cfg.start_zookeeper else "external"
         await self.loop.run_in_executor(self.engine.zk_executor, self.coord.revive)
         self._evaluate()
 
@@ -206,7 +216,18 @@ class Node:
         self.db_ok, self.db_error = False, error
         self._evaluate()
 
+    async def _zk_mode(self) -> str:
+        if not self.cfg.profile.cluster_manager:
+            return await zkserver.mode()
+        # This host's member listens on its slot's client port; the others' are tunnels.
+        slot = int(clustermgr.read_state().get("zookeeper", {}).get("slot") or 0)
+        return await zkserver.mode(port=cluster.slot_port("zk-client", slot)) if slot else "no slot"
+
     async def _heartbeat(self) -> None:
+        if self.cfg.profile.cluster_manager:
+            # cluster-manager keeps the table (clustermgr.py); the server only shows it.
+            self.members = await self.db.run_system(cluster.members)
+            return
         data = {
             "state": self.sm.state.value,
             "reasons": list(self.sm.reasons),
@@ -223,6 +244,13 @@ class Node:
                 members = [x for x in members if x.id != m.id]
         self.members = members
 
+    async def _count_resources(self) -> None:
+        count = await self.db.run_system(store.count_managed)
+        try:
+            self.heap.resources_changed(count)
+        except OutOfMemory as e:
+            self.die_of_oom(e)
+
     async def _replay(self) -> None:
         # With the state gate only an active node (quorum and database) takes over other nodes'
         # processes; without it every node tries, and the lock decides.
@@ -232,6 +260,7 @@ class Node:
 
     def status(self) -> dict[str, Any]:
         master = cluster.master(self.members)
+        manager = clustermgr.read_state() if self.cfg.profile.cluster_manager else {}
         members = [
             {
                 "id": m.id,
@@ -243,7 +272,8 @@ class Node:
                 "zkMode": m.data.get("zkMode"),
                 "memoryDegraded": m.data.get("memoryDegraded"),
                 "master": master is not None and m.id == master.id,
-                "self": m.uuid == self.uuid,
+                "self": m.uuid in (self.uuid, manager.get("uuid")),
+                "slot": m.assigned_index,
             }
             for m in self.members
         ]
@@ -256,8 +286,9 @@ class Node:
             "bootstrapped": self.bootstrapped,
             "clusterSize": self.cfg.cluster_size,
             "master": master.name if master else None,
-            "isMaster": master is not None and master.uuid == self.uuid,
+            "isMaster": master is not None and master.uuid in (self.uuid, manager.get("uuid")),
             "members": members,
+            "clusterManager": manager or None,
             "zookeeper": {"session": self.coord.state, "mode": self.zk_mode,
                           "connectionString": self.cfg.zk_connection_string,
                           "disconnectedSeconds": round(self.coord.loss.down_for(time.monotonic()), 1)},
@@ -267,8 +298,11 @@ class Node:
             "pool": {"max": pool.max_size, "size": pool.size, "inUse": pool.in_use, "waiting": pool.waiting,
                      "exhaustedTotal": pool.exhausted_total, "tooManyConnectionsTotal": self.db.too_many_total},
             "processes": {"queueDepth": self.engine.queue_depth, "oldestAgeSeconds": self.engine.oldest_age},
+            "events": self.engine.bus.status() if self.engine.bus is not None else None,
             "memory": {"budgetBytes": self.heap.budget, "xmxBytes": self.heap.xmx, "usedBytes": self.heap.used,
                        "cacheBytes": self.heap.cache_bytes, "cacheLimitBytes": self.heap.cache_limit,
+                       "baselineBytes": self.heap.baseline_bytes, "retainedBytes": self.heap.retained_bytes,
+                       "resources": self.heap.resources,
                        "pressure": round(self.heap.pressure, 4), "degraded": self.heap.memory_degraded},
             "uptimeSeconds": round(time.time() - self.started, 1),
         }
@@ -301,7 +335,8 @@ class Node:
             Gauge("cattle_cache_bytes", "Bytes held by the read cache.", self.heap.cache_bytes),
             Gauge("cattle_cache_limit_bytes", "The cache's share of the heap budget.", self.heap.cache_limit),
             Gauge("cattle_heap_budget_bytes", "Modelled heap budget in real bytes (Xmx / scale).", self.heap.budget),
-            Gauge("cattle_heap_used_bytes", "Cache plus in-flight request memory.", self.heap.used),
+            Gauge("cattle_heap_used_bytes", "Baseline, resources, cache and in-flight request memory.", self.heap.used),
+            Gauge("cattle_heap_retained_bytes", "What the live managed resources hold.", self.heap.retained_bytes),
             Gauge("cattle_heap_pressure", "Used / budget.", round(self.heap.pressure, 4)),
             Gauge("cattle_heap_peak_bytes", "Highest modelled heap use so far.", self.heap.peak_bytes),
             Gauge("cattle_heap_peak_ratio", "Highest used / budget since start.", round(self.heap.peak_pressure, 4)),

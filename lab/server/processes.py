@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,7 @@ from .coord import Coordinator, Fence, LockBusy, NoQuorum
 from .db import Database
 from .gdapi import ApiError
 from .inputs import Changes
+from .redisbus import EventBus
 from .resources import RESOURCE_TYPES, ResourceType
 
 log = logging.getLogger("halab.process")
@@ -48,6 +50,10 @@ _FLOW = {
 }
 MAX_CONCURRENT = 16
 REPLAY_BATCH = 200
+# cattle's event names (EngineEvents.PROCESS_EXECUTE, IaasEvents.RESOURCE_CHANGE)
+PROCESS_EXECUTE = "process.execute"
+RESOURCE_CHANGE = "resource.change"
+EVENTS = (PROCESS_EXECUTE, RESOURCE_CHANGE)
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,8 @@ class ProcessEngine:
         self._inflight: set[tuple[str, int]] = set()
         self._slots = asyncio.Semaphore(MAX_CONCURRENT)
         self._tasks: set[asyncio.Task[None]] = set()
+        # rancher-1.0: cattle's event bus over every node's Redis (redisbus.py, set by the node).
+        self.bus: EventBus | None = None
         self.queue_depth = 0
         self.oldest_age = 0.0
         self.finished_total = 0
@@ -145,6 +153,30 @@ class ProcessEngine:
 
     # -- execution -----------------------------------------------------------------------------
 
+    async def dispatch(self, rtype: str, row_id: int) -> None:
+        """Have the resource's unfinished processes run. Over the bus, as cattle's EventingDispatcher:
+        every server gets `process.execute` and the one that takes the lock runs them; the API
+        answers once the publish returned, and a dropped event waits for the replay. Without a
+        bus this node runs them."""
+        if self.bus is None:
+            self.submit(rtype, row_id)
+        else:
+            await self.bus.publish(PROCESS_EXECUTE, {"resourceType": rtype, "resourceId": row_id})
+
+    async def changed(self, rtype: str, row_id: int) -> None:
+        """A committed change of the resource: every server drops it from its read cache."""
+        if self.bus is not None:
+            await self.bus.publish(RESOURCE_CHANGE, {"resourceType": rtype, "resourceId": row_id})
+
+    def on_event(self, name: str, data: Mapping[str, Any]) -> None:
+        rtype, row_id = data.get("resourceType"), data.get("resourceId")
+        if not isinstance(rtype, str) or not isinstance(row_id, int):
+            return
+        if name == PROCESS_EXECUTE and rtype in RESOURCE_TYPES:
+            self.submit(rtype, row_id)
+        elif name == RESOURCE_CHANGE:
+            self.cache.invalidate((rtype, row_id))
+
     def submit(self, rtype: str, row_id: int, replay: bool = False) -> None:
         key = (rtype, row_id)
         if key in self._inflight:
@@ -186,6 +218,7 @@ class ProcessEngine:
         if not await self.db.run(_start, rt, row_id, p, running, self.server_id, fence):
             return
         self.cache.invalidate((rt.name, row_id))
+        await self.changed(rt.name, row_id)
         await asyncio.sleep(self.cfg.process_delay_ms / 1000.0)  # the process's work
         if await self.db.run(_finish, rt, row_id, p, running, final, self.server_id, fence):
             self.finished_total += 1
@@ -199,8 +232,12 @@ class ProcessEngine:
         if not submit:
             return
         for rtype, row_id in due:
-            if rtype in RESOURCE_TYPES:
+            if rtype not in RESOURCE_TYPES:
+                continue
+            if self.bus is None:
                 self.submit(rtype, row_id, replay=True)
+            else:  # cattle's replay task went through the dispatcher too
+                await self.bus.publish(PROCESS_EXECUTE, {"resourceType": rtype, "resourceId": row_id})
 
     def close(self) -> None:
         for task in list(self._tasks):
