@@ -94,7 +94,7 @@ async def start_redis(cfg: Config, slot: int) -> asyncio.subprocess.Process:
 
 class Child:
     """One of the slot's containers (zk, redis): (re)created when the slot changes, restarted
-    with the same slot after Docker's restart-policy delay when it exits."""
+    with the same slot after Docker's restart-policy delay when it exits or cannot start."""
 
     def __init__(self, name: str, start: Callable[[int], Awaitable[asyncio.subprocess.Process]],
                  restart_delay: Callable[[float | None, float], float]) -> None:
@@ -104,36 +104,38 @@ class Child:
         self.slot = 0
         self.proc: asyncio.subprocess.Process | None = None
         self.restarts = 0
-        self._watcher: asyncio.Task[None] | None = None
+        self._keeper: asyncio.Task[None] | None = None
 
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.returncode is None
 
     async def ensure(self, slot: int) -> None:
-        if self.running and self.slot == slot:
+        if self.slot == slot and self._keeper is not None:
             return
         await self.stop()
         log.info("starting %s for slot %d", self.name, slot)
         self.slot = slot
-        self.proc = await self._start(slot)
-        self._watcher = asyncio.ensure_future(self._watch(self.proc))
+        self._keeper = asyncio.ensure_future(self._keep(slot))
 
-    async def _watch(self, proc: asyncio.subprocess.Process) -> None:
+    async def _keep(self, slot: int) -> None:
         delay: float | None = None
         while True:
             started = time.monotonic()
-            code = await proc.wait()
+            try:
+                self.proc = await self._start(slot)
+                outcome = f"exited with status {await self.proc.wait()}"
+            except OSError as e:
+                outcome = f"could not start: {e}"
             delay = self._delay(delay, time.monotonic() - started)
-            log.warning("%s (slot %d) exited with status %s; restarting in %.1f s", self.name, self.slot, code, delay)
+            log.warning("%s (slot %d) %s; restarting in %.1f s", self.name, slot, outcome, delay)
             await asyncio.sleep(delay)
             self.restarts += 1
-            proc = self.proc = await self._start(self.slot)
 
     async def stop(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            self._watcher = None
+        if self._keeper is not None:
+            self._keeper.cancel()
+            self._keeper = None
         proc, self.proc = self.proc, None
         if proc is not None and proc.returncode is None:
             proc.kill()  # `docker rm -f`

@@ -187,3 +187,26 @@ def test_one_node_is_standalone_on_the_loopback() -> None:
     assert "clientPort=2181" in text and "server." not in text
 
 
+
+
+def test_a_slot_container_that_exits_or_cannot_start_is_started_again_in_its_slot() -> None:
+    async def scenario() -> None:
+        calls: list[int] = []
+
+        async def start(slot: int) -> asyncio.subprocess.Process:
+            calls.append(slot)
+            if len(calls) == 1:
+                raise FileNotFoundError("redis-server")
+            return await asyncio.create_subprocess_exec("true")  # exits at once
+
+        child = clustermgr.Child("redis", start, lambda previous, ran_for: 0.01)
+        await child.ensure(2)
+        await child.ensure(2)  # same slot: left alone
+        for _ in range(500):
+            if len(calls) >= 3:
+                break
+            await asyncio.sleep(0.01)
+        await child.stop()
+        assert calls[:3] == [2, 2, 2] and child.restarts >= 2
+
+    asyncio.run(scenario())
