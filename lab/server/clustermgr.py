@@ -81,7 +81,7 @@ def write_zk_config(cfg: Config, slot: int) -> str:
 async def start_zookeeper(cfg: Config, slot: int) -> asyncio.subprocess.Process:
     path = write_zk_config(cfg, slot)
     env = dict(os.environ, JMXDISABLE="true",
-               JVMFLAGS=zkserver.jvm_flags(cfg.zk_heap, {}, cfg.profile.zk_election_connect_timeout_ms))
+               JVMFLAGS=zkserver.jvm_flags(cfg.zk_heap, {}, cfg.profile))
     return await asyncio.create_subprocess_exec(zkserver.ZK_SERVER, "start-foreground", path, env=env)
 
 

@@ -51,6 +51,9 @@ class Profile:
     zk_init_limit: int = _env("HALAB_ZK_INIT_LIMIT", 1)
     zk_sync_limit: int = _env("HALAB_ZK_SYNC_LIMIT", 1)
     zk_election_connect_timeout_ms: int = _env("HALAB_ZK_ELECTION_CONNECT_TIMEOUT_MS", 100)
+    zk_max_notification_interval_ms: int = _env("HALAB_ZK_MAX_NOTIFICATION_INTERVAL_MS", 200)
+    zk_leader_connect_delay_ms: int = _env("HALAB_ZK_LEADER_CONNECT_DELAY_MS", 10)
+    zk_max_wait_for_epoch_ms: int = _env("HALAB_ZK_MAX_WAIT_FOR_EPOCH_MS", -1)
     zk_session_timeout: float = _env("HALAB_ZK_SESSION_TIMEOUT", 0.5)
     zk_connection_timeout: float = _env("HALAB_ZK_CONNECTION_TIMEOUT", 0.1)
     zk_retry_tries: int = _env("HALAB_ZK_RETRY_TRIES", 0)
@@ -129,6 +132,9 @@ RANCHER_1_0 = Profile(
     zk_init_limit=10,
     zk_sync_limit=5,
     zk_election_connect_timeout_ms=5000,
+    zk_max_notification_interval_ms=60000,
+    zk_leader_connect_delay_ms=1000,
+    zk_max_wait_for_epoch_ms=-1,
     zk_session_timeout=30.0,
     zk_connection_timeout=30.0,
     zk_retry_tries=3,
@@ -164,6 +170,9 @@ RANCHER_1_0 = Profile(
         "zk_init_limit": "ZooKeeper's sample configuration (zoo_sample.cfg) for tickTime 2000",
         "zk_sync_limit": "ZooKeeper's sample configuration (zoo_sample.cfg) for tickTime 2000",
         "zk_election_connect_timeout_ms": "ZooKeeper's default zookeeper.cnxTimeout; the zk container did not set it",
+        "zk_max_notification_interval_ms": "ZooKeeper 3.4's election: notification back-off doubles up to 60 s",
+        "zk_leader_connect_delay_ms": "ZooKeeper 3.4's follower tries the elected leader 5 times, 1 s apart",
+        "zk_max_wait_for_epoch_ms": "ZooKeeper 3.4 has no such limit: a leader whose voters left waits initLimit ticks (20 s)",
         "zk_session_timeout": "cattle's Curator client: session timeout 30,000 ms",
         "zk_connection_timeout": "cattle's Curator client: connection timeout 30,000 ms",
         "zk_retry_tries": "cattle's Curator client: RetryNTimes(3, 1000 ms)",
@@ -205,6 +214,9 @@ TUNED = Profile(
     zk_init_limit=10,
     zk_sync_limit=4,
     zk_election_connect_timeout_ms=1000,
+    zk_max_notification_interval_ms=1000,
+    zk_leader_connect_delay_ms=500,
+    zk_max_wait_for_epoch_ms=1000,
     zk_session_timeout=4.0,
     zk_connection_timeout=4.0,
     zk_retry_tries=3,
@@ -240,6 +252,12 @@ TUNED = Profile(
         "zk_init_limit": "followers connect and sync within 5 s",
         "zk_sync_limit": "a follower that hears nothing from the leader for 2 s drops out",
         "zk_election_connect_timeout_ms": "an election does not hang 5 s on an unreachable peer",
+        "zk_max_notification_interval_ms": "a member that went back to LOOKING hears the new leader within 1 s, not after"
+                                           " a back-off of 3.2 s, 6.4 s, ... (docs/survivability.md, leader-side blackout)",
+        "zk_leader_connect_delay_ms": "a voter keeps trying a leader that has not started leading for ~2.5 s instead of"
+                                      " 0.5 s, so it does not change its mind (ZOOKEEPER-3109)",
+        "zk_max_wait_for_epoch_ms": "a leader whose voter went back to LOOKING quits after 1 s instead of waiting"
+                                    " initLimit (5 s) for it: ZOOKEEPER-3109's opt-in fix",
         "zk_session_timeout": "a dead node's locks pass to a survivor within seconds",
         "zk_connection_timeout": "the session timeout: kazoo fails an operation at once without a connection",
         "zk_retry_tries": "kazoo retries a command a few times on a flaky connection",

@@ -58,13 +58,19 @@ def multi_address(servers: Mapping[int, tuple[str, ...]]) -> bool:
     return any(len(hosts) > 1 for hosts in servers.values())
 
 
-def jvm_flags(heap: str, servers: Mapping[int, tuple[str, ...]], election_connect_timeout_ms: int) -> str:
+def jvm_flags(heap: str, servers: Mapping[int, tuple[str, ...]], p: Profile) -> str:
     # A small, quiet JVM: serial GC and C1 only keep RSS near the heap size.
     flags = (
         f"-Xmx{heap} -Xms16m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xss512k "
         f"-XX:MaxMetaspaceSize=64m -XX:ReservedCodeCacheSize=32m -XX:+ExitOnOutOfMemoryError "
         # how long an election connection to an unreachable peer may hang
-        f"-Dzookeeper.cnxTimeout={election_connect_timeout_ms} "
+        f"-Dzookeeper.cnxTimeout={p.zk_election_connect_timeout_ms} "
+        # The election's timing (docs/survivability.md, "the leader-side blackout"): how far the
+        # notification back-off grows, how long a voter keeps trying its elected leader, and how
+        # long that leader waits for voters that went back to looking (-1: initLimit ticks).
+        f"-Dzookeeper.fastleader.maxNotificationInterval={p.zk_max_notification_interval_ms} "
+        f"-Dzookeeper.leaderConnectDelayDuringRetryMs={p.zk_leader_connect_delay_ms} "
+        f"-Dzookeeper.leader.maxTimeToWaitForEpoch={p.zk_max_wait_for_epoch_ms} "
         # A restarted peer may come back with another address (Docker reassigns them); the JVM's
         # default 30 s name cache would keep electing towards the old one and stall the quorum.
         f"-Dsun.net.inetaddr.ttl=0 -Dsun.net.inetaddr.negative.ttl=0"
@@ -80,7 +86,7 @@ def jvm_flags(heap: str, servers: Mapping[int, tuple[str, ...]], election_connec
 async def start(cfg: Config) -> asyncio.subprocess.Process:
     path = write_config(cfg)
     env = dict(os.environ)
-    flags = jvm_flags(cfg.zk_heap, cfg.zk_servers, cfg.profile.zk_election_connect_timeout_ms)
+    flags = jvm_flags(cfg.zk_heap, cfg.zk_servers, cfg.profile)
     env.update({"JMXDISABLE": "true", "JVMFLAGS": flags})
     return await asyncio.create_subprocess_exec(ZK_SERVER, "start-foreground", path, env=env)
 

@@ -51,7 +51,7 @@ def test_ensemble_config_and_fast_failure_detection_when_tuned() -> None:
     assert [l for l in lines if l.startswith("server.")] == [
         "server.1=a1.dc-a:2888:3888", "server.2=a2.dc-a:2888:3888", "server.3=b1.interdc:2888:3888",
     ]
-    assert "multiAddress" not in zkserver.jvm_flags("64m", {1: ("a1.dc-a",)}, 1000)
+    assert "multiAddress" not in zkserver.jvm_flags("64m", {1: ("a1.dc-a",)}, TUNED)
     # A follower cut from its leader drops out within syncLimit ticks (2 s at tickTime 500).
     assert {"tickTime=500", "syncLimit=4", "initLimit=10"} <= set(lines)
 
@@ -59,7 +59,7 @@ def test_ensemble_config_and_fast_failure_detection_when_tuned() -> None:
 def test_rancher_1_0_runs_zookeeper_as_its_zk_container_did() -> None:
     lines = zkserver.render_config("/data", RANCHER_1_0, {1: ("a1.interdc",)}).splitlines()
     assert {"tickTime=2000", "initLimit=10", "syncLimit=5"} <= set(lines)
-    assert "-Dzookeeper.cnxTimeout=5000 " in zkserver.jvm_flags("64m", {}, RANCHER_1_0.zk_election_connect_timeout_ms)
+    assert "-Dzookeeper.cnxTimeout=5000 " in zkserver.jvm_flags("64m", {}, RANCHER_1_0)
 
 
 @pytest.mark.parametrize("connection, first", [
@@ -94,5 +94,15 @@ def test_srvr_mode_parsing() -> None:
 def test_members_with_several_addresses() -> None:
     servers = {1: ("a1.dc-a", "a1.interdc"), 2: ("b1.dc-b", "b1.interdc")}
     cfg = zkserver.render_config("/data", TUNED, servers)
-    assert "-Dzookeeper.multiAddress.enabled=true" in zkserver.jvm_flags("64m", servers, 1000)
+    assert "-Dzookeeper.multiAddress.enabled=true" in zkserver.jvm_flags("64m", servers, TUNED)
     assert "server.1=a1.dc-a:2888:3888|a1.interdc:2888:3888" in cfg.splitlines()
+
+
+def test_election_timing_flags_follow_the_profile() -> None:
+    real = zkserver.jvm_flags("64m", {}, RANCHER_1_0)
+    assert "-Dzookeeper.fastleader.maxNotificationInterval=60000 " in real
+    assert "-Dzookeeper.leaderConnectDelayDuringRetryMs=1000 " in real
+    assert "-Dzookeeper.leader.maxTimeToWaitForEpoch=-1 " in real
+    tuned = zkserver.jvm_flags("64m", {}, TUNED)
+    assert "-Dzookeeper.fastleader.maxNotificationInterval=1000 " in tuned
+    assert "-Dzookeeper.leader.maxTimeToWaitForEpoch=1000 " in tuned
