@@ -43,8 +43,9 @@ def add_topology_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--https-port", type=int, default=443)
     p.add_argument("--mgmt-port", type=int, default=18080)
     p.add_argument("--direct-port", type=int, help="benchmarks: also publish the first node's API on this port")
-    p.add_argument("--pool-size", type=int, default=50, help="DB connections per node (the guide: 50)")
-    p.add_argument("--pool-wait-ms", type=int, default=2000)
+    p.add_argument("--pool-size", type=int, help="DB connections per node (default: the profile's, rancher-1.0: "
+                   "cattle's 1000; the database is sized for the guide's 50 unless this is set)")
+    p.add_argument("--pool-wait-ms", type=int, help="ms a request waits for a pooled connection (default: the profile's)")
     p.add_argument("--java-opts", default="-Xmx1g", help="CATTLE_JAVA_OPTS for every node (its -Xmx is the "
                    "modelled heap)")
     p.add_argument("--heap-scale", type=int, default=32)

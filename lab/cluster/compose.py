@@ -51,8 +51,6 @@ def node_environment(t: Topology, node_name: str) -> dict[str, str]:
         "CATTLE_DB_CATTLE_MYSQL_NAME": DB_NAME,
         "CATTLE_DB_CATTLE_USERNAME": DB_USER,
         "CATTLE_DB_CATTLE_PASSWORD_FILE": "/run/secrets/db_password",
-        "CATTLE_DB_CATTLE_MAXTOTAL": str(s.pool_size),
-        "CATTLE_DB_CATTLE_MAXWAIT": str(s.pool_wait_ms),
         "CATTLE_HA_CLUSTER_SIZE": str(t.size),
         "CATTLE_HA_HOST_REGISTRATION_URL": registration_url(t),
         "CATTLE_ZOOKEEPER_CONNECTION_STRING": t.zk_connect(node),
@@ -65,6 +63,10 @@ def node_environment(t: Topology, node_name: str) -> dict[str, str]:
         # each still overridable by its own variable through --server-env.
         "HALAB_PROFILE": t.profile,
     }
+    if s.pool_size is not None:
+        wired["CATTLE_DB_CATTLE_MAXTOTAL"] = str(s.pool_size)
+    if s.pool_wait_ms is not None:
+        wired["CATTLE_DB_CATTLE_MAXWAIT"] = str(s.pool_wait_ms)
     return {**wired, **dict(t.server_env)}
 
 

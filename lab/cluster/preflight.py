@@ -39,9 +39,9 @@ def _ok(check: str, message: str) -> Finding:
 
 
 def connections(t: Topology) -> Finding:
-    need = t.size * t.sizing.pool_size + HARNESS_CONNECTIONS
+    need = t.size * t.sizing.guide_pool + HARNESS_CONNECTIONS
     have = t.db_max_connections
-    what = (f"{t.size} node(s) x {t.sizing.pool_size} pooled connections + {HARNESS_CONNECTIONS} for the harness "
+    what = (f"{t.size} node(s) x {t.sizing.guide_pool} pooled connections + {HARNESS_CONNECTIONS} for the harness "
             f"= {need}")
     if have < need:
         return Finding("error", "max_connections",

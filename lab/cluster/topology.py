@@ -108,8 +108,9 @@ class Ports:
 
 @dataclass(frozen=True)
 class Sizing:
-    pool_size: int = GUIDE_POOL_PER_NODE
-    pool_wait_ms: int = 2000
+    # None: the node profile's own pool (rancher-1.0: cattle's 1000 connections, 1000 ms wait)
+    pool_size: int | None = None
+    pool_wait_ms: int | None = None
     java_opts: str = "-Xmx1g"
     heap_scale: int = DEFAULT_HEAP_SCALE
     db_max_connections: int | None = None  # None: nodes x pool + harness headroom
@@ -120,6 +121,12 @@ class Sizing:
     @property
     def heap_bytes(self) -> int:
         return heap_from_java_opts(self.java_opts)
+
+    @property
+    def guide_pool(self) -> int:
+        """Connections per node the database is sized for: the pool when set, else the guide's 50
+        (cattle's own pool was not bounded by the guide's figure)."""
+        return GUIDE_POOL_PER_NODE if self.pool_size is None else self.pool_size
 
     @property
     def modelled_heap_mib(self) -> float:
@@ -174,7 +181,7 @@ class Topology:
         s = self.sizing
         if s.db_max_connections is not None:
             return s.db_max_connections
-        return max(151, self.size * s.pool_size + HARNESS_CONNECTIONS)
+        return max(151, self.size * s.guide_pool + HARNESS_CONNECTIONS)
 
     @property
     def node_mem_limit_mib(self) -> int:
@@ -367,9 +374,9 @@ def _validate_numbers(t: Topology) -> None:
             raise BadInput(f"--{name}-port: {port!r} is not a TCP port (1-65535)")
     if len(set(p.published().values())) != len(p.published()):
         raise BadInput(f"ports: the published ports must differ, got {p.published()}")
-    if s.pool_size < 1:
+    if s.pool_size is not None and s.pool_size < 1:
         raise BadInput(f"--pool-size: {s.pool_size} must be at least 1 (the guide asks for 50 per node)")
-    if s.pool_wait_ms < 0:
+    if s.pool_wait_ms is not None and s.pool_wait_ms < 0:
         raise BadInput(f"--pool-wait-ms: {s.pool_wait_ms} must not be negative")
     if s.heap_scale < 1:
         raise BadInput(f"--heap-scale: {s.heap_scale} must be at least 1")

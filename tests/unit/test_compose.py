@@ -1,7 +1,13 @@
 import yaml
 
 from lab.cluster import compose
-from lab.cluster.topology import RESERVED_SERVER_ENV, Ports, make_topology
+from lab.cluster.topology import (
+    HARNESS_CONNECTIONS,
+    RESERVED_SERVER_ENV,
+    Ports,
+    Sizing,
+    make_topology,
+)
 
 TAGS = {"db": "halab/db:x", "lb": "halab/lb:x", "node": "halab/node:x"}
 
@@ -52,7 +58,10 @@ def test_node_environment_carries_sizing_and_zookeeper():
     assert env["CATTLE_HA_CLUSTER_SIZE"] == "3"
     assert env["HALAB_ZK_MYID"] == "3"
     assert env["HALAB_ZK_SERVERS"] == "1=a1.interdc,2=a2.interdc,3=b1.interdc"
-    assert env["CATTLE_DB_CATTLE_MAXTOTAL"] == "50"
+    # The pool is the node profile's own unless sized; the database is sized for the guide's 50.
+    assert "CATTLE_DB_CATTLE_MAXTOTAL" not in env and t.db_max_connections == 3 * 50 + HARNESS_CONNECTIONS
+    sized = make_topology(3, lab="demo", sizing=Sizing(pool_size=20))
+    assert compose.node_environment(sized, "b1")["CATTLE_DB_CATTLE_MAXTOTAL"] == "20"
     assert rendered(3)["services"]["db"]["command"][0] == f"--max-connections={t.db_max_connections}"
 
 

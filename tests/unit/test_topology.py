@@ -72,7 +72,7 @@ def test_zookeeper_members_share_one_name_each():
 
 def test_sizing_defaults_follow_the_guide():
     t3, t5 = make_topology(3), make_topology(5)
-    assert t3.sizing.pool_size == 50
+    assert t3.sizing.pool_size is None and t3.sizing.guide_pool == 50  # the profile's pool; MySQL by the guide
     assert t3.db_max_connections >= 150 and t5.db_max_connections >= 250
     assert t3.node_mem_limit_mib > t3.sizing.modelled_heap_mib
 
