@@ -259,7 +259,7 @@ TUNED = Profile(
         "zk_max_wait_for_epoch_ms": "a leader whose voter went back to LOOKING quits after 1 s instead of waiting"
                                     " initLimit (5 s) for it: ZOOKEEPER-3109's opt-in fix",
         "zk_session_timeout": "a dead node's locks pass to a survivor within seconds",
-        "zk_connection_timeout": "the session timeout: kazoo fails an operation at once without a connection",
+        "zk_connection_timeout": "unused: a tuned node never exits on session loss",
         "zk_retry_tries": "kazoo retries a command a few times on a flaky connection",
         "zk_retry_delay": "short exponential backoff keeps retries inside a request",
         "zk_retry_backoff": "short exponential backoff keeps retries inside a request",
