@@ -8,6 +8,12 @@ majority (N // 2 + 1) of the ZooKeeper members, all alive, and can reach the dat
 own numbers (`tolerates`) are checked against the same arithmetic when the file is read.
 
 A one-way cut counts as a cut: TCP needs packets both ways, so neither side can talk to the other.
+
+Three things are kept apart for every case: what the guide says (`Claim.outcome`: its words turned
+into survives or outage), what the lab's model predicts (`predict`: quorum arithmetic, the
+database's placement and the node profile's timeouts, e.g. that a rancher-1.0 node cut off from the
+quorum still answers `/ping` with pong and stays in the load balancer), and what is observed
+(lab/chaos/matrix.py, against the declared `Objective`).
 """
 
 from __future__ import annotations
@@ -22,12 +28,16 @@ from lab.core import yamlspec as y
 from lab.core.errors import BadInput
 from lab.faults import CONTAINER_KINDS, DB, LB, ROLES, FaultSpec, cuts, make_spec
 from lab.cluster.topology import Topology, majority, tolerance
+from lab.server.profiles import PROFILES, Profile
 
 DEFAULT_CLAIMS = paths.SCENARIOS / "claims.yaml"
 PICKS = ("roles", "every", "with-leader")
 DIRECTIONS = ("both", "one-way")
 HOST_MODES = ("kill", "stop", "pause")
-SURVIVES, OUTAGE = "survives", "outage"
+SPLIT_LEADER = ("minority", "majority")  # where the ZooKeeper leader is put before a split
+HOSTS_LEADER = ("inside", "outside")  # ... before a set of hosts fails: among them or not
+SURVIVES, DEGRADED, OUTAGE = "survives", "degraded", "outage"
+OUTCOMES = (SURVIVES, OUTAGE)  # what the guide can say of a case
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,18 @@ class Bounds:
 
 
 @dataclass(frozen=True)
+class Objective:
+    """The declared service-level objective a case is measured against: from `after` seconds after
+    the fault until the observation ends, at least `success` of the client's requests through the
+    load balancer succeed ("survives"); when at most 1 - `success` of its writes do, it is an outage;
+    anything between is "degraded"."""
+
+    after: float = 5.0
+    success: float = 0.99
+    window: float = 3.0  # at least this much of the fault is measured after `after`
+
+
+@dataclass(frozen=True)
 class Family:
     """One entry of a claim's `cases`: host failures, datacenter splits or a database outage."""
 
@@ -51,6 +73,7 @@ class Family:
     pick: str = "roles"
     modes: tuple[str, ...] = ("kill",)
     directions: tuple[str, ...] = DIRECTIONS
+    leader: tuple[str, ...] = ()  # SPLIT_LEADER or HOSTS_LEADER placements; (): wherever it is
 
 
 @dataclass(frozen=True)
@@ -60,6 +83,7 @@ class Claim:
     sizes: tuple[int, ...]
     tolerates: int | None  # host failures the guide says the cluster survives
     families: tuple[Family, ...]
+    outcome: str = SURVIVES  # what the guide's words say of every case of the claim
 
 
 @dataclass(frozen=True)
@@ -67,6 +91,11 @@ class Claims:
     guide: str
     bounds: Bounds
     claims: tuple[Claim, ...]
+    objective: Objective = Objective()
+    profile_bounds: tuple[tuple[str, Bounds], ...] = ()  # bounds that differ for a node profile
+
+    def bounds_for(self, profile: str) -> Bounds:
+        return dict(self.profile_bounds).get(profile, self.bounds)
 
 
 @dataclass(frozen=True)
@@ -74,6 +103,8 @@ class Case:
     id: str  # e.g. kill-leader, kill-a1+b1, split-dc-a|dc-b, split-dc-a>dc-b, kill-db
     claims: tuple[str, ...]
     fault: FaultSpec  # targets may be roles (leader, follower), resolved when the case runs
+    leader_on: frozenset[str] = frozenset()  # the leader is put on one of these first; empty: anywhere
+    leader_where: str = ""  # e.g. "minority", "inside"
 
 
 @dataclass(frozen=True)
@@ -121,6 +152,37 @@ def expect(t: Topology, faults: Sequence[FaultSpec]) -> Expectation:
                        frozenset(down & set(t.node_names)))
 
 
+@dataclass(frozen=True)
+class Prediction:
+    """What the lab's model says a case does to the service, and why."""
+
+    outcome: str  # survives | degraded | outage
+    why: str
+    expectation: Expectation
+
+
+def predict(t: Topology, faults: Sequence[FaultSpec], profile: Profile, objective: Objective,
+            leader_lost: bool) -> Prediction:
+    """Quorum arithmetic and the database (`expect`), then the profile's behaviour: whether nodes
+    without quorum leave the load balancer (tuned: /ping 503) or stay in it (rancher-1.0: pong,
+    writes fail with 500 or 409 until the lost session makes the server exit and restart, over
+    and over), and how long losing the ZooKeeper leader blacks writes out (followers notice after
+    syncLimit ticks, then elect) compared with the objective's `after`."""
+    e = expect(t, faults)
+    if not e.active:
+        return Prediction(OUTAGE, "no node has a quorum and the database: writes fail everywhere", e)
+    if e.fenced and not profile.ping_gate:
+        return Prediction(DEGRADED, f"{', '.join(sorted(e.fenced))} without quorum or database still "
+                                    f"answer /ping with pong and stay in the load balancer", e)
+    if leader_lost:
+        blackout = profile.zk_sync_limit * profile.zk_tick_ms / 1000
+        if blackout >= objective.after:
+            return Prediction(DEGRADED, f"the leader is lost: followers notice after syncLimit {profile.zk_sync_limit}"
+                                        f" x tickTime {profile.zk_tick_ms} ms = {blackout:g} s, past the objective's "
+                                        f"{objective.after:g} s", e)
+    return Prediction(SURVIVES, f"{', '.join(sorted(e.active))} keep a quorum and the database", e)
+
+
 def hypothetical(t: Topology, f: FaultSpec) -> FaultSpec:
     """Roles replaced by nodes in order (leader = the first) for a plan: outcomes do not depend on
     which node holds which role, only the names of the active nodes do."""
@@ -141,6 +203,21 @@ def expected_text(t: Topology, faults: Sequence[FaultSpec]) -> str:
     return f"{e.outcome} (active: {', '.join(sorted(e.active)) or 'none'})"
 
 
+def predicted_text(t: Topology, case: Case, objective: Objective) -> str:
+    """The model's prediction for a plan (`halab matrix --dry-run`): roles stand for nodes in
+    order, and the leader is where the case puts it (a case that does not place it: anywhere but
+    among the failing hosts)."""
+    try:
+        spec = hypothetical(t, case.fault)
+        e = expect(t, [spec])
+    except BadInput:
+        return "not predictable"
+    leader = min(case.leader_on) if case.leader_on else spec.targets[0] if "leader" in case.fault.targets else None
+    lost = leader is not None and (leader in spec.targets or leader not in e.active)
+    p = predict(t, [spec], t.node_profile, objective, lost)
+    return f"{p.outcome} ({p.why})"
+
+
 # ------------------------------------------------------------------------------------- cases
 
 def cases(claims: Claims, t: Topology) -> list[Case]:
@@ -150,9 +227,9 @@ def cases(claims: Claims, t: Topology) -> list[Case]:
         if t.size not in claim.sizes:
             continue
         for family in claim.families:
-            for case_id, spec in _family_cases(family, t):
-                prev = found.get(case_id)
-                found[case_id] = Case(case_id, (prev.claims if prev else ()) + (claim.id,), spec)
+            for case in _family_cases(family, t):
+                prev = found.get(case.id)
+                found[case.id] = replace(case, claims=(prev.claims if prev else ()) + (claim.id,))
     return list(found.values())
 
 
@@ -165,31 +242,50 @@ def host_count(hosts: int | str, size: int) -> int:
     return hosts
 
 
-def _family_cases(f: Family, t: Topology) -> list[tuple[str, FaultSpec]]:
-    out: list[tuple[str, FaultSpec]] = []
+def _family_cases(f: Family, t: Topology) -> list[Case]:
+    out: list[Case] = []
     if f.kind == "hosts":
         k = host_count(f.hosts, t.size)
         if not 1 <= k <= t.size:
             return []
         if f.pick == "roles":
-            sets: list[tuple[str, ...]] = [("leader",)] + ([("follower",)] if t.size > 1 else [])
+            sets: list[tuple[str, ...]] = [("leader",), *([("follower",)] if t.size > 1 else [])]
         elif f.pick == "every":
             sets = list(itertools.combinations(t.node_names, k))
         else:
             sets = [("leader",) + ("follower",) * (k - 1)]
         for mode in f.modes:
-            out += [(f"{mode}-{_label(s)}", make_spec(mode, s)) for s in sets]
+            for s in sets:
+                case = Case(f"{mode}-{_label(s)}", (), make_spec(mode, s))
+                if not f.leader or any(x in ROLES for x in s):
+                    out.append(case)
+                    continue
+                for where in f.leader:
+                    on = set(s) if where == "inside" else set(t.node_names) - set(s)
+                    if on:
+                        out.append(replace(case, id=f"{case.id}@leader-{where}", leader_on=frozenset(on),
+                                           leader_where=where))
     elif f.kind == "database":
-        out += [(f"{mode}-db", make_spec(mode, [DB])) for mode in f.modes]
+        out += [Case(f"{mode}-db", (), make_spec(mode, [DB])) for mode in f.modes]
     else:
         for left in _bipartitions(t.datacenters):
             right = tuple(dc for dc in t.datacenters if dc not in left)
             a, b = ",".join(left), ",".join(right)
+            variants = []
             if "both" in f.directions:
-                out.append((f"split-{a}|{b}", make_spec("split", sides=[left, right])))
+                variants.append((f"split-{a}|{b}", make_spec("split", sides=[left, right])))
             if "one-way" in f.directions:
-                out.append((f"split-{a}>{b}", make_spec("split", sides=[left, right], one_way=True)))
-                out.append((f"split-{b}>{a}", make_spec("split", sides=[right, left], one_way=True)))
+                variants.append((f"split-{a}>{b}", make_spec("split", sides=[left, right], one_way=True)))
+                variants.append((f"split-{b}>{a}", make_spec("split", sides=[right, left], one_way=True)))
+            sides = {"left": {n.name for n in t.nodes if n.dc in left}, "right": {n.name for n in t.nodes if n.dc not in left}}
+            major = "left" if len(sides["left"]) > len(sides["right"]) else "right"
+            places = {"majority": sides[major], "minority": sides["right" if major == "left" else "left"]}
+            for case_id, spec in variants:
+                if not f.leader:
+                    out.append(Case(case_id, (), spec))
+                for where in f.leader:
+                    if places[where]:
+                        out.append(Case(f"{case_id}@leader-{where}", (), spec, frozenset(places[where]), where))
     return out
 
 
@@ -220,15 +316,25 @@ def _bipartitions(dcs: tuple[str, ...]) -> list[tuple[str, ...]]:
 
 def load(path: str | Path = DEFAULT_CLAIMS) -> Claims:
     root = y.at(path)
-    doc = y.mapping(y.load(path), root, required=("guide", "claims"), optional=("bounds",))
-    bounds_doc = y.mapping(doc.get("bounds") or {}, y.sub(root, "bounds"), optional=Bounds.__dataclass_fields__)
-    bounds = Bounds(**{k: y.number(v, y.sub(y.sub(root, "bounds"), k), minimum=0.1) for k, v in bounds_doc.items()})
+    doc = y.mapping(y.load(path), root, required=("guide", "claims"), optional=("bounds", "objective", "profiles"))
+    bounds = _bounds(doc.get("bounds") or {}, y.sub(root, "bounds"), Bounds())
+    where_obj = y.sub(root, "objective")
+    obj_doc = y.mapping(doc.get("objective") or {}, where_obj, optional=Objective.__dataclass_fields__)
+    objective = Objective(**{k: y.number(v, y.sub(where_obj, k), minimum=0.0) for k, v in obj_doc.items()})
+    if not 0.5 <= objective.success < 1:
+        raise BadInput(f"{y.sub(where_obj, 'success')}: {objective.success:g} is not a share between 0.5 and 1 "
+                       f"(e.g. 0.99)")
+    where_prof = y.sub(root, "profiles")
+    prof_doc = y.mapping(doc.get("profiles") or {}, where_prof, optional=PROFILES)
+    profile_bounds = tuple((name, _bounds(y.mapping(v, y.sub(where_prof, name), optional=("bounds",)).get("bounds")
+                                          or {}, y.sub(y.sub(where_prof, name), "bounds"), bounds))
+                           for name, v in prof_doc.items())
     claims = []
     seen: set[str] = set()
     where_claims = y.sub(root, "claims")
     for i, raw in enumerate(y.sequence(doc["claims"], where_claims)):
         where = y.sub(where_claims, i)
-        c = y.mapping(raw, where, required=("id", "says", "sizes", "cases"), optional=("tolerates",))
+        c = y.mapping(raw, where, required=("id", "says", "outcome", "sizes", "cases"), optional=("tolerates",))
         cid = y.string(c["id"], y.sub(where, "id"))
         if cid in seen:
             raise BadInput(f"{y.sub(where, 'id')}: {cid!r} is used twice")
@@ -248,8 +354,14 @@ def load(path: str | Path = DEFAULT_CLAIMS) -> Claims:
                         f"failure(s), but a ZooKeeper quorum of {majority(s)} of {s} survives {tolerance(s)}")
         families = tuple(_family(f, y.sub(y.sub(where, "cases"), j))
                          for j, f in enumerate(y.sequence(c["cases"], y.sub(where, "cases"))))
-        claims.append(Claim(cid, y.string(c["says"], y.sub(where, "says")), sizes, tolerates, families))
-    return Claims(y.string(doc["guide"], y.sub(root, "guide")), bounds, tuple(claims))
+        outcome = y.choice(c["outcome"], y.sub(where, "outcome"), OUTCOMES)
+        claims.append(Claim(cid, y.string(c["says"], y.sub(where, "says")), sizes, tolerates, families, outcome))
+    return Claims(y.string(doc["guide"], y.sub(root, "guide")), bounds, tuple(claims), objective, profile_bounds)
+
+
+def _bounds(raw: Any, where: str, base: Bounds) -> Bounds:
+    d = y.mapping(raw, where, optional=Bounds.__dataclass_fields__)
+    return replace(base, **{k: y.number(v, y.sub(where, k), minimum=0.1) for k, v in d.items()})
 
 
 def _family(raw: Any, where: str) -> Family:
@@ -258,7 +370,7 @@ def _family(raw: Any, where: str) -> Family:
         raise BadInput(f"{where}: a case family has exactly one of hosts, split, database")
     kind = kinds[0]
     if kind == "hosts":
-        d = y.mapping(raw, where, required=("hosts",), optional=("pick", "modes"))
+        d = y.mapping(raw, where, required=("hosts",), optional=("pick", "modes", "leader"))
         hosts = d["hosts"]
         if hosts not in ("tolerance", "past-tolerance"):
             hosts = y.integer(hosts, y.sub(where, "hosts"), minimum=1, maximum=5)
@@ -267,14 +379,19 @@ def _family(raw: Any, where: str) -> Family:
             raise BadInput(f"{y.sub(where, 'pick')}: roles (leader, then a follower) picks one host; "
                            f"use every or with-leader for {hosts}")
         modes = _modes(d.get("modes", ["kill"]), y.sub(where, "modes"), HOST_MODES)
-        return Family("hosts", hosts, pick, modes)
+        leader = _modes(d["leader"], y.sub(where, "leader"), HOSTS_LEADER) if "leader" in d else ()
+        if leader and pick != "every":
+            raise BadInput(f"{y.sub(where, 'leader')}: leader placement goes with pick: every (roles and "
+                           f"with-leader name the leader already)")
+        return Family("hosts", hosts, pick, modes, leader=leader)
     if kind == "database":
         d = y.mapping(raw, where, required=("database",))
         return Family("database", modes=_modes(d["database"], y.sub(where, "database"), HOST_MODES))
-    d = y.mapping(raw, where, required=("split",), optional=("directions",))
+    d = y.mapping(raw, where, required=("split",), optional=("directions", "leader"))
     y.choice(d["split"], y.sub(where, "split"), ("every",))
     directions = _modes(d.get("directions", list(DIRECTIONS)), y.sub(where, "directions"), DIRECTIONS)
-    return Family("split", directions=directions)
+    leader = _modes(d["leader"], y.sub(where, "leader"), SPLIT_LEADER) if "leader" in d else ()
+    return Family("split", directions=directions, leader=leader)
 
 
 def _modes(value: Any, where: str, allowed: tuple[str, ...]) -> tuple[str, ...]:

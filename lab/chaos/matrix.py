@@ -1,52 +1,85 @@
-"""`halab matrix`: every case of the install guide's claims, on real labs, one lab per size.
+"""`halab matrix`: every case of the install guide's claims, on real labs, one lab per size,
+measured.
 
-For each case: wait for steady state, resolve the fault's roles (leader, follower), compute the
-expected outcome (lab.claims.expect), apply the fault (verified), observe through the load
-balancer until the outcome is decided, heal, and wait for steady state again. A Watch (lab/watch.py)
-records probes and client requests for the whole size into one history; after the last case the
-checker (lab/checker.py) proves from it and the database that no acknowledged write was lost and
-that no fenced node acknowledged one, and its violations are charged to the case they fell in.
+For each case: wait for steady state, put the ZooKeeper leader where the case says
+(lab/chaos/placement.py), resolve the fault's roles, ask the lab's model for its prediction
+(lab.chaos.claims.predict: quorum arithmetic, the database's placement, the node profile), apply
+the fault (verified), observe through the load balancer, heal, and wait for steady state again. A
+Watch records probes and a client's requests for the whole size into one history; after the last
+case the checker proves from it and the database that no acknowledged write was lost and that no
+fenced node acknowledged one, and its violations are charged to the case they fell in.
 
-Deciding a case (the bounds come from claims.yaml; docs/survivability.md has the definition):
-- no decision before `settle` seconds: every consequence of a lost member shows within the
-  ZooKeeper session timeout;
-- from then on, decided as soon as the lab shows exactly what was expected: the expected nodes
-  active, the others out (LB drained and /ping not 200, cut-off nodes answering 503), and the
-  client's requests all succeeding for `stable` seconds (survives) or all failing for `outage`
-  seconds (outage);
-- otherwise decided at `decide` seconds on what the lab shows then: client requests all
-  succeeding (survives), all failing with every node out (outage), or neither (unsettled); any
-  difference from the expectation is a contradiction. Slow convergence costs time, never a
-  false contradiction, and a real contradiction is never decided before the bound.
+What is measured per case, all through the load balancer (docs/survivability.md):
+- the share of the client's requests that succeeded from the objective's `after` seconds on (and
+  of its writes), and per second from the fault on;
+- errors by kind while the fault held (409, 500, 503, timeout, refused, ...);
+- drain: fault -> the load balancer stopped sending to every node that failed or lost its quorum
+  (None: it never did, e.g. rancher-1.0 nodes answer /ping with pong whatever happens);
+- recover: fault -> writes succeed again for good (0: none failed);
+- restarts: API server restarts per node (the rancher-1.0 restart loop);
+- healed: heal -> every node active and the client succeeding.
 
-Figures per case: time to detect (fault -> the load balancer has drained every node that should be
-out; it drains on /ping, so for a node cut off this includes the node fencing itself); time to
-recover (survives: fault -> writes succeed again for good, 0 when none failed; outage: heal ->
-first successful write); time to heal (heal -> every node active and the client succeeding).
+The observed outcome is the objective's: survives, degraded or outage. The case compares it with
+the guide's outcome (`Claim.outcome`) and with the model's prediction, and keeps the three apart: a
+claim *holds* when every case observed what the guide says; an observation the model did not
+predict is a *surprise*, reported with its numbers, never retried away.
+
+When to stop observing: a tuned node fences itself, so as soon as the lab shows exactly what the
+model expects (after `after` + `window` seconds) the case is decided; otherwise, and always for
+profiles whose nodes do not fence themselves, at `decide` seconds, so that slow effects (a session
+lost after 30 s, a restart loop) are seen.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import asdict, dataclass, field
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from lab.chaos import claims as claims_mod
-from lab.cluster import lifecycle
+from lab.chaos.claims import DEGRADED, OUTAGE, SURVIVES, Bounds, Case, Claims, Expectation, Objective
 from lab.chaos.judge import judge, lab_query
-from lab.record.checker import CheckResult
-from lab.chaos.claims import OUTAGE, SURVIVES, Bounds, Case, Claims, Expectation
+from lab.chaos.placement import place_leader
+from lab.chaos.watch import Watch, snapshot, wait_steady
+from lab.cluster import lifecycle
+from lab.cluster.topology import Ports, Topology, make_topology
 from lab.core.errors import BadInput, CheckFailed, LabError
 from lab.faults import Injector, roles
-from lab.record.history import HISTORY_FILE, write_json
+from lab.record.checker import CheckResult
+from lab.record.history import HISTORY_FILE, RequestRecord, write_json
 from lab.record.load import make_run_dir
-from lab.cluster.topology import Ports, Topology, make_topology
-from lab.chaos.watch import Watch, snapshot, wait_steady
+from lab.server.profiles import DEFAULT_PROFILE, Profile
 
-UNSETTLED = "unsettled"
+ERROR = "error"
 Say = Callable[[str], None]
+EXIT_CLAIM_FAILS = 3  # a claim of the guide does not hold on this lab (CheckFailed's status)
+EXIT_SURPRISE = 4  # every claim holds, but the lab did something its model did not predict
+
+
+@dataclass(frozen=True)
+class Measures:
+    share: float | None  # requests that succeeded from `after` on; None: none ended in that window
+    write_share: float | None
+    requests: int  # client requests during the fault
+    per_second: tuple[float | None, ...]  # success share of each second from the fault on
+    errors: dict[str, int]  # kind -> count during the fault
+    drain: float | None  # fault -> every node that should be out was drained by the LB; None: never
+    recover: float | None  # fault -> writes succeed again for good
+    restarts: dict[str, int]  # node -> API server restarts during the case
+
+    def summary(self, outcome: str, after: float) -> str:
+        """"degraded: 64 % of requests (writes 30 %) from 10 s on; writes back after 31.2 s; 2 restarts"."""
+        if self.share is None:
+            return f"{outcome}: no request measured from {after:g} s on"
+        text = f"{outcome}: {_pct(self.share)} of requests (writes {_pct(self.write_share)}) from {after:g} s on"
+        text += "; writes never back" if self.recover is None else f"; writes back after {self.recover:.1f} s"
+        n = sum(self.restarts.values())
+        return text + (f"; {n} server restart(s)" if n else "")
 
 
 @dataclass(frozen=True)
@@ -55,24 +88,37 @@ class CaseResult:
     case: str
     claims: tuple[str, ...]
     fault: str  # resolved, e.g. "kill a1 (leader)"
-    expected: str
-    observed: str  # survives, outage, unsettled, error
+    leader: str  # where the leader was before the fault, e.g. "b1 (minority)"
+    guide: str  # what the guide says: survives | outage
+    predicted: str  # the lab's model: survives | degraded | outage
+    why: str  # the model's reason
+    observed: str  # survives | degraded | outage | error
+    measures: Measures | None
     expected_active: tuple[str, ...]
     observed_active: tuple[str, ...]
-    detect: float | None
-    recover: float | None
     healed: float | None
     t0: float | None
     t_heal: float | None
     t_end: float
-    problems: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()  # where the lab differed from the model's details (tuned: fencing)
+    safety: tuple[str, ...] = ()  # the checker's violations charged to this case
+
+    @property
+    def holds(self) -> bool:
+        """The guide's words held for this case."""
+        return self.observed == self.guide and not self.safety
+
+    @property
+    def surprise(self) -> bool:
+        """The lab did what its model did not predict."""
+        return self.observed != self.predicted or bool(self.problems) or bool(self.safety)
 
     @property
     def verdict(self) -> str:
-        return "confirmed" if not self.problems else "contradicted"
+        return ("holds" if self.holds else "does not hold") + (", surprise" if self.surprise else "")
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "verdict": self.verdict}
+        return {**asdict(self), "holds": self.holds, "surprise": self.surprise, "verdict": self.verdict}
 
 
 @dataclass(frozen=True)
@@ -81,23 +127,37 @@ class MatrixResult:
     started: float
     ended: float
     sizes: tuple[int, ...]
+    profile: str
     bounds: Bounds
+    objective: Objective
     cases: tuple[CaseResult, ...]
     claims: tuple[dict[str, Any], ...]
     checks: dict[str, Any] = field(default_factory=dict)  # size -> checker outcomes
     machine: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def holds(self) -> bool:
+        return all(c["holds"] for c in self.claims)
+
+    @property
+    def as_predicted(self) -> bool:
+        return not any(c.surprise for c in self.cases)
+
+    @property
     def passed(self) -> bool:
-        return all(c.verdict == "confirmed" for c in self.cases)
+        return self.holds and self.as_predicted
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "date": datetime.fromtimestamp(self.started, timezone.utc).isoformat(timespec="seconds"),
             "machine": self.machine,
+            "profile": self.profile,
             "sizes": list(self.sizes),
             "seconds": round(self.ended - self.started, 1),
+            "holds": self.holds,
+            "as_predicted": self.as_predicted,
             "passed": self.passed,
+            "objective": asdict(self.objective),
             "bounds": asdict(self.bounds),
             "claims": list(self.claims),
             "cases": [c.to_dict() for c in self.cases],
@@ -105,100 +165,182 @@ class MatrixResult:
         }
 
 
+# --------------------------------------------------------------------------------- measuring
+
+def error_kind(r: RequestRecord) -> str | None:
+    """409, 500, 503, ... for an HTTP answer; timeout, refused, reset or connection without one."""
+    if r.ok:
+        return None
+    if r.status:
+        return str(r.status)
+    text = (r.error or "").lower()
+    for kind, words in (("timeout", ("timed out", "timeout")), ("refused", ("refused",)), ("reset", ("reset",))):
+        if any(w in text for w in words):
+            return kind
+    return "connection"
+
+
+def _share(reqs: Sequence[RequestRecord]) -> float | None:
+    return sum(r.ok for r in reqs) / len(reqs) if reqs else None
+
+
+def measure(reqs: Sequence[RequestRecord], t0: float, t_end: float, after: float,
+            drain: float | None, recover: float | None, restarts: dict[str, int]) -> Measures:
+    """Figures of one case from the client's requests that started in [t0, t_end]."""
+    during = [r for r in reqs if t0 <= r.t0 <= t_end]
+    late = [r for r in during if r.t0 >= t0 + after]
+    seconds = max(1, math.ceil(t_end - t0))
+    per_second = tuple(_share([r for r in during if t0 + i <= r.t0 < t0 + i + 1]) for i in range(seconds))
+    errors = Counter(k for k in map(error_kind, during) if k)
+    return Measures(_share(late), _share([r for r in late if r.write]), len(during), per_second,
+                    dict(sorted(errors.items())), drain, recover, restarts)
+
+
+def outcome_of(m: Measures, objective: Objective) -> str:
+    """The objective's verdict on what was measured."""
+    if m.write_share is not None and m.write_share <= 1 - objective.success:
+        return OUTAGE
+    if m.share is not None and m.share >= objective.success:
+        return SURVIVES
+    return DEGRADED if m.share is not None else ERROR
+
+
 # --------------------------------------------------------------------------------- one case
 
 @dataclass(frozen=True)
 class Observation:
-    outcome: str
     t: float
     active: frozenset[str]
     pings: dict[str, int | None]
 
 
-def observe(w: Watch, exp: Expectation, t0: float, b: Bounds) -> Observation:
-    """Watch the lab after a fault until its outcome is decided (see the module docstring)."""
+def observe(w: Watch, exp: Expectation, predicted: str, t0: float, b: Bounds, objective: Objective,
+            fences: bool) -> Observation:
+    """Watch the lab after a fault until the case is decided (see the module docstring)."""
+    earliest = max(b.settle, objective.after + objective.window)
     while True:
         now = time.time()
         s = snapshot(w, t0, b.stable, now)
-        o = snapshot(w, t0, b.outage, now)
         elapsed = now - t0
-        fenced_ok = all(s.pings.get(n) == 503 for n in exp.fenced)
-        serving = s.client_ok and bool(s.active)
-        down = o.client_failing and not s.active
-        as_expected = (s.settled and s.active == exp.active and fenced_ok
-                       and (serving if exp.outcome == SURVIVES else down))
-        if elapsed >= b.settle and as_expected:
-            return Observation(exp.outcome, now, s.active, s.pings)
+        if fences and elapsed >= earliest:
+            o = snapshot(w, t0, b.outage, now)
+            fenced_ok = all(s.pings.get(n) == 503 for n in exp.fenced)
+            shows = (s.client_ok and bool(s.active)) if predicted == SURVIVES else (o.client_failing and not s.active)
+            if s.settled and s.active == exp.active and fenced_ok and shows:
+                return Observation(now, s.active, s.pings)
         if elapsed >= b.decide:
-            return Observation(SURVIVES if serving else OUTAGE if down else UNSETTLED, now, s.active, s.pings)
+            return Observation(now, s.active, s.pings)
         time.sleep(0.1)
 
 
-def run_case(t: Topology, case: Case, w: Watch, inj: Injector, b: Bounds, say: Say) -> CaseResult:
-    base = dict(size=t.size, case=case.id, claims=case.claims)
+def run_case(t: Topology, p: Profile, case: Case, w: Watch, inj: Injector, b: Bounds, objective: Objective,
+             guide: str, say: Say) -> CaseResult:
     if wait_steady(w, b.heal, b.stable) is None:
-        return CaseResult(**base, fault=case.fault.describe(), expected="?", observed="error", expected_active=(),
-                          observed_active=(), detect=None, recover=None, healed=None, t0=None, t_heal=None,
-                          t_end=time.time(), problems=(f"the lab was not steady within {b.heal:g} s before the case",))
+        raise LabError(f"the lab was not steady within {b.heal:g} s before the case")
+    leader = place_leader(t, case.leader_on, timeout=b.heal) if case.leader_on else ""
+    if case.leader_on and wait_steady(w, b.heal, b.stable) is None:
+        raise LabError(f"the lab was not steady within {b.heal:g} s after placing the leader")
     modes = roles(t)
+    leader = leader or next((n for n, m in modes.items() if m in ("leader", "standalone")), "?")
+    where = f"{leader} ({case.leader_where})" if case.leader_where else leader
     spec = inj.resolve(case.fault, where=case.id)
-    exp = claims_mod.expect(t, [spec])
-    tags = [f"{n} ({modes[n]})" if modes.get(n) in ("leader", "standalone") else n for n in spec.targets]
+    pred = claims_mod.predict(t, [spec], p, objective, leader_lost=_loses(t, spec, leader))
+    exp = pred.expectation
+    tags = [f"{n} (leader)" if n == leader else n for n in spec.targets]
     fault_text = f"{spec.kind} {' '.join(tags)}" if spec.targets else spec.describe()
-    say(f"n{t.size} {case.id}: {fault_text}; expected {exp.outcome}, active {sorted(exp.active) or 'none'}")
+    say(f"n{t.size} {case.id}: {fault_text}, leader {where}; the guide says {guide}, the model predicts "
+        f"{pred.outcome} ({pred.why})")
+    restarts_before = _restarts(t)
     fault = inj.apply(spec, where=case.id)
     try:
-        obs = observe(w, exp, fault.t0, b)
+        obs = observe(w, exp, pred.outcome, fault.t0, b, objective, fences=p.ping_gate)
     finally:
         record = inj.heal(fault)
     t_heal = record.t1 if record else time.time()
     back = wait_steady(w, b.heal, b.stable, since=t_heal)
     outs = [w.first_drained(n, fault.t0) for n in sorted(exp.out)]
-    detect = None if None in outs else max((x - fault.t0 for x in outs if x is not None), default=0.0)
-    if obs.outcome == SURVIVES:
-        recover = w.writes_resumed(fault.t0, obs.t)
-    else:
-        first = w.first_write_ok(t_heal)
-        recover = None if first is None else max(0.0, first - t_heal)
-    problems = []
-    if obs.outcome != exp.outcome:
-        problems.append(f"expected {exp.outcome}, observed {obs.outcome}")
-    if obs.active != exp.active:
-        problems.append(f"active {sorted(obs.active) or 'none'}, quorum arithmetic says {sorted(exp.active) or 'none'}")
-    wrong_fence = [f"{n} /ping {obs.pings.get(n)}" for n in sorted(exp.fenced) if obs.pings.get(n) != 503]
-    if wrong_fence:
-        problems.append(f"cut-off nodes should fence themselves with 503: {', '.join(wrong_fence)}")
-    if detect is None or detect > b.fence:
-        problems.append(f"not every failed or cut-off node was drained by the load balancer within {b.fence:g} s")
+    drain = None if None in outs else max((x - fault.t0 for x in outs if x is not None), default=0.0)
+    restarts = _restarts_between(restarts_before, _restarts(t))
+    m = measure(w.client_window(fault.t0, obs.t + 10), fault.t0, obs.t, objective.after, drain,
+                w.writes_resumed(fault.t0, obs.t), restarts)
+    observed = outcome_of(m, objective)
+    problems = _model_details(p, exp, obs, drain, b) if observed == pred.outcome else []
     if back is None:
         problems.append(f"not every node active (with writes succeeding) within {b.heal:g} s after heal")
-    result = CaseResult(**base, fault=fault_text, expected=exp.outcome, observed=obs.outcome,
-                        expected_active=tuple(sorted(exp.active)), observed_active=tuple(sorted(obs.active)),
-                        detect=detect, recover=recover, healed=None if back is None else back - t_heal,
+    result = CaseResult(t.size, case.id, case.claims, guide=guide, fault=fault_text, leader=where, predicted=pred.outcome, why=pred.why,
+                        observed=observed, measures=m, expected_active=tuple(sorted(exp.active)),
+                        observed_active=tuple(sorted(obs.active)), healed=None if back is None else back - t_heal,
                         t0=fault.t0, t_heal=t_heal, t_end=time.time(), problems=tuple(problems))
-    say(f"n{t.size} {case.id}: observed {obs.outcome}; detect {_s(detect)}, recover {_s(recover)}, "
-        f"healed {_s(result.healed)} -> {result.verdict}" + (f" ({'; '.join(problems)})" if problems else ""))
+    say(f"n{t.size} {case.id}: {m.summary(observed, objective.after)}; drain {_s(drain)}, healed "
+        f"{_s(result.healed)} -> {result.verdict}" + (f" ({'; '.join(problems)})" if problems else ""))
     return result
+
+
+def _loses(t: Topology, spec: Any, leader: str) -> bool:
+    """Whether the fault takes the leader away from the nodes that keep a quorum."""
+    if leader in spec.targets:
+        return True
+    e = claims_mod.expect(t, [spec])
+    return bool(e.active) and leader not in e.active
+
+
+def _model_details(p: Profile, exp: Expectation, obs: Observation, drain: float | None, b: Bounds) -> list[str]:
+    """For a node that fences itself (tuned), what the model says of each node, checked too."""
+    if not p.ping_gate:
+        return []
+    out = []
+    if obs.active != exp.active:
+        out.append(f"active {sorted(obs.active) or 'none'}, quorum arithmetic says {sorted(exp.active) or 'none'}")
+    wrong = [f"{n} /ping {obs.pings.get(n)}" for n in sorted(exp.fenced) if obs.pings.get(n) != 503]
+    if wrong:
+        out.append(f"cut-off nodes should fence themselves with 503: {', '.join(wrong)}")
+    if drain is None or drain > b.fence:
+        out.append(f"not every failed or cut-off node was drained by the load balancer within {b.fence:g} s")
+    return out
+
+
+def _restarts_between(before: dict[str, int | None], after: dict[str, int | None]) -> dict[str, int]:
+    out = {}
+    for n, a in after.items():
+        b = before.get(n)
+        if a is not None and b is not None and a != b:
+            out[n] = a - b
+    return out
+
+
+def _restarts(t: Topology) -> dict[str, int | None]:
+    try:
+        return lifecycle.server_restarts(t)
+    except LabError:
+        return {n: None for n in t.node_names}
 
 
 def _s(v: float | None) -> str:
     return "-" if v is None else f"{v:.1f}s"
 
 
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.0f} %"
+
+
 # --------------------------------------------------------------------------------- one size
 
-def run_size(t: Topology, cases: Sequence[Case], run_dir: Path, b: Bounds, say: Say, seed: int = 0
+def run_size(t: Topology, cases: Sequence[Case], run_dir: Path, claims: Claims, say: Say, seed: int = 0
              ) -> tuple[list[CaseResult], CheckResult]:
     """Every case on one running lab; then the checker over the whole history and the database."""
+    p = t.node_profile
+    b = claims.bounds_for(p.name)
+    guide = {c.id: c.outcome for c in claims.claims}
     results: list[CaseResult] = []
     with Watch(t, run_dir) as w, Injector(t, history=run_dir / HISTORY_FILE, seed=seed, say=say) as inj:
         for case in cases:
+            says = guide[case.claims[0]]
             try:
-                results.append(run_case(t, case, w, inj, b, say))
-            except LabError as exc:  # a fault that could not be applied or verified: this case failed
+                results.append(run_case(t, p, case, w, inj, b, claims.objective, says, say))
+            except LabError as exc:  # a fault or placement that could not be done: this case failed
                 say(f"n{t.size} {case.id}: error: {exc}")
-                results.append(CaseResult(t.size, case.id, case.claims, case.fault.describe(), "?", "error", (), (),
-                                          None, None, None, None, None, time.time(), (str(exc),)))
+                results.append(CaseResult(t.size, case.id, case.claims, case.fault.describe(), "?", says, "?", "",
+                                          ERROR, None, (), (), None, None, None, time.time(), (str(exc),)))
     verdicts = judge(run_dir, lab_query(t)).result
     return _charge(results, verdicts), verdicts
 
@@ -216,7 +358,7 @@ def _charge(results: list[CaseResult], verdicts: CheckResult) -> list[CaseResult
             hits = [v for v in o.violations if v.t is not None and lo < v.t <= hi]
             if hits:
                 extra.append(f"{o.name}: {len(hits)} violation(s), e.g. {hits[0].detail}")
-        out.append(r if not extra else CaseResult(**{**asdict(r), "problems": r.problems + tuple(extra)}))
+        out.append(r if not extra else replace(r, safety=r.safety + tuple(extra)))
     return out
 
 
@@ -224,26 +366,28 @@ def _charge(results: list[CaseResult], verdicts: CheckResult) -> list[CaseResult
 
 def run_matrix(sizes: Sequence[int], *, claims_path: str | Path = claims_mod.DEFAULT_CLAIMS,
                runs_root: str | Path = "runs", lab_prefix: str = "matrix", db_dc: str | None = None,
-               only: Sequence[str] = (), ports: Callable[[], Ports] | None = None, seed: int = 0,
-               say: Say = lifecycle.quiet) -> MatrixResult:
+               profile: str | None = None, only: Sequence[str] = (), ports: Callable[[], Ports] | None = None,
+               seed: int = 0, say: Say = lifecycle.quiet) -> MatrixResult:
     """Run the matrix; write matrix.json and matrix.md into a fresh run directory; return the result."""
     from lab.capacity.sweep import machine
 
     claims = claims_mod.load(claims_path)
     plans = []
     for size in sizes:
-        t = make_topology(size, lab=f"{lab_prefix}-n{size}", db_dc=db_dc, ports=ports() if ports else None)
+        t = make_topology(size, lab=f"{lab_prefix}-n{size}", db_dc=db_dc, ports=ports() if ports else None,
+                          profile=profile or DEFAULT_PROFILE)
         cases = [c for c in claims_mod.cases(claims, t) if not only or c.id in only]
         plans.append((t, cases))
     unknown = sorted(set(only) - {c.id for _, cs in plans for c in cs})
     if unknown:
         raise BadInput(f"--only: no case {', '.join(unknown)} for these sizes")
+    p = plans[0][0].profile if plans else (profile or "")
     run_dir = make_run_dir("matrix", runs_root)
     host = machine()
     started = time.time()
     results: list[CaseResult] = []
     checks: dict[str, Any] = {}
-    say(f"matrix: {sum(len(c) for _, c in plans)} cases over {len(plans)} lab(s) -> {run_dir}")
+    say(f"matrix ({p} profile): {sum(len(c) for _, c in plans)} cases over {len(plans)} lab(s) -> {run_dir}")
     for t, cases in plans:
         if not cases:
             continue
@@ -251,29 +395,43 @@ def run_matrix(sizes: Sequence[int], *, claims_path: str | Path = claims_mod.DEF
         sub.mkdir()
         lifecycle.up(t, say)
         try:
-            done, verdicts = run_size(t, cases, sub, claims.bounds, say, seed)
+            done, verdicts = run_size(t, cases, sub, claims, say, seed)
         finally:
             lifecycle.down(t.lab)
         results += done
         checks[f"n{t.size}"] = {o.name: {"status": o.status, "checked": o.checked, "violations": len(o.violations)}
                                 for o in verdicts.outcomes}
-        _write(run_dir, _result(run_dir, started, sizes, claims, results, checks, host))
-    result = _result(run_dir, started, sizes, claims, results, checks, host)
+        _write(run_dir, _result(run_dir, started, sizes, p, claims, results, checks, host))
+    result = _result(run_dir, started, sizes, p, claims, results, checks, host)
     _write(run_dir, result)
     return result
 
 
-def _result(run_dir: Path, started: float, sizes: Sequence[int], claims: Claims, results: list[CaseResult],
-            checks: dict[str, Any], machine: dict[str, Any]) -> MatrixResult:
-    per_claim = []
+def claim_verdicts(claims: Claims, results: Sequence[CaseResult]) -> list[dict[str, Any]]:
+    """Per claim, the three things kept apart: what the guide says, what the model predicted and
+    what was observed, with the numbers of its worst case."""
+    out = []
     for c in claims.claims:
         mine = [r for r in results if c.id in r.claims]
-        if mine:
-            ok = all(r.verdict == "confirmed" for r in mine)
-            per_claim.append({"id": c.id, "says": c.says, "cases": len(mine),
-                              "verdict": "confirmed" if ok else "contradicted"})
-    return MatrixResult(run_dir, started, time.time(), tuple(sizes), claims.bounds, tuple(results), tuple(per_claim),
-                        checks, machine)
+        if not mine:
+            continue
+        holds = all(r.holds for r in mine)
+        worst = min(mine, key=lambda r: (r.holds, r.measures.share if r.measures and r.measures.share is not None
+                                         else -1.0))
+        numbers = (f"n{worst.size} {worst.case}: " + worst.measures.summary(worst.observed, claims.objective.after)
+                   if worst.measures else f"n{worst.size} {worst.case}: {worst.observed}")
+        out.append({"id": c.id, "says": c.says, "guide": c.outcome, "cases": len(mine),
+                    "predicted": dict(Counter(r.predicted for r in mine)),
+                    "observed": dict(Counter(r.observed for r in mine)),
+                    "surprises": sum(r.surprise for r in mine), "holds": holds,
+                    "verdict": "holds" if holds else "does not hold", "worst": numbers})
+    return out
+
+
+def _result(run_dir: Path, started: float, sizes: Sequence[int], profile: str, claims: Claims,
+            results: list[CaseResult], checks: dict[str, Any], machine: dict[str, Any]) -> MatrixResult:
+    return MatrixResult(run_dir, started, time.time(), tuple(sizes), profile, claims.bounds_for(profile),
+                        claims.objective, tuple(results), tuple(claim_verdicts(claims, results)), checks, machine)
 
 
 def _write(run_dir: Path, result: MatrixResult) -> None:
@@ -283,13 +441,21 @@ def _write(run_dir: Path, result: MatrixResult) -> None:
 
 # ---------------------------------------------------------------------------------- output
 
-HEADERS = ("nodes", "case", "fault", "expected", "observed", "detect", "recover", "healed", "verdict")
+HEADERS = ("nodes", "case", "fault", "leader", "guide", "model", "observed", "success", "writes", "errors",
+           "drain", "recover", "restarts", "healed", "verdict")
 
 
 def rows(result: MatrixResult) -> list[list[str]]:
-    return [[str(c.size), c.case, c.fault, c.expected, c.observed, _s(c.detect),
-             _s(c.recover) + (" after heal" if c.observed == OUTAGE and c.recover is not None else ""),
-             _s(c.healed), c.verdict] for c in result.cases]
+    out = []
+    for c in result.cases:
+        m = c.measures
+        errors = ", ".join(f"{k}x{v}" for k, v in m.errors.items()) if m and m.errors else "-"
+        out.append([str(c.size), c.case, c.fault, c.leader, c.guide, c.predicted, c.observed,
+                    _pct(m.share if m else None), _pct(m.write_share if m else None), errors,
+                    _s(m.drain) if m and m.drain is not None else ("never" if m else "-"),
+                    _s(m.recover if m else None), str(sum(m.restarts.values())) if m else "-", _s(c.healed),
+                    c.verdict])
+    return out
 
 
 def table(result: MatrixResult) -> str:
@@ -297,34 +463,61 @@ def table(result: MatrixResult) -> str:
     widths = [max(len(r[i]) for r in data) for i in range(len(HEADERS))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in data]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    bad = [c for c in result.cases if c.problems]
-    lines += [f"n{c.size} {c.case}: {'; '.join(c.problems)}" for c in bad]
-    lines.append(f"{len(result.cases) - len(bad)}/{len(result.cases)} cases confirmed in "
-                 f"{result.ended - result.started:.0f} s")
+    lines += [f"n{c.size} {c.case}: {'; '.join(c.problems + c.safety)}" for c in result.cases if c.problems or c.safety]
+    lines += [f"claim {c['id']}: the guide says {c['guide']}; model {_counts(c['predicted'])}; observed "
+              f"{_counts(c['observed'])} -> {c['verdict']} (worst {c['worst']})" for c in result.claims]
+    held = sum(c["holds"] for c in result.claims)
+    surprises = sum(c.surprise for c in result.cases)
+    lines.append(f"{held}/{len(result.claims)} claims hold, {surprises} surprise(s) in {len(result.cases)} cases, "
+                 f"{result.profile} profile, {result.ended - result.started:.0f} s")
     return "\n".join(lines)
+
+
+def _counts(d: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(d.items()))
 
 
 def markdown(result: MatrixResult) -> str:
     d = result.to_dict()
     m = result.machine
-    out = [f"# Survivability matrix ({d['date']})", "",
+    o = result.objective
+    out = [f"# Survivability matrix ({d['date']}, {result.profile} profile)", "",
            f"Machine: {m.get('cpus')} CPUs, {m.get('memory_gib')} GiB, {m.get('os')}, Docker {m.get('docker')}. "
-           f"Sizes {', '.join(map(str, result.sizes))}; {d['seconds']:.0f} s in all.", "",
-           "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+           f"Sizes {', '.join(map(str, result.sizes))}; {d['seconds']:.0f} s in all. Objective: from {o.after:g} s "
+           f"after the fault on, at least {100 * o.success:g} % of the client's requests succeed (survives); at "
+           f"most {100 * (1 - o.success):g} % of its writes: outage; between: degraded.", "",
+           "| claim | the guide says | guide | model | observed | verdict | worst case |", "|---|---|---|---|---|---|---|"]
+    out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in (
+        c["id"], c["says"], c["guide"], _counts(c["predicted"]), _counts(c["observed"]), c["verdict"], c["worst"]))
+        + " |" for c in result.claims]  # a worst case's id may hold a | (split-dc-a|dc-b)
+    out += ["", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |" for r in rows(result)]
-    out += ["", "| claim | the guide says | cases | verdict |", "|---|---|---|---|"]
-    out += [f"| {c['id']} | {c['says']} | {c['cases']} | {c['verdict']} |" for c in result.claims]
-    problems = [f"- n{c.size} {c.case}: {'; '.join(c.problems)}" for c in result.cases if c.problems]
-    if problems:
-        out += ["", "Contradictions:", *problems]
-    out += ["", "detect: fault -> every failed or cut-off node drained by the load balancer (which checks /ping); "
-            "recover: fault -> writes through the load balancer succeed again (0 = never interrupted), or heal -> "
-            "first successful write for an outage; healed: heal -> every node active and the client succeeding."]
+    notes = [f"- n{c.size} {c.case}: {'; '.join(c.problems + c.safety)}" for c in result.cases
+             if c.problems or c.safety]
+    if notes:
+        out += ["", "Where the lab differed from its model's details, or the checker found a violation:", *notes]
+    out += ["", "success, writes: share of the client's requests (writes) through the load balancer that succeeded "
+            f"from {o.after:g} s after the fault on; errors: failed requests by kind while the fault held; drain: "
+            "fault -> every failed or cut-off node out of the load balancer (never: it kept sending to one); "
+            "recover: fault -> writes succeed again for good; restarts: API server restarts; healed: heal -> "
+            "every node active and the client succeeding. model: what quorum arithmetic, the database's "
+            "placement and the node profile predict; a case whose observation differs is a surprise."]
     return "\n".join(out) + "\n"
 
 
 def require_pass(result: MatrixResult) -> None:
-    bad = [f"n{c.size} {c.case}" for c in result.cases if c.verdict != "confirmed"]
+    """Exit 3 when a claim does not hold; exit 4 when every claim holds but the lab surprised its model."""
+    bad = [c["id"] for c in result.claims if not c["holds"]]
     if bad:
-        raise CheckFailed(f"the matrix contradicts the claims in {len(bad)} case(s): {', '.join(bad)}; "
+        raise CheckFailed(f"{len(bad)} claim(s) of the guide do not hold on this lab: {', '.join(bad)}; "
                           f"see {result.run_dir / 'matrix.md'}")
+    surprises = [f"n{c.size} {c.case}" for c in result.cases if c.surprise]
+    if surprises:
+        raise Surprise(f"every claim holds, but {len(surprises)} case(s) did what the lab's model did not predict: "
+                       f"{', '.join(surprises)}; see {result.run_dir / 'matrix.md'}")
+
+
+class Surprise(CheckFailed):
+    """The lab did something its model did not predict (exit 4)."""
+
+    exit_code = EXIT_SURPRISE

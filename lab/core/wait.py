@@ -24,7 +24,7 @@ class WaitTimeout(RuntimeFailure):
         super().__init__(f"timed out after {timeout:g} s waiting for {what} (last: {_shown(last)})")
 
 
-def wait_for(what: str, fn: Callable[[], T], timeout: float, interval: float = 0.2, *,
+def wait_for(what: str, fn: Callable[[], T | None], timeout: float, interval: float = 0.2, *,
              not_yet: tuple[type[BaseException], ...] = NOT_YET) -> T:
     """Call `fn` every `interval` seconds until it returns something truthy, and return that; after
     `timeout` seconds raise WaitTimeout naming `what` and the last value (or exception) seen. An

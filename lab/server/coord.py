@@ -20,9 +20,10 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from kazoo.client import KazooClient, KazooState
+from kazoo.handlers.threading import SequentialThreadingHandler
 from kazoo.exceptions import KazooException, LockTimeout, NoNodeError, NotEmptyError
 from kazoo.recipe.lock import Lock
 from kazoo.retry import KazooRetry
@@ -115,6 +116,20 @@ class Held:
             log.info("could not release lock %s now; it expires with the session", self._lock.path)
 
 
+class ConnectTimeoutHandler(SequentialThreadingHandler):
+    """kazoo's handler with a bound on each TCP connect. kazoo gives a connect the whole session
+    timeout, so a reconnect that draws a member cut off behind a DROP rule hangs that long while the
+    reachable members already serve again (docs/survivability.md, the leader-side blackout)."""
+
+    def __init__(self, connect_timeout: float) -> None:
+        super().__init__()
+        self.connect_timeout = connect_timeout
+
+    def create_connection(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["timeout"] = min(kwargs.get("timeout") or self.connect_timeout, self.connect_timeout)
+        return super().create_connection(*args, **kwargs)
+
+
 class Coordinator:
     def __init__(self, hosts: str, profile: Profile, identity: str,
                  client_factory: Callable[[], KazooClient] | None = None) -> None:
@@ -123,9 +138,11 @@ class Coordinator:
         # Curator's RetryNTimes (rancher-1.0) or a short exponential backoff (tuned); kazoo's
         # default jitter only where the profile keeps it.
         jitter = {} if profile.zk_retry_jitter else {"max_jitter": 0.0}
+        connect = profile.zk_client_connect_timeout or profile.zk_session_timeout / max(1, len(hosts.split(",")))
         self._factory = client_factory or (lambda: KazooClient(
             hosts=hosts,
             timeout=profile.zk_session_timeout,
+            handler=ConnectTimeoutHandler(connect),
             # Like ZooKeeper's own client under Curator: reconnect for ever.
             connection_retry=KazooRetry(max_tries=-1, delay=0.1, backoff=2, max_delay=1.0),
             command_retry=KazooRetry(max_tries=profile.zk_retry_tries, delay=profile.zk_retry_delay,

@@ -56,6 +56,7 @@ class Profile:
     zk_max_wait_for_epoch_ms: int = _env("HALAB_ZK_MAX_WAIT_FOR_EPOCH_MS", -1)
     zk_session_timeout: float = _env("HALAB_ZK_SESSION_TIMEOUT", 0.5)
     zk_connection_timeout: float = _env("HALAB_ZK_CONNECTION_TIMEOUT", 0.1)
+    zk_client_connect_timeout: float = _env("HALAB_ZK_CLIENT_CONNECT_TIMEOUT", 0.0)
     zk_retry_tries: int = _env("HALAB_ZK_RETRY_TRIES", 0)
     zk_retry_delay: float = _env("HALAB_ZK_RETRY_DELAY", 0.0)
     zk_retry_backoff: float = _env("HALAB_ZK_RETRY_BACKOFF", 1.0)
@@ -137,6 +138,7 @@ RANCHER_1_0 = Profile(
     zk_max_wait_for_epoch_ms=-1,
     zk_session_timeout=30.0,
     zk_connection_timeout=30.0,
+    zk_client_connect_timeout=0.0,
     zk_retry_tries=3,
     zk_retry_delay=1.0,
     zk_retry_backoff=1.0,
@@ -175,6 +177,8 @@ RANCHER_1_0 = Profile(
         "zk_max_wait_for_epoch_ms": "ZooKeeper 3.4 has no such limit: a leader whose voters left waits initLimit ticks (20 s)",
         "zk_session_timeout": "cattle's Curator client: session timeout 30,000 ms",
         "zk_connection_timeout": "cattle's Curator client: connection timeout 30,000 ms",
+        "zk_client_connect_timeout": "0: ZooKeeper's Java client gives a TCP connect the session timeout divided by"
+                                     " the number of hosts (10 s each for 3 hosts)",
         "zk_retry_tries": "cattle's Curator client: RetryNTimes(3, 1000 ms)",
         "zk_retry_delay": "cattle's Curator client: RetryNTimes(3, 1000 ms)",
         "zk_retry_backoff": "RetryNTimes sleeps the same time before every retry",
@@ -219,6 +223,7 @@ TUNED = Profile(
     zk_max_wait_for_epoch_ms=1000,
     zk_session_timeout=4.0,
     zk_connection_timeout=4.0,
+    zk_client_connect_timeout=0.5,
     zk_retry_tries=3,
     zk_retry_delay=0.05,
     zk_retry_backoff=2.0,
@@ -260,6 +265,8 @@ TUNED = Profile(
                                     " initLimit (5 s) for it: ZOOKEEPER-3109's opt-in fix",
         "zk_session_timeout": "a dead node's locks pass to a survivor within seconds",
         "zk_connection_timeout": "unused: a tuned node never exits on session loss",
+        "zk_client_connect_timeout": "a reconnect does not hang on a member cut off behind a DROP rule: kazoo would"
+                                     " give each TCP connect the whole 4 s session (the leader-side blackout)",
         "zk_retry_tries": "kazoo retries a command a few times on a flaky connection",
         "zk_retry_delay": "short exponential backoff keeps retries inside a request",
         "zk_retry_backoff": "short exponential backoff keeps retries inside a request",
