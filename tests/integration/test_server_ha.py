@@ -20,6 +20,13 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 NODES = ["a1", "a2", "b1"]
 
 
+@pytest.fixture(scope="module")
+def halab_profile() -> str:
+    """These check the tuned node: fenced within seconds (/ping 503, writes refused), 4 s
+    sessions, a 1 s membership heartbeat (docs/architecture.md, Node profiles)."""
+    return "tuned"
+
+
 def members(t, name: str) -> list[str]:
     return sorted(m["name"] for m in node_status(t, name)["members"])
 

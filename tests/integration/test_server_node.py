@@ -129,7 +129,8 @@ KILL_JAVA = (
 
 
 def test_the_host_goes_down_when_its_zookeeper_dies(halab_lab_factory):
-    t = halab_lab_factory(1)
+    # tuned: no restart policy, so the exit stays visible (a rancher-1.0 host comes back)
+    t = halab_lab_factory(1, profile="tuned")
     container = container_name(t, "a1")
     # Detached: the exec must not race the container it brings down.
     docker.run(["docker", "exec", "-d", container, "python3", "-c", KILL_JAVA], "kill a1's ZooKeeper JVM", timeout=30)
