@@ -26,7 +26,9 @@ def halab_profile() -> str:
 
 
 def manager(t: Any, node: str) -> dict[str, Any]:
-    return node_status(t, node).get("clusterManager") or {}
+    """The node's cluster-manager view; empty while its server is not answering (restarting)."""
+    status, _, body = http("GET", on_node(t, node, "/status.json"))
+    return (body.get("clusterManager") or {}) if status == 200 and isinstance(body, dict) else {}
 
 
 def zoo_cfg(t: Any, node: str) -> list[str]:
@@ -59,8 +61,8 @@ def test_a_killed_node_is_forgotten_and_the_survivors_only_lose_their_tunnels_to
     victim = next(n for n in NODES if before[n]["slot"] == 1)  # slot 1: what cattle's ruok waits on
     survivors = tuple(n for n in NODES if n != victim)
     inj = halab_faults(t)
+    killed = time.monotonic()
     with inj.held(make_spec("kill", [victim])):
-        killed = time.monotonic()
 
         def forgotten() -> dict[str, dict[str, Any]] | None:
             views = {n: manager(t, n) for n in survivors}
@@ -69,7 +71,9 @@ def test_a_killed_node_is_forgotten_and_the_survivors_only_lose_their_tunnels_to
         after = wait_for(f"the survivors to forget {victim}", forgotten, 40)
         took = time.monotonic() - killed
         print(f"{victim} (slot 1) forgotten by {', '.join(survivors)} {took:.1f} s after the kill")
-        assert 8 <= took <= 30, took  # two missed 5 s polls
+        # Two polls 5 s apart without a new heartbeat: 10 to 15 s after its last one, which came
+        # 0 to 5 s before the kill.
+        assert 5 <= took <= 25, took
         for n in survivors:
             b, a = before[n], after[n]
             # Same manager, same slot; the ZooKeeper member and Redis were not restarted.
