@@ -4,13 +4,14 @@ PY := $(VENV)/bin/python
 HALAB := $(VENV)/bin/halab
 NAME ?= halab
 PYTEST_ARGS ?=
+LINT_PATHS := lab tests bench loadtests
 
-.PHONY: setup venv prereqs images lab-1node lab-3node lab-5node down status test test-unit test-integration bench
+.PHONY: setup venv prereqs images lab-1node lab-3node lab-5node down status lint test test-unit test-integration bench
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test]'
+	$(VENV)/bin/pip install -q -e '.[test,lint]'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -34,6 +35,12 @@ down: venv
 
 status: venv
 	$(HALAB) status --name $(NAME)
+
+# ruff (rules and format) over the project's Python, mypy --strict over the package (pyproject.toml).
+lint: venv
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy
 
 test: prereqs venv
 	$(PY) -m pytest $(PYTEST_ARGS)
