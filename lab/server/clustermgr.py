@@ -110,6 +110,10 @@ class Child:
     def running(self) -> bool:
         return self.proc is not None and self.proc.returncode is None
 
+    def state(self) -> dict[str, Any]:
+        pid = self.proc.pid if self.proc is not None and self.running else None
+        return {"slot": self.slot, "pid": pid, "restarts": self.restarts}
+
     async def ensure(self, slot: int) -> None:
         if self.slot == slot and self._keeper is not None:
             return
@@ -175,14 +179,14 @@ class ClusterManager:
     def _db_job(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         try:
             return self._call(fn, args)
-        except Exception as e:  # noqa: BLE001 - any failed statement ends cluster-manager (log.Fatal)
+        except Exception as e:
             if not is_connection_error(e):
                 raise ManagerExit(f"{type(e).__name__}: {e}") from None
         # database/sql retries a statement once on a new connection when the pooled one is dead.
         self._conn = None
         try:
             return self._call(fn, args)
-        except Exception as e:  # noqa: BLE001 - as above
+        except Exception as e:
             raise ManagerExit(f"{type(e).__name__}: {e}") from None
 
     def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
@@ -297,10 +301,8 @@ class ClusterManager:
             "master": self.master,
             "slot": slots.own if slots else 0,
             "slots": list(slots.addresses) if slots else [],
-            "zookeeper": {"slot": self.zk.slot, "pid": self.zk.proc.pid if self.zk.running and self.zk.proc else None,
-                          "restarts": self.zk.restarts},
-            "redis": {"slot": self.redis.slot, "pid": self.redis.proc.pid if self.redis.running and self.redis.proc else None,
-                      "restarts": self.redis.restarts},
+            "zookeeper": self.zk.state(),
+            "redis": self.redis.state(),
             "tunnels": {name: str(spec) for name, spec in sorted(self.tunnels.specs().items())},
             "at": time.time(),
         }

@@ -8,8 +8,8 @@ import time
 from typing import Any
 
 import pytest
-
 from helpers import http, node_status, on_node
+
 from lab.cluster import docker
 from lab.cluster.compose import container_name
 from lab.core.wait import wait_for
