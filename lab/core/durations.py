@@ -30,8 +30,9 @@ def parse_duration(value: Any, where: str = "duration", *, minimum: float = 0.0,
         for number, unit in _PART.findall(value):
             unit = unit.lower()
             if _RANK[unit] <= last:
-                raise BadInput(f"{where}: {_short(value)!r} is not a duration like {EXAMPLES} "
-                               f"(units largest first, each once)")
+                raise BadInput(
+                    f"{where}: {_short(value)!r} is not a duration like {EXAMPLES} (units largest first, each once)"
+                )
             last = _RANK[unit]
             seconds += _finite(number, where) * _UNIT[unit]
         seconds = _finite(seconds, where)

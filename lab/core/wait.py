@@ -5,8 +5,9 @@ testcontainers' wait strategies do)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from http.client import HTTPException
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from lab.core.errors import RuntimeFailure
 
@@ -24,22 +25,29 @@ class WaitTimeout(RuntimeFailure):
         super().__init__(f"timed out after {timeout:g} s waiting for {what} (last: {_shown(last)})")
 
 
-def wait_for(what: str, fn: Callable[[], T | None], timeout: float, interval: float = 0.2, *,
-             not_yet: tuple[type[BaseException], ...] = NOT_YET) -> T:
+def wait_for(
+    what: str,
+    fn: Callable[[], T | None],
+    timeout: float,
+    interval: float = 0.2,
+    *,
+    not_yet: tuple[type[BaseException], ...] = NOT_YET,
+) -> T:
     """Call `fn` every `interval` seconds until it returns something truthy, and return that; after
     `timeout` seconds raise WaitTimeout naming `what` and the last value (or exception) seen. An
     exception of `not_yet` (connection errors by default) counts as "not yet"; any other one, an
     assertion included, ends the wait at once."""
     deadline = time.monotonic() + timeout
-    last: Any = None
+    last: T | BaseException | None = None
     while True:
         try:
-            last = fn()
+            value = fn()
         except not_yet as exc:
             last = exc
         else:
-            if last:
-                return last
+            if value:
+                return value
+            last = value
         if time.monotonic() >= deadline:
             raise WaitTimeout(what, timeout, last)
         time.sleep(interval)

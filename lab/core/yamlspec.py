@@ -9,13 +9,13 @@ A location (`where`) is the file followed by the field path: `at(path)` starts o
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 
 from lab.core.errors import BadInput
-
 
 
 def at(path: str | Path) -> str:
@@ -37,15 +37,15 @@ def load(path: str | Path) -> Any:
     except OSError as exc:
         raise BadInput(f"{p}: cannot read it: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
-        line = exc.object[:exc.start].count(b"\n") + 1
+        line = exc.object[: exc.start].count(b"\n") + 1
         raise BadInput(f"{p}: line {line}: not valid UTF-8 text") from None
     try:
         return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = f": line {mark.line + 1}" if mark else ""
+        at_line = f": line {mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise BadInput(f"{p}{line}: not valid YAML: {problem}") from None
+        raise BadInput(f"{p}{at_line}: not valid YAML: {problem}") from None
     except RecursionError:  # PyYAML composes nested collections recursively
         raise BadInput(f"{p}: not valid YAML: nested too deeply") from None
 
@@ -60,8 +60,8 @@ class _Loader(yaml.SafeLoader):
             return super().construct_object(node, deep)
         except (ValueError, TypeError, KeyError, IndexError, AttributeError):
             raise yaml.constructor.ConstructorError(
-                None, None, f"{_short(node.value)!r} is not a valid {node.tag.rsplit(':', 1)[-1]}",
-                node.start_mark) from None
+                None, None, f"{_short(node.value)!r} is not a valid {node.tag.rsplit(':', 1)[-1]}", node.start_mark
+            ) from None
 
 
 def mapping(value: Any, where: str, required: Iterable[str] = (), optional: Iterable[str] = ()) -> dict[str, Any]:
@@ -104,7 +104,7 @@ def choice(value: Any, where: str, choices: Iterable[str]) -> str:
     options = tuple(choices)
     if value not in options:
         raise BadInput(f"{where}: {value!r} is not one of {', '.join(options)}")
-    return value
+    return options[options.index(value)]
 
 
 def integer(value: Any, where: str, minimum: int | None = None, maximum: int | None = None) -> int:
