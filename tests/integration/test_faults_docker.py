@@ -27,6 +27,13 @@ from lab.core.wait import wait_for
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
+@pytest.fixture(scope="module")
+def halab_profile() -> str:
+    """The fencing checks here need the tuned node, whose /ping turns 503 when it is cut
+    (docs/architecture.md, Node profiles)."""
+    return "tuned"
+
+
 def clean(t: Any) -> dict[str, Any]:
     return {"registered": [], "rules": {}, "paused": [], "stopped": []} == faults.leftovers(t)
 

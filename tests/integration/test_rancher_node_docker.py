@@ -10,14 +10,16 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import pytest
 from helpers import REPO
 
 from lab.cluster import docker, lifecycle, probes
 from lab.cluster.compose import container_name
+from lab.cluster.topology import Topology
 from lab.core.wait import wait_for
-from lab.faults import make_spec
+from lab.faults import Injector, make_spec
 from lab.server.profiles import DEFAULT_PROFILE
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -32,18 +34,19 @@ SAMPLED = 20.0  # seconds of /ping answers sampled after the cut
 RESTART_BOUND = 90.0  # seconds after the cut by which the server must have restarted
 
 
-def ping_inside(t, node: str) -> str:
+def ping_inside(t: Topology, node: str) -> str:
     """The node's own /ping as a process of its container sees it: no load balancer in between."""
     return docker.run(["docker", "exec", container_name(t, node), "python3", "-c", PING],
                       f"{node}'s /ping from inside", timeout=15).strip()
 
 
-def halab_status(t, *args: str) -> subprocess.CompletedProcess[str]:
+def halab_status(t: Topology, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "lab.cli", *args, "status", "--name", t.lab], cwd=REPO,
                           capture_output=True, text=True, timeout=120, check=False)
 
 
-def test_a_minority_node_answers_pong_then_restarts_its_server(halab_lab_factory, halab_faults):
+def test_a_minority_node_answers_pong_then_restarts_its_server(halab_lab_factory: Callable[..., Topology],
+                                                               halab_faults: Callable[..., Injector]) -> None:
     assert DEFAULT_PROFILE == "rancher-1.0"
     t = halab_lab_factory(3, profile=DEFAULT_PROFILE)
     inj = halab_faults(t)

@@ -12,6 +12,14 @@ from lab import faults
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
+
+@pytest.fixture(scope="module")
+def halab_profile() -> str:
+    """The scenario's `during` checks expect the isolated follower fenced: the tuned node
+    (docs/architecture.md, Node profiles)."""
+    return "tuned"
+
+
 SCENARIO = paths.SCENARIOS / "isolate-follower.yaml"
 
 
