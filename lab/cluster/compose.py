@@ -84,8 +84,10 @@ def render(t: Topology, image_tags: dict[str, str]) -> dict[str, Any]:
             "hostname": "lb",
             "labels": labels(t, "lb"),
             "networks": {"front": {}, **{dc: {} for dc in t.datacenters}},
-            "ports": [f"{t.ports.bind}:{port}:{inner}" for port, inner in
-                      ((t.ports.http, 80), (t.ports.https, 443), (t.ports.mgmt, 18080))],
+            "ports": [
+                f"{t.ports.bind}:{port}:{inner}"
+                for port, inner in ((t.ports.http, 80), (t.ports.https, 443), (t.ports.mgmt, 18080))
+            ],
             "volumes": [f"./{HAPROXY_CFG}:/usr/local/etc/haproxy/haproxy.cfg:ro"],
             "secrets": ["lb_pem"],
             "cap_drop": ["ALL"],
@@ -143,8 +145,11 @@ def render(t: Topology, image_tags: dict[str, str]) -> dict[str, Any]:
 def _private_network(network_labels: dict[str, str]) -> dict[str, Any]:
     """A network only its containers can use: no route out (internal) and no address on the host's
     bridge, so not even the host reaches the database or the nodes directly."""
-    return {"internal": True, "driver_opts": {"com.docker.network.bridge.inhibit_ipv4": "true"},
-            "labels": network_labels}
+    return {
+        "internal": True,
+        "driver_opts": {"com.docker.network.bridge.inhibit_ipv4": "true"},
+        "labels": network_labels,
+    }
 
 
 def _db_service(t: Topology, image_tags: dict[str, str]) -> dict[str, Any]:
@@ -189,12 +194,8 @@ def haproxy_config(t: Topology) -> str:
     stack's 1 s x 2; tuned: fast detection), retries with redispatch (tuned: L7 retries of
     idempotent requests), a stats page, and `/node/<name>/...` routes that reach one node whatever
     its health (the harness's probes)."""
-    servers = "\n".join(
-        f"    server {n.name} {n.alias(n.dc)}:{NODE_API_PORT} check" for n in t.nodes
-    )
-    mgmt_servers = "\n".join(
-        f"    server {n.name} {n.alias(n.dc)}:{NODE_MGMT_PORT} check" for n in t.nodes
-    )
+    servers = "\n".join(f"    server {n.name} {n.alias(n.dc)}:{NODE_API_PORT} check" for n in t.nodes)
+    mgmt_servers = "\n".join(f"    server {n.name} {n.alias(n.dc)}:{NODE_MGMT_PORT} check" for n in t.nodes)
     routes = "\n".join(f"    use_backend direct_{n.name} if {{ path_beg /node/{n.name}/ }}" for n in t.nodes)
     direct = "\n".join(
         f"backend direct_{n.name}\n"
@@ -204,7 +205,14 @@ def haproxy_config(t: Topology) -> str:
     )
     template = Template((TEMPLATES / "haproxy.cfg.tmpl").read_text())
     p = t.node_profile
-    return template.substitute(servers=servers, mgmt_servers=mgmt_servers, routes=routes, direct=direct,
-                               lab=t.lab, check=p.lb_check(), check_timeout=f"{p.lb_check_timeout_ms}ms",
-                               retry_on=p.lb_retry_on, profile=p.name)
-
+    return template.substitute(
+        servers=servers,
+        mgmt_servers=mgmt_servers,
+        routes=routes,
+        direct=direct,
+        lab=t.lab,
+        check=p.lb_check(),
+        check_timeout=f"{p.lb_check_timeout_ms}ms",
+        retry_on=p.lb_retry_on,
+        profile=p.name,
+    )

@@ -10,8 +10,9 @@ import contextlib
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from lab.core.errors import BadInput, DockerUnavailable, RuntimeFailure, mask
 
@@ -38,7 +39,7 @@ def translate(exc: Exception, what: str) -> Exception:
         return DockerUnavailable(f"{what}: Docker is not running; {INSTALL_HINT}")
     if "permission denied" in text.lower() and "docker.sock" in text:
         return DockerUnavailable(f"{what}: not permitted to use Docker (add yourself to the docker group or use sudo)")
-    if isinstance(exc, FileNotFoundError) or "executable" in text and "not found" in text:
+    if isinstance(exc, FileNotFoundError) or ("executable" in text and "not found" in text):
         return DockerUnavailable(f"{what}: the docker CLI is not installed; {INSTALL_HINT}")
     if "port is already allocated" in text or "address already in use" in text:
         return BadInput(f"{what}: a published port is already in use: {mask(_tail(text, 2))}")
@@ -53,8 +54,15 @@ def docker_errors(what: str) -> Iterator[None]:
     except (BadInput, RuntimeFailure):
         raise
     except Exception as exc:  # python-on-whales, subprocess and OS errors alike
-        if exc.__class__.__name__ in {"DockerException", "NoSuchContainer", "NoSuchImage", "NoSuchNetwork",
-                                       "CalledProcessError", "FileNotFoundError", "NotADockerCommand"}:
+        if exc.__class__.__name__ in {
+            "DockerException",
+            "NoSuchContainer",
+            "NoSuchImage",
+            "NoSuchNetwork",
+            "CalledProcessError",
+            "FileNotFoundError",
+            "NotADockerCommand",
+        }:
             raise translate(exc, what) from exc
         raise
 
@@ -70,24 +78,32 @@ def require_docker() -> None:
         raise DockerUnavailable(f"Compose v2 (`docker compose`) is missing; {INSTALL_HINT}") from exc
 
 
-def run(args: Sequence[str], what: str, *, timeout: float | None = None, input: str | None = None,
-        env: dict[str, str] | None = None) -> str:
+def run(
+    args: Sequence[str],
+    what: str,
+    *,
+    timeout: float | None = None,
+    input: str | None = None,
+    env: dict[str, str] | None = None,
+) -> str:
     """Run a docker CLI command; return stdout; raise a translated error on failure."""
     with docker_errors(what):
-        proc = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, input=input,
-                              env={**os.environ, **(env or {})})
+        proc = subprocess.run(
+            list(args), capture_output=True, text=True, timeout=timeout, input=input, env={**os.environ, **(env or {})}
+        )
         if proc.returncode != 0:
             raise subprocess.CalledProcessError(proc.returncode, list(args), proc.stdout, proc.stderr)
         return proc.stdout
 
 
-def client(project: str | None = None, compose_file: Path | None = None) -> "DockerClient":
+def client(project: str | None = None, compose_file: Path | None = None) -> DockerClient:
     from python_on_whales import DockerClient
 
     if compose_file is None:
         return DockerClient()
-    return DockerClient(compose_files=[compose_file], compose_project_name=project,
-                        compose_project_directory=compose_file.parent)
+    return DockerClient(
+        compose_files=[compose_file], compose_project_name=project, compose_project_directory=compose_file.parent
+    )
 
 
 def labelled(kind: str, lab: str | None = None) -> list[str]:
@@ -106,4 +122,5 @@ def inspect(ids: Sequence[str], kind: str = "container") -> list[dict[str, Any]]
 
     if not ids:
         return []
-    return json.loads(run(["docker", kind, "inspect", *ids], f"inspect {kind}s"))
+    found: list[dict[str, Any]] = json.loads(run(["docker", kind, "inspect", *ids], f"inspect {kind}s"))
+    return found

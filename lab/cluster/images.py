@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from lab.cluster import docker
 from lab.core import paths
@@ -80,8 +80,9 @@ def ensure_base(say: Callable[[str], None]) -> None:
     if exists(BASE_IMAGE):
         return
     say(f"{BASE_IMAGE} is absent: creating it offline with debootstrap (about 30 s)")
-    proc = subprocess.run(["bash", str(ROOT / "scripts/make-base-image.sh"), BASE_IMAGE],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts/make-base-image.sh"), BASE_IMAGE], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         raise RuntimeFailure(f"could not create {BASE_IMAGE}: {proc.stderr.strip().splitlines()[-1:]}")
 
@@ -97,8 +98,20 @@ def build(say: Callable[[str], None], only: tuple[str, ...] = (), force: bool = 
         say(f"building {tag}")
         # --force-rm: the legacy builder otherwise leaves the container of a failed step behind.
         docker.run(
-            ["docker", "build", "--force-rm", "--label", "halab.image=" + spec.name, "-t", tag, "-t",
-             f"{spec.repository}:latest", "-f", str(spec.dockerfile), str(spec.context)],
+            [
+                "docker",
+                "build",
+                "--force-rm",
+                "--label",
+                "halab.image=" + spec.name,
+                "-t",
+                tag,
+                "-t",
+                f"{spec.repository}:latest",
+                "-f",
+                str(spec.dockerfile),
+                str(spec.context),
+            ],
             f"build image {spec.name} (see `docker build -f {spec.dockerfile.relative_to(ROOT)} "
             f"{spec.context.relative_to(ROOT)}`)",
             env={"DOCKER_BUILDKIT": os.environ.get("DOCKER_BUILDKIT", "0")},

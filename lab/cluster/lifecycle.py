@@ -10,14 +10,15 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from lab.cluster import compose, docker, images, preflight, probes, state
 from lab.cluster.compose import container_name, registration_url
-from lab.core.errors import BadInput, RuntimeFailure
 from lab.cluster.topology import Topology
+from lab.core.errors import BadInput, RuntimeFailure
 from lab.server import profiles
 
 Say = Callable[[str], None]
@@ -50,29 +51,44 @@ def endpoints(t: Topology) -> Endpoints:
     def url(scheme: str, port: int, default: int, path: str = "") -> str:
         return f"{scheme}://{t.ports.bind}{'' if port == default else f':{port}'}{path}"
 
-    return Endpoints(url("http", t.ports.http, 80, "/v1"), url("https", t.ports.https, 443, "/v1"),
-                     url("http", t.ports.mgmt, 80, "/"), registration_url(t), state.ca_path(t.lab))
+    return Endpoints(
+        url("http", t.ports.http, 80, "/v1"),
+        url("https", t.ports.https, 443, "/v1"),
+        url("http", t.ports.mgmt, 80, "/"),
+        registration_url(t),
+        state.ca_path(t.lab),
+    )
 
 
 # ---------------------------------------------------------------------------------------------- up
 
+
 def running_containers(lab: str) -> list[str]:
-    return [c["Name"].lstrip("/") for c in docker.inspect(docker.labelled("container", lab))
-            if c["State"]["Running"]]
+    return [c["Name"].lstrip("/") for c in docker.inspect(docker.labelled("container", lab)) if c["State"]["Running"]]
 
 
-def up(t: Topology, say: Say = quiet, *, keep_on_failure: bool = False, timeout: float = 180,
-       allow_undersized: bool = False) -> Endpoints:
+def up(
+    t: Topology,
+    say: Say = quiet,
+    *,
+    keep_on_failure: bool = False,
+    timeout: float = 180,
+    allow_undersized: bool = False,
+) -> Endpoints:
     docker.require_docker()
     running = running_containers(t.lab)
     if running:
-        raise BadInput(f"lab {t.lab!r} is already up ({len(running)} containers); use `halab status --name "
-                       f"{t.lab}`, or `halab down --name {t.lab}` first, or pick another --name")
+        raise BadInput(
+            f"lab {t.lab!r} is already up ({len(running)} containers); use `halab status --name "
+            f"{t.lab}`, or `halab down --name {t.lab}` first, or pick another --name"
+        )
     preflight.enforce(t, allow_undersized, say)
     tags = images.build(say)
     compose_file = state.materialize(t, state.lab_dir(t.lab), tags)
-    say(f"starting lab {t.lab!r}: database, load balancer and {t.size} node(s) over "
-        f"{', '.join(f'{dc}:{len(t.nodes_in(dc))}' for dc in t.datacenters)} (database in {t.db_dc})")
+    say(
+        f"starting lab {t.lab!r}: database, load balancer and {t.size} node(s) over "
+        f"{', '.join(f'{dc}:{len(t.nodes_in(dc))}' for dc in t.datacenters)} (database in {t.db_dc})"
+    )
     ok = False
     try:
         with docker.docker_errors(f"docker compose up (project {t.lab})"):
@@ -136,6 +152,7 @@ def wait_healthy(t: Topology, say: Say = quiet, timeout: float = 180) -> None:
 
 # -------------------------------------------------------------------------------------- down, logs
 
+
 def down(lab: str, keep_data: bool = False, say: Say = quiet) -> dict[str, int]:
     """Remove every container, network (and volume and state directory unless keep_data) of the lab.
 
@@ -158,8 +175,10 @@ def down(lab: str, keep_data: bool = False, say: Say = quiet) -> dict[str, int]:
     if not keep_data:
         # The state directory holds the lab's secrets: kept only with the data they unlock.
         shutil.rmtree(state.lab_dir(lab), ignore_errors=True)
-    say(f"lab {lab!r}: removed {removed['containers']} containers, {removed['networks']} networks, "
-        f"{removed['volumes']} volumes" + (" (database volume kept)" if keep_data else ""))
+    say(
+        f"lab {lab!r}: removed {removed['containers']} containers, {removed['networks']} networks, "
+        f"{removed['volumes']} volumes" + (" (database volume kept)" if keep_data else "")
+    )
     return removed
 
 
@@ -177,8 +196,11 @@ def _remove_networks(lab: str, nets: list[str]) -> None:
     left = docker.labelled("network", lab)
     for net in docker.inspect(left, "network"):
         for endpoint in (net.get("Containers") or {}).values():
-            docker.run(["docker", "network", "disconnect", "-f", net["Id"], endpoint["Name"]],
-                       f"disconnect a stale endpoint from {net['Name']}", timeout=60)
+            docker.run(
+                ["docker", "network", "disconnect", "-f", net["Id"], endpoint["Name"]],
+                f"disconnect a stale endpoint from {net['Name']}",
+                timeout=60,
+            )
     if left:
         docker.run(["docker", "network", "rm", *left], what, timeout=60)
 
@@ -203,11 +225,14 @@ def dump_logs(t: Topology, say: Say, tail: int = 30) -> None:
 
 # ------------------------------------------------------------------------------------------ status
 
-def status(t: Topology) -> dict:
+
+def status(t: Topology) -> dict[str, Any]:
     """Each node's container state, datacenter, ZooKeeper mode, HA state and server restarts; LB
     backends; database; the node profile and the settings the nodes run with."""
-    containers = {c["Config"]["Labels"].get("com.docker.compose.service"): c
-                  for c in docker.inspect(docker.labelled("container", t.lab))}
+    containers = {
+        c["Config"]["Labels"].get("com.docker.compose.service"): c
+        for c in docker.inspect(docker.labelled("container", t.lab))
+    }
     lb = probes.lb_servers(t)
     nodes = []
     for n in t.nodes:
@@ -215,17 +240,19 @@ def status(t: Topology) -> dict:
         running = bool(c and c["State"]["Running"])
         view = probes.node_view(t, n.name) if running else None
         supervisor = probes.supervisor_state(t, n.name) if running else {}
-        nodes.append({
-            "name": n.name,
-            "datacenter": n.dc,
-            "container": _container_state(c),
-            "zk_mode": view.zk_mode if view else "down",
-            "ha_state": view.state if view else "down",
-            "ping": view.ping if view else None,
-            "lb": lb.get(n.name, "unknown"),
-            "server_restarts": supervisor.get("serverRestarts"),
-            "last_exit_status": supervisor.get("lastExitStatus"),
-        })
+        nodes.append(
+            {
+                "name": n.name,
+                "datacenter": n.dc,
+                "container": _container_state(c),
+                "zk_mode": view.zk_mode if view else "down",
+                "ha_state": view.state if view else "down",
+                "ping": view.ping if view else None,
+                "lb": lb.get(n.name, "unknown"),
+                "server_restarts": supervisor.get("serverRestarts"),
+                "last_exit_status": supervisor.get("lastExitStatus"),
+            }
+        )
     db = containers.get("db")
     return {
         "lab": t.lab,
@@ -233,8 +260,11 @@ def status(t: Topology) -> dict:
         "quorum": t.majority,
         "nodes": nodes,
         "lb": {"container": _container_state(containers.get("lb")), "backends": lb},
-        "db": {"container": _container_state(db), "datacenter": t.db_dc,
-               "answers": bool(db and db["State"]["Running"] and probes.db_alive(t))},
+        "db": {
+            "container": _container_state(db),
+            "datacenter": t.db_dc,
+            "answers": bool(db and db["State"]["Running"] and probes.db_alive(t)),
+        },
         "endpoints": endpoints(t).__dict__ | {"ca_path": str(endpoints(t).ca_path)},
         "profile": profile_settings(t),
     }
@@ -253,10 +283,11 @@ def profile_settings(t: Topology) -> dict[str, Any]:
     return {**profiles.effective(p), "harness": {f.name: getattr(p, f.name) for f in profiles.harness_settings()}}
 
 
-def _container_state(c: dict | None) -> str:
+def _container_state(c: dict[str, Any] | None) -> str:
     if c is None:
         return "absent"
     s = c["State"]
     if s.get("Paused"):
         return "paused"
-    return s["Status"] + (" (OOM-killed)" if s.get("OOMKilled") else "")
+    state: str = s["Status"]
+    return state + (" (OOM-killed)" if s.get("OOMKilled") else "")

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import socket
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from lab.cluster import docker
-from lab.core.errors import BadInput, CheckFailed, RuntimeFailure
 from lab.cluster.topology import HARNESS_CONNECTIONS, NODE_BASE_MEMORY_MIB, Ports, Topology
+from lab.core.errors import BadInput, CheckFailed, RuntimeFailure
 
 GUIDE_DB_MEMORY_MIB = 1024
 LB_MEMORY_MIB = 64
@@ -41,12 +41,16 @@ def _ok(check: str, message: str) -> Finding:
 def connections(t: Topology) -> Finding:
     need = t.size * t.sizing.guide_pool + HARNESS_CONNECTIONS
     have = t.db_max_connections
-    what = (f"{t.size} node(s) x {t.sizing.guide_pool} pooled connections + {HARNESS_CONNECTIONS} for the harness "
-            f"= {need}")
+    what = (
+        f"{t.size} node(s) x {t.sizing.guide_pool} pooled connections + {HARNESS_CONNECTIONS} for the harness = {need}"
+    )
     if have < need:
-        return Finding("error", "max_connections",
-                       f"the database allows {have} connections, {need - have} short of {what}",
-                       f"--db-max-connections {need} (MySQL max_connections) or a smaller --pool-size")
+        return Finding(
+            "error",
+            "max_connections",
+            f"the database allows {have} connections, {need - have} short of {what}",
+            f"--db-max-connections {need} (MySQL max_connections) or a smaller --pool-size",
+        )
     return _ok("max_connections", f"{have} >= {what}")
 
 
@@ -54,19 +58,30 @@ def db_memory(t: Topology) -> list[Finding]:
     s = t.sizing
     out = []
     if s.db_memory_mib < GUIDE_DB_MEMORY_MIB:
-        out.append(Finding("error", "database memory",
-                           f"{s.db_memory_mib} MiB is {GUIDE_DB_MEMORY_MIB - s.db_memory_mib} MiB below the "
-                           f"guide's 1 GB", f"--db-memory {GUIDE_DB_MEMORY_MIB}"))
+        out.append(
+            Finding(
+                "error",
+                "database memory",
+                f"{s.db_memory_mib} MiB is {GUIDE_DB_MEMORY_MIB - s.db_memory_mib} MiB below the guide's 1 GB",
+                f"--db-memory {GUIDE_DB_MEMORY_MIB}",
+            )
+        )
     else:
         out.append(_ok("database memory", f"{s.db_memory_mib} MiB >= the guide's 1 GB"))
     # InnoDB's buffer pool plus per-connection buffers must fit in the container or it is OOM-killed.
     per_conn_mib = 1
     need = s.db_buffer_pool_mib + t.db_max_connections * per_conn_mib + 128
     if need > s.db_memory_mib:
-        out.append(Finding("error", "innodb_buffer_pool_size",
-                           f"buffer pool {s.db_buffer_pool_mib} MiB + ~{per_conn_mib} MiB x {t.db_max_connections} "
-                           f"connections + 128 MiB server = {need} MiB exceeds the database's {s.db_memory_mib} MiB "
-                           f"by {need - s.db_memory_mib} MiB", f"--db-memory {need} or a smaller --db-buffer-pool"))
+        out.append(
+            Finding(
+                "error",
+                "innodb_buffer_pool_size",
+                f"buffer pool {s.db_buffer_pool_mib} MiB + ~{per_conn_mib} MiB x {t.db_max_connections} "
+                f"connections + 128 MiB server = {need} MiB exceeds the database's {s.db_memory_mib} MiB "
+                f"by {need - s.db_memory_mib} MiB",
+                f"--db-memory {need} or a smaller --db-buffer-pool",
+            )
+        )
     return out
 
 
@@ -77,14 +92,25 @@ def node_memory(t: Topology) -> list[Finding]:
     heap = f"{s.java_opts} (modelled as {s.modelled_heap_mib:.0f} MiB at scale 1/{s.heap_scale})"
     out = []
     if have < need:
-        out.append(Finding("error", "node memory",
-                           f"{have} MiB per node is {need - have} MiB short of {NODE_BASE_MEMORY_MIB} MiB base + "
-                           f"heap {heap}", f"--node-memory {need} or a smaller -Xmx in --java-opts"))
+        out.append(
+            Finding(
+                "error",
+                "node memory",
+                f"{have} MiB per node is {need - have} MiB short of {NODE_BASE_MEMORY_MIB} MiB base + heap {heap}",
+                f"--node-memory {need} or a smaller -Xmx in --java-opts",
+            )
+        )
     else:
         out.append(_ok("node memory", f"{have} MiB per node fits heap {heap}"))
     if s.heap_bytes < 4 * 1024**3:
-        out.append(Finding("warning", "heap", f"{s.java_opts}: the guide recommends a 4 or 8 GB heap per node "
-                           f"for larger deployments", "--java-opts -Xmx4g"))
+        out.append(
+            Finding(
+                "warning",
+                "heap",
+                f"{s.java_opts}: the guide recommends a 4 or 8 GB heap per node for larger deployments",
+                "--java-opts -Xmx4g",
+            )
+        )
     return out
 
 
@@ -97,11 +123,23 @@ def ports(t: Topology) -> list[Finding]:
                 sock.bind((t.ports.bind, port))
                 out.append(_ok(f"port {port}", f"{name} on {t.ports.bind}:{port} is free"))
             except PermissionError:
-                out.append(Finding("error", f"port {port}", f"binding {t.ports.bind}:{port} is not permitted for "
-                                   f"this user", f"--{name}-port {port + 8000}"))
+                out.append(
+                    Finding(
+                        "error",
+                        f"port {port}",
+                        f"binding {t.ports.bind}:{port} is not permitted for this user",
+                        f"--{name}-port {port + 8000}",
+                    )
+                )
             except OSError:
-                out.append(Finding("error", f"port {port}", f"{name} port {t.ports.bind}:{port} is already in use "
-                                   f"by {port_holder(port)}", f"stop it or choose another: --{name}-port {port + 8000}"))
+                out.append(
+                    Finding(
+                        "error",
+                        f"port {port}",
+                        f"{name} port {t.ports.bind}:{port} is already in use by {port_holder(port)}",
+                        f"stop it or choose another: --{name}-port {port + 8000}",
+                    )
+                )
     return out
 
 
@@ -109,7 +147,8 @@ def free_port(bind: str = "127.0.0.1") -> int:
     """A TCP port free right now on `bind` (tests and sweeps run labs side by side)."""
     with socket.socket() as s:
         s.bind((bind, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def free_ports(bind: str = "127.0.0.1") -> Ports:
@@ -125,8 +164,10 @@ def port_holder(port: int) -> str:
     procs = sorted({part.split('"')[1] for part in out.split("((")[1:] if '"' in part})
     if "docker-proxy" in procs:
         try:
-            names = docker.run(["docker", "ps", "--filter", f"publish={port}", "--format", "{{.Names}}"],
-                               "find the container that publishes the port").split()
+            names = docker.run(
+                ["docker", "ps", "--filter", f"publish={port}", "--format", "{{.Names}}"],
+                "find the container that publishes the port",
+            ).split()
             if names:
                 return f"container {', '.join(names)}"
         except RuntimeFailure:
@@ -143,8 +184,12 @@ def host_memory(t: Topology) -> Finding:
     except (OSError, KeyError, ValueError):
         return Finding("warning", "host memory", "could not read /proc/meminfo")
     if have < need:
-        return Finding("error", "host memory", f"the lab may use {need} MiB, {need - have} MiB more than the "
-                       f"{have} MiB available", "fewer nodes or smaller --node-memory/--db-memory")
+        return Finding(
+            "error",
+            "host memory",
+            f"the lab may use {need} MiB, {need - have} MiB more than the {have} MiB available",
+            "fewer nodes or smaller --node-memory/--db-memory",
+        )
     return _ok("host memory", f"up to {need} MiB of {have} MiB available")
 
 
@@ -173,7 +218,9 @@ def enforce(t: Topology, allow_undersized: bool, say: Callable[[str], None]) -> 
     if bad and not allow_undersized:
         first = bad[0]
         more = f" (and {len(bad) - 1} more: run `halab check`)" if len(bad) > 1 else ""
-        raise CheckFailed(f"pre-flight {first.check}: {first.message}; fix: {first.fix}{more}; or start it "
-                          f"undersized on purpose with --allow-undersized")
+        raise CheckFailed(
+            f"pre-flight {first.check}: {first.message}; fix: {first.fix}{more}; or start it "
+            f"undersized on purpose with --allow-undersized"
+        )
     for f in bad:
         say(f"undersized on purpose: {f.line()}")

@@ -16,8 +16,8 @@ from typing import Any
 
 from lab.cluster import docker
 from lab.cluster.compose import container_name
-from lab.core.errors import LabError, RuntimeFailure
 from lab.cluster.topology import Topology
+from lab.core.errors import LabError, RuntimeFailure
 
 PROBE_TIMEOUT = 1.0
 
@@ -38,8 +38,9 @@ def http_get(host: str, port: int, path: str, timeout: float = PROBE_TIMEOUT) ->
         conn.request("GET", path)
         resp = conn.getresponse()
         body = resp.read()
-        return HttpResult(resp.status, body, {k.lower(): v for k, v in resp.getheaders()},
-                          elapsed=time.monotonic() - start)
+        return HttpResult(
+            resp.status, body, {k.lower(): v for k, v in resp.getheaders()}, elapsed=time.monotonic() - start
+        )
     except (OSError, http.client.HTTPException) as exc:
         return HttpResult(None, error=f"{type(exc).__name__}: {exc}", elapsed=time.monotonic() - start)
     finally:
@@ -87,8 +88,11 @@ def supervisor_state(t: Topology, name: str) -> dict[str, Any]:
     """What the node's supervisor reports (serverRestarts, lastExitStatus), read inside its
     container, so it is there while the API server is down; {} when it cannot be read."""
     try:
-        out = docker.run(["docker", "exec", container_name(t, name), "cat", SUPERVISOR_STATE],
-                         f"read {name}'s supervisor state", timeout=10)
+        out = docker.run(
+            ["docker", "exec", container_name(t, name), "cat", SUPERVISOR_STATE],
+            f"read {name}'s supervisor state",
+            timeout=10,
+        )
         state = json.loads(out)
     except (LabError, subprocess.TimeoutExpired, ValueError):
         return {}
@@ -112,23 +116,38 @@ def lb_servers(t: Topology, timeout: float = PROBE_TIMEOUT) -> dict[str, str]:
     if res.status != 200:
         return {}
     rows = csv.DictReader(io.StringIO(res.body.decode().lstrip("# ")))
-    return {r["svname"]: r["status"] for r in rows if r.get("pxname") == "nodes" and r["svname"] not in
-            ("FRONTEND", "BACKEND")}
+    return {
+        r["svname"]: r["status"]
+        for r in rows
+        if r.get("pxname") == "nodes" and r["svname"] not in ("FRONTEND", "BACKEND")
+    }
 
 
 def db_query(t: Topology, sql: str, timeout: float = 10) -> list[dict[str, str]]:
     """Run SQL in the database container as its local admin (no password anywhere)."""
     out = docker.run(
-        ["docker", "exec", "-i", container_name(t, "db"), "sh", "-c",
-         'if command -v labsql >/dev/null; then exec labsql "$@"; fi; '
-         'MYSQL_PWD="$(cat /run/secrets/db_root_password)" exec mysql -uroot --batch --raw "$@"',
-         "labsql", "cattle", "-e", sql],
-        "query the database", timeout=timeout)
+        [
+            "docker",
+            "exec",
+            "-i",
+            container_name(t, "db"),
+            "sh",
+            "-c",
+            'if command -v labsql >/dev/null; then exec labsql "$@"; fi; '
+            'MYSQL_PWD="$(cat /run/secrets/db_root_password)" exec mysql -uroot --batch --raw "$@"',
+            "labsql",
+            "cattle",
+            "-e",
+            sql,
+        ],
+        "query the database",
+        timeout=timeout,
+    )
     lines = out.splitlines()
     if not lines:
         return []
     header = lines[0].split("\t")
-    return [dict(zip(header, line.split("\t"))) for line in lines[1:]]
+    return [dict(zip(header, line.split("\t"), strict=False)) for line in lines[1:]]
 
 
 def db_alive(t: Topology) -> bool:

@@ -18,10 +18,11 @@ import os
 import secrets
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from lab.cluster import compose, tls
-from lab.core.errors import BadInput, register_secret
 from lab.cluster.topology import Node, Ports, Sizing, Tls, Topology
+from lab.core.errors import BadInput, register_secret
 from lab.server.profiles import DEFAULT_PROFILE
 
 # The uid the lab's images run as; secret files belong to it so a 0600 file is still readable.
@@ -38,7 +39,8 @@ def unique_lab_name(prefix: str = "t") -> str:
 
 def home() -> Path:
     base = os.environ.get("HALAB_HOME") or os.path.join(
-        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "halab")
+        os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "halab"
+    )
     return Path(base)
 
 
@@ -46,11 +48,11 @@ def lab_dir(lab: str) -> Path:
     return home() / "labs" / lab
 
 
-def topology_to_dict(t: Topology) -> dict:
+def topology_to_dict(t: Topology) -> dict[str, Any]:
     return asdict(t)
 
 
-def topology_from_dict(d: dict) -> Topology:
+def topology_from_dict(d: dict[str, Any]) -> Topology:
     return Topology(
         lab=d["lab"],
         nodes=tuple(Node(**n) for n in d["nodes"]),
@@ -70,7 +72,9 @@ def load_topology(lab: str) -> Topology:
     try:
         return topology_from_dict(json.loads(path.read_text()))
     except FileNotFoundError:
-        raise BadInput(f"no lab named {lab!r} here ({path} is missing): start one with `halab up --name {lab}`") from None
+        raise BadInput(
+            f"no lab named {lab!r} here ({path} is missing): start one with `halab up --name {lab}`"
+        ) from None
 
 
 def can_chown() -> bool:

@@ -22,13 +22,27 @@ def generate(lab: str, hostnames: tuple[str, ...] = ("localhost", "lb")) -> tupl
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"ha-lab {lab} CA")])
     ca = (
         x509.CertificateBuilder()
-        .subject_name(ca_name).issuer_name(ca_name)
-        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=3650))
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=3650))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
@@ -38,8 +52,10 @@ def generate(lab: str, hostnames: tuple[str, ...] = ("localhost", "lb")) -> tupl
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"ha-lab {lab} load balancer")]))
         .issuer_name(ca_name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=825))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=825))
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
@@ -47,8 +63,12 @@ def generate(lab: str, hostnames: tuple[str, ...] = ("localhost", "lb")) -> tupl
     pem = serialization.Encoding.PEM
     nokey = serialization.NoEncryption()
     pkcs8 = serialization.PrivateFormat.PKCS8
-    return (ca.public_bytes(pem), ca_key.private_bytes(pem, pkcs8, nokey),
-            cert.public_bytes(pem), key.private_bytes(pem, pkcs8, nokey))
+    return (
+        ca.public_bytes(pem),
+        ca_key.private_bytes(pem, pkcs8, nokey),
+        cert.public_bytes(pem),
+        key.private_bytes(pem, pkcs8, nokey),
+    )
 
 
 def load_provided(cert: str, key: str) -> tuple[bytes, bytes]:

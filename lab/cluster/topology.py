@@ -7,8 +7,8 @@ where the value came from, so everything downstream can trust a `Topology`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from lab.core.errors import BadInput
 from lab.server.profiles import DEFAULT_PROFILE, PROFILES, Profile, profile
@@ -225,9 +225,6 @@ class Topology:
         peers = sorted(self.nodes, key=lambda p: (p != seen_from, p.zk_id))
         return ",".join("127.0.0.1:2181" if p == seen_from else f"{self.peer_address(p)}:2181" for p in peers)
 
-    def with_ports(self, **changes: int | str) -> "Topology":
-        return replace(self, ports=replace(self.ports, **changes))
-
 
 def parse_layout(text: str, where: str = "--layout") -> tuple[tuple[str, int], ...]:
     """'dc-a:2,dc-b:1' -> (('dc-a', 2), ('dc-b', 1))."""
@@ -256,23 +253,31 @@ def parse_server_env(items: Iterable[str], where: str = "--server-env") -> tuple
     return tuple(out)
 
 
-def check_server_env(env: Mapping[str, str] | Iterable[tuple[str, str]] | None,
-                     where: str = "--server-env") -> tuple[tuple[str, str], ...]:
-    """Validate extra server settings: CATTLE_*/HALAB_* names, string values without control
-    characters, each name once, none the lab sets itself (the message says what sets it)."""
+def check_server_env(env: object, where: str = "--server-env") -> tuple[tuple[str, str], ...]:
+    """Validate extra server settings (a mapping, (KEY, VALUE) pairs or None, as a caller or a file
+    gives them): CATTLE_*/HALAB_* names, string values without control characters, each name once,
+    none the lab sets itself (the message says what sets it)."""
     if env is None:
         return ()
     if isinstance(env, (str, bytes)):
         raise BadInput(f"{where}: give KEY=VALUE pairs, not the string {env!r}")
-    pairs = list(env.items()) if isinstance(env, Mapping) else list(env)
+    if isinstance(env, Mapping):
+        pairs: list[object] = list(env.items())
+    elif isinstance(env, Iterable):
+        pairs = list(env)
+    else:
+        raise BadInput(f"{where}: give KEY=VALUE pairs, not {env!r}")
     seen: set[str] = set()
+    out: list[tuple[str, str]] = []
     for pair in pairs:
         if not (isinstance(pair, tuple) and len(pair) == 2):
             raise BadInput(f"{where}: {pair!r} is not a (KEY, VALUE) pair")
         key, value = pair
         if not isinstance(key, str) or not _ENV_KEY_RE.match(key):
-            raise BadInput(f"{where}: {key!r} is not a server setting: names are CATTLE_* or HALAB_* in capitals, "
-                           f"digits and '_' (see docs/architecture.md)")
+            raise BadInput(
+                f"{where}: {key!r} is not a server setting: names are CATTLE_* or HALAB_* in capitals, "
+                f"digits and '_' (see docs/architecture.md)"
+            )
         if key in RESERVED_SERVER_ENV:
             source = RESERVED_SERVER_ENV[key]
             how = f"use {source} instead" if source.startswith("--") else "it cannot be overridden"
@@ -284,14 +289,16 @@ def check_server_env(env: Mapping[str, str] | Iterable[tuple[str, str]] | None,
         if key in seen:
             raise BadInput(f"{where}: {key} is given twice")
         seen.add(key)
-    return tuple(pairs)
+        out.append((key, value))
+    return tuple(out)
 
 
 def check_profile(name: object, where: str = "--profile") -> str:
     if isinstance(name, str) and name in PROFILES:
         return name
-    raise BadInput(f"{where}: {name!r} is not a node profile; use {' or '.join(PROFILES)} "
-                   f"(docs/architecture.md, Node profiles)")
+    raise BadInput(
+        f"{where}: {name!r} is not a node profile; use {' or '.join(PROFILES)} (docs/architecture.md, Node profiles)"
+    )
 
 
 def _size_error(nodes: object, where: str) -> BadInput:
@@ -348,7 +355,7 @@ def make_topology(
             f"({', '.join(dc_names)}) nor {EXTERNAL_DB!r}"
         )
     members: list[Node] = []
-    for (dc, count), prefix in zip(dcs, prefixes):
+    for (dc, count), prefix in zip(dcs, prefixes, strict=True):
         for i in range(1, count + 1):
             members.append(Node(f"{prefix}{i}", dc, len(members) + 1))
     topo = Topology(
