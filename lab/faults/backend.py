@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import shlex
 import time
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Collection, Mapping, Sequence
+from typing import Any
 
 from lab.cluster import docker, probes
 from lab.cluster.compose import container_name
@@ -25,7 +26,6 @@ CONNECT_TIMEOUT = 0.5  # a TCP handshake inside one Docker host takes well under
 STOP_GRACE = 5  # seconds, as the compose file's stop_grace_period
 
 SETTLE_TIMEOUT = 15.0  # a container state change that takes longer than this did not happen
-
 
 
 # Connectivity check run inside a node container: [ip, port, attempts] -> [[open, cut], ...].
@@ -54,7 +54,6 @@ print(json.dumps(out))
 """
 
 
-
 # With a pattern ($1, quotes included so f1 never matches f10), rewrite_rules' script notes the
 # rules whose comment contains it before inserting the new ones, deletes those afterwards (a
 # failed delete shows in the count), and prints how many rules carry the pattern then.
@@ -66,23 +65,28 @@ iptables -w -S | grep -cF -- "$1" || true
 """
 
 
-
 def containers(t: Topology) -> dict[str, dict[str, Any]]:
     """Compose service (node name, db, lb) -> `docker inspect` of its container."""
     found = docker.inspect(docker.labelled("container", t.lab))
     return {c["Config"]["Labels"].get("com.docker.compose.service", ""): c for c in found}
 
 
+def exec_in(
+    container: str, args: Sequence[str], what: str, *, root: bool = False, input: str | None = None, timeout: float = 30
+) -> str:
+    return docker.run(
+        ["docker", "exec", *(["-u", "root"] if root else []), *(["-i"] if input else []), container, *args],
+        what,
+        input=input,
+        timeout=timeout,
+    )
 
-def exec_in(container: str, args: Sequence[str], what: str, *, root: bool = False, input: str | None = None,
-          timeout: float = 30) -> str:
-    return docker.run(["docker", "exec", *(["-u", "root"] if root else []), *(["-i"] if input else []),
-                       container, *args], what, input=input, timeout=timeout)
 
-
-
-def connectivity(t: Topology, paths: Sequence[tuple[str, str, int]], ips: Mapping[str, Mapping[str, str]],
-                 ) -> dict[tuple[str, str], tuple[int, int]]:
+def connectivity(
+    t: Topology,
+    paths: Sequence[tuple[str, str, int]],
+    ips: Mapping[str, Mapping[str, str]],
+) -> dict[tuple[str, str], tuple[int, int]]:
     """(src, dst, attempts) -> {(src, dst): (open, cut)}; runs one check per source container."""
     by_src: dict[str, list[tuple[str, str, int]]] = {}
     for p in paths:
@@ -91,14 +95,24 @@ def connectivity(t: Topology, paths: Sequence[tuple[str, str, int]], ips: Mappin
     def run(src: str) -> dict[tuple[str, str], tuple[int, int]]:
         todo = [(d, path_ip(d, ips), n) for _, d, n in by_src[src]]
         targets = [[ip, DB_PORT if d == DB else ZK_PORT, n] for d, ip, n in todo if ip]
+        out: list[list[int]]  # [open, cut] per target
         try:
-            out = json.loads(exec_in(container_name(t, src), ["python3", "-c", _CHECK, json.dumps(targets),
-                                                            str(CONNECT_TIMEOUT)],
-                                   f"check connectivity from {src}", timeout=60))
+            out = json.loads(
+                exec_in(
+                    container_name(t, src),
+                    ["python3", "-c", _CHECK, json.dumps(targets), str(CONNECT_TIMEOUT)],
+                    f"check connectivity from {src}",
+                    timeout=60,
+                )
+            )
         except (RuntimeFailure, ValueError):
-            out = [[0, n] for _, _, n in targets]  # a source that cannot run the check reaches nothing
+            out = [[0, n] for _, ip, n in todo if ip]  # a source that cannot run the check reaches nothing
         found = iter(out)
-        return {(src, d): (tuple(next(found)) if ip else (0, n)) for d, ip, n in todo}  # type: ignore[misc]
+        answers: dict[tuple[str, str], tuple[int, int]] = {}
+        for d, ip, n in todo:
+            opened, cut = next(found) if ip else (0, n)
+            answers[(src, d)] = (opened, cut)
+        return answers
 
     result: dict[tuple[str, str], tuple[int, int]] = {}
     with ThreadPoolExecutor(max(1, len(by_src))) as ex:
@@ -107,24 +121,32 @@ def connectivity(t: Topology, paths: Sequence[tuple[str, str, int]], ips: Mappin
     return result
 
 
-
-def rewrite_rules(t: Topology, plan: Mapping[str, list[list[str]]], replacing: str,
-                   services: Collection[str]) -> dict[str, int]:
+def rewrite_rules(
+    t: Topology, plan: Mapping[str, list[list[str]]], replacing: str, services: Collection[str]
+) -> dict[str, int]:
     """On each of `services` (running node containers), insert its rules of `plan`; with
     `replacing` (a comment pattern), then delete the rules that carried it before, so that a path
     cut by the old rules and the new ones is never open in between. Return service -> rules
     carrying `replacing` afterwards (0 without a pattern)."""
+
     def one(service: str) -> tuple[str, int]:
         inserts = ["iptables -w " + shlex.join(r) for r in plan.get(service, [])]
-        script = "\n".join(["set -e", *([_NOTE_OLD] if replacing else []), *inserts,
-                            *([_DELETE_OLD] if replacing else []), ""])
+        script = "\n".join(
+            ["set -e", *([_NOTE_OLD] if replacing else []), *inserts, *([_DELETE_OLD] if replacing else []), ""]
+        )
         try:
-            out = exec_in(container_name(t, service), ["sh", "-s", *(["--", replacing] if replacing else [])],
-                        f"rewrite fault rules in {service}", root=True, input=script)
+            out = exec_in(
+                container_name(t, service),
+                ["sh", "-s", *(["--", replacing] if replacing else [])],
+                f"rewrite fault rules in {service}",
+                root=True,
+                input=script,
+            )
         except RuntimeFailure as exc:
             if "iptables: not found" in str(exc) or "iptables: command not found" in str(exc):
-                raise RuntimeFailure(f"iptables is missing in {service}'s image: rebuild it with "
-                                     f"`halab build --only node --force`") from exc
+                raise RuntimeFailure(
+                    f"iptables is missing in {service}'s image: rebuild it with `halab build --only node --force`"
+                ) from exc
             raise
         return service, int((out.strip().splitlines() or ["0"])[-1])
 
@@ -132,10 +154,8 @@ def rewrite_rules(t: Topology, plan: Mapping[str, list[list[str]]], replacing: s
         return dict(ex.map(one, services))
 
 
-
 def install_rules(t: Topology, plan: Mapping[str, list[list[str]]]) -> None:
     rewrite_rules(t, plan, "", list(plan))
-
 
 
 def remove_rules(t: Topology, pattern: str, found: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, int]:
@@ -146,30 +166,39 @@ def remove_rules(t: Topology, pattern: str, found: Mapping[str, Mapping[str, Any
     return rewrite_rules(t, {}, pattern, [n for n in t.node_names if is_up(found.get(n))])
 
 
-
 def count_rules(t: Topology, found: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
     pattern = f'"{rule_tag(t.lab, "")}'
     live = [n for n in t.node_names if is_up(found.get(n))]
 
     def count(service: str) -> int:
-        out = exec_in(container_name(t, service), ["sh", "-c", f"iptables -S | grep -cF -- '{pattern}' || true"],
-                    f"list fault rules in {service}", root=True)
+        out = exec_in(
+            container_name(t, service),
+            ["sh", "-c", f"iptables -S | grep -cF -- '{pattern}' || true"],
+            f"list fault rules in {service}",
+            root=True,
+        )
         return int((out.strip().splitlines() or ["0"])[-1])
 
     with ThreadPoolExecutor(max(1, len(live))) as ex:
-        return dict(zip(live, ex.map(count, live)))
-
+        return dict(zip(live, ex.map(count, live), strict=True))
 
 
 def roles(t: Topology) -> dict[str, str]:
     """node -> ZooKeeper mode as the node reports it (leader, follower, standalone, unknown)."""
     with ThreadPoolExecutor(t.size) as ex:
-        return dict(zip(t.node_names, (v.zk_mode for v in ex.map(lambda n: probes.node_view(t, n), t.node_names))))
+        views = ex.map(lambda n: probes.node_view(t, n), t.node_names)
+        return dict(zip(t.node_names, (v.zk_mode for v in views), strict=True))
 
 
+# ok(service, its `docker inspect` state or None when the container is absent)
+StateCheck = Callable[[str, Mapping[str, Any] | None], bool]
 
-def wait_states(t: Topology, services: Sequence[str], ok: Callable[[str, Mapping[str, Any] | None], bool],
-                 ) -> dict[str, dict[str, Any]]:
+
+def wait_states(
+    t: Topology,
+    services: Sequence[str],
+    ok: StateCheck,
+) -> dict[str, dict[str, Any]]:
     """Poll the containers until `ok(service, state)` holds for each or SETTLE_TIMEOUT passes;
     return the last states."""
     deadline = time.monotonic() + SETTLE_TIMEOUT
@@ -180,12 +209,26 @@ def wait_states(t: Topology, services: Sequence[str], ok: Callable[[str, Mapping
         time.sleep(0.1)
 
 
-
 def events_command(t: Topology, since: float, until: float) -> list[str]:
     """`docker events` for starts and unpauses of the lab's containers between two epoch times."""
-    return ["docker", "events", "--filter", f"label={docker.LAB_LABEL}={t.lab}", "--filter", "type=container",
-            "--filter", "event=start", "--filter", "event=unpause", "--since", f"{since:.9f}",
-            "--until", f"{until:.9f}", "--format", "{{json .}}"]
+    return [
+        "docker",
+        "events",
+        "--filter",
+        f"label={docker.LAB_LABEL}={t.lab}",
+        "--filter",
+        "type=container",
+        "--filter",
+        "event=start",
+        "--filter",
+        "event=unpause",
+        "--since",
+        f"{since:.9f}",
+        "--until",
+        f"{until:.9f}",
+        "--format",
+        "{{json .}}",
+    ]
 
 
 def act(t: Topology, command: Sequence[str], services: Sequence[str], what: str, timeout: float) -> str:

@@ -7,9 +7,10 @@ import contextlib
 import signal
 import threading
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 from lab.cluster import state
 from lab.cluster.topology import Topology
@@ -22,7 +23,6 @@ from lab.faults.spec import DB, LB, NETWORK_KINDS, FaultSpec, Say, quiet
 from lab.record.history import FaultRecord, JsonlWriter
 
 _shield_depth = 0
-
 
 
 @contextlib.contextmanager
@@ -46,7 +46,6 @@ def shielded() -> Iterator[None]:
             raise KeyboardInterrupt
 
 
-
 def _start(t: Topology, services: Sequence[str], previous: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
     """Start stopped containers; return the addresses they came back without (service -> "network
     old->new"). Docker gives a starting container the lowest free address of each network, so hosts
@@ -56,10 +55,15 @@ def _start(t: Topology, services: Sequence[str], previous: Mapping[str, Mapping[
         return {}
     backend.act(t, ["docker", "start"], services, f"start {' '.join(services)}", timeout=120)
     now = addresses(t, backend.containers(t))
-    moved = {s: ", ".join(f"{net} {old}->{now.get(s, {}).get(net)}" for net, old in sorted(previous.get(s, {}).items())
-                          if now.get(s, {}).get(net) != old) for s in services}
+    moved = {
+        s: ", ".join(
+            f"{net} {old}->{now.get(s, {}).get(net)}"
+            for net, old in sorted(previous.get(s, {}).items())
+            if now.get(s, {}).get(net) != old
+        )
+        for s in services
+    }
     return {s: m for s, m in moved.items() if m}
-
 
 
 def undo(t: Topology, entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -87,8 +91,7 @@ def undo(t: Topology, entry: Mapping[str, Any]) -> dict[str, Any]:
     after = backend.wait_states(t, todo, lambda _s, c: is_up(c))
     bad = [s for s in todo if not is_up(after.get(s))]
     if bad:
-        raise RuntimeFailure(f"could not undo fault {entry['id']}: {', '.join(bad)} is "
-                             f"{state_word(after.get(bad[0]))}")
+        raise RuntimeFailure(f"could not undo fault {entry['id']}: {', '.join(bad)} is {state_word(after.get(bad[0]))}")
     if todo:
         try:  # a network fault still held must cut the hosts back at once
             reapply(t, f"{' '.join(todo)} {'unpaused' if spec.kind == 'pause' else 'started'}")
@@ -97,17 +100,21 @@ def undo(t: Topology, entry: Mapping[str, Any]) -> dict[str, Any]:
     return extra
 
 
-
 def _record(t: Topology, entry: Mapping[str, Any], t1: float, extra: Mapping[str, Any] | None = None) -> FaultRecord:
     spec = FaultSpec.from_dict(entry["spec"])
-    record = FaultRecord(t0=entry["t0"], t1=t1, fault=spec.kind, targets=tuple(entry["targets"]), id=entry["id"],
-                         detail={"spec": spec.describe(), "lab": t.lab, **entry.get("detail", {}), **(extra or {})})
+    record = FaultRecord(
+        t0=entry["t0"],
+        t1=t1,
+        fault=spec.kind,
+        targets=tuple(entry["targets"]),
+        id=entry["id"],
+        detail={"spec": spec.describe(), "lab": t.lab, **entry.get("detail", {}), **(extra or {})},
+    )
     paths = [state.lab_dir(t.lab) / LOG_FILE] + ([Path(entry["history"])] if entry.get("history") else [])
     for path in paths:
         with JsonlWriter(path) as w:
             w.append(record)
     return record
-
 
 
 def heal_entry(t: Topology, fault_id: str) -> FaultRecord | None:
@@ -123,7 +130,6 @@ def heal_entry(t: Topology, fault_id: str) -> FaultRecord | None:
     if latest is None:  # healed meanwhile by another process, which recorded it
         return None
     return _record(t, latest, t1, extra)
-
 
 
 @dataclass(frozen=True)
@@ -143,7 +149,6 @@ class HealReport:
         if self.started:
             out.append("started: " + ", ".join(self.started))
         return out or ["nothing to heal"]
-
 
 
 def heal_lab(t: Topology, say: Say = quiet) -> HealReport:
@@ -174,13 +179,13 @@ def heal_lab(t: Topology, say: Say = quiet) -> HealReport:
             after = backend.wait_states(t, stopped, lambda _s, c: is_up(c))
             bad = [s for s in stopped if not is_up(after.get(s))]
             if bad:
-                raise RuntimeFailure(f"heal: {', '.join(bad)} would not start; see `halab logs --name {t.lab} "
-                                     f"{' '.join(bad)}`")
+                raise RuntimeFailure(
+                    f"heal: {', '.join(bad)} would not start; see `halab logs --name {t.lab} {' '.join(bad)}`"
+                )
     report = HealReport(tuple(healed), counts, tuple(paused), tuple(stopped))
     for line in report.lines():
         say(line)
     return report
-
 
 
 def _sweep_rules(t: Topology, found: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
@@ -192,7 +197,6 @@ def _sweep_rules(t: Topology, found: Mapping[str, Mapping[str, Any]]) -> dict[st
         if dirty:
             raise RuntimeFailure(f"heal: rules of lab {t.lab} remain in {', '.join(dirty)}")
     return before
-
 
 
 def leftovers(t: Topology) -> dict[str, Any]:

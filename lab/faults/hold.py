@@ -9,8 +9,9 @@ import json
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 from lab.cluster.topology import Topology
 from lab.core.errors import FaultNotEffective
@@ -26,13 +27,12 @@ EVENTS_CHUNK = 60.0
 WATCH_STOP_TIMEOUT = 120.0  # a stop lets a reapply in progress finish (its docker execs are bounded)
 
 
-
 def _epoch(stamp: str) -> float:
     """Docker's UTC RFC 3339 time with nanoseconds (2024-05-01T12:34:56.123456789Z) as epoch seconds."""
     whole, _, fraction = stamp.rstrip("Z").partition(".")
-    return (datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
-            + float(f"0.{fraction or 0}"))
-
+    return datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc).timestamp() + float(
+        f"0.{fraction or 0}"
+    )
 
 
 def reapply(t: Topology, why: str) -> list[str]:
@@ -68,8 +68,11 @@ def reapply(t: Topology, why: str) -> list[str]:
             backend.rewrite_rules(t, plan, f'"{tag}"', [n for n in live if n in entry["targets"]])
             now = time.time()
             note: dict[str, Any] = {"t": round(now, 3), "why": why}
-            exposed = {e: round(now - _epoch(b[0]), 3) for e, b in basis.items()
-                       if e in live and e in before and b[0] != before[e][0]}
+            exposed = {
+                e: round(now - _epoch(b[0]), 3)
+                for e, b in basis.items()
+                if e in live and e in before and b[0] != before[e][0]
+            }
             if exposed:
                 note["exposed"] = exposed
             paths = [] if spec.kind == "flaky" else check_paths(cut_list, live)
@@ -85,7 +88,6 @@ def reapply(t: Topology, why: str) -> list[str]:
         if failures:
             raise FaultNotEffective("could not re-establish " + "; ".join(failures))
         return done
-
 
 
 class StartWatcher:
@@ -126,9 +128,14 @@ class StartWatcher:
                 if self._stopping.is_set():
                     return
                 # A new session: a Ctrl-C meant for the harness does not end it while faults still hold.
-                proc = self._proc = subprocess.Popen(backend.events_command(self.t, since, until), stdin=subprocess.DEVNULL,
-                                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                                     start_new_session=True)
+                proc = self._proc = subprocess.Popen(
+                    backend.events_command(self.t, since, until),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    start_new_session=True,
+                )
             try:
                 for line in proc.stdout or ():
                     self._dispatch(line)
@@ -145,5 +152,5 @@ class StartWatcher:
         try:
             event = json.loads(line)
             self.handle(event["Actor"]["Attributes"].get("com.docker.compose.service", ""), event["Action"])
-        except Exception as exc:  # noqa: BLE001 - a watcher that died would stop re-establishing faults unseen
+        except Exception as exc:
             self.say(f"fault watcher of {self.t.lab}: {type(exc).__name__}: {exc}")

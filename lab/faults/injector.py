@@ -8,14 +8,25 @@ import math
 import os
 import random
 import time
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from lab.cluster.topology import Topology
 from lab.core.errors import FaultNotEffective, RuntimeFailure
 from lab.faults import backend
 from lab.faults.heal import heal_entry, shielded, undo
 from lab.faults.hold import StartWatcher, reapply
-from lab.faults.netmodel import addresses, attempts_for, check_paths, cuts, is_up, rule_basis, rule_tag, rules, state_word
+from lab.faults.netmodel import (
+    addresses,
+    attempts_for,
+    check_paths,
+    cuts,
+    is_up,
+    rule_basis,
+    rule_tag,
+    rules,
+    state_word,
+)
 from lab.faults.registry import Registry, rules_lock
 from lab.faults.spec import CONTAINER_KINDS, NETWORK_KINDS, ROLES, ActiveFault, FaultSpec, Say, quiet, validate
 from lab.record.history import FaultRecord
@@ -23,7 +34,6 @@ from lab.record.history import FaultRecord
 # A role target asked for just after a fault or heal may meet an election in progress; elections
 # here take about a second, so a role still missing after this long is really missing.
 ELECTION_TIMEOUT = 20.0
-
 
 
 class Injector:
@@ -36,8 +46,9 @@ class Injector:
     `history`: a run's history file; each healed fault is appended to it as a FaultRecord (as well
     as to the lab's own faults.jsonl), by whichever process heals it."""
 
-    def __init__(self, t: Topology, *, history: str | os.PathLike[str] | None = None, seed: int = 0,
-                 say: Say = quiet) -> None:
+    def __init__(
+        self, t: Topology, *, history: str | os.PathLike[str] | None = None, seed: int = 0, say: Say = quiet
+    ) -> None:
         self.t = t
         self.history = str(history) if history else None
         self.rng = random.Random(seed)
@@ -46,7 +57,7 @@ class Injector:
         self.applied: list[ActiveFault] = []
         self.watcher: StartWatcher | None = None
 
-    def __enter__(self) -> "Injector":
+    def __enter__(self) -> Injector:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -68,8 +79,10 @@ class Injector:
             if not missing:
                 return FaultSpec(spec.kind, picked, spec.sides, spec.one_way, spec.loss)
             if time.monotonic() > deadline:
-                raise RuntimeFailure(f"{where}.target: no {missing} to pick within {ELECTION_TIMEOUT:g} s "
-                                     f"(ZooKeeper modes: {', '.join(f'{n}={m}' for n, m in modes.items())})")
+                raise RuntimeFailure(
+                    f"{where}.target: no {missing} to pick within {ELECTION_TIMEOUT:g} s "
+                    f"(ZooKeeper modes: {', '.join(f'{n}={m}' for n, m in modes.items())})"
+                )
             time.sleep(0.2)
 
     def _pick(self, targets: Sequence[str], modes: Mapping[str, str]) -> tuple[tuple[str, ...], str | None]:
@@ -105,11 +118,20 @@ class Injector:
 
     def _register(self, spec: FaultSpec, targets: Sequence[str], detail: Mapping[str, Any]) -> str:
         # Registered before anything is done, so an interruption half-way still leaves a trace to heal.
-        return self.registry.add({"spec": spec.to_dict(), "targets": list(targets), "t0": time.time(),
-                                  "phase": "applying", "history": self.history, "detail": dict(detail)})
+        return self.registry.add(
+            {
+                "spec": spec.to_dict(),
+                "targets": list(targets),
+                "t0": time.time(),
+                "phase": "applying",
+                "history": self.history,
+                "detail": dict(detail),
+            }
+        )
 
-    def _activate(self, fault_id: str, spec: FaultSpec, targets: Sequence[str], t0: float,
-                  detail: Mapping[str, Any], **entry: Any) -> ActiveFault:
+    def _activate(
+        self, fault_id: str, spec: FaultSpec, targets: Sequence[str], t0: float, detail: Mapping[str, Any], **entry: Any
+    ) -> ActiveFault:
         self.registry.update(fault_id, phase="active", t0=t0, detail=dict(detail), **entry)
         fault = ActiveFault(fault_id, spec, tuple(targets), t0, detail)
         self.applied.append(fault)
@@ -132,8 +154,9 @@ class Injector:
             raise RuntimeFailure(f"{spec.describe()}: no container for {', '.join(missing)} in lab {t.lab!r}")
         not_up = [s for s in services if not is_up(before[s])]
         if not_up:
-            raise RuntimeFailure(f"{spec.describe()}: {', '.join(not_up)} is not running (an active fault? "
-                                 f"`halab heal --name {t.lab}`)")
+            raise RuntimeFailure(
+                f"{spec.describe()}: {', '.join(not_up)} is not running (an active fault? `halab heal --name {t.lab}`)"
+            )
         started = {s: before[s]["State"]["StartedAt"] for s in services}
         # Kept for the record: a stopped container loses its addresses and may not get them back (_start).
         fault_id = self._register(spec, services, {"addresses": addresses(t, {s: before[s] for s in services})})
@@ -146,21 +169,25 @@ class Injector:
                 "restart": ["docker", "restart", "--time", str(backend.STOP_GRACE)],
             }[spec.kind]
             backend.act(t, action, services, f"{spec.kind} {' '.join(services)}", timeout=60)
-            effect = {
-                "kill": lambda s, c: bool(c) and not c["State"]["Running"],
-                "stop": lambda s, c: bool(c) and not c["State"]["Running"],
-                "pause": lambda s, c: bool(c) and bool(c["State"].get("Paused")),
+            effects: dict[str, backend.StateCheck] = {
+                "kill": lambda s, c: bool(c and not c["State"]["Running"]),
+                "stop": lambda s, c: bool(c and not c["State"]["Running"]),
+                "pause": lambda s, c: bool(c and c["State"].get("Paused")),
                 "restart": lambda s, c: is_up(c) and c["State"]["StartedAt"] != started[s],
-            }[spec.kind]
+            }
+            effect = effects[spec.kind]
             after = backend.wait_states(t, services, effect)
             failed = [s for s in services if not effect(s, after.get(s))]
             if failed:
-                raise FaultNotEffective(f"{spec.describe()}: {', '.join(failed)} is still "
-                                        f"{state_word(after.get(failed[0]))} after `{' '.join(action)}`")
+                raise FaultNotEffective(
+                    f"{spec.describe()}: {', '.join(failed)} is still "
+                    f"{state_word(after.get(failed[0]))} after `{' '.join(action)}`"
+                )
             if spec.kind == "restart":  # back with a fresh network namespace: cut it again at once
                 reapply(t, f"{' '.join(services)} restarted")
-            return self._activate(fault_id, spec, services, t0,
-                                  {"addresses": addresses(t, {s: before[s] for s in services})})
+            return self._activate(
+                fault_id, spec, services, t0, {"addresses": addresses(t, {s: before[s] for s in services})}
+            )
         except BaseException:
             self._undo_failed_apply(fault_id)
             raise
@@ -194,9 +221,11 @@ class Injector:
         before = backend.connectivity(t, [(s, d, 1) for s, d in paths], ips)
         open_paths = [p for p in paths if before[p][0] > 0]
         if not open_paths:
-            raise FaultNotEffective(f"{spec.describe()}: no path to cut works before the fault "
-                                    f"({', '.join(f'{s}->{d}' for s, d in paths)} all fail already); "
-                                    f"heal the lab first (`halab heal --name {t.lab}`)")
+            raise FaultNotEffective(
+                f"{spec.describe()}: no path to cut works before the fault "
+                f"({', '.join(f'{s}->{d}' for s, d in paths)} all fail already); "
+                f"heal the lab first (`halab heal --name {t.lab}`)"
+            )
         detail: dict[str, Any] = {"cuts": len(cut_list), "checked": [f"{s}->{d}" for s, d in open_paths]}
         already = [f"{s}->{d}" for s, d in paths if before[(s, d)][0] == 0]
         if already:
@@ -213,11 +242,11 @@ class Injector:
             if probability >= 1.0:
                 still = [f"{s}->{d}" for s, d in open_paths if after[(s, d)][0] > 0]
                 if still:
-                    raise FaultNotEffective(f"{spec.describe()}: {', '.join(still)} still connect after the "
-                                            f"rules were installed")
+                    raise FaultNotEffective(
+                        f"{spec.describe()}: {', '.join(still)} still connect after the rules were installed"
+                    )
             elif dropped == 0:
-                raise FaultNotEffective(f"{spec.describe()}: none of {per_path * len(open_paths)} connects was "
-                                        f"dropped")
+                raise FaultNotEffective(f"{spec.describe()}: none of {per_path * len(open_paths)} connects was dropped")
             detail["dropped"] = f"{dropped}/{per_path * len(open_paths)}"
             return self._activate(fault_id, spec, endpoints, t0, detail, basis=rule_basis(found, ips, endpoints))
         except BaseException:

@@ -4,11 +4,13 @@ computed from the containers' addresses, and the connections that show it. No Do
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Collection, Iterable, Mapping, Sequence
+from typing import Any, TypeGuard
 
 from lab.cluster.topology import EXTERNAL_DB, Topology
 from lab.faults.spec import DB, FaultSpec
+
 
 @dataclass(frozen=True)
 class Cut:
@@ -19,7 +21,6 @@ class Cut:
     probability: float = 1.0
 
 
-
 def groups(spec: FaultSpec, t: Topology) -> tuple[frozenset[str], ...]:
     """The sides of a network fault as sets of endpoints (nodes and maybe `db`). An endpoint in no
     group is cut from nobody (the database when it is external or not named)."""
@@ -27,10 +28,10 @@ def groups(spec: FaultSpec, t: Topology) -> tuple[frozenset[str], ...]:
         (node,) = spec.targets
         return frozenset({node}), frozenset(n for n in (*t.node_names, DB) if n != node)
     if spec.kind == "split":
-        named = [set(s) for s in spec.sides] or [{dc} for dc in t.datacenters]
-        rest = [dc for dc in t.datacenters if not any(dc in s for s in named)]
-        sides = named + ([set(rest)] if rest else [])
-        out = []
+        named_dcs = [set(s) for s in spec.sides] or [{dc} for dc in t.datacenters]
+        other_dcs = {dc for dc in t.datacenters if not any(dc in s for s in named_dcs)}
+        sides = named_dcs + ([other_dcs] if other_dcs else [])
+        out: list[frozenset[str]] = []
         for dcs in sides:
             members = {n.name for n in t.nodes if n.dc in dcs}
             if t.db_dc != EXTERNAL_DB and t.db_dc in dcs:
@@ -44,12 +45,11 @@ def groups(spec: FaultSpec, t: Topology) -> tuple[frozenset[str], ...]:
     raise ValueError(f"{spec.kind} is not a network fault")
 
 
-
 def cuts(spec: FaultSpec, t: Topology) -> tuple[Cut, ...]:
     """Every directed (src, dst) pair whose packets the fault drops."""
     probability = (spec.loss or 100.0) / 100.0 if spec.kind == "flaky" else 1.0
     gs = groups(spec, t)
-    out = []
+    out: list[Cut] = []
     for i, a in enumerate(gs):
         for j, b in enumerate(gs):
             if i == j or (spec.one_way and i != 0):
@@ -58,14 +58,13 @@ def cuts(spec: FaultSpec, t: Topology) -> tuple[Cut, ...]:
     return tuple(out)
 
 
-
 def rule_tag(lab: str, fault_id: str) -> str:
     return f"halab:{lab}:{fault_id}"
 
 
-
-def rules(cut_list: Iterable[Cut], ips: Mapping[str, Sequence[str]], tag: str,
-          live: Collection[str]) -> dict[str, list[list[str]]]:
+def rules(
+    cut_list: Iterable[Cut], ips: Mapping[str, Sequence[str]], tag: str, live: Collection[str]
+) -> dict[str, list[list[str]]]:
     """node -> iptables argument lists. A cut's rule sits in its source's OUTPUT chain, or in its
     destination's INPUT chain when the source cannot hold one: the database (no NET_ADMIN) or a
     node that is down or frozen. `live`: the nodes that can take rules now."""
@@ -77,13 +76,16 @@ def rules(cut_list: Iterable[Cut], ips: Mapping[str, Sequence[str]], tag: str,
             at, chain, flag, peer = c.dst, "INPUT", "-s", c.src
         else:
             continue
-        chance = [] if c.probability >= 1.0 else ["-m", "statistic", "--mode", "random",
-                                                  "--probability", f"{c.probability:.4f}"]
+        chance = (
+            []
+            if c.probability >= 1.0
+            else ["-m", "statistic", "--mode", "random", "--probability", f"{c.probability:.4f}"]
+        )
         for ip in ips[peer]:
-            out.setdefault(at, []).append(["-I", chain, flag, ip, *chance, "-m", "comment", "--comment", tag,
-                                           "-j", "DROP"])
+            out.setdefault(at, []).append(
+                ["-I", chain, flag, ip, *chance, "-m", "comment", "--comment", tag, "-j", "DROP"]
+            )
     return out
-
 
 
 def check_paths(cut_list: Iterable[Cut], live: Collection[str]) -> list[tuple[str, str]]:
@@ -98,13 +100,11 @@ def check_paths(cut_list: Iterable[Cut], live: Collection[str]) -> list[tuple[st
     return out
 
 
-
 def attempts_for(probability: float) -> int:
     """Connects needed so that at least one is dropped with probability 1 - 1e-4."""
     if probability >= 1.0:
         return 1
     return min(1000, math.ceil(math.log(1e-4) / math.log(1.0 - probability)))
-
 
 
 def addresses(t: Topology, found: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, str]]:
@@ -117,16 +117,13 @@ def addresses(t: Topology, found: Mapping[str, Mapping[str, Any]]) -> dict[str, 
     return out
 
 
-
 def path_ip(dst: str, ips: Mapping[str, Mapping[str, str]]) -> str | None:
     """The address a node uses for `dst`: the database on `db`, a peer on the `interdc` mesh."""
     return ips.get(dst, {}).get("db" if dst == DB else "interdc")
 
 
-
-def is_up(c: Mapping[str, Any] | None) -> bool:
+def is_up(c: Mapping[str, Any] | None) -> TypeGuard[Mapping[str, Any]]:
     return bool(c and c["State"]["Running"] and not c["State"].get("Paused"))
-
 
 
 def state_word(c: Mapping[str, Any] | None) -> str:
@@ -135,11 +132,17 @@ def state_word(c: Mapping[str, Any] | None) -> str:
     return "paused" if c["State"].get("Paused") else c["State"]["Status"]
 
 
-
-def rule_basis(found: Mapping[str, Mapping[str, Any]], ips: Mapping[str, Mapping[str, str]],
-           endpoints: Iterable[str]) -> dict[str, list[Any]]:
+def rule_basis(
+    found: Mapping[str, Mapping[str, Any]], ips: Mapping[str, Mapping[str, str]], endpoints: Iterable[str]
+) -> dict[str, list[Any]]:
     """What a fault's rules depend on, per endpoint: when its container started (each start brings
     a fresh network namespace), whether it can hold rules, its addresses. Lists: it is compared
     with the copy kept in the registry's JSON."""
-    return {e: [((found.get(e) or {}).get("State") or {}).get("StartedAt"), is_up(found.get(e)),
-                sorted(ips.get(e, {}).values())] for e in endpoints}
+    return {
+        e: [
+            ((found.get(e) or {}).get("State") or {}).get("StartedAt"),
+            is_up(found.get(e)),
+            sorted(ips.get(e, {}).values()),
+        ]
+        for e in endpoints
+    }

@@ -7,8 +7,9 @@ import contextlib
 import fcntl
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from lab.cluster import state
 
@@ -19,7 +20,6 @@ REGISTRY_FILE = "faults.json"
 RULES_LOCK = "rules.lock"
 
 LOG_FILE = "faults.jsonl"  # every healed fault of the lab, whoever applied it
-
 
 
 @contextlib.contextmanager
@@ -35,10 +35,8 @@ def _flock(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-
 def rules_lock(lab: str) -> contextlib.AbstractContextManager[None]:
     return _flock(state.lab_dir(lab) / RULES_LOCK)
-
 
 
 class Registry:
@@ -77,12 +75,12 @@ class Registry:
 
     def remove(self, fault_id: str) -> dict[str, Any] | None:
         with self._locked() as data:
-            return data["active"].pop(fault_id, None)
+            removed: dict[str, Any] | None = data["active"].pop(fault_id, None)
+        return removed
 
     def active(self) -> list[dict[str, Any]]:
         with self._locked() as data:
             return sorted(data["active"].values(), key=lambda e: int(e["id"][1:]))
-
 
 
 def active(lab: str) -> list[dict[str, Any]]:

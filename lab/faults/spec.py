@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from lab.cluster.topology import Topology
 from lab.core.errors import BadInput
@@ -21,10 +22,8 @@ DB, LB = "db", "lb"
 Say = Callable[[str], None]
 
 
-
 def quiet(_: str) -> None:
     pass
-
 
 
 @dataclass(frozen=True)
@@ -46,16 +45,25 @@ class FaultSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "FaultSpec":
-        return cls(d["kind"], tuple(d.get("targets", ())), tuple(tuple(s) for s in d.get("sides", ())),
-                   bool(d.get("one_way", False)), d.get("loss"))
+    def from_dict(cls, d: Mapping[str, Any]) -> FaultSpec:
+        return cls(
+            d["kind"],
+            tuple(d.get("targets", ())),
+            tuple(tuple(s) for s in d.get("sides", ())),
+            bool(d.get("one_way", False)),
+            d.get("loss"),
+        )
 
 
-
-def make_spec(kind: str, targets: Iterable[str] = (), sides: Iterable[Iterable[str]] = (), *,
-              one_way: bool = False, loss: float | None = None) -> FaultSpec:
+def make_spec(
+    kind: str,
+    targets: Iterable[str] = (),
+    sides: Iterable[Iterable[str]] = (),
+    *,
+    one_way: bool = False,
+    loss: float | None = None,
+) -> FaultSpec:
     return FaultSpec(kind, tuple(targets), tuple(tuple(s) for s in sides), one_way, loss)
-
 
 
 def validate(spec: FaultSpec, t: Topology, where: str = "fault") -> None:
@@ -65,13 +73,17 @@ def validate(spec: FaultSpec, t: Topology, where: str = "fault") -> None:
     nodes = ", ".join(t.node_names)
     if spec.kind in CONTAINER_KINDS or spec.kind == "isolate":
         if not spec.targets:
-            raise BadInput(f"{where}.target: {spec.kind} needs a target: a node ({nodes}), "
-                           f"{'db, lb, ' if spec.kind != 'isolate' else ''}{', '.join(ROLES)}")
+            raise BadInput(
+                f"{where}.target: {spec.kind} needs a target: a node ({nodes}), "
+                f"{'db, lb, ' if spec.kind != 'isolate' else ''}{', '.join(ROLES)}"
+            )
         allowed = set(t.node_names) | set(ROLES) | ({DB, LB} if spec.kind in CONTAINER_KINDS else set())
         for i, target in enumerate(spec.targets):
             if target not in allowed:
-                raise BadInput(f"{where}.target: no node {target!r} in this lab (nodes: {nodes}"
-                               f"{'; or db, lb' if spec.kind in CONTAINER_KINDS else ''}; or {', '.join(ROLES)})")
+                raise BadInput(
+                    f"{where}.target: no node {target!r} in this lab (nodes: {nodes}"
+                    f"{'; or db, lb' if spec.kind in CONTAINER_KINDS else ''}; or {', '.join(ROLES)})"
+                )
             if target in spec.targets[:i] and target not in ("follower", "random"):
                 raise BadInput(f"{where}.target: {target!r} is named twice")
         if spec.kind == "isolate" and len(spec.targets) != 1:
@@ -99,15 +111,17 @@ def validate(spec: FaultSpec, t: Topology, where: str = "fault") -> None:
         _check_sides(spec.sides, (*t.node_names, DB), "node", f"{where}.sides", allow_one=False)
     if spec.kind == "flaky":
         if not isinstance(spec.loss, (int, float)) or isinstance(spec.loss, bool) or not 1 <= spec.loss <= 100:
-            raise BadInput(f"{where}.loss: flaky needs a loss percentage from 1 to 100 (below 1 % a drop "
-                           f"cannot be verified in a bounded number of attempts), got {spec.loss!r}")
+            raise BadInput(
+                f"{where}.loss: flaky needs a loss percentage from 1 to 100 (below 1 % a drop "
+                f"cannot be verified in a bounded number of attempts), got {spec.loss!r}"
+            )
     elif spec.loss is not None:
         raise BadInput(f"{where}.loss: only flaky takes a loss percentage")
 
 
-
-def _check_sides(sides: Sequence[Sequence[str]], known: Sequence[str], what: str, where: str, *,
-                 allow_one: bool) -> None:
+def _check_sides(
+    sides: Sequence[Sequence[str]], known: Sequence[str], what: str, where: str, *, allow_one: bool
+) -> None:
     seen: set[str] = set()
     for i, side in enumerate(sides):
         if not side:
@@ -121,7 +135,6 @@ def _check_sides(sides: Sequence[Sequence[str]], known: Sequence[str], what: str
     rest = [k for k in known if k not in seen and k != DB]
     if len(sides) + (1 if rest and allow_one else 0) < 2:
         raise BadInput(f"{where}: a cut needs two sides; every {what} is on one side")
-
 
 
 @dataclass(frozen=True)
