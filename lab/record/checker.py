@@ -47,9 +47,10 @@ import math
 import re
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from lab.record.history import FaultRecord, History, LedgerEntry, ProbeRecord, RequestRecord
 
@@ -214,9 +215,12 @@ def fetch_snapshot(query: Query, history: History, now: Callable[[], float] = ti
     span = history.span
     if span is not None:
         since = datetime.fromtimestamp(math.floor(span[0]), timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-        tables[PROCESS_TABLE] = list(query(
-            f"SELECT id, process_name, resource_type, resource_id, {_epoch_sql('start_time')}, "
-            f"{_epoch_sql('end_time')} FROM {PROCESS_TABLE} WHERE start_time >= '{since}'"))
+        tables[PROCESS_TABLE] = list(
+            query(
+                f"SELECT id, process_name, resource_type, resource_id, {_epoch_sql('start_time')}, "
+                f"{_epoch_sql('end_time')} FROM {PROCESS_TABLE} WHERE start_time >= '{since}'"
+            )
+        )
     return DbSnapshot(now(), tables)
 
 
@@ -478,7 +482,9 @@ def _fault_stats(
         failed_idempotent=sum(r.idempotent for r in failed),
         failed_writes=sum(r.write for r in failed),
         availability=ok / len(inside) if inside else None,
-        min_second_availability=min((s.availability for s in window_seconds if s.availability is not None), default=None),
+        min_second_availability=min(
+            (s.availability for s in window_seconds if s.availability is not None), default=None
+        ),
         time_to_detect=_time_to_detect(fault, history.probes),
         time_to_recover=None if recovered is None else max(0.0, recovered - fault.t0),
         healed_to_recovered=None if recovered is None else max(0.0, recovered - fault.t1),

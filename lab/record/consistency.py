@@ -127,8 +127,9 @@ class _Latest:
         return (self.best_ops[i - 1], self.best_ranks[i - 1]) if i else None
 
 
-def check_sessions(history: Iterable[Op], *, initial: Value = None,
-                   version_order: Mapping[str, Sequence[Value]] | None = None) -> ConsistencyResult:
+def check_sessions(
+    history: Iterable[Op], *, initial: Value = None, version_order: Mapping[str, Sequence[Value]] | None = None
+) -> ConsistencyResult:
     """Session checks of every ok read. Ops without an `index` (-1) get their position in
     `history`, since anomalies refer to ops by it internally."""
     by_key: dict[str, list[Op]] = defaultdict(list)
@@ -150,8 +151,7 @@ def check_sessions(history: Iterable[Op], *, initial: Value = None,
         versions = _Versions(writes, initial, None if version_order is None else version_order.get(key))
         write_rank = {w.index: versions.write_rank(w) for w in ok_writes}
         everyone = _Latest(ok_writes, write_rank)
-        own = {p: _Latest([w for w in ok_writes if w.process == p], write_rank)
-               for p in {r.process for r in ok_reads}}
+        own = {p: _Latest([w for w in ok_writes if w.process == p], write_rank) for p in {r.process for r in ok_reads}}
         read_rank = {r.index: versions.low(r.observed) for r in ok_reads}
         seen = {p: _Latest([r for r in ok_reads if r.process == p], read_rank) for p in own}
         sources: dict[Value, list[Op]] = defaultdict(list)
@@ -161,27 +161,46 @@ def check_sessions(history: Iterable[Op], *, initial: Value = None,
         for r in ok_reads:
             v = r.observed
             if v != initial and v not in versions.written:
-                anomalies.append(Anomaly("never-written", key, r.process, (r,),
-                                         f"{_what(r)}: no ok or info write of {key} carried {v!r}"))
+                anomalies.append(
+                    Anomaly(
+                        "never-written", key, r.process, (r,), f"{_what(r)}: no ok or info write of {key} carried {v!r}"
+                    )
+                )
                 continue
             age = versions.high(v)
-            against: tuple[tuple[AnomalyKind, _Latest], ...] = (("read-your-writes", own[r.process]),
-                                                                 ("stale-read", everyone))
+            against: tuple[tuple[AnomalyKind, _Latest], ...] = (
+                ("read-your-writes", own[r.process]),
+                ("stale-read", everyone),
+            )
             for kind, latest in against:
                 hit = latest.best(r.invoke)
                 if hit and hit[1] > age:
                     w = hit[0]
                     mine = "its own " if w.process == r.process else ""
-                    anomalies.append(Anomaly(kind, key, r.process, (r, w, *sources[v]),
-                                             f"{_what(r)} after {mine}{_what(w, 'completed')}, "
-                                             f"which superseded {_origin(v, sources[v], initial)}"))
+                    anomalies.append(
+                        Anomaly(
+                            kind,
+                            key,
+                            r.process,
+                            (r, w, *sources[v]),
+                            f"{_what(r)} after {mine}{_what(w, 'completed')}, "
+                            f"which superseded {_origin(v, sources[v], initial)}",
+                        )
+                    )
                     break
             hit = seen[r.process].best(r.invoke)
             if hit and hit[1] > age:
                 prev = hit[0]
-                anomalies.append(Anomaly("monotonic-reads", key, r.process, (r, prev, *sources[v]),
-                                         f"{_what(r)} after the same process's {_what(prev, 'completed')}, "
-                                         f"a newer value than {_origin(v, sources[v], initial)}"))
+                anomalies.append(
+                    Anomaly(
+                        "monotonic-reads",
+                        key,
+                        r.process,
+                        (r, prev, *sources[v]),
+                        f"{_what(r)} after the same process's {_what(prev, 'completed')}, "
+                        f"a newer value than {_origin(v, sources[v], initial)}",
+                    )
+                )
     valid: Literal["ok", "anomalies", "nothing checked"]
     valid = "nothing checked" if not reads else "anomalies" if anomalies else "ok"
     return ConsistencyResult(valid, reads, len(processes), tuple(anomalies))

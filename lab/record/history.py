@@ -24,9 +24,10 @@ import fcntl
 import json
 import os
 import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Mapping, TypeVar, Union
+from typing import Any, ClassVar, TypeVar
 
 HISTORY_FILE = "history.jsonl"
 LEDGER_FILE = "ledger.jsonl"
@@ -118,7 +119,7 @@ class LedgerEntry(_Record):
     worker: str = ""
 
 
-Record = Union[RequestRecord, ProbeRecord, FaultRecord, LedgerEntry]
+Record = RequestRecord | ProbeRecord | FaultRecord | LedgerEntry
 _KINDS: dict[str, type[_Record]] = {c.kind: c for c in (RequestRecord, ProbeRecord, FaultRecord, LedgerEntry)}
 
 

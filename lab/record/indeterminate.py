@@ -32,8 +32,11 @@ class IndeterminateResult:
         return len(self.committed) + len(self.not_committed) + len(self.unknown)
 
     def counts(self) -> dict[str, int]:
-        return {"committed": len(self.committed), "not committed": len(self.not_committed),
-                "unknown": len(self.unknown)}
+        return {
+            "committed": len(self.committed),
+            "not committed": len(self.not_committed),
+            "unknown": len(self.unknown),
+        }
 
 
 def resolve_info_writes(history: Iterable[Op], snapshot: Snapshot) -> IndeterminateResult:

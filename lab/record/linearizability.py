@@ -91,8 +91,11 @@ class LinearizabilityResult:
         """Per linearizable key, the values written in linearization order (for the session
         checks of `lab.record.consistency`); `history` is the one checked, indices included."""
         by_index = {op.index: op for op in history}
-        return {k.key: tuple(by_index[i].written for i in k.linearization if by_index[i].f != "read")
-                for k in self.keys if k.valid == "ok"}
+        return {
+            k.key: tuple(by_index[i].written for i in k.linearization if by_index[i].f != "read")
+            for k in self.keys
+            if k.valid == "ok"
+        }
 
 
 class _Exhausted(Exception):
@@ -154,7 +157,7 @@ def _effective(ops: Sequence[Op]) -> list[_Eff]:
                 deadline[i] = d
                 changed = True
     effs = [_Eff(op, op.complete, False) for op in ok]
-    effs += [_Eff(op, d, True) for op, d in zip(info, deadline) if d > -math.inf]
+    effs += [_Eff(op, d, True) for op, d in zip(info, deadline, strict=True) if d > -math.inf]
     effs.sort(key=lambda e: (e.op.invoke, e.end))
     return effs
 
@@ -300,8 +303,9 @@ def _search(seg: Sequence[_Eff], start: Value, budget: _Budget) -> Iterator[tupl
             new_state = state
             if option == _APPLIED and (k == _WRITE or state == observed[i]):
                 new_state = state if k == _READ else written[i]
-                strands = (new_state != state and not sources[state]
-                           and needs[state] - (k == _CAS and not optional[i]) > 0)
+                strands = (
+                    new_state != state and not sources[state] and needs[state] - (k == _CAS and not optional[i]) > 0
+                )
                 if not strands and (new_low, new_window, new_state) not in cache:
                     taken = _APPLIED
             if taken < 0 and optional[i] and option <= _SKIPPED:
@@ -360,7 +364,7 @@ def _check_ops(ops: Sequence[Op], initial: Value, budget: _Budget) -> _KeyOutcom
         if item is None:
             gens.pop()
             failed[i].add(starts.pop())
-            del path[len(gens) - 1 if gens else 0:]
+            del path[len(gens) - 1 if gens else 0 :]
             continue
         end, order = item
         if i + 1 == len(segs):
@@ -372,7 +376,7 @@ def _check_ops(ops: Sequence[Op], initial: Value, budget: _Budget) -> _KeyOutcom
         gens.append(_search(segs[i + 1], end, budget))
         starts.append(end)
         deepest = max(deepest, i + 1)
-    return _KeyOutcome(False, (), tuple(e.op for seg in segs[:deepest + 1] for e in seg))
+    return _KeyOutcome(False, (), tuple(e.op for seg in segs[: deepest + 1] for e in seg))
 
 
 def _certificate(ops: Sequence[Op], initial: Value, budget: _Budget) -> tuple[Op, ...] | None:
@@ -409,16 +413,23 @@ def _close(ops: list[Op], written_anywhere: set[Value], initial: Value) -> list[
     shrunk history never turns a stale read into a read of a value never written."""
     while True:
         present = {op.written for op in ops if op.f != "read"}
-        keep = [op for op in ops
-                if op.type != "ok" or op.f == "write" or op.observed == initial
-                or op.observed in present or op.observed not in written_anywhere]
+        keep = [
+            op
+            for op in ops
+            if op.type != "ok"
+            or op.f == "write"
+            or op.observed == initial
+            or op.observed in present
+            or op.observed not in written_anywhere
+        ]
         if len(keep) == len(ops):
             return keep
         ops = keep
 
 
-def _shrink(prefix: Sequence[Op], written_anywhere: set[Value], initial: Value,
-            seconds: float, max_states: int) -> tuple[tuple[Op, ...], bool]:
+def _shrink(
+    prefix: Sequence[Op], written_anywhere: set[Value], initial: Value, seconds: float, max_states: int
+) -> tuple[tuple[Op, ...], bool]:
     """Delta debugging (ddmin): drop chunks, halving their size, while what is left stays
     non-linearizable. Returns the sub-history and whether it is 1-minimal (no single op can go)."""
     deadline = time.monotonic() + seconds
@@ -448,7 +459,7 @@ def _shrink(prefix: Sequence[Op], written_anywhere: set[Value], initial: Value,
         for start in range(0, len(current), size):
             if time.monotonic() > deadline:
                 return tuple(current), False
-            cand = _close(current[:start] + current[start + size:], written_anywhere, initial)
+            cand = _close(current[:start] + current[start + size :], written_anywhere, initial)
             if cand and violates(cand):
                 current = cand
                 chunks = max(chunks - 1, 2)
@@ -462,6 +473,7 @@ def _shrink(prefix: Sequence[Op], written_anywhere: set[Value], initial: Value,
 
 def _explain(witness: Sequence[Op], written_anywhere: set[Value], initial: Value) -> str:
     """Plain words for the common shapes of a violation; a generic sentence otherwise."""
+
     def what(op: Op) -> str:
         if op.f == "read":
             return f"read of {op.value!r}"
@@ -479,39 +491,64 @@ def _explain(witness: Sequence[Op], written_anywhere: set[Value], initial: Value
         v = o.observed
         sources = [w for w in witness if w.f != "read" and w.written == v]
         if sources and all(s.invoke > o.complete for s in sources):
-            return (f"{what(o)} by {o.process} completed at t={fmt_time(o.complete)}, before any write of "
-                    f"{v!r} began ({'; '.join(s.describe() for s in sources)})")
+            return (
+                f"{what(o)} by {o.process} completed at t={fmt_time(o.complete)}, before any write of "
+                f"{v!r} began ({'; '.join(s.describe() for s in sources)})"
+            )
         for w in witness:
-            if (w.type == "ok" and w.f != "read" and w.written != v and w.complete < o.invoke
-                    and all(end(s) < w.invoke for s in sources)):
+            if (
+                w.type == "ok"
+                and w.f != "read"
+                and w.written != v
+                and w.complete < o.invoke
+                and all(end(s) < w.invoke for s in sources)
+            ):
                 if sources:
                     s = max(sources, key=end)
-                    why = (f"; the {what(s)} by {s.process} had completed at t={fmt_time(s.complete)}, "
-                           f"before it began")
+                    why = f"; the {what(s)} by {s.process} had completed at t={fmt_time(s.complete)}, before it began"
                 else:
                     why = f"; {v!r} is the initial value"
-                return (f"{what(o)} at t={fmt_time(o.invoke)} by {o.process} after {what(w)} completed at "
-                        f"t={fmt_time(w.complete)} by {w.process}{why}")
+                return (
+                    f"{what(o)} at t={fmt_time(o.invoke)} by {o.process} after {what(w)} completed at "
+                    f"t={fmt_time(w.complete)} by {w.process}{why}"
+                )
     for o in observers:
         v = o.observed
         sources = [w for w in witness if w.f != "read" and w.written == v]
         for c in observers:
-            if c.f == "cas" and c is not o and c.observed == v and c.written != v and c.complete < o.invoke \
-                    and len(sources) + (v == initial) == 1:
-                return (f"{what(o)} at t={fmt_time(o.invoke)} by {o.process} after {what(c)} completed at "
-                        f"t={fmt_time(c.complete)} by {c.process}, which had replaced {v!r}, written only once")
+            if (
+                c.f == "cas"
+                and c is not o
+                and c.observed == v
+                and c.written != v
+                and c.complete < o.invoke
+                and len(sources) + (v == initial) == 1
+            ):
+                return (
+                    f"{what(o)} at t={fmt_time(o.invoke)} by {o.process} after {what(c)} completed at "
+                    f"t={fmt_time(c.complete)} by {c.process}, which had replaced {v!r}, written only once"
+                )
     for o2 in observers:
         v2 = o2.observed
         late = [s for s in witness if s.f != "read" and s.written == v2]
         for o1 in observers:
             v1 = o1.observed
             sources = [s for s in witness if s.f != "read" and s.written == v1]
-            if (v1 != v2 and o1.complete < o2.invoke and sources
-                    and all(end(s) < w.invoke for s in late for w in sources)):
-                older = (f"every write of {v2!r} had completed before" if late
-                         else f"{v2!r} is the initial value, older than")
-                return (f"{what(o2)} at t={fmt_time(o2.invoke)} by {o2.process} after {what(o1)} completed at "
-                        f"t={fmt_time(o1.complete)} by {o1.process}: {older} any write of {v1!r} began")
+            if (
+                v1 != v2
+                and o1.complete < o2.invoke
+                and sources
+                and all(end(s) < w.invoke for s in late for w in sources)
+            ):
+                older = (
+                    f"every write of {v2!r} had completed before"
+                    if late
+                    else f"{v2!r} is the initial value, older than"
+                )
+                return (
+                    f"{what(o2)} at t={fmt_time(o2.invoke)} by {o2.process} after {what(o1)} completed at "
+                    f"t={fmt_time(o1.complete)} by {o1.process}: {older} any write of {v1!r} began"
+                )
     cas_from: defaultdict[Value, list[Op]] = defaultdict(list)
     for o in observers:
         if o.f == "cas":
@@ -519,18 +556,29 @@ def _explain(witness: Sequence[Op], written_anywhere: set[Value], initial: Value
     for v, group in cas_from.items():
         sources = [w for w in witness if w.f != "read" and w.written == v]
         if len(group) > len(sources) + (v == initial):
-            names = " and ".join(f"{what(c)} by {c.process} (t={fmt_time(c.invoke)}-{fmt_time(c.complete)})"
-                                 for c in group)
-            return (f"{names} all succeeded from {v!r}, which was written {len(sources)} time(s)"
-                    f"{' besides being the initial value' if v == initial else ''}: an update was lost")
+            names = " and ".join(
+                f"{what(c)} by {c.process} (t={fmt_time(c.invoke)}-{fmt_time(c.complete)})" for c in group
+            )
+            return (
+                f"{names} all succeeded from {v!r}, which was written {len(sources)} time(s)"
+                f"{' besides being the initial value' if v == initial else ''}: an update was lost"
+            )
     shown = "; ".join(op.describe() for op in witness[:8])
     more = f"; and {len(witness) - 8} more" if len(witness) > 8 else ""
-    return (f"no order of these {len(witness)} ops, each taking effect between its invoke and complete "
-            f"(info ops at any time after invoke, or never), gives every read its value: {shown}{more}")
+    return (
+        f"no order of these {len(witness)} ops, each taking effect between its invoke and complete "
+        f"(info ops at any time after invoke, or never), gives every read its value: {shown}{more}"
+    )
 
 
-def check_linearizable(history: Iterable[Op], *, initial: Value = None, max_seconds: float = 10.0,
-                       max_states: int = 1_000_000, shrink_seconds: float = 5.0) -> LinearizabilityResult:
+def check_linearizable(
+    history: Iterable[Op],
+    *,
+    initial: Value = None,
+    max_seconds: float = 10.0,
+    max_states: int = 1_000_000,
+    shrink_seconds: float = 5.0,
+) -> LinearizabilityResult:
     """Check every key's register history. `max_seconds` and `max_states` (memo entries) bound
     the whole search; shrinking a violation's witness has its own `shrink_seconds`. Ops without
     an `index` (-1) get their position in `history`."""
@@ -565,13 +613,24 @@ def check_linearizable(history: Iterable[Op], *, initial: Value = None, max_seco
         # The failing prefix lacks writers that its reads' values have elsewhere (e.g. a write
         # invoked after the read completed): add them, so the witness shows where they came from.
         prefix = list(outcome.failing_prefix)
-        missing = ({op.observed for op in prefix if op.type == "ok" and op.f != "write"}
-                   - {op.written for op in prefix if op.f != "read"})
+        missing = {op.observed for op in prefix if op.type == "ok" and op.f != "write"} - {
+            op.written for op in prefix if op.f != "read"
+        }
         prefix += [op for op in ops if op.f != "read" and op.written in missing and op not in prefix]
         prefix.sort(key=lambda op: (op.invoke, op.index))
         witness, minimal = _shrink(prefix, written, initial, shrink_seconds, max_states)
-        results.append(KeyResult(key, "violation", n_ok, n_info, states, witness=witness,
-                                 witness_minimal=minimal, explanation=_explain(witness, written, initial)))
+        results.append(
+            KeyResult(
+                key,
+                "violation",
+                n_ok,
+                n_info,
+                states,
+                witness=witness,
+                witness_minimal=minimal,
+                explanation=_explain(witness, written, initial),
+            )
+        )
     checked = sum(k.ops for k in results)
     valid: Overall
     if any(k.valid == "violation" for k in results):

@@ -14,6 +14,7 @@ What a run leaves in its directory `runs/<UTC timestamp>-<name>/` (see docs/arch
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -22,14 +23,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Mapping
 
-from lab.record import history
 from lab.core import paths
 from lab.core.errors import BadInput, RuntimeFailure
+from lab.record import history
 
 REPO = paths.ROOT
 DEFAULT_LOCUSTFILE = paths.LOADTESTS / "rancher.py"
@@ -96,26 +97,46 @@ class LoadSpec:
 
     def command(self, run_dir: Path) -> list[str]:
         cmd = [
-            sys.executable, "-m", "locust",
-            "-f", self.locustfile,
-            "--host", f"http://{LOAD_HOST}:{self.http_port}",
-            "--users", str(self.users),
-            "--spawn-rate", f"{self.spawn_rate:g}",
-            "--run-time", f"{math.ceil(self.duration)}s",
-            "--stop-timeout", f"{self.stop_timeout:g}",
-            "--csv", str(run_dir / "locust"),
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            self.locustfile,
+            "--host",
+            f"http://{LOAD_HOST}:{self.http_port}",
+            "--users",
+            str(self.users),
+            "--spawn-rate",
+            f"{self.spawn_rate:g}",
+            "--run-time",
+            f"{math.ceil(self.duration)}s",
+            "--stop-timeout",
+            f"{self.stop_timeout:g}",
+            "--csv",
+            str(run_dir / "locust"),
             "--csv-full-history",
-            "--html", str(run_dir / "locust.html"),
-            "--logfile", str(run_dir / "locust.log"),
+            "--html",
+            str(run_dir / "locust.html"),
+            "--logfile",
+            str(run_dir / "locust.log"),
             "--only-summary",
             # Failed requests are data here, not a failed run: a non-zero exit means Locust broke.
-            "--exit-code-on-error", "0",
+            "--exit-code-on-error",
+            "0",
         ]
         if self.web_port is None:
             cmd.append("--headless")
         else:
             # The UI stays up AUTOQUIT seconds after the run to be looked at, then Locust exits.
-            cmd += ["--autostart", "--autoquit", str(AUTOQUIT), "--web-host", LOAD_HOST, "--web-port", str(self.web_port)]
+            cmd += [
+                "--autostart",
+                "--autoquit",
+                str(AUTOQUIT),
+                "--web-host",
+                LOAD_HOST,
+                "--web-port",
+                str(self.web_port),
+            ]
         if self.processes > 1:
             cmd += ["--processes", str(self.processes)]
         return cmd + list(self.user_classes)
@@ -156,8 +177,13 @@ class LoadRun:
             result = load.wait()
     """
 
-    def __init__(self, spec: LoadSpec, run_dir: Path | None = None, runs_root: str | os.PathLike[str] = "runs",
-                 say: Say = lambda _: None) -> None:
+    def __init__(
+        self,
+        spec: LoadSpec,
+        run_dir: Path | None = None,
+        runs_root: str | os.PathLike[str] = "runs",
+        say: Say = lambda _: None,
+    ) -> None:
         self.spec = spec
         self.run_dir = Path(run_dir) if run_dir is not None else make_run_dir(spec.name, runs_root)
         self.say = say
@@ -177,9 +203,14 @@ class LoadRun:
         with open(self.run_dir / "locust.out", "ab") as out:
             # A new session: the hard deadline kills Locust's forked workers with it, and a
             # Ctrl-C meant for the harness does not reach Locust before stop() does.
-            self._proc = subprocess.Popen(cmd, env=self.spec.environment(self.run_dir), stdout=out,
-                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                          start_new_session=True)
+            self._proc = subprocess.Popen(
+                cmd,
+                env=self.spec.environment(self.run_dir),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         # The deadline holds even when nobody waits on the run (a scenario busy with its faults).
         self._watchdog = threading.Timer(self.spec.hard_timeout, self._deadline)
         self._watchdog.daemon = True
@@ -230,10 +261,8 @@ class LoadRun:
     def _kill_group(self) -> None:
         proc = self._require_started()
         if proc.poll() is None:  # not reaped yet, so its pid (= its group id) is still ours
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)  # the group we created: Locust and its workers
-            except ProcessLookupError:
-                pass
 
     def _deadline(self) -> None:
         if self.running:
@@ -256,18 +285,21 @@ class LoadRun:
             killed=killed,
             records=records,
         )
-        history.write_json(self.run_dir / "load.json", {
-            "spec": {**asdict(self.spec), "env": dict(self.spec.env)},
-            "command": self.spec.command(self.run_dir),
-            "result": {**asdict(self.result), "run_dir": str(self.run_dir)},
-        })
-        self.say(f"load: ended ({'killed' if killed else f'exit {self.result.returncode}'}), "
-                 f"{records} records")
+        history.write_json(
+            self.run_dir / "load.json",
+            {
+                "spec": {**asdict(self.spec), "env": dict(self.spec.env)},
+                "command": self.spec.command(self.run_dir),
+                "result": {**asdict(self.result), "run_dir": str(self.run_dir)},
+            },
+        )
+        self.say(f"load: ended ({'killed' if killed else f'exit {self.result.returncode}'}), {records} records")
         return self.result
 
 
-def run_load(spec: LoadSpec, run_dir: Path | None = None, runs_root: str | os.PathLike[str] = "runs",
-             say: Say = lambda _: None) -> LoadResult:
+def run_load(
+    spec: LoadSpec, run_dir: Path | None = None, runs_root: str | os.PathLike[str] = "runs", say: Say = lambda _: None
+) -> LoadResult:
     """Run the load to its end (Ctrl-C stops it early, keeping what was recorded)."""
     load = LoadRun(spec, run_dir, runs_root, say).start()
     try:
@@ -278,5 +310,6 @@ def run_load(spec: LoadSpec, run_dir: Path | None = None, runs_root: str | os.Pa
     if not result.ok:
         raise RuntimeFailure(
             f"Locust {'had to be killed' if result.killed else f'exited {result.returncode}'}; "
-            f"see {result.run_dir / 'locust.log'} and {result.run_dir / 'locust.out'}")
+            f"see {result.run_dir / 'locust.log'} and {result.run_dir / 'locust.out'}"
+        )
     return result

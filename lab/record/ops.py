@@ -56,8 +56,7 @@ class Op:
         if self.type == "ok" and not self.invoke <= self.complete < math.inf:
             # An ok op without a finite completion would be unbounded: the checker could not
             # tell it from an info op.
-            raise ValueError(f"ok op #{self.index} needs invoke <= complete < inf, got "
-                             f"{self.invoke}..{self.complete}")
+            raise ValueError(f"ok op #{self.index} needs invoke <= complete < inf, got {self.invoke}..{self.complete}")
 
     @property
     def written(self) -> Value:
@@ -98,9 +97,17 @@ class Op:
         if d["f"] == "cas" and isinstance(value, list):
             value = tuple(value)
         complete = d.get("complete")
-        return cls(process=str(d["process"]), key=str(d["key"]), f=d["f"], value=value, type=d["type"],
-                   invoke=float(d["invoke"]), complete=math.inf if complete is None else float(complete),
-                   node=d.get("node"), index=int(d.get("index", -1)))
+        return cls(
+            process=str(d["process"]),
+            key=str(d["key"]),
+            f=d["f"],
+            value=value,
+            type=d["type"],
+            invoke=float(d["invoke"]),
+            complete=math.inf if complete is None else float(complete),
+            node=d.get("node"),
+            index=int(d.get("index", -1)),
+        )
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False)

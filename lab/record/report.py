@@ -15,13 +15,14 @@ import json
 import math
 import os
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from lab.chaos.judge import judge
-from lab.record.checker import CheckConfig, CheckResult, FaultStats, Query
 from lab.core.errors import BadInput
+from lab.record.checker import CheckConfig, CheckResult, FaultStats, Query
 from lab.record.history import History, ProbeRecord, write_json
 
 CONFIG_FILE = "check_config.json"
@@ -41,8 +42,9 @@ class ReportFiles:
     result: CheckResult
 
 
-def build_report(run_dir: str | os.PathLike[str], query: Query | None = None,
-                 config: CheckConfig | None = None) -> ReportFiles:
+def build_report(
+    run_dir: str | os.PathLike[str], query: Query | None = None, config: CheckConfig | None = None
+) -> ReportFiles:
     """Check the run and write its report files; see the module docstring."""
     run = Path(run_dir)
     if not run.is_dir():
@@ -79,24 +81,29 @@ def _nodes_html(journal: Any) -> str:
     """The node profile and each node's API server restarts, from a scenario's journal."""
     if not isinstance(journal, dict) or not isinstance(journal.get("server_restarts"), dict):
         return ""
-    restarts = ", ".join(f"{html.escape(str(n))}: {'?' if c is None else c}"
-                         for n, c in journal["server_restarts"].items())
+    restarts = ", ".join(
+        f"{html.escape(str(n))}: {'?' if c is None else c}" for n, c in journal["server_restarts"].items()
+    )
     profile = html.escape(str((journal.get("lab") or {}).get("profile", "?")))
-    return (f"<p>Node profile {profile}. API server restarts since each node's container started, at the end "
-            f"of the run (a rancher-1.0 server exits on a lost ZooKeeper session): {restarts}.</p>\n")
+    return (
+        f"<p>Node profile {profile}. API server restarts since each node's container started, at the end "
+        f"of the run (a rancher-1.0 server exits on a lost ZooKeeper session): {restarts}.</p>\n"
+    )
 
 
 def summary_data(run: Path, history: History, result: CheckResult, load: Any, files: Sequence[str]) -> dict[str, Any]:
     span = history.span
     d = result.to_dict()
-    d.update({
-        "run": run.name,
-        "span": {"t0": span[0], "t1": span[1], "seconds": span[1] - span[0]} if span else None,
-        "probes": len(history.probes),
-        "skipped_history_lines": history.skipped_lines,
-        "load": load.get("result") if isinstance(load, dict) else None,
-        "files": list(files),
-    })
+    d.update(
+        {
+            "run": run.name,
+            "span": {"t0": span[0], "t1": span[1], "seconds": span[1] - span[0]} if span else None,
+            "probes": len(history.probes),
+            "skipped_history_lines": history.skipped_lines,
+            "load": load.get("result") if isinstance(load, dict) else None,
+            "files": list(files),
+        }
+    )
     return d
 
 
@@ -119,7 +126,9 @@ def junit_xml(run_name: str, result: CheckResult) -> bytes:
         if o.note and o.status != "skipped":
             ET.SubElement(case, "system-out").text = o.note
     for f in result.faults:
-        case = ET.SubElement(suite, "testcase", classname="halab.faults", name=f"{f.id} {f.fault} {','.join(f.targets)}: recovered")
+        case = ET.SubElement(
+            suite, "testcase", classname="halab.faults", name=f"{f.id} {f.fault} {','.join(f.targets)}: recovered"
+        )
         cases += 1
         ET.SubElement(case, "system-out").text = json.dumps(asdict(f), default=str)
         if f.time_to_recover is None:
@@ -131,7 +140,8 @@ def junit_xml(run_name: str, result: CheckResult) -> bytes:
     suite.set("skipped", str(skipped))
     root = ET.Element("testsuites")
     root.append(suite)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    xml: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return xml
 
 
 # ----------------------------------------------------------------------------- plots
@@ -174,8 +184,15 @@ def write_plots(plots_dir: Path, history: History, result: CheckResult) -> dict[
         ax.grid(alpha=0.3)
         for f in history.faults:
             ax.axvspan(f.t0 - t_ref, f.t1 - t_ref, color=FAULT_COLOR, alpha=0.12, lw=0)
-            ax.text(f.t0 - t_ref, 1.0, f" {f.id}: {f.fault} {','.join(f.targets)}", transform=ax.get_xaxis_transform(),
-                    fontsize=7, va="top", color=FAULT_COLOR)
+            ax.text(
+                f.t0 - t_ref,
+                1.0,
+                f" {f.id}: {f.fault} {','.join(f.targets)}",
+                transform=ax.get_xaxis_transform(),
+                fontsize=7,
+                va="top",
+                color=FAULT_COLOR,
+            )
         return fig, ax
 
     out: dict[str, Path] = {}
@@ -191,7 +208,7 @@ def write_plots(plots_dir: Path, history: History, result: CheckResult) -> dict[
 
     def steps(ax: Any, values: Sequence[float | None], **style: Any) -> None:
         """One horizontal step per second, the last one included; None leaves a gap."""
-        pts = [(x, v) for x, v in zip(xs, values) if v is not None]
+        pts = [(x, v) for x, v in zip(xs, values, strict=True) if v is not None]
         if pts:
             pts.append((pts[-1][0] + 1, pts[-1][1]))
             ax.plot([x for x, _ in pts], [v for _, v in pts], drawstyle="steps-post", lw=1, **style)
@@ -211,9 +228,17 @@ def write_plots(plots_dir: Path, history: History, result: CheckResult) -> dict[
     bottom = [0] * len(secs)
     for name in sorted(by_class):
         heights = [by_class[name].get(s.t, 0) for s in secs]
-        ax.bar(xs, heights, width=1.0, bottom=bottom, align="edge", label=name, lw=0,
-               color=FAILURE_COLORS.get(name, OTHER_COLOR))
-        bottom = [b + h for b, h in zip(bottom, heights)]
+        ax.bar(
+            xs,
+            heights,
+            width=1.0,
+            bottom=bottom,
+            align="edge",
+            label=name,
+            lw=0,
+            color=FAILURE_COLORS.get(name, OTHER_COLOR),
+        )
+        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
     save("failures", fig, ax, not history.requests)
 
     fig, ax = figure("Latency per second (requests started that second)", "ms")
@@ -230,11 +255,15 @@ def write_plots(plots_dir: Path, history: History, result: CheckResult) -> dict[
     nodes = sorted({p.node for p in history.probes})
     for row, node in enumerate(nodes):
         probes = [p for p in history.probes if p.node == node]
-        for p, nxt in zip(probes, [*probes[1:], None]):
+        for p, nxt in zip(probes, [*probes[1:], None], strict=True):
             end = nxt.t0 if nxt is not None else p.t1
             state = node_state(p)
-            ax.broken_barh([(p.t0 - t_ref, max(end - p.t0, 0.05))], (row - 0.35, 0.7),
-                           color=NODE_COLORS.get(state, OTHER_COLOR), lw=0)
+            ax.broken_barh(
+                [(p.t0 - t_ref, max(end - p.t0, 0.05))],
+                (row - 0.35, 0.7),
+                color=NODE_COLORS.get(state, OTHER_COLOR),
+                lw=0,
+            )
     ax.set_yticks(range(len(nodes)), nodes)
     ax.set_ylim(-0.6, max(len(nodes), 1) - 0.4)
     if nodes:
@@ -266,23 +295,51 @@ def _status(status: str) -> str:
 
 
 def fault_rows(faults: Sequence[FaultStats], t_ref: float) -> list[list[str]]:
-    return [[
-        html.escape(f.id), html.escape(f.fault), html.escape(", ".join(f.targets)),
-        _fmt(f.t0 - t_ref, 1), _fmt(f.t1 - f.t0, 1), str(f.requests), str(f.failed), str(f.failed_idempotent),
-        _pct(f.availability), _pct(f.min_second_availability), _fmt(f.time_to_detect, 2, " s"),
-        _fmt(f.time_to_recover, 2, " s"), _fmt(f.healed_to_recovered, 2, " s"), _pct(f.budget_consumed),
-        str(f.fenced_acks),
-    ] for f in faults]
+    return [
+        [
+            html.escape(f.id),
+            html.escape(f.fault),
+            html.escape(", ".join(f.targets)),
+            _fmt(f.t0 - t_ref, 1),
+            _fmt(f.t1 - f.t0, 1),
+            str(f.requests),
+            str(f.failed),
+            str(f.failed_idempotent),
+            _pct(f.availability),
+            _pct(f.min_second_availability),
+            _fmt(f.time_to_detect, 2, " s"),
+            _fmt(f.time_to_recover, 2, " s"),
+            _fmt(f.healed_to_recovered, 2, " s"),
+            _pct(f.budget_consumed),
+            str(f.fenced_acks),
+        ]
+        for f in faults
+    ]
 
 
-FAULT_HEADERS = ("fault", "kind", "targets", "at (s)", "held (s)", "requests", "failed", "failed idempotent",
-                 "availability", "worst second", "time to detect", "time to recover", "after heal",
-                 "error budget used", "fenced acks")
+FAULT_HEADERS = (
+    "fault",
+    "kind",
+    "targets",
+    "at (s)",
+    "held (s)",
+    "requests",
+    "failed",
+    "failed idempotent",
+    "availability",
+    "worst second",
+    "time to detect",
+    "time to recover",
+    "after heal",
+    "error budget used",
+    "fenced acks",
+)
 
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#212121;max-width:1100px}
 h1{font-size:20px;margin:0 0 4px} h2{font-size:16px;margin:28px 0 8px}
-table{border-collapse:collapse;font-size:12px;margin:6px 0} td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}
+table{border-collapse:collapse;font-size:12px;margin:6px 0}
+td,th{border:1px solid #ddd;padding:3px 6px;text-align:right}
 th{background:#f5f5f5} td:first-child,th:first-child{text-align:left}
 .passed{color:#2e7d32;font-weight:600} .failed{color:#c62828;font-weight:600} .skipped{color:#757575}
 .verdict{font-size:18px} img{display:block;max-width:100%;margin:4px 0}
@@ -291,36 +348,54 @@ small{color:#757575}
 """
 
 
-def report_html(run_name: str, history: History, result: CheckResult, plots: Mapping[str, Path],
-                journal: Any, load: Any, files: Sequence[str]) -> str:
+def report_html(
+    run_name: str,
+    history: History,
+    result: CheckResult,
+    plots: Mapping[str, Path],
+    journal: Any,
+    load: Any,
+    files: Sequence[str],
+) -> str:
     span = history.span
     t_ref = math.floor(span[0]) if span else 0.0
     verdict = "passed" if result.passed else "failed"
     checks = _table(
         ("check", "status", "checked", "violations", "note"),
-        [[html.escape(o.name), _status(o.status), str(o.checked), str(len(o.violations)), html.escape(o.note)]
-         for o in result.outcomes],
+        [
+            [html.escape(o.name), _status(o.status), str(o.checked), str(len(o.violations)), html.escape(o.note)]
+            for o in result.outcomes
+        ],
     )
     violations = [
         f"<li><b>{html.escape(o.name)}</b> {html.escape(v.subject)} "
         f"{'' if v.t is None else f'at {v.t - t_ref:.2f} s'}: {html.escape(v.detail)}</li>"
-        for o in result.outcomes for v in o.violations[:50]
+        for o in result.outcomes
+        for v in o.violations[:50]
     ]
     images = "".join(
         f'<img alt="{name}" src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}">'
         for name, path in plots.items()
     )
-    totals = (f"{result.requests} requests, {result.failed} failed ({result.failed_idempotent} idempotent), "
-              f"{result.acks} acknowledged writes, {len(history.probes)} probes, {len(history.faults)} faults"
-              + (f", over {span[1] - span[0]:.1f} s" if span else ""))
-    extra = "".join(
-        f"<details><summary>{title}</summary><pre>{html.escape(json.dumps(data, indent=2, default=str))}</pre></details>"
-        for title, data in (("journal.json", journal), ("load.json", load)) if data is not None
+    totals = (
+        f"{result.requests} requests, {result.failed} failed ({result.failed_idempotent} idempotent), "
+        f"{result.acks} acknowledged writes, {len(history.probes)} probes, {len(history.faults)} faults"
+        + (f", over {span[1] - span[0]:.1f} s" if span else "")
     )
-    files_html = ", ".join(f'<a href="{html.escape(n)}">{html.escape(n)}</a>' if n.endswith(".html") else html.escape(n)
-                           for n in files)
-    faults = (_table(FAULT_HEADERS, fault_rows(result.faults, t_ref), "faults") if result.faults
-              else "<p>No faults in this run.</p>")
+    extra = "".join(
+        f"<details><summary>{title}</summary>"
+        f"<pre>{html.escape(json.dumps(data, indent=2, default=str))}</pre></details>"
+        for title, data in (("journal.json", journal), ("load.json", load))
+        if data is not None
+    )
+    files_html = ", ".join(
+        f'<a href="{html.escape(n)}">{html.escape(n)}</a>' if n.endswith(".html") else html.escape(n) for n in files
+    )
+    faults = (
+        _table(FAULT_HEADERS, fault_rows(result.faults, t_ref), "faults")
+        if result.faults
+        else "<p>No faults in this run.</p>"
+    )
     nodes = _nodes_html(journal)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>ha-lab run {html.escape(run_name)}</title>

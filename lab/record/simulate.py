@@ -30,9 +30,19 @@ class _Planned:
     info: bool
 
 
-def simulate_register(rng: random.Random, *, ops: int, keys: int = 10, clients: int = 20,
-                      info_rate: float = 0.02, read_share: float = 0.5, cas_share: float = 0.1,
-                      latency: float = 0.005, think: float = 0.002, start: float = 0.0) -> list[Op]:
+def simulate_register(
+    rng: random.Random,
+    *,
+    ops: int,
+    keys: int = 10,
+    clients: int = 20,
+    info_rate: float = 0.02,
+    read_share: float = 0.5,
+    cas_share: float = 0.1,
+    latency: float = 0.005,
+    think: float = 0.002,
+    start: float = 0.0,
+) -> list[Op]:
     """`ops` operations, sorted by invoke and indexed. Latency is exponential with mean
     `latency` plus, one op in twenty, a slow tail ten times longer; values written are unique."""
     names = [f"k{i}" for i in range(keys)]
@@ -68,8 +78,7 @@ def simulate_register(rng: random.Random, *, ops: int, keys: int = 10, clients: 
 
     register: dict[str, Value] = {}
     outcome: dict[int, tuple[OpType, Value]] = {}  # type and, for reads, the value read
-    for i in sorted((i for i, p in enumerate(planned) if p.point is not None),
-                    key=lambda i: planned[i].point or 0.0):
+    for i in sorted((i for i, p in enumerate(planned) if p.point is not None), key=lambda i: planned[i].point or 0.0):
         p = planned[i]
         current = register.get(p.key)
         if p.f == "read":
