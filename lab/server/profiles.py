@@ -164,9 +164,12 @@ RANCHER_1_0 = Profile(
         "ping_gate": "dropwizard's PingServlet answers 200 pong whatever ZooKeeper, Redis or MySQL do",
         "state_gate": "cattle has no HA state: it serves reads and tries writes until it exits",
         "commit_fence": "cattle commits without re-checking its ZooKeeper session (no fencing token)",
-        "exit_on_session_loss": "cattle's ZooKeeper listener logs 'Lost Connection to ZooKeeper!' and calls System.exit(3) on LOST",
-        "restart_server": "the cattle container runs with a restart policy; its zk container is a separate container and keeps running",
-        "zk_wait_tries": "rancher/server's launcher asks the first ZooKeeper host for ruok 31 times before it starts cattle",
+        "exit_on_session_loss": "cattle's ZooKeeper listener logs 'Lost Connection to ZooKeeper!' and calls "
+        "System.exit(3) on LOST",
+        "restart_server": "the cattle container runs with a restart policy; its zk container is a separate "
+        "container and keeps running",
+        "zk_wait_tries": "rancher/server's launcher asks the first ZooKeeper host for ruok 31 times before it "
+        "starts cattle",
         "zk_wait_interval": "the launcher sleeps 2 s between ruok tries",
         "zk_tick_ms": "the zk container runs ZooKeeper with tickTime=2000",
         "zk_init_limit": "ZooKeeper's sample configuration (zoo_sample.cfg) for tickTime 2000",

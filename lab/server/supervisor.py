@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import time
+from typing import Any
 
 from . import zkserver
 from .clustermgr import ClusterManager
@@ -85,7 +86,8 @@ async def supervise(cfg: Config) -> int:
         while True:
             server = await _start_server(restarts, last_exit)
             started = time.monotonic()
-            waits = {asyncio.ensure_future(server.wait()), asyncio.ensure_future(stopping.wait())}
+            waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(server.wait()),
+                                               asyncio.ensure_future(stopping.wait())}
             if zk is not None:
                 waits.add(asyncio.ensure_future(zk.wait()))
             if managing is not None:

@@ -21,7 +21,7 @@ TAGS = {"db": "halab/db:x", "lb": "halab/lb:x", "node": "halab/node:x"}
 def test_the_default_profile_is_rancher_1_0_and_a_bad_one_is_refused() -> None:
     assert make_topology(3).profile == "rancher-1.0" and make_topology(3).node_profile is RANCHER_1_0
     assert make_topology(3, profile="tuned").node_profile is TUNED
-    with pytest.raises(BadInput, match="--profile: 'fast' is not a node profile; use rancher-1.0 or tuned"):
+    with pytest.raises(BadInput, match=r"--profile: 'fast' is not a node profile; use rancher-1\.0 or tuned"):
         make_topology(3, profile="fast")
 
 
