@@ -3,9 +3,10 @@ what broke at a point, and the sizing recommendation with the evidence that less
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 from lab.capacity.measurement import Measurement
 from lab.capacity.spec import LOAD_DIMENSION
@@ -37,8 +38,13 @@ def x_value(m: Measurement, dim: str) -> float:
 
 
 _X_TEXT = {
-    "nodes": "{} node(s)", "heap": "-Xmx{}", "pool_size": "pool {}", "db_max_connections": "max_connections {}",
-    "db_memory": "DB memory {} MiB", "db_buffer_pool": "buffer pool {} MiB", "users": "{} users",
+    "nodes": "{} node(s)",
+    "heap": "-Xmx{}",
+    "pool_size": "pool {}",
+    "db_max_connections": "max_connections {}",
+    "db_memory": "DB memory {} MiB",
+    "db_buffer_pool": "buffer pool {} MiB",
+    "users": "{} users",
 }
 
 
@@ -80,8 +86,9 @@ def saturation(series: Sequence[Measurement], dim: str, max_error_rate: float, n
         return _load_saturation(series, max_error_rate, name)
     good = [m for m in series if m.passed(max_error_rate)]
     if not good:
-        return Saturation(dim, name, None, "", None, None,
-                          f"no point kept errors under {pct(max_error_rate)} without a node killed")
+        return Saturation(
+            dim, name, None, "", None, None, f"no point kept errors under {pct(max_error_rate)} without a node killed"
+        )
     best = max(m.throughput for m in good)
     first = next(m for m in good if m.throughput >= (1 - PLATEAU) * best)
     return _saturated_at(dim, name, first, "levels off from")
@@ -90,31 +97,64 @@ def saturation(series: Sequence[Measurement], dim: str, max_error_rate: float, n
 def _load_saturation(series: Sequence[Measurement], max_error_rate: float, name: str) -> Saturation:
     dim = LOAD_DIMENSION
     if not series[0].passed(max_error_rate):
-        return Saturation(dim, name, None, "", None, None, f"past saturation already at {x_text(series[0], dim)}: "
-                          f"errors above {pct(max_error_rate)} or a node killed")
-    for prev, cur in zip(series, series[1:]):
+        return Saturation(
+            dim,
+            name,
+            None,
+            "",
+            None,
+            None,
+            f"past saturation already at {x_text(series[0], dim)}: errors above {pct(max_error_rate)} or a node killed",
+        )
+    for prev, cur in itertools.pairwise(series):
         added = cur.point.users / prev.point.users - 1
         grew = cur.throughput / prev.throughput - 1 if prev.throughput else math.inf
         if not cur.passed(max_error_rate):
-            return _saturated_at(dim, name, prev, "saturates at", f"; at {cur.point.users} users errors passed "
-                                 f"{pct(max_error_rate)} or a node was killed")
+            return _saturated_at(
+                dim,
+                name,
+                prev,
+                "saturates at",
+                f"; at {cur.point.users} users errors passed {pct(max_error_rate)} or a node was killed",
+            )
         if grew < SCALING * added:
-            return _saturated_at(dim, name, prev, "saturates at", f"; {cur.point.users} users added {added:.0%} "
-                                 f"load for {grew:+.0%} throughput")
-    return Saturation(dim, name, None, "", None, None,
-                      f"not reached: throughput still grew with load up to {series[-1].point.users} users")
+            return _saturated_at(
+                dim,
+                name,
+                prev,
+                "saturates at",
+                f"; {cur.point.users} users added {added:.0%} load for {grew:+.0%} throughput",
+            )
+    return Saturation(
+        dim,
+        name,
+        None,
+        "",
+        None,
+        None,
+        f"not reached: throughput still grew with load up to {series[-1].point.users} users",
+    )
 
 
 def _saturated_at(dim: str, name: str, m: Measurement, verb: str, why: str = "") -> Saturation:
     p95 = m.load.p95_ms if m.load else None
-    return Saturation(dim, name, x_value(m, dim), x_text(m, dim), m.throughput, p95,
-                      f"throughput {verb} {x_text(m, dim)} ({m.throughput:g} req/s, p95 "
-                      f"{num(p95)} ms){why}")
+    return Saturation(
+        dim,
+        name,
+        x_value(m, dim),
+        x_text(m, dim),
+        m.throughput,
+        p95,
+        f"throughput {verb} {x_text(m, dim)} ({m.throughput:g} req/s, p95 {num(p95)} ms){why}",
+    )
 
 
 def saturations(measurements: Sequence[Measurement], swept: Sequence[str], max_error_rate: float) -> list[Saturation]:
-    return [saturation(s, dim, max_error_rate, name) for dim in swept
-            for name, s in series_of(measurements, dim, swept).items()]
+    return [
+        saturation(s, dim, max_error_rate, name)
+        for dim in swept
+        for name, s in series_of(measurements, dim, swept).items()
+    ]
 
 
 def failures(m: Measurement) -> list[str]:
@@ -126,11 +166,15 @@ def failures(m: Measurement) -> list[str]:
     n = m.load.requests if m.load else 0
     if e.get("too_many_connections"):
         refused = m.db.refused_connections if m.db else None
-        out.append(f"{e['too_many_connections']} of {n} requests failed with Too many connections (MySQL refused "
-                   f"{refused if refused is not None else '?'} connections at max_connections {m.effective_max_connections})")
+        out.append(
+            f"{e['too_many_connections']} of {n} requests failed with Too many connections (MySQL refused "
+            f"{refused if refused is not None else '?'} connections at max_connections {m.effective_max_connections})"
+        )
     if e.get("pool_wait_timeout"):
-        out.append(f"{e['pool_wait_timeout']} of {n} requests timed out waiting for a pooled connection "
-                   f"(pool {m.point.pool_size} per node)")
+        out.append(
+            f"{e['pool_wait_timeout']} of {n} requests timed out waiting for a pooled connection "
+            f"(pool {m.point.pool_size} per node)"
+        )
     fates: dict[str, list[str]] = {}
     for node in m.nodes:
         if node.outcome == "degraded by memory":
@@ -161,7 +205,7 @@ class Recommendation:
 
     def lines(self) -> list[str]:
         head = f"{self.nodes} node(s) at {self.users} users, errors at most {pct(self.max_error_rate)}, no node killed:"
-        if self.max_connections is None:
+        if self.max_connections is None or self.heap is None:  # both None together: nothing passed
             return [head, "- no measured point passed; nothing to recommend:", *(f"  - {b}" for b in self.below)]
         guide = self.nodes * GUIDE_POOL_PER_NODE
         failed = self.max_connections_failed
@@ -170,10 +214,16 @@ class Recommendation:
         elif failed is not None and failed >= guide:
             verdict = f"is too few for this load ({failed} failed)"
         else:
-            verdict = f"was not tried, so this sweep cannot judge it (it saw {failed} fail and " \
-                      f"{self.max_connections} pass)" if failed is not None else "was not tried (nothing smaller was)"
-        peak = f"; the database's high-water mark there was {self.peak_connections} (Max_used_connections)" \
-            if self.peak_connections is not None else ""
+            verdict = (
+                f"was not tried, so this sweep cannot judge it (it saw {failed} fail and {self.max_connections} pass)"
+                if failed is not None
+                else "was not tried (nothing smaller was)"
+            )
+        peak = (
+            f"; the database's high-water mark there was {self.peak_connections} (Max_used_connections)"
+            if self.peak_connections is not None
+            else ""
+        )
         return [
             head,
             f"- max_connections >= {self.max_connections} ({_failed_or_lowest(failed)}){peak}. The guide's rule, "
@@ -190,8 +240,9 @@ def _failed_or_lowest(failed: object) -> str:
     return f"{failed} failed" if failed else "the smallest tried at these settings: less may do"
 
 
-def recommend(measurements: Sequence[Measurement], users: int, max_error_rate: float,
-              heap_scale: int = DEFAULT_HEAP_SCALE) -> list[Recommendation]:
+def recommend(
+    measurements: Sequence[Measurement], users: int, max_error_rate: float, heap_scale: int = DEFAULT_HEAP_SCALE
+) -> list[Recommendation]:
     """Per cluster size, at the target load: the smallest max_connections and the smallest heap
     among points that kept errors under the threshold with no node killed, each with the evidence
     that less fails: points equal to the passing one but for a smaller value of that dimension."""
@@ -209,22 +260,44 @@ def recommend(measurements: Sequence[Measurement], users: int, max_error_rate: f
         heap = [m for m in good if m.point.heap_mib == min(g.point.heap_mib for g in good)]
         fail_conn = _failed_below(at, conn, "db_max_connections", max_error_rate)
         fail_heap = _failed_below(at, heap, "heap", max_error_rate)
-        below = tuple(dict.fromkeys(f"{x_text(m, d)}: {'; '.join(failures(m)) or f'{m.error_rate:.2%} errors'}"
-                                    for d, ms in (("db_max_connections", fail_conn), ("heap", fail_heap)) for m in ms))
-        out.append(Recommendation(
-            nodes, users, max_error_rate, conn[0].effective_max_connections,
-            fail_conn[-1].effective_max_connections if fail_conn else None, heap[0].point.heap,
-            fail_heap[-1].point.heap if fail_heap else None, heap_scale,
-            max((m.db.max_used_connections for m in conn if m.db and m.db.max_used_connections is not None),
-                default=None), below))
+        below = tuple(
+            dict.fromkeys(
+                f"{x_text(m, d)}: {'; '.join(failures(m)) or f'{m.error_rate:.2%} errors'}"
+                for d, ms in (("db_max_connections", fail_conn), ("heap", fail_heap))
+                for m in ms
+            )
+        )
+        out.append(
+            Recommendation(
+                nodes,
+                users,
+                max_error_rate,
+                conn[0].effective_max_connections,
+                fail_conn[-1].effective_max_connections if fail_conn else None,
+                heap[0].point.heap,
+                fail_heap[-1].point.heap if fail_heap else None,
+                heap_scale,
+                max(
+                    (m.db.max_used_connections for m in conn if m.db and m.db.max_used_connections is not None),
+                    default=None,
+                ),
+                below,
+            )
+        )
     return out
 
 
-def _failed_below(at: Sequence[Measurement], passing: Sequence[Measurement], dim: str,
-                  max_error_rate: float) -> list[Measurement]:
+def _failed_below(
+    at: Sequence[Measurement], passing: Sequence[Measurement], dim: str, max_error_rate: float
+) -> list[Measurement]:
     """Points that failed and differ from one of the passing points only by a smaller value of
     dim: the evidence that less of it fails. Ascending along dim."""
-    found = {id(m): m for best in passing for m in at
-             if replace(m.point, **{dim: getattr(best.point, dim)}) == best.point
-             and x_value(m, dim) < x_value(best, dim) and not m.passed(max_error_rate)}
+    found = {
+        id(m): m
+        for best in passing
+        for m in at
+        if replace(m.point, **{dim: getattr(best.point, dim)}) == best.point
+        and x_value(m, dim) < x_value(best, dim)
+        and not m.passed(max_error_rate)
+    }
     return sorted(found.values(), key=lambda m: x_value(m, dim))

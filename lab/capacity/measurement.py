@@ -3,8 +3,9 @@ from the raw evidence: request records, a node's `docker inspect` state and its 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from lab.capacity.spec import Point
 from lab.record.checker import percentile
@@ -104,10 +105,16 @@ class Measurement:
     def from_dict(cls, d: Mapping[str, Any]) -> Measurement:
         """From to_dict's output; keys report_data adds beside the fields (label, ...) are ignored."""
         d = {k: v for k, v in d.items() if k in {f.name for f in fields(cls)}}
-        return cls(**{**d, "point": Point(**d["point"]), "preflight": tuple(d["preflight"]),
-                      "load": LoadFigures(**d["load"]) if d.get("load") else None,
-                      "db": DbFigures(**d["db"]) if d.get("db") else None,
-                      "nodes": tuple(NodeOutcome(**n) for n in d.get("nodes", ()))})
+        return cls(
+            **{
+                **d,
+                "point": Point(**d["point"]),
+                "preflight": tuple(d["preflight"]),
+                "load": LoadFigures(**d["load"]) if d.get("load") else None,
+                "db": DbFigures(**d["db"]) if d.get("db") else None,
+                "nodes": tuple(NodeOutcome(**n) for n in d.get("nodes", ())),
+            }
+        )
 
 
 def error_kind(r: RequestRecord) -> str | None:
@@ -139,13 +146,15 @@ def load_figures(requests: Sequence[RequestRecord]) -> LoadFigures:
         if kind:
             errors[kind] += 1
     ok = sum(r.ok for r in requests)
-    return LoadFigures(len(requests), ok, round(seconds, 3), round(ok / seconds, 2) if seconds > 0 else 0.0,
-                       *(None if (v := percentile(latencies, q)) is None else round(v, 1) for q in (0.5, 0.95, 0.99)),
-                       errors=errors)
+    p50, p95, p99 = (None if (v := percentile(latencies, q)) is None else round(v, 1) for q in (0.5, 0.95, 0.99))
+    return LoadFigures(
+        len(requests), ok, round(seconds, 3), round(ok / seconds, 2) if seconds > 0 else 0.0, p50, p95, p99, errors
+    )
 
 
-def node_outcome(name: str, state: Mapping[str, Any], log_text: str, degraded_seen: bool,
-                 peak_pressure: float | None) -> NodeOutcome:
+def node_outcome(
+    name: str, state: Mapping[str, Any], log_text: str, degraded_seen: bool, peak_pressure: float | None
+) -> NodeOutcome:
     """What became of a node: from `docker inspect`'s State, its log and the sampled memory state."""
     running = bool(state.get("Running"))
     code = None if running else state.get("ExitCode")

@@ -5,20 +5,21 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-from lab.record import history
 from lab.capacity.analysis import failures, num, pct, recommend, saturations, x_text, x_value
 from lab.capacity.measurement import OOM_LOG_LINE, Measurement
 from lab.capacity.plots import write_plots
 from lab.capacity.spec import DIMENSION_TITLES, DIMENSIONS, Grid, Settings, check_target
+from lab.cluster.topology import GUIDE_POOL_PER_NODE
 from lab.core.errors import BadInput
+from lab.record import history
 from lab.server.config import Config as NodeConfig
 from lab.server.heap import CACHE_SHARE, GC_THRESHOLD
 from lab.server.profiles import DEFAULT_PROFILE
-from lab.cluster.topology import GUIDE_POOL_PER_NODE
 
 GUIDE_RULES = (
     "MySQL with at least 1 GB of RAM",
@@ -41,7 +42,8 @@ def heap_model_note(heap_scale: int) -> str:
         f"{heap_scale}. It carries over to production only through the model's cost of {modelled_req_mib:g} MiB "
         f"per request in flight: if your cattle JVM holds R MiB per request in flight, the production heap is "
         f"about the lab's -Xmx x R / {modelled_req_mib:g}. The lab cannot measure R. Until you have measured it "
-        f"(heap histograms under load), the guide's 4 to 8 GB per node is the number to use.")
+        f"(heap histograms under load), the guide's 4 to 8 GB per node is the number to use."
+    )
 
 
 def summary_line(m: Measurement) -> str:
@@ -51,43 +53,65 @@ def summary_line(m: Measurement) -> str:
     lf = m.load
     conns = m.db.peak_threads_connected if m.db else None
     broke = failures(m)
-    return (f"{m.status}: {lf.throughput:g} req/s, p95 {lf.p95_ms} ms, errors {lf.error_rate:.2%}, "
-            f"DB connections peak {conns}/{m.effective_max_connections}" + (f"; {'; '.join(broke)}" if broke else ""))
+    return (
+        f"{m.status}: {lf.throughput:g} req/s, p95 {lf.p95_ms} ms, errors {lf.error_rate:.2%}, "
+        f"DB connections peak {conns}/{m.effective_max_connections}" + (f"; {'; '.join(broke)}" if broke else "")
+    )
 
 
 def table(measurements: Sequence[Measurement], swept: Sequence[str]) -> str:
     """Markdown: one row per point."""
-    head = ["#", *(DIMENSION_TITLES[d].split(" (")[0] for d in swept or ("users",)), "status", "ok req/s",
-            "p50 ms", "p95 ms", "p99 ms", "errors", "too many conn", "pool wait", "5xx/no resp",
-            "DB conns peak / max used / max", "DB refused", "node mem peak / limit MiB", "DB mem MiB",
-            "heap pressure max", "nodes", "pre-flight"]
+    head = [
+        "#",
+        *(DIMENSION_TITLES[d].split(" (")[0] for d in swept or ("users",)),
+        "status",
+        "ok req/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "errors",
+        "too many conn",
+        "pool wait",
+        "5xx/no resp",
+        "DB conns peak / max used / max",
+        "DB refused",
+        "node mem peak / limit MiB",
+        "DB mem MiB",
+        "heap pressure max",
+        "nodes",
+        "pre-flight",
+    ]
     rows = []
     for i, m in enumerate(measurements, 1):
         lf, db = m.load, m.db
         e = lf.errors if lf else {}
         nodes_mem = max((v for k, v in m.memory_peak_mib.items() if k in {n.name for n in m.nodes}), default=None)
         pressures = [n.peak_heap_pressure for n in m.nodes if n.peak_heap_pressure is not None]
-        outcomes = {}
+        outcomes: dict[str, list[str]] = {}
         for n in m.nodes:
             outcomes.setdefault(n.outcome, []).append(n.name)
-        rows.append([
-            str(i), *(f"{m.point.heap}" if d == "heap" else str(int(x_value(m, d))) for d in swept or ("users",)),
-            m.status,
-            f"{lf.throughput:g}" if lf else "-",
-            *(num(getattr(lf, q)) if lf else "-" for q in ("p50_ms", "p95_ms", "p99_ms")),
-            f"{lf.error_rate:.2%}" if lf else "-",
-            str(e.get("too_many_connections", "-")), str(e.get("pool_wait_timeout", "-")),
-            f"{e.get('server_5xx', 0) + e.get('other', 0)}/{e.get('no_response', 0)}" if lf else "-",
-            f"{num(db.peak_threads_connected) if db else '-'} / {num(db.max_used_connections) if db else '-'} / "
-            f"{m.effective_max_connections}"
-            + (f" (asked {m.max_connections})" if m.effective_max_connections != m.max_connections else ""),
-            num(db.refused_connections) if db else "-",
-            f"{num(nodes_mem)} / {m.node_memory_limit_mib}",
-            num(m.memory_peak_mib.get("db")),
-            f"{max(pressures):.0%}" if pressures else "-",
-            "; ".join(f"{k}: {','.join(v)}" for k, v in outcomes.items()) or "-",
-            "short: " + ", ".join(f.split(":")[0] for f in m.preflight) if m.preflight else "ok",
-        ])
+        rows.append(
+            [
+                str(i),
+                *(f"{m.point.heap}" if d == "heap" else str(int(x_value(m, d))) for d in swept or ("users",)),
+                m.status,
+                f"{lf.throughput:g}" if lf else "-",
+                *(num(getattr(lf, q)) if lf else "-" for q in ("p50_ms", "p95_ms", "p99_ms")),
+                f"{lf.error_rate:.2%}" if lf else "-",
+                str(e.get("too_many_connections", "-")),
+                str(e.get("pool_wait_timeout", "-")),
+                f"{e.get('server_5xx', 0) + e.get('other', 0)}/{e.get('no_response', 0)}" if lf else "-",
+                f"{num(db.peak_threads_connected) if db else '-'} / {num(db.max_used_connections) if db else '-'} / "
+                f"{m.effective_max_connections}"
+                + (f" (asked {m.max_connections})" if m.effective_max_connections != m.max_connections else ""),
+                num(db.refused_connections) if db else "-",
+                f"{num(nodes_mem)} / {m.node_memory_limit_mib}",
+                num(m.memory_peak_mib.get("db")),
+                f"{max(pressures):.0%}" if pressures else "-",
+                "; ".join(f"{k}: {','.join(v)}" for k, v in outcomes.items()) or "-",
+                "short: " + ", ".join(f.split(":")[0] for f in m.preflight) if m.preflight else "ok",
+            ]
+        )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
@@ -102,18 +126,23 @@ def report_data(settings: Settings, measurements: Sequence[Measurement], meta: M
         "settings": asdict(settings),
         "swept": list(swept),
         "target_users": target,
-        "points": [m.to_dict() | {"label": m.point.label(swept), "error_rate": m.error_rate,
-                                  "failures": failures(m)} for m in measurements],
+        "points": [
+            m.to_dict() | {"label": m.point.label(swept), "error_rate": m.error_rate, "failures": failures(m)}
+            for m in measurements
+        ],
         "saturation": [asdict(s) for s in saturations(measurements, swept, settings.max_error_rate)],
-        "recommendations": [asdict(r) | {"text": r.lines()}
-                            for r in recommend(measurements, target, settings.max_error_rate, settings.heap_scale)],
+        "recommendations": [
+            asdict(r) | {"text": r.lines()}
+            for r in recommend(measurements, target, settings.max_error_rate, settings.heap_scale)
+        ],
         "guide": list(GUIDE_RULES),
         "heap_model": heap_model_note(settings.heap_scale),
     }
 
 
-def write_json(directory: Path, settings: Settings, measurements: Sequence[Measurement],
-               meta: Mapping[str, Any]) -> Path:
+def write_json(
+    directory: Path, settings: Settings, measurements: Sequence[Measurement], meta: Mapping[str, Any]
+) -> Path:
     path = directory / "capacity.json"
     history.write_json(path, report_data(settings, measurements, meta))
     return path
@@ -126,8 +155,9 @@ class ReportFiles:
     plots: tuple[Path, ...]
 
 
-def write_report(directory: Path, settings: Settings, measurements: Sequence[Measurement],
-                 meta: Mapping[str, Any]) -> ReportFiles:
+def write_report(
+    directory: Path, settings: Settings, measurements: Sequence[Measurement], meta: Mapping[str, Any]
+) -> ReportFiles:
     """capacity.json, capacity.md and plots/<dimension>.png for every swept dimension."""
     if not measurements:
         raise BadInput(f"{directory}: no measured points to report")
@@ -140,8 +170,9 @@ def write_report(directory: Path, settings: Settings, measurements: Sequence[Mea
     return ReportFiles(json_path, md, tuple(plots))
 
 
-def markdown(data: Mapping[str, Any], measurements: Sequence[Measurement], plots: Sequence[Path],
-             directory: Path) -> str:
+def markdown(
+    data: Mapping[str, Any], measurements: Sequence[Measurement], plots: Sequence[Path], directory: Path
+) -> str:
     s = data["settings"]
     mach = data.get("machine", {})
     swept = data["swept"]
@@ -171,7 +202,7 @@ def markdown(data: Mapping[str, Any], measurements: Sequence[Measurement], plots
         "",
     ]
     threshold = data["settings"]["max_error_rate"]
-    for m, p in zip(measurements, data["points"]):
+    for m, p in zip(measurements, data["points"], strict=True):
         if p["failures"]:
             within = f" (within the {pct(threshold)} threshold)" if m.passed(threshold) else ""
             out.append(f"- **{p['label']}**: " + "; ".join(p["failures"]) + within)
@@ -180,13 +211,20 @@ def markdown(data: Mapping[str, Any], measurements: Sequence[Measurement], plots
     if not any(p["failures"] for p in data["points"]):
         out.append("- nothing: every point kept every request within its limits")
     out += ["", "## Saturation", ""]
-    out += [f"- {s['dimension']} ({s['series']}): {s['note']}" for s in data["saturation"]] or \
-        ["- no dimension was swept with more than one value"]
+    out += [f"- {s['dimension']} ({s['series']}): {s['note']}" for s in data["saturation"]] or [
+        "- no dimension was swept with more than one value"
+    ]
     out += ["", f"## Sizing recommendation (target {data['target_users']} users)", ""]
     for r in data["recommendations"]:
         out += r["text"] + [""]
-    out += ["The guide's rules, for comparison: " + "; ".join(data["guide"]) + ".", "",
-            "## The heap is a model", "", data["heap_model"], ""]
+    out += [
+        "The guide's rules, for comparison: " + "; ".join(data["guide"]) + ".",
+        "",
+        "## The heap is a model",
+        "",
+        data["heap_model"],
+        "",
+    ]
     if plots:
         out += ["## Plots", ""] + [f"![{p.stem}]({p.relative_to(directory)})" for p in plots] + [""]
     return "\n".join(out)

@@ -8,22 +8,31 @@ import json
 import re
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from lab.capacity.measurement import DbFigures
+from lab.cluster.topology import Topology
 from lab.core.errors import RuntimeFailure
 from lab.server.heap import GC_THRESHOLD
-from lab.cluster.topology import Topology
 
-DB_COUNTERS = ("Threads_connected", "Max_used_connections", "Connection_errors_max_connections",
-               "Aborted_connects")
+DB_COUNTERS = ("Threads_connected", "Max_used_connections", "Connection_errors_max_connections", "Aborted_connects")
 SAMPLE_INTERVAL = 2.0  # seconds between samples of the database's counters and Docker stats
 NODE_POLL_INTERVAL = 0.25  # seconds between polls of each node's heap gauges (cheap HTTP)
 
 _MEM_RE = re.compile(r"^\s*([\d.]+)\s*([KMGT]?i?B)", re.IGNORECASE)
-_MEM_UNITS = {"b": 1 / 1024**2, "kb": 1e3 / 1024**2, "kib": 1 / 1024, "mb": 1e6 / 1024**2, "mib": 1.0,
-              "gb": 1e9 / 1024**2, "gib": 1024.0, "tb": 1e12 / 1024**2, "tib": 1024.0**2}
+_MEM_UNITS = {
+    "b": 1 / 1024**2,
+    "kb": 1e3 / 1024**2,
+    "kib": 1 / 1024,
+    "mb": 1e6 / 1024**2,
+    "mib": 1.0,
+    "gb": 1e9 / 1024**2,
+    "gib": 1024.0,
+    "tb": 1e12 / 1024**2,
+    "tib": 1024.0**2,
+}
 
 
 def parse_mem_usage(text: str) -> float | None:
@@ -89,8 +98,13 @@ class Sampler:
                 self.node_memory(node)
 
     def take(self) -> None:
-        sample: dict[str, Any] = {"t": time.time(), "db": self.db_status(), "memory_mib": self.container_memory(),
-                                  "peak_heap_pressure": dict(self.pressure), "degraded": sorted(self.degraded)}
+        sample: dict[str, Any] = {
+            "t": time.time(),
+            "db": self.db_status(),
+            "memory_mib": self.container_memory(),
+            "peak_heap_pressure": dict(self.pressure),
+            "degraded": sorted(self.degraded),
+        }
         if sample["db"]:
             self.db.append(sample["db"])
         for service, mib in sample["memory_mib"].items():
@@ -121,8 +135,11 @@ class Sampler:
         from lab.cluster import docker
 
         try:
-            out = docker.run(["docker", "stats", "--no-stream", "--format", "{{json .}}", *self._names],
-                             "sample docker stats", timeout=15)
+            out = docker.run(
+                ["docker", "stats", "--no-stream", "--format", "{{json .}}", *self._names],
+                "sample docker stats",
+                timeout=15,
+            )
         except (RuntimeFailure, OSError):
             return {}
         found: dict[str, float] = {}
@@ -151,5 +168,11 @@ class Sampler:
     def db_figures(self, final: Mapping[str, int], max_connections: int | None) -> DbFigures:
         every = [*self.db, final] if final else self.db
         peak = max((s["Threads_connected"] for s in every if "Threads_connected" in s), default=None)
-        return DbFigures(max_connections, peak, final.get("Max_used_connections"),
-                         final.get("Connection_errors_max_connections"), final.get("Aborted_connects"), len(every))
+        return DbFigures(
+            max_connections,
+            peak,
+            final.get("Max_used_connections"),
+            final.get("Connection_errors_max_connections"),
+            final.get("Aborted_connects"),
+            len(every),
+        )

@@ -17,14 +17,23 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
+from lab.cluster.topology import (
+    DEFAULT_HEAP_SCALE,
+    GUIDE_POOL_PER_NODE,
+    Ports,
+    Sizing,
+    Topology,
+    check_profile,
+    make_topology,
+    parse_size,
+)
 from lab.core import yamlspec as y
 from lab.core.durations import parse_duration
 from lab.core.errors import BadInput
-from lab.cluster.topology import (DEFAULT_HEAP_SCALE, GUIDE_POOL_PER_NODE, Ports, Sizing, Topology, check_profile,
-                          make_topology, parse_size)
 from lab.server.profiles import DEFAULT_PROFILE
 
 DIMENSIONS = ("nodes", "heap", "pool_size", "db_max_connections", "db_memory", "db_buffer_pool", "users")
@@ -59,15 +68,33 @@ class Point:
         return parse_size(self.heap, "heap") / 1024**2
 
     def label(self, dims: Iterable[str] = DIMENSIONS) -> str:
-        short = {"nodes": "n", "heap": "xmx", "pool_size": "pool", "db_max_connections": "maxconn",
-                 "db_memory": "dbmem", "db_buffer_pool": "bp", "users": "u"}
+        short = {
+            "nodes": "n",
+            "heap": "xmx",
+            "pool_size": "pool",
+            "db_max_connections": "maxconn",
+            "db_memory": "dbmem",
+            "db_buffer_pool": "bp",
+            "users": "u",
+        }
         return "-".join(f"{short[d]}{'auto' if getattr(self, d) is None else getattr(self, d)}" for d in dims) or "base"
 
     def topology(self, lab: str, ports: Ports, settings: Settings) -> Topology:
-        return make_topology(self.nodes, lab=lab, ports=ports, sizing=Sizing(
-            pool_size=self.pool_size, pool_wait_ms=settings.pool_wait_ms, java_opts=f"-Xmx{self.heap}",
-            heap_scale=settings.heap_scale, db_max_connections=self.db_max_connections,
-            db_memory_mib=self.db_memory, db_buffer_pool_mib=self.db_buffer_pool), profile=settings.profile)
+        return make_topology(
+            self.nodes,
+            lab=lab,
+            ports=ports,
+            sizing=Sizing(
+                pool_size=self.pool_size,
+                pool_wait_ms=settings.pool_wait_ms,
+                java_opts=f"-Xmx{self.heap}",
+                heap_scale=settings.heap_scale,
+                db_max_connections=self.db_max_connections,
+                db_memory_mib=self.db_memory,
+                db_buffer_pool_mib=self.db_buffer_pool,
+            ),
+            profile=settings.profile,
+        )
 
 
 @dataclass(frozen=True)
@@ -197,8 +224,9 @@ def _mapping(value: Any, where: str, known: Iterable[str]) -> dict[str, Any]:
 
 
 def _point(values: Any, base: Point, where: str) -> Point:
-    return replace(base, **{k: _FIELD_PARSERS[k](v, y.sub(where, k))
-                            for k, v in _mapping(values, where, DIMENSIONS).items()})
+    return replace(
+        base, **{k: _FIELD_PARSERS[k](v, y.sub(where, k)) for k, v in _mapping(values, where, DIMENSIONS).items()}
+    )
 
 
 def parse_flag_list(flag: str, text: str) -> list[str]:
@@ -208,8 +236,12 @@ def parse_flag_list(flag: str, text: str) -> list[str]:
     return items
 
 
-def build_grid(doc: Any = None, source: str = "grid", flags: Mapping[str, str | None] | None = None,
-               flag_settings: Mapping[str, Any] | None = None) -> Grid:
+def build_grid(
+    doc: Any = None,
+    source: str = "grid",
+    flags: Mapping[str, str | None] | None = None,
+    flag_settings: Mapping[str, Any] | None = None,
+) -> Grid:
     """A validated grid from a parsed grid file (`doc`, named `source` in errors) and flags.
 
     `flags` maps dimension -> comma list as typed (`--heap 32m,1g`), `flag_settings` setting ->
@@ -217,31 +249,41 @@ def build_grid(doc: Any = None, source: str = "grid", flags: Mapping[str, str | 
     top = y.at(source)
     doc = _mapping(doc, top, ("settings", "base", "grid", "points"))
     where = y.sub(top, "settings")
-    settings = Settings(**{k: _SETTING_PARSERS[k](v, y.sub(where, k))
-                           for k, v in _mapping(doc.get("settings"), where, _SETTING_PARSERS).items() if v is not None})
+    settings = Settings(
+        **{
+            k: _SETTING_PARSERS[k](v, y.sub(where, k))
+            for k, v in _mapping(doc.get("settings"), where, _SETTING_PARSERS).items()
+            if v is not None
+        }
+    )
     settings = settings_with(settings, flag_settings or {})
     base = _point(doc.get("base"), Point(), y.sub(top, "base"))
     where = y.sub(top, "grid")
     axes: dict[str, list[Any]] = {}
     for d, values in _mapping(doc.get("grid"), where, DIMENSIONS).items():
-        axes[d] = [_FIELD_PARSERS[d](v, y.sub(y.sub(where, d), i))
-                   for i, v in enumerate(y.sequence(values, y.sub(where, d)))]
+        axes[d] = [
+            _FIELD_PARSERS[d](v, y.sub(y.sub(where, d), i)) for i, v in enumerate(y.sequence(values, y.sub(where, d)))
+        ]
     for d, text in (flags or {}).items():
         if text is not None:
             axes[d] = [_FIELD_PARSERS[d](v, FLAGS[d]) for v in parse_flag_list(FLAGS[d], text)]
-    points = [replace(base, **dict(zip(axes, combo))) for combo in itertools.product(*axes.values())]
+    points = [replace(base, **dict(zip(axes, combo, strict=True))) for combo in itertools.product(*axes.values())]
     where = y.sub(top, "points")
     extra = y.sequence(doc.get("points") or [], where, allow_empty=True)
     points += [_point(p, base, y.sub(where, i)) for i, p in enumerate(extra)]
     points = list(dict.fromkeys(points))  # a point listed twice is measured once
     if len(points) > MAX_POINTS:
-        raise BadInput(f"{source}: {len(points)} grid points, more than {MAX_POINTS}; each is a fresh lab: "
-                       f"sweep fewer values per dimension or split the grid")
+        raise BadInput(
+            f"{source}: {len(points)} grid points, more than {MAX_POINTS}; each is a fresh lab: "
+            f"sweep fewer values per dimension or split the grid"
+        )
     grid = Grid(settings, tuple(points))
     check_target(settings, points)
     if settings.point_timeout is not None and settings.point_timeout <= settings.duration:
-        raise BadInput(f"--point-timeout: {settings.point_timeout:g} s must exceed the load's "
-                       f"{settings.duration:g} s (plus the lab's start)")
+        raise BadInput(
+            f"--point-timeout: {settings.point_timeout:g} s must exceed the load's "
+            f"{settings.duration:g} s (plus the lab's start)"
+        )
     return grid
 
 
@@ -254,5 +296,7 @@ def settings_with(settings: Settings, flag_settings: Mapping[str, Any]) -> Setti
 def check_target(settings: Settings, points: Iterable[Point]) -> None:
     loads = sorted({p.users for p in points})
     if settings.target_users is not None and settings.target_users not in loads:
-        raise BadInput(f"--target-users: {settings.target_users} is not a load of the grid (users: "
-                       f"{', '.join(map(str, loads))}); pick one of them")
+        raise BadInput(
+            f"--target-users: {settings.target_users} is not a load of the grid (users: "
+            f"{', '.join(map(str, loads))}); pick one of them"
+        )

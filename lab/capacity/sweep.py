@@ -7,16 +7,18 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from lab.capacity.measurement import Measurement, NodeOutcome, load_figures, node_outcome
 from lab.capacity.report import summary_line, write_json, write_report
 from lab.capacity.sampler import SAMPLE_INTERVAL, Sampler
 from lab.capacity.spec import Grid, Point, Settings
-from lab.core.errors import LabError, RuntimeFailure
 from lab.cluster.topology import Topology
+from lab.core.errors import LabError, RuntimeFailure
 
 Say = Callable[[str], None]
 
@@ -30,8 +32,14 @@ def run_point(point: Point, settings: Settings, lab_name: str, point_dir: Path, 
     deadline = time.monotonic() + settings.hard_timeout
     t = point.topology(lab_name, preflight.free_ports(), settings)
     short = tuple(f"{f.check}: {f.message}" for f in preflight.errors(preflight.check(t, include_ports=False)))
-    made = dict(point=point, max_connections=t.db_max_connections, node_memory_limit_mib=t.node_mem_limit_mib,
-                preflight=short, run_dir=str(point_dir))
+    made = Measurement(
+        point=point,
+        max_connections=t.db_max_connections,
+        node_memory_limit_mib=t.node_mem_limit_mib,
+        preflight=short,
+        status="starting",
+        run_dir=str(point_dir),
+    )
     point_dir.mkdir(parents=True, exist_ok=True)
 
     def up_say(msg: str) -> None:
@@ -45,11 +53,18 @@ def run_point(point: Point, settings: Settings, lab_name: str, point_dir: Path, 
         try:
             lifecycle.up(t, up_say, timeout=settings.up_timeout, allow_undersized=True)
         except RuntimeFailure as exc:  # an undersized lab that never got healthy is a result too
-            return Measurement(**made, status="did not start", detail=f"{exc} (logs: {point_dir}/lab-start.log)")
+            return replace(made, status="did not start", detail=f"{exc} (logs: {point_dir}/lab-start.log)")
         sampler = Sampler(t, point_dir / "samples.jsonl")
-        spec = LoadSpec(name=point.label(), users=point.users, spawn_rate=settings.spawn_rate,
-                        duration=settings.duration, http_port=t.ports.http, https_port=t.ports.https,
-                        user_classes=("ApiUser",), env={"HALAB_WAIT": settings.think_time})
+        spec = LoadSpec(
+            name=point.label(),
+            users=point.users,
+            spawn_rate=settings.spawn_rate,
+            duration=settings.duration,
+            http_port=t.ports.http,
+            https_port=t.ports.https,
+            user_classes=("ApiUser",),
+            env={"HALAB_WAIT": settings.think_time},
+        )
         load = LoadRun(spec, point_dir / "load", say=lambda m: say("    " + m))
         with load, sampler:
             while load.running and time.monotonic() < deadline:
@@ -62,9 +77,15 @@ def run_point(point: Point, settings: Settings, lab_name: str, point_dir: Path, 
         db = sampler.db_figures(final, sampler.db_max_connections())
         outcomes = _node_outcomes(t, sampler, point_dir)
         figures = load_figures(load_run(load.run_dir).requests)
-        return Measurement(**made, status="timed out" if timed_out else "measured",
-                           detail=f"point exceeded its {settings.hard_timeout:g} s timeout" if timed_out else "",
-                           load=figures, db=db, nodes=outcomes, memory_peak_mib=dict(sampler.memory))
+        return replace(
+            made,
+            status="timed out" if timed_out else "measured",
+            detail=f"point exceeded its {settings.hard_timeout:g} s timeout" if timed_out else "",
+            load=figures,
+            db=db,
+            nodes=outcomes,
+            memory_peak_mib=dict(sampler.memory),
+        )
     finally:
         lifecycle.down(t.lab)
 
@@ -73,8 +94,10 @@ def _node_outcomes(t: Topology, sampler: Sampler, point_dir: Path) -> tuple[Node
     """Each node's fate; the log tail of a node that died is kept as `<node>.log`, the evidence."""
     from lab.cluster import docker, lifecycle
 
-    containers = {c["Config"]["Labels"].get("com.docker.compose.service"): c
-                  for c in docker.inspect(docker.labelled("container", t.lab))}
+    containers = {
+        c["Config"]["Labels"].get("com.docker.compose.service"): c
+        for c in docker.inspect(docker.labelled("container", t.lab))
+    }
     out = []
     for node in t.node_names:
         state = containers.get(node, {}).get("State", {})
@@ -97,12 +120,19 @@ def machine() -> dict[str, Any]:
     except (OSError, StopIteration, ValueError):
         mem_gib = None
     try:
-        engine = docker.run(["docker", "version", "--format", "{{.Server.Version}}"], "docker version",
-                            timeout=20).strip()
+        engine = docker.run(
+            ["docker", "version", "--format", "{{.Server.Version}}"], "docker version", timeout=20
+        ).strip()
     except LabError:
         engine = "unknown"
-    return {"host": platform.node(), "cpus": os.cpu_count(), "memory_gib": mem_gib,
-            "os": platform.platform(), "docker": engine, "python": platform.python_version()}
+    return {
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "memory_gib": mem_gib,
+        "os": platform.platform(),
+        "docker": engine,
+        "python": platform.python_version(),
+    }
 
 
 def sweep(grid: Grid, out_root: str | os.PathLike[str], name: str, say: Say) -> Path:
@@ -118,8 +148,7 @@ def sweep(grid: Grid, out_root: str | os.PathLike[str], name: str, say: Say) -> 
     measurements: list[Measurement] = []
     for i, point in enumerate(grid.points, 1):
         say(f"[{i}/{len(grid.points)}] {point.label()} (hard timeout {grid.settings.hard_timeout:g} s)")
-        m = run_point(point, grid.settings, f"{name}-{i}", directory / "points" / f"{i:02d}-{point.label(swept)}",
-                      say)
+        m = run_point(point, grid.settings, f"{name}-{i}", directory / "points" / f"{i:02d}-{point.label(swept)}", say)
         measurements.append(m)
         say(f"    {summary_line(m)}")
         write_json(directory, grid.settings, measurements, meta)
