@@ -5,13 +5,20 @@ forces the other side to elect a new one (docs/survivability.md, "the leader-sid
 cutting off a side of followers does not. Left to chance, it depends on the cases run before, so
 the matrix's outcome would depend on their order.
 
-How: ZooKeeper's election makes the member with the newest data, then the highest id, the leader.
-So while the leader is not where it should be, its member process is killed (the host and its API
-server stay up; its connections reset, so the others elect at once, not after syncLimit ticks), and
-when the next leader is still not in place it is killed too, as long as a quorum of members keeps
-running. The killed members are then brought back (the rancher-1.0 node's supervisor restarts its
-member itself; a tuned node exits with its member and its container is started again) and the
-ensemble must settle with one leader before the case starts.
+How: ZooKeeper's election makes the member with the newest data the leader, and among equals the
+one with the highest id; so killing leaders until one lands in place fails whenever the wanted
+members have the lowest ids. Instead, while the leader is not where it should be:
+1. the ZooKeeper members of up to `tolerance` other nodes outside the wanted set are stopped (the
+   highest ids first), so that their data stops where it is (a frozen container would not do: its
+   kernel still takes in what the leader sends and the member logs it when thawed);
+2. a znode is written and deleted through the leader, so the wanted members hold data the stopped
+   ones lack;
+3. the leader's member is stopped too; the others come back (a rancher-1.0 node's supervisor
+   restarts its member, empty, as Docker did; a tuned node exits with its member and its container
+   is started again) and elect one of the members with the newest data: a wanted one, or, when
+   not every other member could be held back, maybe not, and the next round goes on from there;
+4. then the old leader comes back, and the ensemble must settle before the case.
+The quorum is lost for a few seconds in 3, before the case starts.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from lab.faults.backend import containers, roles
 log = logging.getLogger("halab.placement")
 
 SETTLE = 60.0  # seconds for an election after a member is killed, and for the ensemble to settle
+WRITE_WAIT = 20.0  # seconds for that write (ZooKeeper clients connect in well under that)
 ROUNDS = 3
 
 # Kills this host's ZooKeeper member (and only it) by its main class; the image has no pkill.
@@ -37,6 +45,18 @@ _KILL_MEMBER = ("import os, signal\n"
                 "    try: cmd = open(f'/proc/{p}/cmdline', 'rb').read()\n"
                 "    except OSError: continue\n"
                 "    if b'QuorumPeerMain' in cmd: os.kill(int(p), signal.SIGKILL)\n")
+
+
+# Writes and deletes a znode with the node's own ZooKeeper settings (both profiles), each connect
+# bounded so that a frozen member is skipped quickly.
+_WRITE = ("from kazoo.client import KazooClient\n"
+          "from lab.server import config\n"
+          "from lab.server.coord import ConnectTimeoutHandler\n"
+          "c = KazooClient(hosts=config.from_env().zk_connection_string, timeout=2.0,\n"
+          "                handler=ConnectTimeoutHandler(0.5))\n"
+          "c.start(timeout=15)\n"
+          "c.delete(c.create('/halab-placement/mark-', b'', makepath=True, sequence=True))\n"
+          "c.stop()\n")
 
 
 def leader_of(modes: dict[str, str]) -> str | None:
@@ -56,56 +76,70 @@ def settled(t: Topology, what: str, timeout: float = SETTLE) -> dict[str, str]:
 def place_leader(t: Topology, on: Collection[str], timeout: float = SETTLE) -> str:
     """Make a node of `on` the ZooKeeper leader; returns it. RuntimeFailure if it cannot be done."""
     want = set(on)
-    if not want or t.size == 1:
-        return leader_of(settled(t, "a settled ZooKeeper ensemble", timeout)) or ""
     for _ in range(ROUNDS):
         modes = settled(t, "a settled ZooKeeper ensemble before placing the leader", timeout)
-        leader = leader_of(modes)
-        assert leader is not None
-        if leader in want:
+        found = leader_of(modes)
+        assert found is not None
+        leader = found
+        if leader in want or not want or t.size == 1:
             return leader
-        killed: list[str] = []
-        while leader is not None and leader not in want and len(killed) < tolerance(t.size):
-            log.info("placing the leader on %s: stopping %s's ZooKeeper member", "/".join(sorted(want)), leader)
-            _kill_member(t, leader)
-            killed.append(leader)
-            rest = [n for n in t.node_names if n not in killed]
-            leader = wait_for(f"a new ZooKeeper leader among {', '.join(rest)}",
-                              lambda: leader_of({n: m for n, m in roles(t).items() if n in rest}), timeout,
-                              interval=0.2)
-        _bring_back(t, killed, timeout)
+        # At most `tolerance` members stopped first, so that the leader and the rest can still write;
+        # the highest ids first, since among members with the newest data the highest id wins.
+        others = sorted((n for n in t.nodes if n.name not in want and n.name != leader), key=lambda n: -n.zk_id)
+        behind = [n.name for n in others][:tolerance(t.size)]
+        log.info("placing the leader on %s: stopping the ZooKeeper members of %s, a write, then %s's",
+                 "/".join(sorted(want)), ", ".join(behind) or "nobody", leader)
+        for n in behind:
+            _kill_member(t, n)
+        _stopped(t, behind, timeout)
+        docker.run(["docker", "exec", container_name(t, leader), "python3", "-c", _WRITE],
+                   f"write to ZooKeeper while {', '.join(behind) or 'nobody'} is stopped", timeout=WRITE_WAIT)
+        _kill_member(t, leader)
+        _stopped(t, [leader], timeout)
+        # The stopped members come back behind the others' data and they elect; only then the old
+        # leader (a tuned node's data is intact and would win on its id).
+        _restart(t, behind, timeout)
+        rest = [n for n in t.node_names if n != leader]
+        wait_for(f"a ZooKeeper leader among {', '.join(rest)}",
+                 lambda: leader_of({n: m for n, m in roles(t).items() if n in rest}), timeout, interval=0.2)
+        _restart(t, [leader], timeout)
     modes = settled(t, "a settled ZooKeeper ensemble after placing the leader", timeout)
-    leader = leader_of(modes)
-    if leader in want:
-        return leader
+    last = leader_of(modes)
+    if last is not None and last in want:
+        return last
     raise RuntimeFailure(f"could not make one of {', '.join(sorted(want))} the ZooKeeper leader in {ROUNDS} rounds "
-                         f"(leader {leader}; modes {modes})")
+                         f"(leader {last}; modes {modes})")
+
+
+def _stopped(t: Topology, nodes: list[str], timeout: float) -> None:
+    if nodes:
+        wait_for(f"the ZooKeeper members of {', '.join(nodes)} to stop",
+                 lambda: all(roles(t).get(n) not in probes.SERVING_MODES for n in nodes), timeout, interval=0.1)
+
+
+def _docker(t: Topology, command: list[str], nodes: list[str], what: str) -> None:
+    if nodes:
+        docker.run(["docker", *command, *(container_name(t, n) for n in nodes)], f"{what} {', '.join(nodes)}",
+                   timeout=30)
 
 
 def _kill_member(t: Topology, node: str) -> None:
     # Detached: a tuned node's container exits with its member, taking a waiting exec with it.
-    docker.run(["exec", "-d", container_name(t, node), "python3", "-c", _KILL_MEMBER],
+    docker.run(["docker", "exec", "-d", container_name(t, node), "python3", "-c", _KILL_MEMBER],
                f"stop {node}'s ZooKeeper member", timeout=20)
 
 
-def _bring_back(t: Topology, nodes: list[str], timeout: float) -> None:
-    """Wait until each node whose member was killed either runs a serving member again (rancher-1.0:
-    its supervisor restarted it) or has exited (tuned: the host goes down with its member), start
-    the exited ones, and wait for the ensemble to settle."""
+def _restart(t: Topology, nodes: list[str], timeout: float) -> None:
+    """Wait until each node whose member was killed either runs a member again (rancher-1.0: its
+    supervisor restarted it) or has exited (tuned: the host goes down with its member); start the
+    exited ones."""
     if not nodes:
         return
 
-    def running() -> dict[str, bool]:
-        found = containers(t)
-        return {n: bool((found.get(n) or {}).get("State", {}).get("Running")) for n in nodes}
-
     def decided() -> dict[str, bool] | None:
-        up, modes = running(), roles(t)
-        return up if all(not up[n] or modes.get(n) in probes.SERVING_MODES for n in nodes) else None
+        found, modes = containers(t), roles(t)
+        up = {n: bool((found.get(n) or {}).get("State", {}).get("Running")) for n in nodes}
+        return up if all(not up[n] or modes.get(n) not in ("not running", "unknown") for n in nodes) else None
 
-    up = wait_for(f"{', '.join(nodes)} back in the ensemble or exited", decided, timeout, interval=0.3)
-    stopped = [n for n in nodes if not up[n]]
-    if stopped:
-        docker.run(["start", *(container_name(t, n) for n in stopped)], f"start {', '.join(stopped)} again",
-                   timeout=60)
-    settled(t, f"{', '.join(nodes)} serving again after the leader was placed", timeout)
+    up = wait_for(f"{', '.join(nodes)} running a ZooKeeper member again or exited", decided, timeout, interval=0.3)
+    _docker(t, ["start"], [n for n in nodes if not up[n]], "start again")
