@@ -19,15 +19,16 @@ quorum still answers `/ping` with pong and stays in the load balancer), and what
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
+from lab.cluster.topology import Topology, majority, tolerance
 from lab.core import paths
 from lab.core import yamlspec as y
 from lab.core.errors import BadInput
 from lab.faults import CONTAINER_KINDS, DB, LB, ROLES, FaultSpec, cuts, make_spec
-from lab.cluster.topology import Topology, majority, tolerance
 from lab.server.profiles import PROFILES, Profile
 
 DEFAULT_CLAIMS = paths.SCENARIOS / "claims.yaml"
@@ -124,6 +125,7 @@ class Expectation:
 
 # ------------------------------------------------------------------------------- expectation
 
+
 def expect(t: Topology, faults: Sequence[FaultSpec]) -> Expectation:
     """What quorum arithmetic and the database's placement say about resolved faults held together.
 
@@ -148,8 +150,9 @@ def expect(t: Topology, faults: Sequence[FaultSpec]) -> Expectation:
         group = linked[n]
         if len(group) >= majority(t.size) and DB not in down and frozenset((n, DB)) not in cut:
             active.add(n)
-    return Expectation(frozenset(active), frozenset(n for n in alive if n not in active),
-                       frozenset(down & set(t.node_names)))
+    return Expectation(
+        frozenset(active), frozenset(n for n in alive if n not in active), frozenset(down & set(t.node_names))
+    )
 
 
 @dataclass(frozen=True)
@@ -161,8 +164,9 @@ class Prediction:
     expectation: Expectation
 
 
-def predict(t: Topology, faults: Sequence[FaultSpec], profile: Profile, objective: Objective,
-            leader_lost: bool) -> Prediction:
+def predict(
+    t: Topology, faults: Sequence[FaultSpec], profile: Profile, objective: Objective, leader_lost: bool
+) -> Prediction:
     """Quorum arithmetic and the database (`expect`), then the profile's behaviour: whether nodes
     without quorum leave the load balancer (tuned: /ping 503) or stay in it (rancher-1.0: pong,
     writes fail with 500 or 409 until the lost session makes the server exit and restart, over
@@ -172,14 +176,22 @@ def predict(t: Topology, faults: Sequence[FaultSpec], profile: Profile, objectiv
     if not e.active:
         return Prediction(OUTAGE, "no node has a quorum and the database: writes fail everywhere", e)
     if e.fenced and not profile.ping_gate:
-        return Prediction(DEGRADED, f"{', '.join(sorted(e.fenced))} without quorum or database still "
-                                    f"answer /ping with pong and stay in the load balancer", e)
+        return Prediction(
+            DEGRADED,
+            f"{', '.join(sorted(e.fenced))} without quorum or database still "
+            f"answer /ping with pong and stay in the load balancer",
+            e,
+        )
     if leader_lost:
         blackout = profile.zk_sync_limit * profile.zk_tick_ms / 1000
         if blackout >= objective.after:
-            return Prediction(DEGRADED, f"the leader is lost: followers notice after syncLimit {profile.zk_sync_limit}"
-                                        f" x tickTime {profile.zk_tick_ms} ms = {blackout:g} s, past the objective's "
-                                        f"{objective.after:g} s", e)
+            return Prediction(
+                DEGRADED,
+                f"the leader is lost: followers notice after syncLimit {profile.zk_sync_limit}"
+                f" x tickTime {profile.zk_tick_ms} ms = {blackout:g} s, past the objective's "
+                f"{objective.after:g} s",
+                e,
+            )
     return Prediction(SURVIVES, f"{', '.join(sorted(e.active))} keep a quorum and the database", e)
 
 
@@ -219,6 +231,7 @@ def predicted_text(t: Topology, case: Case, objective: Objective) -> str:
 
 
 # ------------------------------------------------------------------------------------- cases
+
 
 def cases(claims: Claims, t: Topology) -> list[Case]:
     """Every case the claims ask for on this topology, each once (with every claim it serves)."""
@@ -263,8 +276,9 @@ def _family_cases(f: Family, t: Topology) -> list[Case]:
                 for where in f.leader:
                     on = set(s) if where == "inside" else set(t.node_names) - set(s)
                     if on:
-                        out.append(replace(case, id=f"{case.id}@leader-{where}", leader_on=frozenset(on),
-                                           leader_where=where))
+                        out.append(
+                            replace(case, id=f"{case.id}@leader-{where}", leader_on=frozenset(on), leader_where=where)
+                        )
     elif f.kind == "database":
         out += [Case(f"{mode}-db", (), make_spec(mode, [DB])) for mode in f.modes]
     else:
@@ -277,7 +291,10 @@ def _family_cases(f: Family, t: Topology) -> list[Case]:
             if "one-way" in f.directions:
                 variants.append((f"split-{a}>{b}", make_spec("split", sides=[left, right], one_way=True)))
                 variants.append((f"split-{b}>{a}", make_spec("split", sides=[right, left], one_way=True)))
-            sides = {"left": {n.name for n in t.nodes if n.dc in left}, "right": {n.name for n in t.nodes if n.dc not in left}}
+            sides = {
+                "left": {n.name for n in t.nodes if n.dc in left},
+                "right": {n.name for n in t.nodes if n.dc not in left},
+            }
             major = "left" if len(sides["left"]) > len(sides["right"]) else "right"
             places = {"majority": sides[major], "minority": sides["right" if major == "left" else "left"]}
             for case_id, spec in variants:
@@ -314,6 +331,7 @@ def _bipartitions(dcs: tuple[str, ...]) -> list[tuple[str, ...]]:
 
 # -------------------------------------------------------------------------------------- load
 
+
 def load(path: str | Path = DEFAULT_CLAIMS) -> Claims:
     root = y.at(path)
     doc = y.mapping(y.load(path), root, required=("guide", "claims"), optional=("bounds", "objective", "profiles"))
@@ -322,13 +340,22 @@ def load(path: str | Path = DEFAULT_CLAIMS) -> Claims:
     obj_doc = y.mapping(doc.get("objective") or {}, where_obj, optional=Objective.__dataclass_fields__)
     objective = Objective(**{k: y.number(v, y.sub(where_obj, k), minimum=0.0) for k, v in obj_doc.items()})
     if not 0.5 <= objective.success < 1:
-        raise BadInput(f"{y.sub(where_obj, 'success')}: {objective.success:g} is not a share between 0.5 and 1 "
-                       f"(e.g. 0.99)")
+        raise BadInput(
+            f"{y.sub(where_obj, 'success')}: {objective.success:g} is not a share between 0.5 and 1 (e.g. 0.99)"
+        )
     where_prof = y.sub(root, "profiles")
     prof_doc = y.mapping(doc.get("profiles") or {}, where_prof, optional=PROFILES)
-    profile_bounds = tuple((name, _bounds(y.mapping(v, y.sub(where_prof, name), optional=("bounds",)).get("bounds")
-                                          or {}, y.sub(y.sub(where_prof, name), "bounds"), bounds))
-                           for name, v in prof_doc.items())
+    profile_bounds = tuple(
+        (
+            name,
+            _bounds(
+                y.mapping(v, y.sub(where_prof, name), optional=("bounds",)).get("bounds") or {},
+                y.sub(y.sub(where_prof, name), "bounds"),
+                bounds,
+            ),
+        )
+        for name, v in prof_doc.items()
+    )
     claims = []
     seen: set[str] = set()
     where_claims = y.sub(root, "claims")
@@ -339,8 +366,10 @@ def load(path: str | Path = DEFAULT_CLAIMS) -> Claims:
         if cid in seen:
             raise BadInput(f"{y.sub(where, 'id')}: {cid!r} is used twice")
         seen.add(cid)
-        sizes = tuple(y.integer(s, y.sub(y.sub(where, "sizes"), j)) for j, s in
-                      enumerate(y.sequence(c["sizes"], y.sub(where, "sizes"))))
+        sizes = tuple(
+            y.integer(s, y.sub(y.sub(where, "sizes"), j))
+            for j, s in enumerate(y.sequence(c["sizes"], y.sub(where, "sizes")))
+        )
         for j, s in enumerate(sizes):
             if s not in (1, 3, 5):
                 raise BadInput(f"{y.sub(y.sub(where, 'sizes'), j)}: {s} is not a supported cluster size (1, 3, 5)")
@@ -351,9 +380,12 @@ def load(path: str | Path = DEFAULT_CLAIMS) -> Claims:
                 if tolerance(s) != tolerates:
                     raise BadInput(
                         f"{y.sub(where, 'tolerates')}: the claim says {s} nodes survive {tolerates} host "
-                        f"failure(s), but a ZooKeeper quorum of {majority(s)} of {s} survives {tolerance(s)}")
-        families = tuple(_family(f, y.sub(y.sub(where, "cases"), j))
-                         for j, f in enumerate(y.sequence(c["cases"], y.sub(where, "cases"))))
+                        f"failure(s), but a ZooKeeper quorum of {majority(s)} of {s} survives {tolerance(s)}"
+                    )
+        families = tuple(
+            _family(f, y.sub(y.sub(where, "cases"), j))
+            for j, f in enumerate(y.sequence(c["cases"], y.sub(where, "cases")))
+        )
         outcome = y.choice(c["outcome"], y.sub(where, "outcome"), OUTCOMES)
         claims.append(Claim(cid, y.string(c["says"], y.sub(where, "says")), sizes, tolerates, families, outcome))
     return Claims(y.string(doc["guide"], y.sub(root, "guide")), bounds, tuple(claims), objective, profile_bounds)
@@ -376,13 +408,17 @@ def _family(raw: Any, where: str) -> Family:
             hosts = y.integer(hosts, y.sub(where, "hosts"), minimum=1, maximum=5)
         pick = y.choice(d.get("pick", "roles"), y.sub(where, "pick"), PICKS)
         if pick == "roles" and hosts != 1:
-            raise BadInput(f"{y.sub(where, 'pick')}: roles (leader, then a follower) picks one host; "
-                           f"use every or with-leader for {hosts}")
+            raise BadInput(
+                f"{y.sub(where, 'pick')}: roles (leader, then a follower) picks one host; "
+                f"use every or with-leader for {hosts}"
+            )
         modes = _modes(d.get("modes", ["kill"]), y.sub(where, "modes"), HOST_MODES)
         leader = _modes(d["leader"], y.sub(where, "leader"), HOSTS_LEADER) if "leader" in d else ()
         if leader and pick != "every":
-            raise BadInput(f"{y.sub(where, 'leader')}: leader placement goes with pick: every (roles and "
-                           f"with-leader name the leader already)")
+            raise BadInput(
+                f"{y.sub(where, 'leader')}: leader placement goes with pick: every (roles and "
+                f"with-leader name the leader already)"
+            )
         return Family("hosts", hosts, pick, modes, leader=leader)
     if kind == "database":
         d = y.mapping(raw, where, required=("database",))

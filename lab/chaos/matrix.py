@@ -73,7 +73,7 @@ class Measures:
     restarts: dict[str, int]  # node -> API server restarts during the case
 
     def summary(self, outcome: str, after: float) -> str:
-        """"degraded: 64 % of requests (writes 30 %) from 10 s on; writes back after 31.2 s; 2 restarts"."""
+        """ "degraded: 64 % of requests (writes 30 %) from 10 s on; writes back after 31.2 s; 2 restarts"."""
         if self.share is None:
             return f"{outcome}: no request measured from {after:g} s on"
         text = f"{outcome}: {_pct(self.share)} of requests (writes {_pct(self.write_share)}) from {after:g} s on"
@@ -167,6 +167,7 @@ class MatrixResult:
 
 # --------------------------------------------------------------------------------- measuring
 
+
 def error_kind(r: RequestRecord) -> str | None:
     """409, 500, 503, ... for an HTTP answer; timeout, refused, reset or connection without one."""
     if r.ok:
@@ -184,16 +185,31 @@ def _share(reqs: Sequence[RequestRecord]) -> float | None:
     return sum(r.ok for r in reqs) / len(reqs) if reqs else None
 
 
-def measure(reqs: Sequence[RequestRecord], t0: float, t_end: float, after: float,
-            drain: float | None, recover: float | None, restarts: dict[str, int]) -> Measures:
+def measure(
+    reqs: Sequence[RequestRecord],
+    t0: float,
+    t_end: float,
+    after: float,
+    drain: float | None,
+    recover: float | None,
+    restarts: dict[str, int],
+) -> Measures:
     """Figures of one case from the client's requests that started in [t0, t_end]."""
     during = [r for r in reqs if t0 <= r.t0 <= t_end]
     late = [r for r in during if r.t0 >= t0 + after]
     seconds = max(1, math.ceil(t_end - t0))
     per_second = tuple(_share([r for r in during if t0 + i <= r.t0 < t0 + i + 1]) for i in range(seconds))
     errors = Counter(k for k in map(error_kind, during) if k)
-    return Measures(_share(late), _share([r for r in late if r.write]), len(during), per_second,
-                    dict(sorted(errors.items())), drain, recover, restarts)
+    return Measures(
+        _share(late),
+        _share([r for r in late if r.write]),
+        len(during),
+        per_second,
+        dict(sorted(errors.items())),
+        drain,
+        recover,
+        restarts,
+    )
 
 
 def outcome_of(m: Measures, objective: Objective) -> str:
@@ -207,6 +223,7 @@ def outcome_of(m: Measures, objective: Objective) -> str:
 
 # --------------------------------------------------------------------------------- one case
 
+
 @dataclass(frozen=True)
 class Observation:
     t: float
@@ -214,8 +231,9 @@ class Observation:
     pings: dict[str, int | None]
 
 
-def observe(w: Watch, exp: Expectation, predicted: str, t0: float, b: Bounds, objective: Objective,
-            fences: bool) -> Observation:
+def observe(
+    w: Watch, exp: Expectation, predicted: str, t0: float, b: Bounds, objective: Objective, fences: bool
+) -> Observation:
     """Watch the lab after a fault until the case is decided (see the module docstring)."""
     earliest = max(b.settle, objective.after + objective.window)
     while True:
@@ -233,8 +251,9 @@ def observe(w: Watch, exp: Expectation, predicted: str, t0: float, b: Bounds, ob
         time.sleep(0.1)
 
 
-def run_case(t: Topology, p: Profile, case: Case, w: Watch, inj: Injector, b: Bounds, objective: Objective,
-             guide: str, say: Say) -> CaseResult:
+def run_case(
+    t: Topology, p: Profile, case: Case, w: Watch, inj: Injector, b: Bounds, objective: Objective, guide: str, say: Say
+) -> CaseResult:
     if wait_steady(w, b.heal, b.stable) is None:
         raise LabError(f"the lab was not steady within {b.heal:g} s before the case")
     leader = place_leader(t, case.leader_on, timeout=b.heal) if case.leader_on else ""
@@ -248,8 +267,10 @@ def run_case(t: Topology, p: Profile, case: Case, w: Watch, inj: Injector, b: Bo
     exp = pred.expectation
     tags = [f"{n} (leader)" if n == leader else n for n in spec.targets]
     fault_text = f"{spec.kind} {' '.join(tags)}" if spec.targets else spec.describe()
-    say(f"n{t.size} {case.id}: {fault_text}, leader {where}; the guide says {guide}, the model predicts "
-        f"{pred.outcome} ({pred.why})")
+    say(
+        f"n{t.size} {case.id}: {fault_text}, leader {where}; the guide says {guide}, the model predicts "
+        f"{pred.outcome} ({pred.why})"
+    )
     restarts_before = _restarts(t)
     fault = inj.apply(spec, where=case.id)
     try:
@@ -261,18 +282,42 @@ def run_case(t: Topology, p: Profile, case: Case, w: Watch, inj: Injector, b: Bo
     outs = [w.first_drained(n, fault.t0) for n in sorted(exp.out)]
     drain = None if None in outs else max((x - fault.t0 for x in outs if x is not None), default=0.0)
     restarts = _restarts_between(restarts_before, _restarts(t))
-    m = measure(w.client_window(fault.t0, obs.t + 10), fault.t0, obs.t, objective.after, drain,
-                w.writes_resumed(fault.t0, obs.t), restarts)
+    m = measure(
+        w.client_window(fault.t0, obs.t + 10),
+        fault.t0,
+        obs.t,
+        objective.after,
+        drain,
+        w.writes_resumed(fault.t0, obs.t),
+        restarts,
+    )
     observed = outcome_of(m, objective)
     problems = _model_details(p, exp, obs, drain, b) if observed == pred.outcome else []
     if back is None:
         problems.append(f"not every node active (with writes succeeding) within {b.heal:g} s after heal")
-    result = CaseResult(t.size, case.id, case.claims, guide=guide, fault=fault_text, leader=where, predicted=pred.outcome, why=pred.why,
-                        observed=observed, measures=m, expected_active=tuple(sorted(exp.active)),
-                        observed_active=tuple(sorted(obs.active)), healed=None if back is None else back - t_heal,
-                        t0=fault.t0, t_heal=t_heal, t_end=time.time(), problems=tuple(problems))
-    say(f"n{t.size} {case.id}: {m.summary(observed, objective.after)}; drain {_s(drain)}, healed "
-        f"{_s(result.healed)} -> {result.verdict}" + (f" ({'; '.join(problems)})" if problems else ""))
+    result = CaseResult(
+        t.size,
+        case.id,
+        case.claims,
+        guide=guide,
+        fault=fault_text,
+        leader=where,
+        predicted=pred.outcome,
+        why=pred.why,
+        observed=observed,
+        measures=m,
+        expected_active=tuple(sorted(exp.active)),
+        observed_active=tuple(sorted(obs.active)),
+        healed=None if back is None else back - t_heal,
+        t0=fault.t0,
+        t_heal=t_heal,
+        t_end=time.time(),
+        problems=tuple(problems),
+    )
+    say(
+        f"n{t.size} {case.id}: {m.summary(observed, objective.after)}; drain {_s(drain)}, healed "
+        f"{_s(result.healed)} -> {result.verdict}" + (f" ({'; '.join(problems)})" if problems else "")
+    )
     return result
 
 
@@ -325,8 +370,10 @@ def _pct(v: float | None) -> str:
 
 # --------------------------------------------------------------------------------- one size
 
-def run_size(t: Topology, cases: Sequence[Case], run_dir: Path, claims: Claims, say: Say, seed: int = 0
-             ) -> tuple[list[CaseResult], CheckResult]:
+
+def run_size(
+    t: Topology, cases: Sequence[Case], run_dir: Path, claims: Claims, say: Say, seed: int = 0
+) -> tuple[list[CaseResult], CheckResult]:
     """Every case on one running lab; then the checker over the whole history and the database."""
     p = t.node_profile
     b = claims.bounds_for(p.name)
@@ -339,8 +386,27 @@ def run_size(t: Topology, cases: Sequence[Case], run_dir: Path, claims: Claims, 
                 results.append(run_case(t, p, case, w, inj, b, claims.objective, says, say))
             except LabError as exc:  # a fault or placement that could not be done: this case failed
                 say(f"n{t.size} {case.id}: error: {exc}")
-                results.append(CaseResult(t.size, case.id, case.claims, case.fault.describe(), "?", says, "?", "",
-                                          ERROR, None, (), (), None, None, None, time.time(), (str(exc),)))
+                results.append(
+                    CaseResult(
+                        t.size,
+                        case.id,
+                        case.claims,
+                        case.fault.describe(),
+                        "?",
+                        says,
+                        "?",
+                        "",
+                        ERROR,
+                        None,
+                        (),
+                        (),
+                        None,
+                        None,
+                        None,
+                        time.time(),
+                        (str(exc),),
+                    )
+                )
     verdicts = judge(run_dir, lab_query(t)).result
     return _charge(results, verdicts), verdicts
 
@@ -364,18 +430,33 @@ def _charge(results: list[CaseResult], verdicts: CheckResult) -> list[CaseResult
 
 # ---------------------------------------------------------------------------------- matrix
 
-def run_matrix(sizes: Sequence[int], *, claims_path: str | Path = claims_mod.DEFAULT_CLAIMS,
-               runs_root: str | Path = "runs", lab_prefix: str = "matrix", db_dc: str | None = None,
-               profile: str | None = None, only: Sequence[str] = (), ports: Callable[[], Ports] | None = None,
-               seed: int = 0, say: Say = lifecycle.quiet) -> MatrixResult:
+
+def run_matrix(
+    sizes: Sequence[int],
+    *,
+    claims_path: str | Path = claims_mod.DEFAULT_CLAIMS,
+    runs_root: str | Path = "runs",
+    lab_prefix: str = "matrix",
+    db_dc: str | None = None,
+    profile: str | None = None,
+    only: Sequence[str] = (),
+    ports: Callable[[], Ports] | None = None,
+    seed: int = 0,
+    say: Say = lifecycle.quiet,
+) -> MatrixResult:
     """Run the matrix; write matrix.json and matrix.md into a fresh run directory; return the result."""
     from lab.capacity.sweep import machine
 
     claims = claims_mod.load(claims_path)
     plans = []
     for size in sizes:
-        t = make_topology(size, lab=f"{lab_prefix}-n{size}", db_dc=db_dc, ports=ports() if ports else None,
-                          profile=profile or DEFAULT_PROFILE)
+        t = make_topology(
+            size,
+            lab=f"{lab_prefix}-n{size}",
+            db_dc=db_dc,
+            ports=ports() if ports else None,
+            profile=profile or DEFAULT_PROFILE,
+        )
         cases = [c for c in claims_mod.cases(claims, t) if not only or c.id in only]
         plans.append((t, cases))
     unknown = sorted(set(only) - {c.id for _, cs in plans for c in cs})
@@ -399,8 +480,10 @@ def run_matrix(sizes: Sequence[int], *, claims_path: str | Path = claims_mod.DEF
         finally:
             lifecycle.down(t.lab)
         results += done
-        checks[f"n{t.size}"] = {o.name: {"status": o.status, "checked": o.checked, "violations": len(o.violations)}
-                                for o in verdicts.outcomes}
+        checks[f"n{t.size}"] = {
+            o.name: {"status": o.status, "checked": o.checked, "violations": len(o.violations)}
+            for o in verdicts.outcomes
+        }
         _write(run_dir, _result(run_dir, started, sizes, p, claims, results, checks, host))
     result = _result(run_dir, started, sizes, p, claims, results, checks, host)
     _write(run_dir, result)
@@ -416,22 +499,54 @@ def claim_verdicts(claims: Claims, results: Sequence[CaseResult]) -> list[dict[s
         if not mine:
             continue
         holds = all(r.holds for r in mine)
-        worst = min(mine, key=lambda r: (r.holds, r.measures.share if r.measures and r.measures.share is not None
-                                         else -1.0))
-        numbers = (f"n{worst.size} {worst.case}: " + worst.measures.summary(worst.observed, claims.objective.after)
-                   if worst.measures else f"n{worst.size} {worst.case}: {worst.observed}")
-        out.append({"id": c.id, "says": c.says, "guide": c.outcome, "cases": len(mine),
-                    "predicted": dict(Counter(r.predicted for r in mine)),
-                    "observed": dict(Counter(r.observed for r in mine)),
-                    "surprises": sum(r.surprise for r in mine), "holds": holds,
-                    "verdict": "holds" if holds else "does not hold", "worst": numbers})
+        worst = min(
+            mine, key=lambda r: (r.holds, r.measures.share if r.measures and r.measures.share is not None else -1.0)
+        )
+        numbers = (
+            f"n{worst.size} {worst.case}: " + worst.measures.summary(worst.observed, claims.objective.after)
+            if worst.measures
+            else f"n{worst.size} {worst.case}: {worst.observed}"
+        )
+        out.append(
+            {
+                "id": c.id,
+                "says": c.says,
+                "guide": c.outcome,
+                "cases": len(mine),
+                "predicted": dict(Counter(r.predicted for r in mine)),
+                "observed": dict(Counter(r.observed for r in mine)),
+                "surprises": sum(r.surprise for r in mine),
+                "holds": holds,
+                "verdict": "holds" if holds else "does not hold",
+                "worst": numbers,
+            }
+        )
     return out
 
 
-def _result(run_dir: Path, started: float, sizes: Sequence[int], profile: str, claims: Claims,
-            results: list[CaseResult], checks: dict[str, Any], machine: dict[str, Any]) -> MatrixResult:
-    return MatrixResult(run_dir, started, time.time(), tuple(sizes), profile, claims.bounds_for(profile),
-                        claims.objective, tuple(results), tuple(claim_verdicts(claims, results)), checks, machine)
+def _result(
+    run_dir: Path,
+    started: float,
+    sizes: Sequence[int],
+    profile: str,
+    claims: Claims,
+    results: list[CaseResult],
+    checks: dict[str, Any],
+    machine: dict[str, Any],
+) -> MatrixResult:
+    return MatrixResult(
+        run_dir,
+        started,
+        time.time(),
+        tuple(sizes),
+        profile,
+        claims.bounds_for(profile),
+        claims.objective,
+        tuple(results),
+        tuple(claim_verdicts(claims, results)),
+        checks,
+        machine,
+    )
 
 
 def _write(run_dir: Path, result: MatrixResult) -> None:
@@ -441,8 +556,23 @@ def _write(run_dir: Path, result: MatrixResult) -> None:
 
 # ---------------------------------------------------------------------------------- output
 
-HEADERS = ("nodes", "case", "fault", "leader", "guide", "model", "observed", "success", "writes", "errors",
-           "drain", "recover", "restarts", "healed", "verdict")
+HEADERS = (
+    "nodes",
+    "case",
+    "fault",
+    "leader",
+    "guide",
+    "model",
+    "observed",
+    "success",
+    "writes",
+    "errors",
+    "drain",
+    "recover",
+    "restarts",
+    "healed",
+    "verdict",
+)
 
 
 def rows(result: MatrixResult) -> list[list[str]]:
@@ -450,26 +580,45 @@ def rows(result: MatrixResult) -> list[list[str]]:
     for c in result.cases:
         m = c.measures
         errors = ", ".join(f"{k}x{v}" for k, v in m.errors.items()) if m and m.errors else "-"
-        out.append([str(c.size), c.case, c.fault, c.leader, c.guide, c.predicted, c.observed,
-                    _pct(m.share if m else None), _pct(m.write_share if m else None), errors,
-                    _s(m.drain) if m and m.drain is not None else ("never" if m else "-"),
-                    _s(m.recover if m else None), str(sum(m.restarts.values())) if m else "-", _s(c.healed),
-                    c.verdict])
+        out.append(
+            [
+                str(c.size),
+                c.case,
+                c.fault,
+                c.leader,
+                c.guide,
+                c.predicted,
+                c.observed,
+                _pct(m.share if m else None),
+                _pct(m.write_share if m else None),
+                errors,
+                _s(m.drain) if m and m.drain is not None else ("never" if m else "-"),
+                _s(m.recover if m else None),
+                str(sum(m.restarts.values())) if m else "-",
+                _s(c.healed),
+                c.verdict,
+            ]
+        )
     return out
 
 
 def table(result: MatrixResult) -> str:
-    data = [list(HEADERS)] + rows(result)
+    data = [list(HEADERS), *rows(result)]
     widths = [max(len(r[i]) for r in data) for i in range(len(HEADERS))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in data]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in data]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines += [f"n{c.size} {c.case}: {'; '.join(c.problems + c.safety)}" for c in result.cases if c.problems or c.safety]
-    lines += [f"claim {c['id']}: the guide says {c['guide']}; model {_counts(c['predicted'])}; observed "
-              f"{_counts(c['observed'])} -> {c['verdict']} (worst {c['worst']})" for c in result.claims]
+    lines += [
+        f"claim {c['id']}: the guide says {c['guide']}; model {_counts(c['predicted'])}; observed "
+        f"{_counts(c['observed'])} -> {c['verdict']} (worst {c['worst']})"
+        for c in result.claims
+    ]
     held = sum(c["holds"] for c in result.claims)
     surprises = sum(c.surprise for c in result.cases)
-    lines.append(f"{held}/{len(result.claims)} claims hold, {surprises} surprise(s) in {len(result.cases)} cases, "
-                 f"{result.profile} profile, {result.ended - result.started:.0f} s")
+    lines.append(
+        f"{held}/{len(result.claims)} claims hold, {surprises} surprise(s) in {len(result.cases)} cases, "
+        f"{result.profile} profile, {result.ended - result.started:.0f} s"
+    )
     return "\n".join(lines)
 
 
@@ -481,27 +630,50 @@ def markdown(result: MatrixResult) -> str:
     d = result.to_dict()
     m = result.machine
     o = result.objective
-    out = [f"# Survivability matrix ({d['date']}, {result.profile} profile)", "",
-           f"Machine: {m.get('cpus')} CPUs, {m.get('memory_gib')} GiB, {m.get('os')}, Docker {m.get('docker')}. "
-           f"Sizes {', '.join(map(str, result.sizes))}; {d['seconds']:.0f} s in all. Objective: from {o.after:g} s "
-           f"after the fault on, at least {100 * o.success:g} % of the client's requests succeed (survives); at "
-           f"most {100 * (1 - o.success):g} % of its writes: outage; between: degraded.", "",
-           "| claim | the guide says | guide | model | observed | verdict | worst case |", "|---|---|---|---|---|---|---|"]
-    out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in (
-        c["id"], c["says"], c["guide"], _counts(c["predicted"]), _counts(c["observed"]), c["verdict"], c["worst"]))
-        + " |" for c in result.claims]  # a worst case's id may hold a | (split-dc-a|dc-b)
+    out = [
+        f"# Survivability matrix ({d['date']}, {result.profile} profile)",
+        "",
+        f"Machine: {m.get('cpus')} CPUs, {m.get('memory_gib')} GiB, {m.get('os')}, Docker {m.get('docker')}. "
+        f"Sizes {', '.join(map(str, result.sizes))}; {d['seconds']:.0f} s in all. Objective: from {o.after:g} s "
+        f"after the fault on, at least {100 * o.success:g} % of the client's requests succeed (survives); at "
+        f"most {100 * (1 - o.success):g} % of its writes: outage; between: degraded.",
+        "",
+        "| claim | the guide says | guide | model | observed | verdict | worst case |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    out += [
+        "| "
+        + " | ".join(
+            cell.replace("|", "\\|")
+            for cell in (
+                c["id"],
+                c["says"],
+                c["guide"],
+                _counts(c["predicted"]),
+                _counts(c["observed"]),
+                c["verdict"],
+                c["worst"],
+            )
+        )
+        + " |"
+        for c in result.claims
+    ]  # a worst case's id may hold a | (split-dc-a|dc-b)
     out += ["", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |" for r in rows(result)]
-    notes = [f"- n{c.size} {c.case}: {'; '.join(c.problems + c.safety)}" for c in result.cases
-             if c.problems or c.safety]
+    notes = [
+        f"- n{c.size} {c.case}: {'; '.join(c.problems + c.safety)}" for c in result.cases if c.problems or c.safety
+    ]
     if notes:
         out += ["", "Where the lab differed from its model's details, or the checker found a violation:", *notes]
-    out += ["", "success, writes: share of the client's requests (writes) through the load balancer that succeeded "
-            f"from {o.after:g} s after the fault on; errors: failed requests by kind while the fault held; drain: "
-            "fault -> every failed or cut-off node out of the load balancer (never: it kept sending to one); "
-            "recover: fault -> writes succeed again for good; restarts: API server restarts; healed: heal -> "
-            "every node active and the client succeeding. model: what quorum arithmetic, the database's "
-            "placement and the node profile predict; a case whose observation differs is a surprise."]
+    out += [
+        "",
+        "success, writes: share of the client's requests (writes) through the load balancer that succeeded "
+        f"from {o.after:g} s after the fault on; errors: failed requests by kind while the fault held; drain: "
+        "fault -> every failed or cut-off node out of the load balancer (never: it kept sending to one); "
+        "recover: fault -> writes succeed again for good; restarts: API server restarts; healed: heal -> "
+        "every node active and the client succeeding. model: what quorum arithmetic, the database's "
+        "placement and the node profile predict; a case whose observation differs is a surprise.",
+    ]
     return "\n".join(out) + "\n"
 
 
@@ -509,12 +681,16 @@ def require_pass(result: MatrixResult) -> None:
     """Exit 3 when a claim does not hold; exit 4 when every claim holds but the lab surprised its model."""
     bad = [c["id"] for c in result.claims if not c["holds"]]
     if bad:
-        raise CheckFailed(f"{len(bad)} claim(s) of the guide do not hold on this lab: {', '.join(bad)}; "
-                          f"see {result.run_dir / 'matrix.md'}")
+        raise CheckFailed(
+            f"{len(bad)} claim(s) of the guide do not hold on this lab: {', '.join(bad)}; "
+            f"see {result.run_dir / 'matrix.md'}"
+        )
     surprises = [f"n{c.size} {c.case}" for c in result.cases if c.surprise]
     if surprises:
-        raise Surprise(f"every claim holds, but {len(surprises)} case(s) did what the lab's model did not predict: "
-                       f"{', '.join(surprises)}; see {result.run_dir / 'matrix.md'}")
+        raise Surprise(
+            f"every claim holds, but {len(surprises)} case(s) did what the lab's model did not predict: "
+            f"{', '.join(surprises)}; see {result.run_dir / 'matrix.md'}"
+        )
 
 
 class Surprise(CheckFailed):

@@ -23,6 +23,7 @@ The quorum is lost for a few seconds in 3, before the case starts.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Collection
 
@@ -40,23 +41,27 @@ WRITE_WAIT = 20.0  # seconds for that write (ZooKeeper clients connect in well u
 ROUNDS = 3
 
 # Kills this host's ZooKeeper member (and only it) by its main class; the image has no pkill.
-_KILL_MEMBER = ("import os, signal\n"
-                "for p in filter(str.isdigit, os.listdir('/proc')):\n"
-                "    try: cmd = open(f'/proc/{p}/cmdline', 'rb').read()\n"
-                "    except OSError: continue\n"
-                "    if b'QuorumPeerMain' in cmd: os.kill(int(p), signal.SIGKILL)\n")
+_KILL_MEMBER = (
+    "import os, signal\n"
+    "for p in filter(str.isdigit, os.listdir('/proc')):\n"
+    "    try: cmd = open(f'/proc/{p}/cmdline', 'rb').read()\n"
+    "    except OSError: continue\n"
+    "    if b'QuorumPeerMain' in cmd: os.kill(int(p), signal.SIGKILL)\n"
+)
 
 
 # Writes and deletes a znode with the node's own ZooKeeper settings (both profiles), each connect
 # bounded so that a frozen member is skipped quickly.
-_WRITE = ("from kazoo.client import KazooClient\n"
-          "from lab.server import config\n"
-          "from lab.server.coord import ConnectTimeoutHandler\n"
-          "c = KazooClient(hosts=config.from_env().zk_connection_string, timeout=2.0,\n"
-          "                handler=ConnectTimeoutHandler(0.5))\n"
-          "c.start(timeout=15)\n"
-          "c.delete(c.create('/halab-placement/mark-', b'', makepath=True, sequence=True))\n"
-          "c.stop()\n")
+_WRITE = (
+    "from kazoo.client import KazooClient\n"
+    "from lab.server import config\n"
+    "from lab.server.coord import ConnectTimeoutHandler\n"
+    "c = KazooClient(hosts=config.from_env().zk_connection_string, timeout=2.0,\n"
+    "                handler=ConnectTimeoutHandler(0.5))\n"
+    "c.start(timeout=15)\n"
+    "c.delete(c.create('/halab-placement/mark-', b'', makepath=True, sequence=True))\n"
+    "c.stop()\n"
+)
 
 
 def leader_of(modes: dict[str, str]) -> str | None:
@@ -66,6 +71,7 @@ def leader_of(modes: dict[str, str]) -> str | None:
 
 def settled(t: Topology, what: str, timeout: float = SETTLE) -> dict[str, str]:
     """The ZooKeeper modes once one leader leads and every member serves."""
+
     def serving() -> dict[str, str] | None:
         modes = roles(t)
         return modes if probes.quorum_problem(modes) is None else None
@@ -86,47 +92,72 @@ def place_leader(t: Topology, on: Collection[str], timeout: float = SETTLE) -> s
         # At most `tolerance` members stopped first, so that the leader and the rest can still write;
         # the highest ids first, since among members with the newest data the highest id wins.
         others = sorted((n for n in t.nodes if n.name not in want and n.name != leader), key=lambda n: -n.zk_id)
-        behind = [n.name for n in others][:tolerance(t.size)]
-        log.info("placing the leader on %s: stopping the ZooKeeper members of %s, a write, then %s's",
-                 "/".join(sorted(want)), ", ".join(behind) or "nobody", leader)
+        behind = [n.name for n in others][: tolerance(t.size)]
+        log.info(
+            "placing the leader on %s: stopping the ZooKeeper members of %s, a write, then %s's",
+            "/".join(sorted(want)),
+            ", ".join(behind) or "nobody",
+            leader,
+        )
         for n in behind:
             _kill_member(t, n)
         _stopped(t, behind, timeout)
-        docker.run(["docker", "exec", container_name(t, leader), "python3", "-c", _WRITE],
-                   f"write to ZooKeeper while {', '.join(behind) or 'nobody'} is stopped", timeout=WRITE_WAIT)
+        docker.run(
+            ["docker", "exec", container_name(t, leader), "python3", "-c", _WRITE],
+            f"write to ZooKeeper while {', '.join(behind) or 'nobody'} is stopped",
+            timeout=WRITE_WAIT,
+        )
         _kill_member(t, leader)
         _stopped(t, [leader], timeout)
         # The stopped members come back behind the others' data and they elect; only then the old
         # leader (a tuned node's data is intact and would win on its id).
         _restart(t, behind, timeout)
         rest = [n for n in t.node_names if n != leader]
-        wait_for(f"a ZooKeeper leader among {', '.join(rest)}",
-                 lambda: leader_of({n: m for n, m in roles(t).items() if n in rest}), timeout, interval=0.2)
+        wait_for(
+            f"a ZooKeeper leader among {', '.join(rest)}",
+            functools.partial(_leader_among, t, rest),
+            timeout,
+            interval=0.2,
+        )
         _restart(t, [leader], timeout)
     modes = settled(t, "a settled ZooKeeper ensemble after placing the leader", timeout)
     last = leader_of(modes)
     if last is not None and last in want:
         return last
-    raise RuntimeFailure(f"could not make one of {', '.join(sorted(want))} the ZooKeeper leader in {ROUNDS} rounds "
-                         f"(leader {last}; modes {modes})")
+    raise RuntimeFailure(
+        f"could not make one of {', '.join(sorted(want))} the ZooKeeper leader in {ROUNDS} rounds "
+        f"(leader {last}; modes {modes})"
+    )
+
+
+def _leader_among(t: Topology, nodes: list[str]) -> str | None:
+    return leader_of({n: m for n, m in roles(t).items() if n in nodes})
 
 
 def _stopped(t: Topology, nodes: list[str], timeout: float) -> None:
     if nodes:
-        wait_for(f"the ZooKeeper members of {', '.join(nodes)} to stop",
-                 lambda: all(roles(t).get(n) not in probes.SERVING_MODES for n in nodes), timeout, interval=0.1)
+        wait_for(
+            f"the ZooKeeper members of {', '.join(nodes)} to stop",
+            lambda: all(roles(t).get(n) not in probes.SERVING_MODES for n in nodes),
+            timeout,
+            interval=0.1,
+        )
 
 
 def _docker(t: Topology, command: list[str], nodes: list[str], what: str) -> None:
     if nodes:
-        docker.run(["docker", *command, *(container_name(t, n) for n in nodes)], f"{what} {', '.join(nodes)}",
-                   timeout=30)
+        docker.run(
+            ["docker", *command, *(container_name(t, n) for n in nodes)], f"{what} {', '.join(nodes)}", timeout=30
+        )
 
 
 def _kill_member(t: Topology, node: str) -> None:
     # Detached: a tuned node's container exits with its member, taking a waiting exec with it.
-    docker.run(["docker", "exec", "-d", container_name(t, node), "python3", "-c", _KILL_MEMBER],
-               f"stop {node}'s ZooKeeper member", timeout=20)
+    docker.run(
+        ["docker", "exec", "-d", container_name(t, node), "python3", "-c", _KILL_MEMBER],
+        f"stop {node}'s ZooKeeper member",
+        timeout=20,
+    )
 
 
 def _restart(t: Topology, nodes: list[str], timeout: float) -> None:
