@@ -8,10 +8,14 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from lab.core.errors import BadInput
 from lab.record.checker import CheckConfig, CheckResult, DbSnapshot, Query, check, fetch_snapshot
 from lab.record.history import History, load_run, write_json
+
+if TYPE_CHECKING:
+    from lab.cluster.topology import Topology
 
 SNAPSHOT_FILE = "db_rows.json"
 QUERY_TIMEOUT = 60.0  # seconds one snapshot query may take (the rows of a long run are many)
@@ -24,31 +28,35 @@ class Judgement:
     result: CheckResult
 
 
-def lab_query(t, timeout: float = QUERY_TIMEOUT) -> Query:
-    """`query(sql) -> rows` on a running lab's database (t: its Topology)."""
+def lab_query(t: Topology, timeout: float = QUERY_TIMEOUT) -> Query:
+    """`query(sql) -> rows` on a running lab's database."""
     from lab.cluster import probes
 
     return lambda sql: probes.db_query(t, sql, timeout=timeout)
 
 
-def judge(run_dir: str | os.PathLike[str], query: Query | None = None, config: CheckConfig | None = None,
-          history: History | None = None) -> Judgement:
+def judge(
+    run_dir: str | os.PathLike[str],
+    query: Query | None = None,
+    config: CheckConfig | None = None,
+    history: History | None = None,
+) -> Judgement:
     """Check a run. With `query`, first snapshot the database and save it as `SNAPSHOT_FILE` in the run
     directory; without, use the snapshot saved there before, if any."""
     run = Path(run_dir)
     history = load_run(run) if history is None else history
+    snapshot: DbSnapshot | None = None
     if query is not None:
-        snapshot: DbSnapshot | None = fetch_snapshot(query, history)
+        snapshot = fetch_snapshot(query, history)
         write_json(run / SNAPSHOT_FILE, snapshot.to_dict())
     elif (run / SNAPSHOT_FILE).exists():
         snapshot = DbSnapshot.from_dict(_read_json(run / SNAPSHOT_FILE))
-    else:
-        snapshot = None
     return Judgement(history, snapshot, check(history, snapshot, config or CheckConfig()))
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
     except ValueError as exc:
         raise BadInput(f"{path} is not valid JSON: {exc}") from None

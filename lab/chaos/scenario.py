@@ -43,24 +43,25 @@ from __future__ import annotations
 import random
 import re
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from lab.chaos import claims as claims_mod
-from lab.cluster import lifecycle, state
-from lab.core import yamlspec as y
 from lab.chaos.judge import judge, lab_query
-from lab.record.checker import CheckResult
+from lab.chaos.watch import Watch, describe, snapshot
+from lab.cluster import lifecycle, state
+from lab.cluster.topology import Ports, Topology, make_topology
+from lab.core import yamlspec as y
 from lab.core.durations import parse_duration
 from lab.core.errors import BadInput, CheckFailed, LabError
 from lab.faults import ActiveFault, FaultSpec, Injector, shielded, validate
+from lab.record.checker import CheckResult
 from lab.record.history import HISTORY_FILE, write_json
 from lab.record.load import LoadRun, LoadSpec, make_run_dir
-from lab.cluster.topology import Ports, Topology, make_topology
 from lab.server.profiles import DEFAULT_PROFILE
-from lab.chaos.watch import Watch, describe, snapshot
 
 BEFORE_AFTER_CHECKS = ("all-active", "client-ok")
 DURING_CHECKS = ("expected-active", "service", "client-ok")
@@ -81,6 +82,7 @@ Say = Callable[[str], None]
 
 # --------------------------------------------------------------------------------------- spec
 
+
 @dataclass(frozen=True)
 class TopologySpec:
     nodes: int
@@ -91,8 +93,14 @@ class TopologySpec:
     profile: str | None = None
 
     def build(self, lab_name: str = "scenario", ports: Ports | None = None) -> Topology:
-        return make_topology(self.nodes, lab=lab_name, layout=self.layout, db_dc=self.db_dc, ports=ports,
-                             profile=self.profile or DEFAULT_PROFILE)
+        return make_topology(
+            self.nodes,
+            lab=lab_name,
+            layout=self.layout,
+            db_dc=self.db_dc,
+            ports=ports,
+            profile=self.profile or DEFAULT_PROFILE,
+        )
 
 
 @dataclass(frozen=True)
@@ -147,29 +155,39 @@ class PlannedFault:
 def load(path: str | Path) -> Scenario:
     """Read and validate a scenario file; every error names the file and the field."""
     root = y.at(path)
-    doc = y.mapping(y.load(path), root, required=("topology", "faults"),
-                    optional=("name", "description", "seed", "load", "duration", "checks", "assert"))
+    doc = y.mapping(
+        y.load(path),
+        root,
+        required=("topology", "faults"),
+        optional=("name", "description", "seed", "load", "duration", "checks", "assert"),
+    )
     name = y.string(doc.get("name", Path(path).stem), y.sub(root, "name"))
     topo = _topology(doc["topology"], y.sub(root, "topology"))
     t = topo.build()
-    steps = tuple(_fault(raw, y.sub(y.sub(root, "faults"), i), t)
-                  for i, raw in enumerate(y.sequence(doc["faults"], y.sub(root, "faults"), allow_empty=True)))
+    steps = tuple(
+        _fault(raw, y.sub(y.sub(root, "faults"), i), t)
+        for i, raw in enumerate(y.sequence(doc["faults"], y.sub(root, "faults"), allow_empty=True))
+    )
     last = max((s.at + s.jitter + s.hold for s in steps), default=0.0)
     if "duration" in doc:
         duration = parse_duration(doc["duration"], y.sub(root, "duration"), minimum=1.0)
         late = [s for s in steps if s.at + s.jitter + s.hold > duration]
         if late:
-            raise BadInput(f"{y.sub(root, 'duration')}: {duration:g} s ends before {late[0].where.split(': ')[-1]} "
-                           f"is healed (up to {late[0].at + late[0].jitter + late[0].hold:g} s)")
+            raise BadInput(
+                f"{y.sub(root, 'duration')}: {duration:g} s ends before {late[0].where.split(': ')[-1]} "
+                f"is healed (up to {late[0].at + late[0].jitter + late[0].hold:g} s)"
+            )
     else:
         duration = last + TAIL
     return Scenario(
-        path=str(path), name=name,
+        path=str(path),
+        name=name,
         description=y.string(doc["description"], y.sub(root, "description")) if "description" in doc else "",
         seed=y.integer(doc.get("seed", 0), y.sub(root, "seed")),
         topology=topo,
         load=_load(doc["load"], y.sub(root, "load")) if doc.get("load") is not None else None,
-        faults=steps, duration=duration,
+        faults=steps,
+        duration=duration,
         checks=_checks(doc.get("checks") or {}, y.sub(root, "checks")),
         assertions=_assertions(doc.get("assert") or {}, y.sub(root, "assert")),
     )
@@ -177,16 +195,29 @@ def load(path: str | Path) -> Scenario:
 
 def _topology(raw: Any, where: str) -> TopologySpec:
     d = y.mapping(raw, where, required=("nodes",), optional=("layout", "db_dc", "profile"))
-    spec = TopologySpec(y.integer(d["nodes"], y.sub(where, "nodes")),
-                        y.string(d["layout"], y.sub(where, "layout")) if "layout" in d else None,
-                        y.string(d["db_dc"], y.sub(where, "db_dc")) if "db_dc" in d else None,
-                        y.string(d["profile"], y.sub(where, "profile")) if "profile" in d else None)
+    spec = TopologySpec(
+        y.integer(d["nodes"], y.sub(where, "nodes")),
+        y.string(d["layout"], y.sub(where, "layout")) if "layout" in d else None,
+        y.string(d["db_dc"], y.sub(where, "db_dc")) if "db_dc" in d else None,
+        y.string(d["profile"], y.sub(where, "profile")) if "profile" in d else None,
+    )
     try:
         spec.build()
     except BadInput as exc:  # make_topology speaks of --nodes/--layout/...: name the field instead
         msg = str(exc)
-        field_name = next((f for f, flag in (("nodes", "--nodes"), ("layout", "--layout"), ("db_dc", "--db-dc"),
-                                             ("profile", "--profile")) if msg.startswith(flag)), "nodes")
+        field_name = next(
+            (
+                f
+                for f, flag in (
+                    ("nodes", "--nodes"),
+                    ("layout", "--layout"),
+                    ("db_dc", "--db-dc"),
+                    ("profile", "--profile"),
+                )
+                if msg.startswith(flag)
+            ),
+            "nodes",
+        )
         raise BadInput(f"{y.sub(where, field_name)}: {msg.split(': ', 1)[-1]}") from None
     return spec
 
@@ -194,23 +225,38 @@ def _topology(raw: Any, where: str) -> TopologySpec:
 def _load(raw: Any, where: str) -> LoadProfile:
     d = y.mapping(raw, where, required=("users",), optional=("spawn_rate", "user_classes", "processes"))
     users = y.integer(d["users"], y.sub(where, "users"), minimum=1, maximum=1000)
-    return LoadProfile(users, y.number(d.get("spawn_rate", users), y.sub(where, "spawn_rate"), minimum=0.1),
-                       y.strings(d["user_classes"], y.sub(where, "user_classes")) if "user_classes" in d else (),
-                       y.integer(d.get("processes", 1), y.sub(where, "processes"), minimum=1, maximum=16))
+    return LoadProfile(
+        users,
+        y.number(d.get("spawn_rate", users), y.sub(where, "spawn_rate"), minimum=0.1),
+        y.strings(d["user_classes"], y.sub(where, "user_classes")) if "user_classes" in d else (),
+        y.integer(d.get("processes", 1), y.sub(where, "processes"), minimum=1, maximum=16),
+    )
 
 
 def _fault(raw: Any, where: str, t: Topology) -> FaultStep:
-    d = y.mapping(raw, where, required=("at", "kind"),
-                  optional=("jitter", "hold", "target", "sides", "one_way", "loss"))
+    d = y.mapping(
+        raw, where, required=("at", "kind"), optional=("jitter", "hold", "target", "sides", "one_way", "loss")
+    )
     kind = y.string(d["kind"], y.sub(where, "kind"))
     targets = y.strings(d["target"], y.sub(where, "target")) if "target" in d else ()
-    sides = tuple(y.strings(s, y.sub(y.sub(where, "sides"), i))
-                  for i, s in enumerate(y.sequence(d["sides"], y.sub(where, "sides")))) if "sides" in d else ()
+    sides = (
+        tuple(
+            y.strings(s, y.sub(y.sub(where, "sides"), i))
+            for i, s in enumerate(y.sequence(d["sides"], y.sub(where, "sides")))
+        )
+        if "sides" in d
+        else ()
+    )
     loss = y.number(d["loss"], y.sub(where, "loss")) if "loss" in d else None
     spec = FaultSpec(kind, targets, sides, y.boolean(d.get("one_way", False), y.sub(where, "one_way")), loss)
     validate(spec, t, where)
-    return FaultStep(parse_duration(d["at"], y.sub(where, "at")), parse_duration(d.get("jitter", 0), y.sub(where, "jitter")),
-                     parse_duration(d.get("hold", 0), y.sub(where, "hold")), spec, where)
+    return FaultStep(
+        parse_duration(d["at"], y.sub(where, "at")),
+        parse_duration(d.get("jitter", 0), y.sub(where, "jitter")),
+        parse_duration(d.get("hold", 0), y.sub(where, "hold")),
+        spec,
+        where,
+    )
 
 
 def _checks(raw: Any, where: str) -> Checks:
@@ -227,10 +273,13 @@ def _checks(raw: Any, where: str) -> Checks:
             y.choice(n, y.sub(y.sub(where, key), i) if isinstance(d[key], list) else y.sub(where, key), allowed)
         return out
 
-    return Checks(names("before", BEFORE_AFTER_CHECKS, default.before), names("during", DURING_CHECKS, default.during),
-                  names("after", BEFORE_AFTER_CHECKS, default.after),
-                  parse_duration(d.get("settle", default.settle), y.sub(where, "settle")),
-                  parse_duration(d.get("within", default.within), y.sub(where, "within"), minimum=1.0))
+    return Checks(
+        names("before", BEFORE_AFTER_CHECKS, default.before),
+        names("during", DURING_CHECKS, default.during),
+        names("after", BEFORE_AFTER_CHECKS, default.after),
+        parse_duration(d.get("settle", default.settle), y.sub(where, "settle")),
+        parse_duration(d.get("within", default.within), y.sub(where, "within"), minimum=1.0),
+    )
 
 
 def _assertions(raw: Any, where: str) -> dict[str, Any]:
@@ -252,19 +301,26 @@ def _assertions(raw: Any, where: str) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------------- plan
 
+
 def plan(sc: Scenario) -> list[PlannedFault]:
     """The schedule with its jitter drawn from the seed: the same file and seed, the same times."""
     rng = random.Random(sc.seed)
-    return [PlannedFault(i, s.at + (rng.uniform(0, s.jitter) if s.jitter else 0.0), s.hold, s.fault, s.where)
-            for i, s in enumerate(sc.faults)]
+    return [
+        PlannedFault(i, s.at + (rng.uniform(0, s.jitter) if s.jitter else 0.0), s.hold, s.fault, s.where)
+        for i, s in enumerate(sc.faults)
+    ]
 
 
 def plan_lines(sc: Scenario, lab_name: str) -> list[str]:
     t = sc.topology.build()
     layout = ", ".join(f"{dc}:{len(t.nodes_in(dc))}" for dc in t.datacenters)
-    lines = [f"scenario {sc.name} ({sc.path}), seed {sc.seed}" + (f": {sc.description}" if sc.description else ""),
-             (f"topology: {t.size} node(s) over {layout}, database in {t.db_dc}, node profile {t.profile}; "
-              f"lab {lab_name!r}")]
+    lines = [
+        f"scenario {sc.name} ({sc.path}), seed {sc.seed}" + (f": {sc.description}" if sc.description else ""),
+        (
+            f"topology: {t.size} node(s) over {layout}, database in {t.db_dc}, node profile {t.profile}; "
+            f"lab {lab_name!r}"
+        ),
+    ]
     if sc.load:
         classes = ", ".join(sc.load.user_classes) or "every user class"
         lines.append(f"load: {sc.load.users} users (spawn {sc.load.spawn_rate:g}/s), {classes}, for the method")
@@ -273,16 +329,20 @@ def plan_lines(sc: Scenario, lab_name: str) -> list[str]:
     lines.append(f"steady state before: {', '.join(sc.checks.before) or 'none'} (within {sc.checks.within:g} s)")
     lines.append(f"method: {sc.duration:g} s")
     for p in plan(sc):
-        lines.append(f"  T+{p.at:5.1f}s  faults[{p.index}] {p.fault.describe()}, healed {p.hold:g} s later; "
-                     f"expected {claims_mod.expected_text(t, [p.fault])}")
-    lines.append(f"during: {', '.join(sc.checks.during) or 'none'} (judged once the faults in force held "
-                 f"{sc.checks.settle:g} s)")
+        lines.append(
+            f"  T+{p.at:5.1f}s  faults[{p.index}] {p.fault.describe()}, healed {p.hold:g} s later; "
+            f"expected {claims_mod.expected_text(t, [p.fault])}"
+        )
+    lines.append(
+        f"during: {', '.join(sc.checks.during) or 'none'} (judged once the faults in force held {sc.checks.settle:g} s)"
+    )
     lines.append(f"after: {', '.join(sc.checks.after) or 'none'} within {sc.checks.within:g} s of the last heal")
     lines.append("assert: " + (", ".join(f"{k}={v}" for k, v in sc.assertions.items()) or "nothing beyond the checks"))
     return lines
 
 
 # ---------------------------------------------------------------------------------------- run
+
 
 @dataclass
 class Journal:
@@ -307,16 +367,26 @@ class ScenarioResult:
     def summary(self) -> str:
         j = self.journal
         problems = j.get("problems") or []
-        return (f"scenario {j['scenario']['name']}: {j['status']}, {j['verdict']}"
-                + (f": {'; '.join(problems)}" if problems else "") + f" (journal: {self.run_dir / 'journal.json'})")
+        return (
+            f"scenario {j['scenario']['name']}: {j['status']}, {j['verdict']}"
+            + (f": {'; '.join(problems)}" if problems else "")
+            + f" (journal: {self.run_dir / 'journal.json'})"
+        )
 
 
 def lab_name_for(sc: Scenario) -> str:
     return ("sc-" + re.sub(r"[^a-z0-9_-]+", "-", sc.name.lower())).strip("-")[:41]
 
 
-def run(sc: Scenario, *, lab_name: str | None = None, ports: Ports | None = None, runs_root: str | Path = "runs",
-        keep: bool = False, say: Say = lifecycle.quiet) -> ScenarioResult:
+def run(
+    sc: Scenario,
+    *,
+    lab_name: str | None = None,
+    ports: Ports | None = None,
+    runs_root: str | Path = "runs",
+    keep: bool = False,
+    say: Say = lifecycle.quiet,
+) -> ScenarioResult:
     """Run a scenario on the lab `lab_name` if it is up (its topology must match), else on a new
     lab that is torn down afterwards unless `keep`."""
     name = lab_name or lab_name_for(sc)
@@ -333,15 +403,29 @@ def run(sc: Scenario, *, lab_name: str | None = None, ports: Ports | None = None
 def _run_on(sc: Scenario, t: Topology, reused: bool, runs_root: str | Path, say: Say) -> ScenarioResult:
     run_dir = make_run_dir(sc.name, runs_root)
     schedule = plan(sc)
-    journal = Journal(run_dir / "journal.json", {
-        "scenario": {"name": sc.name, "path": sc.path, "description": sc.description, "seed": sc.seed},
-        "plan": {"lines": plan_lines(sc, t.lab), "faults": [_planned_dict(p) for p in schedule],
-                 "duration": sc.duration, "checks": asdict(sc.checks), "assert": dict(sc.assertions),
-                 "load": asdict(sc.load) if sc.load else None},
-        "lab": {"name": t.lab, "reused": reused, "size": t.size, "db_dc": t.db_dc, "profile": t.profile},
-        "run_dir": str(run_dir), "started": _iso(time.time()), "status": "running", "verdict": "failed",
-        "steady_state": {"before": [], "during": {}, "after": []}, "faults": [], "assertions": [], "problems": [],
-    })
+    journal = Journal(
+        run_dir / "journal.json",
+        {
+            "scenario": {"name": sc.name, "path": sc.path, "description": sc.description, "seed": sc.seed},
+            "plan": {
+                "lines": plan_lines(sc, t.lab),
+                "faults": [_planned_dict(p) for p in schedule],
+                "duration": sc.duration,
+                "checks": asdict(sc.checks),
+                "assert": dict(sc.assertions),
+                "load": asdict(sc.load) if sc.load else None,
+            },
+            "lab": {"name": t.lab, "reused": reused, "size": t.size, "db_dc": t.db_dc, "profile": t.profile},
+            "run_dir": str(run_dir),
+            "started": _iso(time.time()),
+            "status": "running",
+            "verdict": "failed",
+            "steady_state": {"before": [], "during": {}, "after": []},
+            "faults": [],
+            "assertions": [],
+            "problems": [],
+        },
+    )
     journal.write()
     say(f"run {sc.name} -> {run_dir}")
     started = time.time()
@@ -360,8 +444,9 @@ def _run_on(sc: Scenario, t: Topology, reused: bool, runs_root: str | Path, say:
         journal.data["server_restarts"] = lifecycle.server_restarts(t)  # since each node's container started
         journal.data["ended"] = _iso(time.time())
         journal.data["seconds"] = round(time.time() - started, 1)
-        journal.data["verdict"] = "passed" if journal.data["status"] == "completed" and not journal.data["problems"] \
-            else "failed"
+        journal.data["verdict"] = (
+            "passed" if journal.data["status"] == "completed" and not journal.data["problems"] else "failed"
+        )
         journal.write()
     _report(run_dir)
     return ScenarioResult(run_dir, journal.data)
@@ -372,16 +457,23 @@ def _lab_for(sc: Scenario, name: str, ports: Ports | None) -> tuple[Topology, bo
         t = state.load_topology(name)
         want = sc.topology.build(name, t.ports)
         if (t.node_names, tuple(n.dc for n in t.nodes), t.db_dc, sc.topology.profile or t.profile) != (
-                want.node_names, tuple(n.dc for n in want.nodes), want.db_dc, t.profile):
-            raise BadInput(f"lab {name!r} is up with another topology than {sc.path} asks for "
-                           f"({t.size} nodes, database in {t.db_dc}, node profile {t.profile}); use another --name "
-                           f"or `halab down --name {name}`")
+            want.node_names,
+            tuple(n.dc for n in want.nodes),
+            want.db_dc,
+            t.profile,
+        ):
+            raise BadInput(
+                f"lab {name!r} is up with another topology than {sc.path} asks for "
+                f"({t.size} nodes, database in {t.db_dc}, node profile {t.profile}); use another --name "
+                f"or `halab down --name {name}`"
+            )
         return t, True
     return sc.topology.build(name, ports), False
 
 
-def _execute(sc: Scenario, t: Topology, schedule: list[PlannedFault], run_dir: Path, journal: Journal,
-             say: Say) -> None:
+def _execute(
+    sc: Scenario, t: Topology, schedule: list[PlannedFault], run_dir: Path, journal: Journal, say: Say
+) -> None:
     """Steady state before, the method (faults on their schedule, `during` checks), heal, after."""
     ss = journal.data["steady_state"]
     with Watch(t, run_dir) as w, Injector(t, history=run_dir / HISTORY_FILE, seed=sc.seed, say=say) as inj:
@@ -389,8 +481,10 @@ def _execute(sc: Scenario, t: Topology, schedule: list[PlannedFault], run_dir: P
         journal.write()
         if not all(c["ok"] for c in ss["before"]):
             journal.data["status"] = "aborted"
-            journal.data["problems"].append("steady state did not hold before the method: "
-                                            + "; ".join(c["detail"] for c in ss["before"] if not c["ok"]))
+            journal.data["problems"].append(
+                "steady state did not hold before the method: "
+                + "; ".join(c["detail"] for c in ss["before"] if not c["ok"])
+            )
             return
         load = _start_load(sc, t, run_dir, say)
         try:
@@ -401,8 +495,10 @@ def _execute(sc: Scenario, t: Topology, schedule: list[PlannedFault], run_dir: P
         last_heal = max((f.get("t1") or 0.0 for f in journal.data["faults"]), default=time.time())
         ss["after"] = _hold_checks(w, sc.checks.after, sc.checks.within, max(last_heal, time.time() - 1.0))
         if not all(c["ok"] for c in ss["after"]):
-            journal.data["problems"].append("steady state did not come back after heal: "
-                                            + "; ".join(c["detail"] for c in ss["after"] if not c["ok"]))
+            journal.data["problems"].append(
+                "steady state did not come back after heal: "
+                + "; ".join(c["detail"] for c in ss["after"] if not c["ok"])
+            )
     if journal.data["status"] == "running":
         journal.data["status"] = "completed"
 
@@ -410,22 +506,30 @@ def _execute(sc: Scenario, t: Topology, schedule: list[PlannedFault], run_dir: P
 def _start_load(sc: Scenario, t: Topology, run_dir: Path, say: Say) -> LoadRun | None:
     if not sc.load:
         return None
-    spec = LoadSpec(name=sc.name, users=sc.load.users, spawn_rate=sc.load.spawn_rate, duration=sc.duration + 5,
-                    http_port=t.ports.http, https_port=t.ports.https, ca_file=str(state.ca_path(t.lab)),
-                    user_classes=sc.load.user_classes, processes=sc.load.processes)
+    spec = LoadSpec(
+        name=sc.name,
+        users=sc.load.users,
+        spawn_rate=sc.load.spawn_rate,
+        duration=sc.duration + 5,
+        http_port=t.ports.http,
+        https_port=t.ports.https,
+        ca_file=str(state.ca_path(t.lab)),
+        user_classes=sc.load.user_classes,
+        processes=sc.load.processes,
+    )
     return LoadRun(spec, run_dir, say=say).start()
 
 
-def _method(sc: Scenario, t: Topology, schedule: list[PlannedFault], w: Watch, inj: Injector,
-            journal: Journal) -> None:
+def _method(sc: Scenario, t: Topology, schedule: list[PlannedFault], w: Watch, inj: Injector, journal: Journal) -> None:
     start = time.time()
     end = start + sc.duration
     events: list[tuple[float, str, int]] = sorted((start + p.at, "apply", p.index) for p in schedule)
     held: dict[int, ActiveFault] = {}
     records: dict[int, dict[str, Any]] = {}
     changed = start
-    during: dict[str, dict[str, Any]] = {c: {"passed": 0, "failed": 0, "skipped": 0, "first_failure": None}
-                                         for c in sc.checks.during}
+    during: dict[str, dict[str, Any]] = {
+        c: {"passed": 0, "failed": 0, "skipped": 0, "first_failure": None} for c in sc.checks.during
+    }
     journal.data["steady_state"]["during"] = during
 
     def heal(i: int) -> None:
@@ -457,9 +561,14 @@ def _method(sc: Scenario, t: Topology, schedule: list[PlannedFault], w: Watch, i
                     journal.data["status"] = "failed"
                     return
                 held[i] = fault
-                rec.update(id=fault.id, resolved=fault.spec.describe(), t0=fault.t0,
-                           applied_at=round(fault.t0 - start, 2), detail=dict(fault.detail),
-                           expected=claims_mod.expected_text(t, [f.spec for f in held.values()]))
+                rec.update(
+                    id=fault.id,
+                    resolved=fault.spec.describe(),
+                    t0=fault.t0,
+                    applied_at=round(fault.t0 - start, 2),
+                    detail=dict(fault.detail),
+                    expected=claims_mod.expected_text(t, [f.spec for f in held.values()]),
+                )
                 events.append((fault.t0 + p.hold, "heal", i))
                 events.sort()
             changed = time.time()
@@ -469,13 +578,15 @@ def _method(sc: Scenario, t: Topology, schedule: list[PlannedFault], w: Watch, i
             for i in sorted(held, reverse=True):
                 heal(i)
             journal.write()
-    failed = [f"{name} failed {d['failed']} time(s), first: {d['first_failure']}" for name, d in during.items()
-              if d["failed"]]
+    failed = [
+        f"{name} failed {d['failed']} time(s), first: {d['first_failure']}" for name, d in during.items() if d["failed"]
+    ]
     journal.data["problems"] += [f"during: {f}" for f in failed]
 
 
-def _during(sc: Scenario, t: Topology, w: Watch, in_force: list[FaultSpec], changed: float,
-            during: dict[str, dict[str, Any]]) -> None:
+def _during(
+    sc: Scenario, t: Topology, w: Watch, in_force: list[FaultSpec], changed: float, during: dict[str, dict[str, Any]]
+) -> None:
     now = time.time()
     s = snapshot(w, changed, 1.0, now)
     for name in sc.checks.during:
@@ -520,8 +631,9 @@ def _judge(sc: Scenario, t: Topology, run_dir: Path, journal: Journal) -> None:
     """Snapshot the database, run the checker, evaluate the assertions."""
     result = judge(run_dir, lab_query(t)).result
     journal.data["assertions"] = [evaluate(k, v, result) for k, v in sc.assertions.items()]
-    journal.data["problems"] += [f"assert {a['name']}: {a['detail']}" for a in journal.data["assertions"]
-                                 if not a["ok"]]
+    journal.data["problems"] += [
+        f"assert {a['name']}: {a['detail']}" for a in journal.data["assertions"] if not a["ok"]
+    ]
 
 
 def evaluate(name: str, value: Any, result: CheckResult) -> dict[str, Any]:
@@ -543,9 +655,15 @@ def evaluate(name: str, value: Any, result: CheckResult) -> dict[str, Any]:
     outcome = result.outcome(kind)
     ok = outcome.status != "failed" if value else True
     first = outcome.violations[0].detail if outcome.violations else ""
-    return {"name": name, "expected": value, "actual": outcome.status, "ok": ok,
-            "detail": f"{outcome.status}, {len(outcome.violations)} violation(s) of {outcome.checked}"
-                      + (f", e.g. {first}" if first else "") + (f" ({outcome.note})" if outcome.note else "")}
+    return {
+        "name": name,
+        "expected": value,
+        "actual": outcome.status,
+        "ok": ok,
+        "detail": f"{outcome.status}, {len(outcome.violations)} violation(s) of {outcome.checked}"
+        + (f", e.g. {first}" if first else "")
+        + (f" ({outcome.note})" if outcome.note else ""),
+    }
 
 
 def _report(run_dir: Path) -> None:
@@ -558,8 +676,13 @@ def _report(run_dir: Path) -> None:
 
 
 def _planned_dict(p: PlannedFault) -> dict[str, Any]:
-    return {"index": p.index, "spec": p.fault.to_dict(), "describe": p.fault.describe(), "at": round(p.at, 2),
-            "hold": p.hold}
+    return {
+        "index": p.index,
+        "spec": p.fault.to_dict(),
+        "describe": p.fault.describe(),
+        "at": round(p.at, 2),
+        "hold": p.hold,
+    }
 
 
 def _iso(t: float) -> str:

@@ -13,18 +13,19 @@ Everything is kept in memory for decisions and appended to the run's history as 
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from lab.cluster import probes
-from lab.record.history import HISTORY_FILE, LEDGER_FILE, JsonlWriter, LedgerEntry, ProbeRecord, RequestRecord
 from lab.cluster.topology import Topology
+from lab.record.history import HISTORY_FILE, LEDGER_FILE, JsonlWriter, LedgerEntry, ProbeRecord, RequestRecord
 
 CLIENT_TIMEOUT = 2.0  # a request the LB cannot place within this counts as failed
 PROBE_EVERY = 0.2
@@ -55,9 +56,10 @@ class Watch:
 
     # ---------------------------------------------------------------------------------- threads
 
-    def __enter__(self) -> "Watch":
+    def __enter__(self) -> Watch:
         loops: list[tuple[str, Callable[[], None], float]] = [
-            (f"probe-{n}", (lambda n=n: self._probe(n)), PROBE_EVERY) for n in self.t.node_names]
+            (f"probe-{n}", functools.partial(self._probe, n), PROBE_EVERY) for n in self.t.node_names
+        ]
         loops.append(("lb", self._lb_stats, LB_EVERY))
         if self.client_enabled:
             loops.append(("client", self._client_round, CLIENT_PAUSE))
@@ -102,8 +104,9 @@ class Watch:
         if last and not self._stop.is_set():
             self._request("GET", f"/v1/projects/{last.resource_id}", None, None)
         if write.ok and self.ledger:
-            self.ledger.append(LedgerEntry(write.t0, write.t1, "create", "project", write.resource_id, uid,
-                                           write.node, worker="watch"))
+            self.ledger.append(
+                LedgerEntry(write.t0, write.t1, "create", "project", write.resource_id, uid, write.node, worker="watch")
+            )
 
     def _request(self, method: str, path: str, body: bytes | None, uid: str | None) -> RequestRecord:
         t0 = time.time()
@@ -121,9 +124,21 @@ class Watch:
         finally:
             conn.close()
         ok = status in (200, 201, 202) and (method != "POST" or rid is not None)
-        rec = RequestRecord(t0, time.time(), method, "/v1/projects" if method == "POST" else "/v1/projects/[id]",
-                            status, ok, node, error, write=method == "POST", idempotent=method == "GET",
-                            resource_id=rid, uuid=uid, worker="watch")
+        rec = RequestRecord(
+            t0,
+            time.time(),
+            method,
+            "/v1/projects" if method == "POST" else "/v1/projects/[id]",
+            status,
+            ok,
+            node,
+            error,
+            write=method == "POST",
+            idempotent=method == "GET",
+            resource_id=rid,
+            uuid=uid,
+            worker="watch",
+        )
         with self._lock:
             self.requests.append(rec)
         if self.history:
@@ -171,6 +186,7 @@ class Watch:
 
 # ------------------------------------------------------------------------- steady-state checks
 
+
 @dataclass(frozen=True)
 class Snapshot:
     """The lab at one moment, as the watch last saw it."""
@@ -210,10 +226,15 @@ def snapshot(w: Watch, since: float, window: float, now: float | None = None, mi
     out = frozenset(n for n, p in latest.items() if p and not p.active and lb and lb.get(n) != "UP")
     reqs = w.client_window(now - window, now)
     enough = len(reqs) >= min_requests
-    return Snapshot(now, active, out, {n: (p.ping if p else None) for n, p in latest.items()},
-                    all(r.ok for r in reqs) if enough else None,
-                    not any(r.ok for r in reqs) if enough else None,
-                    {n: (p.zk_mode if p else None) for n, p in latest.items()})
+    return Snapshot(
+        now,
+        active,
+        out,
+        {n: (p.ping if p else None) for n, p in latest.items()},
+        all(r.ok for r in reqs) if enough else None,
+        not any(r.ok for r in reqs) if enough else None,
+        {n: (p.zk_mode if p else None) for n, p in latest.items()},
+    )
 
 
 def wait_steady(w: Watch, timeout: float, window: float = 1.0, since: float | None = None) -> float | None:
@@ -230,8 +251,17 @@ def wait_steady(w: Watch, timeout: float, window: float = 1.0, since: float | No
 
 
 def describe(s: Snapshot) -> str:
-    nodes = ", ".join(f"{n}={'active' if n in s.active else 'out' if n in s.out else s.pings.get(n)}"
-                      f"/{s.zk_modes.get(n) or 'unknown'}" for n in s.pings)
-    client = ("too few client requests" if s.client_ok is None else "client ok" if s.client_ok
-              else "client failing" if s.client_failing else "client partly failing")
+    nodes = ", ".join(
+        f"{n}={'active' if n in s.active else 'out' if n in s.out else s.pings.get(n)}/{s.zk_modes.get(n) or 'unknown'}"
+        for n in s.pings
+    )
+    client = (
+        "too few client requests"
+        if s.client_ok is None
+        else "client ok"
+        if s.client_ok
+        else "client failing"
+        if s.client_failing
+        else "client partly failing"
+    )
     return f"{nodes}; {client}"
