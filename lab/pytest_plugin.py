@@ -16,20 +16,33 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from lab.cluster.preflight import free_ports
 from lab.cluster.state import unique_lab_name
 
+if TYPE_CHECKING:
+    from _pytest._code.code import TerminalRepr
+    from pluggy import Result
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("halab")
-    group.addoption("--halab-require-docker", action="store_true",
-                    help="fail (never skip) docker-marked tests when Docker is unavailable (default when CI is set)")
+    group.addoption(
+        "--halab-require-docker",
+        action="store_true",
+        help="fail (never skip) docker-marked tests when Docker is unavailable (default when CI is set)",
+    )
     group.addoption("--halab-keep", action="store_true", help="keep labs of failed tests for debugging")
-    group.addoption("--halab-profile", default="rancher-1.0", choices=["rancher-1.0", "tuned"],
-                    help="node profile of the labs the fixtures start (default rancher-1.0)")
+    group.addoption(
+        "--halab-profile",
+        default="rancher-1.0",
+        choices=["rancher-1.0", "tuned"],
+        help="node profile of the labs the fixtures start (default rancher-1.0)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -69,12 +82,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_runtest_setup(item: pytest.Item) -> None:
     problem = item.config.stash.get(_DOCKER_PROBLEM, None)
     if problem and item.get_closest_marker("docker"):
-        pytest.fail(f"Docker is required here (CI or --halab-require-docker) but unavailable: {problem}",
-                    pytrace=False)
+        pytest.fail(f"Docker is required here (CI or --halab-require-docker) but unavailable: {problem}", pytrace=False)
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Result[pytest.TestReport], None]:
     outcome = yield
     rep = outcome.get_result()
     setattr(item, f"halab_rep_{rep.when}", rep)
@@ -148,6 +162,7 @@ def halab_lab3(request: pytest.FixtureRequest, halab_profile: str) -> Iterator[A
 #   fail when the scenario's verdict is not "passed". The default testpaths never include them.
 # =============================================================================================
 
+
 def _say(m: str) -> None:
     print(m, file=sys.stderr)
 
@@ -176,8 +191,7 @@ def _run_scenario(path: Any, rootpath: Any, lab_topology: Any = None) -> Any:
     sc = scenario.load(path)
     if lab_topology is not None:
         return scenario.run(sc, lab_name=lab_topology.lab, runs_root=rootpath / "runs", say=_say)
-    return scenario.run(sc, lab_name=unique_lab_name("sc"), runs_root=rootpath / "runs", say=_say,
-                        ports=free_ports())
+    return scenario.run(sc, lab_name=unique_lab_name("sc"), runs_root=rootpath / "runs", say=_say, ports=free_ports())
 
 
 @pytest.fixture
@@ -189,7 +203,11 @@ def halab_scenario(request: pytest.FixtureRequest) -> Callable[..., Any]:
 
 
 def pytest_collect_file(file_path: Any, parent: pytest.Collector) -> pytest.Collector | None:
-    if file_path.suffix in (".yaml", ".yml") and file_path.parent.name == "scenarios" and file_path.name != "claims.yaml":
+    if (
+        file_path.suffix in (".yaml", ".yml")
+        and file_path.parent.name == "scenarios"
+        and file_path.name != "claims.yaml"
+    ):
         return ScenarioFile.from_parent(parent, path=file_path)
     return None
 
@@ -212,7 +230,7 @@ class ScenarioItem(pytest.Item):
         if not result.passed:
             raise ScenarioFailed(result.summary())
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | TerminalRepr:
         if isinstance(excinfo.value, ScenarioFailed):
             return str(excinfo.value)
         from lab.core.errors import LabError

@@ -11,14 +11,28 @@ from lab.capacity import report, spec, sweep
 from lab.cli.common import AddCommand, add_profile_option, emit, say
 from lab.core import yamlspec
 
-SETTING_FLAGS = ("duration", "spawn_rate", "think_time", "heap_scale", "pool_wait_ms", "up_timeout",
-                 "point_timeout", "max_error_rate", "target_users", "profile")
+SETTING_FLAGS = (
+    "duration",
+    "spawn_rate",
+    "think_time",
+    "heap_scale",
+    "pool_wait_ms",
+    "up_timeout",
+    "point_timeout",
+    "max_error_rate",
+    "target_users",
+    "profile",
+)
 
 
 def grid_from_args(args: argparse.Namespace) -> spec.Grid:
     doc = yamlspec.load(args.grid) if args.grid else None
-    return spec.build_grid(doc, args.grid or "grid", {d: getattr(args, d) for d in spec.DIMENSIONS},
-                           {k: getattr(args, k) for k in SETTING_FLAGS})
+    return spec.build_grid(
+        doc,
+        args.grid or "grid",
+        {d: getattr(args, d) for d in spec.DIMENSIONS},
+        {k: getattr(args, k) for k in SETTING_FLAGS},
+    )
 
 
 def cmd_capacity(args: argparse.Namespace) -> int:
@@ -40,12 +54,17 @@ def _show(args: argparse.Namespace, directory: Path) -> int:
     """The table and the recommendation (or, with --json, capacity.json), and where the files are."""
     _, measurements, _ = report.load_report(directory)
     data = json.loads((directory / "capacity.json").read_text())
-    text = "\n".join([
-        report.table(measurements, data["swept"]), "",
-        *(line for r in data["recommendations"] for line in r["text"]), "",
-        f"report: {directory / 'capacity.md'}", f"json:   {directory / 'capacity.json'}",
-        *(f"plot:   {p}" for p in sorted((directory / "plots").glob("*.png"))),
-    ])
+    text = "\n".join(
+        [
+            report.table(measurements, data["swept"]),
+            "",
+            *(line for r in data["recommendations"] for line in r["text"]),
+            "",
+            f"report: {directory / 'capacity.md'}",
+            f"json:   {directory / 'capacity.json'}",
+            *(f"plot:   {p}" for p in sorted((directory / "plots").glob("*.png"))),
+        ]
+    )
     emit(args, data, text)
     return 0
 
@@ -58,20 +77,36 @@ def _dry_run(args: argparse.Namespace, grid: spec.Grid) -> int:
     for i, p in enumerate(grid.points, 1):
         t = p.topology(f"{args.name}-{i}", Ports(), grid.settings)
         short = [f"{f.check}: {f.message}" for f in preflight.errors(preflight.check(t, include_ports=False))]
-        rows.append({"point": p.label(), "max_connections": t.db_max_connections,
-                     "node_memory_mib": t.node_mem_limit_mib, "preflight": short})
+        rows.append(
+            {
+                "point": p.label(),
+                "max_connections": t.db_max_connections,
+                "node_memory_mib": t.node_mem_limit_mib,
+                "preflight": short,
+            }
+        )
     text = "\n".join(
-        [f"{len(grid.points)} point(s), each a fresh lab with {grid.settings.duration:g} s of load, hard timeout "
-         f"{grid.settings.hard_timeout:g} s; swept: {', '.join(grid.swept) or 'nothing'}"]
-        + [f"{i:2}. {r['point']}  max_connections {r['max_connections']}, node memory {r['node_memory_mib']} MiB"
-           + "".join(f"\n      pre-flight short: {s}" for s in r["preflight"]) for i, r in enumerate(rows, 1)])
+        [
+            f"{len(grid.points)} point(s), each a fresh lab with {grid.settings.duration:g} s of load, hard timeout "
+            f"{grid.settings.hard_timeout:g} s; swept: {', '.join(grid.swept) or 'nothing'}"
+        ]
+        + [
+            f"{i:2}. {r['point']}  max_connections {r['max_connections']}, node memory {r['node_memory_mib']} MiB"
+            + "".join(f"\n      pre-flight short: {s}" for s in r["preflight"])
+            for i, r in enumerate(rows, 1)
+        ]
+    )
     emit(args, rows, text)
     return 0
 
 
 def add_commands(command: AddCommand) -> None:
-    sp = command("capacity", cmd_capacity, "sweep node heap, pool size, max_connections, database memory, "
-                 "cluster size and load; measure where it breaks and recommend a sizing")
+    sp = command(
+        "capacity",
+        cmd_capacity,
+        "sweep node heap, pool size, max_connections, database memory, "
+        "cluster size and load; measure where it breaks and recommend a sizing",
+    )
     sp.add_argument("grid", nargs="?", help="YAML grid file (see capacity/*.yaml); flags override it")
     sp.add_argument("--name", default="cap", help="lab name prefix: point i runs as lab <name>-<i> (default cap)")
     sp.add_argument("--out", default="runs", help="folder for the sweep's run folder (default runs)")
@@ -79,26 +114,41 @@ def add_commands(command: AddCommand) -> None:
     g.add_argument("--nodes", help="cluster sizes, e.g. 1,3")
     g.add_argument("--heap", help="node -Xmx values (modelled heap), e.g. 32m,1g")
     g.add_argument("--pool-size", dest="pool_size", help="database connections per node, e.g. 10,50")
-    g.add_argument("--db-max-connections", dest="db_max_connections",
-                   help="MySQL max_connections values, or auto (nodes x pool + 10), e.g. 100,auto")
+    g.add_argument(
+        "--db-max-connections",
+        dest="db_max_connections",
+        help="MySQL max_connections values, or auto (nodes x pool + 10), e.g. 100,auto",
+    )
     g.add_argument("--db-memory", dest="db_memory", help="database container memory, MiB, e.g. 1024")
     g.add_argument("--db-buffer-pool", dest="db_buffer_pool", help="InnoDB buffer pool, MiB, e.g. 256")
     g.add_argument("--users", help="Locust users, e.g. 5,20")
     s = sp.add_argument_group("settings")
     s.add_argument("--duration", help="load per point, e.g. 20s (default 20s)")
     s.add_argument("--spawn-rate", dest="spawn_rate", help="users started per second (default 10)")
-    s.add_argument("--think-time", dest="think_time", help="MIN,MAX seconds between a user's requests "
-                   "(default 0.1,0.5)")
+    s.add_argument(
+        "--think-time", dest="think_time", help="MIN,MAX seconds between a user's requests (default 0.1,0.5)"
+    )
     s.add_argument("--heap-scale", dest="heap_scale", help="modelled heap bytes per real byte (default 32)")
-    s.add_argument("--pool-wait-ms", dest="pool_wait_ms", help="ms a request waits for a pooled connection "
-                   "(default 2000)")
+    s.add_argument(
+        "--pool-wait-ms", dest="pool_wait_ms", help="ms a request waits for a pooled connection (default 2000)"
+    )
     s.add_argument("--up-timeout", dest="up_timeout", help="seconds a lab may take to get healthy (default 180)")
-    s.add_argument("--point-timeout", dest="point_timeout", help="hard timeout of one point, seconds "
-                   "(default: up timeout + load + 120)")
-    s.add_argument("--max-error-rate", dest="max_error_rate", help="error threshold for the recommendation, "
-                   "a fraction (default 0.01)")
+    s.add_argument(
+        "--point-timeout",
+        dest="point_timeout",
+        help="hard timeout of one point, seconds (default: up timeout + load + 120)",
+    )
+    s.add_argument(
+        "--max-error-rate",
+        dest="max_error_rate",
+        help="error threshold for the recommendation, a fraction (default 0.01)",
+    )
     s.add_argument("--target-users", dest="target_users", help="the load to size for (default: the largest swept)")
     add_profile_option(s, default=None)  # None: the grid file's settings.profile, else rancher-1.0
     sp.add_argument("--dry-run", action="store_true", help="list the points and pre-flight findings; start nothing")
-    sp.add_argument("--report", metavar="DIR", help="render an earlier sweep's capacity.json again (table, plots, "
-                    "recommendation; --max-error-rate/--target-users may change)")
+    sp.add_argument(
+        "--report",
+        metavar="DIR",
+        help="render an earlier sweep's capacity.json again (table, plots, "
+        "recommendation; --max-error-rate/--target-users may change)",
+    )

@@ -49,8 +49,12 @@ def add_commands(command: AddCommand) -> None:
     sp.add_argument("--mgmt-port", type=int, default=18080)
     add_profile_option(sp, default=None)  # None: the scenario file's topology.profile, else rancher-1.0
 
-    sp = command("matrix", cmd_matrix, "measure every survivability claim of the install guide on real labs "
-                 "(exit 3: a claim does not hold; 4: every claim holds but a case surprised the lab's model)")
+    sp = command(
+        "matrix",
+        cmd_matrix,
+        "measure every survivability claim of the install guide on real labs "
+        "(exit 3: a claim does not hold; 4: every claim holds but a case surprised the lab's model)",
+    )
     sp.add_argument("--nodes", default="1,3,5", help="cluster sizes, e.g. 1,3,5 (one lab per size)")
     sp.add_argument("--claims", help="claims file (default scenarios/claims.yaml)")
     sp.add_argument("--only", action="append", help="run only this case id (repeatable), e.g. kill-leader")
@@ -63,6 +67,7 @@ def add_commands(command: AddCommand) -> None:
 
 
 # ------------------------------------------------------------------------------------- fault
+
 
 def fault_spec(kind: str, args: list[str], one_way: bool, loss: float | None) -> Any:
     from lab.faults import CONTAINER_KINDS, make_spec
@@ -81,8 +86,11 @@ def cmd_fault(args: argparse.Namespace) -> int:
     t = state.load_topology(args.name)
     if args.kind == "list":
         found = faults.active(t.lab)
-        lines = [f"{e['id']} {faults.FaultSpec.from_dict(e['spec']).describe()} ({e['phase']}, "
-                 f"{time.time() - e['t0']:.0f} s)" for e in found]
+        lines = [
+            f"{e['id']} {faults.FaultSpec.from_dict(e['spec']).describe()} ({e['phase']}, "
+            f"{time.time() - e['t0']:.0f} s)"
+            for e in found
+        ]
         emit(args, found, "\n".join(lines) or "no active faults")
         return 0
     hold = parse_duration(args.hold, "--hold") if args.hold else None
@@ -90,8 +98,11 @@ def cmd_fault(args: argparse.Namespace) -> int:
     inj = faults.Injector(t, seed=args.seed, say=say)
     fault = inj.apply(spec, where="fault")
     if hold is None:
-        emit(args, {"id": fault.id, "spec": fault.spec.to_dict(), "t0": fault.t0, "detail": dict(fault.detail)},
-             f"{fault.describe()} is active; undo it with: halab heal --name {t.lab}")
+        emit(
+            args,
+            {"id": fault.id, "spec": fault.spec.to_dict(), "t0": fault.t0, "detail": dict(fault.detail)},
+            f"{fault.describe()} is active; undo it with: halab heal --name {t.lab}",
+        )
         return 0
     with inj:  # heals on the way out, Ctrl-C included
         say(f"holding {fault.describe()} for {hold:g} s (Ctrl-C heals now)")
@@ -105,12 +116,21 @@ def cmd_heal(args: argparse.Namespace) -> int:
 
     docker.require_docker()
     report = faults.heal_lab(state.load_topology(args.name))
-    emit(args, {"healed": [r.to_dict() for r in report.healed], "rules_removed": dict(report.rules_removed),
-                "unpaused": list(report.unpaused), "started": list(report.started)}, "\n".join(report.lines()))
+    emit(
+        args,
+        {
+            "healed": [r.to_dict() for r in report.healed],
+            "rules_removed": dict(report.rules_removed),
+            "unpaused": list(report.unpaused),
+            "started": list(report.started),
+        },
+        "\n".join(report.lines()),
+    )
     return 0
 
 
 # --------------------------------------------------------------------------------------- run
+
 
 def cmd_run(args: argparse.Namespace) -> int:
     from lab.chaos import scenario
@@ -125,15 +145,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("\n".join(scenario.plan_lines(sc, name)))
         return 0
     docker.require_docker()
-    result = scenario.run(sc, lab_name=name, ports=Ports(http=args.http_port, https=args.https_port,
-                                                          mgmt=args.mgmt_port),
-                          runs_root=args.runs, keep=args.keep, say=say)
+    result = scenario.run(
+        sc,
+        lab_name=name,
+        ports=Ports(http=args.http_port, https=args.https_port, mgmt=args.mgmt_port),
+        runs_root=args.runs,
+        keep=args.keep,
+        say=say,
+    )
     emit(args, result.journal, result.summary())
     scenario.require_pass(result)
     return 0
 
 
 # ------------------------------------------------------------------------------------ matrix
+
 
 def cmd_matrix(args: argparse.Namespace) -> int:
     from lab.chaos import claims, matrix
@@ -152,13 +178,24 @@ def cmd_matrix(args: argparse.Namespace) -> int:
             t = make_topology(n, db_dc=args.db_dc, **({"profile": args.profile} if args.profile else {}))
             guide = {x.id: x.outcome for x in c.claims}
             for case in claims.cases(c, t):
-                print(f"n{n} {case.id:36} {case.fault.describe():32} the guide says {guide[case.claims[0]]}; "
-                      f"model ({t.profile}): {claims.predicted_text(t, case, c.objective)}  [{', '.join(case.claims)}]")
+                print(
+                    f"n{n} {case.id:36} {case.fault.describe():32} the guide says {guide[case.claims[0]]}; "
+                    f"model ({t.profile}): {claims.predicted_text(t, case, c.objective)}  [{', '.join(case.claims)}]"
+                )
         return 0
     docker.require_docker()
-    result = matrix.run_matrix(sizes, claims_path=path, runs_root=args.runs, lab_prefix=args.prefix,
-                               db_dc=args.db_dc, profile=args.profile, only=tuple(args.only or ()),
-                               seed=args.seed, say=say, ports=free_ports)
+    result = matrix.run_matrix(
+        sizes,
+        claims_path=path,
+        runs_root=args.runs,
+        lab_prefix=args.prefix,
+        db_dc=args.db_dc,
+        profile=args.profile,
+        only=tuple(args.only or ()),
+        seed=args.seed,
+        say=say,
+        ports=free_ports,
+    )
     emit(args, result.to_dict(), matrix.table(result))
     print(f"wrote {result.run_dir / 'matrix.md'} and matrix.json", file=sys.stderr)
     matrix.require_pass(result)

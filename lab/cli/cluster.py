@@ -44,11 +44,17 @@ def cmd_up(args: argparse.Namespace) -> int:
     from lab.cluster import lifecycle
 
     t = topology_from_args(args)
-    ep = lifecycle.up(t, say, keep_on_failure=args.keep_on_failure, timeout=args.timeout,
-                allow_undersized=args.allow_undersized)
-    lines = [(f"lab {t.lab!r} is up: {t.size} node(s), quorum {t.majority}, survives {t.tolerance} failure(s), "
-              f"node profile {t.profile}"),
-             *ep.lines(), f"tear down with: halab down --name {t.lab}"]
+    ep = lifecycle.up(
+        t, say, keep_on_failure=args.keep_on_failure, timeout=args.timeout, allow_undersized=args.allow_undersized
+    )
+    lines = [
+        (
+            f"lab {t.lab!r} is up: {t.size} node(s), quorum {t.majority}, survives {t.tolerance} failure(s), "
+            f"node profile {t.profile}"
+        ),
+        *ep.lines(),
+        f"tear down with: halab down --name {t.lab}",
+    ]
     emit(args, ep.__dict__ | {"ca_path": str(ep.ca_path)}, "\n".join(lines))
     return 0
 
@@ -69,13 +75,20 @@ def cmd_status(args: argparse.Namespace) -> int:
     docker.require_docker()
     t = state.load_topology(args.name)
     st = lifecycle.status(t)
-    rows = [f"node profile: {t.profile}",
-            f"{'node':6} {'dc':6} {'container':18} {'zookeeper':12} {'ha':12} {'lb':6} server restarts"]
-    rows += [f"{n['name']:6} {n['datacenter']:6} {n['container']:18} {n['zk_mode']:12} {n['ha_state']:12} "
-             f"{n['lb']:6} {_restarts(n)}" for n in st["nodes"]]
-    rows.append(f"database: {st['db']['container']} in {st['db']['datacenter']}, "
-                f"{'answers' if st['db']['answers'] else 'does not answer'}; "
-                f"load balancer: {st['lb']['container']}")
+    rows = [
+        f"node profile: {t.profile}",
+        f"{'node':6} {'dc':6} {'container':18} {'zookeeper':12} {'ha':12} {'lb':6} server restarts",
+    ]
+    rows += [
+        f"{n['name']:6} {n['datacenter']:6} {n['container']:18} {n['zk_mode']:12} {n['ha_state']:12} "
+        f"{n['lb']:6} {_restarts(n)}"
+        for n in st["nodes"]
+    ]
+    rows.append(
+        f"database: {st['db']['container']} in {st['db']['datacenter']}, "
+        f"{'answers' if st['db']['answers'] else 'does not answer'}; "
+        f"load balancer: {st['lb']['container']}"
+    )
     emit(args, st, "\n".join(rows))
     healthy = all(n["ha_state"] == "active" and n["lb"] == "UP" for n in st["nodes"]) and st["db"]["answers"]
     return 0 if healthy else 3
@@ -110,8 +123,11 @@ def add_commands(command: AddCommand) -> None:
 
     sp = command("up", cmd_up, "start a lab and wait until every node is healthy")
     add_topology_options(sp)
-    sp.add_argument("--allow-undersized", action="store_true",
-                    help="start even when pre-flight finds the sizing short of the guide (experiments)")
+    sp.add_argument(
+        "--allow-undersized",
+        action="store_true",
+        help="start even when pre-flight finds the sizing short of the guide (experiments)",
+    )
     sp.add_argument("--keep-on-failure", action="store_true", help="leave a failed start in place to debug")
     sp.add_argument("--timeout", type=float, default=180, help="seconds to wait for health")
 

@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        return args.handler(args)
+        code: int = args.handler(args)
+        return code
     except LabError as exc:
         if args.verbose:
             traceback.print_exc()

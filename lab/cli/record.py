@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from lab.cli.common import AddCommand, add_lab_name, emit, say
+
+if TYPE_CHECKING:
+    from lab.record.report import ReportFiles
 
 
 def cmd_load(args: argparse.Namespace) -> int:
@@ -16,10 +20,18 @@ def cmd_load(args: argparse.Namespace) -> int:
 
     docker.require_docker()
     t = state.load_topology(args.name)
-    spec = LoadSpec(name=args.run_name or f"load-{t.lab}", users=args.users, spawn_rate=args.spawn_rate,
-                    duration=parse_duration(args.duration, "--duration", positive=True), http_port=t.ports.http, https_port=t.ports.https,
-                    ca_file=str(state.ca_path(t.lab)), user_classes=tuple(args.user_class or ()),
-                    processes=args.processes, web_port=args.web)
+    spec = LoadSpec(
+        name=args.run_name or f"load-{t.lab}",
+        users=args.users,
+        spawn_rate=args.spawn_rate,
+        duration=parse_duration(args.duration, "--duration", positive=True),
+        http_port=t.ports.http,
+        https_port=t.ports.https,
+        ca_file=str(state.ca_path(t.lab)),
+        user_classes=tuple(args.user_class or ()),
+        processes=args.processes,
+        web_port=args.web,
+    )
     result = run_load(spec, say=say)
     files = build_report(result.run_dir, query=lab_query(t))
     return _finish(args, files)
@@ -31,12 +43,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     return _finish(args, build_report(args.run_dir))
 
 
-def _finish(args: argparse.Namespace, files) -> int:
+def _finish(args: argparse.Namespace, files: ReportFiles) -> int:
     r = files.result
-    emit(args, r.to_dict() | {"report": str(files.html)},
-         "\n".join([f"{o.name}: {o.status} ({len(o.violations)} violations of {o.checked})" for o in r.outcomes]
-                   + [f"requests {r.requests}, failed {r.failed}, acknowledged writes {r.acks}",
-                      f"report: {files.html}"]))
+    emit(
+        args,
+        r.to_dict() | {"report": str(files.html)},
+        "\n".join(
+            [f"{o.name}: {o.status} ({len(o.violations)} violations of {o.checked})" for o in r.outcomes]
+            + [f"requests {r.requests}, failed {r.failed}, acknowledged writes {r.acks}", f"report: {files.html}"]
+        ),
+    )
     return 0 if r.passed else 3
 
 
