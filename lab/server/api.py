@@ -26,6 +26,7 @@ from .heap import Allocation, OutOfMemory
 from .pool import PoolExhausted
 from .processes import no_session_error
 from .resources import AGENT, BY_COLLECTION, RESOURCE_TYPES, ResourceType, is_transitioning
+from .responses import error_response, json_response
 
 if TYPE_CHECKING:
     from .node import Node
@@ -33,18 +34,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("halab.api")
 
 MAX_BODY = 1 << 20
-JSON = "application/json"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # The request's working-memory allocations (heap.py); the middleware and handler share one task.
 _ALLOCATIONS: contextvars.ContextVar[list[Allocation]] = contextvars.ContextVar("allocations")
-
-
-def json_response(body: bytes, status: int = 200) -> web.Response:
-    return web.Response(body=body, status=status, content_type=JSON)
-
-
-def error_response(e: ApiError) -> web.Response:
-    return json_response(gdapi.dumps(e.body()), e.status)
 
 
 _HTTP_CODES = {

@@ -260,7 +260,8 @@ def heartbeat(conn: Any, uuid: str, name: str, ip: str | None, data: Mapping[str
 
 def remove(conn: Any, member: Member) -> bool:
     with conn.cursor() as cur:
-        return cur.execute("DELETE FROM cluster WHERE id = %s AND heartbeat = %s", (member.id, member.heartbeat)) == 1
+        deleted: int = cur.execute("DELETE FROM cluster WHERE id = %s AND heartbeat = %s", (member.id, member.heartbeat))
+        return deleted == 1
 
 
 def _load(raw: str | None) -> Mapping[str, Any]:

@@ -116,7 +116,7 @@ class Held:
             log.info("could not release lock %s now; it expires with the session", self._lock.path)
 
 
-class ConnectTimeoutHandler(SequentialThreadingHandler):
+class ConnectTimeoutHandler(SequentialThreadingHandler):  # type: ignore[misc]  # kazoo ships no type hints
     """kazoo's handler with a bound on each TCP connect. kazoo gives a connect the whole session
     timeout, so a reconnect that draws a member cut off behind a DROP rule hangs that long while the
     reachable members already serve again (docs/survivability.md, the leader-side blackout)."""
@@ -203,7 +203,7 @@ class Coordinator:
 
     @property
     def connected(self) -> bool:
-        return self.client.state == KazooState.CONNECTED
+        return bool(self.client.state == KazooState.CONNECTED)
 
     def session_id(self) -> int | None:
         if self.client.state != KazooState.CONNECTED:

@@ -15,8 +15,8 @@ from typing import Any, Mapping
 
 from aiohttp import web
 
-from .api import error_response
 from .gdapi import ApiError
+from .responses import error_response
 
 SHUTDOWN_TIMEOUT = 60.0  # web.TCPSite's default: in-flight requests may finish
 

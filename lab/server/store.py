@@ -133,7 +133,8 @@ def read_row(conn: Any, rt: ResourceType, row_id: int, for_update: bool = False)
     sql = f"SELECT * FROM `{rt.table}` WHERE id = %s AND {where}" + (" FOR UPDATE" if for_update else "")
     with conn.cursor(pymysql.cursors.DictCursor) as cur:
         cur.execute(sql, [row_id, *args])
-        return cur.fetchone()
+        row: Row | None = cur.fetchone()
+        return row
 
 
 def exists(conn: Any, rt: ResourceType, row_id: int) -> bool:
