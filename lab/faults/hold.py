@@ -152,5 +152,5 @@ class StartWatcher:
         try:
             event = json.loads(line)
             self.handle(event["Actor"]["Attributes"].get("com.docker.compose.service", ""), event["Action"])
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - one odd event line must not end the watcher
             self.say(f"fault watcher of {self.t.lab}: {type(exc).__name__}: {exc}")

@@ -13,7 +13,8 @@ import contextvars
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -50,7 +51,7 @@ _HTTP_CODES = {
 
 
 class Api:
-    def __init__(self, node: "Node") -> None:
+    def __init__(self, node: Node) -> None:
         self.node = node
         self._bases: dict[tuple[str, str, str, str], str] = {}
         self._v1 = gdapi.dumps(gdapi.api_version())
@@ -129,7 +130,7 @@ class Api:
             response = error_response(ApiError(503, "DATABASE_UNAVAILABLE", str(e)))
         except NoQuorum as e:
             response = error_response(no_session_error(self.node.cfg.profile.lock_no_session_status, str(e)))
-        except Exception:  # noqa: BLE001 - answer 500 and keep serving
+        except Exception:  # answer 500 and keep serving (logged with its traceback)
             log.exception("unhandled error on %s %s", request.method, request.path)
             response = error_response(ApiError(500, "SERVER_ERROR", "internal error"))
         finally:
@@ -266,7 +267,7 @@ class Api:
         if parent is not None:
             f = rt.field(parent[1])
             assert f is not None
-            q = store.ListQuery(q.conditions + (store.Condition(f, "eq", request.match_info["id"]),),
+            q = store.ListQuery((*q.conditions, store.Condition(f, "eq", request.match_info["id"])),
                                 q.sort, q.order, q.limit, q.offset)
         rows, more = await self.node.db.run(store.list_rows, rt, q)
         base = self.base(request)
@@ -274,16 +275,16 @@ class Api:
         data = [gdapi.resource_body(rt, store.values(rt, row, self.node.ctx), base) for row in rows]
         keep = [(k, v) for k, v in params if k not in ("marker", "sort", "order")]
         pagination = {
-            "first": gdapi.query_url(url, keep + [("sort", q.sort), ("order", q.order)]) if q.offset else None,
+            "first": gdapi.query_url(url, [*keep, ("sort", q.sort), ("order", q.order)]) if q.offset else None,
             "previous": None,
-            "next": gdapi.query_url(url, keep + [("sort", q.sort), ("order", q.order), ("marker", f"m{q.offset + q.limit}")]) if more else None,
+            "next": gdapi.query_url(url, [*keep, ("sort", q.sort), ("order", q.order), ("marker", f"m{q.offset + q.limit}")]) if more else None,
             "limit": q.limit,
             "total": None,
             "partial": more,
         }
         if q.offset:
             prev = max(0, q.offset - q.limit)
-            pagination["previous"] = gdapi.query_url(url, keep + [("sort", q.sort), ("order", q.order), ("marker", f"m{prev}")])
+            pagination["previous"] = gdapi.query_url(url, [*keep, ("sort", q.sort), ("order", q.order), ("marker", f"m{prev}")])
         reverse = "desc" if q.order == "asc" else "asc"
         filters: dict[str, Any] = {f.name: None for f in rt.all_fields() if f.filter}
         for c in q.conditions:
@@ -295,7 +296,7 @@ class Api:
             sort_links={s: gdapi.query_url(url, [("sort", s)]) for s in store.SORTABLE},
             pagination=pagination,
             sort={"name": q.sort, "order": q.order,
-                  "reverse": gdapi.query_url(url, keep + [("sort", q.sort), ("order", reverse)])},
+                  "reverse": gdapi.query_url(url, [*keep, ("sort", q.sort), ("order", reverse)])},
             filters=filters,
         )
         return json_response(self._account(gdapi.dumps(body)))

@@ -179,14 +179,14 @@ class ClusterManager:
     def _db_job(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         try:
             return self._call(fn, args)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - any failure ends the manager, named
             if not is_connection_error(e):
                 raise ManagerExit(f"{type(e).__name__}: {e}") from None
         # database/sql retries a statement once on a new connection when the pooled one is dead.
         self._conn = None
         try:
             return self._call(fn, args)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - any failure ends the manager, named
             raise ManagerExit(f"{type(e).__name__}: {e}") from None
 
     def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:

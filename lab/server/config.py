@@ -8,8 +8,9 @@ from __future__ import annotations
 import os
 import re
 import socket
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from . import cluster, profiles
 from .profiles import DEFAULT_PROFILE, Profile, profile

@@ -19,12 +19,13 @@ import asyncio
 import logging
 import threading
 import time
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
 
 from kazoo.client import KazooClient, KazooState
-from kazoo.handlers.threading import SequentialThreadingHandler
 from kazoo.exceptions import KazooException, LockTimeout, NoNodeError, NotEmptyError
+from kazoo.handlers.threading import SequentialThreadingHandler
 from kazoo.recipe.lock import Lock
 from kazoo.retry import KazooRetry
 
@@ -48,7 +49,7 @@ def lock_path(rtype: str, rid: int) -> str:
 
 
 class Fence:
-    def __init__(self, coord: "Coordinator", session_id: int, enforced: bool) -> None:
+    def __init__(self, coord: Coordinator, session_id: int, enforced: bool) -> None:
         self._coord = coord
         self.session_id = session_id
         self.enforced = enforced
@@ -178,10 +179,8 @@ class Coordinator:
         self.client.add_listener(self._on_state)
         self.client.start_async()
         old.remove_listener(self._on_state)
-        try:
+        with suppress(KazooException):
             old.close()
-        except KazooException:
-            pass
         return True
 
     def connection_stopped(self) -> bool:
@@ -235,7 +234,7 @@ class Coordinator:
 
     # -- locks ---------------------------------------------------------------------------------
 
-    def acquire(self, rtype: str, rid: int, timeout: float, blocking: bool = True) -> "Held":
+    def acquire(self, rtype: str, rid: int, timeout: float, blocking: bool = True) -> Held:
         """Take `/cattle/locks/<rtype>/<rid>`; raises NoQuorum or LockBusy if it cannot."""
         if not self.connected:
             raise NoQuorum("no ZooKeeper session")
@@ -276,10 +275,8 @@ class Coordinator:
 
     def ensure(self, rtype: str, rid: int) -> None:
         """Create the resource's lock directory so that it can be watched."""
-        try:
+        with suppress(KazooException):
             self.client.ensure_path(lock_path(rtype, rid))
-        except KazooException:
-            pass
 
     def watch(self, rtype: str, rid: int, on_change: Callable[[], None]) -> bool:
         """One-shot watch on the resource's lock directory: any writer of the resource creates

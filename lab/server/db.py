@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, TypeVar
+from contextlib import suppress
+from typing import Any, TypeVar
 
 import pymysql
 
@@ -144,10 +146,8 @@ class Database:
             conn.ping(reconnect=False)
             return conn
         except Exception:  # noqa: BLE001 - any failure means: replace it
-            try:
+            with suppress(Exception):
                 conn.close()
-            except Exception:  # noqa: BLE001
-                pass
             return self._open()
 
     async def run_system(self, fn: Callable[..., T], *args: Any) -> T:
@@ -163,10 +163,8 @@ class Database:
         except BaseException as e:
             if is_connection_error(e):
                 self._system_conn = None
-                try:
+                with suppress(Exception):
                     conn.close()
-                except Exception:  # noqa: BLE001
-                    pass
                 if not isinstance(e, DatabaseError):
                     raise DatabaseUnavailable(f"database connection failed: {_describe(e)}") from None
             else:
@@ -180,7 +178,5 @@ class Database:
 
 
 def _rollback_quietly(conn: Conn) -> None:
-    try:
+    with suppress(Exception):  # the original error matters, not this one
         conn.rollback()
-    except Exception:  # noqa: BLE001 - the original error matters, not this one
-        pass

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 from urllib.parse import urlencode
 
 from .resources import RESOURCE_TYPES, ResourceType

@@ -7,8 +7,9 @@ checked later, inside the write's transaction.
 from __future__ import annotations
 
 import uuid as uuidlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .gdapi import ApiError
 from .resources import RESOURCE_TYPES, Field, ResourceType

@@ -11,7 +11,8 @@ factory it gives `loop.create_server` builds `GdapiProtocol` connections. Checke
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from aiohttp import web
 

@@ -45,7 +45,7 @@ Heap model: {mem['pressure'] * 100:.0f}% of {mem['budgetBytes'] // (1 << 20)} Mi
 """
 
 
-def app(node: "Node") -> web.Application:
+def app(node: Node) -> web.Application:
     async def index(request: web.Request) -> web.Response:
         return web.Response(text=render_html(node.status()), content_type="text/html")
 

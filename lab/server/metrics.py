@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -60,7 +60,7 @@ class RequestMetrics:
             "# TYPE cattle_http_request_duration_seconds histogram",
         ]
         running = 0
-        for bound, n in zip(BUCKETS, self.bucket_counts):
+        for bound, n in zip(BUCKETS, self.bucket_counts, strict=False):  # the last count is +Inf's
             running += n
             out.append(f"cattle_http_request_duration_seconds_bucket{_labels([('node', node), ('le', repr(bound))])} {running}")
         running += self.bucket_counts[-1]

@@ -21,7 +21,8 @@ import socket
 import sys
 import time
 import uuid as uuidlib
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -38,7 +39,7 @@ from .metrics import Gauge, RequestMetrics, render_gauges
 from .migrations import MigrationLockTimeout, MySQLLockStore, migrate
 from .processes import EVENTS, ProcessEngine
 from .redisbus import EventBus, parse_hosts
-from .state import Health, HAStateMachine
+from .state import HAStateMachine, Health
 
 log = logging.getLogger("halab.node")
 

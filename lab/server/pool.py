@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
+from contextlib import suppress
 from dataclasses import dataclass
-from typing import Callable, Deque, Generic, TypeVar
+from typing import Generic, TypeVar
 
 C = TypeVar("C")
 
@@ -62,7 +64,7 @@ class BoundedPool(Generic[C]):
         self._idle: list[_Idle[C]] = []
         self._size = 0  # open connections plus those being opened
         # A waiter's future gets a connection, or None meaning "a slot is yours: open one".
-        self._waiters: Deque[asyncio.Future[C | None]] = collections.deque()
+        self._waiters: collections.deque[asyncio.Future[C | None]] = collections.deque()
         self._exhausted = 0
         self._closed = False
 
@@ -148,10 +150,8 @@ class BoundedPool(Generic[C]):
         self._idle.append(_Idle(conn, time.monotonic()))
 
     def _close_quietly(self, conn: C) -> None:
-        try:
+        with suppress(Exception):  # a broken connection may fail to close; it is gone either way
             self._close(conn)
-        except Exception:  # noqa: BLE001 - a broken connection may fail to close; it is gone either way
-            pass
 
     def close(self) -> None:
         self._closed = True

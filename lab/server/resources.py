@@ -7,8 +7,9 @@ UI's "Stack" is the API's `environment`. Ids are cattle-style strings: a type pr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 # States in which a resource is "transitioning" (a process is under way).
 TRANSITIONING_STATES = frozenset({"requested", "registering", "activating", "updating", "removing"})
@@ -97,7 +98,7 @@ class ResourceType:
 
     def all_fields(self) -> tuple[Field, ...]:
         if not self.common:
-            return (Field("id", "string", "id", nullable=False),) + self.fields
+            return (Field("id", "string", "id", nullable=False), *self.fields)
         common = _common_fields(self.account_scoped)
         names = {f.name for f in self.fields}
         return tuple(f for f in common if f.name not in names) + self.fields

@@ -10,8 +10,9 @@ import calendar
 import datetime as dt
 import json
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import pymysql
 
@@ -185,7 +186,7 @@ def parse_list_query(rt: ResourceType, params: Sequence[tuple[str, str]]) -> Lis
             if key.endswith("_ne"):
                 name, modifier = key[:-3], "ne"
             f = rt.field(name)
-            if f is None or not f.filter or not f.column and f.name != "id":
+            if f is None or not f.filter or (not f.column and f.name != "id"):
                 continue  # gdapi ignores unknown filters
             conds.append(Condition(f, modifier, value))
     return ListQuery(tuple(conds), sort, order, limit, offset)

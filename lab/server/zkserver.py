@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 from .config import Config
 from .profiles import Profile
