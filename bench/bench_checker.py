@@ -10,8 +10,8 @@ ops whose outcome the client never learns (half of them land, possibly after the
 Wall-clock seconds (time.perf_counter) of check_linearizable and check_sessions on that history,
 the median of `--repeat` runs, nothing else running in this process; then the same history with
 one op corrupted (a read of a value never written, a stale read, a refused cas reported ok), to
-time finding and shrinking a violation. Target (issue 13): a decision on the 20,000-op history in 10 s or less on the 2-core
-machine.
+time finding and shrinking a violation. Target (issue 13): a decision on the 20,000-op history in
+10 s or less on the 2-core machine.
 """
 
 from __future__ import annotations
@@ -36,8 +36,7 @@ def in_flight(history: list[Op]) -> float:
     ok = [op for op in history if op.type == "ok"]
     starts = sorted(op.invoke for op in ok)
     ends = sorted(op.complete for op in ok)
-    return statistics.mean(bisect.bisect_right(starts, op.invoke) - bisect.bisect_left(ends, op.invoke)
-                           for op in ok)
+    return statistics.mean(bisect.bisect_right(starts, op.invoke) - bisect.bisect_left(ends, op.invoke) for op in ok)
 
 
 def timed_check(history: list[Op], repeat: int, max_seconds: float) -> tuple[float, LinearizabilityResult]:
@@ -61,8 +60,11 @@ def corrupt(history: list[Op], kind: str) -> list[Op]:
     victim = reads[len(reads) // 2]
     value: Payload = "never-written"
     if kind == "stale":
-        before = [op for op in history if op.key == victim.key and op.f == "write" and op.type == "ok"
-                  and op.complete < victim.invoke]
+        before = [
+            op
+            for op in history
+            if op.key == victim.key and op.f == "write" and op.type == "ok" and op.complete < victim.invoke
+        ]
         value = before[-3].value
     return [replace(op, value=value) if op is victim else op for op in history]
 
@@ -80,31 +82,39 @@ def main() -> None:
 
     print(f"machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.platform()}")
     start = time.perf_counter()
-    history = simulate_register(random.Random(args.seed), ops=args.ops, keys=args.keys, clients=args.clients,
-                                info_rate=args.info)
+    history = simulate_register(
+        random.Random(args.seed), ops=args.ops, keys=args.keys, clients=args.clients, info_rate=args.info
+    )
     types = {t: sum(op.type == t for op in history) for t in ("ok", "fail", "info")}
-    print(f"history: {len(history)} ops over {args.keys} keys by {args.clients} clients, {types}, "
-          f"{in_flight(history):.1f} ok ops in flight on average; generated in "
-          f"{time.perf_counter() - start:.2f} s (seed {args.seed})")
+    print(
+        f"history: {len(history)} ops over {args.keys} keys by {args.clients} clients, {types}, "
+        f"{in_flight(history):.1f} ok ops in flight on average; generated in "
+        f"{time.perf_counter() - start:.2f} s (seed {args.seed})"
+    )
 
     seconds, result = timed_check(history, args.repeat, args.max_seconds)
-    print(f"linearizability: {result.valid}, {result.ops} ok ops checked over {len(result.keys)} keys, "
-          f"{result.states} states explored, {seconds:.2f} s (median of {args.repeat}; "
-          f"budget {args.max_seconds:g} s)")
+    print(
+        f"linearizability: {result.valid}, {result.ops} ok ops checked over {len(result.keys)} keys, "
+        f"{result.states} states explored, {seconds:.2f} s (median of {args.repeat}; "
+        f"budget {args.max_seconds:g} s)"
+    )
 
     start = time.perf_counter()
     sessions = check_sessions(history, version_order=result.version_order(history))
-    print(f"session checks: {sessions.valid}, {sessions.reads} reads and cas, {sessions.counts()}, "
-          f"{time.perf_counter() - start:.2f} s")
+    print(
+        f"session checks: {sessions.valid}, {sessions.reads} reads and cas, {sessions.counts()}, "
+        f"{time.perf_counter() - start:.2f} s"
+    )
 
     for kind in ("never-written", "stale", "cas"):
         seconds, bad = timed_check(corrupt(history, kind), 1, args.max_seconds)
         detail = ""
         for key in bad.violations():
-            detail = (f"; witness {len(key.witness)} ops (minimal: {key.witness_minimal}): "
-                      f"{key.explanation}")
-        print(f"corrupted ({kind}): {bad.valid}, {bad.states} states, {seconds:.2f} s including the "
-              f"witness search{detail}")
+            detail = f"; witness {len(key.witness)} ops (minimal: {key.witness_minimal}): {key.explanation}"
+        print(
+            f"corrupted ({kind}): {bad.valid}, {bad.states} states, {seconds:.2f} s including the "
+            f"witness search{detail}"
+        )
 
 
 if __name__ == "__main__":

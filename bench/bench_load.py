@@ -32,23 +32,24 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from lab import faults  # noqa: E402
+from lab.chaos.watch import Watch  # noqa: E402
 from lab.cluster import lifecycle, probes, state  # noqa: E402
-from lab.record.checker import per_second  # noqa: E402
-from lab.record.history import HISTORY_FILE, load_run  # noqa: E402
-from lab.core.durations import parse_duration  # noqa: E402
-from lab.record.load import LoadSpec, LoadRun, make_run_dir, run_load  # noqa: E402
 from lab.cluster.preflight import free_ports  # noqa: E402
 from lab.cluster.state import unique_lab_name  # noqa: E402
-from lab.record.report import build_report  # noqa: E402
 from lab.cluster.topology import Topology, make_topology  # noqa: E402
-from lab.chaos.watch import Watch  # noqa: E402
+from lab.core.durations import parse_duration  # noqa: E402
+from lab.record.checker import per_second  # noqa: E402
+from lab.record.history import HISTORY_FILE, load_run  # noqa: E402
+from lab.record.load import LoadRun, LoadSpec, make_run_dir, run_load  # noqa: E402
+from lab.record.report import build_report  # noqa: E402
 
 ENDPOINT = "/v1/projects"
 ENDPOINT_LOCUSTFILE = str(REPO / "loadtests" / "endpoint.py")
@@ -67,12 +68,20 @@ def steady(run_dir: Path) -> dict[str, float]:
     }
 
 
-def endpoint_run(name: str, base_url: str, users: int, duration: float, env: dict[str, str],
-                 processes: int = 1) -> dict[str, float]:
+def endpoint_run(
+    name: str, base_url: str, users: int, duration: float, env: dict[str, str], processes: int = 1
+) -> dict[str, float]:
     port = int(base_url.rsplit(":", 1)[1])
-    spec = LoadSpec(name=name, users=users, spawn_rate=users, duration=duration, http_port=port,
-                    locustfile=ENDPOINT_LOCUSTFILE, processes=processes,
-                    env={"HALAB_ENDPOINT": ENDPOINT, **env})
+    spec = LoadSpec(
+        name=name,
+        users=users,
+        spawn_rate=users,
+        duration=duration,
+        http_port=port,
+        locustfile=ENDPOINT_LOCUSTFILE,
+        processes=processes,
+        env={"HALAB_ENDPOINT": ENDPOINT, **env},
+    )
     return steady(run_load(spec, say=print).run_dir)
 
 
@@ -97,23 +106,39 @@ def bench_overhead(t: Topology, direct: str | None, users: int, rate: float, dur
 
 def bench_wrk(t: Topology, conns: int, duration: float) -> dict[str, Any]:
     url = f"http://127.0.0.1:{t.ports.http}{ENDPOINT}"
-    out = subprocess.run(["wrk", "-t2", f"-c{conns}", f"-d{int(duration)}s", url], capture_output=True, text=True,
-                         timeout=duration + 60, check=True).stdout
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{conns}", f"-d{int(duration)}s", url],
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+        check=True,
+    ).stdout
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if not m:
         raise SystemExit(f"cannot read wrk's rate from:\n{out}")
     wrk_rps = float(m.group(1))
     locust = endpoint_run("bench-wrk-locust", f"http://127.0.0.1:{t.ports.http}", conns, duration, {}, processes=2)
-    return {"connections": conns, "wrk_rps": wrk_rps, "locust": locust,
-            "locust_over_wrk": round(locust["rps"] / wrk_rps, 2)}
+    return {
+        "connections": conns,
+        "wrk_rps": wrk_rps,
+        "locust": locust,
+        "locust_over_wrk": round(locust["rps"] / wrk_rps, 2),
+    }
 
 
 def bench_kill(t: Topology, users: int, think: str, duration: float) -> dict[str, Any]:
     run_dir = make_run_dir("bench-kill-follower")
     ca = state.ca_path(t.lab)
-    spec = LoadSpec(name="bench-kill-follower", users=users, spawn_rate=users, duration=duration,
-                    http_port=t.ports.http, https_port=t.ports.https, ca_file=str(ca) if ca.exists() else None,
-                    env={"HALAB_WAIT": think})
+    spec = LoadSpec(
+        name="bench-kill-follower",
+        users=users,
+        spawn_rate=users,
+        duration=duration,
+        http_port=t.ports.http,
+        https_port=t.ports.https,
+        ca_file=str(ca) if ca.exists() else None,
+        env={"HALAB_WAIT": think},
+    )
     third = duration / 3
     # Watch probes every node into the run's history; the injector records the fault there.
     with Watch(t, run_dir, client=False), faults.Injector(t, history=run_dir / HISTORY_FILE, say=print) as nemesis:
@@ -147,8 +172,7 @@ def bench_kill(t: Topology, users: int, think: str, duration: float) -> dict[str
 def with_lab(name: str | None, nodes: int, work: Callable[[Topology], dict[str, Any]]) -> dict[str, Any]:
     if name:
         return work(state.load_topology(name))
-    t = make_topology(nodes, lab=unique_lab_name("benchload"),
-                      ports=free_ports())
+    t = make_topology(nodes, lab=unique_lab_name("benchload"), ports=free_ports())
     lifecycle.up(t, print)
     try:
         return work(t)
@@ -173,8 +197,12 @@ def main() -> None:
     only = set(args.only.split(","))
 
     def work(t: Topology) -> dict[str, Any]:
-        out: dict[str, Any] = {"machine": f"{platform.node()} {os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d"),
-                               "lab": t.lab, "nodes": t.size}
+        out: dict[str, Any] = {
+            "machine": f"{platform.node()} {os.cpu_count()} cores",
+            "date": time.strftime("%Y-%m-%d"),
+            "lab": t.lab,
+            "nodes": t.size,
+        }
         if "overhead" in only:
             out["overhead"] = bench_overhead(t, args.direct, args.rate_users, args.rate, duration)
         if "wrk" in only:

@@ -25,13 +25,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
-from helpers import http, wait_for  # noqa: E402
+from helpers import http, wait_for
 
-from lab.cluster import docker, lifecycle  # noqa: E402
-from lab.cluster.compose import container_name  # noqa: E402
-from lab.cluster.preflight import free_port, free_ports  # noqa: E402
-from lab.cluster.state import unique_lab_name  # noqa: E402
-from lab.cluster.topology import Sizing, make_topology  # noqa: E402
+from lab.cluster import docker, lifecycle
+from lab.cluster.compose import container_name
+from lab.cluster.preflight import free_port, free_ports
+from lab.cluster.state import unique_lab_name
+from lab.cluster.topology import Sizing, make_topology
 
 _RSS = r"""
 import glob, json
@@ -54,20 +54,28 @@ def rss(container: str) -> dict[str, int]:
 
 
 def cgroup_mem(container: str) -> str:
-    return docker.run(["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", container], "docker stats",
-                      timeout=60).strip()
+    return docker.run(
+        ["docker", "stats", "--no-stream", "--format", "{{.MemUsage}}", container], "docker stats", timeout=60
+    ).strip()
 
 
 def wrk(url: str, duration: int, connections: int) -> dict[str, float]:
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", url],
-        capture_output=True, text=True, timeout=duration + 60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+        check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
-    return {"rps": rps, "non2xx": float(errors.group(1)) if errors else 0.0,
-            "p50": _ms(lat.get("50", "0ms")), "p99": _ms(lat.get("99", "0ms"))}
+    return {
+        "rps": rps,
+        "non2xx": float(errors.group(1)) if errors else 0.0,
+        "p50": _ms(lat.get("50", "0ms")),
+        "p99": _ms(lat.get("99", "0ms")),
+    }
 
 
 def _ms(text: str) -> float:
@@ -86,20 +94,30 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("wrk is missing: apt-get install -y wrk", file=sys.stderr)
         return 2
-    t = make_topology(1, lab=unique_lab_name("bench"), ports=replace(free_ports(), direct=free_port()),
-                      sizing=Sizing(java_opts=f"-Xmx{args.xmx}"))
+    t = make_topology(
+        1,
+        lab=unique_lab_name("bench"),
+        ports=replace(free_ports(), direct=free_port()),
+        sizing=Sizing(java_opts=f"-Xmx{args.xmx}"),
+    )
     direct = f"http://127.0.0.1:{t.ports.direct}"
     try:
         lifecycle.up(t, say=lambda m: print(m, flush=True))
         container = container_name(t, "a1")
         status, _, project = http("POST", f"{direct}/v1/projects", {"name": "bench"})
         assert status == 201, project
-        wait_for("the bench project to be active",
-                 lambda: http("GET", f"{direct}/v1/projects/{project['id']}")[2]["state"] == "active", 15)
+        wait_for(
+            "the bench project to be active",
+            lambda: http("GET", f"{direct}/v1/projects/{project['id']}")[2]["state"] == "active",
+            15,
+        )
         for i in range(20):
             http("POST", f"{direct}/v1/projects", {"name": f"filler-{i}"})
-        wait_for("the fillers to be active", lambda: all(
-            p["state"] == "active" for p in http("GET", f"{direct}/v1/projects?limit=100")[2]["data"]), 15)
+        wait_for(
+            "the fillers to be active",
+            lambda: all(p["state"] == "active" for p in http("GET", f"{direct}/v1/projects?limit=100")[2]["data"]),
+            15,
+        )
         idle = rss(container)
         endpoints = {
             "GET /v1/projects/<id> (cache)": f"/v1/projects/{project['id']}",
@@ -116,8 +134,10 @@ def main() -> int:
     finally:
         lifecycle.down(t.lab)
 
-    print(f"\nOne node (-Xmx{args.xmx}), wrk -t2 -c{args.connections} -d{args.duration}s per endpoint, "
-          "API published on 127.0.0.1 (no load balancer); wrk, the node and MariaDB share this machine's cores.")
+    print(
+        f"\nOne node (-Xmx{args.xmx}), wrk -t2 -c{args.connections} -d{args.duration}s per endpoint, "
+        "API published on 127.0.0.1 (no load balancer); wrk, the node and MariaDB share this machine's cores."
+    )
     print(f"{'endpoint':38} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
     for label, r in results.items():
         print(f"{label:38} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['non2xx']:8.0f}")
@@ -127,15 +147,19 @@ def main() -> int:
 
     print("\nRSS (sum of VmRSS from /proc in the container):")
     for label, snap in (("idle", idle), ("after load", loaded)):
-        print(f"  {label:11} python3 {mib(snap, 'python3'):6.1f} MiB + ZooKeeper java {mib(snap, 'java'):6.1f} MiB"
-              f" = {mib(snap, 'python3', 'java'):6.1f} MiB (all processes {sum(snap.values()) / 1024:.1f} MiB)")
+        print(
+            f"  {label:11} python3 {mib(snap, 'python3'):6.1f} MiB + ZooKeeper java {mib(snap, 'java'):6.1f} MiB"
+            f" = {mib(snap, 'python3', 'java'):6.1f} MiB (all processes {sum(snap.values()) / 1024:.1f} MiB)"
+        )
     print(f"  docker stats (cgroup, includes page cache): {cgroup}")
     heap = re.search(r'cattle_heap_pressure\{node="a1"\} ([\d.]+)', metrics)
     print(f"  heap model pressure at the end: {heap.group(1) if heap else '?'}")
     worst = min(r["rps"] for label, r in results.items() if "MySQL" not in label)
     total = mib(loaded, "python3", "java")
-    print(f"\nsimple reads: min {worst:.0f} req/s (target >= 1000): {'OK' if worst >= 1000 else 'BELOW TARGET'}; "
-          f"RSS {total:.0f} MiB (target <= 300 MB): {'OK' if total * 1.048576 <= 300 else 'ABOVE TARGET'}")
+    print(
+        f"\nsimple reads: min {worst:.0f} req/s (target >= 1000): {'OK' if worst >= 1000 else 'BELOW TARGET'}; "
+        f"RSS {total:.0f} MiB (target <= 300 MB): {'OK' if total * 1.048576 <= 300 else 'ABOVE TARGET'}"
+    )
     return 0
 
 

@@ -24,8 +24,7 @@ from lab.cluster.topology import make_topology
 
 
 def time_up(nodes: int) -> float:
-    t = make_topology(nodes, lab=unique_lab_name("bench"),
-                      ports=free_ports())
+    t = make_topology(nodes, lab=unique_lab_name("bench"), ports=free_ports())
     try:
         start = time.monotonic()
         lifecycle.up(t)
@@ -37,9 +36,22 @@ def time_up(nodes: int) -> float:
 def time_cold_build() -> float:
     start = time.monotonic()
     for spec in images.IMAGES:
-        subprocess.run(["docker", "build", "--no-cache", "-q", "-t", images.content_tag(spec), "-f",
-                        str(spec.dockerfile), str(spec.context)], check=True, capture_output=True,
-                       env={**os.environ, "DOCKER_BUILDKIT": "0"})
+        subprocess.run(
+            [
+                "docker",
+                "build",
+                "--no-cache",
+                "-q",
+                "-t",
+                images.content_tag(spec),
+                "-f",
+                str(spec.dockerfile),
+                str(spec.context),
+            ],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "DOCKER_BUILDKIT": "0"},
+        )
     return time.monotonic() - start
 
 
@@ -50,11 +62,17 @@ def main() -> None:
     ap.add_argument("--cold", action="store_true", help="also time a cold build of every image")
     args = ap.parse_args()
     images.build(print)
-    result: dict = {"machine": f"{platform.node()} {os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d"),
-                    "up_to_healthy_s": {}}
+    result: dict = {
+        "machine": f"{platform.node()} {os.cpu_count()} cores",
+        "date": time.strftime("%Y-%m-%d"),
+        "up_to_healthy_s": {},
+    }
     for n in (int(x) for x in args.sizes.split(",")):
         runs = [time_up(n) for _ in range(args.repeat)]
-        result["up_to_healthy_s"][n] = {"runs": [round(r, 1) for r in runs], "median": round(statistics.median(runs), 1)}
+        result["up_to_healthy_s"][n] = {
+            "runs": [round(r, 1) for r in runs],
+            "median": round(statistics.median(runs), 1),
+        }
         print(f"{n} node(s): up to healthy {runs} s", flush=True)
     if args.cold:
         result["cold_build_s"] = round(time_cold_build(), 1)

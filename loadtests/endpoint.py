@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import os
 
-from locust import FastHttpUser, constant, constant_throughput, task
-
 import recording  # noqa: F401  (registers the history hook)
+from locust import FastHttpUser, constant, constant_throughput, task
 
 PATH = os.environ.get("HALAB_ENDPOINT", "/v1/projects")
 RATE = float(os.environ.get("HALAB_RATE", "0"))

@@ -23,12 +23,12 @@ import os
 import random
 import ssl
 import uuid as uuidlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from locust import FastHttpUser, between, constant_pacing, task
-
 from recording import Ack, Api
 
 HTTP_URL = os.environ.get("HALAB_HTTP_URL", "http://127.0.0.1:80")
@@ -113,8 +113,11 @@ class ApiUser(FastHttpUser):
     @task(1)
     def churn_stack(self) -> None:
         # Never delete a stack with services: that would remove them behind the ledger's back.
-        self.churn("environment", lambda: self.create("environment", {}),
-                   [s for s in self.mine("environment", settled=True) if s.id not in self.stack_of.values()])
+        self.churn(
+            "environment",
+            lambda: self.create("environment", {}),
+            [s for s in self.mine("environment", settled=True) if s.id not in self.stack_of.values()],
+        )
 
     @task(3)
     def churn_service(self) -> None:
@@ -122,8 +125,10 @@ class ApiUser(FastHttpUser):
             stacks = self.mine("environment", settled=True)
             if stacks:
                 stack = random.choice(stacks)
-                made = self.create("service", {"environmentId": stack.id, "scale": 1,
-                                               "launchConfig": {"imageUuid": "docker:nginx:1.25"}})
+                made = self.create(
+                    "service",
+                    {"environmentId": stack.id, "scale": 1, "launchConfig": {"imageUuid": "docker:nginx:1.25"}},
+                )
                 if made:
                     self.stack_of[made.id] = stack.id
             elif not self.mine("environment"):
@@ -137,8 +142,17 @@ class ApiUser(FastHttpUser):
         if ready:
             o = random.choice(ready)
             name = f"halab-{o.type}-{fresh_uuid()[:8]}"
-            self.observe(o, self.api.call("PUT", o.path, f"/v1/{COLLECTIONS[o.type]}/[id]", {"name": name},
-                                          Ack("update", o.type, o.uuid, name), resource_id=o.id))
+            self.observe(
+                o,
+                self.api.call(
+                    "PUT",
+                    o.path,
+                    f"/v1/{COLLECTIONS[o.type]}/[id]",
+                    {"name": name},
+                    Ack("update", o.type, o.uuid, name),
+                    resource_id=o.id,
+                ),
+            )
 
     def churn(self, type_: str, make: Callable[[], Any], deletable: list[Owned] | None = None) -> None:
         """Below OWNED resources of a type make one, at OWNED delete the oldest settled one."""
@@ -166,8 +180,9 @@ class ApiUser(FastHttpUser):
         del self.owned[o.type][o.id]
         self.settled.discard(o.id)
         self.stack_of.pop(o.id, None)
-        self.api.call("DELETE", o.path, f"/v1/{COLLECTIONS[o.type]}/[id]", ack=Ack("delete", o.type, o.uuid),
-                      resource_id=o.id)
+        self.api.call(
+            "DELETE", o.path, f"/v1/{COLLECTIONS[o.type]}/[id]", ack=Ack("delete", o.type, o.uuid), resource_id=o.id
+        )
 
 
 def lab_tls_context() -> ssl.SSLContext:
@@ -198,14 +213,23 @@ class AgentUser(FastHttpUser):
 
     def register(self) -> None:
         token_uuid = fresh_uuid()
-        token = self.api.call("POST", "/v1/registrationtokens", "/v1/registrationtokens", {"uuid": token_uuid},
-                              Ack("create", "registrationToken", token_uuid))
+        token = self.api.call(
+            "POST",
+            "/v1/registrationtokens",
+            "/v1/registrationtokens",
+            {"uuid": token_uuid},
+            Ack("create", "registrationToken", token_uuid),
+        )
         if not token or not token.get("token"):
             return
         host_uuid = fresh_uuid()
-        reg = self.api.call("POST", f"/v1/scripts/{token['token']}", "/v1/scripts/[token]",
-                            {"hostname": f"halab-agent-{host_uuid[:8]}", "uuid": host_uuid},
-                            Ack("create", "host", host_uuid, id_key="hostId"))
+        reg = self.api.call(
+            "POST",
+            f"/v1/scripts/{token['token']}",
+            "/v1/scripts/[token]",
+            {"hostname": f"halab-agent-{host_uuid[:8]}", "uuid": host_uuid},
+            Ack("create", "host", host_uuid, id_key="hostId"),
+        )
         if reg and reg.get("agentId"):
             self.agent_id = reg["agentId"]
             self.auth = (reg["accessKey"], reg["secretKey"])
@@ -218,9 +242,17 @@ class AgentUser(FastHttpUser):
         if self.agent_id is None:
             self.register()
         elif self.agent_uuid is None:
-            agent = self.api.call("GET", f"/v1/agents/{self.agent_id}", "/v1/agents/[id]", auth=self.auth,
-                                  resource_id=self.agent_id)
+            agent = self.api.call(
+                "GET", f"/v1/agents/{self.agent_id}", "/v1/agents/[id]", auth=self.auth, resource_id=self.agent_id
+            )
             self.agent_uuid = (agent or {}).get("uuid")
         else:
-            self.api.call("POST", self.checkin_path, "/v1/agents/[id]?action=checkin", {},
-                          Ack("checkin", "agent", self.agent_uuid), resource_id=self.agent_id, auth=self.auth)
+            self.api.call(
+                "POST",
+                self.checkin_path,
+                "/v1/agents/[id]?action=checkin",
+                {},
+                Ack("checkin", "agent", self.agent_uuid),
+                resource_id=self.agent_id,
+                auth=self.auth,
+            )

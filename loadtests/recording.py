@@ -135,8 +135,9 @@ class Api:
         unreadable, because the server has committed it.
         """
         context = {"write": ack is not None, "uuid": ack.uuid if ack else None, "resource_id": resource_id}
-        with self.client.request(method, path, name=name, json=body, auth=auth, context=context,
-                                 catch_response=True) as resp:
+        with self.client.request(
+            method, path, name=name, json=body, auth=auth, context=context, catch_response=True
+        ) as resp:
             if not 200 <= resp.status_code < 300:
                 return None  # the context manager marks it failed
             try:
@@ -157,7 +158,16 @@ class Api:
         if rec is None:
             return
         t0 = meta["start_time"]
-        rec.ledger.append(LedgerEntry(
-            t0=t0, t1=t0 + meta["response_time"] / 1000.0, op=ack.op, type=ack.type, id=rid, uuid=ack.uuid,
-            node=node, value=ack.value, worker=rec.worker,
-        ))
+        rec.ledger.append(
+            LedgerEntry(
+                t0=t0,
+                t1=t0 + meta["response_time"] / 1000.0,
+                op=ack.op,
+                type=ack.type,
+                id=rid,
+                uuid=ack.uuid,
+                node=node,
+                value=ack.value,
+                worker=rec.worker,
+            )
+        )
