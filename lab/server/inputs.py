@@ -21,6 +21,8 @@ class Changes:
     data: dict[str, Any] = field(default_factory=dict)
     # (referenced type, row id, field name) to check inside the transaction
     refs: list[tuple[ResourceType, int, str]] = field(default_factory=list)
+    # column -> value the row must hold for an update to apply (the lab's compare-and-set)
+    expect: dict[str, Any] = field(default_factory=dict)
 
 
 def _check(f: Field, value: Any) -> Any:
@@ -93,6 +95,12 @@ def for_create(rt: ResourceType, body: Any, default_account: int | None) -> Chan
     return changes
 
 
+# A lab extension cattle did not have: `{"halabExpect": {"description": "old"}, "description": "new"}`
+# applies only while the row still holds "old" (else 409 ExpectationFailed): a real compare-and-set
+# for the register workload. Plain columns only, which a row compares without decoding `data`.
+EXPECT = "halabExpect"
+
+
 def for_update(rt: ResourceType, body: Any) -> Changes:
     if not isinstance(body, Mapping):
         raise ApiError(422, "InvalidFormat", "the request body must be a JSON object")
@@ -100,4 +108,12 @@ def for_update(rt: ResourceType, body: Any) -> Changes:
     for f in rt.all_fields():
         if f.update and f.name in body:
             _put(changes, f, _check(f, body[f.name]))
+    expect = body.get(EXPECT, {})
+    if not isinstance(expect, Mapping):
+        raise ApiError(422, "InvalidFormat", f"{EXPECT} must be a JSON object", field_name=EXPECT)
+    for name, value in expect.items():
+        compared = rt.field(name)
+        if compared is None or not compared.update or compared.column is None or compared.reference is not None:
+            raise ApiError(422, "InvalidOption", f"{EXPECT} cannot compare {name!r}", field_name=EXPECT)
+        changes.expect[compared.column] = None if value is None else _check(compared, value)
     return changes

@@ -126,6 +126,12 @@ class ProcessEngine:
             if state in _TRANSITIONING or state == "removed":
                 raise ApiError(409, "InvalidState", f"{rt.name} {rt.format_id(row_id)} is {state}",
                                "wait until it is no longer transitioning")
+            if changes is not None:
+                # The compare-and-set: checked on the row this transaction locked FOR UPDATE.
+                for column, expected in changes.expect.items():
+                    if row.get(column) != expected:
+                        raise ApiError(409, "ExpectationFailed",
+                                       f"{rt.name} {rt.format_id(row_id)} {column} is not {expected!r}")
             columns: dict[str, Any] = {"state": _FLOW[action][0]}
             if changes is not None:
                 self._check_refs(conn, changes)
