@@ -327,7 +327,8 @@ def make_topology(
     where: str = "--nodes",
 ) -> Topology:
     """Validate user input and build a Topology. Every error is a BadInput naming its source."""
-    if isinstance(nodes, str) and re.fullmatch(r"\s*-?[0-9]+\s*", nodes):  # not isdigit(): int() refuses '³'
+    # not isdigit(): int() refuses '³'; not \s: int() refuses the separators \x1c-\x1f that \s matches
+    if isinstance(nodes, str) and re.fullmatch(r"[ \t]*-?[0-9]+[ \t]*", nodes):
         nodes = int(nodes)
     if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes not in SUPPORTED_SIZES:
         raise _size_error(nodes, where)
