@@ -6,6 +6,8 @@
   `HALAB_CA_FILE`): gets a registration token, registers a host through its registration URL,
   then checks in every `HALAB_CHECKIN` seconds with the agent credentials it was given. Without a
   CA file the class is abstract: agents never fall back to unverified TLS.
+- `RegisterUser` (registers.py): reads, writes and compare-and-sets a few projects' descriptions,
+  recorded as register operations for the linearizability and session checkers.
 
 Every create carries a fresh client-chosen uuid, so each acknowledged write can be found in MySQL;
 recording.py turns each request into a history record and each acknowledged write into a ledger
@@ -30,6 +32,7 @@ from urllib.parse import urlsplit
 
 from locust import FastHttpUser, between, constant_pacing, task
 from recording import Ack, Api
+from registers import RegisterUser  # noqa: F401  (the register workload, mixed in with these users)
 
 HTTP_URL = os.environ.get("HALAB_HTTP_URL", "http://127.0.0.1:80")
 HTTPS_URL = os.environ.get("HALAB_HTTPS_URL", "https://127.0.0.1:443")

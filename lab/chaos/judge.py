@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lab.core.errors import BadInput
+from lab.record import registers
 from lab.record.checker import CheckConfig, CheckResult, DbSnapshot, Query, check, fetch_snapshot
 from lab.record.history import History, load_run, write_json
 
@@ -45,13 +46,27 @@ def judge(
     directory; without, use the snapshot saved there before, if any."""
     run = Path(run_dir)
     history = load_run(run) if history is None else history
+    ops = registers.load_ops(run)
+    if ops is None and _ran_registers(run):
+        ops = []  # the register workload ran but recorded nothing: nothing checked must not pass
     snapshot: DbSnapshot | None = None
     if query is not None:
         snapshot = fetch_snapshot(query, history)
+        if ops:
+            rows = registers.fetch_rows(query, ops)
+            snapshot = DbSnapshot(snapshot.fetched_at, {**snapshot.tables, registers.ROWS_TABLE: rows})
         write_json(run / SNAPSHOT_FILE, snapshot.to_dict())
     elif (run / SNAPSHOT_FILE).exists():
         snapshot = DbSnapshot.from_dict(_read_json(run / SNAPSHOT_FILE))
-    return Judgement(history, snapshot, check(history, snapshot, config or CheckConfig()))
+    return Judgement(history, snapshot, check(history, snapshot, config or CheckConfig(), ops))
+
+
+def _ran_registers(run: Path) -> bool:
+    """The run's Locust load included RegisterUser (every user class, unless it named some)."""
+    if not (run / "load.json").exists():
+        return False
+    classes = (_read_json(run / "load.json").get("spec") or {}).get("user_classes") or ()
+    return not classes or "RegisterUser" in classes
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -12,10 +12,14 @@ if TYPE_CHECKING:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
+    from lab.chaos import claims
+    from lab.chaos.faultlog import record_faults
     from lab.chaos.judge import lab_query
+    from lab.chaos.watch import Watch
     from lab.cluster import docker, state
     from lab.core.durations import parse_duration
-    from lab.record.load import LoadSpec, run_load
+    from lab.record.checker import CheckConfig
+    from lab.record.load import LoadSpec, make_run_dir, run_load
     from lab.record.report import build_report
 
     docker.require_docker()
@@ -32,8 +36,16 @@ def cmd_load(args: argparse.Namespace) -> int:
         processes=args.processes,
         web_port=args.web,
     )
-    result = run_load(spec, say=say)
-    files = build_report(result.run_dir, query=lab_query(t))
+    objective = claims.load().objective
+    run_dir = make_run_dir(spec.name)
+    # The nodes are probed all along (fencing and detection need it) and faults applied from another
+    # shell are taken from the lab's fault log: the run judges everything that happened to the lab.
+    with Watch(t, run_dir, client=False):
+        result = run_load(spec, run_dir, say=say)
+    for f in record_faults(run_dir, t.lab, result.started, result.ended):
+        say(f"fault {f.id} ({f.fault} {' '.join(f.targets)}) happened during the run")
+    config = CheckConfig(slo=objective.success, objective_success=objective.success, objective_after=objective.after)
+    files = build_report(result.run_dir, query=lab_query(t), config=config)
     return _finish(args, files)
 
 
@@ -64,7 +76,7 @@ def add_commands(command: AddCommand) -> None:
     sp.add_argument("--duration", default="20s", help="always bounded, e.g. 20s, 2m")
     sp.add_argument("--processes", type=int, default=1, help="Locust worker processes (distributed mode if > 1)")
     sp.add_argument("--web", type=int, metavar="PORT", help="also serve Locust's web UI on 127.0.0.1:PORT")
-    sp.add_argument("--user-class", action="append", help="ApiUser and/or AgentUser (default: both)")
+    sp.add_argument("--user-class", action="append", help="ApiUser, AgentUser and/or RegisterUser (default: all)")
     sp.add_argument("--run-name", help="name of the run directory under runs/")
 
     sp = command("report", cmd_report, "rebuild a run's report (HTML, PNG, JSON, JUnit) from its recorded files")

@@ -53,6 +53,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from lab.record.history import FaultRecord, History, LedgerEntry, ProbeRecord, RequestRecord
+from lab.record.ops import Op
+from lab.record.registers import ROWS_TABLE, RegisterReport, check_registers
 
 # gdapi type -> the cattle table that stores it.
 TYPE_TABLES: Mapping[str, str] = {
@@ -82,6 +84,10 @@ class CheckConfig:
     stable_seconds: float = 3.0  # failure-free seconds that mark a recovery
     max_probe_gap: float = 3.0  # bracketing probes further apart than this prove nothing
     tail: float = 10.0  # seconds after a heal still counted in a fault's window
+    # The availability objective (scenarios/claims.yaml): from `objective_after` seconds after each
+    # fault's start on, at least `objective_success` of requests succeed. None: not judged.
+    objective_success: float | None = None
+    objective_after: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -164,10 +170,12 @@ class CheckResult:
     failed_idempotent: int
     acks: int
     config: CheckConfig = field(default_factory=CheckConfig)
+    registers: RegisterReport | None = None
 
     @property
     def passed(self) -> bool:
-        return all(o.status != "failed" for o in self.outcomes)
+        """Every check ran and passed: a skipped check proves nothing, so it cannot pass a run."""
+        return bool(self.outcomes) and all(o.status == "passed" for o in self.outcomes)
 
     def outcome(self, name: str) -> Outcome:
         return next(o for o in self.outcomes if o.name == name)
@@ -388,6 +396,38 @@ def _stuck_check(history: History, db: DbSnapshot | None, bound: float) -> Outco
     return _outcome(name, checked, stuck)
 
 
+def _availability_check(history: History, cfg: CheckConfig) -> Outcome:
+    """Requests outside each fault's first `objective_after` seconds, against `objective_success`."""
+    name = "availability_objective"
+    success = cfg.objective_success or 0.0
+    graces = [(f.t0, f.t0 + cfg.objective_after) for f in history.faults]
+    judged = [r for r in history.requests if not any(a <= r.t0 < b for a, b in graces)]
+    if not judged:
+        return Outcome(name, "failed", note="nothing checked: no request outside the faults' first seconds")
+    ok = sum(r.ok for r in judged)
+    note = f"{ok} of {len(judged)} succeeded ({ok / len(judged):.2%}), objective {success:.2%}"
+    if ok >= success * len(judged):
+        return Outcome(name, "passed", len(judged), note=note)
+    failed = next(r for r in judged if not r.ok)
+    return Outcome(name, "failed", len(judged), (Violation("requests", failed.t0, note),), note)
+
+
+def _register_checks(ops: Sequence[Op], db: DbSnapshot | None) -> tuple[tuple[Outcome, ...], RegisterReport]:
+    """Linearizability and session guarantees of the register workload; nothing checked fails."""
+    report = check_registers(ops, db.tables.get(ROWS_TABLE) if db is not None else None)
+    outcomes = []
+    for name, valid, checked in (
+        ("linearizable_registers", report.linearizable, report.ops_checked),
+        ("session_guarantees", report.sessions, report.reads_checked),
+    ):
+        found = [f for f in report.findings if f.check == name]
+        violations = tuple(Violation(f.key, f.t, f"{f.kind}: {f.detail}") for f in found)
+        status = "passed" if valid == "ok" else "failed"
+        note = f"{len(ops)} register ops recorded, {valid}" if valid != "ok" else ""
+        outcomes.append(Outcome(name, status, checked, violations, note))
+    return tuple(outcomes), report
+
+
 def _outcome(name: str, checked: int, violations: list[Violation], note: str = "") -> Outcome:
     return Outcome(name, "failed" if violations else "passed", checked, tuple(violations), note)
 
@@ -496,8 +536,11 @@ def _fault_stats(
 # ----------------------------------------------------------------------------- entry point
 
 
-def check(history: History, db: DbSnapshot | None, config: CheckConfig = CheckConfig()) -> CheckResult:
-    """Every verdict and figure for one run. `db` None skips the checks that need rows."""
+def check(
+    history: History, db: DbSnapshot | None, config: CheckConfig = CheckConfig(), ops: Sequence[Op] | None = None
+) -> CheckResult:
+    """Every verdict and figure for one run. `db` None skips the checks that need rows; `ops` (the
+    register workload's history, even empty) adds its checks."""
     if db is None:
         present = Outcome("acknowledged_writes_present", "skipped", note="no database snapshot")
         duplicated = Outcome("no_duplicated_writes", "skipped", note="no database snapshot")
@@ -505,13 +548,19 @@ def check(history: History, db: DbSnapshot | None, config: CheckConfig = CheckCo
         present, duplicated = _write_checks(history, db)
     fencing, fenced = _fencing_check(history, config.max_probe_gap)
     stuck = _stuck_check(history, db, config.stuck_after)
+    extra: tuple[Outcome, ...] = ()
+    registers = None
+    if ops is not None:
+        extra, registers = _register_checks(ops, db)
+    if config.objective_success is not None:
+        extra += (_availability_check(history, config),)
 
     seconds = per_second(history.requests)
     by_t = {s.t: s for s in seconds}
     failed = [r for r in history.requests if not r.ok]
     budget = (1.0 - config.slo) * len(history.requests) or None
     return CheckResult(
-        outcomes=(present, duplicated, fencing, stuck),
+        outcomes=(present, duplicated, fencing, stuck, *extra),
         faults=tuple(_fault_stats(f, history, by_t, fenced, budget, config) for f in history.faults),
         seconds=seconds,
         requests=len(history.requests),
@@ -519,4 +568,5 @@ def check(history: History, db: DbSnapshot | None, config: CheckConfig = CheckCo
         failed_idempotent=sum(r.idempotent for r in failed),
         acks=len(history.acks),
         config=config,
+        registers=registers,
     )

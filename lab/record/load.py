@@ -6,8 +6,8 @@ blocking call behind `halab load`. Either way Locust runs headless (or with its 
 after which its process group is killed, so no load outlives its bound.
 
 What a run leaves in its directory `runs/<UTC timestamp>-<name>/` (see docs/architecture.md):
-`history.jsonl` and `ledger.jsonl` (merged from the per-process files the locustfile writes under
-`parts/`), Locust's `locust_stats.csv`, `locust_stats_history.csv`, `locust_failures.csv`,
+`history.jsonl`, `ledger.jsonl` and `ops.jsonl` (merged from the per-process files the
+locustfile writes under `parts/`), Locust's `locust_stats.csv`, `locust_stats_history.csv`, `locust_failures.csv`,
 `locust_exceptions.csv` and `locust.html`, its log `locust.log` (and console `locust.out`), and
 `load.json` (the spec, the command and how it ended).
 """
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from lab.core import paths
 from lab.core.errors import BadInput, RuntimeFailure
-from lab.record import history
+from lab.record import history, registers
 
 REPO = paths.ROOT
 DEFAULT_LOCUSTFILE = paths.LOADTESTS / "rancher.py"
@@ -160,6 +160,7 @@ class LoadResult:
     stopped_early: bool  # stop() was called before Locust's own --run-time ended it
     killed: bool  # at the hard deadline, or because it ignored stop()'s SIGINT
     records: int  # history and ledger records merged from the per-process parts
+    ops: int = 0  # register operations merged into ops.jsonl (loadtests/registers.py)
 
     @property
     def ok(self) -> bool:
@@ -276,6 +277,7 @@ class LoadRun:
             self._watchdog.cancel()
         killed = killed or self._deadline_hit
         records = history.merge_parts(self.run_dir)
+        ops = registers.merge_ops(self.run_dir)
         self.result = LoadResult(
             run_dir=self.run_dir,
             returncode=None if killed else proc.returncode,
@@ -284,6 +286,7 @@ class LoadRun:
             stopped_early=self._stop_requested,
             killed=killed,
             records=records,
+            ops=ops,
         )
         history.write_json(
             self.run_dir / "load.json",
@@ -293,7 +296,8 @@ class LoadRun:
                 "result": {**asdict(self.result), "run_dir": str(self.run_dir)},
             },
         )
-        self.say(f"load: ended ({'killed' if killed else f'exit {self.result.returncode}'}), {records} records")
+        how = "killed" if killed else f"exit {self.result.returncode}"
+        self.say(f"load: ended ({how}), {records} records, {ops} register ops")
         return self.result
 
 

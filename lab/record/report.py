@@ -348,6 +348,27 @@ small{color:#757575}
 """
 
 
+def _registers_html(result: CheckResult) -> str:
+    """The register workload: what was checked, anomalies by kind, indeterminate writes, witnesses."""
+    r = result.registers
+    if r is None:
+        return ""
+    by_type = ", ".join(f"{n} {t}" for t, n in sorted(r.by_type.items())) or "none"
+    anomalies = ", ".join(f"{k} {n}" for k, n in r.anomalies.items())
+    resolved = ", ".join(f"{k} {n}" for k, n in r.indeterminate.items())
+    witnesses = "".join(
+        f"<details><summary>{html.escape(f.check)}: {html.escape(f.kind)} on {html.escape(f.key)}</summary>"
+        f"<p>{html.escape(f.detail)}</p><pre>{html.escape(chr(10).join(f.witness))}</pre></details>"
+        for f in r.findings[:50]
+    )
+    return (
+        f"<h2>Registers</h2><p>{r.ops} register operations ({html.escape(by_type)}). Linearizability: "
+        f"{html.escape(r.linearizable)}, {r.ops_checked} operations checked. Session guarantees: "
+        f"{html.escape(r.sessions)}, {r.reads_checked} reads checked; anomalies: {html.escape(anomalies)}. "
+        f"Indeterminate writes: {html.escape(resolved)}.</p>{witnesses}\n"
+    )
+
+
 def report_html(
     run_name: str,
     history: History,
@@ -360,6 +381,8 @@ def report_html(
     span = history.span
     t_ref = math.floor(span[0]) if span else 0.0
     verdict = "passed" if result.passed else "failed"
+    unproven = [o.name for o in result.outcomes if o.status == "skipped"]
+    why = f" ({', '.join(unproven)} skipped: a check that did not run proves nothing)" if unproven else ""
     checks = _table(
         ("check", "status", "checked", "violations", "note"),
         [
@@ -401,11 +424,11 @@ def report_html(
 <html lang="en"><head><meta charset="utf-8"><title>ha-lab run {html.escape(run_name)}</title>
 <style>{_CSS}</style></head><body>
 <h1>ha-lab run {html.escape(run_name)}</h1>
-<p class="verdict">Verdict: {_status(verdict)}</p>
+<p class="verdict">Verdict: {_status(verdict)}{html.escape(why)}</p>
 <p>{html.escape(totals)}</p>
 <h2>Checks</h2>{checks}
 {"<ul>" + "".join(violations) + "</ul>" if violations else ""}
-{nodes}<h2>Faults</h2>{faults}
+{_registers_html(result)}{nodes}<h2>Faults</h2>{faults}
 <p><small>Times in seconds from the run's first record. Time to detect: fault start to the first probe
 that saw a node leave <i>active</i>. Time to recover: fault start to the first success after which
 clients saw no failure for {result.config.stable_seconds:g} s. Error budget: failed requests in the window
