@@ -18,8 +18,17 @@ def requests(fail_from: float = 10.0, fail_until: float = 11.5) -> list[RequestR
     for i in range(300):
         t0 = T + i / 10
         failed = fail_from <= i / 10 < fail_until
-        out.append(RequestRecord(t0=t0, t1=t0 + 0.02, method="GET", name="/v1/projects", status=503 if failed else 200,
-                                 ok=not failed, node="a1"))
+        out.append(
+            RequestRecord(
+                t0=t0,
+                t1=t0 + 0.02,
+                method="GET",
+                name="/v1/projects",
+                status=503 if failed else 200,
+                ok=not failed,
+                node="a1",
+            )
+        )
     return out
 
 
@@ -30,14 +39,23 @@ def probes(a2_down_from: float = 10.5, a2_up_from: float = 15.5) -> list[ProbeRe
         t0 = T + k / 2
         for node in NODES:
             down = node == "a2" and a2_down_from <= k / 2 < a2_up_from
-            out.append(ProbeRecord(t0=t0, t1=t0 + 0.05, node=node, ping=None if down else 200,
-                                   state=None if down else "active", zk_mode="follower"))
+            out.append(
+                ProbeRecord(
+                    t0=t0,
+                    t1=t0 + 0.05,
+                    node=node,
+                    ping=None if down else 200,
+                    state=None if down else "active",
+                    zk_mode="follower",
+                )
+            )
     return out
 
 
 def ack(t0: float, uuid: str, op: str = "create", node: str = "a1", value: str | None = None) -> LedgerEntry:
-    return LedgerEntry(t0=T + t0, t1=T + t0 + 0.1, op=op, type="project", id=f"1a-{uuid}", uuid=uuid, node=node,
-                       value=value)
+    return LedgerEntry(
+        t0=T + t0, t1=T + t0 + 0.1, op=op, type="project", id=f"1a-{uuid}", uuid=uuid, node=node, value=value
+    )
 
 
 ACKS = [
@@ -55,8 +73,11 @@ def row(uuid: str, name: str = "p", removed: object = "NULL", state: str = "acti
 
 
 def snapshot(rows: list[dict] | None = None, processes: list[dict] | None = None) -> DbSnapshot:
-    rows = rows if rows is not None else [row("u1", "renamed"), row("u2"), row("u3"),
-                                          row("u4", removed=str(T + 17.5), state="removed")]
+    rows = (
+        rows
+        if rows is not None
+        else [row("u1", "renamed"), row("u2"), row("u3"), row("u4", removed=str(T + 17.5), state="removed")]
+    )
     return DbSnapshot(fetched_at=T + 40, tables={"account": rows, "process_instance": processes or []})
 
 
@@ -102,10 +123,19 @@ def test_a_lost_update_and_a_lost_delete_are_caught():
 
 
 def test_an_update_followed_by_an_indeterminate_one_is_not_judged_by_its_value():
-    timed_out = RequestRecord(t0=T + 5, t1=T + 65, method="PUT", name="/v1/projects/[id]", status=0, ok=False,
-                              write=True, uuid="u1", error="timeout")
+    timed_out = RequestRecord(
+        t0=T + 5,
+        t1=T + 65,
+        method="PUT",
+        name="/v1/projects/[id]",
+        status=0,
+        ok=False,
+        write=True,
+        uuid="u1",
+        error="timeout",
+    )
     rows = [row("u1", "whatever the timed-out PUT set"), row("u2"), row("u3"), row("u4", removed=str(T + 18))]
-    result = check(history(requests=requests() + [timed_out]), snapshot(rows))
+    result = check(history(requests=[*requests(), timed_out]), snapshot(rows))
     assert result.outcome("acknowledged_writes_present").status == "passed"
 
 
@@ -117,7 +147,7 @@ def test_a_row_removed_without_any_delete_is_a_lost_write():
 def test_a_write_acknowledged_by_a_fenced_node_is_caught():
     fenced = ack(12.0, "u5", node="a2")  # a2 unreachable from 10.5 to 15.5
     rows = snapshot().tables["account"] + [row("u5")]
-    result = check(history(acks=ACKS + [fenced]), snapshot(rows))
+    result = check(history(acks=[*ACKS, fenced]), snapshot(rows))
     assert violations(result, "no_writes_acknowledged_by_fenced_nodes") == ["u5"]
     assert result.faults[0].fenced_acks == 1
     assert not result.passed
@@ -127,7 +157,7 @@ def test_fencing_is_only_claimed_when_the_probes_prove_it():
     fenced = ack(12.0, "u5", node="a2")
     # One probe saw a2 active during the ack: it may have been active at that moment.
     seen_active = ProbeRecord(t0=T + 12.05, t1=T + 12.06, node="a2", ping=200, state="active")
-    result = check(history(acks=[fenced], probes=probes() + [seen_active]), None)
+    result = check(history(acks=[fenced], probes=[*probes(), seen_active]), None)
     assert result.outcome("no_writes_acknowledged_by_fenced_nodes").status == "passed"
     # Bracketing probes too far apart: not judged either way.
     sparse = [p for p in probes() if p.node != "a2" or p.t0 in (T + 11.0, T + 14.0)]
@@ -148,12 +178,30 @@ def test_an_ack_during_the_transition_is_not_a_violation():
 
 def test_stuck_processes_are_caught_and_old_ones_ignored():
     processes = [
-        {"id": "1", "process_name": "project.create", "resource_type": "project", "resource_id": "5",
-         "start_time": str(T + 1), "end_time": str(T + 1.3)},
-        {"id": "2", "process_name": "project.remove", "resource_type": "project", "resource_id": "7",
-         "start_time": str(T + 5), "end_time": "NULL"},  # still running 35 s later
-        {"id": "3", "process_name": "project.create", "resource_type": "project", "resource_id": "1",
-         "start_time": str(T - 500), "end_time": "NULL"},  # before this run
+        {
+            "id": "1",
+            "process_name": "project.create",
+            "resource_type": "project",
+            "resource_id": "5",
+            "start_time": str(T + 1),
+            "end_time": str(T + 1.3),
+        },
+        {
+            "id": "2",
+            "process_name": "project.remove",
+            "resource_type": "project",
+            "resource_id": "7",
+            "start_time": str(T + 5),
+            "end_time": "NULL",
+        },  # still running 35 s later
+        {
+            "id": "3",
+            "process_name": "project.create",
+            "resource_type": "project",
+            "resource_id": "1",
+            "start_time": str(T - 500),
+            "end_time": "NULL",
+        },  # before this run
     ]
     result = check(history(), snapshot(processes=processes), CheckConfig(stuck_after=30))
     assert violations(result, "no_stuck_processes") == ["2"]
@@ -212,8 +260,10 @@ def test_no_probes_no_detection():
 
 
 def test_per_second_buckets_by_start_and_fills_gaps():
-    reqs = [RequestRecord(t0=T + x, t1=T + x + lat, method="GET", name="/", status=200, ok=True)
-            for x, lat in ((0.1, 0.010), (0.2, 0.020), (0.9, 0.030), (2.5, 0.5))]
+    reqs = [
+        RequestRecord(t0=T + x, t1=T + x + lat, method="GET", name="/", status=200, ok=True)
+        for x, lat in ((0.1, 0.010), (0.2, 0.020), (0.9, 0.030), (2.5, 0.5))
+    ]
     s = per_second(reqs)
     assert [x.total for x in s] == [3, 0, 1]
     assert s[0].p50 == pytest.approx(20.0) and s[0].p99 == pytest.approx(30.0)
@@ -232,4 +282,6 @@ def test_fetch_snapshot_asks_for_exactly_the_acknowledged_uuids():
     assert all(f"'{u}'" in account_sql for u in ("u1", "u2", "u3", "u4"))
     assert any("FROM process_instance" in q for q in asked)
     assert snap.fetched_at == T + 40 and snap.tables["account"] == [row("u1", "renamed")]
-    assert DbSnapshot.from_dict(snap.to_dict()) == DbSnapshot(snap.fetched_at, {k: tuple(v) for k, v in snap.tables.items()})
+    assert DbSnapshot.from_dict(snap.to_dict()) == DbSnapshot(
+        snap.fetched_at, {k: tuple(v) for k, v in snap.tables.items()}
+    )

@@ -11,16 +11,21 @@ import pytest
 from lab.chaos import claims
 from lab.chaos.claims import DEGRADED, OUTAGE, SURVIVES, Objective, expect, predict
 from lab.chaos.placement import leader_of
+from lab.cluster.topology import majority, make_topology
 from lab.core.errors import BadInput
 from lab.faults import make_spec
-from lab.cluster.topology import majority, make_topology
 from lab.server.profiles import RANCHER_1_0, TUNED
 
 
 def test_the_shipped_claims_load_and_quote_the_guide():
     c = claims.load()
-    assert {x.id for x in c.claims} >= {"one-node-not-ha", "three-nodes-any-one-host", "five-nodes-any-two-hosts",
-                                        "split-majority-side-survives", "database-single-point-of-failure"}
+    assert {x.id for x in c.claims} >= {
+        "one-node-not-ha",
+        "three-nodes-any-one-host",
+        "five-nodes-any-two-hosts",
+        "split-majority-side-survives",
+        "database-single-point-of-failure",
+    }
     # shared/ lies beside the work tree (and beside CI's clone)
     guide = claims.DEFAULT_CLAIMS.parent.parent.parent / "shared/seed/rancher-ha-v1.0-install-doc.md"
     if guide.exists():
@@ -51,8 +56,9 @@ def test_cases_tell_leader_and_follower_apart_and_five_nodes_get_every_pair_with
     assert {"kill-leader", "kill-follower", "pause-leader", "pause-follower"} <= ids
     pairs = [i for i in ids if i.startswith("kill-") and i.count("+") == 1 and "leader+" not in i]
     assert len(pairs) == 20  # 10 pairs, each with the leader inside and outside
-    assert {i.split("@")[0] for i in pairs} == {f"kill-{a}+{b}" for a, b in
-                                                itertools.combinations(make_topology(5).node_names, 2)}
+    assert {i.split("@")[0] for i in pairs} == {
+        f"kill-{a}+{b}" for a, b in itertools.combinations(make_topology(5).node_names, 2)
+    }
     assert all(i.endswith(("@leader-inside", "@leader-outside")) for i in pairs)
     assert "kill-leader+2-followers" in ids and cs["kill-leader+2-followers"].leader_on == frozenset()
     for split in ("split-dc-a|dc-b", "split-dc-a>dc-b", "split-dc-b>dc-a"):
@@ -71,11 +77,14 @@ def test_a_pair_places_the_leader_among_the_pair_or_among_the_rest():
     assert inside.claims == outside.claims == ("five-nodes-any-two-hosts",)
 
 
-@pytest.mark.parametrize("size,layout,minority,majority_side", [
-    (3, None, {"b1"}, {"a1", "a2"}),
-    (5, None, {"b1", "b2"}, {"a1", "a2", "a3"}),
-    (5, "dc-a:2,dc-b:3", {"a1", "a2"}, {"b1", "b2", "b3"}),  # the first datacenter is the smaller side
-])
+@pytest.mark.parametrize(
+    "size,layout,minority,majority_side",
+    [
+        (3, None, {"b1"}, {"a1", "a2"}),
+        (5, None, {"b1", "b2"}, {"a1", "a2", "a3"}),
+        (5, "dc-a:2,dc-b:3", {"a1", "a2"}, {"b1", "b2", "b3"}),  # the first datacenter is the smaller side
+    ],
+)
 def test_a_split_places_the_leader_on_the_smaller_or_the_larger_side(size, layout, minority, majority_side):
     t = make_topology(size, layout=layout, db_dc="dc-b" if layout else None)
     cs = {c.id: c for c in claims.cases(claims.load(), t)}
@@ -103,9 +112,19 @@ def test_one_node_has_no_follower_and_no_split_and_shares_its_past_tolerance_cas
 
 def test_three_nodes_cases_by_name():
     ids = {c.id for c in claims.cases(claims.load(), make_topology(3))}
-    assert ids == {"kill-leader", "kill-follower", "pause-leader", "pause-follower", "kill-leader+follower", "kill-db",
-                   *(f"{s}@leader-{w}" for s in ("split-dc-a|dc-b", "split-dc-a>dc-b", "split-dc-b>dc-a")
-                     for w in ("minority", "majority"))}
+    assert ids == {
+        "kill-leader",
+        "kill-follower",
+        "pause-leader",
+        "pause-follower",
+        "kill-leader+follower",
+        "kill-db",
+        *(
+            f"{s}@leader-{w}"
+            for s in ("split-dc-a|dc-b", "split-dc-a>dc-b", "split-dc-b>dc-a")
+            for w in ("minority", "majority")
+        ),
+    }
 
 
 # ------------------------------------------------------------------------------- the model
@@ -129,13 +148,16 @@ def test_a_split_that_loses_the_leader_still_survives_on_tuned_nodes():
     assert predict(make_topology(3), [SPLIT], TUNED, Objective(), leader_lost=True).outcome == SURVIVES
 
 
-@pytest.mark.parametrize("profile,objective,outcome", [
-    (RANCHER_1_0, Objective(), DEGRADED),
-    (RANCHER_1_0, Objective(after=10), DEGRADED),  # syncLimit 5 x 2000 ms = 10 s: not before the objective's 10 s
-    (RANCHER_1_0, Objective(after=10.5), SURVIVES),
-    (TUNED, Objective(), SURVIVES),  # 4 x 500 ms = 2 s
-    (TUNED, Objective(after=2), DEGRADED),
-])
+@pytest.mark.parametrize(
+    "profile,objective,outcome",
+    [
+        (RANCHER_1_0, Objective(), DEGRADED),
+        (RANCHER_1_0, Objective(after=10), DEGRADED),  # syncLimit 5 x 2000 ms = 10 s: not before the objective's 10 s
+        (RANCHER_1_0, Objective(after=10.5), SURVIVES),
+        (TUNED, Objective(), SURVIVES),  # 4 x 500 ms = 2 s
+        (TUNED, Objective(after=2), DEGRADED),
+    ],
+)
 def test_losing_the_leader_degrades_when_followers_notice_too_late_for_the_objective(profile, objective, outcome):
     t = make_topology(3)
     p = predict(t, [make_spec("kill", ["a1"])], profile, objective, leader_lost=True)
@@ -158,7 +180,7 @@ def test_the_database_on_the_minority_side_is_an_outage_on_every_profile(profile
 @pytest.mark.parametrize("size", [1, 3, 5])
 def test_killing_past_the_tolerance_is_an_outage_on_every_profile(profile, size):
     t = make_topology(size)
-    down = t.node_names[:size // 2 + 1]
+    down = t.node_names[: size // 2 + 1]
     p = predict(t, [make_spec("kill", down)], profile, Objective(), leader_lost=True)
     assert p.outcome == OUTAGE and p.expectation.failed == frozenset(down)
     assert predict(t, [make_spec("kill", ["db"])], profile, Objective(), leader_lost=False).outcome == OUTAGE
@@ -167,7 +189,10 @@ def test_killing_past_the_tolerance_is_an_outage_on_every_profile(profile, size)
 def test_predicted_text_puts_the_leader_where_the_case_does():
     cs3 = {c.id: c for c in claims.cases(claims.load(), make_topology(3))}
     old, tuned = make_topology(3), make_topology(3, profile="tuned")
-    assert claims.predicted_text(old, cs3["kill-follower"], Objective()) == "survives (a2, b1 keep a quorum and the database)"
+    assert (
+        claims.predicted_text(old, cs3["kill-follower"], Objective())
+        == "survives (a2, b1 keep a quorum and the database)"
+    )
     assert claims.predicted_text(old, cs3["kill-leader"], Objective()).startswith("degraded (the leader is lost")
     assert claims.predicted_text(tuned, cs3["kill-leader"], Objective()).startswith("survives")
     assert claims.predicted_text(old, cs3["split-dc-a|dc-b@leader-majority"], Objective()).startswith("degraded (b1 ")
@@ -181,14 +206,17 @@ def test_predicted_text_puts_the_leader_where_the_case_does():
     assert claims.predicted_text(old5, cs5["kill-a1+b2@leader-inside"], Objective()).startswith("degraded")
 
 
-@pytest.mark.parametrize("modes,leader", [
-    ({"a1": "follower", "a2": "leader", "b1": "follower"}, "a2"),
-    ({"a1": "standalone"}, "a1"),
-    ({"a1": "leader", "a2": "leader", "b1": "follower"}, None),  # two leaders: not settled
-    ({"a1": "follower", "a2": "follower", "b1": "looking"}, None),
-    ({"a1": "follower", "a2": None, "b1": "leader"}, "b1"),
-    ({}, None),
-])
+@pytest.mark.parametrize(
+    "modes,leader",
+    [
+        ({"a1": "follower", "a2": "leader", "b1": "follower"}, "a2"),
+        ({"a1": "standalone"}, "a1"),
+        ({"a1": "leader", "a2": "leader", "b1": "follower"}, None),  # two leaders: not settled
+        ({"a1": "follower", "a2": "follower", "b1": "looking"}, None),
+        ({"a1": "follower", "a2": None, "b1": "leader"}, "b1"),
+        ({}, None),
+    ],
+)
 def test_leader_of_names_the_one_leader(modes, leader):
     assert leader_of(modes) == leader
 
@@ -204,15 +232,24 @@ def test_any_set_of_host_failures_survives_exactly_up_to_the_tolerance(size):
             assert e.active == (frozenset(t.node_names) - e.failed if e.outcome == SURVIVES else frozenset())
 
 
-@pytest.mark.parametrize("size,db_dc,active", [
-    (3, "dc-a", {"a1", "a2"}), (5, "dc-a", {"a1", "a2", "a3"}),
-    (3, "dc-b", set()), (5, "dc-b", set()),  # the database on the minority side: nobody serves
-    (3, "external", {"a1", "a2"}), (5, "external", {"a1", "a2", "a3"}),
-])
+@pytest.mark.parametrize(
+    "size,db_dc,active",
+    [
+        (3, "dc-a", {"a1", "a2"}),
+        (5, "dc-a", {"a1", "a2", "a3"}),
+        (3, "dc-b", set()),
+        (5, "dc-b", set()),  # the database on the minority side: nobody serves
+        (3, "external", {"a1", "a2"}),
+        (5, "external", {"a1", "a2", "a3"}),
+    ],
+)
 def test_split_keeps_the_majority_side_only_when_it_has_the_database(size, db_dc, active):
     t = make_topology(size, db_dc=db_dc)
-    for spec in (make_spec("split"), make_spec("split", sides=[["dc-b"], ["dc-a"]], one_way=True),
-                 make_spec("split", sides=[["dc-a"], ["dc-b"]], one_way=True)):
+    for spec in (
+        make_spec("split"),
+        make_spec("split", sides=[["dc-b"], ["dc-a"]], one_way=True),
+        make_spec("split", sides=[["dc-a"], ["dc-b"]], one_way=True),
+    ):
         e = expect(t, [spec])
         assert e.active == frozenset(active)
         assert e.fenced == frozenset(t.node_names) - e.active and not e.failed
@@ -264,6 +301,7 @@ def test_expected_text_hides_names_when_roles_decide_them():
 
 # ------------------------------------------------------------------------------- file errors
 
+
 def write(tmp_path, text: str):
     p = tmp_path / "claims.yaml"
     p.write_text(text)
@@ -290,16 +328,26 @@ def test_a_minimal_file_loads(tmp_path):
 
 
 def test_objective_leader_placements_and_profile_bounds_load(tmp_path):
-    text = GOOD.replace("guide: g.md", """guide: g.md
+    text = (
+        GOOD.replace(
+            "guide: g.md",
+            """guide: g.md
 objective: {after: 5, success: 0.95}
 bounds: {settle: 3, decide: 30}
 profiles:
   tuned: {bounds: {decide: 12}}
-  rancher-1.0: {}""").replace("      - hosts: 1", """      - hosts: 1
+  rancher-1.0: {}""",
+        )
+        .replace(
+            "      - hosts: 1",
+            """      - hosts: 1
         pick: every
         leader: [outside]
       - split: every
-        leader: minority""").replace("outcome: survives", "outcome: outage")
+        leader: minority""",
+        )
+        .replace("outcome: survives", "outcome: outage")
+    )
     c = claims.load(write(tmp_path, text))
     assert c.objective == Objective(after=5, success=0.95, window=Objective().window)
     assert c.claims[0].outcome == OUTAGE
@@ -308,55 +356,103 @@ profiles:
     assert c.bounds_for("tuned") == claims.Bounds(settle=3, decide=12)
     assert c.bounds_for("rancher-1.0") == c.bounds == claims.Bounds(settle=3, decide=30)
     ids = {x.id for x in claims.cases(c, make_topology(3))}
-    assert ids == {"kill-a1@leader-outside", "kill-a2@leader-outside", "kill-b1@leader-outside",
-                   "split-dc-a|dc-b@leader-minority", "split-dc-a>dc-b@leader-minority",
-                   "split-dc-b>dc-a@leader-minority"}
+    assert ids == {
+        "kill-a1@leader-outside",
+        "kill-a2@leader-outside",
+        "kill-b1@leader-outside",
+        "split-dc-a|dc-b@leader-minority",
+        "split-dc-a>dc-b@leader-minority",
+        "split-dc-b>dc-a@leader-minority",
+    }
 
 
 def test_leader_inside_a_whole_cluster_has_no_outside(tmp_path):
     text = GOOD.replace("sizes: [3]\n    tolerates: 1", "sizes: [1]").replace(
-        "      - hosts: 1", "      - hosts: 1\n        pick: every\n        leader: [inside, outside]")
+        "      - hosts: 1", "      - hosts: 1\n        pick: every\n        leader: [inside, outside]"
+    )
     cs = claims.cases(claims.load(write(tmp_path, text)), make_topology(1))
     assert [(c.id, c.leader_on) for c in cs] == [("kill-a1@leader-inside", {"a1"})]
 
 
-@pytest.mark.parametrize("old,new,match", [
-    ("tolerates: 1", "tolerates: 2", r"claims\[0\]\.tolerates: the claim says 3 nodes survive 2 host failure\(s\), "
-                                      r"but a ZooKeeper quorum of 2 of 3 survives 1"),
-    ("sizes: [3]", "sizes: [4]", r"claims\[0\]\.sizes\[0\]: 4 is not a supported cluster size"),
-    ("      - hosts: 1", "      - hosts: 1\n        colour: red", r"claims\[0\]\.cases\[0\]\.colour: unknown key"),
-    ("      - hosts: 1", "      - hosts: 2", r"claims\[0\]\.cases\[0\]\.pick: roles .* picks one host"),
-    ("      - hosts: 1", "      - hosts: 1\n        modes: [melt]",
-     r"claims\[0\]\.cases\[0\]\.modes\[0\]: 'melt' is not one of"),
-    ("      - hosts: 1", "      - split: some", r"claims\[0\]\.cases\[0\]\.split: 'some' is not one of every"),
-    ("      - hosts: 1", "      - hosts: 1\n        database: [kill]", r"exactly one of hosts, split, database"),
-    ("guide: g.md", "guide: g.md\nbounds: {fence: fast}", r"claims.yaml: bounds\.fence must be a number"),
-    ("    says:", "    sayz:", r"claims\[0\]\.sayz: unknown key"),
-    ("    outcome: survives\n", "", r"claims\[0\]\.outcome: missing"),
-    ("outcome: survives", "outcome: degraded", r"claims\[0\]\.outcome: 'degraded' is not one of survives, outage"),
-    ("outcome: survives", "outcome: [survives]", r"claims\[0\]\.outcome: \['survives'\] is not one of"),
-    ("      - hosts: 1", "      - hosts: 1\n        leader: [inside]",
-     r"claims\[0\]\.cases\[0\]\.leader: leader placement goes with pick: every"),
-    ("      - hosts: 1", "      - hosts: 2\n        pick: with-leader\n        leader: [outside]",
-     r"claims\[0\]\.cases\[0\]\.leader: leader placement goes with pick: every"),
-    ("      - hosts: 1", "      - hosts: 1\n        pick: every\n        leader: [minority]",
-     r"claims\[0\]\.cases\[0\]\.leader\[0\]: 'minority' is not one of inside, outside"),
-    ("      - hosts: 1", "      - split: every\n        leader: [inside]",
-     r"claims\[0\]\.cases\[0\]\.leader\[0\]: 'inside' is not one of minority, majority"),
-    ("guide: g.md", "guide: g.md\nobjective: {success: 1}",
-     r"claims.yaml: objective\.success: 1 is not a share between 0\.5 and 1"),
-    ("guide: g.md", "guide: g.md\nobjective: {success: 0.3}",
-     r"claims.yaml: objective\.success: 0\.3 is not a share between 0\.5 and 1"),
-    ("guide: g.md", "guide: g.md\nobjective: {success: 99}", r"claims.yaml: objective\.success: 99 is not a share"),
-    ("guide: g.md", "guide: g.md\nobjective: {after: -1}", r"claims.yaml: objective\.after: -1 is below the minimum"),
-    ("guide: g.md", "guide: g.md\nobjective: {after: soon}", r"claims.yaml: objective\.after must be a number"),
-    ("guide: g.md", "guide: g.md\nobjective: {patience: 3}", r"claims.yaml: objective\.patience: unknown key"),
-    ("guide: g.md", "guide: g.md\nprofiles: {rancher-2.0: {bounds: {decide: 9}}}",
-     r"claims.yaml: profiles\.rancher-2\.0: unknown key \(allowed here: rancher-1\.0, tuned\)"),
-    ("guide: g.md", "guide: g.md\nprofiles: {tuned: {decide: 9}}", r"claims.yaml: profiles\.tuned\.decide: unknown key"),
-    ("guide: g.md", "guide: g.md\nprofiles: {tuned: {bounds: {decide: 0}}}",
-     r"claims.yaml: profiles\.tuned\.bounds\.decide: 0 is below the minimum"),
-])
+@pytest.mark.parametrize(
+    "old,new,match",
+    [
+        (
+            "tolerates: 1",
+            "tolerates: 2",
+            r"claims\[0\]\.tolerates: the claim says 3 nodes survive 2 host failure\(s\), "
+            r"but a ZooKeeper quorum of 2 of 3 survives 1",
+        ),
+        ("sizes: [3]", "sizes: [4]", r"claims\[0\]\.sizes\[0\]: 4 is not a supported cluster size"),
+        ("      - hosts: 1", "      - hosts: 1\n        colour: red", r"claims\[0\]\.cases\[0\]\.colour: unknown key"),
+        ("      - hosts: 1", "      - hosts: 2", r"claims\[0\]\.cases\[0\]\.pick: roles .* picks one host"),
+        (
+            "      - hosts: 1",
+            "      - hosts: 1\n        modes: [melt]",
+            r"claims\[0\]\.cases\[0\]\.modes\[0\]: 'melt' is not one of",
+        ),
+        ("      - hosts: 1", "      - split: some", r"claims\[0\]\.cases\[0\]\.split: 'some' is not one of every"),
+        ("      - hosts: 1", "      - hosts: 1\n        database: [kill]", r"exactly one of hosts, split, database"),
+        ("guide: g.md", "guide: g.md\nbounds: {fence: fast}", r"claims.yaml: bounds\.fence must be a number"),
+        ("    says:", "    sayz:", r"claims\[0\]\.sayz: unknown key"),
+        ("    outcome: survives\n", "", r"claims\[0\]\.outcome: missing"),
+        ("outcome: survives", "outcome: degraded", r"claims\[0\]\.outcome: 'degraded' is not one of survives, outage"),
+        ("outcome: survives", "outcome: [survives]", r"claims\[0\]\.outcome: \['survives'\] is not one of"),
+        (
+            "      - hosts: 1",
+            "      - hosts: 1\n        leader: [inside]",
+            r"claims\[0\]\.cases\[0\]\.leader: leader placement goes with pick: every",
+        ),
+        (
+            "      - hosts: 1",
+            "      - hosts: 2\n        pick: with-leader\n        leader: [outside]",
+            r"claims\[0\]\.cases\[0\]\.leader: leader placement goes with pick: every",
+        ),
+        (
+            "      - hosts: 1",
+            "      - hosts: 1\n        pick: every\n        leader: [minority]",
+            r"claims\[0\]\.cases\[0\]\.leader\[0\]: 'minority' is not one of inside, outside",
+        ),
+        (
+            "      - hosts: 1",
+            "      - split: every\n        leader: [inside]",
+            r"claims\[0\]\.cases\[0\]\.leader\[0\]: 'inside' is not one of minority, majority",
+        ),
+        (
+            "guide: g.md",
+            "guide: g.md\nobjective: {success: 1}",
+            r"claims.yaml: objective\.success: 1 is not a share between 0\.5 and 1",
+        ),
+        (
+            "guide: g.md",
+            "guide: g.md\nobjective: {success: 0.3}",
+            r"claims.yaml: objective\.success: 0\.3 is not a share between 0\.5 and 1",
+        ),
+        ("guide: g.md", "guide: g.md\nobjective: {success: 99}", r"claims.yaml: objective\.success: 99 is not a share"),
+        (
+            "guide: g.md",
+            "guide: g.md\nobjective: {after: -1}",
+            r"claims.yaml: objective\.after: -1 is below the minimum",
+        ),
+        ("guide: g.md", "guide: g.md\nobjective: {after: soon}", r"claims.yaml: objective\.after must be a number"),
+        ("guide: g.md", "guide: g.md\nobjective: {patience: 3}", r"claims.yaml: objective\.patience: unknown key"),
+        (
+            "guide: g.md",
+            "guide: g.md\nprofiles: {rancher-2.0: {bounds: {decide: 9}}}",
+            r"claims.yaml: profiles\.rancher-2\.0: unknown key \(allowed here: rancher-1\.0, tuned\)",
+        ),
+        (
+            "guide: g.md",
+            "guide: g.md\nprofiles: {tuned: {decide: 9}}",
+            r"claims.yaml: profiles\.tuned\.decide: unknown key",
+        ),
+        (
+            "guide: g.md",
+            "guide: g.md\nprofiles: {tuned: {bounds: {decide: 0}}}",
+            r"claims.yaml: profiles\.tuned\.bounds\.decide: 0 is below the minimum",
+        ),
+    ],
+)
 def test_file_errors_name_the_file_and_field(tmp_path, old, new, match):
     p = write(tmp_path, GOOD.replace(old, new))
     with pytest.raises(BadInput, match=match) as e:

@@ -94,8 +94,9 @@ def test_nothing_checked_is_not_a_pass(history: list[Op]):
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), keys=st.integers(1, 3), clients=st.integers(1, 10),
-       info=st.sampled_from([0.0, 0.1]))
+@given(
+    seed=st.integers(0, 2**32 - 1), keys=st.integers(1, 3), clients=st.integers(1, 10), info=st.sampled_from([0.0, 0.1])
+)
 def test_simulated_atomic_registers_have_no_anomalies(seed, keys, clients, info):
     history = simulate_register(random.Random(seed), ops=300, keys=keys, clients=clients, info_rate=info)
     result = check_sessions(history)

@@ -17,11 +17,10 @@ from typing import Any
 import pytest
 
 from lab import faults
-from lab.faults import backend, injector, netmodel
+from lab.cluster.topology import make_topology
 from lab.core.errors import BadInput, FaultNotEffective, RuntimeFailure
 from lab.core.wait import wait_for
-from lab.faults import DB, Cut, FaultSpec, Injector, Registry, make_spec
-from lab.cluster.topology import make_topology
+from lab.faults import DB, Cut, FaultSpec, Injector, Registry, backend, injector, make_spec, netmodel
 
 
 @pytest.fixture(autouse=True)
@@ -35,25 +34,29 @@ T5 = make_topology(5, lab="u5")
 
 # ------------------------------------------------------------------------------------ validation
 
-@pytest.mark.parametrize("spec,match", [
-    (make_spec("explode", ["a1"]), r"^fault\.kind: unknown fault 'explode'"),
-    (make_spec("kill", ["c9"]), r"^fault\.target: no node 'c9' in this lab \(nodes: a1, a2, b1"),
-    (make_spec("kill"), r"^fault\.target: kill needs a target"),
-    (make_spec("kill", ["a1", "a1"]), r"named twice"),
-    (make_spec("isolate", ["db"]), r"no node 'db'"),
-    (make_spec("isolate", ["a1", "a2"]), r"isolate takes one node"),
-    (make_spec("kill", ["follower", "follower", "follower"]), r"has 2 follower"),
-    (make_spec("split", sides=[["dc-x"]]), r"^fault\.sides\[0\]: no datacenter 'dc-x'"),
-    (make_spec("split", sides=[["dc-a", "dc-b"]]), r"a cut needs two sides"),
-    (make_spec("split", sides=[["dc-a"], ["dc-a"]]), r"on two sides"),
-    (make_spec("partition", sides=[["db"]]), r"name at least one node"),
-    (make_spec("flaky", sides=[["a1"], ["b1"]]), r"^fault\.loss: flaky needs a loss percentage"),
-    (make_spec("flaky", sides=[["a1"], ["b1"]], loss=0.5), r"from 1 to 100"),
-    (make_spec("flaky", sides=[["a1"]], loss=10), r"two endpoint sets"),
-    (make_spec("kill", ["a1"], loss=10), r"only flaky takes a loss"),
-    (make_spec("kill", ["a1"], one_way=True), r"only split, partition and flaky"),
-    (make_spec("split", ["a1"]), r"takes sides, not targets"),
-])
+
+@pytest.mark.parametrize(
+    "spec,match",
+    [
+        (make_spec("explode", ["a1"]), r"^fault\.kind: unknown fault 'explode'"),
+        (make_spec("kill", ["c9"]), r"^fault\.target: no node 'c9' in this lab \(nodes: a1, a2, b1"),
+        (make_spec("kill"), r"^fault\.target: kill needs a target"),
+        (make_spec("kill", ["a1", "a1"]), r"named twice"),
+        (make_spec("isolate", ["db"]), r"no node 'db'"),
+        (make_spec("isolate", ["a1", "a2"]), r"isolate takes one node"),
+        (make_spec("kill", ["follower", "follower", "follower"]), r"has 2 follower"),
+        (make_spec("split", sides=[["dc-x"]]), r"^fault\.sides\[0\]: no datacenter 'dc-x'"),
+        (make_spec("split", sides=[["dc-a", "dc-b"]]), r"a cut needs two sides"),
+        (make_spec("split", sides=[["dc-a"], ["dc-a"]]), r"on two sides"),
+        (make_spec("partition", sides=[["db"]]), r"name at least one node"),
+        (make_spec("flaky", sides=[["a1"], ["b1"]]), r"^fault\.loss: flaky needs a loss percentage"),
+        (make_spec("flaky", sides=[["a1"], ["b1"]], loss=0.5), r"from 1 to 100"),
+        (make_spec("flaky", sides=[["a1"]], loss=10), r"two endpoint sets"),
+        (make_spec("kill", ["a1"], loss=10), r"only flaky takes a loss"),
+        (make_spec("kill", ["a1"], one_way=True), r"only split, partition and flaky"),
+        (make_spec("split", ["a1"]), r"takes sides, not targets"),
+    ],
+)
 def test_validation_names_the_field(spec, match):
     with pytest.raises(BadInput, match=match) as e:
         faults.validate(spec, T3)
@@ -65,18 +68,27 @@ def test_split_needs_two_datacenters():
         faults.validate(make_spec("split"), make_topology(1))
 
 
-@pytest.mark.parametrize("spec", [
-    make_spec("kill", ["leader"]), make_spec("pause", ["follower", "a1"]), make_spec("stop", ["db"]),
-    make_spec("restart", ["lb"]), make_spec("isolate", ["b1"]), make_spec("split"),
-    make_spec("split", sides=[["dc-b"]], one_way=True), make_spec("partition", sides=[["a1", "db"], ["b1"]]),
-    make_spec("flaky", sides=[["a1"], ["b1", "db"]], loss=30),
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        make_spec("kill", ["leader"]),
+        make_spec("pause", ["follower", "a1"]),
+        make_spec("stop", ["db"]),
+        make_spec("restart", ["lb"]),
+        make_spec("isolate", ["b1"]),
+        make_spec("split"),
+        make_spec("split", sides=[["dc-b"]], one_way=True),
+        make_spec("partition", sides=[["a1", "db"], ["b1"]]),
+        make_spec("flaky", sides=[["a1"], ["b1", "db"]], loss=30),
+    ],
+)
 def test_valid_specs(spec):
     faults.validate(spec, T3)
     assert FaultSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
 
 
 # ------------------------------------------------------------------------------- network model
+
 
 def test_isolate_cuts_the_node_from_peers_and_database_only():
     g = faults.groups(make_spec("isolate", ["b1"]), T3)
@@ -112,11 +124,29 @@ def test_flaky_carries_its_probability():
 def test_rules_sit_at_the_source_or_at_the_node_when_the_database_sends():
     ips = {"a1": ["10.0.0.1", "10.1.0.1"], DB: ["10.9.0.9"]}
     plan = faults.rules([Cut("a1", DB), Cut(DB, "a1", 0.5)], ips, "halab:u3:f7", {"a1"})
-    assert plan == {"a1": [
-        ["-I", "OUTPUT", "-d", "10.9.0.9", "-m", "comment", "--comment", "halab:u3:f7", "-j", "DROP"],
-        ["-I", "INPUT", "-s", "10.9.0.9", "-m", "statistic", "--mode", "random", "--probability", "0.5000",
-         "-m", "comment", "--comment", "halab:u3:f7", "-j", "DROP"],
-    ]}
+    assert plan == {
+        "a1": [
+            ["-I", "OUTPUT", "-d", "10.9.0.9", "-m", "comment", "--comment", "halab:u3:f7", "-j", "DROP"],
+            [
+                "-I",
+                "INPUT",
+                "-s",
+                "10.9.0.9",
+                "-m",
+                "statistic",
+                "--mode",
+                "random",
+                "--probability",
+                "0.5000",
+                "-m",
+                "comment",
+                "--comment",
+                "halab:u3:f7",
+                "-j",
+                "DROP",
+            ],
+        ]
+    }
 
 
 def test_a_host_that_is_down_leaves_its_rules_to_its_live_peers():
@@ -135,8 +165,11 @@ def test_check_paths_never_start_from_the_database():
 
 
 def test_path_ip_follows_the_network_peers_use():
-    ips = {"a2": {"dc-a": "1.1.1.2", "interdc": "2.2.2.2", "db": "3.3.3.2"}, DB: {"db": "3.3.3.9"},
-           "b1": {"dc-b": "4.4.4.1", "interdc": "2.2.2.3"}}
+    ips = {
+        "a2": {"dc-a": "1.1.1.2", "interdc": "2.2.2.2", "db": "3.3.3.2"},
+        DB: {"db": "3.3.3.9"},
+        "b1": {"dc-b": "4.4.4.1", "interdc": "2.2.2.3"},
+    }
     # Peers of one datacenter too use the interdc mesh (docs/architecture.md).
     assert faults.path_ip("a2", ips) == "2.2.2.2"
     assert faults.path_ip("b1", ips) == "2.2.2.3"
@@ -155,6 +188,7 @@ def test_describe():
 
 
 # ------------------------------------------------------------------------------------ registry
+
 
 def test_registry_ids_are_unique_and_survive_a_new_process_view():
     r = Registry("u3")
@@ -217,8 +251,10 @@ class FakeLab:
         self.effective = effective
         self.modes = modes or {}
         self.commands: list[list[str]] = []
-        self.state = {s: {"Running": True, "Paused": False, "Status": "running", "StartedAt": stamp()}
-                      for s in (*t.node_names, "db", "lb")}
+        self.state = {
+            s: {"Running": True, "Paused": False, "Status": "running", "StartedAt": stamp()}
+            for s in (*t.node_names, "db", "lb")
+        }
         self.ip = {s: f"10.0.0.{i}" for i, s in enumerate(self.state, 1)}
         (dir / "bin").mkdir(parents=True)
         (dir / "bin" / "iptables").write_text(FAKE_IPTABLES)
@@ -227,9 +263,17 @@ class FakeLab:
         self.events.touch()
 
     def containers(self, t) -> dict[str, Any]:
-        return {s: {"State": dict(st), "NetworkSettings": {"Networks": {
-            f"{t.lab}_{NETWORK.get(s, 'interdc')}": {"IPAddress": self.ip[s] if st["Running"] else ""}}}}
-            for s, st in self.state.items()}
+        return {
+            s: {
+                "State": dict(st),
+                "NetworkSettings": {
+                    "Networks": {
+                        f"{t.lab}_{NETWORK.get(s, 'interdc')}": {"IPAddress": self.ip[s] if st["Running"] else ""}
+                    }
+                },
+            }
+            for s, st in self.state.items()
+        }
 
     def rules(self, service: str) -> list[str]:
         path = self.dir / f"rules-{service}"
@@ -243,10 +287,15 @@ class FakeLab:
 
     def connectivity(self, t, paths, ips) -> dict[tuple[str, str], tuple[int, int]]:
         """faults.connectivity as the fake rules decide it: a path is cut by a DROP of its packets."""
+
         def cut(s: str, d: str) -> bool:
             to = faults.path_ip(d, ips)
-            return (not to or any(f"OUTPUT -d {to} " in r for r in self.rules(s))
-                    or any(f"INPUT -s {ip} " in r for ip in ips.get(s, {}).values() for r in self.rules(d)))
+            return (
+                not to
+                or any(f"OUTPUT -d {to} " in r for r in self.rules(s))
+                or any(f"INPUT -s {ip} " in r for ip in ips.get(s, {}).values() for r in self.rules(d))
+            )
+
         return {(s, d): (0, n) if cut(s, d) else (n, 0) for s, d, n in paths}
 
     def events_command(self, t, since, until) -> list[str]:
@@ -258,7 +307,7 @@ class FakeLab:
         at = [i for i, a in enumerate(args) if a.startswith(f"{self.t.lab}-")]
         names = [args[i].removeprefix(f"{self.t.lab}-").removesuffix("-1") for i in at]
         if verb == "exec":
-            return self._exec(names[0], args[at[0] + 1:], input)
+            return self._exec(names[0], args[at[0] + 1 :], input)
         if self.effective:
             for s in names:
                 st = self.state[s]
@@ -272,8 +321,10 @@ class FakeLab:
                 elif verb in ("start", "restart"):
                     st.update(Running=True, Status="running", StartedAt=stamp())
                 if verb in ("start", "restart", "unpause"):
-                    event = {"Action": "unpause" if verb == "unpause" else "start",
-                             "Actor": {"Attributes": {"com.docker.compose.service": s}}}
+                    event = {
+                        "Action": "unpause" if verb == "unpause" else "start",
+                        "Actor": {"Attributes": {"com.docker.compose.service": s}},
+                    }
                     with self.events.open("a") as f:
                         f.write(json.dumps(event) + "\n")
         return ""
@@ -283,8 +334,18 @@ class FakeLab:
             raise RuntimeFailure(f"exec in {service}: container is not running")
         if cmd[0] != "sh":
             return ""
-        done = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=30, env={
-            **os.environ, "PATH": f"{self.dir / 'bin'}:{os.environ['PATH']}", "FAKE_RULES": str(self.dir / f"rules-{service}")})
+        done = subprocess.run(
+            cmd,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={
+                **os.environ,
+                "PATH": f"{self.dir / 'bin'}:{os.environ['PATH']}",
+                "FAKE_RULES": str(self.dir / f"rules-{service}"),
+            },
+        )
         if done.returncode:
             raise RuntimeFailure(f"exec in {service} failed: {done.stderr}")
         return done.stdout
@@ -302,6 +363,7 @@ def fake(monkeypatch, tmp_path):
         monkeypatch.setattr(backend, "SETTLE_TIMEOUT", 0.3)
         monkeypatch.setattr(injector, "ELECTION_TIMEOUT", 0.3)
         return lab
+
     return make
 
 
@@ -341,8 +403,9 @@ def test_roles_resolve_to_distinct_nodes_and_follower_is_seeded(fake):
     fake(modes={"a1": "follower", "a2": "leader", "b1": "follower"})
     picks = {Injector(T3, seed=s).resolve(make_spec("kill", ["leader", "follower"])).targets for s in range(8)}
     assert all(p[0] == "a2" and p[1] in ("a1", "b1") for p in picks)
-    assert Injector(T3, seed=3).resolve(make_spec("kill", ["follower"])) == \
-        Injector(T3, seed=3).resolve(make_spec("kill", ["follower"]))
+    assert Injector(T3, seed=3).resolve(make_spec("kill", ["follower"])) == Injector(T3, seed=3).resolve(
+        make_spec("kill", ["follower"])
+    )
 
 
 def test_no_leader_is_a_runtime_error_naming_the_modes(fake):
@@ -354,9 +417,13 @@ def test_no_leader_is_a_runtime_error_naming_the_modes(fake):
 def test_a_role_asked_for_during_an_election_waits_for_it(fake, monkeypatch):
     # What CI once met right after a heal: one member restarting, one still looking, no leader.
     lab = fake(modes={"a1": "not running", "a2": "follower", "b1": "not serving"})
-    answers = iter([{"a1": "not running", "a2": "follower", "b1": "not serving"},
-                    {"a1": "follower", "a2": "leader", "b1": "leader"},  # two leaders: stale, not settled
-                    {"a1": "follower", "a2": "follower", "b1": "leader"}])
+    answers = iter(
+        [
+            {"a1": "not running", "a2": "follower", "b1": "not serving"},
+            {"a1": "follower", "a2": "leader", "b1": "leader"},  # two leaders: stale, not settled
+            {"a1": "follower", "a2": "follower", "b1": "leader"},
+        ]
+    )
     monkeypatch.setattr(backend, "roles", lambda _t: next(answers))
     monkeypatch.setattr(injector, "ELECTION_TIMEOUT", 30.0)
     assert Injector(T3).resolve(make_spec("pause", ["leader"])).targets == ("b1",)
@@ -413,6 +480,7 @@ def test_interrupt_during_apply_undoes_what_was_done(fake, monkeypatch):
 
 # --------------------------------------------------------------- network faults held across restarts
 
+
 def reapplied(fault_id: str) -> list[dict[str, Any]]:
     entry = next(e for e in faults.active("u3") if e["id"] == fault_id)
     return entry["detail"].get("reapplied", [])
@@ -438,9 +506,12 @@ def test_reapply_after_an_address_change_moves_the_rules_to_the_new_address(fake
             assert any(r == f"-A OUTPUT -d 10.0.0.99 -m comment --comment {tag} -j DROP" for r in lab.rules(n))
             assert not any(old in r for r in lab.rules(n))  # the old address is free for another host
             assert len(lab.rules(n)) == 1  # replaced, not added to
-        assert sorted(lab.rules("b1")) == sorted([*(f"-A OUTPUT -d {lab.ip[d]} -m comment --comment {tag} -j DROP"
-                                                    for d in ("a1", "a2", "db")),
-                                                  f"-A INPUT -s {lab.ip['db']} -m comment --comment {tag} -j DROP"])
+        assert sorted(lab.rules("b1")) == sorted(
+            [
+                *(f"-A OUTPUT -d {lab.ip[d]} -m comment --comment {tag} -j DROP" for d in ("a1", "a2", "db")),
+                f"-A INPUT -s {lab.ip['db']} -m comment --comment {tag} -j DROP",
+            ]
+        )
         assert cut_both_ways(lab, "a1", "b1") and cut_both_ways(lab, "b1", "db")
         (note,) = reapplied(split.id)
         assert note["why"] == "b1 started" and note["t"] <= time.time() and 0 <= note["exposed"]["b1"] < 60
@@ -456,8 +527,11 @@ def test_a_reapply_that_does_not_cut_is_reported_and_noted(fake, monkeypatch):
         split = inj.apply(make_spec("split"))
         lab.restarted("b1")
         monkeypatch.setattr(backend, "connectivity", lambda t, paths, ips: {(s, d): (n, 0) for s, d, n in paths})
-        with pytest.raises(FaultNotEffective, match=rf"could not re-establish {split.id} split .*b1->a1.* still "
-                                                    r"connect after b1 started"):
+        with pytest.raises(
+            FaultNotEffective,
+            match=rf"could not re-establish {split.id} split .*b1->a1.* still "
+            r"connect after b1 started",
+        ):
             faults.reapply(T3, "b1 started")
         assert "still connect" in reapplied(split.id)[-1]["error"]
 

@@ -23,8 +23,9 @@ from lab.record.history import (
 
 
 def req(t0: float, **kw) -> RequestRecord:
-    return RequestRecord(**{"t0": t0, "t1": t0 + 0.01, "method": "GET", "name": "/v1/projects", "status": 200,
-                            "ok": True, **kw})
+    return RequestRecord(
+        **{"t0": t0, "t1": t0 + 0.01, "method": "GET", "name": "/v1/projects", "status": 200, "ok": True, **kw}
+    )
 
 
 RECORDS = [
@@ -75,8 +76,9 @@ def _append_many(path, worker, n):
 def test_concurrent_threads_and_processes_never_interleave_lines(tmp_path):
     path = tmp_path / HISTORY_FILE
     threads = [threading.Thread(target=_append_many, args=(path, f"t{i}", 200)) for i in range(4)]
-    procs = [multiprocessing.get_context("fork").Process(target=_append_many, args=(path, f"p{i}", 200))
-             for i in range(3)]
+    procs = [
+        multiprocessing.get_context("fork").Process(target=_append_many, args=(path, f"p{i}", 200)) for i in range(3)
+    ]
     for x in [*threads, *procs]:
         x.start()
     for x in [*threads, *procs]:
@@ -96,7 +98,7 @@ def test_a_writer_shared_across_fork_reopens_in_the_child(tmp_path):
     child.join(timeout=30)
     w.append(RECORDS[3])
     w.close()
-    assert read_jsonl(path) == (RECORDS[:2] + [RECORDS[3]], 0)
+    assert read_jsonl(path) == ([*RECORDS[:2], RECORDS[3]], 0)
 
 
 def test_merge_parts_moves_acks_to_the_ledger_and_keeps_what_is_already_there(tmp_path):

@@ -9,15 +9,20 @@ def op(f: str, value: object, type: str = "info", key: str = "x") -> Op:
     return Op("p1", key, f, value, type, 0.0, 1.0 if type != "info" else math.inf)  # type: ignore[arg-type]
 
 
-HISTORY = [replace(o, index=i) for i, o in enumerate([
-    op("write", "a"),  # committed
-    op("write", "b"),  # not committed
-    op("cas", ("a", "c")),  # committed, by its new value
-    op("write", "z", key="y"),  # the snapshot does not cover y
-    op("write", "d", type="ok"),  # ok writes are not in question
-    op("read", None),  # an info read changes nothing
-    op("write", "e", type="fail"),
-])]
+HISTORY = [
+    replace(o, index=i)
+    for i, o in enumerate(
+        [
+            op("write", "a"),  # committed
+            op("write", "b"),  # not committed
+            op("cas", ("a", "c")),  # committed, by its new value
+            op("write", "z", key="y"),  # the snapshot does not cover y
+            op("write", "d", type="ok"),  # ok writes are not in question
+            op("read", None),  # an info read changes nothing
+            op("write", "e", type="fail"),
+        ]
+    )
+]
 SNAPSHOT = {"x": {"a", "c", "d"}}
 
 

@@ -20,17 +20,27 @@ def fake_docker(monkeypatch, tmp_path):
             busy = [n for n in args[3:] if world["stale"].get(n)]
             world["network"] = [n for n in world["network"] if n not in args[3:] or n in busy]
             if busy:
-                raise RuntimeFailure(f"{what} failed (exit 1): error while removing network: network {busy[0]} "
-                                     f"has active endpoints")
+                raise RuntimeFailure(
+                    f"{what} failed (exit 1): error while removing network: network {busy[0]} has active endpoints"
+                )
         if args[1:3] == ["network", "disconnect"]:
             world["stale"][args[4]].remove(args[5])
         return ""
 
     monkeypatch.setattr(docker, "run", run)
     monkeypatch.setattr(docker, "labelled", lambda kind, name=None: list(world[kind]))
-    monkeypatch.setattr(docker, "inspect", lambda ids, kind="container": [
-        {"Id": n, "Name": f"net-{n}", "Containers": {f"ep{i}": {"Name": c} for i, c in enumerate(world["stale"][n])}}
-        for n in ids])
+    monkeypatch.setattr(
+        docker,
+        "inspect",
+        lambda ids, kind="container": [
+            {
+                "Id": n,
+                "Name": f"net-{n}",
+                "Containers": {f"ep{i}": {"Name": c} for i, c in enumerate(world["stale"][n])},
+            }
+            for n in ids
+        ],
+    )
     return world, calls
 
 
@@ -42,9 +52,16 @@ def test_a_stale_endpoint_is_disconnected_and_its_network_removed_again(fake_doc
 
 
 def test_any_other_network_failure_is_raised(fake_docker, monkeypatch):
-    world, calls = fake_docker
+    _world, _calls = fake_docker
     real = docker.run
-    monkeypatch.setattr(docker, "run", lambda args, what, **kw: (_ for _ in ()).throw(
-        RuntimeFailure(f"{what} failed: permission denied")) if args[1:3] == ["network", "rm"] else real(args, what))
+    monkeypatch.setattr(
+        docker,
+        "run",
+        lambda args, what, **kw: (
+            (_ for _ in ()).throw(RuntimeFailure(f"{what} failed: permission denied"))
+            if args[1:3] == ["network", "rm"]
+            else real(args, what)
+        ),
+    )
     with pytest.raises(RuntimeFailure, match="permission denied"):
         lifecycle.down("x")

@@ -40,6 +40,7 @@ def the_violation(history: list[Op]):
 
 # --- known violations, reported with their sub-history ---
 
+
 def test_stale_read_after_a_completed_write():
     h = indexed(w("p1", 1, 0, 1), w("p1", 2, 2, 3), r("p2", 1, 4, 5))
     key = the_violation(h)
@@ -95,6 +96,7 @@ def test_a_stale_read_in_a_long_history_without_quiescent_points_is_found_quickl
 
 # --- linearizable histories pass ---
 
+
 @pytest.mark.parametrize("seen", [1, 2])
 def test_concurrent_writes_then_reads_in_either_order(seen: int):
     other = 3 - seen
@@ -114,8 +116,14 @@ def test_reads_concurrent_with_a_write_may_see_old_then_new(values: tuple[Value,
 
 
 def test_cas_chains_and_failed_cas():
-    h = indexed(cas("p1", None, 1, 0, 1), cas("p2", 1, 2, 2, 3), cas("p3", 1, 9, 2.5, 3.5, type="fail"),
-                cas("p3", 2, 3, 4, 6), cas("p4", 3, 4, 5, 7), r("p5", 4, 8, 9))
+    h = indexed(
+        cas("p1", None, 1, 0, 1),
+        cas("p2", 1, 2, 2, 3),
+        cas("p3", 1, 9, 2.5, 3.5, type="fail"),
+        cas("p3", 2, 3, 4, 6),
+        cas("p4", 3, 4, 5, 7),
+        r("p5", 4, 8, 9),
+    )
     assert check_linearizable(h).ok
 
 
@@ -126,8 +134,9 @@ def test_initial_value_is_configurable():
 
 
 def test_keys_are_checked_separately():
-    h = indexed(w("p1", 1, 0, 1, key="a"), r("p2", 1, 2, 3, key="a"),
-                w("p1", 1, 0, 1, key="b"), r("p2", 2, 2, 3, key="b"))
+    h = indexed(
+        w("p1", 1, 0, 1, key="a"), r("p2", 1, 2, 3, key="a"), w("p1", 1, 0, 1, key="b"), r("p2", 2, 2, 3, key="b")
+    )
     result = check_linearizable(h)
     assert result.valid == "violation"
     assert [(k.key, k.valid) for k in result.keys] == [("a", "ok"), ("b", "violation")]
@@ -135,10 +144,17 @@ def test_keys_are_checked_separately():
 
 # --- info ops: may take effect at any time after invoke, or never ---
 
+
 def test_an_info_write_that_lands_later_is_accepted():
     # The client gave up at t=1; the write lands after t=4, after another write completed.
-    h = indexed(w("p1", 1, 0, 1, type="info"), r("p2", None, 2, 3), w("p3", 2, 2, 3), r("p2", 2, 3.5, 4),
-                r("p2", 1, 10, 11), r("p3", 1, 12, 13))
+    h = indexed(
+        w("p1", 1, 0, 1, type="info"),
+        r("p2", None, 2, 3),
+        w("p3", 2, 2, 3),
+        r("p2", 2, 3.5, 4),
+        r("p2", 1, 10, 11),
+        r("p3", 1, 12, 13),
+    )
     assert check_linearizable(h).ok
 
 
@@ -164,6 +180,7 @@ def test_an_info_cas_may_apply_or_not():
 
 # --- budget and "nothing checked" ---
 
+
 def test_budget_exhaustion_gives_unknown_never_ok():
     h = simulate_register(random.Random(1), ops=400, keys=1, clients=10)
     assert check_linearizable(h).ok
@@ -172,11 +189,14 @@ def test_budget_exhaustion_gives_unknown_never_ok():
     assert check_linearizable(h, max_seconds=0).valid == "unknown"
 
 
-@pytest.mark.parametrize("history", [
-    [],
-    [w("p1", 1, 0, 1, type="fail")],
-    [w("p1", 1, 0, 1, type="info"), r("p2", None, 0, 1, type="info")],
-])
+@pytest.mark.parametrize(
+    "history",
+    [
+        [],
+        [w("p1", 1, 0, 1, type="fail")],
+        [w("p1", 1, 0, 1, type="info"), r("p2", None, 0, 1, type="info")],
+    ],
+)
 def test_nothing_checked_is_not_a_pass(history: list[Op]):
     result = check_linearizable(history)
     assert result.valid == "nothing checked" and not result.ok and result.ops == 0
@@ -184,9 +204,14 @@ def test_nothing_checked_is_not_a_pass(history: list[Op]):
 
 # --- the history model ---
 
+
 def test_ops_round_trip_through_json_lines(tmp_path):
-    h = indexed(w("p1", "a", 0.5, 1.25), r("p2", None, 1, 2), cas("p3", "a", "b", 2, 3, type="fail"),
-                w("p4", 7, 3, math.inf, type="info"))
+    h = indexed(
+        w("p1", "a", 0.5, 1.25),
+        r("p2", None, 1, 2),
+        cas("p3", "a", "b", 2, 3, type="fail"),
+        w("p4", 7, 3, math.inf, type="info"),
+    )
     h[0] = replace(h[0], node="a1")
     assert [Op.from_json(op.to_json()) for op in h] == h
     assert json.loads(h[3].to_json())["complete"] is None and json.loads(h[2].to_json())["value"] == ["a", "b"]
@@ -194,9 +219,16 @@ def test_ops_round_trip_through_json_lines(tmp_path):
     assert load_history(tmp_path / "ops.jsonl") == h
 
 
-@pytest.mark.parametrize("bad", [
-    {"f": "delete"}, {"type": "maybe"}, {"f": "cas", "value": 1}, {"complete": math.inf}, {"complete": -1.0},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"f": "delete"},
+        {"type": "maybe"},
+        {"f": "cas", "value": 1},
+        {"complete": math.inf},
+        {"complete": -1.0},
+    ],
+)
 def test_ops_refuse_what_the_checker_could_not_read(bad: dict):
     good = {"process": "p", "key": "x", "f": "write", "value": 1, "type": "ok", "invoke": 0.0, "complete": 1.0}
     with pytest.raises(ValueError):
@@ -205,9 +237,16 @@ def test_ops_refuse_what_the_checker_could_not_read(bad: dict):
 
 # --- properties ---
 
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 2**32 - 1), ops=st.integers(1, 300), keys=st.integers(1, 3),
-       clients=st.integers(1, 12), info=st.sampled_from([0.0, 0.05, 0.3]), pick=st.floats(0, 1))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    ops=st.integers(1, 300),
+    keys=st.integers(1, 3),
+    clients=st.integers(1, 12),
+    info=st.sampled_from([0.0, 0.05, 0.3]),
+    pick=st.floats(0, 1),
+)
 def test_simulated_atomic_registers_are_linearizable_and_a_corrupted_read_is_not(seed, ops, keys, clients, info, pick):
     history = simulate_register(random.Random(seed), ops=ops, keys=keys, clients=clients, info_rate=info)
     result = check_linearizable(history, max_seconds=60)
@@ -230,7 +269,7 @@ def brute_force_linearizable(history: list[Op]) -> bool:
     for n in range(len(info) + 1):
         for chosen in itertools.combinations(info, n):
             for order in itertools.permutations(ok + list(chosen)):
-                if any(b.type == "ok" and b.complete < a.invoke for i, a in enumerate(order) for b in order[i + 1:]):
+                if any(b.type == "ok" and b.complete < a.invoke for i, a in enumerate(order) for b in order[i + 1 :]):
                     continue
                 state: Value = None
                 for op in order:
@@ -243,11 +282,16 @@ def brute_force_linearizable(history: list[Op]) -> bool:
 
 
 small_ops = st.builds(
-    lambda f, v, e, t, a, d: Op("p", "x", f, (e, v) if f == "cas" else v, t, a,
-                                a + d if t != "info" or d < 2 else math.inf),
-    st.sampled_from(["read", "read", "write", "cas"]), st.sampled_from([None, 1, 2]),
-    st.sampled_from([None, 1, 2]), st.sampled_from(["ok", "ok", "ok", "info", "fail"]),
-    st.integers(0, 8).map(float), st.integers(0, 4).map(float))
+    lambda f, v, e, t, a, d: Op(
+        "p", "x", f, (e, v) if f == "cas" else v, t, a, a + d if t != "info" or d < 2 else math.inf
+    ),
+    st.sampled_from(["read", "read", "write", "cas"]),
+    st.sampled_from([None, 1, 2]),
+    st.sampled_from([None, 1, 2]),
+    st.sampled_from(["ok", "ok", "ok", "info", "fail"]),
+    st.integers(0, 8).map(float),
+    st.integers(0, 4).map(float),
+)
 
 
 @settings(max_examples=400, deadline=None)

@@ -16,24 +16,31 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
-from lab.core import paths
 from lab.cluster import tls
-from lab.record.checker import TYPE_TABLES, DbSnapshot, check
-from lab.core.errors import BadInput, LabError
-from lab.record.history import RequestRecord, load_run, read_jsonl
+from lab.core import paths
 from lab.core.durations import parse_duration
+from lab.core.errors import BadInput, LabError
+from lab.record.checker import TYPE_TABLES, DbSnapshot, check
+from lab.record.history import RequestRecord, load_run, read_jsonl
 from lab.record.load import DEFAULT_LOCUSTFILE, LoadResult, LoadRun, LoadSpec, make_run_dir, run_load
 
-PLURALS = {"projects": "project", "environments": "environment", "services": "service",
-           "registrationtokens": "registrationToken", "hosts": "host", "agents": "agent"}
+PLURALS = {
+    "projects": "project",
+    "environments": "environment",
+    "services": "service",
+    "registrationtokens": "registrationToken",
+    "hosts": "host",
+    "agents": "agent",
+}
 
 
 class StandIn:
@@ -48,8 +55,17 @@ class StandIn:
 
     def new(self, type_: str, body: dict[str, Any], **extra: Any) -> dict[str, Any]:
         rid = f"1{type_[0]}{next(self.ids)}"
-        row = {"id": rid, "type": type_, "uuid": body.get("uuid") or f"srv-{rid}", "name": body.get("name"),
-               "state": "active", "transitioning": "no", "removed": None, "links": {"self": f"http://127.0.0.1/v1/{type_}s/{rid}"}, **extra}
+        row = {
+            "id": rid,
+            "type": type_,
+            "uuid": body.get("uuid") or f"srv-{rid}",
+            "name": body.get("name"),
+            "state": "active",
+            "transitioning": "no",
+            "removed": None,
+            "links": {"self": f"http://127.0.0.1/v1/{type_}s/{rid}"},
+            **extra,
+        }
         self.rows[rid] = row
         return row
 
@@ -60,7 +76,8 @@ class StandIn:
         tables: dict[str, list[dict[str, Any]]] = {}
         for row in self.rows.values():
             tables.setdefault(TYPE_TABLES[row["type"]], []).append(
-                {k: row.get(k) for k in ("id", "uuid", "name", "state", "removed", "last_checkin")})
+                {k: row.get(k) for k in ("id", "uuid", "name", "state", "removed", "last_checkin")}
+            )
         return DbSnapshot(time.time(), tables)
 
 
@@ -90,13 +107,29 @@ def handler_for(store: StandIn) -> type[BaseHTTPRequestHandler]:
             body = self.body() if method in ("POST", "PUT") else {}
             with store.lock:
                 if method != "GET" and store.fenced():
-                    return self.answer(503, {"type": "error", "status": 503, "code": "NOT_ACTIVE",
-                                             "message": "node is degraded", "detail": None})
+                    return self.answer(
+                        503,
+                        {
+                            "type": "error",
+                            "status": 503,
+                            "code": "NOT_ACTIVE",
+                            "message": "node is degraded",
+                            "detail": None,
+                        },
+                    )
                 if segs[0] == "scripts" and method == "POST":
                     agent = store.new("agent", {}, last_checkin=None)
                     host = store.new("host", body)
-                    return self.answer(201, {"type": "agentRegistration", "hostId": host["id"], "agentId": agent["id"],
-                                             "accessKey": "A" + agent["id"], "secretKey": "S"})
+                    return self.answer(
+                        201,
+                        {
+                            "type": "agentRegistration",
+                            "hostId": host["id"],
+                            "agentId": agent["id"],
+                            "accessKey": "A" + agent["id"],
+                            "secretKey": "S",
+                        },
+                    )
                 if len(segs) == 1 and method == "GET":
                     kind = PLURALS[segs[0]]
                     data = [r for r in store.rows.values() if r["type"] == kind]
@@ -161,8 +194,17 @@ FAST = {"HALAB_WAIT": "0.02,0.05", "HALAB_CHECKIN": "0.3", "HALAB_OWNED": "2"}
 
 def spec(stand_in: tuple[StandIn, int, int, Path], **kw: Any) -> LoadSpec:
     _, http_port, https_port, ca = stand_in
-    base = dict(name="unit", users=4, spawn_rate=4, duration=3, http_port=http_port, https_port=https_port,
-                ca_file=str(ca), stop_timeout=1, env=FAST)
+    base = dict(
+        name="unit",
+        users=4,
+        spawn_rate=4,
+        duration=3,
+        http_port=http_port,
+        https_port=https_port,
+        ca_file=str(ca),
+        stop_timeout=1,
+        env=FAST,
+    )
     return LoadSpec(**(base | kw))
 
 
@@ -184,14 +226,45 @@ def run_until(load_spec: LoadSpec, runs_root: Path, seen: Callable[[list[Request
 # ----------------------------------------------------------------------------- pure parts
 
 
-@pytest.mark.parametrize("text,seconds", [("20s", 20), ("2m", 120), ("1h30m", 5400), ("90", 90), ("1.5s", 1.5), (7, 7),
-                                          ("500ms", 0.5), (" 3 s ", 3), ("1m30", 90), ("20S", 20), ("1.5m", 90)])
+@pytest.mark.parametrize(
+    "text,seconds",
+    [
+        ("20s", 20),
+        ("2m", 120),
+        ("1h30m", 5400),
+        ("90", 90),
+        ("1.5s", 1.5),
+        (7, 7),
+        ("500ms", 0.5),
+        (" 3 s ", 3),
+        ("1m30", 90),
+        ("20S", 20),
+        ("1.5m", 90),
+    ],
+)
 def test_parse_duration(text: Any, seconds: float) -> None:
     assert parse_duration(text, "--duration", positive=True) == seconds
 
 
-@pytest.mark.parametrize("bad", ["", "forever", "0s", "-5", "1d", 0, float("inf"), float("nan"), True, "1s30", "30m1h",
-                                 "1 30", "9" * 400, "9" * 400 + "x"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "forever",
+        "0s",
+        "-5",
+        "1d",
+        0,
+        float("inf"),
+        float("nan"),
+        True,
+        "1s30",
+        "30m1h",
+        "1 30",
+        "9" * 400,
+        "9" * 400 + "x",
+    ],
+)
 def test_parse_duration_refuses_unbounded_or_unclear(bad: Any) -> None:
     with pytest.raises(BadInput, match="--duration"):
         parse_duration(bad, "--duration", positive=True)
@@ -225,9 +298,13 @@ def test_spec_is_validated_and_always_bounded(tmp_path: Path) -> None:
 
 
 def locust_list(env: dict[str, str]) -> str:
-    out = subprocess.run([sys.executable, "-m", "locust", "-f", str(DEFAULT_LOCUSTFILE), "--list"],
-                         env={**os.environ, **env, "PYTHONPATH": str(paths.ROOT)},
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(DEFAULT_LOCUSTFILE), "--list"],
+        env={**os.environ, **env, "PYTHONPATH": str(paths.ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -238,8 +315,13 @@ def test_locustfile_imports_and_agents_need_the_ca(ca_and_cert: tuple[Path, Path
     assert "ApiUser" in without and "AgentUser" not in without
 
 
-WANTED = {("GET", "/v1/projects"), ("POST", "/v1/projects"), ("POST", "/v1/registrationtokens"),
-          ("POST", "/v1/scripts/[token]"), ("POST", "/v1/agents/[id]?action=checkin")}
+WANTED = {
+    ("GET", "/v1/projects"),
+    ("POST", "/v1/projects"),
+    ("POST", "/v1/registrationtokens"),
+    ("POST", "/v1/scripts/[token]"),
+    ("POST", "/v1/agents/[id]?action=checkin"),
+}
 
 
 def test_a_run_records_every_request_and_exactly_the_acknowledged_writes(stand_in, tmp_path: Path) -> None:
@@ -247,14 +329,24 @@ def test_a_run_records_every_request_and_exactly_the_acknowledged_writes(stand_i
 
     def enough(requests: list[RequestRecord]) -> bool:
         methods = {r.method for r in requests if r.ok}
-        return WANTED <= {(r.method, r.name) for r in requests} and {"PUT", "DELETE"} <= methods and any(
-            r.write and not r.ok for r in requests)
+        return (
+            {(r.method, r.name) for r in requests} >= WANTED
+            and {"PUT", "DELETE"} <= methods
+            and any(r.write and not r.ok for r in requests)
+        )
 
     result = run_until(spec(stand_in, duration=120), tmp_path, enough)
 
     run = result.run_dir
-    for name in ("locust_stats.csv", "locust_stats_history.csv", "locust_failures.csv", "locust.html", "load.json",
-                 "history.jsonl", "ledger.jsonl"):
+    for name in (
+        "locust_stats.csv",
+        "locust_stats_history.csv",
+        "locust_failures.csv",
+        "locust.html",
+        "load.json",
+        "history.jsonl",
+        "ledger.jsonl",
+    ):
         assert (run / name).exists(), name
     assert not list((run / "parts").glob("*.jsonl"))  # merged
     h = load_run(run)
@@ -304,8 +396,11 @@ def test_stop_ends_a_run_early_and_keeps_what_was_recorded(stand_in, tmp_path: P
 
 
 def test_processes_write_one_history_part_each(stand_in, tmp_path: Path) -> None:
-    result = run_until(spec(stand_in, processes=2, users=4, ca_file=None, duration=120), tmp_path,
-                       lambda requests: len({r.worker for r in requests}) == 2)
+    result = run_until(
+        spec(stand_in, processes=2, users=4, ca_file=None, duration=120),
+        tmp_path,
+        lambda requests: len({r.worker for r in requests}) == 2,
+    )
     h = load_run(result.run_dir)
     assert len({r.worker for r in h.requests}) == 2
     assert (result.run_dir / "locust_stats.csv").exists()
@@ -314,8 +409,11 @@ def test_processes_write_one_history_part_each(stand_in, tmp_path: Path) -> None
 def test_agents_refuse_a_certificate_the_lab_ca_did_not_sign(stand_in, tmp_path: Path) -> None:
     other_ca = tmp_path / "other-ca.crt"
     other_ca.write_bytes(tls.generate("other")[0])
-    result = run_until(spec(stand_in, ca_file=str(other_ca), users=1, duration=120, user_classes=("AgentUser",)),
-                       tmp_path, lambda requests: any(r.name == "/v1/registrationtokens" for r in requests))
+    result = run_until(
+        spec(stand_in, ca_file=str(other_ca), users=1, duration=120, user_classes=("AgentUser",)),
+        tmp_path,
+        lambda requests: any(r.name == "/v1/registrationtokens" for r in requests),
+    )
     h = load_run(result.run_dir)
     agent = [r for r in h.requests if r.name == "/v1/registrationtokens"]
     assert agent and all(not r.ok and r.status == 0 and "SSL" in (r.error or "") for r in agent)

@@ -28,26 +28,39 @@ FENCED = {"a1": 200, "a2": 200, "b1": 503}, {"a1": "UP", "a2": "UP", "b1": "DOWN
 
 # ------------------------------------------------------------------------------- measuring
 
-def req(t0: float, ok: bool = True, write: bool = False, status: int | None = None,
-        error: str | None = None) -> RequestRecord:
+
+def req(
+    t0: float, ok: bool = True, write: bool = False, status: int | None = None, error: str | None = None
+) -> RequestRecord:
     status = (201 if write else 200) if ok else (503 if status is None and error is None else status or 0)
-    return RequestRecord(t0, t0 + 0.05, "POST" if write else "GET", "/v1/projects" if write else "/v1/projects/[id]",
-                         status, ok, error=error, write=write)
+    return RequestRecord(
+        t0,
+        t0 + 0.05,
+        "POST" if write else "GET",
+        "/v1/projects" if write else "/v1/projects/[id]",
+        status,
+        ok,
+        error=error,
+        write=write,
+    )
 
 
-@pytest.mark.parametrize("record,kind", [
-    (req(0.0), None),
-    (req(0.0, write=True), None),
-    (req(0.0, False, status=409), "409"),
-    (req(0.0, False, True, status=500), "500"),
-    (req(0.0, False, status=503), "503"),
-    (req(0.0, False, error="TimeoutError: timed out"), "timeout"),
-    (req(0.0, False, error="socket.timeout: read timeout"), "timeout"),
-    (req(0.0, False, error="ConnectionRefusedError: [Errno 111] Connection refused"), "refused"),
-    (req(0.0, False, error="ConnectionResetError: [Errno 104] Connection reset by peer"), "reset"),
-    (req(0.0, False, error="RemoteDisconnected: Remote end closed connection without response"), "connection"),
-    (req(0.0, False, error=None, status=0), "connection"),
-])
+@pytest.mark.parametrize(
+    "record,kind",
+    [
+        (req(0.0), None),
+        (req(0.0, write=True), None),
+        (req(0.0, False, status=409), "409"),
+        (req(0.0, False, True, status=500), "500"),
+        (req(0.0, False, status=503), "503"),
+        (req(0.0, False, error="TimeoutError: timed out"), "timeout"),
+        (req(0.0, False, error="socket.timeout: read timeout"), "timeout"),
+        (req(0.0, False, error="ConnectionRefusedError: [Errno 111] Connection refused"), "refused"),
+        (req(0.0, False, error="ConnectionResetError: [Errno 104] Connection reset by peer"), "reset"),
+        (req(0.0, False, error="RemoteDisconnected: Remote end closed connection without response"), "connection"),
+        (req(0.0, False, error=None, status=0), "connection"),
+    ],
+)
 def test_error_kind(record, kind):
     assert matrix.error_kind(record) == kind
 
@@ -112,9 +125,17 @@ def test_only_requests_from_after_on_decide_but_every_one_during_the_fault_is_co
 
 
 def test_errors_by_kind_and_per_second_shares():
-    reqs = [req(0.1), req(0.2, False, status=409), req(0.3, False, True, status=500), req(0.4, write=True),
-            req(2.0, False, error="timed out"), req(2.5, False, error="Connection refused"),
-            req(2.6, False, status=503), req(2.7), req(2.8)]
+    reqs = [
+        req(0.1),
+        req(0.2, False, status=409),
+        req(0.3, False, True, status=500),
+        req(0.4, write=True),
+        req(2.0, False, error="timed out"),
+        req(2.5, False, error="Connection refused"),
+        req(2.6, False, status=503),
+        req(2.7),
+        req(2.8),
+    ]
     m = matrix.measure(reqs, 0.0, 3.5, 1.0, 2.5, 3.0, {"a1": 2})
     assert m.per_second == (0.5, None, 0.4, None)  # seconds 0, 1 (no request), 2 and the part of 3
     assert m.errors == {"409": 1, "500": 1, "503": 1, "refused": 1, "timeout": 1}
@@ -126,8 +147,9 @@ def test_errors_by_kind_and_per_second_shares():
 
 def test_measures_summary():
     m = matrix.Measures(0.64, 0.3, 80, (1.0, 0.5), {"500": 3}, None, 31.24, {"a1": 1, "b1": 1})
-    assert m.summary("degraded", 10) == ("degraded: 64 % of requests (writes 30 %) from 10 s on; writes back "
-                                         "after 31.2 s; 2 server restart(s)")
+    assert m.summary("degraded", 10) == (
+        "degraded: 64 % of requests (writes 30 %) from 10 s on; writes back after 31.2 s; 2 server restart(s)"
+    )
     m = matrix.Measures(0.0, 0.0, 80, (0.0,), {"503": 80}, 3.0, None, {})
     assert m.summary("outage", 5) == "outage: 0 % of requests (writes 0 %) from 5 s on; writes never back"
     m = matrix.Measures(None, None, 0, (None,), {}, None, 0.0, {})
@@ -136,14 +158,25 @@ def test_measures_summary():
 
 # ------------------------------------------------------------------------------- observing
 
+
 def watch(pings: dict[str, int | None], lb: dict[str, str], client_ok: bool, now: float) -> Watch:
     """A watch whose recent records show `pings`, `lb` and a client succeeding or failing."""
     w = Watch(T3)
     for n, ping in pings.items():
         w.probes[n] = [ProbeRecord(now - 0.5, now - 0.45, n, ping, "active" if ping == 200 else "degraded")]
     w.lb = [LbSample(now - 0.1, dict(lb))]
-    w.requests = [RequestRecord(now - 2.5 + 0.25 * i, now - 2.4 + 0.25 * i, "POST", "/v1/projects",
-                                201 if client_ok else 503, client_ok, write=True) for i in range(10)]
+    w.requests = [
+        RequestRecord(
+            now - 2.5 + 0.25 * i,
+            now - 2.4 + 0.25 * i,
+            "POST",
+            "/v1/projects",
+            201 if client_ok else 503,
+            client_ok,
+            write=True,
+        )
+        for i in range(10)
+    ]
     return w
 
 
@@ -154,9 +187,11 @@ def lab(pings: dict[str, int | None], lb: dict[str, str], client_ok: bool | None
     for n, ping in pings.items():
         w.probes[n] = [ProbeRecord(t0 + 0.5, t0 + 0.55, n, ping, "active" if ping == 200 else "degraded")]
     w.lb = [LbSample(t0 + 0.5, dict(lb))]
-    w.requests = [RequestRecord(t0 + 0.25 * i, t0 + 0.25 * i + 0.1, "POST", "/v1/projects",
-                                201 if ok else 503, ok, write=True)
-                  for i in range(240) for ok in [client_ok if client_ok is not None else i % 2 == 0]]
+    w.requests = [
+        RequestRecord(t0 + 0.25 * i, t0 + 0.25 * i + 0.1, "POST", "/v1/projects", 201 if ok else 503, ok, write=True)
+        for i in range(240)
+        for ok in [client_ok if client_ok is not None else i % 2 == 0]
+    ]
     return w
 
 
@@ -183,8 +218,15 @@ def clock(monkeypatch) -> Clock:
 T0 = 1000.0
 
 
-def observed_at(clock: Clock, w: Watch, exp: Expectation, predicted: str, fences: bool, b: Bounds = BOUNDS,
-                objective: Objective = OBJ) -> tuple[float, matrix.Observation]:
+def observed_at(
+    clock: Clock,
+    w: Watch,
+    exp: Expectation,
+    predicted: str,
+    fences: bool,
+    b: Bounds = BOUNDS,
+    objective: Objective = OBJ,
+) -> tuple[float, matrix.Observation]:
     """Seconds after the fault (at T0, the clock starting there too) when the case was decided."""
     clock.now = T0
     obs = matrix.observe(w, exp, predicted, T0, b, objective, fences)
@@ -200,8 +242,9 @@ def test_a_fencing_profile_decides_once_the_lab_shows_the_expectation_after_the_
 def test_a_long_settle_delays_the_early_decision(clock):
     at, _ = observed_at(clock, lab(*FENCED, True, T0), SURVIVE, "survives", True, b=Bounds(settle=18, decide=20))
     assert at == pytest.approx(18, abs=0.11)
-    at, _ = observed_at(clock, lab(*FENCED, True, T0), SURVIVE, "survives", True,
-                        objective=Objective(after=1, success=0.99, window=1))
+    at, _ = observed_at(
+        clock, lab(*FENCED, True, T0), SURVIVE, "survives", True, objective=Objective(after=1, success=0.99, window=1)
+    )
     assert at == pytest.approx(4, abs=0.11)  # settle
 
 
@@ -212,17 +255,25 @@ def test_a_non_fencing_profile_waits_until_decide(clock):
 
 def test_a_profile_that_fences_waits_until_decide_when_the_lab_does_not_show_the_expectation(clock):
     # b1 cut off but still pong and UP: not what the model expects of a fencing node
-    at, obs = observed_at(clock, lab({"a1": 200, "a2": 200, "b1": 200}, {"a1": "UP", "a2": "UP", "b1": "UP"}, True, T0),
-                          SURVIVE, "survives", fences=True)
+    at, obs = observed_at(
+        clock,
+        lab({"a1": 200, "a2": 200, "b1": 200}, {"a1": "UP", "a2": "UP", "b1": "UP"}, True, T0),
+        SURVIVE,
+        "survives",
+        fences=True,
+    )
     assert at == pytest.approx(20, abs=0.11) and obs.active == {"a1", "a2", "b1"}
 
 
-@pytest.mark.parametrize("pings,lb,client_ok", [
-    ({"a1": 200, "a2": 200, "b1": 503}, {"a1": "UP", "a2": "UP", "b1": "UP"}, True),  # b1 not drained: unsettled
-    ({"a1": 200, "a2": 200, "b1": None}, {"a1": "UP", "a2": "UP", "b1": "DOWN"}, True),  # no 503 from b1
-    ({"a1": 200, "a2": 200, "b1": 503}, {"a1": "UP", "a2": "UP", "b1": "DOWN"}, None),  # client partly failing
-    ({"a1": 200, "a2": 503, "b1": 503}, {"a1": "UP", "a2": "DOWN", "b1": "DOWN"}, True),  # fewer active
-])
+@pytest.mark.parametrize(
+    "pings,lb,client_ok",
+    [
+        ({"a1": 200, "a2": 200, "b1": 503}, {"a1": "UP", "a2": "UP", "b1": "UP"}, True),  # b1 not drained: unsettled
+        ({"a1": 200, "a2": 200, "b1": None}, {"a1": "UP", "a2": "UP", "b1": "DOWN"}, True),  # no 503 from b1
+        ({"a1": 200, "a2": 200, "b1": 503}, {"a1": "UP", "a2": "UP", "b1": "DOWN"}, None),  # client partly failing
+        ({"a1": 200, "a2": 503, "b1": 503}, {"a1": "UP", "a2": "DOWN", "b1": "DOWN"}, True),  # fewer active
+    ],
+)
 def test_anything_short_of_the_expectation_is_decided_at_decide(clock, pings, lb, client_ok):
     at, _ = observed_at(clock, lab(pings, lb, client_ok, T0), SURVIVE, "survives", fences=True)
     assert at == pytest.approx(20, abs=0.11)
@@ -254,50 +305,98 @@ def test_on_the_real_clock_a_past_fault_is_decided_at_once():
     assert obs.active == {"a1", "a2", "b1"} and obs.pings["b1"] == 200 and obs.t - now < 1
 
 
-@pytest.mark.parametrize("modes,whole", [
-    (("leader", "follower", "follower"), True),
-    (("follower", "leader", "not serving"), False),  # active through another member, its own still syncing
-    (("leader", "leader", "follower"), False),
-    (("follower", "follower", None), False),
-])
+@pytest.mark.parametrize(
+    "modes,whole",
+    [
+        (("leader", "follower", "follower"), True),
+        (("follower", "leader", "not serving"), False),  # active through another member, its own still syncing
+        (("leader", "leader", "follower"), False),
+        (("follower", "follower", None), False),
+    ],
+)
 def test_steady_state_needs_the_whole_ensemble(modes, whole):
     from lab.chaos.watch import snapshot
 
     now = time.time()
     w = watch({"a1": 200, "a2": 200, "b1": 200}, {"a1": "UP", "a2": "UP", "b1": "UP"}, True, now)
-    for (n, recs), mode in zip(w.probes.items(), modes):
+    for (n, recs), mode in zip(w.probes.items(), modes, strict=True):
         recs[0] = ProbeRecord(recs[0].t0, recs[0].t1, n, 200, "active", mode)
     assert snapshot(w, now - 1, 1.0, now - 0.3).steady is whole
 
 
 # ------------------------------------------------------------------------------- verdicts
 
-def measures(share: float | None = 1.0, write_share: float | None = None, restarts: dict[str, int] | None = None,
-             errors: dict[str, int] | None = None, drain: float | None = 1.5, recover: float | None = 0.0
-             ) -> matrix.Measures:
-    return matrix.Measures(share, share if write_share is None else write_share, 100, (share,), errors or {}, drain,
-                           recover, restarts or {})
+
+def measures(
+    share: float | None = 1.0,
+    write_share: float | None = None,
+    restarts: dict[str, int] | None = None,
+    errors: dict[str, int] | None = None,
+    drain: float | None = 1.5,
+    recover: float | None = 0.0,
+) -> matrix.Measures:
+    return matrix.Measures(
+        share,
+        share if write_share is None else write_share,
+        100,
+        (share,),
+        errors or {},
+        drain,
+        recover,
+        restarts or {},
+    )
 
 
-def case(name: str, *, guide: str = "survives", predicted: str = "survives", observed: str = "survives",
-         share: float | None = 1.0, claims: tuple[str, ...] = ("c",), problems: tuple[str, ...] = (),
-         safety: tuple[str, ...] = (), t0: float = 1.0, t_end: float = 2.0,
-         m: matrix.Measures | None | str = "by share", size: int = 3) -> matrix.CaseResult:
-    return matrix.CaseResult(size, name, claims, f"kill {name}", "a1", guide, predicted, "because", observed,
-                             measures(share) if isinstance(m, str) else m, ("a2", "b1"), ("a2", "b1"), 0.5, t0, t0 + 5,
-                             t_end, problems, safety)
+def case(
+    name: str,
+    *,
+    guide: str = "survives",
+    predicted: str = "survives",
+    observed: str = "survives",
+    share: float | None = 1.0,
+    claims: tuple[str, ...] = ("c",),
+    problems: tuple[str, ...] = (),
+    safety: tuple[str, ...] = (),
+    t0: float = 1.0,
+    t_end: float = 2.0,
+    m: matrix.Measures | str | None = "by share",
+    size: int = 3,
+) -> matrix.CaseResult:
+    return matrix.CaseResult(
+        size,
+        name,
+        claims,
+        f"kill {name}",
+        "a1",
+        guide,
+        predicted,
+        "because",
+        observed,
+        measures(share) if isinstance(m, str) else m,
+        ("a2", "b1"),
+        ("a2", "b1"),
+        0.5,
+        t0,
+        t0 + 5,
+        t_end,
+        problems,
+        safety,
+    )
 
 
-@pytest.mark.parametrize("guide,predicted,observed,problems,safety,verdict", [
-    ("survives", "survives", "survives", (), (), "holds"),
-    ("outage", "outage", "outage", (), (), "holds"),
-    ("survives", "degraded", "degraded", (), (), "does not hold"),  # the model knew: not a surprise
-    ("survives", "degraded", "survives", (), (), "holds, surprise"),
-    ("survives", "survives", "degraded", (), (), "does not hold, surprise"),
-    ("survives", "survives", "survives", ("b1 /ping 200",), (), "holds, surprise"),
-    ("survives", "survives", "survives", (), ("acknowledged_writes_present: 1",), "does not hold, surprise"),
-    ("survives", "?", "error", ("placement failed",), (), "does not hold, surprise"),
-])
+@pytest.mark.parametrize(
+    "guide,predicted,observed,problems,safety,verdict",
+    [
+        ("survives", "survives", "survives", (), (), "holds"),
+        ("outage", "outage", "outage", (), (), "holds"),
+        ("survives", "degraded", "degraded", (), (), "does not hold"),  # the model knew: not a surprise
+        ("survives", "degraded", "survives", (), (), "holds, surprise"),
+        ("survives", "survives", "degraded", (), (), "does not hold, surprise"),
+        ("survives", "survives", "survives", ("b1 /ping 200",), (), "holds, surprise"),
+        ("survives", "survives", "survives", (), ("acknowledged_writes_present: 1",), "does not hold, surprise"),
+        ("survives", "?", "error", ("placement failed",), (), "does not hold, surprise"),
+    ],
+)
 def test_a_case_keeps_guide_model_and_observation_apart(guide, predicted, observed, problems, safety, verdict):
     r = case("x", guide=guide, predicted=predicted, observed=observed, problems=problems, safety=safety)
     assert r.verdict == verdict
@@ -309,13 +408,28 @@ def test_a_case_keeps_guide_model_and_observation_apart(guide, predicted, observ
 
 def test_violations_are_charged_to_the_case_they_fell_in_as_safety():
     results = [case("one", t_end=120.0), case("two", t_end=140.0), case("three", t_end=160.0)]
-    verdicts = CheckResult(outcomes=(
-        Outcome("acknowledged_writes_present", "failed", 5, (Violation("u", 130.0, "project acknowledged, no row"),
-                                                             Violation("v", 131.0, "another"),
-                                                             Violation("w", None, "when unknown"))),
-        Outcome("no_writes_acknowledged_by_fenced_nodes", "failed", 5, (Violation("x", 120.0, "by b1"),)),
-        Outcome("no_stuck_processes", "failed", 5, (Violation("p", 110.0, "stuck"),)),
-    ), faults=(), seconds=(), requests=0, failed=0, failed_idempotent=0, acks=0)
+    verdicts = CheckResult(
+        outcomes=(
+            Outcome(
+                "acknowledged_writes_present",
+                "failed",
+                5,
+                (
+                    Violation("u", 130.0, "project acknowledged, no row"),
+                    Violation("v", 131.0, "another"),
+                    Violation("w", None, "when unknown"),
+                ),
+            ),
+            Outcome("no_writes_acknowledged_by_fenced_nodes", "failed", 5, (Violation("x", 120.0, "by b1"),)),
+            Outcome("no_stuck_processes", "failed", 5, (Violation("p", 110.0, "stuck"),)),
+        ),
+        faults=(),
+        seconds=(),
+        requests=0,
+        failed=0,
+        failed_idempotent=0,
+        acks=0,
+    )
     out = matrix._charge(results, verdicts)
     assert out[0].safety == ("no_writes_acknowledged_by_fenced_nodes: 1 violation(s), e.g. by b1",)  # t <= t_end
     assert out[1].safety == ("acknowledged_writes_present: 2 violation(s), e.g. project acknowledged, no row",)
@@ -324,27 +438,58 @@ def test_violations_are_charged_to_the_case_they_fell_in_as_safety():
     assert out[1].problems == () and out[1].observed == "survives"
 
 
-CLAIMS = Claims("g.md", BOUNDS, (
-    Claim("c", "3 Nodes: Any one host can fail", (3,), 1, (), "survives"),
-    Claim("d", "For true HA, a replicated MySQL database with proper backups is recommended.", (3,), None, (),
-          "outage"),
-    Claim("e", "unused here", (5,), 2, (), "survives"),
-), OBJ)
+CLAIMS = Claims(
+    "g.md",
+    BOUNDS,
+    (
+        Claim("c", "3 Nodes: Any one host can fail", (3,), 1, (), "survives"),
+        Claim(
+            "d",
+            "For true HA, a replicated MySQL database with proper backups is recommended.",
+            (3,),
+            None,
+            (),
+            "outage",
+        ),
+        Claim("e", "unused here", (5,), 2, (), "survives"),
+    ),
+    OBJ,
+)
 
 
 def run(tmp_path: Path, cases: tuple[matrix.CaseResult, ...], profile: str = "rancher-1.0") -> matrix.MatrixResult:
-    return matrix.MatrixResult(tmp_path, 0.0, 42.0, (3,), profile, BOUNDS, OBJ, cases,
-                               tuple(matrix.claim_verdicts(CLAIMS, cases)), {"n3": {}},
-                               machine={"cpus": 2, "memory_gib": 4, "os": "Linux", "docker": "27.0"})
+    return matrix.MatrixResult(
+        tmp_path,
+        0.0,
+        42.0,
+        (3,),
+        profile,
+        BOUNDS,
+        OBJ,
+        cases,
+        tuple(matrix.claim_verdicts(CLAIMS, cases)),
+        {"n3": {}},
+        machine={"cpus": 2, "memory_gib": 4, "os": "Linux", "docker": "27.0"},
+    )
 
 
 def mixed() -> tuple[matrix.CaseResult, ...]:
     return (
         case("kill-follower"),
-        case("split-dc-a|dc-b@leader-minority", predicted="degraded", observed="degraded",
-             m=measures(0.64, 0.3, {"b1": 2}, {"409": 1, "500": 7}, drain=None, recover=31.2)),
-        case("kill-db", claims=("d",), guide="outage", predicted="outage", observed="outage",
-             m=measures(0.0, errors={"503": 90}, drain=2.0, recover=None)),
+        case(
+            "split-dc-a|dc-b@leader-minority",
+            predicted="degraded",
+            observed="degraded",
+            m=measures(0.64, 0.3, {"b1": 2}, {"409": 1, "500": 7}, drain=None, recover=31.2),
+        ),
+        case(
+            "kill-db",
+            claims=("d",),
+            guide="outage",
+            predicted="outage",
+            observed="outage",
+            m=measures(0.0, errors={"503": 90}, drain=2.0, recover=None),
+        ),
     )
 
 
@@ -352,52 +497,90 @@ def test_claim_verdicts_keep_the_three_apart_and_name_the_worst_case():
     v = {c["id"]: c for c in matrix.claim_verdicts(CLAIMS, mixed())}
     assert set(v) == {"c", "d"}  # a claim without cases on these sizes is left out
     c = v["c"]
-    assert (c["guide"], c["cases"], c["holds"], c["verdict"], c["surprises"]) == ("survives", 2, False,
-                                                                                  "does not hold", 0)
+    assert (c["guide"], c["cases"], c["holds"], c["verdict"], c["surprises"]) == (
+        "survives",
+        2,
+        False,
+        "does not hold",
+        0,
+    )
     assert c["predicted"] == {"survives": 1, "degraded": 1} and c["observed"] == {"survives": 1, "degraded": 1}
-    assert c["worst"] == ("n3 split-dc-a|dc-b@leader-minority: degraded: 64 % of requests (writes 30 %) from 10 s "
-                          "on; writes back after 31.2 s; 2 server restart(s)")
+    assert c["worst"] == (
+        "n3 split-dc-a|dc-b@leader-minority: degraded: 64 % of requests (writes 30 %) from 10 s "
+        "on; writes back after 31.2 s; 2 server restart(s)"
+    )
     d = v["d"]
     assert (d["guide"], d["holds"], d["verdict"], d["observed"]) == ("outage", True, "holds", {"outage": 1})
     assert d["says"].startswith("For true HA")
 
 
 def test_the_worst_case_is_one_that_does_not_hold_even_with_a_better_share():
-    cases = (case("a", share=0.5, observed="degraded", guide="degraded", predicted="degraded"),
-             case("b", share=0.9, observed="degraded"), case("c", m=None, observed="error", predicted="?"))
+    cases = (
+        case("a", share=0.5, observed="degraded", guide="degraded", predicted="degraded"),
+        case("b", share=0.9, observed="degraded"),
+        case("c", m=None, observed="error", predicted="?"),
+    )
     v = matrix.claim_verdicts(CLAIMS, cases)[0]
     assert v["worst"] == "n3 c: error" and v["surprises"] == 2 and not v["holds"]
 
 
 def test_table_shows_every_case_and_claim(tmp_path: Path):
-    result = run(tmp_path, mixed() + (case("kill-leader", problems=("b1 /ping 200",), safety=("lost 1 write",)),))
+    result = run(tmp_path, (*mixed(), case("kill-leader", problems=("b1 /ping 200",), safety=("lost 1 write",))))
     text = matrix.table(result)
     lines = text.splitlines()
     assert lines[0].split() == list(matrix.HEADERS) and set(lines[1]) <= {"-", " "}
     row = next(line for line in lines if "split-dc-a|dc-b@leader-minority" in line).split()
-    assert row == ["3", "split-dc-a|dc-b@leader-minority", "kill", "split-dc-a|dc-b@leader-minority", "a1",
-                   "survives", "degraded", "degraded", "64", "%", "30", "%", "409x1,", "500x7", "never", "31.2s", "2",
-                   "0.5s", "does", "not", "hold"]
+    assert row == [
+        "3",
+        "split-dc-a|dc-b@leader-minority",
+        "kill",
+        "split-dc-a|dc-b@leader-minority",
+        "a1",
+        "survives",
+        "degraded",
+        "degraded",
+        "64",
+        "%",
+        "30",
+        "%",
+        "409x1,",
+        "500x7",
+        "never",
+        "31.2s",
+        "2",
+        "0.5s",
+        "does",
+        "not",
+        "hold",
+    ]
     assert "n3 kill-leader: b1 /ping 200; lost 1 write" in lines
-    assert ("claim c: the guide says survives; model degraded 1, survives 2; observed degraded 1, survives 2 -> "
-            "does not hold (worst n3 split-dc-a|dc-b@leader-minority: degraded: 64 %") in text
+    assert (
+        "claim c: the guide says survives; model degraded 1, survives 2; observed degraded 1, survives 2 -> "
+        "does not hold (worst n3 split-dc-a|dc-b@leader-minority: degraded: 64 %"
+    ) in text
     assert "claim d: the guide says outage; model outage 1; observed outage 1 -> holds" in text
     assert lines[-1] == "1/2 claims hold, 1 surprise(s) in 4 cases, rancher-1.0 profile, 42 s"
 
 
 def test_markdown_report(tmp_path: Path):
-    result = run(tmp_path, mixed() + (case("kill-leader", problems=("b1 /ping 200",)),), profile="tuned")
+    result = run(tmp_path, (*mixed(), case("kill-leader", problems=("b1 /ping 200",))), profile="tuned")
     md = matrix.markdown(result)
     assert md.startswith("# Survivability matrix (1970-01-01T00:00:00+00:00, tuned profile)\n")
     assert "Machine: 2 CPUs, 4 GiB, Linux, Docker 27.0. Sizes 3; 42 s in all." in md
-    assert ("Objective: from 10 s after the fault on, at least 99 % of the client's requests succeed (survives); "
-            "at most 1 % of its writes: outage; between: degraded.") in md
+    assert (
+        "Objective: from 10 s after the fault on, at least 99 % of the client's requests succeed (survives); "
+        "at most 1 % of its writes: outage; between: degraded."
+    ) in md
     assert "| claim | the guide says | guide | model | observed | verdict | worst case |" in md
-    assert ("| d | For true HA, a replicated MySQL database with proper backups is recommended. | outage | outage 1 | "
-            "outage 1 | holds | n3 kill-db: outage: 0 % of requests (writes 0 %) from 10 s on; writes never back |"
-            ) in md
+    assert (
+        "| d | For true HA, a replicated MySQL database with proper backups is recommended. | outage | outage 1 | "
+        "outage 1 | holds | n3 kill-db: outage: 0 % of requests (writes 0 %) from 10 s on; writes never back |"
+    ) in md
     assert "| " + " | ".join(matrix.HEADERS) + " |" in md
-    assert "| 3 | kill-db | kill kill-db | a1 | outage | outage | outage | 0 % | 0 % | 503x90 | 2.0s | - | 0 | 0.5s | holds |" in md
+    assert (
+        "| 3 | kill-db | kill kill-db | a1 | outage | outage | outage | 0 % | 0 % | 503x90 | 2.0s | - | 0 | 0.5s "
+        "| holds |" in md
+    )
     assert "| 3 | split-dc-a\\|dc-b@leader-minority | kill split-dc-a\\|dc-b@leader-minority |" in md
     assert "- n3 kill-leader: b1 /ping 200" in md
     # every table row has as many cells as its header: a case id's | is escaped everywhere
@@ -422,8 +605,13 @@ def test_to_dict(tmp_path: Path):
 
 
 def test_require_pass_passes_when_every_claim_holds_as_predicted(tmp_path: Path):
-    result = run(tmp_path, (case("kill-follower"), case("kill-db", claims=("d",), guide="outage", predicted="outage",
-                                                          observed="outage", share=0.0)))
+    result = run(
+        tmp_path,
+        (
+            case("kill-follower"),
+            case("kill-db", claims=("d",), guide="outage", predicted="outage", observed="outage", share=0.0),
+        ),
+    )
     assert result.holds and result.as_predicted and result.passed
     matrix.require_pass(result)
 
@@ -431,24 +619,30 @@ def test_require_pass_passes_when_every_claim_holds_as_predicted(tmp_path: Path)
 def test_require_pass_exits_3_when_a_claim_does_not_hold(tmp_path: Path):
     result = run(tmp_path, mixed())
     assert not result.holds and result.as_predicted and not result.passed
-    with pytest.raises(CheckFailed, match=r"1 claim\(s\) of the guide do not hold on this lab: c; see .*matrix\.md"
-                       ) as e:
+    with pytest.raises(
+        CheckFailed, match=r"1 claim\(s\) of the guide do not hold on this lab: c; see .*matrix\.md"
+    ) as e:
         matrix.require_pass(result)
     assert e.value.exit_code == matrix.EXIT_CLAIM_FAILS == 3 and not isinstance(e.value, matrix.Surprise)
 
 
 def test_a_claim_that_does_not_hold_wins_over_a_surprise(tmp_path: Path):
-    result = run(tmp_path, mixed() + (case("kill-leader", predicted="degraded"),))
+    result = run(tmp_path, (*mixed(), case("kill-leader", predicted="degraded")))
     with pytest.raises(CheckFailed) as e:
         matrix.require_pass(result)
     assert e.value.exit_code == 3
 
 
 def test_require_pass_exits_4_when_every_claim_holds_but_the_model_was_surprised(tmp_path: Path):
-    result = run(tmp_path, (case("kill-leader", predicted="degraded"), case("kill-follower"),
-                            case("kill-a2", problems=("b1 /ping 200",))))
+    result = run(
+        tmp_path,
+        (case("kill-leader", predicted="degraded"), case("kill-follower"), case("kill-a2", problems=("b1 /ping 200",))),
+    )
     assert result.holds and not result.as_predicted and not result.passed
-    with pytest.raises(matrix.Surprise, match=r"every claim holds, but 2 case\(s\) did what the lab's model did not "
-                                              r"predict: n3 kill-leader, n3 kill-a2; see .*matrix\.md") as e:
+    with pytest.raises(
+        matrix.Surprise,
+        match=r"every claim holds, but 2 case\(s\) did what the lab's model did not "
+        r"predict: n3 kill-leader, n3 kill-a2; see .*matrix\.md",
+    ) as e:
         matrix.require_pass(result)
     assert e.value.exit_code == matrix.EXIT_SURPRISE == 4 and isinstance(e.value, CheckFailed)

@@ -4,8 +4,8 @@ import pytest
 
 from lab.cluster import preflight
 from lab.cluster.preflight import free_port, free_ports
-from lab.core.errors import BadInput, CheckFailed
 from lab.cluster.topology import Ports, Sizing, make_topology
+from lab.core.errors import BadInput, CheckFailed
 
 
 def test_busy_port_is_named_with_its_holder():
@@ -30,7 +30,7 @@ def test_undersized_max_connections_is_named_with_the_shortfall():
     f = preflight.connections(t)
     assert f.level == "error" and f.check == "max_connections"
     assert "60 short" in f.message and "--db-max-connections 160" in f.fix
-    with pytest.raises(CheckFailed, match="max_connections.*--allow-undersized"):
+    with pytest.raises(CheckFailed, match=r"max_connections.*--allow-undersized"):
         preflight.enforce(t, allow_undersized=False, say=print)
     preflight.enforce(t, allow_undersized=True, say=print)  # an experiment may start it anyway
 
@@ -41,8 +41,9 @@ def test_guide_sized_lab_passes():
 
 
 def test_small_database_memory_and_node_memory():
-    t = make_topology(3, ports=free_ports(), sizing=Sizing(db_memory_mib=512, node_mem_limit_mib=200,
-                                                            java_opts="-Xmx8g"))
+    t = make_topology(
+        3, ports=free_ports(), sizing=Sizing(db_memory_mib=512, node_mem_limit_mib=200, java_opts="-Xmx8g")
+    )
     checks = {f.check: f for f in preflight.errors(preflight.check(t))}
     assert "512 MiB below" in checks["database memory"].message
     assert "--node-memory" in checks["node memory"].fix

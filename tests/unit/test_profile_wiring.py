@@ -36,14 +36,28 @@ def test_the_profile_is_wired_and_reserved_and_its_settings_stay_overridable() -
     assert shown["harness"]["lb_check_inter_ms"] == 250 and shown["settings"]["ping_gate"] is True
 
 
-@pytest.mark.parametrize("name, restart, check, timeout, retry_on", [
-    ("rancher-1.0", "unless-stopped", "inter 1000ms fastinter 1000ms downinter 1000ms fall 2 rise 1\n",
-     "timeout check 1000ms", "retry-on conn-failure\n"),
-    ("tuned", "no", "inter 250ms fastinter 150ms downinter 500ms fall 2 rise 2 observe layer4 error-limit 1",
-     "timeout check 400ms", "retry-on conn-failure empty-response response-timeout 503\n"),
-])
-def test_compose_and_haproxy_follow_the_profile(name: str, restart: str, check: str, timeout: str,
-                                                retry_on: str) -> None:
+@pytest.mark.parametrize(
+    "name, restart, check, timeout, retry_on",
+    [
+        (
+            "rancher-1.0",
+            "unless-stopped",
+            "inter 1000ms fastinter 1000ms downinter 1000ms fall 2 rise 1\n",
+            "timeout check 1000ms",
+            "retry-on conn-failure\n",
+        ),
+        (
+            "tuned",
+            "no",
+            "inter 250ms fastinter 150ms downinter 500ms fall 2 rise 2 observe layer4 error-limit 1",
+            "timeout check 400ms",
+            "retry-on conn-failure empty-response response-timeout 503\n",
+        ),
+    ],
+)
+def test_compose_and_haproxy_follow_the_profile(
+    name: str, restart: str, check: str, timeout: str, retry_on: str
+) -> None:
     t = make_topology(3, lab="demo", profile=name)
     services = compose.render(t, TAGS)["services"]
     assert {services[n]["restart"] for n in t.node_names} == {restart}

@@ -4,9 +4,17 @@ import json
 import re
 import xml.etree.ElementTree as ET
 
-from lab.record.checker import CheckConfig
-from lab.record.history import HISTORY_FILE, LEDGER_FILE, FaultRecord, JsonlWriter, LedgerEntry, ProbeRecord, RequestRecord
 from lab.chaos.judge import SNAPSHOT_FILE
+from lab.record.checker import CheckConfig
+from lab.record.history import (
+    HISTORY_FILE,
+    LEDGER_FILE,
+    FaultRecord,
+    JsonlWriter,
+    LedgerEntry,
+    ProbeRecord,
+    RequestRecord,
+)
 from lab.record.report import PLOTS, build_report
 
 T = 1_700_000_000.0
@@ -17,13 +25,30 @@ def record_run(run_dir, lost: bool = False) -> None:
         for i in range(200):  # 20 s of requests; those started in [8, 9) failed
             t0 = T + i / 10
             failed = 8 <= i / 10 < 9
-            h.append(RequestRecord(t0=t0, t1=t0 + 0.005 + (i % 7) / 1000, method="GET", name="/v1/projects",
-                                   status=0 if failed else 200, ok=not failed, node=None if failed else "a1"))
+            h.append(
+                RequestRecord(
+                    t0=t0,
+                    t1=t0 + 0.005 + (i % 7) / 1000,
+                    method="GET",
+                    name="/v1/projects",
+                    status=0 if failed else 200,
+                    ok=not failed,
+                    node=None if failed else "a1",
+                )
+            )
         for k in range(40):
             for node in ("a1", "a2", "b1"):
                 down = node == "a2" and 8 <= k / 2 < 12
-                h.append(ProbeRecord(t0=T + k / 2, t1=T + k / 2 + 0.01, node=node, ping=None if down else 200,
-                                     state=None if down else "active", zk_mode="leader" if node == "a1" else "follower"))
+                h.append(
+                    ProbeRecord(
+                        t0=T + k / 2,
+                        t1=T + k / 2 + 0.01,
+                        node=node,
+                        ping=None if down else 200,
+                        state=None if down else "active",
+                        zk_mode="leader" if node == "a1" else "follower",
+                    )
+                )
         h.append(FaultRecord(t0=T + 8, t1=T + 12, fault="kill", targets=("a2",), id="f1"))
     with JsonlWriter(run_dir / LEDGER_FILE) as lg:
         lg.append(LedgerEntry(t0=T + 1, t1=T + 1.05, op="create", type="project", id="1a9", uuid="u-1", node="a1"))
@@ -81,7 +106,9 @@ def test_report_takes_the_database_snapshot_through_the_injected_query(tmp_path)
 
     def query(sql):
         asked.append(sql)
-        return [{"id": "9", "uuid": "u-1", "name": "p", "state": "active", "removed": "NULL"}] if "account" in sql else []
+        return (
+            [{"id": "9", "uuid": "u-1", "name": "p", "state": "active", "removed": "NULL"}] if "account" in sql else []
+        )
 
     files = build_report(tmp_path, query=query)
     assert asked and files.result.passed

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from lab.core import paths
-from lab.cli import main as cli
 from lab.chaos import scenario
-from lab.record.checker import CheckResult, FaultStats, Outcome, Violation
+from lab.cli import main as cli
+from lab.core import paths
 from lab.core.errors import BadInput
+from lab.record.checker import CheckResult, FaultStats, Outcome, Violation
 
 SCENARIOS = paths.SCENARIOS
 SHIPPED = sorted(p for p in SCENARIOS.glob("*.yaml") if p.name != "claims.yaml")
@@ -54,24 +54,35 @@ def test_a_good_file_loads_with_defaults(tmp_path):
     assert sc.faults[1].fault.sides == (("dc-a",), ("dc-b",))
 
 
-@pytest.mark.parametrize("old,new,match", [
-    ("    target: follower", "    target: c9", r"x\.yaml: faults\[0\]\.target: no node 'c9' in this lab"),
-    ("    kind: kill", "    kind: nuke", r"x\.yaml: faults\[0\]\.kind: unknown fault 'nuke'"),
-    ("    hold: 5s", "    hold: 5s\n    colour: red", r"x\.yaml: faults\[0\]\.colour: unknown key"),
-    ("seed: 1", "seed: 1\nextra: 1", r"x\.yaml: extra: unknown key \(allowed here: topology, faults"),
-    ("    hold: 5s", "    hold: soon", r"x\.yaml: faults\[0\]\.hold: 'soon' is not a duration"),
-    ("  - at: 2s", "  - at: -2s", r"x\.yaml: faults\[0\]\.at: '-2s' is not a duration"),
-    ("    sides: [dc-a, dc-b]", "    sides: [dc-a, dc-q]", r"x\.yaml: faults\[1\]\.sides\[1\]: no datacenter 'dc-q'"),
-    ("  nodes: 3", "  nodes: 4", r"x\.yaml: topology\.nodes: 4 nodes adds no fault tolerance"),
-    ("  nodes: 3", "  nodes: 3\n  db_dc: dc-z", r"x\.yaml: topology\.db_dc: the database is placed in 'dc-z'"),
-    ("  nodes: 3", "  nodes: 3\n  layout: dc-a:2", r"x\.yaml: topology\.layout: dc-a:2 places 2 nodes"),
-    ("seed: 1", "seed: 1\nduration: 12s", r"x\.yaml: duration: 12 s ends before faults\[1\] is healed"),
-    ("seed: 1", "seed: 1\nchecks: {during: [vibes]}", r"x\.yaml: checks\.during\[0\]: 'vibes' is not one of"),
-    ("seed: 1", "seed: 1\nassert: {no_lost_writes: maybe}", r"x\.yaml: assert\.no_lost_writes must be true or false"),
-    ("seed: 1", "seed: 1\nassert: {max_latency: 1s}", r"x\.yaml: assert\.max_latency: unknown key"),
-    ("seed: 1", "seed: 1\nload: {users: 0}", r"x\.yaml: load\.users: 0 is below the minimum 1"),
-    ("topology:\n  nodes: 3\n", "", r"x\.yaml: topology: missing"),
-])
+@pytest.mark.parametrize(
+    "old,new,match",
+    [
+        ("    target: follower", "    target: c9", r"x\.yaml: faults\[0\]\.target: no node 'c9' in this lab"),
+        ("    kind: kill", "    kind: nuke", r"x\.yaml: faults\[0\]\.kind: unknown fault 'nuke'"),
+        ("    hold: 5s", "    hold: 5s\n    colour: red", r"x\.yaml: faults\[0\]\.colour: unknown key"),
+        ("seed: 1", "seed: 1\nextra: 1", r"x\.yaml: extra: unknown key \(allowed here: topology, faults"),
+        ("    hold: 5s", "    hold: soon", r"x\.yaml: faults\[0\]\.hold: 'soon' is not a duration"),
+        ("  - at: 2s", "  - at: -2s", r"x\.yaml: faults\[0\]\.at: '-2s' is not a duration"),
+        (
+            "    sides: [dc-a, dc-b]",
+            "    sides: [dc-a, dc-q]",
+            r"x\.yaml: faults\[1\]\.sides\[1\]: no datacenter 'dc-q'",
+        ),
+        ("  nodes: 3", "  nodes: 4", r"x\.yaml: topology\.nodes: 4 nodes adds no fault tolerance"),
+        ("  nodes: 3", "  nodes: 3\n  db_dc: dc-z", r"x\.yaml: topology\.db_dc: the database is placed in 'dc-z'"),
+        ("  nodes: 3", "  nodes: 3\n  layout: dc-a:2", r"x\.yaml: topology\.layout: dc-a:2 places 2 nodes"),
+        ("seed: 1", "seed: 1\nduration: 12s", r"x\.yaml: duration: 12 s ends before faults\[1\] is healed"),
+        ("seed: 1", "seed: 1\nchecks: {during: [vibes]}", r"x\.yaml: checks\.during\[0\]: 'vibes' is not one of"),
+        (
+            "seed: 1",
+            "seed: 1\nassert: {no_lost_writes: maybe}",
+            r"x\.yaml: assert\.no_lost_writes must be true or false",
+        ),
+        ("seed: 1", "seed: 1\nassert: {max_latency: 1s}", r"x\.yaml: assert\.max_latency: unknown key"),
+        ("seed: 1", "seed: 1\nload: {users: 0}", r"x\.yaml: load\.users: 0 is below the minimum 1"),
+        ("topology:\n  nodes: 3\n", "", r"x\.yaml: topology: missing"),
+    ],
+)
 def test_errors_name_the_file_and_the_field(tmp_path, old, new, match):
     assert old in GOOD
     p = write(tmp_path, GOOD.replace(old, new))
@@ -115,17 +126,37 @@ def test_cli_reports_a_bad_file_in_one_line_with_exit_2(tmp_path, capsys):
 
 # ------------------------------------------------------------------------------- assertions
 
+
 def result(**kw) -> CheckResult:
     lost = Outcome("acknowledged_writes_present", "failed", 10, (Violation("u1", 5.0, "project acknowledged, no row"),))
-    outcomes = (lost, Outcome("no_duplicated_writes", "passed", 10),
-                Outcome("no_writes_acknowledged_by_fenced_nodes", "passed", 10),
-                Outcome("no_stuck_processes", "skipped", note="no rows"))
-    fault = FaultStats(id="f1", fault="kill", targets=("a1",), t0=1.0, t1=5.0, window_end=15.0, requests=100, failed=3,
-                       failed_idempotent=0, failed_writes=3, availability=0.97, min_second_availability=0.5,
-                       time_to_detect=0.6, time_to_recover=kw.get("recover", 2.5), healed_to_recovered=None,
-                       budget_consumed=None, fenced_acks=0)
-    return CheckResult(outcomes=outcomes, faults=(fault,), seconds=(), requests=200, failed=3, failed_idempotent=0,
-                       acks=50)
+    outcomes = (
+        lost,
+        Outcome("no_duplicated_writes", "passed", 10),
+        Outcome("no_writes_acknowledged_by_fenced_nodes", "passed", 10),
+        Outcome("no_stuck_processes", "skipped", note="no rows"),
+    )
+    fault = FaultStats(
+        id="f1",
+        fault="kill",
+        targets=("a1",),
+        t0=1.0,
+        t1=5.0,
+        window_end=15.0,
+        requests=100,
+        failed=3,
+        failed_idempotent=0,
+        failed_writes=3,
+        availability=0.97,
+        min_second_availability=0.5,
+        time_to_detect=0.6,
+        time_to_recover=kw.get("recover", 2.5),
+        healed_to_recovered=None,
+        budget_consumed=None,
+        fenced_acks=0,
+    )
+    return CheckResult(
+        outcomes=outcomes, faults=(fault,), seconds=(), requests=200, failed=3, failed_idempotent=0, acks=50
+    )
 
 
 def test_assertions_judge_the_checker_result():
@@ -147,14 +178,20 @@ def test_pytest_collects_scenario_files_given_to_it_as_docker_tests():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-                          str(SCENARIOS)], capture_output=True, text=True, cwd=SCENARIOS.parent, timeout=120).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", str(SCENARIOS)],
+        capture_output=True,
+        text=True,
+        cwd=SCENARIOS.parent,
+        timeout=120,
+    ).stdout
     collected = sorted(line for line in out.splitlines() if ".yaml::" in line)
     assert collected == sorted(f"scenarios/{p.name}::{p.stem}" for p in SHIPPED)
 
 
-@pytest.mark.parametrize("text,seconds", [("10s", 10.0), ("500ms", 0.5), ("2m", 120.0), (3, 3.0), ("1.5s", 1.5),
-                                          ("0s", 0.0)])
+@pytest.mark.parametrize(
+    "text,seconds", [("10s", 10.0), ("500ms", 0.5), ("2m", 120.0), (3, 3.0), ("1.5s", 1.5), ("0s", 0.0)]
+)
 def test_durations(text, seconds):
     from lab.core.durations import parse_duration
 

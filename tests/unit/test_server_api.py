@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -51,8 +53,14 @@ class LockFails:
 
 class FakeNode:
     def __init__(self, request_heap: str = "64k", xmx: str = "1g", profile: str = "rancher-1.0") -> None:
-        self.cfg = from_env({"HALAB_NODE_NAME": "a1", "HALAB_REQUEST_HEAP": request_heap,
-                             "CATTLE_JAVA_OPTS": f"-Xmx{xmx}", "HALAB_PROFILE": profile})
+        self.cfg = from_env(
+            {
+                "HALAB_NODE_NAME": "a1",
+                "HALAB_REQUEST_HEAP": request_heap,
+                "CATTLE_JAVA_OPTS": f"-Xmx{xmx}",
+                "HALAB_PROFILE": profile,
+            }
+        )
         self.heap = HeapModel(self.cfg.heap_xmx, self.cfg.heap_scale)
         self.sm = HAStateMachine()
         self.requests = RequestMetrics()
@@ -77,6 +85,7 @@ def with_client(node: FakeNode, test: Callable[[TestClient], Awaitable[None]]) -
     async def main() -> None:
         async with TestClient(TestServer(Api(node).app())) as client:  # type: ignore[arg-type]
             await test(client)
+
     asyncio.run(main())
 
 
@@ -90,6 +99,7 @@ def test_rancher_1_0_ping_is_always_pong() -> None:
             r = await c.get("/ping")
             assert (r.status, await r.text()) == (200, "pong"), node.sm.state
             assert r.headers["X-Rancher-Node"] == "a1"
+
     with_client(node, t)
 
 
@@ -106,6 +116,7 @@ def test_tuned_ping_follows_the_ha_state_and_every_response_names_the_node() -> 
         node.sm.observe(Health(True, False, True))
         r = await c.get("/ping")
         assert r.status == 503 and await r.text() == "degraded"
+
     with_client(node, t)
 
 
@@ -123,6 +134,7 @@ def test_links_and_schema_header_follow_the_load_balancer() -> None:
         assert project["links"]["collection"] == "http://lb:8080/v1/projects"
         r = await c.get("/v1/schemas/service")
         assert (await r.json())["pluralName"] == "services"
+
     with_client(FakeNode(), t)
 
 
@@ -159,7 +171,10 @@ def test_error_bodies() -> None:
         assert (status, body["code"], body["fieldName"]) == (422, "InvalidFormat", "name")
         status, body = await err("POST", "/v1/agents/1ag1?action=checkin")
         assert status == 401
-        assert (await err("POST", "/v1/agents/1ag1?action=explode", headers={"Authorization": basic("AGENTKEY", "secret")}))[0] == 404
+        assert (
+            await err("POST", "/v1/agents/1ag1?action=explode", headers={"Authorization": basic("AGENTKEY", "secret")})
+        )[0] == 404
+
     with_client(node, t)
     assert node.db.calls == 0
 
@@ -173,6 +188,7 @@ def test_a_rancher_client_without_keys_is_anonymous_and_other_unknown_keys_are_r
     async def t(c: TestClient) -> None:
         r = await c.get("/v1", headers={"Authorization": basic("None", "None")})  # cattle.Client(url=...)
         assert r.status == 200 and (await r.json())["type"] == "apiVersion"
+
     node = FakeNode()
     with_client(node, t)
     assert node.db.calls == 0
@@ -191,12 +207,17 @@ def test_a_tuned_node_that_is_not_active_refuses_writes() -> None:
     node.sm.observe(Health(True, False, True))
 
     async def t(c: TestClient) -> None:
-        for method, path in (("POST", "/v1/projects"), ("PUT", "/v1/projects/1a1"), ("DELETE", "/v1/projects/1a1"),
-                             ("POST", "/v1/scripts/token")):
+        for method, path in (
+            ("POST", "/v1/projects"),
+            ("PUT", "/v1/projects/1a1"),
+            ("DELETE", "/v1/projects/1a1"),
+            ("POST", "/v1/scripts/token"),
+        ):
             r = await c.request(method, path, json={"name": "x", "hostname": "h"})
             body = await r.json()
             assert r.status == 503 and body["code"] == "NOT_ACTIVE", (method, path)
             assert "no ZooKeeper session with quorum" in body["detail"]
+
     with_client(node, t)
     assert node.db.calls == 0
 
@@ -206,12 +227,17 @@ def with_engine(node: FakeNode, db: Any) -> FakeNode:
     return node
 
 
-@pytest.mark.parametrize("error, status, code", [
-    (LockBusy("project 1 is locked by another process"), 409, "ResourceBusy"),
-    (NoQuorum("no ZooKeeper session"), 500, "SERVER_ERROR"),
-], ids=["lock-timeout", "no-session"])
+@pytest.mark.parametrize(
+    "error, status, code",
+    [
+        (LockBusy("project 1 is locked by another process"), 409, "ResourceBusy"),
+        (NoQuorum("no ZooKeeper session"), 500, "SERVER_ERROR"),
+    ],
+    ids=["lock-timeout", "no-session"],
+)
 def test_rancher_1_0_tries_writes_whatever_its_state_and_lock_errors_are_409_or_500(
-        error: Exception, status: int, code: str) -> None:
+    error: Exception, status: int, code: str
+) -> None:
     node = with_engine(FakeNode(profile="rancher-1.0"), LockFails(error))
     node.sm.observe(HEALTHY)
     node.sm.observe(Health(True, False, True))  # degraded: no NOT_ACTIVE gate in rancher-1.0
@@ -221,6 +247,7 @@ def test_rancher_1_0_tries_writes_whatever_its_state_and_lock_errors_are_409_or_
             r = await c.request(method, path, json={"name": "x"})
             body = await r.json()
             assert (r.status, body["type"], body["code"]) == (status, "error", code), (method, path, body)
+
     with_client(node, t)
 
 
@@ -231,6 +258,7 @@ def test_tuned_no_session_at_lock_time_is_503_no_quorum() -> None:
     async def t(c: TestClient) -> None:
         r = await c.post("/v1/projects", json={"name": "x"})
         assert (r.status, (await r.json())["code"]) == (503, "NO_QUORUM")
+
     with_client(node, t)
 
 
@@ -242,6 +270,7 @@ def test_requests_count_in_metrics() -> None:
         assert 'cattle_http_requests_total{node="a1",method="GET",code="503"} 1' in text
         assert 'cattle_http_requests_total{node="a1",method="GET",code="200"} 1' in text
         assert 'cattle_http_request_duration_seconds_count{node="a1"} 2' in text
+
     with_client(FakeNode(profile="tuned"), t)  # a starting tuned node answers /ping 503
 
 
@@ -250,10 +279,9 @@ def test_request_memory_beyond_the_budget_is_a_modelled_oom() -> None:
 
     async def t(c: TestClient) -> None:
         await c.get("/v1")
-    try:
+
+    with contextlib.suppress(Exception):  # the fake does not exit, so the request errors out
         with_client(node, t)
-    except Exception:  # noqa: BLE001 - the fake does not exit, so the request errors out
-        pass
     assert node.oom and "Java heap space" in str(node.oom[0])
     assert node.heap.inflight_bytes == 0
 
@@ -262,13 +290,33 @@ def test_management_view_lists_members_and_master() -> None:
     from lab.server import management
 
     status = {
-        "node": "a1", "state": "degraded", "reasons": ["no ZooKeeper session with quorum"], "clusterSize": 3,
-        "master": "a1", "zookeeper": {"session": "SUSPENDED", "mode": "not serving"},
+        "node": "a1",
+        "state": "degraded",
+        "reasons": ["no ZooKeeper session with quorum"],
+        "clusterSize": 3,
+        "master": "a1",
+        "zookeeper": {"session": "SUSPENDED", "mode": "not serving"},
         "database": {"ok": True, "error": None},
         "memory": {"pressure": 0.5, "budgetBytes": 32 << 20, "degraded": False},
         "members": [
-            {"id": 1, "name": "a1", "self": True, "master": True, "state": "degraded", "zkMode": "not serving", "ipAddress": "10.0.0.2"},
-            {"id": 2, "name": "<b1>", "self": False, "master": False, "state": "active", "zkMode": "leader", "ipAddress": None},
+            {
+                "id": 1,
+                "name": "a1",
+                "self": True,
+                "master": True,
+                "state": "degraded",
+                "zkMode": "not serving",
+                "ipAddress": "10.0.0.2",
+            },
+            {
+                "id": 2,
+                "name": "<b1>",
+                "self": False,
+                "master": False,
+                "state": "active",
+                "zkMode": "leader",
+                "ipAddress": None,
+            },
         ],
     }
     node = FakeNode()
@@ -282,11 +330,13 @@ def test_management_view_lists_members_and_master() -> None:
             assert "a1 (this node)" in page and "master" in page and "&lt;b1&gt;" in page and "leader" in page
             r = await c.get("/status.json")
             assert (await r.json())["members"][1]["zkMode"] == "leader"
+
     asyncio.run(main())
 
 
 def with_listener(node: FakeNode, test: Callable[[int], Awaitable[None]]) -> None:
     """Serve the API as the node does (lab.server.listener) on a free port; run test(port)."""
+
     async def main() -> None:
         listener = Listener(Api(node).app(), {"X-Rancher-Node": "a1"})  # type: ignore[arg-type]
         port = free_port()
@@ -295,6 +345,7 @@ def with_listener(node: FakeNode, test: Callable[[int], Awaitable[None]]) -> Non
             await test(port)
         finally:
             await listener.stop()
+
     asyncio.run(main())
 
 
@@ -318,13 +369,17 @@ def gdapi_error(status: int, headers: dict[str, str], body: bytes) -> dict[str, 
     return error
 
 
-@pytest.mark.parametrize("raw", [
-    b"G<E>T /v1 HTTP/1.1\r\nHost: x\r\n\r\n",
-    b"GE T /v1 HTTP/1.1\r\nHost: x\r\n\r\n",
-    b"GET /v1 HTTP/1.1 extra\r\nHost: x\r\n\r\n",
-    b"GET /v1 HTTP/1.1\r\nHost x\r\n\r\n",
-    b"GET /v1 HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",
-], ids=["method-with-brackets", "method-with-space", "request-line", "header-line", "oversized-header"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"G<E>T /v1 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GE T /v1 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /v1 HTTP/1.1 extra\r\nHost: x\r\n\r\n",
+        b"GET /v1 HTTP/1.1\r\nHost x\r\n\r\n",
+        b"GET /v1 HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",
+    ],
+    ids=["method-with-brackets", "method-with-space", "request-line", "header-line", "oversized-header"],
+)
 def test_requests_the_http_parser_refuses_get_a_gdapi_error(raw: bytes) -> None:
     async def t(port: int) -> None:
         status, headers, body = await exchange(port, raw)
@@ -333,6 +388,7 @@ def test_requests_the_http_parser_refuses_get_a_gdapi_error(raw: bytes) -> None:
         assert error["code"] == "BadRequest" and error["detail"]
         status, _, body = await exchange(port, b"GET /v1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert status == 200 and json.loads(body)["type"] == "apiVersion"
+
     with_listener(FakeNode(), t)
 
 
@@ -340,4 +396,5 @@ def test_a_failure_past_the_api_middleware_is_a_gdapi_error() -> None:
     async def t(port: int) -> None:
         status, headers, body = await exchange(port, b"GET /v1 HTTP/1.1\r\nHost: x\r\n\r\n")
         assert status == 500 and gdapi_error(status, headers, body)["code"] == "SERVER_ERROR"
+
     with_listener(FakeNode(request_heap="3m", xmx="64m"), t)  # the fake's modelled OOM does not exit

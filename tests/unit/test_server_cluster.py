@@ -48,8 +48,10 @@ def test_standalone_config() -> None:
 def test_ensemble_config_and_fast_failure_detection_when_tuned() -> None:
     cfg = zkserver.render_config("/data", TUNED, {3: ("b1.interdc",), 1: ("a1.dc-a",), 2: ("a2.dc-a",)})
     lines = cfg.splitlines()
-    assert [l for l in lines if l.startswith("server.")] == [
-        "server.1=a1.dc-a:2888:3888", "server.2=a2.dc-a:2888:3888", "server.3=b1.interdc:2888:3888",
+    assert [line for line in lines if line.startswith("server.")] == [
+        "server.1=a1.dc-a:2888:3888",
+        "server.2=a2.dc-a:2888:3888",
+        "server.3=b1.interdc:2888:3888",
     ]
     assert "multiAddress" not in zkserver.jvm_flags("64m", {1: ("a1.dc-a",)}, TUNED)
     # A follower cut from its leader drops out within syncLimit ticks (2 s at tickTime 500).
@@ -62,11 +64,14 @@ def test_rancher_1_0_runs_zookeeper_as_its_zk_container_did() -> None:
     assert "-Dzookeeper.cnxTimeout=5000 " in zkserver.jvm_flags("64m", {}, RANCHER_1_0)
 
 
-@pytest.mark.parametrize("connection, first", [
-    ("127.0.0.1:2181,a2.interdc:2181,b1.interdc:2181", ("127.0.0.1", 2181)),
-    ("zk1:2182/chroot", ("zk1", 2182)),
-    ("zk1", ("zk1", 2181)),
-])
+@pytest.mark.parametrize(
+    "connection, first",
+    [
+        ("127.0.0.1:2181,a2.interdc:2181,b1.interdc:2181", ("127.0.0.1", 2181)),
+        ("zk1:2182/chroot", ("zk1", 2182)),
+        ("zk1", ("zk1", 2181)),
+    ],
+)
 def test_the_start_wait_asks_the_first_host_only(connection: str, first: tuple[str, int]) -> None:
     assert zkserver.first_host(connection) == first
 

@@ -119,8 +119,11 @@ def test_an_old_row_of_this_host_is_served_locally_while_it_has_no_slot() -> Non
 def test_zookeeper_and_redis_hosts_are_every_slot_on_the_loopback() -> None:
     assert cluster.zk_hosts(3) == "127.0.0.1:2181,127.0.0.1:2182,127.0.0.1:2183"
     assert cluster.redis_hosts(1) == "127.0.0.1:6379"
-    assert cluster.zk_servers(3) == {1: ("127.0.0.1", 2888, 3888), 2: ("127.0.0.1", 2889, 3889),
-                                     3: ("127.0.0.1", 2890, 3890)}
+    assert cluster.zk_servers(3) == {
+        1: ("127.0.0.1", 2888, 3888),
+        2: ("127.0.0.1", 2889, 3889),
+        3: ("127.0.0.1", 2890, 3890),
+    }
     assert cluster.zk_servers(1) == {}
 
 
@@ -170,14 +173,25 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
 def test_zoo_cfg_of_a_slot_lists_every_slot_and_listens_on_the_slots_client_port() -> None:
-    cfg = from_env({"HALAB_NODE_NAME": "b1", "CATTLE_HA_CLUSTER_SIZE": "3", "HALAB_ZK_MYID": "3",
-                    "HALAB_ZK_SERVERS": "1=a1.interdc,2=a2.interdc,3=b1.interdc"})
+    cfg = from_env(
+        {
+            "HALAB_NODE_NAME": "b1",
+            "CATTLE_HA_CLUSTER_SIZE": "3",
+            "HALAB_ZK_MYID": "3",
+            "HALAB_ZK_SERVERS": "1=a1.interdc,2=a2.interdc,3=b1.interdc",
+        }
+    )
     assert clustermgr.cluster_address(cfg) == "b1.interdc"
     lines = clustermgr.render_zk_config(cfg, 2).splitlines()
     assert "clientPort=2182" in lines and "tickTime=2000" in lines
     assert [x for x in lines if x.startswith("server.")] == [
-        "server.1=127.0.0.1:2888:3888", "server.2=127.0.0.1:2889:3889", "server.3=127.0.0.1:2890:3890"]
+        "server.1=127.0.0.1:2888:3888",
+        "server.2=127.0.0.1:2889:3889",
+        "server.3=127.0.0.1:2890:3890",
+    ]
 
 
 def test_one_node_is_standalone_on_the_loopback() -> None:
@@ -185,8 +199,6 @@ def test_one_node_is_standalone_on_the_loopback() -> None:
     assert clustermgr.cluster_address(cfg) == "127.0.0.1"
     text = clustermgr.render_zk_config(cfg, 1)
     assert "clientPort=2181" in text and "server." not in text
-
-
 
 
 def test_a_slot_container_that_exits_or_cannot_start_is_started_again_in_its_slot() -> None:

@@ -82,9 +82,15 @@ def test_parse_size() -> None:
 
 
 def test_zk_servers() -> None:
-    assert parse_zk_servers("1=a1.dc-a,2=a2.dc-a, 3=b1.interdc") == {1: ("a1.dc-a",), 2: ("a2.dc-a",), 3: ("b1.interdc",)}
+    assert parse_zk_servers("1=a1.dc-a,2=a2.dc-a, 3=b1.interdc") == {
+        1: ("a1.dc-a",),
+        2: ("a2.dc-a",),
+        3: ("b1.interdc",),
+    }
     assert parse_zk_servers("1=a1.dc-a|a1.interdc,3=b1.dc-b|b1.interdc") == {
-        1: ("a1.dc-a", "a1.interdc"), 3: ("b1.dc-b", "b1.interdc")}
+        1: ("a1.dc-a", "a1.interdc"),
+        3: ("b1.dc-b", "b1.interdc"),
+    }
     assert parse_zk_servers("") == {}
     for bad in ("a1.dc-a", "1=", "1=a|", "x=a"):
         with pytest.raises(ConfigError):
@@ -105,8 +111,9 @@ def test_the_profile_gives_every_default() -> None:
 
 
 def test_a_variable_overrides_its_one_setting_of_the_profile() -> None:
-    cfg = from_env({"HALAB_PROFILE": "tuned", "HALAB_LOCK_TIMEOUT": "10", "HALAB_PING_GATE": "false",
-                    "HALAB_ZK_TICK_MS": "2000"})
+    cfg = from_env(
+        {"HALAB_PROFILE": "tuned", "HALAB_LOCK_TIMEOUT": "10", "HALAB_PING_GATE": "false", "HALAB_ZK_TICK_MS": "2000"}
+    )
     assert (cfg.profile.lock_timeout, cfg.profile.ping_gate, cfg.profile.zk_tick_ms) == (10.0, False, 2000)
     assert cfg.profile.name == "tuned" and cfg.profile.zk_session_timeout == TUNED.zk_session_timeout
     eff = effective(cfg)
@@ -122,16 +129,19 @@ def test_restart_count_from_the_supervisor() -> None:
     assert (cfg.server_restarts, cfg.last_exit_status) == (4, 3)
 
 
-@pytest.mark.parametrize("name, value", [
-    ("HALAB_PROFILE", "rancher-2.0"),
-    ("HALAB_PING_GATE", "maybe"),
-    ("HALAB_ZK_TICK_MS", "10"),
-    ("HALAB_LOCK_NO_SESSION_STATUS", "502"),
-    ("CATTLE_HA_CLUSTER_SIZE", "2"),
-    ("CATTLE_DB_CATTLE_MAXTOTAL", "0"),
-    ("CATTLE_DB_CATTLE_MAXTOTAL", "fifty"),
-    ("HALAB_ZK_SESSION_TIMEOUT", "-1"),
-])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("HALAB_PROFILE", "rancher-2.0"),
+        ("HALAB_PING_GATE", "maybe"),
+        ("HALAB_ZK_TICK_MS", "10"),
+        ("HALAB_LOCK_NO_SESSION_STATUS", "502"),
+        ("CATTLE_HA_CLUSTER_SIZE", "2"),
+        ("CATTLE_DB_CATTLE_MAXTOTAL", "0"),
+        ("CATTLE_DB_CATTLE_MAXTOTAL", "fifty"),
+        ("HALAB_ZK_SESSION_TIMEOUT", "-1"),
+    ],
+)
 def test_bad_values_are_refused(name: str, value: str) -> None:
     with pytest.raises(ConfigError):
         from_env({name: value})

@@ -16,12 +16,30 @@ from lab.server.resources import PROJECT, RESOURCE_TYPES, SERVICE
 BASE = "http://lb.example:8080"
 
 SCHEMA_KEYS = {
-    "id", "type", "links", "pluralName", "resourceMethods", "resourceFields", "resourceActions",
-    "collectionMethods", "collectionActions", "collectionFields", "collectionFilters",
+    "id",
+    "type",
+    "links",
+    "pluralName",
+    "resourceMethods",
+    "resourceFields",
+    "resourceActions",
+    "collectionMethods",
+    "collectionActions",
+    "collectionFields",
+    "collectionFilters",
 }
 COLLECTION_KEYS = {
-    "type", "resourceType", "links", "data", "createTypes", "actions", "sortLinks", "pagination",
-    "sort", "filters", "createDefaults",
+    "type",
+    "resourceType",
+    "links",
+    "data",
+    "createTypes",
+    "actions",
+    "sortLinks",
+    "pagination",
+    "sort",
+    "filters",
+    "createDefaults",
 }
 
 
@@ -36,13 +54,25 @@ def test_api_version_links_every_collection() -> None:
 
 def test_schema_collection_shape() -> None:
     body = gdapi.schema_collection(BASE)
-    assert COLLECTION_KEYS <= body.keys()
+    assert body.keys() >= COLLECTION_KEYS
     assert body["type"] == "collection" and body["resourceType"] == "schema"
     ids = {s["id"] for s in body["data"]}
-    assert {"project", "host", "registrationToken", "environment", "service", "container", "apiKey",
-            "agent", "schema", "error", "apiVersion", "collection"} <= ids
+    assert {
+        "project",
+        "host",
+        "registrationToken",
+        "environment",
+        "service",
+        "container",
+        "apiKey",
+        "agent",
+        "schema",
+        "error",
+        "apiVersion",
+        "collection",
+    } <= ids
     for s in body["data"]:
-        assert SCHEMA_KEYS <= s.keys() and s["type"] == "schema"
+        assert s.keys() >= SCHEMA_KEYS and s["type"] == "schema"
 
 
 def test_project_schema_methods_and_fields() -> None:
@@ -59,8 +89,15 @@ def test_project_schema_methods_and_fields() -> None:
 
 
 def test_resource_shape_links_and_actions() -> None:
-    values = {"id": "1s4", "name": "web", "state": "active", "transitioning": "no",
-              "transitioningMessage": None, "environmentId": "1e2", "accountId": "1a5"}
+    values = {
+        "id": "1s4",
+        "name": "web",
+        "state": "active",
+        "transitioning": "no",
+        "transitioningMessage": None,
+        "environmentId": "1e2",
+        "accountId": "1a5",
+    }
     body = gdapi.resource_body(SERVICE, values, BASE)
     assert body["id"] == "1s4" and body["type"] == "service"
     assert body["links"]["self"] == f"{BASE}/v1/services/1s4"
@@ -81,16 +118,23 @@ def test_error_shape() -> None:
     assert ApiError(422, "MissingRequired", "x", field_name="name").body()["fieldName"] == "name"
 
 
-@pytest.mark.parametrize("headers, scheme, expected", [
-    ({"Host": "127.0.0.1:8080"}, "http", "http://127.0.0.1:8080"),
-    ({"Host": "127.0.0.1", "X-Forwarded-Proto": "https", "X-Forwarded-Port": "443"}, "http", "https://127.0.0.1"),
-    ({"Host": "127.0.0.1:8443", "X-Forwarded-Proto": "https", "X-Forwarded-Port": "8443"}, "http", "https://127.0.0.1:8443"),
-    ({"Host": "lb", "X-Forwarded-Port": "18000"}, "http", "http://lb:18000"),
-    ({"Host": "lb:80", "X-Forwarded-Port": "80"}, "http", "http://lb"),
-    ({"Host": "[::1]:8080"}, "http", "http://[::1]:8080"),
-    ({"Host": 'evil"host'}, "http", "http://fallback:8080"),
-    ({}, "http", "http://fallback:8080"),
-])
+@pytest.mark.parametrize(
+    "headers, scheme, expected",
+    [
+        ({"Host": "127.0.0.1:8080"}, "http", "http://127.0.0.1:8080"),
+        ({"Host": "127.0.0.1", "X-Forwarded-Proto": "https", "X-Forwarded-Port": "443"}, "http", "https://127.0.0.1"),
+        (
+            {"Host": "127.0.0.1:8443", "X-Forwarded-Proto": "https", "X-Forwarded-Port": "8443"},
+            "http",
+            "https://127.0.0.1:8443",
+        ),
+        ({"Host": "lb", "X-Forwarded-Port": "18000"}, "http", "http://lb:18000"),
+        ({"Host": "lb:80", "X-Forwarded-Port": "80"}, "http", "http://lb"),
+        ({"Host": "[::1]:8080"}, "http", "http://[::1]:8080"),
+        ({"Host": 'evil"host'}, "http", "http://fallback:8080"),
+        ({}, "http", "http://fallback:8080"),
+    ],
+)
 def test_base_url_follows_the_request(headers: dict[str, str], scheme: str, expected: str) -> None:
     assert gdapi.base_url(headers, scheme, "fallback:8080") == expected
 
@@ -111,8 +155,11 @@ def test_ids_round_trip_and_reject_other_types() -> None:
 
 
 def test_create_validation() -> None:
-    ch = inputs.for_create(SERVICE, {"name": "web", "environmentId": "1e3", "launchConfig": {"imageUuid": "x"},
-                                     "bogus": 1}, default_account=7)
+    ch = inputs.for_create(
+        SERVICE,
+        {"name": "web", "environmentId": "1e3", "launchConfig": {"imageUuid": "x"}, "bogus": 1},
+        default_account=7,
+    )
     assert ch.columns["name"] == "web" and ch.columns["environment_id"] == 3 and ch.columns["account_id"] == 7
     assert ch.columns["scale"] == 1 and ch.data == {"launchConfig": {"imageUuid": "x"}}
     assert [(t.name, i) for t, i, _ in ch.refs] == [("environment", 3)]
@@ -120,15 +167,18 @@ def test_create_validation() -> None:
     assert inputs.for_create(PROJECT, {"uuid": "client-1"}, None).columns["uuid"] == "client-1"
 
 
-@pytest.mark.parametrize("body, code, field", [
-    ({"environmentId": "1e3"}, "MissingRequired", "name"),
-    ({"name": "web"}, "MissingRequired", "environmentId"),
-    ({"name": 5, "environmentId": "1e3"}, "InvalidFormat", "name"),
-    ({"name": "x" * 256, "environmentId": "1e3"}, "MaxLengthExceeded", "name"),
-    ({"name": "web", "environmentId": "1a3"}, "InvalidReference", "environmentId"),
-    ({"name": "web", "environmentId": "1e3", "scale": -1}, "MinLimitExceeded", "scale"),
-    ({"name": "web", "environmentId": "1e3", "scale": True}, "InvalidFormat", "scale"),
-])
+@pytest.mark.parametrize(
+    "body, code, field",
+    [
+        ({"environmentId": "1e3"}, "MissingRequired", "name"),
+        ({"name": "web"}, "MissingRequired", "environmentId"),
+        ({"name": 5, "environmentId": "1e3"}, "InvalidFormat", "name"),
+        ({"name": "x" * 256, "environmentId": "1e3"}, "MaxLengthExceeded", "name"),
+        ({"name": "web", "environmentId": "1a3"}, "InvalidReference", "environmentId"),
+        ({"name": "web", "environmentId": "1e3", "scale": -1}, "MinLimitExceeded", "scale"),
+        ({"name": "web", "environmentId": "1e3", "scale": True}, "InvalidFormat", "scale"),
+    ],
+)
 def test_create_validation_errors(body: dict[str, Any], code: str, field: str) -> None:
     with pytest.raises(ApiError) as e:
         inputs.for_create(SERVICE, body, default_account=1)
@@ -136,9 +186,22 @@ def test_create_validation_errors(body: dict[str, Any], code: str, field: str) -
 
 
 def test_list_query_parsing() -> None:
-    q = store.parse_list_query(PROJECT, [("name", "a"), ("state_ne", "removed"), ("limit", "5000"),
-                                         ("marker", "m10"), ("sort", "name"), ("order", "desc"), ("junk", "x")])
-    assert [(c.field.name, c.modifier, c.value) for c in q.conditions] == [("name", "eq", "a"), ("state", "ne", "removed")]
+    q = store.parse_list_query(
+        PROJECT,
+        [
+            ("name", "a"),
+            ("state_ne", "removed"),
+            ("limit", "5000"),
+            ("marker", "m10"),
+            ("sort", "name"),
+            ("order", "desc"),
+            ("junk", "x"),
+        ],
+    )
+    assert [(c.field.name, c.modifier, c.value) for c in q.conditions] == [
+        ("name", "eq", "a"),
+        ("state", "ne", "removed"),
+    ]
     assert (q.limit, q.offset, q.sort, q.order) == (store.MAX_LIMIT, 10, "name", "desc")
     with pytest.raises(ApiError):
         store.parse_list_query(PROJECT, [("sort", "data")])
@@ -161,10 +224,21 @@ class _OfflineClient(cattle.Client):
 
 def test_rancher_client_binds_its_methods_from_our_schemas() -> None:
     c = _OfflineClient(url=f"{BASE}/v1", access_key="a", secret_key="s")
-    for name in ("create_project", "list_project", "by_id_project", "update_by_id_project",
-                 "create_service", "list_service", "create_environment", "create_container",
-                 "create_registration_token", "create_api_key", "list_host", "list_agent",
-                 "list_process_instance"):
+    for name in (
+        "create_project",
+        "list_project",
+        "by_id_project",
+        "update_by_id_project",
+        "create_service",
+        "list_service",
+        "create_environment",
+        "create_container",
+        "create_registration_token",
+        "create_api_key",
+        "list_host",
+        "list_agent",
+        "list_process_instance",
+    ):
         assert callable(getattr(c, name)), name
     assert not hasattr(c, "create_host") and not hasattr(c, "create_agent")
     assert c.schema.types["project"].links.collection == f"{BASE}/v1/projects"

@@ -77,6 +77,7 @@ def test_node_metrics_report_the_peak_ratio() -> None:
         node = Node(from_env(env), asyncio.get_running_loop())
         node.heap.free(node.heap.allocate(8 * MiB))
         return node.metrics_text()  # nothing was started: no thread, socket or task to stop
+
     text = asyncio.run(main())
     assert 'cattle_heap_peak_ratio{node="a1"} 0.25' in text and 'cattle_heap_pressure{node="a1"} 0' in text
 

@@ -47,9 +47,14 @@ class FakeLockStore:
     def read(self) -> LockRow:
         with self.mutex:
             now = self.clock()
-            return LockRow(self.locked, self.by, self.granted, self.hb,
-                           None if self.granted is None else now - self.granted,
-                           None if self.hb is None else now - self.hb)
+            return LockRow(
+                self.locked,
+                self.by,
+                self.granted,
+                self.hb,
+                None if self.granted is None else now - self.granted,
+                None if self.hb is None else now - self.hb,
+            )
 
     def try_acquire(self, owner: str) -> bool:  # WHERE LOCKED = 0
         with self.mutex:
@@ -58,9 +63,13 @@ class FakeLockStore:
             self.locked, self.by, self.granted, self.hb = True, owner, self.clock(), self.clock()
             return True
 
-    def take_over(self, owner: str, seen: LockRow) -> bool:  # WHERE LOCKED=1 AND LOCKEDBY/LOCKGRANTED/HEARTBEAT <=> seen
+    def take_over(
+        self, owner: str, seen: LockRow
+    ) -> bool:  # WHERE LOCKED=1 AND LOCKEDBY/LOCKGRANTED/HEARTBEAT <=> seen
         with self.mutex:
-            if not (self.locked and self.by == seen.locked_by and self.granted == seen.granted and self.hb == seen.heartbeat):
+            if not (
+                self.locked and self.by == seen.locked_by and self.granted == seen.granted and self.hb == seen.heartbeat
+            ):
                 return False
             self.by, self.granted, self.hb = owner, self.clock(), self.clock()
             return True

@@ -6,8 +6,9 @@ import asyncio
 import itertools
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -42,8 +43,12 @@ class FakeDB:
             self.closed += 1
 
 
-def run(test: Callable[[BoundedPool[int], FakeDB], Awaitable[Any]], max_size: int = 3, max_wait: float = 0.2,
-        open_delay: float = 0.0) -> Any:
+def run(
+    test: Callable[[BoundedPool[int], FakeDB], Awaitable[Any]],
+    max_size: int = 3,
+    max_wait: float = 0.2,
+    open_delay: float = 0.0,
+) -> Any:
     async def main() -> Any:
         db = FakeDB(open_delay)
         with ThreadPoolExecutor(max_workers=max_size + 4) as ex:
@@ -52,6 +57,7 @@ def run(test: Callable[[BoundedPool[int], FakeDB], Awaitable[Any]], max_size: in
                 return await test(pool, db)
             finally:
                 pool.close()
+
     return asyncio.run(main())
 
 
@@ -68,6 +74,7 @@ def test_reuses_idle_connections() -> None:
         await settle()
         c2, _ = await pool.acquire()
         assert c2 == c1 and db.peak == 1
+
     run(t)
 
 
@@ -87,6 +94,7 @@ def test_never_exceeds_max_under_concurrency_and_times_out_bounded() -> None:
         assert db.peak <= 3 and pool.stats().size <= 3
         assert "ok" in results
         assert time.monotonic() - start < 2.0
+
     run(t, open_delay=0.01)
 
 
@@ -102,6 +110,7 @@ def test_exhausted_after_max_wait_and_counted() -> None:
         assert (s.size, s.in_use, s.waiting, s.exhausted_total) == (3, 3, 0, 1)
         for c in held:
             pool.release(c)
+
     run(t)
 
 
@@ -115,6 +124,7 @@ def test_waiter_gets_the_released_connection() -> None:
         threading.Thread(target=pool.release, args=(held[0],)).start()
         conn, _ = await asyncio.wait_for(waiter, 1)
         assert conn == held[0] and db.peak == 3
+
     run(t, max_wait=5)
 
 
@@ -128,6 +138,7 @@ def test_broken_connection_frees_its_slot_for_a_waiter() -> None:
         assert conn not in held  # a fresh one was opened in the freed slot
         await settle()
         assert db.closed == 1 and db.peak == 3 and pool.stats().size == 3
+
     run(t, max_wait=5)
 
 
@@ -139,6 +150,7 @@ def test_failed_open_frees_the_slot() -> None:
         assert pool.stats().size == 0
         conns = [(await pool.acquire())[0] for _ in range(3)]
         assert len(set(conns)) == 3
+
     run(t)
 
 
@@ -155,6 +167,7 @@ def test_cancelled_waiter_does_not_leak_a_handed_over_connection() -> None:
         await settle()
         s = pool.stats()
         assert s.idle == 1 and s.in_use == 2  # the connection went back, not lost
+
     run(t, max_wait=5)
 
 
@@ -170,6 +183,7 @@ def test_cancelled_waiter_does_not_leak_a_handed_over_slot() -> None:
             await waiter
         await settle()
         assert pool.stats().size == 2  # the slot is free again, not counted forever
-        conn, _ = await pool.acquire()
+        _conn, _ = await pool.acquire()
         assert pool.stats().size == 3
+
     run(t, max_wait=5)

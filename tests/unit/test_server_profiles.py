@@ -47,8 +47,9 @@ def test_the_profiles_differ_where_rancher_1_0_really_did() -> None:
     assert (r.lock_timeout, r.lock_no_session_status, r.cluster_heartbeat) == (10.0, 500, 5.0)
     assert r.exit_on_session_loss and r.restart_server and not (t.exit_on_session_loss or t.restart_server)
     assert r.lb_check() == "inter 1000ms fastinter 1000ms downinter 1000ms fall 2 rise 1"
-    assert t.lb_check() == ("inter 250ms fastinter 150ms downinter 500ms fall 2 rise 2 "
-                            "observe layer4 error-limit 1 on-error fastinter")
+    assert t.lb_check() == (
+        "inter 250ms fastinter 150ms downinter 500ms fall 2 rise 2 observe layer4 error-limit 1 on-error fastinter"
+    )
     # Curator: the connection timeout, then RetryNTimes(3, 1000 ms)
     assert r.session_loss_after == 33.0
 

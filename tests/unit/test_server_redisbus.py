@@ -67,8 +67,11 @@ async def _bus(hosts: list[FakeRedis], got: list[tuple[str, Mapping[str, Any]]])
 
 
 def test_hosts_parse_like_cattle_redis_hosts() -> None:
-    assert parse_hosts("127.0.0.1:6379, 127.0.0.1:6380,redis") == [("127.0.0.1", 6379), ("127.0.0.1", 6380),
-                                                                     ("redis", 6379)]
+    assert parse_hosts("127.0.0.1:6379, 127.0.0.1:6380,redis") == [
+        ("127.0.0.1", 6379),
+        ("127.0.0.1", 6380),
+        ("redis", 6379),
+    ]
 
 
 def test_events_go_round_robin_and_reach_the_publisher_over_every_host() -> None:

@@ -34,7 +34,10 @@ def test_as_root_the_container_files_are_0600_and_given_to_the_containers_uid(ho
     assert m["secrets/db_password"] == m["secrets/db_root_password"] == m["tls/server.pem"] == 0o600
     assert m["tls/ca.crt"] == 0o400 and m["tls/ca.key"] == 0o600
     assert sorted(p.rsplit("/", 1)[1] for p, uid in owners.items() if uid == state.CONTAINER_UID) == [
-        "db_password", "db_root_password", "server.pem"]
+        "db_password",
+        "db_root_password",
+        "server.pem",
+    ]
 
 
 def test_without_root_they_are_readable_behind_0700_directories_and_the_ca_key_stays_private(home, monkeypatch):
