@@ -13,24 +13,26 @@ import base64
 import json
 import socket
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from http.client import HTTPConnection, HTTPResponse
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from lab import faults
 from lab.cluster import lifecycle
-from lab.record.history import PARTS_DIR
 from lab.cluster.topology import Topology
 from lab.core import paths
 from lab.core.wait import wait_for
+from lab.record.history import PARTS_DIR
 
 REPO = paths.ROOT
 JSON = {"Content-Type": "application/json"}
 
 
 # --------------------------------------------------------------------------------------- HTTP
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -55,8 +57,14 @@ class Answer:
         return body if isinstance(body, dict) and body.get("type") == "error" else None
 
 
-def exchange(port: int, method: str, target: str, body: bytes | None = None,
-             headers: Mapping[str, str] | None = None, timeout: float = 30) -> Answer:
+def exchange(
+    port: int,
+    method: str,
+    target: str,
+    body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 30,
+) -> Answer:
     """One request to 127.0.0.1:`port` on a fresh connection, `target` sent as it is."""
     conn = HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
@@ -67,8 +75,14 @@ def exchange(port: int, method: str, target: str, body: bytes | None = None,
         conn.close()
 
 
-def send(t: Topology, method: str, path: str, body: bytes | None = None,
-         headers: Mapping[str, str] | None = None, timeout: float = 30) -> Answer:
+def send(
+    t: Topology,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 30,
+) -> Answer:
     """One request through the lab's load balancer (HTTP), on a fresh connection."""
     return exchange(t.ports.http, method, path, body, headers, timeout)
 
@@ -86,8 +100,9 @@ def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
-def http(method: str, url: str, body: Any = None, auth: tuple[str, str] | None = None,
-         timeout: float = 10) -> tuple[int, Mapping[str, str], Any]:
+def http(
+    method: str, url: str, body: Any = None, auth: tuple[str, str] | None = None, timeout: float = 10
+) -> tuple[int, Mapping[str, str], Any]:
     """(status, headers with lower-case names, JSON or text) of a JSON request to an
     http://127.0.0.1:PORT/... URL; HTTP errors are answers, not exceptions."""
     u = urlsplit(url)
@@ -117,6 +132,7 @@ def node_status(t: Topology, node: str) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------- answers to bad input
 
+
 def problems_with(answer: Answer, method: str = "GET") -> list[str]:
     """What is wrong with an answer to bad or odd input: it must come from the node, be below 500
     (503 only when the node itself says it is not active) and, when an error, a gdapi error body."""
@@ -129,8 +145,12 @@ def problems_with(answer: Answer, method: str = "GET") -> list[str]:
         e = answer.error()
         if e is None:
             out.append(f"{answer.status} without a gdapi error body: {answer.body[:120]!r}")
-        elif not (e.get("status") == answer.status and isinstance(e.get("code"), str) and e["code"]
-                  and isinstance(e.get("message"), str)):
+        elif not (
+            e.get("status") == answer.status
+            and isinstance(e.get("code"), str)
+            and e["code"]
+            and isinstance(e.get("message"), str)
+        ):
             out.append(f"malformed gdapi error: {e}")
     return out
 
@@ -141,6 +161,7 @@ def tracebacks(t: Topology, node: str) -> int:
 
 # -------------------------------------------------------------- a load's progress, a halab run
 
+
 def recorded(run_dir: Path, kind: str) -> int:
     """Lines the load has recorded so far: `history` (requests) or `ledger` (acknowledged writes)."""
     return sum(sum(1 for _ in p.open()) for p in (run_dir / PARTS_DIR).glob(f"{kind}-*.jsonl"))
@@ -148,6 +169,7 @@ def recorded(run_dir: Path, kind: str) -> int:
 
 def wait_recorded(run_dir: Path, kind: str, at_least: int, load: Any, timeout: float = 180) -> None:
     """Wait on a running lab.load.LoadRun's own recorded progress (bounded), never a fixed time."""
+
     def enough() -> bool:
         assert load.running, "the load ended early"
         return recorded(run_dir, kind) >= at_least
@@ -157,6 +179,7 @@ def wait_recorded(run_dir: Path, kind: str, at_least: int, load: Any, timeout: f
 
 def wait_active_faults(lab_name: str, n: int, proc: subprocess.Popen, timeout: float = 90) -> None:
     """Wait until a `halab` subprocess has `n` faults active on the lab; it must not end first."""
+
     def active() -> bool:
         assert proc.poll() is None, f"the halab process ended (exit {proc.returncode}): {proc.communicate()[0]}"
         return sum(e.get("phase") == "active" for e in faults.active(lab_name)) >= n

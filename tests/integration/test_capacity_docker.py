@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-
 from lab.cluster import docker, lifecycle, probes, state
 from lab.cluster.preflight import free_port
 from lab.cluster.state import unique_lab_name
@@ -25,8 +24,7 @@ GUARD = 900
 
 
 def halab(*args: str, timeout: float = GUARD) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lab.cli", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "lab.cli", *args], capture_output=True, text=True, timeout=timeout)
 
 
 def port_args() -> list[str]:
@@ -34,7 +32,7 @@ def port_args() -> list[str]:
 
 
 def leftovers(prefix: str) -> list[str]:
-    names = docker.run(["docker", "ps", "-a", "--format", "{{.Label \"halab.lab\"}}"], "list labs").split()
+    names = docker.run(["docker", "ps", "-a", "--format", '{{.Label "halab.lab"}}'], "list labs").split()
     return [n for n in names if n.startswith(prefix)]
 
 
@@ -44,8 +42,7 @@ def test_check_refuses_an_undersized_topology_and_the_flag_starts_it_anyway():
 
     check = halab("check", "--name", name, *sizing)
     assert check.returncode == 3, check.stdout + check.stderr
-    assert "ERROR   max_connections: the database allows 100 connections, 60 short of 3 node(s) x 50" \
-        in check.stdout
+    assert "ERROR   max_connections: the database allows 100 connections, 60 short of 3 node(s) x 50" in check.stdout
     assert "--db-max-connections 160" in check.stdout
 
     refused = halab("up", "--name", name, *sizing)
@@ -67,8 +64,23 @@ def test_check_refuses_an_undersized_topology_and_the_flag_starts_it_anyway():
 
 def test_two_point_sweep_writes_table_json_and_plot(tmp_path):
     name = unique_lab_name("capsw")
-    res = halab("capacity", "--name", name, "--out", str(tmp_path), "--nodes", "1",
-                "--db-max-connections", "12,auto", "--users", "20", "--duration", "8s", "--think-time", "0,0.05")
+    res = halab(
+        "capacity",
+        "--name",
+        name,
+        "--out",
+        str(tmp_path),
+        "--nodes",
+        "1",
+        "--db-max-connections",
+        "12,auto",
+        "--users",
+        "20",
+        "--duration",
+        "8s",
+        "--think-time",
+        "0,0.05",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     [directory] = tmp_path.iterdir()
     data = json.loads((directory / "capacity.json").read_text())
@@ -91,10 +103,29 @@ def test_two_point_sweep_writes_table_json_and_plot(tmp_path):
 
 def test_interrupting_a_sweep_tears_down_the_current_lab(tmp_path):
     name = unique_lab_name("capint")
-    proc = subprocess.Popen([sys.executable, "-m", "lab.cli", "capacity", "--name", name, "--out", str(tmp_path),
-                             "--nodes", "1", "--users", "2", "--duration", "5m"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lab.cli",
+            "capacity",
+            "--name",
+            name,
+            "--out",
+            str(tmp_path),
+            "--nodes",
+            "1",
+            "--users",
+            "2",
+            "--duration",
+            "5m",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
+
         def load_started() -> bool:
             assert proc.poll() is None, proc.communicate()[1][-3000:]
             return bool(list(tmp_path.glob("*/points/*/load/locust.out")))

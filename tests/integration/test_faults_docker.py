@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from helpers import REPO, wait_active_faults
+
 from lab import faults
 from lab.cluster import probes, state
 from lab.cluster.compose import container_name
 from lab.core.errors import FaultNotEffective
-from lab.faults import backend, make_spec
 from lab.core.wait import wait_for
+from lab.faults import backend, make_spec
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -35,16 +35,27 @@ def halab_profile() -> str:
 
 
 def clean(t: Any) -> dict[str, Any]:
-    return {"registered": [], "rules": {}, "paused": [], "stopped": []} == faults.leftovers(t)
+    return faults.leftovers(t) == {"registered": [], "rules": {}, "paused": [], "stopped": []}
 
 
-@pytest.mark.parametrize("spec", [
-    make_spec("kill", ["follower"]), make_spec("stop", ["follower"]), make_spec("pause", ["leader"]),
-    make_spec("restart", ["follower"]), make_spec("kill", ["db"]), make_spec("pause", ["db"]),
-    make_spec("restart", ["db"]),
-    make_spec("restart", ["lb"]), make_spec("split"), make_spec("split", sides=[["dc-b"], ["dc-a"]], one_way=True),
-    make_spec("partition", sides=[["a1"], ["a2", "db"]]), make_spec("flaky", sides=[["a1", "a2"], ["b1"]], loss=50),
-], ids=lambda s: s.describe().replace(" ", "_"))
+@pytest.mark.parametrize(
+    "spec",
+    [
+        make_spec("kill", ["follower"]),
+        make_spec("stop", ["follower"]),
+        make_spec("pause", ["leader"]),
+        make_spec("restart", ["follower"]),
+        make_spec("kill", ["db"]),
+        make_spec("pause", ["db"]),
+        make_spec("restart", ["db"]),
+        make_spec("restart", ["lb"]),
+        make_spec("split"),
+        make_spec("split", sides=[["dc-b"], ["dc-a"]], one_way=True),
+        make_spec("partition", sides=[["a1"], ["a2", "db"]]),
+        make_spec("flaky", sides=[["a1", "a2"], ["b1"]], loss=50),
+    ],
+    ids=lambda s: s.describe().replace(" ", "_"),
+)
 def test_each_fault_takes_effect_and_heals_without_a_trace(lab3, halab_faults, tmp_path, spec):
     inj = halab_faults(lab3)
     inj.history = str(tmp_path / "history.jsonl")
@@ -70,15 +81,20 @@ def fenced_since(t: Any, node: str, since: float) -> bool:
     database check failed (the database lives on the other side)."""
     v = probes.node_view(t, node)
     db = v.detail.get("database") or {}
-    return (v.ping == 503 and v.detail.get("uptimeSeconds", float("inf")) <= time.time() - since
-            and db.get("ok") is False and db.get("error") not in (None, "not checked yet"))
+    return (
+        v.ping == 503
+        and v.detail.get("uptimeSeconds", float("inf")) <= time.time() - since
+        and db.get("ok") is False
+        and db.get("error") not in (None, "not checked yet")
+    )
 
 
 def reapplied_after(t: Any, fault_id: str, since: float, node: str) -> dict[str, Any] | None:
     """The fault's first re-establishment after `since` that found `node` freshly started."""
     entry = next(e for e in faults.active(t.lab) if e["id"] == fault_id)
-    return next((n for n in entry["detail"].get("reapplied", []) if n["t"] > since and node in n.get("exposed", {})),
-                None)
+    return next(
+        (n for n in entry["detail"].get("reapplied", []) if n["t"] > since and node in n.get("exposed", {})), None
+    )
 
 
 def event_readers(lab: str) -> list[int]:
@@ -108,13 +124,20 @@ def test_a_split_holds_while_a_node_of_the_minority_side_restarts(lab3, halab_fa
         if how == "restart fault":
             inj.heal(inj.apply(make_spec("restart", ["b1"])))
         else:
-            subprocess.run(["docker", "restart", "--time", str(faults.STOP_GRACE), container_name(lab3, "b1")],
-                           check=True, capture_output=True, timeout=60)
-        note = wait_for(f"the split re-established after the {how}",
-                        lambda: reapplied_after(lab3, split.id, since, "b1"), 30)
+            subprocess.run(
+                ["docker", "restart", "--time", str(faults.STOP_GRACE), container_name(lab3, "b1")],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+        note = wait_for(
+            f"the split re-established after the {how}",
+            lambda since=since: reapplied_after(lab3, split.id, since, "b1"),
+            30,
+        )
         assert "error" not in note, note
         windows[how] = {"seconds": note["exposed"]["b1"], "re-cut on": note["why"]}
-        wait_for(f"b1 fenced after the {how}", lambda: fenced_since(lab3, "b1", since), 60)
+        wait_for(f"b1 fenced after the {how}", lambda since=since: fenced_since(lab3, "b1", since), 60)
         ips = faults.addresses(lab3, faults.containers(lab3))
         paths = [("b1", "a1", 1), ("b1", "db", 1), ("a1", "b1", 1)]
         assert faults.connectivity(lab3, paths, ips) == {(s, d): (0, 1) for s, d, _ in paths}
@@ -124,8 +147,7 @@ def test_a_split_holds_while_a_node_of_the_minority_side_restarts(lab3, halab_fa
     record = inj.heal(split)
     assert record is not None and len(record.detail["reapplied"]) >= 2
     assert event_readers(lab3.lab) == []  # the watcher's process was killed with the last network fault
-    wait_for("every node active after heal", lambda: all(probes.node_view(lab3, n).active
-                                                        for n in lab3.node_names), 90)
+    wait_for("every node active after heal", lambda: all(probes.node_view(lab3, n).active for n in lab3.node_names), 90)
     assert clean(lab3)
 
 
@@ -135,8 +157,9 @@ def test_a_fault_that_silently_did_nothing_is_reported(lab3, halab_faults, monke
     with pytest.raises(FaultNotEffective, match=r"isolate b1: .*still connect"):
         inj.apply(make_spec("isolate", ["b1"]))
     real_run = backend.docker.run
-    monkeypatch.setattr(backend.docker, "run", lambda args, what, **kw: "" if args[1] == "pause" else real_run(
-        args, what, **kw))  # `docker pause` "succeeds" without pausing anything
+    monkeypatch.setattr(
+        backend.docker, "run", lambda args, what, **kw: "" if args[1] == "pause" else real_run(args, what, **kw)
+    )  # `docker pause` "succeeds" without pausing anything
     with pytest.raises(FaultNotEffective, match=r"pause a2: a2 is still running"):
         inj.apply(make_spec("pause", ["a2"]))
     assert clean(lab3) and inj.applied == []
@@ -152,8 +175,15 @@ checks: {before: [all-active]}
 
 
 def halab(*args: str, env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "lab.cli", *args], cwd=REPO, env={**os.environ, **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "lab.cli", *args],
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kw,
+    )
 
 
 def test_sigint_in_the_middle_of_a_fault_leaves_no_fault_behind(lab3, tmp_path):
@@ -187,8 +217,13 @@ def test_heal_from_another_process_after_the_holder_was_sigkilled(lab3):
             holder.kill()
     left = faults.leftovers(lab3)
     assert left["registered"] and left["rules"]
-    done = subprocess.run([sys.executable, "-m", "lab.cli", "heal", "--name", lab3.lab], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "lab.cli", "heal", "--name", lab3.lab],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "healed f" in done.stdout
     assert clean(lab3)

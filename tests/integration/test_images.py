@@ -40,8 +40,11 @@ def test_each_image_pins_its_base_and_the_packages_it_depends_on(spec):
 @pytest.mark.parametrize("spec", images.IMAGES, ids=lambda s: s.name)
 def test_the_built_image_holds_the_pinned_versions(spec):
     tag = images.build(lambda _: None, only=(spec.name,))[spec.name]
-    out = docker.run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "dpkg-query", tag, "-W",
-                      *DEPENDS_ON[spec.name]], f"list packages of {tag}", timeout=120)
+    out = docker.run(
+        ["docker", "run", "--rm", "--network", "none", "--entrypoint", "dpkg-query", tag, "-W", *DEPENDS_ON[spec.name]],
+        f"list packages of {tag}",
+        timeout=120,
+    )
     installed = dict(line.split("\t") for line in out.splitlines())
     wanted = pins(spec.dockerfile)
     assert {p: v for p, v in installed.items() if not fnmatch(v, wanted[p])} == {}, (installed, wanted)

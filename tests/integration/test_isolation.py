@@ -10,7 +10,6 @@ import sys
 
 import pytest
 
-
 from lab.cluster import docker, lifecycle, probes, state
 from lab.cluster.preflight import free_port
 from lab.cluster.state import unique_lab_name
@@ -26,8 +25,12 @@ def lab_objects(name: str) -> dict[str, list[str]]:
 def test_database_is_not_reachable_from_the_host_and_only_the_lb_publishes(halab_lab_factory):
     t = halab_lab_factory(1)
     containers = docker.inspect(docker.labelled("container", t.lab))
-    published = {c["Config"]["Labels"]["halab.role"]: [p for ps in (c["NetworkSettings"]["Ports"] or {}).values()
-                                                       for p in (ps or [])] for c in containers}
+    published = {
+        c["Config"]["Labels"]["halab.role"]: [
+            p for ps in (c["NetworkSettings"]["Ports"] or {}).values() for p in (ps or [])
+        ]
+        for c in containers
+    }
     assert published["db"] == [] and published["node"] == []
     assert {p["HostIp"] for p in published["lb"]} == {"127.0.0.1"}
     db = next(c for c in containers if c["Config"]["Labels"]["halab.role"] == "db")
@@ -49,14 +52,14 @@ def test_no_password_in_logs_inspect_or_files(halab_lab_factory):
     assert state.ca_path(t.lab).stat().st_mode & 0o777 == 0o400
     ids = docker.labelled("container", t.lab)
     seen = docker.run(["docker", "inspect", *ids], "inspect") + lifecycle.logs(t)
-    seen += subprocess.run([sys.executable, "-m", "lab.cli", "--json", "status", "--name", t.lab],
-                           capture_output=True, text=True).stdout
+    seen += subprocess.run(
+        [sys.executable, "-m", "lab.cli", "--json", "status", "--name", t.lab], capture_output=True, text=True
+    ).stdout
     for pw in passwords:
         assert pw not in seen
     # The server reads its password from the file secret; the plain variable is never set.
     env = [e for c in docker.inspect(ids) for e in c["Config"]["Env"]]
-    assert not any(e.startswith(("CATTLE_DB_CATTLE_PASSWORD=", "MYSQL_PASSWORD=", "MYSQL_ROOT_PASSWORD="))
-                   for e in env)
+    assert not any(e.startswith(("CATTLE_DB_CATTLE_PASSWORD=", "MYSQL_PASSWORD=", "MYSQL_ROOT_PASSWORD=")) for e in env)
 
 
 def test_a_harness_without_root_still_hands_the_containers_their_secrets(halab_lab_factory, monkeypatch):
@@ -81,9 +84,27 @@ def test_two_labs_side_by_side(halab_lab_factory):
 
 def _start_up(name: str) -> subprocess.Popen:
     ports = [str(free_port()) for _ in range(3)]
-    return subprocess.Popen([sys.executable, "-m", "lab.cli", "up", "--nodes", "1", "--name", name,
-                             "--http-port", ports[0], "--https-port", ports[1], "--mgmt-port", ports[2]],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lab.cli",
+            "up",
+            "--nodes",
+            "1",
+            "--name",
+            name,
+            "--http-port",
+            ports[0],
+            "--https-port",
+            ports[1],
+            "--mgmt-port",
+            ports[2],
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _wait_for_containers(name: str, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -118,8 +139,12 @@ def test_killed_harness_leaves_what_down_removes():
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         assert lab_objects(name)["container"], "SIGKILL cannot clean up: containers must be left"
-        done = subprocess.run([sys.executable, "-m", "lab.cli", "--json", "down", "--name", name],
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "lab.cli", "--json", "down", "--name", name],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["containers"] >= 1
         assert lab_objects(name) == {"container": [], "network": [], "volume": []}

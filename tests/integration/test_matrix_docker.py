@@ -26,8 +26,14 @@ def by_case(result: matrix.MatrixResult) -> dict[tuple[int, str], matrix.CaseRes
 @pytest.mark.timeout(2400)
 def test_tuned_nodes_hold_every_claim_for_1_3_and_5_nodes_as_the_model_predicts(request):
     # Kept under runs/ (ignored by git) so that a failure can be read afterwards.
-    result = matrix.run_matrix([1, 3, 5], profile="tuned", runs_root=request.config.rootpath / "runs",
-                               lab_prefix=unique_lab_name("mx"), say=print, ports=free_ports)
+    result = matrix.run_matrix(
+        [1, 3, 5],
+        profile="tuned",
+        runs_root=request.config.rootpath / "runs",
+        lab_prefix=unique_lab_name("mx"),
+        say=print,
+        ports=free_ports,
+    )
     print(matrix.table(result))
     assert result.passed, matrix.table(result)
     assert {c["verdict"] for c in result.claims} == {"holds"} and len(result.claims) == 6
@@ -49,8 +55,9 @@ def test_tuned_nodes_hold_every_claim_for_1_3_and_5_nodes_as_the_model_predicts(
 
 @pytest.mark.timeout(2400)
 def test_the_real_v1_node_does_not_hold_the_split_claim(request):
-    result = matrix.run_matrix([3], runs_root=request.config.rootpath / "runs", lab_prefix=unique_lab_name("mr"),
-                               say=print, ports=free_ports)
+    result = matrix.run_matrix(
+        [3], runs_root=request.config.rootpath / "runs", lab_prefix=unique_lab_name("mr"), say=print, ports=free_ports
+    )
     print(matrix.table(result))
     assert result.profile == "rancher-1.0"
     claims = {c["id"]: c for c in result.claims}
@@ -70,9 +77,27 @@ def test_the_real_v1_node_does_not_hold_the_split_claim(request):
 
 @pytest.mark.timeout(900)
 def test_a_database_on_the_minority_side_fails_the_split_claim_with_exit_3(tmp_path):
-    cmd = [sys.executable, "-m", "lab.cli", "--json", "matrix", "--nodes", "3", "--profile", "tuned",
-           "--db-dc", "dc-b", "--prefix", unique_lab_name("md"), "--runs", str(tmp_path),
-           "--only", "split-dc-a|dc-b@leader-minority", "--only", "split-dc-a|dc-b@leader-majority"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lab.cli",
+        "--json",
+        "matrix",
+        "--nodes",
+        "3",
+        "--profile",
+        "tuned",
+        "--db-dc",
+        "dc-b",
+        "--prefix",
+        unique_lab_name("md"),
+        "--runs",
+        str(tmp_path),
+        "--only",
+        "split-dc-a|dc-b@leader-minority",
+        "--only",
+        "split-dc-a|dc-b@leader-majority",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=850)
     assert done.returncode == 3, done.stderr[-2000:]
     out = json.loads(done.stdout)

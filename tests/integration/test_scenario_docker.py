@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from lab.core import paths
 from lab import faults
+from lab.core import paths
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

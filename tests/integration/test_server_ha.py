@@ -8,12 +8,12 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from helpers import http, node_status, on_node
+
 from lab.cluster import docker, lifecycle, probes
 from lab.cluster.compose import container_name
-from lab.faults import make_spec
 from lab.core.wait import wait_for
+from lab.faults import make_spec
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -35,10 +35,12 @@ def state_on(t, node: str, path: str) -> str:
     return http("GET", on_node(t, node, path))[2]["state"]
 
 
-MNTR = ("import socket\n"
-        "s = socket.create_connection(('127.0.0.1', 2181), timeout=5)\n"
-        "s.sendall(b'mntr')\n"
-        "print(s.makefile().read())\n")
+MNTR = (
+    "import socket\n"
+    "s = socket.create_connection(('127.0.0.1', 2181), timeout=5)\n"
+    "s.sendall(b'mntr')\n"
+    "print(s.makefile().read())\n"
+)
 
 
 def global_sessions(t, node: str) -> int | None:
@@ -57,9 +59,11 @@ def sessions_lost(t, node: str) -> int:
 def test_members_master_and_cache_coherence_across_nodes(lab3):
     t = lab3
     wait_for("three members in every view", lambda: all(members(t, n) == NODES for n in NODES), 30)
-    wait_for("one ZooKeeper leader and two followers",
-             lambda: sorted(node_status(t, n)["zookeeper"]["mode"] for n in NODES) == ["follower", "follower",
-                                                                                      "leader"], 20)
+    wait_for(
+        "one ZooKeeper leader and two followers",
+        lambda: sorted(node_status(t, n)["zookeeper"]["mode"] for n in NODES) == ["follower", "follower", "leader"],
+        20,
+    )
     assert len({node_status(t, n)["master"] for n in NODES}) == 1
 
     # a2 caches a settled project, a1 changes it, a2 serves the change at once.
@@ -80,8 +84,9 @@ def test_node_cut_from_the_quorum_is_fenced_and_recovers(lab3, halab_faults):
         cut_at = time.monotonic()
         wait_for("b1 to leave active", lambda: probes.node_view(t, "b1").ping == 503, 20)
         detected = time.monotonic() - cut_at
-        status, _, err = http("POST", on_node(t, "b1", "/v1/projects"),
-                              {"name": "must-not-be-acked", "uuid": "fenced-1"})
+        status, _, err = http(
+            "POST", on_node(t, "b1", "/v1/projects"), {"name": "must-not-be-acked", "uuid": "fenced-1"}
+        )
         assert status == 503 and err["type"] == "error" and err["code"] in ("NOT_ACTIVE", "NO_QUORUM"), err
         assert node_status(t, "b1")["state"] == "degraded"
         # The majority side keeps serving writes (after a re-election if b1 led).
@@ -109,15 +114,21 @@ def test_process_of_a_killed_node_is_finished_by_a_survivor(halab_lab_factory, h
     inj = halab_faults(t)
     status, _, c = http("POST", on_node(t, "a1", "/v1/containers"), {"name": "orphan", "imageUuid": "docker:busybox"})
     assert status == 201 and c["state"] == "requested", c
-    wait_for("the create to be running on a1", lambda: state_on(t, "a2", f"/v1/containers/{c['id']}") == "activating",
-             10)
+    wait_for(
+        "the create to be running on a1", lambda: state_on(t, "a2", f"/v1/containers/{c['id']}") == "activating", 10
+    )
     with inj.held(make_spec("kill", ["a1"])):
-        final = wait_for("a survivor to finish the process",
-                         lambda: (lambda b: b if b["state"] == "active" else None)(
-                             http("GET", on_node(t, "a2", f"/v1/containers/{c['id']}"))[2]), 40)
+        final = wait_for(
+            "a survivor to finish the process",
+            lambda: (lambda b: b if b["state"] == "active" else None)(
+                http("GET", on_node(t, "a2", f"/v1/containers/{c['id']}"))[2]
+            ),
+            40,
+        )
         assert final["transitioning"] == "no"
-        status, _, procs = http("GET", on_node(t, "a2", f"/v1/processinstances?resourceType=container"
-                                                        f"&resourceId={c['id']}"))
+        status, _, procs = http(
+            "GET", on_node(t, "a2", f"/v1/processinstances?resourceType=container&resourceId={c['id']}")
+        )
         assert status == 200 and len(procs["data"]) == 1, procs
         proc = procs["data"][0]
         assert proc["startProcessServerId"] == "a1"

@@ -37,8 +37,11 @@ def test_rancher_client_through_the_load_balancer(halab_lab3, scheme, monkeypatc
     assert project.state == "active" and project.transitioning == "no"
     assert project.links.self.startswith(f"{scheme}://127.0.0.1:{port}/v1/")
     stack = client.wait_success(client.create_environment(name="stack", accountId=project.id))
-    service = client.wait_success(client.create_service(name="web", environmentId=stack.id, accountId=project.id,
-                                                        launchConfig={"imageUuid": "docker:nginx"}))
+    service = client.wait_success(
+        client.create_service(
+            name="web", environmentId=stack.id, accountId=project.id, launchConfig={"imageUuid": "docker:nginx"}
+        )
+    )
     assert service.state == "active"
     assert [p.id for p in client.list_project(name=f"p-{marker}")] == [project.id]
     assert client.by_id_project(project.id).uuid == f"p-{marker}"

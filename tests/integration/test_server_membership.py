@@ -32,16 +32,21 @@ def manager(t: Any, node: str) -> dict[str, Any]:
 
 
 def zoo_cfg(t: Any, node: str) -> list[str]:
-    out = docker.run(["docker", "exec", container_name(t, node), "cat", "/var/lib/halab/zookeeper/zoo.cfg"],
-                     f"zoo.cfg of {node}", timeout=30)
+    out = docker.run(
+        ["docker", "exec", container_name(t, node), "cat", "/var/lib/halab/zookeeper/zoo.cfg"],
+        f"zoo.cfg of {node}",
+        timeout=30,
+    )
     return sorted(line for line in out.splitlines() if line.startswith(("server.", "clientPort=")))
 
 
 def settled(t: Any, nodes: tuple[str, ...], size: int = 3) -> dict[str, dict[str, Any]] | None:
     """Every node's manager once each has its slot, a running member and sees `len(nodes)` slots."""
     views = {n: manager(t, n) for n in nodes}
-    ok = all(v.get("slot") and v["zookeeper"]["pid"] and sum(1 for a in v["slots"] if a) == len(nodes)
-             for v in views.values())
+    ok = all(
+        v.get("slot") and v["zookeeper"]["pid"] and sum(1 for a in v["slots"] if a) == len(nodes)
+        for v in views.values()
+    )
     slots = {v.get("slot") for v in views.values()}
     return views if ok and len(slots) == len(nodes) and all(len(v["slots"]) == size for v in views.values()) else None
 
@@ -56,7 +61,10 @@ def test_a_killed_node_is_forgotten_and_the_survivors_only_lose_their_tunnels_to
     cfg_before = {n: zoo_cfg(t, n) for n in NODES}
     for n in NODES:  # the configuration lists every slot on the loopback, whoever holds it
         assert [x for x in cfg_before[n] if x.startswith("server.")] == [
-            "server.1=127.0.0.1:2888:3888", "server.2=127.0.0.1:2889:3889", "server.3=127.0.0.1:2890:3890"]
+            "server.1=127.0.0.1:2888:3888",
+            "server.2=127.0.0.1:2889:3889",
+            "server.3=127.0.0.1:2890:3890",
+        ]
         assert f"clientPort={2180 + before[n]['slot']}" in cfg_before[n]
     victim = next(n for n in NODES if before[n]["slot"] == 1)  # slot 1: what cattle's ruok waits on
     survivors = tuple(n for n in NODES if n != victim)
@@ -84,8 +92,11 @@ def test_a_killed_node_is_forgotten_and_the_survivors_only_lose_their_tunnels_to
             assert not any(name.endswith("-1") for name in a["tunnels"]), a["tunnels"]
             assert set(a["tunnels"]) == {x for x in b["tunnels"] if not x.endswith("-1")}
             assert zoo_cfg(t, n) == cfg_before[n]
-            wait_for(f"{n} to show two rows in the cluster table",
-                     lambda n=n: sorted(m["name"] for m in node_status(t, n)["members"]) == sorted(survivors), 10)
+            wait_for(
+                f"{n} to show two rows in the cluster table",
+                lambda n=n: sorted(m["name"] for m in node_status(t, n)["members"]) == sorted(survivors),
+                10,
+            )
         # Two of three members still have a quorum: writes go on.
         modes = sorted(node_status(t, n)["zookeeper"]["mode"] for n in survivors)
         assert modes == ["follower", "leader"], modes
@@ -97,5 +108,8 @@ def test_a_killed_node_is_forgotten_and_the_survivors_only_lose_their_tunnels_to
     for n in survivors:
         assert back[n]["uuid"] == before[n]["uuid"] and back[n]["zookeeper"]["pid"] == before[n]["zookeeper"]["pid"]
         assert set(back[n]["tunnels"]) == set(before[n]["tunnels"])
-    wait_for("a quorum of three again", lambda: sorted(node_status(t, n)["zookeeper"]["mode"] for n in NODES)
-             == ["follower", "follower", "leader"], 60)
+    wait_for(
+        "a quorum of three again",
+        lambda: sorted(node_status(t, n)["zookeeper"]["mode"] for n in NODES) == ["follower", "follower", "leader"],
+        60,
+    )

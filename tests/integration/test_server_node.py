@@ -9,12 +9,12 @@ import re
 
 import cattle
 import pytest
-
 from helpers import api, http, node_status, on_node
+
 from lab.cluster import docker, lifecycle, probes
 from lab.cluster.compose import container_name, registration_url
-from lab.faults import make_spec
 from lab.core.wait import wait_for
+from lab.faults import make_spec
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -47,8 +47,11 @@ def test_single_node_serves_the_rancher_client_and_agents(halab_lab_factory):
     project = client.wait_success(project)
     assert project.state == "active" and project.transitioning == "no"
     stack = client.wait_success(client.create_environment(name="it-stack", accountId=project.id))
-    service = client.wait_success(client.create_service(
-        name="web", environmentId=stack.id, accountId=project.id, launchConfig={"imageUuid": "docker:nginx"}))
+    service = client.wait_success(
+        client.create_service(
+            name="web", environmentId=stack.id, accountId=project.id, launchConfig={"imageUuid": "docker:nginx"}
+        )
+    )
     assert service.state == "active" and service.scale == 1
     assert project.id in [p.id for p in client.list_project()]
     assert [p.id for p in client.list_project(name="it-project")] == [project.id]
