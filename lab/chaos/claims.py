@@ -200,7 +200,12 @@ def hypothetical(t: Topology, f: FaultSpec) -> FaultSpec:
     which node holds which role, only the names of the active nodes do."""
     chosen: list[str] = []
     for x in f.targets:
-        chosen.append(next(n for n in t.node_names if n not in chosen) if x in ROLES else x)
+        if x in ROLES:
+            free = [n for n in t.node_names if n not in chosen]
+            if not free:
+                raise BadInput(f"{f.describe()}: more targets than the {t.size} node(s)")
+            x = free[0]
+        chosen.append(x)
     return replace(f, targets=tuple(chosen))
 
 

@@ -50,6 +50,7 @@ class Profile:
     zk_tick_ms: int = _env("HALAB_ZK_TICK_MS", 50)
     zk_init_limit: int = _env("HALAB_ZK_INIT_LIMIT", 1)
     zk_sync_limit: int = _env("HALAB_ZK_SYNC_LIMIT", 1)
+    zk_connect_to_leader_limit: int = _env("HALAB_ZK_CONNECT_TO_LEADER_LIMIT", 0)
     zk_election_connect_timeout_ms: int = _env("HALAB_ZK_ELECTION_CONNECT_TIMEOUT_MS", 100)
     zk_max_notification_interval_ms: int = _env("HALAB_ZK_MAX_NOTIFICATION_INTERVAL_MS", 200)
     zk_leader_connect_delay_ms: int = _env("HALAB_ZK_LEADER_CONNECT_DELAY_MS", 10)
@@ -132,6 +133,7 @@ RANCHER_1_0 = Profile(
     zk_tick_ms=2000,
     zk_init_limit=10,
     zk_sync_limit=5,
+    zk_connect_to_leader_limit=0,
     zk_election_connect_timeout_ms=5000,
     zk_max_notification_interval_ms=60000,
     zk_leader_connect_delay_ms=1000,
@@ -174,6 +176,8 @@ RANCHER_1_0 = Profile(
         "zk_tick_ms": "the zk container runs ZooKeeper with tickTime=2000",
         "zk_init_limit": "ZooKeeper's sample configuration (zoo_sample.cfg) for tickTime 2000",
         "zk_sync_limit": "ZooKeeper's sample configuration (zoo_sample.cfg) for tickTime 2000",
+        "zk_connect_to_leader_limit": "0: ZooKeeper's default, a follower's connect to its leader may take initLimit"
+        " ticks (20 s)",
         "zk_election_connect_timeout_ms": "ZooKeeper's default zookeeper.cnxTimeout; the zk container did not set it",
         "zk_max_notification_interval_ms": "ZooKeeper 3.4's election: notification back-off doubles up to 60 s",
         "zk_leader_connect_delay_ms": "ZooKeeper 3.4's follower tries the elected leader 5 times, 1 s apart",
@@ -220,6 +224,7 @@ TUNED = Profile(
     zk_tick_ms=500,
     zk_init_limit=10,
     zk_sync_limit=4,
+    zk_connect_to_leader_limit=2,
     zk_election_connect_timeout_ms=1000,
     zk_max_notification_interval_ms=1000,
     zk_leader_connect_delay_ms=500,
@@ -259,6 +264,9 @@ TUNED = Profile(
         "zk_tick_ms": "short ticks detect a lost leader or follower in about 2 s",
         "zk_init_limit": "followers connect and sync within 5 s",
         "zk_sync_limit": "a follower that hears nothing from the leader for 2 s drops out",
+        "zk_connect_to_leader_limit": "a follower gives up a leader it cannot reach after 2 ticks (1 s), not initLimit"
+        " (5 s): behind a one-way cut, members follow a leader whose notifications reach them but that their"
+        " own packets cannot (docs/survivability.md)",
         "zk_election_connect_timeout_ms": "an election does not hang 5 s on an unreachable peer",
         "zk_max_notification_interval_ms": "a member that went back to LOOKING hears the new leader within 1 s, not after"
                                            " a back-off of 3.2 s, 6.4 s, ... (docs/survivability.md, leader-side blackout)",

@@ -25,6 +25,8 @@ def render_config(data_dir: str, p: Profile, servers: Mapping[int, tuple[str, ..
         f"tickTime={p.zk_tick_ms}",
         f"initLimit={p.zk_init_limit}",
         f"syncLimit={p.zk_sync_limit}",
+        # 0: a follower's connect to its leader may take initLimit ticks (ZooKeeper's default).
+        *([f"connectToLearnerMasterLimit={p.zk_connect_to_leader_limit}"] if p.zk_connect_to_leader_limit else []),
         f"dataDir={data_dir}",
         f"clientPort={client_port}",
         "maxClientCnxns=0",

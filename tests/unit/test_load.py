@@ -355,7 +355,9 @@ def test_a_run_records_every_request_and_exactly_the_acknowledged_writes(stand_i
     assert all(r.node == "s1" for r in h.requests if r.status)
     assert all(r.t0 <= r.t1 for r in h.requests)
 
-    failed_writes = [r for r in h.requests if r.write and not r.ok]
+    # The API users' failed writes are the stand-in's refusals; a register compare-and-set may also
+    # lose its race (409), which the register checks judge.
+    failed_writes = [r for r in h.requests if r.write and not r.ok and "[register]" not in r.name]
     assert failed_writes and all(r.status == 503 and "NOT_ACTIVE" in (r.error or "") for r in failed_writes)
     acked = [r for r in h.requests if r.write and r.ok]
     assert len(h.acks) == len(acked)  # one ledger entry per acknowledged write, none for failures
