@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 HALAB := $(VENV)/bin/halab
 NAME ?= halab
 PYTEST_ARGS ?=
-LINT_PATHS := lab tests bench loadtests
+LINT_PATHS := lab tests bench loadtests setup.py
 
 .PHONY: setup venv prereqs images lab-1node lab-3node lab-5node down status lint test test-unit test-integration bench
 

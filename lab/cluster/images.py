@@ -2,14 +2,22 @@
 
 Each image is tagged with a hash of what goes into it, so a warm `halab up` finds its tags and
 builds nothing; editing a Dockerfile or the server code changes the tag and rebuilds just that.
+
+The node image's Dockerfile copies `lab/server/` and its ZooKeeper settings from one context laid
+out as the repository is. A checkout is that context (its .dockerignore sends only those files); an
+installed package keeps the server in the package and the Dockerfile in `lab/assets/`, so its build
+copies them into a temporary folder with that layout. Either way the tag is the same for the same files.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +25,7 @@ from lab.cluster import docker
 from lab.core import paths
 from lab.core.errors import DockerUnavailable, RuntimeFailure
 
-ROOT = paths.ROOT
+ROOT = paths.ROOT  # compose/ and scripts/: the checkout, or an installed package's assets
 BASE_IMAGE = "debian:bookworm-slim"
 
 
@@ -27,27 +35,35 @@ class ImageSpec:
     dockerfile: Path
     context: Path
     inputs: tuple[Path, ...]  # files and folders whose content decides the tag
+    # When set, the context is assembled: inputs[i] is copied to placed[i] in a temporary folder (and
+    # the tag names files by those paths); `context` is then only where the inputs come from.
+    placed: tuple[str, ...] = ()
 
     @property
     def repository(self) -> str:
         return f"halab/{self.name}"
 
 
+NODE_PARTS = ("compose/images/node", "lab/__init__.py", "lab/server")  # what the node's Dockerfile copies
+
+
+def _node_spec() -> ImageSpec:
+    inputs = (ROOT / NODE_PARTS[0], paths.PACKAGE / "__init__.py", paths.PACKAGE / "server")
+    if paths.CHECKOUT is not None:  # the repository root is the context
+        return ImageSpec("node", ROOT / "compose/images/node/Dockerfile", ROOT, inputs)
+    return ImageSpec("node", ROOT / "compose/images/node/Dockerfile", ROOT, inputs, placed=NODE_PARTS)
+
+
 IMAGES = (
     ImageSpec("db", ROOT / "compose/images/db/Dockerfile", ROOT / "compose/images/db", (ROOT / "compose/images/db",)),
     ImageSpec("lb", ROOT / "compose/images/lb/Dockerfile", ROOT / "compose/images/lb", (ROOT / "compose/images/lb",)),
-    ImageSpec(
-        "node",
-        ROOT / "compose/images/node/Dockerfile",
-        ROOT,
-        (ROOT / "compose/images/node", ROOT / "lab/__init__.py", ROOT / "lab/server"),
-    ),
+    _node_spec(),
 )
 
 
 def content_tag(spec: ImageSpec) -> str:
     h = hashlib.sha256()
-    for top in spec.inputs:
+    for i, top in enumerate(spec.inputs):
         if not top.exists():
             h.update(f"missing {top}".encode())
             continue
@@ -55,7 +71,8 @@ def content_tag(spec: ImageSpec) -> str:
         for f in files:
             if "__pycache__" in f.parts or f.suffix == ".pyc":
                 continue
-            h.update(str(f.relative_to(ROOT)).encode())
+            name = Path(spec.placed[i]) / f.relative_to(top) if spec.placed else f.relative_to(ROOT)
+            h.update(str(name).encode())
             h.update(f.read_bytes())
     return f"{spec.repository}:{h.hexdigest()[:12]}"
 
@@ -81,14 +98,42 @@ def ensure_base(say: Callable[[str], None]) -> None:
         return
     say(f"{BASE_IMAGE} is absent: creating it offline with debootstrap (about 30 s)")
     proc = subprocess.run(
-        ["bash", str(ROOT / "scripts/make-base-image.sh"), BASE_IMAGE], capture_output=True, text=True
+        ["bash", str(paths.SCRIPTS / "make-base-image.sh"), BASE_IMAGE], capture_output=True, text=True
     )
     if proc.returncode != 0:
         raise RuntimeFailure(f"could not create {BASE_IMAGE}: {proc.stderr.strip().splitlines()[-1:]}")
 
 
+@contextmanager
+def build_context(spec: ImageSpec) -> Iterator[tuple[Path, Path]]:
+    """(Dockerfile, context folder) to build `spec` from: its own, or a temporary folder assembled from
+    its inputs as `placed` says (removed afterwards)."""
+    if not spec.placed:
+        yield spec.dockerfile, spec.context
+        return
+    with tempfile.TemporaryDirectory(prefix=f"halab-{spec.name}-context-") as tmp:
+        context = Path(tmp)
+        dockerfile = spec.dockerfile
+        for src, name in zip(spec.inputs, spec.placed, strict=True):
+            dst = context / name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if src.is_dir():
+                shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            else:
+                shutil.copy2(src, dst)
+            if spec.dockerfile.is_relative_to(src):
+                dockerfile = dst / spec.dockerfile.relative_to(src)
+        yield dockerfile, context
+
+
+def _rerun_hint(spec: ImageSpec) -> str:
+    if spec.placed:
+        return f"its context: {', '.join(spec.placed)} from {paths.PACKAGE.parent}"
+    return f"see `docker build -f {spec.dockerfile.relative_to(ROOT)} {spec.context.relative_to(ROOT)}`"
+
+
 def build(say: Callable[[str], None], only: tuple[str, ...] = (), force: bool = False) -> dict[str, str]:
-    """Build whatever image is missing for this checkout; return role -> tag."""
+    """Build whatever image is missing for this code; return role -> tag."""
     tags = image_tags()
     todo = [s for s in IMAGES if (not only or s.name in only) and (force or not exists(tags[s.name]))]
     if todo:
@@ -97,23 +142,23 @@ def build(say: Callable[[str], None], only: tuple[str, ...] = (), force: bool = 
         tag = tags[spec.name]
         say(f"building {tag}")
         # --force-rm: the legacy builder otherwise leaves the container of a failed step behind.
-        docker.run(
-            [
-                "docker",
-                "build",
-                "--force-rm",
-                "--label",
-                "halab.image=" + spec.name,
-                "-t",
-                tag,
-                "-t",
-                f"{spec.repository}:latest",
-                "-f",
-                str(spec.dockerfile),
-                str(spec.context),
-            ],
-            f"build image {spec.name} (see `docker build -f {spec.dockerfile.relative_to(ROOT)} "
-            f"{spec.context.relative_to(ROOT)}`)",
-            env={"DOCKER_BUILDKIT": os.environ.get("DOCKER_BUILDKIT", "0")},
-        )
+        with build_context(spec) as (dockerfile, context):
+            docker.run(
+                [
+                    "docker",
+                    "build",
+                    "--force-rm",
+                    "--label",
+                    "halab.image=" + spec.name,
+                    "-t",
+                    tag,
+                    "-t",
+                    f"{spec.repository}:latest",
+                    "-f",
+                    str(dockerfile),
+                    str(context),
+                ],
+                f"build image {spec.name} ({_rerun_hint(spec)})",
+                env={"DOCKER_BUILDKIT": os.environ.get("DOCKER_BUILDKIT", "0")},
+            )
     return tags

@@ -32,7 +32,7 @@ from lab.core import paths
 from lab.core.errors import BadInput, RuntimeFailure
 from lab.record import history, registers
 
-REPO = paths.ROOT
+PACKAGE_PARENT = paths.PACKAGE.parent  # on the Locust process's PYTHONPATH: the locustfiles import `lab`
 DEFAULT_LOCUSTFILE = paths.LOADTESTS / "rancher.py"
 LOAD_HOST = "127.0.0.1"  # load goes to the lab's load balancer on this machine, nowhere else
 # Time Locust may take to start (and, with --processes, for its workers to connect) and to write
@@ -144,7 +144,7 @@ class LoadSpec:
     def environment(self, run_dir: Path) -> dict[str, str]:
         env = dict(os.environ)
         env.update(self.env)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_PARENT), env.get("PYTHONPATH", "")) if p)
         env["HALAB_PARTS_DIR"] = str(run_dir / history.PARTS_DIR)
         env["HALAB_HTTPS_URL"] = f"https://{LOAD_HOST}:{self.https_port}"
         env["HALAB_CA_FILE"] = self.ca_file or ""
