@@ -80,8 +80,9 @@ def find_token(conn: Any, token: str) -> dict[str, Any]:
     return {"id": int(row[0]), "account_id": row[1]}
 
 
-def register_txn(conn: Any, engine: ProcessEngine, token: str, hostname: str,
-                 host_uuid: str | None) -> tuple[dict[str, Any], bool]:
+def register_txn(
+    conn: Any, engine: ProcessEngine, token: str, hostname: str, host_uuid: str | None
+) -> tuple[dict[str, Any], bool]:
     """Returns (registration, created); runs in a worker thread."""
     coord, timeout, server = engine.coord, engine.cfg.profile.lock_timeout, engine.server_id
     tok = find_token(conn, token)
@@ -103,13 +104,19 @@ def register_txn(conn: Any, engine: ProcessEngine, token: str, hostname: str,
         return _registration(host_id, agent_id, access, secret), False
     conn.begin()
     agent_id = store.insert_resource(
-        conn, AGENT,
-        {"name": hostname, "uuid": str(uuidlib.uuid4()), "account_id": tok["account_id"],
-         "uri": f"event:///hostname={hostname}"},
+        conn,
+        AGENT,
+        {
+            "name": hostname,
+            "uuid": str(uuidlib.uuid4()),
+            "account_id": tok["account_id"],
+            "uri": f"event:///hostname={hostname}",
+        },
         {},
     )
     host_id = store.insert_resource(
-        conn, HOST,
+        conn,
+        HOST,
         {"name": hostname, "uuid": host_uuid, "account_id": tok["account_id"], "agent_id": agent_id},
         {"hostname": hostname},
     )
@@ -128,8 +135,14 @@ def _insert_agent_key(conn: Any, account_id: Any, agent_id: int, access: str, se
         cur.execute(
             "INSERT INTO credential (name, account_id, kind, uuid, state, created, data, public_value, secret_value)"
             " VALUES (%s, %s, 'agentApiKey', %s, 'active', NOW(6), %s, %s, %s)",
-            (f"agent-{agent_id}", account_id, str(uuidlib.uuid4()), json.dumps({"agentId": agent_id}),
-             access, hash_secret(secret)),
+            (
+                f"agent-{agent_id}",
+                account_id,
+                str(uuidlib.uuid4()),
+                json.dumps({"agentId": agent_id}),
+                access,
+                hash_secret(secret),
+            ),
         )
 
 
@@ -159,4 +172,3 @@ def checkin_txn(conn: Any, engine: ProcessEngine, agent_id: int) -> dict[str, An
     row = store.read_row(conn, AGENT, agent_id)
     assert row is not None
     return row
-

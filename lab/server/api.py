@@ -84,8 +84,12 @@ class Api:
 
     def base(self, request: web.Request) -> str:
         h = request.headers
-        key = (h.get("Host", ""), h.get("X-Forwarded-Host", ""), h.get("X-Forwarded-Proto", ""),
-               h.get("X-Forwarded-Port", ""))
+        key = (
+            h.get("Host", ""),
+            h.get("X-Forwarded-Host", ""),
+            h.get("X-Forwarded-Proto", ""),
+            h.get("X-Forwarded-Port", ""),
+        )
         base = self._bases.get(key)
         if base is None:
             base = gdapi.base_url(h, request.scheme, f"127.0.0.1:{self.node.cfg.api_port}")
@@ -190,8 +194,9 @@ class Api:
         return web.Response(text=self.node.sm.state.value, status=503, content_type="text/plain")
 
     async def metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=self.node.metrics_text().encode(),
-                            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+        return web.Response(
+            body=self.node.metrics_text().encode(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+        )
 
     async def status(self, request: web.Request) -> web.Response:
         return json_response(gdapi.dumps(self.node.status()))
@@ -267,8 +272,9 @@ class Api:
         if parent is not None:
             f = rt.field(parent[1])
             assert f is not None
-            q = store.ListQuery((*q.conditions, store.Condition(f, "eq", request.match_info["id"])),
-                                q.sort, q.order, q.limit, q.offset)
+            q = store.ListQuery(
+                (*q.conditions, store.Condition(f, "eq", request.match_info["id"])), q.sort, q.order, q.limit, q.offset
+            )
         rows, more = await self.node.db.run(store.list_rows, rt, q)
         base = self.base(request)
         url = f"{base}{request.path}"
@@ -277,26 +283,37 @@ class Api:
         pagination = {
             "first": gdapi.query_url(url, [*keep, ("sort", q.sort), ("order", q.order)]) if q.offset else None,
             "previous": None,
-            "next": gdapi.query_url(url, [*keep, ("sort", q.sort), ("order", q.order), ("marker", f"m{q.offset + q.limit}")]) if more else None,
+            "next": gdapi.query_url(
+                url, [*keep, ("sort", q.sort), ("order", q.order), ("marker", f"m{q.offset + q.limit}")]
+            )
+            if more
+            else None,
             "limit": q.limit,
             "total": None,
             "partial": more,
         }
         if q.offset:
             prev = max(0, q.offset - q.limit)
-            pagination["previous"] = gdapi.query_url(url, [*keep, ("sort", q.sort), ("order", q.order), ("marker", f"m{prev}")])
+            pagination["previous"] = gdapi.query_url(
+                url, [*keep, ("sort", q.sort), ("order", q.order), ("marker", f"m{prev}")]
+            )
         reverse = "desc" if q.order == "asc" else "asc"
         filters: dict[str, Any] = {f.name: None for f in rt.all_fields() if f.filter}
         for c in q.conditions:
             filters.setdefault(c.field.name, None)
             filters[c.field.name] = (filters[c.field.name] or []) + [{"modifier": c.modifier, "value": c.value}]
         body = gdapi.collection_body(
-            rt.name, gdapi.query_url(url, params), data,
+            rt.name,
+            gdapi.query_url(url, params),
+            data,
             create_types={rt.name: gdapi.collection_url(rt, base)} if rt.creatable else {},
             sort_links={s: gdapi.query_url(url, [("sort", s)]) for s in store.SORTABLE},
             pagination=pagination,
-            sort={"name": q.sort, "order": q.order,
-                  "reverse": gdapi.query_url(url, [*keep, ("sort", q.sort), ("order", reverse)])},
+            sort={
+                "name": q.sort,
+                "order": q.order,
+                "reverse": gdapi.query_url(url, [*keep, ("sort", q.sort), ("order", reverse)]),
+            },
             filters=filters,
         )
         return json_response(self._account(gdapi.dumps(body)))
@@ -314,8 +331,9 @@ class Api:
     def _require_active(self) -> None:
         sm = self.node.sm
         if self.node.cfg.profile.state_gate and not sm.active:
-            raise ApiError(503, "NOT_ACTIVE", f"this node is {sm.state.value} and refuses writes",
-                           "; ".join(sm.reasons))
+            raise ApiError(
+                503, "NOT_ACTIVE", f"this node is {sm.state.value} and refuses writes", "; ".join(sm.reasons)
+            )
 
     async def create(self, request: web.Request) -> web.Response:
         rt = self._type(request)
@@ -357,8 +375,9 @@ class Api:
         self._require_active()
         return await self._change(request, rt, rid, "remove", None)
 
-    async def _change(self, request: web.Request, rt: ResourceType, rid: int, action: str,
-                      changes: inputs.Changes | None) -> web.Response:
+    async def _change(
+        self, request: web.Request, rt: ResourceType, rid: int, action: str, changes: inputs.Changes | None
+    ) -> web.Response:
         engine = self.node.engine
         row = await engine.write(engine.change_txn, rt, rid, action, changes)
         self.node.cache.invalidate((rt.name, rid))
@@ -388,8 +407,7 @@ class Api:
     async def get_script(self, request: web.Request) -> web.Response:
         token = request.match_info["token"]
         await self.node.db.run(agents.find_token, token)
-        return web.Response(text=agents.script(token, self.node.cfg.registration_url),
-                            content_type="text/plain")
+        return web.Response(text=agents.script(token, self.node.cfg.registration_url), content_type="text/plain")
 
     async def register(self, request: web.Request) -> web.Response:
         body = await self._body(request)

@@ -218,11 +218,15 @@ def checkin(conn: Any, uuid: str, name: str, address: str, requested: int, beat:
 
 def members(conn: Any) -> list[Member]:
     with conn.cursor() as cur:
-        cur.execute("SELECT id, name, uuid, ip_address, heartbeat, data, requested_index, assigned_index"
-                    " FROM cluster ORDER BY id")
+        cur.execute(
+            "SELECT id, name, uuid, ip_address, heartbeat, data, requested_index, assigned_index"
+            " FROM cluster ORDER BY id"
+        )
         rows = cur.fetchall()
-    return [Member(int(r[0]), r[1] or "", r[2], r[3], int(r[4] or 0), _load(r[5]), int(r[6] or 0), int(r[7] or 0))
-            for r in rows]
+    return [
+        Member(int(r[0]), r[1] or "", r[2], r[3], int(r[4] or 0), _load(r[5]), int(r[6] or 0), int(r[7] or 0))
+        for r in rows
+    ]
 
 
 def delete(conn: Any, uuid: str) -> None:
@@ -252,15 +256,14 @@ def heartbeat(conn: Any, uuid: str, name: str, ip: str | None, data: Mapping[str
             )
         cur.execute("SELECT id, name, uuid, ip_address, heartbeat, data FROM cluster ORDER BY id")
         rows = cur.fetchall()
-    return [
-        Member(int(r[0]), r[1] or "", r[2], r[3], int(r[4] or 0), _load(r[5]))
-        for r in rows
-    ]
+    return [Member(int(r[0]), r[1] or "", r[2], r[3], int(r[4] or 0), _load(r[5])) for r in rows]
 
 
 def remove(conn: Any, member: Member) -> bool:
     with conn.cursor() as cur:
-        deleted: int = cur.execute("DELETE FROM cluster WHERE id = %s AND heartbeat = %s", (member.id, member.heartbeat))
+        deleted: int = cur.execute(
+            "DELETE FROM cluster WHERE id = %s AND heartbeat = %s", (member.id, member.heartbeat)
+        )
         return deleted == 1
 
 

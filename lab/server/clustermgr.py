@@ -61,8 +61,7 @@ def cluster_address(cfg: Config) -> str:
 
 def render_zk_config(cfg: Config, slot: int) -> str:
     """zoo.cfg as rancher/server's `zk` script wrote it for INDEX=slot and CLUSTER_SIZE."""
-    text = zkserver.render_config(cfg.zk_data_dir, cfg.profile, {},
-                                  client_port=cluster.slot_port("zk-client", slot))
+    text = zkserver.render_config(cfg.zk_data_dir, cfg.profile, {}, client_port=cluster.slot_port("zk-client", slot))
     return text + "".join(f"server.{s}={h}:{q}:{e}\n" for s, (h, q, e) in cluster.zk_servers(cfg.cluster_size).items())
 
 
@@ -80,24 +79,38 @@ def write_zk_config(cfg: Config, slot: int) -> str:
 
 async def start_zookeeper(cfg: Config, slot: int) -> asyncio.subprocess.Process:
     path = write_zk_config(cfg, slot)
-    env = dict(os.environ, JMXDISABLE="true",
-               JVMFLAGS=zkserver.jvm_flags(cfg.zk_heap, {}, cfg.profile))
+    env = dict(os.environ, JMXDISABLE="true", JVMFLAGS=zkserver.jvm_flags(cfg.zk_heap, {}, cfg.profile))
     return await asyncio.create_subprocess_exec(zkserver.ZK_SERVER, "start-foreground", path, env=env)
 
 
 async def start_redis(cfg: Config, slot: int) -> asyncio.subprocess.Process:
     # rancher/server's `redis` script: redis-server --port $((INDEX + 6379 - 1)), nothing saved.
     return await asyncio.create_subprocess_exec(
-        REDIS_SERVER, "--port", str(cluster.slot_port("redis", slot)), "--bind", cluster.LOOPBACK,
-        "--save", "", "--appendonly", "no", "--dir", "/tmp", stdout=asyncio.subprocess.DEVNULL)
+        REDIS_SERVER,
+        "--port",
+        str(cluster.slot_port("redis", slot)),
+        "--bind",
+        cluster.LOOPBACK,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        "/tmp",
+        stdout=asyncio.subprocess.DEVNULL,
+    )
 
 
 class Child:
     """One of the slot's containers (zk, redis): (re)created when the slot changes, restarted
     with the same slot after Docker's restart-policy delay when it exits or cannot start."""
 
-    def __init__(self, name: str, start: Callable[[int], Awaitable[asyncio.subprocess.Process]],
-                 restart_delay: Callable[[float | None, float], float]) -> None:
+    def __init__(
+        self,
+        name: str,
+        start: Callable[[int], Awaitable[asyncio.subprocess.Process]],
+        restart_delay: Callable[[float | None, float], float],
+    ) -> None:
         self.name = name
         self._start = start
         self._delay = restart_delay
@@ -147,8 +160,9 @@ class Child:
 
 
 class ClusterManager:
-    def __init__(self, cfg: Config, restart_delay: Callable[[float | None, float], float],
-                 state_file: str = STATE_FILE) -> None:
+    def __init__(
+        self, cfg: Config, restart_delay: Callable[[float | None, float], float], state_file: str = STATE_FILE
+    ) -> None:
         self.cfg = cfg
         self.size = cfg.cluster_size
         self.interval = cfg.profile.cluster_heartbeat

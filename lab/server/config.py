@@ -160,7 +160,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         cluster_size=cluster_size,
         registration_url=env.get("CATTLE_HA_HOST_REGISTRATION_URL", "http://localhost").rstrip("/"),
         # cluster-manager gave cattle every slot on the loopback, whatever the lab wires.
-        zk_connection_string=cluster.zk_hosts(cluster_size) if prof.cluster_manager
+        zk_connection_string=cluster.zk_hosts(cluster_size)
+        if prof.cluster_manager
         else env.get("CATTLE_ZOOKEEPER_CONNECTION_STRING", "127.0.0.1:2181"),
         redis_hosts=cluster.redis_hosts(cluster_size) if prof.cluster_manager else "",
         zk_myid=myid,

@@ -132,23 +132,30 @@ class ConnectTimeoutHandler(SequentialThreadingHandler):  # type: ignore[misc]  
 
 
 class Coordinator:
-    def __init__(self, hosts: str, profile: Profile, identity: str,
-                 client_factory: Callable[[], KazooClient] | None = None) -> None:
+    def __init__(
+        self, hosts: str, profile: Profile, identity: str, client_factory: Callable[[], KazooClient] | None = None
+    ) -> None:
         self.identity = identity
         self.fenced = profile.commit_fence
         # Curator's RetryNTimes (rancher-1.0) or a short exponential backoff (tuned); kazoo's
         # default jitter only where the profile keeps it.
         jitter = {} if profile.zk_retry_jitter else {"max_jitter": 0.0}
         connect = profile.zk_client_connect_timeout or profile.zk_session_timeout / max(1, len(hosts.split(",")))
-        self._factory = client_factory or (lambda: KazooClient(
-            hosts=hosts,
-            timeout=profile.zk_session_timeout,
-            handler=ConnectTimeoutHandler(connect),
-            # Like ZooKeeper's own client under Curator: reconnect for ever.
-            connection_retry=KazooRetry(max_tries=-1, delay=0.1, backoff=2, max_delay=1.0),
-            command_retry=KazooRetry(max_tries=profile.zk_retry_tries, delay=profile.zk_retry_delay,
-                                     backoff=profile.zk_retry_backoff, **jitter),
-        ))
+        self._factory = client_factory or (
+            lambda: KazooClient(
+                hosts=hosts,
+                timeout=profile.zk_session_timeout,
+                handler=ConnectTimeoutHandler(connect),
+                # Like ZooKeeper's own client under Curator: reconnect for ever.
+                connection_retry=KazooRetry(max_tries=-1, delay=0.1, backoff=2, max_delay=1.0),
+                command_retry=KazooRetry(
+                    max_tries=profile.zk_retry_tries,
+                    delay=profile.zk_retry_delay,
+                    backoff=profile.zk_retry_backoff,
+                    **jitter,
+                ),
+            )
+        )
         self.loss = LossClock(profile.session_loss_after, time.monotonic())
         self._listeners: list[Callable[[str], None]] = []
         self._listeners_lock = threading.Lock()

@@ -48,8 +48,9 @@ _META_TYPES: dict[str, dict[str, Any]] = {
 class ApiError(Exception):
     """An error answered to the client as a gdapi error body."""
 
-    def __init__(self, status: int, code: str, message: str, detail: str | None = None,
-                 field_name: str | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, detail: str | None = None, field_name: str | None = None
+    ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
@@ -109,9 +110,7 @@ def api_version(base: str = BASE) -> dict[str, Any]:
 def schema(rt: ResourceType, base: str = BASE) -> dict[str, Any]:
     coll_methods = ["GET"] + (["POST"] if rt.creatable else [])
     res_methods = ["GET"] + (["PUT"] if rt.updatable else []) + (["DELETE"] if rt.deletable else [])
-    filters = {
-        f.name: {"modifiers": ["eq", "ne"]} for f in rt.all_fields() if f.filter
-    }
+    filters = {f.name: {"modifiers": ["eq", "ne"]} for f in rt.all_fields() if f.filter}
     return {
         "id": rt.name,
         "type": "schema",
@@ -120,9 +119,7 @@ def schema(rt: ResourceType, base: str = BASE) -> dict[str, Any]:
         "pluralName": rt.plural,
         "resourceMethods": res_methods,
         "resourceFields": {f.name: f.schema() for f in rt.all_fields()},
-        "resourceActions": {
-            name: {"input": a.input, "output": a.output} for name, a in rt.actions.items()
-        },
+        "resourceActions": {name: {"input": a.input, "output": a.output} for name, a in rt.actions.items()},
         "collectionMethods": coll_methods,
         "collectionActions": {},
         "collectionFields": {},
@@ -161,8 +158,14 @@ def all_schemas(base: str = BASE) -> list[dict[str, Any]]:
 
 def schema_collection(base: str = BASE) -> dict[str, Any]:
     return collection_body(
-        "schema", f"{base}/v1/schemas", all_schemas(base), create_types={}, sort_links={},
-        pagination=None, sort=None, filters={},
+        "schema",
+        f"{base}/v1/schemas",
+        all_schemas(base),
+        create_types={},
+        sort_links={},
+        pagination=None,
+        sort=None,
+        filters={},
     )
 
 

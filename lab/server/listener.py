@@ -27,8 +27,9 @@ class GdapiProtocol(web.RequestHandler):
         super().__init__(manager, **kwargs)
         self._error_headers = headers
 
-    def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
-                     message: str | None = None) -> web.StreamResponse:
+    def handle_error(
+        self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ) -> web.StreamResponse:
         # aiohttp's answer is dropped, but the call still logs the error and refuses to answer twice.
         super().handle_error(request, status, exc, message)
         if status == 400:  # the parser refused the request; its message says where
@@ -55,8 +56,11 @@ class Listener:
         manager = self._runner.server
         assert manager is not None
         self._server = await loop.create_server(
-            lambda: GdapiProtocol(manager, headers=self._headers, loop=loop, access_log=None), host, port,
-            backlog=backlog)
+            lambda: GdapiProtocol(manager, headers=self._headers, loop=loop, access_log=None),
+            host,
+            port,
+            backlog=backlog,
+        )
 
     async def stop(self) -> None:
         """What web.TCPSite.stop and web.AppRunner.cleanup do between them on aiohttp 3.8."""

@@ -25,8 +25,10 @@ class ClientErrorsInOneLine(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, HttpProcessingError):
-            record.msg, record.args = "refused a malformed HTTP request (%s): %s", (exc.code, " ".join(
-                str(exc.message).split()))
+            record.msg, record.args = (
+                "refused a malformed HTTP request (%s): %s",
+                (exc.code, " ".join(str(exc.message).split())),
+            )
             record.levelno, record.levelname = logging.WARNING, "WARNING"
             record.exc_info = record.exc_text = None
         return True
@@ -35,8 +37,11 @@ class ClientErrorsInOneLine(logging.Filter):
 async def run(cfg: Config) -> int:
     p = cfg.profile
     if p.zk_wait_tries and not await zkserver.wait_ruok(cfg.zk_connection_string, p.zk_wait_tries, p.zk_wait_interval):
-        log.error("ZooKeeper at %s did not answer ruok after %d tries; giving up",
-                  zkserver.first_host(cfg.zk_connection_string)[0], p.zk_wait_tries)
+        log.error(
+            "ZooKeeper at %s did not answer ruok after %d tries; giving up",
+            zkserver.first_host(cfg.zk_connection_string)[0],
+            p.zk_wait_tries,
+        )
         return 1
     loop = asyncio.get_running_loop()
     node = Node(cfg, loop)

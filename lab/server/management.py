@@ -30,18 +30,18 @@ def render_html(status: dict[str, Any]) -> str:
     mem = status["memory"]
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><meta http-equiv="refresh" content="2">
-<title>Rancher HA management: {e(status['node'])}</title>
+<title>Rancher HA management: {e(status["node"])}</title>
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em .8em;text-align:left}}</style></head>
 <body><h1>Rancher HA (ha-lab simulation)</h1>
-<p>This node: <b>{e(status['node'])}</b>, state <b>{e(status['state'])}</b>
-{('(' + e('; '.join(status['reasons'])) + ')') if status['reasons'] else ''}</p>
-<p>ZooKeeper: session {e(zk['session'])}, mode {e(zk['mode'])}.
-Database: {'ok' if db['ok'] else 'failing: ' + e(str(db['error']))}.
-Heap model: {mem['pressure'] * 100:.0f}% of {mem['budgetBytes'] // (1 << 20)} MiB
-{'(degraded by memory)' if mem['degraded'] else ''}.</p>
-<h2>Members (cluster size {status['clusterSize']}, master {e(str(status['master']))})</h2>
+<p>This node: <b>{e(status["node"])}</b>, state <b>{e(status["state"])}</b>
+{("(" + e("; ".join(status["reasons"])) + ")") if status["reasons"] else ""}</p>
+<p>ZooKeeper: session {e(zk["session"])}, mode {e(zk["mode"])}.
+Database: {"ok" if db["ok"] else "failing: " + e(str(db["error"]))}.
+Heap model: {mem["pressure"] * 100:.0f}% of {mem["budgetBytes"] // (1 << 20)} MiB
+{"(degraded by memory)" if mem["degraded"] else ""}.</p>
+<h2>Members (cluster size {status["clusterSize"]}, master {e(str(status["master"]))})</h2>
 <table><tr><th>id</th><th>name</th><th></th><th>HA state</th><th>ZooKeeper</th><th>address</th></tr>
-{''.join(rows)}</table></body></html>
+{"".join(rows)}</table></body></html>
 """
 
 

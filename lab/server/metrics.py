@@ -54,7 +54,9 @@ class RequestMetrics:
             "# TYPE cattle_http_requests_total counter",
         ]
         for (method, status), n in sorted(self.counts.items()):
-            out.append(f"cattle_http_requests_total{_labels([('node', node), ('method', method), ('code', str(status))])} {n}")
+            out.append(
+                f"cattle_http_requests_total{_labels([('node', node), ('method', method), ('code', str(status))])} {n}"
+            )
         out += [
             "# HELP cattle_http_request_duration_seconds API request latency.",
             "# TYPE cattle_http_request_duration_seconds histogram",
@@ -62,7 +64,9 @@ class RequestMetrics:
         running = 0
         for bound, n in zip(BUCKETS, self.bucket_counts, strict=False):  # the last count is +Inf's
             running += n
-            out.append(f"cattle_http_request_duration_seconds_bucket{_labels([('node', node), ('le', repr(bound))])} {running}")
+            out.append(
+                f"cattle_http_request_duration_seconds_bucket{_labels([('node', node), ('le', repr(bound))])} {running}"
+            )
         running += self.bucket_counts[-1]
         out.append(f"cattle_http_request_duration_seconds_bucket{_labels([('node', node), ('le', '+Inf')])} {running}")
         out.append(f"cattle_http_request_duration_seconds_sum{_labels([('node', node)])} {self.latency_sum!r}")

@@ -79,7 +79,9 @@ def acquire_lock(
         if age is not None and age > stale_after:
             log.warning(
                 "change-log lock held by %s shows no heartbeat for %.1f s (bound %.1f s): taking it over",
-                row.locked_by, age, stale_after,
+                row.locked_by,
+                age,
+                stale_after,
             )
             if store.take_over(owner, row):
                 log.warning("took over the stale change-log lock from %s", row.locked_by)
@@ -95,7 +97,10 @@ def acquire_lock(
         if now - last_log >= LOG_EVERY:
             log.info(
                 "waiting for the change-log lock held by %s (last sign of life %.1f s ago; waited %.0f of %.0f s)",
-                row.locked_by, age if age is not None else -1.0, waited, max_wait,
+                row.locked_by,
+                age if age is not None else -1.0,
+                waited,
+                max_wait,
             )
             last_log = now
         sleep(min(POLL_INTERVAL, max(0.0, max_wait - waited)))
@@ -172,31 +177,43 @@ class MySQLLockStore:
             return LockRow(False, None, None, None, None, None)
         locked, by, granted, hb, granted_us, hb_us = row
         return LockRow(
-            bool(locked), by, granted, hb,
+            bool(locked),
+            by,
+            granted,
+            hb,
             None if granted_us is None else granted_us / 1e6,
             None if hb_us is None else hb_us / 1e6,
         )
 
     def try_acquire(self, owner: str) -> bool:
-        return self._exec(
-            "UPDATE DATABASECHANGELOGLOCK SET LOCKED = 1, LOCKEDBY = %s, LOCKGRANTED = NOW(6),"
-            " HEARTBEAT = NOW(6) WHERE ID = 1 AND LOCKED = 0",
-            (owner,),
-        ) == 1
+        return (
+            self._exec(
+                "UPDATE DATABASECHANGELOGLOCK SET LOCKED = 1, LOCKEDBY = %s, LOCKGRANTED = NOW(6),"
+                " HEARTBEAT = NOW(6) WHERE ID = 1 AND LOCKED = 0",
+                (owner,),
+            )
+            == 1
+        )
 
     def take_over(self, owner: str, seen: LockRow) -> bool:
-        return self._exec(
-            "UPDATE DATABASECHANGELOGLOCK SET LOCKEDBY = %s, LOCKGRANTED = NOW(6), HEARTBEAT = NOW(6)"
-            " WHERE ID = 1 AND LOCKED = 1 AND LOCKEDBY <=> %s AND LOCKGRANTED <=> %s AND HEARTBEAT <=> %s",
-            (owner, seen.locked_by, seen.granted, seen.heartbeat),
-        ) == 1
+        return (
+            self._exec(
+                "UPDATE DATABASECHANGELOGLOCK SET LOCKEDBY = %s, LOCKGRANTED = NOW(6), HEARTBEAT = NOW(6)"
+                " WHERE ID = 1 AND LOCKED = 1 AND LOCKEDBY <=> %s AND LOCKGRANTED <=> %s AND HEARTBEAT <=> %s",
+                (owner, seen.locked_by, seen.granted, seen.heartbeat),
+            )
+            == 1
+        )
 
     def heartbeat(self, owner: str) -> bool:
         # PyMySQL reports changed rows, not matched ones; a fresh NOW(6) always changes the row.
-        return self._exec(
-            "UPDATE DATABASECHANGELOGLOCK SET HEARTBEAT = NOW(6) WHERE ID = 1 AND LOCKED = 1 AND LOCKEDBY = %s",
-            (owner,),
-        ) == 1
+        return (
+            self._exec(
+                "UPDATE DATABASECHANGELOGLOCK SET HEARTBEAT = NOW(6) WHERE ID = 1 AND LOCKED = 1 AND LOCKEDBY = %s",
+                (owner,),
+            )
+            == 1
+        )
 
     def release(self, owner: str) -> None:
         self._exec(

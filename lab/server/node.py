@@ -85,9 +85,16 @@ class Node:
         log.info(
             "node %s starting: cluster size %d, ZooKeeper %s, database %s:%d/%s, heap budget %d MiB "
             "(-Xmx%d MiB / %d), pool %d",
-            self.cfg.node_name, self.cfg.cluster_size, self.cfg.zk_connection_string, self.cfg.db_host,
-            self.cfg.db_port, self.cfg.db_name, self.heap.budget >> 20, self.cfg.heap_xmx >> 20,
-            self.cfg.heap_scale, self.cfg.pool_max_total,
+            self.cfg.node_name,
+            self.cfg.cluster_size,
+            self.cfg.zk_connection_string,
+            self.cfg.db_host,
+            self.cfg.db_port,
+            self.cfg.db_name,
+            self.heap.budget >> 20,
+            self.cfg.heap_xmx >> 20,
+            self.cfg.heap_scale,
+            self.cfg.pool_max_total,
         )
         self.coord.listen_on_loop(self.loop, self._on_zk_state)
         self.coord.start()
@@ -145,8 +152,9 @@ class Node:
     def _evaluate(self) -> None:
         t = self.sm.observe(Health(self.bootstrapped, self.coord.connected, self.db_ok))
         if t is not None:
-            log.warning("HA state %s -> %s%s", t.before.value, t.after.value,
-                        f" ({'; '.join(t.reasons)})" if t.reasons else "")
+            log.warning(
+                "HA state %s -> %s%s", t.before.value, t.after.value, f" ({'; '.join(t.reasons)})" if t.reasons else ""
+            )
 
     # -- scheduled tasks -----------------------------------------------------------------------
 
@@ -240,8 +248,12 @@ class Node:
         members = await self.db.run_system(cluster.heartbeat, self.uuid, self.cfg.node_name, self._ip, data)
         for m in self._stale.observe(members, self.uuid):
             if await self.db.run_system(cluster.remove, m):
-                log.warning("removed cluster member %s (id %d): heartbeat unchanged for %d polls",
-                            m.name, m.id, cluster.STALE_POLLS)
+                log.warning(
+                    "removed cluster member %s (id %d): heartbeat unchanged for %d polls",
+                    m.name,
+                    m.id,
+                    cluster.STALE_POLLS,
+                )
                 members = [x for x in members if x.id != m.id]
         self.members = members
 
@@ -290,21 +302,37 @@ class Node:
             "isMaster": master is not None and master.uuid in (self.uuid, manager.get("uuid")),
             "members": members,
             "clusterManager": manager or None,
-            "zookeeper": {"session": self.coord.state, "mode": self.zk_mode,
-                          "connectionString": self.cfg.zk_connection_string,
-                          "disconnectedSeconds": round(self.coord.loss.down_for(time.monotonic()), 1)},
+            "zookeeper": {
+                "session": self.coord.state,
+                "mode": self.zk_mode,
+                "connectionString": self.cfg.zk_connection_string,
+                "disconnectedSeconds": round(self.coord.loss.down_for(time.monotonic()), 1),
+            },
             "server": {"restarts": self.cfg.server_restarts, "lastExitStatus": self.cfg.last_exit_status},
             "profile": effective(self.cfg),
             "database": {"ok": self.db_ok, "error": self.db_error, "host": self.cfg.db_host},
-            "pool": {"max": pool.max_size, "size": pool.size, "inUse": pool.in_use, "waiting": pool.waiting,
-                     "exhaustedTotal": pool.exhausted_total, "tooManyConnectionsTotal": self.db.too_many_total},
+            "pool": {
+                "max": pool.max_size,
+                "size": pool.size,
+                "inUse": pool.in_use,
+                "waiting": pool.waiting,
+                "exhaustedTotal": pool.exhausted_total,
+                "tooManyConnectionsTotal": self.db.too_many_total,
+            },
             "processes": {"queueDepth": self.engine.queue_depth, "oldestAgeSeconds": self.engine.oldest_age},
             "events": self.engine.bus.status() if self.engine.bus is not None else None,
-            "memory": {"budgetBytes": self.heap.budget, "xmxBytes": self.heap.xmx, "usedBytes": self.heap.used,
-                       "cacheBytes": self.heap.cache_bytes, "cacheLimitBytes": self.heap.cache_limit,
-                       "baselineBytes": self.heap.baseline_bytes, "retainedBytes": self.heap.retained_bytes,
-                       "resources": self.heap.resources,
-                       "pressure": round(self.heap.pressure, 4), "degraded": self.heap.memory_degraded},
+            "memory": {
+                "budgetBytes": self.heap.budget,
+                "xmxBytes": self.heap.xmx,
+                "usedBytes": self.heap.used,
+                "cacheBytes": self.heap.cache_bytes,
+                "cacheLimitBytes": self.heap.cache_limit,
+                "baselineBytes": self.heap.baseline_bytes,
+                "retainedBytes": self.heap.retained_bytes,
+                "resources": self.heap.resources,
+                "pressure": round(self.heap.pressure, 4),
+                "degraded": self.heap.memory_degraded,
+            },
             "uptimeSeconds": round(time.time() - self.started, 1),
         }
 
@@ -319,20 +347,38 @@ class Node:
             Gauge("cattle_db_pool_in_use", "Pooled connections in use.", pool.in_use),
             Gauge("cattle_db_pool_waiting", "Requests waiting for a pooled connection.", pool.waiting),
             Gauge("cattle_db_pool_exhausted_total", "Waits that ended in POOL_EXHAUSTED.", pool.exhausted_total),
-            Gauge("cattle_db_too_many_connections_total", "Connections MySQL refused with error 1040.", self.db.too_many_total),
+            Gauge(
+                "cattle_db_too_many_connections_total",
+                "Connections MySQL refused with error 1040.",
+                self.db.too_many_total,
+            ),
             Gauge("cattle_db_up", "1 when the database health check passes.", int(self.db_ok)),
-            Gauge("cattle_process_queue_depth", "Unfinished process_instance rows (all nodes).", self.engine.queue_depth),
+            Gauge(
+                "cattle_process_queue_depth", "Unfinished process_instance rows (all nodes).", self.engine.queue_depth
+            ),
             Gauge("cattle_process_oldest_age_seconds", "Age of the oldest unfinished process.", self.engine.oldest_age),
             Gauge("cattle_process_finished_total", "Processes this node finished.", self.engine.finished_total),
-            Gauge("cattle_process_replayed_total", "Processes this node finished by replay.", self.engine.replayed_total),
+            Gauge(
+                "cattle_process_replayed_total", "Processes this node finished by replay.", self.engine.replayed_total
+            ),
             Gauge("cattle_zookeeper_connected", "1 while the kazoo session is connected.", int(self.coord.connected)),
-            Gauge("cattle_zookeeper_session_state", "1 for the kazoo session state.", 1, (("state", self.coord.state),)),
+            Gauge(
+                "cattle_zookeeper_session_state", "1 for the kazoo session state.", 1, (("state", self.coord.state),)
+            ),
             Gauge("cattle_zookeeper_mode", "1 for this host's ZooKeeper mode (srvr).", 1, (("mode", self.zk_mode),)),
-            Gauge("cattle_process_failed_total", "Process runs that failed with an error (retried by replay).", self.engine.failed_total),
+            Gauge(
+                "cattle_process_failed_total",
+                "Process runs that failed with an error (retried by replay).",
+                self.engine.failed_total,
+            ),
             Gauge("cattle_cache_entries", "Resources in the read cache.", len(self.cache)),
             Gauge("cattle_cache_hits_total", "Reads by id served from the cache.", self.cache.hits),
             Gauge("cattle_cache_misses_total", "Reads by id that went to MySQL.", self.cache.misses),
-            Gauge("cattle_cache_evictions_total", "Entries evicted to stay within the cache's heap share.", self.cache.evictions),
+            Gauge(
+                "cattle_cache_evictions_total",
+                "Entries evicted to stay within the cache's heap share.",
+                self.cache.evictions,
+            ),
             Gauge("cattle_cache_bytes", "Bytes held by the read cache.", self.heap.cache_bytes),
             Gauge("cattle_cache_limit_bytes", "The cache's share of the heap budget.", self.heap.cache_limit),
             Gauge("cattle_heap_budget_bytes", "Modelled heap budget in real bytes (Xmx / scale).", self.heap.budget),
@@ -341,10 +387,17 @@ class Node:
             Gauge("cattle_heap_pressure", "Used / budget.", round(self.heap.pressure, 4)),
             Gauge("cattle_heap_peak_bytes", "Highest modelled heap use so far.", self.heap.peak_bytes),
             Gauge("cattle_heap_peak_ratio", "Highest used / budget since start.", round(self.heap.peak_pressure, 4)),
-            Gauge("cattle_heap_memory_degraded", "1 above the GC threshold (requests stall).", int(self.heap.memory_degraded)),
+            Gauge(
+                "cattle_heap_memory_degraded",
+                "1 above the GC threshold (requests stall).",
+                int(self.heap.memory_degraded),
+            ),
             Gauge("cattle_cluster_members", "Rows in the cluster table.", len(self.members)),
-            Gauge("cattle_server_restarts_total", "Times the supervisor restarted this host's API server.",
-                  self.cfg.server_restarts),
+            Gauge(
+                "cattle_server_restarts_total",
+                "Times the supervisor restarted this host's API server.",
+                self.cfg.server_restarts,
+            ),
         ]
         lines = self.requests.render(self.cfg.node_name) + render_gauges(self.cfg.node_name, g)
         return "\n".join(lines) + "\n"

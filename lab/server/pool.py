@@ -22,9 +22,7 @@ C = TypeVar("C")
 
 class PoolExhausted(Exception):
     def __init__(self, max_size: int, waited: float) -> None:
-        super().__init__(
-            f"all {max_size} database connections of this node are in use; waited {waited * 1000:.0f} ms"
-        )
+        super().__init__(f"all {max_size} database connections of this node are in use; waited {waited * 1000:.0f} ms")
 
 
 @dataclass(frozen=True)

@@ -70,8 +70,9 @@ def no_session_error(status: int, detail: str) -> ApiError:
 
 
 class ProcessEngine:
-    def __init__(self, cfg: Config, db: Database, coord: Coordinator, cache: ResourceCache,
-                 loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, cfg: Config, db: Database, coord: Coordinator, cache: ResourceCache, loop: asyncio.AbstractEventLoop
+    ) -> None:
         self.cfg = cfg
         self.db = db
         self.coord = coord
@@ -95,8 +96,9 @@ class ProcessEngine:
     def _check_refs(self, conn: Any, changes: Changes) -> None:
         for target, row_id, field_name in changes.refs:
             if not store.exists(conn, target, row_id):
-                raise ApiError(422, "InvalidReference", f"{field_name} does not name a live {target.name}",
-                               field_name=field_name)
+                raise ApiError(
+                    422, "InvalidReference", f"{field_name} does not name a live {target.name}", field_name=field_name
+                )
 
     def create_txn(self, conn: Any, rt: ResourceType, changes: Changes) -> dict[str, Any]:
         conn.begin()
@@ -111,8 +113,9 @@ class ProcessEngine:
         assert row is not None
         return row
 
-    def change_txn(self, conn: Any, rt: ResourceType, row_id: int, action: str,
-                   changes: Changes | None) -> dict[str, Any]:
+    def change_txn(
+        self, conn: Any, rt: ResourceType, row_id: int, action: str, changes: Changes | None
+    ) -> dict[str, Any]:
         """update or remove: lock first, then the transaction (the order processes use too)."""
         with self.coord.hold(rt.name, row_id, self.cfg.profile.lock_timeout) as fence:
             conn.begin()
@@ -124,14 +127,19 @@ class ProcessEngine:
                 conn.rollback()
                 return row  # deleting twice is not an error
             if state in _TRANSITIONING or state == "removed":
-                raise ApiError(409, "InvalidState", f"{rt.name} {rt.format_id(row_id)} is {state}",
-                               "wait until it is no longer transitioning")
+                raise ApiError(
+                    409,
+                    "InvalidState",
+                    f"{rt.name} {rt.format_id(row_id)} is {state}",
+                    "wait until it is no longer transitioning",
+                )
             if changes is not None:
                 # The compare-and-set: checked on the row this transaction locked FOR UPDATE.
                 for column, expected in changes.expect.items():
                     if row.get(column) != expected:
-                        raise ApiError(409, "ExpectationFailed",
-                                       f"{rt.name} {rt.format_id(row_id)} {column} is not {expected!r}")
+                        raise ApiError(
+                            409, "ExpectationFailed", f"{rt.name} {rt.format_id(row_id)} {column} is not {expected!r}"
+                        )
             columns: dict[str, Any] = {"state": _FLOW[action][0]}
             if changes is not None:
                 self._check_refs(conn, changes)
@@ -199,8 +207,12 @@ class ProcessEngine:
             async with self._slots:
                 # A replay must not wait behind a live owner; a fresh submit waits briefly.
                 held = await self.loop.run_in_executor(
-                    self.zk_executor, self.coord.acquire, rtype, row_id,
-                    self.cfg.profile.lock_timeout, not replay,
+                    self.zk_executor,
+                    self.coord.acquire,
+                    rtype,
+                    row_id,
+                    self.cfg.profile.lock_timeout,
+                    not replay,
                 )
                 pending = await self.db.run(_pending, rt, row_id)
                 for p in pending:
@@ -264,8 +276,7 @@ def _pending(conn: Any, rt: ResourceType, row_id: int) -> list[Pending]:
         return [Pending(int(pid), str(name).rsplit(".", 1)[-1]) for pid, name in cur.fetchall()]
 
 
-def _start(conn: Any, rt: ResourceType, row_id: int, p: Pending, running: str, server: str,
-           fence: Fence) -> bool:
+def _start(conn: Any, rt: ResourceType, row_id: int, p: Pending, running: str, server: str, fence: Fence) -> bool:
     conn.begin()
     with conn.cursor() as cur:
         n = cur.execute(
@@ -290,8 +301,9 @@ def _unfinished(cur: Any, process_id: int) -> bool:
     return cur.fetchone() is not None
 
 
-def _finish(conn: Any, rt: ResourceType, row_id: int, p: Pending, running: str, final: str,
-            server: str, fence: Fence) -> bool:
+def _finish(
+    conn: Any, rt: ResourceType, row_id: int, p: Pending, running: str, final: str, server: str, fence: Fence
+) -> bool:
     conn.begin()
     with conn.cursor() as cur:
         n = cur.execute(
@@ -328,4 +340,3 @@ def _scan(conn: Any, older_than: float) -> tuple[int, float, list[tuple[str, int
             )
             due = [(str(t), int(i)) for t, i in cur.fetchall() if str(i).isdigit()]
     return int(depth or 0), (oldest_us or 0) / 1e6, due
-

@@ -99,8 +99,10 @@ class Profile:
 
     def lb_check(self) -> str:
         """HAProxy `default-server` health-check options."""
-        opts = (f"inter {self.lb_check_inter_ms}ms fastinter {self.lb_check_fastinter_ms}ms "
-                f"downinter {self.lb_check_downinter_ms}ms fall {self.lb_check_fall} rise {self.lb_check_rise}")
+        opts = (
+            f"inter {self.lb_check_inter_ms}ms fastinter {self.lb_check_fastinter_ms}ms "
+            f"downinter {self.lb_check_downinter_ms}ms fall {self.lb_check_fall} rise {self.lb_check_rise}"
+        )
         return opts + (" observe layer4 error-limit 1 on-error fastinter" if self.lb_observe_errors else "")
 
     def values(self) -> dict[str, Any]:
@@ -181,11 +183,12 @@ RANCHER_1_0 = Profile(
         "zk_election_connect_timeout_ms": "ZooKeeper's default zookeeper.cnxTimeout; the zk container did not set it",
         "zk_max_notification_interval_ms": "ZooKeeper 3.4's election: notification back-off doubles up to 60 s",
         "zk_leader_connect_delay_ms": "ZooKeeper 3.4's follower tries the elected leader 5 times, 1 s apart",
-        "zk_max_wait_for_epoch_ms": "ZooKeeper 3.4 has no such limit: a leader whose voters left waits initLimit ticks (20 s)",
+        "zk_max_wait_for_epoch_ms": "ZooKeeper 3.4 has no such limit: a leader whose voters left waits initLimit"
+        " ticks (20 s)",
         "zk_session_timeout": "cattle's Curator client: session timeout 30,000 ms",
         "zk_connection_timeout": "cattle's Curator client: connection timeout 30,000 ms",
         "zk_client_connect_timeout": "0: ZooKeeper's Java client gives a TCP connect the session timeout divided by"
-                                     " the number of hosts (10 s each for 3 hosts)",
+        " the number of hosts (10 s each for 3 hosts)",
         "zk_retry_tries": "cattle's Curator client: RetryNTimes(3, 1000 ms)",
         "zk_retry_delay": "cattle's Curator client: RetryNTimes(3, 1000 ms)",
         "zk_retry_backoff": "RetryNTimes sleeps the same time before every retry",
@@ -193,10 +196,11 @@ RANCHER_1_0 = Profile(
         "lock_timeout": "cattle waits 10,000 ms for a resource lock, then RESOURCE_BUSY (409)",
         "lock_no_session_status": "a Curator error while locking is an IllegalStateException: HTTP 500",
         "cluster_heartbeat": "cluster-manager heartbeats the cluster table every 5 s",
-        "cluster_manager": "cluster-manager v0.1.5 gives slots, tunnels each slot and runs this host's ZooKeeper and Redis"
-                           " in its slot; cattle's events go over every node's Redis",
+        "cluster_manager": "cluster-manager v0.1.5 gives slots, tunnels each slot and runs this host's ZooKeeper and"
+        " Redis in its slot; cattle's events go over every node's Redis",
         "heap_baseline": "modelled bytes an idle cattle holds: the launcher's -Xms128m (docs/rancher-1.0-behaviour.md)",
-        "heap_per_resource": "modelled bytes per live resource: 1 GiB exhausted at ~306 resources (rancher/rancher #2339)",
+        "heap_per_resource": "modelled bytes per live resource: 1 GiB exhausted at ~306 resources"
+        " (rancher/rancher #2339)",
         "db_pool_max_total": "cattle v0.159.8: db.maxtotal=1000 (the guide's 50 per node sized MySQL, not the pool)",
         "db_pool_max_wait_ms": "cattle v0.159.8: global.pool.maxwait=1000",
         "lb_check_inter_ms": "the management stack's load balancer checks /ping every 1,000 ms",
@@ -268,16 +272,16 @@ TUNED = Profile(
         " (5 s): behind a one-way cut, members follow a leader whose notifications reach them but that their"
         " own packets cannot (docs/survivability.md)",
         "zk_election_connect_timeout_ms": "an election does not hang 5 s on an unreachable peer",
-        "zk_max_notification_interval_ms": "a member that went back to LOOKING hears the new leader within 1 s, not after"
-                                           " a back-off of 3.2 s, 6.4 s, ... (docs/survivability.md, leader-side blackout)",
+        "zk_max_notification_interval_ms": "a member that went back to LOOKING hears the new leader within 1 s, not"
+        " after a back-off of 3.2 s, 6.4 s, ... (docs/survivability.md, leader-side blackout)",
         "zk_leader_connect_delay_ms": "a voter keeps trying a leader that has not started leading for ~2.5 s instead of"
-                                      " 0.5 s, so it does not change its mind (ZOOKEEPER-3109)",
+        " 0.5 s, so it does not change its mind (ZOOKEEPER-3109)",
         "zk_max_wait_for_epoch_ms": "a leader whose voter went back to LOOKING quits after 1 s instead of waiting"
-                                    " initLimit (5 s) for it: ZOOKEEPER-3109's opt-in fix",
+        " initLimit (5 s) for it: ZOOKEEPER-3109's opt-in fix",
         "zk_session_timeout": "a dead node's locks pass to a survivor within seconds",
         "zk_connection_timeout": "unused: a tuned node never exits on session loss",
         "zk_client_connect_timeout": "a reconnect does not hang on a member cut off behind a DROP rule: kazoo would"
-                                     " give each TCP connect the whole 4 s session (the leader-side blackout)",
+        " give each TCP connect the whole 4 s session (the leader-side blackout)",
         "zk_retry_tries": "kazoo retries a command a few times on a flaky connection",
         "zk_retry_delay": "short exponential backoff keeps retries inside a request",
         "zk_retry_backoff": "short exponential backoff keeps retries inside a request",

@@ -89,8 +89,13 @@ class Host:
 
 
 class EventBus:
-    def __init__(self, hosts: Sequence[tuple[str, int]], on_event: Callable[[str, Mapping[str, Any]], None],
-                 timeout: float = TIMEOUT, retry: float = RETRY) -> None:
+    def __init__(
+        self,
+        hosts: Sequence[tuple[str, int]],
+        on_event: Callable[[str, Mapping[str, Any]], None],
+        timeout: float = TIMEOUT,
+        retry: float = RETRY,
+    ) -> None:
         self.hosts = [Host(h, p) for h, p in hosts]
         self.on_event = on_event
         self.timeout = timeout
@@ -133,8 +138,11 @@ class EventBus:
             pooled = bool(host.idle)
             conn: Conn | None = None
             try:
-                conn = host.idle.pop() if pooled else await asyncio.wait_for(
-                    asyncio.open_connection(host.host, host.port), self.timeout)
+                conn = (
+                    host.idle.pop()
+                    if pooled
+                    else await asyncio.wait_for(asyncio.open_connection(host.host, host.port), self.timeout)
+                )
                 reader, writer = conn
                 writer.write(encode("PUBLISH", name, message))
                 await asyncio.wait_for(read_reply(reader), self.timeout)
@@ -157,8 +165,9 @@ class EventBus:
             try:
                 await self._listen(host, names)
             except (OSError, asyncio.TimeoutError, RedisError, ValueError) as e:
-                log.warning("Redis %s subscriber connection failed (%s); again in %.0f s", host,
-                            type(e).__name__, self.retry)
+                log.warning(
+                    "Redis %s subscriber connection failed (%s); again in %.0f s", host, type(e).__name__, self.retry
+                )
             finally:
                 host.subscribed = False
             await asyncio.sleep(self.retry)
@@ -191,6 +200,8 @@ class EventBus:
     def status(self) -> dict[str, Any]:
         return {
             "dropped": self.dropped,
-            "hosts": [{"host": str(h), "subscribed": h.subscribed, "published": h.published, "failed": h.failed}
-                      for h in self.hosts],
+            "hosts": [
+                {"host": str(h), "subscribed": h.subscribed, "published": h.published, "failed": h.failed}
+                for h in self.hosts
+            ],
         }

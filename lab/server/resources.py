@@ -34,7 +34,7 @@ class Field:
     @property
     def reference(self) -> str | None:
         if self.type.startswith("reference[") and self.type.endswith("]"):
-            return self.type[len("reference["):-1]
+            return self.type[len("reference[") : -1]
         return None
 
     def schema(self) -> dict[str, Any]:
@@ -91,7 +91,7 @@ class ResourceType:
 
     def parse_id(self, text: str) -> int | None:
         if text.startswith(self.prefix):
-            rest = text[len(self.prefix):]
+            rest = text[len(self.prefix) :]
             if rest.isascii() and rest.isdigit() and len(rest) < 19:  # int() refuses '²', MySQL 2**63
                 return int(rest)
         return None
@@ -117,7 +117,13 @@ def _common_fields(account_scoped: bool) -> tuple[Field, ...]:
         Field("description", "string", "description", create=True, update=True, max_length=1024),
         Field("uuid", "string", "uuid", create=True, max_length=128, filter=True),
         Field("kind", "string", "kind", filter=True),
-        Field("state", "enum", "state", options=tuple(sorted(TRANSITIONING_STATES | {"active", "removed", "error"})), filter=True),
+        Field(
+            "state",
+            "enum",
+            "state",
+            options=tuple(sorted(TRANSITIONING_STATES | {"active", "removed", "error"})),
+            filter=True,
+        ),
         Field("created", "date", "created"),
         Field("createdTS", "int", None),
         Field("removed", "date", "removed"),
@@ -131,7 +137,11 @@ def _common_fields(account_scoped: bool) -> tuple[Field, ...]:
 
 
 PROJECT = ResourceType(
-    "project", "projects", "account", "project", "1a",
+    "project",
+    "projects",
+    "account",
+    "project",
+    "1a",
     updatable=True,
     account_scoped=False,
     children={
@@ -143,7 +153,11 @@ PROJECT = ResourceType(
     },
 )
 API_KEY = ResourceType(
-    "apiKey", "apiKeys", "credential", "apiKey", "1c",
+    "apiKey",
+    "apiKeys",
+    "credential",
+    "apiKey",
+    "1c",
     fields=(
         Field("publicValue", "string", "public_value", filter=True),
         Field("secretValue", "password", None),
@@ -151,7 +165,11 @@ API_KEY = ResourceType(
     cacheable=False,
 )
 REGISTRATION_TOKEN = ResourceType(
-    "registrationToken", "registrationTokens", "credential", "registrationToken", "1c",
+    "registrationToken",
+    "registrationTokens",
+    "credential",
+    "registrationToken",
+    "1c",
     fields=(
         Field("token", "string", "public_value", filter=True),
         Field("registrationUrl", "string", None),
@@ -160,31 +178,79 @@ REGISTRATION_TOKEN = ResourceType(
     ),
 )
 ENVIRONMENT = ResourceType(
-    "environment", "environments", "environment", "environment", "1e",
-    fields=(Field("name", "string", "name", create=True, update=True, required=True, nullable=False, max_length=255, filter=True),),
+    "environment",
+    "environments",
+    "environment",
+    "environment",
+    "1e",
+    fields=(
+        Field(
+            "name",
+            "string",
+            "name",
+            create=True,
+            update=True,
+            required=True,
+            nullable=False,
+            max_length=255,
+            filter=True,
+        ),
+    ),
     updatable=True,
     children={"services": ("service", "environmentId")},
 )
 SERVICE = ResourceType(
-    "service", "services", "service", "service", "1s",
+    "service",
+    "services",
+    "service",
+    "service",
+    "1s",
     fields=(
-        Field("name", "string", "name", create=True, update=True, required=True, nullable=False, max_length=255, filter=True),
-        Field("environmentId", "reference[environment]", "environment_id", create=True, required=True, nullable=False, filter=True),
+        Field(
+            "name",
+            "string",
+            "name",
+            create=True,
+            update=True,
+            required=True,
+            nullable=False,
+            max_length=255,
+            filter=True,
+        ),
+        Field(
+            "environmentId",
+            "reference[environment]",
+            "environment_id",
+            create=True,
+            required=True,
+            nullable=False,
+            filter=True,
+        ),
         Field("scale", "int", "scale", create=True, update=True, default=1, minimum=0, maximum=1000, nullable=False),
         Field("launchConfig", "json", None, create=True, update=True),
     ),
     updatable=True,
 )
 CONTAINER = ResourceType(
-    "container", "containers", "instance", "container", "1i",
+    "container",
+    "containers",
+    "instance",
+    "container",
+    "1i",
     fields=(
-        Field("imageUuid", "string", "image_uuid", create=True, required=True, nullable=False, max_length=255, filter=True),
+        Field(
+            "imageUuid", "string", "image_uuid", create=True, required=True, nullable=False, max_length=255, filter=True
+        ),
         Field("hostId", "reference[host]", "host_id", create=True, filter=True),
     ),
     updatable=True,
 )
 HOST = ResourceType(
-    "host", "hosts", "host", "host", "1h",
+    "host",
+    "hosts",
+    "host",
+    "host",
+    "1h",
     fields=(
         Field("hostname", "string", None),
         Field("agentId", "reference[agent]", "agent_id", filter=True),
@@ -194,7 +260,11 @@ HOST = ResourceType(
     children={"containers": ("container", "hostId")},
 )
 AGENT = ResourceType(
-    "agent", "agents", "agent", "agent", "1ag",
+    "agent",
+    "agents",
+    "agent",
+    "agent",
+    "1ag",
     fields=(
         Field("uri", "string", "uri"),
         Field("hostId", "reference[host]", None),
@@ -207,7 +277,11 @@ AGENT = ResourceType(
 )
 
 PROCESS_INSTANCE = ResourceType(
-    "processInstance", "processInstances", "process_instance", "", "1pi",
+    "processInstance",
+    "processInstances",
+    "process_instance",
+    "",
+    "1pi",
     fields=(
         Field("processName", "string", "process_name", filter=True),
         Field("resourceType", "string", "resource_type", filter=True),

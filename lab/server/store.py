@@ -234,12 +234,12 @@ def insert_resource(conn: Any, rt: ResourceType, columns: Mapping[str, Any], dat
     marks = ", ".join(["%s"] * len(cols))
     with conn.cursor() as cur:
         try:
-            cur.execute(
-                f"INSERT INTO `{rt.table}` ({names}, created) VALUES ({marks}, NOW(6))", list(cols.values())
-            )
+            cur.execute(f"INSERT INTO `{rt.table}` ({names}, created) VALUES ({marks}, NOW(6))", list(cols.values()))
         except pymysql.err.IntegrityError as e:
             if e.args and e.args[0] == 1062:
-                raise ApiError(422, "NotUnique", "a resource with this uuid already exists", field_name="uuid") from None
+                raise ApiError(
+                    422, "NotUnique", "a resource with this uuid already exists", field_name="uuid"
+                ) from None
             raise
         return int(cur.lastrowid)
 
@@ -271,7 +271,6 @@ def default_project_id(conn: Any) -> int:
     return int(row[0])
 
 
-
 # The resources a cattle server holds in memory per environment (heap.py's per-resource cost).
 MANAGED = (PROJECT, ENVIRONMENT, SERVICE, CONTAINER, HOST, AGENT)
 
@@ -282,7 +281,6 @@ def count_managed(conn: Any) -> int:
     with conn.cursor() as cur:
         for rt in MANAGED:
             kind = " AND kind = %s" if rt.table == "account" else ""
-            cur.execute(f"SELECT COUNT(*) FROM `{rt.table}` WHERE removed IS NULL{kind}",
-                        (rt.kind,) if kind else ())
+            cur.execute(f"SELECT COUNT(*) FROM `{rt.table}` WHERE removed IS NULL{kind}", (rt.kind,) if kind else ())
             total += int(cur.fetchone()[0])
     return total

@@ -39,8 +39,9 @@ class Tunnel:
         self._pipes: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, self.spec.listen_host, self.spec.listen_port,
-                                                  reuse_address=True)
+        self._server = await asyncio.start_server(
+            self._accept, self.spec.listen_host, self.spec.listen_port, reuse_address=True
+        )
 
     async def stop(self) -> None:
         """Stop listening and cut every connection through the tunnel."""
@@ -59,7 +60,8 @@ class Tunnel:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             t_reader, t_writer = await asyncio.wait_for(
-                asyncio.open_connection(self.spec.target_host, self.spec.target_port), CONNECT_TIMEOUT)
+                asyncio.open_connection(self.spec.target_host, self.spec.target_port), CONNECT_TIMEOUT
+            )
         except (OSError, asyncio.TimeoutError):
             writer.close()
             return

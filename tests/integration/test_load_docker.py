@@ -25,15 +25,25 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 def test_killing_a_follower_under_load_loses_no_write(halab_lab_factory, tmp_path):
     t = halab_lab_factory(3)
     run_dir = make_run_dir("it-kill-follower", root=tmp_path)
-    spec = LoadSpec(name="it-kill-follower", users=12, spawn_rate=12, duration=300, http_port=t.ports.http,
-                    https_port=t.ports.https, ca_file=str(state.ca_path(t.lab)))
-    with Watch(t, run_dir, client=False), faults.Injector(t, history=run_dir / "history.jsonl") as nemesis:
-        with LoadRun(spec, run_dir) as load:
-            wait_recorded(run_dir, "history", 150, load)
-            with nemesis.held(faults.make_spec("kill", ["follower"])):
-                wait_recorded(run_dir, "history", recorded(run_dir, "history") + 300, load)
-            wait_recorded(run_dir, "history", recorded(run_dir, "history") + 150, load)
-            load.stop()
+    spec = LoadSpec(
+        name="it-kill-follower",
+        users=12,
+        spawn_rate=12,
+        duration=300,
+        http_port=t.ports.http,
+        https_port=t.ports.https,
+        ca_file=str(state.ca_path(t.lab)),
+    )
+    with (
+        Watch(t, run_dir, client=False),
+        faults.Injector(t, history=run_dir / "history.jsonl") as nemesis,
+        LoadRun(spec, run_dir) as load,
+    ):
+        wait_recorded(run_dir, "history", 150, load)
+        with nemesis.held(faults.make_spec("kill", ["follower"])):
+            wait_recorded(run_dir, "history", recorded(run_dir, "history") + 300, load)
+        wait_recorded(run_dir, "history", recorded(run_dir, "history") + 150, load)
+        load.stop()
     files = build_report(run_dir, query=lambda sql: probes.db_query(t, sql))
     r = files.result
     assert r.passed, [(o.name, o.violations[:3]) for o in r.outcomes if o.status != "pass"]
@@ -44,8 +54,9 @@ def test_killing_a_follower_under_load_loses_no_write(halab_lab_factory, tmp_pat
     assert summary["passed"] is True and summary["outcomes"] and files.html.exists() and files.junit.exists()
     assert list((run_dir / "plots").glob("*.png"))
     html = files.html.read_text()
-    assert not any(ref in html for ref in ('src="http', "src='http", 'href="http', "url(http", "<link ")), \
+    assert not any(ref in html for ref in ('src="http', "src='http", 'href="http', "url(http", "<link ")), (
         "report.html must be self-contained"
+    )
 
 
 def test_halab_load_sees_a_fault_from_another_shell_and_checks_the_registers(halab_lab_factory, tmp_path):
@@ -55,13 +66,37 @@ def test_halab_load_sees_a_fault_from_another_shell_and_checks_the_registers(hal
     t = halab_lab_factory(3)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cli = [sys.executable, "-m", "lab.cli"]
-    load = subprocess.Popen([*cli, "load", "--name", t.lab, "--users", "20", "--spawn-rate", "20", "--duration",
-                             "30s", "--run-name", "it-load-fault"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    load = subprocess.Popen(
+        [
+            *cli,
+            "load",
+            "--name",
+            t.lab,
+            "--users",
+            "20",
+            "--spawn-rate",
+            "20",
+            "--duration",
+            "30s",
+            "--run-name",
+            "it-load-fault",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         time.sleep(10)
-        fault = subprocess.run([*cli, "fault", "--name", t.lab, "kill", "follower", "--hold", "8s"], cwd=REPO,
-                               env=env, capture_output=True, text=True, timeout=120)
+        fault = subprocess.run(
+            [*cli, "fault", "--name", t.lab, "kill", "follower", "--hold", "8s"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert fault.returncode == 0, fault.stderr
         _, err = load.communicate(timeout=240)
     finally:
