@@ -60,9 +60,9 @@ class Objective:
     load balancer succeed ("survives"); when at most 1 - `success` of its writes do, it is an outage;
     anything between is "degraded"."""
 
-    after: float = 5.0
+    after: float = 8.0
     success: float = 0.99
-    window: float = 3.0  # at least this much of the fault is measured after `after`
+    window: float = 2.0  # at least this much of the fault is measured after `after`
 
 
 @dataclass(frozen=True)

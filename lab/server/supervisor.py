@@ -78,7 +78,8 @@ async def supervise(cfg: Config) -> int:
     # restarts them itself, as Docker did the zk and redis containers.
     manager = ClusterManager(cfg, next_delay) if cfg.start_zookeeper and cfg.profile.cluster_manager else None
     managing = asyncio.ensure_future(manager.run()) if manager is not None else None
-    zk = await zkserver.start(cfg) if cfg.start_zookeeper and manager is None else None
+    zk, peers = await zkserver.start(cfg) if cfg.start_zookeeper and manager is None else (None, None)
+    resolving = asyncio.ensure_future(peers.run()) if peers is not None else None
     restarts, last_exit, delay = 0, None, None
     write_state(restarts, last_exit)
     server: asyncio.subprocess.Process | None = None
@@ -86,8 +87,10 @@ async def supervise(cfg: Config) -> int:
         while True:
             server = await _start_server(restarts, last_exit)
             started = time.monotonic()
-            waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(server.wait()),
-                                               asyncio.ensure_future(stopping.wait())}
+            waits: set[asyncio.Future[Any]] = {
+                asyncio.ensure_future(server.wait()),
+                asyncio.ensure_future(stopping.wait()),
+            }
             if zk is not None:
                 waits.add(asyncio.ensure_future(zk.wait()))
             if managing is not None:
@@ -112,14 +115,17 @@ async def supervise(cfg: Config) -> int:
             restarts, last_exit = restarts + 1, code
             delay = next_delay(delay, time.monotonic() - started)
             write_state(restarts, last_exit)
-            log.warning("server exited with status %d; restart %d in %.1f s (ZooKeeper keeps running)",
-                        code, restarts, delay)
+            log.warning(
+                "server exited with status %d; restart %d in %.1f s (ZooKeeper keeps running)", code, restarts, delay
+            )
             try:
                 await asyncio.wait_for(stopping.wait(), delay)
                 return 0
             except asyncio.TimeoutError:
                 pass
     finally:
+        if resolving is not None:
+            resolving.cancel()
         await _stop(server)
         await _stop(zk)
         if manager is not None and managing is not None:
