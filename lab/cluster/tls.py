@@ -88,6 +88,7 @@ def load_provided(cert: str, key: str) -> tuple[bytes, bytes]:
         private = serialization.load_pem_private_key(key_pem, password=None)
     except (ValueError, TypeError) as exc:
         raise BadInput(f"--tls-key: {key} is not an unencrypted PEM private key") from exc
-    if parsed.public_key().public_numbers() != private.public_key().public_numbers():  # type: ignore[union-attr]
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if parsed.public_key().public_bytes(*spki) != private.public_key().public_bytes(*spki):
         raise BadInput(f"--tls-key: {key} does not belong to the certificate {cert}")
     return cert_pem, key_pem

@@ -25,7 +25,7 @@ import json
 import os
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -41,16 +41,17 @@ class _Record:
     """to_dict/from_dict shared by the record dataclasses; `kind` is a class constant."""
 
     kind: ClassVar[str]
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]  # every subclass is a dataclass
     t0: float  # every record has these (declared by each dataclass)
     t1: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **asdict(self)}  # type: ignore[call-overload]
+        return {"kind": self.kind, **asdict(self)}
 
     @classmethod
     def from_dict(cls: type[_R], d: Mapping[str, Any]) -> _R:
         """Unknown keys are ignored, so older readers accept records with fields added later."""
-        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
@@ -120,7 +121,7 @@ class LedgerEntry(_Record):
 
 
 Record = RequestRecord | ProbeRecord | FaultRecord | LedgerEntry
-_KINDS: dict[str, type[_Record]] = {c.kind: c for c in (RequestRecord, ProbeRecord, FaultRecord, LedgerEntry)}
+_KINDS: dict[str, type[Record]] = {c.kind: c for c in (RequestRecord, ProbeRecord, FaultRecord, LedgerEntry)}
 
 
 def record_from_dict(d: Mapping[str, Any]) -> Record:
@@ -128,7 +129,7 @@ def record_from_dict(d: Mapping[str, Any]) -> Record:
         cls = _KINDS[d["kind"]]
     except KeyError:
         raise ValueError(f"not a history record (kind={d.get('kind')!r})") from None
-    return cls.from_dict(d)  # type: ignore[return-value]
+    return cls.from_dict(d)
 
 
 class JsonlWriter:

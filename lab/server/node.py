@@ -21,7 +21,7 @@ import socket
 import sys
 import time
 import uuid as uuidlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -110,8 +110,8 @@ class Node:
         await listener.start("0.0.0.0", port)
         self._listeners.append(listener)
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        self._tasks.append(self.loop.create_task(coro))  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        self._tasks.append(self.loop.create_task(coro))
 
     async def stop(self) -> None:
         for task in self._tasks:
