@@ -20,12 +20,9 @@ from .gdapi import ApiError
 from .resources import (
     AGENT,
     CONTAINER,
-    ENVIRONMENT,
     HOST,
     PROCESS_INSTANCE,
-    PROJECT,
     RESOURCE_TYPES,
-    SERVICE,
     Field,
     ResourceType,
     is_transitioning,
