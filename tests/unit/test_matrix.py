@@ -148,10 +148,10 @@ def test_errors_by_kind_and_per_second_shares():
 def test_measures_summary():
     m = matrix.Measures(0.64, 0.3, 80, (1.0, 0.5), {"500": 3}, None, 31.24, {"a1": 1, "b1": 1})
     assert m.summary("degraded", 10) == (
-        "degraded: 64 % of requests (writes 30 %) from 10 s on; writes back after 31.2 s; 2 server restart(s)"
+        "degraded: 64 % success (writes 30 %) from 10 s on; writes back after 31.2 s; 2 server restart(s)"
     )
     m = matrix.Measures(0.0, 0.0, 80, (0.0,), {"503": 80}, 3.0, None, {})
-    assert m.summary("outage", 5) == "outage: 0 % of requests (writes 0 %) from 5 s on; writes never back"
+    assert m.summary("outage", 5) == "outage: 0 % success (writes 0 %) from 5 s on; writes never back"
     m = matrix.Measures(None, None, 0, (None,), {}, None, 0.0, {})
     assert m.summary("error", 10) == "error: no request measured from 10 s on"
 
@@ -506,7 +506,7 @@ def test_claim_verdicts_keep_the_three_apart_and_name_the_worst_case():
     )
     assert c["predicted"] == {"survives": 1, "degraded": 1} and c["observed"] == {"survives": 1, "degraded": 1}
     assert c["worst"] == (
-        "n3 split-dc-a|dc-b@leader-minority: degraded: 64 % of requests (writes 30 %) from 10 s "
+        "n3 split-dc-a|dc-b@leader-minority: degraded: 64 % success (writes 30 %) from 10 s "
         "on; writes back after 31.2 s; 2 server restart(s)"
     )
     d = v["d"]
@@ -574,7 +574,7 @@ def test_markdown_report(tmp_path: Path):
     assert "| claim | the guide says | guide | model | observed | verdict | worst case |" in md
     assert (
         "| d | For true HA, a replicated MySQL database with proper backups is recommended. | outage | outage 1 | "
-        "outage 1 | holds | n3 kill-db: outage: 0 % of requests (writes 0 %) from 10 s on; writes never back |"
+        "outage 1 | holds | n3 kill-db: outage: 0 % success (writes 0 %) from 10 s on; writes never back |"
     ) in md
     assert "| " + " | ".join(matrix.HEADERS) + " |" in md
     assert (
