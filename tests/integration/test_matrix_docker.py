@@ -23,6 +23,7 @@ def by_case(result: matrix.MatrixResult) -> dict[tuple[int, str], matrix.CaseRes
     return {(c.size, c.case): c for c in result.cases}
 
 
+@pytest.mark.solo
 @pytest.mark.timeout(2400)
 def test_tuned_nodes_hold_every_claim_for_1_3_and_5_nodes_as_the_model_predicts(request):
     # Kept under runs/ (ignored by git) so that a failure can be read afterwards.
