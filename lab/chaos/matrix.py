@@ -32,6 +32,7 @@ lost after 30 s, a restart loop) are seen.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import Counter
@@ -46,7 +47,8 @@ from lab.chaos.claims import DEGRADED, OUTAGE, SURVIVES, Bounds, Case, Claims, E
 from lab.chaos.judge import judge, lab_query
 from lab.chaos.placement import place_leader
 from lab.chaos.watch import Watch, snapshot, wait_steady
-from lab.cluster import lifecycle
+from lab.cluster import docker, lifecycle, probes
+from lab.cluster.compose import container_name
 from lab.cluster.topology import Ports, Topology, make_topology
 from lab.core.errors import BadInput, CheckFailed, LabError
 from lab.faults import Injector, roles
@@ -56,6 +58,7 @@ from lab.record.load import make_run_dir
 from lab.server.profiles import DEFAULT_PROFILE, Profile
 
 ERROR = "error"
+log = logging.getLogger("halab.matrix")
 Say = Callable[[str], None]
 EXIT_CLAIM_FAILS = 3  # a claim of the guide does not hold on this lab (CheckFailed's status)
 EXIT_SURPRISE = 4  # every claim holds, but the lab did something its model did not predict
@@ -305,7 +308,11 @@ def run_case(
     observed = outcome_of(m, objective)
     problems = _model_details(p, exp, obs, drain, b) if observed == pred.outcome else []
     if back is None:
-        problems.append(f"not every node active (with writes succeeding) within {b.heal:g} s after heal")
+        stuck = _repair(t, w, b)
+        problems.append(
+            f"not every node active (with writes succeeding) within {b.heal:g} s after heal"
+            + (f"; {', '.join(stuck)} restarted so that the next case starts from a steady lab" if stuck else "")
+        )
     result = CaseResult(
         t.size,
         case.id,
@@ -330,6 +337,20 @@ def run_case(
         f"{_s(result.healed)} -> {result.verdict}" + (f" ({'; '.join(problems)})" if problems else "")
     )
     return result
+
+
+def _repair(t: Topology, w: Watch, b: Bounds) -> list[str]:
+    """Restart the nodes whose ZooKeeper member does not serve after a case's heal, so that one
+    case that left the ensemble broken (e.g. rancher-1.0's empty members after a restart) does not
+    fail every case after it; the broken case keeps its problem. Returns who was restarted."""
+    stuck = sorted(n for n, m in roles(t).items() if m not in probes.SERVING_MODES)
+    if stuck:
+        log.warning("n%d: restarting %s: ZooKeeper member not serving after the heal", t.size, ", ".join(stuck))
+        docker.run(
+            ["docker", "restart", *(container_name(t, n) for n in stuck)], f"restart {', '.join(stuck)}", timeout=120
+        )
+        wait_steady(w, b.heal, b.stable)
+    return stuck
 
 
 def _loses(t: Topology, spec: Any, leader: str) -> bool:
