@@ -66,8 +66,11 @@ EXIT_SURPRISE = 4  # every claim holds, but the lab did something its model did 
 
 @dataclass(frozen=True)
 class Measures:
-    share: float | None  # client time in successful requests from `after` on; None: no request then
-    write_share: float | None  # the same, for writes
+    # Requests that succeeded from `after` on; None: none started then. The watch is one closed-loop
+    # client: while a request hangs it sends no other, so hangs weigh less than they would for many
+    # users (coordinated omission; docs/survivability.md).
+    share: float | None
+    write_share: float | None
     requests: int  # client requests during the fault
     per_second: tuple[float | None, ...]  # success share of each second from the fault on
     errors: dict[str, int]  # kind -> count during the fault
@@ -188,17 +191,6 @@ def _share(reqs: Sequence[RequestRecord]) -> float | None:
     return sum(r.ok for r in reqs) / len(reqs) if reqs else None
 
 
-def _time_share(reqs: Sequence[RequestRecord], start: float, end: float) -> float | None:
-    """The share of the client's time in [start, end] spent in requests that succeeded. Weighed by
-    time, not counted: the client waits out each request, so while requests hang until their
-    time-out it makes few of them, and a count would hide the seconds they cost."""
-    spans = [(max(r.t0, start), min(r.t1, end), r.ok) for r in reqs]
-    total = sum(b - a for a, b, _ in spans if b > a)
-    if total <= 0:
-        return None
-    return sum(b - a for a, b, ok in spans if ok and b > a) / total
-
-
 def measure(
     reqs: Sequence[RequestRecord],
     t0: float,
@@ -210,13 +202,13 @@ def measure(
 ) -> Measures:
     """Figures of one case from the client's requests that started in [t0, t_end]."""
     during = [r for r in reqs if t0 <= r.t0 <= t_end]
-    late = [r for r in reqs if r.t1 >= t0 + after and r.t0 <= t_end]
+    late = [r for r in during if r.t0 >= t0 + after]
     seconds = max(1, math.ceil(t_end - t0))
     per_second = tuple(_share([r for r in during if t0 + i <= r.t0 < t0 + i + 1]) for i in range(seconds))
     errors = Counter(k for k in map(error_kind, during) if k)
     return Measures(
-        _time_share(late, t0 + after, t_end),
-        _time_share([r for r in late if r.write], t0 + after, t_end),
+        _share(late),
+        _share([r for r in late if r.write]),
         len(during),
         per_second,
         dict(sorted(errors.items())),
@@ -699,7 +691,7 @@ def markdown(result: MatrixResult) -> str:
         out += ["", "Where the lab differed from its model's details, or the checker found a violation:", *notes]
     out += [
         "",
-        "success, writes: share of the client's time in requests (writes) through the load balancer that succeeded "
+        "success, writes: share of the client's requests (writes) through the load balancer that succeeded "
         f"from {o.after:g} s after the fault on; errors: failed requests by kind while the fault held; drain: "
         "fault -> every failed or cut-off node out of the load balancer (never: it kept sending to one); "
         "recover: fault -> writes succeed again for good; restarts: API server restarts; healed: heal -> "

@@ -66,12 +66,14 @@ def test_the_real_v1_node_does_not_hold_the_split_claim(request):
     assert split["verdict"] == "does not hold" and split["observed"].get("degraded"), split
     cases = by_case(result)
     assert all(c.measures is not None for c in result.cases), matrix.table(result)
-    both = [cases[(3, f"split-dc-a|dc-b@leader-{w}")] for w in ("minority", "majority")]
-    for c in both:
-        # b1, cut off, kept answering pong, so the load balancer kept sending it requests that failed,
-        # until its lost session made its server exit; the supervisor started it again.
+    splits = [c for (_, name), c in cases.items() if name.startswith("split-")]
+    for c in splits:
+        # b1, cut off, kept answering pong, so the load balancer kept sending it requests that failed
+        # until its lost session made its server exit (about 45 s after the cut)...
         assert c.measures is not None and (c.measures.drain is None or c.measures.drain > 10), matrix.table(result)
-        assert c.measures.restarts.get("b1", 0) >= 1, matrix.table(result)
+    # ... and the supervisor started it again. (Not in every split: a b1 restarted shortly before a
+    # split may still be inside the 50 s held when its session is lost.)
+    assert any(c.measures is not None and c.measures.restarts.get("b1", 0) >= 1 for c in splits), matrix.table(result)
     # Nothing acknowledged was lost, whatever the availability.
     assert not any(c.safety for c in result.cases), matrix.table(result)
 
