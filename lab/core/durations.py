@@ -24,39 +24,39 @@ def parse_duration(value: Any, where: str = "duration", *, minimum: float = 0.0,
     float too). Raises BadInput naming `where` for anything else, for what has no finite value, for
     less than `minimum` seconds and, with `positive`, for zero."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = _finite(value, where)
+        seconds = finite(value, where)
     elif isinstance(value, str) and value.strip() and _FORM.fullmatch(value):
         seconds, last = 0.0, -1
         for number, unit in _PART.findall(value):
             unit = unit.lower()
             if _RANK[unit] <= last:
                 raise BadInput(
-                    f"{where}: {_short(value)!r} is not a duration like {EXAMPLES} (units largest first, each once)"
+                    f"{where}: {short(value)!r} is not a duration like {EXAMPLES} (units largest first, each once)"
                 )
             last = _RANK[unit]
-            seconds += _finite(number, where) * _UNIT[unit]
-        seconds = _finite(seconds, where)
+            seconds += finite(number, where) * _UNIT[unit]
+        seconds = finite(seconds, where)
     else:
-        raise BadInput(f"{where}: {_short(value)!r} is not a duration like {EXAMPLES}")
+        raise BadInput(f"{where}: {short(value)!r} is not a duration like {EXAMPLES}")
     if positive and not seconds > 0:
-        raise BadInput(f"{where}: {_short(value)!r} must be a positive, finite time")
+        raise BadInput(f"{where}: {short(value)!r} must be a positive, finite time")
     if seconds < minimum:
-        raise BadInput(f"{where}: {_short(value)!r} is shorter than {minimum:g} s")
+        raise BadInput(f"{where}: {short(value)!r} is shorter than {minimum:g} s")
     return seconds
 
 
-def _finite(value: float | str, where: str) -> float:
+def finite(value: float | str, where: str) -> float:
     """float(value), refusing what has no finite float (inf, nan, a 400-digit number)."""
     try:
         out = float(value)
     except OverflowError:
         out = math.inf
     if not math.isfinite(out):
-        raise BadInput(f"{where}: {_short(value)} is not a finite number")
+        raise BadInput(f"{where}: {short(value)} is not a finite number")
     return out
 
 
-def _short(value: Any) -> Any:
+def short(value: Any) -> Any:
     """A value for a message: at most 40 characters (an error line quotes, it does not copy)."""
     text = str(value)
     return value if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"

@@ -8,13 +8,13 @@ A location (`where`) is the file followed by the field path: `at(path)` starts o
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from lab.core.durations import finite, short
 from lab.core.errors import BadInput
 
 
@@ -60,7 +60,7 @@ class _Loader(yaml.SafeLoader):
             return super().construct_object(node, deep)
         except (ValueError, TypeError, KeyError, IndexError, AttributeError):
             raise yaml.constructor.ConstructorError(
-                None, None, f"{_short(node.value)!r} is not a valid {node.tag.rsplit(':', 1)[-1]}", node.start_mark
+                None, None, f"{short(node.value)!r} is not a valid {node.tag.rsplit(':', 1)[-1]}", node.start_mark
             ) from None
 
 
@@ -118,25 +118,14 @@ def number(value: Any, where: str, minimum: float | None = None, maximum: float 
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BadInput(f"{where} must be a number, got {_kind(value)}")
     _bounds(value, where, minimum, maximum)
-    return _finite(value, where)
+    return finite(value, where)
 
 
 def _bounds(value: float, where: str, minimum: float | None, maximum: float | None) -> None:
     if minimum is not None and value < minimum:
-        raise BadInput(f"{where}: {_short(value)} is below the minimum {minimum}")
+        raise BadInput(f"{where}: {short(value)} is below the minimum {minimum}")
     if maximum is not None and value > maximum:
-        raise BadInput(f"{where}: {_short(value)} is above the maximum {maximum}")
-
-
-def _finite(value: float | str, where: str) -> float:
-    """float(value), refusing what has no finite float (.inf, .nan, a 400-digit number)."""
-    try:
-        out = float(value)
-    except OverflowError:
-        out = math.inf
-    if not math.isfinite(out):
-        raise BadInput(f"{where}: {_short(value)} is not a finite number")
-    return out
+        raise BadInput(f"{where}: {short(value)} is above the maximum {maximum}")
 
 
 def boolean(value: Any, where: str) -> bool:
@@ -150,12 +139,6 @@ def _shown_key(key: Any) -> str:
     if not isinstance(key, str):
         return str(key)
     return key if key and key.strip() == key and key.isprintable() else repr(key)
-
-
-def _short(value: Any) -> Any:
-    """A value for a message: at most 40 characters (an error line quotes, it does not copy)."""
-    text = str(value)
-    return value if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
 
 
 def _kind(value: Any) -> str:
