@@ -35,16 +35,23 @@ def translate(exc: Exception, what: str) -> Exception:
     if isinstance(stderr, bytes):
         stderr = stderr.decode(errors="replace")
     text = f"{stderr} {exc}"
+    fields: dict[str, Any] = {
+        "command": [str(c) for c in cmd] if isinstance(cmd, (list, tuple)) else ([str(cmd)] if cmd else None),
+        "return_code": code if isinstance(code, int) else None,
+        "stderr": stderr,
+    }
     if "Cannot connect to the Docker daemon" in text or "Is the docker daemon running" in text:
-        return DockerUnavailable(f"{what}: Docker is not running; {INSTALL_HINT}")
+        return DockerUnavailable(f"{what}: Docker is not running; {INSTALL_HINT}", **fields)
     if "permission denied" in text.lower() and "docker.sock" in text:
-        return DockerUnavailable(f"{what}: not permitted to use Docker (add yourself to the docker group or use sudo)")
+        return DockerUnavailable(
+            f"{what}: not permitted to use Docker (add yourself to the docker group or use sudo)", **fields
+        )
     if isinstance(exc, FileNotFoundError) or ("executable" in text and "not found" in text):
-        return DockerUnavailable(f"{what}: the docker CLI is not installed; {INSTALL_HINT}")
+        return DockerUnavailable(f"{what}: the docker CLI is not installed; {INSTALL_HINT}", **fields)
     if "port is already allocated" in text or "address already in use" in text:
         return BadInput(f"{what}: a published port is already in use: {mask(_tail(text, 2))}")
     shown = " ".join(str(c) for c in cmd) if isinstance(cmd, (list, tuple)) else str(cmd)
-    return RuntimeFailure(f"{what} failed (exit {code}): {mask(shown)}: {mask(_tail(text))}")
+    return RuntimeFailure(f"{what} failed (exit {code}): {mask(shown)}: {mask(_tail(text))}", **fields)
 
 
 @contextlib.contextmanager

@@ -193,7 +193,7 @@ def _remove_networks(lab: str, nets: list[str]) -> None:
         docker.run(["docker", "network", "rm", *nets], what, timeout=60)
         return
     except RuntimeFailure as exc:
-        if "active endpoints" not in str(exc):
+        if not exc.stderr_has("active endpoints"):
             raise
     left = docker.labelled("network", lab)
     for net in docker.inspect(left, "network"):
