@@ -62,7 +62,7 @@ def endpoints(t: Topology) -> Endpoints:
 
 
 def running_containers(lab: str) -> list[str]:
-    return [c["Name"].lstrip("/") for c in docker.inspect(docker.labelled("container", lab)) if c["State"]["Running"]]
+    return [c.name for c in docker.container_states(lab) if c.running]
 
 
 def up(
@@ -231,15 +231,12 @@ def dump_logs(t: Topology, tail: int = 30) -> None:
 def status(t: Topology) -> dict[str, Any]:
     """Each node's container state, datacenter, ZooKeeper mode, HA state and server restarts; LB
     backends; database; the node profile and the settings the nodes run with."""
-    containers = {
-        c["Config"]["Labels"].get("com.docker.compose.service"): c
-        for c in docker.inspect(docker.labelled("container", t.lab))
-    }
+    containers = {c.service: c for c in docker.container_states(t.lab)}
     lb = probes.lb_servers(t)
     nodes = []
     for n in t.nodes:
         c = containers.get(n.name)
-        running = bool(c and c["State"]["Running"])
+        running = bool(c and c.running)
         view = probes.node_view(t, n.name) if running else None
         supervisor = probes.supervisor_state(t, n.name) if running else {}
         nodes.append(
@@ -265,7 +262,7 @@ def status(t: Topology) -> dict[str, Any]:
         "db": {
             "container": _container_state(db),
             "datacenter": t.db_dc,
-            "answers": bool(db and db["State"]["Running"] and probes.db_alive(t)),
+            "answers": bool(db and db.running and probes.db_alive(t)),
         },
         "endpoints": endpoints(t).__dict__ | {"ca_path": str(endpoints(t).ca_path)},
         "profile": profile_settings(t),
@@ -285,11 +282,5 @@ def profile_settings(t: Topology) -> dict[str, Any]:
     return {**profiles.effective(p), "harness": {f.name: getattr(p, f.name) for f in profiles.harness_settings()}}
 
 
-def _container_state(c: dict[str, Any] | None) -> str:
-    if c is None:
-        return "absent"
-    s = c["State"]
-    if s.get("Paused"):
-        return "paused"
-    state: str = s["Status"]
-    return state + (" (OOM-killed)" if s.get("OOMKilled") else "")
+def _container_state(c: docker.ContainerState | None) -> str:
+    return "absent" if c is None else c.word

@@ -96,3 +96,27 @@ def test_docker_run_failure_has_the_fields(monkeypatch):
     with pytest.raises(RuntimeFailure) as e:
         docker.run([sys.executable, "-c", "import sys; sys.stderr.write('boom\\n'); sys.exit(3)"], "a command")
     assert e.value.return_code == 3 and e.value.stderr == "boom\n" and e.value.command[0] == sys.executable
+
+
+def test_container_state_is_built_once_from_docker_inspect():
+    raw = {
+        "Name": "/x-a1-1",
+        "Config": {"Labels": {"com.docker.compose.service": "a1"}},
+        "RestartCount": 2,
+        "State": {
+            "Status": "exited",
+            "Running": False,
+            "Paused": False,
+            "OOMKilled": True,
+            "ExitCode": 137,
+            "StartedAt": "2026-11-30T17:00:00Z",
+        },
+        "NetworkSettings": {"Networks": {"x_interdc": {"IPAddress": "10.1.0.2"}, "x_db": {"IPAddress": ""}}},
+    }
+    c = docker.ContainerState.from_inspect(raw)
+    assert (c.name, c.service, c.running, c.paused, c.status) == ("x-a1-1", "a1", False, False, "exited")
+    assert (c.exit_code, c.oom_killed, c.restart_count) == (137, True, 2)
+    assert c.started_at == "2026-11-30T17:00:00Z" and dict(c.addresses) == {"x_interdc": "10.1.0.2"}
+    assert c.word == "exited (OOM-killed)" and not c.up
+    paused = docker.ContainerState.from_inspect({"State": {"Status": "paused", "Running": True, "Paused": True}})
+    assert paused.word == "paused" and not paused.up and paused.service == ""
