@@ -41,6 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from lab import faults  # noqa: E402
 from lab.chaos.watch import Watch  # noqa: E402
+from lab.cli.main import configure_logging  # noqa: E402
 from lab.cluster import lifecycle, probes, state  # noqa: E402
 from lab.cluster.preflight import free_ports  # noqa: E402
 from lab.cluster.state import unique_lab_name  # noqa: E402
@@ -82,7 +83,7 @@ def endpoint_run(
         processes=processes,
         env={"HALAB_ENDPOINT": ENDPOINT, **env},
     )
-    return steady(run_load(spec, say=print).run_dir)
+    return steady(run_load(spec).run_dir)
 
 
 def bench_overhead(t: Topology, direct: str | None, users: int, rate: float, duration: float) -> dict[str, Any]:
@@ -141,8 +142,8 @@ def bench_kill(t: Topology, users: int, think: str, duration: float) -> dict[str
     )
     third = duration / 3
     # Watch probes every node into the run's history; the injector records the fault there.
-    with Watch(t, run_dir, client=False), faults.Injector(t, history=run_dir / HISTORY_FILE, say=print) as nemesis:
-        load = LoadRun(spec, run_dir, say=print).start()
+    with Watch(t, run_dir, client=False), faults.Injector(t, history=run_dir / HISTORY_FILE) as nemesis:
+        load = LoadRun(spec, run_dir).start()
         try:
             time.sleep(third)
             with nemesis.held(faults.make_spec("kill", ["follower"])):
@@ -173,7 +174,7 @@ def with_lab(name: str | None, nodes: int, work: Callable[[Topology], dict[str, 
     if name:
         return work(state.load_topology(name))
     t = make_topology(nodes, lab=unique_lab_name("benchload"), ports=free_ports())
-    lifecycle.up(t, print)
+    lifecycle.up(t)
     try:
         return work(t)
     finally:
@@ -193,6 +194,7 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=30, help="Rancher users in the kill run")
     ap.add_argument("--think", default="0.1,0.5", help="MIN,MAX seconds between an API user's requests (kill run)")
     args = ap.parse_args()
+    configure_logging(stream=sys.stdout)  # the lab's progress, as the benchmark prints its own
     duration = parse_duration(args.duration, "--duration", positive=True)
     only = set(args.only.split(","))
 

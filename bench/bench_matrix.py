@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lab.chaos import matrix
+from lab.cli.main import configure_logging
 from lab.cluster import images
 from lab.cluster.preflight import free_ports
 from lab.cluster.state import unique_lab_name
@@ -67,7 +68,8 @@ def main() -> None:
     ap.add_argument("--profiles", default="tuned,rancher-1.0")
     ap.add_argument("--runs", default="runs")
     args = ap.parse_args()
-    images.build(print)
+    configure_logging(stream=sys.stdout)  # the lab's progress, as the benchmark prints its own
+    images.build()
     report = []
     for profile in args.profiles.split(","):
         result = matrix.run_matrix(
@@ -75,7 +77,6 @@ def main() -> None:
             profile=profile,
             runs_root=args.runs,
             lab_prefix=unique_lab_name("bench"),
-            say=print,
             ports=free_ports,
         )
         print(matrix.table(result))

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integrat
 
 from helpers import http, wait_for
 
+from lab.cli.main import configure_logging
 from lab.cluster import docker, lifecycle
 from lab.cluster.compose import container_name
 from lab.cluster.preflight import free_port, free_ports
@@ -91,6 +92,7 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=32, help="concurrent wrk connections (default 32)")
     ap.add_argument("--xmx", default="1g", help="the node's -Xmx (heap model budget = Xmx/32; default 1g)")
     args = ap.parse_args()
+    configure_logging(stream=sys.stdout)  # the lab's progress, as the benchmark prints its own
     if shutil.which("wrk") is None:
         print("wrk is missing: apt-get install -y wrk", file=sys.stderr)
         return 2
@@ -102,7 +104,7 @@ def main() -> int:
     )
     direct = f"http://127.0.0.1:{t.ports.direct}"
     try:
-        lifecycle.up(t, say=lambda m: print(m, flush=True))
+        lifecycle.up(t)
         container = container_name(t, "a1")
         status, _, project = http("POST", f"{direct}/v1/projects", {"name": "bench"})
         assert status == 201, project

@@ -15,8 +15,10 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 
+from lab.cli.main import configure_logging
 from lab.cluster import images, lifecycle
 from lab.cluster.preflight import free_ports
 from lab.cluster.state import unique_lab_name
@@ -62,7 +64,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--cold", action="store_true", help="also time a cold build of every image")
     args = ap.parse_args()
-    images.build(print)
+    configure_logging(stream=sys.stdout)  # the lab's progress, as the benchmark prints its own
+    images.build()
     result: dict = {
         "machine": f"{platform.node()} {os.cpu_count()} cores",
         "date": time.strftime("%Y-%m-%d"),

@@ -14,8 +14,8 @@ CLI uses, so a user's own CI can run chaos checks with pytest.
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +48,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "docker: needs a real Docker engine")
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
+    # The lab's progress messages (lab start, faults, load) are INFO records of the `halab` loggers:
+    # let them reach pytest's log capture (shown with a failure, or live with --log-cli-level=INFO).
+    halab = logging.getLogger("halab")
+    if halab.level == logging.NOTSET:
+        halab.setLevel(logging.INFO)
 
 
 def _docker_problem() -> str | None:
@@ -119,7 +124,7 @@ def halab_lab_factory(request: pytest.FixtureRequest, halab_profile: str) -> Ite
         kwargs.setdefault("profile", halab_profile)
         t = make_topology(nodes, **kwargs)
         started.append(t)
-        lifecycle.up(t, say=lambda m: print(m, file=sys.stderr))
+        lifecycle.up(t)
         return t
 
     try:
@@ -127,7 +132,7 @@ def halab_lab_factory(request: pytest.FixtureRequest, halab_profile: str) -> Ite
     finally:
         for t in started:
             if _failed(request):
-                lifecycle.dump_logs(t, lambda m: print(m, file=sys.stderr), tail=80)
+                lifecycle.dump_logs(t, tail=80)
                 if request.config.getoption("--halab-keep"):
                     continue
             lifecycle.down(t.lab)
@@ -141,11 +146,11 @@ def halab_lab3(request: pytest.FixtureRequest, halab_profile: str) -> Iterator[A
 
     t = make_topology(3, lab=unique_lab_name("m"), ports=free_ports(), profile=halab_profile)
     try:
-        lifecycle.up(t, say=lambda m: print(m, file=sys.stderr))
+        lifecycle.up(t)
         yield t
     finally:
         if request.session.testsfailed:
-            lifecycle.dump_logs(t, lambda m: print(m, file=sys.stderr), tail=80)
+            lifecycle.dump_logs(t, tail=80)
         lifecycle.down(t.lab)
 
 
@@ -163,10 +168,6 @@ def halab_lab3(request: pytest.FixtureRequest, halab_profile: str) -> Iterator[A
 # =============================================================================================
 
 
-def _say(m: str) -> None:
-    print(m, file=sys.stderr)
-
-
 @pytest.fixture
 def halab_faults() -> Iterator[Callable[..., Any]]:
     from lab.faults import Injector
@@ -174,7 +175,7 @@ def halab_faults() -> Iterator[Callable[..., Any]]:
     made: list[Any] = []
 
     def bind(t: Any, seed: int = 0) -> Any:
-        inj = Injector(t, seed=seed, say=_say)
+        inj = Injector(t, seed=seed)
         made.append(inj)
         return inj
 
@@ -190,8 +191,8 @@ def _run_scenario(path: Any, rootpath: Any, lab_topology: Any = None) -> Any:
 
     sc = scenario.load(path)
     if lab_topology is not None:
-        return scenario.run(sc, lab_name=lab_topology.lab, runs_root=rootpath / "runs", say=_say)
-    return scenario.run(sc, lab_name=unique_lab_name("sc"), runs_root=rootpath / "runs", say=_say, ports=free_ports())
+        return scenario.run(sc, lab_name=lab_topology.lab, runs_root=rootpath / "runs")
+    return scenario.run(sc, lab_name=unique_lab_name("sc"), runs_root=rootpath / "runs", ports=free_ports())
 
 
 @pytest.fixture

@@ -4,10 +4,12 @@ after each point."""
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,14 +22,12 @@ from lab.capacity.spec import Grid, Point, Settings
 from lab.cluster.topology import Topology
 from lab.core.errors import LabError, RuntimeFailure
 
-Say = Callable[[str], None]
+log = logging.getLogger("halab.capacity.sweep")
 
 
-def run_point(point: Point, settings: Settings, lab_name: str, point_dir: Path, say: Say) -> Measurement:
+def run_point(point: Point, settings: Settings, lab_name: str, point_dir: Path) -> Measurement:
     """One grid point on a fresh lab, torn down on every path (Ctrl-C included)."""
-    from lab.cluster import lifecycle, preflight
-    from lab.record.history import load_run
-    from lab.record.load import LoadRun, LoadSpec
+    from lab.cluster import preflight
 
     deadline = time.monotonic() + settings.hard_timeout
     t = point.topology(lab_name, preflight.free_ports(), settings)
@@ -42,16 +42,55 @@ def run_point(point: Point, settings: Settings, lab_name: str, point_dir: Path, 
     )
     point_dir.mkdir(parents=True, exist_ok=True)
 
-    def up_say(msg: str) -> None:
-        if msg.startswith("  | "):  # the container logs `up` dumps when a start fails: kept, not shown
-            with (point_dir / "lab-start.log").open("a") as f:
+    with _point_output(point_dir):
+        return _measure(t, point, settings, point_dir, made, deadline)
+
+
+# The loggers whose messages a point shows indented under its own line.
+POINT_LOGGERS = ("halab.cluster.lifecycle", "halab.cluster.images", "halab.cluster.preflight", "halab.record.load")
+
+
+class _PointFilter(logging.Filter):
+    """A point's lab start and load messages, indented; the container logs `up` dumps when a start
+    fails are kept in lab-start.log, not shown."""
+
+    def __init__(self, point_dir: Path) -> None:
+        super().__init__()
+        self.point_dir = point_dir
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if msg.startswith("  | "):
+            with (self.point_dir / "lab-start.log").open("a") as f:
                 f.write(msg[4:] + "\n")
-        else:
-            say("    " + msg.strip())
+            return False
+        record.msg, record.args = "    " + msg.strip(), None
+        return True
+
+
+@contextmanager
+def _point_output(point_dir: Path) -> Iterator[None]:
+    f = _PointFilter(point_dir)
+    loggers = [logging.getLogger(name) for name in POINT_LOGGERS]
+    for lg in loggers:
+        lg.addFilter(f)
+    try:
+        yield
+    finally:
+        for lg in loggers:
+            lg.removeFilter(f)
+
+
+def _measure(
+    t: Topology, point: Point, settings: Settings, point_dir: Path, made: Measurement, deadline: float
+) -> Measurement:
+    from lab.cluster import lifecycle
+    from lab.record.history import load_run
+    from lab.record.load import LoadRun, LoadSpec
 
     try:
         try:
-            lifecycle.up(t, up_say, timeout=settings.up_timeout, allow_undersized=True)
+            lifecycle.up(t, timeout=settings.up_timeout, allow_undersized=True)
         except RuntimeFailure as exc:  # an undersized lab that never got healthy is a result too
             return replace(made, status="did not start", detail=f"{exc} (logs: {point_dir}/lab-start.log)")
         sampler = Sampler(t, point_dir / "samples.jsonl")
@@ -65,7 +104,7 @@ def run_point(point: Point, settings: Settings, lab_name: str, point_dir: Path, 
             user_classes=("ApiUser",),
             env={"HALAB_WAIT": settings.think_time},
         )
-        load = LoadRun(spec, point_dir / "load", say=lambda m: say("    " + m))
+        load = LoadRun(spec, point_dir / "load")
         with load, sampler:
             while load.running and time.monotonic() < deadline:
                 tick = time.monotonic() + SAMPLE_INTERVAL
@@ -135,7 +174,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-def sweep(grid: Grid, out_root: str | os.PathLike[str], name: str, say: Say) -> Path:
+def sweep(grid: Grid, out_root: str | os.PathLike[str], name: str) -> Path:
     """Run every point of the grid, one fresh lab at a time; write the report; return its folder.
 
     capacity.json is rewritten after each point, so an interrupted sweep keeps what it measured
@@ -147,10 +186,10 @@ def sweep(grid: Grid, out_root: str | os.PathLike[str], name: str, say: Say) -> 
     swept = grid.swept
     measurements: list[Measurement] = []
     for i, point in enumerate(grid.points, 1):
-        say(f"[{i}/{len(grid.points)}] {point.label()} (hard timeout {grid.settings.hard_timeout:g} s)")
-        m = run_point(point, grid.settings, f"{name}-{i}", directory / "points" / f"{i:02d}-{point.label(swept)}", say)
+        log.info(f"[{i}/{len(grid.points)}] {point.label()} (hard timeout {grid.settings.hard_timeout:g} s)")
+        m = run_point(point, grid.settings, f"{name}-{i}", directory / "points" / f"{i:02d}-{point.label(swept)}")
         measurements.append(m)
-        say(f"    {summary_line(m)}")
+        log.info(f"    {summary_line(m)}")
         write_json(directory, grid.settings, measurements, meta)
     write_report(directory, grid.settings, measurements, meta)
     return directory

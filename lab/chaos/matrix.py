@@ -57,9 +57,9 @@ from lab.record.history import HISTORY_FILE, RequestRecord, write_json
 from lab.record.load import make_run_dir
 from lab.server.profiles import DEFAULT_PROFILE, Profile
 
+log = logging.getLogger("halab.chaos.matrix")
+
 ERROR = "error"
-log = logging.getLogger("halab.matrix")
-Say = Callable[[str], None]
 EXIT_CLAIM_FAILS = 3  # a claim of the guide does not hold on this lab (CheckFailed's status)
 EXIT_SURPRISE = 4  # every claim holds, but the lab did something its model did not predict
 
@@ -258,7 +258,7 @@ def observe(
 
 
 def run_case(
-    t: Topology, p: Profile, case: Case, w: Watch, inj: Injector, b: Bounds, objective: Objective, guide: str, say: Say
+    t: Topology, p: Profile, case: Case, w: Watch, inj: Injector, b: Bounds, objective: Objective, guide: str
 ) -> CaseResult:
     if wait_steady(w, b.heal, b.stable) is None:
         raise LabError(f"the lab was not steady within {b.heal:g} s before the case")
@@ -273,7 +273,7 @@ def run_case(
     exp = pred.expectation
     tags = [f"{n} (leader)" if n == leader else n for n in spec.targets]
     fault_text = f"{spec.kind} {' '.join(tags)}" if spec.targets else spec.describe()
-    say(
+    log.info(
         f"n{t.size} {case.id}: {fault_text}, leader {where}; the guide says {guide}, the model predicts "
         f"{pred.outcome} ({pred.why})"
     )
@@ -324,7 +324,7 @@ def run_case(
         t_end=time.time(),
         problems=tuple(problems),
     )
-    say(
+    log.info(
         f"n{t.size} {case.id}: {m.summary(observed, objective.after)}; drain {_s(drain)}, healed "
         f"{_s(result.healed)} -> {result.verdict}" + (f" ({'; '.join(problems)})" if problems else "")
     )
@@ -396,20 +396,20 @@ def _pct(v: float | None) -> str:
 
 
 def run_size(
-    t: Topology, cases: Sequence[Case], run_dir: Path, claims: Claims, say: Say, seed: int = 0
+    t: Topology, cases: Sequence[Case], run_dir: Path, claims: Claims, seed: int = 0
 ) -> tuple[list[CaseResult], CheckResult]:
     """Every case on one running lab; then the checker over the whole history and the database."""
     p = t.node_profile
     b = claims.bounds_for(p.name)
     guide = {c.id: c.outcome for c in claims.claims}
     results: list[CaseResult] = []
-    with Watch(t, run_dir) as w, Injector(t, history=run_dir / HISTORY_FILE, seed=seed, say=say) as inj:
+    with Watch(t, run_dir) as w, Injector(t, history=run_dir / HISTORY_FILE, seed=seed) as inj:
         for case in cases:
             says = guide[case.claims[0]]
             try:
-                results.append(run_case(t, p, case, w, inj, b, claims.objective, says, say))
+                results.append(run_case(t, p, case, w, inj, b, claims.objective, says))
             except LabError as exc:  # a fault or placement that could not be done: this case failed
-                say(f"n{t.size} {case.id}: error: {exc}")
+                log.info(f"n{t.size} {case.id}: error: {exc}")
                 results.append(
                     CaseResult(
                         t.size,
@@ -466,7 +466,6 @@ def run_matrix(
     only: Sequence[str] = (),
     ports: Callable[[], Ports] | None = None,
     seed: int = 0,
-    say: Say = lifecycle.quiet,
 ) -> MatrixResult:
     """Run the matrix; write matrix.json and matrix.md into a fresh run directory; return the result."""
     from lab.capacity.sweep import machine
@@ -492,15 +491,15 @@ def run_matrix(
     started = time.time()
     results: list[CaseResult] = []
     checks: dict[str, Any] = {}
-    say(f"matrix ({p} profile): {sum(len(c) for _, c in plans)} cases over {len(plans)} lab(s) -> {run_dir}")
+    log.info(f"matrix ({p} profile): {sum(len(c) for _, c in plans)} cases over {len(plans)} lab(s) -> {run_dir}")
     for t, cases in plans:
         if not cases:
             continue
         sub = run_dir / f"n{t.size}"
         sub.mkdir()
-        lifecycle.up(t, say)
+        lifecycle.up(t)
         try:
-            done, verdicts = run_size(t, cases, sub, claims, say, seed)
+            done, verdicts = run_size(t, cases, sub, claims, seed)
         finally:
             lifecycle.down(t.lab)
         results += done

@@ -40,10 +40,11 @@ written even when the run is interrupted.
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -63,6 +64,8 @@ from lab.record.history import HISTORY_FILE, write_json
 from lab.record.load import LoadRun, LoadSpec, make_run_dir
 from lab.server.profiles import DEFAULT_PROFILE
 
+log = logging.getLogger("halab.chaos.scenario")
+
 BEFORE_AFTER_CHECKS = ("all-active", "client-ok")
 DURING_CHECKS = ("expected-active", "service", "client-ok")
 # assertion -> the checker outcome it requires to pass, or the kind of bound it sets
@@ -77,7 +80,6 @@ ASSERTIONS = {
     "max_failed_requests": "count",
 }
 TAIL = 10.0  # seconds the method runs past its last heal by default
-Say = Callable[[str], None]
 
 
 # --------------------------------------------------------------------------------------- spec
@@ -385,22 +387,21 @@ def run(
     ports: Ports | None = None,
     runs_root: str | Path = "runs",
     keep: bool = False,
-    say: Say = lifecycle.quiet,
 ) -> ScenarioResult:
     """Run a scenario on the lab `lab_name` if it is up (its topology must match), else on a new
     lab that is torn down afterwards unless `keep`."""
     name = lab_name or lab_name_for(sc)
     t, reused = _lab_for(sc, name, ports)
     if not reused:
-        lifecycle.up(t, say)  # removes what it started if it fails; errors here are the user's to fix
+        lifecycle.up(t)  # removes what it started if it fails; errors here are the user's to fix
     try:
-        return _run_on(sc, t, reused, runs_root, say)
+        return _run_on(sc, t, reused, runs_root)
     finally:
         if not reused and not keep:
             lifecycle.down(t.lab)
 
 
-def _run_on(sc: Scenario, t: Topology, reused: bool, runs_root: str | Path, say: Say) -> ScenarioResult:
+def _run_on(sc: Scenario, t: Topology, reused: bool, runs_root: str | Path) -> ScenarioResult:
     run_dir = make_run_dir(sc.name, runs_root)
     schedule = plan(sc)
     journal = Journal(
@@ -427,10 +428,10 @@ def _run_on(sc: Scenario, t: Topology, reused: bool, runs_root: str | Path, say:
         },
     )
     journal.write()
-    say(f"run {sc.name} -> {run_dir}")
+    log.info(f"run {sc.name} -> {run_dir}")
     started = time.time()
     try:
-        _execute(sc, t, schedule, run_dir, journal, say)
+        _execute(sc, t, schedule, run_dir, journal)
         if journal.data["status"] == "completed":
             _judge(sc, t, run_dir, journal)
     except KeyboardInterrupt:
@@ -471,12 +472,10 @@ def _lab_for(sc: Scenario, name: str, ports: Ports | None) -> tuple[Topology, bo
     return sc.topology.build(name, ports), False
 
 
-def _execute(
-    sc: Scenario, t: Topology, schedule: list[PlannedFault], run_dir: Path, journal: Journal, say: Say
-) -> None:
+def _execute(sc: Scenario, t: Topology, schedule: list[PlannedFault], run_dir: Path, journal: Journal) -> None:
     """Steady state before, the method (faults on their schedule, `during` checks), heal, after."""
     ss = journal.data["steady_state"]
-    with Watch(t, run_dir) as w, Injector(t, history=run_dir / HISTORY_FILE, seed=sc.seed, say=say) as inj:
+    with Watch(t, run_dir) as w, Injector(t, history=run_dir / HISTORY_FILE, seed=sc.seed) as inj:
         ss["before"] = _hold_checks(w, sc.checks.before, sc.checks.within, time.time())
         journal.write()
         if not all(c["ok"] for c in ss["before"]):
@@ -486,7 +485,7 @@ def _execute(
                 + "; ".join(c["detail"] for c in ss["before"] if not c["ok"])
             )
             return
-        load = _start_load(sc, t, run_dir, say)
+        load = _start_load(sc, t, run_dir)
         try:
             _method(sc, t, schedule, w, inj, journal)
         finally:
@@ -503,7 +502,7 @@ def _execute(
         journal.data["status"] = "completed"
 
 
-def _start_load(sc: Scenario, t: Topology, run_dir: Path, say: Say) -> LoadRun | None:
+def _start_load(sc: Scenario, t: Topology, run_dir: Path) -> LoadRun | None:
     if not sc.load:
         return None
     spec = LoadSpec(
@@ -517,7 +516,7 @@ def _start_load(sc: Scenario, t: Topology, run_dir: Path, say: Say) -> LoadRun |
         user_classes=sc.load.user_classes,
         processes=sc.load.processes,
     )
-    return LoadRun(spec, run_dir, say=say).start()
+    return LoadRun(spec, run_dir).start()
 
 
 def _method(sc: Scenario, t: Topology, schedule: list[PlannedFault], w: Watch, inj: Injector, journal: Journal) -> None:

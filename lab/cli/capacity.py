@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.capacity import report, spec, sweep
-from lab.cli.common import AddCommand, add_profile_option, emit, say
+from lab.cli.common import AddCommand, add_profile_option, emit
 from lab.core import yamlspec
 
 SETTING_FLAGS = (
@@ -47,7 +47,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     from lab.cluster import docker
 
     docker.require_docker()
-    return _show(args, sweep.sweep(grid, args.out, args.name, say))
+    return _show(args, sweep.sweep(grid, args.out, args.name))
 
 
 def _show(args: argparse.Namespace, directory: Path) -> int:

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import sys
 import time
 from typing import Any
 
-from lab.cli.common import AddCommand, add_lab_name, add_profile_option, emit, say
+from lab.cli.common import AddCommand, add_lab_name, add_profile_option, emit
 from lab.core.errors import BadInput
+
+log = logging.getLogger("halab.cli.chaos")
 
 FAULT_HELP = """kinds and their arguments:
   kill|stop|pause|restart TARGET...   nodes, db, lb, or leader / follower / random
@@ -95,7 +98,7 @@ def cmd_fault(args: argparse.Namespace) -> int:
         return 0
     hold = parse_duration(args.hold, "--hold") if args.hold else None
     spec = fault_spec(args.kind, args.args, args.one_way, args.loss)
-    inj = faults.Injector(t, seed=args.seed, say=say)
+    inj = faults.Injector(t, seed=args.seed)
     fault = inj.apply(spec, where="fault")
     if hold is None:
         emit(
@@ -105,7 +108,7 @@ def cmd_fault(args: argparse.Namespace) -> int:
         )
         return 0
     with inj:  # heals on the way out, Ctrl-C included
-        say(f"holding {fault.describe()} for {hold:g} s (Ctrl-C heals now)")
+        log.info(f"holding {fault.describe()} for {hold:g} s (Ctrl-C heals now)")
         time.sleep(hold)
     return 0
 
@@ -151,7 +154,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         ports=Ports(http=args.http_port, https=args.https_port, mgmt=args.mgmt_port),
         runs_root=args.runs,
         keep=args.keep,
-        say=say,
     )
     emit(args, result.journal, result.summary())
     scenario.require_pass(result)
@@ -193,7 +195,6 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         profile=args.profile,
         only=tuple(args.only or ()),
         seed=args.seed,
-        say=say,
         ports=free_ports,
     )
     emit(args, result.to_dict(), matrix.table(result))

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import Any
 
-from lab.cli.common import AddCommand, add_lab_name, add_topology_options, emit, say, topology_from_args
+from lab.cli.common import AddCommand, add_lab_name, add_topology_options, emit, topology_from_args
 from lab.core.errors import mask
+
+log = logging.getLogger("halab.cli.cluster")
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -17,7 +20,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     tags = images.image_tags()
     if args.out:
         path = state.materialize(t, Path(args.out), tags)
-        say(f"wrote {path} and its haproxy.cfg, secrets and TLS files; run: docker compose -f {path} up -d")
+        log.info(f"wrote {path} and its haproxy.cfg, secrets and TLS files; run: docker compose -f {path} up -d")
     print(compose.dump(compose.render(t, tags)), end="")
     return 0
 
@@ -26,7 +29,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from lab.cluster import docker, images
 
     docker.require_docker()
-    tags = images.build(say, only=tuple(args.only or ()), force=args.force)
+    tags = images.build(only=tuple(args.only or ()), force=args.force)
     emit(args, tags, "\n".join(f"{k}: {v}" for k, v in tags.items()))
     return 0
 
@@ -45,7 +48,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     t = topology_from_args(args)
     ep = lifecycle.up(
-        t, say, keep_on_failure=args.keep_on_failure, timeout=args.timeout, allow_undersized=args.allow_undersized
+        t, keep_on_failure=args.keep_on_failure, timeout=args.timeout, allow_undersized=args.allow_undersized
     )
     lines = [
         (
@@ -63,7 +66,8 @@ def cmd_down(args: argparse.Namespace) -> int:
     from lab.cluster import docker, lifecycle
 
     docker.require_docker()
-    removed = lifecycle.down(args.name, keep_data=args.keep_data, say=say)
+    removed = lifecycle.down(args.name, keep_data=args.keep_data)
+    log.info(lifecycle.removed_line(args.name, removed, args.keep_data))
     if args.json:
         emit(args, removed, "")
     return 0

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -19,10 +18,6 @@ Handler = Callable[[argparse.Namespace], int]
 # command(name, handler, help) returns the new subparser; main.build_parser passes it to each
 # group's add_commands.
 AddCommand = Callable[[str, Handler, str], argparse.ArgumentParser]
-
-
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def emit(args: argparse.Namespace, data: Any, text: str) -> None:

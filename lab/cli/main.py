@@ -2,15 +2,17 @@
 
 Errors print one actionable line and exit non-zero (2 bad input, 1 runtime failure, 3 a check
 or claim that did not hold); `--verbose` adds the traceback; `--json` prints data as JSON.
+Progress goes through the `halab` logger to stderr (`configure_logging`); stdout holds only data.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import traceback
-from typing import NoReturn
+from typing import IO, NoReturn
 
 from lab.cli import capacity, chaos, cluster, record
 from lab.cli.common import Handler
@@ -42,6 +44,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The bare message, flushed at once, written to whatever the stream is at the time (so a
+    test's captured sys.stderr is honoured)."""
+
+    def __init__(self, stream: IO[str] | None) -> None:
+        super().__init__(stream)
+        self._fixed = stream is not None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self._fixed:
+            self.stream = sys.stderr
+        super().emit(record)
+
+
+def configure_logging(verbose: bool = False, stream: IO[str] | None = None) -> None:
+    """What a user of `halab` (or a benchmark) sees: every message of the `halab` loggers at INFO
+    (DEBUG with `verbose`), bare, on `stream` (stderr by default). Called again, it replaces its
+    own handler rather than adding another."""
+    logger = logging.getLogger("halab")
+    for h in list(logger.handlers):
+        if isinstance(h, _Handler):
+            logger.removeHandler(h)
+    handler = _Handler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
 def _interrupt(signum: int, frame: object) -> None:
     """SIGTERM unwinds like Ctrl-C, so every `finally` (teardown, heal) runs."""
     raise KeyboardInterrupt
@@ -49,6 +79,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         code: int = args.handler(args)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from typing import TYPE_CHECKING
 
-from lab.cli.common import AddCommand, add_lab_name, emit, say
+from lab.cli.common import AddCommand, add_lab_name, emit
+
+log = logging.getLogger("halab.cli.record")
 
 if TYPE_CHECKING:
     from lab.record.report import ReportFiles
@@ -41,9 +44,9 @@ def cmd_load(args: argparse.Namespace) -> int:
     # The nodes are probed all along (fencing and detection need it) and faults applied from another
     # shell are taken from the lab's fault log: the run judges everything that happened to the lab.
     with Watch(t, run_dir, client=False):
-        result = run_load(spec, run_dir, say=say)
+        result = run_load(spec, run_dir)
     for f in record_faults(run_dir, t.lab, result.started, result.ended):
-        say(f"fault {f.id} ({f.fault} {' '.join(f.targets)}) happened during the run")
+        log.info(f"fault {f.id} ({f.fault} {' '.join(f.targets)}) happened during the run")
     config = CheckConfig(slo=objective.success, objective_success=objective.success, objective_after=objective.after)
     files = build_report(result.run_dir, query=lab_query(t), config=config)
     return _finish(args, files)

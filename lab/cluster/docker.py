@@ -10,7 +10,8 @@ import contextlib
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,16 +36,23 @@ def translate(exc: Exception, what: str) -> Exception:
     if isinstance(stderr, bytes):
         stderr = stderr.decode(errors="replace")
     text = f"{stderr} {exc}"
+    fields: dict[str, Any] = {
+        "command": [str(c) for c in cmd] if isinstance(cmd, (list, tuple)) else ([str(cmd)] if cmd else None),
+        "return_code": code if isinstance(code, int) else None,
+        "stderr": stderr,
+    }
     if "Cannot connect to the Docker daemon" in text or "Is the docker daemon running" in text:
-        return DockerUnavailable(f"{what}: Docker is not running; {INSTALL_HINT}")
+        return DockerUnavailable(f"{what}: Docker is not running; {INSTALL_HINT}", **fields)
     if "permission denied" in text.lower() and "docker.sock" in text:
-        return DockerUnavailable(f"{what}: not permitted to use Docker (add yourself to the docker group or use sudo)")
+        return DockerUnavailable(
+            f"{what}: not permitted to use Docker (add yourself to the docker group or use sudo)", **fields
+        )
     if isinstance(exc, FileNotFoundError) or ("executable" in text and "not found" in text):
-        return DockerUnavailable(f"{what}: the docker CLI is not installed; {INSTALL_HINT}")
+        return DockerUnavailable(f"{what}: the docker CLI is not installed; {INSTALL_HINT}", **fields)
     if "port is already allocated" in text or "address already in use" in text:
         return BadInput(f"{what}: a published port is already in use: {mask(_tail(text, 2))}")
     shown = " ".join(str(c) for c in cmd) if isinstance(cmd, (list, tuple)) else str(cmd)
-    return RuntimeFailure(f"{what} failed (exit {code}): {mask(shown)}: {mask(_tail(text))}")
+    return RuntimeFailure(f"{what} failed (exit {code}): {mask(shown)}: {mask(_tail(text))}", **fields)
 
 
 @contextlib.contextmanager
@@ -124,3 +132,53 @@ def inspect(ids: Sequence[str], kind: str = "container") -> list[dict[str, Any]]
         return []
     found: list[dict[str, Any]] = json.loads(run(["docker", kind, "inspect", *ids], f"inspect {kind}s"))
     return found
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """A typed view of one container's `docker inspect`, built once (`from_inspect`)."""
+
+    name: str
+    service: str  # the compose service (node name, db, lb); "" outside compose
+    running: bool
+    paused: bool
+    status: str  # Docker's word: created, running, paused, restarting, exited, dead
+    exit_code: int | None
+    oom_killed: bool
+    restart_count: int
+    started_at: str | None
+    addresses: Mapping[str, str] = field(default_factory=dict)  # network name -> IPv4 address
+
+    @property
+    def up(self) -> bool:
+        return self.running and not self.paused
+
+    @property
+    def word(self) -> str:
+        """What `halab status` shows: paused, or Docker's status (OOM-killed said)."""
+        if self.paused:
+            return "paused"
+        return self.status + (" (OOM-killed)" if self.oom_killed else "")
+
+    @classmethod
+    def from_inspect(cls, c: Mapping[str, Any]) -> ContainerState:
+        s = c.get("State") or {}
+        nets = (c.get("NetworkSettings") or {}).get("Networks") or {}
+        code = s.get("ExitCode")
+        return cls(
+            name=str(c.get("Name", "")).lstrip("/"),
+            service=str(((c.get("Config") or {}).get("Labels") or {}).get("com.docker.compose.service", "")),
+            running=bool(s.get("Running")),
+            paused=bool(s.get("Paused")),
+            status=str(s.get("Status", "")),
+            exit_code=code if isinstance(code, int) else None,
+            oom_killed=bool(s.get("OOMKilled")),
+            restart_count=int(c.get("RestartCount") or 0),
+            started_at=s.get("StartedAt"),
+            addresses={name: n["IPAddress"] for name, n in nets.items() if n and n.get("IPAddress")},
+        )
+
+
+def container_states(lab: str) -> list[ContainerState]:
+    """Every container of the lab, typed."""
+    return [ContainerState.from_inspect(c) for c in inspect(labelled("container", lab))]

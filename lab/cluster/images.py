@@ -12,11 +12,12 @@ copies them into a temporary folder with that layout. Either way the tag is the 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from pathlib import Path
 from lab.cluster import docker
 from lab.core import paths
 from lab.core.errors import DockerUnavailable, RuntimeFailure
+
+log = logging.getLogger("halab.cluster.images")
 
 ROOT = paths.ROOT  # compose/ and scripts/: the checkout, or an installed package's assets
 BASE_IMAGE = "debian:bookworm-slim"
@@ -92,11 +95,11 @@ def exists(tag: str) -> bool:
         return False
 
 
-def ensure_base(say: Callable[[str], None]) -> None:
+def ensure_base() -> None:
     """Make debian:bookworm-slim when it is absent and cannot be pulled (debootstrap + import)."""
     if exists(BASE_IMAGE):
         return
-    say(f"{BASE_IMAGE} is absent: creating it offline with debootstrap (about 30 s)")
+    log.info(f"{BASE_IMAGE} is absent: creating it offline with debootstrap (about 30 s)")
     proc = subprocess.run(
         ["bash", str(paths.SCRIPTS / "make-base-image.sh"), BASE_IMAGE], capture_output=True, text=True
     )
@@ -132,15 +135,15 @@ def _rerun_hint(spec: ImageSpec) -> str:
     return f"see `docker build -f {spec.dockerfile.relative_to(ROOT)} {spec.context.relative_to(ROOT)}`"
 
 
-def build(say: Callable[[str], None], only: tuple[str, ...] = (), force: bool = False) -> dict[str, str]:
+def build(only: tuple[str, ...] = (), force: bool = False) -> dict[str, str]:
     """Build whatever image is missing for this code; return role -> tag."""
     tags = image_tags()
     todo = [s for s in IMAGES if (not only or s.name in only) and (force or not exists(tags[s.name]))]
     if todo:
-        ensure_base(say)
+        ensure_base()
     for spec in todo:
         tag = tags[spec.name]
-        say(f"building {tag}")
+        log.info(f"building {tag}")
         # --force-rm: the legacy builder otherwise leaves the container of a failed step behind.
         with build_context(spec) as (dockerfile, context):
             docker.run(

@@ -7,6 +7,7 @@ the lab's labels, so it also cleans up after a harness that was killed outright.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import time
@@ -21,12 +22,9 @@ from lab.cluster.topology import Topology
 from lab.core.errors import BadInput, RuntimeFailure
 from lab.server import profiles
 
-Say = Callable[[str], None]
+log = logging.getLogger("halab.cluster.lifecycle")
+
 SCHEMA_TABLE = "DATABASECHANGELOG"
-
-
-def quiet(_: str) -> None:
-    pass
 
 
 @dataclass(frozen=True)
@@ -64,12 +62,11 @@ def endpoints(t: Topology) -> Endpoints:
 
 
 def running_containers(lab: str) -> list[str]:
-    return [c["Name"].lstrip("/") for c in docker.inspect(docker.labelled("container", lab)) if c["State"]["Running"]]
+    return [c.name for c in docker.container_states(lab) if c.running]
 
 
 def up(
     t: Topology,
-    say: Say = quiet,
     *,
     keep_on_failure: bool = False,
     timeout: float = 180,
@@ -82,10 +79,10 @@ def up(
             f"lab {t.lab!r} is already up ({len(running)} containers); use `halab status --name "
             f"{t.lab}`, or `halab down --name {t.lab}` first, or pick another --name"
         )
-    preflight.enforce(t, allow_undersized, say)
-    tags = images.build(say)
+    preflight.enforce(t, allow_undersized)
+    tags = images.build()
     compose_file = state.materialize(t, state.lab_dir(t.lab), tags)
-    say(
+    log.info(
         f"starting lab {t.lab!r}: database, load balancer and {t.size} node(s) over "
         f"{', '.join(f'{dc}:{len(t.nodes_in(dc))}' for dc in t.datacenters)} (database in {t.db_dc})"
     )
@@ -93,30 +90,30 @@ def up(
     try:
         with docker.docker_errors(f"docker compose up (project {t.lab})"):
             docker.client(t.lab, compose_file).compose.up(detach=True, quiet=True)
-        wait_healthy(t, say, timeout=timeout)
+        wait_healthy(t, timeout=timeout)
         ok = True
     finally:
         if not ok and not keep_on_failure:
-            say("start failed or was interrupted: removing what was started (use --keep-on-failure to inspect)")
-            dump_logs(t, say)
+            log.info("start failed or was interrupted: removing what was started (use --keep-on-failure to inspect)")
+            dump_logs(t)
             down(t.lab, keep_data=False)
     return endpoints(t)
 
 
-def _wait(what: str, check: Callable[[], str | None], deadline: float, say: Say) -> None:
+def _wait(what: str, check: Callable[[], str | None], deadline: float) -> None:
     """Poll `check` (None = ready, else a short reason) until ready or the deadline passes."""
     started = time.monotonic()
     reason = "not checked yet"
     while time.monotonic() < deadline:
         reason = check() or ""
         if not reason:
-            say(f"  {what}: ready after {time.monotonic() - started:.1f} s")
+            log.info(f"  {what}: ready after {time.monotonic() - started:.1f} s")
             return
         time.sleep(0.2)
     raise RuntimeFailure(f"timed out waiting for {what}: {reason}")
 
 
-def wait_healthy(t: Topology, say: Say = quiet, timeout: float = 180) -> None:
+def wait_healthy(t: Topology, timeout: float = 180) -> None:
     """Database ready, schema in place, ZooKeeper quorum with one leader, every node active via the LB."""
     deadline = time.monotonic() + timeout
 
@@ -143,17 +140,17 @@ def wait_healthy(t: Topology, say: Say = quiet, timeout: float = 180) -> None:
             bad.append("load balancer stats not readable yet")
         return ", ".join(bad) or None
 
-    say("waiting for health:")
-    _wait("database", db, deadline, say)
-    _wait("schema", schema, deadline, say)
-    _wait("ZooKeeper quorum", quorum, deadline, say)
-    _wait("every node active through the load balancer", nodes_active, deadline, say)
+    log.info("waiting for health:")
+    _wait("database", db, deadline)
+    _wait("schema", schema, deadline)
+    _wait("ZooKeeper quorum", quorum, deadline)
+    _wait("every node active through the load balancer", nodes_active, deadline)
 
 
 # -------------------------------------------------------------------------------------- down, logs
 
 
-def down(lab: str, keep_data: bool = False, say: Say = quiet) -> dict[str, int]:
+def down(lab: str, keep_data: bool = False) -> dict[str, int]:
     """Remove every container, network (and volume and state directory unless keep_data) of the lab.
 
     Works from labels alone, so it cleans up after a harness killed with SIGKILL or a state
@@ -175,11 +172,16 @@ def down(lab: str, keep_data: bool = False, say: Say = quiet) -> dict[str, int]:
     if not keep_data:
         # The state directory holds the lab's secrets: kept only with the data they unlock.
         shutil.rmtree(state.lab_dir(lab), ignore_errors=True)
-    say(
+    log.debug(removed_line(lab, removed, keep_data))
+    return removed
+
+
+def removed_line(lab: str, removed: dict[str, int], keep_data: bool = False) -> str:
+    """What `down` removed, in one line (`halab down` shows it; `down` itself logs it at DEBUG)."""
+    return (
         f"lab {lab!r}: removed {removed['containers']} containers, {removed['networks']} networks, "
         f"{removed['volumes']} volumes" + (" (database volume kept)" if keep_data else "")
     )
-    return removed
 
 
 def _remove_networks(lab: str, nets: list[str]) -> None:
@@ -191,7 +193,7 @@ def _remove_networks(lab: str, nets: list[str]) -> None:
         docker.run(["docker", "network", "rm", *nets], what, timeout=60)
         return
     except RuntimeFailure as exc:
-        if "active endpoints" not in str(exc):
+        if not exc.stderr_has("active endpoints"):
             raise
     left = docker.labelled("network", lab)
     for net in docker.inspect(left, "network"):
@@ -215,10 +217,10 @@ def logs(t: Topology, services: tuple[str, ...] = (), tail: int | None = None) -
     return "\n".join(out)
 
 
-def dump_logs(t: Topology, say: Say, tail: int = 30) -> None:
+def dump_logs(t: Topology, tail: int = 30) -> None:
     try:
         for line in logs(t, tail=tail).splitlines():
-            say("  | " + line)
+            log.info("  | " + line)
     except OSError:
         pass
 
@@ -229,15 +231,12 @@ def dump_logs(t: Topology, say: Say, tail: int = 30) -> None:
 def status(t: Topology) -> dict[str, Any]:
     """Each node's container state, datacenter, ZooKeeper mode, HA state and server restarts; LB
     backends; database; the node profile and the settings the nodes run with."""
-    containers = {
-        c["Config"]["Labels"].get("com.docker.compose.service"): c
-        for c in docker.inspect(docker.labelled("container", t.lab))
-    }
+    containers = {c.service: c for c in docker.container_states(t.lab)}
     lb = probes.lb_servers(t)
     nodes = []
     for n in t.nodes:
         c = containers.get(n.name)
-        running = bool(c and c["State"]["Running"])
+        running = bool(c and c.running)
         view = probes.node_view(t, n.name) if running else None
         supervisor = probes.supervisor_state(t, n.name) if running else {}
         nodes.append(
@@ -263,7 +262,7 @@ def status(t: Topology) -> dict[str, Any]:
         "db": {
             "container": _container_state(db),
             "datacenter": t.db_dc,
-            "answers": bool(db and db["State"]["Running"] and probes.db_alive(t)),
+            "answers": bool(db and db.running and probes.db_alive(t)),
         },
         "endpoints": endpoints(t).__dict__ | {"ca_path": str(endpoints(t).ca_path)},
         "profile": profile_settings(t),
@@ -283,11 +282,5 @@ def profile_settings(t: Topology) -> dict[str, Any]:
     return {**profiles.effective(p), "harness": {f.name: getattr(p, f.name) for f in profiles.harness_settings()}}
 
 
-def _container_state(c: dict[str, Any] | None) -> str:
-    if c is None:
-        return "absent"
-    s = c["State"]
-    if s.get("Paused"):
-        return "paused"
-    state: str = s["Status"]
-    return state + (" (OOM-killed)" if s.get("OOMKilled") else "")
+def _container_state(c: docker.ContainerState | None) -> str:
+    return "absent" if c is None else c.word

@@ -8,14 +8,16 @@ which setting fixes it.
 
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from lab.cluster import docker
 from lab.cluster.topology import HARNESS_CONNECTIONS, NODE_BASE_MEMORY_MIB, Ports, Topology
 from lab.core.errors import BadInput, CheckFailed, RuntimeFailure
+
+log = logging.getLogger("halab.cluster.preflight")
 
 GUIDE_DB_MEMORY_MIB = 1024
 LB_MEMORY_MIB = 64
@@ -204,13 +206,13 @@ def errors(findings: list[Finding]) -> list[Finding]:
     return [f for f in findings if f.level == "error"]
 
 
-def enforce(t: Topology, allow_undersized: bool, say: Callable[[str], None]) -> None:
+def enforce(t: Topology, allow_undersized: bool) -> None:
     """Run before `up`: a taken port always stops the start; sizing short of the guide stops it
     unless the user asked for an undersized lab on purpose (experiments)."""
     findings = check(t)
     for f in findings:
         if f.level == "warning":
-            say(f.line())
+            log.info(f.line())
     bad = errors(findings)
     ports_bad = [f for f in bad if f.check.startswith("port ")]
     if ports_bad:
@@ -223,4 +225,4 @@ def enforce(t: Topology, allow_undersized: bool, say: Callable[[str], None]) -> 
             f"undersized on purpose with --allow-undersized"
         )
     for f in bad:
-        say(f"undersized on purpose: {f.line()}")
+        log.info(f"undersized on purpose: {f.line()}")

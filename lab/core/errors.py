@@ -18,9 +18,31 @@ class BadInput(LabError):
 
 
 class RuntimeFailure(LabError):
-    """Something failed while running (Docker, a container, a health wait)."""
+    """Something failed while running (Docker, a container, a health wait).
+
+    A failed command (docker.run / docker.translate) also carries, as python-on-whales'
+    DockerException does, what ran and how it ended: `command` (the argument list), `return_code`
+    (its exit status; `exit_code` stays the CLI's exit status) and `stderr` (unmasked: test it,
+    never show it; the message is the one-line, masked text for users). All None otherwise."""
 
     exit_code = 1
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        command: list[str] | None = None,
+        return_code: int | None = None,
+        stderr: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.command = command
+        self.return_code = return_code
+        self.stderr = stderr
+
+    def stderr_has(self, *needles: str) -> bool:
+        """Whether the failed command's stderr holds any of `needles` (False without a command)."""
+        return self.stderr is not None and any(n in self.stderr for n in needles)
 
 
 class DockerUnavailable(RuntimeFailure):

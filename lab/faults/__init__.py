@@ -73,7 +73,6 @@ from lab.faults.spec import (
     ROLES,
     ActiveFault,
     FaultSpec,
-    Say,
     make_spec,
     validate,
 )
@@ -101,7 +100,6 @@ __all__ = [
     "HealReport",
     "Injector",
     "Registry",
-    "Say",
     "StartWatcher",
     "act",
     "active",

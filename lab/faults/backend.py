@@ -143,7 +143,7 @@ def rewrite_rules(
                 input=script,
             )
         except RuntimeFailure as exc:
-            if "iptables: not found" in str(exc) or "iptables: command not found" in str(exc):
+            if exc.stderr_has("iptables: not found", "iptables: command not found"):
                 raise RuntimeFailure(
                     f"iptables is missing in {service}'s image: rebuild it with `halab build --only node --force`"
                 ) from exc

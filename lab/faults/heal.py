@@ -4,6 +4,7 @@ without an entry (`heal_lab`); signal shielding so that a second Ctrl-C cannot c
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import threading
 import time
@@ -19,8 +20,10 @@ from lab.faults import backend
 from lab.faults.hold import reapply
 from lab.faults.netmodel import addresses, is_up, rule_tag, state_word
 from lab.faults.registry import LOG_FILE, Registry, rules_lock
-from lab.faults.spec import DB, LB, NETWORK_KINDS, FaultSpec, Say, quiet
+from lab.faults.spec import DB, LB, NETWORK_KINDS, FaultSpec
 from lab.record.history import FaultRecord, JsonlWriter
+
+log = logging.getLogger("halab.faults.heal")
 
 _shield_depth = 0
 
@@ -151,7 +154,7 @@ class HealReport:
         return out or ["nothing to heal"]
 
 
-def heal_lab(t: Topology, say: Say = quiet) -> HealReport:
+def heal_lab(t: Topology) -> HealReport:
     """Undo every registered fault of the lab, then sweep what may be left without a registry entry
     (a process killed between acting and registering, a registry file removed): every rule labelled
     with the lab, every paused container, every stopped container (database first)."""
@@ -161,7 +164,7 @@ def heal_lab(t: Topology, say: Say = quiet) -> HealReport:
             try:
                 record = heal_entry(t, entry["id"])
             except RuntimeFailure as exc:
-                say(f"heal {entry['id']}: {exc}; sweeping instead")
+                log.debug(f"heal {entry['id']}: {exc}; sweeping instead")
                 Registry(t.lab).remove(entry["id"])
                 record = _record(t, entry, time.time())
             if record:
@@ -184,7 +187,7 @@ def heal_lab(t: Topology, say: Say = quiet) -> HealReport:
                 )
     report = HealReport(tuple(healed), counts, tuple(paused), tuple(stopped))
     for line in report.lines():
-        say(line)
+        log.debug(line)
     return report
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import subprocess
 import threading
 import time
@@ -18,7 +19,9 @@ from lab.core.errors import FaultNotEffective
 from lab.faults import backend
 from lab.faults.netmodel import addresses, check_paths, cuts, is_up, rule_basis, rule_tag, rules
 from lab.faults.registry import Registry, rules_lock
-from lab.faults.spec import NETWORK_KINDS, FaultSpec, Say
+from lab.faults.spec import NETWORK_KINDS, FaultSpec
+
+log = logging.getLogger("halab.faults.hold")
 
 # One `docker events` process of a StartWatcher streams this long, the next resumes where it ended:
 # a process orphaned by a SIGKILLed harness then ends by itself soon after.
@@ -98,10 +101,9 @@ class StartWatcher:
     the current one on stop and at interpreter exit, so none outlives the harness for long.
     `handle` runs in the thread, one event at a time; what it raises is said, not raised."""
 
-    def __init__(self, t: Topology, handle: Callable[[str, str], None], say: Say, since: float) -> None:
+    def __init__(self, t: Topology, handle: Callable[[str, str], None], since: float) -> None:
         self.t = t
         self.handle = handle
-        self.say = say
         self._since = since
         self._stopping = threading.Event()
         self._lock = threading.Lock()  # a stop never misses a process being started
@@ -118,7 +120,7 @@ class StartWatcher:
                 self._proc.kill()
         self._thread.join(WATCH_STOP_TIMEOUT)
         if self._thread.is_alive():
-            self.say(f"fault watcher of {self.t.lab}: still busy after {WATCH_STOP_TIMEOUT:g} s; left to end alone")
+            log.info(f"fault watcher of {self.t.lab}: still busy after {WATCH_STOP_TIMEOUT:g} s; left to end alone")
 
     def _run(self) -> None:
         since = self._since
@@ -145,7 +147,7 @@ class StartWatcher:
             if proc.returncode == 0:
                 since = until
             elif not self._stopping.is_set():  # docker failed: retry the same span, without spinning
-                self.say(f"fault watcher of {self.t.lab}: `docker events` exited {proc.returncode}: {err.strip()}")
+                log.info(f"fault watcher of {self.t.lab}: `docker events` exited {proc.returncode}: {err.strip()}")
                 self._stopping.wait(1.0)
 
     def _dispatch(self, line: str) -> None:
@@ -153,4 +155,4 @@ class StartWatcher:
             event = json.loads(line)
             self.handle(event["Actor"]["Attributes"].get("com.docker.compose.service", ""), event["Action"])
         except Exception as exc:  # noqa: BLE001 - one odd event line must not end the watcher
-            self.say(f"fault watcher of {self.t.lab}: {type(exc).__name__}: {exc}")
+            log.info(f"fault watcher of {self.t.lab}: {type(exc).__name__}: {exc}")

@@ -4,6 +4,7 @@ path."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import random
@@ -28,8 +29,10 @@ from lab.faults.netmodel import (
     state_word,
 )
 from lab.faults.registry import Registry, rules_lock
-from lab.faults.spec import CONTAINER_KINDS, NETWORK_KINDS, ROLES, ActiveFault, FaultSpec, Say, quiet, validate
+from lab.faults.spec import CONTAINER_KINDS, NETWORK_KINDS, ROLES, ActiveFault, FaultSpec, validate
 from lab.record.history import FaultRecord
+
+log = logging.getLogger("halab.faults.injector")
 
 # A role target asked for just after a fault or heal may meet an election in progress; elections
 # here take about a second, so a role still missing after this long is really missing.
@@ -46,13 +49,10 @@ class Injector:
     `history`: a run's history file; each healed fault is appended to it as a FaultRecord (as well
     as to the lab's own faults.jsonl), by whichever process heals it."""
 
-    def __init__(
-        self, t: Topology, *, history: str | os.PathLike[str] | None = None, seed: int = 0, say: Say = quiet
-    ) -> None:
+    def __init__(self, t: Topology, *, history: str | os.PathLike[str] | None = None, seed: int = 0) -> None:
         self.t = t
         self.history = str(history) if history else None
         self.rng = random.Random(seed)
-        self.say = say
         self.registry = Registry(t.lab)
         self.applied: list[ActiveFault] = []
         self.watcher: StartWatcher | None = None
@@ -135,7 +135,7 @@ class Injector:
         self.registry.update(fault_id, phase="active", t0=t0, detail=dict(detail), **entry)
         fault = ActiveFault(fault_id, spec, tuple(targets), t0, detail)
         self.applied.append(fault)
-        self.say(f"fault {fault.describe()}: applied and verified")
+        log.info(f"fault {fault.describe()}: applied and verified")
         return fault
 
     def _undo_failed_apply(self, fault_id: str) -> None:
@@ -194,7 +194,7 @@ class Injector:
 
     def _apply_network(self, spec: FaultSpec) -> ActiveFault:
         if self.watcher is None:  # started before the snapshot: a start from here on is reapplied
-            self.watcher = StartWatcher(self.t, self._started, self.say, since=time.time())
+            self.watcher = StartWatcher(self.t, self._started, since=time.time())
         try:
             # A reapply waits until the fault is active with the basis its rules were made on.
             with rules_lock(self.t.lab):
@@ -263,7 +263,7 @@ class Injector:
             record = heal_entry(self.t, fault.id)
             self.applied = [f for f in self.applied if f.id != fault.id]
         if record:
-            self.say(f"fault {fault.id} healed after {record.t1 - record.t0:.1f} s")
+            log.info(f"fault {fault.id} healed after {record.t1 - record.t0:.1f} s")
         return record
 
     @contextlib.contextmanager

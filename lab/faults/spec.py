@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -18,12 +18,6 @@ KINDS = CONTAINER_KINDS + NETWORK_KINDS
 ROLES = ("leader", "follower", "random")
 
 DB, LB = "db", "lb"
-
-Say = Callable[[str], None]
-
-
-def quiet(_: str) -> None:
-    pass
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ locustfile writes under `parts/`), Locust's `locust_stats.csv`, `locust_stats_hi
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import re
@@ -23,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,6 +32,8 @@ from pathlib import Path
 from lab.core import paths
 from lab.core.errors import BadInput, RuntimeFailure
 from lab.record import history, registers
+
+log = logging.getLogger("halab.record.load")
 
 PACKAGE_PARENT = paths.PACKAGE.parent  # on the Locust process's PYTHONPATH: the locustfiles import `lab`
 DEFAULT_LOCUSTFILE = paths.LOADTESTS / "rancher.py"
@@ -42,8 +45,6 @@ REPORT_GRACE = 30.0
 AUTOQUIT = 20  # seconds the web UI (when asked for) outlives the run; within REPORT_GRACE
 
 _NAME = re.compile(r"[^a-z0-9_-]+")
-
-Say = Callable[[str], None]
 
 
 def make_run_dir(name: str, root: str | os.PathLike[str] = "runs", now: datetime | None = None) -> Path:
@@ -183,11 +184,9 @@ class LoadRun:
         spec: LoadSpec,
         run_dir: Path | None = None,
         runs_root: str | os.PathLike[str] = "runs",
-        say: Say = lambda _: None,
     ) -> None:
         self.spec = spec
         self.run_dir = Path(run_dir) if run_dir is not None else make_run_dir(spec.name, runs_root)
-        self.say = say
         self.result: LoadResult | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._started = 0.0
@@ -217,7 +216,7 @@ class LoadRun:
         self._watchdog.daemon = True
         self._watchdog.start()
         where = f"web UI http://{LOAD_HOST}:{self.spec.web_port}/" if self.spec.web_port else "headless"
-        self.say(f"load: {self.spec.users} users for {self.spec.duration:g}s ({where}) -> {self.run_dir}")
+        log.info(f"load: {self.spec.users} users for {self.spec.duration:g}s ({where}) -> {self.run_dir}")
         return self
 
     @property
@@ -297,15 +296,13 @@ class LoadRun:
             },
         )
         how = "killed" if killed else f"exit {self.result.returncode}"
-        self.say(f"load: ended ({how}), {records} records, {ops} register ops")
+        log.info(f"load: ended ({how}), {records} records, {ops} register ops")
         return self.result
 
 
-def run_load(
-    spec: LoadSpec, run_dir: Path | None = None, runs_root: str | os.PathLike[str] = "runs", say: Say = lambda _: None
-) -> LoadResult:
+def run_load(spec: LoadSpec, run_dir: Path | None = None, runs_root: str | os.PathLike[str] = "runs") -> LoadResult:
     """Run the load to its end (Ctrl-C stops it early, keeping what was recorded)."""
-    load = LoadRun(spec, run_dir, runs_root, say).start()
+    load = LoadRun(spec, run_dir, runs_root).start()
     try:
         result = load.wait()
     except KeyboardInterrupt:

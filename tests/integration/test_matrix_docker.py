@@ -32,7 +32,6 @@ def test_tuned_nodes_hold_every_claim_for_1_3_and_5_nodes_as_the_model_predicts(
         profile="tuned",
         runs_root=request.config.rootpath / "runs",
         lab_prefix=unique_lab_name("mx"),
-        say=print,
         ports=free_ports,
     )
     print(matrix.table(result))
@@ -57,7 +56,7 @@ def test_tuned_nodes_hold_every_claim_for_1_3_and_5_nodes_as_the_model_predicts(
 @pytest.mark.timeout(2400)
 def test_the_real_v1_node_does_not_hold_the_split_claim(request):
     result = matrix.run_matrix(
-        [3], runs_root=request.config.rootpath / "runs", lab_prefix=unique_lab_name("mr"), say=print, ports=free_ports
+        [3], runs_root=request.config.rootpath / "runs", lab_prefix=unique_lab_name("mr"), ports=free_ports
     )
     print(matrix.table(result))
     assert result.profile == "rancher-1.0"

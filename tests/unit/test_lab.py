@@ -20,8 +20,11 @@ def fake_docker(monkeypatch, tmp_path):
             busy = [n for n in args[3:] if world["stale"].get(n)]
             world["network"] = [n for n in world["network"] if n not in args[3:] or n in busy]
             if busy:
+                err = (
+                    f"Error response from daemon: error while removing network: network {busy[0]} has active endpoints"
+                )
                 raise RuntimeFailure(
-                    f"{what} failed (exit 1): error while removing network: network {busy[0]} has active endpoints"
+                    f"{what} failed (exit 1): {err}", command=list(args), return_code=1, stderr=err + "\n"
                 )
         if args[1:3] == ["network", "disconnect"]:
             world["stale"][args[4]].remove(args[5])
@@ -65,3 +68,55 @@ def test_any_other_network_failure_is_raised(fake_docker, monkeypatch):
     )
     with pytest.raises(RuntimeFailure, match="permission denied"):
         lifecycle.down("x")
+
+
+def test_a_failed_command_carries_its_command_exit_code_and_stderr():
+    """translate keeps what ran and how it ended as fields; the message stays one masked line."""
+    import subprocess
+
+    from lab.core.errors import register_secret
+
+    register_secret("s3cr3t-value")
+    stderr = "Error response from daemon: No such container: x-a1-1\nmore s3cr3t-value\n"
+    exc = docker.translate(
+        subprocess.CalledProcessError(1, ["docker", "exec", "x-a1-1", "echo", "s3cr3t-value"], "", stderr), "exec"
+    )
+    assert isinstance(exc, RuntimeFailure)
+    assert exc.command == ["docker", "exec", "x-a1-1", "echo", "s3cr3t-value"]
+    assert exc.return_code == 1 and exc.exit_code == 1  # exit_code stays the CLI's exit status
+    assert exc.stderr == stderr and exc.stderr_has("No such container")
+    assert "\n" not in str(exc) and "s3cr3t-value" not in str(exc) and "No such container" in str(exc)
+    assert RuntimeFailure("plain").stderr is None and not RuntimeFailure("plain").stderr_has("x")
+
+
+def test_docker_run_failure_has_the_fields(monkeypatch):
+    """docker.run on a real (non-docker) failing process: the same fields, from subprocess."""
+    import sys
+
+    with pytest.raises(RuntimeFailure) as e:
+        docker.run([sys.executable, "-c", "import sys; sys.stderr.write('boom\\n'); sys.exit(3)"], "a command")
+    assert e.value.return_code == 3 and e.value.stderr == "boom\n" and e.value.command[0] == sys.executable
+
+
+def test_container_state_is_built_once_from_docker_inspect():
+    raw = {
+        "Name": "/x-a1-1",
+        "Config": {"Labels": {"com.docker.compose.service": "a1"}},
+        "RestartCount": 2,
+        "State": {
+            "Status": "exited",
+            "Running": False,
+            "Paused": False,
+            "OOMKilled": True,
+            "ExitCode": 137,
+            "StartedAt": "2026-11-30T17:00:00Z",
+        },
+        "NetworkSettings": {"Networks": {"x_interdc": {"IPAddress": "10.1.0.2"}, "x_db": {"IPAddress": ""}}},
+    }
+    c = docker.ContainerState.from_inspect(raw)
+    assert (c.name, c.service, c.running, c.paused, c.status) == ("x-a1-1", "a1", False, False, "exited")
+    assert (c.exit_code, c.oom_killed, c.restart_count) == (137, True, 2)
+    assert c.started_at == "2026-11-30T17:00:00Z" and dict(c.addresses) == {"x_interdc": "10.1.0.2"}
+    assert c.word == "exited (OOM-killed)" and not c.up
+    paused = docker.ContainerState.from_inspect({"State": {"Status": "paused", "Running": True, "Paused": True}})
+    assert paused.word == "paused" and not paused.up and paused.service == ""

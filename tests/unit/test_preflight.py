@@ -1,3 +1,4 @@
+import logging
 import socket
 
 import pytest
@@ -15,7 +16,7 @@ def test_busy_port_is_named_with_its_holder():
         busy = s.getsockname()[1]
         t = make_topology(1, ports=Ports(http=busy, https=free_port(), mgmt=free_port()))
         with pytest.raises(BadInput) as e:
-            preflight.enforce(t, allow_undersized=True, say=print)
+            preflight.enforce(t, allow_undersized=True)
     msg = str(e.value)
     assert f"127.0.0.1:{busy} is already in use by python" in msg and "--http-port" in msg
 
@@ -25,14 +26,17 @@ def test_free_ports_pass():
     assert not [f for f in preflight.ports(t) if f.level != "ok"]
 
 
-def test_undersized_max_connections_is_named_with_the_shortfall():
+def test_undersized_max_connections_is_named_with_the_shortfall(caplog):
     t = make_topology(3, ports=free_ports(), sizing=Sizing(db_max_connections=100))
     f = preflight.connections(t)
     assert f.level == "error" and f.check == "max_connections"
     assert "60 short" in f.message and "--db-max-connections 160" in f.fix
     with pytest.raises(CheckFailed, match=r"max_connections.*--allow-undersized"):
-        preflight.enforce(t, allow_undersized=False, say=print)
-    preflight.enforce(t, allow_undersized=True, say=print)  # an experiment may start it anyway
+        preflight.enforce(t, allow_undersized=False)
+    with caplog.at_level(logging.INFO, logger="halab"):
+        preflight.enforce(t, allow_undersized=True)  # an experiment may start it anyway
+    said = [r.getMessage() for r in caplog.records if r.name == "halab.cluster.preflight"]
+    assert any(m.startswith("undersized on purpose: ") and "max_connections" in m for m in said)
 
 
 def test_guide_sized_lab_passes():
