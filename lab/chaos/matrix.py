@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.chaos import claims as claims_mod
+from lab.chaos import evidence
 from lab.chaos.claims import DEGRADED, OUTAGE, SURVIVES, Bounds, Case, Claims, Expectation, Objective
 from lab.chaos.judge import judge, lab_query
 from lab.chaos.placement import place_leader
@@ -108,6 +109,7 @@ class CaseResult:
     t_end: float
     problems: tuple[str, ...] = ()  # where the lab differed from the model's details (tuned: fencing)
     safety: tuple[str, ...] = ()  # the checker's violations charged to this case
+    evidence: tuple[str, ...] = ()  # a surprising or failing case: its nodes' timeline from their logs
 
     @property
     def holds(self) -> bool:
@@ -305,6 +307,8 @@ def run_case(
             f"not every node active (with writes succeeding) within {b.heal:g} s after heal"
             + (f"; {', '.join(stuck)} restarted so that the next case starts from a steady lab" if stuck else "")
         )
+    unexpected = observed != pred.outcome or observed != guide or bool(problems)
+    told = _evidence(t, fault.t0, t_heal, m) if unexpected else ()
     result = CaseResult(
         t.size,
         case.id,
@@ -323,12 +327,21 @@ def run_case(
         t_heal=t_heal,
         t_end=time.time(),
         problems=tuple(problems),
+        evidence=tuple(told),
     )
     log.info(
         f"n{t.size} {case.id}: {m.summary(observed, objective.after)}; drain {_s(drain)}, healed "
         f"{_s(result.healed)} -> {result.verdict}" + (f" ({'; '.join(problems)})" if problems else "")
     )
     return result
+
+
+def _evidence(t: Topology, t0: float, t_heal: float, m: Measures) -> list[str]:
+    """What the nodes' ZooKeeper members, clients and HA states did from the fault until writes came
+    back (or the heal), so that the surprise can be explained from the report alone."""
+    end = t0 + m.recover + 1 if m.recover is not None else t_heal
+    events = evidence.collect({n: container_name(t, n) for n in t.node_names}, t0 - 0.5, min(end, t_heal))
+    return evidence.render(events, t0)
 
 
 def _repair(t: Topology, w: Watch, b: Bounds) -> list[str]:
@@ -501,6 +514,7 @@ def run_matrix(
         try:
             done, verdicts = run_size(t, cases, sub, claims, seed)
         finally:
+            lifecycle.save_logs(t, sub / "logs")  # a surprise's evidence outlives the lab
             lifecycle.down(t.lab)
         results += done
         checks[f"n{t.size}"] = {
@@ -631,6 +645,10 @@ def table(result: MatrixResult) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in data]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines += [f"n{c.size} {c.case}: {'; '.join(c.problems + c.safety)}" for c in result.cases if c.problems or c.safety]
+    for c in result.cases:
+        if c.evidence:
+            lines += [f"n{c.size} {c.case}: what the nodes did (from their logs, relative to the fault):"]
+            lines += [f"    {e}" for e in c.evidence]
     lines += [
         f"claim {c['id']}: the guide says {c['guide']}; model {_counts(c['predicted'])}; observed "
         f"{_counts(c['observed'])} -> {c['verdict']} (worst {c['worst']})"
@@ -688,6 +706,10 @@ def markdown(result: MatrixResult) -> str:
     ]
     if notes:
         out += ["", "Where the lab differed from its model's details, or the checker found a violation:", *notes]
+    for c in result.cases:
+        if c.evidence:
+            out += ["", f"n{c.size} {c.case}: what the nodes did (from their logs, relative to the fault):", ""]
+            out += ["```", *c.evidence, "```"]
     out += [
         "",
         "success, writes: share of the client's requests (writes) through the load balancer that succeeded "

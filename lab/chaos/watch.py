@@ -169,14 +169,14 @@ class Watch:
             return next((s.t for s in self.lb if s.t >= since and s.servers and s.servers.get(node) != "UP"), None)
 
     def writes_resumed(self, since: float, until: float) -> float | None:
-        """Seconds from `since` until writes succeeded again for good (by `until`): 0 when no write
-        failed; the start of the first successful write after the last failed one otherwise."""
+        """Seconds from `since` until writes succeeded again for good (by `until`): when the first
+        successful write after the last failed one (or, none failing, after `since`) completed. Its
+        completion, not its start, because a write may hang through an election and then succeed:
+        the client waited all that time (1.5 s for a leader kill that failed no write)."""
         with self._lock:
             writes = [r for r in self.requests if r.write and since <= r.t0 <= until]
         failed = [r.t0 for r in writes if not r.ok]
-        if not failed:
-            return 0.0
-        back = next((r.t0 for r in writes if r.ok and r.t0 > failed[-1]), None)
+        back = next((r.t1 for r in writes if r.ok and (not failed or r.t0 > failed[-1])), None)
         return None if back is None else back - since
 
     def first_write_ok(self, since: float) -> float | None:

@@ -14,14 +14,15 @@ log = logging.getLogger("halab.cli.cluster")
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from lab.cluster import compose, images, state
+    from lab.cluster import addressing, compose, images, state
 
     t = topology_from_args(args)
     tags = images.image_tags()
+    plan = addressing.choose(t, addressing.used_subnets())  # free on this machine now
     if args.out:
-        path = state.materialize(t, Path(args.out), tags)
+        path = state.materialize(t, Path(args.out), tags, plan)
         log.info(f"wrote {path} and its haproxy.cfg, secrets and TLS files; run: docker compose -f {path} up -d")
-    print(compose.dump(compose.render(t, tags)), end="")
+    print(compose.dump(compose.render(t, tags, plan)), end="")
     return 0
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from lab.cluster.addressing import LB_HOST, Plan
 from lab.cluster.topology import Topology
 from lab.core import paths
 
@@ -75,15 +76,17 @@ def registration_url(t: Topology) -> str:
     return f"https://127.0.0.1{'' if port == 443 else f':{port}'}"
 
 
-def render(t: Topology, image_tags: dict[str, str]) -> dict[str, Any]:
-    """The compose project as a dict (yaml.safe_dump of it is the file `halab render` prints)."""
+def render(t: Topology, image_tags: dict[str, str], plan: Plan) -> dict[str, Any]:
+    """The compose project as a dict (yaml.safe_dump of it is the file `halab render` prints);
+    every container on a private network has the fixed address PLAN gives it (addressing.py)."""
     services: dict[str, Any] = {
-        "db": _db_service(t, image_tags),
+        "db": _db_service(t, image_tags, plan),
         "lb": {
             "image": image_tags["lb"],
             "hostname": "lb",
             "labels": labels(t, "lb"),
-            "networks": {"front": {}, **{dc: {} for dc in t.datacenters}},
+            "networks": {"front": {}, **{dc: {"ipv4_address": plan.address(dc, LB_HOST)} for dc in t.datacenters}},
+            "extra_hosts": _hosts(plan.lb_hosts(t)),
             "ports": [
                 f"{t.ports.bind}:{port}:{inner}"
                 for port, inner in ((t.ports.http, 80), (t.ports.https, 443), (t.ports.mgmt, 18080))
@@ -104,12 +107,13 @@ def render(t: Topology, image_tags: dict[str, str]) -> dict[str, Any]:
             "labels": labels(t, "node", **{"halab.node": node.name, "halab.dc": node.dc, "halab.profile": t.profile}),
             "environment": node_environment(t, node.name),
             "networks": {
-                node.dc: {"aliases": [node.alias(node.dc)]},
-                "interdc": {"aliases": [node.alias("interdc")]},
-                "db": {},
+                node.dc: {"aliases": [node.alias(node.dc)], "ipv4_address": plan.node(t, node.name, node.dc)},
+                "interdc": {"aliases": [node.alias("interdc")], "ipv4_address": plan.node(t, node.name, "interdc")},
+                "db": {"ipv4_address": plan.node(t, node.name, "db")},
                 # Docker publishes ports only through a network that is not internal.
                 **({"front": {}} if direct else {}),
             },
+            "extra_hosts": _hosts(plan.node_hosts(t)),
             "secrets": ["db_password"],
             "mem_limit": f"{t.node_mem_limit_mib}m",
             # The server runs as uid 10001 with no effective capabilities. NET_ADMIN stays in the
@@ -118,8 +122,8 @@ def render(t: Topology, image_tags: dict[str, str]) -> dict[str, Any]:
             "cap_drop": ["ALL"],
             "cap_add": ["NET_ADMIN"],
             "stop_grace_period": "5s",
-            # A dead peer's name does not resolve; on internal networks Docker's DNS then times out
-            # (10 s by default), which stalls the ZooKeeper client's reconnect past its session.
+            # Peers and the database are named in /etc/hosts; any other name that reaches Docker's DNS
+            # on an internal network must not stall a caller for its default 10 s.
             "dns_opt": ["timeout:1", "attempts:1"],
             "depends_on": {"db": {"condition": "service_healthy"}},
             # rancher-1.0: a node whose supervisor or ZooKeeper exits comes back, like Rancher's
@@ -128,11 +132,11 @@ def render(t: Topology, image_tags: dict[str, str]) -> dict[str, Any]:
         }
     networks: dict[str, Any] = {
         "front": {"labels": labels(t, "net-front")},
-        "interdc": _private_network(labels(t, "net-interdc")),
-        "db": _private_network(labels(t, "net-db")),
+        "interdc": _private_network(labels(t, "net-interdc"), plan.subnets["interdc"]),
+        "db": _private_network(labels(t, "net-db"), plan.subnets["db"]),
     }
     for dc in t.datacenters:
-        networks[dc] = _private_network(labels(t, "net-dc", **{"halab.dc": dc}))
+        networks[dc] = _private_network(labels(t, "net-dc", **{"halab.dc": dc}), plan.subnets[dc])
     return {
         "name": t.lab,
         "services": services,
@@ -142,17 +146,22 @@ def render(t: Topology, image_tags: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _private_network(network_labels: dict[str, str]) -> dict[str, Any]:
+def _private_network(network_labels: dict[str, str], subnet: str) -> dict[str, Any]:
     """A network only its containers can use: no route out (internal) and no address on the host's
     bridge, so not even the host reaches the database or the nodes directly."""
     return {
         "internal": True,
         "driver_opts": {"com.docker.network.bridge.inhibit_ipv4": "true"},
+        "ipam": {"config": [{"subnet": subnet}]},
         "labels": network_labels,
     }
 
 
-def _db_service(t: Topology, image_tags: dict[str, str]) -> dict[str, Any]:
+def _hosts(names: dict[str, str]) -> list[str]:
+    return [f"{name}:{ip}" for name, ip in names.items()]
+
+
+def _db_service(t: Topology, image_tags: dict[str, str], plan: Plan) -> dict[str, Any]:
     s = t.sizing
     svc: dict[str, Any] = {
         "image": t.db_image or image_tags["db"],
@@ -169,7 +178,7 @@ def _db_service(t: Topology, image_tags: dict[str, str]) -> dict[str, Any]:
             f"--max-connections={t.db_max_connections}",
             f"--innodb-buffer-pool-size={s.db_buffer_pool_mib}M",
         ],
-        "networks": {"db": {}},
+        "networks": {"db": {"ipv4_address": plan.db()}},
         "volumes": ["dbdata:/var/lib/mysql"],
         "secrets": ["db_password", "db_root_password"],
         "mem_limit": f"{s.db_memory_mib}m",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.cluster import compose, docker, images, preflight, probes, state
+from lab.cluster import addressing, compose, docker, images, preflight, probes, state
 from lab.cluster.compose import container_name, registration_url
 from lab.cluster.topology import Topology
 from lab.core.errors import BadInput, RuntimeFailure
@@ -81,14 +81,15 @@ def up(
         )
     preflight.enforce(t, allow_undersized)
     tags = images.build()
-    compose_file = state.materialize(t, state.lab_dir(t.lab), tags)
     log.info(
         f"starting lab {t.lab!r}: database, load balancer and {t.size} node(s) over "
         f"{', '.join(f'{dc}:{len(t.nodes_in(dc))}' for dc in t.datacenters)} (database in {t.db_dc})"
     )
     ok = False
     try:
-        with docker.docker_errors(f"docker compose up (project {t.lab})"):
+        with addressing.reserving(), docker.docker_errors(f"docker compose up (project {t.lab})"):
+            plan = addressing.choose(t, addressing.used_subnets())
+            compose_file = state.materialize(t, state.lab_dir(t.lab), tags, plan)
             docker.client(t.lab, compose_file).compose.up(detach=True, quiet=True)
         wait_healthy(t, timeout=timeout)
         ok = True
@@ -215,6 +216,22 @@ def logs(t: Topology, services: tuple[str, ...] = (), tail: int | None = None) -
         proc = subprocess.run(args, capture_output=True, text=True)
         out.append(f"===== {name} =====\n{proc.stdout}{proc.stderr}")
     return "\n".join(out)
+
+
+def save_logs(t: Topology, folder: Path) -> list[Path]:
+    """Each container's whole log (timestamped) into FOLDER/<service>.log, so that what a run saw can
+    be read after its lab is gone; a container that is already gone is skipped."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for service in ("db", "lb", *t.node_names):
+        proc = subprocess.run(
+            ["docker", "logs", "--timestamps", container_name(t, service)], capture_output=True, text=True
+        )
+        if proc.returncode == 0:
+            path = folder / f"{service}.log"
+            path.write_text(proc.stdout + proc.stderr)
+            out.append(path)
+    return out
 
 
 def dump_logs(t: Topology, tail: int = 30) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.cluster import compose, tls
+from lab.cluster.addressing import Plan
 from lab.cluster.topology import Node, Ports, Sizing, Tls, Topology
 from lab.core.errors import BadInput, register_secret
 from lab.server.profiles import DEFAULT_PROFILE
@@ -111,7 +112,7 @@ def _secret(path: Path) -> str:
     return value
 
 
-def materialize(t: Topology, directory: Path, image_tags: dict[str, str]) -> Path:
+def materialize(t: Topology, directory: Path, image_tags: dict[str, str], plan: Plan) -> Path:
     """Write everything the compose project needs into `directory`; return the compose file."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     directory.chmod(0o700)
@@ -134,7 +135,7 @@ def materialize(t: Topology, directory: Path, image_tags: dict[str, str]) -> Pat
     _write(directory / compose.HAPROXY_CFG, compose.haproxy_config(t).encode(), 0o644)
     _write(directory / "topology.json", json.dumps(topology_to_dict(t), indent=2).encode(), 0o644)
     compose_file = directory / "compose.yaml"
-    _write(compose_file, compose.dump(compose.render(t, image_tags)).encode(), 0o644)
+    _write(compose_file, compose.dump(compose.render(t, image_tags, plan)).encode(), 0o644)
     return compose_file
 
 

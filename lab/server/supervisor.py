@@ -78,8 +78,7 @@ async def supervise(cfg: Config) -> int:
     # restarts them itself, as Docker did the zk and redis containers.
     manager = ClusterManager(cfg, next_delay) if cfg.start_zookeeper and cfg.profile.cluster_manager else None
     managing = asyncio.ensure_future(manager.run()) if manager is not None else None
-    zk, peers = await zkserver.start(cfg) if cfg.start_zookeeper and manager is None else (None, None)
-    resolving = asyncio.ensure_future(peers.run()) if peers is not None else None
+    zk = await zkserver.start(cfg) if cfg.start_zookeeper and manager is None else None
     restarts, last_exit, delay = 0, None, None
     write_state(restarts, last_exit)
     server: asyncio.subprocess.Process | None = None
@@ -124,8 +123,6 @@ async def supervise(cfg: Config) -> int:
             except asyncio.TimeoutError:
                 pass
     finally:
-        if resolving is not None:
-            resolving.cancel()
         await _stop(server)
         await _stop(zk)
         if manager is not None and managing is not None:

@@ -9,10 +9,8 @@ starts (rancher-1.0: tickTime 2000, 20 s and 10 s; tuned: tickTime 500, 5 s and 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from .config import Config
 from .profiles import Profile
@@ -63,7 +61,7 @@ def multi_address(servers: Mapping[int, tuple[str, ...]]) -> bool:
     return any(len(hosts) > 1 for hosts in servers.values())
 
 
-def jvm_flags(heap: str, servers: Mapping[int, tuple[str, ...]], p: Profile, hosts_file: str = "") -> str:
+def jvm_flags(heap: str, servers: Mapping[int, tuple[str, ...]], p: Profile) -> str:
     # A small, quiet JVM: serial GC and C1 only keep RSS near the heap size.
     flags = (
         f"-Xmx{heap} -Xms16m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xss512k "
@@ -76,13 +74,10 @@ def jvm_flags(heap: str, servers: Mapping[int, tuple[str, ...]], p: Profile, hos
         f"-Dzookeeper.fastleader.maxNotificationInterval={p.zk_max_notification_interval_ms} "
         f"-Dzookeeper.leaderConnectDelayDuringRetryMs={p.zk_leader_connect_delay_ms} "
         f"-Dzookeeper.leader.maxTimeToWaitForEpoch={p.zk_max_wait_for_epoch_ms} "
-        # A restarted peer may come back with another address (Docker reassigns them); the JVM's
-        # default 30 s name cache would keep electing towards the old one and stall the quorum.
+        # No name cache: a setup whose peers change address on restart (plain `docker compose` with
+        # other networks) must not keep electing towards an old address for the JVM's default 30 s.
         f"-Dsun.net.inetaddr.ttl=0 -Dsun.net.inetaddr.negative.ttl=0"
     )
-    if hosts_file:
-        # Names from PeerHosts' file, not from Docker's DNS on every connect (see PeerHosts).
-        flags += f" -Djdk.net.hosts.file={hosts_file}"
     if multi_address(servers):
         # Members on several networks list every address; a peer uses one it can reach. This
         # matters because a follower adopts the leader's member list when the leader establishes
@@ -91,58 +86,13 @@ def jvm_flags(heap: str, servers: Mapping[int, tuple[str, ...]], p: Profile, hos
     return flags
 
 
-class PeerHosts:
-    """The peers' addresses in a hosts file the member's JVM reads (`-Djdk.net.hosts.file`), kept
-    current from Docker's DNS every REFRESH seconds, the last good address kept when a lookup fails.
-
-    Why: Docker's embedded DNS stops answering for a network's names for a second or two while it
-    removes the endpoints of containers that just died; members then could not resolve the leader
-    they had just elected ("LeaderConnector-b2.interdc/<unresolved>:2888"), gave up on it and
-    started over (docs/survivability.md, the leader-side blackout). A peer that comes back with
-    another address is picked up within REFRESH seconds."""
-
-    REFRESH = 0.5
-
-    def __init__(self, path: str, names: Sequence[str]) -> None:
-        self.path = path
-        self.names = tuple(dict.fromkeys(("localhost", socket.gethostname(), *names)))
-        self.known: dict[str, str] = {"localhost": "127.0.0.1"}
-
-    @classmethod
-    def of(cls, cfg: Config) -> PeerHosts | None:
-        names = [h for hosts in cfg.zk_servers.values() for h in hosts]
-        return cls(os.path.join(cfg.zk_data_dir, "peers.hosts"), names) if names else None
-
-    def refresh(self) -> None:
-        found = dict(self.known)
-        for name in self.names:
-            with contextlib.suppress(OSError):  # a failed lookup keeps the last good address
-                found[name] = socket.gethostbyname(name)
-        if found != self.known or not os.path.exists(self.path):
-            tmp = f"{self.path}.tmp"
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.writelines(f"{ip} {name}\n" for name, ip in sorted(found.items()))
-            os.replace(tmp, self.path)
-            self.known = found
-
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await loop.run_in_executor(None, self.refresh)
-            await asyncio.sleep(self.REFRESH)
-
-
-async def start(cfg: Config) -> tuple[asyncio.subprocess.Process, PeerHosts | None]:
-    """The member's process, and the keeper of its peers' addresses (to run beside it)."""
+async def start(cfg: Config) -> asyncio.subprocess.Process:
+    """The member's process. Its peers' names are in /etc/hosts with fixed addresses
+    (lab/cluster/addressing.py), so no lookup depends on Docker's DNS."""
     path = write_config(cfg)
-    peers = PeerHosts.of(cfg)
-    if peers is not None:
-        peers.refresh()
     env = dict(os.environ)
-    flags = jvm_flags(cfg.zk_heap, cfg.zk_servers, cfg.profile, peers.path if peers else "")
-    env.update({"JMXDISABLE": "true", "JVMFLAGS": flags})
-    proc = await asyncio.create_subprocess_exec(ZK_SERVER, "start-foreground", path, env=env)
-    return proc, peers
+    env.update({"JMXDISABLE": "true", "JVMFLAGS": jvm_flags(cfg.zk_heap, cfg.zk_servers, cfg.profile)})
+    return await asyncio.create_subprocess_exec(ZK_SERVER, "start-foreground", path, env=env)
 
 
 def parse_mode(srvr_output: str) -> str:

@@ -1,6 +1,7 @@
+import pytest
 import yaml
 
-from lab.cluster import compose
+from lab.cluster import addressing, compose
 from lab.cluster.topology import (
     HARNESS_CONNECTIONS,
     RESERVED_SERVER_ENV,
@@ -8,12 +9,17 @@ from lab.cluster.topology import (
     Sizing,
     make_topology,
 )
+from lab.core.errors import BadInput, RuntimeFailure
 
 TAGS = {"db": "halab/db:x", "lb": "halab/lb:x", "node": "halab/node:x"}
 
 
+def render(t):
+    return compose.render(t, TAGS, addressing.choose(t, []))
+
+
 def rendered(n=3, **kw):
-    return yaml.safe_load(compose.dump(compose.render(make_topology(n, lab="demo", **kw), TAGS)))
+    return yaml.safe_load(compose.dump(render(make_topology(n, lab="demo", **kw))))
 
 
 def test_services_and_networks():
@@ -41,11 +47,11 @@ def test_only_the_load_balancer_publishes_on_loopback():
     published = {name: svc.get("ports", []) for name, svc in p["services"].items()}
     assert published["lb"] == ["127.0.0.1:8081:80", "127.0.0.1:8443:443", "127.0.0.1:18081:18080"]
     assert all(not v for k, v in published.items() if k != "lb")
-    assert p["services"]["db"]["networks"] == {"db": {}}
+    assert p["services"]["db"]["networks"] == {"db": {"ipv4_address": "10.238.1.3"}}
 
 
 def test_no_secret_values_and_no_docker_socket():
-    text = compose.dump(compose.render(make_topology(3, lab="demo"), TAGS))
+    text = compose.dump(render(make_topology(3, lab="demo")))
     assert "docker.sock" not in text
     env = rendered(3)["services"]["a1"]["environment"]
     assert "CATTLE_DB_CATTLE_PASSWORD" not in env
@@ -100,3 +106,37 @@ def test_every_variable_the_lab_wires_is_reserved_from_server_env():
     t = make_topology(5, lab="demo")
     for node in t.node_names:
         assert set(compose.node_environment(t, node)) <= set(RESERVED_SERVER_ENV)
+
+
+def test_private_networks_get_fixed_subnets_and_every_peer_a_fixed_address_by_name():
+    p = rendered(5)
+    subnets = {n: p["networks"][n]["ipam"]["config"][0]["subnet"] for n in ("interdc", "db", "dc-a", "dc-b")}
+    assert subnets == {
+        "interdc": "10.238.0.0/24",
+        "db": "10.238.1.0/24",
+        "dc-a": "10.238.2.0/24",
+        "dc-b": "10.238.3.0/24",
+    }
+    assert "ipam" not in p["networks"]["front"]
+    b2 = p["services"]["b2"]
+    assert b2["networks"]["interdc"]["ipv4_address"] == "10.238.0.14"
+    assert b2["networks"]["dc-b"]["ipv4_address"] == "10.238.3.14"
+    # Every node names every peer (itself too) and the database in its /etc/hosts: no peer lookup
+    # goes to Docker's DNS, which stalls while dead containers' endpoints are removed.
+    hosts = dict(h.split(":") for h in p["services"]["a1"]["extra_hosts"])
+    assert hosts == {
+        **{f"{n}.interdc": f"10.238.0.{10 + i}" for i, n in enumerate(["a1", "a2", "a3", "b1", "b2"])},
+        "db": "10.238.1.3",
+    }
+    lb = dict(h.split(":") for h in p["services"]["lb"]["extra_hosts"])
+    assert lb["b2.dc-b"] == "10.238.3.14" and lb["a1.dc-a"] == "10.238.2.10"
+
+
+def test_subnets_in_use_are_skipped_and_a_full_pool_is_an_actionable_error():
+    t = make_topology(3, lab="demo")
+    plan = addressing.choose(t, ["10.238.0.0/23", "10.238.3.128/25", "172.17.0.0/16"])
+    assert list(plan.subnets.values()) == ["10.238.2.0/24", "10.238.4.0/24", "10.238.5.0/24", "10.238.6.0/24"]
+    with pytest.raises(RuntimeFailure, match=r"no free /24 left in 10\.238\.0\.0/23"):
+        addressing.choose(t, [], pool="10.238.0.0/23")
+    with pytest.raises(BadInput, match="HALAB_SUBNET_POOL"):
+        addressing.choose(t, [], pool="not-a-net")

@@ -646,3 +646,16 @@ def test_require_pass_exits_4_when_every_claim_holds_but_the_model_was_surprised
     ) as e:
         matrix.require_pass(result)
     assert e.value.exit_code == matrix.EXIT_SURPRISE == 4 and isinstance(e.value, CheckFailed)
+
+
+def test_writes_are_back_when_a_write_after_the_last_failure_completes():
+    w = Watch(T3)
+    hung = RequestRecord(100.05, 101.53, "POST", "/v1/projects", 201, True, write=True)  # through an election
+    w.requests = [req(99.9, write=True), hung, req(101.6, write=True)]
+    # No write failed, but the client waited 1.5 s for one: writes were back when it completed.
+    assert w.writes_resumed(100.0, 110.0) == pytest.approx(1.53)
+    w.requests = [req(100.1, write=True), req(100.2, ok=False, write=True), req(102.0, ok=False, write=True)]
+    w.requests += [req(102.5, write=True), req(103.0, ok=True)]
+    assert w.writes_resumed(100.0, 110.0) == pytest.approx(2.55)  # the first good write after 102.0, done
+    w.requests = [req(100.2, ok=False, write=True)]
+    assert w.writes_resumed(100.0, 110.0) is None

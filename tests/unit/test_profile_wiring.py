@@ -9,7 +9,7 @@ import pytest
 
 from lab.capacity import spec
 from lab.chaos import scenario
-from lab.cluster import compose, lifecycle, probes
+from lab.cluster import addressing, compose, lifecycle, probes
 from lab.cluster.topology import make_topology
 from lab.core.errors import BadInput
 from lab.server import supervisor
@@ -59,12 +59,12 @@ def test_compose_and_haproxy_follow_the_profile(
     name: str, restart: str, check: str, timeout: str, retry_on: str
 ) -> None:
     t = make_topology(3, lab="demo", profile=name)
-    services = compose.render(t, TAGS)["services"]
+    services = compose.render(t, TAGS, addressing.choose(t, []))["services"]
     assert {services[n]["restart"] for n in t.node_names} == {restart}
     assert services["a1"]["labels"]["halab.profile"] == name
     assert services["lb"]["restart"] == services["db"]["restart"] == "no"
     cfg = compose.haproxy_config(t)
-    assert f"resolvers docker {check}" in cfg and timeout in cfg and retry_on in cfg
+    assert f"init-addr libc {check}" in cfg and timeout in cfg and retry_on in cfg
     assert "$" not in cfg.replace("$lab", "")
 
 

@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from lab.cluster import state
+from lab.cluster import addressing, state
 from lab.cluster.topology import make_topology
 
 
@@ -28,7 +28,7 @@ def test_as_root_the_container_files_are_0600_and_given_to_the_containers_uid(ho
     monkeypatch.setattr(state, "can_chown", lambda: True)
     monkeypatch.setattr(state.os, "chown", lambda p, uid, gid: owners.__setitem__(str(p), uid))
     t = make_topology(3, lab="st1")
-    state.materialize(t, state.lab_dir(t.lab), TAGS)
+    state.materialize(t, state.lab_dir(t.lab), TAGS, addressing.choose(t, []))
     m = modes(state.lab_dir(t.lab))
     assert m["secrets"] == m["tls"] == 0o700 and stat.S_IMODE(state.lab_dir(t.lab).stat().st_mode) == 0o700
     assert m["secrets/db_password"] == m["secrets/db_root_password"] == m["tls/server.pem"] == 0o600
@@ -44,7 +44,7 @@ def test_without_root_they_are_readable_behind_0700_directories_and_the_ca_key_s
     monkeypatch.setattr(state, "can_chown", lambda: False)
     monkeypatch.setattr(state.os, "chown", lambda *a: pytest.fail("chown without root"))
     t = make_topology(1, lab="st2")
-    state.materialize(t, state.lab_dir(t.lab), TAGS)
+    state.materialize(t, state.lab_dir(t.lab), TAGS, addressing.choose(t, []))
     m = modes(state.lab_dir(t.lab))
     assert m["secrets/db_password"] == m["secrets/db_root_password"] == m["tls/server.pem"] == 0o644
     assert m["secrets"] == m["tls"] == 0o700 and stat.S_IMODE(state.lab_dir(t.lab).stat().st_mode) == 0o700
@@ -53,10 +53,10 @@ def test_without_root_they_are_readable_behind_0700_directories_and_the_ca_key_s
 
 def test_a_kept_secret_is_reused_and_a_new_lab_gets_another(home):
     a = make_topology(1, lab="st3")
-    state.materialize(a, state.lab_dir(a.lab), TAGS)
+    state.materialize(a, state.lab_dir(a.lab), TAGS, addressing.choose(a, []))
     first = (state.lab_dir(a.lab) / "secrets" / "db_password").read_text()
-    state.materialize(a, state.lab_dir(a.lab), TAGS)
+    state.materialize(a, state.lab_dir(a.lab), TAGS, addressing.choose(a, []))
     assert (state.lab_dir(a.lab) / "secrets" / "db_password").read_text() == first
     b = make_topology(1, lab="st4")
-    state.materialize(b, state.lab_dir(b.lab), TAGS)
+    state.materialize(b, state.lab_dir(b.lab), TAGS, addressing.choose(b, []))
     assert (state.lab_dir(b.lab) / "secrets" / "db_password").read_text() != first
