@@ -308,7 +308,7 @@ def run_case(
             + (f"; {', '.join(stuck)} restarted so that the next case starts from a steady lab" if stuck else "")
         )
     unexpected = observed != pred.outcome or observed != guide or bool(problems)
-    told = _evidence(t, fault.t0, t_heal, m) if unexpected else ()
+    told = _evidence(t, fault.t0, t_heal) if unexpected else ()
     result = CaseResult(
         t.size,
         case.id,
@@ -336,12 +336,11 @@ def run_case(
     return result
 
 
-def _evidence(t: Topology, t0: float, t_heal: float, m: Measures) -> list[str]:
-    """What the nodes' ZooKeeper members, clients and HA states did from the fault until writes came
-    back (or the heal), so that the surprise can be explained from the report alone."""
-    end = t0 + m.recover + 1 if m.recover is not None else t_heal
-    events = evidence.collect({n: container_name(t, n) for n in t.node_names}, t0 - 0.5, min(end, t_heal))
-    return evidence.render(events, t0)
+def _evidence(t: Topology, t0: float, t_heal: float) -> list[str]:
+    """What the nodes' ZooKeeper members, clients and HA states did while the fault held, so that
+    the surprise can be explained from the report alone."""
+    events = evidence.collect({n: container_name(t, n) for n in t.node_names}, t0 - 0.5, t_heal)
+    return evidence.render(events, t0, limit=80)
 
 
 def _repair(t: Topology, w: Watch, b: Bounds) -> list[str]:

@@ -51,6 +51,8 @@ def test_tuned_nodes_hold_every_claim_for_1_3_and_5_nodes_as_the_model_predicts(
     written = json.loads((result.run_dir / "matrix.json").read_text())
     assert written["passed"] and written["profile"] == "tuned" and len(written["cases"]) == 47
     assert "| claim | the guide says |" in (result.run_dir / "matrix.md").read_text()
+    # Every container's log outlives its lab, for whoever explains a run afterwards.
+    assert (result.run_dir / "n5" / "logs" / "b2.log").stat().st_size > 0
 
 
 @pytest.mark.timeout(2400)
@@ -73,6 +75,10 @@ def test_the_real_v1_node_does_not_hold_the_split_claim(request):
     # ... and the supervisor started it again. (Not in every split: a b1 restarted shortly before a
     # split may still be inside the 50 s held when its session is lost.)
     assert any(c.measures is not None and c.measures.restarts.get("b1", 0) >= 1 for c in splits), matrix.table(result)
+    # Each split that failed the guide carries its evidence: the cut node's own account, from its logs.
+    for c in splits:
+        if not c.holds:
+            assert any(line.split()[2] == "b1:" for line in c.evidence), (c.case, c.evidence)
     # Nothing acknowledged was lost, whatever the availability.
     assert not any(c.safety for c in result.cases), matrix.table(result)
 
