@@ -110,9 +110,11 @@ class Case:
 
 @dataclass(frozen=True)
 class Expectation:
-    active: frozenset[str]  # nodes that keep serving
+    active: frozenset[str]  # nodes that keep serving the load balancer's clients
     fenced: frozenset[str]  # alive and reachable by the LB, but without quorum or database: /ping 503
     failed: frozenset[str]  # nodes that are down (killed, stopped, paused)
+    # alive, but a split cut them from the load balancer's datacenter (--lb-dc): their checks fail
+    unreached: frozenset[str] = frozenset()
 
     @property
     def outcome(self) -> str:
@@ -120,7 +122,7 @@ class Expectation:
 
     @property
     def out(self) -> frozenset[str]:
-        return self.fenced | self.failed
+        return self.fenced | self.failed | self.unreached
 
 
 # ------------------------------------------------------------------------------- expectation
@@ -130,7 +132,8 @@ def expect(t: Topology, faults: Sequence[FaultSpec]) -> Expectation:
     """What quorum arithmetic and the database's placement say about resolved faults held together.
 
     A node stays active when it is alive, the alive nodes it can reach form a group of at least a
-    majority of the ensemble, and it can reach the live database."""
+    majority of the ensemble, it can reach the live database, and the load balancer (with its
+    clients) can reach it."""
     down: set[str] = set()
     cut: set[frozenset[str]] = set()
     for f in faults:
@@ -143,6 +146,7 @@ def expect(t: Topology, faults: Sequence[FaultSpec]) -> Expectation:
             cut.update(frozenset((c.src, c.dst)) for c in cuts(f, t))
     alive = [n for n in t.node_names if n not in down]
     linked = {n: {m for m in alive if m == n or frozenset((n, m)) not in cut} for n in alive}
+    unreached = {n for n in alive if frozenset((n, LB)) in cut}
     active = set()
     for n in alive:
         # Every fault but flaky is a partition, and partitions held together refine into one: the
@@ -151,7 +155,10 @@ def expect(t: Topology, faults: Sequence[FaultSpec]) -> Expectation:
         if len(group) >= majority(t.size) and DB not in down and frozenset((n, DB)) not in cut:
             active.add(n)
     return Expectation(
-        frozenset(active), frozenset(n for n in alive if n not in active), frozenset(down & set(t.node_names))
+        frozenset(active - unreached),
+        frozenset(n for n in alive if n not in active and n not in unreached),
+        frozenset(down & set(t.node_names)),
+        frozenset(unreached),
     )
 
 
@@ -173,6 +180,13 @@ def predict(
     and over), and how long losing the ZooKeeper leader blacks writes out (followers notice after
     syncLimit ticks, then elect) compared with the objective's `after`."""
     e = expect(t, faults)
+    if not e.active and e.unreached:
+        return Prediction(
+            OUTAGE,
+            f"the load balancer and its clients (in {t.lb_dc}) reach no node with a quorum and the database "
+            f"({', '.join(sorted(e.unreached))} cut from them)",
+            e,
+        )
     if not e.active:
         return Prediction(OUTAGE, "no node has a quorum and the database: writes fail everywhere", e)
     if e.fenced and not profile.ping_gate:

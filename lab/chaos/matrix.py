@@ -474,6 +474,7 @@ def run_matrix(
     runs_root: str | Path = "runs",
     lab_prefix: str = "matrix",
     db_dc: str | None = None,
+    lb_dc: str | None = None,
     profile: str | None = None,
     only: Sequence[str] = (),
     ports: Callable[[], Ports] | None = None,
@@ -489,6 +490,7 @@ def run_matrix(
             size,
             lab=f"{lab_prefix}-n{size}",
             db_dc=db_dc,
+            lb_dc=lb_dc,
             ports=ports() if ports else None,
             profile=profile or DEFAULT_PROFILE,
         )

@@ -8,6 +8,7 @@ name: kill-leader-under-load        # default: the file's name
 description: what it shows
 seed: 7                             # jitter and `random` targets are drawn from it
 topology: {nodes: 3, layout: "dc-a:2,dc-b:1", db_dc: dc-a}   # layout and db_dc optional; also
+                                    # lb_dc: a datacenter or outside (default), where the clients sit;
                                     # profile: rancher-1.0 (default) or tuned (`halab run --profile`)
 load: {users: 4, spawn_rate: 4, user_classes: [ApiUser]}     # optional: Locust through the LB
 duration: 40s                       # the method; default: the last heal + 10 s
@@ -90,6 +91,7 @@ class TopologySpec:
     nodes: int
     layout: str | None = None
     db_dc: str | None = None
+    lb_dc: str | None = None  # where the load balancer and its clients sit (None: outside)
     # The node profile (`halab run --profile` overrides the file's); None: a running lab's, or the
     # default for a new one.
     profile: str | None = None
@@ -100,6 +102,7 @@ class TopologySpec:
             lab=lab_name,
             layout=self.layout,
             db_dc=self.db_dc,
+            lb_dc=self.lb_dc,
             ports=ports,
             profile=self.profile or DEFAULT_PROFILE,
         )
@@ -196,11 +199,12 @@ def load(path: str | Path) -> Scenario:
 
 
 def _topology(raw: Any, where: str) -> TopologySpec:
-    d = y.mapping(raw, where, required=("nodes",), optional=("layout", "db_dc", "profile"))
+    d = y.mapping(raw, where, required=("nodes",), optional=("layout", "db_dc", "lb_dc", "profile"))
     spec = TopologySpec(
         y.integer(d["nodes"], y.sub(where, "nodes")),
         y.string(d["layout"], y.sub(where, "layout")) if "layout" in d else None,
         y.string(d["db_dc"], y.sub(where, "db_dc")) if "db_dc" in d else None,
+        y.string(d["lb_dc"], y.sub(where, "lb_dc")) if "lb_dc" in d else None,
         y.string(d["profile"], y.sub(where, "profile")) if "profile" in d else None,
     )
     try:
@@ -214,6 +218,7 @@ def _topology(raw: Any, where: str) -> TopologySpec:
                     ("nodes", "--nodes"),
                     ("layout", "--layout"),
                     ("db_dc", "--db-dc"),
+                    ("lb_dc", "--lb-dc"),
                     ("profile", "--profile"),
                 )
                 if msg.startswith(flag)
@@ -457,10 +462,11 @@ def _lab_for(sc: Scenario, name: str, ports: Ports | None) -> tuple[Topology, bo
     if lifecycle.running_containers(name):
         t = state.load_topology(name)
         want = sc.topology.build(name, t.ports)
-        if (t.node_names, tuple(n.dc for n in t.nodes), t.db_dc, sc.topology.profile or t.profile) != (
+        if (t.node_names, tuple(n.dc for n in t.nodes), t.db_dc, t.lb_dc, sc.topology.profile or t.profile) != (
             want.node_names,
             tuple(n.dc for n in want.nodes),
             want.db_dc,
+            want.lb_dc,
             t.profile,
         ):
             raise BadInput(

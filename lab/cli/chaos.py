@@ -62,6 +62,9 @@ def add_commands(command: AddCommand) -> None:
     sp.add_argument("--claims", help="claims file (default scenarios/claims.yaml)")
     sp.add_argument("--only", action="append", help="run only this case id (repeatable), e.g. kill-leader")
     sp.add_argument("--db-dc", help="datacenter of the database, or 'external' (default: the first)")
+    sp.add_argument(
+        "--lb-dc", help="datacenter of the load balancer and its clients, or 'outside' (default: outside all)"
+    )
     sp.add_argument("--prefix", default="matrix", help="lab name prefix (labs are <prefix>-n<size>)")
     sp.add_argument("--profile", help="node profile: rancher-1.0 (default, the real v1.0 node) or tuned")
     sp.add_argument("--runs", default="runs", help="folder for the run directory (default runs/)")
@@ -177,7 +180,9 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     if args.dry_run:
         c = claims.load(path)
         for n in sizes:
-            t = make_topology(n, db_dc=args.db_dc, **({"profile": args.profile} if args.profile else {}))
+            t = make_topology(
+                n, db_dc=args.db_dc, lb_dc=args.lb_dc, **({"profile": args.profile} if args.profile else {})
+            )
             guide = {x.id: x.outcome for x in c.claims}
             for case in claims.cases(c, t):
                 print(
@@ -192,6 +197,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         runs_root=args.runs,
         lab_prefix=args.prefix,
         db_dc=args.db_dc,
+        lb_dc=args.lb_dc,
         profile=args.profile,
         only=tuple(args.only or ()),
         seed=args.seed,

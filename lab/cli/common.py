@@ -41,6 +41,11 @@ def add_topology_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layout", help="datacenters, e.g. dc-a:2,dc-b:1 (default by size)")
     p.add_argument("--db-dc", help="datacenter the database lives in, or 'external' (default: the first)")
     p.add_argument(
+        "--lb-dc",
+        help="datacenter the load balancer and its clients sit in, so that a split cuts them from the other "
+        "side, or 'outside' (default: beyond every datacenter)",
+    )
+    p.add_argument(
         "--bind",
         default="127.0.0.1",
         help="address the load balancer's ports bind (default 127.0.0.1; others expose the lab)",
@@ -102,6 +107,7 @@ def topology_from_args(args: argparse.Namespace) -> Topology:
         lab=args.name,
         layout=args.layout,
         db_dc=args.db_dc,
+        lb_dc=args.lb_dc,
         ports=Ports(
             bind=args.bind, http=args.http_port, https=args.https_port, mgmt=args.mgmt_port, direct=args.direct_port
         ),

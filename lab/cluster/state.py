@@ -22,7 +22,7 @@ from typing import Any
 
 from lab.cluster import compose, tls
 from lab.cluster.addressing import Plan
-from lab.cluster.topology import Node, Ports, Sizing, Tls, Topology
+from lab.cluster.topology import OUTSIDE_LB, Node, Ports, Sizing, Tls, Topology
 from lab.core.errors import BadInput, register_secret
 from lab.server.profiles import DEFAULT_PROFILE
 
@@ -65,6 +65,7 @@ def topology_from_dict(d: dict[str, Any]) -> Topology:
         db_image=d.get("db_image"),
         server_env=tuple((k, v) for k, v in d.get("server_env", ())),
         profile=d.get("profile", DEFAULT_PROFILE),
+        lb_dc=d.get("lb_dc", OUTSIDE_LB),
     )
 
 

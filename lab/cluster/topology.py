@@ -16,6 +16,7 @@ from lab.server.profiles import DEFAULT_PROFILE, PROFILES, Profile, profile
 SUPPORTED_SIZES = (1, 3, 5)
 DEFAULT_LAYOUTS = {1: (("dc-a", 1),), 3: (("dc-a", 2), ("dc-b", 1)), 5: (("dc-a", 3), ("dc-b", 2))}
 EXTERNAL_DB = "external"
+OUTSIDE_LB = "outside"  # the load balancer beyond every datacenter, as the clients are
 # The guide: 50 database connections per Rancher server node.
 GUIDE_POOL_PER_NODE = 50
 # Connections the harness itself and the database's own tools may need on top of the nodes' pools.
@@ -159,6 +160,9 @@ class Topology:
     server_env: tuple[tuple[str, str], ...] = ()
     # How the nodes fail (lab/server/profiles.py): its name, checked by make_topology.
     profile: str = DEFAULT_PROFILE
+    # Where the load balancer (and the clients with it) sits: a datacenter, so that a split cuts it
+    # from the other side's nodes, or OUTSIDE_LB: beyond every datacenter, reaching all of them.
+    lb_dc: str = OUTSIDE_LB
 
     @property
     def node_profile(self) -> Profile:
@@ -324,6 +328,7 @@ def make_topology(
     db_image: str | None = None,
     server_env: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
     profile: str = DEFAULT_PROFILE,
+    lb_dc: str | None = None,
     where: str = "--nodes",
 ) -> Topology:
     """Validate user input and build a Topology. Every error is a BadInput naming its source."""
@@ -355,6 +360,12 @@ def make_topology(
             f"--db-dc: the database is placed in {db_dc!r}, which is not a datacenter of this lab "
             f"({', '.join(dc_names)}) nor {EXTERNAL_DB!r}"
         )
+    lb_dc = lb_dc or OUTSIDE_LB
+    if lb_dc != OUTSIDE_LB and lb_dc not in dc_names:
+        raise BadInput(
+            f"--lb-dc: the load balancer is placed in {lb_dc!r}, which is not a datacenter of this lab "
+            f"({', '.join(dc_names)}) nor {OUTSIDE_LB!r}"
+        )
     members: list[Node] = []
     for (dc, count), prefix in zip(dcs, prefixes, strict=True):
         for i in range(1, count + 1):
@@ -370,6 +381,7 @@ def make_topology(
         db_image=db_image,
         server_env=check_server_env(server_env),
         profile=check_profile(profile),
+        lb_dc=lb_dc,
     )
     _validate_numbers(topo)
     return topo

@@ -17,9 +17,10 @@ from lab.cluster.compose import container_name
 from lab.cluster.topology import Topology
 from lab.core.errors import RuntimeFailure
 from lab.faults.netmodel import is_up, path_ip, rule_tag
-from lab.faults.spec import DB
+from lab.faults.spec import DB, LB
 
-ZK_PORT, DB_PORT = 2181, 3306
+ZK_PORT, DB_PORT, LB_PORT = 2181, 3306, 80
+PORTS = {DB: DB_PORT, LB: LB_PORT}  # what a connectivity check connects to; a peer: its ZooKeeper
 
 CONNECT_TIMEOUT = 0.5  # a TCP handshake inside one Docker host takes well under a millisecond
 
@@ -93,8 +94,8 @@ def connectivity(
         by_src.setdefault(p[0], []).append(p)
 
     def run(src: str) -> dict[tuple[str, str], tuple[int, int]]:
-        todo = [(d, path_ip(d, ips), n) for _, d, n in by_src[src]]
-        targets = [[ip, DB_PORT if d == DB else ZK_PORT, n] for d, ip, n in todo if ip]
+        todo = [(d, path_ip(d, ips, t.node(src).dc), n) for _, d, n in by_src[src]]
+        targets = [[ip, PORTS.get(d, ZK_PORT), n] for d, ip, n in todo if ip]
         out: list[list[int]]  # [open, cut] per target
         try:
             out = json.loads(

@@ -8,8 +8,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
-from lab.cluster.topology import EXTERNAL_DB, Topology
-from lab.faults.spec import DB, FaultSpec
+from lab.cluster.topology import EXTERNAL_DB, OUTSIDE_LB, Topology
+from lab.faults.spec import DB, LB, FaultSpec
 
 
 @dataclass(frozen=True)
@@ -22,8 +22,9 @@ class Cut:
 
 
 def groups(spec: FaultSpec, t: Topology) -> tuple[frozenset[str], ...]:
-    """The sides of a network fault as sets of endpoints (nodes and maybe `db`). An endpoint in no
-    group is cut from nobody (the database when it is external or not named)."""
+    """The sides of a network fault as sets of endpoints (nodes, maybe `db` and `lb`). An endpoint in
+    no group is cut from nobody: the database when it is external or not named, the load balancer
+    unless a split cuts the datacenter it was placed in from the others."""
     if spec.kind == "isolate":
         (node,) = spec.targets
         return frozenset({node}), frozenset(n for n in (*t.node_names, DB) if n != node)
@@ -36,6 +37,8 @@ def groups(spec: FaultSpec, t: Topology) -> tuple[frozenset[str], ...]:
             members = {n.name for n in t.nodes if n.dc in dcs}
             if t.db_dc != EXTERNAL_DB and t.db_dc in dcs:
                 members.add(DB)
+            if t.lb_dc != OUTSIDE_LB and t.lb_dc in dcs:
+                members.add(LB)
             out.append(frozenset(members))
         return tuple(out)
     if spec.kind in ("partition", "flaky"):
@@ -117,9 +120,10 @@ def addresses(t: Topology, found: Mapping[str, Mapping[str, Any]]) -> dict[str, 
     return out
 
 
-def path_ip(dst: str, ips: Mapping[str, Mapping[str, str]]) -> str | None:
-    """The address a node uses for `dst`: the database on `db`, a peer on the `interdc` mesh."""
-    return ips.get(dst, {}).get("db" if dst == DB else "interdc")
+def path_ip(dst: str, ips: Mapping[str, Mapping[str, str]], src_dc: str) -> str | None:
+    """The address a node (in datacenter `src_dc`) uses for `dst`: the database on `db`, the load
+    balancer on the node's datacenter network, a peer on the `interdc` mesh."""
+    return ips.get(dst, {}).get("db" if dst == DB else src_dc if dst == LB else "interdc")
 
 
 def is_up(c: Mapping[str, Any] | None) -> TypeGuard[Mapping[str, Any]]:

@@ -113,3 +113,18 @@ def test_a_database_on_the_minority_side_fails_the_split_claim_with_exit_3(tmp_p
     assert split["id"] == "split-majority-side-survives" and split["verdict"] == "does not hold"
     assert {c["predicted"] for c in out["cases"]} == {"outage"} == {c["observed"] for c in out["cases"]}
     assert "do not hold" in done.stderr
+
+
+@pytest.mark.timeout(600)
+def test_clients_with_the_load_balancer_on_the_minority_side_lose_the_split_with_exit_3(tmp_path):
+    """--lb-dc dc-b: the split cuts the load balancer (and its clients) from the majority, which keeps
+    its quorum and serves nobody."""
+    cmd = [sys.executable, "-m", "lab.cli", "--json", "matrix", "--nodes", "3", "--profile", "tuned"]
+    cmd += ["--lb-dc", "dc-b", "--prefix", unique_lab_name("ml"), "--runs", str(tmp_path)]
+    cmd += ["--only", "split-dc-a|dc-b@leader-majority"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=550)
+    assert done.returncode == 3, done.stderr[-2000:]
+    (case,) = json.loads(done.stdout)["cases"]
+    assert case["predicted"] == case["observed"] == "outage", case
+    assert case["leader"].startswith("a") and "reach no node" in case["why"]
+    assert not case["surprise"] and not case["safety"], case

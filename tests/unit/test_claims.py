@@ -463,3 +463,26 @@ def test_file_errors_name_the_file_and_field(tmp_path, old, new, match):
 def test_not_yaml_names_the_line(tmp_path):
     with pytest.raises(BadInput, match=r"claims.yaml: line \d+: not valid YAML"):
         claims.load(write(tmp_path, "guide: [unclosed\n"))
+
+
+def test_a_load_balancer_placed_in_a_datacenter_is_cut_with_it_by_a_split():
+    outside = expect(make_topology(3), [SPLIT])
+    assert (outside.active, outside.unreached) == ({"a1", "a2"}, frozenset())
+    # With the clients on the minority side, the majority keeps its quorum but nobody can use it.
+    t = make_topology(3, lb_dc="dc-b")
+    e = expect(t, [SPLIT])
+    assert (e.active, e.fenced, e.unreached) == (frozenset(), {"b1"}, {"a1", "a2"})
+    assert e.out == {"a1", "a2", "b1"}
+    p = predict(t, [SPLIT], TUNED, Objective(), leader_lost=False)
+    assert p.outcome == OUTAGE and "reach no node with a quorum" in p.why and "(in dc-b)" in p.why
+    # With the clients on the majority side, the cut-off minority is simply out of reach.
+    e = expect(make_topology(3, lb_dc="dc-a"), [SPLIT])
+    assert (e.active, e.fenced, e.unreached) == ({"a1", "a2"}, frozenset(), {"b1"})
+    # Kills do not move the load balancer's reach.
+    assert expect(t, [make_spec("kill", ["a1"])]).unreached == frozenset()
+
+
+def test_the_load_balancer_must_be_placed_in_one_of_the_labs_datacenters():
+    with pytest.raises(BadInput, match="--lb-dc: the load balancer is placed in 'dc-z'"):
+        make_topology(3, lb_dc="dc-z")
+    assert make_topology(3).lb_dc == "outside" == make_topology(3, lb_dc="outside").lb_dc

@@ -20,7 +20,7 @@ from lab import faults
 from lab.cluster.topology import make_topology
 from lab.core.errors import BadInput, FaultNotEffective, RuntimeFailure
 from lab.core.wait import wait_for
-from lab.faults import DB, Cut, FaultSpec, Injector, Registry, backend, injector, make_spec, netmodel
+from lab.faults import DB, LB, Cut, FaultSpec, Injector, Registry, backend, injector, make_spec, netmodel
 
 
 @pytest.fixture(autouse=True)
@@ -171,9 +171,12 @@ def test_path_ip_follows_the_network_peers_use():
         "b1": {"dc-b": "4.4.4.1", "interdc": "2.2.2.3"},
     }
     # Peers of one datacenter too use the interdc mesh (docs/architecture.md).
-    assert faults.path_ip("a2", ips) == "2.2.2.2"
-    assert faults.path_ip("b1", ips) == "2.2.2.3"
-    assert faults.path_ip(DB, ips) == "3.3.3.9"
+    assert faults.path_ip("a2", ips, "dc-b") == "2.2.2.2"
+    assert faults.path_ip("b1", ips, "dc-a") == "2.2.2.3"
+    assert faults.path_ip(DB, ips, "dc-a") == "3.3.3.9"
+    # The load balancer sits on every datacenter's network; a node reaches it on its own.
+    ips[LB] = {"front": "5.5.5.1", "dc-a": "1.1.1.9", "dc-b": "4.4.4.9"}
+    assert faults.path_ip(LB, ips, "dc-b") == "4.4.4.9"
 
 
 @pytest.mark.parametrize("p,n", [(1.0, 1), (0.5, 14), (0.3, 26), (0.01, 917)])
@@ -289,7 +292,7 @@ class FakeLab:
         """faults.connectivity as the fake rules decide it: a path is cut by a DROP of its packets."""
 
         def cut(s: str, d: str) -> bool:
-            to = faults.path_ip(d, ips)
+            to = faults.path_ip(d, ips, t.node(s).dc if s in t.node_names else "")
             return (
                 not to
                 or any(f"OUTPUT -d {to} " in r for r in self.rules(s))
@@ -596,3 +599,26 @@ def test_no_reapply_and_no_watcher_without_a_network_fault(fake):
         assert inj.watcher is None
     assert not [c for c in lab.commands if c[1] == "exec"]  # no rules touched
     assert faults.reapply(T3, "b1 started") == []
+
+
+def test_a_split_cuts_a_load_balancer_placed_in_a_datacenter_from_the_other_side():
+    t = make_topology(3, lb_dc="dc-b")
+    groups = netmodel.groups(make_spec("split"), t)
+    assert groups == (frozenset({"a1", "a2", DB}), frozenset({"b1", LB}))
+    cut_list = faults.cuts(make_spec("split"), t)
+    assert Cut("a1", LB) in cut_list and Cut(LB, "a2") in cut_list and Cut("b1", LB) not in cut_list
+    ips = {
+        "a1": ["10.1.0.10"],
+        "a2": ["10.1.0.11"],
+        "b1": ["10.2.0.12"],
+        DB: ["10.3.0.3"],
+        LB: ["10.4.0.2", "10.1.0.2"],
+    }
+    plan = faults.rules(cut_list, ips, "t", {"a1", "a2", "b1"})
+    # The load balancer holds no rules (no NET_ADMIN): the nodes drop its packets, both directions.
+    assert LB not in plan
+    a1 = [" ".join(r) for r in plan["a1"]]
+    assert any("OUTPUT -d 10.1.0.2 " in r for r in a1) and any("INPUT -s 10.1.0.2 " in r for r in a1)
+    assert ("a1", LB) in faults.check_paths(cut_list, {"a1", "a2", "b1"})
+    # Outside every datacenter (the default), a split leaves it alone.
+    assert LB not in {e for g in netmodel.groups(make_spec("split"), make_topology(3)) for e in g}

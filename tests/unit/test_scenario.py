@@ -70,6 +70,7 @@ def test_a_good_file_loads_with_defaults(tmp_path):
         ),
         ("  nodes: 3", "  nodes: 4", r"x\.yaml: topology\.nodes: 4 nodes adds no fault tolerance"),
         ("  nodes: 3", "  nodes: 3\n  db_dc: dc-z", r"x\.yaml: topology\.db_dc: the database is placed in 'dc-z'"),
+        ("  nodes: 3", "  nodes: 3\n  lb_dc: dc-z", r"x\.yaml: topology\.lb_dc: the load balancer is placed in 'dc-z'"),
         ("  nodes: 3", "  nodes: 3\n  layout: dc-a:2", r"x\.yaml: topology\.layout: dc-a:2 places 2 nodes"),
         ("seed: 1", "seed: 1\nduration: 12s", r"x\.yaml: duration: 12 s ends before faults\[1\] is healed"),
         ("seed: 1", "seed: 1\nchecks: {during: [vibes]}", r"x\.yaml: checks\.during\[0\]: 'vibes' is not one of"),
