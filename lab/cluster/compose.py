@@ -208,6 +208,9 @@ def haproxy_config(t: Topology) -> str:
     routes = "\n".join(f"    use_backend direct_{n.name} if {{ path_beg /node/{n.name}/ }}" for n in t.nodes)
     direct = "\n".join(
         f"backend direct_{n.name}\n"
+        # The node's own answer, never retried: a probe must see a 503, and a write sent to one
+        # node must not run twice (the defaults' L7 retries would resend it on a 503).
+        f"    retries 0\n"
         f"    http-request replace-path /node/{n.name}(/.*) \\1\n"
         f"    server {n.name} {n.alias(n.dc)}:{NODE_API_PORT}\n"
         for n in t.nodes

@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import dataclass
 
 FILENAME = "lab/server/changesets.py"
+FENCE_TABLE = "halab_fence"  # coord.Fence's tokens (not cattle's: v1.0 had no fencing)
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,16 @@ CHANGESETS: tuple[ChangeSet, ...] = (
             "INSERT IGNORE INTO account (name, kind, uuid, description, state, created, data) "
             "VALUES ('Default', 'project', 'adminProject', 'Default project', 'active', NOW(6), '{}')",
             "INSERT IGNORE INTO setting (name, value) VALUES ('schema.version', 'halab-0003')",
+        ),
+    ),
+    ChangeSet(
+        id="halab-0004-fence",
+        author="ha-lab",
+        description="fencing tokens: per resource, the newest lock token a commit was made under",
+        statements=(
+            f"""CREATE TABLE IF NOT EXISTS {FENCE_TABLE} (
+  resource VARCHAR(160) NOT NULL PRIMARY KEY,
+  token BIGINT NOT NULL) {_TAIL}""",
         ),
     ),
 )

@@ -81,6 +81,7 @@ class Config:
     heap_scale: int = 32
     request_heap_bytes: int = 64 << 10
     process_delay_ms: int = 200
+    commit_hook: str = ""  # the nemesis's pause point (processes.commit_hook); empty: off
     process_replay_after: float = 2.0
     changelog_lock_stale: float = 15.0
     migration_max_wait: float = 600.0
@@ -173,6 +174,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         heap_scale=_int(env, "HALAB_HEAP_SCALE", 32, minimum=1),
         request_heap_bytes=parse_size(env.get("HALAB_REQUEST_HEAP", "64k")),
         process_delay_ms=_int(env, "HALAB_PROCESS_DELAY_MS", 200),
+        commit_hook=env.get("HALAB_COMMIT_HOOK", "").strip(),
         process_replay_after=_float(env, "HALAB_PROCESS_REPLAY_AFTER", 2.0),
         changelog_lock_stale=_float(env, "HALAB_CHANGELOG_LOCK_STALE", 15.0, minimum=1.0),
         migration_max_wait=_float(env, "HALAB_MIGRATION_MAX_WAIT", 600.0, minimum=1.0),

@@ -4,9 +4,12 @@ Locks live at `/cattle/locks/<type>/<id>` (kazoo's Lock recipe, the equivalent o
 Curator mutex). Taking one creates a sequential ephemeral znode, a quorum write, so holding a
 lock proves this node had a live session with a quorum when it got it. With the profile's
 `commit_fence` (tuned), `Fence.check()` re-checks right before a COMMIT that the session is still
-connected and is the one that took the lock; a node cut off from the quorum sees its connection
-drop (the server stops serving without quorum, and peers are unreachable) well before the session
-can expire and the lock pass to another node. Cattle had no such check (rancher-1.0).
+connected and is the one that took the lock, and the COMMIT itself is fenced at the database: the
+lock's token (its znode's creation zxid, which grows with every lock taken on the ensemble) is
+registered for the resource before the write reads anything (`Fence.register`), and the commit's
+last statement refuses to go on when a newer holder registered a higher token (`Fence.commit`).
+The session check alone leaves a window: a holder frozen between it and its COMMIT commits late,
+after its lock passed to another node. Cattle had neither (rancher-1.0).
 
 `LossClock` decides when the session counts as lost, on which a rancher-1.0 node exits.
 
@@ -29,6 +32,7 @@ from kazoo.handlers.threading import SequentialThreadingHandler
 from kazoo.recipe.lock import Lock
 from kazoo.retry import KazooRetry
 
+from .changesets import FENCE_TABLE
 from .profiles import Profile
 
 log = logging.getLogger("halab.zk")
@@ -48,16 +52,48 @@ def lock_path(rtype: str, rid: int) -> str:
     return f"{LOCK_ROOT}/{rtype}/{rid}"
 
 
+class Fenced(NoQuorum):
+    """A newer holder of the resource's lock registered its token: this holder's lock is gone."""
+
+
 class Fence:
-    def __init__(self, coord: Coordinator, session_id: int, enforced: bool) -> None:
+    def __init__(self, coord: Coordinator, session_id: int, enforced: bool, resource: str = "", token: int = 0) -> None:
         self._coord = coord
         self.session_id = session_id
         self.enforced = enforced
+        self.resource = resource  # "<type>/<id>"
+        self.token = token  # the lock znode's czxid
 
     def check(self) -> None:
         """Raise NoQuorum unless the session that took the lock is still connected (if enforced)."""
         if self.enforced and self._coord.session_id() != self.session_id:
             raise NoQuorum("lost the ZooKeeper session (no quorum) before commit")
+
+    def register(self, conn: Any) -> None:
+        """Before the write reads what it will change, record this holder's token for the resource
+        (a transaction of its own), so that an older holder still on its way to COMMIT is refused."""
+        if not self.enforced:
+            return
+        with conn.cursor() as cur:
+            cur.execute(
+                f"INSERT INTO {FENCE_TABLE} (resource, token) VALUES (%s, %s)"
+                " ON DUPLICATE KEY UPDATE token = GREATEST(token, VALUES(token))",
+                (self.resource, self.token),
+            )
+        conn.commit()
+
+    def commit(self, conn: Any) -> None:
+        """COMMIT, fenced (if enforced): the transaction's last statement reads the resource's newest
+        token FOR UPDATE, so no newer holder can register between it and the COMMIT."""
+        if self.enforced:
+            with conn.cursor() as cur:
+                cur.execute(f"SELECT token FROM {FENCE_TABLE} WHERE resource = %s FOR UPDATE", (self.resource,))
+                row = cur.fetchone()
+            newest = int(row[0]) if row else 0
+            if newest > self.token:
+                conn.rollback()
+                raise Fenced(f"{self.resource}: lock token {self.token} is older than {newest}, a newer holder's")
+        conn.commit()
 
 
 class LossClock:
@@ -253,15 +289,25 @@ class Coordinator:
             raise LockBusy(f"{rtype} {rid} is locked by another process") from None
         except KazooException as e:
             raise NoQuorum(f"ZooKeeper lock failed: {type(e).__name__}") from None
-        held = Held(lock, Fence(self, self.session_id() or -1, self.fenced))
         if not got:
             if not self.connected:
                 raise NoQuorum("lost the ZooKeeper session while locking")
             raise LockBusy(f"{rtype} {rid} is locked by another process")
-        if held.fence.session_id == -1:
+        session = self.session_id() or -1
+        token = self._token(lock) if self.fenced and session != -1 else 0
+        held = Held(lock, Fence(self, session, self.fenced, f"{rtype}/{rid}", token))
+        if session == -1 or token < 0:
             held.release()
             raise NoQuorum("lost the ZooKeeper session right after locking")
         return held
+
+    def _token(self, lock: Lock) -> int:
+        """The fencing token of a lock just taken: its znode's creation zxid (-1: cannot tell)."""
+        try:
+            stat = self.client.exists(f"{lock.path}/{lock.node}")
+        except KazooException:
+            return -1
+        return int(stat.czxid) if stat is not None else -1
 
     @contextmanager
     def hold(self, rtype: str, rid: int, timeout: float, blocking: bool = True) -> Iterator[Fence]:

@@ -3,7 +3,8 @@
 API writes (create / update / remove) run in one transaction that changes the resource to its
 transitioning state (`requested`, `updating`, `removing`) and inserts the process row. The
 transaction commits only while this node holds the resource's ZooKeeper lock (and, with the
-profile's commit fence, only while its session is still live), and the API answers only after
+profile's commit fence, only while its session is still live and no newer holder of the lock has
+registered a higher fencing token at the database: coord.Fence), and the API answers only after
 COMMIT. A lock held by another process past the lock timeout is a 409; a lock that cannot be
 taken for want of a session is a 500 (rancher-1.0: cattle's IllegalStateException) or a 503
 NO_QUORUM (tuned).
@@ -25,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,6 +51,9 @@ _FLOW = {
     "update": ("updating", "updating", "active"),
     "remove": ("removing", "removing", "removed"),
 }
+# The nemesis's pause point (HALAB_COMMIT_HOOK): a hooked write waits while this file exists.
+COMMIT_HOOK_FILE = "/tmp/halab-commit-hook"
+COMMIT_HOOK_MAX_WAIT = 120.0
 MAX_CONCURRENT = 16
 REPLAY_BATCH = 200
 # cattle's event names (EngineEvents.PROCESS_EXECUTE, IaasEvents.RESOURCE_CHANGE)
@@ -108,7 +114,7 @@ class ProcessEngine:
         with self.coord.hold(rt.name, row_id, self.cfg.profile.lock_timeout) as fence:
             store.insert_process(conn, rt, row_id, "create", self.server_id)
             fence.check()
-            conn.commit()
+            fence.commit(conn)
         row = store.read_row(conn, rt, row_id)
         assert row is not None
         return row
@@ -118,8 +124,11 @@ class ProcessEngine:
     ) -> dict[str, Any]:
         """update or remove: lock first, then the transaction (the order processes use too)."""
         with self.coord.hold(rt.name, row_id, self.cfg.profile.lock_timeout) as fence:
+            fence.register(conn)
             conn.begin()
-            row = store.read_row(conn, rt, row_id, for_update=True)
+            # A plain read, as cattle's: the ZooKeeper lock is what keeps two writers apart (and
+            # the fence, when on, what refuses a holder that lost it on its way to COMMIT).
+            row = store.read_row(conn, rt, row_id)
             if row is None:
                 raise ApiError(404, "RESOURCE_NOT_FOUND", f"{rt.name} {rt.format_id(row_id)} not found")
             state = row["state"]
@@ -151,7 +160,8 @@ class ProcessEngine:
             store.update_resource(conn, rt, row_id, columns)
             store.insert_process(conn, rt, row_id, action, self.server_id)
             fence.check()
-            conn.commit()
+            commit_hook(self.cfg.commit_hook, changes)
+            fence.commit(conn)
         row = store.read_row(conn, rt, row_id)
         assert row is not None
         return row
@@ -266,6 +276,27 @@ class ProcessEngine:
 _TRANSITIONING = frozenset(s for flow in _FLOW.values() for s in flow[:2])
 
 
+def commit_hook(marker: str, changes: Changes | None) -> None:
+    """Hold a write between the fence's session check and its COMMIT, for the nemesis that freezes
+    a lock holder right there (a lab setting, HALAB_COMMIT_HOOK, empty and so off by default). A
+    write that sets a value starting with MARKER creates COMMIT_HOOK_FILE and waits until it is
+    removed (at most COMMIT_HOOK_MAX_WAIT s): the harness sees the file, `docker pause`s the node,
+    lets its lock pass to another node, unpauses it and removes the file."""
+    if not marker or changes is None:
+        return
+    values = [*changes.columns.values(), *changes.data.values()]
+    hooked = next((v for v in values if isinstance(v, str) and v.startswith(marker)), None)
+    if hooked is None:
+        return
+    with open(COMMIT_HOOK_FILE, "w", encoding="utf-8") as f:
+        f.write(hooked)
+    log.warning("commit hook: writing %r waits before COMMIT until %s is removed", hooked, COMMIT_HOOK_FILE)
+    deadline = time.monotonic() + COMMIT_HOOK_MAX_WAIT
+    while os.path.exists(COMMIT_HOOK_FILE) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log.warning("commit hook: %r goes on to COMMIT", hooked)
+
+
 def _pending(conn: Any, rt: ResourceType, row_id: int) -> list[Pending]:
     with conn.cursor() as cur:
         cur.execute(
@@ -291,7 +322,7 @@ def _start(conn: Any, rt: ResourceType, row_id: int, p: Pending, running: str, s
         if first != running:
             cur.execute(f"UPDATE `{rt.table}` SET state = %s WHERE id = %s AND state = %s", (running, row_id, first))
     fence.check()
-    conn.commit()
+    fence.commit(conn)
     return True
 
 
@@ -320,7 +351,7 @@ def _finish(
             (final, row_id, running, _FLOW[p.action][0]),
         )
     fence.check()
-    conn.commit()
+    fence.commit(conn)
     return True
 
 

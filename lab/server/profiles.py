@@ -260,7 +260,8 @@ TUNED = Profile(
     why={
         "ping_gate": "a node that is not active (quorum, database, schema) leaves the load balancer at once",
         "state_gate": "a node that is not active refuses writes (503 NOT_ACTIVE) and replays no process",
-        "commit_fence": "a COMMIT re-checks that the session that took the lock is still connected",
+        "commit_fence": "a COMMIT re-checks that the session that took the lock is still connected, and the"
+        " database refuses it when a newer holder of the lock registered a higher token (the lock znode's zxid)",
         "exit_on_session_loss": "the node stays up, fenced, and becomes active again when its session is back",
         "restart_server": "nothing exits on session loss, so nothing needs restarting",
         "zk_wait_tries": "the node starts at once; its HA state waits for ZooKeeper",

@@ -79,6 +79,8 @@ def test_haproxy_config_checks_ping_and_routes_each_node():
     for n in ("a1", "a2", "a3", "b1", "b2"):
         assert f"use_backend direct_{n} if {{ path_beg /node/{n}/ }}" in cfg
         assert f"server {n} {n}.dc-{n[0]}:8080 check" in cfg
+        # The harness's route to one node never retries: a PUT answered 503 must not run twice.
+        assert f"backend direct_{n}\n    retries 0\n" in cfg
     assert "$" not in cfg.replace("$lab", "")
 
 

@@ -1,6 +1,7 @@
 """The lab's compare-and-set (`halabExpect` on an update): validated with the body, compared on the
-row the transaction read FOR UPDATE, and refused with 409 before anything is written. A fake
-connection records the SQL; nothing reaches MySQL or ZooKeeper."""
+row the transaction read under the resource's ZooKeeper lock (a plain read, as cattle's), fenced at
+COMMIT, and refused with 409 before anything is written. A fake connection records the SQL;
+nothing reaches MySQL or ZooKeeper."""
 
 from __future__ import annotations
 
@@ -60,13 +61,15 @@ class FakeConn:
 class FakeCoord:
     @contextlib.contextmanager
     def hold(self, rtype: str, rid: int, timeout: float) -> Iterator[Any]:
-        yield SimpleNamespace(check=lambda: None)
+        yield SimpleNamespace(
+            check=lambda: None, register=lambda conn: conn.log.append("REGISTER"), commit=lambda conn: conn.commit()
+        )
 
 
 def change(conn: FakeConn, body: dict[str, Any]) -> dict[str, Any]:
     engine = SimpleNamespace(
         coord=FakeCoord(),
-        cfg=SimpleNamespace(profile=SimpleNamespace(lock_timeout=1.0)),
+        cfg=SimpleNamespace(profile=SimpleNamespace(lock_timeout=1.0), commit_hook=""),
         server_id="a1",
         _check_refs=lambda conn, changes: None,
     )
@@ -86,9 +89,10 @@ def test_a_cas_from_the_stored_value_is_written_in_the_same_transaction() -> Non
     row = change(conn, {"description": "p2-1", inputs.EXPECT: {"description": "p1-1"}})
     assert row["description"] == "p2-1"
     select = next(s for s in conn.log if s.startswith("SELECT"))
-    assert select.endswith("FOR UPDATE")
+    # The lock's token is registered before anything is read; the read takes no row lock.
+    assert conn.log.index("REGISTER") < conn.log.index(select) and not select.endswith("FOR UPDATE")
     assert conn.log.index(select) < next(i for i, s in enumerate(conn.log) if s.startswith("UPDATE"))
-    assert "COMMIT" in conn.log
+    assert conn.log.index("COMMIT") > next(i for i, s in enumerate(conn.log) if s.startswith("UPDATE"))
 
 
 def test_a_cas_from_another_value_is_409_and_writes_nothing() -> None:

@@ -4,13 +4,14 @@ profile builds; lock errors (busy past the timeout, no session at once) and the 
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from kazoo.client import KazooState
 from kazoo.exceptions import LockTimeout
 
-from lab.server.coord import Coordinator, LockBusy, NoQuorum
+from lab.server.coord import Coordinator, Fenced, LockBusy, NoQuorum
 from lab.server.profiles import RANCHER_1_0, TUNED, Profile
 
 
@@ -94,6 +95,7 @@ class FakeLock:
         self.outcome = outcome
         self.timeouts: list[float] = []
         self.path = "/cattle/locks/project/1"
+        self.node = "t__lock__0000000003"
 
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         self.timeouts.append(timeout or 0)
@@ -114,6 +116,10 @@ class LockingKazoo(FakeKazoo):
 
     def Lock(self, path: str, identifier: str) -> FakeLock:  # kazoo's name
         return self.lock
+
+    def exists(self, path: str) -> Any:
+        assert path == f"{self.lock.path}/{self.lock.node}"
+        return SimpleNamespace(czxid=0x500000007)
 
 
 def locking(profile: Profile, outcome: Any) -> tuple[Coordinator, LockingKazoo]:
@@ -146,3 +152,66 @@ def test_only_tuned_fences_the_commit(profile: Profile, refused: bool) -> None:
                 fence.check()
         else:
             fence.check()
+
+
+class FenceConn:
+    """The fence table of one resource, as MariaDB would answer the fence's two statements."""
+
+    def __init__(self, newest: int | None) -> None:
+        self.newest = newest
+        self.log: list[str] = []
+
+    def cursor(self) -> Any:
+        conn = self
+
+        class Cur:
+            def __enter__(self) -> Any:
+                return self
+
+            def __exit__(self, *exc: object) -> None:
+                pass
+
+            def execute(self, sql: str, args: Any = ()) -> None:
+                conn.log.append(sql.split()[0])
+                if sql.startswith("INSERT"):
+                    conn.newest = max(conn.newest or 0, args[1])
+
+            def fetchone(self) -> Any:
+                return None if conn.newest is None else (conn.newest,)
+
+        return Cur()
+
+    def commit(self) -> None:
+        self.log.append("COMMIT")
+
+    def rollback(self) -> None:
+        self.log.append("ROLLBACK")
+
+
+def test_a_tuned_lock_carries_its_znodes_zxid_as_token_and_registers_it() -> None:
+    coord, _ = locking(TUNED, True)
+    with coord.hold("project", 1, TUNED.lock_timeout) as fence:
+        assert (fence.resource, fence.token) == ("project/1", 0x500000007)
+        conn = FenceConn(0x400000001)
+        fence.register(conn)
+        assert conn.newest == 0x500000007 and conn.log == ["INSERT", "COMMIT"]
+        fence.commit(conn)  # nobody newer: the commit goes through
+        assert conn.log[-2:] == ["SELECT", "COMMIT"]
+
+
+def test_a_commit_under_an_older_token_than_the_newest_registered_is_refused() -> None:
+    coord, _ = locking(TUNED, True)
+    with coord.hold("project", 1, TUNED.lock_timeout) as fence:
+        conn = FenceConn(0x600000002)  # a newer holder registered while this one was frozen
+        with pytest.raises(Fenced, match="older than"):
+            fence.commit(conn)
+        assert conn.log == ["SELECT", "ROLLBACK"]
+
+
+def test_rancher_1_0_has_no_token_and_commits_whatever_was_registered() -> None:
+    coord, _ = locking(RANCHER_1_0, True)
+    with coord.hold("project", 1, RANCHER_1_0.lock_timeout) as fence:
+        conn = FenceConn(0x600000002)
+        fence.register(conn)
+        fence.commit(conn)
+        assert fence.token == 0 and conn.log == ["COMMIT"]
