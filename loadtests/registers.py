@@ -32,7 +32,7 @@ import recording
 from locust import FastHttpUser, between, task
 
 from lab.record.history import JsonlWriter
-from lab.record.ops import Fn, Op, OpType, Payload
+from lab.record.ops import Fn, Op, Payload, outcome_of_status
 from lab.record.registers import part_path
 
 KEYS = int(os.environ.get("HALAB_REGISTERS", "5"))
@@ -67,12 +67,6 @@ def _run_lock() -> Iterator[Path | None]:
         yield path
     finally:
         os.close(fd)
-
-
-def outcome(status: int) -> OpType:
-    if 200 <= status < 300:
-        return "ok"
-    return "fail" if 400 <= status < 500 else "info"
 
 
 class RegisterUser(FastHttpUser):
@@ -110,7 +104,7 @@ class RegisterUser(FastHttpUser):
             method, f"/v1/projects/{key}", name=f"/v1/projects/[register] {f}", json=body, catch_response=True
         ) as resp:
             status = resp.status_code or 0
-            kind = outcome(status)
+            kind = outcome_of_status(status)
             if f == "read" and kind == "ok":
                 try:
                     value = self.last_read[key] = resp.json().get(FIELD)

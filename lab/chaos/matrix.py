@@ -655,6 +655,7 @@ def table(result: MatrixResult) -> str:
         f"{_counts(c['observed'])} -> {c['verdict']} (worst {c['worst']})"
         for c in result.claims
     ]
+    lines += [f"checks {size}: {_checks_text(found)}" for size, found in result.checks.items()]
     held = sum(c["holds"] for c in result.claims)
     surprises = sum(c.surprise for c in result.cases)
     lines.append(
@@ -662,6 +663,15 @@ def table(result: MatrixResult) -> str:
         f"{result.profile} profile, {result.ended - result.started:.0f} s"
     )
     return "\n".join(lines)
+
+
+def _checks_text(found: dict[str, Any]) -> str:
+    """`linearizable ok (2310 checked), ...`: each checker's verdict over the size's whole history."""
+    return ", ".join(
+        f"{name} {c['status']} ({c['checked']} checked"
+        + (f", {c['violations']} violations)" if c["violations"] else ")")
+        for name, c in found.items()
+    )
 
 
 def _counts(d: dict[str, int]) -> str:
@@ -700,6 +710,8 @@ def markdown(result: MatrixResult) -> str:
         + " |"
         for c in result.claims
     ]  # a worst case's id may hold a | (split-dc-a|dc-b)
+    out += ["", "Checks over each size's whole history (the watch's writes, reads and register operations):", ""]
+    out += [f"- n{size.removeprefix('n')}: {_checks_text(found)}" for size, found in result.checks.items()]
     out += ["", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |" for r in rows(result)]
     notes = [

@@ -6,7 +6,10 @@ Background threads, all through the load balancer on 127.0.0.1 and all bounded b
 - one on HAProxy's stats: each node's backend status (UP, DOWN, ...);
 - one client: a write (POST /v1/projects with a client-chosen uuid) then a read (GET of the last
   project created), over and over, recorded as RequestRecords, each acknowledged write also as a
-  LedgerEntry, so that the checker can later prove no acknowledged write was lost.
+  LedgerEntry, so that the checker can later prove no acknowledged write was lost;
+- with a run directory, one register client: reads, writes and compare-and-sets of the
+  `description` of a few projects of its own, one at a time, recorded as `Op`s in `ops.jsonl` for
+  the linearizability, session and indeterminate-write checks (lab/record/registers.py).
 
 Everything is kept in memory for decisions and appended to the run's history as it happens.
 """
@@ -15,22 +18,29 @@ from __future__ import annotations
 
 import functools
 import http.client
+import itertools
 import json
+import random
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lab.cluster import probes
 from lab.cluster.topology import Topology
 from lab.record.history import HISTORY_FILE, LEDGER_FILE, JsonlWriter, LedgerEntry, ProbeRecord, RequestRecord
+from lab.record.ops import Fn, Op, Payload, Value, outcome_of_status
+from lab.record.registers import OPS_FILE
 
 CLIENT_TIMEOUT = 2.0  # a request the LB cannot place within this counts as failed
 PROBE_EVERY = 0.2
 LB_EVERY = 0.1
 CLIENT_PAUSE = 0.05
+REGISTER_KEYS = 3
+REGISTER_PAUSE = 0.1
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,11 @@ class Watch:
         self.t = t
         self.history = JsonlWriter(run_dir / HISTORY_FILE) if run_dir else None
         self.ledger = JsonlWriter(run_dir / LEDGER_FILE) if run_dir else None
+        self.ops = JsonlWriter(run_dir / OPS_FILE) if run_dir else None
+        self.register_keys: list[str] = []
+        self._register_rng = random.Random(0)
+        self._register_writes = itertools.count(1)
+        self._register_read: dict[str, Value] = {}
         self.client_enabled = client
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -63,6 +78,8 @@ class Watch:
         loops.append(("lb", self._lb_stats, LB_EVERY))
         if self.client_enabled:
             loops.append(("client", self._client_round, CLIENT_PAUSE))
+        if self.client_enabled and self.ops:
+            loops.append(("register", self._register_round, REGISTER_PAUSE))
         for name, step, every in loops:
             th = threading.Thread(target=self._loop, args=(step, every), name=f"watch-{name}", daemon=True)
             th.start()
@@ -73,7 +90,7 @@ class Watch:
         self._stop.set()
         for th in self._threads:
             th.join(timeout=CLIENT_TIMEOUT * 3)
-        for w in (self.history, self.ledger):
+        for w in (self.history, self.ledger, self.ops):
             if w:
                 w.close()
 
@@ -107,6 +124,52 @@ class Watch:
             self.ledger.append(
                 LedgerEntry(write.t0, write.t1, "create", "project", write.resource_id, uid, write.node, worker="watch")
             )
+
+    def _register_round(self) -> None:
+        """One register operation on one of the watch's keys (made first, through the LB)."""
+        if len(self.register_keys) < REGISTER_KEYS:
+            status, answer, _ = self._call(
+                "POST", "/v1/projects", {"name": f"watch-register-{len(self.register_keys)}"}
+            )
+            if status == 201 and isinstance(answer, dict):
+                self.register_keys.append(str(answer["id"]))
+            return
+        key = self._register_rng.choice(self.register_keys)
+        f: Fn = self._register_rng.choice(("read", "read", "write", "cas"))
+        new = f"watch-{next(self._register_writes)}"
+        expected = self._register_read.get(key)
+        body = (
+            None
+            if f == "read"
+            else {"description": new, **({"halabExpect": {"description": expected}} if f == "cas" else {})}
+        )
+        value: Payload = None if f == "read" else new if f == "write" else (expected, new)
+        invoke = time.time()
+        status, answer, node = self._call("GET" if f == "read" else "PUT", f"/v1/projects/{key}", body)
+        kind = outcome_of_status(status)
+        if f == "read" and kind == "ok":
+            value = self._register_read[key] = answer.get("description") if isinstance(answer, dict) else None
+        op = Op("watch", key, f, value, kind, invoke, time.time(), node)
+        assert self.ops is not None
+        self.ops.write_lines([op.to_json()])
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, object, str | None]:
+        """(status, JSON answer or None, the node that answered) of one request through the LB;
+        status 0 when no answer came."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.t.ports.http, timeout=CLIENT_TIMEOUT)
+        try:
+            payload = json.dumps(body).encode() if body is not None else None
+            conn.request(method, path, body=payload, headers={"Content-Type": "application/json"} if body else {})
+            resp = conn.getresponse()
+            data, node = resp.read(), resp.getheader("X-Rancher-Node")
+            try:
+                return resp.status, json.loads(data), node
+            except ValueError:
+                return resp.status, None, node
+        except (OSError, http.client.HTTPException):
+            return 0, None, None
+        finally:
+            conn.close()
 
     def _request(self, method: str, path: str, body: bytes | None, uid: str | None) -> RequestRecord:
         t0 = time.time()

@@ -28,6 +28,17 @@ Fn = Literal["read", "write", "cas"]
 OpType = Literal["ok", "fail", "info"]
 
 _FNS: frozenset[str] = frozenset(get_args(Fn))
+
+
+def outcome_of_status(status: int) -> OpType:
+    """A register operation's type from its HTTP status: 2xx `ok`; 4xx `fail` (the server refused
+    before writing: 409 busy, changing or expectation failed, 404, 422); anything else `info` (5xx,
+    no answer, a timeout): it may have applied."""
+    if 200 <= status < 300:
+        return "ok"
+    return "fail" if 400 <= status < 500 else "info"
+
+
 _TYPES: frozenset[str] = frozenset(get_args(OpType))
 
 
