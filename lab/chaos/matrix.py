@@ -522,6 +522,14 @@ def run_matrix(
             o.name: {"status": o.status, "checked": o.checked, "violations": len(o.violations)}
             for o in verdicts.outcomes
         }
+        r = verdicts.registers
+        if r is not None:  # the watch's register client: what its history showed
+            checks[f"n{t.size}"]["registers"] = {
+                "ops": r.ops,
+                "reads_checked": r.reads_checked,
+                "anomalies": dict(r.anomalies),
+                "indeterminate": dict(r.indeterminate),
+            }
         _write(run_dir, _result(run_dir, started, sizes, p, claims, results, checks, host))
     result = _result(run_dir, started, sizes, p, claims, results, checks, host)
     _write(run_dir, result)
@@ -667,11 +675,21 @@ def table(result: MatrixResult) -> str:
 
 def _checks_text(found: dict[str, Any]) -> str:
     """`linearizable ok (2310 checked), ...`: each checker's verdict over the size's whole history."""
-    return ", ".join(
+    text = ", ".join(
         f"{name} {c['status']} ({c['checked']} checked"
         + (f", {c['violations']} violations)" if c["violations"] else ")")
         for name, c in found.items()
+        if name != "registers"
     )
+    r = found.get("registers")
+    if r:
+        anomalies = ", ".join(f"{k} {n}" for k, n in r["anomalies"].items()) or "none"
+        unknown = ", ".join(f"{k} {n}" for k, n in r["indeterminate"].items()) or "none"
+        text += (
+            f"; registers: {r['ops']} ops, {r['reads_checked']} reads checked, anomalies: {anomalies}, "
+            f"indeterminate writes: {unknown}"
+        )
+    return text
 
 
 def _counts(d: dict[str, int]) -> str:
