@@ -134,6 +134,7 @@ class Finding:
     t: float | None
     detail: str
     witness: tuple[str, ...]  # the ops that prove it, described
+    ops: tuple[int, ...] = ()  # their indices (the timeline marks them)
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,7 @@ def check_registers(ops: Sequence[Op], rows: Iterable[Row] | None, max_seconds: 
             min((op.invoke for op in k.witness), default=None),
             k.explanation or "the search ran out of its budget: not shown linearizable",
             tuple(op.describe() for op in k.witness[:WITNESS_OPS]),
+            tuple(op.index for op in k.witness[:WITNESS_OPS]),
         )
         for k in lin.keys
         if k.valid != "ok"
@@ -173,6 +175,7 @@ def check_registers(ops: Sequence[Op], rows: Iterable[Row] | None, max_seconds: 
             a.ops[0].invoke,
             a.explanation,
             tuple(op.describe() for op in a.ops[:WITNESS_OPS]),
+            tuple(op.index for op in a.ops[:WITNESS_OPS]),
         )
         for a in sessions.anomalies
     ]

@@ -22,8 +22,10 @@ from typing import Any
 
 from lab.chaos.judge import judge
 from lab.core.errors import BadInput
+from lab.record import registers
 from lab.record.checker import CheckConfig, CheckResult, FaultStats, Query
 from lab.record.history import History, ProbeRecord, write_json
+from lab.record.timeline import timeline_svg
 
 CONFIG_FILE = "check_config.json"
 PLOTS = ("requests", "failures", "latency", "nodes")
@@ -57,13 +59,16 @@ def build_report(
     history, result = judged.history, judged.result
 
     plots = write_plots(run / "plots", history, result)
+    ops = registers.load_ops(run) or []
+    marked = [i for f in (result.registers.findings if result.registers else ()) for i in f.ops]
+    svg = timeline_svg(history, ops, marked)
     journal = _read_json(run / "journal.json") if (run / "journal.json").exists() else None
     load = _read_json(run / "load.json") if (run / "load.json").exists() else None
     summary, junit, page = run / "summary.json", run / "junit.xml", run / "report.html"
     files = sorted({p.name for p in run.iterdir() if p.is_file()} | {summary.name, junit.name, page.name})
     write_json(summary, summary_data(run, history, result, load, files))
     junit.write_bytes(junit_xml(run.name, result))
-    page.write_text(report_html(run.name, history, result, plots, journal, load, files), encoding="utf-8")
+    page.write_text(report_html(run.name, history, result, plots, journal, load, files, svg), encoding="utf-8")
     return ReportFiles(summary, junit, page, tuple(plots.values()), result)
 
 
@@ -357,7 +362,9 @@ def _registers_html(result: CheckResult) -> str:
     anomalies = ", ".join(f"{k} {n}" for k, n in r.anomalies.items())
     resolved = ", ".join(f"{k} {n}" for k, n in r.indeterminate.items())
     witnesses = "".join(
-        f"<details><summary>{html.escape(f.check)}: {html.escape(f.kind)} on {html.escape(f.key)}</summary>"
+        f"<details><summary>{html.escape(f.check)}: {html.escape(f.kind)} on {html.escape(f.key)}"
+        + "".join(f' <a href="#op-{i}">#{i}</a>' for i in f.ops[:8])
+        + "</summary>"
         f"<p>{html.escape(f.detail)}</p><pre>{html.escape(chr(10).join(f.witness))}</pre></details>"
         for f in r.findings[:50]
     )
@@ -377,6 +384,7 @@ def report_html(
     journal: Any,
     load: Any,
     files: Sequence[str],
+    timeline: str = "",
 ) -> str:
     span = history.span
     t_ref = math.floor(span[0]) if span else 0.0
@@ -433,7 +441,13 @@ def report_html(
 that saw a node leave <i>active</i>. Time to recover: fault start to the first success after which
 clients saw no failure for {result.config.stable_seconds:g} s. Error budget: failed requests in the window
 over (1 &minus; {result.config.slo:g}) &times; all requests of the run. See lab/checker.py.</small></p>
-<h2>Timeline</h2>{images}
+<h2>Timeline</h2>
+<p><small>Faults shaded; nodes' HA state (green active, blue starting, orange degraded, red unreachable);
+requests per answering node and second (green none failed, red all); register operations from invoke
+to completion (green ok, grey fail, yellow info), those behind an anomaly outlined in red (the links
+above jump to them). Hover for details.</small></p>
+{timeline}
+{images}
 <h2>Recorded files</h2><p>{files_html}, plots/*.png</p>
 {extra}
 </body></html>

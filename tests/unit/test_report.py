@@ -118,3 +118,26 @@ def test_report_takes_the_database_snapshot_through_the_injected_query(tmp_path)
 def test_an_empty_run_still_gets_a_report(tmp_path):
     files = build_report(tmp_path)
     assert files.result.requests == 0 and files.html.exists() and len(files.plots) == len(PLOTS)
+
+
+def test_the_timeline_shows_faults_nodes_requests_and_ops_and_links_anomalies_to_their_ops(tmp_path):
+    from lab.record.ops import Op
+    from lab.record.registers import OPS_FILE
+
+    record_run(tmp_path)
+    ops = [  # a stale read: v1 was written before the read began, and the read saw nothing
+        Op("p1", "k", "write", "v1", "ok", T + 1, T + 1.1, "a1"),
+        Op("p2", "k", "read", None, "ok", T + 2, T + 2.1, "b1"),
+        Op("p1", "k", "write", "v2", "info", T + 9, float("inf"), "a2"),
+    ]
+    (tmp_path / OPS_FILE).write_text("".join(op.to_json() + "\n" for op in ops))
+    page = build_report(tmp_path).html.read_text()
+    svg = page[page.index("<svg") : page.index("</svg>")]
+    assert ">kill a2</text>" in svg and 'fill-opacity="0.12"' in svg  # the fault's band
+    assert all(f">{n}</text>" in svg for n in ("a1", "a2", "b1", "no node", "p1", "p2"))
+    assert "a2: unreachable from 8.0 s" in svg and "no node, 8-9 s: 10 of 10 failed" in svg
+    # The two ops behind the violation are outlined and linked from the anomaly's summary.
+    marked = re.findall(r'id="op-(\d+)" stroke="#d50000"', svg)
+    assert sorted(marked) == ["0", "1"]
+    assert '<a href="#op-0">#0</a>' in page and '<a href="#op-1">#1</a>' in page
+    assert 'id="op-2"' in svg and "#fbc02d" in svg  # the info write, drawn to the end in yellow
