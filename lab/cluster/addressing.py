@@ -22,6 +22,7 @@ import fcntl
 import ipaddress
 import os
 import subprocess
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from lab.cluster.topology import Topology
 from lab.core.errors import BadInput, RuntimeFailure
 
 DEFAULT_POOL = "10.238.0.0/16"
-LOCK_FILE = Path(os.environ.get("TMPDIR", "/tmp")) / "halab-addressing.lock"
+LOCK_FILE = Path(tempfile.gettempdir()) / "halab-addressing.lock"
 LB_HOST = 2  # host numbers inside each /24 (.1 is the bridge's gateway)
 DB_HOST = 3
 FIRST_NODE_HOST = 10
@@ -118,9 +119,10 @@ def _host_routes() -> list[str]:
 @contextlib.contextmanager
 def reserving() -> Iterator[None]:
     """A host-wide lock from choosing subnets until the lab's networks exist."""
-    with open(LOCK_FILE, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    # Read-only: a lock file made by root still serves a user in the docker group (and vice versa).
+    fd = os.open(LOCK_FILE, os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
