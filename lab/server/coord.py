@@ -173,6 +173,7 @@ class Coordinator:
     ) -> None:
         self.identity = identity
         self.fenced = profile.commit_fence
+        self.connection_timeout = profile.zk_connection_timeout  # how long a request may go unanswered
         # Curator's RetryNTimes (rancher-1.0) or a short exponential backoff (tuned); kazoo's
         # default jitter only where the profile keeps it.
         jitter = {} if profile.zk_retry_jitter else {"max_jitter": 0.0}
@@ -283,8 +284,7 @@ class Coordinator:
             raise NoQuorum("no ZooKeeper session")
         lock = self.client.Lock(lock_path(rtype, rid), identifier=self.identity)
         try:
-            # The timeout also bounds kazoo's retries while the connection is down.
-            got = lock.acquire(blocking=blocking, timeout=timeout)
+            got = self._bounded(lock, blocking, timeout)
         except LockTimeout:
             raise LockBusy(f"{rtype} {rid} is locked by another process") from None
         except KazooException as e:
@@ -300,6 +300,40 @@ class Coordinator:
             held.release()
             raise NoQuorum("lost the ZooKeeper session right after locking")
         return held
+
+    def _bounded(self, lock: Lock, blocking: bool, timeout: float) -> bool:
+        """`lock.acquire`, given up after the lock timeout plus the connection timeout. kazoo queues a
+        request made while its connection is down until it reconnects, and the lock's own timeout
+        bounds only its waits and retries: a write whose lock request was in flight when the node was
+        cut off hung until the cut healed. Curator, which cattle used, fails such a request with a
+        ConnectionLoss after its connection timeout; so does this (NoQuorum: a 500 or a 503). A lock
+        granted after we gave up is released at once."""
+        done = threading.Event()
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                outcome["got"] = lock.acquire(blocking=blocking, timeout=timeout)
+            except KazooException as e:  # LockTimeout too: handed to the caller
+                outcome["error"] = e
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="lock-acquire", daemon=True).start()
+        if done.wait(timeout + self.connection_timeout):
+            if "error" in outcome:
+                raise outcome["error"]
+            return bool(outcome.get("got"))
+        lock.cancel()
+
+        def let_go() -> None:
+            done.wait()
+            if outcome.get("got"):
+                with suppress(KazooException):
+                    lock.release()
+
+        threading.Thread(target=let_go, name="lock-abandoned", daemon=True).start()
+        raise NoQuorum(f"no answer to the lock request within {timeout + self.connection_timeout:g} s (no quorum)")
 
     def _token(self, lock: Lock) -> int:
         """The fencing token of a lock just taken: its znode's creation zxid (-1: cannot tell)."""

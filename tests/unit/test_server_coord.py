@@ -3,6 +3,7 @@ profile builds; lock errors (busy past the timeout, no session at once) and the 
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from types import SimpleNamespace
 from typing import Any
@@ -215,3 +216,35 @@ def test_rancher_1_0_has_no_token_and_commits_whatever_was_registered() -> None:
         fence.register(conn)
         fence.commit(conn)
         assert fence.token == 0 and conn.log == ["COMMIT"]
+
+
+class HangingLock(FakeLock):
+    """A lock request made just before the connection went: kazoo holds it until a reconnect."""
+
+    def __init__(self) -> None:
+        super().__init__(True)
+        self.answer = threading.Event()
+        self.cancelled = threading.Event()
+        self.released = threading.Event()
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        self.answer.wait(10)
+        return True
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    def release(self) -> None:
+        self.released.set()
+
+
+def test_a_lock_request_left_unanswered_is_given_up_and_released_if_granted_later() -> None:
+    profile = dataclasses.replace(TUNED, zk_connection_timeout=0.2)
+    fake = LockingKazoo(HangingLock())
+    coord = Coordinator("127.0.0.1:1", profile, "t", client_factory=lambda: fake)  # type: ignore[arg-type, return-value]
+    with pytest.raises(NoQuorum, match="no answer to the lock request within 0.3 s"):
+        coord.acquire("project", 1, 0.1)
+    lock = fake.lock
+    assert isinstance(lock, HangingLock) and lock.cancelled.is_set() and not lock.released.is_set()
+    lock.answer.set()  # the cut heals and the request is granted after all: nobody may keep it
+    assert lock.released.wait(5)
