@@ -242,7 +242,7 @@ def test_a_lock_request_left_unanswered_is_given_up_and_released_if_granted_late
     profile = dataclasses.replace(TUNED, zk_connection_timeout=0.2)
     fake = LockingKazoo(HangingLock())
     coord = Coordinator("127.0.0.1:1", profile, "t", client_factory=lambda: fake)  # type: ignore[arg-type, return-value]
-    with pytest.raises(NoQuorum, match="no answer to the lock request within 0.3 s"):
+    with pytest.raises(NoQuorum, match=r"no answer to the lock request within 0\.3 s"):
         coord.acquire("project", 1, 0.1)
     lock = fake.lock
     assert isinstance(lock, HangingLock) and lock.cancelled.is_set() and not lock.released.is_set()
