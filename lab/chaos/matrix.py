@@ -385,8 +385,9 @@ def _restarts_between(before: dict[str, int | None], after: dict[str, int | None
     for n, a in after.items():
         b = before.get(n)
         if a is not None and b is not None and a != b:
-            out[n] = a - b
-    return out
+            # A container that came back (killed, then started) counts its restarts from zero.
+            out[n] = a - b if a > b else a
+    return {n: k for n, k in out.items() if k}
 
 
 def _restarts(t: Topology) -> dict[str, int | None]:

@@ -230,7 +230,7 @@ class Api:
         if principal.kind == "agent" and not (rt is AGENT and principal.agent_id == rid):
             raise ApiError(403, "Forbidden", "agent credentials may only read their own agent")
         base = self.base(request)
-        if rt.cacheable:
+        if rt.cacheable and self.node.cfg.profile.cache_reads:
             tpl = self.node.cache.get((rt.name, rid))
             if tpl is not None:
                 return json_response(gdapi.fill(tpl, base))
@@ -243,7 +243,7 @@ class Api:
         """Read one resource; fill the cache if it is settled (see cache.py for the protocol)."""
         node = self.node
         key = (rt.name, rid)
-        fill = rt.cacheable and node.coord.connected
+        fill = rt.cacheable and node.cfg.profile.cache_reads and node.coord.connected
         watched = False
         if fill:
             node.cache.begin_fill(key)

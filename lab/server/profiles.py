@@ -43,6 +43,7 @@ class Profile:
     ping_gate: bool = _env("HALAB_PING_GATE")
     state_gate: bool = _env("HALAB_STATE_GATE")
     commit_fence: bool = _env("HALAB_COMMIT_FENCE")
+    cache_reads: bool = _env("HALAB_CACHE_READS")
     exit_on_session_loss: bool = _env("HALAB_EXIT_ON_SESSION_LOSS")
     restart_server: bool = _env("HALAB_RESTART_SERVER")
     zk_wait_tries: int = _env("HALAB_ZK_WAIT_TRIES", 0)
@@ -128,6 +129,7 @@ RANCHER_1_0 = Profile(
     ping_gate=False,
     state_gate=False,
     commit_fence=False,
+    cache_reads=True,
     exit_on_session_loss=True,
     restart_server=True,
     zk_wait_tries=31,
@@ -168,6 +170,8 @@ RANCHER_1_0 = Profile(
         "ping_gate": "dropwizard's PingServlet answers 200 pong whatever ZooKeeper, Redis or MySQL do",
         "state_gate": "cattle has no HA state: it serves reads and tries writes until it exits",
         "commit_fence": "cattle commits without re-checking its ZooKeeper session (no fencing token)",
+        "cache_reads": "cattle answers reads from its in-memory cache, kept by the events each node's Redis"
+        " carries: a node cut off from the others keeps answering from it (stale reads, docs/survivability.md)",
         "exit_on_session_loss": "cattle's ZooKeeper listener logs 'Lost Connection to ZooKeeper!' and calls "
         "System.exit(3) on LOST",
         "restart_server": "the cattle container runs with a restart policy; its zk container is a separate "
@@ -221,6 +225,7 @@ TUNED = Profile(
     ping_gate=True,
     state_gate=True,
     commit_fence=True,
+    cache_reads=False,
     exit_on_session_loss=False,
     restart_server=False,
     zk_wait_tries=0,
@@ -260,6 +265,8 @@ TUNED = Profile(
     why={
         "ping_gate": "a node that is not active (quorum, database, schema) leaves the load balancer at once",
         "state_gate": "a node that is not active refuses writes (503 NOT_ACTIVE) and replays no process",
+        "cache_reads": "reads by id come from the database: a node cut off from the others serves no value"
+        " older than the newest committed one (the cache served stale reads before it noticed the cut)",
         "commit_fence": "a COMMIT re-checks that the session that took the lock is still connected, and the"
         " database refuses it when a newer holder of the lock registered a higher token (the lock znode's zxid)",
         "exit_on_session_loss": "the node stays up, fenced, and becomes active again when its session is back",

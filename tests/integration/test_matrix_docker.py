@@ -79,8 +79,16 @@ def test_the_real_v1_node_does_not_hold_the_split_claim(request):
     for c in splits:
         if not c.holds:
             assert any(line.split()[2] == "b1:" for line in c.evidence), (c.case, c.evidence)
-    # Nothing acknowledged was lost, whatever the availability.
-    assert not any(c.safety for c in result.cases), matrix.table(result)
+    # Nothing acknowledged was lost or duplicated, whatever the availability...
+    checks = result.checks["n3"]
+    for name in ("acknowledged_writes_present", "no_duplicated_writes"):
+        assert checks[name]["status"] == "passed" and checks[name]["checked"] > 0, matrix.table(result)
+    # ... but reads were checked too, and what they found is charged to the cases it fell in: the
+    # cut node, still in the load balancer, answers reads from a cache no other node's change
+    # events reach (stale reads; seen in most runs, not asserted, since it needs a read of a key
+    # the majority changed to land on the cut node).
+    assert checks["linearizable_registers"]["checked"] > 0 and checks["registers"]["reads_checked"] > 0
+    assert all(s.startswith(("linearizable_registers", "session_guarantees")) for c in result.cases for s in c.safety)
 
 
 @pytest.mark.timeout(900)

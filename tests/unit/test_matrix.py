@@ -659,3 +659,11 @@ def test_writes_are_back_when_a_write_after_the_last_failure_completes():
     assert w.writes_resumed(100.0, 110.0) == pytest.approx(2.55)  # the first good write after 102.0, done
     w.requests = [req(100.2, ok=False, write=True)]
     assert w.writes_resumed(100.0, 110.0) is None
+
+
+def test_restarts_count_from_zero_again_in_a_container_that_came_back():
+    before = {"a1": 2, "a2": 0, "b1": None}
+    after = {"a1": 3, "a2": 0, "b1": 1}
+    assert matrix._restarts_between(before, after) == {"a1": 1}  # b1 unknown before
+    assert matrix._restarts_between({"a1": 3}, {"a1": 1}) == {"a1": 1}  # killed, started, restarted once
+    assert matrix._restarts_between({"a1": 3}, {"a1": 0}) == {}
