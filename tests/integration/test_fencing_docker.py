@@ -80,6 +80,12 @@ def frozen_holder_history(t: Any) -> tuple[list[Op], dict[str, tuple[int, Any]]]
     assert status == 201, made
     c = Client(t, made["id"])
     c.ops.append(Op("setup", c.key, "write", "v0", "ok", time.time() - 0.01, time.time(), "a2"))
+    # An update of a project still being created is refused (409 InvalidState): let it settle.
+    wait_for(
+        "the project to settle",
+        lambda: http("GET", on_node(t, "a1", f"/v1/projects/{c.key}"))[2].get("state") == "active",
+        timeout=60,
+    )
     results: dict[str, int] = {}
     answers: dict[str, Any] = {}
 
@@ -91,7 +97,12 @@ def frozen_holder_history(t: Any) -> tuple[list[Op], dict[str, tuple[int, Any]]]
 
     first = threading.Thread(target=cas, args=("p1", "a1", f"{HOOK}v1"))
     first.start()
-    wait_for("a1's write held at the commit hook", lambda: hooked(t, "a1"), timeout=30)
+
+    def at_hook() -> bool:
+        assert first.is_alive() or hooked(t, "a1"), f"a1's write ended before the hook: {answers}"
+        return hooked(t, "a1")
+
+    wait_for("a1's write held at the commit hook", at_hook, timeout=30)
     a1 = container_name(t, "a1")
     docker.run(["docker", "pause", a1], "freeze a1 between its fence check and its COMMIT")
     try:
