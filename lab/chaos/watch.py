@@ -115,8 +115,7 @@ class Watch:
 
     def _client_round(self) -> None:
         uid = str(uuid.uuid4())
-        body = json.dumps({"name": f"watch-{uid[:8]}", "uuid": uid}).encode()
-        write = self._request("POST", "/v1/projects", body, uid)
+        write = self._request("POST", "/v1/projects", {"name": f"watch-{uid[:8]}", "uuid": uid}, uid)
         last = next((r for r in reversed(self.requests) if r.write and r.ok and r.resource_id), None)
         if last and not self._stop.is_set():
             self._request("GET", f"/v1/projects/{last.resource_id}", None, None)
@@ -128,7 +127,7 @@ class Watch:
     def _register_round(self) -> None:
         """One register operation on one of the watch's keys (made first, through the LB)."""
         if len(self.register_keys) < REGISTER_KEYS:
-            status, answer, _ = self._call(
+            status, answer, _, _ = self._call(
                 "POST", "/v1/projects", {"name": f"watch-register-{len(self.register_keys)}"}
             )
             if status == 201 and isinstance(answer, dict):
@@ -145,7 +144,7 @@ class Watch:
         )
         value: Payload = None if f == "read" else new if f == "write" else (expected, new)
         invoke = time.time()
-        status, answer, node = self._call("GET" if f == "read" else "PUT", f"/v1/projects/{key}", body)
+        status, answer, node, _ = self._call("GET" if f == "read" else "PUT", f"/v1/projects/{key}", body)
         kind = outcome_of_status(status)
         if f == "read" and kind == "ok":
             value = self._register_read[key] = answer.get("description") if isinstance(answer, dict) else None
@@ -153,9 +152,9 @@ class Watch:
         assert self.ops is not None
         self.ops.write_lines([op.to_json()])
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, object, str | None]:
-        """(status, JSON answer or None, the node that answered) of one request through the LB;
-        status 0 when no answer came."""
+    def _call(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, object, str | None, str | None]:
+        """(status, JSON answer or None, the node that answered, error) of one request through the
+        LB; status 0 and the error when no answer came."""
         conn = http.client.HTTPConnection("127.0.0.1", self.t.ports.http, timeout=CLIENT_TIMEOUT)
         try:
             payload = json.dumps(body).encode() if body is not None else None
@@ -163,29 +162,18 @@ class Watch:
             resp = conn.getresponse()
             data, node = resp.read(), resp.getheader("X-Rancher-Node")
             try:
-                return resp.status, json.loads(data), node
-            except ValueError:
-                return resp.status, None, node
-        except (OSError, http.client.HTTPException):
-            return 0, None, None
+                return resp.status, json.loads(data), node, None
+            except ValueError as exc:
+                return resp.status, None, node, f"{type(exc).__name__}: {exc}"
+        except (OSError, http.client.HTTPException) as exc:
+            return 0, None, None, f"{type(exc).__name__}: {exc}"
         finally:
             conn.close()
 
-    def _request(self, method: str, path: str, body: bytes | None, uid: str | None) -> RequestRecord:
+    def _request(self, method: str, path: str, body: dict[str, Any] | None, uid: str | None) -> RequestRecord:
         t0 = time.time()
-        conn = http.client.HTTPConnection("127.0.0.1", self.t.ports.http, timeout=CLIENT_TIMEOUT)
-        status, node, rid, error = 0, None, None, None
-        try:
-            conn.request(method, path, body=body, headers={"Content-Type": "application/json"} if body else {})
-            resp = conn.getresponse()
-            data = resp.read()
-            status, node = resp.status, resp.getheader("X-Rancher-Node")
-            if method == "POST" and status in (200, 201, 202):
-                rid = json.loads(data).get("id")
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        finally:
-            conn.close()
+        status, answer, node, error = self._call(method, path, body)
+        rid = answer.get("id") if method == "POST" and status in (200, 201, 202) and isinstance(answer, dict) else None
         ok = status in (200, 201, 202) and (method != "POST" or rid is not None)
         rec = RequestRecord(
             t0,
@@ -195,7 +183,7 @@ class Watch:
             status,
             ok,
             node,
-            error,
+            error if status == 0 or (method == "POST" and not ok and status in (200, 201, 202)) else None,
             write=method == "POST",
             idempotent=method == "GET",
             resource_id=rid,
