@@ -40,14 +40,18 @@ SETTLE = 60.0  # seconds for an election after a member is killed, and for the e
 WRITE_WAIT = 20.0  # seconds for that write (ZooKeeper clients connect in well under that)
 ROUNDS = 3
 
-# Kills this host's ZooKeeper member (and only it) by its main class; the image has no pkill.
-_KILL_MEMBER = (
-    "import os, signal\n"
-    "for p in filter(str.isdigit, os.listdir('/proc')):\n"
-    "    try: cmd = open(f'/proc/{p}/cmdline', 'rb').read()\n"
-    "    except OSError: continue\n"
-    "    if b'QuorumPeerMain' in cmd: os.kill(int(p), signal.SIGKILL)\n"
+# This host's ZooKeeper member processes, found by their main class (the image has no pgrep); a
+# zombie has no command line, so a killed member that is not yet reaped is not among them.
+_MEMBERS = (
+    "import os\n"
+    "def members():\n"
+    "    for p in filter(str.isdigit, os.listdir('/proc')):\n"
+    "        try: cmd = open(f'/proc/{p}/cmdline', 'rb').read()\n"
+    "        except OSError: continue\n"
+    "        if b'QuorumPeerMain' in cmd: yield int(p)\n"
 )
+_KILL_MEMBER = _MEMBERS + "import signal\nfor p in members(): os.kill(p, signal.SIGKILL)\n"
+_LIST_MEMBERS = _MEMBERS + "print(' '.join(map(str, members())))\n"
 
 
 # Writes and deletes a znode with the node's own ZooKeeper settings (both profiles), each connect
@@ -99,16 +103,13 @@ def place_leader(t: Topology, on: Collection[str], timeout: float = SETTLE) -> s
             ", ".join(behind) or "nobody",
             leader,
         )
-        for n in behind:
-            _kill_member(t, n)
-        _stopped(t, behind, timeout)
+        _stop_members(t, behind, timeout)
         docker.run(
             ["docker", "exec", container_name(t, leader), "python3", "-c", _WRITE],
             f"write to ZooKeeper while {', '.join(behind) or 'nobody'} is stopped",
             timeout=WRITE_WAIT,
         )
-        _kill_member(t, leader)
-        _stopped(t, [leader], timeout)
+        _stop_members(t, [leader], timeout)
         # The stopped members come back behind the others' data and they elect; only then the old
         # leader (a tuned node's data is intact and would win on its id).
         _restart(t, behind, timeout)
@@ -134,14 +135,33 @@ def _leader_among(t: Topology, nodes: list[str]) -> str | None:
     return leader_of({n: m for n, m in roles(t).items() if n in nodes})
 
 
-def _stopped(t: Topology, nodes: list[str], timeout: float) -> None:
+def _stop_members(t: Topology, nodes: list[str], timeout: float) -> None:
+    """Kill the ZooKeeper members of `nodes` and wait until each killed process is gone. Not "until
+    the node stops serving": a rancher-1.0 node's supervisor may start a new member before a poll
+    of its mode sees the old one gone."""
+    before = {n: _member_pids(t, n) for n in nodes}
+    for n in nodes:
+        _kill_member(t, n)
     if nodes:
         wait_for(
             f"the ZooKeeper members of {', '.join(nodes)} to stop",
-            lambda: all(roles(t).get(n) not in probes.SERVING_MODES for n in nodes),
+            lambda: all(not before[n] & _member_pids(t, n) for n in nodes),
             timeout,
             interval=0.1,
         )
+
+
+def _member_pids(t: Topology, node: str) -> set[int]:
+    """The node's running ZooKeeper member processes; none when its container is not running."""
+    try:
+        out = docker.run(
+            ["docker", "exec", container_name(t, node), "python3", "-c", _LIST_MEMBERS],
+            f"list {node}'s ZooKeeper member processes",
+            timeout=20,
+        )
+    except RuntimeFailure:
+        return set()
+    return {int(p) for p in out.split()}
 
 
 def _docker(t: Topology, command: list[str], nodes: list[str], what: str) -> None:
