@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from lab.capacity.spec import Point
+from lab.cluster.docker import ContainerState
 from lab.record.checker import percentile
 from lab.record.history import RequestRecord
 
@@ -153,12 +154,12 @@ def load_figures(requests: Sequence[RequestRecord]) -> LoadFigures:
 
 
 def node_outcome(
-    name: str, state: Mapping[str, Any], log_text: str, degraded_seen: bool, peak_pressure: float | None
+    name: str, state: ContainerState | None, log_text: str, degraded_seen: bool, peak_pressure: float | None
 ) -> NodeOutcome:
-    """What became of a node: from `docker inspect`'s State, its log and the sampled memory state."""
-    running = bool(state.get("Running"))
-    code = None if running else state.get("ExitCode")
-    if state.get("OOMKilled"):
+    """What became of a node: from its container's state, its log and the sampled memory state."""
+    running = bool(state and state.running)
+    code = None if running or state is None else state.exit_code
+    if state and state.oom_killed:
         outcome = "killed by the kernel (OOM)"
     elif OOM_LOG_LINE in log_text:
         outcome = "killed: OutOfMemoryError"

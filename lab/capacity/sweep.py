@@ -133,15 +133,12 @@ def _node_outcomes(t: Topology, sampler: Sampler, point_dir: Path) -> tuple[Node
     """Each node's fate; the log tail of a node that died is kept as `<node>.log`, the evidence."""
     from lab.cluster import docker, lifecycle
 
-    containers = {
-        c["Config"]["Labels"].get("com.docker.compose.service"): c
-        for c in docker.inspect(docker.labelled("container", t.lab))
-    }
+    containers = {c.service: c for c in docker.container_states(t.lab)}
     out = []
     for node in t.node_names:
-        state = containers.get(node, {}).get("State", {})
+        state = containers.get(node)
         log_text = ""
-        if not state.get("Running"):
+        if not (state and state.running):
             log_text = lifecycle.logs(t, (node,), tail=200)
             (point_dir / f"{node}.log").write_text(log_text)
         out.append(node_outcome(node, state, log_text, node in sampler.degraded, sampler.pressure.get(node)))

@@ -189,7 +189,7 @@ def _restart(t: Topology, nodes: list[str], timeout: float) -> None:
 
     def decided() -> dict[str, bool] | None:
         found, modes = containers(t), roles(t)
-        up = {n: bool((found.get(n) or {}).get("State", {}).get("Running")) for n in nodes}
+        up = {n: bool((c := found.get(n)) and c.running) for n in nodes}
         return up if all(not up[n] or modes.get(n) not in ("not running", "unknown") for n in nodes) else None
 
     up = wait_for(f"{', '.join(nodes)} running a ZooKeeper member again or exited", decided, timeout, interval=0.3)

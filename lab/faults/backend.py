@@ -10,10 +10,10 @@ import shlex
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from lab.cluster import docker, probes
 from lab.cluster.compose import container_name
+from lab.cluster.docker import ContainerState
 from lab.cluster.topology import Topology
 from lab.core.errors import RuntimeFailure
 from lab.faults.netmodel import is_up, path_ip, rule_tag
@@ -66,10 +66,9 @@ iptables -w -S | grep -cF -- "$1" || true
 """
 
 
-def containers(t: Topology) -> dict[str, dict[str, Any]]:
-    """Compose service (node name, db, lb) -> `docker inspect` of its container."""
-    found = docker.inspect(docker.labelled("container", t.lab))
-    return {c["Config"]["Labels"].get("com.docker.compose.service", ""): c for c in found}
+def containers(t: Topology) -> dict[str, ContainerState]:
+    """Compose service (node name, db, lb) -> the state of its container."""
+    return {c.service: c for c in docker.container_states(t.lab)}
 
 
 def exec_in(
@@ -159,7 +158,7 @@ def install_rules(t: Topology, plan: Mapping[str, list[list[str]]]) -> None:
     rewrite_rules(t, plan, "", list(plan))
 
 
-def remove_rules(t: Topology, pattern: str, found: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, int]:
+def remove_rules(t: Topology, pattern: str, found: Mapping[str, ContainerState] | None = None) -> dict[str, int]:
     """Delete rules whose comment contains `pattern` from every running node container of the lab;
     return service -> rules left (0 when clean). Paused or stopped containers are skipped: a
     stopped one loses its rules with its network namespace, a paused one is handled by its heal."""
@@ -167,7 +166,7 @@ def remove_rules(t: Topology, pattern: str, found: Mapping[str, Mapping[str, Any
     return rewrite_rules(t, {}, pattern, [n for n in t.node_names if is_up(found.get(n))])
 
 
-def count_rules(t: Topology, found: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
+def count_rules(t: Topology, found: Mapping[str, ContainerState]) -> dict[str, int]:
     pattern = f'"{rule_tag(t.lab, "")}'
     live = [n for n in t.node_names if is_up(found.get(n))]
 
@@ -191,15 +190,15 @@ def roles(t: Topology) -> dict[str, str]:
         return dict(zip(t.node_names, (v.zk_mode for v in views), strict=True))
 
 
-# ok(service, its `docker inspect` state or None when the container is absent)
-StateCheck = Callable[[str, Mapping[str, Any] | None], bool]
+# ok(service, its container's state or None when the container is absent)
+StateCheck = Callable[[str, ContainerState | None], bool]
 
 
 def wait_states(
     t: Topology,
     services: Sequence[str],
     ok: StateCheck,
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, ContainerState]:
     """Poll the containers until `ok(service, state)` holds for each or SETTLE_TIMEOUT passes;
     return the last states."""
     deadline = time.monotonic() + SETTLE_TIMEOUT

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.cluster import state
+from lab.cluster.docker import ContainerState
 from lab.cluster.topology import Topology
 from lab.core.errors import RuntimeFailure
 from lab.faults import backend
@@ -83,11 +84,11 @@ def undo(t: Topology, entry: Mapping[str, Any]) -> dict[str, Any]:
     found = backend.containers(t)
     extra: dict[str, Any] = {}
     if spec.kind == "pause":
-        todo = [s for s in services if found.get(s) and found[s]["State"].get("Paused")]
+        todo = [s for s in services if (c := found.get(s)) and c.paused]
         if todo:
             backend.act(t, ["docker", "unpause"], todo, f"unpause {' '.join(todo)}", timeout=60)
     else:
-        todo = [s for s in services if found.get(s) and not found[s]["State"]["Running"]]
+        todo = [s for s in services if (c := found.get(s)) and not c.running]
         moved = _start(t, todo, entry.get("detail", {}).get("addresses", {}))
         if moved:
             extra["readdressed"] = moved
@@ -170,13 +171,13 @@ def heal_lab(t: Topology) -> HealReport:
             if record:
                 healed.append(record)
         found = backend.containers(t)
-        paused = [s for s, c in found.items() if c["State"].get("Paused")]
+        paused = [s for s, c in found.items() if c.paused]
         if paused:
             backend.act(t, ["docker", "unpause"], paused, "unpause leftovers", timeout=60)
             found = backend.containers(t)
         counts = _sweep_rules(t, found)
         order = {DB: 0, LB: 2}
-        stopped = sorted((s for s, c in found.items() if not c["State"]["Running"]), key=lambda s: order.get(s, 1))
+        stopped = sorted((s for s, c in found.items() if not c.running), key=lambda s: order.get(s, 1))
         if stopped:
             backend.act(t, ["docker", "start"], stopped, "start stopped containers", timeout=120)
             after = backend.wait_states(t, stopped, lambda _s, c: is_up(c))
@@ -191,7 +192,7 @@ def heal_lab(t: Topology) -> HealReport:
     return report
 
 
-def _sweep_rules(t: Topology, found: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
+def _sweep_rules(t: Topology, found: Mapping[str, ContainerState]) -> dict[str, int]:
     """Remove every rule of the lab; return service -> rules removed."""
     before = backend.count_rules(t, found)
     if any(before.values()):
@@ -208,6 +209,6 @@ def leftovers(t: Topology) -> dict[str, Any]:
     return {
         "registered": [e["id"] for e in Registry(t.lab).active()],
         "rules": {s: n for s, n in backend.count_rules(t, found).items() if n},
-        "paused": [s for s, c in found.items() if c["State"].get("Paused")],
-        "stopped": [s for s, c in found.items() if not c["State"]["Running"]],
+        "paused": [s for s, c in found.items() if c.paused],
+        "stopped": [s for s, c in found.items() if not c.running],
     }

@@ -157,7 +157,7 @@ class Injector:
             raise RuntimeFailure(
                 f"{spec.describe()}: {', '.join(not_up)} is not running (an active fault? `halab heal --name {t.lab}`)"
             )
-        started = {s: before[s]["State"]["StartedAt"] for s in services}
+        started = {s: before[s].started_at for s in services}
         # Kept for the record: a stopped container loses its addresses and may not get them back (_start).
         fault_id = self._register(spec, services, {"addresses": addresses(t, {s: before[s] for s in services})})
         try:
@@ -170,10 +170,10 @@ class Injector:
             }[spec.kind]
             backend.act(t, action, services, f"{spec.kind} {' '.join(services)}", timeout=60)
             effects: dict[str, backend.StateCheck] = {
-                "kill": lambda s, c: bool(c and not c["State"]["Running"]),
-                "stop": lambda s, c: bool(c and not c["State"]["Running"]),
-                "pause": lambda s, c: bool(c and c["State"].get("Paused")),
-                "restart": lambda s, c: is_up(c) and c["State"]["StartedAt"] != started[s],
+                "kill": lambda s, c: bool(c and not c.running),
+                "stop": lambda s, c: bool(c and not c.running),
+                "pause": lambda s, c: bool(c and c.paused),
+                "restart": lambda s, c: is_up(c) and c.started_at != started[s],
             }
             effect = effects[spec.kind]
             after = backend.wait_states(t, services, effect)

@@ -8,6 +8,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
+from lab.cluster.docker import ContainerState
 from lab.cluster.topology import EXTERNAL_DB, OUTSIDE_LB, Topology
 from lab.faults.spec import DB, LB, FaultSpec
 
@@ -110,14 +111,10 @@ def attempts_for(probability: float) -> int:
     return min(1000, math.ceil(math.log(1e-4) / math.log(1.0 - probability)))
 
 
-def addresses(t: Topology, found: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, str]]:
+def addresses(t: Topology, found: Mapping[str, ContainerState]) -> dict[str, dict[str, str]]:
     """service -> {network (without the project prefix): IP}."""
     prefix = f"{t.lab}_"
-    out: dict[str, dict[str, str]] = {}
-    for service, c in found.items():
-        nets = (c.get("NetworkSettings") or {}).get("Networks") or {}
-        out[service] = {name.removeprefix(prefix): n["IPAddress"] for name, n in nets.items() if n.get("IPAddress")}
-    return out
+    return {s: {net.removeprefix(prefix): ip for net, ip in c.addresses.items()} for s, c in found.items()}
 
 
 def path_ip(dst: str, ips: Mapping[str, Mapping[str, str]], src_dc: str) -> str | None:
@@ -126,27 +123,19 @@ def path_ip(dst: str, ips: Mapping[str, Mapping[str, str]], src_dc: str) -> str 
     return ips.get(dst, {}).get("db" if dst == DB else src_dc if dst == LB else "interdc")
 
 
-def is_up(c: Mapping[str, Any] | None) -> TypeGuard[Mapping[str, Any]]:
-    return bool(c and c["State"]["Running"] and not c["State"].get("Paused"))
+def is_up(c: ContainerState | None) -> TypeGuard[ContainerState]:
+    return c is not None and c.up
 
 
-def state_word(c: Mapping[str, Any] | None) -> str:
-    if not c:
-        return "absent"
-    return "paused" if c["State"].get("Paused") else c["State"]["Status"]
+def state_word(c: ContainerState | None) -> str:
+    return c.word if c else "absent"
 
 
 def rule_basis(
-    found: Mapping[str, Mapping[str, Any]], ips: Mapping[str, Mapping[str, str]], endpoints: Iterable[str]
+    found: Mapping[str, ContainerState], ips: Mapping[str, Mapping[str, str]], endpoints: Iterable[str]
 ) -> dict[str, list[Any]]:
     """What a fault's rules depend on, per endpoint: when its container started (each start brings
     a fresh network namespace), whether it can hold rules, its addresses. Lists: it is compared
     with the copy kept in the registry's JSON."""
-    return {
-        e: [
-            ((found.get(e) or {}).get("State") or {}).get("StartedAt"),
-            is_up(found.get(e)),
-            sorted(ips.get(e, {}).values()),
-        ]
-        for e in endpoints
-    }
+    states = {e: found.get(e) for e in endpoints}
+    return {e: [c.started_at if c else None, is_up(c), sorted(ips.get(e, {}).values())] for e, c in states.items()}

@@ -19,6 +19,7 @@ from lab.capacity.measurement import (
     node_outcome,
 )
 from lab.capacity.spec import Point, Settings, build_grid
+from lab.cluster.docker import ContainerState
 from lab.core import paths, yamlspec
 from lab.core.errors import BadInput
 from lab.record.history import RequestRecord
@@ -150,17 +151,19 @@ def test_load_figures_counts_successes_per_second_and_nearest_rank_percentiles()
     assert empty.requests == 0 and empty.error_rate == 1.0 and empty.p95_ms is None
 
 
+def _state(running: bool, code: int | None, oom: bool = False) -> ContainerState:
+    status = "running" if running else "exited"
+    return ContainerState("c", "a1", running, False, status, code, oom, 0, None)
+
+
 def test_node_outcome_tells_which_memory_failure():
-    assert (
-        node_outcome("a1", {"Running": False, "ExitCode": 137, "OOMKilled": True}, "", False, 0.5).outcome
-        == "killed by the kernel (OOM)"
-    )
-    o = node_outcome("a1", {"Running": False, "ExitCode": 3}, f"... {measurement.OOM_LOG_LINE}\n", True, 0.99)
+    assert node_outcome("a1", _state(False, 137, oom=True), "", False, 0.5).outcome == "killed by the kernel (OOM)"
+    o = node_outcome("a1", _state(False, 3), f"... {measurement.OOM_LOG_LINE}\n", True, 0.99)
     assert (o.outcome, o.exit_code, o.killed, o.was_degraded) == ("killed: OutOfMemoryError", 3, True, True)
-    assert node_outcome("a1", {"Running": False, "ExitCode": 1}, "boom", False, None).outcome == "exited"
-    deg = node_outcome("a1", {"Running": True, "ExitCode": 0}, "", True, 0.95)
+    assert node_outcome("a1", _state(False, 1), "boom", False, None).outcome == "exited"
+    deg = node_outcome("a1", _state(True, 0), "", True, 0.95)
     assert (deg.outcome, deg.exit_code, deg.killed) == ("degraded by memory", None, False)
-    assert node_outcome("a1", {"Running": True}, "", False, 0.3).outcome == "ok"
+    assert node_outcome("a1", _state(True, None), "", False, 0.3).outcome == "ok"
 
 
 def test_failures_group_nodes_that_met_the_same_fate():

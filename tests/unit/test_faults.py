@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from lab import faults
+from lab.cluster.docker import ContainerState
 from lab.cluster.topology import make_topology
 from lab.core.errors import BadInput, FaultNotEffective, RuntimeFailure
 from lab.core.wait import wait_for
@@ -265,16 +266,18 @@ class FakeLab:
         self.events = dir / "events.jsonl"
         self.events.touch()
 
-    def containers(self, t) -> dict[str, Any]:
+    def containers(self, t) -> dict[str, ContainerState]:
         return {
-            s: {
-                "State": dict(st),
-                "NetworkSettings": {
-                    "Networks": {
-                        f"{t.lab}_{NETWORK.get(s, 'interdc')}": {"IPAddress": self.ip[s] if st["Running"] else ""}
-                    }
-                },
-            }
+            s: ContainerState.from_inspect(
+                {
+                    "State": dict(st),
+                    "NetworkSettings": {
+                        "Networks": {
+                            f"{t.lab}_{NETWORK.get(s, 'interdc')}": {"IPAddress": self.ip[s] if st["Running"] else ""}
+                        }
+                    },
+                }
+            )
             for s, st in self.state.items()
         }
 
@@ -333,7 +336,7 @@ class FakeLab:
         return ""
 
     def _exec(self, service: str, cmd: list[str], input: str | None) -> str:
-        if not netmodel.is_up({"State": self.state[service]}):
+        if not self.state[service]["Running"] or self.state[service]["Paused"]:
             raise RuntimeFailure(f"exec in {service}: container is not running")
         if cmd[0] != "sh":
             return ""
