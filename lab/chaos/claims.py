@@ -14,6 +14,10 @@ into survives or outage), what the lab's model predicts (`predict`: quorum arith
 database's placement and the node profile's timeouts, e.g. that a rancher-1.0 node cut off from the
 quorum still answers `/ping` with pong and stays in the load balancer), and what is observed
 (lab/chaos/matrix.py, against the declared `Objective`).
+
+Gray failures (`gray:` in the file: a slow link, a stalled process, a starved CPU) are cases of no
+claim: the guide says nothing of them and quorum arithmetic predicts nothing, so each is only
+measured against the objective while its fault is held for its `hold`, and checked for safety.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ from typing import Any
 from lab.cluster.topology import Topology, majority, tolerance
 from lab.core import paths
 from lab.core import yamlspec as y
+from lab.core.durations import parse_duration
 from lab.core.errors import BadInput
-from lab.faults import CONTAINER_KINDS, DB, LB, ROLES, FaultSpec, cuts, make_spec
+from lab.faults import CONTAINER_KINDS, DB, LB, ROLES, FaultSpec, cuts, make_spec, spec_from_yaml, validate
 from lab.server.profiles import PROFILES, Profile
 
 DEFAULT_CLAIMS = paths.SCENARIOS / "claims.yaml"
@@ -94,6 +99,8 @@ class Claims:
     claims: tuple[Claim, ...]
     objective: Objective = Objective()
     profile_bounds: tuple[tuple[str, Bounds], ...] = ()  # bounds that differ for a node profile
+    gray: tuple[Case, ...] = ()  # cases of no claim, each held for its `hold`
+    gray_sizes: tuple[int, ...] = ()
 
     def bounds_for(self, profile: str) -> Bounds:
         return dict(self.profile_bounds).get(profile, self.bounds)
@@ -106,6 +113,11 @@ class Case:
     fault: FaultSpec  # targets may be roles (leader, follower), resolved when the case runs
     leader_on: frozenset[str] = frozenset()  # the leader is put on one of these first; empty: anywhere
     leader_where: str = ""  # e.g. "minority", "inside"
+    hold: float = 0.0  # a gray case: seconds its fault is held (claims' cases: until decided)
+
+    @property
+    def gray(self) -> bool:
+        return not self.claims
 
 
 @dataclass(frozen=True)
@@ -265,6 +277,16 @@ def cases(claims: Claims, t: Topology) -> list[Case]:
     return list(found.values())
 
 
+def gray_cases(claims: Claims, t: Topology) -> list[Case]:
+    """The gray cases for this topology; BadInput naming the case when its fault does not fit it
+    (e.g. datacenters by other names)."""
+    if t.size not in claims.gray_sizes:
+        return []
+    for case in claims.gray:
+        validate(case.fault, t, f"claims gray case {case.id}")
+    return list(claims.gray)
+
+
 def host_count(hosts: int | str, size: int) -> int:
     if hosts == "tolerance":
         return tolerance(size)
@@ -353,7 +375,9 @@ def _bipartitions(dcs: tuple[str, ...]) -> list[tuple[str, ...]]:
 
 def load(path: str | Path = DEFAULT_CLAIMS) -> Claims:
     root = y.at(path)
-    doc = y.mapping(y.load(path), root, required=("guide", "claims"), optional=("bounds", "objective", "profiles"))
+    doc = y.mapping(
+        y.load(path), root, required=("guide", "claims"), optional=("bounds", "objective", "profiles", "gray")
+    )
     bounds = _bounds(doc.get("bounds") or {}, y.sub(root, "bounds"), Bounds())
     where_obj = y.sub(root, "objective")
     obj_doc = y.mapping(doc.get("objective") or {}, where_obj, optional=Objective.__dataclass_fields__)
@@ -385,13 +409,7 @@ def load(path: str | Path = DEFAULT_CLAIMS) -> Claims:
         if cid in seen:
             raise BadInput(f"{y.sub(where, 'id')}: {cid!r} is used twice")
         seen.add(cid)
-        sizes = tuple(
-            y.integer(s, y.sub(y.sub(where, "sizes"), j))
-            for j, s in enumerate(y.sequence(c["sizes"], y.sub(where, "sizes")))
-        )
-        for j, s in enumerate(sizes):
-            if s not in (1, 3, 5):
-                raise BadInput(f"{y.sub(y.sub(where, 'sizes'), j)}: {s} is not a supported cluster size (1, 3, 5)")
+        sizes = _sizes(c["sizes"], y.sub(where, "sizes"))
         tolerates = None
         if "tolerates" in c:
             tolerates = y.integer(c["tolerates"], y.sub(where, "tolerates"), minimum=0)
@@ -407,7 +425,38 @@ def load(path: str | Path = DEFAULT_CLAIMS) -> Claims:
         )
         outcome = y.choice(c["outcome"], y.sub(where, "outcome"), OUTCOMES)
         claims.append(Claim(cid, y.string(c["says"], y.sub(where, "says")), sizes, tolerates, families, outcome))
-    return Claims(y.string(doc["guide"], y.sub(root, "guide")), bounds, tuple(claims), objective, profile_bounds)
+    gray_sizes, gray = _gray(doc["gray"], y.sub(root, "gray")) if "gray" in doc else ((), ())
+    return Claims(
+        y.string(doc["guide"], y.sub(root, "guide")),
+        bounds,
+        tuple(claims),
+        objective,
+        profile_bounds,
+        gray,
+        gray_sizes,
+    )
+
+
+def _sizes(raw: Any, where: str) -> tuple[int, ...]:
+    sizes = tuple(y.integer(s, y.sub(where, j)) for j, s in enumerate(y.sequence(raw, where)))
+    for j, s in enumerate(sizes):
+        if s not in (1, 3, 5):
+            raise BadInput(f"{y.sub(where, j)}: {s} is not a supported cluster size (1, 3, 5)")
+    return sizes
+
+
+def _gray(raw: Any, where: str) -> tuple[tuple[int, ...], tuple[Case, ...]]:
+    d = y.mapping(raw, where, required=("sizes", "cases"))
+    out: list[Case] = []
+    for j, c in enumerate(y.sequence(d["cases"], y.sub(where, "cases"))):
+        at = y.sub(y.sub(where, "cases"), j)
+        cd = y.mapping(c, at, required=("id", "fault", "hold"))
+        cid = y.string(cd["id"], y.sub(at, "id"))
+        if any(x.id == cid for x in out):
+            raise BadInput(f"{y.sub(at, 'id')}: {cid!r} is used twice")
+        spec = spec_from_yaml(cd["fault"], y.sub(at, "fault"))
+        out.append(Case(cid, (), spec, hold=parse_duration(cd["hold"], y.sub(at, "hold"), positive=True)))
+    return _sizes(d["sizes"], y.sub(where, "sizes")), tuple(out)
 
 
 def _bounds(raw: Any, where: str, base: Bounds) -> Bounds:

@@ -61,6 +61,7 @@ from lab.server.profiles import DEFAULT_PROFILE, Profile
 log = logging.getLogger("halab.chaos.matrix")
 
 ERROR = "error"
+GRAY = "none"  # a gray case's guide and model columns: the guide says nothing, the model predicts nothing
 EXIT_CLAIM_FAILS = 3  # a claim of the guide does not hold on this lab (CheckFailed's status)
 EXIT_SURPRISE = 4  # every claim holds, but the lab did something its model did not predict
 
@@ -112,18 +113,29 @@ class CaseResult:
     evidence: tuple[str, ...] = ()  # a surprising or failing case: its nodes' timeline from their logs
 
     @property
+    def gray(self) -> bool:
+        """A case of no claim (a gray failure): measured against the objective only."""
+        return not self.claims
+
+    @property
     def holds(self) -> bool:
-        """The guide's words held for this case."""
-        return self.observed == self.guide and not self.safety
+        """The guide's words held for this case (a gray case: it met the objective)."""
+        return self.observed == (SURVIVES if self.gray else self.guide) and not self.safety
 
     @property
     def surprise(self) -> bool:
-        """The lab did what its model did not predict."""
-        return self.observed != self.predicted or bool(self.problems) or bool(self.safety)
+        """The lab did what its model did not predict (a gray case has no prediction: only a
+        safety violation or a lab that did not come back is one)."""
+        mispredicted = not self.gray and self.observed != self.predicted
+        return mispredicted or bool(self.problems) or bool(self.safety)
 
     @property
     def verdict(self) -> str:
-        return ("holds" if self.holds else "does not hold") + (", surprise" if self.surprise else "")
+        if self.gray:
+            text = "meets the objective" if self.holds else "misses the objective"
+        else:
+            text = "holds" if self.holds else "does not hold"
+        return text + (", surprise" if self.surprise else "")
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "holds": self.holds, "surprise": self.surprise, "verdict": self.verdict}
@@ -271,8 +283,15 @@ def run_case(
     leader = leader or next((n for n, m in modes.items() if m in ("leader", "standalone")), "?")
     where = f"{leader} ({case.leader_where})" if case.leader_where else leader
     spec = inj.resolve(case.fault, where=case.id)
-    pred = claims_mod.predict(t, [spec], p, objective, leader_lost=_loses(t, spec, leader))
-    exp = pred.expectation
+    if case.gray:  # nothing predicted; the targeted nodes are watched for the load balancer's drain
+        targeted = frozenset(n for n in spec.targets if n in t.node_names)
+        watched = Expectation(active=frozenset(), fenced=targeted, failed=frozenset())
+        pred = claims_mod.Prediction(GRAY, f"no claim: measured while held {case.hold:g} s", watched)
+        exp = watched
+        b = replace(b, decide=case.hold)
+    else:
+        pred = claims_mod.predict(t, [spec], p, objective, leader_lost=_loses(t, spec, leader))
+        exp = pred.expectation
     tags = [f"{n} (leader)" if n == leader else n for n in spec.targets]
     fault_text = f"{spec.kind} {' '.join(tags)}" if spec.targets else spec.describe()
     log.info(
@@ -282,7 +301,7 @@ def run_case(
     restarts_before = _restarts(t)
     fault = inj.apply(spec, where=case.id)
     try:
-        obs = observe(w, exp, pred.outcome, fault.t0, b, objective, fences=p.ping_gate)
+        obs = observe(w, exp, pred.outcome, fault.t0, b, objective, fences=p.ping_gate and not case.gray)
     finally:
         record = inj.heal(fault)
     t_heal = record.t1 if record else time.time()
@@ -300,14 +319,15 @@ def run_case(
         restarts,
     )
     observed = outcome_of(m, objective)
-    problems = _model_details(p, exp, obs, drain, b) if observed == pred.outcome else []
+    problems = _model_details(p, exp, obs, drain, b) if observed == pred.outcome and not case.gray else []
     if back is None:
         stuck = _repair(t, w, b)
         problems.append(
             f"not every node active (with writes succeeding) within {b.heal:g} s after heal"
             + (f"; {', '.join(stuck)} restarted so that the next case starts from a steady lab" if stuck else "")
         )
-    unexpected = observed != pred.outcome or observed != guide or bool(problems)
+    unexpected = (observed != SURVIVES) if case.gray else (observed != pred.outcome or observed != guide)
+    unexpected = unexpected or bool(problems)
     told = _evidence(t, fault.t0, t_heal) if unexpected else ()
     result = CaseResult(
         t.size,
@@ -418,7 +438,7 @@ def run_size(
     results: list[CaseResult] = []
     with Watch(t, run_dir) as w, Injector(t, history=run_dir / HISTORY_FILE, seed=seed) as inj:
         for case in cases:
-            says = guide[case.claims[0]]
+            says = guide[case.claims[0]] if case.claims else GRAY
             try:
                 results.append(run_case(t, p, case, w, inj, b, claims.objective, says))
             except LabError as exc:  # a fault or placement that could not be done: this case failed
@@ -480,8 +500,10 @@ def run_matrix(
     only: Sequence[str] = (),
     ports: Callable[[], Ports] | None = None,
     seed: int = 0,
+    gray: bool = False,
 ) -> MatrixResult:
-    """Run the matrix; write matrix.json and matrix.md into a fresh run directory; return the result."""
+    """Run the matrix (with `gray`, the gray cases instead of the claims'); write matrix.json and
+    matrix.md into a fresh run directory; return the result."""
     from lab.capacity.sweep import machine
 
     claims = claims_mod.load(claims_path)
@@ -495,7 +517,8 @@ def run_matrix(
             ports=ports() if ports else None,
             profile=profile or DEFAULT_PROFILE,
         )
-        cases = [c for c in claims_mod.cases(claims, t) if not only or c.id in only]
+        found = claims_mod.gray_cases(claims, t) if gray else claims_mod.cases(claims, t)
+        cases = [c for c in found if not only or c.id in only]
         plans.append((t, cases))
     unknown = sorted(set(only) - {c.id for _, cs in plans for c in cs})
     if unknown:
@@ -665,6 +688,7 @@ def table(result: MatrixResult) -> str:
         for c in result.claims
     ]
     lines += [f"checks {size}: {_checks_text(found)}" for size, found in result.checks.items()]
+    lines += _gray_summary(result)
     held = sum(c["holds"] for c in result.claims)
     surprises = sum(c.surprise for c in result.cases)
     lines.append(
@@ -672,6 +696,13 @@ def table(result: MatrixResult) -> str:
         f"{result.profile} profile, {result.ended - result.started:.0f} s"
     )
     return "\n".join(lines)
+
+
+def _gray_summary(result: MatrixResult) -> list[str]:
+    gray = [c for c in result.cases if c.gray]
+    if not gray:
+        return []
+    return [f"gray failures: {sum(c.holds for c in gray)} of {len(gray)} case(s) meet the objective"]
 
 
 def _checks_text(found: dict[str, Any]) -> str:
@@ -729,6 +760,7 @@ def markdown(result: MatrixResult) -> str:
         + " |"
         for c in result.claims
     ]  # a worst case's id may hold a | (split-dc-a|dc-b)
+    out += [*(["", *_gray_summary(result)] if _gray_summary(result) else [])]
     out += ["", "Checks over each size's whole history (the watch's writes, reads and register operations):", ""]
     out += [f"- n{size.removeprefix('n')}: {_checks_text(found)}" for size, found in result.checks.items()]
     out += ["", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]

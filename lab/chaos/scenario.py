@@ -59,7 +59,7 @@ from lab.cluster.topology import Ports, Topology, make_topology
 from lab.core import yamlspec as y
 from lab.core.durations import parse_duration
 from lab.core.errors import BadInput, CheckFailed, LabError
-from lab.faults import ActiveFault, FaultSpec, Injector, shielded, validate
+from lab.faults import FAULT_FIELDS, ActiveFault, FaultSpec, Injector, shielded, spec_from_yaml, validate
 from lab.record.checker import CheckResult
 from lab.record.history import HISTORY_FILE, write_json
 from lab.record.load import LoadRun, LoadSpec, make_run_dir
@@ -241,21 +241,8 @@ def _load(raw: Any, where: str) -> LoadProfile:
 
 
 def _fault(raw: Any, where: str, t: Topology) -> FaultStep:
-    d = y.mapping(
-        raw, where, required=("at", "kind"), optional=("jitter", "hold", "target", "sides", "one_way", "loss")
-    )
-    kind = y.string(d["kind"], y.sub(where, "kind"))
-    targets = y.strings(d["target"], y.sub(where, "target")) if "target" in d else ()
-    sides = (
-        tuple(
-            y.strings(s, y.sub(y.sub(where, "sides"), i))
-            for i, s in enumerate(y.sequence(d["sides"], y.sub(where, "sides")))
-        )
-        if "sides" in d
-        else ()
-    )
-    loss = y.number(d["loss"], y.sub(where, "loss")) if "loss" in d else None
-    spec = FaultSpec(kind, targets, sides, y.boolean(d.get("one_way", False), y.sub(where, "one_way")), loss)
+    d = y.mapping(raw, where, required=("at", "kind"), optional=("jitter", "hold", *FAULT_FIELDS))
+    spec = spec_from_yaml({k: v for k, v in d.items() if k in ("kind", *FAULT_FIELDS)}, where)
     validate(spec, t, where)
     return FaultStep(
         parse_duration(d["at"], y.sub(where, "at")),

@@ -22,8 +22,15 @@ FAULT_HELP = """kinds and their arguments:
                                       unnamed datacenters form one more side (default: each its own)
   partition GROUP...                  groups of nodes (and db), comma-separated; the rest form one more
   flaky ENDPOINTS ENDPOINTS --loss N  drop N % of packets between two sets (a1 b1,db)
+  delay SIDE [SIDE] --delay D [--jitter J]
+                                      round trips across two sides (datacenters, or endpoints: a1 db,lb)
+                                      take D longer, each varying by up to J; one side: against the rest
+  stall TARGET... --process P         SIGSTOP one process of nodes: zookeeper, server or redis
+  cpu TARGET... --cpus C              cut a container's CPU quota to C CPUs (below 1)
   list                                the lab's active faults
-examples: halab fault kill leader --hold 10s;  halab fault split dc-a dc-b --one-way;  halab heal"""
+examples: halab fault kill leader --hold 10s;  halab fault split dc-a dc-b --one-way;  halab heal
+          halab fault delay dc-a dc-b --delay 200ms --jitter 50ms --hold 30s
+          halab fault stall leader --process zookeeper --hold 20s"""
 
 
 def add_commands(command: AddCommand) -> None:
@@ -31,10 +38,16 @@ def add_commands(command: AddCommand) -> None:
     sp.formatter_class = argparse.RawDescriptionHelpFormatter
     sp.epilog = FAULT_HELP
     add_lab_name(sp)
-    sp.add_argument("kind", help="kill, stop, pause, restart, isolate, split, partition, flaky or list")
+    sp.add_argument(
+        "kind", help="kill, stop, pause, restart, isolate, split, partition, flaky, delay, stall, cpu or list"
+    )
     sp.add_argument("args", nargs="*", help="targets or sides (see below)")
     sp.add_argument("--one-way", action="store_true", help="drop only the packets leaving the first side")
     sp.add_argument("--loss", type=float, help="flaky: percent of packets dropped (1-100)")
+    sp.add_argument("--delay", help="delay: time added to each round trip (e.g. 200ms)")
+    sp.add_argument("--jitter", help="delay: each round trip varies by up to this (e.g. 50ms)")
+    sp.add_argument("--process", help="stall: zookeeper, server or redis")
+    sp.add_argument("--cpus", type=float, help="cpu: the CPUs left to the target (e.g. 0.2)")
     sp.add_argument("--hold", help="heal after this long (e.g. 10s); Ctrl-C heals early")
     sp.add_argument("--seed", type=int, default=0, help="seed for `follower` and `random` targets")
 
@@ -69,18 +82,31 @@ def add_commands(command: AddCommand) -> None:
     sp.add_argument("--profile", help="node profile: rancher-1.0 (default, the real v1.0 node) or tuned")
     sp.add_argument("--runs", default="runs", help="folder for the run directory (default runs/)")
     sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument(
+        "--gray", action="store_true", help="run the gray failures of the claims file (no claim: measured only)"
+    )
     sp.add_argument("--dry-run", action="store_true", help="list the cases and their expected outcomes")
 
 
 # ------------------------------------------------------------------------------------- fault
 
 
-def fault_spec(kind: str, args: list[str], one_way: bool, loss: float | None) -> Any:
+def fault_spec(args: argparse.Namespace) -> Any:
+    from lab.core.durations import parse_duration
     from lab.faults import CONTAINER_KINDS, make_spec
 
-    if kind in CONTAINER_KINDS or kind == "isolate":
-        return make_spec(kind, args, one_way=one_way, loss=loss)
-    return make_spec(kind, sides=[a.split(",") for a in args], one_way=one_way, loss=loss)
+    with_targets = args.kind in (*CONTAINER_KINDS, "isolate", "stall", "cpu")
+    return make_spec(
+        args.kind,
+        args.args if with_targets else (),
+        () if with_targets else [a.split(",") for a in args.args],
+        one_way=args.one_way,
+        loss=args.loss,
+        delay=parse_duration(args.delay, "--delay") if args.delay else None,
+        jitter=parse_duration(args.jitter, "--jitter") if args.jitter else None,
+        process=args.process,
+        cpus=args.cpus,
+    )
 
 
 def cmd_fault(args: argparse.Namespace) -> int:
@@ -100,7 +126,7 @@ def cmd_fault(args: argparse.Namespace) -> int:
         emit(args, found, "\n".join(lines) or "no active faults")
         return 0
     hold = parse_duration(args.hold, "--hold") if args.hold else None
-    spec = fault_spec(args.kind, args.args, args.one_way, args.loss)
+    spec = fault_spec(args)
     inj = faults.Injector(t, seed=args.seed)
     fault = inj.apply(spec, where="fault")
     if hold is None:
@@ -184,7 +210,9 @@ def cmd_matrix(args: argparse.Namespace) -> int:
                 n, db_dc=args.db_dc, lb_dc=args.lb_dc, **({"profile": args.profile} if args.profile else {})
             )
             guide = {x.id: x.outcome for x in c.claims}
-            for case in claims.cases(c, t):
+            for case in claims.gray_cases(c, t) if args.gray else []:
+                print(f"n{n} {case.id:36} {case.fault.describe():32} held {case.hold:g} s; no claim, measured only")
+            for case in [] if args.gray else claims.cases(c, t):
                 print(
                     f"n{n} {case.id:36} {case.fault.describe():32} the guide says {guide[case.claims[0]]}; "
                     f"model ({t.profile}): {claims.predicted_text(t, case, c.objective)}  [{', '.join(case.claims)}]"
@@ -202,6 +230,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         only=tuple(args.only or ()),
         seed=args.seed,
         ports=free_ports,
+        gray=args.gray,
     )
     emit(args, result.to_dict(), matrix.table(result))
     print(f"wrote {result.run_dir / 'matrix.md'} and matrix.json", file=sys.stderr)

@@ -14,6 +14,11 @@ Kinds (`FaultSpec.kind`):
 - `partition`: named groups of nodes (and `db`) cut apart; unnamed nodes form one more group, an
   unnamed database stays reachable from every group.
 - `flaky`: `loss` percent of packets dropped between two endpoint sets (`sides`).
+- Gray failures (`gray`): `delay` (round trips across two sides take `delay` longer, varying by up
+  to `jitter`; an NFQUEUE delayer in each node on the link, no netem), `stall` (SIGSTOP to one
+  `process` of nodes: zookeeper, server or redis), `cpu` (a container's CPU quota cut to `cpus`).
+  Each is verified by a measurement before and after: handshake times, /proc states, a timed
+  busy loop.
 
 `one_way` (split, partition, flaky) drops only the packets leaving the first side. A network
 fault is iptables DROP rules inside the node containers (they keep NET_ADMIN for this; the
@@ -40,6 +45,7 @@ packets with its peers for a fraction of a second (the record notes it per node 
 
 Modules, by job: `spec` (kinds, FaultSpec, validation), `netmodel` (the pure network model: cuts
 and rules from containers), `backend` (everything that touches Docker; faked by the unit tests),
+`gray` (the gray failures' plans, agents and measurements),
 `registry` (faults.json and the per-lab locks), `hold` (reapply and the docker-events watcher),
 `heal` (undo, heal_lab, signal shielding), `injector` (the Injector). This package re-exports the
 public names.
@@ -67,6 +73,8 @@ from lab.faults.registry import LOG_FILE, REGISTRY_FILE, RULES_LOCK, Registry, a
 from lab.faults.spec import (
     CONTAINER_KINDS,
     DB,
+    FAULT_FIELDS,
+    GRAY_KINDS,
     KINDS,
     LB,
     NETWORK_KINDS,
@@ -74,6 +82,7 @@ from lab.faults.spec import (
     ActiveFault,
     FaultSpec,
     make_spec,
+    spec_from_yaml,
     validate,
 )
 
@@ -84,6 +93,8 @@ __all__ = [
     "DB_PORT",
     "ELECTION_TIMEOUT",
     "EVENTS_CHUNK",
+    "FAULT_FIELDS",
+    "GRAY_KINDS",
     "KINDS",
     "LB",
     "LOG_FILE",
@@ -123,5 +134,6 @@ __all__ = [
     "rule_tag",
     "rules",
     "shielded",
+    "spec_from_yaml",
     "validate",
 ]

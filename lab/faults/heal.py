@@ -17,11 +17,11 @@ from lab.cluster import state
 from lab.cluster.docker import ContainerState
 from lab.cluster.topology import Topology
 from lab.core.errors import RuntimeFailure
-from lab.faults import backend
+from lab.faults import backend, gray
 from lab.faults.hold import reapply
 from lab.faults.netmodel import addresses, is_up, rule_tag, state_word
 from lab.faults.registry import LOG_FILE, Registry, rules_lock
-from lab.faults.spec import DB, LB, NETWORK_KINDS, FaultSpec
+from lab.faults.spec import DB, HELD_KINDS, LB, FaultSpec
 from lab.record.history import FaultRecord, JsonlWriter
 
 log = logging.getLogger("halab.faults.heal")
@@ -75,13 +75,30 @@ def undo(t: Topology, entry: Mapping[str, Any]) -> dict[str, Any]:
     raises RuntimeFailure when it could not be undone."""
     spec = FaultSpec.from_dict(entry["spec"])
     services = list(entry["targets"])
-    if spec.kind in NETWORK_KINDS:
-        left = backend.remove_rules(t, f'"{rule_tag(t.lab, entry["id"])}"')
+    if spec.kind in HELD_KINDS:
+        found = backend.containers(t)
+        left = backend.remove_rules(t, f'"{rule_tag(t.lab, entry["id"])}"', found)
+        if spec.kind == "delay":  # after the rules: what the delayers still hold goes at once
+            gray.stop_delayers(t, [n for n in t.node_names if is_up(found.get(n))], gray.queue_of(entry["id"]))
         dirty = [s for s, n in left.items() if n]
         if dirty:
             raise RuntimeFailure(f"could not remove the rules of fault {entry['id']} from {', '.join(dirty)}")
         return {}
     found = backend.containers(t)
+    if spec.kind == "stall":  # a node down or restarted since runs its process afresh
+        for n in services:
+            if is_up(found.get(n)):
+                try:
+                    gray.signal_process(t, n, spec.process or "", "SIGCONT")
+                except RuntimeFailure as exc:  # none left to resume
+                    log.debug(f"heal {entry['id']}: {exc}")
+        return {}
+    if spec.kind == "cpu":
+        previous = (entry.get("detail") or {}).get("nano_cpus") or {}
+        for s in services:
+            if s in found:
+                gray.set_cpus(t, [s], int(previous.get(s, 0)))
+        return {}
     extra: dict[str, Any] = {}
     if spec.kind == "pause":
         todo = [s for s in services if (c := found.get(s)) and c.paused]
@@ -127,7 +144,7 @@ def heal_entry(t: Topology, fault_id: str) -> FaultRecord | None:
     if entry is None:
         return None
     # Rules and registry entry go together, so that a reapply cannot put the rules back between.
-    with rules_lock(t.lab) if entry["spec"]["kind"] in NETWORK_KINDS else contextlib.nullcontext():
+    with rules_lock(t.lab) if entry["spec"]["kind"] in HELD_KINDS else contextlib.nullcontext():
         extra = undo(t, entry)
         t1 = time.time()
         latest = registry.remove(fault_id)  # with what reapply noted since `entry` was read
@@ -176,6 +193,7 @@ def heal_lab(t: Topology) -> HealReport:
             backend.act(t, ["docker", "unpause"], paused, "unpause leftovers", timeout=60)
             found = backend.containers(t)
         counts = _sweep_rules(t, found)
+        gray.stop_delayers(t, [n for n in t.node_names if is_up(found.get(n))], None)
         order = {DB: 0, LB: 2}
         stopped = sorted((s for s, c in found.items() if not c.running), key=lambda s: order.get(s, 1))
         if stopped:

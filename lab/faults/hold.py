@@ -16,10 +16,10 @@ from typing import Any
 
 from lab.cluster.topology import Topology
 from lab.core.errors import FaultNotEffective
-from lab.faults import backend
+from lab.faults import backend, gray
 from lab.faults.netmodel import addresses, check_paths, cuts, is_up, rule_basis, rule_tag, rules
 from lab.faults.registry import Registry, rules_lock
-from lab.faults.spec import NETWORK_KINDS, FaultSpec
+from lab.faults.spec import HELD_KINDS, FaultSpec
 
 log = logging.getLogger("halab.faults.hold")
 
@@ -52,7 +52,7 @@ def reapply(t: Topology, why: str) -> list[str]:
     cut path still connects."""
     with rules_lock(t.lab):
         registry = Registry(t.lab)
-        held = [e for e in registry.active() if e.get("phase") == "active" and e["spec"]["kind"] in NETWORK_KINDS]
+        held = [e for e in registry.active() if e.get("phase") == "active" and e["spec"]["kind"] in HELD_KINDS]
         if not held:
             return []
         found = backend.containers(t)
@@ -67,7 +67,15 @@ def reapply(t: Topology, why: str) -> list[str]:
             spec = FaultSpec.from_dict(entry["spec"])
             tag = rule_tag(t.lab, entry["id"])
             cut_list = cuts(spec, t)
-            plan = rules(cut_list, {e: list(ips.get(e, {}).values()) for e in entry["targets"]}, tag, live)
+            if spec.kind == "delay":  # a node that started since has no delayer yet
+                carriers = gray.carriers(cut_list, set(live))
+                queue = gray.queue_of(entry["id"])
+                gray.start_delayers(
+                    t, [n for n in carriers if (before.get(n) or [None])[0] != basis[n][0]], queue, spec
+                )
+                plan = gray.delay_rules(carriers, ips, tag, queue)
+            else:
+                plan = rules(cut_list, {e: list(ips.get(e, {}).values()) for e in entry["targets"]}, tag, live)
             backend.rewrite_rules(t, plan, f'"{tag}"', [n for n in live if n in entry["targets"]])
             now = time.time()
             note: dict[str, Any] = {"t": round(now, 3), "why": why}
@@ -78,7 +86,7 @@ def reapply(t: Topology, why: str) -> list[str]:
             }
             if exposed:
                 note["exposed"] = exposed
-            paths = [] if spec.kind == "flaky" else check_paths(cut_list, live)
+            paths = [] if spec.kind in ("flaky", "delay") else check_paths(cut_list, live)
             after = backend.connectivity(t, [(s, d, 1) for s, d in paths], ips)
             still = [f"{s}->{d}" for s, d in paths if after[(s, d)][0] > 0]
             if still:

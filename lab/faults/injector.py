@@ -4,6 +4,7 @@ path."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -14,7 +15,7 @@ from typing import Any
 
 from lab.cluster.topology import Topology
 from lab.core.errors import FaultNotEffective, RuntimeFailure
-from lab.faults import backend
+from lab.faults import backend, gray
 from lab.faults.heal import heal_entry, shielded, undo
 from lab.faults.hold import StartWatcher, reapply
 from lab.faults.netmodel import (
@@ -29,7 +30,7 @@ from lab.faults.netmodel import (
     state_word,
 )
 from lab.faults.registry import Registry, rules_lock
-from lab.faults.spec import CONTAINER_KINDS, NETWORK_KINDS, ROLES, ActiveFault, FaultSpec, validate
+from lab.faults.spec import CONTAINER_KINDS, HELD_KINDS, ROLES, ActiveFault, FaultSpec, validate
 from lab.record.history import FaultRecord
 
 log = logging.getLogger("halab.faults.injector")
@@ -77,7 +78,7 @@ class Injector:
             modes = backend.roles(self.t) if asks_modes else {}
             picked, missing = self._pick(spec.targets, modes)
             if not missing:
-                return FaultSpec(spec.kind, picked, spec.sides, spec.one_way, spec.loss)
+                return dataclasses.replace(spec, targets=picked)
             if time.monotonic() > deadline:
                 raise RuntimeFailure(
                     f"{where}.target: no {missing} to pick within {ELECTION_TIMEOUT:g} s "
@@ -114,6 +115,8 @@ class Injector:
         spec = self.resolve(spec, where)
         if spec.kind in CONTAINER_KINDS:
             return self._apply_containers(spec)
+        if spec.kind in ("stall", "cpu"):
+            return self._apply_gray(spec)
         return self._apply_network(spec)
 
     def _register(self, spec: FaultSpec, targets: Sequence[str], detail: Mapping[str, Any]) -> str:
@@ -149,14 +152,7 @@ class Injector:
         t = self.t
         services = list(spec.targets)
         before = backend.containers(t)
-        missing = [s for s in services if s not in before]
-        if missing:
-            raise RuntimeFailure(f"{spec.describe()}: no container for {', '.join(missing)} in lab {t.lab!r}")
-        not_up = [s for s in services if not is_up(before[s])]
-        if not_up:
-            raise RuntimeFailure(
-                f"{spec.describe()}: {', '.join(not_up)} is not running (an active fault? `halab heal --name {t.lab}`)"
-            )
+        self._require_up(spec, services, before)
         started = {s: before[s].started_at for s in services}
         # Kept for the record: a stopped container loses its addresses and may not get them back (_start).
         fault_id = self._register(spec, services, {"addresses": addresses(t, {s: before[s] for s in services})})
@@ -192,13 +188,50 @@ class Injector:
             self._undo_failed_apply(fault_id)
             raise
 
+    def _require_up(self, spec: FaultSpec, services: Sequence[str], found: Mapping[str, Any]) -> None:
+        missing = [s for s in services if s not in found]
+        if missing:
+            raise RuntimeFailure(f"{spec.describe()}: no container for {', '.join(missing)} in lab {self.t.lab!r}")
+        not_up = [s for s in services if not is_up(found[s])]
+        if not_up:
+            raise RuntimeFailure(
+                f"{spec.describe()}: {', '.join(not_up)} is not running "
+                f"(an active fault? `halab heal --name {self.t.lab}`)"
+            )
+
+    def _apply_gray(self, spec: FaultSpec) -> ActiveFault:
+        """stall and cpu: one process, or the CPU quota, of each target (lab/faults/gray.py)."""
+        t = self.t
+        services = list(spec.targets)
+        self._require_up(spec, services, backend.containers(t))
+        previous = {s: gray.nano_cpus(t, s) for s in services} if spec.kind == "cpu" else {}
+        fault_id = self._register(spec, services, {"nano_cpus": previous} if previous else {})
+        try:
+            if spec.kind == "stall":
+                t0 = time.time()
+                states = {n: gray.signal_process(t, n, spec.process or "", "SIGSTOP") for n in services}
+                running = [f"{n} pid {p} ({s})" for n, st in states.items() for p, s in st.items() if s != "T"]
+                if running:
+                    raise FaultNotEffective(f"{spec.describe()}: not stopped: {', '.join(running)}")
+                return self._activate(fault_id, spec, services, t0, {"stopped": states})
+            # One at a time, so that two busy loops do not compete for the CPUs.
+            before = {s: gray.busy_time(t, s) for s in services}
+            t0 = time.time()
+            gray.set_cpus(t, services, round((spec.cpus or 1.0) * 1e9))
+            after = {s: gray.busy_time(t, s) for s in services}
+            detail = {"nano_cpus": previous, **gray.check_cpu(spec, before, after)}
+            return self._activate(fault_id, spec, services, t0, detail)
+        except BaseException:
+            self._undo_failed_apply(fault_id)
+            raise
+
     def _apply_network(self, spec: FaultSpec) -> ActiveFault:
         if self.watcher is None:  # started before the snapshot: a start from here on is reapplied
             self.watcher = StartWatcher(self.t, self._started, since=time.time())
         try:
             # A reapply waits until the fault is active with the basis its rules were made on.
             with rules_lock(self.t.lab):
-                return self._install_network(spec)
+                return self._install_delay(spec) if spec.kind == "delay" else self._install_network(spec)
         except BaseException:
             if not self._holds_network():
                 self._unwatch()
@@ -253,6 +286,29 @@ class Injector:
             self._undo_failed_apply(fault_id)
             raise
 
+    def _install_delay(self, spec: FaultSpec) -> ActiveFault:
+        t = self.t
+        found = backend.containers(t)
+        ips = addresses(t, found)
+        links = cuts(spec, t)
+        endpoints = sorted({e for c in links for e in (c.src, c.dst)})
+        plan = gray.carriers(links, set(t.node_names))
+        self._require_up(spec, [*plan, *(e for e in endpoints if e not in plan)], found)
+        targets = gray.probe_targets(t, plan, ips)
+        fault_id = self._register(spec, endpoints, {})
+        try:
+            queue = gray.queue_of(fault_id)
+            before = gray.measure_rtt(t, targets)
+            t0 = time.time()
+            gray.start_delayers(t, list(plan), queue, spec)
+            backend.install_rules(t, gray.delay_rules(plan, ips, rule_tag(t.lab, fault_id), queue))
+            after = gray.measure_rtt(t, targets)
+            detail = {"queue": queue, "carriers": sorted(plan), **gray.check_delay(spec, before, after)}
+            return self._activate(fault_id, spec, endpoints, t0, detail, basis=rule_basis(found, ips, endpoints))
+        except BaseException:
+            self._undo_failed_apply(fault_id)
+            raise
+
     # ------------------------------------------------------------------------------------ heal
 
     def heal(self, fault: ActiveFault) -> FaultRecord | None:
@@ -289,7 +345,7 @@ class Injector:
     # ------------------------------------------------------------------------------- watching
 
     def _holds_network(self, but: str = "") -> bool:
-        return any(f.spec.kind in NETWORK_KINDS and f.id != but for f in self.applied)
+        return any(f.spec.kind in HELD_KINDS and f.id != but for f in self.applied)
 
     def _started(self, service: str, action: str) -> None:
         reapply(self.t, f"{service} {'unpaused' if action == 'unpause' else 'started'}")

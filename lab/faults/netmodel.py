@@ -10,7 +10,7 @@ from typing import Any, TypeGuard
 
 from lab.cluster.docker import ContainerState
 from lab.cluster.topology import EXTERNAL_DB, OUTSIDE_LB, Topology
-from lab.faults.spec import DB, LB, FaultSpec
+from lab.faults.spec import DB, LB, LINK_KINDS, FaultSpec
 
 
 @dataclass(frozen=True)
@@ -29,24 +29,36 @@ def groups(spec: FaultSpec, t: Topology) -> tuple[frozenset[str], ...]:
     if spec.kind == "isolate":
         (node,) = spec.targets
         return frozenset({node}), frozenset(n for n in (*t.node_names, DB) if n != node)
+    if spec.kind in LINK_KINDS:  # two sides named, or one and the rest
+        names = {n for side in spec.sides for n in side}
+        if names <= set(t.datacenters):
+            return _datacenter_groups(t, spec.sides, rest=len(spec.sides) == 1)
+        named = [frozenset(side) for side in spec.sides]
+        rest = frozenset(n for n in t.node_names if n not in names)
+        return tuple(named + ([rest] if rest and len(named) == 1 else []))
     if spec.kind == "split":
-        named_dcs = [set(s) for s in spec.sides] or [{dc} for dc in t.datacenters]
-        other_dcs = {dc for dc in t.datacenters if not any(dc in s for s in named_dcs)}
-        sides = named_dcs + ([other_dcs] if other_dcs else [])
-        out: list[frozenset[str]] = []
-        for dcs in sides:
-            members = {n.name for n in t.nodes if n.dc in dcs}
-            if t.db_dc != EXTERNAL_DB and t.db_dc in dcs:
-                members.add(DB)
-            if t.lb_dc != OUTSIDE_LB and t.lb_dc in dcs:
-                members.add(LB)
-            out.append(frozenset(members))
-        return tuple(out)
+        return _datacenter_groups(t, spec.sides, rest=True)
     if spec.kind in ("partition", "flaky"):
         named = [frozenset(s) for s in spec.sides]
         rest = frozenset(n for n in t.node_names if not any(n in s for s in named))
         return tuple(named + ([rest] if rest and spec.kind == "partition" else []))
-    raise ValueError(f"{spec.kind} is not a network fault")
+    raise ValueError(f"{spec.kind} is not a fault between sides")
+
+
+def _datacenter_groups(t: Topology, sides: Sequence[Sequence[str]], *, rest: bool) -> tuple[frozenset[str], ...]:
+    """Each side's nodes, with the database and the load balancer where they were placed; the
+    datacenters not named form one more side when `rest` (no side named: each its own)."""
+    named_dcs = [set(s) for s in sides] or [{dc} for dc in t.datacenters]
+    other_dcs = {dc for dc in t.datacenters if not any(dc in s for s in named_dcs)}
+    out: list[frozenset[str]] = []
+    for dcs in named_dcs + ([other_dcs] if other_dcs and rest else []):
+        members = {n.name for n in t.nodes if n.dc in dcs}
+        if t.db_dc != EXTERNAL_DB and t.db_dc in dcs:
+            members.add(DB)
+        if t.lb_dc != OUTSIDE_LB and t.lb_dc in dcs:
+            members.add(LB)
+        out.append(frozenset(members))
+    return tuple(out)
 
 
 def cuts(spec: FaultSpec, t: Topology) -> tuple[Cut, ...]:

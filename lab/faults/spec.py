@@ -7,13 +7,25 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lab.cluster.topology import Topology
+from lab.core import yamlspec as y
+from lab.core.durations import parse_duration
 from lab.core.errors import BadInput
 
 CONTAINER_KINDS = ("kill", "stop", "pause", "restart")
 
 NETWORK_KINDS = ("isolate", "split", "partition", "flaky")
 
-KINDS = CONTAINER_KINDS + NETWORK_KINDS
+# Gray failures (lab/faults/gray.py): a slow link between two sides, one process of a node stopped
+# while the rest of it runs, a container's CPU quota cut.
+LINK_KINDS = ("delay",)
+GRAY_KINDS = (*LINK_KINDS, "stall", "cpu")
+
+KINDS = CONTAINER_KINDS + NETWORK_KINDS + GRAY_KINDS
+
+# Held across restarts: their rules are re-established on every start (lab/faults/hold.py).
+HELD_KINDS = (*NETWORK_KINDS, "delay")
+
+PROCESSES = ("zookeeper", "server", "redis")  # what `stall` can stop in a node
 
 ROLES = ("leader", "follower", "random")
 
@@ -27,25 +39,35 @@ class FaultSpec:
     sides: tuple[tuple[str, ...], ...] = ()  # split: datacenters; partition: nodes/db; flaky: two sets
     one_way: bool = False
     loss: float | None = None  # flaky: percent of packets dropped
+    delay: float | None = None  # delay: seconds added to a round trip across the link
+    jitter: float | None = None  # delay: each round trip varies by up to this, seconds
+    process: str | None = None  # stall: one of PROCESSES
+    cpus: float | None = None  # cpu: the CPUs the target keeps (Docker's --cpus)
 
     def describe(self) -> str:
+        if self.kind == "stall":
+            return f"stall {self.process} of {' '.join(self.targets)}"
+        if self.kind == "cpu":
+            return f"cpu {' '.join(self.targets)} ({self.cpus:g} CPUs)"
         if self.kind in CONTAINER_KINDS or self.kind == "isolate":
             return f"{self.kind} {' '.join(self.targets)}"
         sep = " > " if self.one_way else " | "
         text = f"{self.kind} {sep.join(','.join(s) for s in self.sides)}"
+        if self.kind == "delay":
+            return text + f" ({self.delay or 0:g}s ± {self.jitter or 0:g}s)"
         return text + (f" ({self.loss:g}% loss)" if self.kind == "flaky" else "")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> FaultSpec:
-        return cls(
+        return make_spec(
             d["kind"],
-            tuple(d.get("targets", ())),
-            tuple(tuple(s) for s in d.get("sides", ())),
-            bool(d.get("one_way", False)),
-            d.get("loss"),
+            d.get("targets", ()),
+            d.get("sides", ()),
+            one_way=bool(d.get("one_way", False)),
+            **{k: d[k] for k in ("loss", "delay", "jitter", "process", "cpus") if d.get(k) is not None},
         )
 
 
@@ -56,8 +78,46 @@ def make_spec(
     *,
     one_way: bool = False,
     loss: float | None = None,
+    delay: float | None = None,
+    jitter: float | None = None,
+    process: str | None = None,
+    cpus: float | None = None,
 ) -> FaultSpec:
-    return FaultSpec(kind, tuple(targets), tuple(tuple(s) for s in sides), one_way, loss)
+    return FaultSpec(kind, tuple(targets), tuple(tuple(s) for s in sides), one_way, loss, delay, jitter, process, cpus)
+
+
+MAX_DELAY = 10.0  # seconds: beyond every timeout the lab has, so nothing longer tells more
+
+
+# A fault's fields in scenario and claims files, besides `kind` (`jitter` there is the time's).
+FAULT_FIELDS = ("target", "sides", "one_way", "loss", "delay", "delay_jitter", "process", "cpus")
+
+
+def spec_from_yaml(d: Mapping[str, Any], where: str) -> FaultSpec:
+    """A FaultSpec from a file's mapping (`kind` and FAULT_FIELDS), each field checked for its type;
+    `validate` checks it against a topology."""
+    d = y.mapping(d, where, required=("kind",), optional=FAULT_FIELDS)
+
+    def get(key: str, read: Any) -> Any:
+        return read(d[key], y.sub(where, key)) if key in d else None
+
+    sides = d.get("sides")
+    return make_spec(
+        y.string(d["kind"], y.sub(where, "kind")),
+        get("target", y.strings) or (),
+        ()
+        if sides is None
+        else [
+            y.strings(s, y.sub(y.sub(where, "sides"), i))
+            for i, s in enumerate(y.sequence(sides, y.sub(where, "sides")))
+        ],
+        one_way=bool(get("one_way", y.boolean)),
+        loss=get("loss", y.number),
+        delay=get("delay", parse_duration),
+        jitter=get("delay_jitter", parse_duration),
+        process=get("process", y.string),
+        cpus=get("cpus", y.number),
+    )
 
 
 def validate(spec: FaultSpec, t: Topology, where: str = "fault") -> None:
@@ -65,18 +125,20 @@ def validate(spec: FaultSpec, t: Topology, where: str = "fault") -> None:
     if spec.kind not in KINDS:
         raise BadInput(f"{where}.kind: unknown fault {spec.kind!r}; choose one of {', '.join(KINDS)}")
     nodes = ", ".join(t.node_names)
-    if spec.kind in CONTAINER_KINDS or spec.kind == "isolate":
+    _validate_gray(spec, t, where)
+    if spec.kind in CONTAINER_KINDS or spec.kind in ("isolate", "stall", "cpu"):
         if not spec.targets:
             raise BadInput(
                 f"{where}.target: {spec.kind} needs a target: a node ({nodes}), "
                 f"{'db, lb, ' if spec.kind != 'isolate' else ''}{', '.join(ROLES)}"
             )
-        allowed = set(t.node_names) | set(ROLES) | ({DB, LB} if spec.kind in CONTAINER_KINDS else set())
+        with_db_lb = spec.kind in CONTAINER_KINDS or spec.kind == "cpu"
+        allowed = set(t.node_names) | set(ROLES) | ({DB, LB} if with_db_lb else set())
         for i, target in enumerate(spec.targets):
             if target not in allowed:
                 raise BadInput(
                     f"{where}.target: no node {target!r} in this lab (nodes: {nodes}"
-                    f"{'; or db, lb' if spec.kind in CONTAINER_KINDS else ''}; or {', '.join(ROLES)})"
+                    f"{'; or db, lb' if with_db_lb else ''}; or {', '.join(ROLES)})"
                 )
             if target in spec.targets[:i] and target not in ("follower", "random"):
                 raise BadInput(f"{where}.target: {target!r} is named twice")
@@ -88,8 +150,10 @@ def validate(spec: FaultSpec, t: Topology, where: str = "fault") -> None:
             raise BadInput(f"{where}.target: more targets than containers")
     elif spec.targets:
         raise BadInput(f"{where}.target: {spec.kind} takes sides, not targets")
-    if spec.kind not in ("split", "partition", "flaky") and (spec.sides or spec.one_way):
-        raise BadInput(f"{where}.{'sides' if spec.sides else 'one_way'}: only split, partition and flaky take it")
+    if spec.kind not in ("split", "partition", "flaky", *LINK_KINDS) and spec.sides:
+        raise BadInput(f"{where}.sides: only split, partition, flaky and delay take sides")
+    if spec.kind not in ("split", "partition", "flaky") and spec.one_way:
+        raise BadInput(f"{where}.one_way: only split, partition and flaky take it")
     if spec.kind == "split":
         if len(t.datacenters) < 2:
             raise BadInput(f"{where}.kind: a split needs two datacenters; this lab has one ({t.datacenters[0]})")
@@ -111,6 +175,32 @@ def validate(spec: FaultSpec, t: Topology, where: str = "fault") -> None:
             )
     elif spec.loss is not None:
         raise BadInput(f"{where}.loss: only flaky takes a loss percentage")
+
+
+def _validate_gray(spec: FaultSpec, t: Topology, where: str) -> None:
+    """The gray kinds' own fields: each kind takes its own and refuses the others'."""
+    own = {"delay": ("delay", "jitter"), "stall": ("process",), "cpu": ("cpus",)}
+    mine = own.get(spec.kind, ())
+    for name in ("delay", "jitter", "process", "cpus"):
+        if name not in mine and getattr(spec, name) is not None:
+            raise BadInput(f"{where}.{name}: only {next(k for k, v in own.items() if name in v)} takes it")
+    if spec.kind in LINK_KINDS:
+        if not spec.sides:
+            raise BadInput(f"{where}.sides: {spec.kind} takes two sides: datacenters (dc-a dc-b) or endpoints (a1 db)")
+        names = [n for side in spec.sides for n in side]
+        if any(n in t.datacenters for n in names):  # datacenters, then all must be
+            _check_sides(spec.sides, t.datacenters, "datacenter", f"{where}.sides", allow_one=True)
+        else:
+            _check_sides(spec.sides, (*t.node_names, DB, LB), "node, db or lb", f"{where}.sides", allow_one=True)
+    if spec.kind == "delay":
+        if spec.delay is None or not 0 < spec.delay <= MAX_DELAY:
+            raise BadInput(f"{where}.delay: delay needs a delay from 1ms to {MAX_DELAY:g}s, got {spec.delay!r}")
+        if spec.jitter is not None and not 0 <= spec.jitter <= spec.delay:
+            raise BadInput(f"{where}.jitter: from 0 to the delay ({spec.delay:g}s), got {spec.jitter!r}")
+    if spec.kind == "stall" and spec.process not in PROCESSES:
+        raise BadInput(f"{where}.process: stall needs a process: {', '.join(PROCESSES)}; got {spec.process!r}")
+    if spec.kind == "cpu" and (spec.cpus is None or not 0.01 <= spec.cpus < 1):
+        raise BadInput(f"{where}.cpus: cpu needs the CPUs left to the target, from 0.01 to below 1, got {spec.cpus!r}")
 
 
 def _check_sides(

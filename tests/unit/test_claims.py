@@ -460,6 +460,45 @@ def test_file_errors_name_the_file_and_field(tmp_path, old, new, match):
     assert str(e.value).startswith(str(p)) and "\n" not in str(e.value)
 
 
+GRAY = """gray:
+  sizes: [3]
+  cases:
+    - id: slow
+      fault: {kind: delay, sides: [[dc-a], [dc-b]], delay: 200ms, delay_jitter: 50ms}
+      hold: 30s
+    - id: stall
+      fault: {kind: stall, target: [leader], process: zookeeper}
+      hold: 20s
+"""
+
+
+def test_gray_cases_load_as_cases_of_no_claim(tmp_path):
+    c = claims.load(write(tmp_path, GOOD + GRAY))
+    cases = claims.gray_cases(c, make_topology(3))
+    assert [(x.id, x.claims, x.hold, x.gray) for x in cases] == [("slow", (), 30.0, True), ("stall", (), 20.0, True)]
+    assert cases[0].fault.delay == 0.2 and cases[0].fault.jitter == 0.05 and cases[1].fault.process == "zookeeper"
+    assert claims.gray_cases(c, make_topology(5)) == []  # not a size of the family
+
+
+@pytest.mark.parametrize(
+    "old,new,match,size",
+    [
+        ("hold: 30s", "hold: 0s", r"gray\.cases\[0\]\.hold: '0s' must be a positive", 3),
+        ("id: stall", "id: slow", r"gray\.cases\[1\]\.id: 'slow' is used twice", 3),
+        ("process: zookeeper", "proces: zookeeper", r"gray\.cases\[1\]\.fault\.proces: unknown key", 3),
+        (
+            "sides: [[dc-a], [dc-b]]",
+            "sides: [[dc-a], [dc-x]]",
+            r"claims gray case slow\.sides\[1\]: no datacenter 'dc-x'",
+            3,
+        ),
+    ],
+)
+def test_gray_errors_name_the_file_and_field(tmp_path, old, new, match, size):
+    with pytest.raises(BadInput, match=match):
+        claims.gray_cases(claims.load(write(tmp_path, GOOD + GRAY.replace(old, new))), make_topology(size))
+
+
 def test_not_yaml_names_the_line(tmp_path):
     with pytest.raises(BadInput, match=r"claims.yaml: line \d+: not valid YAML"):
         claims.load(write(tmp_path, "guide: [unclosed\n"))

@@ -406,6 +406,26 @@ def test_a_case_keeps_guide_model_and_observation_apart(guide, predicted, observ
     assert d["measures"]["share"] == 1.0 and json.loads(json.dumps(d))["verdict"] == verdict
 
 
+@pytest.mark.parametrize(
+    "observed,problems,safety,verdict",
+    [
+        ("survives", (), (), "meets the objective"),
+        ("degraded", (), (), "misses the objective"),  # nothing was predicted: no surprise
+        ("outage", (), (), "misses the objective"),
+        ("survives", (), ("acknowledged_writes_present: 1",), "misses the objective, surprise"),
+        ("degraded", ("not every node active within 150 s after heal",), (), "misses the objective, surprise"),
+    ],
+)
+def test_a_gray_case_is_measured_against_the_objective_only(observed, problems, safety, verdict):
+    r = case("delay", guide="none", predicted="none", observed=observed, claims=(), problems=problems, safety=safety)
+    assert r.gray and r.verdict == verdict
+    result = matrix.MatrixResult(
+        Path("/tmp/x"), 0.0, 10.0, (3,), "tuned", Bounds(), Objective(), (r,), tuple(matrix.claim_verdicts(CLAIMS, [r]))
+    )
+    assert result.claims == () and result.holds  # no claim is judged by a gray case
+    assert f"gray failures: {int(r.holds)} of 1 case(s) meet the objective" in matrix.table(result)
+
+
 def test_violations_are_charged_to_the_case_they_fell_in_as_safety():
     results = [case("one", t_end=120.0), case("two", t_end=140.0), case("three", t_end=160.0)]
     verdicts = CheckResult(

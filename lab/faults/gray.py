@@ -1,0 +1,312 @@
+"""Gray failures: a slow link, one stopped process, a starved CPU. Each is verified by measuring its
+effect before and after, like a cut is by connects.
+
+- `delay`: every packet crossing between two sides waits, without the kernel's `netem` (missing
+  here and on many hosts). Each node on the link runs a userspace delayer (lab/agent/nfqdelay.py)
+  bound to an NFQUEUE; iptables rules queue the node's packets to the other side (OUTPUT) and,
+  when that side is the database or the load balancer, which hold no rules, the packets from it
+  too (INPUT). Each direction waits half the asked delay, so a round trip across the link takes
+  `delay` longer. Connections stay end to end (a relay would end and reopen them); packets keep
+  their order (jitter never reorders). The rules are appended after any drop rule, since a packet
+  the delayer releases skips the rest of its chain, and carry `--queue-bypass`: a delayer that
+  dies lets packets through at once rather than blackholing them. Verified by the median TCP
+  handshake time from each node to a peer across the link, before and after.
+- `stall`: SIGSTOP to one process of a node, its ZooKeeper member, its API server or its Redis,
+  while the rest of the host runs on (the half-dead host: `/ping` may still answer). Verified by
+  the process state (`T`) in /proc; healed by SIGCONT. A restart of the container is a reboot:
+  the stall ends with it.
+- `cpu`: the container's CFS quota cut to `cpus` (Docker's `--cpus`); it survives restarts, being
+  the container's configuration. Verified by timing a fixed CPU-bound loop in the container.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from lab.cluster import docker
+from lab.cluster.compose import container_name
+from lab.cluster.topology import Topology
+from lab.core.errors import FaultNotEffective, RuntimeFailure
+from lab.faults import backend
+from lab.faults.netmodel import Cut, path_ip
+from lab.faults.spec import FaultSpec
+
+QUEUE_BASE = 3000  # NFQUEUE numbers used by delay faults: QUEUE_BASE + a hash of the fault id
+
+# A delay's measured round trip may miss the asked one by this share (the issue's 20 %) plus
+# TOLERANCE_FLOOR seconds (a handshake's own time varies by a millisecond or so).
+TOLERANCE, TOLERANCE_FLOOR = 0.2, 0.003
+RTT_SAMPLES = 9
+CPU_SLOWDOWN_MIN = 0.5  # a quota of c CPUs must slow one busy thread at least this share of 1/c
+
+
+def queue_of(fault_id: str) -> int:
+    return QUEUE_BASE + zlib.crc32(fault_id.encode()) % 1000
+
+
+# ------------------------------------------------------------------------------ delay: the plan
+
+
+def carriers(links: Sequence[Cut], nodes: Collection[str]) -> dict[str, list[tuple[str, str]]]:
+    """node -> [(chain, peer)]: where each directed link is slowed. At its source when that is a
+    node (OUTPUT, packets to the peer), else at its destination (INPUT, packets from the peer):
+    the database and the load balancer hold no rules."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for c in links:
+        at, entry = (c.src, ("OUTPUT", c.dst)) if c.src in nodes else (c.dst, ("INPUT", c.src))
+        if at in nodes and entry not in out.setdefault(at, []):
+            out[at].append(entry)
+    return out
+
+
+_NFQUEUE = ("-j", "NFQUEUE", "--queue-num")
+
+
+def delay_rules(
+    plan: Mapping[str, Sequence[tuple[str, str]]], ips: Mapping[str, Mapping[str, str]], tag: str, queue: int
+) -> dict[str, list[list[str]]]:
+    """node -> iptables argument lists queueing its packets of the link to the delayer."""
+    out: dict[str, list[list[str]]] = {}
+    for node, entries in plan.items():
+        for chain, peer in entries:
+            flag = "-d" if chain == "OUTPUT" else "-s"
+            for ip in sorted(ips.get(peer, {}).values()):
+                out.setdefault(node, []).append(
+                    [
+                        *("-A", chain, flag, ip, "-m", "comment", "--comment", tag),
+                        *_NFQUEUE,
+                        str(queue),
+                        "--queue-bypass",
+                    ]
+                )
+    return out
+
+
+def probe_targets(
+    t: Topology, plan: Mapping[str, Sequence[tuple[str, str]]], ips: Mapping[str, Mapping[str, str]]
+) -> dict[str, tuple[str, str, int]]:
+    """node -> (peer, address, port) whose handshake shows the node's delay: the first peer of its
+    link, reached the way the node reaches it."""
+    out = {}
+    for node, entries in plan.items():
+        peer = entries[0][1]
+        ip = path_ip(peer, ips, t.node(node).dc)
+        if ip:
+            out[node] = (peer, ip, backend.PORTS.get(peer, backend.ZK_PORT))
+    return out
+
+
+# ------------------------------------------------------------------------- delay: in the nodes
+
+# Median TCP handshake time (seconds) to ip:port over n connects; a refused connect counts (its
+# RST crosses the link just the same).
+_RTT = r"""
+import socket, statistics, sys, time
+ip, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+out = []
+for _ in range(n):
+    s = socket.socket(); s.settimeout(15)
+    t0 = time.perf_counter()
+    try: s.connect((ip, port))
+    except ConnectionRefusedError: pass
+    out.append(time.perf_counter() - t0)
+    s.close()
+print(statistics.median(out))
+"""
+
+# Starts the delayer in the background (tini reaps it) and waits for its `ready`.
+_START_DELAYER = """set -eu
+log=/tmp/halab-nfqdelay-$1.log
+python3 -m lab.agent.nfqdelay --queue "$1" --delay-ms "$2" --jitter-ms "$3" >"$log" 2>&1 &
+i=0
+until grep -q ready "$log"; do
+  kill -0 $! 2>/dev/null || { cat "$log" >&2; exit 1; }
+  i=$((i+1)); [ $i -lt 100 ] || { echo "delayer not ready after 10 s" >&2; exit 1; }
+  sleep 0.1
+done
+"""
+
+# Stops this host's delayers of one queue ("" for every queue) and prints how many: SIGTERM
+# releases what they hold. With "list", only counts them.
+_STOP_DELAYERS = r"""
+import os, signal, sys
+want, only_count = sys.argv[1], sys.argv[2:] == ['list']
+n = 0
+for p in filter(str.isdigit, os.listdir('/proc')):
+    try: cmd = open(f'/proc/{p}/cmdline', 'rb').read().split(b'\0')
+    except OSError: continue
+    if b'lab.agent.nfqdelay' in cmd and (not want or want.encode() in cmd):
+        n += 1
+        if not only_count: os.kill(int(p), signal.SIGTERM)
+print(n)
+"""
+
+
+def measure_rtt(t: Topology, targets: Mapping[str, tuple[str, str, int]]) -> dict[str, float]:
+    """node -> median handshake time (s) to its probe target."""
+
+    def one(node: str) -> tuple[str, float]:
+        _, ip, port = targets[node]
+        out = backend.exec_in(
+            container_name(t, node),
+            ["python3", "-c", _RTT, ip, str(port), str(RTT_SAMPLES)],
+            f"measure the round trip from {node} to {ip}",
+            timeout=120,
+        )
+        return node, float(out.strip())
+
+    with ThreadPoolExecutor(max(1, len(targets))) as ex:
+        return dict(ex.map(one, targets))
+
+
+def start_delayers(t: Topology, nodes: Sequence[str], queue: int, spec: FaultSpec) -> None:
+    half_ms, jitter_ms = (spec.delay or 0) * 500, (spec.jitter or 0) * 500
+
+    def one(node: str) -> None:
+        backend.exec_in(
+            container_name(t, node),
+            ["sh", "-s", "--", str(queue), f"{half_ms:.3f}", f"{jitter_ms:.3f}"],
+            f"start the delayer in {node}",
+            root=True,
+            input=_START_DELAYER,
+        )
+
+    with ThreadPoolExecutor(max(1, len(nodes))) as ex:
+        list(ex.map(one, nodes))
+
+
+def stop_delayers(t: Topology, nodes: Sequence[str], queue: int | None, *, only_count: bool = False) -> dict[str, int]:
+    """Stop the delayers of `queue` (None: all) in the running `nodes`; node -> how many there were
+    (a node that is not running has none: they went with it)."""
+
+    def one(node: str) -> tuple[str, int]:
+        try:
+            out = backend.exec_in(
+                container_name(t, node),
+                [
+                    "python3",
+                    "-c",
+                    _STOP_DELAYERS,
+                    "" if queue is None else str(queue),
+                    *(["list"] if only_count else []),
+                ],
+                f"{'count' if only_count else 'stop'} the delayers in {node}",
+                root=True,
+            )
+        except RuntimeFailure:
+            return node, 0
+        return node, int(out.strip() or 0)
+
+    with ThreadPoolExecutor(max(1, len(nodes))) as ex:
+        return dict(ex.map(one, nodes))
+
+
+def check_delay(spec: FaultSpec, before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, Any]:
+    """The measured effect per node; FaultNotEffective when one misses the asked delay."""
+    want = spec.delay or 0.0
+    added = {n: after[n] - before[n] for n in after if n in before}
+    off = {n: a for n, a in added.items() if abs(a - want) > TOLERANCE * want + TOLERANCE_FLOOR}
+    if not added or off:
+        raise FaultNotEffective(
+            f"{spec.describe()}: the round trip grew by "
+            + ", ".join(f"{a * 1000:.1f} ms ({n})" for n, a in sorted((off or added).items()))
+            + f", not {want * 1000:g} ms ± {TOLERANCE:.0%}"
+        )
+    return {
+        "rtt_before_ms": {n: round(v * 1000, 2) for n, v in before.items()},
+        "rtt_after_ms": {n: round(v * 1000, 2) for n, v in after.items()},
+    }
+
+
+# ------------------------------------------------------------------------------------- stall
+
+# Signals the processes of one kind on this host and prints {pid: state} from /proc; exit 3 when
+# there is none. The server is the supervisor's child `python3 -m lab.server serve`.
+_SIGNAL_PROCESS = r"""
+import json, os, signal, sys
+kind, sig = sys.argv[1], int(sys.argv[2]) if sys.argv[2].isdigit() else getattr(signal, sys.argv[2])
+def matches(cmd):
+    if kind == 'zookeeper': return b'QuorumPeerMain' in cmd
+    if kind == 'redis': return cmd[0].split(b' ')[0].endswith(b'redis-server')  # it retitles itself
+    return cmd[1:4] == [b'-m', b'lab.server', b'serve']
+found = {}
+for p in filter(str.isdigit, os.listdir('/proc')):
+    try: cmd = open(f'/proc/{p}/cmdline', 'rb').read().split(b'\0')
+    except OSError: continue
+    if matches(cmd):
+        os.kill(int(p), sig)
+        found[p] = None
+if not found: sys.exit(3)
+import time; time.sleep(0.2)
+for p in found:
+    try: found[p] = open(f'/proc/{p}/stat').read().rsplit(')', 1)[1].split()[0]
+    except OSError: found[p] = 'gone'
+print(json.dumps(found))
+"""
+
+
+def signal_process(t: Topology, node: str, process: str, signal_name: str) -> dict[str, str]:
+    """pid -> process state after sending the signal to every `process` of the node."""
+    try:
+        out = backend.exec_in(
+            container_name(t, node),
+            ["python3", "-c", _SIGNAL_PROCESS, process, signal_name],
+            f"{signal_name} the {process} of {node}",
+            root=True,
+        )
+    except RuntimeFailure as exc:
+        if exc.exit_code == 3:
+            raise RuntimeFailure(f"{node} runs no {process} (this profile's nodes may not have one)") from exc
+        raise
+    found: dict[str, str] = json.loads(out)
+    return found
+
+
+# --------------------------------------------------------------------------------------- cpu
+
+# A fixed amount of single-threaded work timed inside the container, in a shell so that it runs in
+# every image (the database and load balancer have no Python).
+_BUSY = 'a=$(date +%s%N); i=0; while [ $i -lt "$1" ]; do i=$((i+1)); done; b=$(date +%s%N); echo $(( (b-a)/1000 ))'
+BUSY_LOOPS = 200_000
+
+
+def busy_time(t: Topology, service: str) -> float:
+    """Seconds a fixed busy loop takes in the service's container."""
+    out = backend.exec_in(
+        container_name(t, service), ["sh", "-c", _BUSY, "busy", str(BUSY_LOOPS)], f"time a busy loop in {service}"
+    )
+    return int(out.strip()) / 1e6
+
+
+def set_cpus(t: Topology, services: Sequence[str], nano_cpus: int) -> None:
+    """Docker's CPU quota of the containers; 0 lifts it."""
+    backend.act(t, ["docker", "update", "--cpus", f"{nano_cpus / 1e9:g}"], services, "set the CPU quota of", 60)
+
+
+def nano_cpus(t: Topology, service: str) -> int:
+    out = docker.run(
+        ["docker", "inspect", "--format", "{{.HostConfig.NanoCpus}}", container_name(t, service)],
+        f"read the CPU quota of {service}",
+    )
+    return int(out.strip() or 0)
+
+
+def check_cpu(spec: FaultSpec, before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, Any]:
+    want = 1 / (spec.cpus or 1.0)
+    slow = {s: after[s] / before[s] for s in after if before.get(s)}
+    weak = {s: r for s, r in slow.items() if r < max(1.2, CPU_SLOWDOWN_MIN * want)}
+    if not slow or weak:
+        raise FaultNotEffective(
+            f"{spec.describe()}: a busy loop slowed only "
+            + ", ".join(f"{r:.2f}x ({s})" for s, r in sorted((weak or slow).items()))
+            + f", expected about {want:.1f}x"
+        )
+    return {
+        "busy_before_s": dict(before),
+        "busy_after_s": dict(after),
+        "slowdown": {s: round(r, 2) for s, r in slow.items()},
+    }

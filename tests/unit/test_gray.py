@@ -1,0 +1,149 @@
+"""Gray failures without Docker: their specs, the delay's plan (who slows which packets, which
+rules) and the checks that judge the measurements."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lab import faults
+from lab.cluster.topology import make_topology
+from lab.core.errors import BadInput, FaultNotEffective
+from lab.faults import DB, LB, FaultSpec, gray, make_spec
+
+T3 = make_topology(3, lab="g3")
+
+
+@pytest.mark.parametrize(
+    "spec,match",
+    [
+        (make_spec("delay", sides=[["dc-a"], ["dc-b"]]), r"^fault\.delay: delay needs a delay"),
+        (make_spec("delay", sides=[["dc-a"], ["dc-b"]], delay=60.0), r"needs a delay from 1ms to 10s"),
+        (make_spec("delay", sides=[["dc-a"], ["dc-b"]], delay=0.1, jitter=0.2), r"^fault\.jitter: from 0 to"),
+        (make_spec("delay", delay=0.1), r"^fault\.sides: delay takes two sides"),
+        (make_spec("delay", sides=[["a1"], ["zz"]], delay=0.1), r"no node, db or lb 'zz'"),
+        (make_spec("delay", sides=[["dc-a"], ["dc-b"]], delay=0.1, one_way=True), r"only split, partition"),
+        (make_spec("stall", ["a1"]), r"^fault\.process: stall needs a process"),
+        (make_spec("stall", ["a1"], process="mysqld"), r"zookeeper, server, redis; got 'mysqld'"),
+        (make_spec("stall", ["db"], process="zookeeper"), r"no node 'db'"),
+        (make_spec("cpu", ["a1"]), r"^fault\.cpus: cpu needs the CPUs"),
+        (make_spec("cpu", ["a1"], cpus=1.5), r"below 1"),
+        (make_spec("kill", ["a1"], cpus=0.5), r"^fault\.cpus: only cpu takes it"),
+        (make_spec("split", delay=0.2), r"^fault\.delay: only delay takes it"),
+        (make_spec("cpu", ["a1"], cpus=0.5, process="server"), r"^fault\.process: only stall takes it"),
+    ],
+)
+def test_gray_validation_names_the_field(spec, match):
+    with pytest.raises(BadInput, match=match) as e:
+        faults.validate(spec, T3)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        make_spec("delay", sides=[["dc-a"], ["dc-b"]], delay=0.2, jitter=0.05),
+        make_spec("delay", sides=[["dc-b"]], delay=0.02),
+        make_spec("delay", sides=[["a1"], ["db", "lb"]], delay=0.01),
+        make_spec("stall", ["leader"], process="zookeeper"),
+        make_spec("stall", ["a1", "b1"], process="redis"),
+        make_spec("cpu", ["db"], cpus=0.25),
+        make_spec("cpu", ["follower"], cpus=0.1),
+    ],
+)
+def test_valid_gray_specs_round_trip(spec):
+    faults.validate(spec, T3)
+    assert FaultSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+def test_describe_says_the_asked_effect():
+    assert make_spec("delay", sides=[["dc-a"], ["dc-b"]], delay=0.2, jitter=0.05).describe() == (
+        "delay dc-a | dc-b (0.2s ± 0.05s)"
+    )
+    assert make_spec("stall", ["a1"], process="zookeeper").describe() == "stall zookeeper of a1"
+    assert make_spec("cpu", ["db"], cpus=0.25).describe() == "cpu db (0.25 CPUs)"
+
+
+def test_a_delay_between_datacenters_takes_the_database_and_lb_where_they_were_placed():
+    spec = make_spec("delay", sides=[["dc-a"], ["dc-b"]], delay=0.2)
+    assert faults.groups(spec, T3) == (frozenset({"a1", "a2", DB}), frozenset({"b1"}))
+    with_lb = make_topology(3, lab="g3", lb_dc="dc-b")
+    assert faults.groups(spec, with_lb) == (frozenset({"a1", "a2", DB}), frozenset({"b1", LB}))
+
+
+def test_a_delay_between_named_endpoints_leaves_the_other_nodes_alone():
+    assert faults.groups(make_spec("delay", sides=[["a1"], ["db"]], delay=0.1), T3) == (
+        frozenset({"a1"}),
+        frozenset({DB}),
+    )
+    # One side named: against the other nodes.
+    assert faults.groups(make_spec("delay", sides=[["b1"]], delay=0.1), T3) == (
+        frozenset({"b1"}),
+        frozenset({"a1", "a2"}),
+    )
+
+
+def test_each_direction_is_slowed_once_by_a_node_on_the_link():
+    links = faults.cuts(make_spec("delay", sides=[["dc-a"], ["dc-b"]], delay=0.2), T3)
+    plan = gray.carriers(links, set(T3.node_names))
+    # Nodes slow their own packets out; the database's packets are slowed where they arrive.
+    assert {n: set(e) for n, e in plan.items()} == {
+        "a1": {("OUTPUT", "b1")},
+        "a2": {("OUTPUT", "b1")},
+        "b1": {("OUTPUT", "a1"), ("OUTPUT", "a2"), ("OUTPUT", DB), ("INPUT", DB)},
+    }
+    slowed_by = {
+        (n, peer) if chain == "OUTPUT" else (peer, n): n for n, entries in plan.items() for chain, peer in entries
+    }
+    assert sorted(slowed_by) == sorted((c.src, c.dst) for c in links)  # every direction, once
+
+
+def test_delay_rules_queue_to_the_delayer_after_any_drop_rule_and_pass_when_it_is_gone():
+    plan = {"b1": [("OUTPUT", "a1"), ("INPUT", DB)]}
+    ips = {"a1": {"interdc": "10.0.1.2", "dc-a": "10.0.2.2"}, DB: {"db": "10.0.3.2"}}
+    rules = gray.delay_rules(plan, ips, "halab:g3:f1", 3007)
+    assert rules == {
+        "b1": [
+            [
+                *("-A", "OUTPUT", "-d", "10.0.1.2", "-m", "comment", "--comment", "halab:g3:f1"),
+                *("-j", "NFQUEUE", "--queue-num", "3007", "--queue-bypass"),
+            ],
+            [
+                *("-A", "OUTPUT", "-d", "10.0.2.2", "-m", "comment", "--comment", "halab:g3:f1"),
+                *("-j", "NFQUEUE", "--queue-num", "3007", "--queue-bypass"),
+            ],
+            [
+                *("-A", "INPUT", "-s", "10.0.3.2", "-m", "comment", "--comment", "halab:g3:f1"),
+                *("-j", "NFQUEUE", "--queue-num", "3007", "--queue-bypass"),
+            ],
+        ]
+    }
+
+
+def test_probes_go_to_the_port_the_peer_listens_on_by_the_path_the_node_uses():
+    plan = {"b1": [("OUTPUT", "a1")], "a1": [("OUTPUT", DB)]}
+    ips = {"a1": {"interdc": "10.0.1.2"}, DB: {"db": "10.0.3.2"}}
+    assert gray.probe_targets(T3, plan, ips) == {"b1": ("a1", "10.0.1.2", 2181), "a1": (DB, "10.0.3.2", 3306)}
+
+
+def test_queue_numbers_are_stable_per_fault():
+    assert gray.queue_of("f1") == gray.queue_of("f1")
+    assert all(gray.QUEUE_BASE <= gray.queue_of(f"f{i}") < gray.QUEUE_BASE + 1000 for i in range(50))
+
+
+def test_the_delay_check_wants_the_asked_round_trip_within_a_fifth():
+    spec = make_spec("delay", sides=[["dc-a"], ["dc-b"]], delay=0.2)
+    ok = gray.check_delay(spec, {"a1": 0.0004, "b1": 0.0005}, {"a1": 0.2104, "b1": 0.1905})
+    assert ok["rtt_after_ms"] == {"a1": 210.4, "b1": 190.5}
+    with pytest.raises(FaultNotEffective, match=r"grew by 0\.1 ms \(b1\), not 200 ms"):
+        gray.check_delay(spec, {"a1": 0.0004, "b1": 0.0005}, {"a1": 0.2004, "b1": 0.0006})
+    with pytest.raises(FaultNotEffective):  # nothing measured is no pass
+        gray.check_delay(spec, {}, {})
+
+
+def test_the_cpu_check_wants_a_slowdown_near_the_quota():
+    spec = make_spec("cpu", ["a1"], cpus=0.25)
+    assert gray.check_cpu(spec, {"a1": 0.1}, {"a1": 0.38})["slowdown"] == {"a1": 3.8}
+    with pytest.raises(FaultNotEffective, match=r"slowed only 1\.10x \(a1\), expected about 4\.0x"):
+        gray.check_cpu(spec, {"a1": 0.1}, {"a1": 0.11})
