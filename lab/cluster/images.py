@@ -3,7 +3,7 @@
 Each image is tagged with a hash of what goes into it, so a warm `halab up` finds its tags and
 builds nothing; editing a Dockerfile or the server code changes the tag and rebuilds just that.
 
-The node image's Dockerfile copies `lab/server/` and its ZooKeeper settings from one context laid
+The node image's Dockerfile copies `lab/server/`, `lab/agent/` and its ZooKeeper settings from one context laid
 out as the repository is. A checkout is that context (its .dockerignore sends only those files); an
 installed package keeps the server in the package and the Dockerfile in `lab/assets/`, so its build
 copies them into a temporary folder with that layout. Either way the tag is the same for the same files.
@@ -47,11 +47,11 @@ class ImageSpec:
         return f"halab/{self.name}"
 
 
-NODE_PARTS = ("compose/images/node", "lab/__init__.py", "lab/server")  # what the node's Dockerfile copies
+NODE_PARTS = ("compose/images/node", "lab/__init__.py", "lab/server", "lab/agent")  # what its Dockerfile copies
 
 
 def _node_spec() -> ImageSpec:
-    inputs = (ROOT / NODE_PARTS[0], paths.PACKAGE / "__init__.py", paths.PACKAGE / "server")
+    inputs = (ROOT / NODE_PARTS[0], paths.PACKAGE / "__init__.py", paths.PACKAGE / "server", paths.PACKAGE / "agent")
     if paths.CHECKOUT is not None:  # the repository root is the context
         return ImageSpec("node", ROOT / "compose/images/node/Dockerfile", ROOT, inputs)
     return ImageSpec("node", ROOT / "compose/images/node/Dockerfile", ROOT, inputs, placed=NODE_PARTS)

@@ -16,7 +16,8 @@ Kinds (`FaultSpec.kind`):
 - `flaky`: `loss` percent of packets dropped between two endpoint sets (`sides`).
 - Gray failures (`gray`): `delay` (round trips across two sides take `delay` longer, varying by up
   to `jitter`; an NFQUEUE delayer in each node on the link, no netem), `stall` (SIGSTOP to one
-  `process` of nodes: zookeeper, server or redis), `cpu` (a container's CPU quota cut to `cpus`).
+  `process` of nodes: zookeeper, server or redis), `cpu` (a container's CPU quota cut to `cpus`),
+  `clock` (a node's wall clock set `offset` seconds off, through libfaketime).
   Each is verified by a measurement before and after: handshake times, /proc states, a timed
   busy loop.
 
@@ -82,6 +83,7 @@ from lab.faults.spec import (
     ActiveFault,
     FaultSpec,
     make_spec,
+    signed_duration,
     spec_from_yaml,
     validate,
 )
@@ -134,6 +136,7 @@ __all__ = [
     "rule_tag",
     "rules",
     "shielded",
+    "signed_duration",
     "spec_from_yaml",
     "validate",
 ]

@@ -2,26 +2,34 @@
 effect before and after, like a cut is by connects.
 
 - `delay`: every packet crossing between two sides waits, without the kernel's `netem` (missing
-  here and on many hosts). Each node on the link runs a userspace delayer (lab/agent/nfqdelay.py)
-  bound to an NFQUEUE; iptables rules queue the node's packets to the other side (OUTPUT) and,
-  when that side is the database or the load balancer, which hold no rules, the packets from it
-  too (INPUT). Each direction waits half the asked delay, so a round trip across the link takes
-  `delay` longer. Connections stay end to end (a relay would end and reopen them); packets keep
-  their order (jitter never reorders). The rules are appended after any drop rule, since a packet
-  the delayer releases skips the rest of its chain, and carry `--queue-bypass`: a delayer that
-  dies lets packets through at once rather than blackholing them. Verified by the median TCP
-  handshake time from each node to a peer across the link, before and after.
+  here and on many hosts). Each node on the link runs userspace delayers (lab/agent/nfqdelay.py)
+  bound to NFQUEUEs, and iptables rules queue the packets it receives from across the link
+  (`carriers`): from a peer node half the delay each way, from the database or the load balancer
+  (which hold no rules) all of it on the way back, so a round trip across the link takes `delay`
+  longer either way. Connections stay end to end (a relay would end and reopen them); packets
+  keep their order (jitter never reorders them, so under bulk traffic the mean delay is 10-15 %
+  above the asked one). The rules are appended after any drop rule, since a packet the delayer
+  releases skips the rest of its chain, and carry `--queue-bypass`: a delayer that dies lets
+  packets through at once rather than blackholing them. Verified by the median TCP handshake time
+  from each node to a peer across the link, before and after.
 - `stall`: SIGSTOP to one process of a node, its ZooKeeper member, its API server or its Redis,
   while the rest of the host runs on (the half-dead host: `/ping` may still answer). Verified by
   the process state (`T`) in /proc; healed by SIGCONT. A restart of the container is a reboot:
   the stall ends with it.
 - `cpu`: the container's CFS quota cut to `cpus` (Docker's `--cpus`); it survives restarts, being
   the container's configuration. Verified by timing a fixed CPU-bound loop in the container.
+- `clock`: a node's wall clock set `offset` seconds off. Every process of a node image runs under
+  Debian's libfaketime (the image's LD_PRELOAD), which reads its offset from CLOCK_FILE at most
+  once a second; the monotonic clocks are left alone, as an NTP step leaves them. Writing the file
+  is a jump; held from the start, a skew. It is in the container's file system, so it holds across
+  restarts of the node's processes and of its container. Verified by reading the clock of a new
+  process on the node against the harness's.
 """
 
 from __future__ import annotations
 
 import json
+import time
 import zlib
 from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -51,49 +59,51 @@ def queue_of(fault_id: str) -> int:
 # ------------------------------------------------------------------------------ delay: the plan
 
 
-def carriers(links: Sequence[Cut], nodes: Collection[str]) -> dict[str, list[tuple[str, str]]]:
-    """node -> [(chain, peer)]: where each directed link is slowed. At its source when that is a
-    node (OUTPUT, packets to the peer), else at its destination (INPUT, packets from the peer):
-    the database and the load balancer hold no rules."""
-    out: dict[str, list[tuple[str, str]]] = {}
+def carriers(links: Sequence[Cut], nodes: Collection[str]) -> dict[str, list[tuple[str, float]]]:
+    """node -> [(peer, share of the delay)]: the packets each node holds back, only ones it receives
+    (INPUT). From a peer node half the delay (the peer holds back the other half, the other way);
+    from the database or the load balancer, which hold no rules, all of it.
+
+    Never on OUTPUT: a packet held there is still charged to its TCP socket, and TCP small queues
+    then let the socket send only every couple of packets per delay (bulk sends fell from 4 MB/s
+    to 0.03 MB/s at 100 ms; lab/agent/nfqdelay.py)."""
+    out: dict[str, list[tuple[str, float]]] = {}
     for c in links:
-        at, entry = (c.src, ("OUTPUT", c.dst)) if c.src in nodes else (c.dst, ("INPUT", c.src))
-        if at in nodes and entry not in out.setdefault(at, []):
-            out[at].append(entry)
+        entry = (c.src, 0.5 if c.src in nodes else 1.0)
+        if c.dst in nodes and entry not in out.setdefault(c.dst, []):
+            out[c.dst].append(entry)
     return out
+
+
+def queue_for(base: int, share: float) -> int:
+    """A fault's queues: `base` holds half the delay, base + 1000 all of it."""
+    return base if share < 1.0 else base + 1000
 
 
 _NFQUEUE = ("-j", "NFQUEUE", "--queue-num")
 
 
 def delay_rules(
-    plan: Mapping[str, Sequence[tuple[str, str]]], ips: Mapping[str, Mapping[str, str]], tag: str, queue: int
+    plan: Mapping[str, Sequence[tuple[str, float]]], ips: Mapping[str, Mapping[str, str]], tag: str, base: int
 ) -> dict[str, list[list[str]]]:
-    """node -> iptables argument lists queueing its packets of the link to the delayer."""
+    """node -> iptables argument lists queueing the packets it receives across the link."""
     out: dict[str, list[list[str]]] = {}
     for node, entries in plan.items():
-        for chain, peer in entries:
-            flag = "-d" if chain == "OUTPUT" else "-s"
+        for peer, share in entries:
             for ip in sorted(ips.get(peer, {}).values()):
-                out.setdefault(node, []).append(
-                    [
-                        *("-A", chain, flag, ip, "-m", "comment", "--comment", tag),
-                        *_NFQUEUE,
-                        str(queue),
-                        "--queue-bypass",
-                    ]
-                )
+                rule = ["-A", "INPUT", "-s", ip, "-m", "comment", "--comment", tag]
+                out.setdefault(node, []).append([*rule, *_NFQUEUE, str(queue_for(base, share)), "--queue-bypass"])
     return out
 
 
 def probe_targets(
-    t: Topology, plan: Mapping[str, Sequence[tuple[str, str]]], ips: Mapping[str, Mapping[str, str]]
+    t: Topology, plan: Mapping[str, Sequence[tuple[str, float]]], ips: Mapping[str, Mapping[str, str]]
 ) -> dict[str, tuple[str, str, int]]:
-    """node -> (peer, address, port) whose handshake shows the node's delay: the first peer of its
-    link, reached the way the node reaches it."""
+    """node -> (peer, address, port) whose handshake shows the delay: the node's first peer across
+    the link, reached the way the node reaches it."""
     out = {}
     for node, entries in plan.items():
-        peer = entries[0][1]
+        peer = entries[0][0]
         ip = path_ip(peer, ips, t.node(node).dc)
         if ip:
             out[node] = (peer, ip, backend.PORTS.get(peer, backend.ZK_PORT))
@@ -130,16 +140,16 @@ until grep -q ready "$log"; do
 done
 """
 
-# Stops this host's delayers of one queue ("" for every queue) and prints how many: SIGTERM
-# releases what they hold. With "list", only counts them.
+# Stops this host's delayers of some queues ("3007,4007"; "" for every queue) and prints how many:
+# SIGTERM releases what they hold. With "list", only counts them.
 _STOP_DELAYERS = r"""
 import os, signal, sys
-want, only_count = sys.argv[1], sys.argv[2:] == ['list']
+wants, only_count = [q.encode() for q in sys.argv[1].split(',') if q], sys.argv[2:] == ['list']
 n = 0
 for p in filter(str.isdigit, os.listdir('/proc')):
     try: cmd = open(f'/proc/{p}/cmdline', 'rb').read().split(b'\0')
     except OSError: continue
-    if b'lab.agent.nfqdelay' in cmd and (not want or want.encode() in cmd):
+    if b'lab.agent.nfqdelay' in cmd and (not wants or any(q in cmd for q in wants)):
         n += 1
         if not only_count: os.kill(int(p), signal.SIGTERM)
 print(n)
@@ -163,39 +173,35 @@ def measure_rtt(t: Topology, targets: Mapping[str, tuple[str, str, int]]) -> dic
         return dict(ex.map(one, targets))
 
 
-def start_delayers(t: Topology, nodes: Sequence[str], queue: int, spec: FaultSpec) -> None:
-    half_ms, jitter_ms = (spec.delay or 0) * 500, (spec.jitter or 0) * 500
+def start_delayers(t: Topology, plan: Mapping[str, Sequence[tuple[str, float]]], base: int, spec: FaultSpec) -> None:
+    """In each node of `plan`, a delayer per share of the delay it holds back."""
+    todo = [(node, share) for node, entries in plan.items() for share in sorted({s for _, s in entries})]
 
-    def one(node: str) -> None:
+    def one(job: tuple[str, float]) -> None:
+        node, share = job
+        delay_ms, jitter_ms = (spec.delay or 0) * share * 1000, (spec.jitter or 0) * share * 1000
         backend.exec_in(
             container_name(t, node),
-            ["sh", "-s", "--", str(queue), f"{half_ms:.3f}", f"{jitter_ms:.3f}"],
-            f"start the delayer in {node}",
+            ["sh", "-s", "--", str(queue_for(base, share)), f"{delay_ms:.3f}", f"{jitter_ms:.3f}"],
+            f"start a delayer in {node}",
             root=True,
             input=_START_DELAYER,
         )
 
-    with ThreadPoolExecutor(max(1, len(nodes))) as ex:
-        list(ex.map(one, nodes))
+    with ThreadPoolExecutor(max(1, len(todo))) as ex:
+        list(ex.map(one, todo))
 
 
-def stop_delayers(t: Topology, nodes: Sequence[str], queue: int | None, *, only_count: bool = False) -> dict[str, int]:
-    """Stop the delayers of `queue` (None: all) in the running `nodes`; node -> how many there were
-    (a node that is not running has none: they went with it)."""
+def stop_delayers(t: Topology, nodes: Sequence[str], base: int | None, *, only_count: bool = False) -> dict[str, int]:
+    """Stop the delayers of the fault with queue `base` (None: every delayer) in the running
+    `nodes`; node -> how many there were (a node that is not running has none: they went with it)."""
+    queues = "" if base is None else f"{queue_for(base, 0.5)},{queue_for(base, 1.0)}"
+    args = ["python3", "-c", _STOP_DELAYERS, queues, *(["list"] if only_count else [])]
 
     def one(node: str) -> tuple[str, int]:
         try:
             out = backend.exec_in(
-                container_name(t, node),
-                [
-                    "python3",
-                    "-c",
-                    _STOP_DELAYERS,
-                    "" if queue is None else str(queue),
-                    *(["list"] if only_count else []),
-                ],
-                f"{'count' if only_count else 'stop'} the delayers in {node}",
-                root=True,
+                container_name(t, node), args, f"{'count' if only_count else 'stop'} the delayers in {node}", root=True
             )
         except RuntimeFailure:
             return node, 0
@@ -264,6 +270,48 @@ def signal_process(t: Topology, node: str, process: str, signal_name: str) -> di
         raise
     found: dict[str, str] = json.loads(out)
     return found
+
+
+# ------------------------------------------------------------------------------------- clock
+
+CLOCK_FILE = "/tmp/halab-faketime"  # the image's FAKETIME_TIMESTAMP_FILE (compose/images/node/Dockerfile)
+CLOCK_TOLERANCE = 1.0  # seconds: the issue's bound; a read takes a few milliseconds
+
+# Prints the node's wall clock as its processes see it (this one runs under the image's preload too).
+_READ_CLOCK = "import time; print(repr(time.time()))"
+# Replaces the offset file in one rename, so that a process never reads half of it.
+_SET_CLOCK = f'printf "%s\\n" "$1" > {CLOCK_FILE}.new && mv {CLOCK_FILE}.new {CLOCK_FILE}'
+
+
+def set_clock(t: Topology, node: str, offset: float) -> None:
+    """libfaketime's relative offset (`+10`, `-2.5`: seconds) for every process of the node."""
+    backend.exec_in(
+        container_name(t, node),
+        ["sh", "-c", _SET_CLOCK, "clock", f"{offset:+g}"],
+        f"set the clock of {node}",
+        root=True,
+    )
+
+
+def clock_offset(t: Topology, node: str) -> float:
+    """The node's clock minus the harness's, seconds (half the read's own time taken away)."""
+    t0 = time.time()
+    out = backend.exec_in(container_name(t, node), ["python3", "-c", _READ_CLOCK], f"read the clock of {node}")
+    t1 = time.time()
+    return float(out.strip()) - (t0 + t1) / 2
+
+
+def check_clock(spec: FaultSpec, measured: Mapping[str, float]) -> dict[str, Any]:
+    want = spec.offset or 0.0
+    off = {n: v for n, v in measured.items() if abs(v - want) > CLOCK_TOLERANCE}
+    if not measured or off:
+        raise FaultNotEffective(
+            f"{spec.describe()}: the clock is "
+            + ", ".join(f"{v:+.2f} s off ({n})" for n, v in sorted((off or measured).items()))
+            + f", not {want:+g} s ± {CLOCK_TOLERANCE:g} (a node image without libfaketime? "
+            + "`halab build --only node --force`)"
+        )
+    return {"offset_s": {n: round(v, 3) for n, v in measured.items()}}
 
 
 # --------------------------------------------------------------------------------------- cpu

@@ -68,11 +68,10 @@ def reapply(t: Topology, why: str) -> list[str]:
             tag = rule_tag(t.lab, entry["id"])
             cut_list = cuts(spec, t)
             if spec.kind == "delay":  # a node that started since has no delayer yet
-                carriers = gray.carriers(cut_list, set(live))
+                carriers = {n: e for n, e in gray.carriers(cut_list, set(t.node_names)).items() if n in live}
                 queue = gray.queue_of(entry["id"])
-                gray.start_delayers(
-                    t, [n for n in carriers if (before.get(n) or [None])[0] != basis[n][0]], queue, spec
-                )
+                fresh = {n: e for n, e in carriers.items() if (before.get(n) or [None])[0] != basis[n][0]}
+                gray.start_delayers(t, fresh, queue, spec)
                 plan = gray.delay_rules(carriers, ips, tag, queue)
             else:
                 plan = rules(cut_list, {e: list(ips.get(e, {}).values()) for e in entry["targets"]}, tag, live)

@@ -115,7 +115,7 @@ class Injector:
         spec = self.resolve(spec, where)
         if spec.kind in CONTAINER_KINDS:
             return self._apply_containers(spec)
-        if spec.kind in ("stall", "cpu"):
+        if spec.kind in ("stall", "cpu", "clock"):
             return self._apply_gray(spec)
         return self._apply_network(spec)
 
@@ -200,7 +200,7 @@ class Injector:
             )
 
     def _apply_gray(self, spec: FaultSpec) -> ActiveFault:
-        """stall and cpu: one process, or the CPU quota, of each target (lab/faults/gray.py)."""
+        """stall, cpu, clock: a process, the CPU quota or the clock of each target (lab/faults/gray.py)."""
         t = self.t
         services = list(spec.targets)
         self._require_up(spec, services, backend.containers(t))
@@ -214,6 +214,15 @@ class Injector:
                 if running:
                     raise FaultNotEffective(f"{spec.describe()}: not stopped: {', '.join(running)}")
                 return self._activate(fault_id, spec, services, t0, {"stopped": states})
+            if spec.kind == "clock":
+                before = {n: round(gray.clock_offset(t, n), 3) for n in services}
+                t0 = time.time()
+                for n in services:
+                    gray.set_clock(t, n, spec.offset or 0.0)
+                after = {n: gray.clock_offset(t, n) for n in services}
+                return self._activate(
+                    fault_id, spec, services, t0, {"offset_before_s": before, **gray.check_clock(spec, after)}
+                )
             # One at a time, so that two busy loops do not compete for the CPUs.
             before = {s: gray.busy_time(t, s) for s in services}
             t0 = time.time()
@@ -300,7 +309,7 @@ class Injector:
             queue = gray.queue_of(fault_id)
             before = gray.measure_rtt(t, targets)
             t0 = time.time()
-            gray.start_delayers(t, list(plan), queue, spec)
+            gray.start_delayers(t, plan, queue, spec)
             backend.install_rules(t, gray.delay_rules(plan, ips, rule_tag(t.lab, fault_id), queue))
             after = gray.measure_rtt(t, targets)
             detail = {"queue": queue, "carriers": sorted(plan), **gray.check_delay(spec, before, after)}

@@ -16,9 +16,9 @@ CONTAINER_KINDS = ("kill", "stop", "pause", "restart")
 NETWORK_KINDS = ("isolate", "split", "partition", "flaky")
 
 # Gray failures (lab/faults/gray.py): a slow link between two sides, one process of a node stopped
-# while the rest of it runs, a container's CPU quota cut.
+# while the rest of it runs, a container's CPU quota cut, a node's clock set off.
 LINK_KINDS = ("delay",)
-GRAY_KINDS = (*LINK_KINDS, "stall", "cpu")
+GRAY_KINDS = (*LINK_KINDS, "stall", "cpu", "clock")
 
 KINDS = CONTAINER_KINDS + NETWORK_KINDS + GRAY_KINDS
 
@@ -43,12 +43,15 @@ class FaultSpec:
     jitter: float | None = None  # delay: each round trip varies by up to this, seconds
     process: str | None = None  # stall: one of PROCESSES
     cpus: float | None = None  # cpu: the CPUs the target keeps (Docker's --cpus)
+    offset: float | None = None  # clock: seconds the node's wall clock is set ahead (negative: behind)
 
     def describe(self) -> str:
         if self.kind == "stall":
             return f"stall {self.process} of {' '.join(self.targets)}"
         if self.kind == "cpu":
             return f"cpu {' '.join(self.targets)} ({self.cpus:g} CPUs)"
+        if self.kind == "clock":
+            return f"clock {' '.join(self.targets)} ({self.offset or 0:+g}s)"
         if self.kind in CONTAINER_KINDS or self.kind == "isolate":
             return f"{self.kind} {' '.join(self.targets)}"
         sep = " > " if self.one_way else " | "
@@ -67,7 +70,7 @@ class FaultSpec:
             d.get("targets", ()),
             d.get("sides", ()),
             one_way=bool(d.get("one_way", False)),
-            **{k: d[k] for k in ("loss", "delay", "jitter", "process", "cpus") if d.get(k) is not None},
+            **{k: d[k] for k in ("loss", "delay", "jitter", "process", "cpus", "offset") if d.get(k) is not None},
         )
 
 
@@ -82,15 +85,19 @@ def make_spec(
     jitter: float | None = None,
     process: str | None = None,
     cpus: float | None = None,
+    offset: float | None = None,
 ) -> FaultSpec:
-    return FaultSpec(kind, tuple(targets), tuple(tuple(s) for s in sides), one_way, loss, delay, jitter, process, cpus)
+    return FaultSpec(
+        kind, tuple(targets), tuple(tuple(s) for s in sides), one_way, loss, delay, jitter, process, cpus, offset
+    )
 
 
+MAX_OFFSET = 86400.0  # seconds: a day, past every expiry the node has
 MAX_DELAY = 10.0  # seconds: beyond every timeout the lab has, so nothing longer tells more
 
 
 # A fault's fields in scenario and claims files, besides `kind` (`jitter` there is the time's).
-FAULT_FIELDS = ("target", "sides", "one_way", "loss", "delay", "delay_jitter", "process", "cpus")
+FAULT_FIELDS = ("target", "sides", "one_way", "loss", "delay", "delay_jitter", "process", "cpus", "offset")
 
 
 def spec_from_yaml(d: Mapping[str, Any], where: str) -> FaultSpec:
@@ -117,7 +124,18 @@ def spec_from_yaml(d: Mapping[str, Any], where: str) -> FaultSpec:
         jitter=get("delay_jitter", parse_duration),
         process=get("process", y.string),
         cpus=get("cpus", y.number),
+        offset=get("offset", signed_duration),
     )
+
+
+def signed_duration(value: Any, where: str) -> float:
+    """`-10s`, `+1m`, `10s` or a number of seconds: a duration with a sign."""
+    text = value.strip() if isinstance(value, str) else value
+    if isinstance(text, str) and text[:1] in ("+", "-"):
+        return (-1.0 if text[0] == "-" else 1.0) * parse_duration(text[1:], where)
+    if isinstance(text, (int, float)) and not isinstance(text, bool) and text < 0:
+        return -parse_duration(-text, where)
+    return parse_duration(text, where)
 
 
 def validate(spec: FaultSpec, t: Topology, where: str = "fault") -> None:
@@ -126,7 +144,7 @@ def validate(spec: FaultSpec, t: Topology, where: str = "fault") -> None:
         raise BadInput(f"{where}.kind: unknown fault {spec.kind!r}; choose one of {', '.join(KINDS)}")
     nodes = ", ".join(t.node_names)
     _validate_gray(spec, t, where)
-    if spec.kind in CONTAINER_KINDS or spec.kind in ("isolate", "stall", "cpu"):
+    if spec.kind in CONTAINER_KINDS or spec.kind in ("isolate", "stall", "cpu", "clock"):
         if not spec.targets:
             raise BadInput(
                 f"{where}.target: {spec.kind} needs a target: a node ({nodes}), "
@@ -179,9 +197,9 @@ def validate(spec: FaultSpec, t: Topology, where: str = "fault") -> None:
 
 def _validate_gray(spec: FaultSpec, t: Topology, where: str) -> None:
     """The gray kinds' own fields: each kind takes its own and refuses the others'."""
-    own = {"delay": ("delay", "jitter"), "stall": ("process",), "cpu": ("cpus",)}
+    own = {"delay": ("delay", "jitter"), "stall": ("process",), "cpu": ("cpus",), "clock": ("offset",)}
     mine = own.get(spec.kind, ())
-    for name in ("delay", "jitter", "process", "cpus"):
+    for name in ("delay", "jitter", "process", "cpus", "offset"):
         if name not in mine and getattr(spec, name) is not None:
             raise BadInput(f"{where}.{name}: only {next(k for k, v in own.items() if name in v)} takes it")
     if spec.kind in LINK_KINDS:
@@ -199,6 +217,8 @@ def _validate_gray(spec: FaultSpec, t: Topology, where: str) -> None:
             raise BadInput(f"{where}.jitter: from 0 to the delay ({spec.delay:g}s), got {spec.jitter!r}")
     if spec.kind == "stall" and spec.process not in PROCESSES:
         raise BadInput(f"{where}.process: stall needs a process: {', '.join(PROCESSES)}; got {spec.process!r}")
+    if spec.kind == "clock" and (spec.offset is None or not 0 < abs(spec.offset) <= MAX_OFFSET):
+        raise BadInput(f"{where}.offset: clock needs an offset such as 10s or -10s, up to a day; got {spec.offset!r}")
     if spec.kind == "cpu" and (spec.cpus is None or not 0.01 <= spec.cpus < 1):
         raise BadInput(f"{where}.cpus: cpu needs the CPUs left to the target, from 0.01 to below 1, got {spec.cpus!r}")
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import pytest
@@ -30,7 +32,7 @@ def halab(*args: str) -> subprocess.Popen[str]:
 
 def rtt(t: Any, node: str, peer: str) -> float:
     ips = faults.addresses(t, backend.containers(t))
-    return gray.measure_rtt(t, gray.probe_targets(t, {node: [("OUTPUT", peer)]}, ips))[node]
+    return gray.measure_rtt(t, gray.probe_targets(t, {node: [(peer, 1.0)]}, ips))[node]
 
 
 def no_delay_left(t: Any) -> bool:
@@ -43,8 +45,8 @@ def test_a_delay_between_datacenters_adds_the_asked_round_trip_and_heals(lab3, h
     fault = inj.apply(make_spec("delay", sides=[["dc-a"], ["dc-b"]], delay=0.2, jitter=0.05))
     # Verified on apply: every node on the link, its handshake to a peer across it.
     assert set(fault.detail["rtt_after_ms"]) == {"a1", "a2", "b1"}
-    # Measured again on paths the check did not use: b1 to the database (slowed both ways at b1),
-    # a2 to b1 (half at each end); a1 to a2, same side, is not slowed.
+    # Measured again on paths the check did not use: b1 to the database (held back at b1), a2 to b1
+    # (half at each end); a1 to a2, same side, is not slowed.
     assert 0.16 <= rtt(lab3, "b1", DB) <= 0.24
     assert 0.16 <= rtt(lab3, "a2", "b1") <= 0.24
     assert rtt(lab3, "a1", "a2") < UNDELAYED
@@ -118,3 +120,21 @@ def test_a_cpu_quota_slows_the_database_and_heal_lifts_it(lab3, halab_faults):
     inj.heal(fault)
     assert gray.nano_cpus(lab3, DB) == 0
     assert gray.busy_time(lab3, DB) < 2 * before
+
+
+def test_a_clock_jump_moves_the_nodes_clock_and_heal_puts_it_back(lab3, halab_faults):
+    inj = halab_faults(lab3)
+    fault = inj.apply(make_spec("clock", ["a2"], offset=10.0))
+    assert abs(fault.detail["offset_s"]["a2"] - 10.0) <= 1.0  # verified on apply
+    assert abs(gray.clock_offset(lab3, "a2") - 10.0) <= 1.0
+    assert abs(gray.clock_offset(lab3, "a1")) <= 1.0  # the other nodes keep the true time
+    # The node's own processes see it too: its server's Date header (whole seconds).
+    date = backend.exec_in(
+        container_name(lab3, "a2"),
+        ["python3", "-c", "import urllib.request as u; print(u.urlopen('http://127.0.0.1:8080/ping').headers['Date'])"],
+        "read a2's Date",
+    )
+    skew = parsedate_to_datetime(date.strip()).timestamp() - time.time()
+    assert 8.0 <= skew <= 12.0, date
+    inj.heal(fault)
+    assert abs(gray.clock_offset(lab3, "a2")) <= 1.0

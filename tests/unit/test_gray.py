@@ -32,6 +32,9 @@ T3 = make_topology(3, lab="g3")
         (make_spec("kill", ["a1"], cpus=0.5), r"^fault\.cpus: only cpu takes it"),
         (make_spec("split", delay=0.2), r"^fault\.delay: only delay takes it"),
         (make_spec("cpu", ["a1"], cpus=0.5, process="server"), r"^fault\.process: only stall takes it"),
+        (make_spec("clock", ["a1"]), r"^fault\.offset: clock needs an offset"),
+        (make_spec("clock", ["a1"], offset=2 * 86400.0), r"up to a day"),
+        (make_spec("clock", ["db"], offset=10.0), r"no node 'db'"),
     ],
 )
 def test_gray_validation_names_the_field(spec, match):
@@ -50,6 +53,7 @@ def test_gray_validation_names_the_field(spec, match):
         make_spec("stall", ["a1", "b1"], process="redis"),
         make_spec("cpu", ["db"], cpus=0.25),
         make_spec("cpu", ["follower"], cpus=0.1),
+        make_spec("clock", ["a1"], offset=-10.0),
     ],
 )
 def test_valid_gray_specs_round_trip(spec):
@@ -63,6 +67,21 @@ def test_describe_says_the_asked_effect():
     )
     assert make_spec("stall", ["a1"], process="zookeeper").describe() == "stall zookeeper of a1"
     assert make_spec("cpu", ["db"], cpus=0.25).describe() == "cpu db (0.25 CPUs)"
+    assert make_spec("clock", ["a1"], offset=-10.0).describe() == "clock a1 (-10s)"
+
+
+@pytest.mark.parametrize(
+    "text,seconds", [("10s", 10.0), ("+1m", 60.0), ("-10s", -10.0), (-2.5, -2.5), ("-500ms", -0.5)]
+)
+def test_clock_offsets_carry_a_sign(text, seconds):
+    assert faults.signed_duration(text, "offset") == seconds
+
+
+def test_the_clock_check_wants_the_offset_within_a_second():
+    spec = make_spec("clock", ["a1"], offset=10.0)
+    assert gray.check_clock(spec, {"a1": 10.4})["offset_s"] == {"a1": 10.4}
+    with pytest.raises(FaultNotEffective, match=r"the clock is \+0\.01 s off \(a1\), not \+10 s ± 1 \(a node image"):
+        gray.check_clock(spec, {"a1": 0.01})
 
 
 def test_a_delay_between_datacenters_takes_the_database_and_lb_where_they_were_placed():
@@ -84,45 +103,38 @@ def test_a_delay_between_named_endpoints_leaves_the_other_nodes_alone():
     )
 
 
-def test_each_direction_is_slowed_once_by_a_node_on_the_link():
+def test_each_direction_is_slowed_once_where_it_is_received():
     links = faults.cuts(make_spec("delay", sides=[["dc-a"], ["dc-b"]], delay=0.2), T3)
     plan = gray.carriers(links, set(T3.node_names))
-    # Nodes slow their own packets out; the database's packets are slowed where they arrive.
+    # Half the delay per direction between nodes; the database's packets hold all of it where they
+    # arrive; nothing is held on the way out (a held outgoing packet stalls its TCP socket).
     assert {n: set(e) for n, e in plan.items()} == {
-        "a1": {("OUTPUT", "b1")},
-        "a2": {("OUTPUT", "b1")},
-        "b1": {("OUTPUT", "a1"), ("OUTPUT", "a2"), ("OUTPUT", DB), ("INPUT", DB)},
+        "a1": {("b1", 0.5)},
+        "a2": {("b1", 0.5)},
+        "b1": {("a1", 0.5), ("a2", 0.5), (DB, 1.0)},
     }
-    slowed_by = {
-        (n, peer) if chain == "OUTPUT" else (peer, n): n for n, entries in plan.items() for chain, peer in entries
-    }
-    assert sorted(slowed_by) == sorted((c.src, c.dst) for c in links)  # every direction, once
+    for a, b in [("a1", "b1"), ("a2", "b1"), ("b1", DB)]:  # a round trip holds the whole delay once
+        held = sum(share for n, entries in plan.items() for peer, share in entries if {n, peer} == {a, b})
+        assert held == 1.0, (a, b)
 
 
-def test_delay_rules_queue_to_the_delayer_after_any_drop_rule_and_pass_when_it_is_gone():
-    plan = {"b1": [("OUTPUT", "a1"), ("INPUT", DB)]}
+def test_delay_rules_queue_received_packets_after_any_drop_rule_and_pass_when_no_delayer_is_bound():
+    plan = {"b1": [("a1", 0.5), (DB, 1.0)]}
     ips = {"a1": {"interdc": "10.0.1.2", "dc-a": "10.0.2.2"}, DB: {"db": "10.0.3.2"}}
-    rules = gray.delay_rules(plan, ips, "halab:g3:f1", 3007)
-    assert rules == {
-        "b1": [
-            [
-                *("-A", "OUTPUT", "-d", "10.0.1.2", "-m", "comment", "--comment", "halab:g3:f1"),
-                *("-j", "NFQUEUE", "--queue-num", "3007", "--queue-bypass"),
-            ],
-            [
-                *("-A", "OUTPUT", "-d", "10.0.2.2", "-m", "comment", "--comment", "halab:g3:f1"),
-                *("-j", "NFQUEUE", "--queue-num", "3007", "--queue-bypass"),
-            ],
-            [
-                *("-A", "INPUT", "-s", "10.0.3.2", "-m", "comment", "--comment", "halab:g3:f1"),
-                *("-j", "NFQUEUE", "--queue-num", "3007", "--queue-bypass"),
-            ],
+
+    def rule(ip: str, queue: str) -> list[str]:
+        return [
+            *("-A", "INPUT", "-s", ip, "-m", "comment", "--comment", "halab:g3:f1"),
+            *("-j", "NFQUEUE", "--queue-num", queue, "--queue-bypass"),
         ]
+
+    assert gray.delay_rules(plan, ips, "halab:g3:f1", 3007) == {
+        "b1": [rule("10.0.1.2", "3007"), rule("10.0.2.2", "3007"), rule("10.0.3.2", "4007")]
     }
 
 
 def test_probes_go_to_the_port_the_peer_listens_on_by_the_path_the_node_uses():
-    plan = {"b1": [("OUTPUT", "a1")], "a1": [("OUTPUT", DB)]}
+    plan = {"b1": [("a1", 0.5)], "a1": [(DB, 1.0)]}
     ips = {"a1": {"interdc": "10.0.1.2"}, DB: {"db": "10.0.3.2"}}
     assert gray.probe_targets(T3, plan, ips) == {"b1": ("a1", "10.0.1.2", 2181), "a1": (DB, "10.0.3.2", 3306)}
 
