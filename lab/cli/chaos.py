@@ -28,6 +28,8 @@ FAULT_HELP = """kinds and their arguments:
   stall TARGET... --process P         SIGSTOP one process of nodes: zookeeper, server or redis
   cpu TARGET... --cpus C              cut a container's CPU quota to C CPUs (below 1)
   clock TARGET... --offset S          set nodes' wall clocks S off (--offset=-10s: behind)
+  io TARGET... [--io-rate R] [--iops N]
+                                      throttle the data disk of db or nodes (--iops 1: stalled)
   list                                the lab's active faults
 examples: halab fault kill leader --hold 10s;  halab fault split dc-a dc-b --one-way;  halab heal
           halab fault delay dc-a dc-b --delay 200ms --jitter 50ms --hold 30s
@@ -40,7 +42,8 @@ def add_commands(command: AddCommand) -> None:
     sp.epilog = FAULT_HELP
     add_lab_name(sp)
     sp.add_argument(
-        "kind", help="kill, stop, pause, restart, isolate, split, partition, flaky, delay, stall, cpu, clock or list"
+        "kind",
+        help="kill, stop, pause, restart, isolate, split, partition, flaky, delay, stall, cpu, clock, io or list",
     )
     sp.add_argument("args", nargs="*", help="targets or sides (see below)")
     sp.add_argument("--one-way", action="store_true", help="drop only the packets leaving the first side")
@@ -49,6 +52,8 @@ def add_commands(command: AddCommand) -> None:
     sp.add_argument("--jitter", help="delay: each round trip varies by up to this (e.g. 50ms)")
     sp.add_argument("--process", help="stall: zookeeper, server or redis")
     sp.add_argument("--cpus", type=float, help="cpu: the CPUs left to the target (e.g. 0.2)")
+    sp.add_argument("--io-rate", help="io: bytes a second the disk reads, and writes (e.g. 1mb)")
+    sp.add_argument("--iops", type=int, help="io: operations a second it reads, and writes (1: a stalled disk)")
     sp.add_argument("--offset", help="clock: how far off the clock is set (10s ahead; --offset=-10s behind)")
     sp.add_argument("--hold", help="heal after this long (e.g. 10s); Ctrl-C heals early")
     sp.add_argument("--seed", type=int, default=0, help="seed for `follower` and `random` targets")
@@ -95,9 +100,9 @@ def add_commands(command: AddCommand) -> None:
 
 def fault_spec(args: argparse.Namespace) -> Any:
     from lab.core.durations import parse_duration
-    from lab.faults import CONTAINER_KINDS, make_spec, signed_duration
+    from lab.faults import CONTAINER_KINDS, make_spec, parse_bytes, signed_duration
 
-    with_targets = args.kind in (*CONTAINER_KINDS, "isolate", "stall", "cpu", "clock")
+    with_targets = args.kind in (*CONTAINER_KINDS, "isolate", "stall", "cpu", "clock", "io")
     return make_spec(
         args.kind,
         args.args if with_targets else (),
@@ -109,6 +114,8 @@ def fault_spec(args: argparse.Namespace) -> Any:
         process=args.process,
         cpus=args.cpus,
         offset=signed_duration(args.offset, "--offset") if args.offset else None,
+        io_bps=parse_bytes(args.io_rate, "--io-rate") if args.io_rate else None,
+        io_iops=args.iops,
     )
 
 

@@ -17,7 +17,8 @@ Kinds (`FaultSpec.kind`):
 - Gray failures (`gray`): `delay` (round trips across two sides take `delay` longer, varying by up
   to `jitter`; an NFQUEUE delayer in each node on the link, no netem), `stall` (SIGSTOP to one
   `process` of nodes: zookeeper, server or redis), `cpu` (a container's CPU quota cut to `cpus`),
-  `clock` (a node's wall clock set `offset` seconds off, through libfaketime).
+  `clock` (a node's wall clock set `offset` seconds off, through libfaketime), `io` (the data
+  disk of the database or nodes throttled, through the cgroup's block I/O limits).
   Each is verified by a measurement before and after: handshake times, /proc states, a timed
   busy loop.
 
@@ -83,6 +84,7 @@ from lab.faults.spec import (
     ActiveFault,
     FaultSpec,
     make_spec,
+    parse_bytes,
     signed_duration,
     spec_from_yaml,
     validate,
@@ -129,6 +131,7 @@ __all__ = [
     "install_rules",
     "leftovers",
     "make_spec",
+    "parse_bytes",
     "path_ip",
     "reapply",
     "remove_rules",

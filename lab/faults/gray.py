@@ -24,6 +24,14 @@ effect before and after, like a cut is by connects.
   is a jump; held from the start, a skew. It is in the container's file system, so it holds across
   restarts of the node's processes and of its container. Verified by reading the clock of a new
   process on the node against the harness's.
+- `io`: the data disk of the database (or of a node's ZooKeeper member) throttled to `io_bps`
+  bytes and/or `io_iops` operations a second, reads and writes each (1 iops: a stalled disk), by
+  the block I/O controller of the container's cgroup (v1 `blkio.throttle.*`, v2 `io.max`),
+  written from a privileged helper container so that it needs no root on the host. It limits what
+  the container's processes submit: direct I/O and fsyncs, which is what a database waits on
+  (buffered writes reach the disk later, through the kernel's own threads). Part of the
+  container's cgroup, it ends with a restart of the container. Verified by timing direct writes
+  of a fixed size in the data directory, before and after.
 """
 
 from __future__ import annotations
@@ -312,6 +320,112 @@ def check_clock(spec: FaultSpec, measured: Mapping[str, float]) -> dict[str, Any
             + "`halab build --only node --force`)"
         )
     return {"offset_s": {n: round(v, 3) for n, v in measured.items()}}
+
+
+# ---------------------------------------------------------------------------------------- io
+
+DATA_DIRS = {"db": "/var/lib/mysql"}  # a node's: its ZooKeeper member's
+NODE_DATA_DIR = "/var/lib/halab"
+
+# Writes the throttle for one container (by id) and one device into its cgroup, whichever the
+# host has: v1 blkio (cgroupfs or systemd layout) or v2 io.max. A partition maps to its disk (the
+# throttle is per disk). 0 lifts a limit. Run in a privileged container that sees /sys.
+_THROTTLE = r"""set -eu
+id=$1 dev=$2 bps=$3 iops=$4
+[ -e /sys/dev/block/$dev/partition ] && dev=$(cat /sys/dev/block/$dev/../dev)
+for d in /sys/fs/cgroup/blkio/docker/$id /sys/fs/cgroup/blkio/system.slice/docker-$id.scope; do
+  [ -d "$d" ] || continue
+  for f in read_bps_device write_bps_device; do echo "$dev $bps" > "$d/blkio.throttle.$f"; done
+  for f in read_iops_device write_iops_device; do echo "$dev $iops" > "$d/blkio.throttle.$f"; done
+  exit 0
+done
+for d in /sys/fs/cgroup/docker/$id /sys/fs/cgroup/system.slice/docker-$id.scope; do
+  [ -d "$d" ] || continue
+  echo "$dev rbps=$bps wbps=$bps riops=$iops wiops=$iops" | sed 's/=0/=max/g' > "$d/io.max"
+  exit 0
+done
+echo "no cgroup of container $id under /sys/fs/cgroup" >&2; exit 1
+"""
+
+# Times `count` direct, synced writes of `size` bytes in the data directory, seconds.
+_DIRECT_WRITES = """set -eu
+f="$1/.halab-io-probe"
+a=$(date +%s%N)
+dd if=/dev/zero of="$f" bs="$2" count="$3" oflag=direct,dsync 2>/dev/null
+b=$(date +%s%N)
+rm -f "$f"
+echo $(( (b-a)/1000 ))
+"""
+
+
+# The host's cgroup tree in a throwaway root container (a user in the docker group needs no root).
+_PRIVILEGED = (
+    *("docker", "run", "--rm", "--privileged", "--cgroupns", "host", "--network", "none", "-u", "root"),
+    *("-v", "/sys/fs/cgroup:/sys/fs/cgroup", "--entrypoint", "sh"),
+)
+
+
+def data_dir(service: str) -> str:
+    return DATA_DIRS.get(service, NODE_DATA_DIR)
+
+
+def data_device(t: Topology, service: str) -> str:
+    """MAJOR:MINOR of the disk under the service's data directory."""
+    out = backend.exec_in(
+        container_name(t, service), ["stat", "-c", "%Hd:%Ld", data_dir(service)], f"find {service}'s data disk"
+    ).strip()
+    if out.startswith("0:"):
+        raise RuntimeFailure(f"{service}'s data directory is on no block device ({out}): an io fault needs one")
+    return out
+
+
+def throttle(t: Topology, service: str, device: str, bps: int, iops: int) -> None:
+    from lab.cluster import images
+
+    cid = docker.run(["docker", "inspect", "--format", "{{.Id}}", container_name(t, service)], f"find {service}")
+    helper = [*_PRIVILEGED, images.image_tags()["node"], "-c", _THROTTLE, "throttle"]
+    docker.run([*helper, cid.strip(), device, str(bps), str(iops)], f"throttle the disk of {service}", timeout=60)
+
+
+def write_time(t: Topology, service: str, size: int, count: int) -> float:
+    out = backend.exec_in(
+        container_name(t, service),
+        ["sh", "-c", _DIRECT_WRITES, "io", data_dir(service), str(size), str(count)],
+        f"time direct writes in {service}",
+        timeout=300,
+    )
+    return int(out.strip()) / 1e6
+
+
+def io_probe(spec: FaultSpec) -> tuple[int, int]:
+    """(size, count) of the direct writes that show the limit in about two seconds: the
+    operations limit needs a few writes, the bytes limit enough bytes."""
+    if spec.io_bps:
+        size = 64 * 1024
+        return size, max(4, min(64, 2 * spec.io_bps // size))
+    return 4096, max(4, min(64, 2 * (spec.io_iops or 1)))
+
+
+def check_io(
+    spec: FaultSpec, size: int, count: int, before: Mapping[str, float], after: Mapping[str, float]
+) -> dict[str, Any]:
+    """The writes must take at least what the limits allow, less a fifth, and longer than before."""
+    floor = max(
+        (size * count - 2 * size) / spec.io_bps if spec.io_bps else 0.0,  # a token bucket lets the first through
+        (count - 2) / spec.io_iops if spec.io_iops else 0.0,
+    ) * (1 - TOLERANCE)
+    weak = {s: a for s, a in after.items() if a < floor or a <= before.get(s, 0.0)}
+    if not after or weak:
+        raise FaultNotEffective(
+            f"{spec.describe()}: {count} direct writes of {size} bytes took "
+            + ", ".join(f"{a:.2f} s ({s})" for s, a in sorted((weak or after).items()))
+            + f", not at least {floor:.2f} s"
+        )
+    return {
+        "probe": f"{count} direct writes of {size} bytes",
+        "write_s_before": {s: round(v, 3) for s, v in before.items()},
+        "write_s_after": {s: round(v, 3) for s, v in after.items()},
+    }
 
 
 # --------------------------------------------------------------------------------------- cpu

@@ -98,6 +98,12 @@ def undo(t: Topology, entry: Mapping[str, Any]) -> dict[str, Any]:
             if (c := found.get(n)) and c.running:
                 gray.set_clock(t, n, 0.0)
         return {}
+    if spec.kind == "io":  # a restarted container left its cgroup, and its limits, behind
+        devices = (entry.get("detail") or {}).get("devices") or {}
+        for s, device in devices.items():
+            if (c := found.get(s)) and c.running:
+                gray.throttle(t, s, device, 0, 0)
+        return {}
     if spec.kind == "cpu":
         previous = (entry.get("detail") or {}).get("nano_cpus") or {}
         for s in services:

@@ -115,7 +115,7 @@ class Injector:
         spec = self.resolve(spec, where)
         if spec.kind in CONTAINER_KINDS:
             return self._apply_containers(spec)
-        if spec.kind in ("stall", "cpu", "clock"):
+        if spec.kind in ("stall", "cpu", "clock", "io"):
             return self._apply_gray(spec)
         return self._apply_network(spec)
 
@@ -200,12 +200,15 @@ class Injector:
             )
 
     def _apply_gray(self, spec: FaultSpec) -> ActiveFault:
-        """stall, cpu, clock: a process, the CPU quota or the clock of each target (lab/faults/gray.py)."""
+        """stall, cpu, clock, io: a process, the CPU quota, the clock or the disk of each target
+        (lab/faults/gray.py)."""
         t = self.t
         services = list(spec.targets)
         self._require_up(spec, services, backend.containers(t))
         previous = {s: gray.nano_cpus(t, s) for s in services} if spec.kind == "cpu" else {}
-        fault_id = self._register(spec, services, {"nano_cpus": previous} if previous else {})
+        devices = {s: gray.data_device(t, s) for s in services} if spec.kind == "io" else {}
+        kept = {"nano_cpus": previous} if previous else {"devices": devices} if devices else {}
+        fault_id = self._register(spec, services, kept)
         try:
             if spec.kind == "stall":
                 t0 = time.time()
@@ -223,6 +226,15 @@ class Injector:
                 return self._activate(
                     fault_id, spec, services, t0, {"offset_before_s": before, **gray.check_clock(spec, after)}
                 )
+            if spec.kind == "io":
+                size, count = gray.io_probe(spec)
+                before = {s: gray.write_time(t, s, size, count) for s in services}
+                t0 = time.time()
+                for s in services:
+                    gray.throttle(t, s, devices[s], spec.io_bps or 0, spec.io_iops or 0)
+                after = {s: gray.write_time(t, s, size, count) for s in services}
+                detail = {"devices": devices, **gray.check_io(spec, size, count, before, after)}
+                return self._activate(fault_id, spec, services, t0, detail)
             # One at a time, so that two busy loops do not compete for the CPUs.
             before = {s: gray.busy_time(t, s) for s in services}
             t0 = time.time()

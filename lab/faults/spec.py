@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -16,9 +17,9 @@ CONTAINER_KINDS = ("kill", "stop", "pause", "restart")
 NETWORK_KINDS = ("isolate", "split", "partition", "flaky")
 
 # Gray failures (lab/faults/gray.py): a slow link between two sides, one process of a node stopped
-# while the rest of it runs, a container's CPU quota cut, a node's clock set off.
+# while the rest of it runs, a container's CPU quota cut, a node's clock set off, a disk throttled.
 LINK_KINDS = ("delay",)
-GRAY_KINDS = (*LINK_KINDS, "stall", "cpu", "clock")
+GRAY_KINDS = (*LINK_KINDS, "stall", "cpu", "clock", "io")
 
 KINDS = CONTAINER_KINDS + NETWORK_KINDS + GRAY_KINDS
 
@@ -30,6 +31,9 @@ PROCESSES = ("zookeeper", "server", "redis")  # what `stall` can stop in a node
 ROLES = ("leader", "follower", "random")
 
 DB, LB = "db", "lb"
+
+
+_OPTIONAL = ("loss", "delay", "jitter", "process", "cpus", "offset", "io_bps", "io_iops")  # FaultSpec's
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,8 @@ class FaultSpec:
     process: str | None = None  # stall: one of PROCESSES
     cpus: float | None = None  # cpu: the CPUs the target keeps (Docker's --cpus)
     offset: float | None = None  # clock: seconds the node's wall clock is set ahead (negative: behind)
+    io_bps: int | None = None  # io: bytes per second the data disk reads, and writes
+    io_iops: int | None = None  # io: operations per second it reads, and writes (1: stalled)
 
     def describe(self) -> str:
         if self.kind == "stall":
@@ -52,6 +58,12 @@ class FaultSpec:
             return f"cpu {' '.join(self.targets)} ({self.cpus:g} CPUs)"
         if self.kind == "clock":
             return f"clock {' '.join(self.targets)} ({self.offset or 0:+g}s)"
+        if self.kind == "io":
+            limits = [
+                f"{format_bytes(self.io_bps)}/s" if self.io_bps else "",
+                f"{self.io_iops} iops" if self.io_iops else "",
+            ]
+            return f"io {' '.join(self.targets)} ({', '.join(x for x in limits if x)})"
         if self.kind in CONTAINER_KINDS or self.kind == "isolate":
             return f"{self.kind} {' '.join(self.targets)}"
         sep = " > " if self.one_way else " | "
@@ -70,7 +82,7 @@ class FaultSpec:
             d.get("targets", ()),
             d.get("sides", ()),
             one_way=bool(d.get("one_way", False)),
-            **{k: d[k] for k in ("loss", "delay", "jitter", "process", "cpus", "offset") if d.get(k) is not None},
+            **{k: d[k] for k in _OPTIONAL if d.get(k) is not None},
         )
 
 
@@ -86,10 +98,48 @@ def make_spec(
     process: str | None = None,
     cpus: float | None = None,
     offset: float | None = None,
+    io_bps: int | None = None,
+    io_iops: int | None = None,
 ) -> FaultSpec:
     return FaultSpec(
-        kind, tuple(targets), tuple(tuple(s) for s in sides), one_way, loss, delay, jitter, process, cpus, offset
+        kind,
+        tuple(targets),
+        tuple(tuple(s) for s in sides),
+        one_way,
+        loss,
+        delay,
+        jitter,
+        process,
+        cpus,
+        offset,
+        io_bps,
+        io_iops,
     )
+
+
+_BYTES = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*", re.IGNORECASE)
+_BYTE_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
+
+
+def parse_bytes(value: Any, where: str) -> int:
+    """Bytes from `512kb`, `1mb`, `1.5mb` (Docker's 1024-based units) or a number of bytes."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        n = value
+    elif isinstance(value, str) and (m := _BYTES.fullmatch(value)):
+        n = round(float(m.group(1)) * _BYTE_UNITS[(m.group(2) or "b").lower()])
+    else:
+        raise BadInput(f"{where}: {value!r} is not a size like 512kb or 1mb")
+    if n < 4096:
+        raise BadInput(f"{where}: {value!r} is below 4kb, one page a second")
+    return n
+
+
+def format_bytes(n: int | None) -> str:
+    n = n or 0
+    for unit in ("gb", "mb", "kb"):
+        if n >= _BYTE_UNITS[unit]:
+            return f"{n / _BYTE_UNITS[unit]:g}{unit}"
+    return f"{n}b"
 
 
 MAX_OFFSET = 86400.0  # seconds: a day, past every expiry the node has
@@ -97,7 +147,10 @@ MAX_DELAY = 10.0  # seconds: beyond every timeout the lab has, so nothing longer
 
 
 # A fault's fields in scenario and claims files, besides `kind` (`jitter` there is the time's).
-FAULT_FIELDS = ("target", "sides", "one_way", "loss", "delay", "delay_jitter", "process", "cpus", "offset")
+FAULT_FIELDS = (
+    *("target", "sides", "one_way", "loss", "delay", "delay_jitter", "process", "cpus", "offset"),
+    *("io_rate", "io_iops"),
+)
 
 
 def spec_from_yaml(d: Mapping[str, Any], where: str) -> FaultSpec:
@@ -125,6 +178,8 @@ def spec_from_yaml(d: Mapping[str, Any], where: str) -> FaultSpec:
         process=get("process", y.string),
         cpus=get("cpus", y.number),
         offset=get("offset", signed_duration),
+        io_bps=get("io_rate", parse_bytes),
+        io_iops=get("io_iops", lambda v, w: y.integer(v, w, minimum=1)),
     )
 
 
@@ -144,13 +199,13 @@ def validate(spec: FaultSpec, t: Topology, where: str = "fault") -> None:
         raise BadInput(f"{where}.kind: unknown fault {spec.kind!r}; choose one of {', '.join(KINDS)}")
     nodes = ", ".join(t.node_names)
     _validate_gray(spec, t, where)
-    if spec.kind in CONTAINER_KINDS or spec.kind in ("isolate", "stall", "cpu", "clock"):
+    if spec.kind in CONTAINER_KINDS or spec.kind in ("isolate", "stall", "cpu", "clock", "io"):
         if not spec.targets:
             raise BadInput(
                 f"{where}.target: {spec.kind} needs a target: a node ({nodes}), "
                 f"{'db, lb, ' if spec.kind != 'isolate' else ''}{', '.join(ROLES)}"
             )
-        with_db_lb = spec.kind in CONTAINER_KINDS or spec.kind == "cpu"
+        with_db_lb = spec.kind in CONTAINER_KINDS or spec.kind in ("cpu", "io")
         allowed = set(t.node_names) | set(ROLES) | ({DB, LB} if with_db_lb else set())
         for i, target in enumerate(spec.targets):
             if target not in allowed:
@@ -197,9 +252,15 @@ def validate(spec: FaultSpec, t: Topology, where: str = "fault") -> None:
 
 def _validate_gray(spec: FaultSpec, t: Topology, where: str) -> None:
     """The gray kinds' own fields: each kind takes its own and refuses the others'."""
-    own = {"delay": ("delay", "jitter"), "stall": ("process",), "cpu": ("cpus",), "clock": ("offset",)}
+    own = {
+        "delay": ("delay", "jitter"),
+        "stall": ("process",),
+        "cpu": ("cpus",),
+        "clock": ("offset",),
+        "io": ("io_bps", "io_iops"),
+    }
     mine = own.get(spec.kind, ())
-    for name in ("delay", "jitter", "process", "cpus", "offset"):
+    for name in _OPTIONAL[1:]:  # loss is flaky's, checked with it
         if name not in mine and getattr(spec, name) is not None:
             raise BadInput(f"{where}.{name}: only {next(k for k, v in own.items() if name in v)} takes it")
     if spec.kind in LINK_KINDS:
@@ -219,6 +280,11 @@ def _validate_gray(spec: FaultSpec, t: Topology, where: str) -> None:
         raise BadInput(f"{where}.process: stall needs a process: {', '.join(PROCESSES)}; got {spec.process!r}")
     if spec.kind == "clock" and (spec.offset is None or not 0 < abs(spec.offset) <= MAX_OFFSET):
         raise BadInput(f"{where}.offset: clock needs an offset such as 10s or -10s, up to a day; got {spec.offset!r}")
+    if spec.kind == "io":
+        if spec.io_bps is None and spec.io_iops is None:
+            raise BadInput(f"{where}.io_rate: io needs a rate (1mb), an iops limit (10; 1: a stalled disk) or both")
+        if LB in spec.targets:
+            raise BadInput(f"{where}.target: the load balancer has no data disk; io takes nodes and db")
     if spec.kind == "cpu" and (spec.cpus is None or not 0.01 <= spec.cpus < 1):
         raise BadInput(f"{where}.cpus: cpu needs the CPUs left to the target, from 0.01 to below 1, got {spec.cpus!r}")
 

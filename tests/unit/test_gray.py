@@ -35,6 +35,8 @@ T3 = make_topology(3, lab="g3")
         (make_spec("clock", ["a1"]), r"^fault\.offset: clock needs an offset"),
         (make_spec("clock", ["a1"], offset=2 * 86400.0), r"up to a day"),
         (make_spec("clock", ["db"], offset=10.0), r"no node 'db'"),
+        (make_spec("io", ["db"]), r"^fault\.io_rate: io needs a rate"),
+        (make_spec("io", ["lb"], io_iops=1), r"the load balancer has no data disk"),
     ],
 )
 def test_gray_validation_names_the_field(spec, match):
@@ -54,6 +56,8 @@ def test_gray_validation_names_the_field(spec, match):
         make_spec("cpu", ["db"], cpus=0.25),
         make_spec("cpu", ["follower"], cpus=0.1),
         make_spec("clock", ["a1"], offset=-10.0),
+        make_spec("io", ["db"], io_iops=1),
+        make_spec("io", ["db", "a1"], io_bps=1024**2, io_iops=50),
     ],
 )
 def test_valid_gray_specs_round_trip(spec):
@@ -68,6 +72,34 @@ def test_describe_says_the_asked_effect():
     assert make_spec("stall", ["a1"], process="zookeeper").describe() == "stall zookeeper of a1"
     assert make_spec("cpu", ["db"], cpus=0.25).describe() == "cpu db (0.25 CPUs)"
     assert make_spec("clock", ["a1"], offset=-10.0).describe() == "clock a1 (-10s)"
+    assert make_spec("io", ["db"], io_bps=1024**2, io_iops=1).describe() == "io db (1mb/s, 1 iops)"
+
+
+@pytest.mark.parametrize("text,n", [("1mb", 1024**2), ("512kb", 512 * 1024), ("1.5MB", 1572864), (8192, 8192)])
+def test_io_rates_are_dockers_units(text, n):
+    assert faults.parse_bytes(text, "io_rate") == n
+
+
+@pytest.mark.parametrize("text", ["1 megabyte", "-1mb", "100b"])
+def test_io_rates_refuse_what_is_no_rate(text):
+    with pytest.raises(BadInput, match=r"^io_rate: "):
+        faults.parse_bytes(text, "io_rate")
+
+
+def test_the_io_probe_takes_about_two_seconds_under_the_limit():
+    assert gray.io_probe(make_spec("io", ["db"], io_iops=1)) == (4096, 4)
+    assert gray.io_probe(make_spec("io", ["db"], io_iops=10)) == (4096, 20)
+    assert gray.io_probe(make_spec("io", ["db"], io_bps=1024**2)) == (65536, 32)
+
+
+def test_the_io_check_wants_the_writes_to_take_what_the_limit_allows():
+    spec = make_spec("io", ["db"], io_iops=10)
+    ok = gray.check_io(spec, 4096, 20, {"db": 0.05}, {"db": 1.9})
+    assert ok["write_s_after"] == {"db": 1.9}
+    with pytest.raises(
+        FaultNotEffective, match=r"20 direct writes of 4096 bytes took 0\.06 s \(db\), not at least 1\.44 s"
+    ):
+        gray.check_io(spec, 4096, 20, {"db": 0.05}, {"db": 0.06})
 
 
 @pytest.mark.parametrize(
