@@ -543,7 +543,12 @@ def run_matrix(
             lifecycle.down(t.lab)
         results += done
         checks[f"n{t.size}"] = {
-            o.name: {"status": o.status, "checked": o.checked, "violations": len(o.violations)}
+            o.name: {
+                "status": o.status,
+                "checked": o.checked,
+                "violations": len(o.violations),
+                **({"first": o.violations[0].detail} if o.violations else {}),
+            }
             for o in verdicts.outcomes
         }
         r = verdicts.registers
@@ -709,7 +714,7 @@ def _checks_text(found: dict[str, Any]) -> str:
     """`linearizable ok (2310 checked), ...`: each checker's verdict over the size's whole history."""
     text = ", ".join(
         f"{name} {c['status']} ({c['checked']} checked"
-        + (f", {c['violations']} violations)" if c["violations"] else ")")
+        + (f", {c['violations']} violations, e.g. {c.get('first', '?')})" if c["violations"] else ")")
         for name, c in found.items()
         if name != "registers"
     )

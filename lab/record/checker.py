@@ -226,7 +226,8 @@ def fetch_snapshot(query: Query, history: History, now: Callable[[], float] = ti
         tables[PROCESS_TABLE] = list(
             query(
                 f"SELECT id, process_name, resource_type, resource_id, {_epoch_sql('start_time')}, "
-                f"{_epoch_sql('end_time')} FROM {PROCESS_TABLE} WHERE start_time >= '{since}'"
+                f"{_epoch_sql('end_time')}, phase, running_process_server_id "
+                f"FROM {PROCESS_TABLE} WHERE start_time >= '{since}'"
             )
         )
     return DbSnapshot(now(), tables)
@@ -392,7 +393,10 @@ def _stuck_check(history: History, db: DbSnapshot | None, bound: float) -> Outco
         if ran > bound:
             what = f"{row.get('process_name')} on {row.get('resource_type')} {row.get('resource_id')}"
             state = f"finished after {ran:.1f}s" if end is not None else f"unfinished after {ran:.1f}s"
-            stuck.append(Violation(str(row.get("id")), start, f"{what} {state}"))
+            # Where it stopped: a process that never ran again, or one run by a server that went away.
+            by = _value(row.get("running_process_server_id")) or "no server"
+            last = f"phase {_value(row.get('phase')) or '?'}, last run by {by}"
+            stuck.append(Violation(str(row.get("id")), start, f"{what} {state} ({last})"))
     return _outcome(name, checked, stuck)
 
 

@@ -193,6 +193,8 @@ def test_stuck_processes_are_caught_and_old_ones_ignored():
             "resource_id": "7",
             "start_time": str(T + 5),
             "end_time": "NULL",
+            "phase": "running",
+            "running_process_server_id": "b1",
         },  # still running 35 s later
         {
             "id": "3",
@@ -205,6 +207,8 @@ def test_stuck_processes_are_caught_and_old_ones_ignored():
     ]
     result = check(history(), snapshot(processes=processes), CheckConfig(stuck_after=30))
     assert violations(result, "no_stuck_processes") == ["2"]
+    (v,) = result.outcome("no_stuck_processes").violations
+    assert v.detail.endswith("unfinished after 35.0s (phase running, last run by b1)")  # where it stopped
     assert result.outcome("no_stuck_processes").checked == 2
     assert check(history(), snapshot(processes=processes), CheckConfig(stuck_after=60)).passed
 
