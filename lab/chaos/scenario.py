@@ -53,12 +53,13 @@ from typing import Any
 
 from lab.chaos import claims as claims_mod
 from lab.chaos.judge import judge, lab_query
-from lab.chaos.watch import Watch, describe, snapshot
+from lab.chaos.watch import Snapshot, Watch, describe, snapshot
 from lab.cluster import lifecycle, state
 from lab.cluster.topology import Ports, Topology, make_topology
 from lab.core import yamlspec as y
 from lab.core.durations import parse_duration
 from lab.core.errors import BadInput, CheckFailed, LabError
+from lab.core.wait import poll
 from lab.faults import FAULT_FIELDS, ActiveFault, FaultSpec, Injector, shielded, spec_from_yaml, validate
 from lab.record.checker import CheckResult
 from lab.record.history import HISTORY_FILE, write_json
@@ -610,13 +611,12 @@ def _during(
 
 def _hold_checks(w: Watch, names: Sequence[str], within: float, since: float) -> list[dict[str, Any]]:
     """Wait (up to `within`) until every named check holds; one result per check."""
-    deadline = time.monotonic() + within
-    while True:
-        s = snapshot(w, since, 1.0)
-        results = {"all-active": s.steady, "client-ok": bool(s.client_ok)}
-        if all(results[n] for n in names) or time.monotonic() > deadline:
-            return [{"name": n, "ok": results[n], "t": _iso(s.t), "detail": describe(s)} for n in names]
-        time.sleep(0.2)
+
+    def results(s: Snapshot) -> dict[str, bool]:
+        return {"all-active": s.steady, "client-ok": bool(s.client_ok)}
+
+    s = poll(lambda: snapshot(w, since, 1.0), lambda s: all(results(s)[n] for n in names), within)
+    return [{"name": n, "ok": results(s)[n], "t": _iso(s.t), "detail": describe(s)} for n in names]
 
 
 def _judge(sc: Scenario, t: Topology, run_dir: Path, journal: Journal) -> None:

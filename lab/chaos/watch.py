@@ -31,6 +31,7 @@ from typing import Any
 
 from lab.cluster import probes
 from lab.cluster.topology import Topology
+from lab.core.wait import poll
 from lab.record.history import HISTORY_FILE, LEDGER_FILE, JsonlWriter, LedgerEntry, ProbeRecord, RequestRecord
 from lab.record.ops import Fn, Op, Payload, Value, outcome_of_status
 from lab.record.registers import OPS_FILE
@@ -291,14 +292,13 @@ def snapshot(w: Watch, since: float, window: float, now: float | None = None, mi
 def wait_steady(w: Watch, timeout: float, window: float = 1.0, since: float | None = None) -> float | None:
     """Wait until every node is active, every ZooKeeper member serving and the client's requests
     all succeed over `window`; return when (epoch seconds), or None when the timeout passed first."""
-    since = time.time() if since is None else since
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        s = snapshot(w, since, window)
-        if s.steady and (s.client_ok or not w.client_enabled):
-            return s.t
-        time.sleep(0.1)
-    return None
+    start = time.time() if since is None else since
+
+    def steady(s: Snapshot) -> bool:
+        return s.steady and bool(s.client_ok or not w.client_enabled)
+
+    s = poll(lambda: snapshot(w, start, window), steady, timeout, interval=0.1)
+    return s.t if steady(s) else None
 
 
 def describe(s: Snapshot) -> str:

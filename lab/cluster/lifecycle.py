@@ -20,6 +20,7 @@ from lab.cluster import addressing, compose, docker, images, preflight, probes, 
 from lab.cluster.compose import container_name, registration_url
 from lab.cluster.topology import Topology
 from lab.core.errors import BadInput, RuntimeFailure
+from lab.core.wait import poll
 from lab.server import profiles
 
 log = logging.getLogger("halab.cluster.lifecycle")
@@ -104,14 +105,10 @@ def up(
 def _wait(what: str, check: Callable[[], str | None], deadline: float) -> None:
     """Poll `check` (None = ready, else a short reason) until ready or the deadline passes."""
     started = time.monotonic()
-    reason = "not checked yet"
-    while time.monotonic() < deadline:
-        reason = check() or ""
-        if not reason:
-            log.info(f"  {what}: ready after {time.monotonic() - started:.1f} s")
-            return
-        time.sleep(0.2)
-    raise RuntimeFailure(f"timed out waiting for {what}: {reason}")
+    reason = poll(lambda: check() or "", lambda r: not r, deadline - started)
+    if reason:
+        raise RuntimeFailure(f"timed out waiting for {what}: {reason}")
+    log.info(f"  {what}: ready after {time.monotonic() - started:.1f} s")
 
 
 def wait_healthy(t: Topology, timeout: float = 180) -> None:

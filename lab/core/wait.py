@@ -25,6 +25,18 @@ class WaitTimeout(RuntimeFailure):
         super().__init__(f"timed out after {timeout:g} s waiting for {what} (last: {_shown(last)})")
 
 
+def poll(fn: Callable[[], T], done: Callable[[T], bool], timeout: float, interval: float = 0.2) -> T:
+    """Call `fn` every `interval` seconds until `done` holds for what it returned or `timeout`
+    seconds passed; return the last value either way, for waits whose caller judges a timeout
+    itself (a case observed until decided, a state reported as it was)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if done(value) or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
 def wait_for(
     what: str,
     fn: Callable[[], T | None],

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,6 +15,7 @@ from lab.cluster.compose import container_name
 from lab.cluster.docker import ContainerState
 from lab.cluster.topology import Topology
 from lab.core.errors import RuntimeFailure
+from lab.core.wait import poll
 from lab.faults.netmodel import is_up, path_ip, rule_tag
 from lab.faults.spec import DB, LB
 
@@ -201,12 +201,7 @@ def wait_states(
 ) -> dict[str, ContainerState]:
     """Poll the containers until `ok(service, state)` holds for each or SETTLE_TIMEOUT passes;
     return the last states."""
-    deadline = time.monotonic() + SETTLE_TIMEOUT
-    while True:
-        found = containers(t)
-        if all(ok(s, found.get(s)) for s in services) or time.monotonic() > deadline:
-            return found
-        time.sleep(0.1)
+    return poll(lambda: containers(t), lambda found: all(ok(s, found.get(s)) for s in services), SETTLE_TIMEOUT, 0.1)
 
 
 def events_command(t: Topology, since: float, until: float) -> list[str]:

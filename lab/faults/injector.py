@@ -15,6 +15,7 @@ from typing import Any
 
 from lab.cluster.topology import Topology
 from lab.core.errors import FaultNotEffective, RuntimeFailure
+from lab.core.wait import poll
 from lab.faults import backend, gray
 from lab.faults.heal import heal_entry, shielded, undo
 from lab.faults.hold import StartWatcher, reapply
@@ -73,18 +74,18 @@ class Injector:
         if not any(x in ROLES for x in spec.targets):
             return spec
         asks_modes = any(x in ("leader", "follower") for x in spec.targets)
-        deadline = time.monotonic() + ELECTION_TIMEOUT
-        while True:
+
+        def pick() -> tuple[dict[str, str], tuple[tuple[str, ...], str | None]]:
             modes = backend.roles(self.t) if asks_modes else {}
-            picked, missing = self._pick(spec.targets, modes)
-            if not missing:
-                return dataclasses.replace(spec, targets=picked)
-            if time.monotonic() > deadline:
-                raise RuntimeFailure(
-                    f"{where}.target: no {missing} to pick within {ELECTION_TIMEOUT:g} s "
-                    f"(ZooKeeper modes: {', '.join(f'{n}={m}' for n, m in modes.items())})"
-                )
-            time.sleep(0.2)
+            return modes, self._pick(spec.targets, modes)
+
+        modes, (picked, missing) = poll(pick, lambda found: not found[1][1], ELECTION_TIMEOUT)
+        if missing:
+            raise RuntimeFailure(
+                f"{where}.target: no {missing} to pick within {ELECTION_TIMEOUT:g} s "
+                f"(ZooKeeper modes: {', '.join(f'{n}={m}' for n, m in modes.items())})"
+            )
+        return dataclasses.replace(spec, targets=picked)
 
     def _pick(self, targets: Sequence[str], modes: Mapping[str, str]) -> tuple[tuple[str, ...], str | None]:
         """(node names for the targets, the first role nobody has now, or None)."""
