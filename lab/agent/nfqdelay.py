@@ -23,13 +23,15 @@ crawls at tens of kB/s (measured: 5 MB through 100 ms on OUTPUT, 0.03 MB/s; on I
 ACKs, replies and other small exchanges are not hurt. netem avoids this by orphaning the packets
 it delays, which userspace cannot do. bench/nfqdelay_netns.py measures both places.
 
-Order: a packet's release time is arrival + delay + uniform(-jitter, +jitter), but never earlier
-than the previous packet's, so packets leave in the order they came. TCP reads reordering as loss,
-which a real WAN link's jitter rarely causes. The price of this FIFO clamp: when packets come
-faster than the jitter spreads them (more than about one per jitter width), a packet often waits
-for a predecessor drawn later, so the mean delay is larger than asked, tending towards
-delay + jitter at high packet rates. The statistics line printed on exit shows the mean delay
-actually scheduled.
+Order: packets leave in the order they came; TCP reads reordering as loss, which a real WAN
+link's jitter rarely causes. So the jitter is not drawn per packet but varies smoothly with time:
+a line between random points in [-jitter, +jitter], a new point every 4 x jitter, so it changes at
+most half as fast as time passes and a later packet is never due before an earlier one. (Drawn per
+packet and then held in order, a packet would wait for the latest draw before it: under steady
+traffic the delay tends to delay + jitter; ZooKeeper's pings alone made 200 +- 50 ms a 262-280 ms
+round trip.) Over any few hundred milliseconds the delay is spread over the whole range, and its
+mean is the asked delay. Release times are still clamped to be non-decreasing against rounding.
+The statistics line printed on exit shows the mean delay actually scheduled.
 
 Limits: the queue holds at most 20,000 packets and is configured fail-open, so packets beyond
 that (or that the kernel cannot hand to this program when its socket buffer is full: ENOBUFS,
@@ -257,6 +259,10 @@ class ReleaseScheduler:
         self._rng = rng if rng is not None else random.Random()
         self._held: deque[tuple[float, int]] = deque()  # (release time, packet id), release times ascending
         self._last_release = -math.inf
+        # The jitter's current line: from (t0, v0) to (t1, v1).
+        self._period = 4 * jitter_s
+        self._t0 = self._t1 = -math.inf
+        self._v0 = self._v1 = 0.0
         self.scheduled = 0
         self.total_delay_s = 0.0  # sum of (release - arrival): the delay actually given, clamp included
 
@@ -265,15 +271,22 @@ class ReleaseScheduler:
 
     def arrive(self, packet_id: int, now: float) -> float:
         """Hold a packet that arrived at `now`; returns its release time."""
-        wanted = now + self.delay_s
-        if self.jitter_s:
-            wanted += self._rng.uniform(-self.jitter_s, self.jitter_s)
+        wanted = now + self.delay_s + (self._jitter(now) if self.jitter_s else 0.0)
         release = max(wanted, self._last_release)
         self._last_release = release
         self._held.append((release, packet_id))
         self.scheduled += 1
         self.total_delay_s += release - now
         return release
+
+    def _jitter(self, now: float) -> float:
+        if now >= self._t1:
+            if now >= self._t1 + self._period:  # idle for a while: a new line from here
+                self._t1, self._v1 = now, self._rng.uniform(-self.jitter_s, self.jitter_s)
+            while now >= self._t1:
+                self._t0, self._v0 = self._t1, self._v1
+                self._t1, self._v1 = self._t0 + self._period, self._rng.uniform(-self.jitter_s, self.jitter_s)
+        return self._v0 + (self._v1 - self._v0) * (now - self._t0) / self._period
 
     def next_release(self) -> float | None:
         return self._held[0][0] if self._held else None

@@ -7,8 +7,8 @@ effect before and after, like a cut is by connects.
   (`carriers`): from a peer node half the delay each way, from the database or the load balancer
   (which hold no rules) all of it on the way back, so a round trip across the link takes `delay`
   longer either way. Connections stay end to end (a relay would end and reopen them); packets
-  keep their order (jitter never reorders them, so under bulk traffic the mean delay is 10-15 %
-  above the asked one). The rules are appended after any drop rule, since a packet the delayer
+  keep their order (the jitter varies smoothly in time rather than per packet, so it never
+  reorders them and its mean stays the asked delay). The rules are appended after any drop rule, since a packet the delayer
   releases skips the rest of its chain, and carry `--queue-bypass`: a delayer that dies lets
   packets through at once rather than blackholing them. Verified by the median TCP handshake time
   from each node to a peer across the link, before and after.
