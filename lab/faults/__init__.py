@@ -17,7 +17,7 @@ Kinds (`FaultSpec.kind`):
 - Gray failures (`gray`): `delay` (round trips across two sides take `delay` longer, varying by up
   to `jitter`; an NFQUEUE delayer in each node on the link, no netem), `stall` (SIGSTOP to one
   `process` of nodes: zookeeper, server or redis), `cpu` (a container's CPU quota cut to `cpus`),
-  `clock` (a node's wall clock set `offset` seconds off, through libfaketime), `io` (the data
+  `clock` (a node's wall clock set `offset` seconds off for its server and cluster-manager), `io` (the data
   disk of the database or nodes throttled, through the cgroup's block I/O limits).
   Each is verified by a measurement before and after: handshake times, /proc states, a timed
   busy loop.

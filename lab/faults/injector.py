@@ -223,7 +223,12 @@ class Injector:
                 t0 = time.time()
                 for n in services:
                     gray.set_clock(t, n, spec.offset or 0.0)
-                after = {n: gray.clock_offset(t, n) for n in services}
+                # A server reads the file at most once a second: it may take that long to show.
+                after = poll(
+                    lambda: {n: gray.clock_offset(t, n) for n in services},
+                    lambda m: gray.clock_set(spec, m),
+                    3 * gray.CLOCK_REREAD,
+                )
                 return self._activate(
                     fault_id, spec, services, t0, {"offset_before_s": before, **gray.check_clock(spec, after)}
                 )

@@ -10,7 +10,7 @@ import sys
 
 from aiohttp.http_exceptions import HttpProcessingError
 
-from . import zkserver
+from . import hostclock, zkserver
 from .config import Config, ConfigError, from_env
 from .node import Node
 from .supervisor import supervise
@@ -56,6 +56,7 @@ async def run(cfg: Config) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    hostclock.install()  # before anything reads the wall clock
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,

@@ -293,6 +293,7 @@ class Node:
         pool = self.db.pool_stats()
         return {
             "node": self.cfg.node_name,
+            "clock": time.time(),  # this host's wall clock (lab/server/hostclock.py)
             "uuid": self.uuid,
             "state": self.sm.state.value,
             "reasons": list(self.sm.reasons),
