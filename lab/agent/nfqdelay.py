@@ -28,8 +28,9 @@ link's jitter rarely causes. So the jitter is not drawn per packet but varies sm
 a line between random points in [-jitter, +jitter], a new point every 4 x jitter, so it changes at
 most half as fast as time passes and a later packet is never due before an earlier one. (Drawn per
 packet and then held in order, a packet would wait for the latest draw before it: under steady
-traffic the delay tends to delay + jitter; a bulk transfer through 100 +- 25 ms got 110-115 ms.) Over any few hundred milliseconds the delay is spread over the whole range, and its
-mean is the asked delay. Release times are still clamped to be non-decreasing against rounding.
+traffic the delay tends to delay + jitter; a bulk transfer through 100 +- 25 ms got 110-115 ms.)
+Over any few hundred milliseconds the delay is spread over the whole range, and its mean is the
+asked delay. Release times are still clamped to be non-decreasing against rounding.
 The statistics line printed on exit shows the mean delay actually scheduled.
 
 Limits: the queue holds at most 20,000 packets and is configured fail-open, so packets beyond

@@ -16,7 +16,7 @@ effect before and after, like a cut is by connects.
   while the rest of the host runs on (the half-dead host: `/ping` may still answer). Verified by
   the process state (`T`) in /proc; healed by SIGCONT. A restart of the container is a reboot:
   the stall ends with it.
-- `cpu`: the container's CFS quota cut to `cpus` (Docker's `--cpus`); it survives restarts, being
+- `cpu`: the container's CFS quota cut to `cpus` CPUs (`docker update --cpu-quota`); it survives restarts, being
   the container's configuration. Verified by timing a fixed CPU-bound loop in the container.
 - `clock`: a node's wall clock set `offset` seconds off, as its server and cluster-manager see it
   (lab/server/hostclock.py: they read CLOCK_FILE at most once a second; the monotonic clocks, the
@@ -244,7 +244,7 @@ _SIGNAL_PROCESS = r"""
 import json, os, signal, sys
 kind, sig = sys.argv[1], int(sys.argv[2]) if sys.argv[2].isdigit() else getattr(signal, sys.argv[2])
 def matches(cmd):
-    if kind == 'zookeeper': return b'QuorumPeerMain' in cmd
+    if kind == 'zookeeper': return any(a.endswith(b'.QuorumPeerMain') for a in cmd)
     if kind == 'redis': return cmd[0].split(b' ')[0].endswith(b'redis-server')  # it retitles itself
     return cmd[1:4] == [b'-m', b'lab.server', b'serve']
 found = {}
@@ -270,10 +270,10 @@ def signal_process(t: Topology, node: str, process: str, signal_name: str) -> di
             container_name(t, node),
             ["python3", "-c", _SIGNAL_PROCESS, process, signal_name],
             f"{signal_name} the {process} of {node}",
-            root=True,
+            # As the processes' own user: the container's root has no CAP_KILL (compose drops it).
         )
     except RuntimeFailure as exc:
-        if exc.exit_code == 3:
+        if exc.return_code == 3:
             raise RuntimeFailure(f"{node} runs no {process} (this profile's nodes may not have one)") from exc
         raise
     found: dict[str, str] = json.loads(out)
@@ -452,14 +452,20 @@ def busy_time(t: Topology, service: str) -> float:
     return int(out.strip()) / 1e6
 
 
-def set_cpus(t: Topology, services: Sequence[str], nano_cpus: int) -> None:
-    """Docker's CPU quota of the containers; 0 lifts it."""
-    backend.act(t, ["docker", "update", "--cpus", f"{nano_cpus / 1e9:g}"], services, "set the CPU quota of", 60)
+CPU_PERIOD = 100_000  # microseconds: the CFS period Docker uses
 
 
-def nano_cpus(t: Topology, service: str) -> int:
+def set_cpu_quota(t: Topology, services: Sequence[str], quota_us: int) -> None:
+    """The containers' CFS quota per CPU_PERIOD, microseconds; 0 or less lifts it. (Not `--cpus`:
+    Docker cannot take a NanoCpus limit back, `--cpus 0` leaves it as it was.)"""
+    args = ["docker", "update", "--cpu-period", str(CPU_PERIOD), "--cpu-quota", str(quota_us if quota_us > 0 else -1)]
+    backend.act(t, args, services, "set the CPU quota of", 60)
+
+
+def cpu_quota(t: Topology, service: str) -> int:
+    """The container's CFS quota, microseconds per period; 0 or -1: none."""
     out = docker.run(
-        ["docker", "inspect", "--format", "{{.HostConfig.NanoCpus}}", container_name(t, service)],
+        ["docker", "inspect", "--format", "{{.HostConfig.CpuQuota}}", container_name(t, service)],
         f"read the CPU quota of {service}",
     )
     return int(out.strip() or 0)

@@ -105,10 +105,10 @@ def undo(t: Topology, entry: Mapping[str, Any]) -> dict[str, Any]:
                 gray.throttle(t, s, device, 0, 0)
         return {}
     if spec.kind == "cpu":
-        previous = (entry.get("detail") or {}).get("nano_cpus") or {}
+        previous = (entry.get("detail") or {}).get("cpu_quota") or {}
         for s in services:
             if s in found:
-                gray.set_cpus(t, [s], int(previous.get(s, 0)))
+                gray.set_cpu_quota(t, [s], int(previous.get(s, 0)))
         return {}
     extra: dict[str, Any] = {}
     if spec.kind == "pause":

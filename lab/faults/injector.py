@@ -206,9 +206,9 @@ class Injector:
         t = self.t
         services = list(spec.targets)
         self._require_up(spec, services, backend.containers(t))
-        previous = {s: gray.nano_cpus(t, s) for s in services} if spec.kind == "cpu" else {}
+        previous = {s: gray.cpu_quota(t, s) for s in services} if spec.kind == "cpu" else {}
         devices = {s: gray.data_device(t, s) for s in services} if spec.kind == "io" else {}
-        kept = {"nano_cpus": previous} if previous else {"devices": devices} if devices else {}
+        kept = {"cpu_quota": previous} if spec.kind == "cpu" else {"devices": devices} if devices else {}
         fault_id = self._register(spec, services, kept)
         try:
             if spec.kind == "stall":
@@ -244,9 +244,9 @@ class Injector:
             # One at a time, so that two busy loops do not compete for the CPUs.
             before = {s: gray.busy_time(t, s) for s in services}
             t0 = time.time()
-            gray.set_cpus(t, services, round((spec.cpus or 1.0) * 1e9))
+            gray.set_cpu_quota(t, services, round((spec.cpus or 1.0) * gray.CPU_PERIOD))
             after = {s: gray.busy_time(t, s) for s in services}
-            detail = {"nano_cpus": previous, **gray.check_cpu(spec, before, after)}
+            detail = {"cpu_quota": previous, **gray.check_cpu(spec, before, after)}
             return self._activate(fault_id, spec, services, t0, detail)
         except BaseException:
             self._undo_failed_apply(fault_id)
