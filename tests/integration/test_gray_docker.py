@@ -134,7 +134,7 @@ def test_a_clock_jump_moves_the_nodes_clock_and_heal_puts_it_back(lab3, halab_fa
 def test_a_stalled_database_disk_slows_its_direct_writes_and_heal_lifts_it(lab3, halab_faults):
     inj = halab_faults(lab3)
     fault = inj.apply(make_spec("io", [DB], io_iops=5))
-    # Verified on apply: 10 synced direct writes took at least (10 - 2) / 5 s less a fifth.
+    # Verified on apply: 10 direct writes took at least (10 - 2) / 5 s less a fifth.
     assert fault.detail["write_s_after"][DB] >= 1.28
     inj.heal(fault)
     assert gray.write_time(lab3, DB, 4096, 10) < 1.0
