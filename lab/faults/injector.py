@@ -234,7 +234,7 @@ class Injector:
                 )
             if spec.kind == "io":
                 size, count = gray.io_probe(spec)
-                before = {s: gray.write_time(t, s, size, count) for s in services}
+                before = {s: gray.write_time(t, s, size, count, keep=True) for s in services}
                 t0 = time.time()
                 for s in services:
                     gray.throttle(t, s, devices[s], spec.io_bps or 0, spec.io_iops or 0)

@@ -88,7 +88,7 @@ def test_io_rates_refuse_what_is_no_rate(text):
 
 
 def test_the_io_probe_takes_about_two_seconds_under_the_limit():
-    assert gray.io_probe(make_spec("io", ["db"], io_iops=1)) == (4096, 4)
+    assert gray.io_probe(make_spec("io", ["db"], io_iops=1)) == (4096, 3)
     assert gray.io_probe(make_spec("io", ["db"], io_iops=10)) == (4096, 20)
     assert gray.io_probe(make_spec("io", ["db"], io_bps=1024**2)) == (65536, 32)
 
