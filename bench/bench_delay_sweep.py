@@ -43,6 +43,7 @@ from lab.cluster import images, lifecycle
 from lab.cluster.preflight import free_ports
 from lab.cluster.state import unique_lab_name
 from lab.cluster.topology import Topology, make_topology
+from lab.core.errors import FaultNotEffective
 from lab.faults import Injector, make_spec
 from lab.record.load import make_run_dir
 
@@ -61,7 +62,10 @@ def point(t: Topology, w: Watch, inj: Injector, delay_ms: float, hold: float) ->
     fault = None
     if delay_ms:
         spec = make_spec("delay", sides=[["dc-a"], ["dc-b"]], delay=delay_ms / 1000, jitter=delay_ms / 4000)
-        fault = inj.apply(spec)
+        try:
+            fault = inj.apply(spec)
+        except FaultNotEffective as exc:  # a point the check could not verify is reported, not measured
+            return {"delay_ms": delay_ms, "not_verified": str(exc)}
     t0 = fault.t0 if fault else time.time()
     time.sleep(hold)
     t1 = time.time()
@@ -135,6 +139,9 @@ def table(results: dict[str, list[dict[str, Any]]], t: Topology) -> str:
     lines = [head, "|" + "---|" * 12]
     for profile, points in results.items():
         for p in points:
+            if "not_verified" in p:
+                lines.append(f"| {profile} | {p['delay_ms']:g} | not verified: {p['not_verified']} |" + " |" * 9)
+                continue
             rtt = p["measured_rtt_ms"]
             lines.append(
                 f"| {profile} | {p['delay_ms']:g} | {statistics.median(rtt.values()) if rtt else '-'} | "
@@ -158,7 +165,8 @@ def plot(results: dict[str, list[dict[str, Any]]], t: Topology, path: Path) -> N
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for profile, points in results.items():
+    for profile, measured in results.items():
+        points = [p for p in measured if "not_verified" not in p]
         xs = [max(p["delay_ms"], 0.5) for p in points]  # log axis: no delay drawn at 0.5 ms
         for dc, style in zip(t.datacenters, ("-", "--"), strict=False):
             ys = [p["write_p95_ms"][dc] for p in points]
