@@ -13,6 +13,7 @@ import base64
 import json
 import socket
 import subprocess
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http.client import HTTPConnection, HTTPResponse
@@ -185,3 +186,35 @@ def wait_active_faults(lab_name: str, n: int, proc: subprocess.Popen, timeout: f
         return sum(e.get("phase") == "active" for e in faults.active(lab_name)) >= n
 
     wait_for(f"{n} active fault(s)", active, timeout)
+
+
+def kill_fault_holder(lab_name: str, *fault: str) -> None:
+    """`halab fault --name LAB FAULT... --hold 300s`, SIGKILLed once its fault is active: none of its
+    cleanup runs, the fault stays for another process to heal."""
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "lab.cli", "fault", "--name", lab_name, *fault, "--hold", "300s"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_active_faults(lab_name, 1, holder)
+        holder.kill()
+        holder.wait(timeout=30)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+
+
+def heal_from_another_process(lab_name: str) -> None:
+    """`halab heal` as a user would run it; it must succeed and say it healed a fault."""
+    done = subprocess.run(
+        [sys.executable, "-m", "lab.cli", "heal", "--name", lab_name],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "healed f" in done.stdout

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import REPO, wait_active_faults
+from helpers import REPO, heal_from_another_process, kill_fault_holder, wait_active_faults
 
 from lab import faults
 from lab.cluster import probes, state
@@ -207,25 +207,10 @@ def test_sigint_in_the_middle_of_a_fault_leaves_no_fault_behind(lab3, tmp_path):
 
 
 def test_heal_from_another_process_after_the_holder_was_sigkilled(lab3):
-    holder = halab("fault", "--name", lab3.lab, "split", "dc-a", "dc-b", "--hold", "300s")
-    try:
-        wait_active_faults(lab3.lab, 1, holder)
-        holder.kill()  # SIGKILL: no finally runs
-        holder.wait(timeout=30)
-    finally:
-        if holder.poll() is None:
-            holder.kill()
+    kill_fault_holder(lab3.lab, "split", "dc-a", "dc-b")
     left = faults.leftovers(lab3)
     assert left["registered"] and left["rules"]
-    done = subprocess.run(
-        [sys.executable, "-m", "lab.cli", "heal", "--name", lab3.lab],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "healed f" in done.stdout
+    heal_from_another_process(lab3.lab)
     assert clean(lab3)
     log = [json.loads(x) for x in (state.lab_dir(lab3.lab) / faults.LOG_FILE).read_text().splitlines()]
     assert log[-1]["fault"] == "split" and log[-1]["t1"] > log[-1]["t0"]

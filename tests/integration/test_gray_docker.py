@@ -4,12 +4,10 @@ undone by `halab heal` from another process."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from typing import Any
 
 import pytest
-from helpers import REPO, wait_active_faults
+from helpers import heal_from_another_process, kill_fault_holder
 
 from lab import faults
 from lab.cluster.compose import container_name
@@ -21,12 +19,6 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 # The unfaulted round trip inside one Docker host is well under a millisecond; 20 ms is far from
 # both it and the 200 ms asked.
 UNDELAYED = 0.02
-
-
-def halab(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "lab.cli", *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
 
 
 def rtt(t: Any, node: str, peer: str) -> float:
@@ -55,24 +47,9 @@ def test_a_delay_between_datacenters_adds_the_asked_round_trip_and_heals(lab3, h
 
 
 def test_a_delay_held_by_a_killed_harness_is_undone_by_heal(lab3):
-    holder = halab("fault", "--name", lab3.lab, "delay", "dc-a", "dc-b", "--delay", "100ms", "--hold", "300s")
-    try:
-        wait_active_faults(lab3.lab, 1, holder)
-        holder.kill()  # SIGKILL: nothing of the holder's runs
-        holder.wait(timeout=30)
-    finally:
-        if holder.poll() is None:
-            holder.kill()
+    kill_fault_holder(lab3.lab, "delay", "dc-a", "dc-b", "--delay", "100ms")
     assert rtt(lab3, "b1", DB) > 0.08  # still slowed: nobody healed it
-    done = subprocess.run(
-        [sys.executable, "-m", "lab.cli", "heal", "--name", lab3.lab],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "healed f" in done.stdout
+    heal_from_another_process(lab3.lab)
     assert no_delay_left(lab3)
     assert rtt(lab3, "b1", DB) < UNDELAYED
 
