@@ -41,7 +41,7 @@ import json
 import os
 import time
 import zlib
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -221,17 +221,35 @@ def stop_delayers(t: Topology, nodes: Sequence[str], base: int | None, *, only_c
         return dict(ex.map(one, nodes))
 
 
+def require(
+    spec: FaultSpec,
+    measured: Mapping[str, float],
+    missed: Mapping[str, float],
+    what: str,
+    show: Callable[[float], str],
+    expected: str,
+) -> None:
+    """FaultNotEffective unless something was measured and nothing missed the asked effect; the
+    message names the misses (or, nothing measured right, everything measured)."""
+    if measured and not missed:
+        return
+    shown = ", ".join(f"{show(v)} ({n})" for n, v in sorted((missed or measured).items()))
+    raise FaultNotEffective(f"{spec.describe()}: {what} {shown}, {expected}")
+
+
 def check_delay(spec: FaultSpec, before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, Any]:
     """The measured effect per node; FaultNotEffective when one misses the asked delay."""
     want = spec.delay or 0.0
     added = {n: after[n] - before[n] for n in after if n in before}
     off = {n: a for n, a in added.items() if abs(a - want) > TOLERANCE * want + TOLERANCE_FLOOR}
-    if not added or off:
-        raise FaultNotEffective(
-            f"{spec.describe()}: the round trip grew by "
-            + ", ".join(f"{a * 1000:.1f} ms ({n})" for n, a in sorted((off or added).items()))
-            + f", not {want * 1000:g} ms ± {TOLERANCE:.0%}"
-        )
+    require(
+        spec,
+        added,
+        off,
+        "the round trip grew by",
+        lambda a: f"{a * 1000:.1f} ms",
+        f"not {want * 1000:g} ms ± {TOLERANCE:.0%}",
+    )
     return {
         "rtt_before_ms": {n: round(v * 1000, 2) for n, v in before.items()},
         "rtt_after_ms": {n: round(v * 1000, 2) for n, v in after.items()},
@@ -323,12 +341,7 @@ def clock_set(spec: FaultSpec, measured: Mapping[str, float]) -> bool:
 def check_clock(spec: FaultSpec, measured: Mapping[str, float]) -> dict[str, Any]:
     want = spec.offset or 0.0
     off = {n: v for n, v in measured.items() if abs(v - want) > CLOCK_TOLERANCE}
-    if not measured or off:
-        raise FaultNotEffective(
-            f"{spec.describe()}: the clock is "
-            + ", ".join(f"{v:+.2f} s off ({n})" for n, v in sorted((off or measured).items()))
-            + f", not {want:+g} s ± {CLOCK_TOLERANCE:g}"
-        )
+    require(spec, measured, off, "the clock is", lambda v: f"{v:+.2f} s off", f"not {want:+g} s ± {CLOCK_TOLERANCE:g}")
     return {"offset_s": {n: round(v, 3) for n, v in measured.items()}}
 
 
@@ -433,12 +446,14 @@ def check_io(
         (count - 2) / spec.io_iops if spec.io_iops else 0.0,
     ) * (1 - TOLERANCE)
     weak = {s: a for s, a in after.items() if a < floor or a <= before.get(s, 0.0)}
-    if not after or weak:
-        raise FaultNotEffective(
-            f"{spec.describe()}: {count} direct writes of {size} bytes took "
-            + ", ".join(f"{a:.2f} s ({s})" for s, a in sorted((weak or after).items()))
-            + f", not at least {floor:.2f} s"
-        )
+    require(
+        spec,
+        after,
+        weak,
+        f"{count} direct writes of {size} bytes took",
+        lambda a: f"{a:.2f} s",
+        f"not at least {floor:.2f} s",
+    )
     return {
         "probe": f"{count} direct writes of {size} bytes",
         "write_s_before": {s: round(v, 3) for s, v in before.items()},
@@ -485,12 +500,7 @@ def check_cpu(spec: FaultSpec, before: Mapping[str, float], after: Mapping[str, 
     want = 1 / (spec.cpus or 1.0)
     slow = {s: after[s] / before[s] for s in after if before.get(s)}
     weak = {s: r for s, r in slow.items() if r < max(1.2, CPU_SLOWDOWN_MIN * want)}
-    if not slow or weak:
-        raise FaultNotEffective(
-            f"{spec.describe()}: a busy loop slowed only "
-            + ", ".join(f"{r:.2f}x ({s})" for s, r in sorted((weak or slow).items()))
-            + f", expected about {want:.1f}x"
-        )
+    require(spec, slow, weak, "a busy loop slowed only", lambda r: f"{r:.2f}x", f"expected about {want:.1f}x")
     return {
         "busy_before_s": dict(before),
         "busy_after_s": dict(after),
