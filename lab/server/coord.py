@@ -141,16 +141,13 @@ class LossClock:
 class Held:
     """A held lock and the fence of the session that took it."""
 
-    def __init__(self, lock: Lock, fence: Fence) -> None:
+    def __init__(self, lock: Lock, fence: Fence, release: Callable[[Lock], None]) -> None:
         self._lock = lock
         self.fence = fence
+        self._release = release
 
     def release(self) -> None:
-        try:
-            self._lock.release()
-        except KazooException:
-            # The znode is ephemeral: it goes with the session if we cannot delete it now.
-            log.info("could not release lock %s now; it expires with the session", self._lock.path)
+        self._release(self._lock)
 
 
 class ConnectTimeoutHandler(SequentialThreadingHandler):  # type: ignore[misc]  # kazoo ships no type hints
@@ -197,6 +194,12 @@ class Coordinator:
         self._listeners: list[Callable[[str], None]] = []
         self._listeners_lock = threading.Lock()
         self._stopping = False
+        # Lock znodes whose delete failed, deleted again in the background (release_lock).
+        self._undeleted: set[str] = set()
+        self._undeleted_lock = threading.Lock()
+        self._deleter: threading.Thread | None = None
+        self._reconnected = threading.Event()
+        self.retry_delay = max(profile.zk_retry_delay, 0.1)
         self.client = self._factory()
         self.client.add_listener(self._on_state)
 
@@ -271,6 +274,8 @@ class Coordinator:
         # already be reconnecting.
         expired = not (self._stopping or self.connection_stopped())
         self.loss.observe(str(state), time.monotonic(), expired)
+        if state == KazooState.CONNECTED:
+            self._reconnected.set()
         with self._listeners_lock:
             listeners = list(self._listeners)
         for fn in listeners:
@@ -295,7 +300,7 @@ class Coordinator:
             raise LockBusy(f"{rtype} {rid} is locked by another process")
         session = self.session_id() or -1
         token = self._token(lock) if self.fenced and session != -1 else 0
-        held = Held(lock, Fence(self, session, self.fenced, f"{rtype}/{rid}", token))
+        held = Held(lock, Fence(self, session, self.fenced, f"{rtype}/{rid}", token), self.release_lock)
         if session == -1 or token < 0:
             held.release()
             raise NoQuorum("lost the ZooKeeper session right after locking")
@@ -329,11 +334,57 @@ class Coordinator:
         def let_go() -> None:
             done.wait()
             if outcome.get("got"):
-                with suppress(KazooException):
-                    lock.release()
+                self.release_lock(lock)
 
         threading.Thread(target=let_go, name="lock-abandoned", daemon=True).start()
         raise NoQuorum(f"no answer to the lock request within {timeout + self.connection_timeout:g} s (no quorum)")
+
+    def release_lock(self, lock: Lock) -> None:
+        """Release `lock`; if its znode cannot be deleted now, delete it in the background until it
+        is gone, as Curator's mutex does (LockInternals.deleteOurPath: `delete().guaranteed()`).
+        The znode is ephemeral, but the session outlives a lost connection: a node that reconnects
+        in time keeps it, and with it the lock, for as long as it lives. Found by the matrix: a
+        write committed as the ZooKeeper leader froze left its lock behind; every later write of
+        the resource waited out the lock timeout and its process never ran (docs/survivability.md)."""
+        node = lock.node
+        try:
+            lock.release()
+        except KazooException as e:
+            if not node:
+                return
+            path = f"{lock.path}/{node}"
+            log.warning("could not delete lock %s (%s); deleting it once ZooKeeper answers", path, type(e).__name__)
+            with self._undeleted_lock:
+                self._undeleted.add(path)
+                if self._deleter is None:
+                    self._deleter = threading.Thread(target=self._delete_until_gone, name="lock-delete", daemon=True)
+                    self._deleter.start()
+
+    def undeleted(self) -> list[str]:
+        """Lock znodes still waiting for their guaranteed delete."""
+        with self._undeleted_lock:
+            return sorted(self._undeleted)
+
+    def _delete_until_gone(self) -> None:
+        while not self._stopping:
+            with self._undeleted_lock:
+                paths = list(self._undeleted)
+                if not paths:
+                    self._deleter = None
+                    return
+            for path in paths:
+                try:
+                    self.client.delete(path)
+                except NoNodeError:
+                    pass  # gone already: its session ended
+                except KazooException:
+                    continue
+                with self._undeleted_lock:
+                    self._undeleted.discard(path)
+                log.warning("deleted lock %s after an earlier failure", path)
+            # The next try at the next reconnect, or after the retry policy's delay.
+            self._reconnected.clear()
+            self._reconnected.wait(self.retry_delay)
 
     def _token(self, lock: Lock) -> int:
         """The fencing token of a lock just taken: its znode's creation zxid (-1: cannot tell)."""

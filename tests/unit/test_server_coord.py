@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 from kazoo.client import KazooState
-from kazoo.exceptions import LockTimeout
+from kazoo.exceptions import ConnectionLoss, LockTimeout, NoNodeError
 
+from lab.core.wait import wait_for
 from lab.server.coord import Coordinator, Fenced, LockBusy, NoQuorum
 from lab.server.profiles import RANCHER_1_0, TUNED, Profile
 
@@ -248,3 +249,52 @@ def test_a_lock_request_left_unanswered_is_given_up_and_released_if_granted_late
     assert isinstance(lock, HangingLock) and lock.cancelled.is_set() and not lock.released.is_set()
     lock.answer.set()  # the cut heals and the request is granted after all: nobody may keep it
     assert lock.released.wait(5)
+
+
+class UnreleasableLock(FakeLock):
+    """kazoo's Lock whose delete fails: the connection went while releasing (retries exhausted)."""
+
+    def release(self) -> None:
+        raise ConnectionLoss()
+
+
+class DeletingKazoo(LockingKazoo):
+    """Deletes fail until the session is connected again; then the path is gone."""
+
+    def __init__(self, lock: FakeLock) -> None:
+        super().__init__(lock)
+        self.answering = False
+        self.gone = False  # the znode went with its session
+        self.deleted: list[str] = []
+        self.tried = threading.Event()
+
+    def delete(self, path: str) -> None:
+        self.tried.set()
+        if self.gone:
+            raise NoNodeError()
+        if not self.answering:
+            raise ConnectionLoss()
+        self.deleted.append(path)
+
+
+def test_a_lock_whose_delete_failed_is_deleted_once_zookeeper_answers_as_curators_guaranteed_delete() -> None:
+    fake = DeletingKazoo(UnreleasableLock(True))
+    coord = Coordinator("127.0.0.1:1", RANCHER_1_0, "t", client_factory=lambda: fake)  # type: ignore[arg-type, return-value]
+    with coord.hold("project", 1, 1.0):
+        pass
+    path = "/cattle/locks/project/1/t__lock__0000000003"
+    assert fake.tried.wait(5) and coord.undeleted() == [path]  # still there: the session outlives the cut
+    fake.answering = True
+    coord._on_state(KazooState.CONNECTED)  # the reconnect wakes the deleter
+    wait_for("the lock znode deleted", lambda: not coord.undeleted() or None, timeout=5)
+    assert fake.deleted == [path]
+
+
+def test_a_lock_znode_that_is_already_gone_needs_no_further_delete() -> None:
+    fake = DeletingKazoo(UnreleasableLock(True))
+    fake.gone = True
+    coord = Coordinator("127.0.0.1:1", TUNED, "t", client_factory=lambda: fake)  # type: ignore[arg-type, return-value]
+    coord.release_lock(fake.lock)  # type: ignore[arg-type]
+    assert coord.undeleted() == ["/cattle/locks/project/1/t__lock__0000000003"]
+    wait_for("the guaranteed delete to give up on a gone znode", lambda: not coord.undeleted() or None, timeout=5)
+    assert fake.tried.is_set() and fake.deleted == []
