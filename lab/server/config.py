@@ -82,7 +82,6 @@ class Config:
     request_heap_bytes: int = 64 << 10
     process_delay_ms: int = 200
     commit_hook: str = ""  # the nemesis's pause point (processes.commit_hook); empty: off
-    process_replay_after: float = 2.0
     changelog_lock_stale: float = 15.0
     migration_max_wait: float = 600.0
     api_port: int = 8080
@@ -175,7 +174,6 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         request_heap_bytes=parse_size(env.get("HALAB_REQUEST_HEAP", "64k")),
         process_delay_ms=_int(env, "HALAB_PROCESS_DELAY_MS", 200),
         commit_hook=env.get("HALAB_COMMIT_HOOK", "").strip(),
-        process_replay_after=_float(env, "HALAB_PROCESS_REPLAY_AFTER", 2.0),
         changelog_lock_stale=_float(env, "HALAB_CHANGELOG_LOCK_STALE", 15.0, minimum=1.0),
         migration_max_wait=_float(env, "HALAB_MIGRATION_MAX_WAIT", 600.0, minimum=1.0),
         api_port=_int(env, "HALAB_API_PORT", 8080, minimum=1),

@@ -45,6 +45,7 @@ log = logging.getLogger("halab.node")
 
 HEALTH_INTERVAL = 1.0
 RESOURCE_COUNT_INTERVAL = 5.0
+REPLAY_SCAN_INTERVAL = 1.0  # the process queue's metrics; replays go at the profile's period
 DB_RETRY_MAX = 5.0
 SESSION_CHECK_INTERVAL = 0.5
 EXIT_SESSION_LOST = 3  # cattle's System.exit(3)
@@ -68,6 +69,7 @@ class Node:
         self.requests = RequestMetrics()
         self.ctx = store.Context(cfg.registration_url)
         self.bootstrapped = False
+        self._last_replay = float("-inf")
         self.db_ok = False
         self.db_error: str | None = "not checked yet"
         self.zk_mode = "unknown"
@@ -185,7 +187,7 @@ class Node:
             self.engine.bus.start(EVENTS)
         self._spawn(self._every(HEALTH_INTERVAL, self._health))
         self._spawn(self._every(self.cfg.profile.cluster_heartbeat, self._heartbeat))
-        self._spawn(self._every(min(1.0, self.cfg.process_replay_after), self._replay))
+        self._spawn(self._every(REPLAY_SCAN_INTERVAL, self._replay))
         if self.heap.per_resource:
             self._spawn(self._every(RESOURCE_COUNT_INTERVAL, self._count_resources))
 
@@ -265,9 +267,15 @@ class Node:
             self.die_of_oom(e)
 
     async def _replay(self) -> None:
-        # With the state gate only an active node (quorum and database) takes over other nodes'
-        # processes; without it every node tries, and the lock decides.
-        await self.engine.replay_once(submit=self.sm.active or not self.cfg.profile.state_gate)
+        # The queue's metrics every scan; a replay every profile period. With the state gate only
+        # an active node (quorum and database) takes over other nodes' processes; without it every
+        # node tries, and the lock decides.
+        now = time.monotonic()
+        due = now - self._last_replay >= self.cfg.profile.process_replay_period
+        submit = due and (self.sm.active or not self.cfg.profile.state_gate)
+        if submit:
+            self._last_replay = now
+        await self.engine.replay_once(submit=submit)
 
     # -- views ---------------------------------------------------------------------------------
 

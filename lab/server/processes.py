@@ -15,8 +15,9 @@ unfinished processes in order, each as start (`requested -> activating` for crea
 `removed`, `end_time` set). Both steps are compare-and-set updates under the fence, so a process
 finishes exactly once even if two nodes race for it.
 
-Replay: a scheduled task on every active node looks for unfinished rows older than
-`HALAB_PROCESS_REPLAY_AFTER` seconds and runs them (taking the lock without waiting), so when a
+Replay: a scheduled task on every node (every active node, with the profile's state gate) looks,
+every `process_replay_period` seconds, for unfinished rows older than `process_replay_after`
+(cattle: every 15 s, all of them) and runs them (taking the lock without waiting), so when a
 node dies mid-process its ZooKeeper session expires, its lock znode vanishes, and a survivor
 finishes the process.
 """
@@ -255,7 +256,7 @@ class ProcessEngine:
 
     async def replay_once(self, submit: bool) -> None:
         """Refresh the queue metrics; if `submit`, run unfinished processes older than the bound."""
-        depth, oldest, due = await self.db.run_system(_scan, self.cfg.process_replay_after)
+        depth, oldest, due = await self.db.run_system(_scan, self.cfg.profile.process_replay_after)
         self.queue_depth, self.oldest_age = depth, oldest
         if not submit:
             return

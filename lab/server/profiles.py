@@ -66,6 +66,8 @@ class Profile:
     lock_timeout: float = _env("HALAB_LOCK_TIMEOUT", 0.1)
     lock_no_session_status: int = _env("HALAB_LOCK_NO_SESSION_STATUS", 500)
     cluster_heartbeat: float = _env("HALAB_CLUSTER_HEARTBEAT", 0.1)
+    process_replay_period: float = _env("HALAB_PROCESS_REPLAY_PERIOD", 0.1)
+    process_replay_after: float = _env("HALAB_PROCESS_REPLAY_AFTER", 0.0)
     cluster_manager: bool = _env("HALAB_CLUSTER_MANAGER")
     heap_baseline: int = _env("HALAB_HEAP_BASELINE", 0)
     heap_per_resource: int = _env("HALAB_HEAP_PER_RESOURCE", 0)
@@ -152,6 +154,8 @@ RANCHER_1_0 = Profile(
     lock_timeout=10.0,
     lock_no_session_status=500,
     cluster_heartbeat=5.0,
+    process_replay_period=15.0,
+    process_replay_after=0.0,
     cluster_manager=True,
     heap_baseline=128 << 20,
     heap_per_resource=2969 << 10,
@@ -200,6 +204,9 @@ RANCHER_1_0 = Profile(
         "lock_timeout": "cattle waits 10,000 ms for a resource lock, then RESOURCE_BUSY (409)",
         "lock_no_session_status": "a Curator error while locking is an IllegalStateException: HTTP 500",
         "cluster_heartbeat": "cluster-manager heartbeats the cluster table every 5 s",
+        "process_replay_period": "cattle's process.replay task runs every 15 s (task.process.replay.schedule=15)",
+        "process_replay_after": "0: the replay dispatches every unfinished process, however young"
+        " (JooqProcessRecordDao.pendingTasks has no age condition)",
         "cluster_manager": "cluster-manager v0.1.5 gives slots, tunnels each slot and runs this host's ZooKeeper and"
         " Redis in its slot; cattle's events go over every node's Redis",
         "heap_baseline": "modelled bytes an idle cattle holds: the launcher's -Xms128m (docs/rancher-1.0-behaviour.md)",
@@ -248,6 +255,8 @@ TUNED = Profile(
     lock_timeout=3.0,
     lock_no_session_status=503,
     cluster_heartbeat=1.0,
+    process_replay_period=1.0,
+    process_replay_after=2.0,
     cluster_manager=False,
     heap_baseline=0,
     heap_per_resource=0,
@@ -297,6 +306,9 @@ TUNED = Profile(
         "lock_timeout": "a write gives up on a busy resource in 3 s, well inside the load balancer's timeout",
         "lock_no_session_status": "no quorum is the node's state, not a server error: 503 NO_QUORUM",
         "cluster_heartbeat": "membership follows failures within seconds",
+        "process_replay_period": "a dead node's unfinished processes are taken over within seconds of its session",
+        "process_replay_after": "only processes unfinished for 2 s are replayed: a young one is left to the node"
+        " that dispatched it",
         "cluster_manager": "ZooKeeper members are fixed by the lab; processes run where they were asked for, no Redis",
         "heap_baseline": "the earlier model: only the cache and requests in flight",
         "heap_per_resource": "the earlier model: only the cache and requests in flight",
