@@ -82,8 +82,6 @@ class Config:
     request_heap_bytes: int = 64 << 10
     process_delay_ms: int = 200
     commit_hook: str = ""  # the nemesis's pause point (processes.commit_hook); empty: off
-    changelog_lock_stale: float = 15.0
-    migration_max_wait: float = 600.0
     api_port: int = 8080
     management_port: int = 18080
     # HALAB_PROFILE's settings, each overridden by its own variable when set (profiles.py).
@@ -174,8 +172,6 @@ def from_env(env: Mapping[str, str] | None = None) -> Config:
         request_heap_bytes=parse_size(env.get("HALAB_REQUEST_HEAP", "64k")),
         process_delay_ms=_int(env, "HALAB_PROCESS_DELAY_MS", 200),
         commit_hook=env.get("HALAB_COMMIT_HOOK", "").strip(),
-        changelog_lock_stale=_float(env, "HALAB_CHANGELOG_LOCK_STALE", 15.0, minimum=1.0),
-        migration_max_wait=_float(env, "HALAB_MIGRATION_MAX_WAIT", 600.0, minimum=1.0),
         api_port=_int(env, "HALAB_API_PORT", 8080, minimum=1),
         management_port=_int(env, "HALAB_MANAGEMENT_PORT", 18080, minimum=1),
         profile=prof,

@@ -4,12 +4,14 @@ The first node to start takes the lock (`DATABASECHANGELOGLOCK`, one row, `LOCKE
 change sets not yet in `DATABASECHANGELOG`, and releases it. Other nodes wait, polling, and log
 who holds the lock; their wait is bounded (`HALAB_MIGRATION_MAX_WAIT`).
 
-Unlike Liquibase, whose lock left behind by a killed node hung every later start until an
-operator cleared it, the owner here refreshes a `HEARTBEAT` column between change sets. A lock
-whose heartbeat (or, without one, whose grant time) is older than `HALAB_CHANGELOG_LOCK_STALE`
-seconds by the database's clock is taken over with one compare-and-set UPDATE that matches the
-exact owner and heartbeat the waiter saw, so of several waiters exactly one wins, and a
-heartbeat that arrives in the meantime makes the take-over fail.
+The owner refreshes a `HEARTBEAT` column between change sets. With the profile's
+`changelog_lock_stale` (tuned: 15 s), a lock whose heartbeat (or, without one, whose grant time)
+is older than that by the database's clock is taken over with one compare-and-set UPDATE that
+matches the exact owner and heartbeat the waiter saw, so of several waiters exactly one wins, and
+a heartbeat that arrives in the meantime makes the take-over fail. With 0 (rancher-1.0) nothing
+is taken over, as with Liquibase: a lock left behind by a killed node hangs every later start
+until an operator clears it, each start giving up after `migration_max_wait` (Liquibase's 5
+minutes) and exiting.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ def acquire_lock(
         if not row.locked:
             continue  # released between our attempt and the read: try again at once
         age = row.age
-        if age is not None and age > stale_after:
+        if stale_after > 0 and age is not None and age > stale_after:
             log.warning(
                 "change-log lock held by %s shows no heartbeat for %.1f s (bound %.1f s): taking it over",
                 row.locked_by,

@@ -192,7 +192,8 @@ class Node:
             self._spawn(self._every(RESOURCE_COUNT_INTERVAL, self._count_resources))
 
     def _migrate(self, conn: Any) -> list[str]:
-        return migrate(MySQLLockStore(conn), self.uuid, self.cfg.changelog_lock_stale, self.cfg.migration_max_wait)
+        prof = self.cfg.profile
+        return migrate(MySQLLockStore(conn), self.uuid, prof.changelog_lock_stale, prof.migration_max_wait)
 
     async def _every(self, interval: float, fn: Callable[[], Awaitable[None]]) -> None:
         while True:

@@ -68,6 +68,8 @@ class Profile:
     cluster_heartbeat: float = _env("HALAB_CLUSTER_HEARTBEAT", 0.1)
     process_replay_period: float = _env("HALAB_PROCESS_REPLAY_PERIOD", 0.1)
     process_replay_after: float = _env("HALAB_PROCESS_REPLAY_AFTER", 0.0)
+    changelog_lock_stale: float = _env("HALAB_CHANGELOG_LOCK_STALE", 0.0)
+    migration_max_wait: float = _env("HALAB_MIGRATION_MAX_WAIT", 1.0)
     cluster_manager: bool = _env("HALAB_CLUSTER_MANAGER")
     heap_baseline: int = _env("HALAB_HEAP_BASELINE", 0)
     heap_per_resource: int = _env("HALAB_HEAP_PER_RESOURCE", 0)
@@ -156,6 +158,8 @@ RANCHER_1_0 = Profile(
     cluster_heartbeat=5.0,
     process_replay_period=15.0,
     process_replay_after=0.0,
+    changelog_lock_stale=0.0,
+    migration_max_wait=300.0,
     cluster_manager=True,
     heap_baseline=128 << 20,
     heap_per_resource=2969 << 10,
@@ -207,6 +211,10 @@ RANCHER_1_0 = Profile(
         "process_replay_period": "cattle's process.replay task runs every 15 s (task.process.replay.schedule=15)",
         "process_replay_after": "0: the replay dispatches every unfinished process, however young"
         " (JooqProcessRecordDao.pendingTasks has no age condition)",
+        "changelog_lock_stale": "0: never taken over; Liquibase's DATABASECHANGELOGLOCK left by a node killed"
+        " mid-migration hangs every later start until cleared by hand (rancher/rancher #4072, #6057, #8305)",
+        "migration_max_wait": "Liquibase waits changeLogLockWaitTimeInMinutes (5) for the lock, then 'Could not"
+        " acquire change log lock': cattle exits and its restart policy starts it again",
         "cluster_manager": "cluster-manager v0.1.5 gives slots, tunnels each slot and runs this host's ZooKeeper and"
         " Redis in its slot; cattle's events go over every node's Redis",
         "heap_baseline": "modelled bytes an idle cattle holds: the launcher's -Xms128m (docs/rancher-1.0-behaviour.md)",
@@ -257,6 +265,8 @@ TUNED = Profile(
     cluster_heartbeat=1.0,
     process_replay_period=1.0,
     process_replay_after=2.0,
+    changelog_lock_stale=15.0,
+    migration_max_wait=600.0,
     cluster_manager=False,
     heap_baseline=0,
     heap_per_resource=0,
@@ -309,6 +319,9 @@ TUNED = Profile(
         "process_replay_period": "a dead node's unfinished processes are taken over within seconds of its session",
         "process_replay_after": "only processes unfinished for 2 s are replayed: a young one is left to the node"
         " that dispatched it",
+        "changelog_lock_stale": "the owner heartbeats the change-log lock; one silent for 15 s by the database's"
+        " clock is taken over with a compare-and-set (lab/server/migrations.py)",
+        "migration_max_wait": "a node waits up to 10 minutes for a live migration",
         "cluster_manager": "ZooKeeper members are fixed by the lab; processes run where they were asked for, no Redis",
         "heap_baseline": "the earlier model: only the cache and requests in flight",
         "heap_per_resource": "the earlier model: only the cache and requests in flight",

@@ -146,6 +146,16 @@ def test_stale_lock_of_a_dead_node_is_taken_over() -> None:
     assert ran == [c.id for c in CHANGESETS] and not store.locked
 
 
+def test_without_a_stale_bound_a_dead_nodes_lock_is_never_taken_over_as_liquibase() -> None:
+    clock = Clock()
+    store = FakeLockStore(clock)
+    store.try_acquire("dead-node")
+    clock.now += 3600
+    with pytest.raises(MigrationLockTimeout, match="held by dead-node within 300 s"):
+        migrate(store, "a2", stale_after=0, max_wait=300, clock=clock, sleep=clock.sleep)
+    assert store.by == "dead-node"
+
+
 def test_lock_without_heartbeat_ages_by_grant_time() -> None:
     clock = Clock()
     store = FakeLockStore(clock)
