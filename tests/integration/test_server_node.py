@@ -1,7 +1,8 @@
 """One simulated Rancher server node in a real 1-node lab (the compose lab users run), reached
 through its load balancer: it comes up active, answers /ping, and Rancher's own Python client
 (`cattle`) drives it unchanged; agents register and check in; a stale change-log lock left by a
-dead node does not hang the start; the host goes down when its ZooKeeper dies."""
+dead node hangs every start of the v1.0 node until an operator clears it, as Liquibase's did, and
+is taken over when the stale bound is set; the host goes down when its ZooKeeper dies."""
 
 from __future__ import annotations
 
@@ -106,6 +107,32 @@ STALE_LOCK = (
     " INSERT INTO DATABASECHANGELOGLOCK VALUES (1, 1, NOW(6) - INTERVAL 1 HOUR, 'killed-node',"
     " NOW(6) - INTERVAL 1 HOUR)"
 )
+
+
+def test_a_v1_node_waits_on_a_dead_nodes_changelog_lock_and_restarts_until_it_is_cleared(
+    halab_lab_factory, halab_faults
+):
+    # rancher-1.0 takes nothing over (Liquibase); a short wait instead of its 5 minutes.
+    t = halab_lab_factory(1, profile="rancher-1.0", server_env={"HALAB_MIGRATION_MAX_WAIT": "4"})
+    inj = halab_faults(t)
+    with inj.held(make_spec("stop", ["a1"])):
+        probes.db_query(t, STALE_LOCK)
+    restarts = wait_for(
+        "a1's server to give up on the lock and be restarted",
+        lambda: (n := probes.supervisor_state(t, "a1").get("serverRestarts", 0)) >= 2 and n,
+        90,
+        interval=1.0,
+    )
+    assert not probes.node_view(t, "a1").active
+    logs = lifecycle.logs(t, ("a1",))
+    assert "could not acquire the change-log lock held by killed-node within 4 s; giving up" in logs
+    assert "took over" not in logs
+    assert one_value(t, "SELECT LOCKEDBY FROM DATABASECHANGELOGLOCK WHERE LOCKED = 1") == "killed-node"
+    # What users did (rancher/rancher #4072): release the lock by hand; the next start migrates.
+    probes.db_query(t, "UPDATE DATABASECHANGELOGLOCK SET LOCKED = 0, LOCKEDBY = NULL")
+    wait_for("a1 active once the lock is cleared", lambda: probes.node_view(t, "a1").active, 60)
+    assert one_value(t, "SELECT COUNT(*) FROM DATABASECHANGELOG") == str(len(CHANGESETS))
+    print(f"a1's server restarted {restarts} times on the stale lock before it was cleared")
 
 
 def test_stale_changelog_lock_of_a_dead_node_is_taken_over(halab_lab_factory, halab_faults):
