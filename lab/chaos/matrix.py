@@ -50,7 +50,7 @@ from lab.chaos.placement import place_leader
 from lab.chaos.watch import Watch, snapshot, wait_steady
 from lab.cluster import docker, lifecycle, probes
 from lab.cluster.compose import container_name
-from lab.cluster.topology import Ports, Topology, make_topology
+from lab.cluster.topology import OUTSIDE_LB, Ports, Topology, make_topology
 from lab.core.errors import BadInput, CheckFailed, LabError
 from lab.faults import Injector, roles
 from lab.record.checker import CheckResult
@@ -154,6 +154,8 @@ class MatrixResult:
     claims: tuple[dict[str, Any], ...]
     checks: dict[str, Any] = field(default_factory=dict)  # size -> checker outcomes
     machine: dict[str, Any] = field(default_factory=dict)
+    # Where the database and the load balancer were ("db_dc", "lb_dc"): they change the answers.
+    placement: dict[str, str] = field(default_factory=dict)
 
     @property
     def holds(self) -> bool:
@@ -172,6 +174,7 @@ class MatrixResult:
             "date": datetime.fromtimestamp(self.started, timezone.utc).isoformat(timespec="seconds"),
             "machine": self.machine,
             "profile": self.profile,
+            "placement": self.placement,
             "sizes": list(self.sizes),
             "seconds": round(self.ended - self.started, 1),
             "holds": self.holds,
@@ -524,6 +527,7 @@ def run_matrix(
     if unknown:
         raise BadInput(f"--only: no case {', '.join(unknown)} for these sizes")
     p = plans[0][0].profile if plans else (profile or "")
+    placement = {"db_dc": plans[0][0].db_dc, "lb_dc": plans[0][0].lb_dc} if plans else {}
     run_dir = make_run_dir("matrix", runs_root)
     host = machine()
     started = time.time()
@@ -559,8 +563,8 @@ def run_matrix(
                 "anomalies": dict(r.anomalies),
                 "indeterminate": dict(r.indeterminate),
             }
-        _write(run_dir, _result(run_dir, started, sizes, p, claims, results, checks, host))
-    result = _result(run_dir, started, sizes, p, claims, results, checks, host)
+        _write(run_dir, _result(run_dir, started, sizes, p, claims, results, checks, host, placement))
+    result = _result(run_dir, started, sizes, p, claims, results, checks, host, placement)
     _write(run_dir, result)
     return result
 
@@ -608,6 +612,7 @@ def _result(
     results: list[CaseResult],
     checks: dict[str, Any],
     machine: dict[str, Any],
+    placement: dict[str, str],
 ) -> MatrixResult:
     return MatrixResult(
         run_dir,
@@ -621,6 +626,7 @@ def _result(
         tuple(claim_verdicts(claims, results)),
         checks,
         machine,
+        placement,
     )
 
 
@@ -733,6 +739,15 @@ def _counts(d: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(d.items()))
 
 
+def placement_text(placement: dict[str, str]) -> str:
+    """`database in dc-a, load balancer outside the datacenters`."""
+    if not placement:
+        return "placement not recorded"
+    lb = placement.get("lb_dc", "")
+    where = "outside the datacenters" if lb in ("", OUTSIDE_LB) else f"in {lb}"
+    return f"database in {placement.get('db_dc')}, load balancer {where}"
+
+
 def markdown(result: MatrixResult) -> str:
     d = result.to_dict()
     m = result.machine
@@ -741,7 +756,8 @@ def markdown(result: MatrixResult) -> str:
         f"# Survivability matrix ({d['date']}, {result.profile} profile)",
         "",
         f"Machine: {m.get('cpus')} CPUs, {m.get('memory_gib')} GiB, {m.get('os')}, Docker {m.get('docker')}. "
-        f"Sizes {', '.join(map(str, result.sizes))}; {d['seconds']:.0f} s in all. Objective: from {o.after:g} s "
+        f"Sizes {', '.join(map(str, result.sizes))}; {placement_text(result.placement)}; "
+        f"{d['seconds']:.0f} s in all. Objective: from {o.after:g} s "
         f"after the fault on, at least {100 * o.success:g} % of the client's requests succeed (survives); at "
         f"most {100 * (1 - o.success):g} % of its writes: outage; between: degraded.",
         "",

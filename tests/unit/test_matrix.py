@@ -490,6 +490,7 @@ def run(tmp_path: Path, cases: tuple[matrix.CaseResult, ...], profile: str = "ra
         tuple(matrix.claim_verdicts(CLAIMS, cases)),
         {"n3": {}},
         machine={"cpus": 2, "memory_gib": 4, "os": "Linux", "docker": "27.0"},
+        placement={"db_dc": "dc-b", "lb_dc": "outside"},
     )
 
 
@@ -585,8 +586,12 @@ def test_table_shows_every_case_and_claim(tmp_path: Path):
 def test_markdown_report(tmp_path: Path):
     result = run(tmp_path, (*mixed(), case("kill-leader", problems=("b1 /ping 200",))), profile="tuned")
     md = matrix.markdown(result)
+    assert result.to_dict()["placement"] == {"db_dc": "dc-b", "lb_dc": "outside"}  # kept in matrix.json
     assert md.startswith("# Survivability matrix (1970-01-01T00:00:00+00:00, tuned profile)\n")
-    assert "Machine: 2 CPUs, 4 GiB, Linux, Docker 27.0. Sizes 3; 42 s in all." in md
+    assert (
+        "Machine: 2 CPUs, 4 GiB, Linux, Docker 27.0. Sizes 3; database in dc-b, load balancer outside the"
+        " datacenters; 42 s in all." in md
+    )
     assert (
         "Objective: from 10 s after the fault on, at least 99 % of the client's requests succeed (survives); "
         "at most 1 % of its writes: outage; between: degraded."
