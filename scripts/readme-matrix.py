@@ -2,11 +2,16 @@
 """Regenerate the README's measured tables from matrix runs, so that they are the runs' own.
 
 Usage: scripts/readme-matrix.py CLAIMS_RUN CASES_RUN [README]
+       scripts/readme-matrix.py --grid DOC RUN [RUN ...]
 
 - CLAIMS_RUN: a matrix run directory (or its matrix.json) whose claims table goes between the
   README's `<!-- matrix-claims -->` markers (the default profile's 3-node run);
 - CASES_RUN: a run whose 5-node split and pair-kill cases, with the leader on each side, go between
   the `<!-- matrix-leader -->` markers (the tuned profile's 1/3/5 run).
+
+With `--grid`, the claims of several runs (profiles, sizes, placements of the database and the
+load balancer) side by side, one column per run, go between DOC's `<!-- matrix-grid -->`
+markers (docs/survivability.md), each column headed by where it came from.
 
 Each table is introduced by where it came from: date, profile, machine, run time.
 """
@@ -90,15 +95,44 @@ def leader_table(d: dict[str, Any]) -> list[str]:
     return out
 
 
+def placement(d: dict[str, Any]) -> str:
+    p = d.get("placement") or {}
+    if not p:
+        return "db dc-a, lb outside (not recorded: the defaults)"
+    return f"db {p.get('db_dc')}, lb {p.get('lb_dc')}"
+
+
+def grid_table(runs: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Claims x runs: each cell the verdict and the claim's worst case, shortened."""
+    heads = [f"{d['profile']}, n{'/'.join(map(str, d['sizes']))}, {placement(d)}" for _, d in runs]
+    out = ["| claim | guide | " + " | ".join(cell(h) for h in heads) + " |", "|---|---|" + "---|" * len(runs)]
+    claims: dict[str, dict[str, Any]] = {}
+    for _, d in runs:
+        for c in d["claims"]:
+            claims.setdefault(c["id"], c)
+    for cid, first in claims.items():
+        row = [cid, first["guide"]]
+        for _, d in runs:
+            c = next((x for x in d["claims"] if x["id"] == cid), None)
+            row.append("-" if c is None else f"**{c['verdict']}** ({c['worst'].split(';')[0]})")
+        out.append("| " + " | ".join(cell(v) for v in row) + " |")
+    out += ["", "Runs:"] + [f"- {origin(d, src)}" for src, d in runs]
+    return out
+
+
 def replace(text: str, marker: str, lines: list[str]) -> str:
     begin, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
     if not pattern.search(text):
-        raise SystemExit(f"README has no {begin} ... {end} region")
+        raise SystemExit(f"the document has no {begin} ... {end} region")
     return pattern.sub(lambda _: "\n".join([begin, *lines, end]), text)
 
 
 def main(argv: list[str]) -> int:
+    if len(argv) >= 3 and argv[0] == "--grid":
+        doc = Path(argv[1])
+        doc.write_text(replace(doc.read_text(), "matrix-grid", grid_table([(a, load(a)) for a in argv[2:]])))
+        return 0
     if len(argv) not in (2, 3):
         print(__doc__, file=sys.stderr)
         return 2
