@@ -21,6 +21,10 @@ Correctness checks
   could hide a trip through `active`). Acks that cannot be judged so are counted, never guessed.
 - **no stuck process**: no `process_instance` started during the run ran (or has been running
   at the snapshot) longer than `stuck_after` seconds.
+- **process times consistent**: no process finished before it started, and none started after
+  the snapshot was taken (beyond `CLOCK_TOLERANCE`). Every container shares this machine's clock,
+  so only a clock fault breaks it: the rancher-1.0 node stamps process times with its own clock,
+  as cattle did, and a skewed host writes skewed times (the stuck check then misjudges them too).
 
 Per-second figures and fault windows
 ------------------------------------
@@ -226,7 +230,7 @@ def fetch_snapshot(query: Query, history: History, now: Callable[[], float] = ti
         tables[PROCESS_TABLE] = list(
             query(
                 f"SELECT id, process_name, resource_type, resource_id, {_epoch_sql('start_time')}, "
-                f"{_epoch_sql('end_time')}, phase, running_process_server_id "
+                f"{_epoch_sql('end_time')}, phase, start_process_server_id, running_process_server_id "
                 f"FROM {PROCESS_TABLE} WHERE start_time >= '{since}'"
             )
         )
@@ -374,6 +378,30 @@ def _fencing_check(history: History, gap: float) -> tuple[Outcome, list[Violatio
 
 
 # ----------------------------------------------------------------------------- processes
+
+
+CLOCK_TOLERANCE = 0.5  # seconds: stamps from one shared clock never disagree by this much
+
+
+def _process_clock_check(db: DbSnapshot | None) -> Outcome:
+    name = "process_times_consistent"
+    if db is None or PROCESS_TABLE not in db.tables:
+        return Outcome(name, "skipped", note="no process_instance rows in the snapshot")
+    found: list[Violation] = []
+    rows = db.tables[PROCESS_TABLE]
+    for row in rows:
+        start, end = _epoch(row.get("start_time")), _epoch(row.get("end_time"))
+        if start is None:
+            continue
+        by, to = _value(row.get("start_process_server_id")) or "?", _value(row.get("running_process_server_id")) or "?"
+        what = f"{row.get('process_name')} on {row.get('resource_type')} {row.get('resource_id')}"
+        if end is not None and end < start - CLOCK_TOLERANCE:
+            detail = f"{what} finished {start - end:.1f}s before it started (started by {by}, finished by {to})"
+            found.append(Violation(str(row.get("id")), start, detail))
+        elif start > db.fetched_at + CLOCK_TOLERANCE:
+            detail = f"{what} started {start - db.fetched_at:.1f}s after the snapshot (stamped by {by})"
+            found.append(Violation(str(row.get("id")), start, detail))
+    return _outcome(name, len(rows), found)
 
 
 def _stuck_check(history: History, db: DbSnapshot | None, bound: float) -> Outcome:
@@ -552,7 +580,7 @@ def check(
         present, duplicated = _write_checks(history, db)
     fencing, fenced = _fencing_check(history, config.max_probe_gap)
     stuck = _stuck_check(history, db, config.stuck_after)
-    extra: tuple[Outcome, ...] = ()
+    extra: tuple[Outcome, ...] = (_process_clock_check(db),)
     registers = None
     if ops is not None:
         extra, registers = _register_checks(ops, db)

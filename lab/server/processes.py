@@ -113,7 +113,7 @@ class ProcessEngine:
         row_id = store.insert_resource(conn, rt, changes.columns, changes.data)
         # Nobody else can see the uncommitted row, so locking it now cannot deadlock.
         with self.coord.hold(rt.name, row_id, self.cfg.profile.lock_timeout) as fence:
-            store.insert_process(conn, rt, row_id, "create", self.server_id)
+            store.insert_process(conn, rt, row_id, "create", self.server_id, self._now())
             fence.check()
             fence.commit(conn)
         row = store.read_row(conn, rt, row_id)
@@ -159,13 +159,17 @@ class ProcessEngine:
                     data.update(changes.data)
                     columns["data"] = json.dumps(data)
             store.update_resource(conn, rt, row_id, columns)
-            store.insert_process(conn, rt, row_id, action, self.server_id)
+            store.insert_process(conn, rt, row_id, action, self.server_id, self._now())
             fence.check()
             commit_hook(self.cfg.commit_hook, changes)
             fence.commit(conn)
         row = store.read_row(conn, rt, row_id)
         assert row is not None
         return row
+
+    def _now(self) -> float | None:
+        """This server's clock for a process time (rancher-1.0, as cattle), or None: the database's."""
+        return time.time() if self.cfg.profile.host_clock_times else None
 
     async def write(self, fn: Any, *args: Any) -> Any:
         """Run a locked write transaction; no session becomes a 500 or 503, contention a 409."""
@@ -249,7 +253,7 @@ class ProcessEngine:
         self.cache.invalidate((rt.name, row_id))
         await self.changed(rt.name, row_id)
         await asyncio.sleep(self.cfg.process_delay_ms / 1000.0)  # the process's work
-        if await self.db.run(_finish, rt, row_id, p, running, final, self.server_id, fence):
+        if await self.db.run(_finish, rt, row_id, p, running, final, self.server_id, fence, self._now()):
             self.finished_total += 1
             if final == "removed":
                 await self.loop.run_in_executor(self.zk_executor, self.coord.forget, rt.name, row_id)
@@ -334,14 +338,23 @@ def _unfinished(cur: Any, process_id: int) -> bool:
 
 
 def _finish(
-    conn: Any, rt: ResourceType, row_id: int, p: Pending, running: str, final: str, server: str, fence: Fence
+    conn: Any,
+    rt: ResourceType,
+    row_id: int,
+    p: Pending,
+    running: str,
+    final: str,
+    server: str,
+    fence: Fence,
+    now: float | None = None,
 ) -> bool:
+    at, args = store.stamp(now)
     conn.begin()
     with conn.cursor() as cur:
         n = cur.execute(
-            "UPDATE process_instance SET end_time = NOW(6), result = 'success', exit_reason = 'DONE',"
+            f"UPDATE process_instance SET end_time = {at}, result = 'success', exit_reason = 'DONE',"
             " phase = 'done', running_process_server_id = %s WHERE id = %s AND end_time IS NULL",
-            (server, p.process_id),
+            (*args, server, p.process_id),
         )
         if n == 0:
             conn.rollback()
@@ -365,10 +378,12 @@ def _scan(conn: Any, older_than: float) -> tuple[int, float, list[tuple[str, int
         depth, oldest_us = cur.fetchone()
         due: list[tuple[str, int]] = []
         if depth:
+            # No age condition at 0 (cattle's): then a start stamped by a clock ahead is no reason to wait.
+            young = " AND start_time < NOW(6) - INTERVAL %s MICROSECOND" if older_than > 0 else ""
             cur.execute(
-                "SELECT DISTINCT resource_type, resource_id FROM process_instance WHERE end_time IS NULL"
-                " AND start_time < NOW(6) - INTERVAL %s MICROSECOND LIMIT %s",
-                (int(older_than * 1e6), REPLAY_BATCH),
+                f"SELECT DISTINCT resource_type, resource_id FROM process_instance WHERE end_time IS NULL{young}"
+                " LIMIT %s",
+                ((int(older_than * 1e6),) if older_than > 0 else ()) + (REPLAY_BATCH,),
             )
             due = [(str(t), int(i)) for t, i in cur.fetchall() if str(i).isdigit()]
     return int(depth or 0), (oldest_us or 0) / 1e6, due

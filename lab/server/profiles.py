@@ -69,6 +69,7 @@ class Profile:
     process_replay_period: float = _env("HALAB_PROCESS_REPLAY_PERIOD", 0.1)
     process_replay_after: float = _env("HALAB_PROCESS_REPLAY_AFTER", 0.0)
     changelog_lock_stale: float = _env("HALAB_CHANGELOG_LOCK_STALE", 0.0)
+    host_clock_times: bool = _env("HALAB_HOST_CLOCK_TIMES")
     migration_max_wait: float = _env("HALAB_MIGRATION_MAX_WAIT", 1.0)
     cluster_manager: bool = _env("HALAB_CLUSTER_MANAGER")
     heap_baseline: int = _env("HALAB_HEAP_BASELINE", 0)
@@ -159,6 +160,7 @@ RANCHER_1_0 = Profile(
     process_replay_period=15.0,
     process_replay_after=0.0,
     changelog_lock_stale=0.0,
+    host_clock_times=True,
     migration_max_wait=300.0,
     cluster_manager=True,
     heap_baseline=128 << 20,
@@ -211,6 +213,8 @@ RANCHER_1_0 = Profile(
         "process_replay_period": "cattle's process.replay task runs every 15 s (task.process.replay.schedule=15)",
         "process_replay_after": "0: the replay dispatches every unfinished process, however young"
         " (JooqProcessRecordDao.pendingTasks has no age condition)",
+        "host_clock_times": "cattle stamps a process's start and end with its own host's clock"
+        " (ProcessRecord: new Date()), so a skewed host writes skewed times",
         "changelog_lock_stale": "0: never taken over; Liquibase's DATABASECHANGELOGLOCK left by a node killed"
         " mid-migration hangs every later start until cleared by hand (rancher/rancher #4072, #6057, #8305)",
         "migration_max_wait": "Liquibase waits changeLogLockWaitTimeInMinutes (5) for the lock, then 'Could not"
@@ -266,6 +270,7 @@ TUNED = Profile(
     process_replay_period=1.0,
     process_replay_after=2.0,
     changelog_lock_stale=15.0,
+    host_clock_times=False,
     migration_max_wait=600.0,
     cluster_manager=False,
     heap_baseline=0,
@@ -319,6 +324,7 @@ TUNED = Profile(
         "process_replay_period": "a dead node's unfinished processes are taken over within seconds of its session",
         "process_replay_after": "only processes unfinished for 2 s are replayed: a young one is left to the node"
         " that dispatched it",
+        "host_clock_times": "process times come from the database's clock, one clock for every node",
         "changelog_lock_stale": "the owner heartbeats the change-log lock; one silent for 15 s by the database's"
         " clock is taken over with a compare-and-set (lab/server/migrations.py)",
         "migration_max_wait": "a node waits up to 10 minutes for a live migration",

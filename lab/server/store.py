@@ -249,12 +249,18 @@ def update_resource(conn: Any, rt: ResourceType, row_id: int, columns: Mapping[s
         cur.execute(f"UPDATE `{rt.table}` SET {sets} WHERE id = %s", [*columns.values(), row_id])
 
 
-def insert_process(conn: Any, rt: ResourceType, row_id: int, action: str, server: str) -> int:
+def stamp(now: float | None) -> tuple[str, tuple[float, ...]]:
+    """SQL for a process time: the server's own clock (`now`, epoch seconds) or the database's."""
+    return ("FROM_UNIXTIME(%s)", (round(now, 6),)) if now is not None else ("NOW(6)", ())
+
+
+def insert_process(conn: Any, rt: ResourceType, row_id: int, action: str, server: str, now: float | None = None) -> int:
+    at, args = stamp(now)
     with conn.cursor() as cur:
         cur.execute(
             "INSERT INTO process_instance (start_time, data, priority, process_name, resource_type,"
-            " resource_id, phase, start_process_server_id) VALUES (NOW(6), '{}', 0, %s, %s, %s, 'requested', %s)",
-            (f"{rt.name}.{action}", rt.name, str(row_id), server),
+            f" resource_id, phase, start_process_server_id) VALUES ({at}, '{{}}', 0, %s, %s, %s, 'requested', %s)",
+            (*args, f"{rt.name}.{action}", rt.name, str(row_id), server),
         )
         return int(cur.lastrowid)
 

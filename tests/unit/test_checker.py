@@ -98,6 +98,7 @@ def test_a_clean_history_passes_every_check():
         "no_duplicated_writes": "passed",
         "no_writes_acknowledged_by_fenced_nodes": "passed",
         "no_stuck_processes": "passed",
+        "process_times_consistent": "passed",
     }
     assert result.outcome("acknowledged_writes_present").checked == 4
     assert result.outcome("no_writes_acknowledged_by_fenced_nodes").checked == len(ACKS)
@@ -213,11 +214,48 @@ def test_stuck_processes_are_caught_and_old_ones_ignored():
     assert check(history(), snapshot(processes=processes), CheckConfig(stuck_after=60)).passed
 
 
+def test_process_times_written_by_a_skewed_clock_are_caught():
+    def proc(pid: str, start: float, end: float | None, by: str, to: str | None) -> dict:
+        return {
+            "id": pid,
+            "process_name": "project.update",
+            "resource_type": "project",
+            "resource_id": "5",
+            "start_time": str(start),
+            "end_time": "NULL" if end is None else str(end),
+            "start_process_server_id": by,
+            "running_process_server_id": to or "NULL",
+        }
+
+    processes = [
+        proc("1", T + 1, T + 1.3, "a1", "a1"),  # one clock: fine
+        proc("2", T + 12, T + 2.4, "a2", "a1"),  # a2's clock 10 s ahead, finished by a1
+        proc("3", T + 48, None, "a2", None),  # stamped 8 s after the snapshot (T + 40)
+        proc("4", T + 3, T + 2.8, "a1", "b1"),  # 0.2 s apart: within the tolerance
+    ]
+    result = check(history(), snapshot(processes=processes))
+    outcome = result.outcome("process_times_consistent")
+    assert (
+        outcome.status == "failed"
+        and outcome.checked == 4
+        and violations(result, "process_times_consistent")
+        == [
+            "2",
+            "3",
+        ]
+    )
+    assert [v.detail for v in outcome.violations] == [
+        "project.update on project 5 finished 9.6s before it started (started by a2, finished by a1)",
+        "project.update on project 5 started 8.0s after the snapshot (stamped by a2)",
+    ]
+
+
 def test_checks_needing_rows_are_skipped_without_a_snapshot():
     result = check(history(), None)
     assert not result.passed  # a skipped check proves nothing, so the run does not pass
     assert result.outcome("acknowledged_writes_present").status == "skipped"
     assert result.outcome("no_stuck_processes").status == "skipped"
+    assert result.outcome("process_times_consistent").status == "skipped"
 
 
 def test_availability_detect_recover_and_budget_of_a_fault_window():

@@ -72,6 +72,7 @@ def change(conn: FakeConn, body: dict[str, Any]) -> dict[str, Any]:
         cfg=SimpleNamespace(profile=SimpleNamespace(lock_timeout=1.0), commit_hook=""),
         server_id="a1",
         _check_refs=lambda conn, changes: None,
+        _now=lambda: None,
     )
     row: dict[str, Any] = ProcessEngine.change_txn(
         engine,  # type: ignore[arg-type]
