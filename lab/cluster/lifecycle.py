@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from lab.cluster import addressing, compose, docker, images, preflight, probes, 
 from lab.cluster.compose import container_name, registration_url
 from lab.cluster.topology import Topology
 from lab.core.errors import BadInput, RuntimeFailure
-from lab.core.wait import poll
+from lab.core.wait import poll, wait_for
 from lab.server import profiles
 
 log = logging.getLogger("halab.cluster.lifecycle")
@@ -183,9 +184,10 @@ def removed_line(lab: str, removed: dict[str, int], keep_data: bool = False) -> 
 
 
 def _remove_networks(lab: str, nets: list[str]) -> None:
-    """`docker network rm`; Docker 20.10 sometimes still lists an endpoint of a container it has
-    just removed ("has active endpoints"), so what is left attached is force-disconnected and the
-    networks that remain are removed again."""
+    """`docker network rm`. Docker sometimes still holds an endpoint of a container it has just
+    removed ("has active endpoints"; on Docker 28 even with no container listed on the network,
+    for a second or two under load), so what is left attached is force-disconnected and the
+    networks that remain are removed again until they are gone."""
     what = f"remove networks of lab {lab}"
     try:
         docker.run(["docker", "network", "rm", *nets], what, timeout=60)
@@ -193,16 +195,22 @@ def _remove_networks(lab: str, nets: list[str]) -> None:
     except RuntimeFailure as exc:
         if not exc.stderr_has("active endpoints"):
             raise
-    left = docker.labelled("network", lab)
-    for net in docker.inspect(left, "network"):
-        for endpoint in (net.get("Containers") or {}).values():
-            docker.run(
-                ["docker", "network", "disconnect", "-f", net["Id"], endpoint["Name"]],
-                f"disconnect a stale endpoint from {net['Name']}",
-                timeout=60,
-            )
-    if left:
-        docker.run(["docker", "network", "rm", *left], what, timeout=60)
+
+    def removed() -> bool:
+        left = docker.labelled("network", lab)
+        for net in docker.inspect(left, "network"):
+            for endpoint in (net.get("Containers") or {}).values():
+                with suppress(RuntimeFailure):  # gone meanwhile
+                    docker.run(
+                        ["docker", "network", "disconnect", "-f", net["Id"], endpoint["Name"]],
+                        f"disconnect a stale endpoint from {net['Name']}",
+                        timeout=60,
+                    )
+        if left:
+            docker.run(["docker", "network", "rm", *left], what, timeout=60)
+        return True
+
+    wait_for(f"the networks of lab {lab} to be removable", removed, 60, interval=1.0, not_yet=(RuntimeFailure,))
 
 
 def logs(t: Topology, services: tuple[str, ...] = (), tail: int | None = None) -> str:

@@ -6,6 +6,7 @@ import pytest
 
 from lab.cluster import docker, lifecycle
 from lab.core.errors import RuntimeFailure
+from lab.core.wait import wait_for
 
 
 @pytest.fixture
@@ -52,6 +53,31 @@ def test_a_stale_endpoint_is_disconnected_and_its_network_removed_again(fake_doc
     assert lifecycle.down("x") == {"containers": 2, "networks": 2, "volumes": 1}
     assert ["docker", "network", "disconnect", "-f", "n2", "x-db-1"] in calls
     assert calls.count(["docker", "network", "rm", "n2"]) == 1 and world["network"] == []
+
+
+def test_an_endpoint_docker_releases_late_is_waited_for(fake_docker, monkeypatch):
+    # Docker 28 under load: "has active endpoints" while the network lists no container, for a while.
+    world, calls = fake_docker
+    world["stale"]["n2"] = []
+    busy = {"n2": 2}  # refusals left
+    real = docker.run
+
+    def run(args, what, **kw):
+        if args[1:3] == ["network", "rm"] and "n2" in args[3:] and busy["n2"]:
+            busy["n2"] -= 1
+            world["stale"]["n2"] = ["ghost"]
+            try:
+                return real(args, what)
+            finally:
+                world["stale"]["n2"] = []
+        return real(args, what)
+
+    monkeypatch.setattr(docker, "run", run)
+    monkeypatch.setattr(
+        lifecycle, "wait_for", lambda what, fn, timeout, **kw: wait_for(what, fn, timeout, **(kw | {"interval": 0.01}))
+    )
+    assert lifecycle.down("x")["networks"] == 2 and world["network"] == []
+    assert calls.count(["docker", "network", "rm", "n2"]) == 2  # the first retry still refused, the second went
 
 
 def test_any_other_network_failure_is_raised(fake_docker, monkeypatch):
