@@ -583,7 +583,8 @@ def check(
     extra: tuple[Outcome, ...] = (_process_clock_check(db),)
     registers = None
     if ops is not None:
-        extra, registers = _register_checks(ops, db)
+        found, registers = _register_checks(ops, db)
+        extra += found
     if config.objective_success is not None:
         extra += (_availability_check(history, config),)
 

@@ -114,7 +114,12 @@ def test_a_skipped_check_fails_the_verdict() -> None:
     result = check(history, SNAPSHOT, CheckConfig(), ops=HISTORY)
     assert result.outcome("no_writes_acknowledged_by_fenced_nodes").status == "skipped"
     assert not result.passed and not result.to_dict()["passed"]
-    assert check(History.of([*requests(), *probes(0, 20)]), SNAPSHOT, CheckConfig(), ops=HISTORY).passed
+    full = check(History.of([*requests(), *probes(0, 20)]), SNAPSHOT, CheckConfig(), ops=HISTORY)
+    assert full.passed
+    # The register checks come on top of the others, never instead of them.
+    assert {"no_stuck_processes", "process_times_consistent", "linearizable_registers"} <= {
+        o.name for o in full.outcomes
+    }
 
 
 def test_availability_is_judged_against_the_objective_after_each_fault() -> None:
