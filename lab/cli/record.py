@@ -15,13 +15,11 @@ if TYPE_CHECKING:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from lab.chaos import claims
     from lab.chaos.faultlog import record_faults
-    from lab.chaos.judge import lab_query
+    from lab.chaos.judge import lab_query, objective_config
     from lab.chaos.watch import Watch
     from lab.cluster import docker, state
     from lab.core.durations import parse_duration
-    from lab.record.checker import CheckConfig
     from lab.record.load import LoadSpec, make_run_dir, run_load
     from lab.record.report import build_report
 
@@ -39,7 +37,6 @@ def cmd_load(args: argparse.Namespace) -> int:
         processes=args.processes,
         web_port=args.web,
     )
-    objective = claims.load().objective
     run_dir = make_run_dir(spec.name)
     # The nodes are probed all along (fencing and detection need it) and faults applied from another
     # shell are taken from the lab's fault log: the run judges everything that happened to the lab.
@@ -47,8 +44,7 @@ def cmd_load(args: argparse.Namespace) -> int:
         result = run_load(spec, run_dir)
     for f in record_faults(run_dir, t.lab, result.started, result.ended):
         log.info(f"fault {f.id} ({f.fault} {' '.join(f.targets)}) happened during the run")
-    config = CheckConfig(slo=objective.success, objective_success=objective.success, objective_after=objective.after)
-    files = build_report(result.run_dir, query=lab_query(t), config=config)
+    files = build_report(result.run_dir, query=lab_query(t), config=objective_config())
     return _finish(args, files)
 
 
