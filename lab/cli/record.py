@@ -7,6 +7,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from lab.cli.common import AddCommand, add_lab_name, emit
+from lab.core.errors import BadInput
 
 log = logging.getLogger("halab.cli.record")
 
@@ -51,7 +52,23 @@ def cmd_load(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from lab.record.report import build_report
 
+    if args.compare:
+        if args.run_dir:
+            raise BadInput("halab report: give a run directory or --compare RUN_A RUN_B ..., not both")
+        return _compare(args)
+    if not args.run_dir:
+        raise BadInput("halab report: name a run directory (or --compare RUN_A RUN_B ...)")
     return _finish(args, build_report(args.run_dir))
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from lab.record.compare import compare, write_comparison
+
+    c = compare(args.compare)
+    page = write_comparison(c, args.out)
+    lines = [f"{d.text}" for d in c.differences] or ["no differences beyond noise"]
+    emit(args, c.to_dict() | {"html": str(page)}, "\n".join([*lines, f"comparison: {page}"]))
+    return 0
 
 
 def _finish(args: argparse.Namespace, files: ReportFiles) -> int:
@@ -78,5 +95,16 @@ def add_commands(command: AddCommand) -> None:
     sp.add_argument("--user-class", action="append", help="ApiUser, AgentUser and/or RegisterUser (default: all)")
     sp.add_argument("--run-name", help="name of the run directory under runs/")
 
-    sp = command("report", cmd_report, "rebuild a run's report (HTML, PNG, JSON, JUnit) from its recorded files")
-    sp.add_argument("run_dir")
+    sp = command(
+        "report",
+        cmd_report,
+        "rebuild a run's report (HTML, PNG, JSON, JUnit) from its recorded files, or compare runs side by side",
+    )
+    sp.add_argument("run_dir", nargs="?")
+    sp.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="RUN",
+        help="compare these runs instead: run directories (with summary.json) or matrix runs (matrix.json)",
+    )
+    sp.add_argument("--out", default="compare.html", help="the comparison's page (default compare.html)")
