@@ -66,14 +66,23 @@ def after_experiment_control(
     s = session.end_session(configuration)
     if s is None:
         return
+    journal = state if state is not None else {}
+    problems = []
     try:
         s.close()
-        summary = finish(s, state or {})
-    except (LabError, OSError, ValueError) as exc:  # the experiment ran: keep its journal whatever this does
-        log.error(f"halab control: recording the experiment in {s.run_dir} failed: {exc}")
-        summary = {"run_dir": str(s.run_dir), "error": str(exc)}
-    if state is not None:
-        state["halab"] = summary
+    except LabError as exc:  # still judge and record what ran
+        problems.append(f"tearing down: {exc}")
+    try:
+        summary = finish(s, journal)
+    except (LabError, OSError, ValueError) as exc:
+        problems.append(f"recording: {exc}")
+        summary = {"run_dir": str(s.run_dir), "verdict": "failed"}
+    if problems:
+        summary["error"] = "; ".join(problems)
+        log.error(f"halab control: {summary['error']} (experiment {s.title!r}, {s.run_dir})")
+    status, deviated = journal.get("status", "unknown"), bool(journal.get("deviated"))
+    s.log_experiment("ended", status=status, deviated=deviated, **{k: v for k, v in summary.items() if k != "run_dir"})
+    journal["halab"] = summary
 
 
 def cleanup_control() -> None:
@@ -116,7 +125,6 @@ def finish(s: session.Session, journal: Mapping[str, Any]) -> dict[str, Any]:
             "chaostoolkit": {**journal, "experiment": experiment},
         },
     )
-    s.log_experiment("ended", status=status, deviated=deviated, verdict=verdict, report=str(files.html))
     log.info(
         f"experiment {s.title!r}: {status}{', deviated' if deviated else ''}; checks {checks['verdict']}; "
         f"report: {files.html}"

@@ -25,7 +25,7 @@ from lab.chaos.watch import Watch
 from lab.cluster import docker, state
 from lab.cluster.topology import Topology
 from lab.core import yamlspec as y
-from lab.core.errors import BadInput
+from lab.core.errors import BadInput, LabError
 from lab.faults import Injector, shielded
 from lab.record.history import HISTORY_FILE, JsonlWriter
 from lab.record.load import LoadResult, LoadRun, LoadSpec, make_run_dir
@@ -87,6 +87,7 @@ class Session:
     def start_load(self, spec: LoadSpec) -> LoadRun:
         if self.load is not None and self.load.running:
             raise BadInput(f"start_load: a load is already running in {self.run_dir}; stop_load first")
+        self.stop_load()  # collect one that ended by itself: its records merged, its result kept
         self.load = LoadRun(spec, self.run_dir).start()
         return self.load
 
@@ -168,7 +169,10 @@ def close_all() -> None:
         _sessions.clear()
     for s in left:
         log.warning(f"closing the session of {s.title!r} on lab {s.t.lab!r} that nothing ended")
-        s.close()
+        try:
+            s.close()
+        except LabError as exc:  # the next session must still be closed
+            log.error(f"closing the session of {s.title!r}: {exc}")
 
 
 atexit.register(close_all)

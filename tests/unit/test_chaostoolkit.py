@@ -175,19 +175,29 @@ def test_the_control_watches_from_the_start_and_tears_everything_down_after(lab:
     (load,) = fakes["loads"]
     assert load.stopped and fakes["injectors"][0].healed == 1 and not fakes["watches"][0].open
     assert journal["halab"]["verdict"] == "passed"
-    started = [json.loads(x) for x in (state.lab_dir("ct") / session.EXPERIMENTS_FILE).read_text().splitlines()]
-    assert [(e["event"], e["title"], e["run_dir"]) for e in started] == [("started", "kill it", str(s.run_dir))]
+    lines = [json.loads(x) for x in (state.lab_dir("ct") / session.EXPERIMENTS_FILE).read_text().splitlines()]
+    assert [(e["event"], e["title"], e["run_dir"]) for e in lines] == [
+        ("started", "kill it", str(s.run_dir)),
+        ("ended", "kill it", str(s.run_dir)),
+    ]
+    assert (lines[-1]["status"], lines[-1]["verdict"]) == ("completed", "passed")
     assert session.end_session(lab) is None  # nothing left open
 
 
-def test_a_load_that_will_not_stop_still_leaves_the_faults_healed_and_the_watch_stopped(lab: dict[str, Any]) -> None:
+def test_a_load_that_will_not_stop_still_leaves_the_faults_healed_the_watch_stopped_and_the_run_recorded(
+    lab: dict[str, Any], monkeypatch
+) -> None:
     control.before_experiment_control({"title": "x"}, configuration=lab)
     actions.start_load(duration="30s", configuration=lab)
     fakes["loads"][0].fail = True
+    judged = []
+    monkeypatch.setattr(control, "finish", lambda s, journal: judged.append(s) or {"verdict": "passed"})
     journal: dict[str, Any] = {"status": "completed"}
     control.after_experiment_control({"title": "x"}, state=journal, configuration=lab)
-    assert "Locust would not stop" in journal["halab"]["error"]
+    assert journal["halab"]["error"] == "tearing down: Locust would not stop" and len(judged) == 1
     assert fakes["injectors"][0].healed == 1 and not fakes["watches"][0].open
+    ended = json.loads((state.lab_dir("ct") / session.EXPERIMENTS_FILE).read_text().splitlines()[-1])
+    assert ended["event"] == "ended" and ended["error"] == journal["halab"]["error"]
 
 
 def test_stop_load_without_a_load_says_so_and_cleanup_closes_what_nothing_ended(lab: dict[str, Any]) -> None:
@@ -207,3 +217,11 @@ def test_a_lab_that_cannot_be_watched_interrupts_the_experiment(lab: dict[str, A
     monkeypatch.setattr(session.state, "load_topology", missing)
     with pytest.raises(InterruptExecution, match="no lab named 'ct'"):
         control.before_experiment_control({"title": "x"}, configuration=lab)
+
+
+def test_a_load_that_ended_by_itself_is_collected_before_the_next_starts(lab: dict[str, Any]) -> None:
+    actions.start_load(duration="5s", configuration=lab)
+    first = fakes["loads"][0]
+    first.stopped = True  # its --run-time passed
+    actions.start_load(duration="5s", configuration=lab)
+    assert session.current(lab).loads == ["result"] and len(fakes["loads"]) == 2
