@@ -49,8 +49,7 @@ def before_experiment_control(
 ) -> None:
     try:
         s = session.open_session(configuration, str(context.get("title") or "experiment"))
-    except LabError as exc:
-        log.error(f"halab control: {exc}")
+    except LabError as exc:  # Chaos Toolkit logs the interruption's message
         from chaoslib.exceptions import InterruptExecution  # only ever called by Chaos Toolkit
 
         raise InterruptExecution(f"halab control: {exc}") from exc

@@ -66,8 +66,8 @@ class Session:
     """One experiment on one lab; see the module docstring."""
 
     def __init__(self, settings: Settings, title: str) -> None:
+        self.t: Topology = state.load_topology(settings.lab)  # a lab that is not there: said before Docker is asked
         docker.require_docker()
-        self.t: Topology = state.load_topology(settings.lab)
         self.settings = settings
         self.title = title
         self.run_dir = make_run_dir(f"ctk-{title}", settings.runs)
