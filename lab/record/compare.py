@@ -404,7 +404,7 @@ def compare_html(c: Comparison) -> str:
 <h1>ha-lab runs compared</h1>
 {runs}
 <h2>Differences</h2>{diffs}
-<p><small>Flagged: another outcome or verdict; availability {100 * FRACTION_STEP:g} points or more apart;
+<p><small>Flagged: another outcome or verdict; availability {100 * FRACTION_STEP:g} % or more apart;
 times {SECONDS_STEP:g} s and {SECONDS_RATIO:g}&times; or more apart, or measured in one run and never in
 another; latency {LATENCY_STEP:g} ms and {LATENCY_RATIO:g}&times; or more apart; other server restarts.
 Detect: a load run's first probe that saw a node leave active; a matrix case's load balancer drain.</small></p>
