@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -225,3 +226,18 @@ def test_a_load_that_ended_by_itself_is_collected_before_the_next_starts(lab: di
     first.stopped = True  # its --run-time passed
     actions.start_load(duration="5s", configuration=lab)
     assert session.current(lab).loads == ["result"] and len(fakes["loads"]) == 2
+
+
+def test_checker_verdict_judges_a_fault_still_held_as_ending_now_without_recording_it(lab, monkeypatch) -> None:
+    from lab.chaostoolkit import probes
+    from lab.faults import Registry, make_spec
+    from lab.record.history import load_run
+
+    s = session.current(lab)
+    spec = make_spec("kill", ["a1"])
+    Registry("ct").add({"spec": spec.to_dict(), "targets": ["a1"], "t0": time.time(), "phase": "active"})
+    monkeypatch.setattr(probes, "lab_query", lambda t: lambda sql: [])  # an empty database
+    v = probes.checker_verdict(configuration=lab)
+    assert [(f["fault"], f["targets"]) for f in v["faults"]] == [("kill", ["a1"])]
+    assert v["verdict"] == "failed" and v["requests"] == 0  # nothing checked passes nothing
+    assert load_run(s.run_dir).faults == ()  # its heal records it, with its real end
