@@ -101,6 +101,11 @@ class Comparison:
     def values(self, key: str, metric: str) -> tuple[Any, ...]:
         return tuple((r.rows.get(key) or {}).get(metric) for r in self.runs)
 
+    def measured(self, key: str, metric: str) -> tuple[bool, ...]:
+        """Whether each run's row has the metric at all (a whole run has no time to recover; a value
+        of None there means "never")."""
+        return tuple(metric in (r.rows.get(key) or {}) for r in self.runs)
+
     def differs(self, key: str, metric: str) -> bool:
         return any(d.key == key and d.metric == metric for d in self.differences)
 
@@ -426,7 +431,10 @@ def _side_by_side(c: Comparison) -> str:
         for m in shown:
             show = _shower(m)
             cls = ' class="diff"' if c.differs(k, m.name) else ""
-            cells += "".join(f"<td{cls}>{html.escape(show(v))}</td>" for v in c.values(k, m.name))
+            cells += "".join(
+                f"<td{cls}>{html.escape(show(v)) if has else ''}</td>"
+                for v, has in zip(c.values(k, m.name), c.measured(k, m.name), strict=True)
+            )
         body += f"<tr><td>{html.escape(k)}</td>{cells}</tr>"
     return f"<table><thead>{head}</thead><tbody>{body}</tbody></table>"
 
@@ -450,11 +458,12 @@ def _chart(c: Comparison) -> str:
     ):
         for i in range(n):
             values = [c.values(k, metric)[i] for k in keys]
+            measured = [c.measured(k, metric)[i] for k in keys]
             ys = [row + (i - (n - 1) / 2) * height for row in range(len(keys))]
             xs = [0.0 if v is None else (100 * v if metric == "availability" else v) for v in values]
             ax.barh(ys, xs, height=height, label=f"{label(i)} {c.runs[i].name}")
-            for y, v in zip(ys, values, strict=True):
-                if v is None:  # a bar of nothing would read as "at once"
+            for y, v, has in zip(ys, values, measured, strict=True):
+                if v is None and has:  # a bar of nothing would read as "at once"
                     ax.text(0, y, " never" if metric == "recover" else " –", va="center", fontsize=7)
         ax.set_xlabel(xlabel, fontsize=9)
         ax.grid(axis="x", alpha=0.3)

@@ -19,6 +19,7 @@ from lab.record.report import build_report
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "matrix-runs"
 TUNED, V1 = DOCS / "2026-11-30-gray-n3-tuned", DOCS / "2026-11-30-gray-n3-rancher-1.0"
+CTK = DOCS.parent / "chaostoolkit-runs"
 
 
 def texts(c) -> list[str]:
@@ -37,6 +38,18 @@ def test_the_two_profiles_on_the_gray_matrix() -> None:
     assert not [d for d in c.differences if d.key in ("n3 cpu-db-0.2-30s", "n3 clock-follower+10s-30s")]
     assert c.values("n3 cpu-db-0.2-30s", "p50") == (None, None)  # no n3/history.jsonl kept in docs/
     assert c.runs[1].anomalies == ("n3: no_stuck_processes failed: 1 violation(s) of 1303",)
+
+
+def test_the_two_profiles_under_the_kill_leader_experiment() -> None:
+    """Two real Chaos Toolkit runs of scenarios/chaostoolkit/kill-leader.json (docs/chaostoolkit-runs)."""
+    c = compare([CTK / "2026-12-01-kill-leader-tuned", CTK / "2026-12-01-kill-leader-rancher-1.0"])
+    assert [(r.profile, r.verdict) for r in c.runs] == [("tuned", "passed"), ("rancher-1.0", "failed")]
+    assert c.keys == (WHOLE_RUN, "fault 1: kill")
+    assert c.runs[1].anomalies == ("availability_objective failed: 1 violation(s) of 142",)
+    assert [round(v, 1) for v in c.values("fault 1: kill", "recover")] == [1.5, 11.3]
+    assert c.differs("fault 1: kill", "recover") and c.differs(WHOLE_RUN, "p99")
+    assert not c.differs("fault 1: kill", "detect")  # 0.08 s against 0.22 s: both within a probe round
+    assert c.measured(WHOLE_RUN, "recover") == (False, False)  # a whole run has none: blank, not "never"
 
 
 def test_a_run_against_itself_differs_in_nothing() -> None:
