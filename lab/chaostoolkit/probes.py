@@ -7,6 +7,9 @@ balancer on 127.0.0.1 (and `docker exec` for the database and the supervisors' c
   seconds. The tolerance is `true`. With the control, the experiment's watch records those requests
   in the run's history (and the checker proves none of their writes was lost); without it, a watch
   runs for the probe alone.
+- `writes_succeed(within=30, window=1)`: the same for the service alone: every write and read of
+  the watch client through the load balancer succeeded over the last `window` seconds, whatever
+  the nodes' states (a hypothesis that may hold while a fault does).
 - `cluster_status()`: `halab status --json`, plus `healthy` (every node active and UP, the database
   answering).
 - `zookeeper_modes()`: node -> leader, follower, standalone or unknown.
@@ -24,11 +27,12 @@ from typing import Any
 
 from lab.chaos.faultlog import missing_faults
 from lab.chaos.judge import judge, lab_query, objective_config
-from lab.chaos.watch import Watch, wait_steady
+from lab.chaos.watch import Watch, snapshot, wait_steady
 from lab.chaostoolkit import session
 from lab.cluster import lifecycle, probes
 from lab.core import yamlspec as y
 from lab.core.durations import parse_duration
+from lab.core.wait import poll
 from lab.faults import roles
 from lab.record.checker import CheckResult
 from lab.record.history import History, load_run
@@ -40,6 +44,15 @@ def steady_state(within: Any = 60, window: Any = 1.0, configuration: Mapping[str
     s = session.current(configuration)
     with _watch(s) as w:
         return wait_steady(w, timeout, span) is not None
+
+
+def writes_succeed(within: Any = 30, window: Any = 1.0, configuration: Mapping[str, Any] | None = None) -> bool:
+    timeout = parse_duration(within, y.sub("writes_succeed", "within"))
+    span = parse_duration(window, y.sub("writes_succeed", "window"), positive=True)
+    s = session.current(configuration)
+    with _watch(s) as w:
+        start = time.time()
+        return bool(poll(lambda: snapshot(w, start, span), lambda x: bool(x.client_ok), timeout, 0.1).client_ok)
 
 
 @contextlib.contextmanager

@@ -168,7 +168,7 @@ def close_all() -> None:
         left = list(_sessions.values())
         _sessions.clear()
     for s in left:
-        log.warning(f"closing the session of {s.title!r} on lab {s.t.lab!r} that nothing ended")
+        log.info(f"closing the session of {s.title!r} on lab {s.t.lab!r}: no control ended it")
         try:
             s.close()
         except LabError as exc:  # the next session must still be closed
