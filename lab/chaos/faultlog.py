@@ -38,11 +38,15 @@ def faults_during(lab: str, t0: float, t1: float) -> list[FaultRecord]:
     return sorted((f for f in healed + held if f.t0 <= t1 and f.t1 >= t0), key=lambda f: f.t0)
 
 
+def missing_faults(run_dir: str | os.PathLike[str], lab: str, t0: float, t1: float | None = None) -> list[FaultRecord]:
+    """The lab's faults of `[t0, t1]` (t1: now) that the run's history does not have yet."""
+    known = {(f.id, round(f.t0, 3)) for f in load_run(run_dir).faults}
+    return [f for f in faults_during(lab, t0, time.time() if t1 is None else t1) if (f.id, round(f.t0, 3)) not in known]
+
+
 def record_faults(run_dir: str | os.PathLike[str], lab: str, t0: float, t1: float | None = None) -> list[FaultRecord]:
     """Append to the run's history the lab's faults of `[t0, t1]` (t1: now) it does not have yet."""
-    run = Path(run_dir)
-    known = {(f.id, round(f.t0, 3)) for f in load_run(run).faults}
-    new = [f for f in faults_during(lab, t0, time.time() if t1 is None else t1) if (f.id, round(f.t0, 3)) not in known]
-    with JsonlWriter(run / HISTORY_FILE) as w:
+    new = missing_faults(run_dir, lab, t0, t1)
+    with JsonlWriter(Path(run_dir) / HISTORY_FILE) as w:
         w.extend(new)
     return new

@@ -29,6 +29,15 @@ class Judgement:
     result: CheckResult
 
 
+def objective_config() -> CheckConfig:
+    """The checker's settings for a run judged against the availability objective of
+    scenarios/claims.yaml (`halab load`, Chaos Toolkit experiments)."""
+    from lab.chaos import claims
+
+    o = claims.load().objective
+    return CheckConfig(slo=o.success, objective_success=o.success, objective_after=o.after)
+
+
 def lab_query(t: Topology, timeout: float = QUERY_TIMEOUT) -> Query:
     """`query(sql) -> rows` on a running lab's database."""
     from lab.cluster import probes

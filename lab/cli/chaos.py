@@ -158,16 +158,7 @@ def cmd_heal(args: argparse.Namespace) -> int:
 
     docker.require_docker()
     report = faults.heal_lab(state.load_topology(args.name))
-    emit(
-        args,
-        {
-            "healed": [r.to_dict() for r in report.healed],
-            "rules_removed": dict(report.rules_removed),
-            "unpaused": list(report.unpaused),
-            "started": list(report.started),
-        },
-        "\n".join(report.lines()),
-    )
+    emit(args, report.to_dict(), "\n".join(report.lines()))
     return 0
 
 

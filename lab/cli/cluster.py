@@ -95,8 +95,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"load balancer: {st['lb']['container']}"
     )
     emit(args, st, "\n".join(rows))
-    healthy = all(n["ha_state"] == "active" and n["lb"] == "UP" for n in st["nodes"]) and st["db"]["answers"]
-    return 0 if healthy else 3
+    return 0 if lifecycle.healthy(st) else 3
 
 
 def _restarts(node: dict[str, Any]) -> str:

@@ -7,6 +7,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from lab.cli.common import AddCommand, add_lab_name, emit
+from lab.core.errors import BadInput
 
 log = logging.getLogger("halab.cli.record")
 
@@ -15,13 +16,11 @@ if TYPE_CHECKING:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from lab.chaos import claims
     from lab.chaos.faultlog import record_faults
-    from lab.chaos.judge import lab_query
+    from lab.chaos.judge import lab_query, objective_config
     from lab.chaos.watch import Watch
     from lab.cluster import docker, state
     from lab.core.durations import parse_duration
-    from lab.record.checker import CheckConfig
     from lab.record.load import LoadSpec, make_run_dir, run_load
     from lab.record.report import build_report
 
@@ -39,7 +38,6 @@ def cmd_load(args: argparse.Namespace) -> int:
         processes=args.processes,
         web_port=args.web,
     )
-    objective = claims.load().objective
     run_dir = make_run_dir(spec.name)
     # The nodes are probed all along (fencing and detection need it) and faults applied from another
     # shell are taken from the lab's fault log: the run judges everything that happened to the lab.
@@ -47,15 +45,30 @@ def cmd_load(args: argparse.Namespace) -> int:
         result = run_load(spec, run_dir)
     for f in record_faults(run_dir, t.lab, result.started, result.ended):
         log.info(f"fault {f.id} ({f.fault} {' '.join(f.targets)}) happened during the run")
-    config = CheckConfig(slo=objective.success, objective_success=objective.success, objective_after=objective.after)
-    files = build_report(result.run_dir, query=lab_query(t), config=config)
+    files = build_report(result.run_dir, query=lab_query(t), config=objective_config())
     return _finish(args, files)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from lab.record.report import build_report
 
+    if args.compare:
+        if args.run_dir:
+            raise BadInput("halab report: give a run directory or --compare RUN_A RUN_B ..., not both")
+        return _compare(args)
+    if not args.run_dir:
+        raise BadInput("halab report: name a run directory (or --compare RUN_A RUN_B ...)")
     return _finish(args, build_report(args.run_dir))
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from lab.record.compare import compare, write_comparison
+
+    c = compare(args.compare)
+    page = write_comparison(c, args.out)
+    lines = [f"{d.text}" for d in c.differences] or ["no differences beyond noise"]
+    emit(args, c.to_dict() | {"html": str(page)}, "\n".join([*lines, f"comparison: {page}"]))
+    return 0
 
 
 def _finish(args: argparse.Namespace, files: ReportFiles) -> int:
@@ -82,5 +95,16 @@ def add_commands(command: AddCommand) -> None:
     sp.add_argument("--user-class", action="append", help="ApiUser, AgentUser and/or RegisterUser (default: all)")
     sp.add_argument("--run-name", help="name of the run directory under runs/")
 
-    sp = command("report", cmd_report, "rebuild a run's report (HTML, PNG, JSON, JUnit) from its recorded files")
-    sp.add_argument("run_dir")
+    sp = command(
+        "report",
+        cmd_report,
+        "rebuild a run's report (HTML, PNG, JSON, JUnit) from its recorded files, or compare runs side by side",
+    )
+    sp.add_argument("run_dir", nargs="?")
+    sp.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="RUN",
+        help="compare these runs instead: run directories (with summary.json) or matrix runs (matrix.json)",
+    )
+    sp.add_argument("--out", default="compare.html", help="the comparison's page (default compare.html)")

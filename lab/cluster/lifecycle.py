@@ -291,6 +291,11 @@ def status(t: Topology) -> dict[str, Any]:
     }
 
 
+def healthy(st: dict[str, Any]) -> bool:
+    """What `status` returned shows every node active and UP in the load balancer, the database answering."""
+    return all(n["ha_state"] == "active" and n["lb"] == "UP" for n in st["nodes"]) and bool(st["db"]["answers"])
+
+
 def server_restarts(t: Topology) -> dict[str, int | None]:
     """Per node, how often its supervisor restarted the API server (None: not readable, e.g. the
     container is down)."""

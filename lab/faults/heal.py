@@ -182,6 +182,14 @@ class HealReport:
             out.append("started: " + ", ".join(self.started))
         return out or ["nothing to heal"]
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "healed": [r.to_dict() for r in self.healed],
+            "rules_removed": dict(self.rules_removed),
+            "unpaused": list(self.unpaused),
+            "started": list(self.started),
+        }
+
 
 def heal_lab(t: Topology) -> HealReport:
     """Undo every registered fault of the lab, then sweep what may be left without a registry entry

@@ -484,9 +484,14 @@ def per_second(requests: Iterable[RequestRecord]) -> tuple[Second, ...]:
     out = []
     for t in range(min(buckets), max(buckets) + 1):
         rs = buckets.get(t, [])
-        lat = sorted((r.t1 - r.t0) * 1000.0 for r in rs)
-        out.append(Second(t, len(rs), sum(r.ok for r in rs), *(percentile(lat, q) for q in (0.5, 0.95, 0.99))))
+        out.append(Second(t, len(rs), sum(r.ok for r in rs), *latency_percentiles(rs)))
     return tuple(out)
+
+
+def latency_percentiles(requests: Iterable[RequestRecord]) -> tuple[float | None, float | None, float | None]:
+    """p50, p95 and p99 of the requests' latencies in ms (None without requests)."""
+    lat = sorted((r.t1 - r.t0) * 1000.0 for r in requests)
+    return percentile(lat, 0.5), percentile(lat, 0.95), percentile(lat, 0.99)
 
 
 def _time_to_detect(fault: FaultRecord, probes: Sequence[ProbeRecord]) -> float | None:
