@@ -67,8 +67,9 @@ iptables -w -S | grep -cF -- "$1" || true
 
 
 def containers(t: Topology) -> dict[str, ContainerState]:
-    """Compose service (node name, db, lb) -> the state of its container."""
-    return {c.service: c for c in docker.container_states(t.lab)}
+    """Compose service (node name, db, lb) -> the state of its container (a fault's own
+    containers, outside compose, are not the lab's services)."""
+    return {c.service: c for c in docker.container_states(t.lab) if c.service}
 
 
 def exec_in(

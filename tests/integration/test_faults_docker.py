@@ -35,7 +35,14 @@ def halab_profile() -> str:
 
 
 def clean(t: Any) -> dict[str, Any]:
-    return faults.leftovers(t) == {"registered": [], "rules": {}, "paused": [], "stopped": []}
+    return faults.leftovers(t) == {
+        "registered": [],
+        "rules": {},
+        "shapers": {},
+        "rogues": [],
+        "paused": [],
+        "stopped": [],
+    }
 
 
 @pytest.mark.parametrize(

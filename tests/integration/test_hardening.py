@@ -304,7 +304,14 @@ def test_sigint_during_a_fault_then_down_leaves_nothing(halab_lab_factory, tmp_p
             assert lab_objects(lab_name) == NOTHING, "the run removes the lab it started"
         else:
             assert len(lifecycle.running_containers(lab_name)) == 3, "the user's lab stays up"
-            assert faults.leftovers(t) == {"registered": [], "rules": {}, "paused": [], "stopped": []}
+            assert faults.leftovers(t) == {
+                "registered": [],
+                "rules": {},
+                "shapers": {},
+                "rogues": [],
+                "paused": [],
+                "stopped": [],
+            }
         down = halab("down", "--name", lab_name)
         assert down.returncode == 0, down.stderr
         assert lab_objects(lab_name) == NOTHING and not state.lab_dir(lab_name).exists()
