@@ -83,6 +83,24 @@ def exec_in(
     )
 
 
+def root_script(
+    t: Topology, service: str, script: str, args: Sequence[str], what: str, tools: Mapping[str, str]
+) -> str:
+    """Run a shell script as root in a node (`sh -s -- args`); `tools`: command -> the Debian
+    package of the node image that has it, named when the image lacks it."""
+    try:
+        return exec_in(
+            container_name(t, service), ["sh", "-s", *(["--", *args] if args else [])], what, root=True, input=script
+        )
+    except RuntimeFailure as exc:
+        missing = [p for c, p in tools.items() if exc.stderr_has(f"{c}: not found", f"{c}: command not found")]
+        if missing:
+            raise RuntimeFailure(
+                f"{missing[0]} is missing in {service}'s image: rebuild it with `halab build --only node --force`"
+            ) from exc
+        raise
+
+
 def connectivity(
     t: Topology,
     paths: Sequence[tuple[str, str, int]],
@@ -135,20 +153,8 @@ def rewrite_rules(
         script = "\n".join(
             ["set -e", *([_NOTE_OLD] if replacing else []), *inserts, *([_DELETE_OLD] if replacing else []), ""]
         )
-        try:
-            out = exec_in(
-                container_name(t, service),
-                ["sh", "-s", *(["--", replacing] if replacing else [])],
-                f"rewrite fault rules in {service}",
-                root=True,
-                input=script,
-            )
-        except RuntimeFailure as exc:
-            if exc.stderr_has("iptables: not found", "iptables: command not found"):
-                raise RuntimeFailure(
-                    f"iptables is missing in {service}'s image: rebuild it with `halab build --only node --force`"
-                ) from exc
-            raise
+        args = [replacing] if replacing else []
+        out = root_script(t, service, script, args, f"rewrite fault rules in {service}", {"iptables": "iptables"})
         return service, int((out.strip().splitlines() or ["0"])[-1])
 
     with ThreadPoolExecutor(max(1, len(services))) as ex:

@@ -603,16 +603,7 @@ done
 
 
 def _shaping(t: Topology, node: str, args: Sequence[str], what: str) -> str:
-    try:
-        return backend.exec_in(
-            container_name(t, node), ["sh", "-s", "--", *args], f"{what} in {node}", root=True, input=_SHAPING
-        )
-    except RuntimeFailure as exc:
-        if exc.stderr_has("tc: not found", "ip: not found"):
-            raise RuntimeFailure(
-                f"iproute2 is missing in {node}'s image: rebuild it with `halab build --only node --force`"
-            ) from exc
-        raise
+    return backend.root_script(t, node, _SHAPING, args, f"{what} in {node}", {"tc": "iproute2", "ip": "iproute2"})
 
 
 def shape(t: Topology, shaped: Mapping[str, Sequence[str]], fault_id: str, spec: FaultSpec) -> None:

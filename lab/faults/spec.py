@@ -133,55 +133,49 @@ def make_spec(
     )
 
 
-_BYTES = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*", re.IGNORECASE)
-_BYTE_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
+_BYTE_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}  # Docker's
+_RATE_UNITS = {"bit": 1, "kbit": 1000, "mbit": 1000**2, "gbit": 1000**3}  # tc's
+MIN_RATE, MAX_RATE = 100_000, 100 * 1000**2  # bits/s: beyond, TBF's burst is a large share of a probe
+
+
+def _quantity(value: Any, where: str, units: Mapping[str, int], example: str) -> int:
+    """A number with one of `units` (a bare number: the first), in the first."""
+    m = re.fullmatch(rf"\s*(\d+(?:\.\d+)?)\s*({'|'.join(units)})?\s*", value, re.I) if isinstance(value, str) else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return round(value)
+    if m is None:
+        raise BadInput(f"{where}: {value!r} is not {example}")
+    return round(float(m.group(1)) * units[(m.group(2) or next(iter(units))).lower()])
+
+
+def _format(n: int | None, units: Mapping[str, int]) -> str:
+    names = list(units)
+    unit = next((u for u in reversed(names) if (n or 0) >= units[u]), names[0])
+    return f"{(n or 0) / units[unit]:g}{unit}"
 
 
 def parse_bytes(value: Any, where: str) -> int:
     """Bytes from `512kb`, `1mb`, `1.5mb` (Docker's 1024-based units) or a number of bytes."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        n = value
-    elif isinstance(value, str) and (m := _BYTES.fullmatch(value)):
-        n = round(float(m.group(1)) * _BYTE_UNITS[(m.group(2) or "b").lower()])
-    else:
-        raise BadInput(f"{where}: {value!r} is not a size like 512kb or 1mb")
+    n = _quantity(value, where, _BYTE_UNITS, "a size like 512kb or 1mb")
     if n < 4096:
         raise BadInput(f"{where}: {value!r} is below 4kb, one page a second")
     return n
 
 
 def format_bytes(n: int | None) -> str:
-    n = n or 0
-    for unit in ("gb", "mb", "kb"):
-        if n >= _BYTE_UNITS[unit]:
-            return f"{n / _BYTE_UNITS[unit]:g}{unit}"
-    return f"{n}b"
-
-
-_RATE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit)?\s*", re.IGNORECASE)
-_RATE_UNITS = {"bit": 1, "kbit": 1000, "mbit": 1000**2, "gbit": 1000**3}
-MIN_RATE, MAX_RATE = 100_000, 1000**3  # bits/s: below, TBF's smallest burst is a large share of a probe
+    return _format(n, _BYTE_UNITS)
 
 
 def parse_rate(value: Any, where: str) -> int:
-    """Bits per second from `1mbit`, `500kbit`, `1.5mbit`, `1gbit` (tc's 1000-based units) or a number."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        n = round(value)
-    elif isinstance(value, str) and (m := _RATE.fullmatch(value)):
-        n = round(float(m.group(1)) * _RATE_UNITS[(m.group(2) or "bit").lower()])
-    else:
-        raise BadInput(f"{where}: {value!r} is not a rate like 1mbit or 500kbit")
+    """Bits per second from `1mbit`, `500kbit`, `1.5mbit` (tc's 1000-based units) or a number."""
+    n = _quantity(value, where, _RATE_UNITS, "a rate like 1mbit or 500kbit")
     if not MIN_RATE <= n <= MAX_RATE:
         raise BadInput(f"{where}: {value!r} is outside {format_rate(MIN_RATE)} to {format_rate(MAX_RATE)}")
     return n
 
 
 def format_rate(n: int | None) -> str:
-    n = n or 0
-    for unit in ("gbit", "mbit", "kbit"):
-        if n >= _RATE_UNITS[unit]:
-            return f"{n / _RATE_UNITS[unit]:g}{unit}"
-    return f"{n}bit"
+    return _format(n, _RATE_UNITS)
 
 
 MAX_OFFSET = 86400.0  # seconds: a day, past every expiry the node has
