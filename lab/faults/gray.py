@@ -1,5 +1,6 @@
-"""Gray failures: a slow link, one stopped process, a starved CPU. Each is verified by measuring its
-effect before and after, like a cut is by connects.
+"""Gray failures: a slow or narrow link, one stopped process, a starved CPU, a slow disk, a database
+out of connections. Each is verified by measuring its effect before and after, like a cut is by
+connects.
 
 - `delay`: every packet crossing between two sides waits, without the kernel's `netem` (missing
   here and on many hosts). Each node on the link runs userspace delayers (lab/agent/nfqdelay.py)
@@ -33,6 +34,19 @@ effect before and after, like a cut is by connects.
   (buffered writes reach the disk later, through the kernel's own threads). Part of the
   container's cgroup, it ends with a restart of the container. Verified by timing direct writes
   of a fixed size in the data directory, before and after.
+- `bandwidth`: each host's packets across two sides limited to `rate` bits a second, by a token
+  bucket (TBF) behind an IFB device in the nodes on the link: a node's packets to its peers across
+  it on its egress, and what the database or the load balancer (which hold nothing) send it on its
+  ingress; u32 filters on the peers' addresses pick the packets, so nothing else on the interface
+  is touched. Held like delay: shaped again on a node that restarts. Verified by a timed transfer
+  from each node across the link (to a peer node, else with the database, else through the load
+  balancer), before and after: within a fifth of the rate, and faster before.
+- `exhaust`: a rogue client takes the database's free connections, all but `leave`, and keeps
+  taking what is freed (lab/agent/connhold.py), in a container of its own labelled with the lab
+  and the fault, so that `halab heal` finds and removes it, connections and all, whoever started
+  it; a database restart does not end it (the client takes the slots again). Verified by the
+  database's Threads_connected against max_connections and, with none left, a new connection
+  refused with `1040 Too many connections`.
 """
 
 from __future__ import annotations
@@ -575,6 +589,8 @@ _SHAPING = r"""set -eu
 mode=$1 f=$2 pref=$3; shift 3
 ifbs() { for l in $(ls /sys/class/net); do case $l in hb$f[ei]) echo "$l" ;; esac; done; }
 if [ "$mode" = count ]; then ifbs | wc -l; exit 0; fi
+# An image without tc has nothing shaped to clear (set fails below, naming what is missing).
+command -v tc >/dev/null || [ "$mode" = set ] || { echo "0 0"; exit 0; }
 veths=$(ip -br link show type veth | cut -d@ -f1)
 for dev in $veths; do
   if [ -z "$pref" ]; then tc qdisc del dev "$dev" clsact 2>/dev/null || true; continue; fi
@@ -663,7 +679,7 @@ if mode == "sink":
     c.sendall(b"k")
 elif mode == "send":
     ip, port, n = args[0], int(args[1]), int(args[2])
-    for _ in range(100):
+    for _ in range(200):
         try: s = socket.create_connection((ip, port), timeout=60); break
         except ConnectionRefusedError: time.sleep(0.05)
     else: sys.exit(f"no sink at {ip}:{port}")
