@@ -30,6 +30,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ from lab.cluster.preflight import free_ports
 from lab.cluster.state import unique_lab_name
 from lab.cluster.topology import Topology, make_topology
 from lab.core.errors import FaultNotEffective
-from lab.faults import Injector, make_spec
+from lab.faults import FaultSpec, Injector, make_spec
 from lab.record.load import make_run_dir
 
 SETTLE = 5.0  # seconds after the fault before measuring: the first requests straddle the change
@@ -58,14 +59,16 @@ def pct(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def point(t: Topology, w: Watch, inj: Injector, delay_ms: float, hold: float) -> dict[str, Any]:
+def held(t: Topology, w: Watch, inj: Injector, spec: FaultSpec | None, hold: float) -> dict[str, Any]:
+    """The fault (None: nothing) held `hold` seconds under the watch's load, then healed: what the
+    client and the probes saw from SETTLE seconds after it on, and what its verification measured
+    (`fault`). A fault the check could not verify is reported (`not_verified`), not measured."""
     fault = None
-    if delay_ms:
-        spec = make_spec("delay", sides=[["dc-a"], ["dc-b"]], delay=delay_ms / 1000, jitter=delay_ms / 4000)
+    if spec:
         try:
             fault = inj.apply(spec)
-        except FaultNotEffective as exc:  # a point the check could not verify is reported, not measured
-            return {"delay_ms": delay_ms, "not_verified": str(exc)}
+        except FaultNotEffective as exc:
+            return {"not_verified": str(exc)}
     t0 = fault.t0 if fault else time.time()
     time.sleep(hold)
     t1 = time.time()
@@ -78,6 +81,7 @@ def point(t: Topology, w: Watch, inj: Injector, delay_ms: float, hold: float) ->
     writes = [r for r in reqs if r.write]
     dc_of = {n.name: n.dc for n in t.nodes}
     latency = {dc: [r.t1 - r.t0 for r in writes if r.ok and dc_of.get(r.node or "") == dc] for dc in t.datacenters}
+    every = [r.t1 - r.t0 for r in writes if r.ok]
     errors: dict[str, int] = {}
     for r in reqs:
         kind = error_kind(r)
@@ -87,15 +91,13 @@ def point(t: Topology, w: Watch, inj: Injector, delay_ms: float, hold: float) ->
     not_serving = sum(1 for ps in probes.values() for p in ps if p.zk_mode not in ("leader", "follower", "standalone"))
     drained = sorted({n for s in lb for n, st in s.servers.items() if st != "UP"})
     return {
-        "delay_ms": delay_ms,
-        "jitter_ms": delay_ms / 4,
-        "measured_rtt_ms": dict(fault.detail.get("rtt_after_ms", {})) if fault else {},
+        "fault": dict(fault.detail) if fault else {},
         "requests": len(reqs),
         "success": round(sum(r.ok for r in reqs) / len(reqs), 4) if reqs else None,
         "write_success": round(sum(r.ok for r in writes) / len(writes), 4) if writes else None,
         "errors": errors,
-        "write_p50_ms": {dc: _ms(pct(v, 0.5)) for dc, v in latency.items()},
-        "write_p95_ms": {dc: _ms(pct(v, 0.95)) for dc, v in latency.items()},
+        "write_p50_ms": {"all": _ms(pct(every, 0.5)), **{dc: _ms(pct(v, 0.5)) for dc, v in latency.items()}},
+        "write_p95_ms": {"all": _ms(pct(every, 0.95)), **{dc: _ms(pct(v, 0.95)) for dc, v in latency.items()}},
         "writes_by_dc": {dc: len(v) for dc, v in latency.items()},
         "leaders_seen": leaders,
         "probes_not_serving": not_serving,
@@ -107,27 +109,30 @@ def _ms(v: float | None) -> float | None:
     return None if v is None else round(v * 1000, 1)
 
 
-def sweep(profile: str, nodes: int, delays: list[float], hold: float, out: Path) -> list[dict[str, Any]]:
+def sweep(
+    profile: str, nodes: int, points: list[tuple[dict[str, Any], FaultSpec | None]], hold: float, out: Path
+) -> list[dict[str, Any]]:
+    """One lab of the profile; each point (its label, its fault) held in turn from a steady lab."""
     t = make_topology(nodes, lab=unique_lab_name("bd"), ports=free_ports(), profile=profile)
     lifecycle.up(t)
-    points = []
+    measured = []
     try:
         sub = out / profile
         sub.mkdir()
         with Watch(t, sub) as w, Injector(t) as inj:
-            for d in [0.0, *delays]:
+            for label, spec in points:
                 if wait_steady(w, STEADY_TIMEOUT, 1.0) is None:
-                    raise SystemExit(f"{profile}: the lab was not steady within {STEADY_TIMEOUT:g} s before {d:g} ms")
+                    raise SystemExit(f"{profile}: the lab was not steady within {STEADY_TIMEOUT:g} s before {label}")
                 before = lifecycle.server_restarts(t)
-                p = point(t, w, inj, d, hold)
+                p = {**label, **held(t, w, inj, spec, hold)}
                 after = lifecycle.server_restarts(t)
                 p["restarts"] = {n: (k or 0) - (before.get(n) or 0) for n, k in after.items() if k != before.get(n)}
                 print(json.dumps({"profile": profile, **p}), flush=True)
-                points.append(p)
+                measured.append(p)
     finally:
         lifecycle.save_logs(t, out / profile / "logs")
         lifecycle.down(t.lab)
-    return points
+    return measured
 
 
 def table(results: dict[str, list[dict[str, Any]]], t: Topology) -> str:
@@ -142,10 +147,10 @@ def table(results: dict[str, list[dict[str, Any]]], t: Topology) -> str:
             if "not_verified" in p:
                 lines.append(f"| {profile} | {p['delay_ms']:g} | not verified: {p['not_verified']} |" + " |" * 9)
                 continue
-            rtt = p["measured_rtt_ms"]
+            rtt = p["fault"].get("rtt_after_ms", {})
             lines.append(
                 f"| {profile} | {p['delay_ms']:g} | {statistics.median(rtt.values()) if rtt else '-'} | "
-                f"{_share(p['success'])} | {_share(p['write_success'])} | "
+                f"{share(p['success'])} | {share(p['write_success'])} | "
                 f"{p['write_p50_ms'][a]} / {p['write_p50_ms'][b]} | {p['write_p95_ms'][a]} / {p['write_p95_ms'][b]} | "
                 f"{', '.join(f'{k}x{v}' for k, v in sorted(p['errors'].items())) or '-'} | "
                 f"{', '.join(p['leaders_seen'])} | {p['probes_not_serving']} | {', '.join(p['drained']) or '-'} | "
@@ -154,7 +159,7 @@ def table(results: dict[str, list[dict[str, Any]]], t: Topology) -> str:
     return "\n".join(lines)
 
 
-def _share(v: float | None) -> str:
+def share(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.1f} %"
 
 
@@ -181,29 +186,60 @@ def plot(results: dict[str, list[dict[str, Any]]], t: Topology, path: Path) -> N
     fig.savefig(path, dpi=110)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+Results = dict[str, list[dict[str, Any]]]  # profile -> its measured points
+
+
+def sweep_main(
+    name: str,
+    title: str,
+    ap: argparse.ArgumentParser,
+    hold: float,
+    points: Callable[[argparse.Namespace], list[tuple[dict[str, Any], FaultSpec | None]]],
+    table: Callable[[Results, argparse.Namespace], str],
+    plot: Callable[[Results, argparse.Namespace, Path], None],
+) -> int:
+    """A sweep's command: the options every sweep has (besides the sweep's own in `ap`), one lab per
+    profile through the points, then sweep.json, sweep.md and <name>.png in a run directory."""
     ap.add_argument("--profiles", default="tuned,rancher-1.0")
     ap.add_argument("--nodes", type=int, default=3)
-    ap.add_argument("--delays", default="1,5,20,50,100,200", help="milliseconds")
-    ap.add_argument("--hold", type=float, default=40.0, help="seconds each point is held")
+    ap.add_argument("--hold", type=float, default=hold, help="seconds each point is held")
     ap.add_argument("--runs", default="runs")
     args = ap.parse_args()
     configure_logging(stream=sys.stdout)
     images.build()
-    out = make_run_dir("delay-sweep", args.runs)
-    delays = [float(x) for x in args.delays.split(",")]
+    out = make_run_dir(f"{name}-sweep", args.runs)
     started = time.time()
-    results = {p: sweep(p, args.nodes, delays, args.hold, out) for p in args.profiles.split(",")}
-    t = make_topology(args.nodes)
+    results = {p: sweep(p, args.nodes, points(args), args.hold, out) for p in args.profiles.split(",")}
     meta = {"machine": machine(), "nodes": args.nodes, "hold_s": args.hold, "settle_s": SETTLE}
     (out / "sweep.json").write_text(json.dumps({**meta, "seconds": round(time.time() - started), "results": results}))
-    text = table(results, t)
-    (out / "sweep.md").write_text(f"# Delay between datacenters ({args.nodes} nodes)\n\n{text}\n")
-    plot(results, t, out / "delay.png")
+    text = table(results, args)
+    (out / "sweep.md").write_text(f"# {title} ({args.nodes} nodes)\n\n{text}\n")
+    plot(results, args, out / f"{name}.png")
     print(text)
-    print(f"wrote {out}/sweep.json, sweep.md and delay.png ({time.time() - started:.0f} s)")
+    print(f"wrote {out}/sweep.json, sweep.md and {name}.png ({time.time() - started:.0f} s)")
     return 0
+
+
+def delay_points(args: argparse.Namespace) -> list[tuple[dict[str, Any], FaultSpec | None]]:
+    points: list[tuple[dict[str, Any], FaultSpec | None]] = [({"delay_ms": 0.0}, None)]
+    for d in (float(x) for x in args.delays.split(",")):
+        spec = make_spec("delay", sides=[["dc-a"], ["dc-b"]], delay=d / 1000, jitter=d / 4000)
+        points.append(({"delay_ms": d, "jitter_ms": d / 4}, spec))
+    return points
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--delays", default="1,5,20,50,100,200", help="milliseconds")
+    return sweep_main(
+        "delay",
+        "Delay between datacenters",
+        ap,
+        40.0,
+        delay_points,
+        lambda results, args: table(results, make_topology(args.nodes)),
+        lambda results, args, path: plot(results, make_topology(args.nodes), path),
+    )
 
 
 if __name__ == "__main__":

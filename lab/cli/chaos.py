@@ -30,10 +30,13 @@ FAULT_HELP = """kinds and their arguments:
   clock TARGET... --offset S          set nodes' wall clocks S off (--offset=-10s: behind)
   io TARGET... [--io-rate R] [--iops N]
                                       throttle the data disk of db or nodes (--iops 1: stalled)
+  bandwidth SIDE [SIDE] --rate R      each host's packets across two sides limited to R (1mbit, 500kbit)
+  exhaust db [--leave N]              a rogue client takes the database's free connections (all but N)
   list                                the lab's active faults
 examples: halab fault kill leader --hold 10s;  halab fault split dc-a dc-b --one-way;  halab heal
           halab fault delay dc-a dc-b --delay 200ms --jitter 50ms --hold 30s
-          halab fault stall leader --process zookeeper --hold 20s"""
+          halab fault stall leader --process zookeeper --hold 20s
+          halab fault bandwidth dc-a dc-b --rate 1mbit --hold 30s;  halab fault exhaust db --hold 20s"""
 
 
 def add_commands(command: AddCommand) -> None:
@@ -43,7 +46,8 @@ def add_commands(command: AddCommand) -> None:
     add_lab_name(sp)
     sp.add_argument(
         "kind",
-        help="kill, stop, pause, restart, isolate, split, partition, flaky, delay, stall, cpu, clock, io or list",
+        help="kill, stop, pause, restart, isolate, split, partition, flaky, delay, bandwidth, stall, cpu, clock, io, "
+        "exhaust or list",
     )
     sp.add_argument("args", nargs="*", help="targets or sides (see below)")
     sp.add_argument("--one-way", action="store_true", help="drop only the packets leaving the first side")
@@ -55,6 +59,8 @@ def add_commands(command: AddCommand) -> None:
     sp.add_argument("--io-rate", help="io: bytes a second the disk reads, and writes (e.g. 1mb)")
     sp.add_argument("--iops", type=int, help="io: operations a second it reads, and writes (1: a stalled disk)")
     sp.add_argument("--offset", help="clock: how far off the clock is set (10s ahead; --offset=-10s behind)")
+    sp.add_argument("--rate", help="bandwidth: bits a second each host sends across the link (e.g. 1mbit)")
+    sp.add_argument("--leave", type=int, help="exhaust: database connections left free (default none)")
     sp.add_argument("--hold", help="heal after this long (e.g. 10s); Ctrl-C heals early")
     sp.add_argument("--seed", type=int, default=0, help="seed for `follower` and `random` targets")
 
@@ -100,9 +106,9 @@ def add_commands(command: AddCommand) -> None:
 
 def fault_spec(args: argparse.Namespace) -> Any:
     from lab.core.durations import parse_duration
-    from lab.faults import CONTAINER_KINDS, make_spec, parse_bytes, signed_duration
+    from lab.faults import TARGET_KINDS, make_spec, parse_bytes, parse_rate, signed_duration
 
-    with_targets = args.kind in (*CONTAINER_KINDS, "isolate", "stall", "cpu", "clock", "io")
+    with_targets = args.kind in TARGET_KINDS
     return make_spec(
         args.kind,
         args.args if with_targets else (),
@@ -116,6 +122,8 @@ def fault_spec(args: argparse.Namespace) -> Any:
         offset=signed_duration(args.offset, "--offset") if args.offset else None,
         io_bps=parse_bytes(args.io_rate, "--io-rate") if args.io_rate else None,
         io_iops=args.iops,
+        rate=parse_rate(args.rate, "--rate") if args.rate else None,
+        leave=args.leave,
     )
 
 

@@ -35,6 +35,7 @@ LOCK_FILE = Path(tempfile.gettempdir()) / "halab-addressing.lock"
 LB_HOST = 2  # host numbers inside each /24 (.1 is the bridge's gateway)
 DB_HOST = 3
 FIRST_NODE_HOST = 10
+ROGUE_HOST = 250  # on the database's network: an exhaust fault's rogue client (lab/faults/gray.py)
 
 
 def private_networks(t: Topology) -> tuple[str, ...]:

@@ -18,9 +18,12 @@ Kinds (`FaultSpec.kind`):
   to `jitter`; an NFQUEUE delayer in each node on the link, no netem), `stall` (SIGSTOP to one
   `process` of nodes: zookeeper, server or redis), `cpu` (a container's CPU quota cut to `cpus`),
   `clock` (a node's wall clock set `offset` seconds off for its server and cluster-manager), `io` (the data
-  disk of the database or nodes throttled, through the cgroup's block I/O limits).
+  disk of the database or nodes throttled, through the cgroup's block I/O limits), `bandwidth`
+  (each host's packets across two sides limited to `rate` bits a second: TBF behind IFB devices in
+  the nodes on the link), `exhaust` (a rogue client in a container of its own takes the
+  database's free connections, all but `leave`).
   Each is verified by a measurement before and after: handshake times, /proc states, a timed
-  busy loop.
+  busy loop, a timed transfer, the database's connection count.
 
 `one_way` (split, partition, flaky) drops only the packets leaving the first side. A network
 fault is iptables DROP rules inside the node containers (they keep NET_ADMIN for this; the
@@ -81,10 +84,12 @@ from lab.faults.spec import (
     LB,
     NETWORK_KINDS,
     ROLES,
+    TARGET_KINDS,
     ActiveFault,
     FaultSpec,
     make_spec,
     parse_bytes,
+    parse_rate,
     signed_duration,
     spec_from_yaml,
     validate,
@@ -108,6 +113,7 @@ __all__ = [
     "RULES_LOCK",
     "SETTLE_TIMEOUT",
     "STOP_GRACE",
+    "TARGET_KINDS",
     "ZK_PORT",
     "ActiveFault",
     "Cut",
@@ -132,6 +138,7 @@ __all__ = [
     "leftovers",
     "make_spec",
     "parse_bytes",
+    "parse_rate",
     "path_ip",
     "reapply",
     "remove_rules",

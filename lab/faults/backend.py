@@ -67,8 +67,9 @@ iptables -w -S | grep -cF -- "$1" || true
 
 
 def containers(t: Topology) -> dict[str, ContainerState]:
-    """Compose service (node name, db, lb) -> the state of its container."""
-    return {c.service: c for c in docker.container_states(t.lab)}
+    """Compose service (node name, db, lb) -> the state of its container (a fault's own
+    containers, outside compose, are not the lab's services)."""
+    return {c.service: c for c in docker.container_states(t.lab) if c.service}
 
 
 def exec_in(
@@ -80,6 +81,24 @@ def exec_in(
         input=input,
         timeout=timeout,
     )
+
+
+def root_script(
+    t: Topology, service: str, script: str, args: Sequence[str], what: str, tools: Mapping[str, str]
+) -> str:
+    """Run a shell script as root in a node (`sh -s -- args`); `tools`: command -> the Debian
+    package of the node image that has it, named when the image lacks it."""
+    try:
+        return exec_in(
+            container_name(t, service), ["sh", "-s", *(["--", *args] if args else [])], what, root=True, input=script
+        )
+    except RuntimeFailure as exc:
+        missing = [p for c, p in tools.items() if exc.stderr_has(f"{c}: not found", f"{c}: command not found")]
+        if missing:
+            raise RuntimeFailure(
+                f"{missing[0]} is missing in {service}'s image: rebuild it with `halab build --only node --force`"
+            ) from exc
+        raise
 
 
 def connectivity(
@@ -134,20 +153,8 @@ def rewrite_rules(
         script = "\n".join(
             ["set -e", *([_NOTE_OLD] if replacing else []), *inserts, *([_DELETE_OLD] if replacing else []), ""]
         )
-        try:
-            out = exec_in(
-                container_name(t, service),
-                ["sh", "-s", *(["--", replacing] if replacing else [])],
-                f"rewrite fault rules in {service}",
-                root=True,
-                input=script,
-            )
-        except RuntimeFailure as exc:
-            if exc.stderr_has("iptables: not found", "iptables: command not found"):
-                raise RuntimeFailure(
-                    f"iptables is missing in {service}'s image: rebuild it with `halab build --only node --force`"
-                ) from exc
-            raise
+        args = [replacing] if replacing else []
+        out = root_script(t, service, script, args, f"rewrite fault rules in {service}", {"iptables": "iptables"})
         return service, int((out.strip().splitlines() or ["0"])[-1])
 
     with ThreadPoolExecutor(max(1, len(services))) as ex:

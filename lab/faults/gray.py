@@ -1,5 +1,6 @@
-"""Gray failures: a slow link, one stopped process, a starved CPU. Each is verified by measuring its
-effect before and after, like a cut is by connects.
+"""Gray failures: a slow or narrow link, one stopped process, a starved CPU, a slow disk, a database
+out of connections. Each is verified by measuring its effect before and after, like a cut is by
+connects.
 
 - `delay`: every packet crossing between two sides waits, without the kernel's `netem` (missing
   here and on many hosts). Each node on the link runs userspace delayers (lab/agent/nfqdelay.py)
@@ -33,10 +34,24 @@ effect before and after, like a cut is by connects.
   (buffered writes reach the disk later, through the kernel's own threads). Part of the
   container's cgroup, it ends with a restart of the container. Verified by timing direct writes
   of a fixed size in the data directory, before and after.
+- `bandwidth`: each host's packets across two sides limited to `rate` bits a second, by a token
+  bucket (TBF) behind an IFB device in the nodes on the link: a node's packets to its peers across
+  it on its egress, and what the database or the load balancer (which hold nothing) send it on its
+  ingress; u32 filters on the peers' addresses pick the packets, so nothing else on the interface
+  is touched. Held like delay: shaped again on a node that restarts. Verified by a timed transfer
+  from each node across the link (to a peer node, else with the database, else through the load
+  balancer), before and after: within a fifth of the rate, and faster before.
+- `exhaust`: a rogue client takes the database's free connections, all but `leave`, and keeps
+  taking what is freed (lab/agent/connhold.py), in a container of its own labelled with the lab
+  and the fault, so that `halab heal` finds and removes it, connections and all, whoever started
+  it; a database restart does not end it (the client takes the slots again). Verified by the
+  database's Threads_connected against max_connections and, with none left, a new connection
+  refused with `1040 Too many connections`.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import time
@@ -45,13 +60,13 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from lab.cluster import docker
+from lab.cluster import addressing, compose, docker, probes, state
 from lab.cluster.compose import container_name
 from lab.cluster.topology import Topology
 from lab.core.errors import FaultNotEffective, RuntimeFailure
 from lab.faults import backend
 from lab.faults.netmodel import Cut, path_ip
-from lab.faults.spec import FaultSpec
+from lab.faults.spec import DB, FaultSpec
 
 QUEUE_BASE = 3000  # NFQUEUE numbers used by delay faults: QUEUE_BASE + a hash of the fault id
 
@@ -347,6 +362,7 @@ def check_clock(spec: FaultSpec, measured: Mapping[str, float]) -> dict[str, Any
 
 # ---------------------------------------------------------------------------------------- io
 
+IO_PROBE_WRITES = 2000  # at most, for an operations limit
 DATA_DIRS = {"db": "/var/lib/mysql"}  # a node's: its ZooKeeper member's
 NODE_DATA_DIR = "/var/lib/halab"
 
@@ -430,11 +446,12 @@ def write_time(t: Topology, service: str, size: int, count: int, *, keep: bool =
 
 def io_probe(spec: FaultSpec) -> tuple[int, int]:
     """(size, count) of the direct writes that show the limit in about two seconds: the
-    operations limit needs a few writes, the bytes limit enough bytes."""
+    operations limit needs two seconds' worth of writes (the block throttle lets a burst through
+    at once: 64 writes under 500 iops took 0.01 s), the bytes limit enough bytes."""
     if spec.io_bps:
         size = 64 * 1024
         return size, max(4, min(64, 2 * spec.io_bps // size))
-    return 4096, max(3, min(64, 2 * (spec.io_iops or 1)))
+    return 4096, max(3, min(IO_PROBE_WRITES, 2 * (spec.io_iops or 1)))
 
 
 def check_io(
@@ -506,3 +523,358 @@ def check_cpu(spec: FaultSpec, before: Mapping[str, float], after: Mapping[str, 
         "busy_after_s": dict(after),
         "slowdown": {s: round(r, 2) for s, r in slow.items()},
     }
+
+
+# ------------------------------------------------------------------------------ bandwidth: the plan
+
+# TBF's bucket (burst): this much of the rate, at least a few full frames (a frame larger than the
+# bucket could never leave). Its queue (limit) holds QUEUE_TIME of the rate: a packet that finds it
+# full is dropped and TCP resends it (docs/survivability.md, "Bandwidth and connections").
+BURST_TIME, BURST_MIN = 0.01, 4096
+QUEUE_TIME = 0.1
+PROBE_TIME, PROBE_MAX = 2.0, 8 * 1024**2  # a transfer takes about this long, up to this many bytes
+PROBE_PORT = 5990  # a node's transfer sink listens on PROBE_PORT + the probe's index
+
+
+def shapers(links: Sequence[Cut], nodes: Collection[str]) -> dict[str, list[tuple[str, str]]]:
+    """node -> [(direction, peer)]: where each direction across the link is shaped, once: on the
+    sender's egress (`e`), or on the receiver's ingress (`i`) when the sender cannot hold a shaper
+    (the database and the load balancer have no NET_ADMIN and no tc), as `netmodel.rules` places
+    a cut. A node's packets to all its peers across the link share one bucket, and so do those it
+    receives: the rate is per host and direction, not for the whole link."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for c in links:
+        if c.src in nodes:
+            at, entry = c.src, ("e", c.dst)
+        elif c.dst in nodes:
+            at, entry = c.dst, ("i", c.src)
+        else:
+            continue
+        if entry not in out.setdefault(at, []):
+            out[at].append(entry)
+    return out
+
+
+def shaped_addresses(
+    plan: Mapping[str, Sequence[tuple[str, str]]], ips: Mapping[str, Mapping[str, str]]
+) -> dict[str, list[str]]:
+    """node -> `e:<peer address>` / `i:<peer address>` for the shaping script, every address of each peer."""
+    return {
+        node: [f"{d}:{ip}" for d, peer in entries for ip in sorted(ips.get(peer, {}).values())]
+        for node, entries in plan.items()
+    }
+
+
+def burst_bytes(rate: int) -> int:
+    return max(BURST_MIN, round(rate / 8 * BURST_TIME))
+
+
+def probe_bytes(rate: int) -> int:
+    """A transfer long enough that the bucket's burst is a small share of it."""
+    return min(PROBE_MAX, max(round(rate / 8 * PROBE_TIME), 16 * burst_bytes(rate)))
+
+
+# ------------------------------------------------------------------------- bandwidth: in the nodes
+
+# tc runs inside the node, from the node image's iproute2, by `docker exec -u root` as iptables
+# does (the container keeps NET_ADMIN for it), rather than the host's tc through `nsenter -t <pid>
+# -n`: that would need root on the very host that runs the containers (not Docker Desktop's VM nor a
+# remote daemon) and a host with iproute2, while this needs only what every other fault needs.
+#
+# One fault on one node: an IFB device per shaped direction (hb<id>e, hb<id>i), each with a TBF
+# root qdisc; a clsact qdisc on each of the node's interfaces whose u32 filters (preference: the
+# fault's number) redirect the packets to or from the peers' addresses into them. Nothing else on
+# the interface changes. `set` first clears what the fault had here (a reapply), `clear` removes
+# the fault's filters and devices, `sweep` every fault's (f `*`, pref ``); both print how many
+# devices they removed, then how many remain. `count` prints how many every fault has here.
+_SHAPING = r"""set -eu
+mode=$1 f=$2 pref=$3; shift 3
+ifbs() { for l in $(ls /sys/class/net); do case $l in hb$f[ei]) echo "$l" ;; esac; done; }
+if [ "$mode" = count ]; then ifbs | wc -l; exit 0; fi
+# An image without tc has nothing shaped to clear (set fails below, naming what is missing).
+command -v tc >/dev/null || [ "$mode" = set ] || { echo "0 0"; exit 0; }
+veths=$(ip -br link show type veth | cut -d@ -f1)
+for dev in $veths; do
+  if [ -z "$pref" ]; then tc qdisc del dev "$dev" clsact 2>/dev/null || true; continue; fi
+  for hook in egress ingress; do tc filter del dev "$dev" $hook pref "$pref" 2>/dev/null || true; done
+done
+removed=0
+for l in $(ifbs); do ip link del "$l"; removed=$((removed+1)); done
+if [ "$mode" != set ]; then echo "$removed $(ifbs | wc -l)"; exit 0; fi
+rate=$1 burst=$2 queue=$3; shift 3
+for d in e i; do
+  case " $* " in *" $d:"*) ;; *) continue ;; esac
+  ip link add "hb$f$d" type ifb
+  ip link set "hb$f$d" up
+  tc qdisc add dev "hb$f$d" root tbf rate "${rate}bit" burst "$burst" latency "${queue}ms"
+done
+for dev in $veths; do
+  tc qdisc show dev "$dev" | grep -q '^qdisc clsact' || tc qdisc add dev "$dev" clsact
+  for e in "$@"; do
+    d=${e%%:*} ip=${e#*:}
+    if [ "$d" = e ]; then hook=egress key=dst; else hook=ingress key=src; fi
+    tc filter add dev "$dev" $hook pref "$pref" protocol ip u32 match ip $key "$ip/32" \
+      action mirred egress redirect dev "hb$f$d"
+  done
+done
+"""
+
+
+def _shaping(t: Topology, node: str, args: Sequence[str], what: str) -> str:
+    return backend.root_script(t, node, _SHAPING, args, f"{what} in {node}", {"tc": "iproute2", "ip": "iproute2"})
+
+
+def shape(t: Topology, shaped: Mapping[str, Sequence[str]], fault_id: str, spec: FaultSpec) -> None:
+    """On each node of `shaped` (from shaped_addresses), this fault's shaping, replacing what it had there."""
+    rate = spec.rate or 0
+    args = [str(rate), str(burst_bytes(rate)), f"{QUEUE_TIME * 1000:g}"]
+
+    def one(node: str) -> None:
+        _shaping(t, node, ["set", fault_id, str(queue_of(fault_id)), *args, *shaped[node]], "shape the link")
+
+    with ThreadPoolExecutor(max(1, len(shaped))) as ex:
+        list(ex.map(one, shaped))
+
+
+def unshape(t: Topology, nodes: Sequence[str], fault_id: str | None) -> dict[str, tuple[int, int]]:
+    """Remove a fault's shaping (None: every fault's) from the running `nodes`; node -> (devices
+    removed, devices left)."""
+    args = ["clear", fault_id, str(queue_of(fault_id))] if fault_id else ["sweep", "*", ""]
+
+    def one(node: str) -> tuple[str, tuple[int, int]]:
+        removed, left = _shaping(t, node, args, "remove the shaping").split()
+        return node, (int(removed), int(left))
+
+    with ThreadPoolExecutor(max(1, len(nodes))) as ex:
+        return dict(ex.map(one, nodes))
+
+
+def count_shapers(t: Topology, nodes: Sequence[str]) -> dict[str, int]:
+    """node -> shaping devices of any fault in it (the running `nodes`)."""
+
+    def one(node: str) -> tuple[str, int]:
+        return node, int(_shaping(t, node, ["count", "*", ""], "count the shaping").strip() or 0)
+
+    with ThreadPoolExecutor(max(1, len(nodes))) as ex:
+        return dict(ex.map(one, nodes))
+
+
+# Times one transfer of n bytes across a link, printing bytes per second. `sink PORT N` takes one
+# connection, reads n bytes and answers one byte; `send IP PORT N` connects (the sink may not listen
+# yet) and times from its first byte to that answer. `db-in IP N` / `db-out IP N`: n bytes from or
+# to the database in one statement, as the node's own user. `lb IP N NODE`: a body of n bytes
+# (at most LB_PROBE_MAX, under the server's limit) that is no JSON, posted through the load
+# balancer's `/node/NODE/` route to another node, which reads it whole and refuses it (400),
+# creating nothing: one stream out of this node, HAProxy forwarding it as it comes. (Posted to
+# the node itself, or fetching its answers, the probe's own data and acknowledgements crossed the
+# same buckets both ways and waited behind each other: 0.63 to 0.79 of the rate.)
+_TRANSFER = r"""
+import socket, sys, time
+LB_PROBE_MAX = 900 * 1024
+mode, args = sys.argv[1], sys.argv[2:]
+def done(n, t0): print(n / (time.perf_counter() - t0))
+if mode == "sink":
+    port, n = int(args[0]), int(args[1])
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port)); s.listen(1); s.settimeout(60)
+    c, _ = s.accept(); c.settimeout(60); got = 0
+    while got < n:
+        b = c.recv(1 << 16)
+        if not b: sys.exit("the sender went away")
+        got += len(b)
+    c.sendall(b"k")
+elif mode == "send":
+    ip, port, n = args[0], int(args[1]), int(args[2])
+    for _ in range(200):
+        try: s = socket.create_connection((ip, port), timeout=60); break
+        except ConnectionRefusedError: time.sleep(0.05)
+    else: sys.exit(f"no sink at {ip}:{port}")
+    t0 = time.perf_counter(); s.sendall(b"x" * n); s.recv(1); done(n, t0)
+elif mode in ("db-in", "db-out"):
+    import os, pymysql
+    from lab.server.config import read_password
+    ip, n = args[0], int(args[1])
+    c = pymysql.connect(host=ip, user=os.environ.get("CATTLE_DB_CATTLE_USERNAME", "cattle"),
+                        password=read_password(os.environ), read_timeout=120, write_timeout=120)
+    cur = c.cursor(); t0 = time.perf_counter()
+    if mode == "db-in": cur.execute("SELECT REPEAT('x', %s)", (n,)); cur.fetchall()
+    else: cur.execute("SELECT LENGTH(%s)", ("x" * n,)); cur.fetchall()
+    done(n, t0)
+else:
+    import http.client
+    ip, n, node = args[0], min(int(args[1]), LB_PROBE_MAX), args[2]
+    h = http.client.HTTPConnection(ip, 18080, timeout=120)
+    t0 = time.perf_counter()
+    h.request("POST", f"/node/{node}/v1/projects", b"x" * n, {"Content-Type": "application/json"})
+    answer = h.getresponse(); answer.read()
+    if answer.status != 400: sys.exit(f"the body was not read: {answer.status}")
+    done(n, t0)
+"""
+
+
+def _transfer(t: Topology, node: str, args: Sequence[str], timeout: float) -> str:
+    return backend.exec_in(
+        container_name(t, node),
+        ["python3", "-c", _TRANSFER, *args],
+        f"time a transfer in {node} ({args[0]})",
+        timeout=timeout,
+    )
+
+
+def transfer_probes(
+    t: Topology, plan: Mapping[str, Sequence[tuple[str, str]]], ips: Mapping[str, Mapping[str, str]]
+) -> dict[str, tuple[str, str]]:
+    """node -> (direction, peer) of the one transfer that shows its shaping: to a peer node (a sink
+    runs there), else with the database, else through the load balancer; sending where it can."""
+    rank = {"e": 0, "i": 1}
+    out = {}
+    for node, entries in plan.items():
+        # A peer node's packets to this one are shaped here only when that node cannot send them.
+        usable = [
+            (d, p) for d, p in entries if path_ip(p, ips, t.node(node).dc) and (d == "e" or p not in t.node_names)
+        ]
+        kind = {p: 0 if p in t.node_names else 1 if p == DB else 2 for _, p in usable}
+        if usable:
+            out[node] = min(usable, key=lambda e: (kind[e[1]], rank[e[0]]))
+    return out
+
+
+def measure_rates(
+    t: Topology, chosen: Mapping[str, tuple[str, str]], ips: Mapping[str, Mapping[str, str]], rate: int
+) -> dict[str, float]:
+    """node -> bits per second of one transfer (probe_bytes(rate)) in its probe's direction."""
+    n = probe_bytes(rate)
+    timeout = 30 + 5 * n * 8 / rate
+
+    def one(job: tuple[int, str]) -> tuple[str, float]:
+        i, node = job
+        d, peer = chosen[node]
+        ip = path_ip(peer, ips, t.node(node).dc) or ""
+        if peer in t.node_names:
+            port = str(PROBE_PORT + i)
+            with ThreadPoolExecutor(1) as ex:
+                sink = ex.submit(_transfer, t, peer, ["sink", port, str(n)], timeout)
+                out = _transfer(t, node, ["send", ip, port, str(n)], timeout)
+                sink.result()
+        elif peer == DB:
+            out = _transfer(t, node, [f"db-{'out' if d == 'e' else 'in'}", ip, str(n)], timeout)
+        else:  # another node reads the body, so that only the probe's acknowledgements come back
+            other = next((x for x in t.node_names if x != node), node)
+            out = _transfer(t, node, ["lb", ip, str(n), other], timeout)
+        return node, float(out.strip()) * 8
+
+    with ThreadPoolExecutor(max(1, len(chosen))) as ex:
+        return dict(ex.map(one, enumerate(sorted(chosen))))
+
+
+def check_rate(spec: FaultSpec, before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, Any]:
+    """Each transfer must run at the asked rate ± a fifth, and have run faster than that before."""
+    want = spec.rate or 0
+    off = {n: r for n, r in after.items() if abs(r - want) > TOLERANCE * want or before.get(n, 0.0) <= r}
+    require(
+        spec,
+        after,
+        off,
+        "a transfer across the link ran at",
+        lambda r: f"{r / 1e6:.3f} mbit/s",
+        f"not {want / 1e6:g} mbit/s ± {TOLERANCE:.0%} (and faster before: "
+        + ", ".join(f"{before.get(n, 0.0) / 1e6:.3f} ({n})" for n in sorted(off or after))
+        + ")",
+    )
+    return {
+        "mbit_before": {n: round(v / 1e6, 3) for n, v in before.items()},
+        "mbit_after": {n: round(v / 1e6, 3) for n, v in after.items()},
+    }
+
+
+# ----------------------------------------------------------------------------------- exhaust
+
+# The rogue client of an exhaust fault runs in a container of its own, on the database's network
+# at a fixed address, labelled with the lab (so `halab down` removes it) and the fault (so `halab
+# heal` finds it, also after the harness that started it was killed). Its connections close with it.
+ROGUE_ROLE = "rogue-client"
+ROGUE_SETTLE = 30.0  # seconds it may take to open every free connection
+ROGUE_LIFETIME = 86400.0  # an orphan gives up after a day
+
+
+def db_connections(t: Topology) -> tuple[int, int]:
+    """(Threads_connected, max_connections), as the database's local admin: the server keeps one
+    slot beyond max_connections for it, and its own connection is one of those counted."""
+    rows = probes.db_query(
+        t,
+        "SELECT @@max_connections AS most, VARIABLE_VALUE AS used FROM information_schema.GLOBAL_STATUS "
+        "WHERE VARIABLE_NAME = 'THREADS_CONNECTED'",
+    )
+    return int(rows[0]["used"]), int(rows[0]["most"])
+
+
+def rogue_name(t: Topology, fault_id: str) -> str:
+    return f"{t.lab}-rogue-{fault_id}"
+
+
+def start_rogue(t: Topology, fault_id: str, leave: int, db_ip: str) -> str:
+    """Start the rogue client of fault `fault_id` (lab/agent/connhold.py) against the database at
+    `db_ip`; return its container's name."""
+    name = rogue_name(t, fault_id)
+    # The node image, as the lab's nodes run it: it has Python, PyMySQL and the agent.
+    image = docker.run(
+        ["docker", "inspect", "--format", "{{.Image}}", container_name(t, t.node_names[0])], "find the node image"
+    ).strip()
+    address = str(ipaddress.ip_network(f"{db_ip}/24", strict=False)[addressing.ROGUE_HOST])
+    secret = state.lab_dir(t.lab) / compose.SECRET_FILES["db_password"]
+    docker.run(
+        [
+            *("docker", "run", "-d", "--name", name, "--network", f"{t.lab}_db", "--ip", address),
+            *("--label", f"{docker.LAB_LABEL}={t.lab}", "--label", f"halab.role={ROGUE_ROLE}"),
+            *("--label", f"halab.fault={fault_id}", "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true"),
+            *("-e", f"CATTLE_DB_CATTLE_USERNAME={compose.DB_USER}"),
+            *("-e", "CATTLE_DB_CATTLE_PASSWORD_FILE=/run/secrets/db_password"),
+            *("-v", f"{secret}:/run/secrets/db_password:ro", image),
+            *("python3", "-m", "lab.agent.connhold", "--host", db_ip, "--leave", str(leave)),
+            *("--until", f"{time.time() + ROGUE_LIFETIME:.0f}"),
+        ],
+        f"start a rogue database client for {t.lab}",
+        timeout=60,
+    )
+    return name
+
+
+def rogue_probe(t: Topology, fault_id: str, db_ip: str) -> str:
+    """One more connection as the nodes' user, from the rogue client's container: `ok`, or the
+    server's refusal (`1040 Too many connections`)."""
+    return backend.exec_in(
+        rogue_name(t, fault_id),
+        ["python3", "-m", "lab.agent.connhold", "--host", db_ip, "--probe"],
+        "try one more database connection",
+    ).strip()
+
+
+def stop_rogues(t: Topology, fault_id: str | None, *, only_list: bool = False) -> list[str]:
+    """Remove the rogue client of a fault (None: of every fault of the lab); return their names.
+    With `only_list`, only name them."""
+    filters = [f"label={docker.LAB_LABEL}={t.lab}", f"label=halab.role={ROGUE_ROLE}"]
+    if fault_id:
+        filters.append(f"label=halab.fault={fault_id}")
+    args = ["docker", "ps", "-a", "--format", "{{.Names}}", *(x for f in filters for x in ("--filter", f))]
+    names = docker.run(args, f"find rogue database clients of {t.lab}").split()
+    if names and not only_list:
+        docker.run(["docker", "rm", "-f", *names], "remove rogue database clients", timeout=60)
+    return names
+
+
+def check_exhaust(spec: FaultSpec, used: int, most: int, probe: str) -> dict[str, Any]:
+    """The database must hold max_connections less `leave` (besides the admin's own reading), and
+    with none left, refuse the next connection."""
+    taken = used - 1
+    want = most - (spec.leave or 0)
+    require(
+        spec,
+        {DB: float(taken)},
+        {DB: float(taken)} if taken < want else {},
+        "the database had",
+        lambda v: f"{v:.0f} connections",
+        f"not {want} of its {most}",
+    )
+    if not spec.leave and not probe.startswith("1040"):
+        raise FaultNotEffective(f"{spec.describe()}: a new connection was not refused for lack of slots: {probe}")
+    return {"max_connections": most, "connections_after": taken, "new_connection": probe}

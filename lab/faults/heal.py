@@ -9,7 +9,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,14 +77,21 @@ def undo(t: Topology, entry: Mapping[str, Any]) -> dict[str, Any]:
     services = list(entry["targets"])
     if spec.kind in HELD_KINDS:
         found = backend.containers(t)
-        left = backend.remove_rules(t, f'"{rule_tag(t.lab, entry["id"])}"', found)
+        live = [n for n in t.node_names if is_up(found.get(n))]
+        if spec.kind == "bandwidth":
+            left = {n: kept for n, (_, kept) in gray.unshape(t, live, entry["id"]).items()}
+        else:
+            left = backend.remove_rules(t, f'"{rule_tag(t.lab, entry["id"])}"', found)
         if spec.kind == "delay":  # after the rules: what the delayers still hold goes at once
-            gray.stop_delayers(t, [n for n in t.node_names if is_up(found.get(n))], gray.queue_of(entry["id"]))
+            gray.stop_delayers(t, live, gray.queue_of(entry["id"]))
         dirty = [s for s, n in left.items() if n]
         if dirty:
             raise RuntimeFailure(f"could not remove the rules of fault {entry['id']} from {', '.join(dirty)}")
         return {}
     found = backend.containers(t)
+    if spec.kind == "exhaust":  # its connections close with its container
+        gray.stop_rogues(t, entry["id"])
+        return {}
     if spec.kind == "stall":  # a node down or restarted since runs its process afresh
         for n in services:
             if is_up(found.get(n)):
@@ -170,12 +177,17 @@ class HealReport:
     rules_removed: Mapping[str, int]  # leftover rules swept, per container
     unpaused: tuple[str, ...]
     started: tuple[str, ...]
+    shapers_removed: Mapping[str, int] = field(default_factory=dict)  # leftover shaping devices, per node
+    rogues_removed: tuple[str, ...] = ()  # leftover rogue database clients
 
     def lines(self) -> list[str]:
         out = [f"healed {r.id} {r.detail.get('spec', r.fault)} (held {r.t1 - r.t0:.1f} s)" for r in self.healed]
-        swept = {s: n for s, n in self.rules_removed.items() if n}
-        if swept:
-            out.append("removed leftover rules: " + ", ".join(f"{s} ({n})" for s, n in swept.items()))
+        for what, counts in (("rules", self.rules_removed), ("shaping devices", self.shapers_removed)):
+            swept = {s: n for s, n in counts.items() if n}
+            if swept:
+                out.append(f"removed leftover {what}: " + ", ".join(f"{s} ({n})" for s, n in swept.items()))
+        if self.rogues_removed:
+            out.append("removed rogue database clients: " + ", ".join(self.rogues_removed))
         if self.unpaused:
             out.append("unpaused: " + ", ".join(self.unpaused))
         if self.started:
@@ -188,6 +200,8 @@ class HealReport:
             "rules_removed": dict(self.rules_removed),
             "unpaused": list(self.unpaused),
             "started": list(self.started),
+            "shapers_removed": dict(self.shapers_removed),
+            "rogues_removed": list(self.rogues_removed),
         }
 
 
@@ -212,7 +226,10 @@ def heal_lab(t: Topology) -> HealReport:
             backend.act(t, ["docker", "unpause"], paused, "unpause leftovers", timeout=60)
             found = backend.containers(t)
         counts = _sweep_rules(t, found)
-        gray.stop_delayers(t, [n for n in t.node_names if is_up(found.get(n))], None)
+        live = [n for n in t.node_names if is_up(found.get(n))]
+        gray.stop_delayers(t, live, None)
+        shapers = {n: removed for n, (removed, _) in gray.unshape(t, live, None).items()}
+        rogues = gray.stop_rogues(t, None)
         order = {DB: 0, LB: 2}
         stopped = sorted((s for s, c in found.items() if not c.running), key=lambda s: order.get(s, 1))
         if stopped:
@@ -223,7 +240,7 @@ def heal_lab(t: Topology) -> HealReport:
                 raise RuntimeFailure(
                     f"heal: {', '.join(bad)} would not start; see `halab logs --name {t.lab} {' '.join(bad)}`"
                 )
-    report = HealReport(tuple(healed), counts, tuple(paused), tuple(stopped))
+    report = HealReport(tuple(healed), counts, tuple(paused), tuple(stopped), shapers, tuple(rogues))
     for line in report.lines():
         log.debug(line)
     return report
@@ -241,11 +258,15 @@ def _sweep_rules(t: Topology, found: Mapping[str, ContainerState]) -> dict[str, 
 
 
 def leftovers(t: Topology) -> dict[str, Any]:
-    """What a heal would still find: registry entries, labelled rules, paused and stopped containers."""
+    """What a heal would still find: registry entries, labelled rules, shaping devices, rogue
+    database clients, paused and stopped containers."""
     found = backend.containers(t)
+    live = [n for n in t.node_names if is_up(found.get(n))]
     return {
         "registered": [e["id"] for e in Registry(t.lab).active()],
         "rules": {s: n for s, n in backend.count_rules(t, found).items() if n},
+        "shapers": {s: n for s, n in gray.count_shapers(t, live).items() if n},
+        "rogues": gray.stop_rogues(t, None, only_list=True),
         "paused": [s for s, c in found.items() if c.paused],
         "stopped": [s for s, c in found.items() if not c.running],
     }

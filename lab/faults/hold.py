@@ -19,7 +19,7 @@ from lab.core.errors import FaultNotEffective
 from lab.faults import backend, gray
 from lab.faults.netmodel import addresses, check_paths, cuts, is_up, rule_basis, rule_tag, rules
 from lab.faults.registry import Registry, rules_lock
-from lab.faults.spec import HELD_KINDS, FaultSpec
+from lab.faults.spec import HELD_KINDS, LINK_KINDS, FaultSpec
 
 log = logging.getLogger("halab.faults.hold")
 
@@ -45,7 +45,9 @@ def reapply(t: Topology, why: str) -> list[str]:
     A fault whose endpoints changed since its rules went in (see rule_basis) gets its plan computed
     again from the current addresses; each live node's rules of the fault are replaced, the new
     ones in before the old ones go (rewrite_rules); the cut paths among live hosts are checked
-    (not for flaky, whose drops are random and would need hundreds of connects). The fault's
+    (not for flaky, whose drops are random and would need hundreds of connects, nor for a slow
+    link, which connects). A bandwidth fault's shaping is set again on the nodes whose namespace
+    is new (all of them when an address moved); the others keep theirs untouched. The fault's
     registry detail notes each time under `reapplied`: what triggered it (`why`), when the rules
     were in (`t`), and how long each node that started meanwhile ran before them (`exposed`,
     seconds). Raises FaultNotEffective, once every fault was handled and the failure noted, when a
@@ -67,15 +69,21 @@ def reapply(t: Topology, why: str) -> list[str]:
             spec = FaultSpec.from_dict(entry["spec"])
             tag = rule_tag(t.lab, entry["id"])
             cut_list = cuts(spec, t)
-            if spec.kind == "delay":  # a node that started since has no delayer yet
-                carriers = {n: e for n, e in gray.carriers(cut_list, set(t.node_names)).items() if n in live}
-                queue = gray.queue_of(entry["id"])
-                fresh = {n: e for n, e in carriers.items() if (before.get(n) or [None])[0] != basis[n][0]}
-                gray.start_delayers(t, fresh, queue, spec)
-                plan = gray.delay_rules(carriers, ips, tag, queue)
+            if spec.kind == "bandwidth":  # a node that started since has a fresh namespace, unshaped
+                shapers = {n: e for n, e in gray.shapers(cut_list, set(t.node_names)).items() if n in live}
+                moved = any(b[2] != (before.get(e) or [None] * 3)[2] for e, b in basis.items())
+                changed = {n for n in shapers if moved or basis[n] != before.get(n)}
+                gray.shape(t, gray.shaped_addresses({n: shapers[n] for n in changed}, ips), entry["id"], spec)
             else:
-                plan = rules(cut_list, {e: list(ips.get(e, {}).values()) for e in entry["targets"]}, tag, live)
-            backend.rewrite_rules(t, plan, f'"{tag}"', [n for n in live if n in entry["targets"]])
+                if spec.kind == "delay":  # a node that started since has no delayer yet
+                    carriers = {n: e for n, e in gray.carriers(cut_list, set(t.node_names)).items() if n in live}
+                    queue = gray.queue_of(entry["id"])
+                    fresh = {n: e for n, e in carriers.items() if (before.get(n) or [None])[0] != basis[n][0]}
+                    gray.start_delayers(t, fresh, queue, spec)
+                    plan = gray.delay_rules(carriers, ips, tag, queue)
+                else:
+                    plan = rules(cut_list, {e: list(ips.get(e, {}).values()) for e in entry["targets"]}, tag, live)
+                backend.rewrite_rules(t, plan, f'"{tag}"', [n for n in live if n in entry["targets"]])
             now = time.time()
             note: dict[str, Any] = {"t": round(now, 3), "why": why}
             exposed = {
@@ -85,7 +93,7 @@ def reapply(t: Topology, why: str) -> list[str]:
             }
             if exposed:
                 note["exposed"] = exposed
-            paths = [] if spec.kind in ("flaky", "delay") else check_paths(cut_list, live)
+            paths = [] if spec.kind in ("flaky", *LINK_KINDS) else check_paths(cut_list, live)
             after = backend.connectivity(t, [(s, d, 1) for s, d in paths], ips)
             still = [f"{s}->{d}" for s, d in paths if after[(s, d)][0] > 0]
             if still:

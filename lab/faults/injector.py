@@ -31,7 +31,7 @@ from lab.faults.netmodel import (
     state_word,
 )
 from lab.faults.registry import Registry, rules_lock
-from lab.faults.spec import CONTAINER_KINDS, HELD_KINDS, ROLES, ActiveFault, FaultSpec, validate
+from lab.faults.spec import CONTAINER_KINDS, DB, HELD_KINDS, LINK_KINDS, ROLES, ActiveFault, FaultSpec, validate
 from lab.record.history import FaultRecord
 
 log = logging.getLogger("halab.faults.injector")
@@ -116,7 +116,7 @@ class Injector:
         spec = self.resolve(spec, where)
         if spec.kind in CONTAINER_KINDS:
             return self._apply_containers(spec)
-        if spec.kind in ("stall", "cpu", "clock", "io"):
+        if spec.kind in ("stall", "cpu", "clock", "io", "exhaust"):
             return self._apply_gray(spec)
         return self._apply_network(spec)
 
@@ -201,11 +201,12 @@ class Injector:
             )
 
     def _apply_gray(self, spec: FaultSpec) -> ActiveFault:
-        """stall, cpu, clock, io: a process, the CPU quota, the clock or the disk of each target
-        (lab/faults/gray.py)."""
+        """stall, cpu, clock, io, exhaust: a process, the CPU quota, the clock, the disk or the
+        connections of each target (lab/faults/gray.py)."""
         t = self.t
         services = list(spec.targets)
-        self._require_up(spec, services, backend.containers(t))
+        found = backend.containers(t)
+        self._require_up(spec, services, found)
         previous = {s: gray.cpu_quota(t, s) for s in services} if spec.kind == "cpu" else {}
         devices = {s: gray.data_device(t, s) for s in services} if spec.kind == "io" else {}
         kept = {"cpu_quota": previous} if spec.kind == "cpu" else {"devices": devices} if devices else {}
@@ -232,6 +233,8 @@ class Injector:
                 return self._activate(
                     fault_id, spec, services, t0, {"offset_before_s": before, **gray.check_clock(spec, after)}
                 )
+            if spec.kind == "exhaust":
+                return self._exhaust(fault_id, spec, addresses(t, found)[DB]["db"])
             if spec.kind == "io":
                 size, count = gray.io_probe(spec)
                 before = {s: gray.write_time(t, s, size, count, keep=True) for s in services}
@@ -252,13 +255,27 @@ class Injector:
             self._undo_failed_apply(fault_id)
             raise
 
+    def _exhaust(self, fault_id: str, spec: FaultSpec, db_ip: str) -> ActiveFault:
+        t = self.t
+        leave = spec.leave or 0
+        used, most = gray.db_connections(t)
+        free = most - (used - 1)  # `used` counts the reading's own connection
+        if free <= leave:
+            raise RuntimeFailure(f"{spec.describe()}: only {free} of {most} connections are free")
+        t0 = time.time()
+        gray.start_rogue(t, fault_id, leave, db_ip)
+        after, most = poll(lambda: gray.db_connections(t), lambda m: m[0] - 1 >= m[1] - leave, gray.ROGUE_SETTLE)
+        detail = {"connections_before": used - 1}
+        detail.update(gray.check_exhaust(spec, after, most, gray.rogue_probe(t, fault_id, db_ip)))
+        return self._activate(fault_id, spec, [DB], t0, detail)
+
     def _apply_network(self, spec: FaultSpec) -> ActiveFault:
         if self.watcher is None:  # started before the snapshot: a start from here on is reapplied
             self.watcher = StartWatcher(self.t, self._started, since=time.time())
         try:
             # A reapply waits until the fault is active with the basis its rules were made on.
             with rules_lock(self.t.lab):
-                return self._install_delay(spec) if spec.kind == "delay" else self._install_network(spec)
+                return self._install_link(spec) if spec.kind in LINK_KINDS else self._install_network(spec)
         except BaseException:
             if not self._holds_network():
                 self._unwatch()
@@ -313,24 +330,37 @@ class Injector:
             self._undo_failed_apply(fault_id)
             raise
 
-    def _install_delay(self, spec: FaultSpec) -> ActiveFault:
+    def _install_link(self, spec: FaultSpec) -> ActiveFault:
+        """delay, bandwidth: measured across the link before and after the nodes on it slow
+        (delayers and queueing rules) or narrow it (shapers)."""
         t = self.t
         found = backend.containers(t)
         ips = addresses(t, found)
         links = cuts(spec, t)
         endpoints = sorted({e for c in links for e in (c.src, c.dst)})
-        plan = gray.carriers(links, set(t.node_names))
-        self._require_up(spec, [*plan, *(e for e in endpoints if e not in plan)], found)
-        targets = gray.probe_targets(t, plan, ips)
+        self._require_up(spec, endpoints, found)
+        nodes = set(t.node_names)
         fault_id = self._register(spec, endpoints, {})
         try:
-            queue = gray.queue_of(fault_id)
-            before = gray.measure_rtt(t, targets)
-            t0 = time.time()
-            gray.start_delayers(t, plan, queue, spec)
-            backend.install_rules(t, gray.delay_rules(plan, ips, rule_tag(t.lab, fault_id), queue))
-            after = gray.measure_rtt(t, targets)
-            detail = {"queue": queue, "carriers": sorted(plan), **gray.check_delay(spec, before, after)}
+            if spec.kind == "delay":
+                carriers = gray.carriers(links, nodes)
+                targets = gray.probe_targets(t, carriers, ips)
+                queue = gray.queue_of(fault_id)
+                before = gray.measure_rtt(t, targets)
+                t0 = time.time()
+                gray.start_delayers(t, carriers, queue, spec)
+                backend.install_rules(t, gray.delay_rules(carriers, ips, rule_tag(t.lab, fault_id), queue))
+                after = gray.measure_rtt(t, targets)
+                detail = {"queue": queue, "carriers": sorted(carriers), **gray.check_delay(spec, before, after)}
+            else:
+                shapers = gray.shapers(links, nodes)
+                chosen = gray.transfer_probes(t, shapers, ips)
+                before = gray.measure_rates(t, chosen, ips, spec.rate or 0)
+                t0 = time.time()
+                gray.shape(t, gray.shaped_addresses(shapers, ips), fault_id, spec)
+                after = gray.measure_rates(t, chosen, ips, spec.rate or 0)
+                probes = {n: f"{'to' if d == 'e' else 'from'} {peer}" for n, (d, peer) in chosen.items()}
+                detail = {"shapers": sorted(shapers), "probes": probes, **gray.check_rate(spec, before, after)}
             return self._activate(fault_id, spec, endpoints, t0, detail, basis=rule_basis(found, ips, endpoints))
         except BaseException:
             self._undo_failed_apply(fault_id)

@@ -16,15 +16,19 @@ CONTAINER_KINDS = ("kill", "stop", "pause", "restart")
 
 NETWORK_KINDS = ("isolate", "split", "partition", "flaky")
 
-# Gray failures (lab/faults/gray.py): a slow link between two sides, one process of a node stopped
-# while the rest of it runs, a container's CPU quota cut, a node's clock set off, a disk throttled.
-LINK_KINDS = ("delay",)
-GRAY_KINDS = (*LINK_KINDS, "stall", "cpu", "clock", "io")
+# Gray failures (lab/faults/gray.py): a slow or narrow link between two sides, one process of a
+# node stopped while the rest of it runs, a container's CPU quota cut, a node's clock set off, a disk
+# throttled, the database's connections taken by a rogue client.
+LINK_KINDS = ("delay", "bandwidth")
+GRAY_KINDS = (*LINK_KINDS, "stall", "cpu", "clock", "io", "exhaust")
 
 KINDS = CONTAINER_KINDS + NETWORK_KINDS + GRAY_KINDS
 
+# Kinds aimed at containers (`targets`), not at the sides of a link.
+TARGET_KINDS = (*CONTAINER_KINDS, "isolate", "stall", "cpu", "clock", "io", "exhaust")
+
 # Held across restarts: their rules are re-established on every start (lab/faults/hold.py).
-HELD_KINDS = (*NETWORK_KINDS, "delay")
+HELD_KINDS = (*NETWORK_KINDS, *LINK_KINDS)
 
 PROCESSES = ("zookeeper", "server", "redis")  # what `stall` can stop in a node
 
@@ -33,7 +37,8 @@ ROLES = ("leader", "follower", "random")
 DB, LB = "db", "lb"
 
 
-_OPTIONAL = ("loss", "delay", "jitter", "process", "cpus", "offset", "io_bps", "io_iops")  # FaultSpec's
+# FaultSpec's optional fields
+_OPTIONAL = ("loss", "delay", "jitter", "process", "cpus", "offset", "io_bps", "io_iops", "rate", "leave")
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,8 @@ class FaultSpec:
     offset: float | None = None  # clock: seconds the node's wall clock is set ahead (negative: behind)
     io_bps: int | None = None  # io: bytes per second the data disk reads, and writes
     io_iops: int | None = None  # io: operations per second it reads, and writes (1: stalled)
+    rate: int | None = None  # bandwidth: bits per second each host sends across the link
+    leave: int | None = None  # exhaust: database connections left free (None: none)
 
     def describe(self) -> str:
         if self.kind == "stall":
@@ -64,12 +71,17 @@ class FaultSpec:
                 f"{self.io_iops} iops" if self.io_iops else "",
             ]
             return f"io {' '.join(self.targets)} ({', '.join(x for x in limits if x)})"
+        if self.kind == "exhaust":
+            left = f"{self.leave} left free" if self.leave else "every connection"
+            return f"exhaust {' '.join(self.targets)} ({left})"
         if self.kind in CONTAINER_KINDS or self.kind == "isolate":
             return f"{self.kind} {' '.join(self.targets)}"
         sep = " > " if self.one_way else " | "
         text = f"{self.kind} {sep.join(','.join(s) for s in self.sides)}"
         if self.kind == "delay":
             return text + f" ({self.delay or 0:g}s ± {self.jitter or 0:g}s)"
+        if self.kind == "bandwidth":
+            return text + f" ({format_rate(self.rate)})"
         return text + (f" ({self.loss:g}% loss)" if self.kind == "flaky" else "")
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,6 +112,8 @@ def make_spec(
     offset: float | None = None,
     io_bps: int | None = None,
     io_iops: int | None = None,
+    rate: int | None = None,
+    leave: int | None = None,
 ) -> FaultSpec:
     return FaultSpec(
         kind,
@@ -114,32 +128,54 @@ def make_spec(
         offset,
         io_bps,
         io_iops,
+        rate,
+        leave,
     )
 
 
-_BYTES = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*", re.IGNORECASE)
-_BYTE_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
+_BYTE_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}  # Docker's
+_RATE_UNITS = {"bit": 1, "kbit": 1000, "mbit": 1000**2, "gbit": 1000**3}  # tc's
+MIN_RATE, MAX_RATE = 100_000, 100 * 1000**2  # bits/s: beyond, TBF's burst is a large share of a probe
+
+
+def _quantity(value: Any, where: str, units: Mapping[str, int], example: str) -> int:
+    """A number with one of `units` (a bare number: the first), in the first."""
+    m = re.fullmatch(rf"\s*(\d+(?:\.\d+)?)\s*({'|'.join(units)})?\s*", value, re.I) if isinstance(value, str) else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return round(value)
+    if m is None:
+        raise BadInput(f"{where}: {value!r} is not {example}")
+    return round(float(m.group(1)) * units[(m.group(2) or next(iter(units))).lower()])
+
+
+def _format(n: int | None, units: Mapping[str, int]) -> str:
+    names = list(units)
+    unit = next((u for u in reversed(names) if (n or 0) >= units[u]), names[0])
+    return f"{(n or 0) / units[unit]:g}{unit}"
 
 
 def parse_bytes(value: Any, where: str) -> int:
     """Bytes from `512kb`, `1mb`, `1.5mb` (Docker's 1024-based units) or a number of bytes."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        n = value
-    elif isinstance(value, str) and (m := _BYTES.fullmatch(value)):
-        n = round(float(m.group(1)) * _BYTE_UNITS[(m.group(2) or "b").lower()])
-    else:
-        raise BadInput(f"{where}: {value!r} is not a size like 512kb or 1mb")
+    n = _quantity(value, where, _BYTE_UNITS, "a size like 512kb or 1mb")
     if n < 4096:
         raise BadInput(f"{where}: {value!r} is below 4kb, one page a second")
     return n
 
 
 def format_bytes(n: int | None) -> str:
-    n = n or 0
-    for unit in ("gb", "mb", "kb"):
-        if n >= _BYTE_UNITS[unit]:
-            return f"{n / _BYTE_UNITS[unit]:g}{unit}"
-    return f"{n}b"
+    return _format(n, _BYTE_UNITS)
+
+
+def parse_rate(value: Any, where: str) -> int:
+    """Bits per second from `1mbit`, `500kbit`, `1.5mbit` (tc's 1000-based units) or a number."""
+    n = _quantity(value, where, _RATE_UNITS, "a rate like 1mbit or 500kbit")
+    if not MIN_RATE <= n <= MAX_RATE:
+        raise BadInput(f"{where}: {value!r} is outside {format_rate(MIN_RATE)} to {format_rate(MAX_RATE)}")
+    return n
+
+
+def format_rate(n: int | None) -> str:
+    return _format(n, _RATE_UNITS)
 
 
 MAX_OFFSET = 86400.0  # seconds: a day, past every expiry the node has
@@ -149,7 +185,7 @@ MAX_DELAY = 10.0  # seconds: beyond every timeout the lab has, so nothing longer
 # A fault's fields in scenario and claims files, besides `kind` (`jitter` there is the time's).
 FAULT_FIELDS = (
     *("target", "sides", "one_way", "loss", "delay", "delay_jitter", "process", "cpus", "offset"),
-    *("io_rate", "io_iops"),
+    *("io_rate", "io_iops", "rate", "leave"),
 )
 
 
@@ -180,6 +216,8 @@ def spec_from_yaml(d: Mapping[str, Any], where: str) -> FaultSpec:
         offset=get("offset", signed_duration),
         io_bps=get("io_rate", parse_bytes),
         io_iops=get("io_iops", lambda v, w: y.integer(v, w, minimum=1)),
+        rate=get("rate", parse_rate),
+        leave=get("leave", lambda v, w: y.integer(v, w, minimum=0)),
     )
 
 
@@ -199,13 +237,13 @@ def validate(spec: FaultSpec, t: Topology, where: str = "fault") -> None:
         raise BadInput(f"{where}.kind: unknown fault {spec.kind!r}; choose one of {', '.join(KINDS)}")
     nodes = ", ".join(t.node_names)
     _validate_gray(spec, t, where)
-    if spec.kind in CONTAINER_KINDS or spec.kind in ("isolate", "stall", "cpu", "clock", "io"):
+    if spec.kind in TARGET_KINDS:
         if not spec.targets:
             raise BadInput(
                 f"{where}.target: {spec.kind} needs a target: a node ({nodes}), "
                 f"{'db, lb, ' if spec.kind != 'isolate' else ''}{', '.join(ROLES)}"
             )
-        with_db_lb = spec.kind in CONTAINER_KINDS or spec.kind in ("cpu", "io")
+        with_db_lb = spec.kind in CONTAINER_KINDS or spec.kind in ("cpu", "io", "exhaust")
         allowed = set(t.node_names) | set(ROLES) | ({DB, LB} if with_db_lb else set())
         for i, target in enumerate(spec.targets):
             if target not in allowed:
@@ -224,7 +262,7 @@ def validate(spec: FaultSpec, t: Topology, where: str = "fault") -> None:
     elif spec.targets:
         raise BadInput(f"{where}.target: {spec.kind} takes sides, not targets")
     if spec.kind not in ("split", "partition", "flaky", *LINK_KINDS) and spec.sides:
-        raise BadInput(f"{where}.sides: only split, partition, flaky and delay take sides")
+        raise BadInput(f"{where}.sides: only split, partition, flaky, delay and bandwidth take sides")
     if spec.kind not in ("split", "partition", "flaky") and spec.one_way:
         raise BadInput(f"{where}.one_way: only split, partition and flaky take it")
     if spec.kind == "split":
@@ -258,6 +296,8 @@ def _validate_gray(spec: FaultSpec, t: Topology, where: str) -> None:
         "cpu": ("cpus",),
         "clock": ("offset",),
         "io": ("io_bps", "io_iops"),
+        "bandwidth": ("rate",),
+        "exhaust": ("leave",),
     }
     mine = own.get(spec.kind, ())
     for name in _OPTIONAL[1:]:  # loss is flaky's, checked with it
@@ -276,6 +316,10 @@ def _validate_gray(spec: FaultSpec, t: Topology, where: str) -> None:
             raise BadInput(f"{where}.delay: delay needs a delay from 1ms to {MAX_DELAY:g}s, got {spec.delay!r}")
         if spec.jitter is not None and not 0 <= spec.jitter <= spec.delay:
             raise BadInput(f"{where}.jitter: from 0 to the delay ({spec.delay:g}s), got {spec.jitter!r}")
+    if spec.kind == "bandwidth" and spec.rate is None:
+        raise BadInput(f"{where}.rate: bandwidth needs a rate such as 1mbit")
+    if spec.kind == "exhaust" and spec.targets != (DB,):
+        raise BadInput(f"{where}.target: exhaust takes the database: db")
     if spec.kind == "stall" and spec.process not in PROCESSES:
         raise BadInput(f"{where}.process: stall needs a process: {', '.join(PROCESSES)}; got {spec.process!r}")
     if spec.kind == "clock" and (spec.offset is None or not 0 < abs(spec.offset) <= MAX_OFFSET):

@@ -178,6 +178,10 @@ def wait_recorded(run_dir: Path, kind: str, at_least: int, load: Any, timeout: f
     wait_for(f"{at_least} {kind} records", enough, timeout)
 
 
+# faults.leftovers of a lab with nothing left to heal
+NOTHING_LEFT = {"registered": [], "rules": {}, "shapers": {}, "rogues": [], "paused": [], "stopped": []}
+
+
 def wait_active_faults(lab_name: str, n: int, proc: subprocess.Popen, timeout: float = 90) -> None:
     """Wait until a `halab` subprocess has `n` faults active on the lab; it must not end first."""
 

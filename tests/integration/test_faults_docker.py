@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import REPO, heal_from_another_process, kill_fault_holder, wait_active_faults
+from helpers import NOTHING_LEFT, REPO, heal_from_another_process, kill_fault_holder, wait_active_faults
 
 from lab import faults
 from lab.cluster import probes, state
@@ -35,7 +35,7 @@ def halab_profile() -> str:
 
 
 def clean(t: Any) -> dict[str, Any]:
-    return faults.leftovers(t) == {"registered": [], "rules": {}, "paused": [], "stopped": []}
+    return faults.leftovers(t) == NOTHING_LEFT
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ import sys
 import pytest
 from helpers import (
     JSON,
+    NOTHING_LEFT,
     REPO,
     basic,
     problems_with,
@@ -304,7 +305,7 @@ def test_sigint_during_a_fault_then_down_leaves_nothing(halab_lab_factory, tmp_p
             assert lab_objects(lab_name) == NOTHING, "the run removes the lab it started"
         else:
             assert len(lifecycle.running_containers(lab_name)) == 3, "the user's lab stays up"
-            assert faults.leftovers(t) == {"registered": [], "rules": {}, "paused": [], "stopped": []}
+            assert faults.leftovers(t) == NOTHING_LEFT
         down = halab("down", "--name", lab_name)
         assert down.returncode == 0, down.stderr
         assert lab_objects(lab_name) == NOTHING and not state.lab_dir(lab_name).exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import NOTHING_LEFT
 
 from lab import faults
 from lab.core import paths
@@ -38,4 +39,4 @@ def test_isolate_follower_scenario_passes_and_journals_everything(halab_lab3, ha
     assert {a["name"]: a["ok"] for a in j["assertions"]} == {"no_lost_writes": True, "no_fenced_acks": True}
     assert json.loads((result.run_dir / "journal.json").read_text())["verdict"] == "passed"
     assert (result.run_dir / "report.html").exists() and (result.run_dir / "history.jsonl").exists()
-    assert faults.leftovers(halab_lab3) == {"registered": [], "rules": {}, "paused": [], "stopped": []}
+    assert faults.leftovers(halab_lab3) == NOTHING_LEFT

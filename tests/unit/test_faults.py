@@ -625,3 +625,33 @@ def test_a_split_cuts_a_load_balancer_placed_in_a_datacenter_from_the_other_side
     assert ("a1", LB) in faults.check_paths(cut_list, {"a1", "a2", "b1"})
     # Outside every datacenter (the default), a split leaves it alone.
     assert LB not in {e for g in netmodel.groups(make_spec("split"), make_topology(3)) for e in g}
+
+
+def test_a_bandwidth_fault_is_shaped_again_only_on_a_node_that_restarted_and_undone_on_heal(fake, monkeypatch):
+    from lab.faults import gray
+
+    lab = fake()
+    shaped: list[dict[str, list[str]]] = []
+    cleared: list[tuple[list[str], str | None]] = []
+    rates = iter([{"a1": 9e8, "a2": 9e8, "b1": 9e8}, {"a1": 0.97e6, "a2": 0.96e6, "b1": 0.98e6}])
+    monkeypatch.setattr(gray, "measure_rates", lambda t, chosen, ips, rate: next(rates))
+    monkeypatch.setattr(gray, "shape", lambda t, addrs, fault_id, spec: shaped.append(dict(addrs)))
+    monkeypatch.setattr(
+        gray,
+        "unshape",
+        lambda t, nodes, fault_id: cleared.append((list(nodes), fault_id)) or {n: (2, 0) for n in nodes},
+    )
+    with Injector(T3) as inj:
+        fault = inj.apply(make_spec("bandwidth", sides=[["dc-a"], ["dc-b"]], rate=10**6))
+        assert set(shaped[0]) == {"a1", "a2", "b1"} and fault.detail["mbit_after"]["b1"] == 0.98
+        assert fault.detail["probes"] == {"a1": "to b1", "a2": "to b1", "b1": "to a1"}
+        lab.restarted("b1")  # a fresh namespace: its shaping went with the old one
+        assert faults.reapply(T3, "b1 started") == [fault.id]
+        assert set(shaped[1]) == {"b1"}  # the others keep theirs untouched
+        assert [n["why"] for n in reapplied(fault.id)] == ["b1 started"]
+        lab.restarted("a2", ip="10.0.0.99")  # a moved address: every filter naming it changes
+        faults.reapply(T3, "a2 started")
+        assert set(shaped[2]) == {"a1", "a2", "b1"} and "e:10.0.0.99" in shaped[2]["b1"]
+        assert not any(lab.rules(n) for n in T3.node_names)  # no iptables rule is involved
+        inj.heal(fault)
+    assert cleared == [(["a1", "a2", "b1"], fault.id)]

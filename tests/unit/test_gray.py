@@ -4,7 +4,9 @@ rules) and the checks that judge the measurements."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
+from typing import Any
 
 import pytest
 
@@ -90,6 +92,8 @@ def test_io_rates_refuse_what_is_no_rate(text):
 def test_the_io_probe_takes_about_two_seconds_under_the_limit():
     assert gray.io_probe(make_spec("io", ["db"], io_iops=1)) == (4096, 3)
     assert gray.io_probe(make_spec("io", ["db"], io_iops=10)) == (4096, 20)
+    # The throttle lets a burst through at once (64 writes passed 500 iops in 0.01 s): two seconds' worth.
+    assert gray.io_probe(make_spec("io", ["db"], io_iops=500)) == (4096, 1000)
     assert gray.io_probe(make_spec("io", ["db"], io_bps=1024**2)) == (65536, 32)
 
 
@@ -209,3 +213,197 @@ def test_the_host_clock_adds_the_offset_file_to_the_wall_clock_only(tmp_path, mo
     assert hostclock.offset() == -2.5
     clock_file.write_text("nonsense")
     assert hostclock.offset() == 0.0
+
+
+# ------------------------------------------------------------------- bandwidth and exhaust
+
+
+@pytest.mark.parametrize(
+    "spec,match",
+    [
+        (make_spec("bandwidth", sides=[["dc-a"], ["dc-b"]]), r"^fault\.rate: bandwidth needs a rate"),
+        (make_spec("bandwidth", rate=10**6), r"^fault\.sides: bandwidth takes two sides"),
+        (make_spec("bandwidth", sides=[["a1"], ["db"]], rate=10**6, delay=0.1), r"^fault\.delay: only delay"),
+        (make_spec("delay", sides=[["a1"], ["db"]], delay=0.1, rate=10**6), r"^fault\.rate: only bandwidth"),
+        (make_spec("exhaust", ["a1"]), r"^fault\.target: exhaust takes the database: db"),
+        (make_spec("exhaust"), r"^fault\.target: exhaust takes the database"),
+        (make_spec("exhaust", ["db"], rate=10**6), r"^fault\.rate: only bandwidth takes it"),
+        (make_spec("kill", ["db"], leave=2), r"^fault\.leave: only exhaust takes it"),
+    ],
+)
+def test_bandwidth_and_exhaust_validation_names_the_field(spec, match):
+    with pytest.raises(BadInput, match=match):
+        faults.validate(spec, T3)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        make_spec("bandwidth", sides=[["dc-a"], ["dc-b"]], rate=10**6),
+        make_spec("bandwidth", sides=[["a1"], ["db", "lb"]], rate=500_000),
+        make_spec("exhaust", ["db"]),
+        make_spec("exhaust", ["db"], leave=3),
+    ],
+)
+def test_valid_bandwidth_and_exhaust_specs_round_trip(spec):
+    faults.validate(spec, T3)
+    assert FaultSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+def test_bandwidth_and_exhaust_say_the_asked_effect():
+    assert make_spec("bandwidth", sides=[["dc-a"], ["dc-b"]], rate=1_500_000).describe() == (
+        "bandwidth dc-a | dc-b (1.5mbit)"
+    )
+    assert make_spec("exhaust", ["db"]).describe() == "exhaust db (every connection)"
+    assert make_spec("exhaust", ["db"], leave=2).describe() == "exhaust db (2 left free)"
+
+
+@pytest.mark.parametrize("text,n", [("1mbit", 10**6), ("500kbit", 500_000), ("1.5Mbit", 1_500_000), (200_000, 200_000)])
+def test_rates_are_tcs_units(text, n):
+    assert faults.parse_rate(text, "rate") == n
+
+
+@pytest.mark.parametrize("text", ["1 megabit", "1mb", "10kbit", "2gbit"])
+def test_rates_refuse_what_is_no_rate_or_out_of_range(text):
+    with pytest.raises(BadInput, match=r"^rate: "):
+        faults.parse_rate(text, "rate")
+
+
+def test_a_scenario_fault_takes_rate_and_leave():
+    spec = faults.spec_from_yaml({"kind": "bandwidth", "sides": [["dc-a"], ["dc-b"]], "rate": "1mbit"}, "f")
+    assert spec.rate == 10**6
+    assert faults.spec_from_yaml({"kind": "exhaust", "target": ["db"], "leave": 2}, "f").leave == 2
+    with pytest.raises(BadInput, match=r"^f\.leave: "):
+        faults.spec_from_yaml({"kind": "exhaust", "target": ["db"], "leave": -1}, "f")
+
+
+def test_each_direction_is_shaped_once_at_its_sender_or_where_the_database_or_lb_send_at_the_receiver():
+    spec = make_spec("bandwidth", sides=[["dc-a"], ["dc-b"]], rate=10**6)
+    t = make_topology(3, lab="g3", lb_dc="dc-b")
+    plan = gray.shapers(faults.cuts(spec, t), set(t.node_names))
+    assert {n: set(e) for n, e in plan.items()} == {
+        "a1": {("e", "b1"), ("e", LB), ("i", LB)},
+        "a2": {("e", "b1"), ("e", LB), ("i", LB)},
+        "b1": {("e", "a1"), ("e", "a2"), ("e", DB), ("i", DB)},
+    }
+    # Every direction between two endpoints is shaped exactly once (the database and the load
+    # balancer are never both ends: they do not talk to each other).
+    for c in faults.cuts(spec, t):
+        holders = [
+            n
+            for n, entries in plan.items()
+            for d, p in entries
+            if (n, d, p) in ((c.src, "e", c.dst), (c.dst, "i", c.src))
+        ]
+        assert len(holders) == (0 if {c.src, c.dst} == {DB, LB} else 1), c
+
+
+def test_shaping_matches_every_address_of_each_peer():
+    plan = {"b1": [("e", "a1"), ("i", DB)]}
+    ips = {"a1": {"interdc": "10.0.1.2", "dc-a": "10.0.2.2"}, DB: {"db": "10.0.3.2"}}
+    assert gray.shaped_addresses(plan, ips) == {"b1": ["e:10.0.1.2", "e:10.0.2.2", "i:10.0.3.2"]}
+
+
+def test_the_transfer_that_shows_the_shaping_prefers_a_peer_node_then_the_database():
+    ips = {
+        "a1": {"interdc": "10.0.1.2", "dc-a": "10.0.2.2", "db": "10.0.3.10"},
+        "b1": {"interdc": "10.0.1.4"},
+        DB: {"db": "10.0.3.3"},
+        LB: {"dc-a": "10.0.2.1"},
+    }
+    plan = {"b1": [("i", DB), ("e", DB), ("e", "a1")], "a1": [("i", LB), ("i", DB)], "a2": [("i", "b1")]}
+    assert gray.transfer_probes(T3, plan, ips) == {"b1": ("e", "a1"), "a1": ("i", DB)}
+
+
+def test_the_probe_is_long_enough_that_the_burst_is_a_small_share():
+    assert gray.burst_bytes(10**6) == 4096  # a few frames, more than 10 ms of 1 mbit
+    assert gray.probe_bytes(10**6) == 250_000  # 2 s
+    assert gray.probe_bytes(100 * 10**6) == 8 * 1024**2  # capped
+    assert all(gray.probe_bytes(r) >= 16 * gray.burst_bytes(r) for r in (10**5, 10**6, 10**8))
+
+
+def test_the_rate_check_wants_the_asked_rate_within_a_fifth_and_a_faster_link_before():
+    spec = make_spec("bandwidth", sides=[["dc-a"], ["dc-b"]], rate=10**6)
+    ok = gray.check_rate(spec, {"a1": 8e8, "b1": 9e8}, {"a1": 0.95e6, "b1": 1.1e6})
+    assert ok["mbit_after"] == {"a1": 0.95, "b1": 1.1}
+    with pytest.raises(FaultNotEffective, match=r"ran at 1\.500 mbit/s \(b1\), not 1 mbit/s ± 20%"):
+        gray.check_rate(spec, {"a1": 8e8, "b1": 9e8}, {"a1": 0.95e6, "b1": 1.5e6})
+    with pytest.raises(FaultNotEffective, match=r"faster before: 0\.900 \(a1\)"):  # it was already that slow
+        gray.check_rate(spec, {"a1": 0.9e6}, {"a1": 0.95e6})
+    with pytest.raises(FaultNotEffective):  # nothing measured is no pass
+        gray.check_rate(spec, {}, {})
+
+
+def test_the_shaping_script_is_valid_sh():
+    done = subprocess.run(["sh", "-n"], input=gray._SHAPING, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_exhaust_check_wants_max_connections_less_leave_and_a_refusal():
+    spec = make_spec("exhaust", ["db"])
+    # The admin's reading is one of the connections counted: 161 = 160 taken + the reading.
+    assert gray.check_exhaust(spec, 161, 160, "1040 Too many connections")["connections_after"] == 160
+    with pytest.raises(FaultNotEffective, match=r"the database had 150 connections \(db\), not 160 of its 160"):
+        gray.check_exhaust(spec, 151, 160, "1040 Too many connections")
+    with pytest.raises(FaultNotEffective, match=r"a new connection was not refused for lack of slots: ok"):
+        gray.check_exhaust(spec, 161, 160, "ok")
+    assert gray.check_exhaust(make_spec("exhaust", ["db"], leave=5), 156, 160, "ok")["connections_after"] == 155
+
+
+class FakeMysql:
+    """A server with `slots` connections for the rogue client, some taken by others."""
+
+    class Error(Exception):
+        pass
+
+    def __init__(self, slots: int, others: int) -> None:
+        self.slots, self.others, self.open = slots, others, 0
+
+    def connect(self, host: str, port: int) -> Any:
+        if self.open + self.others >= self.slots:
+            raise self.Error(1040, "Too many connections")
+        self.open += 1
+        return self
+
+    def close(self) -> None:
+        self.open -= 1
+
+
+@pytest.mark.parametrize("leave,held", [(0, 7), (2, 5)])
+def test_the_rogue_client_takes_every_free_connection_but_leave(monkeypatch, capsys, leave, held):
+    import pymysql
+
+    from lab.agent import connhold
+
+    server = FakeMysql(slots=10, others=3)
+    monkeypatch.setattr(pymysql.err, "MySQLError", FakeMysql.Error)
+    monkeypatch.setattr(connhold, "connect", server.connect)
+    monkeypatch.setattr(connhold, "free_slots", lambda c: server.slots - server.open - server.others)
+    monkeypatch.setattr(connhold, "POLL", 0.01)
+    connhold.hold("db", 3306, leave, time.time() + 0.1)
+    assert server.open == held
+    states = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert states[-1]["held"] == held
+    assert (states[-1]["refused"] == "1040 Too many connections") == (leave == 0)
+
+
+def test_the_rogue_client_says_why_a_connection_was_refused():
+    from lab.agent.connhold import refusal
+
+    assert refusal(Exception(1040, "Too many connections")) == "1040 Too many connections"
+    assert refusal(Exception(2003, "Can't connect")) is None
+
+
+def test_the_command_line_reads_bandwidth_sides_and_the_exhaust_target():
+    from lab.cli.chaos import fault_spec
+    from lab.cli.main import build_parser
+
+    def spec(*argv: str) -> FaultSpec:
+        return fault_spec(build_parser().parse_args(["fault", *argv]))
+
+    assert spec("bandwidth", "dc-a", "dc-b", "--rate", "1mbit") == make_spec(
+        "bandwidth", sides=[["dc-a"], ["dc-b"]], rate=10**6
+    )
+    assert spec("exhaust", "db", "--leave", "2") == make_spec("exhaust", ["db"], leave=2)
+    with pytest.raises(BadInput, match=r"^--rate: "):
+        spec("bandwidth", "a1", "db", "--rate", "fast")
