@@ -11,6 +11,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -90,10 +91,10 @@ METRIC_POOL = {
 
 
 class Sampler:
-    """Samples taken during one point's load: database counters and container memory every
-    SAMPLE_INTERVAL, each node's heap gauges every NODE_POLL_INTERVAL on a thread of its own (the
-    node's peak gauge catches spikes between polls; polling often still reads a node's last peak
-    shortly before it dies of it).
+    """Samples taken while a load runs (`with Sampler(...)`): database counters, container memory
+    and CPU every SAMPLE_INTERVAL, each node's heap and pool gauges every NODE_POLL_INTERVAL, each
+    on a thread of its own (the node's peak gauge catches spikes between polls; polling often still
+    reads a node's last peak shortly before it dies of it).
 
     Every call is bounded by a short timeout and a failed sample is skipped, never fatal: a
     database at its connection limit or a node that just died is exactly what is being measured."""
@@ -117,6 +118,7 @@ class Sampler:
         self._last_pool: dict[str, dict[str, float]] = {}
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll_nodes, name="capacity-node-poller", daemon=True)
+        self._sampler = threading.Thread(target=self._sample, name="capacity-sampler", daemon=True)
 
     def __enter__(self) -> Sampler:
         from lab.cluster import docker
@@ -129,11 +131,31 @@ class Sampler:
         self._cpu_readings()
         self._last_db, self._last_db_t = self.db_status(), time.monotonic()
         self._poller.start()
+        self._sampler.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._poller.join()
+        self._sampler.join()
+
+    def bottleneck(self) -> b.Bottleneck:
+        """What saturated first while this sampler ran."""
+        return b.attribute(self.samples, self.started)
+
+    def write_bottleneck(self, path: Path) -> b.Bottleneck:
+        """The bottleneck and each resource's peak share, as `bottleneck.json` of a load run."""
+        found = self.bottleneck()
+        path.write_text(
+            json.dumps(
+                {"bottleneck": asdict(found), "text": found.text(), "usage_peaks": b.peaks(self.samples)}, indent=2
+            )
+        )
+        return found
+
+    def _sample(self) -> None:
+        while not self._stop.wait(SAMPLE_INTERVAL):
+            self.take()
 
     def _poll_nodes(self) -> None:
         while not self._stop.wait(NODE_POLL_INTERVAL):

@@ -15,13 +15,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from lab.capacity.bottleneck import GENERATOR, NONE, Bottleneck, attribute, peaks
+from lab.capacity.bottleneck import GENERATOR, NONE, Bottleneck, peaks
 from lab.capacity.measurement import Measurement, NodeOutcome, load_figures, node_outcome
 from lab.capacity.report import summary_line, write_json, write_report
-from lab.capacity.sampler import SAMPLE_INTERVAL, Sampler
+from lab.capacity.sampler import Sampler
 from lab.capacity.spec import Grid, Point, Settings
 from lab.cluster.topology import Topology
 from lab.core.errors import LabError, RuntimeFailure
+from lab.core.wait import poll
 
 log = logging.getLogger("halab.capacity.sweep")
 
@@ -111,10 +112,7 @@ def _measure(
         load = LoadRun(spec, point_dir / "load")
         sampler = Sampler(t, point_dir / "samples.jsonl", lambda: load.generator.latest if load.generator else None)
         with load, sampler:
-            while load.running and time.monotonic() < deadline:
-                tick = time.monotonic() + SAMPLE_INTERVAL
-                sampler.take()
-                time.sleep(max(0.0, min(tick, deadline) - time.monotonic()))
+            poll(lambda: load.running, lambda running: not running, max(0.0, deadline - time.monotonic()), 0.5)
             timed_out = load.running
         # After the load: the final counters, each node's fate.
         final = sampler.db_status()
@@ -122,7 +120,7 @@ def _measure(
         outcomes = _node_outcomes(t, sampler, point_dir)
         figures = load_figures(load_run(load.run_dir).requests)
         generator = load.result.generator_cpu if load.result else None
-        found = attribute(sampler.samples, sampler.started)
+        found = sampler.bottleneck()
         if generator is not None and generator.warned and found.resource == NONE:
             # Locust saw itself hot between two of our readings: its word is evidence enough.
             found = Bottleneck(GENERATOR, "", None, "Locust warned its CPU passed 90%")

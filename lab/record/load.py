@@ -24,7 +24,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -171,6 +172,9 @@ class GeneratorCpu:
     @property
     def hot(self) -> bool:
         return self.peak >= GENERATOR_HOT or self.warned
+
+    def figures_line(self) -> str:
+        return f"Locust's CPU: peak {self.peak:.0%}, mean {self.mean:.0%} of one CPU over {self.processes} process(es)"
 
     def hint(self, processes: int) -> str:
         """One line for a hot generator: the figures are its, and what to do."""
@@ -382,11 +386,18 @@ class LoadRun:
         return self.result
 
 
-def run_load(spec: LoadSpec, run_dir: Path | None = None, runs_root: str | os.PathLike[str] = "runs") -> LoadResult:
-    """Run the load to its end (Ctrl-C stops it early, keeping what was recorded)."""
+def run_load(
+    spec: LoadSpec,
+    run_dir: Path | None = None,
+    runs_root: str | os.PathLike[str] = "runs",
+    observe: Callable[[LoadRun], AbstractContextManager[object]] | None = None,
+) -> LoadResult:
+    """Run the load to its end (Ctrl-C stops it early, keeping what was recorded); `observe(load)`,
+    a context manager, runs beside it from its start to its end (the capacity sampler does)."""
     load = LoadRun(spec, run_dir, runs_root).start()
     try:
-        result = load.wait()
+        with observe(load) if observe else contextlib.nullcontext():
+            result = load.wait()
     except KeyboardInterrupt:
         load.stop()
         raise
