@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import json
 import logging
 import time
@@ -277,45 +278,8 @@ class Api:
             )
         rows, more = await self.node.db.run(store.list_rows, rt, q)
         base = self.base(request)
-        url = f"{base}{request.path}"
-        data = [gdapi.resource_body(rt, store.values(rt, row, self.node.ctx), base) for row in rows]
-        keep = [(k, v) for k, v in params if k not in ("marker", "sort", "order")]
-        pagination = {
-            "first": gdapi.query_url(url, [*keep, ("sort", q.sort), ("order", q.order)]) if q.offset else None,
-            "previous": None,
-            "next": gdapi.query_url(
-                url, [*keep, ("sort", q.sort), ("order", q.order), ("marker", f"m{q.offset + q.limit}")]
-            )
-            if more
-            else None,
-            "limit": q.limit,
-            "total": None,
-            "partial": more,
-        }
-        if q.offset:
-            prev = max(0, q.offset - q.limit)
-            pagination["previous"] = gdapi.query_url(
-                url, [*keep, ("sort", q.sort), ("order", q.order), ("marker", f"m{prev}")]
-            )
-        reverse = "desc" if q.order == "asc" else "asc"
-        filters: dict[str, Any] = {f.name: None for f in rt.all_fields() if f.filter}
-        for c in q.conditions:
-            filters.setdefault(c.field.name, None)
-            filters[c.field.name] = (filters[c.field.name] or []) + [{"modifier": c.modifier, "value": c.value}]
-        body = gdapi.collection_body(
-            rt.name,
-            gdapi.query_url(url, params),
-            data,
-            create_types={rt.name: gdapi.collection_url(rt, base)} if rt.creatable else {},
-            sort_links={s: gdapi.query_url(url, [("sort", s)]) for s in store.SORTABLE},
-            pagination=pagination,
-            sort={
-                "name": q.sort,
-                "order": q.order,
-                "reverse": gdapi.query_url(url, [*keep, ("sort", q.sort), ("order", reverse)]),
-            },
-            filters=filters,
-        )
+        body = dict(_collection(rt.name, f"{base}{request.path}", base, tuple(params), q, more))
+        body["data"] = [gdapi.resource_body(rt, store.values(rt, row, self.node.ctx), base) for row in rows]
         return json_response(self._account(gdapi.dumps(body)))
 
     async def children(self, request: web.Request) -> web.Response:
@@ -432,3 +396,51 @@ class Api:
             "agent": f"{base}/v1/agents/{reg['agentId']}",
         }
         return json_response(gdapi.dumps(reg), 201 if created else 200)
+
+
+# A list's envelope (links, pagination, sort, filters) depends only on the request and the page's
+# place, not on its rows; its URL encoding cost as much as rendering ten rows, so each is built
+# once. Shared: callers copy it before adding the rows.
+@functools.lru_cache(maxsize=256)
+def _collection(
+    type_name: str, url: str, base: str, params: tuple[tuple[str, str], ...], q: store.ListQuery, more: bool
+) -> dict[str, Any]:
+    rt = RESOURCE_TYPES[type_name]  # by name: a ResourceType holds dicts, so it cannot be a cache key
+    keep = [(k, v) for k, v in params if k not in ("marker", "sort", "order")]
+    pagination = {
+        "first": gdapi.query_url(url, [*keep, ("sort", q.sort), ("order", q.order)]) if q.offset else None,
+        "previous": None,
+        "next": gdapi.query_url(
+            url, [*keep, ("sort", q.sort), ("order", q.order), ("marker", f"m{q.offset + q.limit}")]
+        )
+        if more
+        else None,
+        "limit": q.limit,
+        "total": None,
+        "partial": more,
+    }
+    if q.offset:
+        prev = max(0, q.offset - q.limit)
+        pagination["previous"] = gdapi.query_url(
+            url, [*keep, ("sort", q.sort), ("order", q.order), ("marker", f"m{prev}")]
+        )
+    reverse = "desc" if q.order == "asc" else "asc"
+    filters: dict[str, Any] = {f.name: None for f in rt.all_fields() if f.filter}
+    for c in q.conditions:
+        filters.setdefault(c.field.name, None)
+        filters[c.field.name] = (filters[c.field.name] or []) + [{"modifier": c.modifier, "value": c.value}]
+    body = gdapi.collection_body(
+        rt.name,
+        gdapi.query_url(url, params),
+        (),
+        create_types={rt.name: gdapi.collection_url(rt, base)} if rt.creatable else {},
+        sort_links={s: gdapi.query_url(url, [("sort", s)]) for s in store.SORTABLE},
+        pagination=pagination,
+        sort={
+            "name": q.sort,
+            "order": q.order,
+            "reverse": gdapi.query_url(url, [*keep, ("sort", q.sort), ("order", reverse)]),
+        },
+        filters=filters,
+    )
+    return body
