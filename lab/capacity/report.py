@@ -218,7 +218,8 @@ def markdown(
         f"Each point: a fresh lab, {s['duration']:g} s of Locust `ApiUser` load through the load balancer "
         f"(spawn rate {s['spawn_rate']:g}/s, think time {s['think_time']} s), hard timeout "
         f"{Settings(**s).hard_timeout:g} s. Pool wait {s['pool_wait_ms']} ms, heap scale 1/{s['heap_scale']}, "
-        f"node profile {s.get('profile', DEFAULT_PROFILE)}.",
+        f"node profile {s.get('profile', DEFAULT_PROFILE)}"
+        + (f", every node's CPU quota {s['node_cpus']:g} CPU." if s.get("node_cpus") else "."),
         f"Fixed: {', '.join(fixed) or 'nothing'}. Swept: {', '.join(DIMENSION_TITLES[d] for d in swept) or 'nothing'}.",
         "",
         "## Measurements",

@@ -42,7 +42,8 @@ def _load_driver() -> Any:
 
 driver: Any = _load_driver()
 DRIVER = driver.__name__  # shown in /status.json: which driver a node's figures were taken with
-DictCursor: Any = driver.cursors.DictCursor
+# By module path: MySQLdb imports its `cursors` only on its first connect.
+DictCursor: Any = importlib.import_module(f"{driver.__name__}.cursors").DictCursor
 IntegrityError: type[Exception] = driver.IntegrityError
 Conn = Any  # a driver connection: used by one worker thread at a time
 
