@@ -213,7 +213,9 @@ class GeneratorMeter:
             cur, now = cpu.process_group_cpu(self.pgid), time.monotonic()
             if cur:
                 self._processes = max(self._processes, len(cur))
-                self.shares.append((time.time(), max(cpu.process_shares(prev, cur, now - t_prev).values())))
+                self.shares.append(
+                    (time.time(), max(cpu.process_shares(prev, cur, now - t_prev).values(), default=0.0))
+                )
             prev, t_prev = cur, now
 
     def figures(self, log_text: str) -> GeneratorCpu | None:
