@@ -154,8 +154,10 @@ class Sampler:
         return found
 
     def _sample(self) -> None:
-        while not self._stop.wait(SAMPLE_INTERVAL):
+        due = time.monotonic() + SAMPLE_INTERVAL  # on a clock: a slow sample (docker stats) delays only itself
+        while not self._stop.wait(max(0.0, due - time.monotonic())):
             self.take()
+            due = max(due + SAMPLE_INTERVAL, time.monotonic())
 
     def _poll_nodes(self) -> None:
         while not self._stop.wait(NODE_POLL_INTERVAL):
