@@ -70,7 +70,11 @@ def is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, (driver.OperationalError, driver.InterfaceError, OSError))
 
 
-def connect(cfg: Config, connect_timeout: float = 3.0, read_timeout: float | None = 10.0) -> Conn:
+def connect(cfg: Config, connect_timeout: int = 3, read_timeout: int | None = 10) -> Conn:
+    """A connection; timeouts in whole seconds (MySQLdb takes no fractions), `read_timeout` None: none."""
+    timeouts = {"connect_timeout": connect_timeout}
+    if read_timeout is not None:  # MySQLdb refuses None: leaving it out means no timeout to both drivers
+        timeouts.update(read_timeout=read_timeout, write_timeout=read_timeout)
     try:
         conn = driver.connect(
             host=cfg.db_host,
@@ -80,9 +84,7 @@ def connect(cfg: Config, connect_timeout: float = 3.0, read_timeout: float | Non
             database=cfg.db_name,
             charset="utf8mb4",
             autocommit=True,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            write_timeout=read_timeout,
+            **timeouts,
         )
     except driver.OperationalError as e:
         code = e.args[0] if e.args else None
@@ -181,7 +183,7 @@ class Database:
 
     def _system_job(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         if self._system_conn is None:
-            self._system_conn = connect(self.cfg, read_timeout=5.0)
+            self._system_conn = connect(self.cfg, read_timeout=5)
         conn = self._system_conn
         try:
             return fn(conn, *args)
