@@ -5,8 +5,10 @@ the harness, not the sized resource, and never counts toward a sizing recommenda
 Each sample lists `Usage`s: one resource's share of its limit over the last interval (1.0: all of
 it). A resource is saturated from SATURATED; the first sample with any saturated resource names
 the bottleneck. Within one sample, a limit that refuses work (database connections, the pool, the
-heap) comes before a CPU, since its errors are direct evidence, and the most specific CPU before
-the machine's."""
+heap) comes before a CPU, since its errors are direct evidence. The machine's CPU is named only
+when nothing more specific saturated: on a small machine shared with other work it is often busy
+from the start, which says nothing about what limited this point (it is listed with the others
+that saturated, with its time)."""
 
 from __future__ import annotations
 
@@ -85,18 +87,15 @@ def usages(sample: Mapping[str, Any]) -> list[Usage]:
 def attribute(samples: Sequence[Mapping[str, Any]], start: float) -> Bottleneck:
     """The first saturated resource of a point's samples (`{"t": epoch, "usage": [...]}`), `start`
     being when the load began."""
-    first: tuple[float, Usage] | None = None
+    hot = [
+        (max(0.0, float(sample["t"]) - start), u) for sample in samples for u in usages(sample) if u.share >= SATURATED
+    ]
+    specific = [(at, u) for at, u in hot if u.resource != MACHINE_CPU]
+    first = min(specific or hot, key=lambda h: (h[0], PRECEDENCE.index(h[1].resource), -h[1].share), default=None)
     later: dict[str, float] = {}
-    for sample in samples:
-        hot = [u for u in usages(sample) if u.share >= SATURATED]
-        if not hot:
-            continue
-        at = max(0.0, float(sample["t"]) - start)
-        if first is None:
-            first = (at, min(hot, key=lambda u: (PRECEDENCE.index(u.resource), -u.share)))
-        for u in hot:
-            if u.name != first[1].name:
-                later.setdefault(u.name, at)
+    for at, u in hot:
+        if first is not None and u.name != first[1].name:
+            later.setdefault(u.name, at)
     if first is None:
         peak = max((u for s in samples for u in usages(s)), key=lambda u: u.share, default=None)
         busiest = f"busiest: {peak.name} at {peak.share:.0%} ({peak.evidence})" if peak else "nothing was sampled"

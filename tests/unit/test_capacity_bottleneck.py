@@ -180,3 +180,15 @@ def test_the_bottleneck_survives_capacity_json(tmp_path: Path) -> None:
     _, [back], _ = report.load_report(tmp_path)
     assert back == m and not back.counts_for_sizing
     assert "bounded by Locust" in (report.generator_note(back) or "")
+
+
+def test_a_busy_machine_is_named_only_when_nothing_more_specific_saturated() -> None:
+    samples = [
+        sample(2, (b.MACHINE_CPU, "", 0.99), (b.DB_CONNECTIONS, "", 0.5)),
+        sample(4, (b.MACHINE_CPU, "", 0.99), (b.DB_CONNECTIONS, "", 1.0)),
+    ]
+    found = b.attribute(samples, start=0)
+    assert (found.resource, found.at_s, found.then) == (b.DB_CONNECTIONS, 4.0, ("machine CPU at 2 s",))
+    assert not found.harness_bound
+    only = b.attribute(samples[:1], start=0)
+    assert only.resource == b.MACHINE_CPU and only.harness_bound
