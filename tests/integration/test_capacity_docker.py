@@ -97,7 +97,7 @@ def test_two_point_sweep_writes_table_json_and_plot(tmp_path):
     assert (directory / "plots" / "db_max_connections.png").stat().st_size > 0
     # 12 connections for 20 busy users: the database refused connections before anything else saturated.
     assert small["bottleneck"]["resource"] == "database connections", small["bottleneck"]
-    assert "refused" in small["bottleneck"]["evidence"] and small["counts_for_sizing"]
+    assert "of max_connections 12" in small["bottleneck"]["evidence"] and small["counts_for_sizing"]
     assert auto["bottleneck"]["resource"] != "database connections", auto["bottleneck"]
     md = (directory / "capacity.md").read_text()
     assert "| # | database max_connections | status | ok req/s |" in md and "| bottleneck |" in md
