@@ -199,7 +199,7 @@ class Sampler:
             dt = cur.t - prev.t
             held = cpu.throttled(prev, cur)
             evidence = f"{used / dt:.2f} of {limit:g} CPU" + (
-                f", quota throttled {held:.0%} of the time" if held else ""
+                f", its quota held it back {held:.2f} s per s" if held else ""
             )
             resource = {"db": b.DB_CPU, "lb": b.LB_CPU, "machine": b.MACHINE_CPU}.get(key, b.NODE_CPU)
             if resource == b.DB_CPU and db:

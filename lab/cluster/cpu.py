@@ -36,7 +36,7 @@ def share(prev: CpuReading, cur: CpuReading) -> float:
 
 
 def throttled(prev: CpuReading, cur: CpuReading) -> float:
-    """The fraction of the interval its quota held it back."""
+    """Seconds its quota held it back per second of the interval (summed over CPUs: may pass 1)."""
     dt = cur.t - prev.t
     return max(0.0, cur.throttled_s - prev.throttled_s) / dt if dt > 0 else 0.0
 
