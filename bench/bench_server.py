@@ -5,11 +5,14 @@ straight on 127.0.0.1 (`halab up --direct-port`), and drives that port with `wrk
 `wrk`) for a bounded time per endpoint, so the figures are the node's own, not the load
 balancer's. Memory is the sum of VmRSS of every process in the container (the Python API server
 and ZooKeeper's JVM), read from /proc inside it, idle and right after the load, next to
-`docker stats`' cgroup figure. The lab is removed at the end.
+`docker stats`' cgroup figure. The lab is removed at the end. During each endpoint's load the
+node's and the database's CPU are read from their cgroups' counters (CPUs used on average), and
+the node's MySQL driver is taken from its /status.json (issue 18: the C driver, MySQLdb).
 
     .venv/bin/python bench/bench_server.py [--duration 10] [--connections 32] [--xmx 1g]
 
 Targets (issue 3): >= 1,000 simple reads/s on the 2-core machine; server + ZooKeeper <= 300 MB RSS.
+Target (issue 18): the MySQL-backed list >= 2,000 req/s, cached reads no lower than before.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integrat
 from helpers import http, wait_for
 
 from lab.cli.main import configure_logging
-from lab.cluster import docker, lifecycle
+from lab.cluster import cpu, docker, lifecycle
 from lab.cluster.compose import container_name
 from lab.cluster.preflight import free_port, free_ports
 from lab.cluster.state import unique_lab_name
@@ -127,9 +130,15 @@ def main() -> int:
             "GET /ping": "/ping",
             "GET /v1/projects?limit=10 (MySQL)": "/v1/projects?limit=10",
         }
+        ids = {c.service: c.id for c in docker.container_states(t.lab)}
+        driver = (http("GET", f"{direct}/status.json")[2].get("database") or {}).get("driver", "?")
         results = {}
         for label, path in endpoints.items():
+            before = {s: cpu.container_cpu(ids[s]) for s in ("a1", "db")}
             results[label] = wrk(direct + path, args.duration, args.connections)
+            for s, prev in before.items():
+                cur = cpu.container_cpu(ids[s])
+                results[label][f"{s}_cpu"] = cpu.share(prev, cur) * cur.limit if prev and cur else float("nan")
         loaded = rss(container)
         cgroup = cgroup_mem(container)
         metrics = http("GET", f"{direct}/metrics")[2]
@@ -140,9 +149,13 @@ def main() -> int:
         f"\nOne node (-Xmx{args.xmx}), wrk -t2 -c{args.connections} -d{args.duration}s per endpoint, "
         "API published on 127.0.0.1 (no load balancer); wrk, the node and MariaDB share this machine's cores."
     )
-    print(f"{'endpoint':38} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    print(f"The node's MySQL driver: {driver}. CPU: CPUs used on average during the endpoint's load (cgroup counters).")
+    print(f"{'endpoint':38} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'node CPU':>9} {'DB CPU':>7}")
     for label, r in results.items():
-        print(f"{label:38} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['non2xx']:8.0f}")
+        print(
+            f"{label:38} {r['rps']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['non2xx']:8.0f}"
+            f" {r['a1_cpu']:9.2f} {r['db_cpu']:7.2f}"
+        )
 
     def mib(d: dict[str, int], *names: str) -> float:
         return sum(v for k, v in d.items() if k in names) / 1024

@@ -14,7 +14,7 @@ ends by itself), and prints a JSON line whenever what it holds changes.
 
 --probe: one more connection, closed at once; prints `ok` or the server's refusal.
 
-Needs PyMySQL (Debian's python3-pymysql, in the node image).
+Uses the node's own MySQL driver (`lab.server.db.driver`: MySQLdb in the node image, else PyMySQL).
 """
 
 from __future__ import annotations
@@ -31,12 +31,16 @@ POLL = 1.0  # seconds between looks at the database's free connections
 REFUSED = (1040, 1203)  # too many connections; too many for this user
 
 
-def connect(host: str, port: int) -> Any:
-    import pymysql
+def _driver() -> Any:
+    from lab.server.db import driver
 
+    return driver
+
+
+def connect(host: str, port: int) -> Any:
     from lab.server.config import read_password
 
-    return pymysql.connect(
+    return _driver().connect(
         host=host,
         port=port,
         user=os.environ.get("CATTLE_DB_CATTLE_USERNAME", "cattle"),
@@ -62,8 +66,6 @@ def free_slots(conn: Any) -> int:
 
 
 def hold(host: str, port: int, leave: int, until: float) -> None:
-    import pymysql
-
     held: list[Any] = []
     shown: dict[str, Any] = {}
     while time.time() < until:
@@ -74,7 +76,7 @@ def hold(host: str, port: int, leave: int, until: float) -> None:
             want = max(0, free_slots(held[0]) - leave)
             for _ in range(want + (1 if leave == 0 else 0)):  # with none to leave, until refused
                 held.append(connect(host, port))
-        except pymysql.err.MySQLError as exc:
+        except _driver().MySQLError as exc:
             refused = refusal(exc)
             if not refused:  # the server went away or is starting: begin again
                 error = f"{type(exc).__name__}: {exc}"
@@ -89,11 +91,9 @@ def hold(host: str, port: int, leave: int, until: float) -> None:
 
 
 def probe(host: str, port: int) -> str:
-    import pymysql
-
     try:
         connect(host, port).close()
-    except pymysql.err.MySQLError as exc:
+    except _driver().MySQLError as exc:
         return refusal(exc) or f"{type(exc).__name__}: {exc}"
     return "ok"
 

@@ -138,6 +138,8 @@ def _load_saturation(series: Sequence[Measurement], max_error_rate: float, name:
 
 def _saturated_at(dim: str, name: str, m: Measurement, verb: str, why: str = "") -> Saturation:
     p95 = m.load.p95_ms if m.load else None
+    if m.bottleneck is not None:
+        why += f"; bottleneck there: {m.bottleneck.text()}"
     return Saturation(
         dim,
         name,
@@ -202,11 +204,18 @@ class Recommendation:
     heap_scale: int  # modelled bytes per real byte
     peak_connections: int | None  # Max_used_connections where that max_connections passed
     below: tuple[str, ...]  # what failed with less (or, when nothing passed, at every point)
+    excluded: tuple[str, ...] = ()  # points not counted: the harness saturated first
 
     def lines(self) -> list[str]:
         head = f"{self.nodes} node(s) at {self.users} users, errors at most {pct(self.max_error_rate)}, no node killed:"
+        left_out = [f"- not counted, the harness saturated first: {e}" for e in self.excluded]
         if self.max_connections is None or self.heap is None:  # both None together: nothing passed
-            return [head, "- no measured point passed; nothing to recommend:", *(f"  - {b}" for b in self.below)]
+            return [
+                head,
+                "- no measured point passed; nothing to recommend:",
+                *(f"  - {b}" for b in self.below),
+                *left_out,
+            ]
         guide = self.nodes * GUIDE_POOL_PER_NODE
         failed = self.max_connections_failed
         if self.max_connections <= guide:
@@ -233,6 +242,7 @@ class Recommendation:
             f"1/{self.heap_scale}. The guide recommends 4 to 8 GB per node for larger deployments; the heap model "
             f"says what a lab heap means in production.",
             *(f"- with less: {b}" for b in self.below),
+            *left_out,
         ]
 
 
@@ -245,16 +255,23 @@ def recommend(
 ) -> list[Recommendation]:
     """Per cluster size, at the target load: the smallest max_connections and the smallest heap
     among points that kept errors under the threshold with no node killed, each with the evidence
-    that less fails: points equal to the passing one but for a smaller value of that dimension."""
+    that less fails: points equal to the passing one but for a smaller value of that dimension.
+    Points where the harness saturated first count neither way; the recommendation lists them."""
     out = []
     for nodes in sorted({m.point.nodes for m in measurements}):
-        at = [m for m in measurements if m.point.nodes == nodes and m.point.users == users]
-        if not at:
+        every = [m for m in measurements if m.point.nodes == nodes and m.point.users == users]
+        if not every:
             continue
+        at = [m for m in every if m.counts_for_sizing]
+        excluded = tuple(
+            f"{m.point.label()} ({m.bottleneck.text()})" for m in every if m.bottleneck and not m.counts_for_sizing
+        )
         good = [m for m in at if m.passed(max_error_rate)]
         if not good:
             below = tuple(f"{m.point.label()}: {'; '.join(failures(m)) or 'errors above the threshold'}" for m in at)
-            out.append(Recommendation(nodes, users, max_error_rate, None, None, None, None, heap_scale, None, below))
+            out.append(
+                Recommendation(nodes, users, max_error_rate, None, None, None, None, heap_scale, None, below, excluded)
+            )
             continue
         conn = [m for m in good if m.effective_max_connections == min(g.effective_max_connections for g in good)]
         heap = [m for m in good if m.point.heap_mib == min(g.point.heap_mib for g in good)]
@@ -282,6 +299,7 @@ def recommend(
                     default=None,
                 ),
                 below,
+                excluded,
             )
         )
     return out

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from lab.capacity.bottleneck import Bottleneck
 from lab.capacity.spec import Point
 from lab.cluster.docker import ContainerState
 from lab.record.checker import percentile
@@ -78,6 +79,15 @@ class Measurement:
     nodes: tuple[NodeOutcome, ...] = ()
     memory_peak_mib: Mapping[str, float] = field(default_factory=dict)  # service -> highest sampled
     run_dir: str = ""
+    bottleneck: Bottleneck | None = None  # None: not measured (the lab did not start)
+    usage_peaks: Mapping[str, float] = field(default_factory=dict)  # resource -> highest share of its limit
+    generator: Mapping[str, Any] | None = None  # Locust's CPU (record/load.py GeneratorCpu), as recorded
+
+    @property
+    def counts_for_sizing(self) -> bool:
+        """False when the harness (Locust, the node's CPU, the machine) saturated first: the point
+        measured the harness's cost, not the resource being sized."""
+        return not (self.bottleneck and self.bottleneck.harness_bound)
 
     @property
     def effective_max_connections(self) -> int:
@@ -114,6 +124,9 @@ class Measurement:
                 "load": LoadFigures(**d["load"]) if d.get("load") else None,
                 "db": DbFigures(**d["db"]) if d.get("db") else None,
                 "nodes": tuple(NodeOutcome(**n) for n in d.get("nodes", ())),
+                "bottleneck": Bottleneck(**{**d["bottleneck"], "then": tuple(d["bottleneck"]["then"])})
+                if d.get("bottleneck")
+                else None,
             }
         )
 

@@ -11,12 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from lab.capacity.analysis import failures, num, pct, recommend, saturations, x_text, x_value
+from lab.capacity.bottleneck import HARNESS, SATURATED
 from lab.capacity.measurement import OOM_LOG_LINE, Measurement
 from lab.capacity.plots import write_plots
+from lab.capacity.sampler import SAMPLE_INTERVAL
 from lab.capacity.spec import DIMENSION_TITLES, DIMENSIONS, Grid, Settings, check_target
 from lab.cluster.topology import GUIDE_POOL_PER_NODE
 from lab.core.errors import BadInput
 from lab.record import history
+from lab.record.load import GeneratorCpu
 from lab.server.config import Config as NodeConfig
 from lab.server.heap import CACHE_SHARE, GC_THRESHOLD
 from lab.server.profiles import DEFAULT_PROFILE
@@ -55,8 +58,19 @@ def summary_line(m: Measurement) -> str:
     broke = failures(m)
     return (
         f"{m.status}: {lf.throughput:g} req/s, p95 {lf.p95_ms} ms, errors {lf.error_rate:.2%}, "
-        f"DB connections peak {conns}/{m.effective_max_connections}" + (f"; {'; '.join(broke)}" if broke else "")
+        f"DB connections peak {conns}/{m.effective_max_connections}"
+        + (f"; bottleneck: {m.bottleneck.text()}" if m.bottleneck else "")
+        + (f"; {'; '.join(broke)}" if broke else "")
     )
+
+
+def generator_note(m: Measurement) -> str | None:
+    """The load generator's word on a point, when it ran hot."""
+    g = m.generator
+    if not g:
+        return None
+    cpu = GeneratorCpu(**g)
+    return cpu.hint(1) if cpu.hot else None
 
 
 def table(measurements: Sequence[Measurement], swept: Sequence[str]) -> str:
@@ -80,6 +94,7 @@ def table(measurements: Sequence[Measurement], swept: Sequence[str]) -> str:
         "heap pressure max",
         "nodes",
         "pre-flight",
+        "bottleneck",
     ]
     rows = []
     for i, m in enumerate(measurements, 1):
@@ -110,11 +125,23 @@ def table(measurements: Sequence[Measurement], swept: Sequence[str]) -> str:
                 f"{max(pressures):.0%}" if pressures else "-",
                 "; ".join(f"{k}: {','.join(v)}" for k, v in outcomes.items()) or "-",
                 "short: " + ", ".join(f.split(":")[0] for f in m.preflight) if m.preflight else "ok",
+                m.bottleneck.text().replace("|", "/") if m.bottleneck else "-",
             ]
         )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+BOTTLENECK_NOTE = (
+    f"What saturated first at each point: CPU of each container from its cgroup's counters (a node's "
+    f"API server is one Python process, so one CPU is its limit, or its CPU quota), Locust's own CPU "
+    f"(the hottest of its processes), the database's connections (Threads_connected against max_connections, "
+    f"refusals), InnoDB row lock time, each node's pool (requests that waited for a connection) and modelled "
+    f"heap, all sampled every {SAMPLE_INTERVAL:g} s; saturated means {SATURATED:.0%} of the limit. Within one "
+    f"sample a limit that refuses work is named before a CPU. A point where {', '.join(sorted(HARNESS))} "
+    f"saturated first measured the harness, not what is being sized: it is never counted toward a recommendation."
+)
 
 
 def report_data(settings: Settings, measurements: Sequence[Measurement], meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -127,7 +154,13 @@ def report_data(settings: Settings, measurements: Sequence[Measurement], meta: M
         "swept": list(swept),
         "target_users": target,
         "points": [
-            m.to_dict() | {"label": m.point.label(swept), "error_rate": m.error_rate, "failures": failures(m)}
+            m.to_dict()
+            | {
+                "label": m.point.label(swept),
+                "error_rate": m.error_rate,
+                "failures": failures(m),
+                "counts_for_sizing": m.counts_for_sizing,
+            }
             for m in measurements
         ],
         "saturation": [asdict(s) for s in saturations(measurements, swept, settings.max_error_rate)],
@@ -185,7 +218,8 @@ def markdown(
         f"Each point: a fresh lab, {s['duration']:g} s of Locust `ApiUser` load through the load balancer "
         f"(spawn rate {s['spawn_rate']:g}/s, think time {s['think_time']} s), hard timeout "
         f"{Settings(**s).hard_timeout:g} s. Pool wait {s['pool_wait_ms']} ms, heap scale 1/{s['heap_scale']}, "
-        f"node profile {s.get('profile', DEFAULT_PROFILE)}.",
+        f"node profile {s.get('profile', DEFAULT_PROFILE)}"
+        + (f", every node's CPU quota {s['node_cpus']:g} CPU." if s.get("node_cpus") else "."),
         f"Fixed: {', '.join(fixed) or 'nothing'}. Swept: {', '.join(DIMENSION_TITLES[d] for d in swept) or 'nothing'}.",
         "",
         "## Measurements",
@@ -210,6 +244,19 @@ def markdown(
                 out.append("  - pre-flight, on this sizing: " + "; ".join(p["preflight"]))
     if not any(p["failures"] for p in data["points"]):
         out.append("- nothing: every point kept every request within its limits")
+    out += ["", "## Bottlenecks", "", BOTTLENECK_NOTE, ""]
+    for m, p in zip(measurements, data["points"], strict=True):
+        if m.bottleneck is None:
+            continue
+        bn = m.bottleneck
+        when = f" at {bn.at_s:g} s" if bn.at_s is not None else ""
+        out.append(f"- **{p['label']}**: {bn.name}{when}: {bn.evidence}")
+        if bn.then:
+            out.append(f"  - then: {', '.join(bn.then)}")
+        if note := generator_note(m):
+            out.append(f"  - {note}")
+        if bn.harness_bound:
+            out.append("  - not counted toward the sizing recommendation: the harness saturated first")
     out += ["", "## Saturation", ""]
     out += [f"- {s['dimension']} ({s['series']}): {s['note']}" for s in data["saturation"]] or [
         "- no dimension was swept with more than one value"

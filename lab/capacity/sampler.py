@@ -1,6 +1,8 @@
 """Live measurement during one point's load: the database's counters, each container's memory
-(`docker stats`) and each node's heap gauges (its `/metrics`), sampled on a clock; plus the
-parsers of `docker stats` and Prometheus text those samples need."""
+(`docker stats`) and CPU (its cgroup's counters), the load generator's CPU, each node's heap and
+pool gauges (its `/metrics`), sampled on a clock; each sample also says what share of its limit
+every resource used since the last (`usage`, which bottleneck.py attributes); plus the parsers of
+`docker stats` and Prometheus text those samples need."""
 
 from __future__ import annotations
 
@@ -8,16 +10,32 @@ import json
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from lab.capacity import bottleneck as b
 from lab.capacity.measurement import DbFigures
+from lab.cluster import cpu
 from lab.cluster.topology import Topology
-from lab.core.errors import RuntimeFailure
+from lab.core.errors import LabError, RuntimeFailure
 from lab.server.heap import GC_THRESHOLD
 
-DB_COUNTERS = ("Threads_connected", "Max_used_connections", "Connection_errors_max_connections", "Aborted_connects")
+DB_COUNTERS = (
+    "Threads_connected",
+    "Max_used_connections",
+    "Connection_errors_max_connections",
+    "Aborted_connects",
+    "Threads_running",
+    "Innodb_row_lock_waits",
+    "Innodb_row_lock_time",  # milliseconds, summed over waits
+    "Slow_queries",
+    "Questions",
+)
+# The API server is one Python process: the GIL holds it to about one CPU, whatever the
+# container may use (ZooKeeper's few percent in the same container are counted with it).
+NODE_PROCESS_CPUS = 1.0
 SAMPLE_INTERVAL = 2.0  # seconds between samples of the database's counters and Docker stats
 NODE_POLL_INTERVAL = 0.25  # seconds between polls of each node's heap gauges (cheap HTTP)
 
@@ -62,35 +80,84 @@ def parse_metrics(text: str) -> dict[str, float]:
 # "during this point".
 METRIC_HEAP_PEAK = "cattle_heap_peak_ratio"
 METRIC_MEMORY_DEGRADED = "cattle_heap_memory_degraded"
+METRIC_HEAP = "cattle_heap_pressure"
+METRIC_POOL = {
+    "max": "cattle_db_pool_max",
+    "in_use": "cattle_db_pool_in_use",
+    "waited": "cattle_db_pool_waited_total",
+    "wait_s": "cattle_db_pool_wait_seconds_total",
+    "exhausted": "cattle_db_pool_exhausted_total",
+}
 
 
 class Sampler:
-    """Samples taken during one point's load: database counters and container memory every
-    SAMPLE_INTERVAL, each node's heap gauges every NODE_POLL_INTERVAL on a thread of its own (the
-    node's peak gauge catches spikes between polls; polling often still reads a node's last peak
-    shortly before it dies of it).
+    """Samples taken while a load runs (`with Sampler(...)`): database counters, container memory
+    and CPU every SAMPLE_INTERVAL, each node's heap and pool gauges every NODE_POLL_INTERVAL, each
+    on a thread of its own (the node's peak gauge catches spikes between polls; polling often still
+    reads a node's last peak shortly before it dies of it).
 
     Every call is bounded by a short timeout and a failed sample is skipped, never fatal: a
     database at its connection limit or a node that just died is exactly what is being measured."""
 
-    def __init__(self, t: Topology, path: Path) -> None:
+    def __init__(self, t: Topology, path: Path, generator: Callable[[], float | None] = lambda: None) -> None:
         self.t = t
         self.path = path
+        self.generator = generator  # the load generator's latest CPU share (record/load.py GeneratorMeter)
         self.db: list[dict[str, int]] = []
         self.memory: dict[str, float] = {}
         self.pressure: dict[str, float] = {}
         self.degraded: set[str] = set()
+        self.samples: list[dict[str, Any]] = []
+        self.started = time.time()
         self._names = {f"{t.lab}-{s}-1": s for s in ("db", "lb", *t.node_names)}
+        self._ids: dict[str, str] = {}  # service -> container id
+        self._cpu: dict[str, cpu.CpuReading] = {}  # the previous reading of each container and "machine"
+        self._last_db: dict[str, int] = {}
+        self._last_db_t = time.monotonic()
+        self._node_metrics: dict[str, dict[str, float]] = {}  # the latest poll of each node
+        self._last_pool: dict[str, dict[str, float]] = {}
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll_nodes, name="capacity-node-poller", daemon=True)
+        self._sampler = threading.Thread(target=self._sample, name="capacity-sampler", daemon=True)
 
     def __enter__(self) -> Sampler:
+        from lab.cluster import docker
+
+        try:
+            self._ids = {c.service: c.id for c in docker.container_states(self.t.lab) if c.id}
+        except LabError:
+            self._ids = {}  # no CPU figures for this point; the rest is still measured
+        self.started = time.time()
+        self._cpu_readings()
+        self._last_db, self._last_db_t = self.db_status(), time.monotonic()
         self._poller.start()
+        self._sampler.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._poller.join()
+        self._sampler.join()
+
+    def bottleneck(self) -> b.Bottleneck:
+        """What saturated first while this sampler ran."""
+        return b.attribute(self.samples, self.started)
+
+    def write_bottleneck(self, path: Path) -> b.Bottleneck:
+        """The bottleneck and each resource's peak share, as `bottleneck.json` of a load run."""
+        found = self.bottleneck()
+        path.write_text(
+            json.dumps(
+                {"bottleneck": asdict(found), "text": found.text(), "usage_peaks": b.peaks(self.samples)}, indent=2
+            )
+        )
+        return found
+
+    def _sample(self) -> None:
+        due = time.monotonic() + SAMPLE_INTERVAL  # on a clock: a slow sample (docker stats) delays only itself
+        while not self._stop.wait(max(0.0, due - time.monotonic())):
+            self.take()
+            due = max(due + SAMPLE_INTERVAL, time.monotonic())
 
     def _poll_nodes(self) -> None:
         while not self._stop.wait(NODE_POLL_INTERVAL):
@@ -98,19 +165,102 @@ class Sampler:
                 self.node_memory(node)
 
     def take(self) -> None:
+        db = self.db_status()
         sample: dict[str, Any] = {
             "t": time.time(),
-            "db": self.db_status(),
+            "db": db,
             "memory_mib": self.container_memory(),
             "peak_heap_pressure": dict(self.pressure),
             "degraded": sorted(self.degraded),
         }
+        sample["usage"] = [u.to_dict() for u in self.usage(db)]
+        self.samples.append(sample)
         if sample["db"]:
             self.db.append(sample["db"])
         for service, mib in sample["memory_mib"].items():
             self.memory[service] = max(self.memory.get(service, 0.0), mib)
         with self.path.open("a") as f:
             f.write(json.dumps(sample) + "\n")
+
+    def _cpu_readings(self) -> dict[str, tuple[cpu.CpuReading, cpu.CpuReading]]:
+        """(previous, current) reading of each container and the machine; the current becomes the previous."""
+        now = {service: cpu.container_cpu(cid) for service, cid in self._ids.items()}
+        now["machine"] = cpu.machine_cpu()
+        pairs = {k: (self._cpu[k], r) for k, r in now.items() if r is not None and k in self._cpu}
+        self._cpu = {k: r for k, r in now.items() if r is not None}
+        return pairs
+
+    def usage(self, db: Mapping[str, int]) -> list[b.Usage]:
+        """Every resource's share of its limit since the last sample."""
+        out = []
+        for key, (prev, cur) in self._cpu_readings().items():
+            limit = min(cur.limit, NODE_PROCESS_CPUS) if key in self.t.node_names else cur.limit
+            used = cur.used_s - prev.used_s
+            dt = cur.t - prev.t
+            held = cpu.throttled(prev, cur)
+            evidence = f"{used / dt:.2f} of {limit:g} CPU" + (
+                f", its quota held it back {held:.2f} s per s" if held else ""
+            )
+            resource = {"db": b.DB_CPU, "lb": b.LB_CPU, "machine": b.MACHINE_CPU}.get(key, b.NODE_CPU)
+            if resource == b.DB_CPU and db:
+                evidence += f", {db.get('Threads_running', '?')} threads running"
+            out.append(b.Usage(resource, "" if key in ("db", "machine") else key, used / dt / limit, evidence))
+        generator = self.generator()
+        if generator is not None:
+            out.append(b.Usage(b.GENERATOR, "", generator, f"Locust's hottest process at {generator:.0%} of one CPU"))
+        out += self._db_usage(db)
+        for node, m in list(self._node_metrics.items()):  # the poller thread may add a node meanwhile
+            out += self._node_usage(node, m)
+        if db:
+            self._last_db, self._last_db_t = dict(db), time.monotonic()
+        return out
+
+    def _db_usage(self, db: Mapping[str, int]) -> list[b.Usage]:
+        if not db:
+            return []
+        last = self._last_db
+        dt = max(0.001, time.monotonic() - self._last_db_t)
+
+        def delta(k: str) -> int:
+            return max(0, db.get(k, 0) - last.get(k, db.get(k, 0)))
+
+        refused, cap = delta("Connection_errors_max_connections"), self.max_connections
+        connected = db.get("Threads_connected", 0)
+        share = connected / cap if cap else 0.0
+        evidence = f"Threads_connected {connected} of max_connections {cap or '?'}"
+        if refused:
+            share = max(share, 1.0)
+            evidence += f", {refused} connections refused since the last sample"
+        lock_s = delta("Innodb_row_lock_time") / 1000
+        locks = (
+            f"{delta('Innodb_row_lock_waits')} row lock waits, {lock_s:.1f} s waited; "
+            f"{delta('Slow_queries')} slow queries"
+        )
+        return [b.Usage(b.DB_CONNECTIONS, "", share, evidence), b.Usage(b.DB_LOCKS, "", lock_s / dt, locks)]
+
+    def _node_usage(self, node: str, m: Mapping[str, float]) -> list[b.Usage]:
+        pool = {k: m.get(v, 0.0) for k, v in METRIC_POOL.items()}
+        last = self._last_pool.get(node, pool)
+        self._last_pool[node] = pool
+        waited, exhausted = pool["waited"] - last["waited"], pool["exhausted"] - last["exhausted"]
+        share = 1.0 if waited > 0 else pool["in_use"] / pool["max"] if pool["max"] else 0.0
+        evidence = f"{pool['in_use']:g} of {pool['max']:g} connections in use"
+        if waited > 0:
+            evidence = (
+                f"{waited:g} requests waited {pool['wait_s'] - last['wait_s']:.1f} s for one of {pool['max']:g} "
+                f"connections, {exhausted:g} gave up (503 POOL_EXHAUSTED)"
+            )
+        heap = m.get(METRIC_HEAP, 0.0)
+        return [
+            b.Usage(b.POOL, node, share, evidence),
+            b.Usage(
+                b.HEAP, node, heap, f"modelled heap at {heap:.0%} of its budget (GC pauses from {GC_THRESHOLD:.0%})"
+            ),
+        ]
+
+    @property
+    def max_connections(self) -> int:
+        return self.t.db_max_connections
 
     def db_status(self) -> dict[str, int]:
         from lab.cluster import probes
@@ -160,6 +310,7 @@ class Sampler:
         if res.status != 200 or res.headers.get("x-rancher-node") != node:
             return
         metrics = parse_metrics(res.body.decode(errors="replace"))
+        self._node_metrics[node] = metrics
         if METRIC_HEAP_PEAK in metrics:
             self.pressure[node] = max(self.pressure.get(node, 0.0), metrics[METRIC_HEAP_PEAK])
         if metrics.get(METRIC_MEMORY_DEGRADED) or self.pressure.get(node, 0.0) > GC_THRESHOLD:

@@ -4,7 +4,7 @@ validation of a grid file and of the command line's lists and settings. Nothing 
 Grid file (YAML; every key optional):
 
     settings: {duration: 15s, spawn_rate: 10, think_time: "0.1,0.5", heap_scale: 32, pool_wait_ms: 2000,
-               up_timeout: 180, point_timeout: 400, max_error_rate: 0.01, target_users: 20}
+               up_timeout: 180, point_timeout: 400, max_error_rate: 0.01, target_users: 20, node_cpus: 0.5}
     base:     {nodes: 3, heap: 1g, pool_size: 50, db_max_connections: auto, db_memory: 1024,
                db_buffer_pool: 256, users: 10}
     grid:     {db_max_connections: [60, 160], users: [10, 30]}   # every combination, over base
@@ -109,6 +109,9 @@ class Settings:
     max_error_rate: float = 0.01
     target_users: int | None = None  # None: the largest load of the grid
     profile: str = DEFAULT_PROFILE  # the node profile of every point's lab
+    # A CFS quota on every node, in CPUs (the `cpu` gray fault's); None: none. A starved node shows
+    # what a point bounded by the node's CPU looks like (its bottleneck is named, not counted).
+    node_cpus: float | None = None
 
     @property
     def hard_timeout(self) -> float:
@@ -216,6 +219,7 @@ _SETTING_PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "max_error_rate": _rate,
     "target_users": lambda v, w: _int(v, w, 1),
     "profile": check_profile,
+    "node_cpus": _number,
 }
 
 

@@ -10,17 +10,19 @@ import platform
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from lab.capacity.bottleneck import GENERATOR, NONE, Bottleneck, peaks
 from lab.capacity.measurement import Measurement, NodeOutcome, load_figures, node_outcome
 from lab.capacity.report import summary_line, write_json, write_report
-from lab.capacity.sampler import SAMPLE_INTERVAL, Sampler
+from lab.capacity.sampler import Sampler
 from lab.capacity.spec import Grid, Point, Settings
 from lab.cluster.topology import Topology
 from lab.core.errors import LabError, RuntimeFailure
+from lab.core.wait import poll
 
 log = logging.getLogger("halab.capacity.sweep")
 
@@ -93,7 +95,10 @@ def _measure(
             lifecycle.up(t, timeout=settings.up_timeout, allow_undersized=True)
         except RuntimeFailure as exc:  # an undersized lab that never got healthy is a result too
             return replace(made, status="did not start", detail=f"{exc} (logs: {point_dir}/lab-start.log)")
-        sampler = Sampler(t, point_dir / "samples.jsonl")
+        if settings.node_cpus is not None:
+            from lab.faults.gray import CPU_PERIOD, set_cpu_quota
+
+            set_cpu_quota(t, t.node_names, round(settings.node_cpus * CPU_PERIOD))
         spec = LoadSpec(
             name=point.label(),
             users=point.users,
@@ -105,17 +110,20 @@ def _measure(
             env={"HALAB_WAIT": settings.think_time},
         )
         load = LoadRun(spec, point_dir / "load")
+        sampler = Sampler(t, point_dir / "samples.jsonl", lambda: load.generator.latest if load.generator else None)
         with load, sampler:
-            while load.running and time.monotonic() < deadline:
-                tick = time.monotonic() + SAMPLE_INTERVAL
-                sampler.take()
-                time.sleep(max(0.0, min(tick, deadline) - time.monotonic()))
+            poll(lambda: load.running, lambda running: not running, max(0.0, deadline - time.monotonic()), 0.5)
             timed_out = load.running
         # After the load: the final counters, each node's fate.
         final = sampler.db_status()
         db = sampler.db_figures(final, sampler.db_max_connections())
         outcomes = _node_outcomes(t, sampler, point_dir)
         figures = load_figures(load_run(load.run_dir).requests)
+        generator = load.result.generator_cpu if load.result else None
+        found = sampler.bottleneck()
+        if generator is not None and generator.warned and found.resource == NONE:
+            # Locust saw itself hot between two of our readings: its word is evidence enough.
+            found = Bottleneck(GENERATOR, "", None, "Locust warned its CPU passed 90%")
         return replace(
             made,
             status="timed out" if timed_out else "measured",
@@ -124,6 +132,9 @@ def _measure(
             db=db,
             nodes=outcomes,
             memory_peak_mib=dict(sampler.memory),
+            bottleneck=found,
+            usage_peaks=peaks(sampler.samples),
+            generator=asdict(generator) if generator else None,
         )
     finally:
         lifecycle.down(t.lab)

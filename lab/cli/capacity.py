@@ -22,6 +22,7 @@ SETTING_FLAGS = (
     "max_error_rate",
     "target_users",
     "profile",
+    "node_cpus",
 )
 
 
@@ -144,6 +145,11 @@ def add_commands(command: AddCommand) -> None:
         help="error threshold for the recommendation, a fraction (default 0.01)",
     )
     s.add_argument("--target-users", dest="target_users", help="the load to size for (default: the largest swept)")
+    s.add_argument(
+        "--node-cpus",
+        dest="node_cpus",
+        help="a CPU quota on every node, in CPUs, e.g. 0.2 (default none): a node-CPU-bound sweep, named as such",
+    )
     add_profile_option(s, default=None)  # None: the grid file's settings.profile, else rancher-1.0
     sp.add_argument("--dry-run", action="store_true", help="list the points and pre-flight findings; start nothing")
     sp.add_argument(

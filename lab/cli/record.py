@@ -16,13 +16,14 @@ if TYPE_CHECKING:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
+    from lab.capacity.sampler import Sampler
     from lab.chaos.faultlog import record_faults
     from lab.chaos.judge import lab_query, objective_config
     from lab.chaos.watch import Watch
     from lab.cluster import docker, state
     from lab.core.durations import parse_duration
-    from lab.record.load import LoadSpec, make_run_dir, run_load
-    from lab.record.report import build_report
+    from lab.record.load import LoadRun, LoadSpec, make_run_dir, run_load
+    from lab.record.report import BOTTLENECK_FILE, build_report
 
     docker.require_docker()
     t = state.load_topology(args.name)
@@ -39,10 +40,20 @@ def cmd_load(args: argparse.Namespace) -> int:
         web_port=args.web,
     )
     run_dir = make_run_dir(spec.name)
+    samplers: list[Sampler] = []
+
+    def sample(load: LoadRun) -> Sampler:  # each container's CPU, Locust's, the database's and pools' counters
+        samplers.append(
+            Sampler(t, run_dir / "samples.jsonl", lambda: load.generator.latest if load.generator else None)
+        )
+        return samplers[0]
+
     # The nodes are probed all along (fencing and detection need it) and faults applied from another
     # shell are taken from the lab's fault log: the run judges everything that happened to the lab.
     with Watch(t, run_dir, client=False):
-        result = run_load(spec, run_dir)
+        result = run_load(spec, run_dir, observe=sample)
+    found = samplers[0].write_bottleneck(run_dir / BOTTLENECK_FILE)
+    log.info(f"bottleneck: {found.text()}")
     for f in record_faults(run_dir, t.lab, result.started, result.ended):
         log.info(f"fault {f.id} ({f.fault} {' '.join(f.targets)}) happened during the run")
     files = build_report(result.run_dir, query=lab_query(t), config=objective_config())
@@ -78,7 +89,8 @@ def _finish(args: argparse.Namespace, files: ReportFiles) -> int:
         r.to_dict() | {"report": str(files.html)},
         "\n".join(
             [f"{o.name}: {o.status} ({len(o.violations)} violations of {o.checked})" for o in r.outcomes]
-            + [f"requests {r.requests}, failed {r.failed}, acknowledged writes {r.acks}", f"report: {files.html}"]
+            + [f"requests {r.requests}, failed {r.failed}, acknowledged writes {r.acks}", *files.limits]
+            + [f"report: {files.html}"]
         ),
     )
     return 0 if r.passed else 3

@@ -148,6 +148,7 @@ class ContainerState:
     restart_count: int
     started_at: str | None
     addresses: Mapping[str, str] = field(default_factory=dict)  # network name -> IPv4 address
+    id: str = ""  # the full container id (its cgroup's name: lab/cluster/cpu.py)
 
     @property
     def up(self) -> bool:
@@ -176,6 +177,7 @@ class ContainerState:
             restart_count=int(c.get("RestartCount") or 0),
             started_at=s.get("StartedAt"),
             addresses={name: n["IPAddress"] for name, n in nets.items() if n and n.get("IPAddress")},
+            id=str(c.get("Id", "")),
         )
 
 

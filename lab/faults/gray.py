@@ -816,7 +816,7 @@ def start_rogue(t: Topology, fault_id: str, leave: int, db_ip: str) -> str:
     """Start the rogue client of fault `fault_id` (lab/agent/connhold.py) against the database at
     `db_ip`; return its container's name."""
     name = rogue_name(t, fault_id)
-    # The node image, as the lab's nodes run it: it has Python, PyMySQL and the agent.
+    # The node image, as the lab's nodes run it: it has Python, the nodes' MySQL driver and the agent.
     image = docker.run(
         ["docker", "inspect", "--format", "{{.Image}}", container_name(t, t.node_names[0])], "find the node image"
     ).strip()

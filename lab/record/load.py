@@ -24,11 +24,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from lab.cluster import cpu
 from lab.core import paths
 from lab.core.errors import BadInput, RuntimeFailure
 from lab.record import history, registers
@@ -45,6 +47,11 @@ REPORT_GRACE = 30.0
 AUTOQUIT = 20  # seconds the web UI (when asked for) outlives the run; within REPORT_GRACE
 
 _NAME = re.compile(r"[^a-z0-9_-]+")
+# Locust's own warning threshold: above it, its figures say how fast Locust is, not the lab.
+GENERATOR_HOT = 0.9
+GENERATOR_INTERVAL = 1.0  # seconds between readings of Locust's CPU
+# What Locust logs when it runs hot (locust/runners.py), kept as evidence beside our own reading.
+LOCUST_CPU_WARNING = "CPU usage above"
 
 
 def make_run_dir(name: str, root: str | os.PathLike[str] = "runs", now: datetime | None = None) -> Path:
@@ -153,6 +160,74 @@ class LoadSpec:
 
 
 @dataclass(frozen=True)
+class GeneratorCpu:
+    """Locust's own CPU over a run: the hottest of its processes, as a share of one CPU (each is
+    one Python process: it cannot use more)."""
+
+    peak: float  # the highest share any process reached over one interval
+    mean: float  # the hottest process's share, averaged over the run's intervals
+    processes: int  # the most processes seen at once (a master and its workers with --processes)
+    warned: bool = False  # Locust logged its own "CPU usage above 90%" warning
+
+    @property
+    def hot(self) -> bool:
+        return self.peak >= GENERATOR_HOT or self.warned
+
+    def figures_line(self) -> str:
+        return f"Locust's CPU: peak {self.peak:.0%}, mean {self.mean:.0%} of one CPU over {self.processes} process(es)"
+
+    def hint(self, processes: int) -> str:
+        """One line for a hot generator: the figures are its, and what to do."""
+        return (
+            f"the load generator ran hot (Locust at {self.peak:.0%} of a CPU"
+            + (", and it warned" if self.warned else "")
+            + f"): throughput and latency are bounded by Locust, not the lab; rerun with --processes "
+            f"{max(2, processes * 2)}"
+        )
+
+
+class GeneratorMeter:
+    """Reads the CPU of Locust's process group every GENERATOR_INTERVAL on a thread of its own."""
+
+    def __init__(self, pgid: int) -> None:
+        self.pgid = pgid
+        self.shares: list[tuple[float, float]] = []  # (epoch seconds, hottest process's share)
+        self._processes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="locust-cpu", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def latest(self) -> float | None:
+        return self.shares[-1][1] if self.shares else None
+
+    def _run(self) -> None:
+        prev, t_prev = cpu.process_group_cpu(self.pgid), time.monotonic()
+        while not self._stop.wait(GENERATOR_INTERVAL):
+            cur, now = cpu.process_group_cpu(self.pgid), time.monotonic()
+            if cur:
+                self._processes = max(self._processes, len(cur))
+                self.shares.append(
+                    (time.time(), max(cpu.process_shares(prev, cur, now - t_prev).values(), default=0.0))
+                )
+            prev, t_prev = cur, now
+
+    def figures(self, log_text: str) -> GeneratorCpu | None:
+        if not self.shares:
+            return None
+        values = [s for _, s in self.shares]
+        return GeneratorCpu(
+            round(max(values), 3), round(sum(values) / len(values), 3), self._processes, LOCUST_CPU_WARNING in log_text
+        )
+
+
+@dataclass(frozen=True)
 class LoadResult:
     run_dir: Path
     returncode: int | None  # None: killed
@@ -162,6 +237,7 @@ class LoadResult:
     killed: bool  # at the hard deadline, or because it ignored stop()'s SIGINT
     records: int  # history and ledger records merged from the per-process parts
     ops: int = 0  # register operations merged into ops.jsonl (loadtests/registers.py)
+    generator_cpu: GeneratorCpu | None = None  # None: not read (a run too short for one interval)
 
     @property
     def ok(self) -> bool:
@@ -193,6 +269,7 @@ class LoadRun:
         self._stop_requested = False
         self._deadline_hit = False
         self._watchdog: threading.Timer | None = None
+        self.generator: GeneratorMeter | None = None
 
     def start(self) -> LoadRun:
         if self._proc is not None:
@@ -211,6 +288,8 @@ class LoadRun:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
+        self.generator = GeneratorMeter(self._proc.pid)  # its own session: the group id is its pid
+        self.generator.start()
         # The deadline holds even when nobody waits on the run (a scenario busy with its faults).
         self._watchdog = threading.Timer(self.spec.hard_timeout, self._deadline)
         self._watchdog.daemon = True
@@ -275,6 +354,11 @@ class LoadRun:
         if self._watchdog is not None:
             self._watchdog.cancel()
         killed = killed or self._deadline_hit
+        generator = None
+        if self.generator is not None:
+            self.generator.stop()
+            log_file = self.run_dir / "locust.log"
+            generator = self.generator.figures(log_file.read_text(errors="replace") if log_file.exists() else "")
         records = history.merge_parts(self.run_dir)
         ops = registers.merge_ops(self.run_dir)
         self.result = LoadResult(
@@ -286,6 +370,7 @@ class LoadRun:
             killed=killed,
             records=records,
             ops=ops,
+            generator_cpu=generator,
         )
         history.write_json(
             self.run_dir / "load.json",
@@ -296,15 +381,25 @@ class LoadRun:
             },
         )
         how = "killed" if killed else f"exit {self.result.returncode}"
-        log.info(f"load: ended ({how}), {records} records, {ops} register ops")
+        cpu_note = f", Locust CPU peak {generator.peak:.0%} of one CPU" if generator else ""
+        log.info(f"load: ended ({how}), {records} records, {ops} register ops{cpu_note}")
+        if generator is not None and generator.hot:
+            log.warning(f"load: {generator.hint(self.spec.processes)}")
         return self.result
 
 
-def run_load(spec: LoadSpec, run_dir: Path | None = None, runs_root: str | os.PathLike[str] = "runs") -> LoadResult:
-    """Run the load to its end (Ctrl-C stops it early, keeping what was recorded)."""
+def run_load(
+    spec: LoadSpec,
+    run_dir: Path | None = None,
+    runs_root: str | os.PathLike[str] = "runs",
+    observe: Callable[[LoadRun], AbstractContextManager[object]] | None = None,
+) -> LoadResult:
+    """Run the load to its end (Ctrl-C stops it early, keeping what was recorded); `observe(load)`,
+    a context manager, runs beside it from its start to its end (the capacity sampler does)."""
     load = LoadRun(spec, run_dir, runs_root).start()
     try:
-        result = load.wait()
+        with observe(load) if observe else contextlib.nullcontext():
+            result = load.wait()
     except KeyboardInterrupt:
         load.stop()
         raise

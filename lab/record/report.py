@@ -25,6 +25,7 @@ from lab.core.errors import BadInput
 from lab.record import registers
 from lab.record.checker import CheckConfig, CheckResult, FaultStats, Query
 from lab.record.history import History, ProbeRecord, write_json
+from lab.record.load import GeneratorCpu
 from lab.record.timeline import timeline_svg
 
 CONFIG_FILE = "check_config.json"
@@ -42,6 +43,7 @@ class ReportFiles:
     html: Path
     plots: tuple[Path, ...]
     result: CheckResult
+    limits: tuple[str, ...] = ()  # what bounded the figures (`limits`)
 
 
 def build_report(
@@ -66,10 +68,26 @@ def build_report(
     load = _read_json(run / "load.json") if (run / "load.json").exists() else None
     summary, junit, page = run / "summary.json", run / "junit.xml", run / "report.html"
     files = sorted({p.name for p in run.iterdir() if p.is_file()} | {summary.name, junit.name, page.name})
-    write_json(summary, summary_data(run, history, result, load, files))
+    bounds = limits(run, load)
+    write_json(summary, summary_data(run, history, result, load, files) | {"limits": bounds})
     junit.write_bytes(junit_xml(run.name, result))
-    page.write_text(report_html(run.name, history, result, plots, journal, load, files, svg), encoding="utf-8")
-    return ReportFiles(summary, junit, page, tuple(plots.values()), result)
+    page.write_text(report_html(run.name, history, result, plots, journal, load, files, svg, bounds), encoding="utf-8")
+    return ReportFiles(summary, junit, page, tuple(plots.values()), result, tuple(bounds))
+
+
+BOTTLENECK_FILE = "bottleneck.json"  # what saturated first, from `halab load`'s sampler (lab/capacity/sampler.py)
+
+
+def limits(run: Path, load: Any) -> list[str]:
+    """What bounded the run's figures, in words: the bottleneck and the load generator's CPU."""
+    out = []
+    if (run / BOTTLENECK_FILE).exists():
+        out.append(f"Bottleneck (what saturated first): {_read_json(run / BOTTLENECK_FILE).get('text', '?')}")
+    found = ((load or {}).get("result") or {}).get("generator_cpu") if isinstance(load, dict) else None
+    if found:
+        g = GeneratorCpu(**found)
+        out.append(g.figures_line() + (f"; {g.hint(int(load['spec'].get('processes', 1)))}" if g.hot else ""))
+    return out
 
 
 def _read_json(path: Path) -> Any:
@@ -385,6 +403,7 @@ def report_html(
     load: Any,
     files: Sequence[str],
     timeline: str = "",
+    bounds: Sequence[str] = (),
 ) -> str:
     span = history.span
     t_ref = math.floor(span[0]) if span else 0.0
@@ -434,6 +453,7 @@ def report_html(
 <h1>ha-lab run {html.escape(run_name)}</h1>
 <p class="verdict">Verdict: {_status(verdict)}{html.escape(why)}</p>
 <p>{html.escape(totals)}</p>
+{"".join(f"<p>{html.escape(line)}</p>" for line in bounds)}
 <h2>Checks</h2>{checks}
 {"<ul>" + "".join(violations) + "</ul>" if violations else ""}
 {_registers_html(result)}{nodes}<h2>Faults</h2>{faults}

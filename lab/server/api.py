@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import json
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -277,46 +279,9 @@ class Api:
             )
         rows, more = await self.node.db.run(store.list_rows, rt, q)
         base = self.base(request)
-        url = f"{base}{request.path}"
-        data = [gdapi.resource_body(rt, store.values(rt, row, self.node.ctx), base) for row in rows]
-        keep = [(k, v) for k, v in params if k not in ("marker", "sort", "order")]
-        pagination = {
-            "first": gdapi.query_url(url, [*keep, ("sort", q.sort), ("order", q.order)]) if q.offset else None,
-            "previous": None,
-            "next": gdapi.query_url(
-                url, [*keep, ("sort", q.sort), ("order", q.order), ("marker", f"m{q.offset + q.limit}")]
-            )
-            if more
-            else None,
-            "limit": q.limit,
-            "total": None,
-            "partial": more,
-        }
-        if q.offset:
-            prev = max(0, q.offset - q.limit)
-            pagination["previous"] = gdapi.query_url(
-                url, [*keep, ("sort", q.sort), ("order", q.order), ("marker", f"m{prev}")]
-            )
-        reverse = "desc" if q.order == "asc" else "asc"
-        filters: dict[str, Any] = {f.name: None for f in rt.all_fields() if f.filter}
-        for c in q.conditions:
-            filters.setdefault(c.field.name, None)
-            filters[c.field.name] = (filters[c.field.name] or []) + [{"modifier": c.modifier, "value": c.value}]
-        body = gdapi.collection_body(
-            rt.name,
-            gdapi.query_url(url, params),
-            data,
-            create_types={rt.name: gdapi.collection_url(rt, base)} if rt.creatable else {},
-            sort_links={s: gdapi.query_url(url, [("sort", s)]) for s in store.SORTABLE},
-            pagination=pagination,
-            sort={
-                "name": q.sort,
-                "order": q.order,
-                "reverse": gdapi.query_url(url, [*keep, ("sort", q.sort), ("order", reverse)]),
-            },
-            filters=filters,
-        )
-        return json_response(self._account(gdapi.dumps(body)))
+        head, tail = _collection(rt.name, f"{base}{request.path}", base, tuple(params), q, more)
+        data = b",".join(_row_body(rt.name, base, self.node.ctx, tuple(row.items())) for row in rows)
+        return json_response(self._account(head + data + tail))
 
     async def children(self, request: web.Request) -> web.Response:
         rt = self._type(request)
@@ -432,3 +397,65 @@ class Api:
             "agent": f"{base}/v1/agents/{reg['agentId']}",
         }
         return json_response(gdapi.dumps(reg), 201 if created else 200)
+
+
+# A list's body is its envelope with its rows' bodies spliced in where this token stands
+# (unguessable, so no client value can be mistaken for it): the same bytes as encoding it whole.
+_ROWS = gdapi.dumps(f"@@halab-rows-{secrets.token_hex(8)}@@")
+
+
+# A list's envelope (links, pagination, sort, filters) depends only on the request and the page's
+# place, not on its rows; its URL encoding cost as much as rendering ten rows, so each is encoded
+# once: the JSON before and after its rows.
+@functools.lru_cache(maxsize=256)
+def _collection(
+    type_name: str, url: str, base: str, params: tuple[tuple[str, str], ...], q: store.ListQuery, more: bool
+) -> tuple[bytes, bytes]:
+    rt = RESOURCE_TYPES[type_name]  # by name: a ResourceType holds dicts, so it cannot be a cache key
+    keep = [(k, v) for k, v in params if k not in ("marker", "sort", "order")]
+    pagination = {
+        "first": gdapi.query_url(url, [*keep, ("sort", q.sort), ("order", q.order)]) if q.offset else None,
+        "previous": None,
+        "next": gdapi.query_url(
+            url, [*keep, ("sort", q.sort), ("order", q.order), ("marker", f"m{q.offset + q.limit}")]
+        )
+        if more
+        else None,
+        "limit": q.limit,
+        "total": None,
+        "partial": more,
+    }
+    if q.offset:
+        prev = max(0, q.offset - q.limit)
+        pagination["previous"] = gdapi.query_url(
+            url, [*keep, ("sort", q.sort), ("order", q.order), ("marker", f"m{prev}")]
+        )
+    reverse = "desc" if q.order == "asc" else "asc"
+    filters: dict[str, Any] = {f.name: None for f in rt.all_fields() if f.filter}
+    for c in q.conditions:
+        filters.setdefault(c.field.name, None)
+        filters[c.field.name] = (filters[c.field.name] or []) + [{"modifier": c.modifier, "value": c.value}]
+    body = gdapi.collection_body(
+        rt.name,
+        gdapi.query_url(url, params),
+        [json.loads(_ROWS)],
+        create_types={rt.name: gdapi.collection_url(rt, base)} if rt.creatable else {},
+        sort_links={s: gdapi.query_url(url, [("sort", s)]) for s in store.SORTABLE},
+        pagination=pagination,
+        sort={
+            "name": q.sort,
+            "order": q.order,
+            "reverse": gdapi.query_url(url, [*keep, ("sort", q.sort), ("order", reverse)]),
+        },
+        filters=filters,
+    )
+    head, _, tail = gdapi.dumps(body).partition(_ROWS)
+    return head, tail
+
+
+# A row's body is a function of its columns, the base URL and the node's context alone, and most
+# rows of a list are the same from one request to the next: each is rendered once (a few MB at most).
+@functools.lru_cache(maxsize=4096)
+def _row_body(type_name: str, base: str, ctx: store.Context, items: tuple[tuple[str, Any], ...]) -> bytes:
+    rt = RESOURCE_TYPES[type_name]
+    return gdapi.dumps(gdapi.resource_body(rt, store.values(rt, dict(items), ctx), base))

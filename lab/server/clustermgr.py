@@ -205,7 +205,7 @@ class ClusterManager:
 
     def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         if self._conn is None:
-            self._conn = connect(self.cfg, connect_timeout=10.0, read_timeout=None)
+            self._conn = connect(self.cfg, connect_timeout=10, read_timeout=None)
         return fn(self._conn, *args)
 
     # -- lifecycle -----------------------------------------------------------------------------

@@ -1,4 +1,11 @@
-"""MySQL access: PyMySQL connections, error classification and where blocking work runs.
+"""MySQL access: the driver, connections, error classification and where blocking work runs.
+
+The driver is Debian's C one, `MySQLdb` (python3-mysqldb, in the node image): it parses rows in C
+and releases the GIL while it waits on the server. With PyMySQL, pure Python, a list of ten
+projects cost the node more CPU than MariaDB spent answering it (issue 18). A checkout's venv has
+no C driver (mysqlclient needs the client library's headers to build), so there, and in unit tests,
+the same code runs on PyMySQL: both are DB-API 2.0 with the same error classes, `(code, message)`
+arguments, `format` parameters, `DictCursor` and defaults (autocommit as asked, no FOUND_ROWS).
 
 Request and process work use the bounded pool (`CATTLE_DB_CATTLE_MAXTOTAL`). Bootstrap
 (migrations), the cluster heartbeat, the health check and the process-replay scan use one
@@ -10,6 +17,7 @@ So a node opens at most MAXTOTAL + 1 connections.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import threading
 from collections.abc import Callable
@@ -17,15 +25,27 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from typing import Any, TypeVar
 
-import pymysql
-
 from .config import Config
 from .pool import BoundedPool, PoolStats
 
 log = logging.getLogger("halab.db")
 
 T = TypeVar("T")
-Conn = pymysql.connections.Connection
+
+
+def _load_driver() -> Any:
+    try:
+        return importlib.import_module("MySQLdb")
+    except ImportError:
+        return importlib.import_module("pymysql")
+
+
+driver: Any = _load_driver()
+DRIVER = driver.__name__  # shown in /status.json: which driver a node's figures were taken with
+# By module path: MySQLdb imports its `cursors` only on its first connect.
+DictCursor: Any = importlib.import_module(f"{driver.__name__}.cursors").DictCursor
+IntegrityError: type[Exception] = driver.IntegrityError
+Conn = Any  # a driver connection: used by one worker thread at a time
 
 # MySQL server errors that mean "the server refused a new connection for lack of slots".
 _TOO_MANY = {1040, 1203}
@@ -47,12 +67,16 @@ class DatabaseUnavailable(DatabaseError):
 
 def is_connection_error(exc: BaseException) -> bool:
     """Errors after which the connection must not be reused."""
-    return isinstance(exc, (pymysql.err.OperationalError, pymysql.err.InterfaceError, OSError))
+    return isinstance(exc, (driver.OperationalError, driver.InterfaceError, OSError))
 
 
-def connect(cfg: Config, connect_timeout: float = 3.0, read_timeout: float | None = 10.0) -> Conn:
+def connect(cfg: Config, connect_timeout: int = 3, read_timeout: int | None = 10) -> Conn:
+    """A connection; timeouts in whole seconds (MySQLdb takes no fractions), `read_timeout` None: none."""
+    timeouts = {"connect_timeout": connect_timeout}
+    if read_timeout is not None:  # MySQLdb refuses None: leaving it out means no timeout to both drivers
+        timeouts.update(read_timeout=read_timeout, write_timeout=read_timeout)
     try:
-        conn = pymysql.connect(
+        conn = driver.connect(
             host=cfg.db_host,
             port=cfg.db_port,
             user=cfg.db_user,
@@ -60,11 +84,9 @@ def connect(cfg: Config, connect_timeout: float = 3.0, read_timeout: float | Non
             database=cfg.db_name,
             charset="utf8mb4",
             autocommit=True,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            write_timeout=read_timeout,
+            **timeouts,
         )
-    except pymysql.err.OperationalError as e:
+    except driver.OperationalError as e:
         code = e.args[0] if e.args else None
         if code in _TOO_MANY:
             raise TooManyConnections(f"MySQL refused the connection: ({code}) Too many connections") from None
@@ -77,8 +99,8 @@ def connect(cfg: Config, connect_timeout: float = 3.0, read_timeout: float | Non
 
 
 def _describe(e: BaseException) -> str:
-    # PyMySQL errors are (code, message); never include connection parameters.
-    if isinstance(e, pymysql.err.MySQLError) and len(e.args) >= 2:
+    # Driver errors are (code, message); never include connection parameters.
+    if isinstance(e, driver.MySQLError) and len(e.args) >= 2:
         return f"({e.args[0]}) {e.args[1]}"
     return type(e).__name__
 
@@ -87,8 +109,13 @@ def close(conn: Conn) -> None:
     conn.close()
 
 
+def ping(conn: Conn) -> None:
+    """A round trip that never reconnects (PyMySQL's ping would by default; positional for MySQLdb's C method)."""
+    conn.ping(False)
+
+
 class Database:
-    """Runs blocking PyMySQL work off the event loop with pooled or system connections."""
+    """Runs blocking driver work off the event loop with pooled or system connections."""
 
     def __init__(self, cfg: Config, loop: asyncio.AbstractEventLoop) -> None:
         self.cfg = cfg
@@ -143,7 +170,7 @@ class Database:
 
     def _validated(self, conn: Conn) -> Conn:
         try:
-            conn.ping(reconnect=False)
+            ping(conn)
             return conn
         except Exception:  # noqa: BLE001 - any failure means: replace it
             with suppress(Exception):
@@ -156,7 +183,7 @@ class Database:
 
     def _system_job(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         if self._system_conn is None:
-            self._system_conn = connect(self.cfg, read_timeout=5.0)
+            self._system_conn = connect(self.cfg, read_timeout=5)
         conn = self._system_conn
         try:
             return fn(conn, *args)

@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import cluster, clustermgr, management, store, zkserver
+from . import cluster, clustermgr, db, management, store, zkserver
 from .api import Api
 from .auth import Authenticator
 from .cache import ResourceCache
@@ -320,13 +320,16 @@ class Node:
             },
             "server": {"restarts": self.cfg.server_restarts, "lastExitStatus": self.cfg.last_exit_status},
             "profile": effective(self.cfg),
-            "database": {"ok": self.db_ok, "error": self.db_error, "host": self.cfg.db_host},
+            "database": {"ok": self.db_ok, "error": self.db_error, "host": self.cfg.db_host, "driver": db.DRIVER},
             "pool": {
                 "max": pool.max_size,
                 "size": pool.size,
                 "inUse": pool.in_use,
                 "waiting": pool.waiting,
                 "exhaustedTotal": pool.exhausted_total,
+                "waitedTotal": pool.waited_total,
+                "waitSecondsTotal": round(pool.wait_seconds_total, 3),
+                "peakInUse": pool.peak_in_use,
                 "tooManyConnectionsTotal": self.db.too_many_total,
             },
             "processes": {"queueDepth": self.engine.queue_depth, "oldestAgeSeconds": self.engine.oldest_age},
@@ -357,6 +360,14 @@ class Node:
             Gauge("cattle_db_pool_in_use", "Pooled connections in use.", pool.in_use),
             Gauge("cattle_db_pool_waiting", "Requests waiting for a pooled connection.", pool.waiting),
             Gauge("cattle_db_pool_exhausted_total", "Waits that ended in POOL_EXHAUSTED.", pool.exhausted_total),
+            Gauge("cattle_db_pool_acquired_total", "Pooled connections handed out.", pool.acquired_total),
+            Gauge("cattle_db_pool_waited_total", "Requests that waited for a pooled connection.", pool.waited_total),
+            Gauge(
+                "cattle_db_pool_wait_seconds_total",
+                "Seconds requests spent waiting for a pooled connection.",
+                round(pool.wait_seconds_total, 6),
+            ),
+            Gauge("cattle_db_pool_peak_in_use", "Most pooled connections in use at once.", pool.peak_in_use),
             Gauge(
                 "cattle_db_too_many_connections_total",
                 "Connections MySQL refused with error 1040.",
@@ -420,7 +431,7 @@ def _exit_now(code: int) -> None:
 
 
 def _ping(conn: Any) -> None:
-    conn.ping(reconnect=False)
+    db.ping(conn)
     with conn.cursor() as cur:
         cur.execute("SELECT 1")
         cur.fetchone()

@@ -33,6 +33,12 @@ class PoolStats:
     idle: int
     waiting: int
     exhausted_total: int
+    # Where a capacity run sees a pool that bounds throughput: how often and how long requests
+    # waited for a connection, and the most connections ever in use at once.
+    acquired_total: int = 0
+    waited_total: int = 0
+    wait_seconds_total: float = 0.0
+    peak_in_use: int = 0
 
 
 @dataclass
@@ -64,6 +70,10 @@ class BoundedPool(Generic[C]):
         # A waiter's future gets a connection, or None meaning "a slot is yours: open one".
         self._waiters: collections.deque[asyncio.Future[C | None]] = collections.deque()
         self._exhausted = 0
+        self._acquired = 0
+        self._waited = 0
+        self._wait_seconds = 0.0
+        self._peak_in_use = 0
         self._closed = False
 
     def stats(self) -> PoolStats:
@@ -74,7 +84,15 @@ class BoundedPool(Generic[C]):
             idle=len(self._idle),
             waiting=sum(1 for w in self._waiters if not w.done()),
             exhausted_total=self._exhausted,
+            acquired_total=self._acquired,
+            waited_total=self._waited,
+            wait_seconds_total=self._wait_seconds,
+            peak_in_use=self._peak_in_use,
         )
+
+    def _taken(self) -> None:
+        self._acquired += 1
+        self._peak_in_use = max(self._peak_in_use, self._size - len(self._idle))
 
     async def acquire(self) -> tuple[C, float]:
         """A connection and how long it sat idle (seconds; 0 for a new one)."""
@@ -82,16 +100,27 @@ class BoundedPool(Generic[C]):
             raise RuntimeError("pool closed")
         if self._idle:
             item = self._idle.pop()
+            self._taken()
             return item.conn, time.monotonic() - item.since
         if self._size < self.max_size:
             self._size += 1
+            self._taken()
             return await self._open(), 0.0
+        got = await self._wait()
+        self._taken()
+        if got is None:
+            return await self._open(), 0.0
+        return got, 0.0
+
+    async def _wait(self) -> C | None:
+        """Wait for a released connection (or None: a freed slot to open one in), at most max_wait."""
         start = time.monotonic()
+        self._waited += 1
         fut: asyncio.Future[C | None] = self._loop.create_future()
         self._waiters.append(fut)
         timer = self._loop.call_later(self.max_wait, self._expire, fut)
         try:
-            got = await fut
+            return await fut
         except PoolExhausted:
             self._exhausted += 1
             raise PoolExhausted(self.max_size, time.monotonic() - start) from None
@@ -106,9 +135,7 @@ class BoundedPool(Generic[C]):
             raise
         finally:
             timer.cancel()
-        if got is None:
-            return await self._open(), 0.0
-        return got, 0.0
+            self._wait_seconds += time.monotonic() - start
 
     def _expire(self, fut: asyncio.Future[C | None]) -> None:
         if not fut.done():

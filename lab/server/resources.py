@@ -30,12 +30,13 @@ class Field:
     maximum: int | None = None
     options: tuple[str, ...] | None = None
     filter: bool = False
+    # The referenced type's name (`reference[host]` -> host), else None; parsed once, read per row.
+    reference: str | None = field(init=False, repr=False, compare=False)
 
-    @property
-    def reference(self) -> str | None:
-        if self.type.startswith("reference[") and self.type.endswith("]"):
-            return self.type[len("reference[") : -1]
-        return None
+    def __post_init__(self) -> None:
+        t = self.type
+        ref = t[len("reference[") : -1] if t.startswith("reference[") and t.endswith("]") else None
+        object.__setattr__(self, "reference", ref)
 
     def schema(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -81,6 +82,20 @@ class ResourceType:
     account_scoped: bool = True
     cacheable: bool = True
     common: bool = True  # has cattle's common columns (name, uuid, state, ...)
+    # Derived once: every row of every response walks them (building them per call cost more than
+    # the MySQL query of a list).
+    _all_fields: tuple[Field, ...] = field(init=False, repr=False, compare=False)
+    _by_name: Mapping[str, Field] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.common:
+            names = {f.name for f in self.fields}
+            common = tuple(f for f in _common_fields(self.account_scoped) if f.name not in names)
+            every = common + self.fields
+        else:
+            every = (Field("id", "string", "id", nullable=False), *self.fields)
+        object.__setattr__(self, "_all_fields", every)
+        object.__setattr__(self, "_by_name", {f.name: f for f in every})
 
     @property
     def collection(self) -> str:
@@ -97,17 +112,10 @@ class ResourceType:
         return None
 
     def all_fields(self) -> tuple[Field, ...]:
-        if not self.common:
-            return (Field("id", "string", "id", nullable=False), *self.fields)
-        common = _common_fields(self.account_scoped)
-        names = {f.name for f in self.fields}
-        return tuple(f for f in common if f.name not in names) + self.fields
+        return self._all_fields
 
     def field(self, name: str) -> Field | None:
-        for f in self.all_fields():
-            if f.name == name:
-                return f
-        return None
+        return self._by_name.get(name)
 
 
 def _common_fields(account_scoped: bool) -> tuple[Field, ...]:

@@ -1,6 +1,6 @@
 """SQL for resources: rows to API values, lists with filters/sort/pagination, inserts, reads.
 
-Everything here runs in a worker thread on a PyMySQL connection (autocommit; callers open
+Everything here runs in a worker thread on a driver connection (db.py; autocommit; callers open
 transactions explicitly with `conn.begin()`).
 """
 
@@ -14,8 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pymysql
-
+from .db import DictCursor, IntegrityError
 from .gdapi import ApiError
 from .resources import (
     AGENT,
@@ -129,7 +128,7 @@ def _kind_clause(rt: ResourceType) -> tuple[str, list[Any]]:
 def read_row(conn: Any, rt: ResourceType, row_id: int, for_update: bool = False) -> Row | None:
     where, args = _kind_clause(rt)
     sql = f"SELECT * FROM `{rt.table}` WHERE id = %s AND {where}" + (" FOR UPDATE" if for_update else "")
-    with conn.cursor(pymysql.cursors.DictCursor) as cur:
+    with conn.cursor(DictCursor) as cur:
         cur.execute(sql, [row_id, *args])
         row: Row | None = cur.fetchone()
         return row
@@ -218,7 +217,7 @@ def list_rows(conn: Any, rt: ResourceType, q: ListQuery) -> tuple[list[Row], boo
         f"SELECT * FROM `{rt.table}` WHERE {' AND '.join(clauses)} "
         f"ORDER BY `{sort_col}` {direction}, id {direction} LIMIT %s OFFSET %s"
     )
-    with conn.cursor(pymysql.cursors.DictCursor) as cur:
+    with conn.cursor(DictCursor) as cur:
         cur.execute(sql, [*args, q.limit + 1, q.offset])
         rows = list(cur.fetchall())
     return rows[: q.limit], len(rows) > q.limit
@@ -232,7 +231,7 @@ def insert_resource(conn: Any, rt: ResourceType, columns: Mapping[str, Any], dat
     with conn.cursor() as cur:
         try:
             cur.execute(f"INSERT INTO `{rt.table}` ({names}, created) VALUES ({marks}, NOW(6))", list(cols.values()))
-        except pymysql.err.IntegrityError as e:
+        except IntegrityError as e:
             if e.args and e.args[0] == 1062:
                 raise ApiError(
                     422, "NotUnique", "a resource with this uuid already exists", field_name="uuid"

@@ -1,6 +1,7 @@
 """Capacity on real Docker: pre-flight refuses an undersized topology (and `--allow-undersized`
-starts it anyway, as sized), a two-point sweep writes its table, JSON and plot, and Ctrl-C during
-a sweep tears the current lab down."""
+starts it anyway, as sized), a two-point sweep writes its table, JSON and plot and names a tiny
+max_connections as its bottleneck, a CPU-starved node is named as the bottleneck and not counted,
+and Ctrl-C during a sweep tears the current lab down."""
 
 from __future__ import annotations
 
@@ -94,11 +95,30 @@ def test_two_point_sweep_writes_table_json_and_plot(tmp_path):
     assert small["preflight"] and small["preflight"][0].startswith("max_connections:")
     assert small["status"] == "measured" and small["db"]["max_connections"] == 12
     assert (directory / "plots" / "db_max_connections.png").stat().st_size > 0
+    # 12 connections for 20 busy users: the database refused connections before anything else saturated.
+    assert small["bottleneck"]["resource"] == "database connections", small["bottleneck"]
+    assert "of max_connections 12" in small["bottleneck"]["evidence"] and small["counts_for_sizing"]
+    assert auto["bottleneck"]["resource"] != "database connections", auto["bottleneck"]
     md = (directory / "capacity.md").read_text()
-    assert "| # | database max_connections | status | ok req/s |" in md
+    assert "| # | database max_connections | status | ok req/s |" in md and "| bottleneck |" in md
+    assert "## Bottlenecks" in md and "- **maxconn12**: database connections at " in md
     assert "## Sizing recommendation (target 20 users)" in md and "## The heap is a model" in md
     assert "| # | database max_connections |" in res.stdout and "capacity.json" in res.stdout
     assert leftovers(name) == [] and not state.lab_dir(f"{name}-1").exists()
+
+
+def test_a_cpu_starved_node_is_named_as_the_bottleneck_and_not_counted(tmp_path):
+    from lab.capacity.spec import Point, Settings
+    from lab.capacity.sweep import run_point
+
+    name = unique_lab_name("capcpu")
+    settings = Settings(duration=8, think_time="0,0.05", profile="tuned", node_cpus=0.2)
+    m = run_point(Point(nodes=1, users=20), settings, name, tmp_path / "point")
+    assert m.status == "measured" and m.load and m.load.requests > 0, m
+    assert m.bottleneck is not None and (m.bottleneck.resource, m.bottleneck.where) == ("node CPU", "a1"), m.bottleneck
+    assert "of 0.2 CPU" in m.bottleneck.evidence and not m.counts_for_sizing
+    assert m.usage_peaks["node CPU a1"] >= 0.9
+    assert leftovers(name) == []
 
 
 def test_interrupting_a_sweep_tears_down_the_current_lab(tmp_path):

@@ -19,7 +19,7 @@ from lab.cluster.state import unique_lab_name
 DEPENDS_ON = {
     "db": ("mariadb-server",),
     "lb": ("haproxy",),
-    "node": ("python3", "python3-aiohttp", "python3-kazoo", "python3-pymysql", "zookeeper"),
+    "node": ("python3", "python3-aiohttp", "python3-kazoo", "python3-mysqldb", "zookeeper"),
 }
 
 

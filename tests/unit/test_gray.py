@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -371,12 +372,10 @@ class FakeMysql:
 
 @pytest.mark.parametrize("leave,held", [(0, 7), (2, 5)])
 def test_the_rogue_client_takes_every_free_connection_but_leave(monkeypatch, capsys, leave, held):
-    import pymysql
-
     from lab.agent import connhold
 
     server = FakeMysql(slots=10, others=3)
-    monkeypatch.setattr(pymysql.err, "MySQLError", FakeMysql.Error)
+    monkeypatch.setattr(connhold, "_driver", lambda: SimpleNamespace(MySQLError=FakeMysql.Error))
     monkeypatch.setattr(connhold, "connect", server.connect)
     monkeypatch.setattr(connhold, "free_slots", lambda c: server.slots - server.open - server.others)
     monkeypatch.setattr(connhold, "POLL", 0.01)

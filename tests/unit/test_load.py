@@ -8,6 +8,7 @@ assert on what was recorded, never on how long anything took.
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import os
@@ -380,11 +381,24 @@ def test_a_run_records_every_request_and_exactly_the_acknowledged_writes(stand_i
 
 
 def test_run_load_ends_at_its_run_time_with_locusts_reports(stand_in, tmp_path: Path) -> None:
-    result = run_load(spec(stand_in, duration=2, users=1, ca_file=None), runs_root=tmp_path)
+    seen: list[str] = []
+
+    @contextlib.contextmanager
+    def observe(load: LoadRun) -> Iterator[None]:
+        seen.append(f"running {load.running}")
+        yield
+        seen.append(f"ended {load.result is not None}")
+
+    result = run_load(spec(stand_in, duration=2, users=1, ca_file=None), runs_root=tmp_path, observe=observe)
     assert result.ok and not result.stopped_early
+    assert seen == ["running True", "ended True"]  # beside the load, from its start to its end
     for name in ("locust_stats.csv", "locust.html", "load.json", "history.jsonl"):
         assert (result.run_dir / name).exists(), name
-    assert json.loads((result.run_dir / "load.json").read_text())["spec"]["duration"] == 2
+    recorded = json.loads((result.run_dir / "load.json").read_text())
+    assert recorded["spec"]["duration"] == 2
+    # Locust's own CPU, read from its process group while it ran.
+    assert result.generator_cpu is not None and result.generator_cpu.processes >= 1
+    assert recorded["result"]["generator_cpu"]["peak"] == result.generator_cpu.peak
 
 
 def test_stop_ends_a_run_early_and_keeps_what_was_recorded(stand_in, tmp_path: Path) -> None:

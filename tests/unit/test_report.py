@@ -15,7 +15,7 @@ from lab.record.history import (
     ProbeRecord,
     RequestRecord,
 )
-from lab.record.report import PLOTS, build_report
+from lab.record.report import BOTTLENECK_FILE, PLOTS, build_report
 
 T = 1_700_000_000.0
 
@@ -141,3 +141,18 @@ def test_the_timeline_shows_faults_nodes_requests_and_ops_and_links_anomalies_to
     assert sorted(marked) == ["0", "1"]
     assert '<a href="#op-0">#0</a>' in page and '<a href="#op-1">#1</a>' in page
     assert 'id="op-2"' in svg and "#fbc02d" in svg  # the info write, drawn to the end in yellow
+
+
+def test_the_report_says_what_saturated_first_and_that_a_hot_locust_bounds_the_figures(tmp_path):
+    record_run(tmp_path)
+    (tmp_path / BOTTLENECK_FILE).write_text(json.dumps({"text": "node CPU a1 (0.98 of 1 CPU; harness-bound)"}))
+    generator = {"peak": 0.97, "mean": 0.9, "processes": 1, "warned": False}
+    (tmp_path / "load.json").write_text(json.dumps({"spec": {"processes": 1}, "result": {"generator_cpu": generator}}))
+    files = build_report(tmp_path)
+    assert files.limits == (
+        "Bottleneck (what saturated first): node CPU a1 (0.98 of 1 CPU; harness-bound)",
+        "Locust's CPU: peak 97%, mean 90% of one CPU over 1 process(es); the load generator ran hot (Locust at "
+        "97% of a CPU): throughput and latency are bounded by Locust, not the lab; rerun with --processes 2",
+    )
+    assert json.loads(files.summary.read_text())["limits"] == list(files.limits)
+    assert "Bottleneck (what saturated first): node CPU a1" in files.html.read_text()

@@ -187,3 +187,21 @@ def test_cancelled_waiter_does_not_leak_a_handed_over_slot() -> None:
         assert pool.stats().size == 3
 
     run(t, max_wait=5)
+
+
+def test_counts_acquisitions_waits_and_the_peak_in_use() -> None:
+    async def t(pool: BoundedPool[int], db: FakeDB) -> None:
+        held = [(await pool.acquire())[0] for _ in range(3)]
+        s = pool.stats()
+        assert (s.acquired_total, s.waited_total, s.wait_seconds_total, s.peak_in_use) == (3, 0, 0.0, 3)
+        waiter = asyncio.ensure_future(pool.acquire())
+        await settle()
+        pool.release(held[0])
+        await asyncio.wait_for(waiter, 1)
+        with pytest.raises(PoolExhausted):
+            await pool.acquire()  # waits max_wait, then gives up: a wait too
+        s = pool.stats()
+        assert (s.acquired_total, s.waited_total, s.exhausted_total, s.peak_in_use) == (4, 2, 1, 3)
+        assert s.wait_seconds_total > 0
+
+    run(t, max_wait=0.1)
