@@ -446,6 +446,9 @@ def run_size(
                 results.append(run_case(t, p, case, w, inj, b, claims.objective, says))
             except LabError as exc:  # a fault or placement that could not be done: this case failed
                 log.info(f"n{t.size} {case.id}: error: {exc}")
+                stuck = _repair(t, w, b)  # so that one broken case does not fail every case after it
+                if stuck:
+                    exc = LabError(f"{exc}; {', '.join(stuck)} restarted so that the next case starts steady")
                 results.append(
                     CaseResult(
                         t.size,

@@ -154,7 +154,16 @@ def free_port(bind: str = "127.0.0.1") -> int:
 
 
 def free_ports(bind: str = "127.0.0.1") -> Ports:
-    return Ports(bind=bind, http=free_port(bind), https=free_port(bind), mgmt=free_port(bind))
+    """Three distinct free ports: `free_port` closes its socket before it returns, so two calls can
+    be handed the same port (a CI run got http = https)."""
+    picked: list[int] = []
+    for _ in range(100):
+        port = free_port(bind)
+        if port not in picked:
+            picked.append(port)
+        if len(picked) == 3:
+            return Ports(bind=bind, http=picked[0], https=picked[1], mgmt=picked[2])
+    raise RuntimeFailure(f"could not find three distinct free ports on {bind}")
 
 
 def port_holder(port: int) -> str:

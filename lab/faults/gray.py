@@ -691,10 +691,11 @@ elif mode == "send":
     else: sys.exit(f"no sink at {ip}:{port}")
     t0 = time.perf_counter(); s.sendall(b"x" * n); s.recv(1); done(n, t0)
 elif mode in ("db-in", "db-out"):
-    import os, pymysql
+    import os
+    from lab.server.db import driver
     from lab.server.config import read_password
     ip, n = args[0], int(args[1])
-    c = pymysql.connect(host=ip, user=os.environ.get("CATTLE_DB_CATTLE_USERNAME", "cattle"),
+    c = driver.connect(host=ip, user=os.environ.get("CATTLE_DB_CATTLE_USERNAME", "cattle"),
                         password=read_password(os.environ), read_timeout=120, write_timeout=120)
     cur = c.cursor(); t0 = time.perf_counter()
     if mode == "db-in": cur.execute("SELECT REPEAT('x', %s)", (n,)); cur.fetchall()
