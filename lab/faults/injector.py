@@ -244,12 +244,10 @@ class Injector:
                 after = {s: gray.write_time(t, s, size, count) for s in services}
                 detail = {"devices": devices, **gray.check_io(spec, size, count, before, after)}
                 return self._activate(fault_id, spec, services, t0, detail)
-            # One at a time, so that two busy loops do not compete for the CPUs.
-            before = {s: gray.busy_time(t, s) for s in services}
             t0 = time.time()
             gray.set_cpu_quota(t, services, round((spec.cpus or 1.0) * gray.CPU_PERIOD))
-            after = {s: gray.busy_time(t, s) for s in services}
-            detail = {"cpu_quota": previous, **gray.check_cpu(spec, before, after)}
+            loops = {s: gray.busy_loop(t, s) for s in services}
+            detail = {"cpu_quota": previous, **gray.check_cpu(spec, loops)}
             return self._activate(fault_id, spec, services, t0, detail)
         except BaseException:
             self._undo_failed_apply(fault_id)

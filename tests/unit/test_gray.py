@@ -192,11 +192,17 @@ def test_the_delay_check_wants_the_asked_round_trip_within_a_fifth():
         gray.check_delay(spec, {}, {})
 
 
-def test_the_cpu_check_wants_a_slowdown_near_the_quota():
+def test_the_cpu_check_wants_the_quota_to_hold_a_busy_loop_to_the_asked_share():
     spec = make_spec("cpu", ["a1"], cpus=0.25)
-    assert gray.check_cpu(spec, {"a1": 0.1}, {"a1": 0.38})["slowdown"] == {"a1": 3.8}
-    with pytest.raises(FaultNotEffective, match=r"slowed only 1\.10x \(a1\), expected about 4\.0x"):
-        gray.check_cpu(spec, {"a1": 0.1}, {"a1": 0.11})
+    held = gray.BusyLoop(wall_s=2.0, used_s=0.52, throttled_s=1.4)
+    assert gray.check_cpu(spec, {"a1": held})["cpus_used"] == {"a1": 0.26}
+    # A loaded machine slows the loop without a quota: it used little, but nothing held it back.
+    with pytest.raises(FaultNotEffective, match=r"held a busy loop back for 0\.00 s \(a1\)"):
+        gray.check_cpu(spec, {"a1": gray.BusyLoop(wall_s=2.0, used_s=0.4, throttled_s=0.0)})
+    with pytest.raises(FaultNotEffective, match=r"used 0\.90 CPUs \(a1\), expected at most 0\.25"):
+        gray.check_cpu(spec, {"a1": gray.BusyLoop(wall_s=1.0, used_s=0.9, throttled_s=0.1)})
+    with pytest.raises(FaultNotEffective):  # nothing measured is no pass
+        gray.check_cpu(spec, {})
 
 
 def test_the_host_clock_adds_the_offset_file_to_the_wall_clock_only(tmp_path, monkeypatch):
