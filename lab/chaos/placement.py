@@ -31,7 +31,7 @@ from lab.cluster import docker, probes
 from lab.cluster.compose import container_name
 from lab.cluster.topology import Topology, tolerance
 from lab.core.errors import RuntimeFailure
-from lab.core.wait import wait_for
+from lab.core.wait import WaitTimeout, wait_for
 from lab.faults.backend import containers, roles
 
 log = logging.getLogger("halab.placement")
@@ -74,13 +74,27 @@ def leader_of(modes: dict[str, str]) -> str | None:
 
 
 def settled(t: Topology, what: str, timeout: float = SETTLE) -> dict[str, str]:
-    """The ZooKeeper modes once one leader leads and every member serves."""
+    """The ZooKeeper modes once one leader leads and every member serves. A running member still
+    left out when a quorum serves without it is restarted, once: a rancher-1.0 member that holds a
+    newer accepted epoch than the leader two members restarted empty elected is refused by that
+    leader for good, and only a restart, which empties it, lets it join (docs/survivability.md,
+    "Two of three hosts restarted")."""
 
     def serving() -> dict[str, str] | None:
         modes = roles(t)
         return modes if probes.quorum_problem(modes) is None else None
 
-    return wait_for(what, serving, timeout, interval=0.3)
+    try:
+        return wait_for(what, serving, timeout, interval=0.3)
+    except WaitTimeout:
+        modes, found = roles(t), containers(t)
+        out = [n for n, m in modes.items() if m not in probes.SERVING_MODES and (c := found.get(n)) and c.running]
+        if leader_of(modes) is None or not out or len(modes) - len(out) < t.majority:
+            raise
+    log.warning("%s: the members of %s stay out of a serving quorum; restarting them", what, ", ".join(out))
+    _stop_members(t, out, timeout)
+    _restart(t, out, timeout)
+    return wait_for(f"{what} (after restarting the members of {', '.join(out)})", serving, timeout, interval=0.3)
 
 
 def place_leader(t: Topology, on: Collection[str], timeout: float = SETTLE) -> str:
