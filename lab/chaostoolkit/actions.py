@@ -2,7 +2,7 @@
 "func": ..., "arguments": {...}}`). Each returns what it did, as JSON, for the experiment's journal.
 
 - `fault(kind, hold=None, **fields)`: apply one verified fault. The fields are a scenario file's
-  (`target`, `sides`, `one_way`, `loss`, `delay`, `delay_jitter`, `process`, `cpus`, `offset`,
+  (`target`, `sides`, `one_way`, `loss`, `delay`, `delay_jitter`, `process`, `cpus`, `offset`, `drift`,
   `io_rate`, `io_iops`; lab/chaos/scenario.py). With `hold` (e.g. "10s") it is healed after that
   long, before the action returns; without, it holds until `heal` (or the end of the experiment).
 - `heal()`: heal this experiment's faults, then everything else of the lab (`halab heal`).

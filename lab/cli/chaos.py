@@ -27,7 +27,9 @@ FAULT_HELP = """kinds and their arguments:
                                       take D longer, each varying by up to J; one side: against the rest
   stall TARGET... --process P         SIGSTOP one process of nodes: zookeeper, server or redis
   cpu TARGET... --cpus C              cut a container's CPU quota to C CPUs (below 1)
-  clock TARGET... --offset S          set nodes' wall clocks S off (--offset=-10s: behind)
+  clock TARGET... [--offset S] [--drift R]
+                                      set nodes' wall clocks S off (--offset=-10s: behind) and/or
+                                      let them drift R a second (50ms/s; --drift=-20ms/s: losing)
   io TARGET... [--io-rate R] [--iops N]
                                       throttle the data disk of db or nodes (--iops 1: stalled)
   bandwidth SIDE [SIDE] --rate R      each host's packets across two sides limited to R (1mbit, 500kbit)
@@ -59,6 +61,7 @@ def add_commands(command: AddCommand) -> None:
     sp.add_argument("--io-rate", help="io: bytes a second the disk reads, and writes (e.g. 1mb)")
     sp.add_argument("--iops", type=int, help="io: operations a second it reads, and writes (1: a stalled disk)")
     sp.add_argument("--offset", help="clock: how far off the clock is set (10s ahead; --offset=-10s behind)")
+    sp.add_argument("--drift", help="clock: time the clock gains each second (50ms/s; --drift=-20ms/s loses)")
     sp.add_argument("--rate", help="bandwidth: bits a second each host sends across the link (e.g. 1mbit)")
     sp.add_argument("--leave", type=int, help="exhaust: database connections left free (default none)")
     sp.add_argument("--hold", help="heal after this long (e.g. 10s); Ctrl-C heals early")
@@ -106,7 +109,7 @@ def add_commands(command: AddCommand) -> None:
 
 def fault_spec(args: argparse.Namespace) -> Any:
     from lab.core.durations import parse_duration
-    from lab.faults import TARGET_KINDS, make_spec, parse_bytes, parse_rate, signed_duration
+    from lab.faults import TARGET_KINDS, make_spec, parse_bytes, parse_drift, parse_rate, signed_duration
 
     with_targets = args.kind in TARGET_KINDS
     return make_spec(
@@ -120,6 +123,7 @@ def fault_spec(args: argparse.Namespace) -> Any:
         process=args.process,
         cpus=args.cpus,
         offset=signed_duration(args.offset, "--offset") if args.offset else None,
+        drift=parse_drift(args.drift, "--drift") if args.drift else None,
         io_bps=parse_bytes(args.io_rate, "--io-rate") if args.io_rate else None,
         io_iops=args.iops,
         rate=parse_rate(args.rate, "--rate") if args.rate else None,

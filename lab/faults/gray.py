@@ -20,12 +20,13 @@ connects.
 - `cpu`: the container's CFS quota cut to `cpus` CPUs (`docker update --cpu-quota`); it survives restarts, being
   the container's configuration. Verified by a fixed CPU-bound loop in the container: the quota
   held it back, and the container used no more than the asked CPUs meanwhile (its cgroup's counters).
-- `clock`: a node's wall clock set `offset` seconds off, as its server and cluster-manager see it
+- `clock`: a node's wall clock set `offset` seconds off and/or drifting `drift` seconds a second
+  from then on, as its server and cluster-manager see it
   (lab/server/hostclock.py: they read CLOCK_FILE at most once a second; the monotonic clocks, the
   ZooKeeper JVM and Redis keep the true time, see there why that is enough). Writing the file is a
   jump; held from the start, a skew. It is in the container's file system, so it holds across
   restarts of the node's processes and of its container. Verified by the server's own clock in
-  its status against the harness's.
+  its status against the harness's; a drift by two such reads a window apart (`drift_window`).
 - `io`: the data disk of the database (or of a node's ZooKeeper member) throttled to `io_bps`
   bytes and/or `io_iops` operations a second, reads and writes each (1 iops: a stalled disk), by
   the block I/O controller of the container's cgroup (v1 `blkio.throttle.*`, v2 `io.max`),
@@ -323,6 +324,10 @@ CLOCK_TOLERANCE = 1.0  # seconds: the issue's bound; a read takes a few millisec
 # The offset file is read at most once a second: a check waits that long after writing it.
 CLOCK_REREAD = 1.0
 
+# A drift is verified over a window in which it moves the clock by DRIFT_SHOWN, within these bounds.
+DRIFT_SHOWN, DRIFT_WINDOW = 1.0, (2.0, 10.0)
+DRIFT_TOLERANCE = 0.2  # the share of the asked drift the measured one may miss, plus the reads' error
+
 # Prints the node's server's wall clock, from its status.
 _READ_CLOCK = (
     "import json, urllib.request\n"
@@ -332,33 +337,93 @@ _READ_CLOCK = (
 _SET_CLOCK = f'printf "%s\\n" "$1" > {CLOCK_FILE}.new && mv {CLOCK_FILE}.new {CLOCK_FILE}'
 
 
-def set_clock(t: Topology, node: str, offset: float) -> None:
-    """The node's clock offset (`+10`, `-2.5`: seconds), in its server's and cluster-manager's eyes."""
+@dataclass(frozen=True)
+class ClockReading:
+    at: float  # the harness's clock at the read's midpoint
+    offset: float  # the node's server's clock minus the harness's, seconds
+    error: float  # half the read's duration: how far the server's own read may be from `at`
+
+
+def set_clock(t: Topology, node: str, offset: float, drift: float = 0.0, since: float = 0.0) -> None:
+    """The node's clock offset (`+10`, `-2.5`: seconds), in its server's and cluster-manager's eyes;
+    with a drift, the offset at true time `since`, growing by `drift` seconds a second from there."""
+    text = f"{offset:+g} {drift:+g} {since:.6f}" if drift else f"{offset:+g}"
     backend.exec_in(
-        container_name(t, node),
-        ["sh", "-c", _SET_CLOCK, "clock", f"{offset:+g}"],
-        f"set the clock of {node}",
-        root=True,
+        container_name(t, node), ["sh", "-c", _SET_CLOCK, "clock", text], f"set the clock of {node}", root=True
     )
+
+
+def read_clock(t: Topology, node: str) -> ClockReading:
+    t0 = time.time()
+    out = backend.exec_in(container_name(t, node), ["python3", "-c", _READ_CLOCK], f"read the clock of {node}")
+    t1 = time.time()
+    return ClockReading((t0 + t1) / 2, float(out.strip()) - (t0 + t1) / 2, (t1 - t0) / 2)
 
 
 def clock_offset(t: Topology, node: str) -> float:
     """The node's server's clock minus the harness's, seconds (the read's midpoint)."""
-    t0 = time.time()
-    out = backend.exec_in(container_name(t, node), ["python3", "-c", _READ_CLOCK], f"read the clock of {node}")
-    t1 = time.time()
-    return float(out.strip()) - (t0 + t1) / 2
+    return read_clock(t, node).offset
 
 
-def clock_set(spec: FaultSpec, measured: Mapping[str, float]) -> bool:
-    return bool(measured) and all(abs(v - (spec.offset or 0.0)) <= CLOCK_TOLERANCE for v in measured.values())
+def expected_offset(spec: FaultSpec, since: float, at: float) -> float:
+    return (spec.offset or 0.0) + (spec.drift or 0.0) * (at - since)
 
 
-def check_clock(spec: FaultSpec, measured: Mapping[str, float]) -> dict[str, Any]:
+def clock_set(spec: FaultSpec, since: float, readings: Mapping[str, ClockReading]) -> bool:
+    return bool(readings) and all(
+        abs(r.offset - expected_offset(spec, since, r.at)) <= CLOCK_TOLERANCE for r in readings.values()
+    )
+
+
+def drift_window(spec: FaultSpec) -> float:
+    """Seconds between the two reads that verify a drift."""
+    low, high = DRIFT_WINDOW
+    return min(high, max(low, DRIFT_SHOWN / abs(spec.drift))) if spec.drift else 0.0
+
+
+def check_clock(
+    spec: FaultSpec,
+    since: float,
+    first: Mapping[str, ClockReading],
+    later: Mapping[str, ClockReading] | None = None,
+) -> dict[str, Any]:
+    """The clock is where the fault put it (offset, plus the drift since it was set) within
+    CLOCK_TOLERANCE; with a drift, it also gained the asked drift between `first` and `later`."""
+    off = {
+        n: r.offset for n, r in first.items() if abs(r.offset - expected_offset(spec, since, r.at)) > CLOCK_TOLERANCE
+    }
     want = spec.offset or 0.0
-    off = {n: v for n, v in measured.items() if abs(v - want) > CLOCK_TOLERANCE}
-    require(spec, measured, off, "the clock is", lambda v: f"{v:+.2f} s off", f"not {want:+g} s ± {CLOCK_TOLERANCE:g}")
-    return {"offset_s": {n: round(v, 3) for n, v in measured.items()}}
+    require(
+        spec,
+        {n: r.offset for n, r in first.items()},
+        off,
+        "the clock is",
+        lambda v: f"{v:+.2f} s off",
+        f"not {want:+g} s ± {CLOCK_TOLERANCE:g}" + (" plus its drift" if spec.drift else ""),
+    )
+    detail: dict[str, Any] = {"offset_s": {n: round(r.offset, 3) for n, r in first.items()}}
+    if not spec.drift:
+        return detail
+    later = later or {}
+    rates: dict[str, float] = {}
+    missed: dict[str, float] = {}
+    for n, r in first.items():
+        if n not in later or later[n].at <= r.at:
+            continue
+        span = later[n].at - r.at
+        gained = later[n].offset - r.offset
+        rates[n] = gained / span
+        if abs(gained - spec.drift * span) > DRIFT_TOLERANCE * abs(spec.drift) * span + r.error + later[n].error:
+            missed[n] = rates[n]
+    require(
+        spec,
+        rates,
+        missed,
+        "the clock drifted",
+        lambda v: f"{v * 1000:+.1f} ms/s",
+        f"not {spec.drift * 1000:+g} ms/s ± {DRIFT_TOLERANCE:.0%}",
+    )
+    return {**detail, "drift_ms_per_s": {n: round(v * 1000, 2) for n, v in rates.items()}}
 
 
 # ---------------------------------------------------------------------------------------- io

@@ -223,16 +223,20 @@ class Injector:
                 before = {n: round(gray.clock_offset(t, n), 3) for n in services}
                 t0 = time.time()
                 for n in services:
-                    gray.set_clock(t, n, spec.offset or 0.0)
+                    gray.set_clock(t, n, spec.offset or 0.0, spec.drift or 0.0, since=t0)
+
+                def read() -> dict[str, gray.ClockReading]:
+                    return {n: gray.read_clock(t, n) for n in services}
+
                 # A server reads the file at most once a second: it may take that long to show.
-                after = poll(
-                    lambda: {n: gray.clock_offset(t, n) for n in services},
-                    lambda m: gray.clock_set(spec, m),
-                    3 * gray.CLOCK_REREAD,
-                )
-                return self._activate(
-                    fault_id, spec, services, t0, {"offset_before_s": before, **gray.check_clock(spec, after)}
-                )
+                first = poll(read, lambda m: gray.clock_set(spec, t0, m), 3 * gray.CLOCK_REREAD)
+                later = None
+                if spec.drift:  # read again once the drift has had time to show
+                    window = gray.drift_window(spec)
+                    start = min(r.at for r in first.values())
+                    later = poll(read, lambda m: min(r.at for r in m.values()) - start >= window, window + 10, 1.0)
+                detail = {"offset_before_s": before, **gray.check_clock(spec, t0, first, later)}
+                return self._activate(fault_id, spec, services, t0, detail)
             if spec.kind == "exhaust":
                 return self._exhaust(fault_id, spec, addresses(t, found)[DB]["db"])
             if spec.kind == "io":

@@ -38,7 +38,7 @@ DB, LB = "db", "lb"
 
 
 # FaultSpec's optional fields
-_OPTIONAL = ("loss", "delay", "jitter", "process", "cpus", "offset", "io_bps", "io_iops", "rate", "leave")
+_OPTIONAL = ("loss", "delay", "jitter", "process", "cpus", "offset", "drift", "io_bps", "io_iops", "rate", "leave")
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,7 @@ class FaultSpec:
     process: str | None = None  # stall: one of PROCESSES
     cpus: float | None = None  # cpu: the CPUs the target keeps (Docker's --cpus)
     offset: float | None = None  # clock: seconds the node's wall clock is set ahead (negative: behind)
+    drift: float | None = None  # clock: seconds it gains each second from then on (negative: loses)
     io_bps: int | None = None  # io: bytes per second the data disk reads, and writes
     io_iops: int | None = None  # io: operations per second it reads, and writes (1: stalled)
     rate: int | None = None  # bandwidth: bits per second each host sends across the link
@@ -64,7 +65,8 @@ class FaultSpec:
         if self.kind == "cpu":
             return f"cpu {' '.join(self.targets)} ({self.cpus:g} CPUs)"
         if self.kind == "clock":
-            return f"clock {' '.join(self.targets)} ({self.offset or 0:+g}s)"
+            drift = f", drifting {self.drift * 1000:+g}ms/s" if self.drift else ""
+            return f"clock {' '.join(self.targets)} ({self.offset or 0:+g}s{drift})"
         if self.kind == "io":
             limits = [
                 f"{format_bytes(self.io_bps)}/s" if self.io_bps else "",
@@ -110,6 +112,7 @@ def make_spec(
     process: str | None = None,
     cpus: float | None = None,
     offset: float | None = None,
+    drift: float | None = None,
     io_bps: int | None = None,
     io_iops: int | None = None,
     rate: int | None = None,
@@ -126,6 +129,7 @@ def make_spec(
         process,
         cpus,
         offset,
+        drift,
         io_bps,
         io_iops,
         rate,
@@ -179,12 +183,14 @@ def format_rate(n: int | None) -> str:
 
 
 MAX_OFFSET = 86400.0  # seconds: a day, past every expiry the node has
+# seconds a second: from 10 ms/s (verified within a 10 s window) to a clock running half again as fast
+MIN_DRIFT, MAX_DRIFT = 0.01, 0.5
 MAX_DELAY = 10.0  # seconds: beyond every timeout the lab has, so nothing longer tells more
 
 
 # A fault's fields in scenario and claims files, besides `kind` (`jitter` there is the time's).
 FAULT_FIELDS = (
-    *("target", "sides", "one_way", "loss", "delay", "delay_jitter", "process", "cpus", "offset"),
+    *("target", "sides", "one_way", "loss", "delay", "delay_jitter", "process", "cpus", "offset", "drift"),
     *("io_rate", "io_iops", "rate", "leave"),
 )
 
@@ -214,11 +220,21 @@ def spec_from_yaml(d: Mapping[str, Any], where: str) -> FaultSpec:
         process=get("process", y.string),
         cpus=get("cpus", y.number),
         offset=get("offset", signed_duration),
+        drift=get("drift", parse_drift),
         io_bps=get("io_rate", parse_bytes),
         io_iops=get("io_iops", lambda v, w: y.integer(v, w, minimum=1)),
         rate=get("rate", parse_rate),
         leave=get("leave", lambda v, w: y.integer(v, w, minimum=0)),
     )
+
+
+def parse_drift(value: Any, where: str) -> float:
+    """`50ms/s`, `-20ms/s`, `0.05s/s` or a number (seconds a second): how fast a clock runs off."""
+    if isinstance(value, str) and value.strip().endswith("/s"):
+        return signed_duration(value.strip()[:-2], where)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise BadInput(f"{where}: a drift such as 50ms/s or -20ms/s (time gained or lost each second), got {value!r}")
 
 
 def signed_duration(value: Any, where: str) -> float:
@@ -294,7 +310,7 @@ def _validate_gray(spec: FaultSpec, t: Topology, where: str) -> None:
         "delay": ("delay", "jitter"),
         "stall": ("process",),
         "cpu": ("cpus",),
-        "clock": ("offset",),
+        "clock": ("offset", "drift"),
         "io": ("io_bps", "io_iops"),
         "bandwidth": ("rate",),
         "exhaust": ("leave",),
@@ -322,8 +338,16 @@ def _validate_gray(spec: FaultSpec, t: Topology, where: str) -> None:
         raise BadInput(f"{where}.target: exhaust takes the database: db")
     if spec.kind == "stall" and spec.process not in PROCESSES:
         raise BadInput(f"{where}.process: stall needs a process: {', '.join(PROCESSES)}; got {spec.process!r}")
-    if spec.kind == "clock" and (spec.offset is None or not 0 < abs(spec.offset) <= MAX_OFFSET):
-        raise BadInput(f"{where}.offset: clock needs an offset such as 10s or -10s, up to a day; got {spec.offset!r}")
+    if spec.kind == "clock":
+        if spec.offset is None and spec.drift is None:
+            raise BadInput(f"{where}.offset: clock needs an offset (10s, -10s), a drift (50ms/s) or both")
+        if spec.offset is not None and not 0 < abs(spec.offset) <= MAX_OFFSET:
+            raise BadInput(f"{where}.offset: an offset such as 10s or -10s, up to a day; got {spec.offset!r}")
+        if spec.drift is not None and not MIN_DRIFT <= abs(spec.drift) <= MAX_DRIFT:
+            raise BadInput(
+                f"{where}.drift: a drift from {MIN_DRIFT * 1000:g}ms/s to {MAX_DRIFT * 1000:g}ms/s either way "
+                f"(-20ms/s: losing time), got {spec.drift!r}"
+            )
     if spec.kind == "io":
         if spec.io_bps is None and spec.io_iops is None:
             raise BadInput(f"{where}.io_rate: io needs a rate (1mb), an iops limit (10; 1: a stalled disk) or both")

@@ -109,6 +109,23 @@ def test_a_clock_jump_moves_the_nodes_clock_and_heal_puts_it_back(lab3, halab_fa
     wait_for("a2's clock back", lambda: abs(gray.clock_offset(lab3, "a2")) <= 1.0, 5)  # re-read each second
 
 
+def test_a_clock_drift_runs_the_nodes_clock_off_and_heal_puts_it_back(lab3, halab_faults):
+    inj = halab_faults(lab3)
+    fault = inj.apply(make_spec("clock", ["b1"], drift=-0.25))  # loses 250 ms a second
+    # Verified on apply: two reads 4 s apart (drift_window), the drift within a fifth.
+    assert abs(fault.detail["drift_ms_per_s"]["b1"] + 250) <= 50
+    first = gray.read_clock(lab3, "b1")
+    later = wait_for(
+        "b1's clock a second further behind",
+        lambda: (r := gray.read_clock(lab3, "b1")).offset < first.offset - 1 and r,
+        30,
+    )
+    assert abs((later.offset - first.offset) / (later.at - first.at) + 0.25) <= 0.05
+    assert abs(gray.clock_offset(lab3, "a1")) <= 1.0  # the other nodes keep the true time
+    inj.heal(fault)
+    wait_for("b1's clock back", lambda: abs(gray.clock_offset(lab3, "b1")) <= 1.0, 5)
+
+
 def test_a_stalled_database_disk_slows_its_direct_writes_and_heal_lifts_it(lab3, halab_faults):
     inj = halab_faults(lab3)
     fault = inj.apply(make_spec("io", [DB], io_iops=5))

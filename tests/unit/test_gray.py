@@ -115,11 +115,48 @@ def test_clock_offsets_carry_a_sign(text, seconds):
     assert faults.signed_duration(text, "offset") == seconds
 
 
+def _read(at: float, offset: float, error: float = 0.02) -> gray.ClockReading:
+    return gray.ClockReading(at, offset, error)
+
+
 def test_the_clock_check_wants_the_offset_within_a_second():
     spec = make_spec("clock", ["a1"], offset=10.0)
-    assert gray.check_clock(spec, {"a1": 10.4})["offset_s"] == {"a1": 10.4}
+    assert gray.check_clock(spec, 100.0, {"a1": _read(100.5, 10.4)})["offset_s"] == {"a1": 10.4}
     with pytest.raises(FaultNotEffective, match=r"the clock is \+0\.01 s off \(a1\), not \+10 s ± 1$"):
-        gray.check_clock(spec, {"a1": 0.01})
+        gray.check_clock(spec, 100.0, {"a1": _read(100.5, 0.01)})
+
+
+def test_the_clock_check_wants_a_drift_within_a_fifth_over_its_window():
+    spec = make_spec("clock", ["a1"], drift=0.1)  # gains 100 ms a second from t = 100
+    assert gray.drift_window(spec) == 10.0 and gray.drift_window(make_spec("clock", ["a1"], drift=0.5)) == 2.0
+    first, later = {"a1": _read(101.0, 0.1)}, {"a1": _read(111.0, 1.08)}
+    assert gray.check_clock(spec, 100.0, first, later)["drift_ms_per_s"] == {"a1": 98.0}
+    # Where the drift put it at the first read is the offset asked for: 0.1 s at 101, 3 s at 130.
+    assert gray.clock_set(spec, 100.0, {"a1": _read(130.0, 3.2)})
+    assert not gray.clock_set(spec, 100.0, {"a1": _read(130.0, 0.0)})
+    with pytest.raises(FaultNotEffective, match=r"the clock drifted \+50\.0 ms/s \(a1\), not \+100 ms/s ± 20%"):
+        gray.check_clock(spec, 100.0, first, {"a1": _read(111.0, 0.6)})
+    with pytest.raises(FaultNotEffective):  # a drift nobody read twice is not verified
+        gray.check_clock(spec, 100.0, first, None)
+
+
+@pytest.mark.parametrize("text,rate", [("50ms/s", 0.05), ("-20ms/s", -0.02), ("0.1s/s", 0.1), (0.2, 0.2)])
+def test_drifts_read_as_seconds_a_second(text, rate):
+    assert faults.parse_drift(text, "drift") == pytest.approx(rate)
+
+
+def test_a_clock_fault_needs_an_offset_or_a_drift_in_bounds():
+    t = make_topology(3)
+    faults.validate(make_spec("clock", ["a1"], drift=-0.05), t)
+    for spec, match in [
+        (make_spec("clock", ["a1"]), "an offset .* a drift"),
+        (make_spec("clock", ["a1"], drift=0.001), "drift: a drift from 10ms/s"),
+        (make_spec("clock", ["a1"], offset=5.0, drift=2.0), "drift"),
+    ]:
+        with pytest.raises(BadInput, match=match):
+            faults.validate(spec, t)
+    with pytest.raises(BadInput, match="50ms/s"):
+        faults.parse_drift("fast", "drift")
 
 
 def test_a_delay_between_datacenters_takes_the_database_and_lb_where_they_were_placed():
@@ -220,6 +257,12 @@ def test_the_host_clock_adds_the_offset_file_to_the_wall_clock_only(tmp_path, mo
     assert hostclock.offset() == -2.5
     clock_file.write_text("nonsense")
     assert hostclock.offset() == 0.0
+    # A drift: 1 s ahead at true time 1000, gaining 50 ms a second from there.
+    clock_file.write_text("+1 +0.05 1000\n")
+    assert hostclock.offset(1000.0) == 1.0
+    assert hostclock.offset(1100.0) == pytest.approx(6.0)
+    assert hostclock.offset(900.0) == pytest.approx(-4.0)
+    assert hostclock.parse("+1 +0.05") == (0.0, 0.0, 0.0)  # half a drift is none
 
 
 # ------------------------------------------------------------------- bandwidth and exhaust
