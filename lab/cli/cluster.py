@@ -113,6 +113,22 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    from lab.cluster import docker, state
+    from lab.ui import guard, server
+
+    docker.require_docker()
+    t = state.load_topology(args.name)
+    secret = guard.token(state.lab_dir(t.lab))
+    httpd = server.serve(server.LabUi(t), secret, args.port)
+    print(f"halab ui for {t.lab}: open {server.address(httpd, secret)} (Ctrl-C stops it)", flush=True)
+    try:
+        httpd.serve_forever()
+    finally:
+        httpd.server_close()
+    return 0
+
+
 def add_commands(command: AddCommand) -> None:
     sp = command("render", cmd_render, "print the compose file for a topology")
     add_topology_options(sp)
@@ -141,6 +157,10 @@ def add_commands(command: AddCommand) -> None:
 
     sp = command("status", cmd_status, "show each node, the load balancer and the database")
     add_lab_name(sp)
+
+    sp = command("ui", cmd_ui, "serve a live page of the lab on 127.0.0.1: picture, faults, load")
+    add_lab_name(sp)
+    sp.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free one)")
 
     sp = command("logs", cmd_logs, "print the lab's container logs")
     add_lab_name(sp)

@@ -110,15 +110,19 @@ def quorum_problem(modes: dict[str, str]) -> str | None:
     return "ZooKeeper modes " + ", ".join(f"{n}={m}" for n, m in modes.items())
 
 
-def lb_servers(t: Topology, timeout: float = PROBE_TIMEOUT) -> dict[str, str]:
-    """Server name -> HAProxy status (UP, DOWN, MAINT, ...) in the `nodes` backend; {} if unreachable."""
+def lb_stats(t: Topology, timeout: float = PROBE_TIMEOUT) -> list[dict[str, str]]:
+    """HAProxy's statistics, one row per frontend, backend and server; [] if unreachable."""
     res = http_get("127.0.0.1", t.ports.mgmt, "/lb/stats;csv", timeout)
     if res.status != 200:
-        return {}
-    rows = csv.DictReader(io.StringIO(res.body.decode().lstrip("# ")))
+        return []
+    return list(csv.DictReader(io.StringIO(res.body.decode().lstrip("# "))))
+
+
+def lb_servers(t: Topology, timeout: float = PROBE_TIMEOUT) -> dict[str, str]:
+    """Server name -> HAProxy status (UP, DOWN, MAINT, ...) in the `nodes` backend; {} if unreachable."""
     return {
         r["svname"]: r["status"]
-        for r in rows
+        for r in lb_stats(t, timeout)
         if r.get("pxname") == "nodes" and r["svname"] not in ("FRONTEND", "BACKEND")
     }
 
