@@ -146,7 +146,7 @@ def _call(port: int, method: str, path: str, body: Any = None, **headers: str) -
 
 
 def test_the_server_serves_the_page_and_the_state_to_its_own_page_only(running):
-    lab, port = running
+    _lab, port = running
     status, headers, page = _call(port, "GET", "/")
     assert status == 200 and b"<svg" in page and "frame-ancestors 'none'" in headers["content-security-policy"]
     assert _call(port, "GET", "/api/state")[0] == 200
