@@ -6,7 +6,7 @@ NAME ?= halab
 PYTEST_ARGS ?=
 LINT_PATHS := lab tests bench loadtests setup.py
 
-.PHONY: setup venv prereqs images lab-1node lab-3node lab-5node down status lint test test-unit test-integration bench
+.PHONY: setup venv prereqs images browser lab-1node lab-3node lab-5node down status lint test test-unit test-integration bench
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -52,7 +52,13 @@ test: images
 test-unit: venv
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-test-integration: images
+# The pages users open are checked in headless Chromium (tests/integration/test_browser.py).
+browser:
+	@command -v chromium >/dev/null || { echo "make: installing Debian's chromium for the browser tests"; \
+	  apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; }
+
+test-integration: images browser
 	$(PY) -m pytest tests/integration -m "not solo" -n 2 --dist loadfile $(PYTEST_ARGS)
 	$(PY) -m pytest tests/integration -m solo $(PYTEST_ARGS)
 
