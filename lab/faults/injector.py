@@ -267,7 +267,7 @@ class Injector:
         t0 = time.time()
         gray.start_rogue(t, fault_id, leave, db_ip)
         after, most = poll(lambda: gray.db_connections(t), lambda m: m[0] - 1 >= m[1] - leave, gray.ROGUE_SETTLE)
-        detail = {"connections_before": used - 1}
+        detail: dict[str, Any] = {"connections_before": used - 1, "db_ip": db_ip}
         detail.update(gray.check_exhaust(spec, after, most, gray.rogue_probe(t, fault_id, db_ip)))
         return self._activate(fault_id, spec, [DB], t0, detail)
 

@@ -11,6 +11,7 @@ from helpers import heal_from_another_process, kill_fault_holder
 
 from lab import faults
 from lab.cluster.compose import container_name
+from lab.core.errors import RuntimeFailure
 from lab.core.wait import wait_for
 from lab.faults import DB, LB, backend, gray, make_spec
 
@@ -163,7 +164,9 @@ def test_a_bandwidth_limit_between_datacenters_holds_across_a_restart_and_heals(
     assert faults.leftovers(lab3)["shapers"] == {}
 
 
-def test_an_exhausted_database_refuses_new_connections_and_heal_gives_them_back(lab3, halab_faults):
+def test_an_exhausted_database_refuses_new_connections_even_after_a_restart_and_heal_gives_them_back(
+    lab3, halab_faults
+):
     inj = halab_faults(lab3)
     fault = inj.apply(make_spec("exhaust", [DB]))
     most = fault.detail["max_connections"]
@@ -171,6 +174,16 @@ def test_an_exhausted_database_refuses_new_connections_and_heal_gives_them_back(
     assert fault.detail["connections_after"] >= most
     assert fault.detail["new_connection"].startswith("1040 ")
     assert faults.leftovers(lab3)["rogues"] == [gray.rogue_name(lab3, fault.id)]
+    # A database restart drops every connection; the rogue takes the free ones again.
+    backend.act(lab3, ["docker", "restart"], [DB], "restart the database", timeout=120)
+    wait_for(
+        "the rogue holding every slot of the restarted database",
+        lambda: gray.db_connections(lab3)[0] - 1 >= most,
+        60,
+        interval=0.5,
+        not_yet=(RuntimeFailure,),  # the database not answering yet
+    )
+    assert gray.rogue_probe(lab3, fault.id, fault.detail["db_ip"]).startswith("1040 ")
     inj.heal(fault)
     wait_for("the rogue's connections closed", lambda: gray.db_connections(lab3)[0] - 1 < most / 2, 30)
     assert faults.leftovers(lab3)["rogues"] == []
