@@ -222,3 +222,8 @@ def heal_from_another_process(lab_name: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "healed f" in done.stdout
+
+
+def by_case(result: Any) -> dict[tuple[int, str], Any]:
+    """A matrix result's cases by (size, case name)."""
+    return {(c.size, c.case): c for c in result.cases}
