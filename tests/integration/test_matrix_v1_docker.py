@@ -1,6 +1,6 @@
 """The whole 3-node matrix with the default node profile, rancher-1.0 (issue 12: CI runs the 3-node
-matrix in both profiles; the tuned one is in test_matrix_docker.py). In a file of its own: it is
-the longest test of the parallel stage (about 16 minutes), and pytest-xdist hands out whole files."""
+matrix in both profiles; the tuned one is in test_matrix_docker.py). In a file of its own and marked
+`long`: it is the longest test of the parallel stage (about 16 minutes), started first."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from lab.cluster.state import unique_lab_name
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
+@pytest.mark.long
 @pytest.mark.timeout(2400)
 def test_the_real_v1_node_does_not_hold_the_split_claim(request):
     result = matrix.run_matrix(
