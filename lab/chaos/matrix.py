@@ -22,7 +22,10 @@ What is measured per case, all through the load balancer (docs/survivability.md)
 The observed outcome is the objective's: survives, degraded or outage. The case compares it with
 the guide's outcome (`Claim.outcome`) and with the model's prediction, and keeps the three apart: a
 claim *holds* when every case observed what the guide says; an observation the model did not
-predict is a *surprise*, reported with its numbers, never retried away.
+predict is a *surprise*, reported with its numbers, never retried away. One thing is not a
+measurement of the lab: a case during which the observer itself stood still (the watch's metronome,
+lab/chaos/watch.py, beat OBSERVER_STALL seconds late: the harness, or the machine under it, was
+paused); it is reported as "not measured", with the stall, and run once more.
 
 When to stop observing: a tuned node fences itself, so as soon as the lab shows exactly what the
 model expects (after `after` + `window` seconds) the case is decided; otherwise, and always for
@@ -61,6 +64,11 @@ from lab.server.profiles import DEFAULT_PROFILE, Profile
 log = logging.getLogger("halab.chaos.matrix")
 
 ERROR = "error"
+# Not a measurement of the lab: the observer itself (this harness, and the machine under it) stood
+# still for OBSERVER_STALL seconds or more while the fault held. Such a case is run once more; both
+# attempts are reported.
+NOT_MEASURED = "not measured"
+OBSERVER_STALL = 2.0
 GRAY = "none"  # a gray case's guide and model columns: the guide says nothing, the model predicts nothing
 EXIT_CLAIM_FAILS = 3  # a claim of the guide does not hold on this lab (CheckFailed's status)
 EXIT_SURPRISE = 4  # every claim holds, but the lab did something its model did not predict
@@ -118,6 +126,11 @@ class CaseResult:
         return not self.claims
 
     @property
+    def measured(self) -> bool:
+        """False when the observer stalled during the fault: the figures describe the machine."""
+        return self.observed != NOT_MEASURED
+
+    @property
     def holds(self) -> bool:
         """The guide's words held for this case (a gray case: it met the objective)."""
         return self.observed == (SURVIVES if self.gray else self.guide) and not self.safety
@@ -126,11 +139,15 @@ class CaseResult:
     def surprise(self) -> bool:
         """The lab did what its model did not predict (a gray case has no prediction: only a
         safety violation or a lab that did not come back is one)."""
+        if not self.measured:
+            return bool(self.safety)
         mispredicted = not self.gray and self.observed != self.predicted
         return mispredicted or bool(self.problems) or bool(self.safety)
 
     @property
     def verdict(self) -> str:
+        if not self.measured:
+            return "not measured" + (", surprise" if self.surprise else "")
         if self.gray:
             text = "meets the objective" if self.holds else "misses the objective"
         else:
@@ -166,8 +183,14 @@ class MatrixResult:
         return not any(c.surprise for c in self.cases)
 
     @property
+    def unmeasured(self) -> list[str]:
+        """Cases with no attempt the observer saw through."""
+        seen = {(c.size, c.case) for c in self.cases if c.measured}
+        return sorted({f"n{c.size} {c.case}" for c in self.cases if (c.size, c.case) not in seen})
+
+    @property
     def passed(self) -> bool:
-        return self.holds and self.as_predicted
+        return self.holds and self.as_predicted and not self.unmeasured
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -323,6 +346,15 @@ def run_case(
     )
     observed = outcome_of(m, objective)
     problems = _model_details(p, exp, obs, drain, b) if observed == pred.outcome and not case.gray else []
+    stall = w.longest_stall(fault.t0, obs.t)
+    if stall is not None and stall[1] >= OBSERVER_STALL:
+        observed, problems = (
+            NOT_MEASURED,
+            [
+                f"the observer stalled {stall[1]:.1f} s from +{stall[0]:.1f} s (this harness and the machine "
+                f"under it stood still: the lab's timers all fired at once when it went on); not a measurement"
+            ],
+        )
     if back is None:
         stuck = _repair(t, w, b)
         problems.append(
@@ -330,7 +362,7 @@ def run_case(
             + (f"; {', '.join(stuck)} restarted so that the next case starts from a steady lab" if stuck else "")
         )
     unexpected = (observed != SURVIVES) if case.gray else (observed != pred.outcome or observed != guide)
-    unexpected = unexpected or bool(problems)
+    unexpected = (unexpected or bool(problems)) and observed != NOT_MEASURED
     told = _evidence(t, fault.t0, t_heal) if unexpected else ()
     result = CaseResult(
         t.size,
@@ -444,6 +476,9 @@ def run_size(
             says = guide[case.claims[0]] if case.claims else GRAY
             try:
                 results.append(run_case(t, p, case, w, inj, b, claims.objective, says))
+                if not results[-1].measured:
+                    log.info(f"n{t.size} {case.id}: {results[-1].problems[0]}; running it once more")
+                    results.append(run_case(t, p, case, w, inj, b, claims.objective, says))
             except LabError as exc:  # a fault or placement that could not be done: this case failed
                 log.info(f"n{t.size} {case.id}: error: {exc}")
                 stuck = _repair(t, w, b)  # so that one broken case does not fail every case after it
@@ -582,7 +617,7 @@ def claim_verdicts(claims: Claims, results: Sequence[CaseResult]) -> list[dict[s
     what was observed, with the numbers of its worst case."""
     out = []
     for c in claims.claims:
-        mine = [r for r in results if c.id in r.claims]
+        mine = [r for r in results if c.id in r.claims and r.measured]
         if not mine:
             continue
         holds = all(r.holds for r in mine)
@@ -816,7 +851,8 @@ def markdown(result: MatrixResult) -> str:
 
 
 def require_pass(result: MatrixResult) -> None:
-    """Exit 3 when a claim does not hold; exit 4 when every claim holds but the lab surprised its model."""
+    """Exit 3 when a claim does not hold; exit 4 when every claim holds but the lab surprised its model,
+    or a case could not be measured in either attempt."""
     bad = [c["id"] for c in result.claims if not c["holds"]]
     if bad:
         raise CheckFailed(
@@ -824,6 +860,11 @@ def require_pass(result: MatrixResult) -> None:
             f"see {result.run_dir / 'matrix.md'}"
         )
     surprises = [f"n{c.size} {c.case}" for c in result.cases if c.surprise]
+    if result.unmeasured:
+        raise Surprise(
+            f"{len(result.unmeasured)} case(s) could not be measured: the observer stalled in each attempt "
+            f"({', '.join(result.unmeasured)}); see {result.run_dir / 'matrix.md'}"
+        )
     if surprises:
         raise Surprise(
             f"every claim holds, but {len(surprises)} case(s) did what the lab's model did not predict: "

@@ -42,6 +42,10 @@ LB_EVERY = 0.1
 CLIENT_PAUSE = 0.05
 REGISTER_KEYS = 3
 REGISTER_PAUSE = 0.1
+# The metronome: a thread that only reads the clock every TICK seconds. A beat later than TICK +
+# STALL_NOTED means this harness, or the whole machine under it, stood still meanwhile (a host that
+# is paused or starved stops the lab and its observer alike), and is noted with when and how long.
+TICK, STALL_NOTED = 0.1, 0.5
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class Watch:
         self.probes: dict[str, list[ProbeRecord]] = {n: [] for n in t.node_names}
         self.lb: list[LbSample] = []
         self.requests: list[RequestRecord] = []
+        self.stalls: list[tuple[float, float]] = []  # (wall time the stall began, seconds)
 
     # ---------------------------------------------------------------------------------- threads
 
@@ -77,6 +82,7 @@ class Watch:
             (f"probe-{n}", functools.partial(self._probe, n), PROBE_EVERY) for n in self.t.node_names
         ]
         loops.append(("lb", self._lb_stats, LB_EVERY))
+        loops.append(("metronome", self._beat, 0.0))
         if self.client_enabled:
             loops.append(("client", self._client_round, CLIENT_PAUSE))
         if self.client_enabled and self.ops:
@@ -99,6 +105,14 @@ class Watch:
         while not self._stop.is_set():
             step()
             self._stop.wait(every)
+
+    def _beat(self) -> None:
+        before = time.monotonic()
+        self._stop.wait(TICK)
+        late = time.monotonic() - before - TICK
+        if late > STALL_NOTED:
+            with self._lock:
+                self.stalls.append((time.time() - late - TICK, late))
 
     def _probe(self, node: str) -> None:
         t0 = time.time()
@@ -213,6 +227,15 @@ class Watch:
         """Client requests that ended within [start, end]."""
         with self._lock:
             return [r for r in self.requests if start <= r.t1 <= end]
+
+    def longest_stall(self, since: float, until: float) -> tuple[float, float] | None:
+        """(seconds after `since` it began, seconds) of the observer's longest stall that overlapped
+        [since, until]; None without one."""
+        with self._lock:
+            found = [
+                (start - since, length) for start, length in self.stalls if start < until and start + length > since
+            ]
+        return max(found, key=lambda s: s[1], default=None)
 
     def first_drained(self, node: str, since: float) -> float | None:
         """When the load balancer was first seen not sending to `node` (status other than UP)

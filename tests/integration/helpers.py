@@ -225,5 +225,6 @@ def heal_from_another_process(lab_name: str) -> None:
 
 
 def by_case(result: Any) -> dict[tuple[int, str], Any]:
-    """A matrix result's cases by (size, case name)."""
+    """A matrix result's cases by (size, case name): the last attempt of a case run twice (the
+    observer stalled through the first)."""
     return {(c.size, c.case): c for c in result.cases}

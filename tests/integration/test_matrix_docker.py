@@ -46,7 +46,9 @@ def test_tuned_nodes_hold_every_claim_for_1_3_and_5_nodes_as_the_model_predicts(
     inside = cases[(5, "kill-a1+b2@leader-inside")]
     assert inside.leader.split()[0] in {"a1", "b2"} and "(leader)" in inside.fault
     written = json.loads((result.run_dir / "matrix.json").read_text())
-    assert written["passed"] and written["profile"] == "tuned" and len(written["cases"]) == 47
+    # 47 cases; one the observer stalled through is run once more, and both attempts are written.
+    assert written["passed"] and written["profile"] == "tuned"
+    assert len({(c["size"], c["case"]) for c in written["cases"]}) == 47
     assert "| claim | the guide says |" in (result.run_dir / "matrix.md").read_text()
     # Every container's log outlives its lab, for whoever explains a run afterwards.
     assert (result.run_dir / "n5" / "logs" / "b2.log").stat().st_size > 0

@@ -692,3 +692,47 @@ def test_restarts_count_from_zero_again_in_a_container_that_came_back():
     assert matrix._restarts_between(before, after) == {"a1": 1}  # b1 unknown before
     assert matrix._restarts_between({"a1": 3}, {"a1": 1}) == {"a1": 1}  # killed, started, restarted once
     assert matrix._restarts_between({"a1": 3}, {"a1": 0}) == {}
+
+
+STALLED = ("the observer stalled 11.5 s from +1.7 s (this harness and the machine under it stood still)",)
+
+
+def test_a_case_the_observer_stalled_through_is_not_measured_and_counts_for_no_claim(tmp_path: Path):
+    stalled = case("split", observed=matrix.NOT_MEASURED, share=0.26, problems=STALLED)
+    assert not stalled.measured and not stalled.surprise and stalled.verdict == "not measured"
+    again = case("split")  # the same case run once more, seen through
+    result = run(tmp_path, (stalled, again))
+    v = matrix.claim_verdicts(CLAIMS, result.cases)[0]
+    assert v["cases"] == 1 and v["holds"] and result.passed
+    matrix.require_pass(result)
+
+
+def test_a_case_never_seen_through_fails_the_matrix_and_says_why(tmp_path: Path):
+    stalled = case("split", observed=matrix.NOT_MEASURED, problems=STALLED)
+    result = run(tmp_path, (stalled, stalled, case("kill-follower")))
+    assert result.holds and result.as_predicted and not result.passed and result.unmeasured == ["n3 split"]
+    with pytest.raises(matrix.Surprise, match=r"1 case\(s\) could not be measured: the observer stalled"):
+        matrix.require_pass(result)
+
+
+def test_the_watch_notes_when_its_own_clock_stood_still():
+    from lab.chaos.watch import Watch
+
+    w = Watch(T3, client=False)
+    w.stalls = [(100.0, 0.7), (110.0, 11.5), (200.0, 3.0)]
+    assert w.longest_stall(105.0, 130.0) == (5.0, 11.5)
+    assert w.longest_stall(100.5, 101.0) == (-0.5, 0.7)  # began before, still going at `since`
+    assert w.longest_stall(150.0, 190.0) is None
+
+
+def test_a_late_beat_of_the_metronome_is_noted_as_a_stall(monkeypatch):
+    from lab.chaos import watch
+
+    w = watch.Watch(T3, client=False)
+    w._stop.set()  # the beat's wait returns at once; the clock below says how long it really took
+    ticks = iter([50.0, 50.1, 60.0, 72.0])
+    monkeypatch.setattr(watch.time, "monotonic", lambda: next(ticks))
+    monkeypatch.setattr(watch.time, "time", lambda: 1000.0)
+    w._beat()  # on time
+    w._beat()  # 12 s for a 0.1 s tick
+    assert w.stalls == [(1000.0 - 11.9 - watch.TICK, pytest.approx(11.9))]
