@@ -61,6 +61,7 @@ from lab.core.durations import parse_duration
 from lab.core.errors import BadInput, CheckFailed, LabError
 from lab.core.wait import poll
 from lab.faults import FAULT_FIELDS, ActiveFault, FaultSpec, Injector, shielded, spec_from_yaml, validate
+from lab.record import metrics
 from lab.record.checker import CheckResult
 from lab.record.history import HISTORY_FILE, write_json
 from lab.record.load import LoadRun, LoadSpec, make_run_dir
@@ -442,6 +443,7 @@ def _run_on(sc: Scenario, t: Topology, reused: bool, runs_root: str | Path) -> S
             "passed" if journal.data["status"] == "completed" and not journal.data["problems"] else "failed"
         )
         journal.write()
+    metrics.record(t, run_dir, started, time.time())  # with monitoring: the series the report plots
     _report(run_dir)
     return ScenarioResult(run_dir, journal.data)
 
