@@ -127,12 +127,13 @@ class _Labels(dict[str, str]):
 
 
 def shape(query: Query, matrix: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A range query's matrix -> [{"name", "points": [[time, value or None], ...]}], sorted by name."""
+    """A range query's matrix -> [{"name", "node" (its node label or None), "points": [[time, value
+    or None], ...]}], sorted by name."""
     out = []
     for series in matrix:
         labels = _Labels({str(k): str(v) for k, v in (series.get("metric") or {}).items()})
         points = [[float(t), value(v)] for t, v in series.get("values") or ()]
-        out.append({"name": query.legend.format_map(labels), "points": points})
+        out.append({"name": query.legend.format_map(labels), "node": labels.get("node"), "points": points})
     return sorted(out, key=lambda s: str(s["name"]))
 
 
@@ -144,7 +145,8 @@ def collect(fetch: Callable[[str], list[dict[str, Any]]], start: float, end: flo
             "title": f.title,
             "unit": f.unit,
             "queries": [q.expr for q in f.queries],
-            "series": [s for q in f.queries for s in shape(q, fetch(q.expr))],
+            # "query": which of the family's queries gave the series (the plots' line style)
+            "series": [{**s, "query": i} for i, q in enumerate(f.queries) for s in shape(q, fetch(q.expr))],
         }
         for f in FAMILIES
     ]

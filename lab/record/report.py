@@ -35,6 +35,8 @@ NODE_COLORS = {"active": "#2e7d32", "starting": "#1565c0", "degraded": "#ef6c00"
 OTHER_COLOR = "#9e9e9e"
 FAILURE_COLORS = {"no response": "#b71c1c", "5xx": "#ef6c00", "4xx": "#6a1b9a"}
 FAULT_COLOR = "#d32f2f"
+NODE_SERIES_COLORS = ("#1565c0", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f")  # a node's colour in the metric plots
+OTHER_SERIES_COLORS = ("#455a64", "#8e24aa")  # the database's and the load balancer's series
 
 
 @dataclass(frozen=True)
@@ -331,19 +333,29 @@ def write_plots(plots_dir: Path, history: History, result: CheckResult) -> dict[
 
 
 def write_metric_plots(plots_dir: Path, history: History, series: Mapping[str, Any]) -> dict[str, Path]:
-    """One PNG per family of metrics.json (lab/record/metrics.py), on the run's time axis."""
+    """One PNG per family of metrics.json (lab/record/metrics.py), on the run's time axis. A node
+    has one colour in every plot; a family's second query is drawn dashed."""
     plt = _pyplot()
     plots_dir.mkdir(parents=True, exist_ok=True)
     axis = TimeAxis.of(history)
+    families = series.get("families", [])
+    nodes = sorted({s["node"] for f in families for s in f["series"] if s.get("node")})
+    colors = {n: NODE_SERIES_COLORS[i % len(NODE_SERIES_COLORS)] for i, n in enumerate(nodes)}
     out: dict[str, Path] = {}
-    for family in series.get("families", []):
+    for family in families:
         fig, ax = axis.figure(plt, f"{family['title']} (Prometheus)", family["unit"])
         drawn = False
         for s in family["series"]:
             points = s["points"]
             if any(v is not None for _, v in points):
-                xs = [t - axis.t_ref for t, _ in points]
-                ax.plot(xs, [math.nan if v is None else v for _, v in points], lw=1, label=s["name"])
+                ax.plot(
+                    [t - axis.t_ref for t, _ in points],
+                    [math.nan if v is None else v for _, v in points],  # NaN: a gap where nothing was scraped
+                    lw=1,
+                    ls="--" if s.get("query") else "-",
+                    color=colors.get(s.get("node") or "", OTHER_SERIES_COLORS[s.get("query", 0) % 2]),
+                    label=s["name"],
+                )
                 drawn = True
         ax.set_ylim(bottom=0)
         name = f"metric-{family['key']}"
