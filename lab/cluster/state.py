@@ -2,7 +2,7 @@
 
 `$HALAB_HOME/labs/<lab>/` (default `~/.local/state/halab`), holding:
   compose.yaml, haproxy.cfg, topology.json   what `docker compose` runs and how it was asked for
-  prometheus.yml                              with monitoring: what Prometheus scrapes
+  prometheus.yml                             with monitoring: what Prometheus scrapes
   secrets/db_password, secrets/db_root_password   random per lab, 0600, owned by the containers' uid
   tls/ca.crt (0400, as the guide asks), tls/ca.key (0600), tls/server.pem (0600)
 The directories are 0700. Run without root, the files the containers read (the secrets and
