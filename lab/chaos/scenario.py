@@ -97,6 +97,8 @@ class TopologySpec:
     # The node profile (`halab run --profile` overrides the file's); None: a running lab's, or the
     # default for a new one.
     profile: str | None = None
+    # A new lab with Prometheus (`halab up --monitoring`): the run records metrics.json for its report.
+    monitoring: bool = False
 
     def build(self, lab_name: str = "scenario", ports: Ports | None = None) -> Topology:
         return make_topology(
@@ -107,6 +109,7 @@ class TopologySpec:
             lb_dc=self.lb_dc,
             ports=ports,
             profile=self.profile or DEFAULT_PROFILE,
+            monitoring=self.monitoring,
         )
 
 
@@ -201,13 +204,14 @@ def load(path: str | Path) -> Scenario:
 
 
 def _topology(raw: Any, where: str) -> TopologySpec:
-    d = y.mapping(raw, where, required=("nodes",), optional=("layout", "db_dc", "lb_dc", "profile"))
+    d = y.mapping(raw, where, required=("nodes",), optional=("layout", "db_dc", "lb_dc", "profile", "monitoring"))
     spec = TopologySpec(
         y.integer(d["nodes"], y.sub(where, "nodes")),
         y.string(d["layout"], y.sub(where, "layout")) if "layout" in d else None,
         y.string(d["db_dc"], y.sub(where, "db_dc")) if "db_dc" in d else None,
         y.string(d["lb_dc"], y.sub(where, "lb_dc")) if "lb_dc" in d else None,
         y.string(d["profile"], y.sub(where, "profile")) if "profile" in d else None,
+        y.boolean(d["monitoring"], y.sub(where, "monitoring")) if "monitoring" in d else False,
     )
     try:
         spec.build()

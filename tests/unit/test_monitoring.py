@@ -186,3 +186,15 @@ def test_the_node_shows_its_members_figures_in_metrics_and_none_it_does_not_have
     assert 'cattle_zookeeper_member_num_alive_connections{node="a1"} 4' in lines
     assert 'cattle_zookeeper_member_znode_count{node="a1"} 38' in lines
     assert "# TYPE cattle_zookeeper_member_avg_latency gauge" in lines
+
+
+def test_a_scenario_file_may_ask_for_a_monitored_lab(tmp_path):
+    from lab.chaos import scenario
+
+    text = "name: t\ntopology:\n  nodes: 3\n  monitoring: true\nfaults:\n  - {at: 2s, kind: kill, target: follower}\n"
+    path = tmp_path / "x.yaml"
+    path.write_text(text)
+    assert scenario.load(path).topology.build("x").monitoring is True
+    path.write_text(text.replace("monitoring: true", "monitoring: maybe"))
+    with pytest.raises(BadInput, match=r"x\.yaml: topology\.monitoring must be true or false, got 'maybe'"):
+        scenario.load(path)
