@@ -5,6 +5,7 @@ the node's ZooKeeper member figures (`mntr`) in its /metrics."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 
 import pytest
@@ -40,6 +41,26 @@ def test_the_prometheus_port_must_differ_from_the_others_and_be_a_port():
     with pytest.raises(BadInput, match="--prom-port: 70000 is not a TCP port"):
         make_topology(3, monitoring=True, ports=Ports(prom=70000))
     make_topology(3, ports=Ports(mgmt=9090))  # without monitoring 9090 is not published
+
+
+def test_halab_up_names_prometheus_only_when_the_lab_has_it():
+    from lab.cluster import lifecycle
+
+    on = lifecycle.endpoints(make_topology(3, lab="demo", monitoring=True, ports=Ports(prom=19090)))
+    assert on.prometheus == "http://127.0.0.1:19090/"
+    assert "Prometheus:            http://127.0.0.1:19090/" in on.lines()
+    off = lifecycle.endpoints(make_topology(3, lab="demo"))
+    assert off.prometheus is None and not any("Prometheus" in line for line in off.lines())
+
+
+def test_preflight_counts_the_monitoring_containers_memory(monkeypatch):
+    def need(t):
+        return int(preflight.host_memory(t).message.split(" MiB")[0].split()[-1])
+
+    meminfo = io.StringIO("MemAvailable: 999999999 kB\n")  # plenty: the message gives the need
+    monkeypatch.setattr(preflight, "open", lambda *a, **k: io.StringIO(meminfo.getvalue()), raising=False)
+    plain, monitored = make_topology(3, lab="demo"), make_topology(3, lab="demo", monitoring=True)
+    assert need(monitored) - need(plain) == compose.PROM_MEMORY_MIB + compose.EXPORTER_MEMORY_MIB
 
 
 def test_free_ports_hand_out_a_distinct_prometheus_port():
