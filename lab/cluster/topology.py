@@ -99,6 +99,8 @@ class Ports:
     http: int = 80
     https: int = 443
     mgmt: int = 18080
+    # Prometheus's web UI and HTTP API: published only when the lab has monitoring.
+    prom: int = 9090
     # Benchmarks only: publish the first node's API too, to compare against the LB path.
     direct: int | None = None
 
@@ -163,6 +165,14 @@ class Topology:
     # Where the load balancer (and the clients with it) sits: a datacenter, so that a split cuts it
     # from the other side's nodes, or OUTSIDE_LB: beyond every datacenter, reaching all of them.
     lb_dc: str = OUTSIDE_LB
+    # `halab up --monitoring`: Prometheus and the database's exporter join the lab.
+    monitoring: bool = False
+
+    @property
+    def published_ports(self) -> dict[str, int]:
+        """Every port the lab publishes on `ports.bind`, by the name of its option (`--<name>-port`)."""
+        ports = self.ports.published()
+        return {**ports, "prom": self.ports.prom} if self.monitoring else ports
 
     @property
     def node_profile(self) -> Profile:
@@ -329,6 +339,7 @@ def make_topology(
     server_env: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
     profile: str = DEFAULT_PROFILE,
     lb_dc: str | None = None,
+    monitoring: bool = False,
     where: str = "--nodes",
 ) -> Topology:
     """Validate user input and build a Topology. Every error is a BadInput naming its source."""
@@ -382,18 +393,20 @@ def make_topology(
         server_env=check_server_env(server_env),
         profile=check_profile(profile),
         lb_dc=lb_dc,
+        monitoring=monitoring,
     )
     _validate_numbers(topo)
     return topo
 
 
 def _validate_numbers(t: Topology) -> None:
-    p, s = t.ports, t.sizing
-    for name, port in p.published().items():
+    s = t.sizing
+    published = t.published_ports
+    for name, port in published.items():
         if not isinstance(port, int) or not 1 <= port <= 65535:
             raise BadInput(f"--{name}-port: {port!r} is not a TCP port (1-65535)")
-    if len(set(p.published().values())) != len(p.published()):
-        raise BadInput(f"ports: the published ports must differ, got {p.published()}")
+    if len(set(published.values())) != len(published):
+        raise BadInput(f"ports: the published ports must differ, got {published}")
     if s.pool_size is not None and s.pool_size < 1:
         raise BadInput(f"--pool-size: {s.pool_size} must be at least 1 (the guide asks for 50 per node)")
     if s.pool_wait_ms is not None and s.pool_wait_ms < 0:
