@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import threading
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -117,6 +118,39 @@ def test_the_guard_lets_the_page_itself_through():
     own = {"host": "localhost:8000", "x-halab-token": "s3cret", "origin": "http://localhost:8000"}
     assert guard.refusal("POST", "/api/fault", own, 8000, "s3cret") is None
     assert guard.refusal("GET", "/", {"host": "127.0.0.1:8000"}, 8000, "s3cret") is None  # the page needs no token
+
+
+def test_the_state_probes_the_lab_once_a_window_and_afresh_after_an_action(monkeypatch):
+    from lab import faults
+    from lab.cluster import lifecycle, probes
+
+    probed: list[str] = []
+
+    def status(t: Any) -> dict[str, Any]:
+        probed.append(t.lab)
+        return {"nodes": []}
+
+    monkeypatch.setattr(lifecycle, "status", status)
+    monkeypatch.setattr(probes, "lb_stats", lambda t: [])
+    monkeypatch.setattr(faults, "active", lambda lab: [])
+    monkeypatch.setattr(faults, "heal_lab", lambda t: SimpleNamespace(lines=lambda: ["nothing to heal"]))
+    now = 100.0
+    ui = server.LabUi(T5, clock=lambda: now)
+    ui.state()
+    now += server.STATUS_TTL - 0.01
+    ui.state()
+    assert len(probed) == 1  # within the window: the status read before
+    now += 0.01
+    ui.state()
+    assert len(probed) == 2
+    # An action, done or refused, shows at once: the next state probes again at the same instant.
+    assert ui.heal({}) == {"lines": ["nothing to heal"]}
+    ui.state()
+    assert len(probed) == 3
+    with pytest.raises(BadInput):
+        ui.heal({"id": 3})
+    ui.state()
+    assert probed == [T5.lab] * 4
 
 
 class MemoryLab(server.LabUi):
