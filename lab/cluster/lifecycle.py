@@ -21,7 +21,7 @@ from lab.cluster import addressing, compose, docker, images, preflight, probes, 
 from lab.cluster.compose import container_name, registration_url
 from lab.cluster.topology import Topology
 from lab.core.errors import BadInput, RuntimeFailure
-from lab.core.wait import poll, wait_for
+from lab.core.wait import WaitTimeout, poll, wait_for
 from lab.server import profiles
 
 log = logging.getLogger("halab.cluster.lifecycle")
@@ -167,8 +167,7 @@ def down(lab: str, keep_data: bool = False) -> dict[str, int]:
         removed["containers"] = len(ids)
     nets = docker.labelled("network", lab)
     if nets:
-        _remove_networks(lab, nets)
-        removed["networks"] = len(nets)
+        removed["networks"] = _remove_networks(lab, nets)
     if not keep_data:
         vols = docker.labelled("volume", lab)
         if vols:
@@ -189,15 +188,23 @@ def removed_line(lab: str, removed: dict[str, int], keep_data: bool = False) -> 
     )
 
 
-def _remove_networks(lab: str, nets: list[str]) -> None:
-    """`docker network rm`. Docker sometimes still holds an endpoint of a container it has just
-    removed ("has active endpoints"; on Docker 28 even with no container listed on the network,
-    for a second or two under load), so what is left attached is force-disconnected and the
-    networks that remain are removed again until they are gone."""
+NETWORK_RELEASE = 60.0  # seconds Docker is given to release a removed container's endpoint
+
+
+def _remove_networks(lab: str, nets: list[str]) -> int:
+    """`docker network rm`; returns how many went. Docker sometimes still holds an endpoint of a
+    container it has just removed ("has active endpoints"; on Docker 28 even with no container
+    listed on the network, for a second or two under load), so what is left attached is
+    force-disconnected and the networks that remain are removed again until they are gone.
+
+    Docker 20.10 can also keep counting an endpoint for good with none listed and none known by
+    name (seen twice on this machine, once in a CI rehearsal; only a restart of dockerd clears
+    it). Such an empty network is left behind with a warning that names it, rather than failing
+    the teardown of a lab whose containers and volumes are gone; anything still attached fails."""
     what = f"remove networks of lab {lab}"
     try:
         docker.run(["docker", "network", "rm", *nets], what, timeout=60)
-        return
+        return len(nets)
     except RuntimeFailure as exc:
         if not exc.stderr_has("active endpoints"):
             raise
@@ -216,7 +223,25 @@ def _remove_networks(lab: str, nets: list[str]) -> None:
             docker.run(["docker", "network", "rm", *left], what, timeout=60)
         return True
 
-    wait_for(f"the networks of lab {lab} to be removable", removed, 60, interval=1.0, not_yet=(RuntimeFailure,))
+    try:
+        wait_for(
+            f"the networks of lab {lab} to be removable",
+            removed,
+            NETWORK_RELEASE,
+            interval=1.0,
+            not_yet=(RuntimeFailure,),
+        )
+    except WaitTimeout:
+        left = docker.inspect(docker.labelled("network", lab), "network")
+        if any(net.get("Containers") for net in left):
+            raise
+        log.warning(
+            f"lab {lab!r}: Docker still counts an endpoint on network(s) {', '.join(n['Name'] for n in left)} "
+            f"with none attached, {NETWORK_RELEASE:g} s after the lab's containers were removed; left behind "
+            "(empty; a restart of dockerd releases it)"
+        )
+        return len(nets) - len(left)
+    return len(nets)
 
 
 def logs(t: Topology, services: tuple[str, ...] = (), tail: int | None = None) -> str:

@@ -80,6 +80,48 @@ def test_an_endpoint_docker_releases_late_is_waited_for(fake_docker, monkeypatch
     assert calls.count(["docker", "network", "rm", "n2"]) == 2  # the first retry still refused, the second went
 
 
+def test_an_endpoint_docker_never_releases_leaves_the_empty_network_with_a_warning(fake_docker, monkeypatch, caplog):
+    # Docker 20.10: the network lists no container, yet every `network rm` says "active endpoints".
+    world, _calls = fake_docker
+    real = docker.run
+
+    def run(args, what, **kw):
+        if args[1:3] == ["network", "rm"] and "n2" in args[3:]:
+            world["stale"]["n2"] = ["ghost"]
+            try:
+                return real(args, what)
+            finally:
+                world["stale"]["n2"] = []
+        return real(args, what)
+
+    world["stale"]["n2"] = []
+    monkeypatch.setattr(docker, "run", run)
+    monkeypatch.setattr(lifecycle, "NETWORK_RELEASE", 0.05)
+    monkeypatch.setattr(
+        lifecycle, "wait_for", lambda what, fn, timeout, **kw: wait_for(what, fn, timeout, **(kw | {"interval": 0.01}))
+    )
+    with caplog.at_level("WARNING", logger="halab.cluster.lifecycle"):
+        assert lifecycle.down("x") == {"containers": 2, "networks": 1, "volumes": 1}
+    assert world["network"] == ["n2"]
+    assert "net-n2" in caplog.text and "none attached" in caplog.text
+
+
+def test_a_network_with_a_container_still_attached_fails_the_teardown(fake_docker, monkeypatch):
+    world, _calls = fake_docker
+    real = docker.run
+    # The endpoint's container cannot be disconnected: it stays listed on the network.
+    monkeypatch.setattr(
+        docker, "run", lambda args, what, **kw: "" if args[1:3] == ["network", "disconnect"] else real(args, what)
+    )
+    monkeypatch.setattr(lifecycle, "NETWORK_RELEASE", 0.05)
+    monkeypatch.setattr(
+        lifecycle, "wait_for", lambda what, fn, timeout, **kw: wait_for(what, fn, timeout, **(kw | {"interval": 0.01}))
+    )
+    with pytest.raises(RuntimeFailure, match="networks of lab x to be removable"):
+        lifecycle.down("x")
+    assert world["network"] == ["n2"]
+
+
 def test_any_other_network_failure_is_raised(fake_docker, monkeypatch):
     _world, _calls = fake_docker
     real = docker.run

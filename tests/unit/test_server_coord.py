@@ -295,6 +295,6 @@ def test_a_lock_znode_that_is_already_gone_needs_no_further_delete() -> None:
     fake.gone = True
     coord = Coordinator("127.0.0.1:1", TUNED, "t", client_factory=lambda: fake)  # type: ignore[arg-type, return-value]
     coord.release_lock(fake.lock)  # type: ignore[arg-type]
-    assert coord.undeleted() == ["/cattle/locks/project/1/t__lock__0000000003"]
+    # No look at undeleted() in between: the deleter may already have found the znode gone.
     wait_for("the guaranteed delete to give up on a gone znode", lambda: not coord.undeleted() or None, timeout=5)
     assert fake.tried.is_set() and fake.deleted == []
