@@ -79,8 +79,16 @@ def registration_url(t: Topology) -> str:
 def render(t: Topology, image_tags: dict[str, str], plan: Plan) -> dict[str, Any]:
     """The compose project as a dict (yaml.safe_dump of it is the file `halab render` prints);
     every container on a private network has the fixed address PLAN gives it (addressing.py)."""
+    from lab.cluster import galera  # builds on this module's helpers
+
+    database = galera.services(t, image_tags, plan) if t.db.galera else {"db": _db_service(t, image_tags, plan)}
+    # The nodes reach `db` at one address either way: the database, or the Galera front (whose
+    # own start waits for the first member to be Synced and Primary).
+    db_ready = (
+        {galera.FRONT: {"condition": "service_started"}} if t.db.galera else {"db": {"condition": "service_healthy"}}
+    )
     services: dict[str, Any] = {
-        "db": _db_service(t, image_tags, plan),
+        **database,
         "lb": {
             "image": image_tags["lb"],
             "hostname": "lb",
@@ -125,7 +133,7 @@ def render(t: Topology, image_tags: dict[str, str], plan: Plan) -> dict[str, Any
             # Peers and the database are named in /etc/hosts; any other name that reaches Docker's DNS
             # on an internal network must not stall a caller for its default 10 s.
             "dns_opt": ["timeout:1", "attempts:1"],
-            "depends_on": {"db": {"condition": "service_healthy"}},
+            "depends_on": db_ready,
             # rancher-1.0: a node whose supervisor or ZooKeeper exits comes back, like Rancher's
             # containers; `docker kill` and `docker stop` (the kill and stop faults) keep it down.
             "restart": t.node_profile.container_restart,
@@ -141,7 +149,7 @@ def render(t: Topology, image_tags: dict[str, str], plan: Plan) -> dict[str, Any
         "name": t.lab,
         "services": services,
         "networks": networks,
-        "volumes": {"dbdata": {"labels": labels(t, "db-data")}},
+        "volumes": galera.volumes(t) if t.db.galera else {"dbdata": {"labels": labels(t, "db-data")}},
         "secrets": {name: {"file": f"./{path}"} for name, path in SECRET_FILES.items()},
     }
 

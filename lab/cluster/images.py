@@ -62,6 +62,17 @@ IMAGES = (
     ImageSpec("lb", ROOT / "compose/images/lb/Dockerfile", ROOT / "compose/images/lb", (ROOT / "compose/images/lb",)),
     _node_spec(),
 )
+# Built only when named (`halab build --only galera`), so that a lab with one database builds what
+# it did before issue 15. Its context is assembled: the image's folder and the clustercheck agent.
+OPTIONAL_IMAGES = (
+    ImageSpec(
+        "galera",
+        ROOT / "compose/images/galera/Dockerfile",
+        ROOT,
+        (ROOT / "compose/images/galera", paths.PACKAGE / "agent" / "clustercheck.py"),
+        placed=("compose/images/galera", "lab/agent/clustercheck.py"),
+    ),
+)
 
 
 def content_tag(spec: ImageSpec) -> str:
@@ -82,7 +93,7 @@ def content_tag(spec: ImageSpec) -> str:
 
 def image_tags() -> dict[str, str]:
     """The tag each role's image has for the code in this checkout (no Docker needed)."""
-    return {spec.name: content_tag(spec) for spec in IMAGES}
+    return {spec.name: content_tag(spec) for spec in IMAGES + OPTIONAL_IMAGES}
 
 
 def exists(tag: str) -> bool:
@@ -138,7 +149,8 @@ def _rerun_hint(spec: ImageSpec) -> str:
 def build(only: tuple[str, ...] = (), force: bool = False) -> dict[str, str]:
     """Build whatever image is missing for this code; return role -> tag."""
     tags = image_tags()
-    todo = [s for s in IMAGES if (not only or s.name in only) and (force or not exists(tags[s.name]))]
+    specs = [s for s in IMAGES if not only or s.name in only] + [s for s in OPTIONAL_IMAGES if s.name in only]
+    todo = [s for s in specs if force or not exists(tags[s.name])]
     if todo:
         ensure_base()
     for spec in todo:

@@ -74,6 +74,12 @@ def up(
     timeout: float = 180,
     allow_undersized: bool = False,
 ) -> Endpoints:
+    if t.db.galera:
+        # Issue 15's groundwork renders a Galera lab; waits, status and faults for it come next.
+        raise BadInput(
+            f"--db {t.db.kind}:{t.db.members}: not started by `halab up` yet; `halab render --db "
+            f"{t.db.kind}:{t.db.members} --out DIR` writes the project to run by hand (docs/galera.md)"
+        )
     docker.require_docker()
     running = running_containers(t.lab)
     if running:

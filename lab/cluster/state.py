@@ -20,8 +20,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from lab.cluster import compose, tls
+from lab.cluster import compose, galera, tls
 from lab.cluster.addressing import Plan
+from lab.cluster.database import Database
 from lab.cluster.topology import OUTSIDE_LB, Node, Ports, Sizing, Tls, Topology
 from lab.core.errors import BadInput, register_secret
 from lab.server.profiles import DEFAULT_PROFILE
@@ -66,7 +67,13 @@ def topology_from_dict(d: dict[str, Any]) -> Topology:
         server_env=tuple((k, v) for k, v in d.get("server_env", ())),
         profile=d.get("profile", DEFAULT_PROFILE),
         lb_dc=d.get("lb_dc", OUTSIDE_LB),
+        # state files from before issue 15 have no "db": a single database
+        db=_database(d.get("db") or {}),
     )
+
+
+def _database(d: dict[str, Any]) -> Database:
+    return Database(**{**d, "layout": tuple(d.get("layout", ()))})
 
 
 def load_topology(lab: str) -> Topology:
@@ -134,6 +141,11 @@ def materialize(t: Topology, directory: Path, image_tags: dict[str, str], plan: 
     if cert:
         _write(tdir / "server.pem", cert + key, 0o600, CONTAINER_UID)
     _write(directory / compose.HAPROXY_CFG, compose.haproxy_config(t).encode(), 0o644)
+    if t.db.galera:
+        _write(directory / galera.FRONT_CFG, galera.front_config(t, plan).encode(), 0o644)
+        # The member the entrypoints bootstrap: the first for a new cluster (docs/galera.md).
+        if not (directory / galera.BOOTSTRAP_FILE).exists():
+            _write(directory / galera.BOOTSTRAP_FILE, f"{galera.FIRST_BOOTSTRAP}\n".encode(), 0o644)
     _write(directory / "topology.json", json.dumps(topology_to_dict(t), indent=2).encode(), 0o644)
     compose_file = directory / "compose.yaml"
     _write(compose_file, compose.dump(compose.render(t, image_tags, plan)).encode(), 0o644)
