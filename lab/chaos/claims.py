@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from lab.chaos import galera
 from lab.cluster.topology import Topology, majority, tolerance
 from lab.core import paths
 from lab.core import yamlspec as y
@@ -147,6 +148,7 @@ def expect(t: Topology, faults: Sequence[FaultSpec]) -> Expectation:
     majority of the ensemble, it can reach the live database, and the load balancer (with its
     clients) can reach it."""
     down: set[str] = set()
+    stopped: set[str] = set()  # down cleanly: a Galera member that stops says so (lab/chaos/galera.py)
     cut: set[frozenset[str]] = set()
     for f in faults:
         if f.kind == "flaky":
@@ -154,8 +156,12 @@ def expect(t: Topology, faults: Sequence[FaultSpec]) -> Expectation:
         if f.kind in CONTAINER_KINDS:
             if f.kind != "restart":  # a restart is over before anything is observed
                 down.update(x for x in f.targets if x != LB)
+            if f.kind == "stop":
+                stopped.update(f.targets)
         else:
             cut.update(frozenset((c.src, c.dst)) for c in cuts(f, t))
+    # A Galera database takes writes when its front reaches a member of the primary component.
+    writable = not t.db.galera or galera.front_reaches_primary(t.db, down - stopped, stopped & down, cut, DB)
     alive = [n for n in t.node_names if n not in down]
     linked = {n: {m for m in alive if m == n or frozenset((n, m)) not in cut} for n in alive}
     unreached = {n for n in alive if frozenset((n, LB)) in cut}
@@ -164,7 +170,7 @@ def expect(t: Topology, faults: Sequence[FaultSpec]) -> Expectation:
         # Every fault but flaky is a partition, and partitions held together refine into one: the
         # nodes n reaches all reach each other, so they can form a quorum when they are enough.
         group = linked[n]
-        if len(group) >= majority(t.size) and DB not in down and frozenset((n, DB)) not in cut:
+        if len(group) >= majority(t.size) and writable and DB not in down and frozenset((n, DB)) not in cut:
             active.add(n)
     return Expectation(
         frozenset(active - unreached),

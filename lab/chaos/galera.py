@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from lab.cluster.database import Database
+from lab.cluster.database import ARBITRATOR, Database
 from lab.cluster.topology import EXTERNAL_DB, OUTSIDE_LB, Topology, majority
 
 SURVIVES, OUTAGE = "survives", "outage"
@@ -65,6 +65,18 @@ def primary_after(
     return primary(weights(db), site_components(db, sides, {*crashed, *stopped}), stopped)
 
 
+def front_reaches_primary(
+    db: Database, crashed: Collection[str], stopped: Collection[str], cut: Collection[frozenset[str]], front: str
+) -> bool:
+    """Whether the database FRONT reaches a member of the primary component, with CRASHED and
+    STOPPED voters gone and the pairs in CUT unable to talk (every held fault but flaky is a
+    partition, so the voters a voter reaches all reach each other: cliques, as for ZooKeeper)."""
+    alive = [v for v, _ in db.placement() if v not in crashed and v not in stopped]
+    components = {frozenset(m for m in alive if m == v or frozenset((v, m)) not in cut) for v in alive}
+    comp = primary(weights(db), sorted(components, key=sorted), stopped)
+    return comp is not None and any(m != ARBITRATOR and frozenset((front, m)) not in cut for m in comp)
+
+
 @dataclass(frozen=True)
 class SplitOutcome:
     """What a split of the lab's sites does to the service, and why."""
@@ -76,15 +88,15 @@ class SplitOutcome:
 
 
 def split_outcome(t: Topology, sides: Sequence[Collection[str]]) -> SplitOutcome:
-    """A split of sites (datacenters, the arbitrator's third site) with a Galera database: the
-    service survives only on the side that holds both the ZooKeeper majority and Galera's primary
-    component, with the database front there (or reachable from everywhere, `external`) and the
-    load balancer there (or outside every datacenter). ZooKeeper's majority and Galera's primary
-    on different sides: nodes with a quorum have no writable database and the nodes beside the
-    database have no quorum, an outage."""
-    sites = {dc for dc in t.datacenters} | {site for _, site in t.db.placement()}
+    """A split of sites (datacenters, the arbitrator's third site) with a Galera database, as
+    `claims.expect` decides it, with the reason: the service survives when a side holds the
+    ZooKeeper majority, the nodes there reach the database front, the front reaches Galera's primary
+    component and the load balancer reaches that side. A front in a datacenter goes with it, so
+    ZooKeeper's majority and Galera's primary on different sides are an outage: the nodes with a
+    quorum have no writable database, the nodes beside it no quorum. Only a front reachable from
+    every site (`external`) bridges the two."""
     named = [set(s) for s in sides]
-    rest = sites - set().union(*named) if named else set()
+    rest = set(t.sites) - set().union(*named) if named else set()
     groups = named + ([rest] if rest else [])
 
     def side_of(site: str) -> int | None:
@@ -97,28 +109,30 @@ def split_outcome(t: Topology, sides: Sequence[Collection[str]]) -> SplitOutcome
     galera_side = None if comp is None else side_of(dict(t.db.placement())[min(comp)])
     front = None if t.db_dc == EXTERNAL_DB else side_of(t.db_dc)
     lb = None if t.lb_dc == OUTSIDE_LB else side_of(t.lb_dc)
+
+    def outcome(result: str, why: str) -> SplitOutcome:
+        return SplitOutcome(result, why, zk_side, galera_side)
+
     if zk_side is None:
-        return SplitOutcome(OUTAGE, "no side holds a ZooKeeper majority", zk_side, galera_side)
+        return outcome(OUTAGE, "no side holds a ZooKeeper majority")
+    majority_sites = ", ".join(sorted(groups[zk_side]))
     if galera_side is None:
-        return SplitOutcome(OUTAGE, "no side holds more than half of Galera's weight: no primary", zk_side, None)
-    if galera_side != zk_side:
-        return SplitOutcome(
+        return outcome(OUTAGE, "no side holds more than half of Galera's weight: no primary component")
+    primary_members = ", ".join(sorted(comp or ()))
+    if front is not None and galera_side != zk_side:
+        return outcome(
             OUTAGE,
-            f"ZooKeeper's majority ({', '.join(sorted(groups[zk_side]))}) and Galera's primary component "
-            f"({', '.join(sorted(comp or ()))}) are on different sides",
-            zk_side,
-            galera_side,
+            f"ZooKeeper's majority ({majority_sites}) and Galera's primary component ({primary_members}) "
+            f"are on different sides",
         )
     if front not in (None, zk_side):
-        return SplitOutcome(OUTAGE, f"the database front (in {t.db_dc}) is cut from the primary", zk_side, galera_side)
+        return outcome(OUTAGE, f"the database front (in {t.db_dc}) is cut from the majority and the primary")
     if lb not in (None, zk_side):
-        return SplitOutcome(OUTAGE, f"the load balancer (in {t.lb_dc}) is cut from the majority", zk_side, galera_side)
-    return SplitOutcome(
+        return outcome(OUTAGE, f"the load balancer (in {t.lb_dc}) is cut from the majority")
+    return outcome(
         SURVIVES,
-        f"{', '.join(sorted(groups[zk_side]))} hold ZooKeeper's majority and Galera's primary "
-        f"({', '.join(sorted(comp or ()))})",
-        zk_side,
-        galera_side,
+        f"{majority_sites} hold ZooKeeper's majority, whose nodes write through the front to Galera's "
+        f"primary component ({primary_members})",
     )
 
 

@@ -168,6 +168,12 @@ class Topology:
     db: Database = field(default_factory=Database)
 
     @property
+    def sites(self) -> tuple[str, ...]:
+        """Where things can be cut apart: the datacenters, then a Galera arbitrator's third site."""
+        third = self.db.arbitrator if self.db.arbitrator not in (None, *self.datacenters) else None
+        return self.datacenters + ((third,) if third else ())
+
+    @property
     def node_profile(self) -> Profile:
         return profile(self.profile)
 

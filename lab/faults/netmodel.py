@@ -46,13 +46,15 @@ def groups(spec: FaultSpec, t: Topology) -> tuple[frozenset[str], ...]:
 
 
 def _datacenter_groups(t: Topology, sides: Sequence[Sequence[str]], *, rest: bool) -> tuple[frozenset[str], ...]:
-    """Each side's nodes, with the database and the load balancer where they were placed; the
-    datacenters not named form one more side when `rest` (no side named: each its own)."""
-    named_dcs = [set(s) for s in sides] or [{dc} for dc in t.datacenters]
-    other_dcs = {dc for dc in t.datacenters if not any(dc in s for s in named_dcs)}
+    """Each side's nodes, with the database (a Galera database: its front, members and arbitrator)
+    and the load balancer where they were placed; the sites (datacenters, an arbitrator's third
+    site) not named form one more side when `rest` (no side named: each its own)."""
+    named_dcs = [set(s) for s in sides] or [{dc} for dc in t.sites]
+    other_dcs = {dc for dc in t.sites if not any(dc in s for s in named_dcs)}
     out: list[frozenset[str]] = []
     for dcs in named_dcs + ([other_dcs] if other_dcs and rest else []):
         members = {n.name for n in t.nodes if n.dc in dcs}
+        members.update(voter for voter, site in t.db.placement() if site in dcs)
         if t.db_dc != EXTERNAL_DB and t.db_dc in dcs:
             members.add(DB)
         if t.lb_dc != OUTSIDE_LB and t.lb_dc in dcs:

@@ -285,7 +285,7 @@ def validate(spec: FaultSpec, t: Topology, where: str = "fault") -> None:
         if len(t.datacenters) < 2:
             raise BadInput(f"{where}.kind: a split needs two datacenters; this lab has one ({t.datacenters[0]})")
         if spec.sides:
-            _check_sides(spec.sides, t.datacenters, "datacenter", f"{where}.sides", allow_one=True)
+            _check_sides(spec.sides, t.sites, "datacenter", f"{where}.sides", allow_one=True)
     elif spec.kind == "partition":
         _check_sides(spec.sides, (*t.node_names, DB), "node", f"{where}.sides", allow_one=True)
         if not any(n in s for s in spec.sides for n in t.node_names):
@@ -324,7 +324,7 @@ def _validate_gray(spec: FaultSpec, t: Topology, where: str) -> None:
             raise BadInput(f"{where}.sides: {spec.kind} takes two sides: datacenters (dc-a dc-b) or endpoints (a1 db)")
         names = [n for side in spec.sides for n in side]
         if any(n in t.datacenters for n in names):  # datacenters, then all must be
-            _check_sides(spec.sides, t.datacenters, "datacenter", f"{where}.sides", allow_one=True)
+            _check_sides(spec.sides, t.sites, "datacenter", f"{where}.sides", allow_one=True)
         else:
             _check_sides(spec.sides, (*t.node_names, DB, LB), "node, db or lb", f"{where}.sides", allow_one=True)
     if spec.kind == "delay":

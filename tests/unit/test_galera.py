@@ -13,11 +13,13 @@ import yaml
 
 from lab.agent import clustercheck
 from lab.chaos import galera as quorum
+from lab.chaos.claims import expect
 from lab.cluster import addressing, compose, galera, grastate, images, lifecycle, state
 from lab.cluster.database import GALERA, Database, make_database, spread
 from lab.cluster.grastate import GraState, choose_bootstrap, parse_grastate, recovered_position
 from lab.cluster.topology import make_topology
 from lab.core.errors import BadInput, RuntimeFailure
+from lab.faults import groups, make_spec, validate
 
 TAGS = {"db": "halab/db:x", "lb": "halab/lb:x", "node": "halab/node:x", "galera": "halab/galera:x"}
 THREE = (("dc-a", 2), ("dc-b", 1))
@@ -356,3 +358,60 @@ def test_clustercheck_answers_200_only_when_synced_and_primary(state_, cluster, 
 def test_clustercheck_refuses_a_server_that_does_not_answer():
     code, text = clustercheck.verdict({})
     assert code == 503 and "wsrep_local_state=None" in text
+
+
+# ------------------------------------------------ the same arithmetic through the fault model
+
+
+def split(*sides):
+    return make_spec("split", sides=[list(s) for s in sides])
+
+
+def test_a_split_cuts_members_and_the_arbitrator_with_their_site():
+    t = make_topology(3, lab="g", db="galera:3", db_arbitrator="dc-c")
+    assert t.sites == ("dc-a", "dc-b", "dc-c")
+    a, b, c = groups(split(["dc-a"], ["dc-b"]), t)
+    assert a == {"a1", "a2", "db", "db1", "db2"} and b == {"b1", "db3"} and c == {"garbd"}
+    validate(split(["dc-a", "dc-c"], ["dc-b"]), t)  # the third site can be named
+    assert make_topology(3).sites == ("dc-a", "dc-b")
+
+
+def test_expect_needs_the_front_to_reach_galera_s_primary():
+    t = make_topology(3, lab="g", db="galera:3", db_layout="dc-a,dc-b,dc-b")
+    e = expect(t, [split(["dc-a"], ["dc-b"])])
+    assert e.outcome == "outage" and e.fenced == {"a1", "a2", "b1"}  # ZooKeeper in dc-a, primary in dc-b
+    # A front every site reaches bridges them: dc-a's nodes write to dc-b's primary through it.
+    bridged = replace(t, db_dc="external")
+    assert expect(bridged, [split(["dc-a"], ["dc-b"])]).active == {"a1", "a2"}
+    assert quorum.split_outcome(bridged, [["dc-a"], ["dc-b"]]).outcome == "survives"
+    assert expect(t, [make_spec("kill", ["db1"])]).active == {"a1", "a2", "b1"}
+    assert expect(t, [make_spec("kill", ["db2", "db3"])]).outcome == "outage"  # 1 of 3
+    assert expect(t, [make_spec("stop", ["db2", "db3"])]).outcome == "survives"  # they left cleanly
+    assert expect(make_topology(3, lab="g"), [split(["dc-a"], ["dc-b"])]).active == {"a1", "a2"}  # single: as before
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"db": "galera:3"},
+        {"db": "galera:3", "db_layout": "dc-a,dc-b,dc-b"},
+        {"db": "galera:3", "db_layout": "dc-a,dc-b,dc-b", "db_dc": "dc-b"},
+        {"db": "galera:3", "db_arbitrator": "dc-c"},
+        {"db": "galera:3", "db_arbitrator": "dc-c", "db_dc": "external", "lb_dc": "dc-b"},
+        {"db": "galera:3", "db_layout": "dc-b,dc-b,dc-c", "db_dc": "external"},
+        {"db": "galera:3", "db_layout": "dc-b,dc-b,dc-c", "db_dc": "dc-c", "lb_dc": "dc-a"},
+        {"db": "galera:5", "db_layout": "dc-a,dc-a,dc-b,dc-b,dc-b", "db_arbitrator": "dc-c"},
+    ],
+)
+def test_split_outcome_agrees_with_the_fault_model_on_every_split(kw):
+    t = make_topology(5, lab="g", layout="dc-a:2,dc-b:2,dc-c:1", **kw)
+    for left in ([["dc-a"]], [["dc-a", "dc-b"]], [["dc-a", "dc-c"]], [["dc-a"], ["dc-b"]], [["dc-a"], ["dc-c"]]):
+        assert quorum.split_outcome(t, left).outcome == expect(t, [split(*left)]).outcome, left
+
+
+@pytest.mark.parametrize("db_dc", ["dc-a", "dc-b", "external"])
+@pytest.mark.parametrize("layout", ["dc-a,dc-a,dc-b", "dc-a,dc-b,dc-b"])
+def test_split_outcome_agrees_with_the_fault_model_with_a_third_site(db_dc, layout):
+    t = make_topology(3, lab="g", db="galera:3", db_layout=layout, db_arbitrator="dc-c", db_dc=db_dc)
+    for sides in ([["dc-a"]], [["dc-a"], ["dc-b"]], [["dc-a", "dc-c"]], [["dc-b", "dc-c"]], [["dc-c"]]):
+        assert quorum.split_outcome(t, sides).outcome == expect(t, [split(*sides)]).outcome, sides
