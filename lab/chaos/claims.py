@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.chaos import galera
+from lab.cluster.database import GALERA, SINGLE
 from lab.cluster.topology import Topology, majority, tolerance
 from lab.core import paths
 from lab.core import yamlspec as y
@@ -45,6 +46,7 @@ SPLIT_LEADER = ("minority", "majority")  # where the ZooKeeper leader is put bef
 HOSTS_LEADER = ("inside", "outside")  # ... before a set of hosts fails: among them or not
 SURVIVES, DEGRADED, OUTAGE = "survives", "degraded", "outage"
 OUTCOMES = (SURVIVES, OUTAGE)  # what the guide can say of a case
+DATABASES = (SINGLE, GALERA)
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,8 @@ class Objective:
 class Family:
     """One entry of a claim's `cases`: host failures, datacenter splits or a database outage."""
 
-    kind: str  # hosts | split | database
-    hosts: int | str = 1  # a count, "tolerance" or "past-tolerance"
+    kind: str  # hosts | split | database | members
+    hosts: int | str = 1  # a count, "tolerance" or "past-tolerance"; members: how many Galera members
     pick: str = "roles"
     modes: tuple[str, ...] = ("kill",)
     directions: tuple[str, ...] = DIRECTIONS
@@ -91,6 +93,7 @@ class Claim:
     tolerates: int | None  # host failures the guide says the cluster survives
     families: tuple[Family, ...]
     outcome: str = SURVIVES  # what the guide's words say of every case of the claim
+    databases: tuple[str, ...] = DATABASES  # the kinds of database (--db) the claim is about
 
 
 @dataclass(frozen=True)
@@ -274,7 +277,7 @@ def cases(claims: Claims, t: Topology) -> list[Case]:
     """Every case the claims ask for on this topology, each once (with every claim it serves)."""
     found: dict[str, Case] = {}
     for claim in claims.claims:
-        if t.size not in claim.sizes:
+        if t.size not in claim.sizes or t.db.kind not in claim.databases:
             continue
         for family in claim.families:
             for case in _family_cases(family, t):
@@ -328,9 +331,15 @@ def _family_cases(f: Family, t: Topology) -> list[Case]:
                         )
     elif f.kind == "database":
         out += [Case(f"{mode}-db", (), make_spec(mode, [DB])) for mode in f.modes]
+    elif f.kind == "members":
+        assert isinstance(f.hosts, int)
+        for mode in f.modes:
+            for members in itertools.combinations(t.db.member_names, f.hosts):
+                out.append(Case(f"{mode}-{'+'.join(members)}", (), make_spec(mode, members)))
     else:
-        for left in _bipartitions(t.datacenters):
-            right = tuple(dc for dc in t.datacenters if dc not in left)
+        # Sites: with a Galera arbitrator at a third site, the splits that put it on each side too.
+        for left in _bipartitions(t.sites):
+            right = tuple(dc for dc in t.sites if dc not in left)
             a, b = ",".join(left), ",".join(right)
             variants = []
             if "both" in f.directions:
@@ -410,7 +419,9 @@ def load(path: str | Path = DEFAULT_CLAIMS) -> Claims:
     where_claims = y.sub(root, "claims")
     for i, raw in enumerate(y.sequence(doc["claims"], where_claims)):
         where = y.sub(where_claims, i)
-        c = y.mapping(raw, where, required=("id", "says", "outcome", "sizes", "cases"), optional=("tolerates",))
+        c = y.mapping(
+            raw, where, required=("id", "says", "outcome", "sizes", "cases"), optional=("tolerates", "databases")
+        )
         cid = y.string(c["id"], y.sub(where, "id"))
         if cid in seen:
             raise BadInput(f"{y.sub(where, 'id')}: {cid!r} is used twice")
@@ -430,7 +441,12 @@ def load(path: str | Path = DEFAULT_CLAIMS) -> Claims:
             for j, f in enumerate(y.sequence(c["cases"], y.sub(where, "cases")))
         )
         outcome = y.choice(c["outcome"], y.sub(where, "outcome"), OUTCOMES)
-        claims.append(Claim(cid, y.string(c["says"], y.sub(where, "says")), sizes, tolerates, families, outcome))
+        databases = _modes(c["databases"], y.sub(where, "databases"), DATABASES) if "databases" in c else DATABASES
+        if any(f.kind == "members" for f in families) and SINGLE in databases:
+            raise BadInput(f"{y.sub(where, 'databases')}: cases of Galera members need databases: [{GALERA}]")
+        claims.append(
+            Claim(cid, y.string(c["says"], y.sub(where, "says")), sizes, tolerates, families, outcome, databases)
+        )
     gray_sizes, gray = _gray(doc["gray"], y.sub(root, "gray")) if "gray" in doc else ((), ())
     return Claims(
         y.string(doc["guide"], y.sub(root, "guide")),
@@ -471,9 +487,9 @@ def _bounds(raw: Any, where: str, base: Bounds) -> Bounds:
 
 
 def _family(raw: Any, where: str) -> Family:
-    kinds = [k for k in ("hosts", "split", "database") if isinstance(raw, dict) and k in raw]
+    kinds = [k for k in ("hosts", "split", "database", "members") if isinstance(raw, dict) and k in raw]
     if len(kinds) != 1:
-        raise BadInput(f"{where}: a case family has exactly one of hosts, split, database")
+        raise BadInput(f"{where}: a case family has exactly one of hosts, split, database, members")
     kind = kinds[0]
     if kind == "hosts":
         d = y.mapping(raw, where, required=("hosts",), optional=("pick", "modes", "leader"))
@@ -494,6 +510,10 @@ def _family(raw: Any, where: str) -> Family:
                 f"with-leader name the leader already)"
             )
         return Family("hosts", hosts, pick, modes, leader=leader)
+    if kind == "members":
+        d = y.mapping(raw, where, required=("members",), optional=("modes",))
+        members = y.integer(d["members"], y.sub(where, "members"), minimum=1, maximum=5)
+        return Family("members", members, "every", _modes(d.get("modes", ["kill"]), y.sub(where, "modes"), HOST_MODES))
     if kind == "database":
         d = y.mapping(raw, where, required=("database",))
         return Family("database", modes=_modes(d["database"], y.sub(where, "database"), HOST_MODES))

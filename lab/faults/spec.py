@@ -260,7 +260,9 @@ def validate(spec: FaultSpec, t: Topology, where: str = "fault") -> None:
                 f"{'db, lb, ' if spec.kind != 'isolate' else ''}{', '.join(ROLES)}"
             )
         with_db_lb = spec.kind in CONTAINER_KINDS or spec.kind in ("cpu", "io", "exhaust")
-        allowed = set(t.node_names) | set(ROLES) | ({DB, LB} if with_db_lb else set())
+        # A Galera database's members and arbitrator are containers too (docs/galera.md).
+        voters = {v for v, _ in t.db.placement()} if spec.kind in CONTAINER_KINDS else set()
+        allowed = set(t.node_names) | set(ROLES) | ({DB, LB} if with_db_lb else set()) | voters
         for i, target in enumerate(spec.targets):
             if target not in allowed:
                 raise BadInput(
@@ -273,7 +275,7 @@ def validate(spec: FaultSpec, t: Topology, where: str = "fault") -> None:
             raise BadInput(f"{where}.target: isolate takes one node (use partition for groups)")
         if spec.targets.count("follower") > t.size - 1:
             raise BadInput(f"{where}.target: a {t.size}-node lab has {t.size - 1} follower(s)")
-        if len(spec.targets) > t.size + 2:
+        if len(spec.targets) > t.size + 2 + len(voters):
             raise BadInput(f"{where}.target: more targets than containers")
     elif spec.targets:
         raise BadInput(f"{where}.target: {spec.kind} takes sides, not targets")

@@ -13,7 +13,9 @@ import yaml
 
 from lab.agent import clustercheck
 from lab.chaos import galera as quorum
+from lab.chaos.claims import cases as claim_cases
 from lab.chaos.claims import expect
+from lab.chaos.claims import load as load_claims
 from lab.cluster import addressing, compose, galera, grastate, images, lifecycle, state
 from lab.cluster.database import GALERA, Database, make_database, spread
 from lab.cluster.grastate import GraState, choose_bootstrap, parse_grastate, recovered_position
@@ -415,3 +417,38 @@ def test_split_outcome_agrees_with_the_fault_model_with_a_third_site(db_dc, layo
     t = make_topology(3, lab="g", db="galera:3", db_layout=layout, db_arbitrator="dc-c", db_dc=db_dc)
     for sides in ([["dc-a"]], [["dc-a"], ["dc-b"]], [["dc-a", "dc-c"]], [["dc-b", "dc-c"]], [["dc-c"]]):
         assert quorum.split_outcome(t, sides).outcome == expect(t, [split(*sides)]).outcome, sides
+
+
+# ----------------------------------------------------------------------------------- claims
+
+
+def test_claims_for_a_galera_lab_fail_members_instead_of_the_one_database():
+    claims = load_claims()
+    single = {c.id for c in claim_cases(claims, make_topology(3))}
+    assert "kill-db" in single and not any("db1" in c for c in single)
+    t = make_topology(3, lab="g", db="galera:3", db_arbitrator="dc-c")
+    found = {c.id: c for c in claim_cases(claims, t)}
+    assert "kill-db" not in found
+    for mode in ("kill", "stop", "pause"):
+        for m in ("db1", "db2", "db3"):
+            case = found[f"{mode}-{m}"]
+            assert case.claims == ("replicated-database-member-can-fail",)
+            validate(case.fault, t)
+            assert expect(t, [case.fault]).outcome == "survives"
+    # The arbitrator's third site is split off like a datacenter, on either side.
+    assert {"split-dc-a|dc-b,dc-c@leader-minority", "split-dc-a,dc-c|dc-b@leader-majority"} <= set(found)
+    # 2 + 1 + garbd: garbd beside the two members keeps a primary, beside the one it ties 2 | 2.
+    assert expect(t, [found["split-dc-a,dc-c|dc-b@leader-majority"].fault]).outcome == "survives"
+    assert expect(t, [found["split-dc-a|dc-b,dc-c@leader-minority"].fault]).outcome == "outage"
+
+
+def test_members_are_no_targets_in_a_single_database_lab():
+    with pytest.raises(BadInput, match="no node 'db1'"):
+        validate(make_spec("kill", ["db1"]), make_topology(3))
+
+
+def test_a_claim_of_members_must_be_about_galera(tmp_path):
+    path = tmp_path / "claims.yaml"
+    path.write_text("guide: g\nclaims:\n  - {id: x, says: s, outcome: survives, sizes: [3], cases: [{members: 1}]}\n")
+    with pytest.raises(BadInput, match=r"claims\[0\]\.databases: cases of Galera members need databases: \[galera\]"):
+        load_claims(path)
