@@ -134,12 +134,3 @@ def split_outcome(t: Topology, sides: Sequence[Collection[str]]) -> SplitOutcome
         f"{majority_sites} hold ZooKeeper's majority, whose nodes write through the front to Galera's "
         f"primary component ({primary_members})",
     )
-
-
-def tolerated_member_failures(db: Database) -> int:
-    """How many members can crash at once with a primary left: the arbitrator alive."""
-    members = db.member_names
-    for k in range(len(members) + 1):
-        if primary_after(db, crashed=members[:k]) is None:
-            return k - 1
-    return len(members)

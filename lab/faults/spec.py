@@ -326,7 +326,7 @@ def _validate_gray(spec: FaultSpec, t: Topology, where: str) -> None:
             raise BadInput(f"{where}.sides: {spec.kind} takes two sides: datacenters (dc-a dc-b) or endpoints (a1 db)")
         names = [n for side in spec.sides for n in side]
         if any(n in t.datacenters for n in names):  # datacenters, then all must be
-            _check_sides(spec.sides, t.sites, "datacenter", f"{where}.sides", allow_one=True)
+            _check_sides(spec.sides, t.datacenters, "datacenter", f"{where}.sides", allow_one=True)
         else:
             _check_sides(spec.sides, (*t.node_names, DB, LB), "node, db or lb", f"{where}.sides", allow_one=True)
     if spec.kind == "delay":
