@@ -4,6 +4,7 @@ lab's outcome with ZooKeeper's, the compose rendering, the bootstrap choice and 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -451,3 +452,14 @@ def test_a_claim_of_members_must_be_about_galera(tmp_path):
     path.write_text("guide: g\nclaims:\n  - {id: x, says: s, outcome: survives, sizes: [3], cases: [{members: 1}]}\n")
     with pytest.raises(BadInput, match=r"claims\[0\]\.databases: cases of Galera members need databases: \[galera\]"):
         load_claims(path)
+
+
+def test_the_host_memory_check_counts_every_member():
+    from lab.cluster import preflight
+
+    def need(t):
+        return int(re.search(r"(?:may use|up to) (\d+) MiB", preflight.host_memory(t).message).group(1))
+
+    single, lb = need(make_topology(3)), preflight.LB_MEMORY_MIB
+    assert need(make_topology(3, db="galera:3")) == single + 2 * 1024 + lb
+    assert need(make_topology(3, db="galera:5", db_arbitrator="dc-c")) == single + 4 * 1024 + 2 * lb
