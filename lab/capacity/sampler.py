@@ -124,7 +124,10 @@ class Sampler:
         from lab.cluster import docker
 
         try:
-            self._ids = {c.service: c.id for c in docker.container_states(self.t.lab) if c.id}
+            # The database, the load balancer and the nodes: not the monitoring containers nor a
+            # fault's rogue client, which are no resource of the system under test.
+            services = set(self._names.values())
+            self._ids = {c.service: c.id for c in docker.container_states(self.t.lab) if c.id and c.service in services}
         except LabError:
             self._ids = {}  # no CPU figures for this point; the rest is still measured
         self.started = time.time()

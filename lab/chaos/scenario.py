@@ -61,6 +61,7 @@ from lab.core.durations import parse_duration
 from lab.core.errors import BadInput, CheckFailed, LabError
 from lab.core.wait import poll
 from lab.faults import FAULT_FIELDS, ActiveFault, FaultSpec, Injector, shielded, spec_from_yaml, validate
+from lab.record import metrics
 from lab.record.checker import CheckResult
 from lab.record.history import HISTORY_FILE, write_json
 from lab.record.load import LoadRun, LoadSpec, make_run_dir
@@ -96,6 +97,8 @@ class TopologySpec:
     # The node profile (`halab run --profile` overrides the file's); None: a running lab's, or the
     # default for a new one.
     profile: str | None = None
+    # A new lab with Prometheus (`halab up --monitoring`): the run records metrics.json for its report.
+    monitoring: bool = False
 
     def build(self, lab_name: str = "scenario", ports: Ports | None = None) -> Topology:
         return make_topology(
@@ -106,6 +109,7 @@ class TopologySpec:
             lb_dc=self.lb_dc,
             ports=ports,
             profile=self.profile or DEFAULT_PROFILE,
+            monitoring=self.monitoring,
         )
 
 
@@ -200,13 +204,14 @@ def load(path: str | Path) -> Scenario:
 
 
 def _topology(raw: Any, where: str) -> TopologySpec:
-    d = y.mapping(raw, where, required=("nodes",), optional=("layout", "db_dc", "lb_dc", "profile"))
+    d = y.mapping(raw, where, required=("nodes",), optional=("layout", "db_dc", "lb_dc", "profile", "monitoring"))
     spec = TopologySpec(
         y.integer(d["nodes"], y.sub(where, "nodes")),
         y.string(d["layout"], y.sub(where, "layout")) if "layout" in d else None,
         y.string(d["db_dc"], y.sub(where, "db_dc")) if "db_dc" in d else None,
         y.string(d["lb_dc"], y.sub(where, "lb_dc")) if "lb_dc" in d else None,
         y.string(d["profile"], y.sub(where, "profile")) if "profile" in d else None,
+        y.boolean(d["monitoring"], y.sub(where, "monitoring")) if "monitoring" in d else False,
     )
     try:
         spec.build()
@@ -442,6 +447,7 @@ def _run_on(sc: Scenario, t: Topology, reused: bool, runs_root: str | Path) -> S
             "passed" if journal.data["status"] == "completed" and not journal.data["problems"] else "failed"
         )
         journal.write()
+    metrics.record(t, run_dir, started, time.time())  # with monitoring: the series the report plots
     _report(run_dir)
     return ScenarioResult(run_dir, journal.data)
 

@@ -30,6 +30,7 @@ from lab.chaostoolkit import session
 from lab.chaostoolkit.probes import verdict_dict
 from lab.cluster import lifecycle
 from lab.core.errors import LabError
+from lab.record import metrics
 from lab.record.history import write_json
 from lab.record.report import build_report
 
@@ -94,6 +95,7 @@ def finish(s: session.Session, journal: Mapping[str, Any]) -> dict[str, Any]:
     ended = time.time()
     for f in record_faults(s.run_dir, s.t.lab, s.started, ended):
         log.info(f"fault {f.id} ({f.fault} {' '.join(f.targets)}) happened during the experiment")
+    metrics.record(s.t, s.run_dir, s.started, ended)  # with monitoring: the series the report plots
     files = build_report(s.run_dir, query=lab_query(s.t), config=objective_config())
     checks = verdict_dict(files.result)
     status, deviated = journal.get("status", "unknown"), bool(journal.get("deviated"))

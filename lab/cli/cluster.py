@@ -94,6 +94,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"{'answers' if st['db']['answers'] else 'does not answer'}; "
         f"load balancer: {st['lb']['container']}"
     )
+    if st["monitoring"]:
+        containers = ", ".join(f"{s} {state}" for s, state in st["monitoring"].items())
+        rows.append(f"prometheus: {st['endpoints']['prometheus']} ({containers})")
     emit(args, st, "\n".join(rows))
     return 0 if lifecycle.healthy(st) else 3
 
@@ -135,7 +138,7 @@ def add_commands(command: AddCommand) -> None:
     sp.add_argument("--out", help="also write the compose project and its files into this folder")
 
     sp = command("build", cmd_build, "build the lab's images (cached: only what changed)")
-    sp.add_argument("--only", action="append", choices=["db", "lb", "node", "galera"])
+    sp.add_argument("--only", action="append", choices=["db", "lb", "node", "prom", "galera"])
     sp.add_argument("--force", action="store_true")
 
     sp = command("check", cmd_check, "check a topology against the install guide's requirements (pre-flight)")

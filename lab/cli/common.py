@@ -67,6 +67,13 @@ def add_topology_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--http-port", type=int, default=80)
     p.add_argument("--https-port", type=int, default=443)
     p.add_argument("--mgmt-port", type=int, default=18080)
+    p.add_argument(
+        "--monitoring",
+        action="store_true",
+        help="add Prometheus, scraping every node, the load balancer, the database and each ZooKeeper member "
+        "(runs then record metrics.json and plot it in report.html)",
+    )
+    p.add_argument("--prom-port", type=int, default=9090, help="Prometheus's port, with --monitoring (default 9090)")
     p.add_argument("--direct-port", type=int, help="benchmarks: also publish the first node's API on this port")
     p.add_argument(
         "--pool-size",
@@ -126,7 +133,12 @@ def topology_from_args(args: argparse.Namespace) -> Topology:
         db_layout=args.db_layout,
         db_arbitrator=args.db_arbitrator,
         ports=Ports(
-            bind=args.bind, http=args.http_port, https=args.https_port, mgmt=args.mgmt_port, direct=args.direct_port
+            bind=args.bind,
+            http=args.http_port,
+            https=args.https_port,
+            mgmt=args.mgmt_port,
+            prom=args.prom_port,
+            direct=args.direct_port,
         ),
         sizing=Sizing(
             pool_size=args.pool_size,
@@ -142,4 +154,5 @@ def topology_from_args(args: argparse.Namespace) -> Topology:
         db_image=os.environ.get("HALAB_DB_IMAGE") or None,
         server_env=parse_server_env(args.server_env),
         profile=args.profile,
+        monitoring=args.monitoring,
     )

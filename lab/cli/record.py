@@ -22,6 +22,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     from lab.chaos.watch import Watch
     from lab.cluster import docker, state
     from lab.core.durations import parse_duration
+    from lab.record import metrics
     from lab.record.load import LoadRun, LoadSpec, make_run_dir, run_load
     from lab.record.report import BOTTLENECK_FILE, build_report
 
@@ -56,6 +57,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     log.info(f"bottleneck: {found.text()}")
     for f in record_faults(run_dir, t.lab, result.started, result.ended):
         log.info(f"fault {f.id} ({f.fault} {' '.join(f.targets)}) happened during the run")
+    metrics.record(t, run_dir, result.started, result.ended)  # with monitoring: the series the report plots
     files = build_report(result.run_dir, query=lab_query(t), config=objective_config())
     return _finish(args, files)
 

@@ -34,6 +34,10 @@ DEFAULT_POOL = "10.238.0.0/16"
 LOCK_FILE = Path(tempfile.gettempdir()) / "halab-addressing.lock"
 LB_HOST = 2  # host numbers inside each /24 (.1 is the bridge's gateway)
 DB_HOST = 3
+# On the database's network, with monitoring (lab/cluster/compose.py): Prometheus, which scrapes the
+# nodes there, and the database's exporter.
+PROM_HOST = 4
+EXPORTER_HOST = 5
 FIRST_NODE_HOST = 10
 FIRST_DB_MEMBER_HOST = 20  # Galera members db1..db5 (DB_HOST is then the database front's)
 ARBITRATOR_HOST = 30  # Galera's garbd

@@ -5,6 +5,12 @@ datacenter (its nodes and the load balancer: the LB's path to them), `interdc` (
 every node: ZooKeeper and cluster traffic, the only network nodes of different datacenters share)
 and `db` (the database and every node). A datacenter split drops, on `interdc`, exactly the
 traffic between nodes of different datacenters (and the `db` path to a database on the far side).
+
+With monitoring (`halab up --monitoring`) two more services run from the `prom` image: Prometheus
+(`prom`) on `front` (to publish its port and reach the load balancer's exporter) and on `db` (where
+it scrapes every node's `/metrics` by its fixed address), and the database's exporter
+(`dbexporter`) on `db`. Network faults are iptables rules for peers' addresses inside the nodes, so
+they never cut Prometheus's own address: it observes a split from outside it.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from lab.cluster.addressing import LB_HOST, Plan
+from lab.cluster.addressing import EXPORTER_HOST, LB_HOST, PROM_HOST, Plan
 from lab.cluster.topology import Topology
 from lab.core import paths
 
@@ -23,8 +29,15 @@ DB_NAME = "cattle"
 DB_USER = "cattle"
 NODE_API_PORT = 8080
 NODE_MGMT_PORT = 18080
+MONITORING_SERVICES = ("prom", "dbexporter")
+PROM_PORT = 9090
+EXPORTER_PORT = 9104
+SCRAPE_INTERVAL = "1s"
+PROM_MEMORY_MIB = 384
+EXPORTER_MEMORY_MIB = 64
 # Files the compose project refers to, relative to the project directory.
 HAPROXY_CFG = "haproxy.cfg"
+PROMETHEUS_CFG = "prometheus.yml"
 SECRET_FILES = {
     "db_password": "secrets/db_password",
     "db_root_password": "secrets/db_root_password",
@@ -35,6 +48,11 @@ SECRET_FILES = {
 def container_name(t: Topology, service: str) -> str:
     """Compose v2's name for a service's one container."""
     return f"{t.lab}-{service}-1"
+
+
+def services(t: Topology) -> tuple[str, ...]:
+    """The compose services of a lab, in the order `render` writes them."""
+    return ("db", "lb", *t.node_names, *(MONITORING_SERVICES if t.monitoring else ()))
 
 
 def labels(t: Topology, role: str, **extra: str) -> dict[str, str]:
@@ -145,6 +163,8 @@ def render(t: Topology, image_tags: dict[str, str], plan: Plan) -> dict[str, Any
     }
     for dc in t.datacenters:
         networks[dc] = _private_network(labels(t, "net-dc", **{"halab.dc": dc}), plan.subnets[dc])
+    if t.monitoring:
+        services.update(_monitoring_services(t, image_tags, plan))
     return {
         "name": t.lab,
         "services": services,
@@ -200,6 +220,77 @@ def _db_service(t: Topology, image_tags: dict[str, str], plan: Plan) -> dict[str
         "restart": "no",
     }
     return svc
+
+
+# What the monitoring containers share: no capabilities, no new privileges, not restarted.
+_CONFINED: dict[str, Any] = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"], "restart": "no"}
+
+
+def _monitoring_services(t: Topology, image_tags: dict[str, str], plan: Plan) -> dict[str, Any]:
+    """Prometheus and the database's exporter (both from the `prom` image, uid 10001)."""
+    return {
+        "prom": {
+            "image": image_tags["prom"],
+            "hostname": "prom",
+            "labels": labels(t, "prometheus"),
+            "command": [
+                "prometheus",
+                "--config.file=/etc/halab/prometheus.yml",
+                "--storage.tsdb.path=/var/lib/halab/prometheus",
+                f"--web.listen-address=:{PROM_PORT}",
+            ],
+            "networks": {"front": {}, "db": {"ipv4_address": plan.address("db", PROM_HOST)}},
+            "ports": [f"{t.ports.bind}:{t.ports.prom}:{PROM_PORT}"],
+            "volumes": [f"./{PROMETHEUS_CFG}:/etc/halab/prometheus.yml:ro"],
+            "mem_limit": f"{PROM_MEMORY_MIB}m",
+            **_CONFINED,
+        },
+        "dbexporter": {
+            "image": image_tags["prom"],
+            "hostname": "dbexporter",
+            "labels": labels(t, "db-exporter"),
+            # Writes the my.cnf it reads from the db_password secret, then runs the exporter.
+            "command": ["halab-dbexporter", DB_USER, f"--web.listen-address=:{EXPORTER_PORT}"],
+            "networks": {"db": {"ipv4_address": plan.address("db", EXPORTER_HOST)}},
+            "extra_hosts": _hosts({"db": plan.db()}),
+            "dns_opt": ["timeout:1", "attempts:1"],
+            "secrets": ["db_password"],
+            "tmpfs": ["/run/halab:uid=10001,gid=10001,mode=0700"],
+            "mem_limit": f"{EXPORTER_MEMORY_MIB}m",
+            "depends_on": {"db": {"condition": "service_healthy"}},
+            **_CONFINED,
+        },
+    }
+
+
+def prometheus_config(t: Topology, plan: Plan) -> str:
+    """Scrape every second: each node's `/metrics` on the `db` network (its ZooKeeper member's
+    `mntr` gauges included), HAProxy's exporter on the management port (backend and server
+    figures only) and the database's exporter. The nodes' own `node` label is kept (honor_labels)."""
+    config = {
+        "global": {"scrape_interval": SCRAPE_INTERVAL, "scrape_timeout": SCRAPE_INTERVAL},
+        "scrape_configs": [
+            {
+                "job_name": "node",
+                "honor_labels": True,
+                "static_configs": [
+                    {"targets": [f"{plan.node(t, n, 'db')}:{NODE_API_PORT}"], "labels": {"node": n}}
+                    for n in t.node_names
+                ],
+            },
+            {
+                "job_name": "haproxy",
+                "params": {"scope": ["backend", "server"]},
+                # `lb` by Docker's DNS: the load balancer's `front` address is not fixed.
+                "static_configs": [{"targets": [f"lb:{NODE_MGMT_PORT}"]}],
+            },
+            {
+                "job_name": "mysqld",
+                "static_configs": [{"targets": [f"{plan.address('db', EXPORTER_HOST)}:{EXPORTER_PORT}"]}],
+            },
+        ],
+    }
+    return f"# Prometheus for ha-lab {t.lab!r} (rendered by lab/cluster/compose.py)\n" + dump(config)
 
 
 def dump(project: dict[str, Any]) -> str:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.cluster import docker
+from lab.cluster.topology import Topology
 from lab.core import paths
 from lab.core.errors import DockerUnavailable, RuntimeFailure
 
@@ -34,7 +35,7 @@ BASE_IMAGE = "debian:bookworm-slim"
 
 @dataclass(frozen=True)
 class ImageSpec:
-    name: str  # compose service role: db, lb, node
+    name: str  # compose service role: db, lb, node; prom (Prometheus and the database's exporter)
     dockerfile: Path
     context: Path
     inputs: tuple[Path, ...]  # files and folders whose content decides the tag
@@ -61,6 +62,9 @@ IMAGES = (
     ImageSpec("db", ROOT / "compose/images/db/Dockerfile", ROOT / "compose/images/db", (ROOT / "compose/images/db",)),
     ImageSpec("lb", ROOT / "compose/images/lb/Dockerfile", ROOT / "compose/images/lb", (ROOT / "compose/images/lb",)),
     _node_spec(),
+    ImageSpec(
+        "prom", ROOT / "compose/images/prom/Dockerfile", ROOT / "compose/images/prom", (ROOT / "compose/images/prom",)
+    ),
 )
 # Built only when named (`halab build --only galera`), so that a lab with one database builds what
 # it did before issue 15. Its context is assembled: the image's folder and the clustercheck agent.
@@ -73,6 +77,11 @@ OPTIONAL_IMAGES = (
         placed=("compose/images/galera", "lab/agent/clustercheck.py"),
     ),
 )
+
+
+def needed(t: Topology) -> tuple[str, ...]:
+    """The images a lab runs: the monitoring image only when it has monitoring."""
+    return tuple(spec.name for spec in IMAGES if spec.name != "prom" or t.monitoring)
 
 
 def content_tag(spec: ImageSpec) -> str:

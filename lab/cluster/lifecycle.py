@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.cluster import addressing, compose, docker, images, preflight, probes, state
+from lab.cluster import addressing, compose, docker, images, preflight, probes, prometheus, state
 from lab.cluster.compose import container_name, registration_url
 from lab.cluster.topology import Topology
 from lab.core.errors import BadInput, RuntimeFailure
@@ -36,6 +36,7 @@ class Endpoints:
     management: str
     registration_url: str
     ca_path: Path
+    prometheus: str | None = None  # with monitoring
 
     def lines(self) -> list[str]:
         return [
@@ -44,6 +45,7 @@ class Endpoints:
             f"management view:       {self.management}",
             f"host registration URL: {self.registration_url}",
             f"CA certificate:        {self.ca_path}",
+            *([f"Prometheus:            {self.prometheus}"] if self.prometheus else []),
         ]
 
 
@@ -57,6 +59,7 @@ def endpoints(t: Topology) -> Endpoints:
         url("http", t.ports.mgmt, 80, "/"),
         registration_url(t),
         state.ca_path(t.lab),
+        url("http", t.ports.prom, 80, "/") if t.monitoring else None,
     )
 
 
@@ -88,7 +91,7 @@ def up(
             f"{t.lab}`, or `halab down --name {t.lab}` first, or pick another --name"
         )
     preflight.enforce(t, allow_undersized)
-    tags = images.build()
+    tags = images.build(only=images.needed(t))
     log.info(
         f"starting lab {t.lab!r}: database, load balancer and {t.size} node(s) over "
         f"{', '.join(f'{dc}:{len(t.nodes_in(dc))}' for dc in t.datacenters)} (database in {t.db_dc})"
@@ -119,7 +122,8 @@ def _wait(what: str, check: Callable[[], str | None], deadline: float) -> None:
 
 
 def wait_healthy(t: Topology, timeout: float = 180) -> None:
-    """Database ready, schema in place, ZooKeeper quorum with one leader, every node active via the LB."""
+    """Database ready, schema in place, ZooKeeper quorum with one leader, every node active via the LB;
+    with monitoring, Prometheus scraping every target, so that a run's series start with it."""
     deadline = time.monotonic() + timeout
 
     def db() -> str | None:
@@ -150,6 +154,8 @@ def wait_healthy(t: Topology, timeout: float = 180) -> None:
     _wait("schema", schema, deadline)
     _wait("ZooKeeper quorum", quorum, deadline)
     _wait("every node active through the load balancer", nodes_active, deadline)
+    if t.monitoring:
+        _wait("Prometheus scraping every target", lambda: prometheus.scrape_problem(t), deadline)
 
 
 # -------------------------------------------------------------------------------------- down, logs
@@ -220,7 +226,7 @@ def _remove_networks(lab: str, nets: list[str]) -> None:
 
 
 def logs(t: Topology, services: tuple[str, ...] = (), tail: int | None = None) -> str:
-    names = [container_name(t, s) for s in (services or ("db", "lb", *t.node_names))]
+    names = [container_name(t, s) for s in (services or compose.services(t))]
     out = []
     for name in names:
         args = ["docker", "logs", "--timestamps"] + (["--tail", str(tail)] if tail else []) + [name]
@@ -234,7 +240,7 @@ def save_logs(t: Topology, folder: Path) -> list[Path]:
     be read after its lab is gone; a container that is already gone is skipped."""
     folder.mkdir(parents=True, exist_ok=True)
     out = []
-    for service in ("db", "lb", *t.node_names):
+    for service in compose.services(t):
         proc = subprocess.run(
             ["docker", "logs", "--timestamps", container_name(t, service)], capture_output=True, text=True
         )
@@ -258,7 +264,7 @@ def dump_logs(t: Topology, tail: int = 30) -> None:
 
 def status(t: Topology) -> dict[str, Any]:
     """Each node's container state, datacenter, ZooKeeper mode, HA state and server restarts; LB
-    backends; database; the node profile and the settings the nodes run with."""
+    backends; database; the monitoring containers; the node profile and the settings the nodes run with."""
     containers = {c.service: c for c in docker.container_states(t.lab)}
     lb = probes.lb_servers(t)
     nodes = []
@@ -293,6 +299,9 @@ def status(t: Topology) -> dict[str, Any]:
             "answers": bool(db and db.running and probes.db_alive(t)),
         },
         "endpoints": endpoints(t).__dict__ | {"ca_path": str(endpoints(t).ca_path)},
+        "monitoring": (
+            {s: _container_state(containers.get(s)) for s in compose.MONITORING_SERVICES} if t.monitoring else None
+        ),
         "profile": profile_settings(t),
     }
 

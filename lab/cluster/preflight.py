@@ -14,6 +14,7 @@ import subprocess
 from dataclasses import dataclass
 
 from lab.cluster import docker
+from lab.cluster.compose import EXPORTER_MEMORY_MIB, PROM_MEMORY_MIB
 from lab.cluster.topology import HARNESS_CONNECTIONS, NODE_BASE_MEMORY_MIB, Ports, Topology
 from lab.core.errors import BadInput, CheckFailed, RuntimeFailure
 
@@ -118,7 +119,7 @@ def node_memory(t: Topology) -> list[Finding]:
 
 def ports(t: Topology) -> list[Finding]:
     out = []
-    for name, port in t.ports.published().items():
+    for name, port in t.published_ports.items():
         with socket.socket() as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
@@ -154,16 +155,17 @@ def free_port(bind: str = "127.0.0.1") -> int:
 
 
 def free_ports(bind: str = "127.0.0.1") -> Ports:
-    """Three distinct free ports: `free_port` closes its socket before it returns, so two calls can
-    be handed the same port (a CI run got http = https)."""
+    """Distinct free ports for every port a lab may publish (Prometheus's too, used only with
+    monitoring): `free_port` closes its socket before it returns, so two calls can be handed the
+    same port (a CI run got http = https)."""
     picked: list[int] = []
     for _ in range(100):
         port = free_port(bind)
         if port not in picked:
             picked.append(port)
-        if len(picked) == 3:
-            return Ports(bind=bind, http=picked[0], https=picked[1], mgmt=picked[2])
-    raise RuntimeFailure(f"could not find three distinct free ports on {bind}")
+        if len(picked) == 4:
+            return Ports(bind=bind, http=picked[0], https=picked[1], mgmt=picked[2], prom=picked[3])
+    raise RuntimeFailure(f"could not find four distinct free ports on {bind}")
 
 
 def port_holder(port: int) -> str:
@@ -191,6 +193,8 @@ def host_memory(t: Topology) -> Finding:
     # load balancer's each.
     small = 1 + (1 + bool(t.db.arbitrator) if t.db.galera else 0)
     need = t.size * t.node_mem_limit_mib + t.db.members * t.sizing.db_memory_mib + small * LB_MEMORY_MIB
+    if t.monitoring:
+        need += PROM_MEMORY_MIB + EXPORTER_MEMORY_MIB
     try:
         with open("/proc/meminfo") as f:
             info = {line.split(":")[0]: int(line.split()[1]) // 1024 for line in f}

@@ -2,6 +2,7 @@
 
 `$HALAB_HOME/labs/<lab>/` (default `~/.local/state/halab`), holding:
   compose.yaml, haproxy.cfg, topology.json   what `docker compose` runs and how it was asked for
+  prometheus.yml                             with monitoring: what Prometheus scrapes
   secrets/db_password, secrets/db_root_password   random per lab, 0600, owned by the containers' uid
   tls/ca.crt (0400, as the guide asks), tls/ca.key (0600), tls/server.pem (0600)
 The directories are 0700. Run without root, the files the containers read (the secrets and
@@ -69,6 +70,7 @@ def topology_from_dict(d: dict[str, Any]) -> Topology:
         lb_dc=d.get("lb_dc", OUTSIDE_LB),
         # state files from before issue 15 have no "db": a single database
         db=_database(d.get("db") or {}),
+        monitoring=bool(d.get("monitoring", False)),  # absent from labs started before monitoring existed
     )
 
 
@@ -146,6 +148,8 @@ def materialize(t: Topology, directory: Path, image_tags: dict[str, str], plan: 
         # The member the entrypoints bootstrap: the first for a new cluster (docs/galera.md).
         if not (directory / galera.BOOTSTRAP_FILE).exists():
             _write(directory / galera.BOOTSTRAP_FILE, f"{galera.FIRST_BOOTSTRAP}\n".encode(), 0o644)
+    if t.monitoring:
+        _write(directory / compose.PROMETHEUS_CFG, compose.prometheus_config(t, plan).encode(), 0o644)
     _write(directory / "topology.json", json.dumps(topology_to_dict(t), indent=2).encode(), 0o644)
     compose_file = directory / "compose.yaml"
     _write(compose_file, compose.dump(compose.render(t, image_tags, plan)).encode(), 0o644)

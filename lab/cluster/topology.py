@@ -100,6 +100,8 @@ class Ports:
     http: int = 80
     https: int = 443
     mgmt: int = 18080
+    # Prometheus's web UI and HTTP API: published only when the lab has monitoring.
+    prom: int = 9090
     # Benchmarks only: publish the first node's API too, to compare against the LB path.
     direct: int | None = None
 
@@ -166,12 +168,20 @@ class Topology:
     lb_dc: str = OUTSIDE_LB
     # single (one MariaDB at db_dc) or a Galera cluster, whose front then sits at db_dc (lab/cluster/database.py)
     db: Database = field(default_factory=Database)
+    # `halab up --monitoring`: Prometheus and the database's exporter join the lab.
+    monitoring: bool = False
 
     @property
     def sites(self) -> tuple[str, ...]:
         """Where things can be cut apart: the datacenters, then a Galera arbitrator's third site."""
         third = self.db.arbitrator if self.db.arbitrator not in (None, *self.datacenters) else None
         return self.datacenters + ((third,) if third else ())
+
+    @property
+    def published_ports(self) -> dict[str, int]:
+        """Every port the lab publishes on `ports.bind`, by the name of its option (`--<name>-port`)."""
+        ports = self.ports.published()
+        return {**ports, "prom": self.ports.prom} if self.monitoring else ports
 
     @property
     def node_profile(self) -> Profile:
@@ -341,6 +351,7 @@ def make_topology(
     db: str | None = None,
     db_layout: str | None = None,
     db_arbitrator: str | None = None,
+    monitoring: bool = False,
     where: str = "--nodes",
 ) -> Topology:
     """Validate user input and build a Topology. Every error is a BadInput naming its source."""
@@ -398,18 +409,20 @@ def make_topology(
         profile=check_profile(profile),
         lb_dc=lb_dc,
         db=database,
+        monitoring=monitoring,
     )
     _validate_numbers(topo)
     return topo
 
 
 def _validate_numbers(t: Topology) -> None:
-    p, s = t.ports, t.sizing
-    for name, port in p.published().items():
+    s = t.sizing
+    published = t.published_ports
+    for name, port in published.items():
         if not isinstance(port, int) or not 1 <= port <= 65535:
             raise BadInput(f"--{name}-port: {port!r} is not a TCP port (1-65535)")
-    if len(set(p.published().values())) != len(p.published()):
-        raise BadInput(f"ports: the published ports must differ, got {p.published()}")
+    if len(set(published.values())) != len(published):
+        raise BadInput(f"ports: the published ports must differ, got {published}")
     if s.pool_size is not None and s.pool_size < 1:
         raise BadInput(f"--pool-size: {s.pool_size} must be at least 1 (the guide asks for 50 per node)")
     if s.pool_wait_ms is not None and s.pool_wait_ms < 0:

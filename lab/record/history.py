@@ -234,11 +234,12 @@ class History:
         return min(r.t0 for r in every), max(r.t1 for r in every)
 
 
-def write_json(path: str | os.PathLike[str], data: Any) -> None:
-    """Replace a run directory's small JSON file (summary, snapshot, ...) atomically."""
+def write_json(path: str | os.PathLike[str], data: Any, indent: int | None = 2) -> None:
+    """Replace a run directory's JSON file (summary, snapshot, ...) atomically; `indent=None` for
+    long series."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.write_text(json.dumps(data, indent=indent, default=str))
     tmp.replace(path)
 
 

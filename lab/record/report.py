@@ -1,8 +1,9 @@
 """A run directory's report: `summary.json`, `junit.xml`, `report.html` and `plots/*.png`.
 
 `build_report(run_dir)` rebuilds everything from what the run recorded (history, ledger, the
-database snapshot `db_rows.json`, `journal.json`, `load.json`), so `halab report runs/...` gives
-the same answer every time. Given a `query`, it first takes the snapshot (after heal) and saves it.
+database snapshot `db_rows.json`, `journal.json`, `load.json`, `metrics.json` from a lab with
+monitoring), so `halab report runs/...` gives the same answer every time. Given a `query`, it
+first takes the snapshot (after heal) and saves it.
 The HTML embeds its plots as base64 PNG and uses no script, font or stylesheet from anywhere:
 it opens offline and can be mailed around as one file.
 """
@@ -22,9 +23,9 @@ from typing import Any
 
 from lab.chaos.judge import judge
 from lab.core.errors import BadInput
-from lab.record import registers
+from lab.record import metrics, registers
 from lab.record.checker import CheckConfig, CheckResult, FaultStats, Query
-from lab.record.history import History, ProbeRecord, write_json
+from lab.record.history import FaultRecord, History, ProbeRecord, write_json
 from lab.record.load import GeneratorCpu
 from lab.record.timeline import timeline_svg
 
@@ -34,6 +35,8 @@ NODE_COLORS = {"active": "#2e7d32", "starting": "#1565c0", "degraded": "#ef6c00"
 OTHER_COLOR = "#9e9e9e"
 FAILURE_COLORS = {"no response": "#b71c1c", "5xx": "#ef6c00", "4xx": "#6a1b9a"}
 FAULT_COLOR = "#d32f2f"
+NODE_SERIES_COLORS = ("#1565c0", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f")  # a node's colour in the metric plots
+OTHER_SERIES_COLORS = ("#455a64", "#8e24aa")  # the database's and the load balancer's series
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ def build_report(
     history, result = judged.history, judged.result
 
     plots = write_plots(run / "plots", history, result)
+    series = metrics.load(run)
+    metric_plots = write_metric_plots(run / "plots", history, series) if series else {}
     ops = registers.load_ops(run) or []
     marked = [i for f in (result.registers.findings if result.registers else ()) for i in f.ops]
     svg = timeline_svg(history, ops, marked)
@@ -69,10 +74,14 @@ def build_report(
     summary, junit, page = run / "summary.json", run / "junit.xml", run / "report.html"
     files = sorted({p.name for p in run.iterdir() if p.is_file()} | {summary.name, junit.name, page.name})
     bounds = limits(run, load)
-    write_json(summary, summary_data(run, history, result, load, files) | {"limits": bounds})
+    recorded = metrics.counts(series) if series else None
+    write_json(summary, summary_data(run, history, result, load, files) | {"limits": bounds, "metrics": recorded})
     junit.write_bytes(junit_xml(run.name, result))
-    page.write_text(report_html(run.name, history, result, plots, journal, load, files, svg, bounds), encoding="utf-8")
-    return ReportFiles(summary, junit, page, tuple(plots.values()), result, tuple(bounds))
+    section = metrics_html(metric_plots, series is not None)
+    page.write_text(
+        report_html(run.name, history, result, plots, journal, load, files, svg, bounds, section), encoding="utf-8"
+    )
+    return ReportFiles(summary, junit, page, (*plots.values(), *metric_plots.values()), result, tuple(bounds))
 
 
 BOTTLENECK_FILE = "bottleneck.json"  # what saturated first, from `halab load`'s sampler (lab/capacity/sampler.py)
@@ -182,33 +191,32 @@ def _status_class(status: int) -> str:
     return "no response" if status == 0 else f"{status // 100}xx"
 
 
-def write_plots(plots_dir: Path, history: History, result: CheckResult) -> dict[str, Path]:
-    """The four timeline PNGs, on one time axis (seconds since the run began)."""
-    import matplotlib
+@dataclass(frozen=True)
+class TimeAxis:
+    """The time axis every plot of a run shares: seconds since its first record, faults shaded."""
 
-    matplotlib.use("Agg")  # no display; must precede pyplot
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
+    t_ref: float
+    xlim: tuple[float, float]
+    faults: tuple[FaultRecord, ...]
 
-    plots_dir.mkdir(parents=True, exist_ok=True)
-    span = history.span or (0.0, 1.0)
-    t_ref = math.floor(span[0])
-    xlim = (0, max(1.0, span[1] - t_ref))
-    secs = result.seconds
-    xs = [s.t - t_ref for s in secs]
+    @classmethod
+    def of(cls, history: History) -> TimeAxis:
+        span = history.span or (0.0, 1.0)
+        t_ref = math.floor(span[0])
+        return cls(t_ref, (0, max(1.0, span[1] - t_ref)), tuple(history.faults))
 
-    def figure(title: str, ylabel: str) -> tuple[Any, Any]:
+    def figure(self, plt: Any, title: str, ylabel: str) -> tuple[Any, Any]:
         fig, ax = plt.subplots(figsize=(11, 2.8), dpi=90)
         fig.subplots_adjust(left=0.07, right=0.84, top=0.86, bottom=0.2)
         ax.set_title(title, fontsize=10, loc="left")
         ax.set_ylabel(ylabel, fontsize=9)
         ax.set_xlabel("seconds since the run began", fontsize=9)
-        ax.set_xlim(*xlim)
+        ax.set_xlim(*self.xlim)
         ax.grid(alpha=0.3)
-        for f in history.faults:
-            ax.axvspan(f.t0 - t_ref, f.t1 - t_ref, color=FAULT_COLOR, alpha=0.12, lw=0)
+        for f in self.faults:
+            ax.axvspan(f.t0 - self.t_ref, f.t1 - self.t_ref, color=FAULT_COLOR, alpha=0.12, lw=0)
             ax.text(
-                f.t0 - t_ref,
+                f.t0 - self.t_ref,
                 1.0,
                 f" {f.id}: {f.fault} {','.join(f.targets)}",
                 transform=ax.get_xaxis_transform(),
@@ -218,16 +226,44 @@ def write_plots(plots_dir: Path, history: History, result: CheckResult) -> dict[
             )
         return fig, ax
 
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; must precede pyplot
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(plt: Any, fig: Any, ax: Any, path: Path, empty: bool) -> Path:
+    if empty:
+        ax.text(0.5, 0.5, "nothing recorded", transform=ax.transAxes, ha="center", color=OTHER_COLOR)
+    elif ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_plots(plots_dir: Path, history: History, result: CheckResult) -> dict[str, Path]:
+    """The four timeline PNGs, on one time axis (seconds since the run began)."""
+    import matplotlib.ticker
+
+    plt = _pyplot()
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    axis = TimeAxis.of(history)
+    t_ref = axis.t_ref
+    secs = result.seconds
+    xs = [s.t - t_ref for s in secs]
+
+    def figure(title: str, ylabel: str) -> tuple[Any, Any]:
+        return axis.figure(plt, title, ylabel)
+
     out: dict[str, Path] = {}
 
     def save(name: str, fig: Any, ax: Any, empty: bool) -> None:
-        if empty:
-            ax.text(0.5, 0.5, "nothing recorded", transform=ax.transAxes, ha="center", color=OTHER_COLOR)
-        elif ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-        out[name] = plots_dir / f"{name}.png"
-        fig.savefig(out[name])
-        plt.close(fig)
+        out[name] = _save(plt, fig, ax, plots_dir / f"{name}.png", empty)
 
     def steps(ax: Any, values: Sequence[float | None], **style: Any) -> None:
         """One horizontal step per second, the last one included; None leaves a gap."""
@@ -293,6 +329,37 @@ def write_plots(plots_dir: Path, history: History, result: CheckResult) -> dict[
         for state, color in [*NODE_COLORS.items(), ("not active", OTHER_COLOR)]:
             ax.bar([0], [0], color=color, label=state)  # legend entries only
     save("nodes", fig, ax, not history.probes)
+    return out
+
+
+def write_metric_plots(plots_dir: Path, history: History, series: Mapping[str, Any]) -> dict[str, Path]:
+    """One PNG per family of metrics.json (lab/record/metrics.py), on the run's time axis. A node
+    has one colour in every plot; a family's second query is drawn dashed."""
+    plt = _pyplot()
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    axis = TimeAxis.of(history)
+    families = series.get("families", [])
+    nodes = sorted({s["node"] for f in families for s in f["series"] if s.get("node")})
+    colors = {n: NODE_SERIES_COLORS[i % len(NODE_SERIES_COLORS)] for i, n in enumerate(nodes)}
+    out: dict[str, Path] = {}
+    for family in families:
+        fig, ax = axis.figure(plt, f"{family['title']} (Prometheus)", family["unit"])
+        drawn = False
+        for s in family["series"]:
+            points = s["points"]
+            if any(v is not None for _, v in points):
+                ax.plot(
+                    [t - axis.t_ref for t, _ in points],
+                    [math.nan if v is None else v for _, v in points],  # NaN: a gap where nothing was scraped
+                    lw=1,
+                    ls="--" if s.get("query") else "-",
+                    color=colors.get(s.get("node") or "", OTHER_SERIES_COLORS[s.get("query", 0) % 2]),
+                    label=s["name"],
+                )
+                drawn = True
+        ax.set_ylim(bottom=0)
+        name = f"metric-{family['key']}"
+        out[name] = _save(plt, fig, ax, plots_dir / f"{name}.png", not drawn)
     return out
 
 
@@ -394,6 +461,26 @@ def _registers_html(result: CheckResult) -> str:
     )
 
 
+def _img(name: str, path: Path) -> str:
+    return f'<img alt="{html.escape(name)}" src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}">'
+
+
+def metrics_html(plots: Mapping[str, Path], recorded: bool) -> str:
+    """The metrics section: the plots of metrics.json, or what they would have shown."""
+    if recorded:
+        return (
+            "<h2>Metrics</h2><p><small>From the lab's Prometheus, scraped every second (metrics.json); "
+            "the same time axis and fault windows as the plots above. A gap: the target did not answer "
+            "(a killed node, a member not serving).</small></p>\n" + "".join(_img(n, p) for n, p in plots.items())
+        )
+    shown = "; ".join(f.title.lower() for f in metrics.FAMILIES)
+    return (
+        "<h2>Metrics</h2><p>Not recorded: this run's lab had no monitoring. On a lab started with "
+        "<code>halab up --monitoring</code>, this section plots, from Prometheus and on the time axis "
+        f"above with the fault windows shaded: {html.escape(shown)}.</p>\n"
+    )
+
+
 def report_html(
     run_name: str,
     history: History,
@@ -404,6 +491,7 @@ def report_html(
     files: Sequence[str],
     timeline: str = "",
     bounds: Sequence[str] = (),
+    metrics_section: str = "",
 ) -> str:
     span = history.span
     t_ref = math.floor(span[0]) if span else 0.0
@@ -423,10 +511,7 @@ def report_html(
         for o in result.outcomes
         for v in o.violations[:50]
     ]
-    images = "".join(
-        f'<img alt="{name}" src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}">'
-        for name, path in plots.items()
-    )
+    images = "".join(_img(name, path) for name, path in plots.items())
     totals = (
         f"{result.requests} requests, {result.failed} failed ({result.failed_idempotent} idempotent), "
         f"{result.acks} acknowledged writes, {len(history.probes)} probes, {len(history.faults)} faults"
@@ -468,6 +553,7 @@ to completion (green ok, grey fail, yellow info), those behind an anomaly outlin
 above jump to them). Hover for details.</small></p>
 {timeline}
 {images}
+{metrics_section}
 <h2>Recorded files</h2><p>{files_html}, plots/*.png</p>
 {extra}
 </body></html>

@@ -44,6 +44,7 @@ from .state import HAStateMachine, Health
 log = logging.getLogger("halab.node")
 
 HEALTH_INTERVAL = 1.0
+ZK_MONITOR_INTERVAL = 1.0  # how old the ZooKeeper member's `mntr` figures in /metrics may be
 RESOURCE_COUNT_INTERVAL = 5.0
 REPLAY_SCAN_INTERVAL = 1.0  # the process queue's metrics; replays go at the profile's period
 DB_RETRY_MAX = 5.0
@@ -73,6 +74,7 @@ class Node:
         self.db_ok = False
         self.db_error: str | None = "not checked yet"
         self.zk_mode = "unknown"
+        self.zk_figures: dict[str, float] = {}  # the member's `mntr`, refreshed on its own schedule
         self.members: list[cluster.Member] = []
         self.default_project_id: int | None = None
         self.exit_code: asyncio.Future[int] = loop.create_future()
@@ -186,6 +188,9 @@ class Node:
         if self.engine.bus is not None:
             self.engine.bus.start(EVENTS)
         self._spawn(self._every(HEALTH_INTERVAL, self._health))
+        if self.cfg.start_zookeeper:
+            # Apart from the health check: a member slow to answer must not delay the HA state.
+            self._spawn(self._every(ZK_MONITOR_INTERVAL, self._zk_monitor))
         self._spawn(self._every(self.cfg.profile.cluster_heartbeat, self._heartbeat))
         self._spawn(self._every(REPLAY_SCAN_INTERVAL, self._replay))
         if self.heap.per_resource:
@@ -228,12 +233,21 @@ class Node:
         self.db_ok, self.db_error = False, error
         self._evaluate()
 
-    async def _zk_mode(self) -> str:
+    def _zk_client_port(self) -> int | None:
+        """This host's member's client port; None while cluster-manager has given it no slot."""
         if not self.cfg.profile.cluster_manager:
-            return await zkserver.mode()
+            return zkserver.CLIENT_PORT
         # This host's member listens on its slot's client port; the others' are tunnels.
         slot = int(clustermgr.read_state().get("zookeeper", {}).get("slot") or 0)
-        return await zkserver.mode(port=cluster.slot_port("zk-client", slot)) if slot else "no slot"
+        return cluster.slot_port("zk-client", slot) if slot else None
+
+    async def _zk_mode(self) -> str:
+        port = self._zk_client_port()
+        return await zkserver.mode(port=port) if port else "no slot"
+
+    async def _zk_monitor(self) -> None:
+        port = self._zk_client_port()
+        self.zk_figures = await zkserver.monitor(port=port) if port else {}
 
     async def _heartbeat(self) -> None:
         if self.cfg.profile.cluster_manager:
@@ -387,6 +401,11 @@ class Node:
                 "cattle_zookeeper_session_state", "1 for the kazoo session state.", 1, (("state", self.coord.state),)
             ),
             Gauge("cattle_zookeeper_mode", "1 for this host's ZooKeeper mode (srvr).", 1, (("mode", self.zk_mode),)),
+            *(
+                Gauge(f"cattle_zookeeper_member_{key.removeprefix('zk_')}", text, self.zk_figures[key])
+                for key, text in zkserver.MNTR_GAUGES.items()
+                if key in self.zk_figures
+            ),
             Gauge(
                 "cattle_process_failed_total",
                 "Process runs that failed with an error (retried by replay).",

@@ -1,4 +1,5 @@
-"""This host's ZooKeeper member: its configuration, its process, its `srvr` mode and `ruok`.
+"""This host's ZooKeeper member: its configuration, its process, its `srvr` mode, its `mntr`
+figures and `ruok`.
 
 The node's supervisor runs Debian's ZooKeeper as a child (`zkServer.sh start-foreground`). Its
 timing comes from the node profile: followers must connect and sync within `initLimit` ticks, and
@@ -126,6 +127,36 @@ async def mode(host: str = "127.0.0.1", port: int = CLIENT_PORT, timeout: float 
     """This host's ZooKeeper mode from the `srvr` four-letter word."""
     answer = await four_letter_word(b"srvr", host, port, timeout)
     return "not running" if answer is None else parse_mode(answer) if answer else "not serving"
+
+
+# The `mntr` figures the node's /metrics shows as cattle_zookeeper_member_<key without zk_>.
+# Latencies are ZooKeeper's own: milliseconds, over every request since the member started.
+MNTR_GAUGES = {
+    "zk_outstanding_requests": "Requests queued at this host's ZooKeeper member (mntr).",
+    "zk_avg_latency": "Average request latency of this host's member since it started, ms (mntr).",
+    "zk_max_latency": "Longest request latency of this host's member since it started, ms (mntr).",
+    "zk_num_alive_connections": "Client connections to this host's member (mntr).",
+    "zk_znode_count": "Znodes in this host's member's data tree (mntr).",
+}
+
+
+def parse_mntr(text: str) -> dict[str, float]:
+    """`mntr`'s `zk_<key><TAB><value>` lines -> the numeric ones. A member that is not serving
+    answers one sentence instead: {}."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("\t")
+        if sep and key.startswith("zk_"):
+            try:
+                out[key] = float(value)
+            except ValueError:  # zk_version, zk_server_state
+                continue
+    return out
+
+
+async def monitor(host: str = "127.0.0.1", port: int = CLIENT_PORT, timeout: float = 0.5) -> dict[str, float]:
+    """This host's member's `mntr` figures; {} when it does not answer or is not serving."""
+    return parse_mntr(await four_letter_word(b"mntr", host, port, timeout) or "")
 
 
 def first_host(connection_string: str) -> tuple[str, int]:

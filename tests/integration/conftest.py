@@ -20,9 +20,3 @@ def lab3(halab_lab3: Any) -> Iterator[Any]:
     yield halab_lab3
     faults.heal_lab(halab_lab3)
     wait_healthy(halab_lab3, timeout=90)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked `long` first: pytest-xdist hands files out in collection order, so the longest
-    one, started last, would make the parallel stage as long as itself plus all before it."""
-    items.sort(key=lambda item: 0 if item.get_closest_marker("long") else 1)

@@ -20,6 +20,7 @@ DEPENDS_ON = {
     "db": ("mariadb-server",),
     "lb": ("haproxy",),
     "node": ("python3", "python3-aiohttp", "python3-kazoo", "python3-mysqldb", "zookeeper"),
+    "prom": ("prometheus", "prometheus-mysqld-exporter"),
 }
 
 
