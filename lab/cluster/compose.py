@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from lab.cluster.addressing import EXPORTER_HOST, LB_HOST, PROM_HOST, Plan
+from lab.cluster.database import ARBITRATOR
 from lab.cluster.topology import Topology
 from lab.core import paths
 
@@ -52,7 +53,16 @@ def container_name(t: Topology, service: str) -> str:
 
 def services(t: Topology) -> tuple[str, ...]:
     """The compose services of a lab, in the order `render` writes them."""
-    return ("db", "lb", *t.node_names, *(MONITORING_SERVICES if t.monitoring else ()))
+    return (*database_services(t), "lb", *t.node_names, *(MONITORING_SERVICES if t.monitoring else ()))
+
+
+def database_services(t: Topology) -> tuple[str, ...]:
+    """`db`, or a Galera database's front, members and arbitrator."""
+    if not t.db.galera:
+        return ("db",)
+    from lab.cluster.galera import FRONT
+
+    return (FRONT, *t.db.member_names, *((ARBITRATOR,) if t.db.arbitrator else ()))
 
 
 def labels(t: Topology, role: str, **extra: str) -> dict[str, str]:
@@ -164,7 +174,7 @@ def render(t: Topology, image_tags: dict[str, str], plan: Plan) -> dict[str, Any
     for dc in t.datacenters:
         networks[dc] = _private_network(labels(t, "net-dc", **{"halab.dc": dc}), plan.subnets[dc])
     if t.monitoring:
-        services.update(_monitoring_services(t, image_tags, plan))
+        services.update(_monitoring_services(t, image_tags, plan, db_ready))
     return {
         "name": t.lab,
         "services": services,
@@ -226,7 +236,9 @@ def _db_service(t: Topology, image_tags: dict[str, str], plan: Plan) -> dict[str
 _CONFINED: dict[str, Any] = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"], "restart": "no"}
 
 
-def _monitoring_services(t: Topology, image_tags: dict[str, str], plan: Plan) -> dict[str, Any]:
+def _monitoring_services(
+    t: Topology, image_tags: dict[str, str], plan: Plan, db_ready: dict[str, Any]
+) -> dict[str, Any]:
     """Prometheus and the database's exporter (both from the `prom` image, uid 10001)."""
     return {
         "prom": {
@@ -257,7 +269,7 @@ def _monitoring_services(t: Topology, image_tags: dict[str, str], plan: Plan) ->
             "secrets": ["db_password"],
             "tmpfs": ["/run/halab:uid=10001,gid=10001,mode=0700"],
             "mem_limit": f"{EXPORTER_MEMORY_MIB}m",
-            "depends_on": {"db": {"condition": "service_healthy"}},
+            "depends_on": db_ready,
             **_CONFINED,
         },
     }

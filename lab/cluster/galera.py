@@ -83,6 +83,8 @@ def services(t: Topology, image_tags: dict[str, str], plan: Plan) -> dict[str, A
                 dc: {"ipv4_address": plan.db_member(t, name, dc)},
                 "db": {"ipv4_address": plan.db_member(t, name, "db")},
             },
+            # `db` is the front for the members too: the lab asks them which member it serves.
+            "extra_hosts": [f"db:{plan.db()}"],
             "volumes": [f"{name}data:/var/lib/mysql", f"./{BOOTSTRAP_FILE}:/run/halab/bootstrap:ro"],
             "secrets": ["db_password"],
             "mem_limit": f"{s.db_memory_mib}m",

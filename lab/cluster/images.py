@@ -67,21 +67,29 @@ IMAGES = (
     ),
 )
 # Built only when named (`halab build --only galera`), so that a lab with one database builds what
-# it did before issue 15. Its context is assembled: the image's folder and the clustercheck agent.
+# it did before issue 15. Its context is assembled: the image's folder, the clustercheck agent and
+# the db image's labsql.
 OPTIONAL_IMAGES = (
     ImageSpec(
         "galera",
         ROOT / "compose/images/galera/Dockerfile",
         ROOT,
-        (ROOT / "compose/images/galera", paths.PACKAGE / "agent" / "clustercheck.py"),
-        placed=("compose/images/galera", "lab/agent/clustercheck.py"),
+        (
+            ROOT / "compose/images/galera",
+            paths.PACKAGE / "agent" / "clustercheck.py",
+            ROOT / "compose/images/db/labsql",
+        ),
+        placed=("compose/images/galera", "lab/agent/clustercheck.py", "compose/images/db/labsql"),
     ),
 )
 
 
 def needed(t: Topology) -> tuple[str, ...]:
-    """The images a lab runs: the monitoring image only when it has monitoring."""
-    return tuple(spec.name for spec in IMAGES if spec.name != "prom" or t.monitoring)
+    """The images a lab runs: the monitoring image only with monitoring; a Galera database's
+    image instead of the single database's."""
+    skip = {"db"} if t.db.galera else set()
+    skip |= set() if t.monitoring else {"prom"}
+    return tuple(s.name for s in IMAGES if s.name not in skip) + (("galera",) if t.db.galera else ())
 
 
 def content_tag(spec: ImageSpec) -> str:

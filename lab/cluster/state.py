@@ -145,7 +145,8 @@ def materialize(t: Topology, directory: Path, image_tags: dict[str, str], plan: 
     _write(directory / compose.HAPROXY_CFG, compose.haproxy_config(t).encode(), 0o644)
     if t.db.galera:
         _write(directory / galera.FRONT_CFG, galera.front_config(t, plan).encode(), 0o644)
-        # The member the entrypoints bootstrap: the first for a new cluster (docs/galera.md).
+        # The members mount it (a missing file would become a directory): the member the entrypoints
+        # bootstrap, for a new cluster the first; `halab up` writes it (lab/cluster/galera_life.py).
         if not (directory / galera.BOOTSTRAP_FILE).exists():
             _write(directory / galera.BOOTSTRAP_FILE, f"{galera.FIRST_BOOTSTRAP}\n".encode(), 0o644)
     if t.monitoring:

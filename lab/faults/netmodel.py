@@ -131,10 +131,27 @@ def addresses(t: Topology, found: Mapping[str, ContainerState]) -> dict[str, dic
     return {s: {net.removeprefix(prefix): ip for net, ip in c.addresses.items()} for s, c in found.items()}
 
 
-def path_ip(dst: str, ips: Mapping[str, Mapping[str, str]], src_dc: str) -> str | None:
-    """The address a node (in datacenter `src_dc`) uses for `dst`: the database on `db`, the load
-    balancer on the node's datacenter network, a peer on the `interdc` mesh."""
-    return ips.get(dst, {}).get("db" if dst == DB else src_dc if dst == LB else "interdc")
+def path_ip(dst: str, ips: Mapping[str, Mapping[str, str]], src_dc: str | None) -> str | None:
+    """The address a node (in datacenter `src_dc`) uses for `dst`: the database (and a Galera
+    database's members, which are on no peer mesh) on `db`, the load balancer on the node's
+    datacenter network, a peer on the `interdc` mesh. A Galera member or arbitrator (`src_dc`
+    None) reaches whatever it reaches on `db`."""
+    theirs = ips.get(dst, {})
+    if src_dc is None or dst == DB or ("interdc" not in theirs and dst != LB):
+        return theirs.get("db")
+    return theirs.get(src_dc if dst == LB else "interdc")
+
+
+def rule_holders(t: Topology) -> tuple[str, ...]:
+    """The containers that take a network fault's rules in their own namespace: the nodes, and a
+    Galera database's members and arbitrator (NET_ADMIN in their bounding set, iptables in their
+    image), so that a split cuts the members apart with their sites."""
+    return (*t.node_names, *(voter for voter, _ in t.db.placement()))
+
+
+def source_dc(t: Topology, holder: str) -> str | None:
+    """What path_ip needs of a rule holder: a node's datacenter, None for a Galera voter."""
+    return t.node(holder).dc if holder in t.node_names else None
 
 
 def is_up(c: ContainerState | None) -> TypeGuard[ContainerState]:

@@ -336,6 +336,8 @@ def _validate_gray(spec: FaultSpec, t: Topology, where: str) -> None:
             raise BadInput(f"{where}.jitter: from 0 to the delay ({spec.delay:g}s), got {spec.jitter!r}")
     if spec.kind == "bandwidth" and spec.rate is None:
         raise BadInput(f"{where}.rate: bandwidth needs a rate such as 1mbit")
+    if spec.kind in ("cpu", "io", "exhaust") and DB in spec.targets and t.db.galera:
+        raise BadInput(f"{where}.target: {spec.kind} on a Galera database is not built yet (docs/galera.md)")
     if spec.kind == "exhaust" and spec.targets != (DB,):
         raise BadInput(f"{where}.target: exhaust takes the database: db")
     if spec.kind == "stall" and spec.process not in PROCESSES:

@@ -17,7 +17,7 @@ from lab.chaos import galera as quorum
 from lab.chaos.claims import cases as claim_cases
 from lab.chaos.claims import expect
 from lab.chaos.claims import load as load_claims
-from lab.cluster import addressing, compose, galera, grastate, images, lifecycle, state
+from lab.cluster import addressing, compose, galera, grastate, images, state
 from lab.cluster.database import GALERA, Database, make_database, spread
 from lab.cluster.grastate import GraState, choose_bootstrap, parse_grastate, recovered_position
 from lab.cluster.topology import make_topology
@@ -104,11 +104,6 @@ def test_the_database_is_persisted_and_old_state_files_load_as_single():
     assert state.topology_from_dict(d) == t
     del d["db"]  # a state file written before issue 15
     assert state.topology_from_dict(d).db == Database()
-
-
-def test_up_refuses_a_galera_lab_until_it_is_tested_on_docker():
-    with pytest.raises(BadInput, match="halab render --db galera:3 --out DIR"):
-        lifecycle.up(make_topology(3, db="galera:3"))
 
 
 # ------------------------------------------------------------------------- quorum arithmetic

@@ -2,7 +2,8 @@
 # A Galera member of the lab (lab/cluster/galera.py renders its settings; docs/galera.md).
 #   entrypoint.sh [MARIADBD ARGS...]  start: bootstrap a new primary component only when the file
 #                                     $HALAB_GALERA_BOOTSTRAP_FILE names this member, join otherwise
-#   entrypoint.sh grastate            print grastate.dat (the lab reads every member's after a full stop)
+#   entrypoint.sh grastate            print grastate.dat, nothing when there is none (the lab reads
+#                                     every member's after a full stop)
 #   entrypoint.sh recover             print the position `mariadbd --wsrep-recover` finds (seqno -1)
 # The lab, not this script, chooses the member to bootstrap (lab/cluster/grastate.py) and empties
 # the file once that member is primary, so that a member restarted later joins instead of starting
@@ -18,11 +19,11 @@ wsrep() {
     --innodb-autoinc-lock-mode=2
 }
 case "${1:-}" in
-  grastate) exec cat "$datadir/grastate.dat" ;;
+  grastate) [ ! -f "$datadir/grastate.dat" ] || exec cat "$datadir/grastate.dat"; exit 0 ;;
   recover)
-    # Logs "WSREP: Recovered position: <uuid>:<seqno>" and exits; the lab parses it.
+    # Logs "WSREP: Recovered position: <uuid>:<seqno>" and exits; the lab parses it from stdout.
     # shellcheck disable=SC2046
-    exec mariadbd --datadir="$datadir" $(wsrep) --wsrep-recover --log-error=/dev/stderr ;;
+    exec mariadbd --datadir="$datadir" $(wsrep) --wsrep-recover --log-error=/dev/stderr 2>&1 ;;
 esac
 
 secret() {  # secret NAME: value of $NAME, else the content of the file $NAME_FILE
