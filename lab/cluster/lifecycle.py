@@ -88,7 +88,6 @@ def up(
         )
     preflight.enforce(t, allow_undersized)
     tags = images.build(only=images.needed(t))
-    deadline = time.monotonic() + (timeout or default_timeout(t))
     log.info(
         f"starting lab {t.lab!r}: database ({t.db.describe()}), load balancer and {t.size} node(s) over "
         f"{', '.join(f'{dc}:{len(t.nodes_in(dc))}' for dc in t.datacenters)} (database in {t.db_dc})"
@@ -103,6 +102,7 @@ def up(
                 project.compose.create()
             else:
                 project.compose.up(detach=True, quiet=True)
+        deadline = time.monotonic() + (timeout or default_timeout(t))
         if t.db.galera:
             log.info("waiting for health:")
             galera_life.start(t, deadline)
