@@ -15,7 +15,7 @@ wsrep() {
   printf '%s\n' --wsrep-on=ON --wsrep-provider=/usr/lib/galera/libgalera_smm.so \
     "--wsrep-cluster-name=${HALAB_GALERA_CLUSTER:?}" "--wsrep-cluster-address=${HALAB_GALERA_PEERS:?}" \
     "--wsrep-node-name=$name" "--wsrep-node-address=${HALAB_GALERA_ADDRESS:?}" \
-    --wsrep-sst-method=mariabackup --binlog-format=ROW --default-storage-engine=InnoDB \
+    --wsrep-sst-method=mariabackup --wsrep-sst-auth=mysql: --binlog-format=ROW --default-storage-engine=InnoDB \
     --innodb-autoinc-lock-mode=2
 }
 case "${1:-}" in
@@ -49,7 +49,7 @@ if [ "$chosen" = "$name" ]; then
   umask 077
   init=/run/mysqld/init.sql
   # Replicated to the joiners; mariabackup's state transfer connects as the OS user mysql over the
-  # socket (unix_socket), so no SST password exists.
+  # socket (unix_socket: --wsrep-sst-auth=mysql: names the user, no password exists).
   cat >"$init" <<SQL
 CREATE DATABASE IF NOT EXISTS \`$db\` CHARACTER SET utf8mb4;
 CREATE USER IF NOT EXISTS '$user'@'%' IDENTIFIED BY '$pw';
