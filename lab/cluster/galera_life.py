@@ -149,12 +149,13 @@ def _compose_service(t: Topology, member: str) -> dict[str, Any]:
 
 
 def _one_off(t: Topology, member: str, mode: str, what: str, timeout: float) -> str:
-    """`entrypoint.sh MODE` in a throwaway container on the member's volume, without a network."""
+    """`entrypoint.sh MODE` in a throwaway container on the member's volume, without a network
+    (labelled with the lab, so that `halab down` finds one a killed harness left behind)."""
     svc = _compose_service(t, member)
     env = [x for k, v in svc["environment"].items() for x in ("-e", f"{k}={v}")]
-    volume = f"{t.lab}_{member}data:{DATADIR}"
+    where = ["--network", "none", "--label", f"{docker.LAB_LABEL}={t.lab}", "-v", f"{t.lab}_{member}data:{DATADIR}"]
     return docker.run(
-        ["docker", "run", "--rm", "--network", "none", "-v", volume, *env, svc["image"], mode],
+        ["docker", "run", "--rm", *where, *env, svc["image"], mode],
         what,
         timeout=timeout,
     )
