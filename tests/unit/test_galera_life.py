@@ -201,3 +201,31 @@ def test_members_are_reached_on_the_db_network():
     assert path_ip("a1", ips, None) == "10.0.3.5"  # from a member
     assert path_ip("a1", ips, "dc-b") == "10.0.1.5"  # from a node: the peer mesh
     assert path_ip("db2", ips, "dc-b") == "10.0.3.21"  # a member from a node
+
+
+def test_up_creates_the_containers_then_starts_the_database_then_the_rest(monkeypatch, tmp_path):
+    from lab.cluster import lifecycle
+
+    monkeypatch.setenv("HALAB_HOME", str(tmp_path))
+    steps: list = []
+
+    class Project:
+        compose = property(lambda self: self)
+
+        def create(self):
+            steps.append("create")
+
+        def up(self, **kw):
+            steps.append("up all")
+
+    monkeypatch.setattr(lifecycle.docker, "require_docker", lambda: None)
+    monkeypatch.setattr(lifecycle, "running_containers", lambda lab: [])
+    monkeypatch.setattr(lifecycle.preflight, "enforce", lambda t, allow: None)
+    monkeypatch.setattr(lifecycle.images, "build", lambda only: steps.append(("build", only)) or {})
+    monkeypatch.setattr(lifecycle.addressing, "used_subnets", lambda: [])
+    monkeypatch.setattr(lifecycle.state, "materialize", lambda t, d, tags, plan: tmp_path / "compose.yaml")
+    monkeypatch.setattr(lifecycle.docker, "client", lambda lab, f: Project())
+    monkeypatch.setattr(lifecycle.galera_life, "start", lambda t, deadline: steps.append("database"))
+    monkeypatch.setattr(lifecycle, "wait_healthy", lambda t, timeout: steps.append(("healthy", timeout > 0)))
+    lifecycle.up(T)
+    assert steps == [("build", ("lb", "node", "galera")), "create", "database", "up all", ("healthy", True)]
