@@ -74,11 +74,11 @@ def services(t: Topology, image_tags: dict[str, str], plan: Plan) -> dict[str, A
                 "HALAB_GALERA_PEERS": gcomm(t, plan),
                 # Read by the entrypoint: it bootstraps only when this names itself (docs/galera.md).
                 "HALAB_GALERA_BOOTSTRAP_FILE": "/run/halab/bootstrap",
+                # Not a command-line option: the SST script hands a server's --innodb-buffer-pool-size
+                # on to mariadb-backup, which refuses it and fails the state transfer (10.11.18).
+                "HALAB_INNODB_BUFFER_POOL_SIZE": f"{s.db_buffer_pool_mib}M",
             },
-            "command": [
-                f"--max-connections={t.db_max_connections}",
-                f"--innodb-buffer-pool-size={s.db_buffer_pool_mib}M",
-            ],
+            "command": [f"--max-connections={t.db_max_connections}"],
             "networks": {
                 dc: {"ipv4_address": plan.db_member(t, name, dc)},
                 "db": {"ipv4_address": plan.db_member(t, name, "db")},

@@ -18,12 +18,16 @@ wsrep() {
     --wsrep-sst-method=mariabackup --wsrep-sst-auth=mysql: --binlog-format=ROW --default-storage-engine=InnoDB \
     --innodb-autoinc-lock-mode=2
 }
+# Settings the SST script must not see among mariadbd's arguments (it passes them on to
+# mariadb-backup, which refuses --innodb-buffer-pool-size) go into a defaults file it reads.
+cnf=/run/mysqld/halab.cnf
+printf '[mysqld]\ninnodb_buffer_pool_size=%s\n' "${HALAB_INNODB_BUFFER_POOL_SIZE:-128M}" >"$cnf"
 case "${1:-}" in
   grastate) [ ! -f "$datadir/grastate.dat" ] || exec cat "$datadir/grastate.dat"; exit 0 ;;
   recover)
     # Logs "WSREP: Recovered position: <uuid>:<seqno>" and exits; the lab parses it from stdout.
     # shellcheck disable=SC2046
-    exec mariadbd --datadir="$datadir" $(wsrep) --wsrep-recover --log-error=/dev/stderr 2>&1 ;;
+    exec mariadbd --defaults-extra-file="$cnf" --datadir="$datadir" $(wsrep) --wsrep-recover --log-error=/dev/stderr 2>&1 ;;
 esac
 
 secret() {  # secret NAME: value of $NAME, else the content of the file $NAME_FILE
@@ -68,5 +72,5 @@ else
 fi
 python3 /usr/local/bin/clustercheck.py --port 9200 &
 # shellcheck disable=SC2046
-exec mariadbd --datadir="$datadir" --bind-address=0.0.0.0 --port=3306 --skip-name-resolve \
+exec mariadbd --defaults-extra-file="$cnf" --datadir="$datadir" --bind-address=0.0.0.0 --port=3306 --skip-name-resolve \
   --character-set-server=utf8mb4 $(wsrep) "$@"
