@@ -110,8 +110,8 @@ def render(t: Topology, image_tags: dict[str, str], plan: Plan) -> dict[str, Any
     from lab.cluster import galera  # builds on this module's helpers
 
     database = galera.services(t, image_tags, plan) if t.db.galera else {"db": _db_service(t, image_tags, plan)}
-    # The nodes reach `db` at one address either way: the database, or the Galera front (whose
-    # own start waits for the first member to be Synced and Primary).
+    # The nodes reach `db` at one address either way: the database, or the Galera front (started
+    # by the lab once a member is Synced and Primary).
     db_ready = (
         {galera.FRONT: {"condition": "service_started"}} if t.db.galera else {"db": {"condition": "service_healthy"}}
     )

@@ -42,7 +42,10 @@ def gcomm(t: Topology, plan: Plan) -> str:
 
 def services(t: Topology, image_tags: dict[str, str], plan: Plan) -> dict[str, Any]:
     """dbfront, db1..dbN and garbd (when asked): the services that stand where `db` stands for a
-    single database."""
+    single database. None depends on another: the lab starts them in order itself
+    (lab/cluster/galera_life.py), and compose, which leaves a dependency out of the config it
+    compares when a service is started alone (`--no-deps`), would recreate a member that has one
+    at the lab's next `compose up`."""
     from lab.cluster.compose import DB_NAME, DB_USER, labels  # compose.render calls this module
 
     s = t.sizing
@@ -55,7 +58,6 @@ def services(t: Topology, image_tags: dict[str, str], plan: Plan) -> dict[str, A
             "volumes": [f"./{FRONT_CFG}:/usr/local/etc/haproxy/haproxy.cfg:ro"],
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges:true"],
-            "depends_on": {FIRST_BOOTSTRAP: {"condition": "service_healthy"}},
             "restart": "no",
         }
     }
@@ -105,7 +107,6 @@ def services(t: Topology, image_tags: dict[str, str], plan: Plan) -> dict[str, A
                 "timeout": "3s",
                 "retries": 600,  # a joiner's first state transfer copies the whole database
             },
-            **({} if name == FIRST_BOOTSTRAP else {"depends_on": {FIRST_BOOTSTRAP: {"condition": "service_healthy"}}}),
             "stop_grace_period": "30s",  # a clean shutdown writes grastate.dat's seqno
             "restart": "no",
         }
@@ -123,7 +124,6 @@ def services(t: Topology, image_tags: dict[str, str], plan: Plan) -> dict[str, A
             },
             "cap_drop": ["ALL"],
             "cap_add": ["NET_ADMIN"],
-            "depends_on": {FIRST_BOOTSTRAP: {"condition": "service_healthy"}},
             "restart": "no",
         }
     return out

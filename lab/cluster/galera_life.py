@@ -116,6 +116,21 @@ def member_problem(t: Topology, member: str) -> str | None:
     return None if code == 200 else f"{member}: {text}"
 
 
+def _starting(t: Topology, member: str) -> str | None:
+    """member_problem, but a member whose server exited (a failed state transfer aborts it) ends
+    the wait at once instead of at the deadline."""
+    problem = member_problem(t, member)
+    if problem:
+        running = docker.run(
+            ["docker", "inspect", "--format", "{{.State.Running}}", container_name(t, member)],
+            f"inspect {member}",
+            timeout=STATUS_TIMEOUT,
+        )
+        if running.strip() != "true":
+            raise RuntimeFailure(f"{member} exited while starting; see `halab logs --name {t.lab} {member}`")
+    return problem
+
+
 def front_target(t: Topology) -> str | None:
     """The member the front sends a new connection to, asked through the front itself as the nodes
     reach it (the lab's user, `db` in the member's /etc/hosts), from each running member in turn;
@@ -219,7 +234,7 @@ def start(t: Topology, deadline: float) -> str:
             # One at a time: a joiner's state transfer holds its donor, which then refuses others.
             with docker.docker_errors(f"start {m}"):
                 project.compose.up([m], detach=True, dependencies=False)
-            took = wait_until(f"{m} Synced in the Primary Component", partial(member_problem, t, m), deadline)
+            took = wait_until(f"{m} Synced in the Primary Component", partial(_starting, t, m), deadline)
             log.info(f"  {m}: Synced in the Primary Component after {took:.1f} s")
     finally:
         write_bootstrap(t, "")  # from now on a member that starts joins, never forms a second cluster

@@ -103,7 +103,7 @@ def test_start_bootstraps_then_joins_one_at_a_time_then_empties_the_file_then_th
         seen_file.append(file.read_text().strip())
         calls.append(("ready", m))
 
-    monkeypatch.setattr(galera_life, "member_problem", ready)
+    monkeypatch.setattr(galera_life, "_starting", ready)
     monkeypatch.setattr(galera_life, "front_target", lambda t: "db2")
     assert galera_life.start(T, deadline=float("inf")) == "db2"
     assert calls == [
@@ -229,3 +229,12 @@ def test_up_creates_the_containers_then_starts_the_database_then_the_rest(monkey
     monkeypatch.setattr(lifecycle, "wait_healthy", lambda t, timeout: steps.append(("healthy", timeout > 0)))
     lifecycle.up(T)
     assert steps == [("build", ("lb", "node", "galera")), "create", "database", "up all", ("healthy", True)]
+
+
+def test_a_member_that_exits_while_starting_ends_the_wait_at_once(monkeypatch):
+    monkeypatch.setattr(galera_life, "member_problem", lambda t, m: f"{m}: not ready")
+    monkeypatch.setattr(galera_life.docker, "run", lambda args, what, timeout=None: "false\n")
+    with pytest.raises(RuntimeFailure, match="db2 exited while starting; see `halab logs --name g db2`"):
+        galera_life._starting(T, "db2")
+    monkeypatch.setattr(galera_life.docker, "run", lambda args, what, timeout=None: "true\n")
+    assert galera_life._starting(T, "db2") == "db2: not ready"
