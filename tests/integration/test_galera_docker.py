@@ -38,7 +38,7 @@ def lab(request: pytest.FixtureRequest, halab_profile: str) -> Iterator[Topology
 
 
 def galera_status(t: Topology, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
-    code = main(["status", "--name", t.lab, "--json"])
+    code = main(["--json", "status", "--name", t.lab])
     return code, json.loads(capsys.readouterr().out)["db"]["galera"]
 
 
@@ -73,8 +73,11 @@ def test_killing_the_writer_member_under_load_loses_no_acknowledged_write(lab, t
         wait_recorded(run_dir, "ledger", recorded(run_dir, "ledger") + 20, load)
         load.stop()
     r = build_report(run_dir, query=lambda sql: probes.db_query(t, sql)).result
-    writes = [o for o in r.outcomes if o.name not in ("linearizable_registers", "session_guarantees")]
-    assert all(o.status == "passed" for o in writes), [(o.name, o.violations[:3]) for o in writes]
+    # No acknowledged write lost or duplicated, each checked against the members' rows. (The
+    # rancher-1.0 node's cached reads go stale around a failover, as around any: docs/survivability.md.)
+    outcomes = {o.name: o for o in r.outcomes}
+    for name in ("acknowledged_writes_present", "no_duplicated_writes"):
+        assert outcomes[name].status == "passed" and outcomes[name].checked > 0, outcomes[name]
     assert r.acks >= 80
     code, g = galera_status(t, capsys)
     assert code == 0 and g["front_serves"] == "db1", g  # the first member takes the writes back
