@@ -94,11 +94,34 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"{'answers' if st['db']['answers'] else 'does not answer'}; "
         f"load balancer: {st['lb']['container']}"
     )
+    if "galera" in st["db"]:
+        rows += _galera_rows(st["db"]["galera"])
     if st["monitoring"]:
         containers = ", ".join(f"{s} {state}" for s, state in st["monitoring"].items())
         rows.append(f"prometheus: {st['endpoints']['prometheus']} ({containers})")
     emit(args, st, "\n".join(rows))
     return 0 if lifecycle.healthy(st) else 3
+
+
+def _galera_rows(g: dict[str, Any]) -> list[str]:
+    """Each member's wsrep state; where the Primary Component is; whom the front serves from."""
+    rows = [f"{'member':6} {'dc':6} {'container':18} {'wsrep state':16} {'cluster':12} size"]
+    rows += [
+        f"{m['name']:6} {m['datacenter']:6} {m['container']:18} {m['state'] or '-':16} "
+        f"{m['cluster_status'] or '-':12} {m['cluster_size'] if m['cluster_size'] is not None else '-'}"
+        for m in g["members"]
+    ]
+    p = g["primary"]
+    rows.append(
+        (
+            f"primary component: {', '.join(p['members'])} in {', '.join(p['datacenters'])}"
+            if p
+            else "no primary component"
+        )
+        + f"; the front serves from {g['front_serves'] or 'no member'}"
+        + (f"; garbd {g['arbitrator']}" if "arbitrator" in g else "")
+    )
+    return rows
 
 
 def _restarts(node: dict[str, Any]) -> str:
@@ -138,7 +161,7 @@ def add_commands(command: AddCommand) -> None:
     sp.add_argument("--out", help="also write the compose project and its files into this folder")
 
     sp = command("build", cmd_build, "build the lab's images (cached: only what changed)")
-    sp.add_argument("--only", action="append", choices=["db", "lb", "node", "prom"])
+    sp.add_argument("--only", action="append", choices=["db", "lb", "node", "prom", "galera"])
     sp.add_argument("--force", action="store_true")
 
     sp = command("check", cmd_check, "check a topology against the install guide's requirements (pre-flight)")
@@ -152,7 +175,9 @@ def add_commands(command: AddCommand) -> None:
         help="start even when pre-flight finds the sizing short of the guide (experiments)",
     )
     sp.add_argument("--keep-on-failure", action="store_true", help="leave a failed start in place to debug")
-    sp.add_argument("--timeout", type=float, default=180, help="seconds to wait for health")
+    sp.add_argument(
+        "--timeout", type=float, help="seconds to wait for health (default 180, and 60 more per Galera member)"
+    )
 
     sp = command("down", cmd_down, "remove a lab's containers, networks and volumes")
     add_lab_name(sp)

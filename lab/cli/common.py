@@ -41,6 +41,20 @@ def add_topology_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layout", help="datacenters, e.g. dc-a:2,dc-b:1 (default by size)")
     p.add_argument("--db-dc", help="datacenter the database lives in, or 'external' (default: the first)")
     p.add_argument(
+        "--db",
+        help="the database: single (one MariaDB, the default) or galera:3 / galera:5 (MariaDB Galera behind a "
+        "database front; docs/galera.md)",
+    )
+    p.add_argument(
+        "--db-layout",
+        help="galera: the datacenter of each member, e.g. dc-a,dc-a,dc-b (default: spread like the nodes)",
+    )
+    p.add_argument(
+        "--db-arbitrator",
+        metavar="SITE",
+        help="galera: run a garbd arbitrator at SITE, a datacenter of the lab or a third site (e.g. dc-c)",
+    )
+    p.add_argument(
         "--lb-dc",
         help="datacenter the load balancer and its clients sit in, so that a split cuts them from the other "
         "side, or 'outside' (default: beyond every datacenter)",
@@ -115,6 +129,9 @@ def topology_from_args(args: argparse.Namespace) -> Topology:
         layout=args.layout,
         db_dc=args.db_dc,
         lb_dc=args.lb_dc,
+        db=args.db,
+        db_layout=args.db_layout,
+        db_arbitrator=args.db_arbitrator,
         ports=Ports(
             bind=args.bind,
             http=args.http_port,

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from lab.cluster.addressing import EXPORTER_HOST, LB_HOST, PROM_HOST, Plan
+from lab.cluster.database import ARBITRATOR
 from lab.cluster.topology import Topology
 from lab.core import paths
 
@@ -52,7 +53,16 @@ def container_name(t: Topology, service: str) -> str:
 
 def services(t: Topology) -> tuple[str, ...]:
     """The compose services of a lab, in the order `render` writes them."""
-    return ("db", "lb", *t.node_names, *(MONITORING_SERVICES if t.monitoring else ()))
+    return (*database_services(t), "lb", *t.node_names, *(MONITORING_SERVICES if t.monitoring else ()))
+
+
+def database_services(t: Topology) -> tuple[str, ...]:
+    """`db`, or a Galera database's front, members and arbitrator."""
+    if not t.db.galera:
+        return ("db",)
+    from lab.cluster.galera import FRONT
+
+    return (FRONT, *t.db.member_names, *((ARBITRATOR,) if t.db.arbitrator else ()))
 
 
 def labels(t: Topology, role: str, **extra: str) -> dict[str, str]:
@@ -97,8 +107,16 @@ def registration_url(t: Topology) -> str:
 def render(t: Topology, image_tags: dict[str, str], plan: Plan) -> dict[str, Any]:
     """The compose project as a dict (yaml.safe_dump of it is the file `halab render` prints);
     every container on a private network has the fixed address PLAN gives it (addressing.py)."""
+    from lab.cluster import galera  # builds on this module's helpers
+
+    database = galera.services(t, image_tags, plan) if t.db.galera else {"db": _db_service(t, image_tags, plan)}
+    # The nodes reach `db` at one address either way: the database, or the Galera front (started
+    # by the lab once a member is Synced and Primary).
+    db_ready = (
+        {galera.FRONT: {"condition": "service_started"}} if t.db.galera else {"db": {"condition": "service_healthy"}}
+    )
     services: dict[str, Any] = {
-        "db": _db_service(t, image_tags, plan),
+        **database,
         "lb": {
             "image": image_tags["lb"],
             "hostname": "lb",
@@ -143,7 +161,7 @@ def render(t: Topology, image_tags: dict[str, str], plan: Plan) -> dict[str, Any
             # Peers and the database are named in /etc/hosts; any other name that reaches Docker's DNS
             # on an internal network must not stall a caller for its default 10 s.
             "dns_opt": ["timeout:1", "attempts:1"],
-            "depends_on": {"db": {"condition": "service_healthy"}},
+            "depends_on": db_ready,
             # rancher-1.0: a node whose supervisor or ZooKeeper exits comes back, like Rancher's
             # containers; `docker kill` and `docker stop` (the kill and stop faults) keep it down.
             "restart": t.node_profile.container_restart,
@@ -156,12 +174,12 @@ def render(t: Topology, image_tags: dict[str, str], plan: Plan) -> dict[str, Any
     for dc in t.datacenters:
         networks[dc] = _private_network(labels(t, "net-dc", **{"halab.dc": dc}), plan.subnets[dc])
     if t.monitoring:
-        services.update(_monitoring_services(t, image_tags, plan))
+        services.update(_monitoring_services(t, image_tags, plan, db_ready))
     return {
         "name": t.lab,
         "services": services,
         "networks": networks,
-        "volumes": {"dbdata": {"labels": labels(t, "db-data")}},
+        "volumes": galera.volumes(t) if t.db.galera else {"dbdata": {"labels": labels(t, "db-data")}},
         "secrets": {name: {"file": f"./{path}"} for name, path in SECRET_FILES.items()},
     }
 
@@ -218,7 +236,9 @@ def _db_service(t: Topology, image_tags: dict[str, str], plan: Plan) -> dict[str
 _CONFINED: dict[str, Any] = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"], "restart": "no"}
 
 
-def _monitoring_services(t: Topology, image_tags: dict[str, str], plan: Plan) -> dict[str, Any]:
+def _monitoring_services(
+    t: Topology, image_tags: dict[str, str], plan: Plan, db_ready: dict[str, Any]
+) -> dict[str, Any]:
     """Prometheus and the database's exporter (both from the `prom` image, uid 10001)."""
     return {
         "prom": {
@@ -249,7 +269,7 @@ def _monitoring_services(t: Topology, image_tags: dict[str, str], plan: Plan) ->
             "secrets": ["db_password"],
             "tmpfs": ["/run/halab:uid=10001,gid=10001,mode=0700"],
             "mem_limit": f"{EXPORTER_MEMORY_MIB}m",
-            "depends_on": {"db": {"condition": "service_healthy"}},
+            "depends_on": db_ready,
             **_CONFINED,
         },
     }

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.cluster import addressing, compose, docker, images, preflight, probes, prometheus, state
+from lab.cluster import addressing, compose, docker, galera_life, images, preflight, probes, prometheus, state
 from lab.cluster.compose import container_name, registration_url
+from lab.cluster.database import ARBITRATOR
 from lab.cluster.topology import Topology
 from lab.core.errors import BadInput, RuntimeFailure
-from lab.core.wait import WaitTimeout, poll, wait_for
+from lab.core.wait import WaitTimeout, wait_for, wait_until
 from lab.server import profiles
 
 log = logging.getLogger("halab.cluster.lifecycle")
@@ -74,9 +75,10 @@ def up(
     t: Topology,
     *,
     keep_on_failure: bool = False,
-    timeout: float = 180,
+    timeout: float | None = None,
     allow_undersized: bool = False,
 ) -> Endpoints:
+    """Start the lab and wait until it is healthy; `timeout` (seconds) defaults to default_timeout(t)."""
     docker.require_docker()
     running = running_containers(t.lab)
     if running:
@@ -87,7 +89,7 @@ def up(
     preflight.enforce(t, allow_undersized)
     tags = images.build(only=images.needed(t))
     log.info(
-        f"starting lab {t.lab!r}: database, load balancer and {t.size} node(s) over "
+        f"starting lab {t.lab!r}: database ({t.db.describe()}), load balancer and {t.size} node(s) over "
         f"{', '.join(f'{dc}:{len(t.nodes_in(dc))}' for dc in t.datacenters)} (database in {t.db_dc})"
     )
     ok = False
@@ -95,8 +97,18 @@ def up(
         with addressing.reserving(), docker.docker_errors(f"docker compose up (project {t.lab})"):
             plan = addressing.choose(t, addressing.used_subnets())
             compose_file = state.materialize(t, state.lab_dir(t.lab), tags, plan)
-            docker.client(t.lab, compose_file).compose.up(detach=True, quiet=True)
-        wait_healthy(t, timeout=timeout)
+            project = docker.client(t.lab, compose_file)
+            if t.db.galera:  # the networks now; the members start one by one below
+                project.compose.create()
+            else:
+                project.compose.up(detach=True, quiet=True)
+        deadline = time.monotonic() + (timeout or default_timeout(t))
+        if t.db.galera:
+            log.info("waiting for health:")
+            galera_life.start(t, deadline)
+            with docker.docker_errors(f"docker compose up (project {t.lab})"):
+                project.compose.up(detach=True, quiet=True)
+        wait_healthy(t, timeout=deadline - time.monotonic())
         ok = True
     finally:
         if not ok and not keep_on_failure:
@@ -106,13 +118,14 @@ def up(
     return endpoints(t)
 
 
+def default_timeout(t: Topology) -> float:
+    """Seconds a start may take: 180, and 60 more per Galera member (each joins by a state transfer)."""
+    return 180.0 + (60.0 * t.db.members if t.db.galera else 0.0)
+
+
 def _wait(what: str, check: Callable[[], str | None], deadline: float) -> None:
-    """Poll `check` (None = ready, else a short reason) until ready or the deadline passes."""
-    started = time.monotonic()
-    reason = poll(lambda: check() or "", lambda r: not r, deadline - started)
-    if reason:
-        raise RuntimeFailure(f"timed out waiting for {what}: {reason}")
-    log.info(f"  {what}: ready after {time.monotonic() - started:.1f} s")
+    """Wait until `check` says nothing is off (None), logging how long it took."""
+    log.info(f"  {what}: ready after {wait_until(what, check, deadline):.1f} s")
 
 
 def wait_healthy(t: Topology, timeout: float = 180) -> None:
@@ -143,7 +156,8 @@ def wait_healthy(t: Topology, timeout: float = 180) -> None:
             bad.append("load balancer stats not readable yet")
         return ", ".join(bad) or None
 
-    log.info("waiting for health:")
+    if not t.db.galera:  # a Galera database was waited on member by member as it started
+        log.info("waiting for health:")
     _wait("database", db, deadline)
     _wait("schema", schema, deadline)
     _wait("ZooKeeper quorum", quorum, deadline)
@@ -305,7 +319,7 @@ def status(t: Topology) -> dict[str, Any]:
                 "last_exit_status": supervisor.get("lastExitStatus"),
             }
         )
-    db = containers.get("db")
+    db = containers.get(compose.database_services(t)[0])  # the database, or a Galera database's front
     return {
         "lab": t.lab,
         "size": t.size,
@@ -316,6 +330,7 @@ def status(t: Topology) -> dict[str, Any]:
             "container": _container_state(db),
             "datacenter": t.db_dc,
             "answers": bool(db and db.running and probes.db_alive(t)),
+            **({"galera": galera_status(t, containers)} if t.db.galera else {}),
         },
         "endpoints": endpoints(t).__dict__ | {"ca_path": str(endpoints(t).ca_path)},
         "monitoring": (
@@ -325,9 +340,27 @@ def status(t: Topology) -> dict[str, Any]:
     }
 
 
+def galera_status(t: Topology, containers: dict[str, docker.ContainerState]) -> dict[str, Any]:
+    """Each member's wsrep state, the side holding the Primary Component, the member the front
+    serves from and the arbitrator's container."""
+    views = galera_life.members(t, containers)
+    return {
+        "members": [v.to_dict() for v in views],
+        "primary": galera_life.primary(views),
+        "front_serves": galera_life.front_target(t),
+        **({"arbitrator": _container_state(containers.get(ARBITRATOR))} if t.db.arbitrator else {}),
+    }
+
+
 def healthy(st: dict[str, Any]) -> bool:
-    """What `status` returned shows every node active and UP in the load balancer, the database answering."""
-    return all(n["ha_state"] == "active" and n["lb"] == "UP" for n in st["nodes"]) and bool(st["db"]["answers"])
+    """What `status` returned shows every node active and UP in the load balancer, the database
+    answering (a Galera database: every member Synced in the Primary Component)."""
+    members = (st["db"].get("galera") or {}).get("members", [])
+    return (
+        all(n["ha_state"] == "active" and n["lb"] == "UP" for n in st["nodes"])
+        and bool(st["db"]["answers"])
+        and all(m["ready"] for m in members)
+    )
 
 
 def server_restarts(t: Topology) -> dict[str, int | None]:

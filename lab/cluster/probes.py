@@ -1,7 +1,7 @@
 """What the harness observes, all through the load balancer on 127.0.0.1 (docs/architecture.md):
 HAProxy's stats, each node's /ping and /status.json via `/node/<name>/...`, and the database via
-`docker exec db labsql`. Every probe is bounded by a short timeout and never raises for a down
-target: a down target is an observation."""
+`docker exec db labsql` (a Galera database: in a member). Every probe is bounded by a short
+timeout and never raises for a down target: a down target is an observation."""
 
 from __future__ import annotations
 
@@ -128,13 +128,28 @@ def lb_servers(t: Topology, timeout: float = PROBE_TIMEOUT) -> dict[str, str]:
 
 
 def db_query(t: Topology, sql: str, timeout: float = 10) -> list[dict[str, str]]:
-    """Run SQL in the database container as its local admin (no password anywhere)."""
+    """Run SQL in the database container as its local admin (no password anywhere). A Galera
+    database: in the first member that answers, waiting until it has applied every write the
+    cluster committed before (wsrep_sync_wait), so that it reads what the writer acknowledged."""
+    if not t.db.galera:
+        return _query_in(t, "db", sql, timeout)
+    failure: RuntimeFailure | None = None
+    for member in t.db.member_names:
+        try:
+            return _query_in(t, member, f"SET SESSION wsrep_sync_wait = 1; {sql}", timeout)
+        except RuntimeFailure as exc:  # down, paused, or outside the Primary Component
+            failure = exc
+    assert failure is not None  # a Galera database has members
+    raise failure
+
+
+def _query_in(t: Topology, service: str, sql: str, timeout: float) -> list[dict[str, str]]:
     out = docker.run(
         [
             "docker",
             "exec",
             "-i",
-            container_name(t, "db"),
+            container_name(t, service),
             "sh",
             "-c",
             'if command -v labsql >/dev/null; then exec labsql "$@"; fi; '

@@ -21,8 +21,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from lab.cluster import compose, tls
+from lab.cluster import compose, galera, tls
 from lab.cluster.addressing import Plan
+from lab.cluster.database import Database
 from lab.cluster.topology import OUTSIDE_LB, Node, Ports, Sizing, Tls, Topology
 from lab.core.errors import BadInput, register_secret
 from lab.server.profiles import DEFAULT_PROFILE
@@ -67,8 +68,14 @@ def topology_from_dict(d: dict[str, Any]) -> Topology:
         server_env=tuple((k, v) for k, v in d.get("server_env", ())),
         profile=d.get("profile", DEFAULT_PROFILE),
         lb_dc=d.get("lb_dc", OUTSIDE_LB),
+        # state files from before issue 15 have no "db": a single database
+        db=_database(d.get("db") or {}),
         monitoring=bool(d.get("monitoring", False)),  # absent from labs started before monitoring existed
     )
+
+
+def _database(d: dict[str, Any]) -> Database:
+    return Database(**{**d, "layout": tuple(d.get("layout", ()))})
 
 
 def load_topology(lab: str) -> Topology:
@@ -136,6 +143,12 @@ def materialize(t: Topology, directory: Path, image_tags: dict[str, str], plan: 
     if cert:
         _write(tdir / "server.pem", cert + key, 0o600, CONTAINER_UID)
     _write(directory / compose.HAPROXY_CFG, compose.haproxy_config(t).encode(), 0o644)
+    if t.db.galera:
+        _write(directory / galera.FRONT_CFG, galera.front_config(t, plan).encode(), 0o644)
+        # The members mount it (a missing file would become a directory): the member the entrypoints
+        # bootstrap, for a new cluster the first; `halab up` writes it (lab/cluster/galera_life.py).
+        if not (directory / galera.BOOTSTRAP_FILE).exists():
+            _write(directory / galera.BOOTSTRAP_FILE, f"{galera.FIRST_BOOTSTRAP}\n".encode(), 0o644)
     if t.monitoring:
         _write(directory / compose.PROMETHEUS_CFG, compose.prometheus_config(t, plan).encode(), 0o644)
     _write(directory / "topology.json", json.dumps(topology_to_dict(t), indent=2).encode(), 0o644)

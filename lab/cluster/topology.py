@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from lab.cluster.database import Database, make_database
 from lab.core.errors import BadInput
 from lab.server.profiles import DEFAULT_PROFILE, PROFILES, Profile, profile
 
@@ -165,8 +166,16 @@ class Topology:
     # Where the load balancer (and the clients with it) sits: a datacenter, so that a split cuts it
     # from the other side's nodes, or OUTSIDE_LB: beyond every datacenter, reaching all of them.
     lb_dc: str = OUTSIDE_LB
+    # single (one MariaDB at db_dc) or a Galera cluster, whose front then sits at db_dc (lab/cluster/database.py)
+    db: Database = field(default_factory=Database)
     # `halab up --monitoring`: Prometheus and the database's exporter join the lab.
     monitoring: bool = False
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        """Where things can be cut apart: the datacenters, then a Galera arbitrator's third site."""
+        third = self.db.arbitrator if self.db.arbitrator not in (None, *self.datacenters) else None
+        return self.datacenters + ((third,) if third else ())
 
     @property
     def published_ports(self) -> dict[str, int]:
@@ -339,6 +348,9 @@ def make_topology(
     server_env: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
     profile: str = DEFAULT_PROFILE,
     lb_dc: str | None = None,
+    db: str | None = None,
+    db_layout: str | None = None,
+    db_arbitrator: str | None = None,
     monitoring: bool = False,
     where: str = "--nodes",
 ) -> Topology:
@@ -377,6 +389,9 @@ def make_topology(
             f"--lb-dc: the load balancer is placed in {lb_dc!r}, which is not a datacenter of this lab "
             f"({', '.join(dc_names)}) nor {OUTSIDE_LB!r}"
         )
+    database = make_database(db, db_layout, db_arbitrator, dcs)
+    if database.galera and db_image:
+        raise BadInput(f"HALAB_DB_IMAGE: {db_image!r} replaces the single database only; unset it for --db {db}")
     members: list[Node] = []
     for (dc, count), prefix in zip(dcs, prefixes, strict=True):
         for i in range(1, count + 1):
@@ -393,6 +408,7 @@ def make_topology(
         server_env=check_server_env(server_env),
         profile=check_profile(profile),
         lb_dc=lb_dc,
+        db=database,
         monitoring=monitoring,
     )
     _validate_numbers(topo)

@@ -13,14 +13,16 @@ from concurrent.futures import ThreadPoolExecutor
 from lab.cluster import docker, probes
 from lab.cluster.compose import container_name
 from lab.cluster.docker import ContainerState
+from lab.cluster.galera import FRONT
 from lab.cluster.topology import Topology
 from lab.core.errors import RuntimeFailure
 from lab.core.wait import poll
-from lab.faults.netmodel import is_up, path_ip, rule_tag
+from lab.faults.netmodel import is_up, path_ip, rule_holders, rule_tag, source_dc
 from lab.faults.spec import DB, LB
 
-ZK_PORT, DB_PORT, LB_PORT = 2181, 3306, 80
-PORTS = {DB: DB_PORT, LB: LB_PORT}  # what a connectivity check connects to; a peer: its ZooKeeper
+ZK_PORT, DB_PORT, LB_PORT, GALERA_PORT = 2181, 3306, 80, 4567
+# What a connectivity check connects to; a peer: its ZooKeeper; a Galera voter: its group port.
+PORTS = {DB: DB_PORT, LB: LB_PORT}
 
 CONNECT_TIMEOUT = 0.5  # a TCP handshake inside one Docker host takes well under a millisecond
 
@@ -68,8 +70,18 @@ iptables -w -S | grep -cF -- "$1" || true
 
 def containers(t: Topology) -> dict[str, ContainerState]:
     """Compose service (node name, db, lb) -> the state of its container (a fault's own
-    containers, outside compose, are not the lab's services)."""
-    return {c.service: c for c in docker.container_states(t.lab) if c.service}
+    containers, outside compose, are not the lab's services). A Galera database's front is `db`:
+    the address the nodes use, as the fault model has it."""
+    return {_endpoint(t, c.service): c for c in docker.container_states(t.lab) if c.service}
+
+
+def _endpoint(t: Topology, service: str) -> str:
+    return DB if t.db.galera and service == FRONT else service
+
+
+def service_container(t: Topology, endpoint: str) -> str:
+    """The container of a fault's endpoint (`db`: a Galera database's front)."""
+    return container_name(t, FRONT if t.db.galera and endpoint == DB else endpoint)
 
 
 def exec_in(
@@ -86,8 +98,8 @@ def exec_in(
 def root_script(
     t: Topology, service: str, script: str, args: Sequence[str], what: str, tools: Mapping[str, str]
 ) -> str:
-    """Run a shell script as root in a node (`sh -s -- args`); `tools`: command -> the Debian
-    package of the node image that has it, named when the image lacks it."""
+    """Run a shell script as root in a node or a Galera voter (`sh -s -- args`); `tools`: command
+    -> the Debian package of its image that has it, named when the image lacks it."""
     try:
         return exec_in(
             container_name(t, service), ["sh", "-s", *(["--", *args] if args else [])], what, root=True, input=script
@@ -96,7 +108,8 @@ def root_script(
         missing = [p for c, p in tools.items() if exc.stderr_has(f"{c}: not found", f"{c}: command not found")]
         if missing:
             raise RuntimeFailure(
-                f"{missing[0]} is missing in {service}'s image: rebuild it with `halab build --only node --force`"
+                f"{missing[0]} is missing in {service}'s image: rebuild it with `halab build --only "
+                f"{'node' if service in t.node_names else 'galera'} --force`"
             ) from exc
         raise
 
@@ -107,13 +120,14 @@ def connectivity(
     ips: Mapping[str, Mapping[str, str]],
 ) -> dict[tuple[str, str], tuple[int, int]]:
     """(src, dst, attempts) -> {(src, dst): (open, cut)}; runs one check per source container."""
+    voters = {v for v, _ in t.db.placement()}
     by_src: dict[str, list[tuple[str, str, int]]] = {}
     for p in paths:
         by_src.setdefault(p[0], []).append(p)
 
     def run(src: str) -> dict[tuple[str, str], tuple[int, int]]:
-        todo = [(d, path_ip(d, ips, t.node(src).dc), n) for _, d, n in by_src[src]]
-        targets = [[ip, PORTS.get(d, ZK_PORT), n] for d, ip, n in todo if ip]
+        todo = [(d, path_ip(d, ips, source_dc(t, src)), n) for _, d, n in by_src[src]]
+        targets = [[ip, PORTS.get(d, GALERA_PORT if d in voters else ZK_PORT), n] for d, ip, n in todo if ip]
         out: list[list[int]]  # [open, cut] per target
         try:
             out = json.loads(
@@ -170,12 +184,12 @@ def remove_rules(t: Topology, pattern: str, found: Mapping[str, ContainerState] 
     return service -> rules left (0 when clean). Paused or stopped containers are skipped: a
     stopped one loses its rules with its network namespace, a paused one is handled by its heal."""
     found = containers(t) if found is None else found
-    return rewrite_rules(t, {}, pattern, [n for n in t.node_names if is_up(found.get(n))])
+    return rewrite_rules(t, {}, pattern, [n for n in rule_holders(t) if is_up(found.get(n))])
 
 
 def count_rules(t: Topology, found: Mapping[str, ContainerState]) -> dict[str, int]:
     pattern = f'"{rule_tag(t.lab, "")}'
-    live = [n for n in t.node_names if is_up(found.get(n))]
+    live = [n for n in rule_holders(t) if is_up(found.get(n))]
 
     def count(service: str) -> int:
         out = exec_in(
@@ -236,4 +250,4 @@ def events_command(t: Topology, since: float, until: float) -> list[str]:
 def act(t: Topology, command: Sequence[str], services: Sequence[str], what: str, timeout: float) -> str:
     """Run a docker command (`docker kill --signal KILL`, `docker pause`, `docker start`...) on the
     containers of `services`."""
-    return docker.run([*command, *(container_name(t, s) for s in services)], what, timeout=timeout)
+    return docker.run([*command, *(service_container(t, s) for s in services)], what, timeout=timeout)

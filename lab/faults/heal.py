@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.cluster import state
+from lab.cluster import galera_life, state
 from lab.cluster.docker import ContainerState
 from lab.cluster.topology import Topology
 from lab.core.errors import RuntimeFailure
@@ -27,6 +27,8 @@ from lab.record.history import FaultRecord, JsonlWriter
 log = logging.getLogger("halab.faults.heal")
 
 _shield_depth = 0
+
+GALERA_RESTART_TIMEOUT = 60.0  # seconds per member: each joins by a state transfer
 
 
 @contextlib.contextmanager
@@ -68,6 +70,21 @@ def _start(t: Topology, services: Sequence[str], previous: Mapping[str, Mapping[
         for s in services
     }
     return {s: m for s, m in moved.items() if m}
+
+
+def _restart_database(
+    t: Topology, stopped: Sequence[str], found: Mapping[str, ContainerState]
+) -> tuple[list[str], str | None]:
+    """(those of the STOPPED services `docker start` can take, the Galera member bootstrapped or
+    None). A Galera member started while no member runs would wait for a cluster to join forever,
+    so when every member is down the database is started as after a full outage
+    (lab/cluster/galera_life.py: from the most advanced member, the others joining it) and its
+    members are left out."""
+    members = set(t.db.member_names)
+    if not members & set(stopped) or any((c := found.get(m)) and c.running for m in members):
+        return list(stopped), None
+    first = galera_life.start(t, time.monotonic() + GALERA_RESTART_TIMEOUT * len(members))
+    return [s for s in stopped if s not in members], first
 
 
 def undo(t: Topology, entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -124,7 +141,10 @@ def undo(t: Topology, entry: Mapping[str, Any]) -> dict[str, Any]:
             backend.act(t, ["docker", "unpause"], todo, f"unpause {' '.join(todo)}", timeout=60)
     else:
         todo = [s for s in services if (c := found.get(s)) and not c.running]
-        moved = _start(t, todo, entry.get("detail", {}).get("addresses", {}))
+        plain, bootstrapped = _restart_database(t, todo, found)
+        if bootstrapped:
+            extra["galera_bootstrap"] = bootstrapped
+        moved = _start(t, plain, entry.get("detail", {}).get("addresses", {}))
         if moved:
             extra["readdressed"] = moved
     after = backend.wait_states(t, todo, lambda _s, c: is_up(c))
@@ -232,8 +252,8 @@ def heal_lab(t: Topology) -> HealReport:
         rogues = gray.stop_rogues(t, None)
         order = {DB: 0, LB: 2}
         stopped = sorted((s for s, c in found.items() if not c.running), key=lambda s: order.get(s, 1))
-        if stopped:
-            backend.act(t, ["docker", "start"], stopped, "start stopped containers", timeout=120)
+        if stopped and (plain := _restart_database(t, stopped, found)[0]):
+            backend.act(t, ["docker", "start"], plain, "start stopped containers", timeout=120)
             after = backend.wait_states(t, stopped, lambda _s, c: is_up(c))
             bad = [s for s in stopped if not is_up(after.get(s))]
             if bad:

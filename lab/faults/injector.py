@@ -26,6 +26,7 @@ from lab.faults.netmodel import (
     cuts,
     is_up,
     rule_basis,
+    rule_holders,
     rule_tag,
     rules,
     state_word,
@@ -295,7 +296,7 @@ class Injector:
         probability = cut_list[0].probability if cut_list else 1.0
         # A host that is down or frozen cannot take rules nor run checks: its peers hold them (a
         # down one has no addresses either: it is cut when it starts, by reapply).
-        live = {n for n in t.node_names if is_up(found.get(n))}
+        live = {n for n in rule_holders(t) if is_up(found.get(n))}
         paths = check_paths(cut_list, live)
         before = backend.connectivity(t, [(s, d, 1) for s, d in paths], ips)
         open_paths = [p for p in paths if before[p][0] > 0]

@@ -260,7 +260,9 @@ def validate(spec: FaultSpec, t: Topology, where: str = "fault") -> None:
                 f"{'db, lb, ' if spec.kind != 'isolate' else ''}{', '.join(ROLES)}"
             )
         with_db_lb = spec.kind in CONTAINER_KINDS or spec.kind in ("cpu", "io", "exhaust")
-        allowed = set(t.node_names) | set(ROLES) | ({DB, LB} if with_db_lb else set())
+        # A Galera database's members and arbitrator are containers too (docs/galera.md).
+        voters = {v for v, _ in t.db.placement()} if spec.kind in CONTAINER_KINDS else set()
+        allowed = set(t.node_names) | set(ROLES) | ({DB, LB} if with_db_lb else set()) | voters
         for i, target in enumerate(spec.targets):
             if target not in allowed:
                 raise BadInput(
@@ -273,7 +275,7 @@ def validate(spec: FaultSpec, t: Topology, where: str = "fault") -> None:
             raise BadInput(f"{where}.target: isolate takes one node (use partition for groups)")
         if spec.targets.count("follower") > t.size - 1:
             raise BadInput(f"{where}.target: a {t.size}-node lab has {t.size - 1} follower(s)")
-        if len(spec.targets) > t.size + 2:
+        if len(spec.targets) > t.size + 2 + len(voters):
             raise BadInput(f"{where}.target: more targets than containers")
     elif spec.targets:
         raise BadInput(f"{where}.target: {spec.kind} takes sides, not targets")
@@ -285,7 +287,7 @@ def validate(spec: FaultSpec, t: Topology, where: str = "fault") -> None:
         if len(t.datacenters) < 2:
             raise BadInput(f"{where}.kind: a split needs two datacenters; this lab has one ({t.datacenters[0]})")
         if spec.sides:
-            _check_sides(spec.sides, t.datacenters, "datacenter", f"{where}.sides", allow_one=True)
+            _check_sides(spec.sides, t.sites, "datacenter", f"{where}.sides", allow_one=True)
     elif spec.kind == "partition":
         _check_sides(spec.sides, (*t.node_names, DB), "node", f"{where}.sides", allow_one=True)
         if not any(n in s for s in spec.sides for n in t.node_names):
@@ -334,6 +336,8 @@ def _validate_gray(spec: FaultSpec, t: Topology, where: str) -> None:
             raise BadInput(f"{where}.jitter: from 0 to the delay ({spec.delay:g}s), got {spec.jitter!r}")
     if spec.kind == "bandwidth" and spec.rate is None:
         raise BadInput(f"{where}.rate: bandwidth needs a rate such as 1mbit")
+    if spec.kind in ("cpu", "io", "exhaust") and DB in spec.targets and t.db.galera:
+        raise BadInput(f"{where}.target: {spec.kind} on a Galera database is not built yet (docs/galera.md)")
     if spec.kind == "exhaust" and spec.targets != (DB,):
         raise BadInput(f"{where}.target: exhaust takes the database: db")
     if spec.kind == "stall" and spec.process not in PROCESSES:
