@@ -17,6 +17,8 @@ SUPPORTED_SIZES = (1, 3, 5)
 DEFAULT_LAYOUTS = {1: (("dc-a", 1),), 3: (("dc-a", 2), ("dc-b", 1)), 5: (("dc-a", 3), ("dc-b", 2))}
 EXTERNAL_DB = "external"
 OUTSIDE_LB = "outside"  # the load balancer beyond every datacenter, as the clients are
+COMPOSE, SWARM = "compose", "swarm"
+ENGINES = (COMPOSE, SWARM)
 # The guide: 50 database connections per Rancher server node.
 GUIDE_POOL_PER_NODE = 50
 # Connections the harness itself and the database's own tools may need on top of the nodes' pools.
@@ -149,6 +151,19 @@ class Tls:
 
 
 @dataclass(frozen=True)
+class Engine:
+    """What runs the lab: a compose project on this machine's Docker (`compose`), or a stack on a
+    Docker swarm (`swarm`) whose hosts are the host group `hosts` (lab/cluster/hosts.py)."""
+
+    kind: str = COMPOSE
+    hosts: str | None = None
+
+    @property
+    def swarm(self) -> bool:
+        return self.kind == SWARM
+
+
+@dataclass(frozen=True)
 class Topology:
     lab: str
     nodes: tuple[Node, ...]
@@ -167,6 +182,7 @@ class Topology:
     lb_dc: str = OUTSIDE_LB
     # `halab up --monitoring`: Prometheus and the database's exporter join the lab.
     monitoring: bool = False
+    engine: Engine = field(default_factory=Engine)
 
     @property
     def published_ports(self) -> dict[str, int]:
@@ -340,6 +356,7 @@ def make_topology(
     profile: str = DEFAULT_PROFILE,
     lb_dc: str | None = None,
     monitoring: bool = False,
+    engine: Engine | None = None,
     where: str = "--nodes",
 ) -> Topology:
     """Validate user input and build a Topology. Every error is a BadInput naming its source."""
@@ -394,9 +411,31 @@ def make_topology(
         profile=check_profile(profile),
         lb_dc=lb_dc,
         monitoring=monitoring,
+        engine=engine or Engine(),
     )
     _validate_numbers(topo)
+    _validate_engine(topo)
     return topo
+
+
+def _validate_engine(t: Topology) -> None:
+    e = t.engine
+    if e.kind not in ENGINES:
+        raise BadInput(f"--engine: {e.kind!r} is not an engine; use {' or '.join(ENGINES)}")
+    if not e.swarm:
+        if e.hosts is not None:
+            raise BadInput("--hosts: a host group runs swarm labs only; add --engine swarm")
+        return
+    if e.hosts is not None and not _LAB_RE.match(e.hosts):
+        raise BadInput(f"--hosts: host group name {e.hosts!r} must be lowercase letters, digits, '-' or '_'")
+    # What the swarm slice does not do yet (docs/swarm.md): each needs fixed addresses or a host
+    # address the stack cannot give.
+    if t.monitoring:
+        raise BadInput("--monitoring: not available with --engine swarm yet (docs/swarm.md)")
+    if t.ports.direct is not None:
+        raise BadInput("--direct-port: not available with --engine swarm (the load balancer is the only way in)")
+    if t.ports.bind != Ports.bind:
+        raise BadInput("--bind: a swarm publishes on its manager's addresses; the host group decides where")
 
 
 def _validate_numbers(t: Topology) -> None:
