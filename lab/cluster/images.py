@@ -35,7 +35,7 @@ BASE_IMAGE = "debian:bookworm-slim"
 
 @dataclass(frozen=True)
 class ImageSpec:
-    name: str  # compose service role: db, lb, node; prom (Prometheus and the database's exporter)
+    name: str  # compose service role: db, lb, node; prom (Prometheus and the database's exporter); dind
     dockerfile: Path
     context: Path
     inputs: tuple[Path, ...]  # files and folders whose content decides the tag
@@ -65,12 +65,16 @@ IMAGES = (
     ImageSpec(
         "prom", ROOT / "compose/images/prom/Dockerfile", ROOT / "compose/images/prom", (ROOT / "compose/images/prom",)
     ),
+    # Not a lab's: the Docker hosts of a swarm lab made on one machine (lab/cluster/hosts.py).
+    ImageSpec(
+        "dind", ROOT / "compose/images/dind/Dockerfile", ROOT / "compose/images/dind", (ROOT / "compose/images/dind",)
+    ),
 )
 
 
 def needed(t: Topology) -> tuple[str, ...]:
-    """The images a lab runs: the monitoring image only when it has monitoring."""
-    return tuple(spec.name for spec in IMAGES if spec.name != "prom" or t.monitoring)
+    """The images a lab runs: the monitoring image only when it has monitoring, never the hosts' image."""
+    return tuple(spec.name for spec in IMAGES if spec.name != "dind" and (spec.name != "prom" or t.monitoring))
 
 
 def content_tag(spec: ImageSpec) -> str:

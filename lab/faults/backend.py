@@ -10,8 +10,7 @@ import shlex
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from lab.cluster import docker, probes
-from lab.cluster.compose import container_name
+from lab.cluster import docker, engine, probes
 from lab.cluster.docker import ContainerState
 from lab.cluster.topology import Topology
 from lab.core.errors import RuntimeFailure
@@ -67,16 +66,24 @@ iptables -w -S | grep -cF -- "$1" || true
 
 
 def containers(t: Topology) -> dict[str, ContainerState]:
-    """Compose service (node name, db, lb) -> the state of its container (a fault's own
-    containers, outside compose, are not the lab's services)."""
-    return {c.service: c for c in docker.container_states(t.lab) if c.service}
+    """Lab service (node name, db, lb) -> the state of its container (a fault's own containers,
+    outside compose and the stack, are not the lab's services)."""
+    return engine.current(engine.states(t))
 
 
 def exec_in(
-    container: str, args: Sequence[str], what: str, *, root: bool = False, input: str | None = None, timeout: float = 30
+    container: str | engine.Place,
+    args: Sequence[str],
+    what: str,
+    *,
+    root: bool = False,
+    input: str | None = None,
+    timeout: float = 30,
 ) -> str:
+    """`docker exec` in a container: one of this machine's by name, or one wherever it runs."""
+    where = engine.Place(docker.LOCAL, container) if isinstance(container, str) else container
     return docker.run(
-        ["docker", "exec", *(["-u", "root"] if root else []), *(["-i"] if input else []), container, *args],
+        where.command("exec", *(["-u", "root"] if root else []), *(["-i"] if input else []), where.container, *args),
         what,
         input=input,
         timeout=timeout,
@@ -90,7 +97,7 @@ def root_script(
     package of the node image that has it, named when the image lacks it."""
     try:
         return exec_in(
-            container_name(t, service), ["sh", "-s", *(["--", *args] if args else [])], what, root=True, input=script
+            engine.place(t, service), ["sh", "-s", *(["--", *args] if args else [])], what, root=True, input=script
         )
     except RuntimeFailure as exc:
         missing = [p for c, p in tools.items() if exc.stderr_has(f"{c}: not found", f"{c}: command not found")]
@@ -118,7 +125,7 @@ def connectivity(
         try:
             out = json.loads(
                 exec_in(
-                    container_name(t, src),
+                    engine.place(t, src),
                     ["python3", "-c", _CHECK, json.dumps(targets), str(CONNECT_TIMEOUT)],
                     f"check connectivity from {src}",
                     timeout=60,
@@ -179,7 +186,7 @@ def count_rules(t: Topology, found: Mapping[str, ContainerState]) -> dict[str, i
 
     def count(service: str) -> int:
         out = exec_in(
-            container_name(t, service),
+            engine.place(t, service),
             ["sh", "-c", f"iptables -S | grep -cF -- '{pattern}' || true"],
             f"list fault rules in {service}",
             root=True,
@@ -235,5 +242,11 @@ def events_command(t: Topology, since: float, until: float) -> list[str]:
 
 def act(t: Topology, command: Sequence[str], services: Sequence[str], what: str, timeout: float) -> str:
     """Run a docker command (`docker kill --signal KILL`, `docker pause`, `docker start`...) on the
-    containers of `services`."""
-    return docker.run([*command, *(container_name(t, s) for s in services)], what, timeout=timeout)
+    containers of `services`, once on each engine that runs some of them."""
+    assert command[0] == "docker", command
+    found = containers(t) if t.engine.swarm else None
+    places = [engine.place(t, s, found) for s in services]
+    return "".join(
+        docker.run([*prefix, *command[1:], *names], what, timeout=timeout)
+        for prefix, names in engine.by_engine(places).items()
+    )
