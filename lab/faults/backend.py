@@ -147,6 +147,21 @@ def connectivity(
     return result
 
 
+def rules_script(rules: Sequence[Sequence[str]], replacing: str) -> tuple[str, list[str]]:
+    """A shell script (`sh -s -- ARGS`) that inserts RULES (iptables argument lists) and, with
+    `replacing` (a comment pattern), then deletes the rules that carried it before and prints how
+    many carry it afterwards (rules_left reads it)."""
+    inserts = ["iptables -w " + shlex.join(r) for r in rules]
+    script = "\n".join(
+        ["set -e", *([_NOTE_OLD] if replacing else []), *inserts, *([_DELETE_OLD] if replacing else []), ""]
+    )
+    return script, [replacing] if replacing else []
+
+
+def rules_left(out: str) -> int:
+    return int((out.strip().splitlines() or ["0"])[-1])
+
+
 def rewrite_rules(
     t: Topology, plan: Mapping[str, list[list[str]]], replacing: str, services: Collection[str]
 ) -> dict[str, int]:
@@ -156,13 +171,9 @@ def rewrite_rules(
     carrying `replacing` afterwards (0 without a pattern)."""
 
     def one(service: str) -> tuple[str, int]:
-        inserts = ["iptables -w " + shlex.join(r) for r in plan.get(service, [])]
-        script = "\n".join(
-            ["set -e", *([_NOTE_OLD] if replacing else []), *inserts, *([_DELETE_OLD] if replacing else []), ""]
-        )
-        args = [replacing] if replacing else []
+        script, args = rules_script(plan.get(service, []), replacing)
         out = root_script(t, service, script, args, f"rewrite fault rules in {service}", {"iptables": "iptables"})
-        return service, int((out.strip().splitlines() or ["0"])[-1])
+        return service, rules_left(out)
 
     with ThreadPoolExecutor(max(1, len(services))) as ex:
         return dict(ex.map(one, services))
