@@ -110,7 +110,7 @@ def up(
     try:
         if group is not None:
             log.info(f"on the swarm of host group {group.name!r} ({', '.join(group.names)})")
-            hosts.ensure_images(group, list(tags.values()))
+            hosts.ensure_images(group, [tags[role] for role in images.needed(t)])
             state.materialize(t, state.lab_dir(t.lab), tags, None)
             swarm.deploy(t)
         else:

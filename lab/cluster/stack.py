@@ -56,6 +56,8 @@ def render(t: Topology, image_tags: dict[str, str]) -> dict[str, Any]:
     ports, memory = compose.published(t), compose.memory_mib(t)
     configs: dict[str, Any] = {}
     for name, svc in services.items():
+        # The swarm's compose schema (3.9) has no dns_opt, and refuses what it does not know.
+        svc.pop("dns_opt", None)
         svc["networks"] = {
             net: {"aliases": aliases} if aliases else {} for net, aliases in compose.attachments(t)[name].items()
         }

@@ -31,6 +31,25 @@ def test_the_same_services_as_the_compose_project():
     assert s["version"] == stack.SCHEMA_VERSION and "name" not in s  # the swarm's CLI refuses `name`
 
 
+# Every key of a service the swarm's compose schema 3.9 knows (docker/cli
+# cli/compose/schema/data/config_schema_v3.9.json); `docker stack deploy` refuses any other.
+SCHEMA_3_9_SERVICE_KEYS = {
+    *("deploy", "build", "cap_add", "cap_drop", "cgroupns_mode", "cgroup_parent", "command", "configs"),
+    *("container_name", "credential_spec", "depends_on", "devices", "dns", "dns_search", "domainname"),
+    *("entrypoint", "env_file", "environment", "expose", "external_links", "extra_hosts", "healthcheck"),
+    *("hostname", "image", "init", "ipc", "isolation", "labels", "links", "logging", "mac_address"),
+    *("network_mode", "networks", "pid", "ports", "privileged", "profiles", "read_only", "restart"),
+    *("security_opt", "shm_size", "secrets", "sysctls", "stdin_open", "stop_grace_period", "stop_signal"),
+    *("tmpfs", "tty", "ulimits", "user", "userns_mode", "volumes", "working_dir"),
+}
+
+
+def test_every_service_key_is_one_the_swarm_schema_knows():
+    for name, svc in rendered(5)["services"].items():
+        assert set(svc) <= SCHEMA_3_9_SERVICE_KEYS, (name, set(svc) - SCHEMA_3_9_SERVICE_KEYS)
+    assert set(rendered(3)) <= {"version", "services", "networks", "volumes", "secrets", "configs"}
+
+
 def test_overlays_internal_where_compose_networks_are_and_attachable():
     s = rendered(3)
     assert set(s["networks"]) == {"front", "interdc", "db", "dc-a", "dc-b"}
