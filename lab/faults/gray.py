@@ -360,11 +360,6 @@ def read_clock(t: Topology, node: str) -> ClockReading:
     return ClockReading((t0 + t1) / 2, float(out.strip()) - (t0 + t1) / 2, (t1 - t0) / 2)
 
 
-def clock_offset(t: Topology, node: str) -> float:
-    """The node's server's clock minus the harness's, seconds (the read's midpoint)."""
-    return read_clock(t, node).offset
-
-
 def expected_offset(spec: FaultSpec, since: float, at: float) -> float:
     return (spec.offset or 0.0) + (spec.drift or 0.0) * (at - since)
 

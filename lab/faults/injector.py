@@ -243,7 +243,7 @@ class Injector:
                     raise FaultNotEffective(f"{spec.describe()}: not stopped: {', '.join(running)}")
                 return self._activate(fault_id, spec, services, t0, {"stopped": states})
             if spec.kind == "clock":
-                before = {n: round(gray.clock_offset(t, n), 3) for n in services}
+                before = {n: round(gray.read_clock(t, n).offset, 3) for n in services}
                 t0 = time.time()
                 for n in services:
                     gray.set_clock(t, n, spec.offset or 0.0, spec.drift or 0.0, since=t0)

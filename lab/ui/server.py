@@ -1,7 +1,8 @@
 """`halab ui`: the live page of one lab, served on 127.0.0.1 (lab/ui/guard.py says who may use it).
 
 - `GET /` the page (lab/ui/page.html): the topology as a picture, redrawn every second or so.
-- `GET /api/state` the page's model (lab/ui/view.py): status, faults, cuts, the load's rates.
+- `GET /api/state` the page's model (lab/ui/view.py): status (probed at most every STATUS_TTL),
+  faults, cuts, the load's rates.
 - `POST /api/fault` a fault as a scenario file writes it (`{"kind": "split", "sides": [["dc-a"],
   ["dc-b"]]}`), validated and verified as `halab fault` does; it holds until healed.
 - `POST /api/heal` `{"id": "f3"}` heals that fault, `{}` everything (`halab heal`).
@@ -15,7 +16,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,6 +31,7 @@ log = logging.getLogger("halab.ui")
 
 PAGE = Path(__file__).with_name("page.html")
 MAX_BODY = 16 * 1024  # bytes: a fault is a few hundred
+STATUS_TTL = 0.75  # seconds a status is shown again before the lab is probed anew
 # The page is one file: its own script and style inline, nothing from anywhere else, never framed.
 CSP = (
     "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:; "
@@ -37,28 +40,55 @@ CSP = (
 
 
 class LabUi:
-    """What the handler asks of the lab; the real one talks to Docker, a test's may not."""
+    """What the handler asks of the lab (one lab); the real one talks to Docker, a test's may not.
+    `clock`: a monotonic clock, for the load's rates and the status's age."""
 
-    def __init__(self, t: Topology) -> None:
+    def __init__(self, t: Topology, clock: Callable[[], float] = time.monotonic) -> None:
         self.t = t
+        self._clock = clock
         self._last: view.LbCounters | None = None
         self._act = threading.Lock()
+        self._status: tuple[float, dict[str, Any]] | None = None  # (read by, lifecycle.status)
+        self._status_lock = threading.Lock()
 
     def state(self) -> dict[str, Any]:
         from lab import faults
-        from lab.cluster import lifecycle, probes
+        from lab.cluster import probes
 
-        status = lifecycle.status(self.t)
-        counters = view.lb_counters(probes.lb_stats(self.t), time.monotonic())
+        status = self._lab_status()
+        counters = view.lb_counters(probes.lb_stats(self.t), self._clock())
         rates, self._last = view.load_rates(self._last, counters), counters or self._last
         out = view.lab_view(self.t, status, faults.active(self.t.lab), time.time())
         return {**out, "load": rates}
+
+    def _lab_status(self) -> dict[str, Any]:
+        """`lifecycle.status`, read at most once per STATUS_TTL: each read probes every node (a
+        `docker exec` each), and each open page asks every second. Its age counts from the read's
+        end, so requests that waited for a read (slower than STATUS_TTL on a big lab) take it."""
+        from lab.cluster import lifecycle
+
+        with self._status_lock:
+            if self._status is None or self._clock() - self._status[0] >= STATUS_TTL:
+                status = lifecycle.status(self.t)
+                self._status = self._clock(), status
+            return self._status[1]
+
+    @contextmanager
+    def _action(self) -> Iterator[None]:
+        """One fault action at a time; after it, done or failed, the next state reads the lab afresh
+        so the page shows what it did."""
+        with self._act:
+            try:
+                yield
+            finally:
+                with self._status_lock:  # after a read under way, which may predate the action
+                    self._status = None
 
     def fault(self, body: dict[str, Any]) -> dict[str, Any]:
         from lab import faults
 
         spec = faults.spec_from_yaml(body, "request")
-        with self._act:
+        with self._action():
             fault = faults.Injector(self.t).apply(spec, where="request")
         return {
             "id": fault.id,
@@ -71,7 +101,7 @@ class LabUi:
         from lab import faults
 
         fault_id = body.get("id")
-        with self._act:
+        with self._action():
             if fault_id is None:
                 return {"lines": faults.heal_lab(self.t).lines()}
             if not isinstance(fault_id, str):

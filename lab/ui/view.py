@@ -1,8 +1,8 @@
 """What the live page shows, computed from the lab's status, its active faults and the load
 balancer's counters: pure functions, so the picture can be checked without Docker.
 
-A network or link fault becomes a cut between two sets of endpoints (nodes, `db`, `lb`), drawn
-between them; a fault aimed at containers becomes a badge on each. The load's rates are the
+A network or link fault becomes the links it cuts or slows (between nodes, `db`, `lb`), drawn on
+the lab's links; a fault aimed at containers becomes a badge on each. The load's rates are the
 differences of HAProxy's counters of the `api` frontend between two readings.
 """
 
@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab.cluster.topology import Topology
-from lab.faults.spec import DB, LB, LINK_KINDS, NETWORK_KINDS, FaultSpec
+from lab.faults.netmodel import cuts
+from lab.faults.spec import DB, HELD_KINDS, LB, FaultSpec
 
 OUTSIDE = "outside"  # where the database or the load balancer sits when in no datacenter
 
@@ -26,27 +27,15 @@ def endpoints(t: Topology) -> dict[str, str]:
     return out
 
 
-def _members(t: Topology, names: Sequence[str]) -> list[str]:
-    """A fault's side as endpoints: a datacenter stands for everything placed in it."""
-    where = endpoints(t)
-    out: list[str] = []
-    for name in names:
-        for e in [e for e, dc in where.items() if dc == name] if name in t.datacenters else [name]:
-            if e not in out:
-                out.append(e)
-    return out
-
-
-def cut_of(t: Topology, spec: FaultSpec) -> tuple[list[str], list[str]] | None:
-    """The two sets of endpoints a network or link fault stands between; None for other kinds."""
-    if spec.kind == "isolate":
-        side = _members(t, spec.targets)
-        return side, [e for e in endpoints(t) if e not in side]
-    if spec.kind not in (*NETWORK_KINDS, *LINK_KINDS) or not spec.sides:
+def cut_links(t: Topology, spec: FaultSpec) -> list[dict[str, Any]] | None:
+    """The links a network fault cuts or a link fault slows, each once: `netmodel.cuts`, the pairs
+    the injector itself drops or shapes, with `one_way` when only the packets from `a` to `b` are
+    dropped. None for the kinds aimed at containers."""
+    if spec.kind not in HELD_KINDS:
         return None
-    first = _members(t, spec.sides[0])
-    second = _members(t, spec.sides[1]) if len(spec.sides) > 1 else [e for e in endpoints(t) if e not in first]
-    return first, second
+    directed = [(c.src, c.dst) for c in cuts(spec, t)]
+    pairs = set(directed)
+    return [{"a": a, "b": b, "one_way": (b, a) not in pairs} for a, b in directed if (b, a) not in pairs or a < b]
 
 
 def lab_view(t: Topology, status: Mapping[str, Any], faults: Sequence[Mapping[str, Any]], now: float) -> dict[str, Any]:
@@ -54,7 +43,7 @@ def lab_view(t: Topology, status: Mapping[str, Any], faults: Sequence[Mapping[st
     of the active faults."""
     where = endpoints(t)
     nodes = {n["name"]: n for n in status.get("nodes", ())}
-    cuts: list[dict[str, Any]] = []
+    cut_list: list[dict[str, Any]] = []
     badges: dict[str, list[str]] = {e: [] for e in where}
     shown = []
     for entry in faults:
@@ -63,18 +52,9 @@ def lab_view(t: Topology, status: Mapping[str, Any], faults: Sequence[Mapping[st
         shown.append(
             {"id": entry["id"], "text": spec.describe(), "phase": entry.get("phase"), "age_s": round(now - entry["t0"])}
         )
-        sides = cut_of(t, spec)
-        if sides is not None:
-            cuts.append(
-                {
-                    "id": entry["id"],
-                    "kind": spec.kind,
-                    "a": sides[0],
-                    "b": sides[1],
-                    "one_way": spec.one_way,
-                    "label": label,
-                }
-            )
+        links = cut_links(t, spec)
+        if links is not None:
+            cut_list.append({"id": entry["id"], "kind": spec.kind, "links": links, "label": label})
             continue
         for target in entry.get("targets") or spec.targets:
             if target in badges:
@@ -105,7 +85,7 @@ def lab_view(t: Topology, status: Mapping[str, Any], faults: Sequence[Mapping[st
             "container": (status.get("db") or {}).get("container"),
         },
         "lb": {"container": (status.get("lb") or {}).get("container")},
-        "cuts": cuts,
+        "cuts": cut_list,
         "badges": {e: b for e, b in badges.items() if b},
         "faults": shown,
     }

@@ -104,10 +104,10 @@ def test_a_clock_jump_moves_the_nodes_clock_and_heal_puts_it_back(lab3, halab_fa
     inj = halab_faults(lab3)
     fault = inj.apply(make_spec("clock", ["a2"], offset=10.0))
     assert abs(fault.detail["offset_s"]["a2"] - 10.0) <= 1.0  # verified on apply
-    assert abs(gray.clock_offset(lab3, "a2") - 10.0) <= 1.0
-    assert abs(gray.clock_offset(lab3, "a1")) <= 1.0  # the other nodes keep the true time
+    assert abs(gray.read_clock(lab3, "a2").offset - 10.0) <= 1.0
+    assert abs(gray.read_clock(lab3, "a1").offset) <= 1.0  # the other nodes keep the true time
     inj.heal(fault)
-    wait_for("a2's clock back", lambda: abs(gray.clock_offset(lab3, "a2")) <= 1.0, 5)  # re-read each second
+    wait_for("a2's clock back", lambda: abs(gray.read_clock(lab3, "a2").offset) <= 1.0, 5)  # re-read each second
 
 
 def test_a_clock_drift_runs_the_nodes_clock_off_and_heal_puts_it_back(lab3, halab_faults):
@@ -122,9 +122,9 @@ def test_a_clock_drift_runs_the_nodes_clock_off_and_heal_puts_it_back(lab3, hala
         30,
     )
     assert abs((later.offset - first.offset) / (later.at - first.at) + 0.25) <= 0.05
-    assert abs(gray.clock_offset(lab3, "a1")) <= 1.0  # the other nodes keep the true time
+    assert abs(gray.read_clock(lab3, "a1").offset) <= 1.0  # the other nodes keep the true time
     inj.heal(fault)
-    wait_for("b1's clock back", lambda: abs(gray.clock_offset(lab3, "b1")) <= 1.0, 5)
+    wait_for("b1's clock back", lambda: abs(gray.read_clock(lab3, "b1").offset) <= 1.0, 5)
 
 
 def test_a_stalled_database_disk_slows_its_direct_writes_and_heal_lifts_it(lab3, halab_faults):

@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import threading
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -23,16 +24,30 @@ def _entry(fault_id: str, spec: Any, targets: tuple[str, ...] = ()) -> dict[str,
     return {"id": fault_id, "spec": spec.to_dict(), "targets": list(targets), "t0": 100.0, "phase": "active"}
 
 
-def test_a_split_of_datacenters_cuts_everything_placed_in_them():
-    a, b = view.cut_of(T5, make_spec("split", sides=[["dc-a"], ["dc-b"]]))
-    assert a == ["a1", "a2", "a3", "db"] and b == ["b1", "b2"]
-    # Isolating a node cuts it from every other endpoint; one side of a delay is against the rest.
-    assert view.cut_of(T5, make_spec("isolate", ["b1"])) == (["b1"], ["a1", "a2", "a3", "b2", "db", "lb"])
-    assert view.cut_of(T5, make_spec("delay", sides=[["db"]], delay=0.1)) == (
-        ["db"],
-        ["a1", "a2", "a3", "b1", "b2", "lb"],
-    )
-    assert view.cut_of(T5, make_spec("kill", ["a1"])) is None
+def _links(spec: Any) -> list[tuple[str, str, bool]]:
+    links = view.cut_links(T5, spec)
+    assert links is not None
+    return sorted((link["a"], link["b"], link["one_way"]) for link in links)
+
+
+def test_a_split_of_datacenters_cuts_every_link_between_what_is_placed_in_them_each_once():
+    nodes = [(a, b, False) for a in ("a1", "a2", "a3") for b in ("b1", "b2")]
+    both = [*nodes, ("b1", "db", False), ("b2", "db", False)]  # a both-ways link once, its ends in name order
+    assert _links(make_spec("split", sides=[["dc-a"], ["dc-b"]])) == both
+    # One way: each link from the first side to the other, in that direction only.
+    one_way = [(a, b, True) for a in ("a1", "a2", "a3", "db") for b in ("b1", "b2")]
+    assert _links(make_spec("split", sides=[["dc-a"], ["dc-b"]], one_way=True)) == one_way
+
+
+def test_isolate_and_delay_take_the_links_the_injector_cuts_or_slows_not_the_load_balancer():
+    # Isolate cuts a node from its peers and the database, not from the load balancer (netmodel.groups).
+    assert _links(make_spec("isolate", ["b1"])) == [(n, "b1", False) for n in ("a1", "a2", "a3")] + [
+        ("b1", "b2", False),
+        ("b1", "db", False),
+    ]
+    # One side of a delay named: against the other nodes.
+    assert _links(make_spec("delay", sides=[["db"]], delay=0.1)) == [(n, "db", False) for n in T5.node_names]
+    assert view.cut_links(T5, make_spec("kill", ["a1"])) is None
 
 
 def test_the_view_draws_cuts_and_badges_and_lists_every_fault():
@@ -55,9 +70,7 @@ def test_the_view_draws_cuts_and_badges_and_lists_every_fault():
         {
             "id": "f1",
             "kind": "split",
-            "a": ["a1", "a2", "a3", "db"],
-            "b": ["b1", "b2"],
-            "one_way": True,
+            "links": [{"a": a, "b": b, "one_way": True} for a in ("a1", "a2", "a3", "db") for b in ("b1", "b2")],
             "label": "f1 split dc-a > dc-b",
         }
     ]
@@ -105,6 +118,39 @@ def test_the_guard_lets_the_page_itself_through():
     own = {"host": "localhost:8000", "x-halab-token": "s3cret", "origin": "http://localhost:8000"}
     assert guard.refusal("POST", "/api/fault", own, 8000, "s3cret") is None
     assert guard.refusal("GET", "/", {"host": "127.0.0.1:8000"}, 8000, "s3cret") is None  # the page needs no token
+
+
+def test_the_state_probes_the_lab_once_a_window_and_afresh_after_an_action(monkeypatch):
+    from lab import faults
+    from lab.cluster import lifecycle, probes
+
+    probed: list[str] = []
+
+    def status(t: Any) -> dict[str, Any]:
+        probed.append(t.lab)
+        return {"nodes": []}
+
+    monkeypatch.setattr(lifecycle, "status", status)
+    monkeypatch.setattr(probes, "lb_stats", lambda t: [])
+    monkeypatch.setattr(faults, "active", lambda lab: [])
+    monkeypatch.setattr(faults, "heal_lab", lambda t: SimpleNamespace(lines=lambda: ["nothing to heal"]))
+    now = 100.0
+    ui = server.LabUi(T5, clock=lambda: now)
+    ui.state()
+    now += server.STATUS_TTL - 0.01
+    ui.state()
+    assert len(probed) == 1  # within the window: the status read before
+    now += 0.01
+    ui.state()
+    assert len(probed) == 2
+    # An action, done or refused, shows at once: the next state probes again at the same instant.
+    assert ui.heal({}) == {"lines": ["nothing to heal"]}
+    ui.state()
+    assert len(probed) == 3
+    with pytest.raises(BadInput):
+        ui.heal({"id": 3})
+    ui.state()
+    assert probed == [T5.lab] * 4
 
 
 class MemoryLab(server.LabUi):
