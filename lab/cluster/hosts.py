@@ -1,7 +1,7 @@
 """Docker hosts for swarm labs (`halab hosts up N`, `halab hosts down`, `halab up --engine swarm`).
 
 A host group is a swarm whose hosts each carry the node label `halab.dc=<datacenter>`; its first
-host is the manager. On one machine (CI, a laptop) `up` makes them: N privileged containers from
+host is the manager. On one machine (CI, a laptop) `up` makes them: N containers with every capability from
 `halab/dind` (Debian's docker.io) on a network of their own, each with its Docker data on a
 volume, the lab's images loaded into each with `docker save | docker load` (there is no registry),
 a swarm initialised on the first and joined by the others. The harness reaches each host's Docker
@@ -213,9 +213,21 @@ def check_lab_fits(group: HostGroup, datacenters: Sequence[str], ports: dict[str
 # --------------------------------------------------------------------------------------- commands
 
 
+# What a host made here needs to run dockerd, without `--privileged`: some Docker hosts (this
+# Firecracker VM: dockerd's bounding set lacks CAP_SYS_RESOURCE) refuse a privileged container
+# ("unable to apply caps"). Every other capability, no seccomp or AppArmor profile, /proc and /sys
+# unmasked, every device; the entrypoint makes /sys and the cgroup mounts writable.
+HOST_PRIVILEGES = (
+    *("--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE"),
+    *("--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined"),
+    *("--security-opt", "systempaths=unconfined", "--device-cgroup-rule", "a *:* rwm"),
+)
+
+
 def run_command(group: HostGroup, host: Host, image: str) -> list[str]:
-    """`docker run` of one host made here: privileged (it runs dockerd), its Docker data on a volume
-    of its own, tini reaping what dockerd leaves, the manager publishing the labs' ports."""
+    """`docker run` of one host made here: every capability it may have (it runs dockerd), its
+    Docker data on a volume of its own, tini reaping what dockerd leaves, the manager publishing
+    the labs' ports."""
     assert host.container is not None
     publish = [a for p in group.published for a in ("-p", f"127.0.0.1:{p}:{p}")] if host == group.manager else []
     labels = [a for k, v in group.labels(**{"halab.host": host.name}).items() for a in ("--label", f"{k}={v}")]
@@ -224,7 +236,7 @@ def run_command(group: HostGroup, host: Host, image: str) -> list[str]:
         "run",
         "-d",
         "--init",
-        "--privileged",
+        *HOST_PRIVILEGES,
         "--name",
         host.container,
         "--hostname",

@@ -89,7 +89,8 @@ def test_the_manager_alone_publishes_on_loopback_and_each_host_keeps_its_docker_
     g = hosts.make_group("swm", 3, published=(8081, 18081), storage_driver="vfs")
     first = hosts.run_command(g, g.hosts[0], "halab/dind:x")
     second = hosts.run_command(g, g.hosts[1], "halab/dind:x")
-    assert first[:2] == ["docker", "run"] and "--privileged" in first and "--init" in first
+    assert first[:2] == ["docker", "run"] and "--privileged" not in first and "--init" in first
+    assert first[first.index("--cap-drop") + 1] == "SYS_RESOURCE" and "systempaths=unconfined" in first
     assert [first[i + 1] for i, a in enumerate(first) if a == "-p"] == ["127.0.0.1:8081:8081", "127.0.0.1:18081:18081"]
     assert "-p" not in second
     assert second[second.index("-v") + 1] == "swm-h2-docker:/var/lib/docker"
