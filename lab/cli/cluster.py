@@ -198,7 +198,7 @@ def add_commands(command: AddCommand) -> None:
     add_lab_name(sp)
     sp.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free one)")
 
-    sp = command("hosts", cmd_hosts, "make Docker hosts here for swarm labs (privileged containers), or remove them")
+    sp = command("hosts", cmd_hosts, "make Docker hosts here for swarm labs (containers with dockerd), or remove them")
     sp.add_argument("action", choices=["up", "down", "ls"])
     sp.add_argument("count", nargs="?", help="up: how many hosts (the first is the swarm's manager)")
     sp.add_argument("--name", default=DEFAULT_HOSTS, help=f"the host group (default {DEFAULT_HOSTS!r})")
