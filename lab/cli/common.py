@@ -14,6 +14,8 @@ from lab.core.errors import BadInput
 if TYPE_CHECKING:
     from lab.cluster.topology import Topology
 
+DEFAULT_HOSTS = "swm"  # `halab hosts up`'s and `halab up --engine swarm`'s host group
+
 Handler = Callable[[argparse.Namespace], int]
 # command(name, handler, help) returns the new subparser; main.build_parser passes it to each
 # group's add_commands.
@@ -96,6 +98,13 @@ def add_topology_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-key", help="the key of --tls-cert")
     add_profile_option(p)
     p.add_argument(
+        "--engine",
+        default="compose",
+        choices=["compose", "swarm"],
+        help="compose (this machine's Docker, the default) or swarm: a stack on the swarm of --hosts (docs/swarm.md)",
+    )
+    p.add_argument("--hosts", help="with --engine swarm: the host group to run on (`halab hosts up`; default 'swm')")
+    p.add_argument(
         "--server-env",
         action="append",
         default=[],
@@ -119,7 +128,7 @@ def add_profile_option(p: argparse._ActionsContainer, default: str | None = "ran
 
 
 def topology_from_args(args: argparse.Namespace) -> Topology:
-    from lab.cluster.topology import Ports, Sizing, Tls, make_topology, parse_server_env
+    from lab.cluster.topology import SWARM, Engine, Ports, Sizing, Tls, make_topology, parse_server_env
 
     if bool(args.tls_cert) != bool(args.tls_key):
         raise BadInput("--tls-cert and --tls-key go together")
@@ -155,4 +164,5 @@ def topology_from_args(args: argparse.Namespace) -> Topology:
         server_env=parse_server_env(args.server_env),
         profile=args.profile,
         monitoring=args.monitoring,
+        engine=Engine(args.engine, args.hosts or (DEFAULT_HOSTS if args.engine == SWARM else None)),
     )

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from lab.agent.clustercheck import parse_status, verdict
-from lab.cluster import docker, grastate, state
+from lab.cluster import docker, engine, grastate, state
 from lab.cluster.compose import DB_USER, container_name
 from lab.cluster.database import ARBITRATOR
 from lab.cluster.galera import BOOTSTRAP_FILE, FIRST_BOOTSTRAP, FRONT
@@ -60,8 +60,9 @@ class MemberView:
 def read_status(t: Topology, member: str) -> dict[str, str]:
     """A member's wsrep status variables (lowercase names); {} when it does not answer in time."""
     try:
+        where = engine.place(t, member)
         out = docker.run(
-            ["docker", "exec", container_name(t, member), "labsql", "-N", "-e", STATUS_QUERY],
+            where.command("exec", where.container, "labsql", "-N", "-e", STATUS_QUERY),
             f"read {member}'s wsrep status",
             timeout=STATUS_TIMEOUT,
         )
@@ -141,8 +142,9 @@ def front_target(t: Topology) -> str | None:
     )
     for m in t.db.member_names:
         try:
+            where = engine.place(t, m)
             out = docker.run(
-                ["docker", "exec", container_name(t, m), "sh", "-c", ask, "sh", DB_USER],
+                where.command("exec", where.container, "sh", "-c", ask, "sh", DB_USER),
                 "ask the database front which member serves it",
                 timeout=STATUS_TIMEOUT,
             )

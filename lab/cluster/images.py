@@ -35,7 +35,7 @@ BASE_IMAGE = "debian:bookworm-slim"
 
 @dataclass(frozen=True)
 class ImageSpec:
-    name: str  # compose service role: db, lb, node; prom (Prometheus and the database's exporter)
+    name: str  # compose service role: db, lb, node; prom (Prometheus and the database's exporter); dind
     dockerfile: Path
     context: Path
     inputs: tuple[Path, ...]  # files and folders whose content decides the tag
@@ -65,6 +65,10 @@ IMAGES = (
     ImageSpec(
         "prom", ROOT / "compose/images/prom/Dockerfile", ROOT / "compose/images/prom", (ROOT / "compose/images/prom",)
     ),
+    # Not a lab's: the Docker hosts of a swarm lab made on one machine (lab/cluster/hosts.py).
+    ImageSpec(
+        "dind", ROOT / "compose/images/dind/Dockerfile", ROOT / "compose/images/dind", (ROOT / "compose/images/dind",)
+    ),
 )
 # Built only when named (`halab build --only galera`), so that a lab with one database builds what
 # it did before issue 15. Its context is assembled: the image's folder, the clustercheck agent and
@@ -86,8 +90,8 @@ OPTIONAL_IMAGES = (
 
 def needed(t: Topology) -> tuple[str, ...]:
     """The images a lab runs: the monitoring image only with monitoring; a Galera database's
-    image instead of the single database's."""
-    skip = {"db"} if t.db.galera else set()
+    image instead of the single database's; never the hosts' image."""
+    skip = {"dind", "db"} if t.db.galera else {"dind"}
     skip |= set() if t.monitoring else {"prom"}
     return tuple(s.name for s in IMAGES if s.name not in skip) + (("galera",) if t.db.galera else ())
 

@@ -17,8 +17,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.cluster import addressing, compose, docker, galera_life, images, preflight, probes, prometheus, state
-from lab.cluster.compose import container_name, registration_url
+from lab.cluster import (
+    addressing,
+    compose,
+    docker,
+    engine,
+    galera_life,
+    hosts,
+    images,
+    preflight,
+    probes,
+    prometheus,
+    state,
+    swarm,
+)
+from lab.cluster.compose import registration_url
 from lab.cluster.database import ARBITRATOR
 from lab.cluster.topology import Topology
 from lab.core.errors import BadInput, RuntimeFailure
@@ -67,8 +80,21 @@ def endpoints(t: Topology) -> Endpoints:
 # ---------------------------------------------------------------------------------------------- up
 
 
+def swarm_lab(lab: str) -> Topology | None:
+    """The topology of a swarm lab whose state directory is here; None for any other (a compose
+    lab's containers are found by label, state directory or not)."""
+    try:
+        t = state.load_topology(lab)
+    except BadInput:
+        return None
+    return t if t.engine.swarm else None
+
+
 def running_containers(lab: str) -> list[str]:
-    return [c.name for c in docker.container_states(lab) if c.running]
+    """The lab's running containers: on this machine, or a swarm lab's on its hosts."""
+    t = swarm_lab(lab)
+    found = engine.states(t) if t else docker.container_states(lab)
+    return [c.name for c in found if c.running]
 
 
 def up(
@@ -80,6 +106,9 @@ def up(
 ) -> Endpoints:
     """Start the lab and wait until it is healthy; `timeout` (seconds) defaults to default_timeout(t)."""
     docker.require_docker()
+    group = engine.group(t) if t.engine.swarm else None
+    if group is not None:
+        hosts.check_lab_fits(group, t.datacenters, t.published_ports)
     running = running_containers(t.lab)
     if running:
         raise BadInput(
@@ -94,16 +123,22 @@ def up(
     )
     ok = False
     try:
-        with addressing.reserving(), docker.docker_errors(f"docker compose up (project {t.lab})"):
-            plan = addressing.choose(t, addressing.used_subnets())
-            compose_file = state.materialize(t, state.lab_dir(t.lab), tags, plan)
-            project = docker.client(t.lab, compose_file)
-            if t.db.galera:  # the networks now; the members start one by one below
-                project.compose.create()
-            else:
-                project.compose.up(detach=True, quiet=True)
+        if group is not None:
+            log.info(f"on the swarm of host group {group.name!r} ({', '.join(group.names)})")
+            hosts.ensure_images(group, [tags[role] for role in images.needed(t)])
+            state.materialize(t, state.lab_dir(t.lab), tags, None)
+            swarm.deploy(t)
+        else:
+            with addressing.reserving(), docker.docker_errors(f"docker compose up (project {t.lab})"):
+                plan = addressing.choose(t, addressing.used_subnets())
+                compose_file = state.materialize(t, state.lab_dir(t.lab), tags, plan)
+                project = docker.client(t.lab, compose_file)
+                if t.db.galera:  # the networks now; the members start one by one below
+                    project.compose.create()
+                else:
+                    project.compose.up(detach=True, quiet=True)
         deadline = time.monotonic() + (timeout or default_timeout(t))
-        if t.db.galera:
+        if t.db.galera:  # a compose lab's: make_topology refuses Galera on a swarm
             log.info("waiting for health:")
             galera_life.start(t, deadline)
             with docker.docker_errors(f"docker compose up (project {t.lab})"):
@@ -173,7 +208,18 @@ def down(lab: str, keep_data: bool = False) -> dict[str, int]:
     """Remove every container, network (and volume and state directory unless keep_data) of the lab.
 
     Works from labels alone, so it cleans up after a harness killed with SIGKILL or a state
-    directory that is gone."""
+    directory that is gone. A swarm lab (known by its state directory) is removed from every host."""
+    t = swarm_lab(lab)
+    if t is not None:
+        try:
+            removed = swarm.remove(t, keep_data)
+        except BadInput as exc:  # its host group is gone, and the lab with it
+            log.info(f"lab {lab!r}: {exc}; removing its state directory only")
+            removed = {"containers": 0, "networks": 0, "volumes": 0}
+        if not keep_data:
+            shutil.rmtree(state.lab_dir(lab), ignore_errors=True)
+        log.debug(removed_line(lab, removed, keep_data))
+        return removed
     removed = {"containers": 0, "networks": 0, "volumes": 0}
     ids = docker.labelled("container", lab)
     if ids:
@@ -258,13 +304,24 @@ def _remove_networks(lab: str, nets: list[str]) -> int:
     return len(nets)
 
 
+def _log_of(t: Topology, service: str, *options: str) -> tuple[str, subprocess.CompletedProcess[str] | None]:
+    """(the container's name, `docker logs` of it); None when the container cannot be found."""
+    try:
+        where = engine.place(t, service)
+    except RuntimeFailure:
+        return service, None
+    args = where.command("logs", "--timestamps", *options, where.container)
+    return (where.container if not where.host else f"{service} on {where.host}"), subprocess.run(
+        args, capture_output=True, text=True
+    )
+
+
 def logs(t: Topology, services: tuple[str, ...] = (), tail: int | None = None) -> str:
-    names = [container_name(t, s) for s in (services or compose.services(t))]
     out = []
-    for name in names:
-        args = ["docker", "logs", "--timestamps"] + (["--tail", str(tail)] if tail else []) + [name]
-        proc = subprocess.run(args, capture_output=True, text=True)
-        out.append(f"===== {name} =====\n{proc.stdout}{proc.stderr}")
+    for service in services or compose.services(t):
+        name, proc = _log_of(t, service, *(["--tail", str(tail)] if tail else []))
+        text = f"{proc.stdout}{proc.stderr}" if proc else "(no container)\n"
+        out.append(f"===== {name} =====\n{text}")
     return "\n".join(out)
 
 
@@ -274,10 +331,8 @@ def save_logs(t: Topology, folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for service in compose.services(t):
-        proc = subprocess.run(
-            ["docker", "logs", "--timestamps", container_name(t, service)], capture_output=True, text=True
-        )
-        if proc.returncode == 0:
+        _, proc = _log_of(t, service)
+        if proc is not None and proc.returncode == 0:
             path = folder / f"{service}.log"
             path.write_text(proc.stdout + proc.stderr)
             out.append(path)
@@ -298,7 +353,7 @@ def dump_logs(t: Topology, tail: int = 30) -> None:
 def status(t: Topology) -> dict[str, Any]:
     """Each node's container state, datacenter, ZooKeeper mode, HA state and server restarts; LB
     backends; database; the monitoring containers; the node profile and the settings the nodes run with."""
-    containers = {c.service: c for c in docker.container_states(t.lab)}
+    containers = engine.current(engine.states(t))
     lb = probes.lb_servers(t)
     nodes = []
     for n in t.nodes:
@@ -310,6 +365,7 @@ def status(t: Topology) -> dict[str, Any]:
             {
                 "name": n.name,
                 "datacenter": n.dc,
+                "host": c.host if c else "",  # a swarm lab's: the host running it
                 "container": _container_state(c),
                 "zk_mode": view.zk_mode if view else "down",
                 "ha_state": view.state if view else "down",

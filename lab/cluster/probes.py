@@ -14,8 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.cluster import docker
-from lab.cluster.compose import container_name
+from lab.cluster import docker, engine
 from lab.cluster.topology import Topology
 from lab.core.errors import LabError, RuntimeFailure
 
@@ -88,8 +87,9 @@ def supervisor_state(t: Topology, name: str) -> dict[str, Any]:
     """What the node's supervisor reports (serverRestarts, lastExitStatus), read inside its
     container, so it is there while the API server is down; {} when it cannot be read."""
     try:
+        where = engine.place(t, name)
         out = docker.run(
-            ["docker", "exec", container_name(t, name), "cat", SUPERVISOR_STATE],
+            where.command("exec", where.container, "cat", SUPERVISOR_STATE),
             f"read {name}'s supervisor state",
             timeout=10,
         )
@@ -144,12 +144,10 @@ def db_query(t: Topology, sql: str, timeout: float = 10) -> list[dict[str, str]]
 
 
 def _query_in(t: Topology, service: str, sql: str, timeout: float) -> list[dict[str, str]]:
+    where = engine.place(t, service)
     out = docker.run(
         [
-            "docker",
-            "exec",
-            "-i",
-            container_name(t, service),
+            *where.command("exec", "-i", where.container),
             "sh",
             "-c",
             'if command -v labsql >/dev/null; then exec labsql "$@"; fi; '

@@ -22,10 +22,18 @@ NETWORK_KINDS = ("isolate", "split", "partition", "flaky")
 LINK_KINDS = ("delay", "bandwidth")
 GRAY_KINDS = (*LINK_KINDS, "stall", "cpu", "clock", "io", "exhaust")
 
-KINDS = CONTAINER_KINDS + NETWORK_KINDS + GRAY_KINDS
+# A whole Docker host of a swarm lab (lab/faults/hostfaults.py): cut from the other hosts, or killed.
+HOST_KINDS = ("cut-host", "kill-host")
 
-# Kinds aimed at containers (`targets`), not at the sides of a link.
-TARGET_KINDS = (*CONTAINER_KINDS, "isolate", "stall", "cpu", "clock", "io", "exhaust")
+KINDS = CONTAINER_KINDS + NETWORK_KINDS + GRAY_KINDS + HOST_KINDS
+
+# Kinds aimed at containers or hosts (`targets`), not at the sides of a link.
+TARGET_KINDS = (*CONTAINER_KINDS, "isolate", "stall", "cpu", "clock", "io", "exhaust", *HOST_KINDS)
+
+# What a swarm lab takes so far (docs/swarm.md): its nodes' network faults and pauses act in the
+# tasks wherever they run; a killed or stopped task would be replaced by the swarm, and the gray
+# faults still reach containers by this machine's Docker only.
+SWARM_KINDS = ("pause", *NETWORK_KINDS, *HOST_KINDS)
 
 # Held across restarts: their rules are re-established on every start (lab/faults/hold.py).
 HELD_KINDS = (*NETWORK_KINDS, *LINK_KINDS)
@@ -76,7 +84,7 @@ class FaultSpec:
         if self.kind == "exhaust":
             left = f"{self.leave} left free" if self.leave else "every connection"
             return f"exhaust {' '.join(self.targets)} ({left})"
-        if self.kind in CONTAINER_KINDS or self.kind == "isolate":
+        if self.kind in CONTAINER_KINDS or self.kind in HOST_KINDS or self.kind == "isolate":
             return f"{self.kind} {' '.join(self.targets)}"
         sep = " > " if self.one_way else " | "
         text = f"{self.kind} {sep.join(','.join(s) for s in self.sides)}"
@@ -251,6 +259,11 @@ def validate(spec: FaultSpec, t: Topology, where: str = "fault") -> None:
     """Raise BadInput naming `where` and the field when the spec cannot apply to this topology."""
     if spec.kind not in KINDS:
         raise BadInput(f"{where}.kind: unknown fault {spec.kind!r}; choose one of {', '.join(KINDS)}")
+    if t.engine.swarm and spec.kind not in SWARM_KINDS:
+        raise BadInput(f"{where}.kind: {spec.kind} is not available on a swarm lab yet; use {', '.join(SWARM_KINDS)}")
+    if spec.kind in HOST_KINDS:
+        _validate_host(spec, t, where)
+        return
     nodes = ", ".join(t.node_names)
     _validate_gray(spec, t, where)
     if spec.kind in TARGET_KINDS:
@@ -304,6 +317,18 @@ def validate(spec: FaultSpec, t: Topology, where: str = "fault") -> None:
             )
     elif spec.loss is not None:
         raise BadInput(f"{where}.loss: only flaky takes a loss percentage")
+
+
+def _validate_host(spec: FaultSpec, t: Topology, where: str) -> None:
+    """A host fault names hosts of the lab's group (checked against the group when applied)."""
+    if not t.engine.swarm:
+        raise BadInput(f"{where}.kind: {spec.kind} acts on the hosts of a swarm lab; this lab runs on compose")
+    if not spec.targets:
+        raise BadInput(f"{where}.target: {spec.kind} needs the hosts it acts on (`halab hosts ls`)")
+    if len(set(spec.targets)) != len(spec.targets):
+        raise BadInput(f"{where}.target: a host is named twice")
+    if spec.sides or spec.one_way or any(getattr(spec, name) is not None for name in _OPTIONAL):
+        raise BadInput(f"{where}: {spec.kind} takes hosts only")
 
 
 def _validate_gray(spec: FaultSpec, t: Topology, where: str) -> None:

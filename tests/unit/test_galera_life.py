@@ -178,10 +178,15 @@ def test_heal_recovers_the_database_when_every_member_is_down(monkeypatch):
 
 
 def test_the_front_is_the_fault_model_s_db(monkeypatch):
-    monkeypatch.setattr(backend.docker, "container_states", lambda lab: [container("dbfront"), container("db1")])
+    monkeypatch.setattr(
+        backend.docker, "container_states", lambda lab, engine=("docker",): [container("dbfront"), container("db1")]
+    )
     assert set(backend.containers(T)) == {DB, "db1"}
-    assert backend.service_container(T, DB) == "g-dbfront-1"
-    assert backend.service_container(make_topology(3, lab="g"), DB) == "g-db-1"
+    ran: list[list[str]] = []
+    monkeypatch.setattr(backend.docker, "run", lambda args, what, timeout=None: ran.append(list(args)) or "")
+    backend.act(T, ["docker", "kill"], [DB], "kill db", timeout=5)
+    backend.act(make_topology(3, lab="g"), ["docker", "kill"], [DB], "kill db", timeout=5)
+    assert ran == [["docker", "kill", "g-dbfront-1"], ["docker", "kill", "g-db-1"]]
 
 
 def test_a_split_puts_rules_in_the_members_on_their_own_side():
