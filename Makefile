@@ -59,6 +59,7 @@ browser:
 	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; }
 
 test-integration: images browser
+	$(HALAB) build --only galera
 	$(PY) -m pytest tests/integration -m "not solo" -n 2 --dist loadfile $(PYTEST_ARGS)
 	$(PY) -m pytest tests/integration -m solo $(PYTEST_ARGS)
 

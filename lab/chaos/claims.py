@@ -28,6 +28,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from lab.chaos import galera
+from lab.cluster.database import GALERA, SINGLE
 from lab.cluster.topology import Topology, majority, tolerance
 from lab.core import paths
 from lab.core import yamlspec as y
@@ -44,6 +46,7 @@ SPLIT_LEADER = ("minority", "majority")  # where the ZooKeeper leader is put bef
 HOSTS_LEADER = ("inside", "outside")  # ... before a set of hosts fails: among them or not
 SURVIVES, DEGRADED, OUTAGE = "survives", "degraded", "outage"
 OUTCOMES = (SURVIVES, OUTAGE)  # what the guide can say of a case
+DATABASES = (SINGLE, GALERA)
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,8 @@ class Objective:
 class Family:
     """One entry of a claim's `cases`: host failures, datacenter splits or a database outage."""
 
-    kind: str  # hosts | split | database
-    hosts: int | str = 1  # a count, "tolerance" or "past-tolerance"
+    kind: str  # hosts | split | database | members
+    hosts: int | str = 1  # a count, "tolerance" or "past-tolerance"; members: how many Galera members
     pick: str = "roles"
     modes: tuple[str, ...] = ("kill",)
     directions: tuple[str, ...] = DIRECTIONS
@@ -90,6 +93,7 @@ class Claim:
     tolerates: int | None  # host failures the guide says the cluster survives
     families: tuple[Family, ...]
     outcome: str = SURVIVES  # what the guide's words say of every case of the claim
+    databases: tuple[str, ...] = DATABASES  # the kinds of database (--db) the claim is about
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,7 @@ def expect(t: Topology, faults: Sequence[FaultSpec]) -> Expectation:
     majority of the ensemble, it can reach the live database, and the load balancer (with its
     clients) can reach it."""
     down: set[str] = set()
+    stopped: set[str] = set()  # down cleanly: a Galera member that stops says so (lab/chaos/galera.py)
     cut: set[frozenset[str]] = set()
     for f in faults:
         if f.kind == "flaky":
@@ -154,8 +159,12 @@ def expect(t: Topology, faults: Sequence[FaultSpec]) -> Expectation:
         if f.kind in CONTAINER_KINDS:
             if f.kind != "restart":  # a restart is over before anything is observed
                 down.update(x for x in f.targets if x != LB)
+            if f.kind == "stop":
+                stopped.update(f.targets)
         else:
             cut.update(frozenset((c.src, c.dst)) for c in cuts(f, t))
+    # A Galera database takes writes when its front reaches a member of the primary component.
+    writable = not t.db.galera or galera.front_reaches_primary(t.db, down - stopped, stopped & down, cut, DB)
     alive = [n for n in t.node_names if n not in down]
     linked = {n: {m for m in alive if m == n or frozenset((n, m)) not in cut} for n in alive}
     unreached = {n for n in alive if frozenset((n, LB)) in cut}
@@ -164,7 +173,7 @@ def expect(t: Topology, faults: Sequence[FaultSpec]) -> Expectation:
         # Every fault but flaky is a partition, and partitions held together refine into one: the
         # nodes n reaches all reach each other, so they can form a quorum when they are enough.
         group = linked[n]
-        if len(group) >= majority(t.size) and DB not in down and frozenset((n, DB)) not in cut:
+        if len(group) >= majority(t.size) and writable and DB not in down and frozenset((n, DB)) not in cut:
             active.add(n)
     return Expectation(
         frozenset(active - unreached),
@@ -268,7 +277,7 @@ def cases(claims: Claims, t: Topology) -> list[Case]:
     """Every case the claims ask for on this topology, each once (with every claim it serves)."""
     found: dict[str, Case] = {}
     for claim in claims.claims:
-        if t.size not in claim.sizes:
+        if t.size not in claim.sizes or t.db.kind not in claim.databases:
             continue
         for family in claim.families:
             for case in _family_cases(family, t):
@@ -322,9 +331,15 @@ def _family_cases(f: Family, t: Topology) -> list[Case]:
                         )
     elif f.kind == "database":
         out += [Case(f"{mode}-db", (), make_spec(mode, [DB])) for mode in f.modes]
+    elif f.kind == "members":
+        assert isinstance(f.hosts, int)
+        for mode in f.modes:
+            for members in itertools.combinations(t.db.member_names, f.hosts):
+                out.append(Case(f"{mode}-{'+'.join(members)}", (), make_spec(mode, members)))
     else:
-        for left in _bipartitions(t.datacenters):
-            right = tuple(dc for dc in t.datacenters if dc not in left)
+        # Sites: with a Galera arbitrator at a third site, the splits that put it on each side too.
+        for left in _bipartitions(t.sites):
+            right = tuple(dc for dc in t.sites if dc not in left)
             a, b = ",".join(left), ",".join(right)
             variants = []
             if "both" in f.directions:
@@ -404,7 +419,9 @@ def load(path: str | Path = DEFAULT_CLAIMS) -> Claims:
     where_claims = y.sub(root, "claims")
     for i, raw in enumerate(y.sequence(doc["claims"], where_claims)):
         where = y.sub(where_claims, i)
-        c = y.mapping(raw, where, required=("id", "says", "outcome", "sizes", "cases"), optional=("tolerates",))
+        c = y.mapping(
+            raw, where, required=("id", "says", "outcome", "sizes", "cases"), optional=("tolerates", "databases")
+        )
         cid = y.string(c["id"], y.sub(where, "id"))
         if cid in seen:
             raise BadInput(f"{y.sub(where, 'id')}: {cid!r} is used twice")
@@ -424,7 +441,12 @@ def load(path: str | Path = DEFAULT_CLAIMS) -> Claims:
             for j, f in enumerate(y.sequence(c["cases"], y.sub(where, "cases")))
         )
         outcome = y.choice(c["outcome"], y.sub(where, "outcome"), OUTCOMES)
-        claims.append(Claim(cid, y.string(c["says"], y.sub(where, "says")), sizes, tolerates, families, outcome))
+        databases = _modes(c["databases"], y.sub(where, "databases"), DATABASES) if "databases" in c else DATABASES
+        if any(f.kind == "members" for f in families) and SINGLE in databases:
+            raise BadInput(f"{y.sub(where, 'databases')}: cases of Galera members need databases: [{GALERA}]")
+        claims.append(
+            Claim(cid, y.string(c["says"], y.sub(where, "says")), sizes, tolerates, families, outcome, databases)
+        )
     gray_sizes, gray = _gray(doc["gray"], y.sub(root, "gray")) if "gray" in doc else ((), ())
     return Claims(
         y.string(doc["guide"], y.sub(root, "guide")),
@@ -465,9 +487,9 @@ def _bounds(raw: Any, where: str, base: Bounds) -> Bounds:
 
 
 def _family(raw: Any, where: str) -> Family:
-    kinds = [k for k in ("hosts", "split", "database") if isinstance(raw, dict) and k in raw]
+    kinds = [k for k in ("hosts", "split", "database", "members") if isinstance(raw, dict) and k in raw]
     if len(kinds) != 1:
-        raise BadInput(f"{where}: a case family has exactly one of hosts, split, database")
+        raise BadInput(f"{where}: a case family has exactly one of hosts, split, database, members")
     kind = kinds[0]
     if kind == "hosts":
         d = y.mapping(raw, where, required=("hosts",), optional=("pick", "modes", "leader"))
@@ -488,6 +510,10 @@ def _family(raw: Any, where: str) -> Family:
                 f"with-leader name the leader already)"
             )
         return Family("hosts", hosts, pick, modes, leader=leader)
+    if kind == "members":
+        d = y.mapping(raw, where, required=("members",), optional=("modes",))
+        members = y.integer(d["members"], y.sub(where, "members"), minimum=1, maximum=5)
+        return Family("members", members, "every", _modes(d.get("modes", ["kill"]), y.sub(where, "modes"), HOST_MODES))
     if kind == "database":
         d = y.mapping(raw, where, required=("database",))
         return Family("database", modes=_modes(d["database"], y.sub(where, "database"), HOST_MODES))

@@ -34,6 +34,7 @@ FAULT_HELP = """kinds and their arguments:
                                       throttle the data disk of db or nodes (--iops 1: stalled)
   bandwidth SIDE [SIDE] --rate R      each host's packets across two sides limited to R (1mbit, 500kbit)
   exhaust db [--leave N]              a rogue client takes the database's free connections (all but N)
+  cut-host|kill-host HOST...          a swarm lab's hosts (`halab hosts ls`): cut from the other hosts, or killed
   list                                the lab's active faults
 examples: halab fault kill leader --hold 10s;  halab fault split dc-a dc-b --one-way;  halab heal
           halab fault delay dc-a dc-b --delay 200ms --jitter 50ms --hold 30s
@@ -49,7 +50,7 @@ def add_commands(command: AddCommand) -> None:
     sp.add_argument(
         "kind",
         help="kill, stop, pause, restart, isolate, split, partition, flaky, delay, bandwidth, stall, cpu, clock, io, "
-        "exhaust or list",
+        "exhaust, cut-host, kill-host or list",
     )
     sp.add_argument("args", nargs="*", help="targets or sides (see below)")
     sp.add_argument("--one-way", action="store_true", help="drop only the packets leaving the first side")

@@ -7,22 +7,24 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from lab.cli.common import AddCommand, add_lab_name, add_topology_options, emit, topology_from_args
-from lab.core.errors import mask
+from lab.cli.common import DEFAULT_HOSTS, AddCommand, add_lab_name, add_topology_options, emit, topology_from_args
+from lab.core.errors import BadInput, mask
 
 log = logging.getLogger("halab.cli.cluster")
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from lab.cluster import addressing, compose, images, state
+    from lab.cluster import addressing, compose, images, stack, state
 
     t = topology_from_args(args)
     tags = images.image_tags()
-    plan = addressing.choose(t, addressing.used_subnets())  # free on this machine now
+    # Fixed addresses free on this machine now; a swarm gives none.
+    plan = None if t.engine.swarm else addressing.choose(t, addressing.used_subnets())
     if args.out:
         path = state.materialize(t, Path(args.out), tags, plan)
-        log.info(f"wrote {path} and its haproxy.cfg, secrets and TLS files; run: docker compose -f {path} up -d")
-    print(compose.dump(compose.render(t, tags, plan)), end="")
+        run = f"docker stack deploy -c {path} {t.lab}" if plan is None else f"docker compose -f {path} up -d"
+        log.info(f"wrote {path} and its haproxy.cfg, secrets and TLS files; run: {run}")
+    print(compose.dump(stack.render(t, tags) if plan is None else compose.render(t, tags, plan)), end="")
     return 0
 
 
@@ -94,11 +96,34 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"{'answers' if st['db']['answers'] else 'does not answer'}; "
         f"load balancer: {st['lb']['container']}"
     )
+    if "galera" in st["db"]:
+        rows += _galera_rows(st["db"]["galera"])
     if st["monitoring"]:
         containers = ", ".join(f"{s} {state}" for s, state in st["monitoring"].items())
         rows.append(f"prometheus: {st['endpoints']['prometheus']} ({containers})")
     emit(args, st, "\n".join(rows))
     return 0 if lifecycle.healthy(st) else 3
+
+
+def _galera_rows(g: dict[str, Any]) -> list[str]:
+    """Each member's wsrep state; where the Primary Component is; whom the front serves from."""
+    rows = [f"{'member':6} {'dc':6} {'container':18} {'wsrep state':16} {'cluster':12} size"]
+    rows += [
+        f"{m['name']:6} {m['datacenter']:6} {m['container']:18} {m['state'] or '-':16} "
+        f"{m['cluster_status'] or '-':12} {m['cluster_size'] if m['cluster_size'] is not None else '-'}"
+        for m in g["members"]
+    ]
+    p = g["primary"]
+    rows.append(
+        (
+            f"primary component: {', '.join(p['members'])} in {', '.join(p['datacenters'])}"
+            if p
+            else "no primary component"
+        )
+        + f"; the front serves from {g['front_serves'] or 'no member'}"
+        + (f"; garbd {g['arbitrator']}" if "arbitrator" in g else "")
+    )
+    return rows
 
 
 def _restarts(node: dict[str, Any]) -> str:
@@ -132,13 +157,44 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hosts(args: argparse.Namespace) -> int:
+    from lab.cluster import docker, hosts
+
+    if args.action == "up":
+        group = hosts.make_group(
+            args.name,
+            args.count,
+            layout=args.layout,
+            published=tuple(args.publish or hosts.DEFAULT_PUBLISHED),
+            storage_driver=args.storage_driver,
+        )
+        hosts.up(group, keep_on_failure=args.keep_on_failure)
+        lines = [
+            f"host group {group.name!r} is up: a swarm of {len(group.hosts)} host(s), manager {group.manager.name}"
+        ]
+        lines += [f"  {h.name}  {h.dc}" for h in group.hosts]
+        lines.append(f"start a lab on it: halab up --engine swarm --hosts {group.name}")
+        emit(args, group.to_dict(), "\n".join(lines))
+        return 0
+    if args.count is not None:
+        raise BadInput(f"halab hosts {args.action}: takes no number of hosts")
+    if args.action == "down":
+        docker.require_docker()
+        removed = hosts.down(args.name)
+        emit(args, removed, ", ".join(f"{n} {k}" for k, n in removed.items()) + f" of host group {args.name!r} removed")
+        return 0
+    group = hosts.load(args.name, "--name")
+    emit(args, group.to_dict(), "\n".join(f"{h.name}  {h.dc}  {' '.join(h.docker)}" for h in group.hosts))
+    return 0
+
+
 def add_commands(command: AddCommand) -> None:
     sp = command("render", cmd_render, "print the compose file for a topology")
     add_topology_options(sp)
     sp.add_argument("--out", help="also write the compose project and its files into this folder")
 
     sp = command("build", cmd_build, "build the lab's images (cached: only what changed)")
-    sp.add_argument("--only", action="append", choices=["db", "lb", "node", "prom"])
+    sp.add_argument("--only", action="append", choices=["db", "lb", "node", "prom", "galera", "dind"])
     sp.add_argument("--force", action="store_true")
 
     sp = command("check", cmd_check, "check a topology against the install guide's requirements (pre-flight)")
@@ -152,7 +208,9 @@ def add_commands(command: AddCommand) -> None:
         help="start even when pre-flight finds the sizing short of the guide (experiments)",
     )
     sp.add_argument("--keep-on-failure", action="store_true", help="leave a failed start in place to debug")
-    sp.add_argument("--timeout", type=float, default=180, help="seconds to wait for health")
+    sp.add_argument(
+        "--timeout", type=float, help="seconds to wait for health (default 180, and 60 more per Galera member)"
+    )
 
     sp = command("down", cmd_down, "remove a lab's containers, networks and volumes")
     add_lab_name(sp)
@@ -164,6 +222,23 @@ def add_commands(command: AddCommand) -> None:
     sp = command("ui", cmd_ui, "serve a live page of the lab on 127.0.0.1: picture, faults, load")
     add_lab_name(sp)
     sp.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free one)")
+
+    sp = command("hosts", cmd_hosts, "make Docker hosts here for swarm labs (containers with dockerd), or remove them")
+    sp.add_argument("action", choices=["up", "down", "ls"])
+    sp.add_argument("count", nargs="?", help="up: how many hosts (the first is the swarm's manager)")
+    sp.add_argument("--name", default=DEFAULT_HOSTS, help=f"the host group (default {DEFAULT_HOSTS!r})")
+    sp.add_argument("--layout", help="up: the hosts' datacenters, e.g. dc-a:2,dc-b:1 (default by count, as --nodes)")
+    sp.add_argument(
+        "--publish",
+        type=int,
+        action="append",
+        help="up: a port the manager publishes on 127.0.0.1 for the labs' load balancer (repeatable; "
+        "default 80, 443 and 18080)",
+    )
+    sp.add_argument(
+        "--storage-driver", default="overlay2", choices=["overlay2", "vfs"], help="up: the hosts' dockerd storage"
+    )
+    sp.add_argument("--keep-on-failure", action="store_true", help="up: leave a failed start in place to debug")
 
     sp = command("logs", cmd_logs, "print the lab's container logs")
     add_lab_name(sp)

@@ -14,6 +14,8 @@ from lab.core.errors import BadInput
 if TYPE_CHECKING:
     from lab.cluster.topology import Topology
 
+DEFAULT_HOSTS = "swm"  # `halab hosts up`'s and `halab up --engine swarm`'s host group
+
 Handler = Callable[[argparse.Namespace], int]
 # command(name, handler, help) returns the new subparser; main.build_parser passes it to each
 # group's add_commands.
@@ -40,6 +42,20 @@ def add_topology_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nodes", default="3", help="cluster size: 1, 3 or 5 (default 3)")
     p.add_argument("--layout", help="datacenters, e.g. dc-a:2,dc-b:1 (default by size)")
     p.add_argument("--db-dc", help="datacenter the database lives in, or 'external' (default: the first)")
+    p.add_argument(
+        "--db",
+        help="the database: single (one MariaDB, the default) or galera:3 / galera:5 (MariaDB Galera behind a "
+        "database front; docs/galera.md)",
+    )
+    p.add_argument(
+        "--db-layout",
+        help="galera: the datacenter of each member, e.g. dc-a,dc-a,dc-b (default: spread like the nodes)",
+    )
+    p.add_argument(
+        "--db-arbitrator",
+        metavar="SITE",
+        help="galera: run a garbd arbitrator at SITE, a datacenter of the lab or a third site (e.g. dc-c)",
+    )
     p.add_argument(
         "--lb-dc",
         help="datacenter the load balancer and its clients sit in, so that a split cuts them from the other "
@@ -82,6 +98,13 @@ def add_topology_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-key", help="the key of --tls-cert")
     add_profile_option(p)
     p.add_argument(
+        "--engine",
+        default="compose",
+        choices=["compose", "swarm"],
+        help="compose (this machine's Docker, the default) or swarm: a stack on the swarm of --hosts (docs/swarm.md)",
+    )
+    p.add_argument("--hosts", help="with --engine swarm: the host group to run on (`halab hosts up`; default 'swm')")
+    p.add_argument(
         "--server-env",
         action="append",
         default=[],
@@ -105,7 +128,7 @@ def add_profile_option(p: argparse._ActionsContainer, default: str | None = "ran
 
 
 def topology_from_args(args: argparse.Namespace) -> Topology:
-    from lab.cluster.topology import Ports, Sizing, Tls, make_topology, parse_server_env
+    from lab.cluster.topology import SWARM, Engine, Ports, Sizing, Tls, make_topology, parse_server_env
 
     if bool(args.tls_cert) != bool(args.tls_key):
         raise BadInput("--tls-cert and --tls-key go together")
@@ -115,6 +138,9 @@ def topology_from_args(args: argparse.Namespace) -> Topology:
         layout=args.layout,
         db_dc=args.db_dc,
         lb_dc=args.lb_dc,
+        db=args.db,
+        db_layout=args.db_layout,
+        db_arbitrator=args.db_arbitrator,
         ports=Ports(
             bind=args.bind,
             http=args.http_port,
@@ -138,4 +164,5 @@ def topology_from_args(args: argparse.Namespace) -> Topology:
         server_env=parse_server_env(args.server_env),
         profile=args.profile,
         monitoring=args.monitoring,
+        engine=Engine(args.engine, args.hosts or (DEFAULT_HOSTS if args.engine == SWARM else None)),
     )

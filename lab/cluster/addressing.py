@@ -39,6 +39,8 @@ DB_HOST = 3
 PROM_HOST = 4
 EXPORTER_HOST = 5
 FIRST_NODE_HOST = 10
+FIRST_DB_MEMBER_HOST = 20  # Galera members db1..db5 (DB_HOST is then the database front's)
+ARBITRATOR_HOST = 30  # Galera's garbd
 ROGUE_HOST = 250  # on the database's network: an exhaust fault's rogue client (lab/faults/gray.py)
 
 
@@ -60,7 +62,14 @@ class Plan:
         return self.address(network, FIRST_NODE_HOST + t.node_names.index(name))
 
     def db(self) -> str:
+        """The address the nodes use for `db`: the one database, or the Galera front."""
         return self.address("db", DB_HOST)
+
+    def db_member(self, t: Topology, name: str, network: str) -> str:
+        return self.address(network, FIRST_DB_MEMBER_HOST + t.db.member_names.index(name))
+
+    def arbitrator(self, network: str) -> str:
+        return self.address(network, ARBITRATOR_HOST)
 
     def node_hosts(self, t: Topology) -> dict[str, str]:
         """/etc/hosts entries of a node: every peer on the peer mesh, and the database."""

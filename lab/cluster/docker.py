@@ -114,23 +114,27 @@ def client(project: str | None = None, compose_file: Path | None = None) -> Dock
     )
 
 
-def labelled(kind: str, lab: str | None = None) -> list[str]:
+# The docker command of this machine's engine; a swarm host's is another (lab/cluster/hosts.py).
+LOCAL: tuple[str, ...] = ("docker",)
+
+
+def labelled(kind: str, lab: str | None = None, engine: Sequence[str] = LOCAL) -> list[str]:
     """IDs of containers/networks/volumes carrying the lab label (any lab when lab is None)."""
     label = LAB_LABEL if lab is None else f"{LAB_LABEL}={lab}"
     args = {
-        "container": ["docker", "ps", "-aq", "--filter", f"label={label}"],
-        "network": ["docker", "network", "ls", "-q", "--filter", f"label={label}"],
-        "volume": ["docker", "volume", "ls", "-q", "--filter", f"label={label}"],
+        "container": ["ps", "-aq", "--filter", f"label={label}"],
+        "network": ["network", "ls", "-q", "--filter", f"label={label}"],
+        "volume": ["volume", "ls", "-q", "--filter", f"label={label}"],
     }[kind]
-    return run(args, f"list {kind}s of lab {lab}").split()
+    return run([*engine, *args], f"list {kind}s of lab {lab}").split()
 
 
-def inspect(ids: Sequence[str], kind: str = "container") -> list[dict[str, Any]]:
+def inspect(ids: Sequence[str], kind: str = "container", engine: Sequence[str] = LOCAL) -> list[dict[str, Any]]:
     import json
 
     if not ids:
         return []
-    found: list[dict[str, Any]] = json.loads(run(["docker", kind, "inspect", *ids], f"inspect {kind}s"))
+    found: list[dict[str, Any]] = json.loads(run([*engine, kind, "inspect", *ids], f"inspect {kind}s"))
     return found
 
 
@@ -139,7 +143,7 @@ class ContainerState:
     """A typed view of one container's `docker inspect`, built once (`from_inspect`)."""
 
     name: str
-    service: str  # the compose service (node name, db, lb); "" outside compose
+    service: str  # the lab's service (node name, db, lb) of a compose or swarm container; "" otherwise
     running: bool
     paused: bool
     status: str  # Docker's word: created, running, paused, restarting, exited, dead
@@ -149,6 +153,7 @@ class ContainerState:
     started_at: str | None
     addresses: Mapping[str, str] = field(default_factory=dict)  # network name -> IPv4 address
     id: str = ""  # the full container id (its cgroup's name: lab/cluster/cpu.py)
+    host: str = ""  # a swarm lab's: the host that runs it (lab/cluster/engine.py)
 
     @property
     def up(self) -> bool:
@@ -166,9 +171,13 @@ class ContainerState:
         s = c.get("State") or {}
         nets = (c.get("NetworkSettings") or {}).get("Networks") or {}
         code = s.get("ExitCode")
+        labels = (c.get("Config") or {}).get("Labels") or {}
+        # A swarm task's service is `<stack>_<service>`.
+        swarm = str(labels.get("com.docker.swarm.service.name", ""))
+        stack = str(labels.get("com.docker.stack.namespace", ""))
         return cls(
             name=str(c.get("Name", "")).lstrip("/"),
-            service=str(((c.get("Config") or {}).get("Labels") or {}).get("com.docker.compose.service", "")),
+            service=str(labels.get("com.docker.compose.service") or swarm.removeprefix(f"{stack}_")),
             running=bool(s.get("Running")),
             paused=bool(s.get("Paused")),
             status=str(s.get("Status", "")),
@@ -181,6 +190,6 @@ class ContainerState:
         )
 
 
-def container_states(lab: str) -> list[ContainerState]:
-    """Every container of the lab, typed."""
-    return [ContainerState.from_inspect(c) for c in inspect(labelled("container", lab))]
+def container_states(lab: str, engine: Sequence[str] = LOCAL) -> list[ContainerState]:
+    """Every container of the lab on one engine, typed."""
+    return [ContainerState.from_inspect(c) for c in inspect(labelled("container", lab, engine), engine=engine)]

@@ -35,7 +35,7 @@ BASE_IMAGE = "debian:bookworm-slim"
 
 @dataclass(frozen=True)
 class ImageSpec:
-    name: str  # compose service role: db, lb, node; prom (Prometheus and the database's exporter)
+    name: str  # compose service role: db, lb, node; prom (Prometheus and the database's exporter); dind
     dockerfile: Path
     context: Path
     inputs: tuple[Path, ...]  # files and folders whose content decides the tag
@@ -65,12 +65,35 @@ IMAGES = (
     ImageSpec(
         "prom", ROOT / "compose/images/prom/Dockerfile", ROOT / "compose/images/prom", (ROOT / "compose/images/prom",)
     ),
+    # Not a lab's: the Docker hosts of a swarm lab made on one machine (lab/cluster/hosts.py).
+    ImageSpec(
+        "dind", ROOT / "compose/images/dind/Dockerfile", ROOT / "compose/images/dind", (ROOT / "compose/images/dind",)
+    ),
+)
+# Built only when named (`halab build --only galera`), so that a lab with one database builds what
+# it did before issue 15. Its context is assembled: the image's folder, the clustercheck agent and
+# the db image's labsql.
+OPTIONAL_IMAGES = (
+    ImageSpec(
+        "galera",
+        ROOT / "compose/images/galera/Dockerfile",
+        ROOT,
+        (
+            ROOT / "compose/images/galera",
+            paths.PACKAGE / "agent" / "clustercheck.py",
+            ROOT / "compose/images/db/labsql",
+        ),
+        placed=("compose/images/galera", "lab/agent/clustercheck.py", "compose/images/db/labsql"),
+    ),
 )
 
 
 def needed(t: Topology) -> tuple[str, ...]:
-    """The images a lab runs: the monitoring image only when it has monitoring."""
-    return tuple(spec.name for spec in IMAGES if spec.name != "prom" or t.monitoring)
+    """The images a lab runs: the monitoring image only with monitoring; a Galera database's
+    image instead of the single database's; never the hosts' image."""
+    skip = {"dind", "db"} if t.db.galera else {"dind"}
+    skip |= set() if t.monitoring else {"prom"}
+    return tuple(s.name for s in IMAGES if s.name not in skip) + (("galera",) if t.db.galera else ())
 
 
 def content_tag(spec: ImageSpec) -> str:
@@ -91,7 +114,7 @@ def content_tag(spec: ImageSpec) -> str:
 
 def image_tags() -> dict[str, str]:
     """The tag each role's image has for the code in this checkout (no Docker needed)."""
-    return {spec.name: content_tag(spec) for spec in IMAGES}
+    return {spec.name: content_tag(spec) for spec in IMAGES + OPTIONAL_IMAGES}
 
 
 def exists(tag: str) -> bool:
@@ -147,7 +170,8 @@ def _rerun_hint(spec: ImageSpec) -> str:
 def build(only: tuple[str, ...] = (), force: bool = False) -> dict[str, str]:
     """Build whatever image is missing for this code; return role -> tag."""
     tags = image_tags()
-    todo = [s for s in IMAGES if (not only or s.name in only) and (force or not exists(tags[s.name]))]
+    specs = [s for s in IMAGES if not only or s.name in only] + [s for s in OPTIONAL_IMAGES if s.name in only]
+    todo = [s for s in specs if force or not exists(tags[s.name])]
     if todo:
         ensure_base()
     for spec in todo:

@@ -17,11 +17,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.cluster import addressing, compose, docker, images, preflight, probes, prometheus, state
-from lab.cluster.compose import container_name, registration_url
+from lab.cluster import (
+    addressing,
+    compose,
+    docker,
+    engine,
+    galera_life,
+    hosts,
+    images,
+    preflight,
+    probes,
+    prometheus,
+    state,
+    swarm,
+)
+from lab.cluster.compose import registration_url
+from lab.cluster.database import ARBITRATOR
 from lab.cluster.topology import Topology
 from lab.core.errors import BadInput, RuntimeFailure
-from lab.core.wait import WaitTimeout, poll, wait_for
+from lab.core.wait import WaitTimeout, wait_for, wait_until
 from lab.server import profiles
 
 log = logging.getLogger("halab.cluster.lifecycle")
@@ -66,18 +80,35 @@ def endpoints(t: Topology) -> Endpoints:
 # ---------------------------------------------------------------------------------------------- up
 
 
+def swarm_lab(lab: str) -> Topology | None:
+    """The topology of a swarm lab whose state directory is here; None for any other (a compose
+    lab's containers are found by label, state directory or not)."""
+    try:
+        t = state.load_topology(lab)
+    except BadInput:
+        return None
+    return t if t.engine.swarm else None
+
+
 def running_containers(lab: str) -> list[str]:
-    return [c.name for c in docker.container_states(lab) if c.running]
+    """The lab's running containers: on this machine, or a swarm lab's on its hosts."""
+    t = swarm_lab(lab)
+    found = engine.states(t) if t else docker.container_states(lab)
+    return [c.name for c in found if c.running]
 
 
 def up(
     t: Topology,
     *,
     keep_on_failure: bool = False,
-    timeout: float = 180,
+    timeout: float | None = None,
     allow_undersized: bool = False,
 ) -> Endpoints:
+    """Start the lab and wait until it is healthy; `timeout` (seconds) defaults to default_timeout(t)."""
     docker.require_docker()
+    group = engine.group(t) if t.engine.swarm else None
+    if group is not None:
+        hosts.check_lab_fits(group, t.datacenters, t.published_ports)
     running = running_containers(t.lab)
     if running:
         raise BadInput(
@@ -87,16 +118,32 @@ def up(
     preflight.enforce(t, allow_undersized)
     tags = images.build(only=images.needed(t))
     log.info(
-        f"starting lab {t.lab!r}: database, load balancer and {t.size} node(s) over "
+        f"starting lab {t.lab!r}: database ({t.db.describe()}), load balancer and {t.size} node(s) over "
         f"{', '.join(f'{dc}:{len(t.nodes_in(dc))}' for dc in t.datacenters)} (database in {t.db_dc})"
     )
     ok = False
     try:
-        with addressing.reserving(), docker.docker_errors(f"docker compose up (project {t.lab})"):
-            plan = addressing.choose(t, addressing.used_subnets())
-            compose_file = state.materialize(t, state.lab_dir(t.lab), tags, plan)
-            docker.client(t.lab, compose_file).compose.up(detach=True, quiet=True)
-        wait_healthy(t, timeout=timeout)
+        if group is not None:
+            log.info(f"on the swarm of host group {group.name!r} ({', '.join(group.names)})")
+            hosts.ensure_images(group, [tags[role] for role in images.needed(t)])
+            state.materialize(t, state.lab_dir(t.lab), tags, None)
+            swarm.deploy(t)
+        else:
+            with addressing.reserving(), docker.docker_errors(f"docker compose up (project {t.lab})"):
+                plan = addressing.choose(t, addressing.used_subnets())
+                compose_file = state.materialize(t, state.lab_dir(t.lab), tags, plan)
+                project = docker.client(t.lab, compose_file)
+                if t.db.galera:  # the networks now; the members start one by one below
+                    project.compose.create()
+                else:
+                    project.compose.up(detach=True, quiet=True)
+        deadline = time.monotonic() + (timeout or default_timeout(t))
+        if t.db.galera:  # a compose lab's: make_topology refuses Galera on a swarm
+            log.info("waiting for health:")
+            galera_life.start(t, deadline)
+            with docker.docker_errors(f"docker compose up (project {t.lab})"):
+                project.compose.up(detach=True, quiet=True)
+        wait_healthy(t, timeout=deadline - time.monotonic())
         ok = True
     finally:
         if not ok and not keep_on_failure:
@@ -106,13 +153,14 @@ def up(
     return endpoints(t)
 
 
+def default_timeout(t: Topology) -> float:
+    """Seconds a start may take: 180, and 60 more per Galera member (each joins by a state transfer)."""
+    return 180.0 + (60.0 * t.db.members if t.db.galera else 0.0)
+
+
 def _wait(what: str, check: Callable[[], str | None], deadline: float) -> None:
-    """Poll `check` (None = ready, else a short reason) until ready or the deadline passes."""
-    started = time.monotonic()
-    reason = poll(lambda: check() or "", lambda r: not r, deadline - started)
-    if reason:
-        raise RuntimeFailure(f"timed out waiting for {what}: {reason}")
-    log.info(f"  {what}: ready after {time.monotonic() - started:.1f} s")
+    """Wait until `check` says nothing is off (None), logging how long it took."""
+    log.info(f"  {what}: ready after {wait_until(what, check, deadline):.1f} s")
 
 
 def wait_healthy(t: Topology, timeout: float = 180) -> None:
@@ -143,7 +191,8 @@ def wait_healthy(t: Topology, timeout: float = 180) -> None:
             bad.append("load balancer stats not readable yet")
         return ", ".join(bad) or None
 
-    log.info("waiting for health:")
+    if not t.db.galera:  # a Galera database was waited on member by member as it started
+        log.info("waiting for health:")
     _wait("database", db, deadline)
     _wait("schema", schema, deadline)
     _wait("ZooKeeper quorum", quorum, deadline)
@@ -159,7 +208,18 @@ def down(lab: str, keep_data: bool = False) -> dict[str, int]:
     """Remove every container, network (and volume and state directory unless keep_data) of the lab.
 
     Works from labels alone, so it cleans up after a harness killed with SIGKILL or a state
-    directory that is gone."""
+    directory that is gone. A swarm lab (known by its state directory) is removed from every host."""
+    t = swarm_lab(lab)
+    if t is not None:
+        try:
+            removed = swarm.remove(t, keep_data)
+        except BadInput as exc:  # its host group is gone, and the lab with it
+            log.info(f"lab {lab!r}: {exc}; removing its state directory only")
+            removed = {"containers": 0, "networks": 0, "volumes": 0}
+        if not keep_data:
+            shutil.rmtree(state.lab_dir(lab), ignore_errors=True)
+        log.debug(removed_line(lab, removed, keep_data))
+        return removed
     removed = {"containers": 0, "networks": 0, "volumes": 0}
     ids = docker.labelled("container", lab)
     if ids:
@@ -244,13 +304,24 @@ def _remove_networks(lab: str, nets: list[str]) -> int:
     return len(nets)
 
 
+def _log_of(t: Topology, service: str, *options: str) -> tuple[str, subprocess.CompletedProcess[str] | None]:
+    """(the container's name, `docker logs` of it); None when the container cannot be found."""
+    try:
+        where = engine.place(t, service)
+    except RuntimeFailure:
+        return service, None
+    args = where.command("logs", "--timestamps", *options, where.container)
+    return (where.container if not where.host else f"{service} on {where.host}"), subprocess.run(
+        args, capture_output=True, text=True
+    )
+
+
 def logs(t: Topology, services: tuple[str, ...] = (), tail: int | None = None) -> str:
-    names = [container_name(t, s) for s in (services or compose.services(t))]
     out = []
-    for name in names:
-        args = ["docker", "logs", "--timestamps"] + (["--tail", str(tail)] if tail else []) + [name]
-        proc = subprocess.run(args, capture_output=True, text=True)
-        out.append(f"===== {name} =====\n{proc.stdout}{proc.stderr}")
+    for service in services or compose.services(t):
+        name, proc = _log_of(t, service, *(["--tail", str(tail)] if tail else []))
+        text = f"{proc.stdout}{proc.stderr}" if proc else "(no container)\n"
+        out.append(f"===== {name} =====\n{text}")
     return "\n".join(out)
 
 
@@ -260,10 +331,8 @@ def save_logs(t: Topology, folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for service in compose.services(t):
-        proc = subprocess.run(
-            ["docker", "logs", "--timestamps", container_name(t, service)], capture_output=True, text=True
-        )
-        if proc.returncode == 0:
+        _, proc = _log_of(t, service)
+        if proc is not None and proc.returncode == 0:
             path = folder / f"{service}.log"
             path.write_text(proc.stdout + proc.stderr)
             out.append(path)
@@ -284,7 +353,7 @@ def dump_logs(t: Topology, tail: int = 30) -> None:
 def status(t: Topology) -> dict[str, Any]:
     """Each node's container state, datacenter, ZooKeeper mode, HA state and server restarts; LB
     backends; database; the monitoring containers; the node profile and the settings the nodes run with."""
-    containers = {c.service: c for c in docker.container_states(t.lab)}
+    containers = engine.current(engine.states(t))
     lb = probes.lb_servers(t)
     nodes = []
     for n in t.nodes:
@@ -296,6 +365,7 @@ def status(t: Topology) -> dict[str, Any]:
             {
                 "name": n.name,
                 "datacenter": n.dc,
+                "host": c.host if c else "",  # a swarm lab's: the host running it
                 "container": _container_state(c),
                 "zk_mode": view.zk_mode if view else "down",
                 "ha_state": view.state if view else "down",
@@ -305,7 +375,7 @@ def status(t: Topology) -> dict[str, Any]:
                 "last_exit_status": supervisor.get("lastExitStatus"),
             }
         )
-    db = containers.get("db")
+    db = containers.get(compose.database_services(t)[0])  # the database, or a Galera database's front
     return {
         "lab": t.lab,
         "size": t.size,
@@ -316,6 +386,7 @@ def status(t: Topology) -> dict[str, Any]:
             "container": _container_state(db),
             "datacenter": t.db_dc,
             "answers": bool(db and db.running and probes.db_alive(t)),
+            **({"galera": galera_status(t, containers)} if t.db.galera else {}),
         },
         "endpoints": endpoints(t).__dict__ | {"ca_path": str(endpoints(t).ca_path)},
         "monitoring": (
@@ -325,9 +396,27 @@ def status(t: Topology) -> dict[str, Any]:
     }
 
 
+def galera_status(t: Topology, containers: dict[str, docker.ContainerState]) -> dict[str, Any]:
+    """Each member's wsrep state, the side holding the Primary Component, the member the front
+    serves from and the arbitrator's container."""
+    views = galera_life.members(t, containers)
+    return {
+        "members": [v.to_dict() for v in views],
+        "primary": galera_life.primary(views),
+        "front_serves": galera_life.front_target(t),
+        **({"arbitrator": _container_state(containers.get(ARBITRATOR))} if t.db.arbitrator else {}),
+    }
+
+
 def healthy(st: dict[str, Any]) -> bool:
-    """What `status` returned shows every node active and UP in the load balancer, the database answering."""
-    return all(n["ha_state"] == "active" and n["lb"] == "UP" for n in st["nodes"]) and bool(st["db"]["answers"])
+    """What `status` returned shows every node active and UP in the load balancer, the database
+    answering (a Galera database: every member Synced in the Primary Component)."""
+    members = (st["db"].get("galera") or {}).get("members", [])
+    return (
+        all(n["ha_state"] == "active" and n["lb"] == "UP" for n in st["nodes"])
+        and bool(st["db"]["answers"])
+        and all(m["ready"] for m in members)
+    )
 
 
 def server_restarts(t: Topology) -> dict[str, int | None]:

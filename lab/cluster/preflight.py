@@ -118,6 +118,8 @@ def node_memory(t: Topology) -> list[Finding]:
 
 
 def ports(t: Topology) -> list[Finding]:
+    if t.engine.swarm:  # the host group's manager publishes them (hosts.check_lab_fits), not this machine
+        return [_ok("ports", f"published by the manager of host group {t.engine.hosts!r}")]
     out = []
     for name, port in t.published_ports.items():
         with socket.socket() as sock:
@@ -189,7 +191,10 @@ def port_holder(port: int) -> str:
 
 
 def host_memory(t: Topology) -> Finding:
-    need = t.size * t.node_mem_limit_mib + t.sizing.db_memory_mib + LB_MEMORY_MIB
+    # A Galera database: every member has the database's memory; its front and garbd are about a
+    # load balancer's each.
+    small = 1 + (1 + bool(t.db.arbitrator) if t.db.galera else 0)
+    need = t.size * t.node_mem_limit_mib + t.db.members * t.sizing.db_memory_mib + small * LB_MEMORY_MIB
     if t.monitoring:
         need += PROM_MEMORY_MIB + EXPORTER_MEMORY_MIB
     try:

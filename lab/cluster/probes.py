@@ -1,7 +1,7 @@
 """What the harness observes, all through the load balancer on 127.0.0.1 (docs/architecture.md):
 HAProxy's stats, each node's /ping and /status.json via `/node/<name>/...`, and the database via
-`docker exec db labsql`. Every probe is bounded by a short timeout and never raises for a down
-target: a down target is an observation."""
+`docker exec db labsql` (a Galera database: in a member). Every probe is bounded by a short
+timeout and never raises for a down target: a down target is an observation."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.cluster import docker
-from lab.cluster.compose import container_name
+from lab.cluster import docker, engine
 from lab.cluster.topology import Topology
 from lab.core.errors import LabError, RuntimeFailure
 
@@ -88,8 +87,9 @@ def supervisor_state(t: Topology, name: str) -> dict[str, Any]:
     """What the node's supervisor reports (serverRestarts, lastExitStatus), read inside its
     container, so it is there while the API server is down; {} when it cannot be read."""
     try:
+        where = engine.place(t, name)
         out = docker.run(
-            ["docker", "exec", container_name(t, name), "cat", SUPERVISOR_STATE],
+            where.command("exec", where.container, "cat", SUPERVISOR_STATE),
             f"read {name}'s supervisor state",
             timeout=10,
         )
@@ -128,13 +128,26 @@ def lb_servers(t: Topology, timeout: float = PROBE_TIMEOUT) -> dict[str, str]:
 
 
 def db_query(t: Topology, sql: str, timeout: float = 10) -> list[dict[str, str]]:
-    """Run SQL in the database container as its local admin (no password anywhere)."""
+    """Run SQL in the database container as its local admin (no password anywhere). A Galera
+    database: in the first member that answers, waiting until it has applied every write the
+    cluster committed before (wsrep_sync_wait), so that it reads what the writer acknowledged."""
+    if not t.db.galera:
+        return _query_in(t, "db", sql, timeout)
+    failure: RuntimeFailure | None = None
+    for member in t.db.member_names:
+        try:
+            return _query_in(t, member, f"SET SESSION wsrep_sync_wait = 1; {sql}", timeout)
+        except RuntimeFailure as exc:  # down, paused, or outside the Primary Component
+            failure = exc
+    assert failure is not None  # a Galera database has members
+    raise failure
+
+
+def _query_in(t: Topology, service: str, sql: str, timeout: float) -> list[dict[str, str]]:
+    where = engine.place(t, service)
     out = docker.run(
         [
-            "docker",
-            "exec",
-            "-i",
-            container_name(t, "db"),
+            *where.command("exec", "-i", where.container),
             "sh",
             "-c",
             'if command -v labsql >/dev/null; then exec labsql "$@"; fi; '

@@ -2,12 +2,13 @@
 
 `$HALAB_HOME/labs/<lab>/` (default `~/.local/state/halab`), holding:
   compose.yaml, haproxy.cfg, topology.json   what `docker compose` runs and how it was asked for
+  stack.yaml (instead of compose.yaml)       on a swarm: what `docker stack deploy` runs
   prometheus.yml                             with monitoring: what Prometheus scrapes
   secrets/db_password, secrets/db_root_password   random per lab, 0600, owned by the containers' uid
   tls/ca.crt (0400, as the guide asks), tls/ca.key (0600), tls/server.pem (0600)
 The directories are 0700. Run without root, the files the containers read (the secrets and
 server.pem) cannot be given to their uid and are 0644 instead, still behind the 0700 directories.
-Secrets reach containers as compose file secrets (/run/secrets/...), never as environment values
+Secrets reach containers as compose file secrets or swarm secrets (/run/secrets/...), never as environment values
 or command-line arguments.
 """
 
@@ -21,15 +22,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from lab.cluster import compose, tls
+from lab.cluster import compose, galera, stack, tls
 from lab.cluster.addressing import Plan
-from lab.cluster.topology import OUTSIDE_LB, Node, Ports, Sizing, Tls, Topology
+from lab.cluster.compose import CONTAINER_UID
+from lab.cluster.database import Database
+from lab.cluster.topology import OUTSIDE_LB, Engine, Node, Ports, Sizing, Tls, Topology
 from lab.core.errors import BadInput, register_secret
 from lab.server.profiles import DEFAULT_PROFILE
-
-# The uid the lab's images run as; secret files belong to it so a 0600 file is still readable.
-CONTAINER_UID = 10001
-
 
 _lab_counter = itertools.count(1)
 
@@ -67,8 +66,15 @@ def topology_from_dict(d: dict[str, Any]) -> Topology:
         server_env=tuple((k, v) for k, v in d.get("server_env", ())),
         profile=d.get("profile", DEFAULT_PROFILE),
         lb_dc=d.get("lb_dc", OUTSIDE_LB),
+        # state files from before issue 15 have no "db": a single database
+        db=_database(d.get("db") or {}),
         monitoring=bool(d.get("monitoring", False)),  # absent from labs started before monitoring existed
+        engine=Engine(**d.get("engine", {})),  # absent from labs started before swarm existed: compose
     )
+
+
+def _database(d: dict[str, Any]) -> Database:
+    return Database(**{**d, "layout": tuple(d.get("layout", ()))})
 
 
 def load_topology(lab: str) -> Topology:
@@ -115,8 +121,10 @@ def _secret(path: Path) -> str:
     return value
 
 
-def materialize(t: Topology, directory: Path, image_tags: dict[str, str], plan: Plan) -> Path:
-    """Write everything the compose project needs into `directory`; return the compose file."""
+def materialize(t: Topology, directory: Path, image_tags: dict[str, str], plan: Plan | None) -> Path:
+    """Write everything the compose project (or, on a swarm, the stack) needs into `directory`;
+    return its compose or stack file. PLAN: the fixed addresses of a compose project (a swarm has
+    none)."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     directory.chmod(0o700)
     for name in ("db_password", "db_root_password"):
@@ -136,12 +144,23 @@ def materialize(t: Topology, directory: Path, image_tags: dict[str, str], plan: 
     if cert:
         _write(tdir / "server.pem", cert + key, 0o600, CONTAINER_UID)
     _write(directory / compose.HAPROXY_CFG, compose.haproxy_config(t).encode(), 0o644)
-    if t.monitoring:
+    if t.db.galera and plan is not None:  # make_topology refuses Galera on a swarm
+        _write(directory / galera.FRONT_CFG, galera.front_config(t, plan).encode(), 0o644)
+        # The members mount it (a missing file would become a directory): the member the entrypoints
+        # bootstrap, for a new cluster the first; `halab up` writes it (lab/cluster/galera_life.py).
+        if not (directory / galera.BOOTSTRAP_FILE).exists():
+            _write(directory / galera.BOOTSTRAP_FILE, f"{galera.FIRST_BOOTSTRAP}\n".encode(), 0o644)
+    if t.monitoring and plan is not None:  # make_topology refuses monitoring on a swarm
         _write(directory / compose.PROMETHEUS_CFG, compose.prometheus_config(t, plan).encode(), 0o644)
     _write(directory / "topology.json", json.dumps(topology_to_dict(t), indent=2).encode(), 0o644)
-    compose_file = directory / "compose.yaml"
-    _write(compose_file, compose.dump(compose.render(t, image_tags, plan)).encode(), 0o644)
-    return compose_file
+    if t.engine.swarm:
+        project, rendered = directory / stack.STACK_FILE, stack.render(t, image_tags)
+    elif plan is not None:
+        project, rendered = directory / "compose.yaml", compose.render(t, image_tags, plan)
+    else:
+        raise ValueError("a compose project needs its address plan")
+    _write(project, compose.dump(rendered).encode(), 0o644)
+    return project
 
 
 def ca_path(lab: str) -> Path:

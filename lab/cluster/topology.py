@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from lab.cluster.database import Database, make_database
 from lab.core.errors import BadInput
 from lab.server.profiles import DEFAULT_PROFILE, PROFILES, Profile, profile
 
@@ -17,6 +18,8 @@ SUPPORTED_SIZES = (1, 3, 5)
 DEFAULT_LAYOUTS = {1: (("dc-a", 1),), 3: (("dc-a", 2), ("dc-b", 1)), 5: (("dc-a", 3), ("dc-b", 2))}
 EXTERNAL_DB = "external"
 OUTSIDE_LB = "outside"  # the load balancer beyond every datacenter, as the clients are
+COMPOSE, SWARM = "compose", "swarm"
+ENGINES = (COMPOSE, SWARM)
 # The guide: 50 database connections per Rancher server node.
 GUIDE_POOL_PER_NODE = 50
 # Connections the harness itself and the database's own tools may need on top of the nodes' pools.
@@ -149,6 +152,19 @@ class Tls:
 
 
 @dataclass(frozen=True)
+class Engine:
+    """What runs the lab: a compose project on this machine's Docker (`compose`), or a stack on a
+    Docker swarm (`swarm`) whose hosts are the host group `hosts` (lab/cluster/hosts.py)."""
+
+    kind: str = COMPOSE
+    hosts: str | None = None
+
+    @property
+    def swarm(self) -> bool:
+        return self.kind == SWARM
+
+
+@dataclass(frozen=True)
 class Topology:
     lab: str
     nodes: tuple[Node, ...]
@@ -165,8 +181,17 @@ class Topology:
     # Where the load balancer (and the clients with it) sits: a datacenter, so that a split cuts it
     # from the other side's nodes, or OUTSIDE_LB: beyond every datacenter, reaching all of them.
     lb_dc: str = OUTSIDE_LB
+    # single (one MariaDB at db_dc) or a Galera cluster, whose front then sits at db_dc (lab/cluster/database.py)
+    db: Database = field(default_factory=Database)
     # `halab up --monitoring`: Prometheus and the database's exporter join the lab.
     monitoring: bool = False
+    engine: Engine = field(default_factory=Engine)
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        """Where things can be cut apart: the datacenters, then a Galera arbitrator's third site."""
+        third = self.db.arbitrator if self.db.arbitrator not in (None, *self.datacenters) else None
+        return self.datacenters + ((third,) if third else ())
 
     @property
     def published_ports(self) -> dict[str, int]:
@@ -339,7 +364,11 @@ def make_topology(
     server_env: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
     profile: str = DEFAULT_PROFILE,
     lb_dc: str | None = None,
+    db: str | None = None,
+    db_layout: str | None = None,
+    db_arbitrator: str | None = None,
     monitoring: bool = False,
+    engine: Engine | None = None,
     where: str = "--nodes",
 ) -> Topology:
     """Validate user input and build a Topology. Every error is a BadInput naming its source."""
@@ -377,6 +406,9 @@ def make_topology(
             f"--lb-dc: the load balancer is placed in {lb_dc!r}, which is not a datacenter of this lab "
             f"({', '.join(dc_names)}) nor {OUTSIDE_LB!r}"
         )
+    database = make_database(db, db_layout, db_arbitrator, dcs)
+    if database.galera and db_image:
+        raise BadInput(f"HALAB_DB_IMAGE: {db_image!r} replaces the single database only; unset it for --db {db}")
     members: list[Node] = []
     for (dc, count), prefix in zip(dcs, prefixes, strict=True):
         for i in range(1, count + 1):
@@ -393,10 +425,38 @@ def make_topology(
         server_env=check_server_env(server_env),
         profile=check_profile(profile),
         lb_dc=lb_dc,
+        db=database,
         monitoring=monitoring,
+        engine=engine or Engine(),
     )
     _validate_numbers(topo)
+    _validate_engine(topo)
     return topo
+
+
+def _validate_engine(t: Topology) -> None:
+    e = t.engine
+    if e.kind not in ENGINES:
+        raise BadInput(f"--engine: {e.kind!r} is not an engine; use {' or '.join(ENGINES)}")
+    if not e.swarm:
+        if e.hosts is not None:
+            raise BadInput("--hosts: a host group runs swarm labs only; add --engine swarm")
+        return
+    if e.hosts is not None and not _LAB_RE.match(e.hosts):
+        raise BadInput(f"--hosts: host group name {e.hosts!r} must be lowercase letters, digits, '-' or '_'")
+    # What the swarm slice does not do yet (docs/swarm.md): each needs fixed addresses or a host
+    # address the stack cannot give.
+    if t.monitoring:
+        raise BadInput("--monitoring: not available with --engine swarm yet (docs/swarm.md)")
+    if t.db.galera:
+        raise BadInput(
+            f"--db: galera:{t.db.members} is not available with --engine swarm yet (its members start one by "
+            "one at fixed addresses; docs/galera.md); use --engine compose, or --db single on a swarm"
+        )
+    if t.ports.direct is not None:
+        raise BadInput("--direct-port: not available with --engine swarm (the load balancer is the only way in)")
+    if t.ports.bind != Ports.bind:
+        raise BadInput("--bind: a swarm publishes on its manager's addresses; the host group decides where")
 
 
 def _validate_numbers(t: Topology) -> None:

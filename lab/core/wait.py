@@ -65,6 +65,17 @@ def wait_for(
         time.sleep(interval)
 
 
+def wait_until(what: str, problem: Callable[[], str | None], deadline: float, interval: float = 0.2) -> float:
+    """Call `problem` (None: ready; else what is still off, in a few words) until it returns None
+    or the `time.monotonic()` DEADLINE passes; return the seconds it took. On timeout raise
+    WaitTimeout naming `what` and the last problem: the steps of a start share one deadline."""
+    started = time.monotonic()
+    reason = poll(lambda: problem() or "", lambda r: not r, deadline - started, interval)
+    if reason:
+        raise WaitTimeout(what, deadline - started, reason)
+    return time.monotonic() - started
+
+
 def _shown(value: Any, limit: int = 300) -> str:
     text = f"{type(value).__name__}: {value}" if isinstance(value, BaseException) else repr(value)
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

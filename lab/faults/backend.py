@@ -10,17 +10,18 @@ import shlex
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from lab.cluster import docker, probes
-from lab.cluster.compose import container_name
+from lab.cluster import docker, engine, probes
 from lab.cluster.docker import ContainerState
+from lab.cluster.galera import FRONT
 from lab.cluster.topology import Topology
 from lab.core.errors import RuntimeFailure
 from lab.core.wait import poll
-from lab.faults.netmodel import is_up, path_ip, rule_tag
+from lab.faults.netmodel import is_up, path_ip, rule_holders, rule_tag, source_dc
 from lab.faults.spec import DB, LB
 
-ZK_PORT, DB_PORT, LB_PORT = 2181, 3306, 80
-PORTS = {DB: DB_PORT, LB: LB_PORT}  # what a connectivity check connects to; a peer: its ZooKeeper
+ZK_PORT, DB_PORT, LB_PORT, GALERA_PORT = 2181, 3306, 80, 4567
+# What a connectivity check connects to; a peer: its ZooKeeper; a Galera voter: its group port.
+PORTS = {DB: DB_PORT, LB: LB_PORT}
 
 CONNECT_TIMEOUT = 0.5  # a TCP handshake inside one Docker host takes well under a millisecond
 
@@ -67,16 +68,34 @@ iptables -w -S | grep -cF -- "$1" || true
 
 
 def containers(t: Topology) -> dict[str, ContainerState]:
-    """Compose service (node name, db, lb) -> the state of its container (a fault's own
-    containers, outside compose, are not the lab's services)."""
-    return {c.service: c for c in docker.container_states(t.lab) if c.service}
+    """Lab service (node name, db, lb) -> the state of its container (a fault's own containers,
+    outside compose and the stack, are not the lab's services). A Galera database's front is `db`:
+    the address the nodes use, as the fault model has it."""
+    return {_endpoint(t, service): c for service, c in engine.current(engine.states(t)).items()}
+
+
+def _endpoint(t: Topology, service: str) -> str:
+    return DB if t.db.galera and service == FRONT else service
+
+
+def _service(t: Topology, endpoint: str) -> str:
+    """The lab service of a fault's endpoint (`db`: a Galera database's front)."""
+    return FRONT if t.db.galera and endpoint == DB else endpoint
 
 
 def exec_in(
-    container: str, args: Sequence[str], what: str, *, root: bool = False, input: str | None = None, timeout: float = 30
+    container: str | engine.Place,
+    args: Sequence[str],
+    what: str,
+    *,
+    root: bool = False,
+    input: str | None = None,
+    timeout: float = 30,
 ) -> str:
+    """`docker exec` in a container: one of this machine's by name, or one wherever it runs."""
+    where = engine.Place(docker.LOCAL, container) if isinstance(container, str) else container
     return docker.run(
-        ["docker", "exec", *(["-u", "root"] if root else []), *(["-i"] if input else []), container, *args],
+        where.command("exec", *(["-u", "root"] if root else []), *(["-i"] if input else []), where.container, *args),
         what,
         input=input,
         timeout=timeout,
@@ -86,17 +105,18 @@ def exec_in(
 def root_script(
     t: Topology, service: str, script: str, args: Sequence[str], what: str, tools: Mapping[str, str]
 ) -> str:
-    """Run a shell script as root in a node (`sh -s -- args`); `tools`: command -> the Debian
-    package of the node image that has it, named when the image lacks it."""
+    """Run a shell script as root in a node or a Galera voter (`sh -s -- args`); `tools`: command
+    -> the Debian package of its image that has it, named when the image lacks it."""
     try:
         return exec_in(
-            container_name(t, service), ["sh", "-s", *(["--", *args] if args else [])], what, root=True, input=script
+            engine.place(t, service), ["sh", "-s", *(["--", *args] if args else [])], what, root=True, input=script
         )
     except RuntimeFailure as exc:
         missing = [p for c, p in tools.items() if exc.stderr_has(f"{c}: not found", f"{c}: command not found")]
         if missing:
             raise RuntimeFailure(
-                f"{missing[0]} is missing in {service}'s image: rebuild it with `halab build --only node --force`"
+                f"{missing[0]} is missing in {service}'s image: rebuild it with `halab build --only "
+                f"{'node' if service in t.node_names else 'galera'} --force`"
             ) from exc
         raise
 
@@ -107,18 +127,19 @@ def connectivity(
     ips: Mapping[str, Mapping[str, str]],
 ) -> dict[tuple[str, str], tuple[int, int]]:
     """(src, dst, attempts) -> {(src, dst): (open, cut)}; runs one check per source container."""
+    voters = {v for v, _ in t.db.placement()}
     by_src: dict[str, list[tuple[str, str, int]]] = {}
     for p in paths:
         by_src.setdefault(p[0], []).append(p)
 
     def run(src: str) -> dict[tuple[str, str], tuple[int, int]]:
-        todo = [(d, path_ip(d, ips, t.node(src).dc), n) for _, d, n in by_src[src]]
-        targets = [[ip, PORTS.get(d, ZK_PORT), n] for d, ip, n in todo if ip]
+        todo = [(d, path_ip(d, ips, source_dc(t, src)), n) for _, d, n in by_src[src]]
+        targets = [[ip, PORTS.get(d, GALERA_PORT if d in voters else ZK_PORT), n] for d, ip, n in todo if ip]
         out: list[list[int]]  # [open, cut] per target
         try:
             out = json.loads(
                 exec_in(
-                    container_name(t, src),
+                    engine.place(t, src),
                     ["python3", "-c", _CHECK, json.dumps(targets), str(CONNECT_TIMEOUT)],
                     f"check connectivity from {src}",
                     timeout=60,
@@ -140,6 +161,21 @@ def connectivity(
     return result
 
 
+def rules_script(rules: Sequence[Sequence[str]], replacing: str) -> tuple[str, list[str]]:
+    """A shell script (`sh -s -- ARGS`) that inserts RULES (iptables argument lists) and, with
+    `replacing` (a comment pattern), then deletes the rules that carried it before and prints how
+    many carry it afterwards (rules_left reads it)."""
+    inserts = ["iptables -w " + shlex.join(r) for r in rules]
+    script = "\n".join(
+        ["set -e", *([_NOTE_OLD] if replacing else []), *inserts, *([_DELETE_OLD] if replacing else []), ""]
+    )
+    return script, [replacing] if replacing else []
+
+
+def rules_left(out: str) -> int:
+    return int((out.strip().splitlines() or ["0"])[-1])
+
+
 def rewrite_rules(
     t: Topology, plan: Mapping[str, list[list[str]]], replacing: str, services: Collection[str]
 ) -> dict[str, int]:
@@ -149,13 +185,9 @@ def rewrite_rules(
     carrying `replacing` afterwards (0 without a pattern)."""
 
     def one(service: str) -> tuple[str, int]:
-        inserts = ["iptables -w " + shlex.join(r) for r in plan.get(service, [])]
-        script = "\n".join(
-            ["set -e", *([_NOTE_OLD] if replacing else []), *inserts, *([_DELETE_OLD] if replacing else []), ""]
-        )
-        args = [replacing] if replacing else []
+        script, args = rules_script(plan.get(service, []), replacing)
         out = root_script(t, service, script, args, f"rewrite fault rules in {service}", {"iptables": "iptables"})
-        return service, int((out.strip().splitlines() or ["0"])[-1])
+        return service, rules_left(out)
 
     with ThreadPoolExecutor(max(1, len(services))) as ex:
         return dict(ex.map(one, services))
@@ -170,16 +202,16 @@ def remove_rules(t: Topology, pattern: str, found: Mapping[str, ContainerState] 
     return service -> rules left (0 when clean). Paused or stopped containers are skipped: a
     stopped one loses its rules with its network namespace, a paused one is handled by its heal."""
     found = containers(t) if found is None else found
-    return rewrite_rules(t, {}, pattern, [n for n in t.node_names if is_up(found.get(n))])
+    return rewrite_rules(t, {}, pattern, [n for n in rule_holders(t) if is_up(found.get(n))])
 
 
 def count_rules(t: Topology, found: Mapping[str, ContainerState]) -> dict[str, int]:
     pattern = f'"{rule_tag(t.lab, "")}'
-    live = [n for n in t.node_names if is_up(found.get(n))]
+    live = [n for n in rule_holders(t) if is_up(found.get(n))]
 
     def count(service: str) -> int:
         out = exec_in(
-            container_name(t, service),
+            engine.place(t, service),
             ["sh", "-c", f"iptables -S | grep -cF -- '{pattern}' || true"],
             f"list fault rules in {service}",
             root=True,
@@ -235,5 +267,12 @@ def events_command(t: Topology, since: float, until: float) -> list[str]:
 
 def act(t: Topology, command: Sequence[str], services: Sequence[str], what: str, timeout: float) -> str:
     """Run a docker command (`docker kill --signal KILL`, `docker pause`, `docker start`...) on the
-    containers of `services`."""
-    return docker.run([*command, *(container_name(t, s) for s in services)], what, timeout=timeout)
+    containers of `services` (fault endpoints: `db` is a Galera database's front), once on each
+    engine that runs some of them."""
+    assert command[0] == "docker", command
+    found = engine.current(engine.states(t)) if t.engine.swarm else None
+    places = [engine.place(t, _service(t, s), found) for s in services]
+    return "".join(
+        docker.run([*prefix, *command[1:], *names], what, timeout=timeout)
+        for prefix, names in engine.by_engine(places).items()
+    )

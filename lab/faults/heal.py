@@ -13,20 +13,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.cluster import state
+from lab.cluster import galera_life, state
 from lab.cluster.docker import ContainerState
 from lab.cluster.topology import Topology
 from lab.core.errors import RuntimeFailure
-from lab.faults import backend, gray
+from lab.faults import backend, gray, hostfaults
 from lab.faults.hold import reapply
 from lab.faults.netmodel import addresses, is_up, rule_tag, state_word
 from lab.faults.registry import LOG_FILE, Registry, rules_lock
-from lab.faults.spec import DB, HELD_KINDS, LB, FaultSpec
+from lab.faults.spec import DB, HELD_KINDS, HOST_KINDS, LB, FaultSpec
 from lab.record.history import FaultRecord, JsonlWriter
 
 log = logging.getLogger("halab.faults.heal")
 
 _shield_depth = 0
+
+GALERA_RESTART_TIMEOUT = 60.0  # seconds per member: each joins by a state transfer
 
 
 @contextlib.contextmanager
@@ -70,11 +72,28 @@ def _start(t: Topology, services: Sequence[str], previous: Mapping[str, Mapping[
     return {s: m for s, m in moved.items() if m}
 
 
+def _restart_database(
+    t: Topology, stopped: Sequence[str], found: Mapping[str, ContainerState]
+) -> tuple[list[str], str | None]:
+    """(those of the STOPPED services `docker start` can take, the Galera member bootstrapped or
+    None). A Galera member started while no member runs would wait for a cluster to join forever,
+    so when every member is down the database is started as after a full outage
+    (lab/cluster/galera_life.py: from the most advanced member, the others joining it) and its
+    members are left out."""
+    members = set(t.db.member_names)
+    if not members & set(stopped) or any((c := found.get(m)) and c.running for m in members):
+        return list(stopped), None
+    first = galera_life.start(t, time.monotonic() + GALERA_RESTART_TIMEOUT * len(members))
+    return [s for s in stopped if s not in members], first
+
+
 def undo(t: Topology, entry: Mapping[str, Any]) -> dict[str, Any]:
     """Idempotent undo of one registry entry; returns what the record should add to its detail;
     raises RuntimeFailure when it could not be undone."""
     spec = FaultSpec.from_dict(entry["spec"])
     services = list(entry["targets"])
+    if spec.kind in HOST_KINDS:
+        return hostfaults.undo(t, spec, entry["id"])
     if spec.kind in HELD_KINDS:
         found = backend.containers(t)
         live = [n for n in t.node_names if is_up(found.get(n))]
@@ -124,7 +143,10 @@ def undo(t: Topology, entry: Mapping[str, Any]) -> dict[str, Any]:
             backend.act(t, ["docker", "unpause"], todo, f"unpause {' '.join(todo)}", timeout=60)
     else:
         todo = [s for s in services if (c := found.get(s)) and not c.running]
-        moved = _start(t, todo, entry.get("detail", {}).get("addresses", {}))
+        plain, bootstrapped = _restart_database(t, todo, found)
+        if bootstrapped:
+            extra["galera_bootstrap"] = bootstrapped
+        moved = _start(t, plain, entry.get("detail", {}).get("addresses", {}))
         if moved:
             extra["readdressed"] = moved
     after = backend.wait_states(t, todo, lambda _s, c: is_up(c))
@@ -208,7 +230,8 @@ class HealReport:
 def heal_lab(t: Topology) -> HealReport:
     """Undo every registered fault of the lab, then sweep what may be left without a registry entry
     (a process killed between acting and registering, a registry file removed): every rule labelled
-    with the lab, every paused container, every stopped container (database first)."""
+    with the lab, every paused container, every stopped container (database first); on a swarm lab
+    the stopped hosts instead, and the lab's rules in the hosts too."""
     with shielded():
         healed = []
         for entry in Registry(t.lab).active():
@@ -225,25 +248,37 @@ def heal_lab(t: Topology) -> HealReport:
         if paused:
             backend.act(t, ["docker", "unpause"], paused, "unpause leftovers", timeout=60)
             found = backend.containers(t)
-        counts = _sweep_rules(t, found)
-        live = [n for n in t.node_names if is_up(found.get(n))]
-        gray.stop_delayers(t, live, None)
-        shapers = {n: removed for n, (removed, _) in gray.unshape(t, live, None).items()}
-        rogues = gray.stop_rogues(t, None)
-        order = {DB: 0, LB: 2}
-        stopped = sorted((s for s, c in found.items() if not c.running), key=lambda s: order.get(s, 1))
-        if stopped:
-            backend.act(t, ["docker", "start"], stopped, "start stopped containers", timeout=120)
-            after = backend.wait_states(t, stopped, lambda _s, c: is_up(c))
-            bad = [s for s in stopped if not is_up(after.get(s))]
-            if bad:
-                raise RuntimeFailure(
-                    f"heal: {', '.join(bad)} would not start; see `halab logs --name {t.lab} {' '.join(bad)}`"
-                )
-    report = HealReport(tuple(healed), counts, tuple(paused), tuple(stopped), shapers, tuple(rogues))
+        if t.engine.swarm:  # no gray fault there, and the swarm itself restarts its tasks
+            host_rules, started_hosts = hostfaults.sweep(t)
+            counts = {**_sweep_rules(t, backend.containers(t)), **host_rules}
+            report = HealReport(tuple(healed), counts, tuple(paused), tuple(started_hosts))
+        else:
+            report = _sweep_compose(t, tuple(healed), tuple(paused), found)
     for line in report.lines():
         log.debug(line)
     return report
+
+
+def _sweep_compose(
+    t: Topology, healed: tuple[FaultRecord, ...], paused: tuple[str, ...], found: Mapping[str, ContainerState]
+) -> HealReport:
+    """A compose lab's leftovers: rules, delayers, shaping devices, rogue clients, stopped containers."""
+    counts = _sweep_rules(t, found)
+    live = [n for n in t.node_names if is_up(found.get(n))]
+    gray.stop_delayers(t, live, None)
+    shapers = {n: removed for n, (removed, _) in gray.unshape(t, live, None).items()}
+    rogues = gray.stop_rogues(t, None)
+    order = {DB: 0, LB: 2}
+    stopped = sorted((s for s, c in found.items() if not c.running), key=lambda s: order.get(s, 1))
+    if stopped and (plain := _restart_database(t, stopped, found)[0]):
+        backend.act(t, ["docker", "start"], plain, "start stopped containers", timeout=120)
+        after = backend.wait_states(t, stopped, lambda _s, c: is_up(c))
+        bad = [s for s in stopped if not is_up(after.get(s))]
+        if bad:
+            raise RuntimeFailure(
+                f"heal: {', '.join(bad)} would not start; see `halab logs --name {t.lab} {' '.join(bad)}`"
+            )
+    return HealReport(healed, counts, paused, tuple(stopped), shapers, tuple(rogues))
 
 
 def _sweep_rules(t: Topology, found: Mapping[str, ContainerState]) -> dict[str, int]:
@@ -261,6 +296,14 @@ def leftovers(t: Topology) -> dict[str, Any]:
     """What a heal would still find: registry entries, labelled rules, shaping devices, rogue
     database clients, paused and stopped containers."""
     found = backend.containers(t)
+    if t.engine.swarm:
+        host_rules, stopped_hosts = hostfaults.leftovers(t)
+        return {
+            "registered": [e["id"] for e in Registry(t.lab).active()],
+            "rules": {**{s: n for s, n in backend.count_rules(t, found).items() if n}, **host_rules},
+            "paused": [s for s, c in found.items() if c.paused],
+            "stopped": stopped_hosts,
+        }
     live = [n for n in t.node_names if is_up(found.get(n))]
     return {
         "registered": [e["id"] for e in Registry(t.lab).active()],

@@ -17,7 +17,7 @@ from typing import Any
 from lab.cluster.topology import Topology
 from lab.core.errors import FaultNotEffective
 from lab.faults import backend, gray
-from lab.faults.netmodel import addresses, check_paths, cuts, is_up, rule_basis, rule_tag, rules
+from lab.faults.netmodel import addresses, check_paths, cuts, is_up, rule_basis, rule_holders, rule_tag, rules
 from lab.faults.registry import Registry, rules_lock
 from lab.faults.spec import HELD_KINDS, LINK_KINDS, FaultSpec
 
@@ -59,7 +59,7 @@ def reapply(t: Topology, why: str) -> list[str]:
             return []
         found = backend.containers(t)
         ips = addresses(t, found)
-        live = sorted(n for n in t.node_names if is_up(found.get(n)))
+        live = sorted(n for n in rule_holders(t) if is_up(found.get(n)))
         done, failures = [], []
         for entry in held:
             basis = rule_basis(found, ips, entry["targets"])

@@ -16,7 +16,7 @@ from typing import Any
 from lab.cluster.topology import Topology
 from lab.core.errors import FaultNotEffective, RuntimeFailure
 from lab.core.wait import poll
-from lab.faults import backend, gray
+from lab.faults import backend, gray, hostfaults
 from lab.faults.heal import heal_entry, shielded, undo
 from lab.faults.hold import StartWatcher, reapply
 from lab.faults.netmodel import (
@@ -26,12 +26,23 @@ from lab.faults.netmodel import (
     cuts,
     is_up,
     rule_basis,
+    rule_holders,
     rule_tag,
     rules,
     state_word,
 )
 from lab.faults.registry import Registry, rules_lock
-from lab.faults.spec import CONTAINER_KINDS, DB, HELD_KINDS, LINK_KINDS, ROLES, ActiveFault, FaultSpec, validate
+from lab.faults.spec import (
+    CONTAINER_KINDS,
+    DB,
+    HELD_KINDS,
+    HOST_KINDS,
+    LINK_KINDS,
+    ROLES,
+    ActiveFault,
+    FaultSpec,
+    validate,
+)
 from lab.record.history import FaultRecord
 
 log = logging.getLogger("halab.faults.injector")
@@ -114,6 +125,8 @@ class Injector:
 
     def apply(self, spec: FaultSpec, where: str = "fault") -> ActiveFault:
         spec = self.resolve(spec, where)
+        if spec.kind in HOST_KINDS:
+            return self._apply_host(spec, where)
         if spec.kind in CONTAINER_KINDS:
             return self._apply_containers(spec)
         if spec.kind in ("stall", "cpu", "clock", "io", "exhaust"):
@@ -185,6 +198,17 @@ class Injector:
             return self._activate(
                 fault_id, spec, services, t0, {"addresses": addresses(t, {s: before[s] for s in services})}
             )
+        except BaseException:
+            self._undo_failed_apply(fault_id)
+            raise
+
+    def _apply_host(self, spec: FaultSpec, where: str) -> ActiveFault:
+        hostfaults.targets(self.t, spec, where)  # names hosts of the lab's group, made here
+        fault_id = self._register(spec, spec.targets, {})
+        try:
+            t0 = time.time()
+            detail = hostfaults.apply(self.t, spec, fault_id)
+            return self._activate(fault_id, spec, spec.targets, t0, detail)
         except BaseException:
             self._undo_failed_apply(fault_id)
             raise
@@ -295,7 +319,7 @@ class Injector:
         probability = cut_list[0].probability if cut_list else 1.0
         # A host that is down or frozen cannot take rules nor run checks: its peers hold them (a
         # down one has no addresses either: it is cut when it starts, by reapply).
-        live = {n for n in t.node_names if is_up(found.get(n))}
+        live = {n for n in rule_holders(t) if is_up(found.get(n))}
         paths = check_paths(cut_list, live)
         before = backend.connectivity(t, [(s, d, 1) for s, d in paths], ips)
         open_paths = [p for p in paths if before[p][0] > 0]

@@ -46,13 +46,15 @@ def groups(spec: FaultSpec, t: Topology) -> tuple[frozenset[str], ...]:
 
 
 def _datacenter_groups(t: Topology, sides: Sequence[Sequence[str]], *, rest: bool) -> tuple[frozenset[str], ...]:
-    """Each side's nodes, with the database and the load balancer where they were placed; the
-    datacenters not named form one more side when `rest` (no side named: each its own)."""
-    named_dcs = [set(s) for s in sides] or [{dc} for dc in t.datacenters]
-    other_dcs = {dc for dc in t.datacenters if not any(dc in s for s in named_dcs)}
+    """Each side's nodes, with the database (a Galera database: its front, members and arbitrator)
+    and the load balancer where they were placed; the sites (datacenters, an arbitrator's third
+    site) not named form one more side when `rest` (no side named: each its own)."""
+    named_dcs = [set(s) for s in sides] or [{dc} for dc in t.sites]
+    other_dcs = {dc for dc in t.sites if not any(dc in s for s in named_dcs)}
     out: list[frozenset[str]] = []
     for dcs in named_dcs + ([other_dcs] if other_dcs and rest else []):
         members = {n.name for n in t.nodes if n.dc in dcs}
+        members.update(voter for voter, site in t.db.placement() if site in dcs)
         if t.db_dc != EXTERNAL_DB and t.db_dc in dcs:
             members.add(DB)
         if t.lb_dc != OUTSIDE_LB and t.lb_dc in dcs:
@@ -129,10 +131,27 @@ def addresses(t: Topology, found: Mapping[str, ContainerState]) -> dict[str, dic
     return {s: {net.removeprefix(prefix): ip for net, ip in c.addresses.items()} for s, c in found.items()}
 
 
-def path_ip(dst: str, ips: Mapping[str, Mapping[str, str]], src_dc: str) -> str | None:
-    """The address a node (in datacenter `src_dc`) uses for `dst`: the database on `db`, the load
-    balancer on the node's datacenter network, a peer on the `interdc` mesh."""
-    return ips.get(dst, {}).get("db" if dst == DB else src_dc if dst == LB else "interdc")
+def path_ip(dst: str, ips: Mapping[str, Mapping[str, str]], src_dc: str | None) -> str | None:
+    """The address a node (in datacenter `src_dc`) uses for `dst`: the database (and a Galera
+    database's members, which are on no peer mesh) on `db`, the load balancer on the node's
+    datacenter network, a peer on the `interdc` mesh. A Galera member or arbitrator (`src_dc`
+    None) reaches whatever it reaches on `db`."""
+    theirs = ips.get(dst, {})
+    if src_dc is None or dst == DB or ("interdc" not in theirs and dst != LB):
+        return theirs.get("db")
+    return theirs.get(src_dc if dst == LB else "interdc")
+
+
+def rule_holders(t: Topology) -> tuple[str, ...]:
+    """The containers that take a network fault's rules in their own namespace: the nodes, and a
+    Galera database's members and arbitrator (NET_ADMIN in their bounding set, iptables in their
+    image), so that a split cuts the members apart with their sites."""
+    return (*t.node_names, *(voter for voter, _ in t.db.placement()))
+
+
+def source_dc(t: Topology, holder: str) -> str | None:
+    """What path_ip needs of a rule holder: a node's datacenter, None for a Galera voter."""
+    return t.node(holder).dc if holder in t.node_names else None
 
 
 def is_up(c: ContainerState | None) -> TypeGuard[ContainerState]:

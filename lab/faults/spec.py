@@ -22,10 +22,18 @@ NETWORK_KINDS = ("isolate", "split", "partition", "flaky")
 LINK_KINDS = ("delay", "bandwidth")
 GRAY_KINDS = (*LINK_KINDS, "stall", "cpu", "clock", "io", "exhaust")
 
-KINDS = CONTAINER_KINDS + NETWORK_KINDS + GRAY_KINDS
+# A whole Docker host of a swarm lab (lab/faults/hostfaults.py): cut from the other hosts, or killed.
+HOST_KINDS = ("cut-host", "kill-host")
 
-# Kinds aimed at containers (`targets`), not at the sides of a link.
-TARGET_KINDS = (*CONTAINER_KINDS, "isolate", "stall", "cpu", "clock", "io", "exhaust")
+KINDS = CONTAINER_KINDS + NETWORK_KINDS + GRAY_KINDS + HOST_KINDS
+
+# Kinds aimed at containers or hosts (`targets`), not at the sides of a link.
+TARGET_KINDS = (*CONTAINER_KINDS, "isolate", "stall", "cpu", "clock", "io", "exhaust", *HOST_KINDS)
+
+# What a swarm lab takes so far (docs/swarm.md): its nodes' network faults and pauses act in the
+# tasks wherever they run; a killed or stopped task would be replaced by the swarm, and the gray
+# faults still reach containers by this machine's Docker only.
+SWARM_KINDS = ("pause", *NETWORK_KINDS, *HOST_KINDS)
 
 # Held across restarts: their rules are re-established on every start (lab/faults/hold.py).
 HELD_KINDS = (*NETWORK_KINDS, *LINK_KINDS)
@@ -76,7 +84,7 @@ class FaultSpec:
         if self.kind == "exhaust":
             left = f"{self.leave} left free" if self.leave else "every connection"
             return f"exhaust {' '.join(self.targets)} ({left})"
-        if self.kind in CONTAINER_KINDS or self.kind == "isolate":
+        if self.kind in CONTAINER_KINDS or self.kind in HOST_KINDS or self.kind == "isolate":
             return f"{self.kind} {' '.join(self.targets)}"
         sep = " > " if self.one_way else " | "
         text = f"{self.kind} {sep.join(','.join(s) for s in self.sides)}"
@@ -251,6 +259,11 @@ def validate(spec: FaultSpec, t: Topology, where: str = "fault") -> None:
     """Raise BadInput naming `where` and the field when the spec cannot apply to this topology."""
     if spec.kind not in KINDS:
         raise BadInput(f"{where}.kind: unknown fault {spec.kind!r}; choose one of {', '.join(KINDS)}")
+    if t.engine.swarm and spec.kind not in SWARM_KINDS:
+        raise BadInput(f"{where}.kind: {spec.kind} is not available on a swarm lab yet; use {', '.join(SWARM_KINDS)}")
+    if spec.kind in HOST_KINDS:
+        _validate_host(spec, t, where)
+        return
     nodes = ", ".join(t.node_names)
     _validate_gray(spec, t, where)
     if spec.kind in TARGET_KINDS:
@@ -260,7 +273,9 @@ def validate(spec: FaultSpec, t: Topology, where: str = "fault") -> None:
                 f"{'db, lb, ' if spec.kind != 'isolate' else ''}{', '.join(ROLES)}"
             )
         with_db_lb = spec.kind in CONTAINER_KINDS or spec.kind in ("cpu", "io", "exhaust")
-        allowed = set(t.node_names) | set(ROLES) | ({DB, LB} if with_db_lb else set())
+        # A Galera database's members and arbitrator are containers too (docs/galera.md).
+        voters = {v for v, _ in t.db.placement()} if spec.kind in CONTAINER_KINDS else set()
+        allowed = set(t.node_names) | set(ROLES) | ({DB, LB} if with_db_lb else set()) | voters
         for i, target in enumerate(spec.targets):
             if target not in allowed:
                 raise BadInput(
@@ -273,7 +288,7 @@ def validate(spec: FaultSpec, t: Topology, where: str = "fault") -> None:
             raise BadInput(f"{where}.target: isolate takes one node (use partition for groups)")
         if spec.targets.count("follower") > t.size - 1:
             raise BadInput(f"{where}.target: a {t.size}-node lab has {t.size - 1} follower(s)")
-        if len(spec.targets) > t.size + 2:
+        if len(spec.targets) > t.size + 2 + len(voters):
             raise BadInput(f"{where}.target: more targets than containers")
     elif spec.targets:
         raise BadInput(f"{where}.target: {spec.kind} takes sides, not targets")
@@ -285,7 +300,7 @@ def validate(spec: FaultSpec, t: Topology, where: str = "fault") -> None:
         if len(t.datacenters) < 2:
             raise BadInput(f"{where}.kind: a split needs two datacenters; this lab has one ({t.datacenters[0]})")
         if spec.sides:
-            _check_sides(spec.sides, t.datacenters, "datacenter", f"{where}.sides", allow_one=True)
+            _check_sides(spec.sides, t.sites, "datacenter", f"{where}.sides", allow_one=True)
     elif spec.kind == "partition":
         _check_sides(spec.sides, (*t.node_names, DB), "node", f"{where}.sides", allow_one=True)
         if not any(n in s for s in spec.sides for n in t.node_names):
@@ -302,6 +317,18 @@ def validate(spec: FaultSpec, t: Topology, where: str = "fault") -> None:
             )
     elif spec.loss is not None:
         raise BadInput(f"{where}.loss: only flaky takes a loss percentage")
+
+
+def _validate_host(spec: FaultSpec, t: Topology, where: str) -> None:
+    """A host fault names hosts of the lab's group (checked against the group when applied)."""
+    if not t.engine.swarm:
+        raise BadInput(f"{where}.kind: {spec.kind} acts on the hosts of a swarm lab; this lab runs on compose")
+    if not spec.targets:
+        raise BadInput(f"{where}.target: {spec.kind} needs the hosts it acts on (`halab hosts ls`)")
+    if len(set(spec.targets)) != len(spec.targets):
+        raise BadInput(f"{where}.target: a host is named twice")
+    if spec.sides or spec.one_way or any(getattr(spec, name) is not None for name in _OPTIONAL):
+        raise BadInput(f"{where}: {spec.kind} takes hosts only")
 
 
 def _validate_gray(spec: FaultSpec, t: Topology, where: str) -> None:
@@ -334,6 +361,8 @@ def _validate_gray(spec: FaultSpec, t: Topology, where: str) -> None:
             raise BadInput(f"{where}.jitter: from 0 to the delay ({spec.delay:g}s), got {spec.jitter!r}")
     if spec.kind == "bandwidth" and spec.rate is None:
         raise BadInput(f"{where}.rate: bandwidth needs a rate such as 1mbit")
+    if spec.kind in ("cpu", "io", "exhaust") and DB in spec.targets and t.db.galera:
+        raise BadInput(f"{where}.target: {spec.kind} on a Galera database is not built yet (docs/galera.md)")
     if spec.kind == "exhaust" and spec.targets != (DB,):
         raise BadInput(f"{where}.target: exhaust takes the database: db")
     if spec.kind == "stall" and spec.process not in PROCESSES:

@@ -21,6 +21,7 @@ DEPENDS_ON = {
     "lb": ("haproxy",),
     "node": ("python3", "python3-aiohttp", "python3-kazoo", "python3-mysqldb", "zookeeper"),
     "prom": ("prometheus", "prometheus-mysqld-exporter"),
+    "dind": ("docker.io",),
 }
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from lab.cluster import preflight
 from lab.cluster.preflight import free_port, free_ports
-from lab.cluster.topology import Ports, Sizing, make_topology
+from lab.cluster.topology import Engine, Ports, Sizing, make_topology
 from lab.core.errors import BadInput, CheckFailed
 
 
@@ -19,6 +19,17 @@ def test_busy_port_is_named_with_its_holder():
             preflight.enforce(t, allow_undersized=True)
     msg = str(e.value)
     assert f"127.0.0.1:{busy} is already in use by python" in msg and "--http-port" in msg
+
+
+def test_a_swarm_labs_ports_busy_here_are_its_managers_and_pass():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        busy = s.getsockname()[1]
+        ports = Ports(http=busy, https=free_port(), mgmt=free_port())
+        on_swarm = make_topology(1, ports=ports, engine=Engine("swarm", "swm"))
+        assert preflight.ports(make_topology(1, ports=ports))[0].level == "error"
+        assert [f.level for f in preflight.ports(on_swarm)] == ["ok"]
 
 
 def test_free_ports_pass():

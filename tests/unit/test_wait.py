@@ -36,3 +36,14 @@ def test_wait_for_names_what_it_waited_for_and_what_it_saw_last():
 
 def _refused() -> None:
     raise ConnectionRefusedError("not yet")
+
+
+def test_wait_until_names_the_last_problem_seen():
+    problems = iter(["db1: Joining", "db1: Joined", "db1: Donor"] * 10)
+    with pytest.raises(WaitTimeout, match=r"waiting for db1 synced \(last: 'db1: (Joining|Joined|Donor)'\)"):
+        wait.wait_until("db1 synced", lambda: next(problems), deadline=4.0)
+
+
+def test_wait_until_returns_once_nothing_is_off():
+    problems = iter(["not yet", "not yet", None])
+    assert wait.wait_until("the front", lambda: next(problems), deadline=100.0) > 0

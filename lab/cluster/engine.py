@@ -1,0 +1,87 @@
+"""Where a lab's containers run and the docker command that reaches each: this machine's Docker
+for a compose lab; for a swarm lab, the Docker of the host that runs each task (its host group,
+lab/cluster/hosts.py). Everything that acts on one container of a lab (probes, faults, logs) asks
+here, so that it works on either engine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from lab.cluster import docker, hosts
+from lab.cluster.compose import container_name
+from lab.cluster.docker import ContainerState
+from lab.cluster.topology import Topology
+from lab.core.errors import RuntimeFailure
+
+
+@dataclass(frozen=True)
+class Place:
+    """One container of a lab: the docker command of the engine that runs it, and its name or id."""
+
+    engine: tuple[str, ...]
+    container: str
+    host: str = ""  # a swarm lab's: the host
+
+    def command(self, *args: str) -> list[str]:
+        """`docker <args>` on its engine; the caller appends the container where it goes."""
+        return [*self.engine, *args]
+
+
+def group(t: Topology) -> hosts.HostGroup:
+    assert t.engine.swarm and t.engine.hosts is not None, "a swarm lab names its host group"
+    return hosts.load(t.engine.hosts)
+
+
+def engines(t: Topology) -> dict[str, tuple[str, ...]]:
+    """host name -> its docker command ("" -> this machine's, for a compose lab)."""
+    if not t.engine.swarm:
+        return {"": docker.LOCAL}
+    return {h.name: h.docker for h in group(t).hosts}
+
+
+def states(t: Topology) -> list[ContainerState]:
+    """Every container of the lab on every engine, each with its host; a host that does not
+    answer (killed, cut off) shows none."""
+    out: list[ContainerState] = []
+    for host, engine in engines(t).items():
+        try:
+            found = docker.container_states(t.lab, engine)
+        except RuntimeFailure:
+            if not host:
+                raise
+            continue
+        out += [replace(c, host=host) for c in found]
+    return out
+
+
+def current(found: Iterable[ContainerState]) -> dict[str, ContainerState]:
+    """service -> its container; of a swarm service's tasks, the running one, else the newest
+    (a replaced task's exited container stays until the swarm prunes it)."""
+    out: dict[str, ContainerState] = {}
+    for c in found:
+        if not c.service:
+            continue
+        old = out.get(c.service)
+        if old is None or (c.running, c.started_at or "") > (old.running, old.started_at or ""):
+            out[c.service] = c
+    return out
+
+
+def place(t: Topology, service: str, found: dict[str, ContainerState] | None = None) -> Place:
+    """Where `service`'s container is: for a compose lab by its name alone, for a swarm lab from
+    `found` (or the engines, asked now)."""
+    if not t.engine.swarm:
+        return Place(docker.LOCAL, container_name(t, service))
+    c = (current(states(t)) if found is None else found).get(service)
+    if c is None:
+        raise RuntimeFailure(f"no container of {service} runs on the hosts of lab {t.lab!r}")
+    return Place(engines(t)[c.host], c.id, c.host)
+
+
+def by_engine(places: Sequence[Place]) -> dict[tuple[str, ...], list[str]]:
+    """docker command -> the containers it reaches, so that one command acts on each engine's."""
+    out: dict[tuple[str, ...], list[str]] = {}
+    for p in places:
+        out.setdefault(p.engine, []).append(p.container)
+    return out

@@ -1,0 +1,89 @@
+"""A lab as a stack on a swarm (`halab up --engine swarm`): deploy it from the lab's state
+directory, remove it and everything it left on every host.
+
+`docker stack deploy` reads the stack file and the files it names (secrets, haproxy.cfg) where the
+docker command runs: on this machine for real hosts (their docker command reaches the manager's
+engine from here), inside the manager for hosts made here (reached with `docker exec`), so the
+state directory is copied into the manager first (STATE_INSIDE) and removed with the lab.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import suppress
+
+from lab.cluster import docker, engine, hosts, stack, state
+from lab.cluster.topology import Topology
+from lab.core.errors import RuntimeFailure
+from lab.core.wait import wait_for
+
+log = logging.getLogger("halab.cluster.swarm")
+
+STATE_INSIDE = "/var/lib/halab/labs"  # where a lab's files are inside a manager made here
+REMOVE_TIMEOUT = 120.0  # every task of a removed stack gone from every host within this
+
+
+def stack_dir(group: hosts.HostGroup, t: Topology) -> str:
+    """The lab's state directory as the manager's docker command sees it."""
+    return f"{STATE_INSIDE}/{t.lab}" if group.made_here else str(state.lab_dir(t.lab))
+
+
+def deploy(t: Topology) -> None:
+    """Deploy the lab's stack (rendered into its state directory) from the manager."""
+    group = engine.group(t)
+    manager = group.manager
+    inside = stack_dir(group, t)
+    if group.made_here:
+        assert manager.container is not None
+        docker.run(manager_shell(group, f"rm -rf '{inside}' && mkdir -p '{STATE_INSIDE}'"), "prepare the manager")
+        docker.run(
+            ["docker", "cp", str(state.lab_dir(t.lab)), f"{manager.container}:{inside}"],
+            f"copy lab {t.lab}'s files into {manager.name}",
+            timeout=60,
+        )
+    docker.run(
+        manager.command("stack", "deploy", "--compose-file", f"{inside}/{stack.STACK_FILE}", t.lab),
+        f"docker stack deploy {t.lab} on {manager.name}",
+        timeout=180,
+    )
+
+
+def manager_shell(group: hosts.HostGroup, script: str) -> list[str]:
+    """A shell command in the manager's own container (hosts made here only)."""
+    return ["docker", "exec", str(group.manager.container), "sh", "-c", script]
+
+
+def remove(t: Topology, keep_data: bool = False) -> dict[str, int]:
+    """`docker stack rm`, then, on every host, what the stack leaves: its containers until the
+    swarm has removed them, its networks, its volumes (unless keep_data); and the manager's copy of
+    the state directory. Hosts that do not answer are skipped (a killed host keeps its share)."""
+    group = engine.group(t)
+    removed = {"containers": 0, "networks": 0, "volumes": 0}
+    with suppress(RuntimeFailure):  # no such stack: only leftovers to sweep
+        docker.run(group.manager.command("stack", "rm", t.lab), f"docker stack rm {t.lab}", timeout=120)
+    removed["containers"] = len(engine.states(t))
+
+    def gone() -> bool:
+        left = engine.states(t)
+        for host, engine_cmd in engine.engines(t).items():
+            ids = [c.id for c in left if c.host == host]
+            if ids:  # a task the swarm is slow to remove (or of a host it lost)
+                with suppress(RuntimeFailure):
+                    docker.run([*engine_cmd, "rm", "-f", "-v", *ids], f"remove containers of {t.lab} on {host}")
+        return not left
+
+    wait_for(f"every container of lab {t.lab} gone from its hosts", gone, REMOVE_TIMEOUT, interval=1.0)
+    for host, engine_cmd in engine.engines(t).items():
+        kinds = ("network",) if keep_data else ("network", "volume")
+        for kind in kinds:
+            try:
+                ids = docker.labelled(kind, t.lab, engine_cmd)
+                if ids:
+                    docker.run([*engine_cmd, kind, "rm", *ids], f"remove {kind}s of {t.lab} on {host}", timeout=60)
+                    removed[f"{kind}s"] += len(ids)
+            except RuntimeFailure as exc:
+                log.info(f"  {host}: {kind}s of {t.lab} not removed: {exc}")
+    if group.made_here:
+        with suppress(RuntimeFailure):
+            docker.run(manager_shell(group, f"rm -rf '{stack_dir(group, t)}'"), "remove the lab's files in the manager")
+    return removed

@@ -1,0 +1,103 @@
+"""A 3-node lab as a stack over three Docker hosts made here (`halab hosts up 3`): write/read load
+through the load balancer on the manager, one host cut from the others, the majority side keeps
+serving, the checker finds nothing lost, and `down` + `hosts down` leave nothing anywhere."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from helpers import recorded, wait_recorded
+
+from lab import faults
+from lab.chaos.watch import Watch
+from lab.cluster import docker, engine, hosts, lifecycle, probes, state
+from lab.cluster.preflight import free_ports
+from lab.cluster.topology import Engine, make_topology
+from lab.record.history import load_run
+from lab.record.load import LoadRun, LoadSpec, make_run_dir
+from lab.record.report import build_report
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+GRACE = 8.0  # seconds after the cut the objective starts to count (scenarios/claims.yaml's)
+
+
+def left_on(group: hosts.HostGroup, host: hosts.Host) -> dict[str, list[str]]:
+    """Everything a lab could leave on a host: containers, networks and volumes of any lab; on the
+    manager also secrets and configs of any stack (swarm state: a worker refuses to list them)."""
+    out = {kind: docker.labelled(kind, None, host.docker) for kind in ("container", "network", "volume")}
+    for kind in ("secret", "config") if host == group.manager else ():
+        out[kind] = docker.run(host.command(kind, "ls", "-q"), f"list {kind}s on {host.name}").split()
+    return {k: v for k, v in out.items() if v}
+
+
+@pytest.fixture
+def swarm_lab() -> Iterator[tuple[Any, hosts.HostGroup]]:
+    ports = free_ports()
+    group = hosts.make_group(state.unique_lab_name("swm"), 3, published=(ports.http, ports.https, ports.mgmt))
+    label = f"label={hosts.GROUP_LABEL}={group.name}"
+    try:
+        hosts.up(group)
+        # tuned: the load balancer drains the cut-off node as soon as it fences itself.
+        t = make_topology(
+            3, lab=state.unique_lab_name("swm"), ports=ports, profile="tuned", engine=Engine("swarm", group.name)
+        )
+        try:
+            lifecycle.up(t)
+            yield t, group
+        finally:
+            faults.heal_lab(t)
+            lifecycle.down(t.lab)
+        assert {h.name: left_on(group, h) for h in group.hosts} == {h.name: {} for h in group.hosts}
+    finally:
+        hosts.down(group.name)
+    for kind in (["ps", "-aq"], ["volume", "ls", "-q"], ["network", "ls", "-q"]):
+        assert docker.run(["docker", *kind, "--filter", label], "list leftovers").split() == [], kind
+
+
+def test_a_cut_host_leaves_the_majority_serving_and_loses_no_write(swarm_lab, tmp_path):
+    t, group = swarm_lab
+    placed = {c.service: c.host for c in engine.states(t) if c.running}
+    assert placed["lb"] == group.manager.name
+    assert {group.host(placed[n.name]).dc for n in t.nodes} == set(t.datacenters)
+    minority = group.host(placed["b1"])  # the one node of dc-b: alone on its host
+    assert [n for n, h in placed.items() if h == minority.name] == ["b1"], placed
+
+    run_dir = make_run_dir("it-swarm-cut", root=tmp_path)
+    spec = LoadSpec(
+        name="it-swarm-cut",
+        users=8,
+        spawn_rate=8,
+        duration=300,
+        http_port=t.ports.http,
+        https_port=t.ports.https,
+        ca_file=str(state.ca_path(t.lab)),
+    )
+    with (
+        Watch(t, run_dir, client=False),
+        faults.Injector(t, history=run_dir / "history.jsonl") as nemesis,
+        LoadRun(spec, run_dir) as load,
+    ):
+        wait_recorded(run_dir, "history", 100, load)
+        with nemesis.held(faults.make_spec("cut-host", [minority.name])) as cut:
+            wait_recorded(run_dir, "history", recorded(run_dir, "history") + 400, load, timeout=240)
+        healed = time.time()
+        wait_recorded(run_dir, "history", recorded(run_dir, "history") + 100, load)
+        load.stop()
+
+    held = [r for r in load_run(run_dir).requests if cut.t0 + GRACE <= r.t0 and r.t1 <= healed]
+    writes = [r for r in held if r.write]
+    assert held and writes, "no request went out while the host was cut"
+    assert sum(r.ok for r in held) / len(held) >= 0.99, "the majority side did not keep serving"
+    assert sum(r.ok for r in writes) / len(writes) >= 0.99, "writes stopped while the host was cut"
+    served_by = {r.node for r in held if r.ok}
+    assert "b1" not in served_by and served_by <= {"a1", "a2"}, served_by
+
+    r = build_report(run_dir, query=lambda sql: probes.db_query(t, sql)).result
+    checks = [o for o in r.outcomes if o.name not in ("linearizable_registers", "session_guarantees")]
+    assert all(o.status == "passed" for o in checks), [(o.name, o.violations[:3]) for o in checks]
+    assert r.acks > 0
+    assert faults.leftovers(t) == {"registered": [], "rules": {}, "paused": [], "stopped": []}
