@@ -10,13 +10,16 @@ busy machine than req/s. What it leaves out: the MySQL driver's work (query, row
 MariaDB's; bench_server.py measures the whole node.
 
 Run it on Debian's python3 with the image's packages (python3-aiohttp 3.8, python3-uvloop) for
-the image's figures; the venv's aiohttp is another release:
+the image's figures; the venv's aiohttp is another release. Each checkout (--trees, default this
+one) runs its own lab/server, set up as its `python3 -m lab.server serve` is (event loop, malloc),
+alternating round by round, so that a before/after pair shares the machine's conditions:
 
-    PYTHONPATH=. /usr/bin/python3 bench/bench_node_cpu.py [--loop asyncio|uvloop|both] \
-        [--duration 5] [--profile FILE]
+    /usr/bin/python3 bench/bench_node_cpu.py [--trees BEFORE AFTER] [--duration 5] [--rounds 3] \\
+        [--profile FILE]
 
---profile writes cProfile's summary of the server process during the list's load to FILE (the
-profiler itself slows every Python call; read it for where the time goes, not for totals).
+--profile writes cProfile's summary of the server process during the list's load to FILE (one
+round, the first tree; the profiler slows every Python call: read it for where the time goes, not
+for totals, and it sees nothing of uvloop's C code).
 """
 
 from __future__ import annotations
@@ -39,19 +42,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab.server import db, gdapi, store
-from lab.server.api import Api
-from lab.server.auth import Authenticator
-from lab.server.cache import ResourceCache
-from lab.server.config import from_env
-from lab.server.heap import HeapModel, OutOfMemory
-from lab.server.listener import Listener
-from lab.server.metrics import RequestMetrics
-from lab.server.resources import RESOURCE_TYPES
-from lab.server.state import HAStateMachine, Health
-
 _TICK = os.sysconf("SC_CLK_TCK")
-_NOW = dt.datetime(2026, 12, 1, 11, 48, 31, 745389)
+_CREATED = dt.datetime(2026, 12, 1, 11, 48, 31, 745389)
 ROWS = [
     {
         "id": i,
@@ -61,7 +53,7 @@ ROWS = [
         "uuid": "adminProject" if i == 1 else f"db196e36-2a73-45cb-98d7-4aa2e78e{i:04x}",
         "description": "Default project" if i == 1 else None,
         "state": "active",
-        "created": _NOW + dt.timedelta(seconds=i),
+        "created": _CREATED + dt.timedelta(seconds=i),
         "removed": None,
         "remove_time": None,
         "data": "{}",
@@ -76,7 +68,7 @@ ENDPOINTS = {
 
 
 class StandInCursor:
-    """Every SELECT answers with the project rows (LIMIT/OFFSET applied), as dicts."""
+    """Every SELECT answers with the project rows (its LIMIT and OFFSET applied), as dicts."""
 
     def __init__(self) -> None:
         self._rows: list[dict[str, Any]] = []
@@ -88,8 +80,7 @@ class StandInCursor:
         pass
 
     def execute(self, sql: str, args: Any = ()) -> int:
-        m = re.search(r"LIMIT %s OFFSET %s$", sql)
-        if m:
+        if sql.endswith("LIMIT %s OFFSET %s"):
             limit, offset = list(args)[-2:]
             self._rows = [dict(r) for r in ROWS[offset : offset + limit]]
         else:
@@ -117,36 +108,44 @@ class StandInConnection:
         pass
 
 
-class StandInDatabase(db.Database):
-    def _open(self) -> Any:
-        return StandInConnection()
-
-
-class Coordinator:
-    connected = False  # no ZooKeeper: the cache is filled by hand below
-
-
-class RigNode:
-    """What `Api` uses of a node, with the real pool, heap model, cache and metrics."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.cfg = from_env({"HALAB_NODE_NAME": "a1", "CATTLE_JAVA_OPTS": "-Xmx1g", "HALAB_PROFILE": "rancher-1.0"})
-        self.heap = HeapModel(self.cfg.heap_xmx, self.cfg.heap_scale)
-        self.sm = HAStateMachine()
-        self.sm.observe(Health(bootstrapped=True, zk_connected=True, db_ok=True))
-        self.requests = RequestMetrics()
-        self.db = StandInDatabase(self.cfg, loop)
-        self.auth = Authenticator(self.db)
-        self.cache = ResourceCache(self.heap)
-        self.coord = Coordinator()
-        self.ctx = store.Context(self.cfg.registration_url)
-        self.default_project_id = 1
-
-    def die_of_oom(self, e: OutOfMemory) -> None:
-        raise SystemExit(f"the rig's heap model ran out: {e}")
-
-
 async def serve(port: int, profile: str | None) -> None:
+    """The child: the API of a node whose database is the stand-in (lab.server from PYTHONPATH)."""
+    from lab.server import db, gdapi, store
+    from lab.server.api import Api
+    from lab.server.auth import Authenticator
+    from lab.server.cache import ResourceCache
+    from lab.server.config import from_env
+    from lab.server.heap import HeapModel, OutOfMemory
+    from lab.server.listener import Listener
+    from lab.server.metrics import RequestMetrics
+    from lab.server.resources import RESOURCE_TYPES
+    from lab.server.state import HAStateMachine, Health
+
+    class StandInDatabase(db.Database):
+        def _open(self) -> Any:
+            return StandInConnection()
+
+    class Coordinator:
+        connected = False  # no ZooKeeper: the cache is filled by hand below
+
+    class RigNode:
+        def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+            env = {"HALAB_NODE_NAME": "a1", "CATTLE_JAVA_OPTS": "-Xmx1g", "HALAB_PROFILE": "rancher-1.0"}
+            self.cfg = from_env(env)
+            self.heap = HeapModel(self.cfg.heap_xmx, self.cfg.heap_scale)
+            self.sm = HAStateMachine()
+            self.sm.observe(Health(bootstrapped=True, zk_connected=True, db_ok=True))
+            self.requests = RequestMetrics()
+            self.db = StandInDatabase(self.cfg, loop)
+            self.auth = Authenticator(self.db)
+            self.cache = ResourceCache(self.heap)
+            self.coord = Coordinator()
+            self.ctx = store.Context(self.cfg.registration_url)
+            self.default_project_id = 1
+
+        def die_of_oom(self, e: OutOfMemory) -> None:
+            raise SystemExit(f"the rig's heap model ran out: {e}")
+
     loop = asyncio.get_running_loop()
     node = RigNode(loop)
     api = Api(node)  # type: ignore[arg-type]
@@ -162,7 +161,7 @@ async def serve(port: int, profile: str | None) -> None:
     if profiler is not None:
         loop.add_signal_handler(signal.SIGUSR1, profiler.enable)
         loop.add_signal_handler(signal.SIGUSR2, profiler.disable)
-    print("ready", flush=True)
+    print(f"ready {type(loop).__module__}", flush=True)
     await stop.wait()
     if profiler is not None and profile:
         out = io.StringIO()
@@ -174,12 +173,21 @@ async def serve(port: int, profile: str | None) -> None:
     node.db.close()
 
 
+def serve_as_the_node_does(port: int, profile: str | None) -> None:
+    """What this tree's `python3 -m lab.server serve` sets up before its loop, where it has it."""
+    main = importlib.import_module("lab.server.main")
+    for setup in ("use_uvloop", "keep_freed_memory"):
+        if hasattr(main, setup):
+            getattr(main, setup)()
+    asyncio.run(serve(port, profile))
+
+
 def child_cpu(pid: int) -> float:
     rest = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(rest[11]) + int(rest[12])) / _TICK
 
 
-def wrk(url: str, duration: int, connections: int) -> float:
+def wrk(url: str, duration: int, connections: int) -> int:
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", url],
         capture_output=True,
@@ -187,11 +195,12 @@ def wrk(url: str, duration: int, connections: int) -> float:
         timeout=duration + 60,
         check=True,
     ).stdout
-    requests = re.search(r"(\d+) requests in", out)
-    assert requests, out
     if "Non-2xx" in out:
         raise SystemExit(f"{url}: non-2xx answers:\n{out}")
-    return float(requests.group(1))
+    requests = re.search(r"(\d+) requests in", out)
+    if requests is None:
+        raise SystemExit(f"{url}: no request count in wrk's output:\n{out}")
+    return int(requests.group(1))
 
 
 def free_port() -> int:
@@ -200,14 +209,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def measure(loop_name: str, args: argparse.Namespace) -> dict[str, tuple[float, float]]:
+def measure(tree: str, args: argparse.Namespace) -> tuple[str, dict[str, tuple[float, float]]]:
+    """(the child's event loop module, {endpoint: (req/s, CPU ms per request)})."""
     port = free_port()
-    cmd = [sys.executable, __file__, "--serve", str(port), "--loop", loop_name]
-    if args.profile:
-        cmd += ["--profile", args.profile]
-    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    cmd = [sys.executable, __file__, "--serve", str(port)] + (["--profile", args.profile] if args.profile else [])
+    env = {**os.environ, "PYTHONPATH": str(Path(tree).resolve())}
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     try:
-        assert child.stdout is not None and child.stdout.readline().strip() == "ready", "the server did not start"
+        assert child.stdout is not None
+        ready = child.stdout.readline().split()
+        if ready[:1] != ["ready"]:
+            raise SystemExit(f"the server of {tree} did not start")
         results = {}
         for label, path in ENDPOINTS.items():
             url = f"http://127.0.0.1:{port}{path}"
@@ -220,7 +232,7 @@ def measure(loop_name: str, args: argparse.Namespace) -> dict[str, tuple[float, 
             if args.profile and "list" in label:
                 child.send_signal(signal.SIGUSR2)
             results[label] = (n / (t1 - t0), (c1 - c0) / n * 1000)
-        return results
+        return ready[1], results
     finally:
         child.send_signal(signal.SIGTERM)
         child.wait(timeout=60)
@@ -228,35 +240,34 @@ def measure(loop_name: str, args: argparse.Namespace) -> dict[str, tuple[float, 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--loop", choices=("asyncio", "uvloop", "both"), default="both")
+    ap.add_argument("--trees", nargs="+", default=[str(Path(__file__).resolve().parents[1])], help="checkouts")
     ap.add_argument("--duration", type=int, default=5, help="seconds of load per endpoint (default 5)")
     ap.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
-    ap.add_argument("--rounds", type=int, default=3, help="runs per loop, alternating (default 3)")
-    ap.add_argument("--profile", help="write cProfile's summary of the list's load here (one round)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds, each tree once a round (default 3)")
+    ap.add_argument("--profile", help="write cProfile's summary of the list's load here")
     ap.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
-        if args.loop == "uvloop":
-            asyncio.set_event_loop_policy(importlib.import_module("uvloop").EventLoopPolicy())
-        asyncio.run(serve(args.serve, args.profile))
+        serve_as_the_node_does(args.serve, args.profile)
         return 0
     if shutil.which("wrk") is None:
         print("wrk is missing: apt-get install -y wrk", file=sys.stderr)
         return 2
     import aiohttp
 
-    loops = ("asyncio", "uvloop") if args.loop == "both" else (args.loop,)
-    rounds = 1 if args.profile else args.rounds
+    trees, rounds = (args.trees[:1], 1) if args.profile else (args.trees, args.rounds)
     print(
         f"The node's API server alone ({sys.executable}, aiohttp {aiohttp.__version__}), a stand-in database;"
-        f" wrk -t1 -c{args.connections} -d{args.duration}s per endpoint; CPU = the server process's user + system."
+        f" wrk -t1 -c{args.connections} -d{args.duration}s per endpoint; CPU: the server process's user + system."
     )
-    print(f"{'round':5} {'loop':8} {'endpoint':34} {'req/s':>8} {'CPU ms/req':>11}  load")
+    print(f"{'round':5} {'tree':24} {'loop':8} {'endpoint':34} {'req/s':>8} {'CPU ms/req':>11}  load")
     for r in range(rounds):
-        for loop_name in loops:
-            for label, (rps, ms) in measure(loop_name, args).items():
-                load = Path("/proc/loadavg").read_text().split()[0]
-                print(f"{r + 1:5} {loop_name:8} {label:34} {rps:8.0f} {ms:11.3f}  {load}", flush=True)
+        for tree in trees:
+            loop, results = measure(tree, args)
+            loop = loop.split(".")[0]
+            load = Path("/proc/loadavg").read_text().split()[0]
+            for label, (rps, ms) in results.items():
+                print(f"{r + 1:5} {tree[-24:]:24} {loop[:8]:8} {label:34} {rps:8.0f} {ms:11.3f}  {load}", flush=True)
     return 0
 
 

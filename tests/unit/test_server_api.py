@@ -8,9 +8,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime as dt
 import json
+import platform
+import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -398,3 +401,171 @@ def test_a_failure_past_the_api_middleware_is_a_gdapi_error() -> None:
         assert status == 500 and gdapi_error(status, headers, body)["code"] == "SERVER_ERROR"
 
     with_listener(FakeNode(request_heap="3m", xmx="64m"), t)  # the fake's modelled OOM does not exit
+
+
+class ProjectRows:
+    """A database whose every list query answers with the same project rows (its LIMIT applied)."""
+
+    ROWS: ClassVar[list[dict[str, Any]]] = [
+        {
+            "id": i,
+            "name": f"p{i}" if i > 1 else "Default",
+            "account_id": None,
+            "kind": "project",
+            "uuid": f"uuid-{i}",
+            "description": None if i > 1 else "Default project",
+            "state": "active" if i != 3 else "activating",
+            "created": dt.datetime(2026, 12, 1, 11, 48, 31, 745389 - i),
+            "removed": None,
+            "remove_time": None,
+            "data": "{}" if i != 2 else '{"transitioningMessage": "é \\"quoted\\" \\u2028"}',
+        }
+        for i in range(1, 6)
+    ]
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(self, *args)
+
+    def cursor(self, cls: Any = None) -> Any:
+        rows = self.ROWS
+
+        class Cursor:
+            def __enter__(self) -> Any:
+                return self
+
+            def __exit__(self, *exc: object) -> None:
+                pass
+
+            def execute(self, sql: str, args: Any) -> None:
+                limit, offset = args[-2:]
+                self.rows = [dict(r) for r in rows[offset : offset + limit]]
+
+            def fetchall(self) -> list[dict[str, Any]]:
+                return self.rows
+
+        return Cursor()
+
+
+def test_a_list_is_its_document_encoded_whole_and_each_writer_sends_the_same_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Byte for byte: a list's body is what encoding its whole document at once gives, its rows are
+    rendered as a read of each renders them, a second answer (cached row bodies) is the same, and
+    the answer, head included, does not depend on how the head reached the wire (aiohttp 3.8's
+    writer with HeadWithBody, or a later aiohttp's own)."""
+    from lab.server import gdapi, listener
+    from lab.server.resources import RESOURCE_TYPES
+
+    paths = ("/v1/projects?limit=3", "/v1/projects?limit=3", "/v1/projects?limit=2&marker=m2&sort=name")
+    rt = RESOURCE_TYPES["project"]
+    by_writer: dict[bool, list[bytes]] = {}
+    for coalesces in (True, False):
+        node = FakeNode()
+        node.db = ProjectRows()  # type: ignore[assignment]
+        answers = by_writer[coalesces] = []
+
+        async def t(port: int) -> None:
+            for path in paths:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: h:8080\r\nConnection: close\r\n\r\n".encode())
+                answers.append(await reader.read())  # noqa: B023 - awaited in this iteration
+                writer.close()
+
+        monkeypatch.setattr(listener, "HEAD_WAITS_FOR_BODY", coalesces)
+        with_listener(node, t)
+
+    def undated(answer: bytes) -> list[bytes]:
+        return [line for line in answer.split(b"\r\n") if not line.startswith(b"Date: ")]
+
+    assert [undated(a) for a in by_writer[True]] == [undated(a) for a in by_writer[False]]
+    heads, bodies = zip(*(a.partition(b"\r\n\r\n")[::2] for a in by_writer[False]), strict=True)
+    assert bodies[0] == bodies[1]
+    for body, offset in zip(bodies, (0, 0, 2), strict=True):
+        doc = json.loads(body)
+        assert gdapi.dumps(doc) == body
+        expected = [
+            json.loads(gdapi.dumps(gdapi.resource_body(rt, store.values(rt, row, node.ctx), "http://h:8080")))
+            for row in ProjectRows.ROWS[offset : offset + len(doc["data"])]
+        ]
+        assert doc["data"] == expected and doc["pagination"]["partial"] is True
+    fields = {line.partition(b": ")[0] for line in undated(heads[0])[1:]}
+    assert undated(heads[0])[0] == b"HTTP/1.1 200 OK"
+    assert fields == {b"Content-Type", b"Content-Length", b"X-Rancher-Node", b"X-API-Schemas", b"Server", b"Connection"}
+
+
+class Transport:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return False
+
+
+class Protocol:
+    def __init__(self) -> None:
+        self.transport = Transport()
+        self.connected = True
+        self._paused = False
+
+    async def _drain_helper(self) -> None:
+        pass
+
+
+def test_head_with_body_sends_a_response_in_one_write() -> None:
+    from multidict import CIMultiDict
+
+    from lab.server.listener import HeadWithBody
+
+    headers = CIMultiDict({"Content-Length": "2"})
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        protocol = Protocol()
+        writer = HeadWithBody(protocol, loop)  # type: ignore[arg-type]
+        await writer.write_headers("HTTP/1.1 200 OK", headers)
+        assert protocol.transport.writes == []
+        await writer.write_eof(b"{}")
+        await asyncio.sleep(0)
+        assert protocol.transport.writes == [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"]
+        assert writer.output_size == len(protocol.transport.writes[0])
+
+        # A head with no body goes out when the response ends, or the loop next turns.
+        for ends in (True, False):
+            protocol = Protocol()
+            writer = HeadWithBody(protocol, loop)  # type: ignore[arg-type]
+            await writer.write_headers("HTTP/1.1 204 No Content", CIMultiDict())
+            await (writer.drain() if ends else asyncio.sleep(0))
+            assert protocol.transport.writes == [b"HTTP/1.1 204 No Content\r\n\r\n"]
+
+    asyncio.run(main())
+
+
+def test_the_api_server_runs_on_uvloop_where_it_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.server import main
+
+    policies: list[Any] = []
+    monkeypatch.setattr(asyncio, "set_event_loop_policy", policies.append)
+
+    class FakeUvloop:
+        EventLoopPolicy = object
+
+    def import_module(name: str) -> Any:
+        assert name == "uvloop"
+        if not policies and getattr(import_module, "missing", False):
+            raise ImportError(name)
+        return FakeUvloop
+
+    monkeypatch.setattr(main.importlib, "import_module", import_module)
+    assert main.use_uvloop() == "uvloop" and len(policies) == 1
+    import_module.missing = True  # type: ignore[attr-defined]
+    policies.clear()
+    assert main.use_uvloop() == "asyncio" and policies == []
+
+
+def test_freed_memory_is_kept_where_the_c_library_has_mallopt() -> None:
+    from lab.server import main
+
+    assert main.keep_freed_memory() is (sys.platform == "linux" and platform.libc_ver()[0] == "glibc")
