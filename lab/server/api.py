@@ -229,9 +229,11 @@ class Api:
         values.update(extra)
         return gdapi.dumps(gdapi.resource_body(rt, values, base))
 
-    def _render_row(self, type_name: str, base: str, items: tuple[tuple[str, Any], ...]) -> bytes:
-        """A listed row's body (by type name: a ResourceType holds dicts, so it cannot be a key)."""
-        return self._render(RESOURCE_TYPES[type_name], dict(items), base)
+    def _render_row(self, type_name: str, base: str, columns: tuple[str, ...], values: tuple[Any, ...]) -> bytes:
+        """A listed row's body. Its key is two tuples (a row's columns are those of its table, the
+        same tuple each time) rather than one pair per column, and names the type rather than
+        holding it (a ResourceType holds dicts: it cannot be a key)."""
+        return self._render(RESOURCE_TYPES[type_name], dict(zip(columns, values, strict=True)), base)
 
     async def get(self, request: web.Request) -> web.Response:
         rt = self._type(request)
@@ -289,7 +291,7 @@ class Api:
         base = self.base(request)
         head, tail = _collection(rt.name, f"{base}{request.path}", base, tuple(params), q, more)
         row_body = self._row_body
-        data = b",".join(row_body(rt.name, base, tuple(row.items())) for row in rows)
+        data = b",".join(row_body(rt.name, base, tuple(row), tuple(row.values())) for row in rows)
         return json_response(self._account(head + data + tail))
 
     async def children(self, request: web.Request) -> web.Response:

@@ -17,11 +17,13 @@ So a node opens at most MAXTOTAL + 1 connections.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import logging
+import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import suppress
 from typing import Any, TypeVar
 
@@ -114,6 +116,73 @@ def ping(conn: Conn) -> None:
     conn.ping(False)
 
 
+class Workers(Executor):
+    """The pool's worker threads, started as jobs need them, up to `size`, all taking jobs from one
+    queue. `post` is the request path: a bare callable, no Future, and no Python-level semaphore
+    and condition variable per job as ThreadPoolExecutor's submit takes (with run_in_executor's
+    chained Futures, the hop cost the loop's thread more than the rest of a 10-row list's
+    handler; issue 18). `submit` (an Executor's) serves the pool's opening and closing."""
+
+    def __init__(self, size: int, name: str) -> None:
+        self._size = size
+        self._name = name
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle = 0  # threads waiting for a job
+        self._queued = 0  # jobs not taken yet
+        self._closed = False
+
+    def post(self, job: Callable[[], None]) -> None:
+        """Run `job()` on a worker thread: an idle one, else a new one while fewer than `size` run.
+        `job` must not raise."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the database's workers are shut down")
+            self._queued += 1
+            start = self._queued > self._idle and self._threads < self._size
+            if start:
+                self._threads += 1
+                name = f"{self._name}_{self._threads}"
+        self._jobs.put(job)
+        if start:
+            threading.Thread(target=self._work, name=name, daemon=True).start()
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+
+        def job() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as e:  # noqa: BLE001 - handed to the future's owner
+                future.set_exception(e)
+
+        self.post(job)
+        return future
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                self._idle += 1
+            job = self._jobs.get()
+            with self._lock:
+                self._idle -= 1
+                if job is None or self._closed:
+                    return  # as ThreadPoolExecutor.shutdown(cancel_futures=True): queued jobs are dropped
+                self._queued -= 1
+            job()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Threads finish the job they run and take no other (never waits: `wait` is ignored)."""
+        with self._lock:
+            self._closed = True
+            threads = self._threads
+        for _ in range(threads):
+            self._jobs.put(None)
+
+
 class Database:
     """Runs blocking driver work off the event loop with pooled or system connections."""
 
@@ -122,7 +191,7 @@ class Database:
         self.loop = loop
         # One worker per pooled connection (plus slack for opening/closing) so a holder of a
         # connection never waits for a thread.
-        self.executor = ThreadPoolExecutor(max_workers=cfg.pool_max_total + 4, thread_name_prefix="db")
+        self.executor = Workers(cfg.pool_max_total + 4, "db")
         self.pool: BoundedPool[Conn] = BoundedPool(
             self._open, close, cfg.pool_max_total, cfg.pool_max_wait_ms / 1000.0, self.executor, loop
         )
@@ -149,15 +218,15 @@ class Database:
         The connection goes back when the worker is done with it, whatever became of the request,
         so a cancelled request can never return a connection that is still in use.
 
-        One hop each way: the worker hands the connection and the outcome back to the loop in a
-        single callback. `run_in_executor` cost a concurrent.futures Future, an asyncio Future
-        chained to it and a second wake-up of the loop for the pool's release: about 10 µs of the
-        loop's CPU per query, which is the node's limit on database-backed lists (issue 18).
+        One hop each way (issue 18): the job goes to a worker as a bare callable (Workers.post),
+        and the worker hands the connection and the outcome back to the loop in one callback.
+        `run_in_executor` cost a concurrent.futures Future, an asyncio Future chained to it and a
+        second wake-up of the loop for the pool's release.
         """
         conn, idle_for = await self.pool.acquire()
         done: asyncio.Future[T] = self.loop.create_future()
         try:
-            self.executor.submit(self._job, done, conn, idle_for, fn, args)
+            self.executor.post(functools.partial(self._job, done, conn, idle_for, fn, args))
         except BaseException:  # shut down: the connection was never used
             self.pool.give_back(conn)
             raise

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -154,3 +155,63 @@ def test_the_pool_still_bounds_connections_and_answers_exhausted() -> None:
         assert len(database.opened) == 2 and stats.exhausted_total == 1 and stats.peak_in_use == 2
 
     run(t, pool=2, wait_ms=100)
+
+
+def test_workers_start_threads_as_jobs_need_them_up_to_their_size() -> None:
+    workers = db.Workers(3, "t")
+    release = threading.Event()
+    running: list[int] = []
+    done: list[int] = []
+    lock = threading.Lock()
+
+    def job(i: int) -> None:
+        with lock:
+            running.append(i)
+        release.wait(5)
+        with lock:
+            done.append(i)
+
+    for i in range(5):
+        workers.post(lambda i=i: job(i))  # type: ignore[misc]
+    deadline = time.monotonic() + 5
+    while len(running) < 3 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.05)
+    assert len(running) == 3  # two wait for a thread: no fourth one is started
+    release.set()
+    while len(done) < 5 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert sorted(done) == [0, 1, 2, 3, 4]
+    assert len([t for t in threading.enumerate() if t.name.startswith("t_")]) == 3
+    for i in range(3):  # idle threads take new jobs: none is started
+        workers.post(lambda i=i: done.append(10 + i))  # type: ignore[misc]
+    while len(done) < 8 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert len([t for t in threading.enumerate() if t.name.startswith("t_")]) == 3
+    workers.shutdown()
+
+
+def test_workers_are_an_executor_for_the_pool_and_shut_down_dropping_queued_jobs() -> None:
+    workers = db.Workers(1, "u")
+    assert workers.submit(lambda x: x + 1, 41).result(5) == 42
+    with pytest.raises(ZeroDivisionError):
+        workers.submit(lambda: 1 // 0).result(5)
+    started, release = threading.Event(), threading.Event()
+    ran: list[str] = []
+
+    def first() -> None:
+        started.set()
+        release.wait(5)
+        ran.append("first")
+
+    workers.post(first)
+    workers.post(lambda: ran.append("queued"))
+    assert started.wait(5)
+    workers.shutdown()
+    release.set()
+    with pytest.raises(RuntimeError, match="shut down"):
+        workers.post(lambda: None)
+    deadline = time.monotonic() + 5
+    while any(t.name.startswith("u_") for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert ran == ["first"]
