@@ -36,6 +36,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -261,13 +262,20 @@ def main() -> int:
         f" wrk -t1 -c{args.connections} -d{args.duration}s per endpoint; CPU: the server process's user + system."
     )
     print(f"{'round':5} {'tree':24} {'loop':8} {'endpoint':34} {'req/s':>8} {'CPU ms/req':>11}  load")
+    cpu: dict[tuple[str, str], list[float]] = {}
     for r in range(rounds):
         for tree in trees:
             loop, results = measure(tree, args)
             loop = loop.split(".")[0]
             load = Path("/proc/loadavg").read_text().split()[0]
             for label, (rps, ms) in results.items():
+                cpu.setdefault((tree, label), []).append(ms)
                 print(f"{r + 1:5} {tree[-24:]:24} {loop[:8]:8} {label:34} {rps:8.0f} {ms:11.3f}  {load}", flush=True)
+    # Other work on the machine only adds to a request's CPU (shared caches, frequency): the least
+    # of the rounds is the steadiest figure, the median the typical one.
+    print(f"\n{'tree':24} {'endpoint':34} {'CPU ms/req: min':>16} {'median':>7}")
+    for (tree, label), values in cpu.items():
+        print(f"{tree[-24:]:24} {label:34} {min(values):16.3f} {statistics.median(values):7.3f}")
     return 0
 
 

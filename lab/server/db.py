@@ -17,6 +17,7 @@ So a node opens at most MAXTOTAL + 1 connections.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import functools
 import importlib
 import logging
@@ -72,6 +73,41 @@ def is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, (driver.OperationalError, driver.InterfaceError, OSError))
 
 
+# The lengths of DATETIME and TIMESTAMP values as MySQL sends them: 'YYYY-MM-DD HH:MM:SS' and
+# up to six digits of fraction after a '.'.
+_DATETIME_LENGTHS = frozenset({19, 21, 22, 23, 24, 25, 26})
+
+
+def parse_datetime(text: str, slow: Callable[[str], Any]) -> Any:
+    """`slow(text)` (MySQLdb's DateTime_or_None), computed by datetime.fromisoformat, in C, when
+    `text` has the shape MySQL sends. Where fromisoformat takes such a text, every field is digits
+    and the two give the same datetime; anything else (a zero date, another shape) goes to `slow`.
+    MySQLdb parses these in Python, a tenth of its CPU for a page of rows (issue 18)."""
+    if len(text) in _DATETIME_LENGTHS and text[10] == " ":
+        try:
+            return dt.datetime.fromisoformat(text)
+        except ValueError:
+            pass
+    return slow(text)
+
+
+def _conversions() -> dict[str, Any]:
+    """MySQLdb's own conversions, with parse_datetime for DATETIME and TIMESTAMP; PyMySQL's are its own."""
+    if DRIVER != "MySQLdb":
+        return {}
+    conversions = dict(importlib.import_module("MySQLdb.converters").conversions)
+    types = importlib.import_module("MySQLdb.constants.FIELD_TYPE")
+    slow = importlib.import_module("MySQLdb.times").DateTime_or_None
+    fast = functools.partial(parse_datetime, slow=slow)
+    for field_type in (types.DATETIME, types.TIMESTAMP):
+        if conversions.get(field_type) is slow:  # another MySQLdb release's own: left as it is
+            conversions[field_type] = fast
+    return {"conv": conversions}
+
+
+_CONVERSIONS = _conversions()
+
+
 def connect(cfg: Config, connect_timeout: int = 3, read_timeout: int | None = 10) -> Conn:
     """A connection; timeouts in whole seconds (MySQLdb takes no fractions), `read_timeout` None: none."""
     timeouts = {"connect_timeout": connect_timeout}
@@ -87,6 +123,7 @@ def connect(cfg: Config, connect_timeout: int = 3, read_timeout: int | None = 10
             charset="utf8mb4",
             autocommit=True,
             **timeouts,
+            **_CONVERSIONS,
         )
     except driver.OperationalError as e:
         code = e.args[0] if e.args else None

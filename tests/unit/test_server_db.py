@@ -7,6 +7,7 @@ PoolExhausted. No database."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -215,3 +216,41 @@ def test_workers_are_an_executor_for_the_pool_and_shut_down_dropping_queued_jobs
     while any(t.name.startswith("u_") for t in threading.enumerate()) and time.monotonic() < deadline:
         time.sleep(0.005)
     assert ran == ["first"]
+
+
+TEXTS = [
+    "2026-12-01 11:48:31.745389",
+    "2026-12-01 11:48:31",
+    "2026-12-01 11:48:31.7",
+    "2026-12-01 11:48:31.745",
+    "1970-01-01 00:00:00.000001",
+    "9999-12-31 23:59:59.999999",
+    "0000-00-00 00:00:00",
+    "2026-02-30 00:00:00",
+    "2026-12-01",
+    "2026-12-01 11:48",
+    "2026-12-01 11:48:31.1234567",
+    "",
+]
+
+
+def test_datetimes_are_read_in_c_only_where_that_gives_the_drivers_value() -> None:
+    slow_calls: list[str] = []
+
+    def slow(text: str) -> Any:
+        slow_calls.append(text)
+        return "slow"
+
+    for text in TEXTS:
+        value = db.parse_datetime(text, slow)
+        if value != "slow":
+            assert value == dt.datetime.fromisoformat(text)
+    assert slow_calls == TEXTS[6:]  # zero and impossible dates, other shapes
+
+
+def test_datetimes_read_in_c_equal_mysqldbs_own() -> None:
+    times = pytest.importorskip("MySQLdb.times")  # the image's driver (python3-mysqldb)
+    stamps = [dt.datetime(2026, 12, 1, 11, 48, 31, 745389) + dt.timedelta(microseconds=7919 * i) for i in range(500)]
+    texts = TEXTS + [str(s) for s in stamps] + [s.isoformat(" ", "milliseconds") for s in stamps]
+    for text in texts:
+        assert db.parse_datetime(text, times.DateTime_or_None) == times.DateTime_or_None(text), text
