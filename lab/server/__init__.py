@@ -13,6 +13,6 @@ into the image. Modules, by responsibility:
 - processes: process_instance rows, execution under ZooKeeper locks, replay
 - cache: the read cache kept coherent through ZooKeeper watches; auth: basic auth
 - agents: host registration and check-ins (the flow is in its docstring)
-- api, management, metrics: the HTTP servers; listener: serving them (one send per answer on aiohttp 3.8)
+- api, management, metrics, listener: the HTTP servers and serving them
 - node: wiring and scheduled tasks; main: entry point (uvloop where installed, glibc's trim threshold)
 """
