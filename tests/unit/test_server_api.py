@@ -516,3 +516,47 @@ def test_freed_memory_is_kept_where_the_c_library_has_mallopt() -> None:
     from lab.server import main
 
     assert main.keep_freed_memory() is (sys.platform == "linux" and platform.libc_ver()[0] == "glibc")
+
+
+def test_an_exhausted_pool_still_answers_503_pool_exhausted() -> None:
+    """Through the node's Database (its worker threads and pool) with a one-connection pool: while a
+    list holds the connection, the next waits MAXWAIT and gets 503 POOL_EXHAUSTED."""
+    import threading
+
+    from lab.server import db
+
+    class Blocking(db.Database):
+        def _open(self) -> Any:
+            return BlockingRows()
+
+    class BlockingRows(ProjectRows):
+        entered = threading.Event()
+        release = threading.Event()
+
+        def cursor(self, cls: Any = None) -> Any:
+            self.entered.set()
+            self.release.wait(5)
+            return super().cursor(cls)
+
+    node = FakeNode()
+    cfg = from_env({"CATTLE_DB_CATTLE_MAXTOTAL": "1", "CATTLE_DB_CATTLE_MAXWAIT": "100"})
+
+    async def t(c: TestClient) -> None:
+        node.db = Blocking(cfg, asyncio.get_running_loop())  # type: ignore[assignment]
+        try:
+            first = asyncio.ensure_future(c.get("/v1/projects?limit=2"))
+            while not BlockingRows.entered.is_set():
+                await asyncio.sleep(0.005)
+            r = await c.get("/v1/projects?limit=2")
+            error = await r.json()
+            assert (r.status, error["code"]) == (503, "POOL_EXHAUSTED")
+            assert "all 1 database connections" in error["message"]
+            BlockingRows.release.set()
+            r = await first
+            assert r.status == 200 and len((await r.json())["data"]) == 2
+            assert node.db.pool_stats().exhausted_total == 1  # type: ignore[attr-defined]
+        finally:
+            BlockingRows.release.set()
+            node.db.close()  # type: ignore[attr-defined]
+
+    with_client(node, t)
