@@ -230,9 +230,9 @@ class Api:
         return gdapi.dumps(gdapi.resource_body(rt, values, base))
 
     def _render_row(self, type_name: str, base: str, columns: tuple[str, ...], values: tuple[Any, ...]) -> bytes:
-        """A listed row's body. Its key is two tuples (a row's columns are those of its table, the
-        same tuple each time) rather than one pair per column, and names the type rather than
-        holding it (a ResourceType holds dicts: it cannot be a key)."""
+        """A listed row's body, cached under a key of two tuples (its column names, the same for
+        every row of a table, and its values) rather than one pair per column, naming the type
+        rather than holding it (a ResourceType holds dicts: it cannot be a key)."""
         return self._render(RESOURCE_TYPES[type_name], dict(zip(columns, values, strict=True)), base)
 
     async def get(self, request: web.Request) -> web.Response:

@@ -83,9 +83,10 @@ def keep_freed_memory() -> bool:
     Every request in flight holds real working memory (heap.py: a 64 KiB bytearray, plus its body
     past 4 KiB). With the default threshold, glibc handed the heap's top back to the kernel as
     soon as a few requests had finished, and the next ones page-faulted it in again: about 30 µs
-    of CPU per request, on the one thread that limits the node (issue 18). The memory kept is at
-    most what requests in flight held at once; the heap model's accounting is unchanged. False
-    where the C library has no mallopt (not glibc).
+    of CPU per request, on the one thread that limits the node (issue 18). What stays mapped is
+    memory the process had in use at its peak, at most TRIM_THRESHOLD of it (RSS after bench_server's
+    load: about 4 MiB more); the heap model's accounting is unchanged. False where the C library
+    has no mallopt (not glibc).
     """
     try:
         return bool(ctypes.CDLL(None).mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
