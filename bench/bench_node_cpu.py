@@ -9,8 +9,9 @@ system CPU (/proc/<pid>/stat) over the requests wrk completed, so it is far less
 busy machine than req/s. What it leaves out: the MySQL driver's work (query, row parsing) and
 MariaDB's; bench_server.py measures the whole node.
 
-Run it on Debian's python3 with the image's packages (python3-aiohttp 3.8, python3-uvloop) for
-the image's figures; the venv's aiohttp is another release. Each checkout (--trees, default this
+Run it on Debian's python3 with the image's packages for the image's figures (`apt-get install
+python3-aiohttp python3-uvloop python3-kazoo python3-mysqldb wrk`; aiohttp 3.8 as in the image, the
+venv's is another release). Each checkout (--trees, default this
 one) runs its own lab/server, set up as its `python3 -m lab.server serve` is (event loop, malloc),
 alternating round by round, so that a before/after pair shares the machine's conditions:
 
