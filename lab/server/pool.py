@@ -158,10 +158,6 @@ class BoundedPool(Generic[C]):
                 w.set_result(None)
                 return
 
-    def release(self, conn: C, broken: bool = False) -> None:
-        """Return a connection; safe from any thread."""
-        self._loop.call_soon_threadsafe(self.give_back, conn, broken)
-
     def give_back(self, conn: C, broken: bool = False) -> None:
         """Return a connection, on the event loop's thread."""
         if broken or self._closed:

@@ -70,7 +70,7 @@ def test_reuses_idle_connections() -> None:
     async def t(pool: BoundedPool[int], db: FakeDB) -> None:
         c1, idle = await pool.acquire()
         assert idle == 0.0
-        pool.release(c1)
+        pool.give_back(c1)
         await settle()
         c2, _ = await pool.acquire()
         assert c2 == c1 and db.peak == 1
@@ -86,7 +86,7 @@ def test_never_exceeds_max_under_concurrency_and_times_out_bounded() -> None:
             except PoolExhausted:
                 return "exhausted"
             await asyncio.sleep(0.05)
-            pool.release(conn)
+            pool.give_back(conn)
             return "ok"
 
         start = time.monotonic()
@@ -109,7 +109,7 @@ def test_exhausted_after_max_wait_and_counted() -> None:
         s = pool.stats()
         assert (s.size, s.in_use, s.waiting, s.exhausted_total) == (3, 3, 0, 1)
         for c in held:
-            pool.release(c)
+            pool.give_back(c)
 
     run(t)
 
@@ -120,8 +120,9 @@ def test_waiter_gets_the_released_connection() -> None:
         waiter = asyncio.ensure_future(pool.acquire())
         await settle()
         assert pool.stats().waiting == 1
-        # Released from another thread, as the worker threads do.
-        threading.Thread(target=pool.release, args=(held[0],)).start()
+        # A worker thread hands it back through the loop, as db.Workers does.
+        loop = asyncio.get_running_loop()
+        threading.Thread(target=loop.call_soon_threadsafe, args=(pool.give_back, held[0])).start()
         conn, _ = await asyncio.wait_for(waiter, 1)
         assert conn == held[0] and db.peak == 3
 
@@ -133,7 +134,7 @@ def test_broken_connection_frees_its_slot_for_a_waiter() -> None:
         held = [(await pool.acquire())[0] for _ in range(3)]
         waiter = asyncio.ensure_future(pool.acquire())
         await settle()
-        pool.release(held[1], broken=True)
+        pool.give_back(held[1], broken=True)
         conn, _ = await asyncio.wait_for(waiter, 1)
         assert conn not in held  # a fresh one was opened in the freed slot
         await settle()
@@ -159,7 +160,7 @@ def test_cancelled_waiter_does_not_leak_a_handed_over_connection() -> None:
         held = [(await pool.acquire())[0] for _ in range(3)]
         waiter = asyncio.ensure_future(pool.acquire())
         await settle()
-        pool.release(held[0])
+        asyncio.get_running_loop().call_soon(pool.give_back, held[0])  # as db.Workers' callback
         await asyncio.sleep(0)  # the hand-over callback runs, the waiter has not resumed yet
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -176,7 +177,8 @@ def test_cancelled_waiter_does_not_leak_a_handed_over_slot() -> None:
         held = [(await pool.acquire())[0] for _ in range(3)]
         waiter = asyncio.ensure_future(pool.acquire())
         await settle()
-        pool.release(held[0], broken=True)  # frees a slot and hands it to the waiter
+        # Frees a slot and hands it to the waiter, from a callback as db.Workers' is.
+        asyncio.get_running_loop().call_soon(pool.give_back, held[0], True)
         await asyncio.sleep(0)
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -196,7 +198,7 @@ def test_counts_acquisitions_waits_and_the_peak_in_use() -> None:
         assert (s.acquired_total, s.waited_total, s.wait_seconds_total, s.peak_in_use) == (3, 0, 0.0, 3)
         waiter = asyncio.ensure_future(pool.acquire())
         await settle()
-        pool.release(held[0])
+        pool.give_back(held[0])
         await asyncio.wait_for(waiter, 1)
         with pytest.raises(PoolExhausted):
             await pool.acquire()  # waits max_wait, then gives up: a wait too
