@@ -53,6 +53,7 @@ from lab.chaos.placement import place_leader
 from lab.chaos.watch import Watch, snapshot, wait_steady
 from lab.cluster import docker, lifecycle, probes
 from lab.cluster.compose import container_name
+from lab.cluster.database import SINGLE
 from lab.cluster.topology import OUTSIDE_LB, Ports, Topology, make_topology
 from lab.core.errors import BadInput, CheckFailed, LabError
 from lab.faults import Injector, roles
@@ -537,6 +538,9 @@ def run_matrix(
     lab_prefix: str = "matrix",
     db_dc: str | None = None,
     lb_dc: str | None = None,
+    db: str | None = None,
+    db_layout: str | None = None,
+    db_arbitrator: str | None = None,
     profile: str | None = None,
     only: Sequence[str] = (),
     ports: Callable[[], Ports] | None = None,
@@ -555,6 +559,9 @@ def run_matrix(
             lab=f"{lab_prefix}-n{size}",
             db_dc=db_dc,
             lb_dc=lb_dc,
+            db=db,
+            db_layout=db_layout,
+            db_arbitrator=db_arbitrator,
             ports=ports() if ports else None,
             profile=profile or DEFAULT_PROFILE,
         )
@@ -565,7 +572,9 @@ def run_matrix(
     if unknown:
         raise BadInput(f"--only: no case {', '.join(unknown)} for these sizes")
     p = plans[0][0].profile if plans else (profile or "")
-    placement = {"db_dc": plans[0][0].db_dc, "lb_dc": plans[0][0].lb_dc} if plans else {}
+    placement = (
+        {"db_dc": plans[0][0].db_dc, "lb_dc": plans[0][0].lb_dc, "db": plans[0][0].db.describe()} if plans else {}
+    )
     run_dir = make_run_dir("matrix", runs_root)
     host = machine()
     started = time.time()
@@ -788,7 +797,9 @@ def placement_text(placement: dict[str, str]) -> str:
         return "placement not recorded"
     lb = placement.get("lb_dc", "")
     where = "outside the datacenters" if lb in ("", OUTSIDE_LB) else f"in {lb}"
-    return f"database in {placement.get('db_dc')}, load balancer {where}"
+    db = placement.get("db", SINGLE)
+    what = "database" if db == SINGLE else f"database {db}, its front"
+    return f"{what} in {placement.get('db_dc')}, load balancer {where}"
 
 
 def markdown(result: MatrixResult) -> str:
