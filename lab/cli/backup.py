@@ -88,7 +88,7 @@ def add_commands(command: AddCommand) -> None:
         "take a consistent backup of a running lab's database (mariadb-dump --single-transaction), load may run",
     )
     add_lab_name(sp)
-    sp.add_argument("--out", help="folder for dump.sql and manifest.json (default: under the lab's state directory)")
+    sp.add_argument("--out", help="folder for dump.sql and manifest.json (default: a new runs/<time>-backup-<lab>/)")
 
     sp = command(
         "restore",

@@ -31,18 +31,18 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from lab.cluster import docker, engine, galera_life, probes, state
+from lab.cluster import docker, engine, galera_life, probes
 from lab.cluster.compose import DB_NAME
 from lab.cluster.topology import Topology
 from lab.core.errors import BadInput, RuntimeFailure
 from lab.record.checker import db_value
+from lab.record.load import make_run_dir
 
 log = logging.getLogger("halab.cluster.backup")
 
 MANIFEST = "manifest.json"
 DUMP = "dump.sql"
 METHOD = "mariadb-dump --single-transaction"
-BACKUP_DIR = "backups"  # under the lab's state directory, one folder per backup
 DUMP_TIMEOUT = 600.0  # seconds: the dump of the lab's database takes well under one
 RUNTIME_TABLES = ("cluster",)  # structure only: the source lab's servers' registrations
 _DUMP = (
@@ -92,10 +92,6 @@ class Manifest:
         return cls(**{f.name: d[f.name] for f in fields(cls)})
 
 
-def default_dir(lab: str, now: float) -> Path:
-    return state.lab_dir(lab) / BACKUP_DIR / time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
-
-
 def source(t: Topology) -> tuple[str, str | None]:
     """(member to dump, the front's writer): `db` for a single database; for Galera a member Synced
     in the Primary Component, one that is not the writer when there is one."""
@@ -116,16 +112,17 @@ def _exec(t: Topology, service: str, *command: str) -> list[str]:
 
 
 def take(t: Topology, out: Path | None = None) -> tuple[Manifest, Path]:
-    """Back the lab's database up into `out` (default: a new folder under the lab's state
-    directory); return the manifest and the folder."""
+    """Back the lab's database up into `out`; return the manifest and the folder. The default is a
+    new run directory, runs/<time>-backup-<lab>, not the lab's state directory: `halab down`
+    removes that, and a backup must outlive its lab."""
     if t.db_image:
         raise BadInput(f"halab backup: lab {t.lab!r} runs HALAB_DB_IMAGE={t.db_image}; only the lab's own images dump")
     member, writer = source(t)
-    started = time.time()
-    folder = out or default_dir(t.lab, started)
-    if folder.exists() and any(folder.iterdir()):
-        raise BadInput(f"--out: {folder} is not empty; name a new folder")
+    if out is not None and out.exists() and any(out.iterdir()):
+        raise BadInput(f"--out: {out} is not empty; name a new folder")
+    folder = out or make_run_dir(f"backup-{t.lab}")
     folder.mkdir(parents=True, exist_ok=True)
+    started = time.time()
     causal = "SET SESSION wsrep_sync_wait = 1; " if t.db.galera else ""
     mark = probes.query_in(t, member, causal + _MARK, timeout=30)[0]
     log.info(f"backup of {t.lab}: dumping from {member}" + (f" (the front writes to {writer})" if writer else ""))

@@ -42,9 +42,9 @@ def test_a_backup_taken_under_load_restores_every_write_acknowledged_before_it(t
             ca_file=str(state.ca_path(source.lab)),
         )
         with LoadRun(spec, run_dir) as load:
-            wait_recorded(run_dir, "ledger", 20, load)
+            wait_recorded(run_dir, "ledger", 12, load)
             manifest, folder = backup.take(source, tmp_path / "backup")
-            wait_recorded(run_dir, "ledger", recorded(run_dir, "ledger") + 20, load)
+            wait_recorded(run_dir, "ledger", recorded(run_dir, "ledger") + 12, load)
             load.stop()
         lifecycle.down(source.lab)
         # A member that is not the writer, while one was Synced beside it.

@@ -68,9 +68,10 @@ def test_a_single_database_is_dumped_from_db_without_wsrep(fake, tmp_path):
     assert not fake["sql"][0][1].startswith("SET SESSION wsrep_sync_wait")
 
 
-def test_the_default_folder_is_under_the_lab_and_a_used_folder_is_refused(fake, tmp_path):
+def test_the_default_folder_is_a_new_run_directory_and_a_used_folder_is_refused(fake, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     _, folder = backup.take(SINGLE)
-    assert folder.parent == tmp_path / "home" / "labs" / "s" / "backups"
+    assert folder.resolve().parent == tmp_path / "runs" and folder.name.endswith("-backup-s")
     with pytest.raises(BadInput, match=r"--out: .* is not empty"):
         backup.take(SINGLE, folder)
 
@@ -102,7 +103,7 @@ def test_the_cli_refuses_another_database_kind_in_one_line(fake, tmp_path, capsy
 
 def test_backup_prints_its_manifest_with_json(fake, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(backup.docker, "require_docker", lambda: None)
-    monkeypatch.setattr(backup.state, "load_topology", lambda name: GALERA)
+    monkeypatch.setattr("lab.cluster.state.load_topology", lambda name: GALERA)
     assert main(["--json", "backup", "--name", "g", "--out", str(tmp_path / "b")]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["member"] == "db2" and out["dir"] == str(tmp_path / "b")
