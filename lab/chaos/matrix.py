@@ -42,6 +42,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +52,12 @@ from lab.chaos.claims import DEGRADED, OUTAGE, SURVIVES, Bounds, Case, Claims, E
 from lab.chaos.judge import judge, lab_query
 from lab.chaos.placement import place_leader
 from lab.chaos.watch import Watch, snapshot, wait_steady
-from lab.cluster import docker, lifecycle, probes
+from lab.cluster import docker, galera_life, lifecycle, probes
 from lab.cluster.compose import container_name
 from lab.cluster.database import SINGLE
 from lab.cluster.topology import OUTSIDE_LB, Ports, Topology, make_topology
 from lab.core.errors import BadInput, CheckFailed, LabError
+from lab.core.wait import wait_until
 from lab.faults import Injector, roles
 from lab.record.checker import CheckResult
 from lab.record.history import HISTORY_FILE, RequestRecord, write_json
@@ -301,6 +303,8 @@ def observe(
 def run_case(
     t: Topology, p: Profile, case: Case, w: Watch, inj: Injector, b: Bounds, objective: Objective, guide: str
 ) -> CaseResult:
+    if t.db.galera:  # a member the last case took down rejoins first, so this case does not measure it
+        wait_until("the Galera database whole again", partial(galera_life.unsettled, t), time.monotonic() + b.heal)
     if wait_steady(w, b.heal, b.stable) is None:
         raise LabError(f"the lab was not steady within {b.heal:g} s before the case")
     leader = place_leader(t, case.leader_on, timeout=b.heal) if case.leader_on else ""

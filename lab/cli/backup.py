@@ -37,15 +37,19 @@ def cmd_backup(args: argparse.Namespace) -> int:
     return 0
 
 
-def verify(t: Topology, m: Manifest, run_dir: str) -> RestoreCheck:
+def run_dir_of(path: str, option: str) -> Path:
+    if not Path(path).is_dir():
+        raise BadInput(f"{option}: {path} is not a run directory (halab load writes one under runs/)")
+    return Path(path)
+
+
+def verify(t: Topology, m: Manifest, run_dir: Path) -> RestoreCheck:
     """Check the lab's restored rows against a run's history (the load during the backup)."""
     from lab.chaos.judge import lab_query
     from lab.record.history import load_run
     from lab.record.registers import load_keys
     from lab.record.restored import check_restored, fetch_restored
 
-    if not Path(run_dir).is_dir():
-        raise BadInput(f"--check: {run_dir} is not a run directory (halab load writes one under runs/)")
     history = load_run(run_dir)
     return check_restored(history, fetch_restored(lab_query(t), history), m.started_at, load_keys(run_dir))
 
@@ -59,14 +63,13 @@ def cmd_restore(args: argparse.Namespace) -> int:
     m = backup.read(folder)
     t = topology_from_args(args)
     backup.check_target(t, m)
-    if args.check and not Path(args.check).is_dir():
-        raise BadInput(f"--check: {args.check} is not a run directory (halab load writes one under runs/)")
+    run_dir = run_dir_of(args.check, "--check") if args.check else None  # refused before a lab starts
     ep = lifecycle.up(t, timeout=args.timeout, before_nodes=partial(backup.load, folder=folder))
     lines = [f"lab {t.lab!r} is up on the backup of {m.lab} taken at {m.db_started_utc} UTC", *ep.lines()]
-    if not args.check:
+    if run_dir is None:
         emit(args, {"lab": t.lab, "backup": m.to_dict()}, "\n".join(lines))
         return 0
-    found = verify(t, m, args.check)
+    found = verify(t, m, run_dir)
     emit(args, {"lab": t.lab, "backup": m.to_dict(), "check": found.to_dict()}, "\n".join(lines + found.lines()))
     return 0 if found.passed else 3
 
@@ -76,7 +79,7 @@ def cmd_check_backup(args: argparse.Namespace) -> int:
 
     docker.require_docker()
     m = backup.read(Path(getattr(args, "from")))
-    found = verify(state.load_topology(args.name), m, args.run)
+    found = verify(state.load_topology(args.name), m, run_dir_of(args.run, "--run"))
     emit(args, found.to_dict(), "\n".join(found.lines()))
     return 0 if found.passed else 3
 

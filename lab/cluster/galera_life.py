@@ -117,6 +117,17 @@ def member_problem(t: Topology, member: str) -> str | None:
     return None if code == 200 else f"{member}: {text}"
 
 
+def unsettled(t: Topology) -> str | None:
+    """None once every member is Synced in the Primary Component and the front writes to the first
+    (as after a start); else what is still off. A member that rejoined is not settled before that:
+    the front moves the sessions back to the first member once it is Synced, cutting them."""
+    off = [p for m in t.db.member_names if (p := member_problem(t, m))]
+    if off:
+        return "; ".join(off)
+    serving, first = front_target(t), t.db.member_names[0]
+    return None if serving == first else f"the front writes to {serving or 'no member'}, not {first}"
+
+
 def _starting(t: Topology, member: str) -> str | None:
     """member_problem, but a member whose server exited (a failed state transfer aborts it) ends
     the wait at once instead of at the deadline."""

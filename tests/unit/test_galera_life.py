@@ -243,3 +243,16 @@ def test_a_member_that_exits_while_starting_ends_the_wait_at_once(monkeypatch):
         galera_life._starting(T, "db2")
     monkeypatch.setattr(galera_life.docker, "run", lambda args, what, timeout=None: "true\n")
     assert galera_life._starting(T, "db2") == "db2: not ready"
+
+
+def test_the_database_is_settled_when_every_member_is_synced_and_the_front_writes_to_the_first(monkeypatch):
+    ready = {"db1", "db2", "db3"}
+    serving = ["db2"]
+    monkeypatch.setattr(galera_life, "member_problem", lambda t, m: None if m in ready else f"{m}: Joining")
+    monkeypatch.setattr(galera_life, "front_target", lambda t: serving[0])
+    assert galera_life.unsettled(T) == "the front writes to db2, not db1"
+    ready.discard("db1")
+    assert galera_life.unsettled(T) == "db1: Joining"
+    ready.add("db1")
+    serving[0] = "db1"
+    assert galera_life.unsettled(T) is None
