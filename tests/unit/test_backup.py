@@ -129,3 +129,14 @@ def test_a_restore_loads_before_the_nodes_start(monkeypatch, tmp_path):
     monkeypatch.setattr(lifecycle, "wait_healthy", lambda t, timeout: steps.append("healthy"))
     lifecycle.up(SINGLE, before_nodes=partial(lambda t, folder: steps.append(("restore", t.lab, folder)), folder="b"))
     assert steps == [("up", ("db",)), "db answers", ("restore", "s", "b"), ("up", ("all",)), "healthy"]
+
+
+def test_a_restore_refuses_a_missing_run_directory_before_starting_a_lab(fake, tmp_path, capsys):
+    backup.take(GALERA, tmp_path / "b")
+    args = ["restore", "--name", "new", "--db", "galera:3", "--from", str(tmp_path / "b"), "--check", "nowhere"]
+    assert main(args) != 0
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("--check: nowhere is not a run directory (halab load writes one under runs/)")
+    )
