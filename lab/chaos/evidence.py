@@ -37,6 +37,8 @@ _MARKERS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"halab\.zk: ZooKeeper session (\w+)", "client session {0}"),
         (r"HA state (\S+) -> (\S+)", "node {0} -> {1}"),
         (r"Lost Connection to ZooKeeper", "server exits: ZooKeeper session lost"),
+        (r"publish \S+ to Redis (\S+) failed after (\S+ s) \((\w+)\)", "event publish to Redis {0} lost {1} ({2})"),
+        (r"forgetting cluster member \S+ \(id \d+, (\S+),", "cluster-manager forgets member {0}"),
         (r"server exited with status (\d+); restart (\d+)", "supervisor restarts the server (exit {0}, restart {1})"),
     )
 )

@@ -243,8 +243,12 @@ def measure(
     recover: float | None,
     restarts: dict[str, int],
 ) -> Measures:
-    """Figures of one case from the client's requests that started in [t0, t_end]."""
-    during = [r for r in reqs if t0 <= r.t0 <= t_end]
+    """Figures of one case from the client's requests that started and ended in [t0, t_end] (the
+    decision, just before the heal). A request still in flight then ends in the healed lab: in
+    rancher-1.0's database splits one write per case waited on the cut database for about 1 s
+    before the decision and succeeded 0.1-0.3 s after the heal, which read as 5 % of writes
+    succeeding, "degraded" instead of the outage the fault caused."""
+    during = [r for r in reqs if t0 <= r.t0 and r.t1 <= t_end]
     late = [r for r in during if r.t0 >= t0 + after]
     seconds = max(1, math.ceil(t_end - t0))
     per_second = tuple(_share([r for r in during if t0 + i <= r.t0 < t0 + i + 1]) for i in range(seconds))
@@ -341,7 +345,7 @@ def run_case(
     drain = None if None in outs else max((x - fault.t0 for x in outs if x is not None), default=0.0)
     restarts = _restarts_between(restarts_before, _restarts(t))
     m = measure(
-        w.client_window(fault.t0, obs.t + 10),
+        w.client_window(fault.t0, obs.t),
         fault.t0,
         obs.t,
         objective.after,
