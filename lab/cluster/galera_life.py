@@ -118,10 +118,22 @@ def member_problem(t: Topology, member: str) -> str | None:
 
 
 def unsettled(t: Topology) -> str | None:
-    """None once every member is Synced in the Primary Component and the front writes to the first
-    (as after a start); else what is still off. A member that rejoined is not settled before that:
-    the front moves the sessions back to the first member once it is Synced, cutting them."""
-    off = [p for m in t.db.member_names if (p := member_problem(t, m))]
+    """None once every member is Synced in one Primary Component of every voter and the front
+    writes to the first (as after a start); else what is still off. Each member's own word is not
+    enough: a member thawed after a pause reports its state from before (Synced, Primary, the old
+    size) until it takes in the view that excluded it, while the others still count it out
+    (docs/galera.md, "The matrix"). And the front moves the sessions back to the first member once
+    it is Synced, cutting them."""
+    voters = len(t.db.placement())
+    off = []
+    for m in t.db.member_names:
+        status = read_status(t, m)
+        code, text = verdict(status)
+        size = status.get("wsrep_cluster_size")
+        if code != 200:
+            off.append(f"{m}: {text}")
+        elif size != str(voters):
+            off.append(f"{m}: in a component of {size}, not {voters}")
     if off:
         return "; ".join(off)
     serving, first = front_target(t), t.db.member_names[0]
