@@ -52,7 +52,7 @@ from lab.chaos.claims import DEGRADED, OUTAGE, SURVIVES, Bounds, Case, Claims, E
 from lab.chaos.judge import judge, lab_query
 from lab.chaos.placement import place_leader
 from lab.chaos.watch import Watch, snapshot, wait_steady
-from lab.cluster import docker, galera_life, lifecycle, probes
+from lab.cluster import docker, engine, galera_life, lifecycle, probes
 from lab.cluster.compose import container_name
 from lab.cluster.database import SINGLE
 from lab.cluster.topology import OUTSIDE_LB, Ports, Topology, make_topology
@@ -403,7 +403,7 @@ def run_case(
 def _evidence(t: Topology, t0: float, t_heal: float) -> list[str]:
     """What the nodes' ZooKeeper members, clients and HA states did while the fault held, so that
     the surprise can be explained from the report alone."""
-    events = evidence.collect({n: container_name(t, n) for n in t.node_names}, t0 - 0.5, t_heal)
+    events = evidence.collect(engine.placed(t, t.node_names), t0 - 0.5, t_heal)
     return evidence.render(events, t0, limit=80)
 
 
