@@ -42,6 +42,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +52,12 @@ from lab.chaos.claims import DEGRADED, OUTAGE, SURVIVES, Bounds, Case, Claims, E
 from lab.chaos.judge import judge, lab_query
 from lab.chaos.placement import place_leader
 from lab.chaos.watch import Watch, snapshot, wait_steady
-from lab.cluster import docker, engine, lifecycle, probes
+from lab.cluster import docker, engine, galera_life, lifecycle, probes
 from lab.cluster.compose import container_name
+from lab.cluster.database import SINGLE
 from lab.cluster.topology import OUTSIDE_LB, Ports, Topology, make_topology
 from lab.core.errors import BadInput, CheckFailed, LabError
+from lab.core.wait import wait_until
 from lab.faults import Injector, roles
 from lab.record.checker import CheckResult
 from lab.record.history import HISTORY_FILE, RequestRecord, write_json
@@ -304,6 +307,8 @@ def observe(
 def run_case(
     t: Topology, p: Profile, case: Case, w: Watch, inj: Injector, b: Bounds, objective: Objective, guide: str
 ) -> CaseResult:
+    if t.db.galera:  # a member the last case took down rejoins first, so this case does not measure it
+        wait_until("the Galera database whole again", partial(galera_life.unsettled, t), time.monotonic() + b.heal)
     if wait_steady(w, b.heal, b.stable) is None:
         raise LabError(f"the lab was not steady within {b.heal:g} s before the case")
     leader = place_leader(t, case.leader_on, timeout=b.heal) if case.leader_on else ""
@@ -541,6 +546,9 @@ def run_matrix(
     lab_prefix: str = "matrix",
     db_dc: str | None = None,
     lb_dc: str | None = None,
+    db: str | None = None,
+    db_layout: str | None = None,
+    db_arbitrator: str | None = None,
     profile: str | None = None,
     only: Sequence[str] = (),
     ports: Callable[[], Ports] | None = None,
@@ -559,6 +567,9 @@ def run_matrix(
             lab=f"{lab_prefix}-n{size}",
             db_dc=db_dc,
             lb_dc=lb_dc,
+            db=db,
+            db_layout=db_layout,
+            db_arbitrator=db_arbitrator,
             ports=ports() if ports else None,
             profile=profile or DEFAULT_PROFILE,
         )
@@ -569,7 +580,9 @@ def run_matrix(
     if unknown:
         raise BadInput(f"--only: no case {', '.join(unknown)} for these sizes")
     p = plans[0][0].profile if plans else (profile or "")
-    placement = {"db_dc": plans[0][0].db_dc, "lb_dc": plans[0][0].lb_dc} if plans else {}
+    placement = (
+        {"db_dc": plans[0][0].db_dc, "lb_dc": plans[0][0].lb_dc, "db": plans[0][0].db.describe()} if plans else {}
+    )
     run_dir = make_run_dir("matrix", runs_root)
     host = machine()
     started = time.time()
@@ -792,7 +805,9 @@ def placement_text(placement: dict[str, str]) -> str:
         return "placement not recorded"
     lb = placement.get("lb_dc", "")
     where = "outside the datacenters" if lb in ("", OUTSIDE_LB) else f"in {lb}"
-    return f"database in {placement.get('db_dc')}, load balancer {where}"
+    db = placement.get("db", SINGLE)
+    what = "database" if db == SINGLE else f"database {db}, its front"
+    return f"{what} in {placement.get('db_dc')}, load balancer {where}"
 
 
 def markdown(result: MatrixResult) -> str:

@@ -92,6 +92,9 @@ def add_commands(command: AddCommand) -> None:
     sp.add_argument("--claims", help="claims file (default scenarios/claims.yaml)")
     sp.add_argument("--only", action="append", help="run only this case id (repeatable), e.g. kill-leader")
     sp.add_argument("--db-dc", help="datacenter of the database, or 'external' (default: the first)")
+    sp.add_argument("--db", help="the database: single (the default) or galera:3 / galera:5 (docs/galera.md)")
+    sp.add_argument("--db-layout", help="galera: the datacenter of each member (default: spread like the nodes)")
+    sp.add_argument("--db-arbitrator", metavar="SITE", help="galera: a garbd arbitrator at SITE (e.g. dc-c)")
     sp.add_argument(
         "--lb-dc", help="datacenter of the load balancer and its clients, or 'outside' (default: outside all)"
     )
@@ -221,7 +224,13 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         c = claims.load(path)
         for n in sizes:
             t = make_topology(
-                n, db_dc=args.db_dc, lb_dc=args.lb_dc, **({"profile": args.profile} if args.profile else {})
+                n,
+                db_dc=args.db_dc,
+                lb_dc=args.lb_dc,
+                db=args.db,
+                db_layout=args.db_layout,
+                db_arbitrator=args.db_arbitrator,
+                **({"profile": args.profile} if args.profile else {}),
             )
             guide = {x.id: x.outcome for x in c.claims}
             for case in claims.gray_cases(c, t) if args.gray else []:
@@ -240,6 +249,9 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         lab_prefix=args.prefix,
         db_dc=args.db_dc,
         lb_dc=args.lb_dc,
+        db=args.db,
+        db_layout=args.db_layout,
+        db_arbitrator=args.db_arbitrator,
         profile=args.profile,
         only=tuple(args.only or ()),
         seed=args.seed,

@@ -14,7 +14,7 @@ import sys
 import traceback
 from typing import IO, NoReturn
 
-from lab.cli import capacity, chaos, cluster, record
+from lab.cli import backup, capacity, chaos, cluster, record
 from lab.cli.common import Handler
 from lab.core.errors import LabError, mask
 
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cluster.add_commands(command)
     record.add_commands(command)
+    backup.add_commands(command)
     chaos.add_commands(command)
     capacity.add_commands(command)
     return p

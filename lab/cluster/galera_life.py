@@ -117,6 +117,29 @@ def member_problem(t: Topology, member: str) -> str | None:
     return None if code == 200 else f"{member}: {text}"
 
 
+def unsettled(t: Topology) -> str | None:
+    """None once every member is Synced in one Primary Component of every voter and the front
+    writes to the first (as after a start); else what is still off. Each member's own word is not
+    enough: a member thawed after a pause reports its state from before (Synced, Primary, the old
+    size) until it takes in the view that excluded it, while the others still count it out
+    (docs/galera.md, "The matrix"). And the front moves the sessions back to the first member once
+    it is Synced, cutting them."""
+    voters = len(t.db.placement())
+    off = []
+    for m in t.db.member_names:
+        status = read_status(t, m)
+        code, text = verdict(status)
+        size = status.get("wsrep_cluster_size")
+        if code != 200:
+            off.append(f"{m}: {text}")
+        elif size != str(voters):
+            off.append(f"{m}: in a component of {size}, not {voters}")
+    if off:
+        return "; ".join(off)
+    serving, first = front_target(t), t.db.member_names[0]
+    return None if serving == first else f"the front writes to {serving or 'no member'}, not {first}"
+
+
 def _starting(t: Topology, member: str) -> str | None:
     """member_problem, but a member whose server exited (a failed state transfer aborts it) ends
     the wait at once instead of at the deadline."""

@@ -103,8 +103,11 @@ def up(
     keep_on_failure: bool = False,
     timeout: float | None = None,
     allow_undersized: bool = False,
+    before_nodes: Callable[[Topology], None] | None = None,
 ) -> Endpoints:
-    """Start the lab and wait until it is healthy; `timeout` (seconds) defaults to default_timeout(t)."""
+    """Start the lab and wait until it is healthy; `timeout` (seconds) defaults to default_timeout(t).
+    `before_nodes`: run once the database answers and before the nodes start (a restore loads its
+    dump there, so that the nodes' migrations find the restored schema); compose engine only."""
     docker.require_docker()
     group = engine.group(t) if t.engine.swarm else None
     if group is not None:
@@ -135,12 +138,18 @@ def up(
                 project = docker.client(t.lab, compose_file)
                 if t.db.galera:  # the networks now; the members start one by one below
                     project.compose.create()
+                elif before_nodes:  # the database alone first
+                    project.compose.up(["db"], detach=True, quiet=True)
                 else:
                     project.compose.up(detach=True, quiet=True)
         deadline = time.monotonic() + (timeout or default_timeout(t))
         if t.db.galera:  # a compose lab's: make_topology refuses Galera on a swarm
             log.info("waiting for health:")
             galera_life.start(t, deadline)
+        if before_nodes:
+            _wait("database", lambda: None if probes.db_alive(t) else "the database does not answer yet", deadline)
+            before_nodes(t)
+        if t.db.galera or before_nodes:
             with docker.docker_errors(f"docker compose up (project {t.lab})"):
                 project.compose.up(detach=True, quiet=True)
         wait_healthy(t, timeout=deadline - time.monotonic())

@@ -132,18 +132,19 @@ def db_query(t: Topology, sql: str, timeout: float = 10) -> list[dict[str, str]]
     database: in the first member that answers, waiting until it has applied every write the
     cluster committed before (wsrep_sync_wait), so that it reads what the writer acknowledged."""
     if not t.db.galera:
-        return _query_in(t, "db", sql, timeout)
+        return query_in(t, "db", sql, timeout)
     failure: RuntimeFailure | None = None
     for member in t.db.member_names:
         try:
-            return _query_in(t, member, f"SET SESSION wsrep_sync_wait = 1; {sql}", timeout)
+            return query_in(t, member, f"SET SESSION wsrep_sync_wait = 1; {sql}", timeout)
         except RuntimeFailure as exc:  # down, paused, or outside the Primary Component
             failure = exc
     assert failure is not None  # a Galera database has members
     raise failure
 
 
-def _query_in(t: Topology, service: str, sql: str, timeout: float) -> list[dict[str, str]]:
+def query_in(t: Topology, service: str, sql: str, timeout: float) -> list[dict[str, str]]:
+    """Run SQL in one database container (`db`, or a Galera member) as its local admin."""
     where = engine.place(t, service)
     out = docker.run(
         [

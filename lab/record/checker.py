@@ -207,7 +207,7 @@ def run_uuids(history: History) -> dict[str, set[str]]:
     return by_table
 
 
-def _epoch_sql(column: str) -> str:
+def epoch_sql(column: str) -> str:
     # The server stores UTC DATETIMEs; plain arithmetic from the epoch avoids the session time zone
     # that UNIX_TIMESTAMP() would apply.
     return f"TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', {column}) / 1000000 AS {column}"
@@ -221,7 +221,7 @@ def fetch_snapshot(query: Query, history: History, now: Callable[[], float] = ti
         rows: list[Row] = []
         for i in range(0, len(safe), _CHUNK):
             in_list = ",".join(f"'{u}'" for u in safe[i : i + _CHUNK])
-            times = ", ".join(_epoch_sql(c) for c in ("removed", *EXTRA_TIME_COLUMNS.get(table, ())))
+            times = ", ".join(epoch_sql(c) for c in ("removed", *EXTRA_TIME_COLUMNS.get(table, ())))
             rows.extend(query(f"SELECT id, uuid, name, state, {times} FROM `{table}` WHERE uuid IN ({in_list})"))
         tables[table] = rows
     span = history.span
@@ -229,23 +229,23 @@ def fetch_snapshot(query: Query, history: History, now: Callable[[], float] = ti
         since = datetime.fromtimestamp(math.floor(span[0]), timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
         tables[PROCESS_TABLE] = list(
             query(
-                f"SELECT id, process_name, resource_type, resource_id, {_epoch_sql('start_time')}, "
-                f"{_epoch_sql('end_time')}, phase, start_process_server_id, running_process_server_id "
+                f"SELECT id, process_name, resource_type, resource_id, {epoch_sql('start_time')}, "
+                f"{epoch_sql('end_time')}, phase, start_process_server_id, running_process_server_id "
                 f"FROM {PROCESS_TABLE} WHERE start_time >= '{since}'"
             )
         )
     return DbSnapshot(now(), tables)
 
 
-def _value(v: Any) -> Any:
+def db_value(v: Any) -> Any:
     """A DB value as the platform's query may render it: NULL spellings become None."""
     if v is None or (isinstance(v, str) and v.strip() in ("", "NULL", "\\N", "None")):
         return None
     return v
 
 
-def _epoch(v: Any) -> float | None:
-    v = _value(v)
+def db_epoch(v: Any) -> float | None:
+    v = db_value(v)
     if v is None:
         return None
     if isinstance(v, datetime):
@@ -260,7 +260,7 @@ def _write_checks(history: History, db: DbSnapshot) -> tuple[Outcome, Outcome]:
     rows_by_uuid: dict[tuple[str, str], list[Row]] = defaultdict(list)
     for table_name, table_rows in db.tables.items():
         for table_row in table_rows:
-            row_uuid = _value(table_row.get("uuid"))
+            row_uuid = db_value(table_row.get("uuid"))
             if row_uuid is not None:
                 rows_by_uuid[(table_name, str(row_uuid))].append(table_row)
 
@@ -290,7 +290,7 @@ def _write_checks(history: History, db: DbSnapshot) -> tuple[Outcome, Outcome]:
         if len(rows) > 1:
             duplicated.append(Violation(uuid, first.t1, f"{len(rows)} rows in {table} for one {first.type}"))
             continue
-        problem = _effect_missing(rows[0], acks, attempts.get(uuid, []))
+        problem = effect_missing(rows[0], acks, attempts.get(uuid, []))
         if problem:
             lost.append(Violation(uuid, last.t1, f"{last.type}: {problem} (ack by {last.node})"))
 
@@ -301,9 +301,13 @@ def _write_checks(history: History, db: DbSnapshot) -> tuple[Outcome, Outcome]:
     )
 
 
-def _effect_missing(row: Row, acks: list[LedgerEntry], attempts: list[RequestRecord]) -> str | None:
-    """Why the one row does not show the acknowledged writes, or None when it does."""
-    removed = _value(row.get("removed")) is not None or _value(row.get("state")) in REMOVED_STATES
+def effect_missing(
+    row: Row, acks: Sequence[LedgerEntry], attempts: Sequence[RequestRecord], cutoff: float = math.inf
+) -> str | None:
+    """Why the one row does not show the acknowledged writes `acks`, or None when it does. A later
+    write not acknowledged before `cutoff` (failed, or still unanswered then: a backup taken at
+    `cutoff` may or may not hold it) may have applied, so the row's name is not judged after one."""
+    removed = db_value(row.get("removed")) is not None or db_value(row.get("state")) in REMOVED_STATES
     last = acks[-1]
     if last.op == "delete":
         return None if removed else f"delete acknowledged but row is {row.get('state')!r}, not removed"
@@ -311,15 +315,15 @@ def _effect_missing(row: Row, acks: list[LedgerEntry], attempts: list[RequestRec
         return "row removed although no delete was sent"
     checkins = [a for a in acks if a.op == "checkin"]
     if checkins:
-        seen = _epoch(row.get("last_checkin"))
+        seen = db_epoch(row.get("last_checkin"))
         if seen is None or seen < checkins[-1].t0 - CLOCK_SLACK:
             return f"check-in acknowledged at {checkins[-1].t1:.3f}, last_checkin is {seen}"
     updates = [a for a in acks if a.op == "update" and a.value is not None]
     if not updates:
         return None
     latest = updates[-1]
-    indeterminate = [r for r in attempts if r.t0 > latest.t0 and not r.ok and r.method != "DELETE"]
-    if indeterminate or _value(row.get("name")) == latest.value:
+    indeterminate = [r for r in attempts if r.t0 > latest.t0 and (not r.ok or r.t1 >= cutoff) and r.method != "DELETE"]
+    if indeterminate or db_value(row.get("name")) == latest.value:
         return None
     return f"update to name {latest.value!r} acknowledged, row has {row.get('name')!r}"
 
@@ -390,10 +394,13 @@ def _process_clock_check(db: DbSnapshot | None) -> Outcome:
     found: list[Violation] = []
     rows = db.tables[PROCESS_TABLE]
     for row in rows:
-        start, end = _epoch(row.get("start_time")), _epoch(row.get("end_time"))
+        start, end = db_epoch(row.get("start_time")), db_epoch(row.get("end_time"))
         if start is None:
             continue
-        by, to = _value(row.get("start_process_server_id")) or "?", _value(row.get("running_process_server_id")) or "?"
+        by, to = (
+            db_value(row.get("start_process_server_id")) or "?",
+            db_value(row.get("running_process_server_id")) or "?",
+        )
         what = f"{row.get('process_name')} on {row.get('resource_type')} {row.get('resource_id')}"
         if end is not None and end < start - CLOCK_TOLERANCE:
             detail = f"{what} finished {start - end:.1f}s before it started (started by {by}, finished by {to})"
@@ -412,18 +419,18 @@ def _stuck_check(history: History, db: DbSnapshot | None, bound: float) -> Outco
     stuck: list[Violation] = []
     checked = 0
     for row in db.tables[PROCESS_TABLE]:
-        start = _epoch(row.get("start_time"))
+        start = db_epoch(row.get("start_time"))
         if start is None or start < math.floor(span_start):
             continue
         checked += 1
-        end = _epoch(row.get("end_time"))
+        end = db_epoch(row.get("end_time"))
         ran = (end if end is not None else db.fetched_at) - start
         if ran > bound:
             what = f"{row.get('process_name')} on {row.get('resource_type')} {row.get('resource_id')}"
             state = f"finished after {ran:.1f}s" if end is not None else f"unfinished after {ran:.1f}s"
             # Where it stopped: a process that never ran again, or one run by a server that went away.
-            by = _value(row.get("running_process_server_id")) or "no server"
-            last = f"phase {_value(row.get('phase')) or '?'}, last run by {by}"
+            by = db_value(row.get("running_process_server_id")) or "no server"
+            last = f"phase {db_value(row.get('phase')) or '?'}, last run by {by}"
             stuck.append(Violation(str(row.get("id")), start, f"{what} {state} ({last})"))
     return _outcome(name, checked, stuck)
 

@@ -16,6 +16,7 @@ overwritten before anyone read it, but which one cannot be told).
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -31,6 +32,7 @@ from lab.record.linearizability import check_linearizable
 from lab.record.ops import Op, Value
 
 OPS_FILE = "ops.jsonl"
+KEYS_FILE = "registers.json"  # the register projects, written by loadtests/registers.py
 OPS_PARTS = Path("parts") / "ops"
 ROWS_TABLE = "registers"  # the snapshot's table of final values and committed update counts
 WITNESS_OPS = 20  # ops of a violation's witness kept in the summary
@@ -76,9 +78,20 @@ def merge_ops(run_dir: str | os.PathLike[str]) -> int:
     return moved
 
 
+def project_ids(keys: Iterable[str]) -> list[int]:
+    """The `account` row ids of register keys (project API ids such as 1a4)."""
+    return sorted({int(k[2:]) for k in keys if k.startswith("1a") and k[2:].isdigit()})
+
+
+def load_keys(run_dir: str | os.PathLike[str]) -> list[str]:
+    """Every register project the run's workload created (its API ids), ops or not."""
+    path = Path(run_dir) / KEYS_FILE
+    return [str(k) for k in json.loads(path.read_text())] if path.exists() else []
+
+
 def fetch_rows(query: Callable[[str], Sequence[Row]], ops: Sequence[Op]) -> list[Row]:
     """Each key's final description and the updates committed to it since the first op."""
-    ids = sorted({int(op.key[2:]) for op in ops if op.key.startswith("1a") and op.key[2:].isdigit()})
+    ids = project_ids(op.key for op in ops)
     if not ids:
         return []
     since = datetime.fromtimestamp(min(op.invoke for op in ops) - 1, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")

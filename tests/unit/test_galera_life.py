@@ -243,3 +243,21 @@ def test_a_member_that_exits_while_starting_ends_the_wait_at_once(monkeypatch):
         galera_life._starting(T, "db2")
     monkeypatch.setattr(galera_life.docker, "run", lambda args, what, timeout=None: "true\n")
     assert galera_life._starting(T, "db2") == "db2: not ready"
+
+
+def test_the_database_is_settled_when_every_member_counts_every_voter_and_the_front_writes_to_the_first(
+    monkeypatch,
+):
+    synced = {"wsrep_local_state": "4", "wsrep_cluster_status": "Primary", "wsrep_cluster_size": "3"}
+    status = {m: dict(synced) for m in ("db1", "db2", "db3")}
+    serving = ["db2"]
+    monkeypatch.setattr(galera_life, "read_status", lambda t, m: status[m])
+    monkeypatch.setattr(galera_life, "front_target", lambda t: serving[0])
+    assert galera_life.unsettled(T) == "the front writes to db2, not db1"
+    serving[0] = "db1"
+    assert galera_life.unsettled(T) is None
+    # db2 thawed: it still says Synced in a Primary Component of 3, the others count 2
+    status["db1"]["wsrep_cluster_size"] = status["db3"]["wsrep_cluster_size"] = "2"
+    assert galera_life.unsettled(T) == "db1: in a component of 2, not 3; db3: in a component of 2, not 3"
+    status["db1"] = {"wsrep_local_state": "1", "wsrep_cluster_status": "Primary"}
+    assert galera_life.unsettled(T).startswith("db1: ")

@@ -748,3 +748,22 @@ def test_a_late_beat_of_the_metronome_is_noted_as_a_stall(monkeypatch):
     w._beat()  # on time
     w._beat()  # 12 s for a 0.1 s tick
     assert w.stalls == [(1000.0 - 11.9 - watch.TICK, pytest.approx(11.9))]
+
+
+def test_the_matrix_takes_a_galera_database_and_says_so(capsys, monkeypatch):
+    from lab.cli.main import main
+
+    assert main(["matrix", "--nodes", "3", "--db", "galera:3", "--profile", "tuned", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "kill-db2" in out and "stop-db3" in out and "split-dc-a|dc-b@leader-minority" in out
+    assert main(["matrix", "--nodes", "3", "--db", "galera:4", "--dry-run"]) == 2
+    assert "--db: 'galera:4' is not" in capsys.readouterr().err
+    got: dict = {}
+    monkeypatch.setattr(matrix.claims_mod, "cases", lambda c, t: got.setdefault("db", t.db.describe()) and [])
+    monkeypatch.setattr(matrix, "make_run_dir", lambda name, root: (_ for _ in ()).throw(SystemExit(0)))
+    with pytest.raises(SystemExit):
+        matrix.run_matrix([3], db="galera:3", db_layout="dc-a,dc-b,dc-b")
+    assert got["db"] == "galera:3 (db1 in dc-a, db2 in dc-b, db3 in dc-b)"
+    assert matrix.placement_text({"db_dc": "dc-a", "lb_dc": "outside", "db": got["db"]}).startswith(
+        "database galera:3 (db1 in dc-a, db2 in dc-b, db3 in dc-b), its front in dc-a"
+    )
