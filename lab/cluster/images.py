@@ -71,8 +71,8 @@ IMAGES = (
     ),
 )
 # Built only when named (`halab build --only galera`), so that a lab with one database builds what
-# it did before issue 15. Its context is assembled: the image's folder, the clustercheck agent and
-# the db image's labsql.
+# it did before issue 15. Their contexts are assembled: galera's from the image's folder, the
+# clustercheck agent and the db image's labsql.
 OPTIONAL_IMAGES = (
     ImageSpec(
         "galera",
@@ -84,6 +84,15 @@ OPTIONAL_IMAGES = (
             ROOT / "compose/images/db/labsql",
         ),
         placed=("compose/images/galera", "lab/agent/clustercheck.py", "compose/images/db/labsql"),
+    ),
+    # Not a lab's: Locust's master and workers on a swarm lab's hosts (lab/record/distributed.py),
+    # with the locustfiles and the recording code they import.
+    ImageSpec(
+        "loadgen",
+        ROOT / "compose/images/loadgen/Dockerfile",
+        ROOT,
+        (ROOT / "compose/images/loadgen", paths.PACKAGE / "__init__.py", paths.PACKAGE / "record", paths.LOADTESTS),
+        placed=("compose/images/loadgen", "lab/__init__.py", "lab/record", "loadtests"),
     ),
 )
 
