@@ -29,7 +29,7 @@ import tarfile
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
@@ -188,11 +188,10 @@ def unpack(data: bytes, member: Member, run_dir: Path) -> list[Path]:
     return out
 
 
-def take_counts(run_dir: Path, placement: Placement) -> dict[str, dict[str, int]]:
+def take_counts(run_dir: Path, names: Collection[str]) -> dict[str, dict[str, int]]:
     """worker -> the requests and acks it said it recorded (its count files, removed once read as
     its parts are once merged); a worker without one is absent."""
     out: dict[str, dict[str, int]] = {}
-    names = {w.name for w in placement.workers}
     for path in sorted((run_dir / history.PARTS_DIR).glob("count-*.json")):
         worker = path.stem.removeprefix("count-").split("-")[0]
         if worker in names:
@@ -204,9 +203,8 @@ def take_counts(run_dir: Path, placement: Placement) -> dict[str, dict[str, int]
     return out
 
 
-def merged_requests(run_dir: Path, placement: Placement) -> dict[str, int]:
+def merged_requests(run_dir: Path, names: Collection[str]) -> dict[str, int]:
     """worker -> its requests in the run's merged history."""
-    names = {w.name for w in placement.workers}
     out = dict.fromkeys(sorted(names), 0)
     for r in history.load_run(run_dir).requests:
         worker = r.worker.split("-")[0]
@@ -405,8 +403,9 @@ class SwarmLoadRun:
         self._remove()
         records = history.merge_parts(self.run_dir)
         ops = registers.merge_ops(self.run_dir)
-        counted = take_counts(self.run_dir, self.placement)
-        merged = merged_requests(self.run_dir, self.placement)
+        names = [w.name for w in self.placement.workers]
+        counted = take_counts(self.run_dir, names)
+        merged = merged_requests(self.run_dir, names)
         self.result = LoadResult(
             run_dir=self.run_dir,
             returncode=None if killed else code,
