@@ -70,6 +70,8 @@ IMAGES = (
         "dind", ROOT / "compose/images/dind/Dockerfile", ROOT / "compose/images/dind", (ROOT / "compose/images/dind",)
     ),
 )
+# What loadtests/ imports of lab/record, itself and through each other.
+LOADGEN_MODULES = ("__init__", "history", "ops", "registers", "consistency", "indeterminate", "linearizability")
 # Built only when named (`halab build --only galera`), so that a lab with one database builds what
 # it did before issue 15. Their contexts are assembled: galera's from the image's folder, the
 # clustercheck agent and the db image's labsql.
@@ -86,13 +88,24 @@ OPTIONAL_IMAGES = (
         placed=("compose/images/galera", "lab/agent/clustercheck.py", "compose/images/db/labsql"),
     ),
     # Not a lab's: Locust's master and workers on a swarm lab's hosts (lab/record/distributed.py),
-    # with the locustfiles and the recording code they import.
+    # with the locustfiles and the recording modules they import (LOADGEN_MODULES), only those: a
+    # change elsewhere in lab/record does not change its tag, so hosts are not loaded with it again.
     ImageSpec(
         "loadgen",
         ROOT / "compose/images/loadgen/Dockerfile",
         ROOT,
-        (ROOT / "compose/images/loadgen", paths.PACKAGE / "__init__.py", paths.PACKAGE / "record", paths.LOADTESTS),
-        placed=("compose/images/loadgen", "lab/__init__.py", "lab/record", "loadtests"),
+        (
+            ROOT / "compose/images/loadgen",
+            paths.PACKAGE / "__init__.py",
+            *(paths.PACKAGE / "record" / f"{m}.py" for m in LOADGEN_MODULES),
+            paths.LOADTESTS,
+        ),
+        placed=(
+            "compose/images/loadgen",
+            "lab/__init__.py",
+            *(f"lab/record/{m}.py" for m in LOADGEN_MODULES),
+            "loadtests",
+        ),
     ),
 )
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -246,3 +248,16 @@ def test_versions_that_differ_stop_the_start_and_remove_what_started(lab, fake, 
     with pytest.raises(RuntimeFailure, match=r"one Locust version.*2\.20\.0-1"):
         load.start()
     assert sorted(f.removed) == sorted(f.running)
+
+
+def test_the_loadgen_image_holds_everything_the_locustfiles_import(tmp_path):
+    """Its context, laid out as the image's /opt/halab, imports every locustfile (in a subprocess:
+    importing Locust patches the process) with nothing of this checkout on the path."""
+    spec = next(s for s in images.OPTIONAL_IMAGES if s.name == "loadgen")
+    with images.build_context(spec) as (dockerfile, context):
+        assert "python3-locust=" in dockerfile.read_text()
+        code = "import sys; sys.path[:0] = [sys.argv[1], sys.argv[1] + '/loadtests']; import rancher, endpoint"
+        proc = subprocess.run(
+            [sys.executable, "-I", "-c", code, str(context)], capture_output=True, text=True, cwd=tmp_path, timeout=120
+        )
+    assert proc.returncode == 0, proc.stderr[-2000:]
