@@ -70,6 +70,7 @@ class Member:
 
 @dataclass(frozen=True)
 class Placement:
+    run_id: str  # in the members' container names and their `halab.load` label
     master: Member
     workers: tuple[Member, ...]
 
@@ -97,8 +98,10 @@ def place(t: Topology, workers: object, worker_hosts: Sequence[str] = (), run_id
         raise BadInput(f"--worker-hosts: {','.join(worker_hosts)} names a host twice")
     group = engine.group(t)
     chosen = [group.host(name, "--worker-hosts") for name in worker_hosts] or list(group.hosts)
-    base = f"{t.lab}-locust-{run_id or uuid.uuid4().hex[:6]}"
+    run_id = run_id or uuid.uuid4().hex[:6]
+    base = f"{t.lab}-locust-{run_id}"
     return Placement(
+        run_id,
         Member("master", group.manager, f"{base}-master"),
         tuple(Member(f"w{i}", chosen[(i - 1) % len(chosen)], f"{base}-w{i}") for i in range(1, workers + 1)),
     )
@@ -122,9 +125,7 @@ def check_spec(spec: LoadSpec) -> None:
     locustfile_inside(spec)
 
 
-def run_command(
-    t: Topology, spec: LoadSpec, placement: Placement, member: Member, image: str, run_id: str
-) -> list[str]:
+def run_command(t: Topology, spec: LoadSpec, placement: Placement, member: Member, image: str) -> list[str]:
     """`docker run` of one member on its host's Docker, on the lab's front overlay."""
     inner = dict(compose.published(t)["lb"])  # published port -> the load balancer's own
     env = spec.halab_env(f"{HOME}/{history.PARTS_DIR}", f"https://{LB}:{inner[t.ports.https]}")
@@ -147,7 +148,7 @@ def run_command(
         env["HALAB_WORKER"] = member.name
         args = ["-f", locustfile, "--worker", "--master-host", placement.master.container]
         args += ["--master-port", str(MASTER_PORT), "--logfile", f"{HOME}/locust.log"]
-    labels = compose.labels(t, "load", **{"halab.load": run_id, "halab.load.member": member.name})
+    labels = compose.labels(t, "load", **{"halab.load": placement.run_id, "halab.load.member": member.name})
     return member.command(
         "run",
         "-d",
@@ -242,7 +243,6 @@ class SwarmLoadRun:
     ) -> None:
         check_spec(spec)
         self.t, self.spec, self.placement = t, spec, placement
-        self.run_id = placement.master.container.removesuffix("-master").rsplit("-", 1)[-1]
         self.run_dir = Path(run_dir) if run_dir is not None else make_run_dir(spec.name, runs_root)
         self.result: LoadResult | None = None
         self.image = ""
@@ -264,7 +264,7 @@ class SwarmLoadRun:
         self._started = time.time()
         try:
             for m in self.placement.members:
-                cmd = run_command(self.t, self.spec, self.placement, m, self.image, self.run_id)
+                cmd = run_command(self.t, self.spec, self.placement, m, self.image)
                 docker.run(cmd, f"start Locust's {m.name} on {m.host.name}", timeout=60)
             self.versions = self._versions()
         except BaseException:
@@ -429,7 +429,7 @@ class SwarmLoadRun:
     def _description(self, counted: dict[str, dict[str, int]], merged: dict[str, int]) -> dict[str, Any]:
         assert self.result is not None
         p = self.placement
-        command = run_command(self.t, self.spec, p, p.master, self.image, self.run_id)
+        command = run_command(self.t, self.spec, p, p.master, self.image)
         return {
             "spec": {**asdict(self.spec), "env": dict(self.spec.env)},
             "command": [a.split("=")[0] + "=<the lab's CA>" if a.startswith("HALAB_CA_PEM=-") else a for a in command],

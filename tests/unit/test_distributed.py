@@ -76,8 +76,8 @@ def test_what_workers_cannot_be_combined_with(lab):
 def test_master_and_workers_reach_each_other_and_the_load_balancer_on_the_labs_network(lab):
     p = place(lab, 2, run_id="r1")
     s = spec(lab, user_classes=("ApiUser",), env={"HALAB_WAIT": "0.1,0.2"})
-    master = distributed.run_command(lab, s, p, p.master, "halab/loadgen:x", "r1")
-    worker = distributed.run_command(lab, s, p, p.workers[1], "halab/loadgen:x", "r1")
+    master = distributed.run_command(lab, s, p, p.master, "halab/loadgen:x")
+    worker = distributed.run_command(lab, s, p, p.workers[1], "halab/loadgen:x")
     assert master[:7] == ["docker", "exec", "-i", "swm-h1", "docker", "run", "-d"]
     assert worker[:4] == ["docker", "exec", "-i", "swm-h2"]
     for cmd in (master, worker):
