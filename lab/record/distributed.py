@@ -221,9 +221,10 @@ def check_counts(counted: dict[str, dict[str, int]], merged: dict[str, int]) -> 
         raise RuntimeFailure(f"Locust worker(s) {', '.join(missing)} left no count of their requests")
     total = sum(c["requests"] for c in counted.values())
     if sum(merged.values()) != total:
+        own = {w: c["requests"] for w, c in counted.items()}
         raise RuntimeFailure(
             f"the merged history holds {sum(merged.values())} requests of the workers, who counted {total} "
-            f"(merged per worker {merged}; counted { ({w: c['requests'] for w, c in counted.items()}) })"
+            f"(merged per worker {merged}; counted {own})"
         )
 
 
@@ -302,10 +303,9 @@ class SwarmLoadRun:
             return self.result
         try:
             self._stop_requested = True
+            master = self.placement.master
             with suppress(RuntimeFailure):  # it has ended already
-                docker.run(
-                    self.placement.master.command("kill", "--signal", "INT", self.placement.master.container), ""
-                )
+                docker.run(master.command("kill", "--signal", "INT", master.container), "stop Locust's master")
             ended = self._wait_master(grace if grace is not None else self.spec.stop_timeout + REPORT_GRACE)
             return self._finish(not ended)
         finally:
