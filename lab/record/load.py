@@ -9,7 +9,8 @@ What a run leaves in its directory `runs/<UTC timestamp>-<name>/` (see docs/arch
 `history.jsonl`, `ledger.jsonl` and `ops.jsonl` (merged from the per-process files the
 locustfile writes under `parts/`), Locust's `locust_stats.csv`, `locust_stats_history.csv`, `locust_failures.csv`,
 `locust_exceptions.csv` and `locust.html`, its log `locust.log` (and console `locust.out`), and
-`load.json` (the spec, the command and how it ended).
+`load.json` (the spec, the command and how it ended). A run of Locust's master and workers on a
+swarm lab's hosts (lab/record/distributed.py) leaves the same, and each worker's `locust-<w>.log`.
 """
 
 from __future__ import annotations
