@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+
+from lab.cluster.engine import Place
 
 # What is worth a line in a timeline, with how to say it. The first pattern that matches a log
 # line wins; everything else (stack traces, per-connection warnings) is left out.
@@ -37,7 +39,12 @@ _MARKERS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"halab\.zk: ZooKeeper session (\w+)", "client session {0}"),
         (r"HA state (\S+) -> (\S+)", "node {0} -> {1}"),
         (r"Lost Connection to ZooKeeper", "server exits: ZooKeeper session lost"),
+        (r"publish \S+ to Redis (\S+) failed after (\S+ s) \((\w+)\)", "event publish to Redis {0} lost {1} ({2})"),
+        (r"forgetting cluster member \S+ \(id \d+, (\S+),", "cluster-manager forgets member {0}"),
         (r"server exited with status (\d+); restart (\d+)", "supervisor restarts the server (exit {0}, restart {1})"),
+        # A swarm host's dockerd (lab/cluster/hosts.py): its gossip's view of the other hosts.
+        (r"memberlist: Marking (\S+) as failed", "swarm gossip marks host {0} failed"),
+        (r"Node (\S+?)/\S+, joined gossip cluster", "swarm gossip: host {0} joined"),
     )
 )
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z ")
@@ -95,14 +102,15 @@ def render(evs: Sequence[Event], t0: float, limit: int = 60) -> list[str]:
     return lines
 
 
-def collect(containers: dict[str, str], start: float, end: float) -> list[Event]:
-    """Read each node's container log for [START, END] (Docker filters by time; we filter again to
-    the second's fraction) and return the merged timeline. A container that cannot be read is
-    left out rather than failing the case: evidence is an aid, not a verdict."""
+def collect(places: Mapping[str, Place], start: float, end: float) -> list[Event]:
+    """Read each container's log for [START, END] through the engine that runs it (Docker filters
+    by time; we filter again to the second's fraction) and return the merged timeline. A container
+    that cannot be read is left out rather than failing the case: evidence is an aid, not a verdict."""
     per_node = {}
-    for node, container in containers.items():
+    for node, place in places.items():
+        since, until = f"{start - 1:.0f}", f"{end + 1:.0f}"
         proc = subprocess.run(
-            ["docker", "logs", "--timestamps", "--since", f"{start - 1:.0f}", "--until", f"{end + 1:.0f}", container],
+            [*place.command("logs", "--timestamps", "--since", since, "--until", until), place.container],
             capture_output=True,
             text=True,
         )

@@ -247,9 +247,10 @@ class Watch:
         """Seconds from `since` until writes succeeded again for good (by `until`): when the first
         successful write after the last failed one (or, none failing, after `since`) completed. Its
         completion, not its start, because a write may hang through an election and then succeed:
-        the client waited all that time (1.5 s for a leader kill that failed no write)."""
+        the client waited all that time (1.5 s for a leader kill that failed no write). Only writes
+        completed by `until` count: one that completed after the heal says nothing of the fault."""
         with self._lock:
-            writes = [r for r in self.requests if r.write and since <= r.t0 <= until]
+            writes = [r for r in self.requests if r.write and since <= r.t0 and r.t1 <= until]
         failed = [r.t0 for r in writes if not r.ok]
         back = next((r.t1 for r in writes if r.ok and (not failed or r.t0 > failed[-1])), None)
         return None if back is None else back - since

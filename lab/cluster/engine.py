@@ -79,6 +79,15 @@ def place(t: Topology, service: str, found: dict[str, ContainerState] | None = N
     return Place(engines(t)[c.host], c.id, c.host)
 
 
+def placed(t: Topology, services: Iterable[str]) -> dict[str, Place]:
+    """Where each of `services` that has a container is (a swarm lab's engines asked once); one
+    without a container (its host killed or cut off) is left out."""
+    if not t.engine.swarm:
+        return {s: place(t, s) for s in services}
+    found = current(states(t))
+    return {s: place(t, s, found) for s in services if s in found}
+
+
 def by_engine(places: Sequence[Place]) -> dict[tuple[str, ...], list[str]]:
     """docker command -> the containers it reaches, so that one command acts on each engine's."""
     out: dict[tuple[str, ...], list[str]] = {}

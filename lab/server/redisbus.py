@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,17 +124,25 @@ class EventBus:
         message = json.dumps({"name": name, "data": dict(payload)})
         for i in range(len(self.hosts)):
             host = self.hosts[(self._next + i) % len(self.hosts)]
-            if await self._publish_to(host, name, message):
+            began = time.monotonic()
+            failure = await self._publish_to(host, name, message)
+            if failure is None:
                 host.published += 1
                 return True
             host.failed += 1
+            # Logged (cattle's Jedis errors were not) because the time lost is the evidence: a
+            # peer killed behind its tunnel costs a write `timeout` seconds until it is forgotten.
+            log.warning(
+                "publish %s to Redis %s failed after %.1f s (%s)", name, host, time.monotonic() - began, failure
+            )
         self.dropped += 1
         log.warning("event %s dropped: no Redis host took it (%s)", name, ", ".join(map(str, self.hosts)))
         return False
 
-    async def _publish_to(self, host: Host, name: str, message: str) -> bool:
-        # A pooled connection the server has since closed is replaced by a new one, as the pool's
-        # test on borrow did; a new connection that fails fails the host.
+    async def _publish_to(self, host: Host, name: str, message: str) -> str | None:
+        """None when the host took the event, else what failed. A pooled connection the server has
+        since closed is replaced by a new one, as the pool's test on borrow did; a new connection
+        that fails fails the host."""
         while True:
             pooled = bool(host.idle)
             conn: Conn | None = None
@@ -152,13 +161,12 @@ class EventBus:
                     conn[1].close()
                 if pooled and not isinstance(e, asyncio.TimeoutError):
                     continue
-                log.debug("publish %s to %s failed: %s", name, host, type(e).__name__)
-                return False
+                return type(e).__name__
         if len(host.idle) < MAX_IDLE:
             host.idle.append(conn)
         else:
             conn[1].close()
-        return True
+        return None
 
     async def _subscribe(self, host: Host, names: Sequence[str]) -> None:
         while True:

@@ -2,7 +2,12 @@
 claim holds and the lab's model predicts every case, wherever the ZooKeeper leader is put; the
 rancher-1.0 profile's 3-node matrix is in test_matrix_v1_docker.py), and a database or the clients
 on the minority side (the split claim does not hold, exit 3). Each size gets one lab (unique
-name, free ports)."""
+name, free ports).
+
+At 5 nodes the 10 pairs of killed hosts fall into three kinds by datacenter (both in dc-a, one in
+each, both in dc-b, which is all of dc-b): CI runs one pair of each kind, with the leader inside and
+outside it, 6 of the 20 pair cases (the other 14 took about 270 s of CI's 45 minutes); every pair is
+in `bench/bench_matrix.py --sizes 5 --profiles tuned`."""
 
 from __future__ import annotations
 
@@ -13,11 +18,20 @@ import sys
 import pytest
 from helpers import by_case
 
-from lab.chaos import matrix
+from lab.chaos import claims, matrix
 from lab.cluster.preflight import free_ports
 from lab.cluster.state import unique_lab_name
+from lab.cluster.topology import make_topology
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+PAIRS = ("a1+a2", "a1+b1", "b1+b2")  # one pair of each kind at 5 nodes (dc-a:3, dc-b:2)
+
+
+def ci_cases() -> list[str]:
+    """Every case of 1, 3 and 5 nodes, but of the 5-node pair kills only the pairs in PAIRS."""
+    ids = {c.id for size in (1, 3, 5) for c in claims.cases(claims.load(), make_topology(size, lab="ci"))}
+    return sorted(i for i in ids if not (i.startswith("kill-") and "@leader-" in i) or i[5:].split("@")[0] in PAIRS)
 
 
 @pytest.mark.solo
@@ -30,6 +44,7 @@ def test_tuned_nodes_hold_every_claim_for_1_3_and_5_nodes_as_the_model_predicts(
         runs_root=request.config.rootpath / "runs",
         lab_prefix=unique_lab_name("mx"),
         ports=free_ports,
+        only=ci_cases(),
     )
     print(matrix.table(result))
     assert result.passed, matrix.table(result)
@@ -43,12 +58,13 @@ def test_tuned_nodes_hold_every_claim_for_1_3_and_5_nodes_as_the_model_predicts(
         side = {"b1", "b2"} if where == "minority" else {"a1", "a2", "a3"}
         assert split.leader.endswith(f"({where})") and split.leader.split()[0] in side
         assert split.measures is not None and split.measures.recover is not None
-    inside = cases[(5, "kill-a1+b2@leader-inside")]
-    assert inside.leader.split()[0] in {"a1", "b2"} and "(leader)" in inside.fault
+    inside = cases[(5, "kill-a1+b1@leader-inside")]
+    assert inside.leader.split()[0] in {"a1", "b1"} and "(leader)" in inside.fault
     written = json.loads((result.run_dir / "matrix.json").read_text())
-    # 47 cases; one the observer stalled through is run once more, and both attempts are written.
+    # 33 cases (47 less 14 pairs); one the observer stalled through is run once more, and both
+    # attempts are written.
     assert written["passed"] and written["profile"] == "tuned"
-    assert len({(c["size"], c["case"]) for c in written["cases"]}) == 47
+    assert len({(c["size"], c["case"]) for c in written["cases"]}) == 33
     assert "| claim | the guide says |" in (result.run_dir / "matrix.md").read_text()
     # Every container's log outlives its lab, for whoever explains a run afterwards.
     assert (result.run_dir / "n5" / "logs" / "b2.log").stat().st_size > 0

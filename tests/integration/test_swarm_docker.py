@@ -15,6 +15,7 @@ import pytest
 from helpers import recorded, wait_recorded
 
 from lab import faults
+from lab.chaos import evidence
 from lab.chaos.watch import Watch
 from lab.cluster import docker, engine, hosts, lifecycle, probes, state
 from lab.cluster.preflight import free_ports
@@ -122,9 +123,20 @@ def test_a_cut_host_leaves_the_majority_serving_and_loses_no_write(swarm_lab, tm
 
     held = [r for r in load_run(run_dir).requests if cut.t0 + GRACE <= r.t0 and r.t1 <= healed]
     writes = [r for r in held if r.write]
+
+    def told() -> str:
+        """What failed, and the nodes' and hosts' own account of the cut (CI keeps only its log):
+        once in CI the majority lost its quorum 41.6 s into a cut, with no log left to say why."""
+        failed = [f"+{r.t0 - cut.t0:.2f} s {r.method} {r.name} {r.node}: {r.error}" for r in held if not r.ok]
+        places = engine.placed(t, t.node_names) | {
+            h.name: engine.Place(docker.LOCAL, str(h.container)) for h in group.hosts
+        }
+        timeline = evidence.render(evidence.collect(places, cut.t0, healed), cut.t0, limit=150)
+        return "\n".join([f"placed: {placed}", *failed[:20], *timeline])
+
     assert held and writes, "no request went out while the host was cut"
-    assert sum(r.ok for r in held) / len(held) >= 0.99, "the majority side did not keep serving"
-    assert sum(r.ok for r in writes) / len(writes) >= 0.99, "writes stopped while the host was cut"
+    assert sum(r.ok for r in held) / len(held) >= 0.99, f"the majority side did not keep serving\n{told()}"
+    assert sum(r.ok for r in writes) / len(writes) >= 0.99, f"writes stopped while the host was cut\n{told()}"
     served_by = {r.node for r in held if r.ok}
     assert "b1" not in served_by and served_by <= {"a1", "a2"}, served_by
 

@@ -79,6 +79,12 @@ def test_a_swarm_task_is_reached_through_the_docker_of_its_host(swarm_lab, monke
     assert where.command("exec", where.container, "true") == [*hosts.exec_docker("swm-h2"), "exec", found[0].id, "true"]
     with pytest.raises(RuntimeFailure, match="no container of b1 runs on the hosts of lab 'demo'"):
         engine.place(swarm_lab, "b1")
+    asked.clear()
+    # Evidence reads whichever nodes have a container, asking the hosts once.
+    assert engine.placed(swarm_lab, ["a1", "b1"]) == {"a1": where}
+    assert len(asked) == 3
+    compose = make_topology(3, lab="demo")
+    assert engine.placed(compose, ["a1", "b1"])["b1"] == engine.Place(("docker",), "demo-b1-1")
 
 
 def test_a_fault_command_runs_once_on_each_host_that_runs_a_target(swarm_lab, monkeypatch):

@@ -81,3 +81,11 @@ def test_lines_that_say_nothing_known_are_left_out():
     assert evidence.classify("server exited with status 3; restart 2 in 1.0 s") == (
         "supervisor restarts the server (exit 3, restart 2)"
     )
+    redis = "halab.redis WARNING publish process.execute to Redis 127.0.0.1:6381 failed after 2.0 s (TimeoutError)"
+    assert evidence.classify(redis) == "event publish to Redis 127.0.0.1:6381 lost 2.0 s (TimeoutError)"
+    gossip = 'msg="memberlist: Marking 12d842f25054 as failed, suspect timeout reached (0 peer confirmations)"'
+    assert evidence.classify(gossip) == "swarm gossip marks host 12d842f25054 failed"
+    back = 'level=info msg="Node 12d842f25054/172.21.0.4, joined gossip cluster"'
+    assert evidence.classify(back) == "swarm gossip: host 12d842f25054 joined"
+    forget = "forgetting cluster member 9f1c (id 3, 172.30.0.13, slot 3)"
+    assert evidence.classify(forget) == "cluster-manager forgets member 172.30.0.13"

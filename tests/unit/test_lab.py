@@ -55,16 +55,19 @@ def test_a_stale_endpoint_is_disconnected_and_its_network_removed_again(fake_doc
     assert calls.count(["docker", "network", "rm", "n2"]) == 1 and world["network"] == []
 
 
-def test_an_endpoint_docker_releases_late_is_waited_for(fake_docker, monkeypatch):
-    # Docker 28 under load: "has active endpoints" while the network lists no container, for a while.
-    world, calls = fake_docker
+@pytest.fixture
+def ghost(fake_docker, monkeypatch):
+    """Docker's phantom endpoint: `network rm n2` answers "active endpoints" while n2 lists no
+    container. `ghost(k)` makes the next k removals refused; by default, every one is."""
+    world, _calls = fake_docker
     world["stale"]["n2"] = []
-    busy = {"n2": 2}  # refusals left
+    refusals: dict[str, int | None] = {"left": None}
     real = docker.run
 
     def run(args, what, **kw):
-        if args[1:3] == ["network", "rm"] and "n2" in args[3:] and busy["n2"]:
-            busy["n2"] -= 1
+        left = refusals["left"]
+        if args[1:3] == ["network", "rm"] and "n2" in args[3:] and left != 0:
+            refusals["left"] = None if left is None else left - 1
             world["stale"]["n2"] = ["ghost"]
             try:
                 return real(args, what)
@@ -76,30 +79,28 @@ def test_an_endpoint_docker_releases_late_is_waited_for(fake_docker, monkeypatch
     monkeypatch.setattr(
         lifecycle, "wait_for", lambda what, fn, timeout, **kw: wait_for(what, fn, timeout, **(kw | {"interval": 0.01}))
     )
+
+    def refuse(times: int | None = None) -> None:
+        refusals["left"] = times
+
+    return refuse
+
+
+def test_an_endpoint_docker_releases_late_is_waited_for(fake_docker, ghost):
+    # Docker 28 under load: "has active endpoints" while the network lists no container, for a while.
+    world, calls = fake_docker
+    ghost(2)
     assert lifecycle.down("x")["networks"] == 2 and world["network"] == []
     assert calls.count(["docker", "network", "rm", "n2"]) == 2  # the first retry still refused, the second went
 
 
-def test_an_endpoint_docker_never_releases_leaves_the_empty_network_with_a_warning(fake_docker, monkeypatch, caplog):
+def test_an_endpoint_docker_never_releases_leaves_the_empty_network_with_a_warning(
+    fake_docker, ghost, monkeypatch, caplog
+):
     # Docker 20.10: the network lists no container, yet every `network rm` says "active endpoints".
     world, _calls = fake_docker
-    real = docker.run
-
-    def run(args, what, **kw):
-        if args[1:3] == ["network", "rm"] and "n2" in args[3:]:
-            world["stale"]["n2"] = ["ghost"]
-            try:
-                return real(args, what)
-            finally:
-                world["stale"]["n2"] = []
-        return real(args, what)
-
-    world["stale"]["n2"] = []
-    monkeypatch.setattr(docker, "run", run)
+    ghost()
     monkeypatch.setattr(lifecycle, "NETWORK_RELEASE", 0.05)
-    monkeypatch.setattr(
-        lifecycle, "wait_for", lambda what, fn, timeout, **kw: wait_for(what, fn, timeout, **(kw | {"interval": 0.01}))
-    )
     with caplog.at_level("WARNING", logger="halab.cluster.lifecycle"):
         assert lifecycle.down("x") == {"containers": 2, "networks": 1, "volumes": 1}
     assert world["network"] == ["n2"]

@@ -124,6 +124,18 @@ def test_only_requests_from_after_on_decide_but_every_one_during_the_fault_is_co
     assert m.errors == {"500": 50}
 
 
+def test_a_write_in_flight_at_the_decision_is_not_counted():
+    """rancher-1.0, database split: every write failed for 50 s but one, started 1 s before the
+    decision, which waited on the cut database and succeeded just after the heal."""
+    failed = [req(1010.0 + i, False, True, status=500) for i in range(20)]
+    straddling = RequestRecord(1049.3, 1050.4, "POST", "/v1/projects", 201, True, write=True)
+    o, m = outcome([*failed, straddling], t_end=1050.0)
+    assert (o, m.write_share, m.requests) == ("outage", 0.0, 20)
+    w = Watch(T3)
+    w.requests = [*failed, straddling]
+    assert w.writes_resumed(1000.0, 1050.0) is None
+
+
 def test_errors_by_kind_and_per_second_shares():
     reqs = [
         req(0.1),
