@@ -75,7 +75,8 @@ def test_locust_workers_on_two_hosts_record_one_merged_run(swarm_lab, tmp_path):
         https_port=t.ports.https,
         ca_file=str(state.ca_path(t.lab)),
     )
-    placement = place(t, 2, [group.hosts[1].name, group.hosts[2].name])
+    placement = place(t, 2)  # w1 beside the master on the manager, w2 on h2: two hosts get the image
+    assert [w.host for w in placement.workers] == [group.hosts[0], group.hosts[1]]
     result = run_load(spec, run_dir, load=SwarmLoadRun(t, spec, placement, run_dir))
     assert result.ok and set(result.workers) == {"w1", "w2"} and all(result.workers.values()), result.workers
 
