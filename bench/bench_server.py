@@ -9,7 +9,10 @@ and ZooKeeper's JVM), read from /proc inside it, idle and right after the load, 
 node's and the database's CPU are read from their cgroups' counters (CPUs used on average), and
 the node's MySQL driver is taken from its /status.json (issue 18: the C driver, MySQLdb).
 
-    .venv/bin/python bench/bench_server.py [--duration 10] [--connections 32] [--xmx 1g]
+    .venv/bin/python bench/bench_server.py [--duration 10] [--connections 32] [--xmx 1g] [--lab-prefix bench]
+
+The node image is the one of the `lab` package imported (PYTHONPATH): its content tag, built if
+missing. The node's event loop (uvloop or asyncio's) is read from its log.
 
 Targets (issue 3): >= 1,000 simple reads/s on the 2-core machine; server + ZooKeeper <= 300 MB RSS.
 Target (issue 18): the MySQL-backed list >= 2,000 req/s, cached reads no lower than before.
@@ -94,6 +97,7 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=10, help="seconds of load per endpoint (default 10)")
     ap.add_argument("--connections", type=int, default=32, help="concurrent wrk connections (default 32)")
     ap.add_argument("--xmx", default="1g", help="the node's -Xmx (heap model budget = Xmx/32; default 1g)")
+    ap.add_argument("--lab-prefix", default="bench", help="the lab's name starts with this (default bench)")
     args = ap.parse_args()
     configure_logging(stream=sys.stdout)  # the lab's progress, as the benchmark prints its own
     if shutil.which("wrk") is None:
@@ -101,7 +105,7 @@ def main() -> int:
         return 2
     t = make_topology(
         1,
-        lab=unique_lab_name("bench"),
+        lab=unique_lab_name(args.lab_prefix),
         ports=replace(free_ports(), direct=free_port()),
         sizing=Sizing(java_opts=f"-Xmx{args.xmx}"),
     )
@@ -132,6 +136,7 @@ def main() -> int:
         }
         ids = {c.service: c.id for c in docker.container_states(t.lab)}
         driver = (http("GET", f"{direct}/status.json")[2].get("database") or {}).get("driver", "?")
+        loop = re.search(r"event loop: (\w+)", lifecycle.logs(t, ("a1",)))
         results = {}
         for label, path in endpoints.items():
             before = {s: cpu.container_cpu(ids[s]) for s in ("a1", "db")}
@@ -149,7 +154,10 @@ def main() -> int:
         f"\nOne node (-Xmx{args.xmx}), wrk -t2 -c{args.connections} -d{args.duration}s per endpoint, "
         "API published on 127.0.0.1 (no load balancer); wrk, the node and MariaDB share this machine's cores."
     )
-    print(f"The node's MySQL driver: {driver}. CPU: CPUs used on average during the endpoint's load (cgroup counters).")
+    print(
+        f"The node's MySQL driver: {driver}; its event loop: {loop.group(1) if loop else 'asyncio (not logged)'}."
+        " CPU: CPUs used on average during the endpoint's load (cgroup counters)."
+    )
     print(f"{'endpoint':38} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'node CPU':>9} {'DB CPU':>7}")
     for label, r in results.items():
         print(

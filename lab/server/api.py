@@ -59,6 +59,10 @@ class Api:
         self._v1 = gdapi.dumps(gdapi.api_version())
         self._schemas = gdapi.dumps(gdapi.schema_collection())
         self._schema_by_id = {s["id"]: gdapi.dumps(s) for s in gdapi.all_schemas()}
+        # A row's body is a function of its columns, the base URL and the node's context alone, and
+        # most rows of a list are the same from one request to the next: each is rendered once (a
+        # few MB at most). The cache is this node's, so that its context stays out of every key.
+        self._row_body = functools.lru_cache(maxsize=4096)(self._render_row)
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -225,6 +229,12 @@ class Api:
         values.update(extra)
         return gdapi.dumps(gdapi.resource_body(rt, values, base))
 
+    def _render_row(self, type_name: str, base: str, columns: tuple[str, ...], values: tuple[Any, ...]) -> bytes:
+        """A listed row's body, cached under a key of two tuples (its column names, the same for
+        every row of a table, and its values) rather than one pair per column, naming the type
+        rather than holding it (a ResourceType holds dicts: it cannot be a key)."""
+        return self._render(RESOURCE_TYPES[type_name], dict(zip(columns, values, strict=True)), base)
+
     async def get(self, request: web.Request) -> web.Response:
         rt = self._type(request)
         rid = self._id(rt, request.match_info["id"])
@@ -280,7 +290,8 @@ class Api:
         rows, more = await self.node.db.run(store.list_rows, rt, q)
         base = self.base(request)
         head, tail = _collection(rt.name, f"{base}{request.path}", base, tuple(params), q, more)
-        data = b",".join(_row_body(rt.name, base, self.node.ctx, tuple(row.items())) for row in rows)
+        row_body = self._row_body
+        data = b",".join(row_body(rt.name, base, tuple(row), tuple(row.values())) for row in rows)
         return json_response(self._account(head + data + tail))
 
     async def children(self, request: web.Request) -> web.Response:
@@ -451,11 +462,3 @@ def _collection(
     )
     head, _, tail = gdapi.dumps(body).partition(_ROWS)
     return head, tail
-
-
-# A row's body is a function of its columns, the base URL and the node's context alone, and most
-# rows of a list are the same from one request to the next: each is rendered once (a few MB at most).
-@functools.lru_cache(maxsize=4096)
-def _row_body(type_name: str, base: str, ctx: store.Context, items: tuple[tuple[str, Any], ...]) -> bytes:
-    rt = RESOURCE_TYPES[type_name]
-    return gdapi.dumps(gdapi.resource_body(rt, store.values(rt, dict(items), ctx), base))

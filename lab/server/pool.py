@@ -131,7 +131,7 @@ class BoundedPool(Generic[C]):
                 if got is None:
                     self._slot_freed()  # we were handed a slot to open a connection in
                 else:
-                    self._give_back(got, broken=False)
+                    self.give_back(got)
             raise
         finally:
             timer.cancel()
@@ -160,9 +160,10 @@ class BoundedPool(Generic[C]):
 
     def release(self, conn: C, broken: bool = False) -> None:
         """Return a connection; safe from any thread."""
-        self._loop.call_soon_threadsafe(self._give_back, conn, broken)
+        self._loop.call_soon_threadsafe(self.give_back, conn, broken)
 
-    def _give_back(self, conn: C, broken: bool) -> None:
+    def give_back(self, conn: C, broken: bool = False) -> None:
+        """Return a connection, on the event loop's thread."""
         if broken or self._closed:
             self._executor.submit(self._close_quietly, conn)
             self._slot_freed()

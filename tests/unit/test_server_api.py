@@ -8,9 +8,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime as dt
 import json
+import platform
+import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -398,3 +401,162 @@ def test_a_failure_past_the_api_middleware_is_a_gdapi_error() -> None:
         assert status == 500 and gdapi_error(status, headers, body)["code"] == "SERVER_ERROR"
 
     with_listener(FakeNode(request_heap="3m", xmx="64m"), t)  # the fake's modelled OOM does not exit
+
+
+class ProjectRows:
+    """A database whose every list query answers with the same project rows (its LIMIT applied)."""
+
+    ROWS: ClassVar[list[dict[str, Any]]] = [
+        {
+            "id": i,
+            "name": f"p{i}" if i > 1 else "Default",
+            "account_id": None,
+            "kind": "project",
+            "uuid": f"uuid-{i}",
+            "description": None if i > 1 else "Default project",
+            "state": "active" if i != 3 else "activating",
+            "created": dt.datetime(2026, 12, 1, 11, 48, 31, 745389 - i),
+            "removed": None,
+            "remove_time": None,
+            "data": "{}" if i != 2 else '{"transitioningMessage": "é \\"quoted\\" \\u2028"}',
+        }
+        for i in range(1, 6)
+    ]
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(self, *args)
+
+    def cursor(self, cls: Any = None) -> Any:
+        rows = self.ROWS
+
+        class Cursor:
+            def __enter__(self) -> Any:
+                return self
+
+            def __exit__(self, *exc: object) -> None:
+                pass
+
+            def execute(self, sql: str, args: Any) -> None:
+                limit, offset = args[-2:]
+                self.rows = [dict(r) for r in rows[offset : offset + limit]]
+
+            def fetchall(self) -> list[dict[str, Any]]:
+                return self.rows
+
+        return Cursor()
+
+
+def test_a_list_is_its_document_encoded_whole_and_its_rows_as_a_read_renders_them() -> None:
+    """Byte for byte: a list's body is what encoding its whole document at once gives, its rows are
+    rendered as a read of each renders them, and a second answer (cached row bodies) is the same."""
+    from lab.server import gdapi
+    from lab.server.resources import RESOURCE_TYPES
+
+    paths = ("/v1/projects?limit=3", "/v1/projects?limit=3", "/v1/projects?limit=2&marker=m2&sort=name")
+    rt = RESOURCE_TYPES["project"]
+    node = FakeNode()
+    node.db = ProjectRows()  # type: ignore[assignment]
+    answers: list[bytes] = []
+
+    async def t(port: int) -> None:
+        for path in paths:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: h:8080\r\nConnection: close\r\n\r\n".encode())
+            answers.append(await reader.read())
+            writer.close()
+
+    with_listener(node, t)
+    heads, bodies = zip(*(a.partition(b"\r\n\r\n")[::2] for a in answers), strict=True)
+    assert bodies[0] == bodies[1]
+    for body, offset in zip(bodies, (0, 0, 2), strict=True):
+        doc = json.loads(body)
+        assert gdapi.dumps(doc) == body
+        expected = [
+            json.loads(gdapi.dumps(gdapi.resource_body(rt, store.values(rt, row, node.ctx), "http://h:8080")))
+            for row in ProjectRows.ROWS[offset : offset + len(doc["data"])]
+        ]
+        assert doc["data"] == expected and doc["pagination"]["partial"] is True
+    lines = heads[0].split(b"\r\n")
+    assert lines[0] == b"HTTP/1.1 200 OK"
+    assert {line.partition(b": ")[0] for line in lines[1:]} == {
+        b"Content-Type",
+        b"Content-Length",
+        b"X-Rancher-Node",
+        b"X-API-Schemas",
+        b"Server",
+        b"Date",
+        b"Connection",
+    }
+    assert b"X-API-Schemas: http://h:8080/v1/schemas" in lines and b"Content-Type: application/json" in lines
+
+
+def test_the_api_server_runs_on_uvloop_where_it_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.server import main
+
+    policies: list[Any] = []
+    monkeypatch.setattr(asyncio, "set_event_loop_policy", policies.append)
+
+    class FakeUvloop:
+        EventLoopPolicy = object
+
+    def import_module(name: str) -> Any:
+        assert name == "uvloop"
+        if not policies and getattr(import_module, "missing", False):
+            raise ImportError(name)
+        return FakeUvloop
+
+    monkeypatch.setattr(main.importlib, "import_module", import_module)
+    assert main.use_uvloop() == "uvloop" and len(policies) == 1
+    import_module.missing = True  # type: ignore[attr-defined]
+    policies.clear()
+    assert main.use_uvloop() == "asyncio" and policies == []
+
+
+def test_freed_memory_is_kept_where_the_c_library_has_mallopt() -> None:
+    from lab.server import main
+
+    assert main.keep_freed_memory() is (sys.platform == "linux" and platform.libc_ver()[0] == "glibc")
+
+
+def test_an_exhausted_pool_still_answers_503_pool_exhausted() -> None:
+    """Through the node's Database (its worker threads and pool) with a one-connection pool: while a
+    list holds the connection, the next waits MAXWAIT and gets 503 POOL_EXHAUSTED."""
+    import threading
+
+    from lab.server import db
+
+    class Blocking(db.Database):
+        def _open(self) -> Any:
+            return BlockingRows()
+
+    class BlockingRows(ProjectRows):
+        entered = threading.Event()
+        release = threading.Event()
+
+        def cursor(self, cls: Any = None) -> Any:
+            self.entered.set()
+            self.release.wait(5)
+            return super().cursor(cls)
+
+    node = FakeNode()
+    cfg = from_env({"CATTLE_DB_CATTLE_MAXTOTAL": "1", "CATTLE_DB_CATTLE_MAXWAIT": "100"})
+
+    async def t(c: TestClient) -> None:
+        node.db = Blocking(cfg, asyncio.get_running_loop())  # type: ignore[assignment]
+        try:
+            first = asyncio.ensure_future(c.get("/v1/projects?limit=2"))
+            while not BlockingRows.entered.is_set():
+                await asyncio.sleep(0.005)
+            r = await c.get("/v1/projects?limit=2")
+            error = await r.json()
+            assert (r.status, error["code"]) == (503, "POOL_EXHAUSTED")
+            assert "all 1 database connections" in error["message"]
+            BlockingRows.release.set()
+            r = await first
+            assert r.status == 200 and len((await r.json())["data"]) == 2
+            assert node.db.pool_stats().exhausted_total == 1  # type: ignore[attr-defined]
+        finally:
+            BlockingRows.release.set()
+            node.db.close()  # type: ignore[attr-defined]
+
+    with_client(node, t)
