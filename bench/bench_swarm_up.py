@@ -15,15 +15,19 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from lab.cli.main import configure_logging
 from lab.cluster import hosts, images, lifecycle
 from lab.cluster.preflight import free_ports
 from lab.cluster.state import unique_lab_name
-from lab.cluster.topology import Engine, make_topology
+from lab.cluster.topology import Engine, Topology, make_topology
 
 
-def time_swarm_up(storage_driver: str) -> dict[str, float]:
+@contextmanager
+def swarm_lab(storage_driver: str = "overlay2") -> Iterator[tuple[Topology, hosts.HostGroup, dict[str, float]]]:
+    """`hosts up 3` and a 3-node lab on them, timed (seconds: hosts, lab, total); removed on exit."""
     ports = free_ports()
     group = hosts.make_group(
         unique_lab_name("swm"), 3, published=(ports.http, ports.https, ports.mgmt), storage_driver=storage_driver
@@ -36,11 +40,16 @@ def time_swarm_up(storage_driver: str) -> dict[str, float]:
         try:
             lifecycle.up(t)
             healthy = time.monotonic()
+            yield t, group, {"hosts_s": formed - start, "lab_s": healthy - formed, "total_s": healthy - start}
         finally:
             lifecycle.down(t.lab)
     finally:
         hosts.down(group.name)
-    return {"hosts_s": formed - start, "lab_s": healthy - formed, "total_s": healthy - start}
+
+
+def time_swarm_up(storage_driver: str) -> dict[str, float]:
+    with swarm_lab(storage_driver) as (_, _, timings):
+        return timings
 
 
 def main() -> None:

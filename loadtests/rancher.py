@@ -3,7 +3,8 @@
 - `ApiUser` (plain HTTP, `--host` or `HALAB_HTTP_URL`): browses projects, stacks and services,
   and creates, renames and deletes its own, always through the v1 API (`links.self` for one).
 - `AgentUser` (HTTPS to `HALAB_HTTPS_URL` whatever `--host` says, verified against the lab CA
-  `HALAB_CA_FILE`): gets a registration token, registers a host through its registration URL,
+  `HALAB_CA_FILE`, or its text `HALAB_CA_PEM` where the file is not at hand: a Locust worker
+  on a swarm host, lab/record/distributed.py): gets a registration token, registers a host through its registration URL,
   then checks in every `HALAB_CHECKIN` seconds with the agent credentials it was given. Without a
   CA file the class is abstract: agents never fall back to unverified TLS.
 - `RegisterUser` (registers.py): reads, writes and compare-and-sets a few projects' descriptions,
@@ -37,6 +38,7 @@ from registers import RegisterUser  # noqa: F401  (the register workload, mixed 
 HTTP_URL = os.environ.get("HALAB_HTTP_URL", "http://127.0.0.1:80")
 HTTPS_URL = os.environ.get("HALAB_HTTPS_URL", "https://127.0.0.1:443")
 CA_FILE = os.environ.get("HALAB_CA_FILE", "")
+CA_PEM = os.environ.get("HALAB_CA_PEM", "")
 WAIT = tuple(float(x) for x in os.environ.get("HALAB_WAIT", "0.5,1.5").split(","))
 OWNED = int(os.environ.get("HALAB_OWNED", "3"))
 CHECKIN = float(os.environ.get("HALAB_CHECKIN", "5"))
@@ -189,16 +191,17 @@ class ApiUser(FastHttpUser):
 
 
 def lab_tls_context() -> ssl.SSLContext:
-    """Verify the load balancer's certificate against the lab CA (and its name: 127.0.0.1)."""
+    """Verify the load balancer's certificate against the lab CA (and its name: 127.0.0.1, or lb
+    on the lab's network)."""
     import gevent.ssl  # Locust's client uses gevent's ssl module
 
-    return gevent.ssl.create_default_context(cafile=CA_FILE)
+    return gevent.ssl.create_default_context(cafile=CA_FILE or None, cadata=CA_PEM or None)
 
 
 class AgentUser(FastHttpUser):
     host = HTTPS_URL
     weight = 1
-    abstract = not CA_FILE
+    abstract = not (CA_FILE or CA_PEM)
     insecure = False
     ssl_context_factory = staticmethod(lab_tls_context)
     wait_time = constant_pacing(CHECKIN)

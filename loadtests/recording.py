@@ -5,6 +5,9 @@ Imported by the locustfiles here (Locust puts this directory on `sys.path`). Wit
 record, and `Api.call(..., ack=...)` appends one ledger entry per acknowledged (2xx) write. Each
 process (Locust forks its workers) writes its own pair of files, `history-<worker>.jsonl` and
 `ledger-<worker>.jsonl`; lab/load.py merges them into the run directory afterwards.
+A Locust worker on a swarm host (lab/record/distributed.py) is named by `HALAB_WORKER` too, since
+processes of different containers may share a pid; it also writes how many requests and writes it
+recorded (`count-<worker>.json`), which the harness holds the merged history to.
 Without `HALAB_PARTS_DIR` nothing is recorded, so the locustfiles also run under plain `locust`.
 """
 
@@ -17,22 +20,34 @@ from typing import Any
 
 from locust import events
 
-from lab.record.history import JsonlWriter, LedgerEntry, RequestRecord, part_paths
+from lab.record.history import JsonlWriter, LedgerEntry, RequestRecord, count_path, part_paths, write_json
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 NODE_HEADER = "X-Rancher-Node"
 _ERROR_CHARS = 200
 
 
+def process_name() -> str:
+    """This load process's name in the history: `p<pid>`, after its worker's name when it has one."""
+    worker = os.environ.get("HALAB_WORKER", "")
+    return f"{worker}-p{os.getpid()}" if worker else f"p{os.getpid()}"
+
+
 class Recorder:
-    """The two writers of one process."""
+    """The two writers of one process, and how many records each took."""
 
     def __init__(self, parts_dir: str) -> None:
         self.pid = os.getpid()
-        self.worker = f"p{self.pid}"
+        self.worker = process_name()
+        self.parts_dir = parts_dir
         history, ledger = part_paths(parts_dir, self.worker)
         self.history = JsonlWriter(history)
         self.ledger = JsonlWriter(ledger)
+        self.requests = 0
+        self.acks = 0
+
+    def write_counts(self) -> None:
+        write_json(count_path(self.parts_dir, self.worker), {"requests": self.requests, "acks": self.acks})
 
 
 _recorder: Recorder | None = None
@@ -83,6 +98,7 @@ def record_request(
     rec = recorder()
     if rec is None:
         return
+    rec.requests += 1
     rec.history.append(
         RequestRecord(
             t0=start_time,
@@ -100,6 +116,15 @@ def record_request(
             worker=rec.worker,
         )
     )
+
+
+@events.test_stop.add_listener
+@events.quitting.add_listener
+def write_counts(**_: Any) -> None:
+    """A worker's own counts, when its users have stopped (test_stop) and again as it quits."""
+    rec = recorder()
+    if rec is not None and os.environ.get("HALAB_WORKER"):
+        rec.write_counts()
 
 
 @dataclass(frozen=True)
@@ -157,6 +182,7 @@ class Api:
         rec = recorder()
         if rec is None:
             return
+        rec.acks += 1
         t0 = meta["start_time"]
         rec.ledger.append(
             LedgerEntry(

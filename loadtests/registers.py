@@ -51,7 +51,7 @@ def _ops_writer() -> JsonlWriter | None:
     if not PARTS_DIR:
         return None
     if _writer is None or _writer[0] != os.getpid():  # a forked worker writes its own file
-        _writer = (os.getpid(), JsonlWriter(part_path(PARTS_DIR, f"p{os.getpid()}")))
+        _writer = (os.getpid(), JsonlWriter(part_path(PARTS_DIR, recording.process_name())))
     return _writer[1]
 
 
@@ -75,7 +75,7 @@ class RegisterUser(FastHttpUser):
     wait_time = between(0.1, 0.5)
 
     def on_start(self) -> None:
-        self.process = f"p{os.getpid()}-u{next(_users)}"
+        self.process = f"{recording.process_name()}-u{next(_users)}"
         self.counter = itertools.count(1)
         self.last_read: dict[str, Any] = {}
 

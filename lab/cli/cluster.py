@@ -194,7 +194,7 @@ def add_commands(command: AddCommand) -> None:
     sp.add_argument("--out", help="also write the compose project and its files into this folder")
 
     sp = command("build", cmd_build, "build the lab's images (cached: only what changed)")
-    sp.add_argument("--only", action="append", choices=["db", "lb", "node", "prom", "galera", "dind"])
+    sp.add_argument("--only", action="append", choices=["db", "lb", "node", "prom", "galera", "dind", "loadgen"])
     sp.add_argument("--force", action="store_true")
 
     sp = command("check", cmd_check, "check a topology against the install guide's requirements (pre-flight)")

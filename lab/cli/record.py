@@ -23,7 +23,8 @@ def cmd_load(args: argparse.Namespace) -> int:
     from lab.cluster import docker, state
     from lab.core.durations import parse_duration
     from lab.record import metrics
-    from lab.record.load import LoadRun, LoadSpec, make_run_dir, run_load
+    from lab.record.distributed import SwarmLoadRun, check_spec, place
+    from lab.record.load import Load, LoadSpec, make_run_dir, run_load
     from lab.record.report import BOTTLENECK_FILE, build_report
 
     docker.require_docker()
@@ -40,10 +41,18 @@ def cmd_load(args: argparse.Namespace) -> int:
         processes=args.processes,
         web_port=args.web,
     )
+    swarm_load = None
+    if args.workers is not None:  # Locust's master and workers on the swarm's hosts
+        placement = place(t, args.workers, _hosts_list(args.worker_hosts))
+        check_spec(spec)
+    elif args.worker_hosts:
+        raise BadInput("--worker-hosts: say how many workers with --workers N")
     run_dir = make_run_dir(spec.name)
+    if args.workers is not None:
+        swarm_load = SwarmLoadRun(t, spec, placement, run_dir)
     samplers: list[Sampler] = []
 
-    def sample(load: LoadRun) -> Sampler:  # each container's CPU, Locust's, the database's and pools' counters
+    def sample(load: Load) -> Sampler:  # each container's CPU, Locust's, the database's and pools' counters
         samplers.append(
             Sampler(t, run_dir / "samples.jsonl", lambda: load.generator.latest if load.generator else None)
         )
@@ -52,7 +61,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     # The nodes are probed all along (fencing and detection need it) and faults applied from another
     # shell are taken from the lab's fault log: the run judges everything that happened to the lab.
     with Watch(t, run_dir, client=False):
-        result = run_load(spec, run_dir, observe=sample)
+        result = run_load(spec, run_dir, observe=sample, load=swarm_load)
     found = samplers[0].write_bottleneck(run_dir / BOTTLENECK_FILE)
     log.info(f"bottleneck: {found.text()}")
     for f in record_faults(run_dir, t.lab, result.started, result.ended):
@@ -60,6 +69,10 @@ def cmd_load(args: argparse.Namespace) -> int:
     metrics.record(t, run_dir, result.started, result.ended)  # with monitoring: the series the report plots
     files = build_report(result.run_dir, query=lab_query(t), config=objective_config())
     return _finish(args, files)
+
+
+def _hosts_list(text: str | None) -> list[str]:
+    return [h.strip() for h in (text or "").split(",") if h.strip()]
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -105,6 +118,14 @@ def add_commands(command: AddCommand) -> None:
     sp.add_argument("--spawn-rate", type=float, default=5)
     sp.add_argument("--duration", default="20s", help="always bounded, e.g. 20s, 2m")
     sp.add_argument("--processes", type=int, default=1, help="Locust worker processes (distributed mode if > 1)")
+    sp.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="a swarm lab: Locust's master and N workers in containers on its hosts, reaching the load balancer "
+        "over the swarm's network; their histories merged into one run",
+    )
+    sp.add_argument("--worker-hosts", metavar="H1,H2", help="with --workers: the hosts the workers run on, in turn")
     sp.add_argument("--web", type=int, metavar="PORT", help="also serve Locust's web UI on 127.0.0.1:PORT")
     sp.add_argument("--user-class", action="append", help="ApiUser, AgentUser and/or RegisterUser (default: all)")
     sp.add_argument("--run-name", help="name of the run directory under runs/")

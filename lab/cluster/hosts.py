@@ -311,9 +311,10 @@ def has_image(host: Host, tag: str) -> bool:
         return False
 
 
-def ensure_images(group: HostGroup, tags: Sequence[str]) -> None:
-    """Load into each host the images of TAGS it lacks (a lab of newer code needs newer tags)."""
-    for host in group.hosts:
+def ensure_images(group: HostGroup, tags: Sequence[str], on: Sequence[Host] = ()) -> None:
+    """Load into each host (of `on`, default all) the images of TAGS it lacks (a lab of newer code
+    needs newer tags)."""
+    for host in on or group.hosts:
         missing = [tag for tag in tags if not has_image(host, tag)]
         if missing:
             log.info(f"loading {', '.join(missing)} into {host.name}")

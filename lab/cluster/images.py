@@ -70,9 +70,11 @@ IMAGES = (
         "dind", ROOT / "compose/images/dind/Dockerfile", ROOT / "compose/images/dind", (ROOT / "compose/images/dind",)
     ),
 )
+# What loadtests/ imports of lab/record, itself and through each other.
+LOADGEN_MODULES = ("__init__", "history", "ops", "registers", "consistency", "indeterminate", "linearizability")
 # Built only when named (`halab build --only galera`), so that a lab with one database builds what
-# it did before issue 15. Its context is assembled: the image's folder, the clustercheck agent and
-# the db image's labsql.
+# it did before issue 15. Their contexts are assembled: galera's from the image's folder, the
+# clustercheck agent and the db image's labsql.
 OPTIONAL_IMAGES = (
     ImageSpec(
         "galera",
@@ -84,6 +86,26 @@ OPTIONAL_IMAGES = (
             ROOT / "compose/images/db/labsql",
         ),
         placed=("compose/images/galera", "lab/agent/clustercheck.py", "compose/images/db/labsql"),
+    ),
+    # Not a lab's: Locust's master and workers on a swarm lab's hosts (lab/record/distributed.py),
+    # with the locustfiles and the recording modules they import (LOADGEN_MODULES), only those: a
+    # change elsewhere in lab/record does not change its tag, so hosts are not loaded with it again.
+    ImageSpec(
+        "loadgen",
+        ROOT / "compose/images/loadgen/Dockerfile",
+        ROOT,
+        (
+            ROOT / "compose/images/loadgen",
+            paths.PACKAGE / "__init__.py",
+            *(paths.PACKAGE / "record" / f"{m}.py" for m in LOADGEN_MODULES),
+            paths.LOADTESTS,
+        ),
+        placed=(
+            "compose/images/loadgen",
+            "lab/__init__.py",
+            *(f"lab/record/{m}.py" for m in LOADGEN_MODULES),
+            "loadtests",
+        ),
     ),
 )
 

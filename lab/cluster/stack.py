@@ -34,6 +34,11 @@ def service_name(t: Topology, service: str) -> str:
     return f"{t.lab}_{service}"
 
 
+def network_name(t: Topology, network: str) -> str:
+    """The swarm's name for a network of the lab's stack."""
+    return f"{t.lab}_{network}"
+
+
 def constraints(t: Topology, service: str) -> list[str]:
     """Where a service's task may run."""
 

@@ -21,6 +21,7 @@ log = logging.getLogger("halab.cluster.swarm")
 
 STATE_INSIDE = "/var/lib/halab/labs"  # where a lab's files are inside a manager made here
 REMOVE_TIMEOUT = 120.0  # every task of a removed stack gone from every host within this
+NETWORKS_TIMEOUT = 30.0  # and its overlays, which the swarm removes itself, within this after
 
 
 def stack_dir(group: hosts.HostGroup, t: Topology) -> str:
@@ -54,9 +55,10 @@ def manager_shell(group: hosts.HostGroup, script: str) -> list[str]:
 
 
 def remove(t: Topology, keep_data: bool = False) -> dict[str, int]:
-    """`docker stack rm`, then, on every host, what the stack leaves: its containers until the
-    swarm has removed them, its networks, its volumes (unless keep_data); and the manager's copy of
-    the state directory. Hosts that do not answer are skipped (a killed host keeps its share)."""
+    """`docker stack rm`, then what the stack leaves: on every host its containers until the swarm
+    has removed them and its volumes (unless keep_data); on the manager its networks the swarm has
+    not removed; and the manager's copy of the state directory. Hosts that do not answer are
+    skipped (a killed host keeps its share)."""
     group = engine.group(t)
     removed = {"containers": 0, "networks": 0, "volumes": 0}
     with suppress(RuntimeFailure):  # no such stack: only leftovers to sweep
@@ -73,8 +75,19 @@ def remove(t: Topology, keep_data: bool = False) -> dict[str, int]:
         return not left
 
     wait_for(f"every container of lab {t.lab} gone from its hosts", gone, REMOVE_TIMEOUT, interval=1.0)
+    # `docker stack rm` removes the stack's overlays itself once its tasks are gone: a sweep before
+    # that races it ("network ... not found"). They are swarm state, listed and removed on a
+    # manager only (a worker refuses: "not a swarm manager"; its copy goes with its last task).
+    manager = group.manager
+    with suppress(RuntimeFailure):  # a timeout: the sweep removes what is left
+        wait_for(
+            f"the networks of lab {t.lab} removed by the swarm",
+            lambda: not docker.labelled("network", t.lab, manager.docker),
+            NETWORKS_TIMEOUT,
+            interval=0.5,
+        )
     for host, engine_cmd in engine.engines(t).items():
-        kinds = ("network",) if keep_data else ("network", "volume")
+        kinds = (("network",) if host == manager.name else ()) + (() if keep_data else ("volume",))
         for kind in kinds:
             try:
                 ids = docker.labelled(kind, t.lab, engine_cmd)

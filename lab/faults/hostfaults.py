@@ -10,7 +10,8 @@
 Verified: a cut by TCP connects from the host to each other host's gossip port, open before and
 dropped after; a kill by the container's state. Healed: the rules deleted by their comment (the
 lab's fault tag, as the nodes' own rules), a killed host started again, its dockerd answering and
-the manager seeing it Ready. `sweep` finds both kinds' leftovers without a registry entry.
+the manager seeing it Ready, and the lab's tasks that died with it running again (`revive`).
+`sweep` finds both kinds' leftovers without a registry entry.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-from lab.cluster import docker, engine, hosts
+from lab.cluster import compose, docker, engine, hosts, stack
 from lab.cluster.topology import Topology
 from lab.core.errors import BadInput, FaultNotEffective, RuntimeFailure
 from lab.core.wait import wait_for
@@ -33,6 +34,7 @@ log = logging.getLogger("halab.faults.hostfaults")
 
 GOSSIP_PORT = 7946  # every swarm host listens on it: a connect there shows the path
 CONNECT_TIMEOUT = 1  # seconds (`timeout` takes whole ones); the hosts share one bridge
+TASKS_TIMEOUT = 120.0  # the lab's tasks that died with a host run again within this of its start
 
 # [port, timeout, ip...] -> "ip open|cut" a line: bash's /dev/tcp, as the dind image has no nc.
 _CHECK = r"""port=$1; wait=$2; shift 2
@@ -142,6 +144,7 @@ def undo(t: Topology, spec: FaultSpec, fault_id: str) -> dict[str, Any]:
     chosen = targets(t, spec)
     if spec.kind == "kill-host":
         start([h for h in chosen if not running(h)], engine.group(t))
+        revive(t)
         return {}
     left = {h.name: rewrite(h, [], f'"{rule_tag(t.lab, fault_id)}"') for h in chosen if running(h)}
     dirty = [name for name, n in left.items() if n]
@@ -158,6 +161,27 @@ def start(stopped: Sequence[hosts.Host], group: hosts.HostGroup) -> None:
     for h in stopped:
         wait_for(f"{h.name}'s dockerd", partial(hosts.dockerd_answers, h), hosts.DOCKERD_TIMEOUT, interval=0.5)
     wait_for(f"every host of {group.name} Ready", lambda: not hosts.not_ready(group), hosts.READY_TIMEOUT, interval=1)
+
+
+def down_services(t: Topology) -> list[str]:
+    """The lab's services without a running task."""
+    found = engine.current(engine.states(t))
+    return [s for s in compose.services(t) if s not in found or not found[s].running]
+
+
+def revive(t: Topology) -> list[str]:
+    """Run again the lab's services whose task died with a killed host, and return them: the swarm
+    never replaces a task whose restart policy is `none` (every service but rancher-1.0's nodes),
+    as the compose lab's heal starts a killed container. `service update --force` gives each a new
+    task where its placement allows (its datacenter's hosts)."""
+    down = down_services(t)
+    manager = engine.group(t).manager
+    for service in down:
+        name = stack.service_name(t, service)
+        docker.run(manager.command("service", "update", "--force", "--detach", name), f"start {name} again", timeout=60)
+    if down:
+        wait_for(f"{', '.join(down)} of lab {t.lab} running again", lambda: not down_services(t), TASKS_TIMEOUT, 1.0)
+    return down
 
 
 def rule_counts(t: Topology, running_hosts: Sequence[hosts.Host]) -> dict[str, int]:
@@ -184,6 +208,8 @@ def sweep(t: Topology) -> tuple[dict[str, int], list[str]]:
         return {}, []
     stopped = [h for h in group.hosts if not running(h)]
     start(stopped, group)
+    if stopped:
+        revive(t)
     removed = {name: n for name, n in rule_counts(t, group.hosts).items() if n}
     dirty = [name for name in removed if rewrite(group.host(name), [], f'"{rule_tag(t.lab, "")}')]
     if dirty:

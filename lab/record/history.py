@@ -265,6 +265,11 @@ def part_paths(parts_dir: str | os.PathLike[str], worker: str) -> tuple[Path, Pa
     return d / f"history-{worker}.jsonl", d / f"ledger-{worker}.jsonl"
 
 
+def count_path(parts_dir: str | os.PathLike[str], worker: str) -> Path:
+    """What a Locust worker on a swarm host says it recorded (loadtests/recording.py), beside its parts."""
+    return Path(parts_dir) / f"count-{worker}.json"
+
+
 def merge_parts(run_dir: str | os.PathLike[str]) -> int:
     """Append every part file to history.jsonl / ledger.jsonl and remove it; returns records moved.
 

@@ -9,7 +9,8 @@ What a run leaves in its directory `runs/<UTC timestamp>-<name>/` (see docs/arch
 `history.jsonl`, `ledger.jsonl` and `ops.jsonl` (merged from the per-process files the
 locustfile writes under `parts/`), Locust's `locust_stats.csv`, `locust_stats_history.csv`, `locust_failures.csv`,
 `locust_exceptions.csv` and `locust.html`, its log `locust.log` (and console `locust.out`), and
-`load.json` (the spec, the command and how it ended).
+`load.json` (the spec, the command and how it ended). A run of Locust's master and workers on a
+swarm lab's hosts (lab/record/distributed.py) leaves the same, and each worker's `locust-<w>.log`.
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Protocol
 
 from lab.cluster import cpu
 from lab.core import paths
@@ -104,14 +106,19 @@ class LoadSpec:
         return STARTUP_GRACE + self.duration + self.stop_timeout + REPORT_GRACE
 
     def command(self, run_dir: Path) -> list[str]:
+        return [sys.executable, "-m", "locust", *self.locust_args(str(run_dir), f"http://{LOAD_HOST}:{self.http_port}")]
+
+    def locust_args(
+        self, out_dir: str, host_url: str, locustfile: str | None = None, extra: Sequence[str] = ()
+    ) -> list[str]:
+        """Locust's arguments: its reports under `out_dir`, its users' requests to `host_url`
+        (this run's, or those of a master on a swarm host: lab/record/distributed.py), `extra`
+        before the user classes."""
         cmd = [
-            sys.executable,
-            "-m",
-            "locust",
             "-f",
-            self.locustfile,
+            locustfile or self.locustfile,
             "--host",
-            f"http://{LOAD_HOST}:{self.http_port}",
+            host_url,
             "--users",
             str(self.users),
             "--spawn-rate",
@@ -121,12 +128,12 @@ class LoadSpec:
             "--stop-timeout",
             f"{self.stop_timeout:g}",
             "--csv",
-            str(run_dir / "locust"),
+            f"{out_dir}/locust",
             "--csv-full-history",
             "--html",
-            str(run_dir / "locust.html"),
+            f"{out_dir}/locust.html",
             "--logfile",
-            str(run_dir / "locust.log"),
+            f"{out_dir}/locust.log",
             "--only-summary",
             # Failed requests are data here, not a failed run: a non-zero exit means Locust broke.
             "--exit-code-on-error",
@@ -147,16 +154,18 @@ class LoadSpec:
             ]
         if self.processes > 1:
             cmd += ["--processes", str(self.processes)]
-        return cmd + list(self.user_classes)
+        return cmd + list(extra) + list(self.user_classes)
 
     def environment(self, run_dir: Path) -> dict[str, str]:
         env = dict(os.environ)
-        env.update(self.env)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_PARENT), env.get("PYTHONPATH", "")) if p)
-        env["HALAB_PARTS_DIR"] = str(run_dir / history.PARTS_DIR)
-        env["HALAB_HTTPS_URL"] = f"https://{LOAD_HOST}:{self.https_port}"
+        env.update(self.halab_env(str(run_dir / history.PARTS_DIR), f"https://{LOAD_HOST}:{self.https_port}"))
         env["HALAB_CA_FILE"] = self.ca_file or ""
         return env
+
+    def halab_env(self, parts_dir: str, https_url: str) -> dict[str, str]:
+        """What the locustfiles read: the spec's knobs, where to record, the agents' HTTPS URL."""
+        return {**self.env, "HALAB_PARTS_DIR": parts_dir, "HALAB_HTTPS_URL": https_url}
 
 
 @dataclass(frozen=True)
@@ -238,6 +247,7 @@ class LoadResult:
     records: int  # history and ledger records merged from the per-process parts
     ops: int = 0  # register operations merged into ops.jsonl (loadtests/registers.py)
     generator_cpu: GeneratorCpu | None = None  # None: not read (a run too short for one interval)
+    workers: Mapping[str, int] = field(default_factory=dict)  # Locust worker on a swarm host -> requests it counted
 
     @property
     def ok(self) -> bool:
@@ -388,15 +398,31 @@ class LoadRun:
         return self.result
 
 
+class Load(Protocol):
+    """A bounded load run: this machine's Locust (LoadRun) or Locust on a swarm's hosts
+    (lab/record/distributed.py `SwarmLoadRun`)."""
+
+    run_dir: Path
+    generator: GeneratorMeter | None  # None: Locust's CPU is not read here
+
+    def start(self) -> Load: ...
+
+    def wait(self) -> LoadResult: ...
+
+    def stop(self, grace: float | None = None) -> LoadResult: ...
+
+
 def run_load(
     spec: LoadSpec,
     run_dir: Path | None = None,
     runs_root: str | os.PathLike[str] = "runs",
-    observe: Callable[[LoadRun], AbstractContextManager[object]] | None = None,
+    observe: Callable[[Load], AbstractContextManager[object]] | None = None,
+    load: Load | None = None,
 ) -> LoadResult:
-    """Run the load to its end (Ctrl-C stops it early, keeping what was recorded); `observe(load)`,
-    a context manager, runs beside it from its start to its end (the capacity sampler does)."""
-    load = LoadRun(spec, run_dir, runs_root).start()
+    """Run the load (`load`, else this machine's Locust) to its end (Ctrl-C stops it early,
+    keeping what was recorded); `observe(load)`, a context manager, runs beside it from its start
+    to its end (the capacity sampler does)."""
+    load = (load or LoadRun(spec, run_dir, runs_root)).start()
     try:
         with observe(load) if observe else contextlib.nullcontext():
             result = load.wait()

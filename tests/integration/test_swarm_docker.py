@@ -1,9 +1,12 @@
-"""A 3-node lab as a stack over three Docker hosts made here (`halab hosts up 3`): write/read load
-through the load balancer on the manager, one host cut from the others, the majority side keeps
-serving, the checker finds nothing lost, and `down` + `hosts down` leave nothing anywhere."""
+"""A 3-node lab as a stack over three Docker hosts made here (`halab hosts up 3`), started once for
+the module: Locust's master and two workers on the hosts, their histories merged into one run;
+write/read load through the load balancer on the manager, one host cut from the others, the
+majority side keeps serving, the checker finds nothing lost; and `down` + `hosts down` leave
+nothing anywhere."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,8 +20,9 @@ from lab.chaos.watch import Watch
 from lab.cluster import docker, engine, hosts, lifecycle, probes, state
 from lab.cluster.preflight import free_ports
 from lab.cluster.topology import Engine, make_topology
+from lab.record.distributed import SwarmLoadRun, place
 from lab.record.history import load_run
-from lab.record.load import LoadRun, LoadSpec, make_run_dir
+from lab.record.load import LoadRun, LoadSpec, make_run_dir, run_load
 from lab.record.report import build_report
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -35,7 +39,7 @@ def left_on(group: hosts.HostGroup, host: hosts.Host) -> dict[str, list[str]]:
     return {k: v for k, v in out.items() if v}
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")  # one host group for the module's tests: they are slow to start
 def swarm_lab() -> Iterator[tuple[Any, hosts.HostGroup]]:
     ports = free_ports()
     group = hosts.make_group(state.unique_lab_name("swm"), 3, published=(ports.http, ports.https, ports.mgmt))
@@ -57,6 +61,35 @@ def swarm_lab() -> Iterator[tuple[Any, hosts.HostGroup]]:
         hosts.down(group.name)
     for kind in (["ps", "-aq"], ["volume", "ls", "-q"], ["network", "ls", "-q"]):
         assert docker.run(["docker", *kind, "--filter", label], "list leftovers").split() == [], kind
+
+
+def test_locust_workers_on_two_hosts_record_one_merged_run(swarm_lab, tmp_path):
+    t, group = swarm_lab
+    run_dir = make_run_dir("it-swarm-workers", root=tmp_path)
+    spec = LoadSpec(
+        name="it-swarm-workers",
+        users=6,
+        spawn_rate=6,
+        duration=20,
+        http_port=t.ports.http,
+        https_port=t.ports.https,
+        ca_file=str(state.ca_path(t.lab)),
+    )
+    placement = place(t, 2)  # w1 beside the master on the manager, w2 on h2: two hosts get the image
+    assert [w.host for w in placement.workers] == [group.hosts[0], group.hosts[1]]
+    result = run_load(spec, run_dir, load=SwarmLoadRun(t, spec, placement, run_dir))
+    assert result.ok and set(result.workers) == {"w1", "w2"} and all(result.workers.values()), result.workers
+
+    r = build_report(run_dir, query=lambda sql: probes.db_query(t, sql)).result
+    assert r.requests == sum(result.workers.values())  # one history: every worker's requests, once
+    present = next(o for o in r.outcomes if o.name == "acknowledged_writes_present")
+    assert r.acks > 0 and present.checked > 0 and present.status == "passed", present
+    assert not list((run_dir / "parts").glob("*.jsonl")) and (run_dir / "locust_stats.csv").exists()
+    # The master sends its users to the load balancer by its name on the swarm's network.
+    command = json.loads((run_dir / "load.json").read_text())["command"]
+    assert command[command.index("--host") + 1] == "http://lb:80" and not any("127.0.0.1" in a for a in command)
+    for h in group.hosts:  # every container of the run removed
+        assert docker.run(h.command("ps", "-aq", "--filter", "label=halab.load"), "list load containers") == ""
 
 
 def test_a_cut_host_leaves_the_majority_serving_and_loses_no_write(swarm_lab, tmp_path):

@@ -4,6 +4,7 @@ hosts' Docker faked by a small model of their iptables rules and states."""
 import pytest
 
 from lab.cluster import hosts
+from lab.cluster.docker import ContainerState
 from lab.cluster.topology import Engine, make_topology
 from lab.core.errors import BadInput, FaultNotEffective
 from lab.faults import hostfaults, make_spec, validate
@@ -80,6 +81,7 @@ def test_a_host_is_killed_and_started_again(lab, monkeypatch):
     monkeypatch.setattr(hostfaults.docker, "run", run)
     monkeypatch.setattr(hostfaults.hosts, "dockerd_answers", lambda h: True)
     monkeypatch.setattr(hostfaults.hosts, "not_ready", lambda g: [])
+    monkeypatch.setattr(hostfaults, "down_services", lambda t: [])
     spec = make_spec("kill-host", ["swm-h2"])
     hostfaults.apply(t, spec, "f2")
     assert ran == [["docker", "kill", "--signal", "KILL", "swm-h2"]] and not fake.running["swm-h2"]
@@ -88,8 +90,34 @@ def test_a_host_is_killed_and_started_again(lab, monkeypatch):
     assert ran[-1] == ["docker", "start", "swm-h2"] and fake.running["swm-h2"]
 
 
+def test_the_tasks_that_died_with_a_host_run_again(lab, monkeypatch):
+    """A swarm never replaces a task with restart policy none: heal gives it a new one."""
+    t, _ = lab
+    updated = []
+    running = {"a1": True, "a2": True, "b1": False, "db": True, "lb": True}
+
+    def states(t):
+        return [
+            ContainerState(s, s, up, False, "running" if up else "exited", 0, False, 0, None)
+            for s, up in running.items()
+        ]
+
+    def run(args, what, **kw):
+        updated.append(args[5:])
+        running["b1"] = True
+        return ""
+
+    monkeypatch.setattr(hostfaults.engine, "states", states)
+    monkeypatch.setattr(hostfaults.docker, "run", run)
+    assert hostfaults.revive(t) == ["b1"]
+    assert updated == [["service", "update", "--force", "--detach", "demo_b1"]]
+    assert hostfaults.revive(t) == [] and len(updated) == 1
+
+
 def test_the_sweep_finds_rules_and_stopped_hosts_without_an_entry(lab, monkeypatch):
     t, fake = lab
+    revived = []
+    monkeypatch.setattr(hostfaults, "revive", revived.append)
     monkeypatch.setattr(
         hostfaults, "start", lambda stopped, group: [fake.running.update({h.name: True}) for h in stopped]
     )
@@ -98,7 +126,7 @@ def test_the_sweep_finds_rules_and_stopped_hosts_without_an_entry(lab, monkeypat
     ]
     fake.running["swm-h3"] = False
     assert hostfaults.sweep(t) == ({"swm-h1": 1}, ["swm-h3"])
-    assert fake.rules["swm-h1"] == [] and fake.running["swm-h3"]
+    assert fake.rules["swm-h1"] == [] and fake.running["swm-h3"] and revived == [t]
 
 
 def test_host_faults_name_hosts_of_the_lab_group(lab):

@@ -452,3 +452,22 @@ def test_the_hard_deadline_kills_a_run_nobody_waits_for(stand_in, tmp_path: Path
     assert result.killed and result.returncode is None and not result.ok
     with pytest.raises(LabError, match="killed"):
         run_load(spec(stand_in, duration=120, users=1, ca_file=None), runs_root=tmp_path)
+
+
+def test_a_named_worker_counts_what_it_recorded_and_agents_take_the_ca_as_text(stand_in, tmp_path: Path) -> None:
+    """As a Locust worker on a swarm host records (lab/record/distributed.py): named by
+    HALAB_WORKER, the lab CA given as text, and its own count of requests and acks."""
+    from lab.record.distributed import check_counts, merged_requests, take_counts
+
+    ca = stand_in[3].read_text()
+    result = run_until(
+        spec(stand_in, ca_file=None, duration=120, env={**FAST, "HALAB_WORKER": "w1", "HALAB_CA_PEM": ca}),
+        tmp_path,
+        lambda requests: any(r.name.startswith("/v1/agents") and r.ok for r in requests),
+    )
+    counted, merged = take_counts(result.run_dir, ["w1"]), merged_requests(result.run_dir, ["w1"])
+    h = load_run(result.run_dir)
+    assert {r.worker.split("-")[0] for r in h.requests} == {"w1"} and merged["w1"] == len(h.requests) > 0
+    assert any(r.name.startswith("/v1/agents") and r.ok for r in h.requests)  # TLS verified against the text
+    assert counted["w1"] == {"requests": len(h.requests), "acks": len(h.acks)}
+    check_counts(counted, merged)

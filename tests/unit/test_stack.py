@@ -157,3 +157,34 @@ def test_state_directory_holds_the_stack_and_topology_keeps_the_engine(tmp_path,
     d = state.topology_to_dict(make_topology(3, lab="old"))
     del d["engine"]  # a lab started before swarm existed
     assert state.topology_from_dict(d).engine == Engine()
+
+
+def test_remove_waits_for_the_swarm_to_remove_the_overlays_and_sweeps_on_the_manager_only(tmp_path, monkeypatch):
+    """`docker stack rm` removes the overlays itself a moment later: no sweep races it (no "network
+    not found"), and no worker is asked to remove a swarm network ("not a swarm manager")."""
+    from lab.cluster import engine, hosts
+    from lab.cluster import swarm as swarm_engine
+
+    monkeypatch.setenv("HALAB_HOME", str(tmp_path))
+    hosts.save(hosts.make_group("swm", 3))
+    t = swarm(3)
+    listed = {"network": iter([["n1", "n2"], ["n1"], []]), "volume": iter([["v1"], [], []])}
+    asked: list[tuple[str, str]] = []
+    removed: list[list[str]] = []
+
+    def labelled(kind, lab, cmd):
+        host = cmd[3]
+        asked.append((kind, host))
+        return next(listed[kind], []) if host == "swm-h1" else []
+
+    def run(args, what, **_):
+        removed.append(list(args[5:]))
+        return ""
+
+    monkeypatch.setattr(swarm_engine.docker, "labelled", labelled)
+    monkeypatch.setattr(swarm_engine.docker, "run", run)
+    monkeypatch.setattr(engine, "states", lambda t: [])
+    swarm_engine.remove(t)
+    assert ("network", "swm-h2") not in asked and ("network", "swm-h3") not in asked
+    assert [a for a in removed if a[:2] == ["network", "rm"]] == []  # the swarm removed both
+    assert ["volume", "rm", "v1"] in removed and ("volume", "swm-h3") in asked

@@ -16,4 +16,8 @@ else
     if mountpoint -q "$controller"; then mount -o remount,bind,rw "$controller"; fi
   done
 fi
+# A host restarted after `docker kill` (kill-host) keeps this container's files: the pid files and
+# run state of the dockerd and containerd it lost, which a machine's reboot clears from its /run.
+# dockerd refuses to start over a pid file ("pid file found"), so they go first.
+rm -rf /var/run/docker.pid /var/run/docker
 exec dockerd --host unix:///var/run/docker.sock "$@"
