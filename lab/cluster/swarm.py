@@ -77,12 +77,22 @@ def remove(t: Topology, keep_data: bool = False) -> dict[str, int]:
     wait_for(f"every container of lab {t.lab} gone from its hosts", gone, REMOVE_TIMEOUT, interval=1.0)
     # `docker stack rm` removes the stack's overlays itself once its tasks are gone: a sweep before
     # that races it ("network ... not found"). They are swarm state, listed and removed on a
-    # manager only (a worker refuses: "not a swarm manager"; its copy goes with its last task).
+    # manager only (a worker refuses: "not a swarm manager"). A worker drops its own copy some
+    # time after its last task or attached container went (a CI rehearsal found two still on a
+    # worker right after `down`), so the wait is for every host that answers.
     manager = group.manager
-    with suppress(RuntimeFailure):  # a timeout: the sweep removes what is left
+
+    def networks_left() -> dict[str, list[str]]:
+        left = {}
+        for host, engine_cmd in engine.engines(t).items():
+            with suppress(RuntimeFailure):  # a host that does not answer keeps its share
+                left[host] = docker.labelled("network", t.lab, engine_cmd)
+        return {h: ids for h, ids in left.items() if ids}
+
+    with suppress(RuntimeFailure):  # a timeout: the manager's sweep removes what is left there
         wait_for(
             f"the networks of lab {t.lab} removed by the swarm",
-            lambda: not docker.labelled("network", t.lab, manager.docker),
+            lambda: not networks_left(),
             NETWORKS_TIMEOUT,
             interval=0.5,
         )
@@ -96,6 +106,8 @@ def remove(t: Topology, keep_data: bool = False) -> dict[str, int]:
                     removed[f"{kind}s"] += len(ids)
             except RuntimeFailure as exc:
                 log.info(f"  {host}: {kind}s of {t.lab} not removed: {exc}")
+    for host, ids in networks_left().items():  # a worker's copy only its own swarm agent removes
+        log.warning(f"  {host}: networks of {t.lab} still there after {NETWORKS_TIMEOUT:g} s: {', '.join(ids)}")
     if group.made_here:
         with suppress(RuntimeFailure):
             docker.run(manager_shell(group, f"rm -rf '{stack_dir(group, t)}'"), "remove the lab's files in the manager")
