@@ -22,11 +22,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from lab import faults
-from lab.cluster import lifecycle
+from lab.cluster import lifecycle, state
 from lab.cluster.topology import Topology
 from lab.core import paths
 from lab.core.wait import wait_for
 from lab.record.history import PARTS_DIR
+from lab.record.load import LoadSpec
 
 REPO = paths.ROOT
 JSON = {"Content-Type": "application/json"}
@@ -161,6 +162,20 @@ def tracebacks(t: Topology, node: str) -> int:
 
 
 # -------------------------------------------------------------- a load's progress, a halab run
+
+
+def load_spec(t: Topology, name: str, users: int, duration: int, **more: Any) -> LoadSpec:
+    """A Locust run through the lab's load balancer, every user started at once."""
+    return LoadSpec(
+        name=name,
+        users=users,
+        spawn_rate=users,
+        duration=duration,
+        http_port=t.ports.http,
+        https_port=t.ports.https,
+        ca_file=str(state.ca_path(t.lab)),
+        **more,
+    )
 
 
 def recorded(run_dir: Path, kind: str) -> int:

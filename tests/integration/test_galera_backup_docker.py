@@ -10,16 +10,16 @@ import json
 from functools import partial
 
 import pytest
-from helpers import recorded, wait_recorded
+from helpers import load_spec, recorded, wait_recorded
 
 from lab.chaos.judge import lab_query
 from lab.cli.main import main
-from lab.cluster import backup, lifecycle, state
+from lab.cluster import backup, lifecycle
 from lab.cluster.preflight import free_ports
 from lab.cluster.state import unique_lab_name
 from lab.cluster.topology import make_topology
 from lab.record.history import load_run
-from lab.record.load import LoadRun, LoadSpec, make_run_dir
+from lab.record.load import LoadRun, make_run_dir
 from lab.record.registers import load_keys
 from lab.record.restored import check_restored, fetch_restored
 
@@ -32,15 +32,8 @@ def test_a_backup_taken_under_load_restores_every_write_acknowledged_before_it(t
     run_dir = make_run_dir("it-galera-backup", root=tmp_path)
     try:
         lifecycle.up(source)
-        spec = LoadSpec(
-            name="it-galera-backup",
-            users=8,
-            spawn_rate=8,
-            duration=180,  # the bound; stopped once the writes after the backup are recorded
-            http_port=source.ports.http,
-            https_port=source.ports.https,
-            ca_file=str(state.ca_path(source.lab)),
-        )
+        # 180 s is the bound: the load is stopped once the writes after the backup are recorded.
+        spec = load_spec(source, "it-galera-backup", 8, 180)
         with LoadRun(spec, run_dir) as load:
             wait_recorded(run_dir, "ledger", 12, load)
             manifest, folder = backup.take(source, tmp_path / "backup")

@@ -10,16 +10,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import api, http, recorded, wait_recorded
+from helpers import api, http, load_spec, recorded, wait_recorded
 
 from lab import faults
 from lab.cli.main import main
-from lab.cluster import galera_life, lifecycle, probes, state
+from lab.cluster import galera_life, lifecycle, probes
 from lab.cluster.preflight import free_ports
 from lab.cluster.state import unique_lab_name
 from lab.cluster.topology import Topology, make_topology
 from lab.core.wait import wait_for
-from lab.record.load import LoadRun, LoadSpec, make_run_dir
+from lab.record.load import LoadRun, make_run_dir
 from lab.record.report import build_report
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -52,15 +52,7 @@ def test_killing_the_writer_member_under_load_loses_no_acknowledged_write(lab, t
     assert g["primary"]["datacenters"] == ["dc-a", "dc-b"] and g["front_serves"] == "db1"
 
     run_dir = make_run_dir("it-galera-kill-writer", root=tmp_path)
-    spec = LoadSpec(
-        name="it-galera-kill-writer",
-        users=8,
-        spawn_rate=8,
-        duration=240,
-        http_port=t.ports.http,
-        https_port=t.ports.https,
-        ca_file=str(state.ca_path(t.lab)),
-    )
+    spec = load_spec(t, "it-galera-kill-writer", 8, 240)
     with faults.Injector(t, history=run_dir / "history.jsonl") as nemesis, LoadRun(spec, run_dir) as load:
         wait_recorded(run_dir, "ledger", 30, load)
         with nemesis.held(faults.make_spec("kill", [g["front_serves"]])):

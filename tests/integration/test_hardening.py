@@ -17,6 +17,7 @@ from helpers import (
     NOTHING_LEFT,
     REPO,
     basic,
+    load_spec,
     problems_with,
     recorded,
     send,
@@ -34,7 +35,7 @@ from lab.cluster.preflight import free_ports
 from lab.cluster.state import unique_lab_name
 from lab.faults import make_spec
 from lab.record.history import load_run
-from lab.record.load import LoadRun, LoadSpec, make_run_dir
+from lab.record.load import LoadRun, make_run_dir
 from lab.record.report import build_report
 from lab.server.api import MAX_BODY
 
@@ -217,16 +218,7 @@ def test_bad_input_gets_gdapi_4xx_and_the_server_keeps_serving(halab_lab_factory
 def test_a_database_kill_under_load_loses_no_acknowledged_write(halab_lab_factory, tmp_path):
     t = halab_lab_factory(3)
     run_dir = make_run_dir("it-kill-db", root=tmp_path)
-    spec = LoadSpec(
-        name="it-kill-db",
-        users=8,
-        spawn_rate=8,
-        duration=600,
-        http_port=t.ports.http,
-        https_port=t.ports.https,
-        ca_file=str(state.ca_path(t.lab)),
-        user_classes=("ApiUser",),
-    )
+    spec = load_spec(t, "it-kill-db", 8, 600, user_classes=("ApiUser",))
     with (
         Watch(t, run_dir, client=False),
         faults.Injector(t, history=run_dir / "history.jsonl") as nemesis,

@@ -10,13 +10,13 @@ import sys
 import time
 
 import pytest
-from helpers import recorded, wait_recorded
+from helpers import load_spec, recorded, wait_recorded
 
 from lab import faults
 from lab.chaos.watch import Watch
-from lab.cluster import probes, state
+from lab.cluster import probes
 from lab.core.paths import ROOT as REPO
-from lab.record.load import LoadRun, LoadSpec, make_run_dir
+from lab.record.load import LoadRun, make_run_dir
 from lab.record.report import build_report
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -25,15 +25,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 def test_killing_a_follower_under_load_loses_no_write(halab_lab_factory, tmp_path):
     t = halab_lab_factory(3)
     run_dir = make_run_dir("it-kill-follower", root=tmp_path)
-    spec = LoadSpec(
-        name="it-kill-follower",
-        users=12,
-        spawn_rate=12,
-        duration=300,
-        http_port=t.ports.http,
-        https_port=t.ports.https,
-        ca_file=str(state.ca_path(t.lab)),
-    )
+    spec = load_spec(t, "it-kill-follower", 12, 300)
     with (
         Watch(t, run_dir, client=False),
         faults.Injector(t, history=run_dir / "history.jsonl") as nemesis,

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import recorded, wait_recorded
+from helpers import load_spec, recorded, wait_recorded
 
 from lab import faults
 from lab.chaos import evidence
@@ -22,7 +22,7 @@ from lab.cluster.preflight import free_ports
 from lab.cluster.topology import Engine, make_topology
 from lab.record.distributed import SwarmLoadRun, place
 from lab.record.history import load_run
-from lab.record.load import LoadRun, LoadSpec, make_run_dir, run_load
+from lab.record.load import LoadRun, make_run_dir, run_load
 from lab.record.report import build_report
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -66,15 +66,7 @@ def swarm_lab() -> Iterator[tuple[Any, hosts.HostGroup]]:
 def test_locust_workers_on_two_hosts_record_one_merged_run(swarm_lab, tmp_path):
     t, group = swarm_lab
     run_dir = make_run_dir("it-swarm-workers", root=tmp_path)
-    spec = LoadSpec(
-        name="it-swarm-workers",
-        users=6,
-        spawn_rate=6,
-        duration=20,
-        http_port=t.ports.http,
-        https_port=t.ports.https,
-        ca_file=str(state.ca_path(t.lab)),
-    )
+    spec = load_spec(t, "it-swarm-workers", 6, 20)
     placement = place(t, 2)  # w1 beside the master on the manager, w2 on h2: two hosts get the image
     assert [w.host for w in placement.workers] == [group.hosts[0], group.hosts[1]]
     result = run_load(spec, run_dir, load=SwarmLoadRun(t, spec, placement, run_dir))
@@ -101,15 +93,7 @@ def test_a_cut_host_leaves_the_majority_serving_and_loses_no_write(swarm_lab, tm
     assert [n for n, h in placed.items() if h == minority.name] == ["b1"], placed
 
     run_dir = make_run_dir("it-swarm-cut", root=tmp_path)
-    spec = LoadSpec(
-        name="it-swarm-cut",
-        users=8,
-        spawn_rate=8,
-        duration=300,
-        http_port=t.ports.http,
-        https_port=t.ports.https,
-        ca_file=str(state.ca_path(t.lab)),
-    )
+    spec = load_spec(t, "it-swarm-cut", 8, 300)
     with (
         Watch(t, run_dir, client=False),
         faults.Injector(t, history=run_dir / "history.jsonl") as nemesis,
