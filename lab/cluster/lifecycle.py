@@ -173,7 +173,8 @@ def _wait(what: str, check: Callable[[], str | None], deadline: float) -> None:
 
 
 def wait_healthy(t: Topology, timeout: float = 180) -> None:
-    """Database ready, schema in place, ZooKeeper quorum with one leader, every node active via the LB;
+    """Database ready (a Galera database whole: every member Synced, counting every voter), schema
+    in place, ZooKeeper quorum with one leader, every node active via the LB;
     with monitoring, Prometheus scraping every target, so that a run's series start with it."""
     deadline = time.monotonic() + timeout
 
@@ -203,6 +204,8 @@ def wait_healthy(t: Topology, timeout: float = 180) -> None:
     if not t.db.galera:  # a Galera database was waited on member by member as it started
         log.info("waiting for health:")
     _wait("database", db, deadline)
+    if t.db.galera:  # the front answers as soon as one member is Synced; after a heal the others may still be joining
+        _wait("every Galera member Synced in one Primary Component", lambda: galera_life.unsettled(t), deadline)
     _wait("schema", schema, deadline)
     _wait("ZooKeeper quorum", quorum, deadline)
     _wait("every node active through the load balancer", nodes_active, deadline)
