@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -248,28 +248,53 @@ def write_bootstrap(t: Topology, member: str) -> None:
     (state.lab_dir(t.lab) / BOOTSTRAP_FILE).write_text(f"{member}\n" if member else "")
 
 
-def start(t: Topology, deadline: float) -> str:
-    """Start the database (every member down): members in order, the front, garbd. Return the
-    member bootstrapped. `deadline`: time.monotonic() by which it must be ready."""
+def create_users(t: Topology, member: str) -> None:
+    """The lab's database and user, made (or their password set again) through a client session on
+    MEMBER, primary, so that Galera replicates them to every member, those joining after included.
+    The SQL comes from the member's entrypoint, which reads the password from its secret file; it
+    goes through a pipe inside the container, never on a command line."""
+    where = engine.place(t, member)
+    docker.run(
+        where.command("exec", where.container, "sh", "-c", "/usr/local/bin/entrypoint.sh users | labsql"),
+        f"create the lab's database and user on {member}",
+        timeout=30,
+    )
+
+
+def start(t: Topology, deadline: float, while_joining: Callable[[], None] | None = None) -> str:
+    """Start the database (every member down) and return the member bootstrapped: that member, the
+    lab's user on it, the front; then WHILE_JOINING, if given (a lab's start brings up its nodes
+    there, which need only the front); then the other members, one at a time, and garbd.
+    `deadline`: time.monotonic() by which it must be ready."""
     project = docker.client(t.lab, state.lab_dir(t.lab) / "compose.yaml")
     first = bootstrap_member(t)
     write_bootstrap(t, first)
     try:
-        for m in (first, *(m for m in t.db.member_names if m != first)):
-            # One at a time: a joiner's state transfer holds its donor, which then refuses others.
-            with docker.docker_errors(f"start {m}"):
-                project.compose.up([m], detach=True, dependencies=False)
-            took = wait_until(f"{m} Synced in the Primary Component", partial(_starting, t, m), deadline)
-            log.info(f"  {m}: Synced in the Primary Component after {took:.1f} s")
+        _start_member(t, project, first, deadline)
     finally:
         write_bootstrap(t, "")  # from now on a member that starts joins, never forms a second cluster
+    create_users(t, first)
     with docker.docker_errors("start the database front"):
-        # garbd is recreated: after a full stop it would stay in the old cluster's component.
         project.compose.up([FRONT], detach=True, dependencies=False)
-        if t.db.arbitrator:
-            project.compose.up([ARBITRATOR], detach=True, dependencies=False, force_recreate=True)
     took = wait_until(
         "the database front", lambda: None if front_target(t) else "no member answers through it", deadline
     )
     log.info(f"  database front: serving through {front_target(t)} after {took:.1f} s")
+    if while_joining:
+        while_joining()
+    for m in t.db.member_names:
+        if m != first:
+            # One at a time: a joiner's state transfer holds its donor, which then refuses others.
+            _start_member(t, project, m, deadline)
+    if t.db.arbitrator:
+        with docker.docker_errors("start the arbitrator"):
+            # Recreated: after a full stop it would stay in the old cluster's component.
+            project.compose.up([ARBITRATOR], detach=True, dependencies=False, force_recreate=True)
     return first
+
+
+def _start_member(t: Topology, project: Any, member: str, deadline: float) -> None:
+    with docker.docker_errors(f"start {member}"):
+        project.compose.up([member], detach=True, dependencies=False)
+    took = wait_until(f"{member} Synced in the Primary Component", partial(_starting, t, member), deadline)
+    log.info(f"  {member}: Synced in the Primary Component after {took:.1f} s")

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from lab.cluster import (
     addressing,
     compose,
@@ -143,15 +145,21 @@ def up(
                 else:
                     project.compose.up(detach=True, quiet=True)
         deadline = time.monotonic() + (timeout or default_timeout(t))
+
+        def rest() -> None:  # once the database takes connections: the dump to restore, then the nodes
+            if before_nodes:
+                _wait("database", lambda: None if probes.db_alive(t) else "the database does not answer yet", deadline)
+                before_nodes(t)
+            with docker.docker_errors(f"docker compose up (project {t.lab})"):
+                # A Galera lab's members are left to galera_life, which starts them one by one.
+                project.compose.up(beside_database(t, compose_file), detach=True, quiet=True)
+
         if t.db.galera:  # a compose lab's: make_topology refuses Galera on a swarm
             log.info("waiting for health:")
-            galera_life.start(t, deadline)
-        if before_nodes:
-            _wait("database", lambda: None if probes.db_alive(t) else "the database does not answer yet", deadline)
-            before_nodes(t)
-        if t.db.galera or before_nodes:
-            with docker.docker_errors(f"docker compose up (project {t.lab})"):
-                project.compose.up(detach=True, quiet=True)
+            # The nodes start while the other members join: they need the first member only.
+            galera_life.start(t, deadline, while_joining=rest)
+        elif before_nodes:
+            rest()
         wait_healthy(t, timeout=deadline - time.monotonic())
         ok = True
     finally:
@@ -160,6 +168,14 @@ def up(
             dump_logs(t)
             down(t.lab, keep_data=False)
     return endpoints(t)
+
+
+def beside_database(t: Topology, compose_file: Path) -> list[str] | None:
+    """The lab's services but a Galera database's members and arbitrator (None: every service)."""
+    if not t.db.galera:
+        return None
+    services = yaml.safe_load(compose_file.read_text())["services"]
+    return [s for s in services if s not in (*t.db.member_names, ARBITRATOR)]
 
 
 def default_timeout(t: Topology) -> float:

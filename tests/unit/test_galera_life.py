@@ -4,6 +4,7 @@ choice from the members' volumes, status, the heal after a full outage, queries 
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from lab.cluster import compose, galera_life, images, probes
 from lab.cluster.docker import ContainerState
@@ -90,7 +91,7 @@ class FakeProject:
         self.calls.append(("up", tuple(services), kw.get("dependencies", True)))
 
 
-def test_start_bootstraps_then_joins_one_at_a_time_then_empties_the_file_then_the_front(monkeypatch, tmp_path):
+def test_start_bootstraps_makes_the_user_opens_the_front_then_joins_the_others_one_at_a_time(monkeypatch, tmp_path):
     monkeypatch.setenv("HALAB_HOME", str(tmp_path))
     (tmp_path / "labs" / "g").mkdir(parents=True)
     calls: list = []
@@ -104,18 +105,22 @@ def test_start_bootstraps_then_joins_one_at_a_time_then_empties_the_file_then_th
         calls.append(("ready", m))
 
     monkeypatch.setattr(galera_life, "_starting", ready)
+    monkeypatch.setattr(galera_life, "create_users", lambda t, m: calls.append(("users", m)))
     monkeypatch.setattr(galera_life, "front_target", lambda t: "db2")
-    assert galera_life.start(T, deadline=float("inf")) == "db2"
+    assert galera_life.start(T, deadline=float("inf"), while_joining=lambda: calls.append("nodes")) == "db2"
     assert calls == [
         ("up", ("db2",), False),
         ("ready", "db2"),
+        ("users", "db2"),
+        ("up", ("dbfront",), False),
+        "nodes",
         ("up", ("db1",), False),
         ("ready", "db1"),
         ("up", ("db3",), False),
         ("ready", "db3"),
-        ("up", ("dbfront",), False),
     ]
-    assert seen_file == ["db2"] * 3 and file.read_text() == ""
+    # Only the first member's start sees itself named: the joiners start after the file is emptied.
+    assert seen_file == ["db2", "", ""] and file.read_text() == ""
 
 
 def test_status_shows_each_member_and_the_side_holding_the_primary_component():
@@ -208,11 +213,14 @@ def test_members_are_reached_on_the_db_network():
     assert path_ip("db2", ips, "dc-b") == "10.0.3.21"  # a member from a node
 
 
-def test_up_creates_the_containers_then_starts_the_database_then_the_rest(monkeypatch, tmp_path):
+def test_up_creates_the_containers_then_starts_the_rest_of_the_lab_while_the_members_join(monkeypatch, tmp_path):
     from lab.cluster import lifecycle
 
     monkeypatch.setenv("HALAB_HOME", str(tmp_path))
     steps: list = []
+    compose_file = tmp_path / "compose.yaml"
+    names = ["dbfront", "db1", "db2", "db3", "garbd", "lb", "a1"]
+    compose_file.write_text(yaml.safe_dump({"services": {n: {} for n in names}}, sort_keys=False))
 
     class Project:
         compose = property(lambda self: self)
@@ -220,20 +228,32 @@ def test_up_creates_the_containers_then_starts_the_database_then_the_rest(monkey
         def create(self):
             steps.append("create")
 
-        def up(self, **kw):
-            steps.append("up all")
+        def up(self, services, **kw):
+            steps.append(("up", tuple(services)))
+
+    def start(t, deadline, while_joining):
+        steps.append("first member and front")
+        while_joining()
+        steps.append("joiners")
 
     monkeypatch.setattr(lifecycle.docker, "require_docker", lambda: None)
     monkeypatch.setattr(lifecycle, "running_containers", lambda lab: [])
     monkeypatch.setattr(lifecycle.preflight, "enforce", lambda t, allow: None)
     monkeypatch.setattr(lifecycle.images, "build", lambda only: steps.append(("build", only)) or {})
     monkeypatch.setattr(lifecycle.addressing, "used_subnets", lambda: [])
-    monkeypatch.setattr(lifecycle.state, "materialize", lambda t, d, tags, plan: tmp_path / "compose.yaml")
+    monkeypatch.setattr(lifecycle.state, "materialize", lambda t, d, tags, plan: compose_file)
     monkeypatch.setattr(lifecycle.docker, "client", lambda lab, f: Project())
-    monkeypatch.setattr(lifecycle.galera_life, "start", lambda t, deadline: steps.append("database"))
+    monkeypatch.setattr(lifecycle.galera_life, "start", start)
     monkeypatch.setattr(lifecycle, "wait_healthy", lambda t, timeout: steps.append(("healthy", timeout > 0)))
     lifecycle.up(T)
-    assert steps == [("build", ("lb", "node", "galera")), "create", "database", "up all", ("healthy", True)]
+    assert steps == [
+        ("build", ("lb", "node", "galera")),
+        "create",
+        "first member and front",
+        ("up", ("dbfront", "lb", "a1")),  # never a member or the arbitrator: galera_life starts those
+        "joiners",
+        ("healthy", True),
+    ]
 
 
 def test_a_member_that_exits_while_starting_ends_the_wait_at_once(monkeypatch):

@@ -5,11 +5,65 @@
 #   entrypoint.sh grastate            print grastate.dat, nothing when there is none (the lab reads
 #                                     every member's after a full stop)
 #   entrypoint.sh recover             print the position `mariadbd --wsrep-recover` finds (seqno -1)
+#   entrypoint.sh seed                at image build: the data directory every member starts from
 # The lab, not this script, chooses the member to bootstrap (lab/cluster/grastate.py) and empties
 # the file once that member is primary, so that a member restarted later joins instead of starting
 # a second cluster.
 set -eu
 datadir=/var/lib/mysql
+
+seed() {
+  # A new data directory bootstrapped once and shut down cleanly, so that grastate.dat holds a
+  # cluster uuid and seqno. It carries the harness's admin (the OS user mysql over the socket:
+  # labsql, mariabackup's state transfer), which a member needs before it has caught up.
+  mariadb-install-db --datadir="$datadir" --skip-test-db --auth-root-authentication-method=socket >/dev/null
+  init=/tmp/seed.sql log=/tmp/seed.log
+  cat >"$init" <<SQL
+CREATE USER IF NOT EXISTS 'mysql'@'localhost' IDENTIFIED VIA unix_socket;
+GRANT ALL PRIVILEGES ON *.* TO 'mysql'@'localhost' WITH GRANT OPTION;
+SQL
+  mariadbd --datadir="$datadir" --skip-networking --init-file="$init" --log-error="$log" --binlog-format=ROW \
+    --wsrep-on=ON --wsrep-provider=/usr/lib/galera/libgalera_smm.so --wsrep-cluster-address=gcomm:// --wsrep-new-cluster &
+  pid=$!
+  i=0
+  until grep -q "ready for connections" "$log" 2>/dev/null; do
+    i=$((i + 1)); { [ "$i" -lt 300 ] && kill -0 "$pid"; } || { cat "$log" >&2; exit 1; }
+    sleep 0.2
+  done
+  kill -TERM "$pid" && wait "$pid"  # a clean shutdown writes the seqno
+  grep -q '^seqno: *[0-9]' "$datadir/grastate.dat" || { cat "$datadir/grastate.dat" "$log" >&2; exit 1; }
+  # Never marked safe: a fresh member must not outrank members with history when the lab chooses
+  # whom to bootstrap (lab/cluster/grastate.py). galera.cache is rebuilt at start.
+  sed -i 's/^safe_to_bootstrap: 1/safe_to_bootstrap: 0/' "$datadir/grastate.dat"
+  rm -f "$datadir/galera.cache" "$init" "$log"
+}
+
+secret() {  # secret NAME: value of $NAME, else the content of the file $NAME_FILE
+  eval "v=\${$1:-}"; eval "f=\${$1_FILE:-}"
+  if [ -z "$v" ] && [ -n "$f" ]; then v=$(cat "$f"); fi
+  printf '%s' "$v"
+}
+sql_quote() { printf '%s' "$1" | sed "s/\\\\/\\\\\\\\/g; s/'/\\\\'/g"; }
+
+users() {
+  # The lab's database and user, as SQL. The lab runs it through a client session on the
+  # bootstrapped member once it is primary, so that Galera replicates it to every member (an
+  # --init-file runs outside replication: joiners catching up incrementally never saw it).
+  pw=$(sql_quote "$(secret MYSQL_PASSWORD)")
+  [ -n "$pw" ] || { echo "halab-galera: MYSQL_PASSWORD or MYSQL_PASSWORD_FILE is required" >&2; exit 1; }
+  db=${MYSQL_DATABASE:-cattle} user=${MYSQL_USER:-cattle}
+  cat <<SQL
+CREATE DATABASE IF NOT EXISTS \`$db\` CHARACTER SET utf8mb4;
+CREATE USER IF NOT EXISTS '$user'@'%' IDENTIFIED BY '$pw';
+ALTER USER '$user'@'%' IDENTIFIED BY '$pw';
+GRANT ALL PRIVILEGES ON \`$db\`.* TO '$user'@'%';
+SQL
+}
+
+case "${1:-}" in
+  seed) seed; exit 0 ;;
+  users) users; exit 0 ;;
+esac
 name=${HALAB_GALERA_NAME:?}
 wsrep() {
   printf '%s\n' --wsrep-on=ON --wsrep-provider=/usr/lib/galera/libgalera_smm.so \
@@ -30,44 +84,18 @@ case "${1:-}" in
     exec mariadbd --defaults-extra-file="$cnf" --datadir="$datadir" $(wsrep) --wsrep-recover --log-error=/dev/stderr 2>&1 ;;
 esac
 
-secret() {  # secret NAME: value of $NAME, else the content of the file $NAME_FILE
-  eval "v=\${$1:-}"; eval "f=\${$1_FILE:-}"
-  if [ -z "$v" ] && [ -n "$f" ]; then v=$(cat "$f"); fi
-  printf '%s' "$v"
-}
-sql_quote() { printf '%s' "$1" | sed "s/\\\\/\\\\\\\\/g; s/'/\\\\'/g"; }
-
 chosen=$(cat "${HALAB_GALERA_BOOTSTRAP_FILE:-/dev/null}" 2>/dev/null | tr -d '[:space:]' || true)
 if [ "$chosen" = "$name" ]; then
-  if [ ! -d "$datadir/mysql" ]; then
-    echo "halab-galera: $name initialises a new cluster in $datadir"
-    mariadb-install-db --datadir="$datadir" --skip-test-db --auth-root-authentication-method=socket >/dev/null
-  fi
+  # A volume Docker did not fill from the image (a bind mount, an emptied volume) starts seeded here.
+  [ -d "$datadir/mysql" ] || { echo "halab-galera: $name seeds a new data directory in $datadir"; seed; }
   # The lab chose this member from every member's grastate.dat: Galera refuses to bootstrap from a
   # member not marked safe, so mark it.
-  [ ! -f "$datadir/grastate.dat" ] || sed -i 's/^safe_to_bootstrap: 0/safe_to_bootstrap: 1/' "$datadir/grastate.dat"
-  db=${MYSQL_DATABASE:-cattle}
-  user=${MYSQL_USER:-cattle}
-  pw=$(sql_quote "$(secret MYSQL_PASSWORD)")
-  [ -n "$pw" ] || { echo "halab-galera: MYSQL_PASSWORD or MYSQL_PASSWORD_FILE is required" >&2; exit 1; }
-  umask 077
-  init=/run/mysqld/init.sql
-  # Replicated to the joiners; mariabackup's state transfer connects as the OS user mysql over the
-  # socket (unix_socket: --wsrep-sst-auth=mysql: names the user, no password exists).
-  cat >"$init" <<SQL
-CREATE DATABASE IF NOT EXISTS \`$db\` CHARACTER SET utf8mb4;
-CREATE USER IF NOT EXISTS '$user'@'%' IDENTIFIED BY '$pw';
-ALTER USER '$user'@'%' IDENTIFIED BY '$pw';
-GRANT ALL PRIVILEGES ON \`$db\`.* TO '$user'@'%';
-CREATE USER IF NOT EXISTS 'mysql'@'localhost' IDENTIFIED VIA unix_socket;
-GRANT ALL PRIVILEGES ON *.* TO 'mysql'@'localhost' WITH GRANT OPTION;
-FLUSH PRIVILEGES;
-SQL
-  unset pw
-  set -- --wsrep-new-cluster --init-file="$init" "$@"
+  sed -i 's/^safe_to_bootstrap: 0/safe_to_bootstrap: 1/' "$datadir/grastate.dat"
+  set -- --wsrep-new-cluster "$@"
 else
-  # A joiner with an empty data directory gets everything by state transfer, which mariabackup
-  # runs before InnoDB starts: nothing to initialise here.
+  # A joiner holds the image's seeded state or its own history: it catches up by incremental
+  # transfer when the donor's write-set cache reaches back to its seqno, else by a mariabackup
+  # copy, which runs before InnoDB starts. Nothing to initialise here either way.
   echo "halab-galera: $name joins ${HALAB_GALERA_PEERS}"
 fi
 python3 /usr/local/bin/clustercheck.py --port 9200 &
