@@ -22,13 +22,26 @@ DB_CONNECTIONS = "database connections"
 POOL = "connection pool"
 HEAP = "node heap"
 DB_LOCKS = "database row locks"
+# Galera: the writer held by flow control, while a member's queue of write sets to apply is full.
+DB_FLOW_CONTROL = "database flow control"
 DB_CPU = "database CPU"
 GENERATOR = "load generator"
 NODE_CPU = "node CPU"
 LB_CPU = "load balancer CPU"
 MACHINE_CPU = "machine CPU"
 # The order in which resources saturated in the same sample are named.
-PRECEDENCE = (DB_CONNECTIONS, POOL, HEAP, DB_LOCKS, DB_CPU, GENERATOR, NODE_CPU, LB_CPU, MACHINE_CPU)
+PRECEDENCE = (
+    DB_CONNECTIONS,
+    POOL,
+    HEAP,
+    DB_LOCKS,
+    DB_FLOW_CONTROL,
+    DB_CPU,
+    GENERATOR,
+    NODE_CPU,
+    LB_CPU,
+    MACHINE_CPU,
+)
 # Saturated first, these bound the figures by the harness's cost, not by what a sweep sizes.
 HARNESS = frozenset({GENERATOR, NODE_CPU, MACHINE_CPU})
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from lab.record.load import GeneratorCpu
 from lab.server.config import Config as NodeConfig
 from lab.server.heap import CACHE_SHARE, GC_THRESHOLD
 from lab.server.profiles import DEFAULT_PROFILE
+
+_DB_CONTAINER = re.compile(r"db\d*")  # the database's container(s) among the sampled services
 
 GUIDE_RULES = (
     "MySQL with at least 1 GB of RAM",
@@ -101,6 +104,8 @@ def table(measurements: Sequence[Measurement], swept: Sequence[str]) -> str:
         lf, db = m.load, m.db
         e = lf.errors if lf else {}
         nodes_mem = max((v for k, v in m.memory_peak_mib.items() if k in {n.name for n in m.nodes}), default=None)
+        # `db`, or the largest Galera member: each holds the whole database.
+        db_mem = max((v for k, v in m.memory_peak_mib.items() if _DB_CONTAINER.fullmatch(k)), default=None)
         pressures = [n.peak_heap_pressure for n in m.nodes if n.peak_heap_pressure is not None]
         outcomes: dict[str, list[str]] = {}
         for n in m.nodes:
@@ -121,7 +126,7 @@ def table(measurements: Sequence[Measurement], swept: Sequence[str]) -> str:
                 + (f" (asked {m.max_connections})" if m.effective_max_connections != m.max_connections else ""),
                 num(db.refused_connections) if db else "-",
                 f"{num(nodes_mem)} / {m.node_memory_limit_mib}",
-                num(m.memory_peak_mib.get("db")),
+                num(db_mem),
                 f"{max(pressures):.0%}" if pressures else "-",
                 "; ".join(f"{k}: {','.join(v)}" for k, v in outcomes.items()) or "-",
                 "short: " + ", ".join(f.split(":")[0] for f in m.preflight) if m.preflight else "ok",

@@ -18,6 +18,8 @@ from typing import Any
 from lab.capacity import bottleneck as b
 from lab.capacity.measurement import DbFigures
 from lab.cluster import cpu
+from lab.cluster.compose import database_services
+from lab.cluster.galera import FRONT
 from lab.cluster.topology import Topology
 from lab.core.errors import LabError, RuntimeFailure
 from lab.server.heap import GC_THRESHOLD
@@ -32,6 +34,11 @@ DB_COUNTERS = (
     "Innodb_row_lock_time",  # milliseconds, summed over waits
     "Slow_queries",
     "Questions",
+    # A Galera member's (none on a single database): nanoseconds its replication was paused by
+    # flow control, and the pause requests it sent and received.
+    "wsrep_flow_control_paused_ns",
+    "wsrep_flow_control_sent",
+    "wsrep_flow_control_recv",
 )
 # The API server is one Python process: the GIL holds it to about one CPU, whatever the
 # container may use (ZooKeeper's few percent in the same container are counted with it).
@@ -109,7 +116,8 @@ class Sampler:
         self.degraded: set[str] = set()
         self.samples: list[dict[str, Any]] = []
         self.started = time.time()
-        self._names = {f"{t.lab}-{s}-1": s for s in ("db", "lb", *t.node_names)}
+        # The database's containers (a Galera database's members and front), the load balancer, the nodes.
+        self._names = {f"{t.lab}-{s}-1": s for s in (*database_services(t), "lb", *t.node_names)}
         self._ids: dict[str, str] = {}  # service -> container id
         self._cpu: dict[str, cpu.CpuReading] = {}  # the previous reading of each container and "machine"
         self._last_db: dict[str, int] = {}
@@ -204,8 +212,8 @@ class Sampler:
             evidence = f"{used / dt:.2f} of {limit:g} CPU" + (
                 f", its quota held it back {held:.2f} s per s" if held else ""
             )
-            resource = {"db": b.DB_CPU, "lb": b.LB_CPU, "machine": b.MACHINE_CPU}.get(key, b.NODE_CPU)
-            if resource == b.DB_CPU and db:
+            resource = self._cpu_resource(key)
+            if resource == b.DB_CPU and db and key == self._counted:
                 evidence += f", {db.get('Threads_running', '?')} threads running"
             out.append(b.Usage(resource, "" if key in ("db", "machine") else key, used / dt / limit, evidence))
         generator = self.generator()
@@ -217,6 +225,18 @@ class Sampler:
         if db:
             self._last_db, self._last_db_t = dict(db), time.monotonic()
         return out
+
+    @property
+    def _counted(self) -> str:
+        """The database container whose counters db_status reads: `db`, or the first Galera member,
+        which the front makes the writer while it is Synced (probes.db_query)."""
+        return (self.t.db.member_names or ("db",))[0]
+
+    def _cpu_resource(self, key: str) -> str:
+        if key in ("db", *self.t.db.member_names):
+            return b.DB_CPU
+        fixed = {"lb": b.LB_CPU, FRONT: b.LB_CPU, "machine": b.MACHINE_CPU}
+        return fixed.get(key, b.NODE_CPU)
 
     def _db_usage(self, db: Mapping[str, int]) -> list[b.Usage]:
         if not db:
@@ -239,7 +259,16 @@ class Sampler:
             f"{delta('Innodb_row_lock_waits')} row lock waits, {lock_s:.1f} s waited; "
             f"{delta('Slow_queries')} slow queries"
         )
-        return [b.Usage(b.DB_CONNECTIONS, "", share, evidence), b.Usage(b.DB_LOCKS, "", lock_s / dt, locks)]
+        out = [b.Usage(b.DB_CONNECTIONS, "", share, evidence), b.Usage(b.DB_LOCKS, "", lock_s / dt, locks)]
+        if "wsrep_flow_control_paused_ns" in db:
+            # Flow control pauses replication for the whole cluster, so one member's figure is everyone's.
+            paused = delta("wsrep_flow_control_paused_ns") / 1e9 / dt
+            fc = (
+                f"replication paused {paused:.0%} of the time by flow control; {self._counted} received "
+                f"{delta('wsrep_flow_control_recv')} pause requests, sent {delta('wsrep_flow_control_sent')}"
+            )
+            out.append(b.Usage(b.DB_FLOW_CONTROL, "", paused, fc))
+        return out
 
     def _node_usage(self, node: str, m: Mapping[str, float]) -> list[b.Usage]:
         pool = {k: m.get(v, 0.0) for k, v in METRIC_POOL.items()}

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from lab.cluster.database import DB_KINDS, SINGLE, make_database
 from lab.cluster.topology import (
     DEFAULT_HEAP_SCALE,
     GUIDE_POOL_PER_NODE,
@@ -94,6 +95,7 @@ class Point:
                 db_buffer_pool_mib=self.db_buffer_pool,
             ),
             profile=settings.profile,
+            db=settings.db,
         )
 
 
@@ -112,6 +114,9 @@ class Settings:
     # A CFS quota on every node, in CPUs (the `cpu` gray fault's); None: none. A starved node shows
     # what a point bounded by the node's CPU looks like (its bottleneck is named, not counted).
     node_cpus: float | None = None
+    # The database of every point's lab: single, or galera:3 / galera:5 (its members sampled too:
+    # each one's CPU, the writer's connections and flow control).
+    db: str = SINGLE
 
     @property
     def hard_timeout(self) -> float:
@@ -204,6 +209,15 @@ def _rate(value: Any, where: str) -> float:
     return x
 
 
+def _db(value: Any, where: str) -> str:
+    text = str(value).strip()
+    try:
+        make_database(text, None, None, (("dc-a", 1),))
+    except BadInput:
+        raise BadInput(f"{where}: {value!r} is not {DB_KINDS}") from None
+    return text
+
+
 def _seconds(value: Any, where: str) -> float:
     return parse_duration(value, where, minimum=1.0)
 
@@ -220,6 +234,7 @@ _SETTING_PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "target_users": lambda v, w: _int(v, w, 1),
     "profile": check_profile,
     "node_cpus": _number,
+    "db": _db,
 }
 
 

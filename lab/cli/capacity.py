@@ -23,6 +23,7 @@ SETTING_FLAGS = (
     "target_users",
     "profile",
     "node_cpus",
+    "db",
 )
 
 
@@ -151,6 +152,11 @@ def add_commands(command: AddCommand) -> None:
         help="a CPU quota on every node, in CPUs, e.g. 0.2 (default none): a node-CPU-bound sweep, named as such",
     )
     add_profile_option(s, default=None)  # None: the grid file's settings.profile, else rancher-1.0
+    s.add_argument(
+        "--db",
+        help="every point's database: single (the default) or galera:3 / galera:5; a Galera database's members "
+        "are sampled too (CPU each, the writer's connections, flow control)",
+    )
     sp.add_argument("--dry-run", action="store_true", help="list the points and pre-flight findings; start nothing")
     sp.add_argument(
         "--report",

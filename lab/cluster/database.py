@@ -18,7 +18,7 @@ GALERA = "galera"
 GALERA_SIZES = (3, 5)
 ARBITRATOR = "garbd"  # the arbitrator's service name, and its name among the quorum's voters
 _SITE_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
-_KINDS_HINT = f"{SINGLE}, {GALERA}:3 or {GALERA}:5"
+DB_KINDS = f"{SINGLE}, {GALERA}:3 or {GALERA}:5"
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def make_database(
         return Database()
     if kind != GALERA or size not in tuple(str(s) for s in GALERA_SIZES):
         hint = " (Galera needs an odd member count for a majority; 1 is --db single)" if kind == GALERA else ""
-        raise BadInput(f"--db: {db!r} is not {_KINDS_HINT}{hint}")
+        raise BadInput(f"--db: {db!r} is not {DB_KINDS}{hint}")
     members = int(size)
     if layout is None:
         placed = spread(members, node_layout)

@@ -47,14 +47,16 @@ def connections(t: Topology) -> Finding:
     what = (
         f"{t.size} node(s) x {t.sizing.guide_pool} pooled connections + {HARNESS_CONNECTIONS} for the harness = {need}"
     )
+    # Galera: the front sends every connection to the one writer, and any member may become it.
+    who = "each Galera member (the writer takes every connection)" if t.db.galera else "the database"
     if have < need:
         return Finding(
             "error",
             "max_connections",
-            f"the database allows {have} connections, {need - have} short of {what}",
+            f"{who} allows {have} connections, {need - have} short of {what}",
             f"--db-max-connections {need} (MySQL max_connections) or a smaller --pool-size",
         )
-    return _ok("max_connections", f"{have} >= {what}")
+    return _ok("max_connections", f"{have}{' per member' if t.db.galera else ''} >= {what}")
 
 
 def db_memory(t: Topology) -> list[Finding]:

@@ -77,6 +77,7 @@ def test_no_file_no_flags_is_one_base_point():
         ({"grid": {"users": []}}, None, r"^capacity/x.yaml: grid.users must not be empty"),
         ({"settings": {"max_error_rate": 5}}, None, r"settings.max_error_rate: 5 is a fraction"),
         ({"settings": {"think_time": "1"}}, None, r"settings.think_time: '1' is not MIN,MAX seconds"),
+        ({"settings": {"db": "galera:4"}}, None, r"settings.db: 'galera:4' is not single, galera:3 or galera:5"),
         (
             {"settings": {"target_users": 15}, "grid": {"users": [10, 20]}},
             None,
@@ -101,6 +102,17 @@ def test_grid_errors_name_the_file_and_field(doc, flags, message):
 def test_setting_flags_are_named_as_flags():
     with pytest.raises(BadInput, match=r"^--spawn-rate: '-1' must be a positive"):
         build_grid(None, "grid", None, {"spawn_rate": "-1"})
+
+
+def test_every_point_of_a_galera_sweep_runs_on_galera_and_its_preflight_counts_per_member():
+    from lab.cluster import preflight
+    from lab.cluster.topology import Ports
+
+    g = build_grid(None, "grid", {"users": "10,20"}, {"db": "galera:3"})
+    ts = [p.topology("cap", Ports(), g.settings) for p in g.points]
+    assert [t.db.describe().split(" ")[0] for t in ts] == ["galera:3", "galera:3"]
+    assert preflight.connections(ts[0]).message.startswith("160 per member >= 3 node(s) x 50 pooled connections")
+    assert build_grid().settings.db == "single"
 
 
 def test_shipped_grid_files_parse():

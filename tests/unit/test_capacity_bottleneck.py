@@ -112,6 +112,35 @@ def test_a_request_that_waited_for_a_pooled_connection_saturates_the_pool(tmp_pa
     assert pool.share == 0.4
 
 
+def test_a_galera_writer_held_by_flow_control_saturates_the_database_flow_control(tmp_path: Path) -> None:
+    t = make_topology(3, lab="gf", db="galera:3")
+    s = Sampler(t, tmp_path / "samples.jsonl")
+    s._last_db = {"Threads_connected": 5, "wsrep_flow_control_paused_ns": 0, "wsrep_flow_control_recv": 3}
+    s._last_db_t -= 2.0  # two seconds since the last sample
+    db = {"Threads_connected": 5, "wsrep_flow_control_paused_ns": 1_900_000_000, "wsrep_flow_control_recv": 40}
+    *_, fc = s._db_usage(db)
+    assert fc.resource == b.DB_FLOW_CONTROL and 0.9 < fc.share <= 0.95
+    assert "paused 9" in fc.evidence and "db1 received 37 pause requests" in fc.evidence
+    s._last_db = db  # as usage() leaves it after a sample: no pause since
+    assert s._db_usage(dict(db))[2].share == 0.0
+    # A single database has no wsrep counters and no flow control to report.
+    assert [u.resource for u in sampler(tmp_path)._db_usage({"Threads_connected": 1})] == [b.DB_CONNECTIONS, b.DB_LOCKS]
+
+
+def test_a_galera_labs_members_are_database_cpu_and_its_front_a_load_balancer(tmp_path: Path) -> None:
+    s = Sampler(make_topology(3, lab="gf", db="galera:3"), tmp_path / "samples.jsonl")
+    assert set(s._names.values()) == {"dbfront", "db1", "db2", "db3", "lb", "a1", "a2", "b1"}
+    assert [s._cpu_resource(k) for k in ("db1", "db3", "dbfront", "lb", "a1", "machine")] == [
+        b.DB_CPU,
+        b.DB_CPU,
+        b.LB_CPU,
+        b.LB_CPU,
+        b.NODE_CPU,
+        b.MACHINE_CPU,
+    ]
+    assert sampler(tmp_path)._cpu_resource("db") == b.DB_CPU
+
+
 # ----------------------------------------------------------------------------- attribution
 
 

@@ -37,6 +37,13 @@ def test_free_ports_pass():
     assert not [f for f in preflight.ports(t) if f.level != "ok"]
 
 
+def test_on_galera_every_member_must_hold_every_connection_since_any_may_become_the_writer():
+    short = preflight.connections(make_topology(3, db="galera:3", sizing=Sizing(db_max_connections=100)))
+    assert short.level == "error" and short.message.startswith("each Galera member (the writer takes every connection)")
+    enough = preflight.connections(make_topology(3, db="galera:3", sizing=Sizing(db_max_connections=200)))
+    assert enough.level == "ok" and enough.message.startswith("200 per member >= ")
+
+
 def test_undersized_max_connections_is_named_with_the_shortfall(caplog):
     t = make_topology(3, ports=free_ports(), sizing=Sizing(db_max_connections=100))
     f = preflight.connections(t)
