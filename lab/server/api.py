@@ -63,6 +63,10 @@ class Api:
         # most rows of a list are the same from one request to the next: each is rendered once (a
         # few MB at most). The cache is this node's, so that its context stays out of every key.
         self._row_body = functools.lru_cache(maxsize=4096)(self._render_row)
+        # A list request's parsed query and envelopes, by what determines them: the base URL and the
+        # request target as sent (its query, and for a child list its parent's id). Parsing them
+        # (yarl's query, parse_list_query) cost the one API thread as much as rendering a page.
+        self._list_shapes: dict[tuple[str, str], _ListShape] = {}
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -279,7 +283,24 @@ class Api:
     async def list(self, request: web.Request, parent: tuple[str, str] | None = None) -> web.Response:
         rt = self._type(request) if parent is None else RESOURCE_TYPES[parent[0]]
         self._only_users(await self._principal(request))
-        params = list(request.query.items())
+        base = self.base(request)
+        key = (base, request.raw_path)
+        shape = self._list_shapes.get(key)
+        if shape is None:
+            shape = self._list_shape(request, rt, base, parent)
+            if len(self._list_shapes) >= 256:
+                self._list_shapes.clear()
+            self._list_shapes[key] = shape
+        columns, rows, more = await self.node.db.run(store.list_rows, rt, shape.query)
+        head, tail = shape.envelope(more)
+        row_body = self._row_body
+        name = rt.name
+        data = b",".join([row_body(name, base, columns, row) for row in rows])
+        return json_response(self._account(head + data + tail))
+
+    @staticmethod
+    def _list_shape(request: web.Request, rt: ResourceType, base: str, parent: tuple[str, str] | None) -> _ListShape:
+        params = tuple(request.query.items())
         q = store.parse_list_query(rt, params)
         if parent is not None:
             f = rt.field(parent[1])
@@ -287,12 +308,7 @@ class Api:
             q = store.ListQuery(
                 (*q.conditions, store.Condition(f, "eq", request.match_info["id"])), q.sort, q.order, q.limit, q.offset
             )
-        rows, more = await self.node.db.run(store.list_rows, rt, q)
-        base = self.base(request)
-        head, tail = _collection(rt.name, f"{base}{request.path}", base, tuple(params), q, more)
-        row_body = self._row_body
-        data = b",".join(row_body(rt.name, base, tuple(row), tuple(row.values())) for row in rows)
-        return json_response(self._account(head + data + tail))
+        return _ListShape(rt.name, f"{base}{request.path}", base, params, q)
 
     async def children(self, request: web.Request) -> web.Response:
         rt = self._type(request)
@@ -415,10 +431,32 @@ class Api:
 _ROWS = gdapi.dumps(f"@@halab-rows-{secrets.token_hex(8)}@@")
 
 
-# A list's envelope (links, pagination, sort, filters) depends only on the request and the page's
-# place, not on its rows; its URL encoding cost as much as rendering ten rows, so each is encoded
-# once: the JSON before and after its rows.
-@functools.lru_cache(maxsize=256)
+class _ListShape:
+    """What a list request's target and base URL determine: its query and, encoded once for a page
+    that has more after it and once for a last page, its envelope (links, pagination, sort,
+    filters): the JSON before and after its rows. Its URL encoding cost as much as rendering ten
+    rows."""
+
+    __slots__ = ("_envelopes", "base", "params", "query", "type_name", "url")
+
+    def __init__(
+        self, type_name: str, url: str, base: str, params: tuple[tuple[str, str], ...], query: store.ListQuery
+    ) -> None:
+        self.type_name = type_name
+        self.url = url
+        self.base = base
+        self.params = params
+        self.query = query
+        self._envelopes: dict[bool, tuple[bytes, bytes]] = {}
+
+    def envelope(self, more: bool) -> tuple[bytes, bytes]:
+        envelope = self._envelopes.get(more)
+        if envelope is None:
+            envelope = _collection(self.type_name, self.url, self.base, self.params, self.query, more)
+            self._envelopes[more] = envelope
+        return envelope
+
+
 def _collection(
     type_name: str, url: str, base: str, params: tuple[tuple[str, str], ...], q: store.ListQuery, more: bool
 ) -> tuple[bytes, bytes]:

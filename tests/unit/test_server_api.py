@@ -430,6 +430,10 @@ class ProjectRows:
         rows = self.ROWS
 
         class Cursor:
+            """As the drivers' cursors: rows as dicts with a DictCursor, else as tuples."""
+
+            description = tuple((name, None, None, None, None, None, None) for name in rows[0])
+
             def __enter__(self) -> Any:
                 return self
 
@@ -438,9 +442,10 @@ class ProjectRows:
 
             def execute(self, sql: str, args: Any) -> None:
                 limit, offset = args[-2:]
-                self.rows = [dict(r) for r in rows[offset : offset + limit]]
+                page = rows[offset : offset + limit]
+                self.rows = [dict(r) if cls is not None else tuple(r.values()) for r in page]
 
-            def fetchall(self) -> list[dict[str, Any]]:
+            def fetchall(self) -> list[Any]:
                 return self.rows
 
         return Cursor()
@@ -488,6 +493,31 @@ def test_a_list_is_its_document_encoded_whole_and_its_rows_as_a_read_renders_the
         b"Connection",
     }
     assert b"X-API-Schemas: http://h:8080/v1/schemas" in lines and b"Content-Type: application/json" in lines
+
+
+def test_a_list_target_answered_again_gets_the_envelope_of_the_rows_it_gets_now() -> None:
+    """A target's parsed query and envelopes are kept (api._ListShape): the same target answered
+    with a page that has more after it, then with a last page, then again with more."""
+    from lab.server import gdapi
+
+    node = FakeNode()
+    db = ProjectRows()
+    node.db = db  # type: ignore[assignment]
+    docs: list[dict[str, Any]] = []
+
+    async def t(c: TestClient) -> None:
+        for rows in (ProjectRows.ROWS, ProjectRows.ROWS[:2], ProjectRows.ROWS):
+            db.ROWS = rows  # type: ignore[misc]
+            r = await c.get("/v1/projects?limit=3", headers={"Host": "h:8080"})
+            body = await r.read()
+            assert r.status == 200 and gdapi.dumps(json.loads(body)) == body
+            docs.append(json.loads(body))
+
+    with_client(node, t)
+    assert [len(d["data"]) for d in docs] == [3, 2, 3]
+    assert [d["pagination"]["partial"] for d in docs] == [True, False, True]
+    assert docs[0]["pagination"]["next"] == "http://h:8080/v1/projects?limit=3&sort=id&order=asc&marker=m3"
+    assert docs[1]["pagination"]["next"] is None and docs[2] == docs[0]
 
 
 def test_the_api_server_runs_on_uvloop_where_it_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
