@@ -161,6 +161,12 @@ def test_error_bodies() -> None:
         assert (await err("GET", "/v1/nonsense"))[1]["code"] == "NOT_FOUND"
         assert (await err("GET", "/v1/projects/1s5"))[1]["code"] == "RESOURCE_NOT_FOUND"
         assert (await err("PATCH", "/v1/projects"))[0] == 405
+        # what no route takes is answered as aiohttp's router answered it, in the gdapi shape
+        status, body = await err("GET", "/nowhere/at/all")
+        assert (status, body["code"], body["message"]) == (404, "NOT_FOUND", "Not Found")
+        for method, path in (("POST", "/ping"), ("DELETE", "/v1/schemas"), ("PUT", "/v1/projects/1a5/x")):
+            status, body = await err(method, path)
+            assert (status, body["code"], body["message"]) == (405, "MethodNotAllowed", "Method Not Allowed")
         assert (await err("POST", "/v1/projects", data=b"{not json"))[1]["code"] == "InvalidBodyContent"
         status, body = await err("POST", "/v1/projects", data=b"x" * (1 << 20 + 1))
         assert status == 413
@@ -395,7 +401,7 @@ def test_requests_the_http_parser_refuses_get_a_gdapi_error(raw: bytes) -> None:
     with_listener(FakeNode(), t)
 
 
-def test_a_failure_past_the_api_middleware_is_a_gdapi_error() -> None:
+def test_a_failure_past_the_api_guard_is_a_gdapi_error() -> None:
     async def t(port: int) -> None:
         status, headers, body = await exchange(port, b"GET /v1 HTTP/1.1\r\nHost: x\r\n\r\n")
         assert status == 500 and gdapi_error(status, headers, body)["code"] == "SERVER_ERROR"
