@@ -596,3 +596,27 @@ def test_an_exhausted_pool_still_answers_503_pool_exhausted() -> None:
             node.db.close()  # type: ignore[attr-defined]
 
     with_client(node, t)
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [("DatabaseUnavailable", "DATABASE_UNAVAILABLE"), ("TooManyConnections", "TOO_MANY_CONNECTIONS")],
+)
+def test_a_database_failure_on_a_list_is_a_503_and_its_working_memory_is_freed(error: str, code: str) -> None:
+    from lab.server import db
+
+    class Failing:
+        async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+            raise getattr(db, error)("(2013) Lost connection to server during query")
+
+    node = FakeNode()
+    node.db = Failing()  # type: ignore[assignment]
+
+    async def t(c: TestClient) -> None:
+        r = await c.get("/v1/projects?limit=2")
+        body = await r.json()
+        assert (r.status, body["code"], body["message"]) == (503, code, "(2013) Lost connection to server during query")
+        assert r.headers["X-Rancher-Node"] == "a1"
+
+    with_client(node, t)
+    assert node.heap.inflight_bytes == 0 and node.requests.counts == {("GET", 503): 1}
