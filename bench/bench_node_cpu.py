@@ -4,10 +4,11 @@ Runs lab/server's API as a node does (`Api`, the `Database` pool and its worker 
 model, request metrics, `Listener`) in a child process on this machine's Python, and drives it
 with `wrk -t1` for a bounded time per endpoint. The database is a stand-in connection that answers
 every query with the rows a 1-node lab holds after bench_server.py's set-up (the Default project
-and twenty fillers, as MySQLdb's DictCursor returns them). CPU per request is the child's user +
+and twenty fillers, as the drivers' cursors return them), or with --mysql a real one (the driver's
+work included; MariaDB's is in another process). CPU per request is the child's user +
 system CPU (/proc/<pid>/stat) over the requests wrk completed, so it is far less sensitive to a
-busy machine than req/s. What it leaves out: the MySQL driver's work (query, row parsing) and
-MariaDB's; bench_server.py measures the whole node.
+busy machine than req/s. What the stand-in leaves out: the MySQL driver's work (query, row parsing)
+and the database's worker threads waiting for it; bench_server.py measures the whole node.
 
 Run it on Debian's python3 with the image's packages for the image's figures (`apt-get install
 python3-aiohttp python3-uvloop python3-kazoo python3-mysqldb wrk`; aiohttp 3.8 as in the image, the
@@ -16,7 +17,7 @@ one) runs its own lab/server, set up as its `python3 -m lab.server serve` is (ev
 alternating round by round, so that a before/after pair shares the machine's conditions:
 
     /usr/bin/python3 bench/bench_node_cpu.py [--trees BEFORE AFTER] [--duration 5] [--rounds 3] \\
-        [--profile FILE]
+        [--profile FILE] [--mysql HOST:PORT]
 
 --profile writes cProfile's summary of the server process during the list's load to FILE (one
 round, the first tree; the profiler slows every Python call: read it for where the time goes, not
@@ -45,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 _TICK = os.sysconf("SC_CLK_TCK")
+_MYSQL_ENV = "HALAB_BENCH_MYSQL"  # --mysql, handed to the child
 _CREATED = dt.datetime(2026, 12, 1, 11, 48, 31, 745389)
 ROWS = [
     {
@@ -70,10 +72,14 @@ ENDPOINTS = {
 
 
 class StandInCursor:
-    """Every SELECT answers with the project rows (its LIMIT and OFFSET applied), as dicts."""
+    """Every SELECT answers with the project rows (its LIMIT and OFFSET applied): as dicts from a
+    DictCursor (`dicts`), else as tuples, as the drivers do."""
 
-    def __init__(self) -> None:
-        self._rows: list[dict[str, Any]] = []
+    description = tuple((name, None, None, None, None, None, None) for name in ROWS[0])
+
+    def __init__(self, dicts: bool) -> None:
+        self._dicts = dicts
+        self._rows: list[Any] = []
 
     def __enter__(self) -> StandInCursor:
         return self
@@ -84,21 +90,22 @@ class StandInCursor:
     def execute(self, sql: str, args: Any = ()) -> int:
         if sql.endswith("LIMIT %s OFFSET %s"):
             limit, offset = list(args)[-2:]
-            self._rows = [dict(r) for r in ROWS[offset : offset + limit]]
+            rows = ROWS[offset : offset + limit]
         else:
-            self._rows = [dict(ROWS[0])]
+            rows = ROWS[:1]
+        self._rows = [dict(r) if self._dicts else tuple(r.values()) for r in rows]
         return len(self._rows)
 
-    def fetchall(self) -> list[dict[str, Any]]:
+    def fetchall(self) -> list[Any]:
         return self._rows
 
-    def fetchone(self) -> dict[str, Any] | None:
+    def fetchone(self) -> Any:
         return self._rows[0] if self._rows else None
 
 
 class StandInConnection:
     def cursor(self, cls: Any = None) -> StandInCursor:
-        return StandInCursor()
+        return StandInCursor(dicts=cls is not None)
 
     def ping(self, reconnect: bool = False) -> None:
         pass
@@ -127,18 +134,24 @@ async def serve(port: int, profile: str | None) -> None:
         def _open(self) -> Any:
             return StandInConnection()
 
+    mysql = os.environ.get(_MYSQL_ENV)
+
     class Coordinator:
         connected = False  # no ZooKeeper: the cache is filled by hand below
 
     class RigNode:
         def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
             env = {"HALAB_NODE_NAME": "a1", "CATTLE_JAVA_OPTS": "-Xmx1g", "HALAB_PROFILE": "rancher-1.0"}
+            if mysql:
+                host, _, port = mysql.rpartition(":")
+                env.update(CATTLE_DB_CATTLE_MYSQL_HOST=host, CATTLE_DB_CATTLE_MYSQL_PORT=port)
+                env.update({k: v for k, v in os.environ.items() if k.startswith("CATTLE_DB_CATTLE_")})
             self.cfg = from_env(env)
             self.heap = HeapModel(self.cfg.heap_xmx, self.cfg.heap_scale)
             self.sm = HAStateMachine()
             self.sm.observe(Health(bootstrapped=True, zk_connected=True, db_ok=True))
             self.requests = RequestMetrics()
-            self.db = StandInDatabase(self.cfg, loop)
+            self.db = (db.Database if mysql else StandInDatabase)(self.cfg, loop)
             self.auth = Authenticator(self.db)
             self.cache = ResourceCache(self.heap)
             self.coord = Coordinator()
@@ -216,6 +229,8 @@ def measure(tree: str, args: argparse.Namespace) -> tuple[str, dict[str, tuple[f
     port = free_port()
     cmd = [sys.executable, __file__, "--serve", str(port)] + (["--profile", args.profile] if args.profile else [])
     env = {**os.environ, "PYTHONPATH": str(Path(tree).resolve())}
+    if args.mysql:
+        env[_MYSQL_ENV] = args.mysql
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert child.stdout is not None
@@ -247,6 +262,12 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds, each tree once a round (default 3)")
     ap.add_argument("--profile", help="write cProfile's summary of the list's load here")
+    ap.add_argument(
+        "--mysql",
+        metavar="HOST:PORT",
+        help="a real database instead of the stand-in: its `cattle` schema with the bench's projects"
+        " (CATTLE_DB_CATTLE_USERNAME, _PASSWORD and _NAME as a node reads them)",
+    )
     ap.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
@@ -259,7 +280,8 @@ def main() -> int:
 
     trees, rounds = (args.trees[:1], 1) if args.profile else (args.trees, args.rounds)
     print(
-        f"The node's API server alone ({sys.executable}, aiohttp {aiohttp.__version__}), a stand-in database;"
+        f"The node's API server alone ({sys.executable}, aiohttp {aiohttp.__version__}),"
+        f" {f'the database at {args.mysql}' if args.mysql else 'a stand-in database'};"
         f" wrk -t1 -c{args.connections} -d{args.duration}s per endpoint; CPU: the server process's user + system."
     )
     print(f"{'round':5} {'tree':24} {'loop':8} {'endpoint':34} {'req/s':>8} {'CPU ms/req':>11}  load")

@@ -38,7 +38,7 @@ log = logging.getLogger("halab.api")
 
 MAX_BODY = 1 << 20
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-# The request's working-memory allocations (heap.py); the middleware and handler share one task.
+# The request's working-memory allocations (heap.py); _guarded and the handler share one task.
 _ALLOCATIONS: contextvars.ContextVar[list[Allocation]] = contextvars.ContextVar("allocations")
 
 
@@ -63,30 +63,57 @@ class Api:
         # most rows of a list are the same from one request to the next: each is rendered once (a
         # few MB at most). The cache is this node's, so that its context stays out of every key.
         self._row_body = functools.lru_cache(maxsize=4096)(self._render_row)
+        # A list request's parsed query and envelopes, by what determines them: the base URL and the
+        # request target as sent (its query, and for a child list its parent's id). Parsing them
+        # (yarl's query, parse_list_query) cost the one API thread as much as rendering a page.
+        self._list_shapes: dict[tuple[str, str], _ListShape] = {}
+        self._unrouted_resource: web.AbstractResource | None = None  # app()'s last route
 
     # -- plumbing ------------------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._middleware], client_max_size=MAX_BODY)
+        """No aiohttp middleware: every route's handler is wrapped in `_guarded` instead, and a last
+        route takes what no other does. aiohttp 3.8 rebuilds an app's middleware chain on every
+        request (a partial and functools.update_wrapper per middleware, its own current-app one
+        included) and tries the routes in order: with the list ninth, the two cost a sixth of the
+        API thread's Python time on a list (cProfile; issue 18)."""
+        app = web.Application(client_max_size=MAX_BODY)
         app.on_response_prepare.append(self._headers)
         r = app.router
-        r.add_get("/ping", self.ping)
-        r.add_get("/metrics", self.metrics)
-        r.add_get("/status.json", self.status)
-        r.add_get("/v1", self.root)
-        r.add_get("/v1/", self.root)
-        r.add_get("/v1/schemas", self.schemas)
-        r.add_get("/v1/schemas/{id}", self.schema)
-        r.add_get("/v1/scripts/{token}", self.get_script)
-        r.add_post("/v1/scripts/{token}", self.register)
-        r.add_get("/v1/{coll}", self.list)
-        r.add_post("/v1/{coll}", self.create)
-        r.add_get("/v1/{coll}/{id}", self.get)
-        r.add_put("/v1/{coll}/{id}", self.update)
-        r.add_delete("/v1/{coll}/{id}", self.delete)
-        r.add_post("/v1/{coll}/{id}", self.action)
-        r.add_get("/v1/{coll}/{id}/{link}", self.children)
+        guard = self._guard
+        # aiohttp 3.8 tries an app's routes in order: the hot ones early, a route before any it shadows.
+        r.add_get("/ping", guard(self.ping))
+        r.add_get("/v1/schemas", guard(self.schemas))
+        r.add_get("/v1/schemas/{id}", guard(self.schema))
+        r.add_get("/v1/scripts/{token}", guard(self.get_script))
+        r.add_post("/v1/scripts/{token}", guard(self.register))
+        r.add_get("/v1/{coll}", guard(self.list))
+        r.add_post("/v1/{coll}", guard(self.create))
+        r.add_get("/v1/{coll}/{id}", guard(self.get))
+        r.add_put("/v1/{coll}/{id}", guard(self.update))
+        r.add_delete("/v1/{coll}/{id}", guard(self.delete))
+        r.add_post("/v1/{coll}/{id}", guard(self.action))
+        r.add_get("/v1/{coll}/{id}/{link}", guard(self.children))
+        r.add_get("/v1", guard(self.root))
+        r.add_get("/v1/", guard(self.root))
+        r.add_get("/metrics", guard(self.metrics))
+        r.add_get("/status.json", guard(self.status))
+        self._unrouted_resource = r.add_route("*", "/{path:.*}", guard(self._unrouted)).resource
         return app
+
+    def _guard(self, handler: Handler) -> Handler:
+        return functools.partial(self._guarded, handler=handler)
+
+    async def _unrouted(self, request: web.Request) -> web.StreamResponse:
+        """What aiohttp's router answers where no route takes a request: 405 if a route takes its
+        path with another method, else 404; raised for `_guarded` to answer as any other error."""
+        allowed: set[str] = set()
+        for resource in request.app.router.resources():
+            if resource is not self._unrouted_resource:
+                allowed |= (await resource.resolve(request))[1]
+        if allowed:
+            raise web.HTTPMethodNotAllowed(request.method, allowed)
+        raise web.HTTPNotFound()
 
     def base(self, request: web.Request) -> str:
         h = request.headers
@@ -108,8 +135,9 @@ class Api:
         response.headers["X-Rancher-Node"] = self.node.cfg.node_name
         response.headers["X-API-Schemas"] = self.base(request) + "/v1/schemas"
 
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def _guarded(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """`handler`'s answer, its errors as gdapi errors; the request's modelled working memory
+        (heap.py) held meanwhile, and its metrics."""
         start = time.perf_counter()
         heap = self.node.heap
         allocs: list[Allocation] = []
@@ -279,7 +307,24 @@ class Api:
     async def list(self, request: web.Request, parent: tuple[str, str] | None = None) -> web.Response:
         rt = self._type(request) if parent is None else RESOURCE_TYPES[parent[0]]
         self._only_users(await self._principal(request))
-        params = list(request.query.items())
+        base = self.base(request)
+        key = (base, request.raw_path)
+        shape = self._list_shapes.get(key)
+        if shape is None:
+            shape = self._list_shape(request, rt, base, parent)
+            if len(self._list_shapes) >= 256:
+                self._list_shapes.clear()
+            self._list_shapes[key] = shape
+        columns, rows, more = await self.node.db.run(store.list_rows, rt, shape.query)
+        head, tail = shape.envelope(more)
+        row_body = self._row_body
+        name = rt.name
+        data = b",".join([row_body(name, base, columns, row) for row in rows])
+        return json_response(self._account(head + data + tail))
+
+    @staticmethod
+    def _list_shape(request: web.Request, rt: ResourceType, base: str, parent: tuple[str, str] | None) -> _ListShape:
+        params = tuple(request.query.items())
         q = store.parse_list_query(rt, params)
         if parent is not None:
             f = rt.field(parent[1])
@@ -287,12 +332,7 @@ class Api:
             q = store.ListQuery(
                 (*q.conditions, store.Condition(f, "eq", request.match_info["id"])), q.sort, q.order, q.limit, q.offset
             )
-        rows, more = await self.node.db.run(store.list_rows, rt, q)
-        base = self.base(request)
-        head, tail = _collection(rt.name, f"{base}{request.path}", base, tuple(params), q, more)
-        row_body = self._row_body
-        data = b",".join(row_body(rt.name, base, tuple(row), tuple(row.values())) for row in rows)
-        return json_response(self._account(head + data + tail))
+        return _ListShape(rt.name, f"{base}{request.path}", base, params, q)
 
     async def children(self, request: web.Request) -> web.Response:
         rt = self._type(request)
@@ -415,10 +455,32 @@ class Api:
 _ROWS = gdapi.dumps(f"@@halab-rows-{secrets.token_hex(8)}@@")
 
 
-# A list's envelope (links, pagination, sort, filters) depends only on the request and the page's
-# place, not on its rows; its URL encoding cost as much as rendering ten rows, so each is encoded
-# once: the JSON before and after its rows.
-@functools.lru_cache(maxsize=256)
+class _ListShape:
+    """What a list request's target and base URL determine: its query and, encoded once for a page
+    that has more after it and once for a last page, its envelope (links, pagination, sort,
+    filters): the JSON before and after its rows. Its URL encoding cost as much as rendering ten
+    rows."""
+
+    __slots__ = ("_envelopes", "base", "params", "query", "type_name", "url")
+
+    def __init__(
+        self, type_name: str, url: str, base: str, params: tuple[tuple[str, str], ...], query: store.ListQuery
+    ) -> None:
+        self.type_name = type_name
+        self.url = url
+        self.base = base
+        self.params = params
+        self.query = query
+        self._envelopes: dict[bool, tuple[bytes, bytes]] = {}
+
+    def envelope(self, more: bool) -> tuple[bytes, bytes]:
+        envelope = self._envelopes.get(more)
+        if envelope is None:
+            envelope = _collection(self.type_name, self.url, self.base, self.params, self.query, more)
+            self._envelopes[more] = envelope
+        return envelope
+
+
 def _collection(
     type_name: str, url: str, base: str, params: tuple[tuple[str, str], ...], q: store.ListQuery, more: bool
 ) -> tuple[bytes, bytes]:

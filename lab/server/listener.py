@@ -34,7 +34,7 @@ class GdapiProtocol(web.RequestHandler):
         super().handle_error(request, status, exc, message)
         if status == 400:  # the parser refused the request; its message says where
             error = ApiError(400, "BadRequest", "malformed HTTP request", " ".join(str(message).split()))
-        else:  # a handler failed outside the API middleware, or timed out
+        else:  # a handler failed outside the API's guard (api.py), or timed out
             error = ApiError(status, "SERVER_ERROR", "internal error")
         response = error_response(error)
         response.headers.update(self._error_headers)

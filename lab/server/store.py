@@ -201,8 +201,11 @@ def _condition_sql(rt: ResourceType, c: Condition) -> tuple[str, Any]:
     return f"`{c.field.column}` {op} %s", value
 
 
-def list_rows(conn: Any, rt: ResourceType, q: ListQuery) -> tuple[list[Row], bool]:
-    """Rows of one page and whether more follow."""
+def list_rows(conn: Any, rt: ResourceType, q: ListQuery) -> tuple[tuple[str, ...], list[tuple[Any, ...]], bool]:
+    """The column names, the rows of one page as tuples in that order, and whether more follow.
+
+    Tuples, not dicts: a listed row is looked up by its values (api.py caches its body), so a dict
+    per row was built by the driver and taken apart again on the API server's one thread (issue 18)."""
     where, args = _kind_clause(rt)
     clauses = [where]
     for c in q.conditions:
@@ -217,10 +220,11 @@ def list_rows(conn: Any, rt: ResourceType, q: ListQuery) -> tuple[list[Row], boo
         f"SELECT * FROM `{rt.table}` WHERE {' AND '.join(clauses)} "
         f"ORDER BY `{sort_col}` {direction}, id {direction} LIMIT %s OFFSET %s"
     )
-    with conn.cursor(DictCursor) as cur:
+    with conn.cursor() as cur:
         cur.execute(sql, [*args, q.limit + 1, q.offset])
+        columns = tuple(d[0] for d in cur.description)
         rows = list(cur.fetchall())
-    return rows[: q.limit], len(rows) > q.limit
+    return columns, rows[: q.limit], len(rows) > q.limit
 
 
 def insert_resource(conn: Any, rt: ResourceType, columns: Mapping[str, Any], data: Mapping[str, Any]) -> int:

@@ -161,6 +161,12 @@ def test_error_bodies() -> None:
         assert (await err("GET", "/v1/nonsense"))[1]["code"] == "NOT_FOUND"
         assert (await err("GET", "/v1/projects/1s5"))[1]["code"] == "RESOURCE_NOT_FOUND"
         assert (await err("PATCH", "/v1/projects"))[0] == 405
+        # what no route takes is answered as aiohttp's router answered it, in the gdapi shape
+        status, body = await err("GET", "/nowhere/at/all")
+        assert (status, body["code"], body["message"]) == (404, "NOT_FOUND", "Not Found")
+        for method, path in (("POST", "/ping"), ("DELETE", "/v1/schemas"), ("PUT", "/v1/projects/1a5/x")):
+            status, body = await err(method, path)
+            assert (status, body["code"], body["message"]) == (405, "MethodNotAllowed", "Method Not Allowed")
         assert (await err("POST", "/v1/projects", data=b"{not json"))[1]["code"] == "InvalidBodyContent"
         status, body = await err("POST", "/v1/projects", data=b"x" * (1 << 20 + 1))
         assert status == 413
@@ -395,7 +401,7 @@ def test_requests_the_http_parser_refuses_get_a_gdapi_error(raw: bytes) -> None:
     with_listener(FakeNode(), t)
 
 
-def test_a_failure_past_the_api_middleware_is_a_gdapi_error() -> None:
+def test_a_failure_past_the_api_guard_is_a_gdapi_error() -> None:
     async def t(port: int) -> None:
         status, headers, body = await exchange(port, b"GET /v1 HTTP/1.1\r\nHost: x\r\n\r\n")
         assert status == 500 and gdapi_error(status, headers, body)["code"] == "SERVER_ERROR"
@@ -430,6 +436,10 @@ class ProjectRows:
         rows = self.ROWS
 
         class Cursor:
+            """As the drivers' cursors: rows as dicts with a DictCursor, else as tuples."""
+
+            description = tuple((name, None, None, None, None, None, None) for name in rows[0])
+
             def __enter__(self) -> Any:
                 return self
 
@@ -438,9 +448,10 @@ class ProjectRows:
 
             def execute(self, sql: str, args: Any) -> None:
                 limit, offset = args[-2:]
-                self.rows = [dict(r) for r in rows[offset : offset + limit]]
+                page = rows[offset : offset + limit]
+                self.rows = [dict(r) if cls is not None else tuple(r.values()) for r in page]
 
-            def fetchall(self) -> list[dict[str, Any]]:
+            def fetchall(self) -> list[Any]:
                 return self.rows
 
         return Cursor()
@@ -488,6 +499,31 @@ def test_a_list_is_its_document_encoded_whole_and_its_rows_as_a_read_renders_the
         b"Connection",
     }
     assert b"X-API-Schemas: http://h:8080/v1/schemas" in lines and b"Content-Type: application/json" in lines
+
+
+def test_a_list_target_answered_again_gets_the_envelope_of_the_rows_it_gets_now() -> None:
+    """A target's parsed query and envelopes are kept (api._ListShape): the same target answered
+    with a page that has more after it, then with a last page, then again with more."""
+    from lab.server import gdapi
+
+    node = FakeNode()
+    db = ProjectRows()
+    node.db = db  # type: ignore[assignment]
+    docs: list[dict[str, Any]] = []
+
+    async def t(c: TestClient) -> None:
+        for rows in (ProjectRows.ROWS, ProjectRows.ROWS[:2], ProjectRows.ROWS):
+            db.ROWS = rows  # type: ignore[misc]
+            r = await c.get("/v1/projects?limit=3", headers={"Host": "h:8080"})
+            body = await r.read()
+            assert r.status == 200 and gdapi.dumps(json.loads(body)) == body
+            docs.append(json.loads(body))
+
+    with_client(node, t)
+    assert [len(d["data"]) for d in docs] == [3, 2, 3]
+    assert [d["pagination"]["partial"] for d in docs] == [True, False, True]
+    assert docs[0]["pagination"]["next"] == "http://h:8080/v1/projects?limit=3&sort=id&order=asc&marker=m3"
+    assert docs[1]["pagination"]["next"] is None and docs[2] == docs[0]
 
 
 def test_the_api_server_runs_on_uvloop_where_it_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -560,3 +596,27 @@ def test_an_exhausted_pool_still_answers_503_pool_exhausted() -> None:
             node.db.close()  # type: ignore[attr-defined]
 
     with_client(node, t)
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [("DatabaseUnavailable", "DATABASE_UNAVAILABLE"), ("TooManyConnections", "TOO_MANY_CONNECTIONS")],
+)
+def test_a_database_failure_on_a_list_is_a_503_and_its_working_memory_is_freed(error: str, code: str) -> None:
+    from lab.server import db
+
+    class Failing:
+        async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+            raise getattr(db, error)("(2013) Lost connection to server during query")
+
+    node = FakeNode()
+    node.db = Failing()  # type: ignore[assignment]
+
+    async def t(c: TestClient) -> None:
+        r = await c.get("/v1/projects?limit=2")
+        body = await r.json()
+        assert (r.status, body["code"], body["message"]) == (503, code, "(2013) Lost connection to server during query")
+        assert r.headers["X-Rancher-Node"] == "a1"
+
+    with_client(node, t)
+    assert node.heap.inflight_bytes == 0 and node.requests.counts == {("GET", 503): 1}

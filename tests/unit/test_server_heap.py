@@ -8,7 +8,7 @@ import pytest
 
 from lab.server.cache import ResourceCache
 from lab.server.config import from_env
-from lab.server.heap import CACHE_SHARE, MAX_GC_PAUSE, HeapModel, OutOfMemory
+from lab.server.heap import CACHE_SHARE, MAX_GC_PAUSE, SPARE_BYTES, HeapModel, OutOfMemory
 from lab.server.node import Node
 
 MiB = 1 << 20
@@ -31,6 +31,28 @@ def test_allocations_are_real_and_freed() -> None:
     h.free(a)
     h.free(a)  # idempotent
     assert h.inflight_bytes == 0 and a.block is None
+
+
+def test_a_freed_block_serves_the_next_allocation_of_its_size_up_to_the_spare_bound() -> None:
+    h = HeapModel(1 << 30, 32)
+    first = h.allocate(64 * 1024)
+    block = first.block
+    h.free(first)
+    again = h.allocate(64 * 1024)
+    assert again.block is block and h.inflight_bytes == 64 * 1024  # reused, and counted again
+    other = h.allocate(1000)
+    assert other.block is not None and other.block is not block and len(other.block) == 1000
+    h.free(again)
+    h.free(other)
+    assert h.inflight_bytes == 0
+    size = SPARE_BYTES // 2 + 1  # two of these do not fit under the bound
+    big = [h.allocate(size) for _ in range(2)]
+    freed = [a.block for a in big]
+    for a in big:
+        h.free(a)
+    # the first freed block is kept, the second went back to the allocator
+    assert [h.allocate(size).block is b for b in freed] == [True, False]
+    assert h.inflight_bytes == 2 * size
 
 
 def test_gc_pause_grows_above_ninety_percent() -> None:
