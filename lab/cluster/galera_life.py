@@ -1,9 +1,11 @@
 """A Galera database's life on Docker (`--db galera:N`, docs/galera.md): start, recovery, status.
 
 Start: the member to bootstrap first (`--wsrep-new-cluster`: the entrypoint does it when the lab's
-`galera-bootstrap` file names the member), then the others one at a time, each joining by state
-transfer, each waited on until Synced in the Primary Component; then the file is emptied, so that a
-member started later joins, and the front (and garbd) start. The member to bootstrap is db1 for a
+`galera-bootstrap` file names the member), waited on until Synced in the Primary Component; then the
+file is emptied, so that a member started later joins; the lab's user is made on that member and
+the front starts; then the caller's `while_joining` (the nodes), the other members one at a time,
+each joining by state transfer (IST from the image's seeded state) and waited on the same way, and
+garbd. The member to bootstrap is db1 for a
 new database; when the members already have data (every member went down, or `halab down
 --keep-data`) it is found from their grastate.dat, and for members whose seqno is -1 (a crash) from
 `mariadbd --wsrep-recover`, in one-off containers on their volumes (lab/cluster/grastate.py decides).
