@@ -28,6 +28,8 @@ CONNECT_TIMEOUT = 0.5  # a TCP handshake inside one Docker host takes well under
 STOP_GRACE = 5  # seconds, as the compose file's stop_grace_period
 
 SETTLE_TIMEOUT = 15.0  # a container state change that takes longer than this did not happen
+# A swarm task replaced: the old one stopped (its grace period), the new one scheduled and started.
+SWARM_SETTLE_TIMEOUT = 60.0
 
 
 # Connectivity check run inside a node container: [ip, port, attempts] -> [[open, cut], ...].
@@ -238,9 +240,10 @@ def wait_states(
     services: Sequence[str],
     ok: StateCheck,
 ) -> dict[str, ContainerState]:
-    """Poll the containers until `ok(service, state)` holds for each or SETTLE_TIMEOUT passes;
-    return the last states."""
-    return poll(lambda: containers(t), lambda found: all(ok(s, found.get(s)) for s in services), SETTLE_TIMEOUT, 0.1)
+    """Poll the containers until `ok(service, state)` holds for each or the settle time passes
+    (on a swarm, a new task's: scheduled, its old one stopped, then started); return the last states."""
+    timeout = SWARM_SETTLE_TIMEOUT if t.engine.swarm else SETTLE_TIMEOUT
+    return poll(lambda: containers(t), lambda found: all(ok(s, found.get(s)) for s in services), timeout, 0.1)
 
 
 def events_command(t: Topology, since: float, until: float) -> list[str]:

@@ -30,10 +30,10 @@ KINDS = CONTAINER_KINDS + NETWORK_KINDS + GRAY_KINDS + HOST_KINDS
 # Kinds aimed at containers or hosts (`targets`), not at the sides of a link.
 TARGET_KINDS = (*CONTAINER_KINDS, "isolate", "stall", "cpu", "clock", "io", "exhaust", *HOST_KINDS)
 
-# What a swarm lab takes so far (docs/swarm.md): its nodes' network faults and pauses act in the
-# tasks wherever they run; a killed or stopped task would be replaced by the swarm, and the gray
-# faults still reach containers by this machine's Docker only.
-SWARM_KINDS = ("pause", *NETWORK_KINDS, *HOST_KINDS)
+# What a swarm lab takes so far (docs/swarm.md): its nodes' network faults and its container kinds
+# act on the tasks wherever they run (a killed or stopped service is left scaled to none until
+# healed); the gray faults still reach containers by this machine's Docker only.
+SWARM_KINDS = (*CONTAINER_KINDS, *NETWORK_KINDS, *HOST_KINDS)
 
 # Held across restarts: their rules are re-established on every start (lab/faults/hold.py).
 HELD_KINDS = (*NETWORK_KINDS, *LINK_KINDS)

@@ -7,7 +7,7 @@ from lab.cluster import hosts
 from lab.cluster.docker import ContainerState
 from lab.cluster.topology import Engine, make_topology
 from lab.core.errors import BadInput, FaultNotEffective
-from lab.faults import hostfaults, make_spec, validate
+from lab.faults import Injector, heal_lab, hostfaults, leftovers, make_spec, validate
 from lab.faults.netmodel import rule_tag
 
 IPS = {"swm-h1": "172.30.0.2", "swm-h2": "172.30.0.3", "swm-h3": "172.30.0.4"}
@@ -110,7 +110,7 @@ def test_the_tasks_that_died_with_a_host_run_again(lab, monkeypatch):
     monkeypatch.setattr(hostfaults.engine, "states", states)
     monkeypatch.setattr(hostfaults.docker, "run", run)
     assert hostfaults.revive(t) == ["b1"]
-    assert updated == [["service", "update", "--force", "--detach", "demo_b1"]]
+    assert updated == [["service", "update", "--force", "--replicas", "1", "--detach", "demo_b1"]]
     assert hostfaults.revive(t) == [] and len(updated) == 1
 
 
@@ -141,7 +141,6 @@ def test_host_faults_name_hosts_of_the_lab_group(lab):
         ("cut-host", ["swm-h1"], False, r"^fault.kind: cut-host acts on the hosts of a swarm lab"),
         ("kill-host", [], True, r"^fault.target: kill-host needs the hosts"),
         ("kill-host", ["swm-h1", "swm-h1"], True, r"^fault.target: a host is named twice"),
-        ("kill", ["a1"], True, r"^fault.kind: kill is not available on a swarm lab yet"),
         ("delay", [], True, r"^fault.kind: delay is not available on a swarm lab yet"),
     ],
 )
@@ -151,12 +150,97 @@ def test_what_a_swarm_lab_takes(kind, targets, swarm, message):
         validate(make_spec(kind, targets), t)
 
 
-def test_a_swarm_lab_takes_its_nodes_network_faults_and_pauses():
+def test_a_swarm_lab_takes_its_nodes_network_faults_and_container_kinds():
     t = make_topology(3, lab="demo", engine=Engine("swarm", "swm"))
     for spec in (
         make_spec("split", (), [["dc-a"], ["dc-b"]]),
         make_spec("pause", ["a1"]),
+        make_spec("kill", ["a1", "db"]),
+        make_spec("stop", ["lb"]),
+        make_spec("restart", ["b1"]),
         make_spec("isolate", ["b1"]),
     ):
         validate(spec, t)
     assert make_spec("cut-host", ["swm-h3"]).describe() == "cut-host swm-h3"
+
+
+class FakeTasks:
+    """The lab's tasks on the hosts, as their engines and the manager's `docker service` take
+    commands: a killed or stopped container stays (exited) beside the new task a service update
+    makes, as a swarm keeps a replaced task's container for a while."""
+
+    def __init__(self):
+        where = {"a1": "swm-h2", "a2": "swm-h1", "b1": "swm-h3", "db": "swm-h1", "lb": "swm-h1"}
+        self.tasks = [self._task(s, h, 0) for s, h in where.items()]
+        self.replicas = dict.fromkeys(where, 1)
+        self.commands = []  # (host, the docker command's arguments)
+
+    @staticmethod
+    def _task(service, host, n):
+        name, cid = f"demo_{service}.1.{n}", f"{service}-{n}"
+        return ContainerState(name, service, True, False, "running", None, False, 0, f"t{n}", {}, cid, host)
+
+    def states(self, t):
+        return list(self.tasks)
+
+    def run(self, args, what, **kw):
+        host, cmd = args[3], args[5:]  # docker exec -i <host> docker ...
+        self.commands.append((host, cmd))
+        if cmd[0] in ("kill", "stop"):
+            self.tasks = [
+                ContainerState(c.name, c.service, False, False, "exited", 137, False, 0, c.started_at, {}, c.id, c.host)
+                if c.id in cmd and c.host == host
+                else c
+                for c in self.tasks
+            ]
+        elif cmd[:2] == ["service", "scale"]:
+            for arg in cmd[3:]:
+                name, n = arg.split("=")
+                self.replicas[name.removeprefix("demo_")] = int(n)
+        elif cmd[:2] == ["service", "update"]:
+            service = cmd[-1].removeprefix("demo_")
+            old = [c for c in self.tasks if c.service == service]
+            self.tasks = [c for c in self.tasks if c.service != service or not c.running] + [
+                self._task(service, old[0].host, len(old))
+            ]
+            self.replicas[service] = 1
+        return "0" if cmd[0] == "exec" else ""  # an exec: the node counts no fault rules
+
+
+@pytest.fixture
+def tasks(lab, monkeypatch):
+    fake = FakeTasks()
+    monkeypatch.setattr(hostfaults.engine, "states", fake.states)
+    monkeypatch.setattr(hostfaults.docker, "run", fake.run)
+    return lab[0], fake
+
+
+def test_a_killed_task_is_killed_where_it_runs_and_its_service_stays_down_until_healed(tasks):
+    t, fake = tasks
+    with Injector(t) as inj:
+        fault = inj.apply(make_spec("kill", ["a1"]))
+        assert ("swm-h2", ["kill", "--signal", "KILL", "a1-0"]) in fake.commands
+        # scaled to none, so that the swarm does not replace it (rancher-1.0's restart policy `any`)
+        assert ("swm-h1", ["service", "scale", "--detach", "demo_a1=0"]) in fake.commands
+        assert fake.replicas["a1"] == 0 and not any(c.running for c in fake.tasks if c.service == "a1")
+        inj.heal(fault)
+    assert ("swm-h1", ["service", "update", "--force", "--replicas", "1", "--detach", "demo_a1"]) in fake.commands
+    assert [c.id for c in fake.tasks if c.service == "a1" and c.running] == ["a1-1"]
+
+
+def test_a_restarted_task_is_a_new_task_of_its_service(tasks):
+    t, fake = tasks
+    Injector(t).apply(make_spec("restart", ["b1"]))
+    assert fake.commands[0] == ("swm-h1", ["service", "update", "--force", "--replicas", "1", "--detach", "demo_b1"])
+    assert not any(cmd[0] == "restart" for _, cmd in fake.commands)
+    assert [c.id for c in fake.tasks if c.service == "b1" and c.running] == ["b1-1"]
+
+
+def test_heal_finds_a_service_left_scaled_to_none_without_an_entry(tasks):
+    t, fake = tasks
+    fake.run(["docker", "exec", "-i", "swm-h1", "docker", "stop", "--time", "5", "db-0"], "")
+    fake.run(["docker", "exec", "-i", "swm-h1", "docker", "service", "scale", "--detach", "demo_db=0"], "")
+    assert leftovers(t)["stopped"] == ["db"]
+    report = heal_lab(t)
+    assert report.started == ("db",) and fake.replicas["db"] == 1
+    assert leftovers(t)["stopped"] == []
