@@ -210,6 +210,21 @@ def check_lab_fits(group: HostGroup, datacenters: Sequence[str], ports: dict[str
                 )
 
 
+def lab_ports(group: HostGroup) -> Ports:
+    """The load balancer ports of a lab the harness starts on the group by itself (the matrix's,
+    a sweep's): the first three the group publishes (`hosts up --publish`: http, https, mgmt), or
+    the defaults on real machines, where nothing here publishes them."""
+    if not group.made_here:
+        return Ports()
+    if len(group.published) < 3:
+        raise BadInput(
+            f"--hosts: host group {group.name!r} publishes {len(group.published)} port(s); a lab needs three "
+            "(http, https, mgmt: `halab hosts up --publish` three times)"
+        )
+    http, https, mgmt = group.published[:3]
+    return Ports(http=http, https=https, mgmt=mgmt)
+
+
 # --------------------------------------------------------------------------------------- commands
 
 

@@ -10,7 +10,7 @@ import shlex
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from lab.cluster import docker, engine, probes
+from lab.cluster import docker, engine, probes, swarm
 from lab.cluster.docker import ContainerState
 from lab.cluster.galera import FRONT
 from lab.cluster.topology import Topology
@@ -78,6 +78,17 @@ def containers(t: Topology) -> dict[str, ContainerState]:
 
 def _endpoint(t: Topology, service: str) -> str:
     return DB if t.db.galera and service == FRONT else service
+
+
+def restart(t: Topology, services: Sequence[str]) -> None:
+    """Restart the containers of `services` (fault endpoints); on a swarm, a new task of each: the
+    swarm's restart (a new container and address), since `docker restart` of a task's container
+    would be a task failure to it."""
+    if t.engine.swarm:
+        swarm.run_again(t, [_service(t, s) for s in services])
+    else:
+        command = ["docker", "restart", "--time", str(STOP_GRACE)]
+        act(t, command, services, f"restart {' '.join(services)}", timeout=120)
 
 
 def _service(t: Topology, endpoint: str) -> str:

@@ -179,11 +179,8 @@ class Injector:
                 "pause": ["docker", "pause"],
                 "restart": ["docker", "restart", "--time", str(backend.STOP_GRACE)],
             }[spec.kind]
-            if t.engine.swarm and spec.kind == "restart":
-                # The swarm's restart is a new task (a new container and address); `docker restart`
-                # of its container would be a task failure to the swarm.
-                action = ["docker", "service", "update", "--force"]
-                swarm.run_again(t, services)
+            if spec.kind == "restart":
+                backend.restart(t, services)
             else:
                 backend.act(t, action, services, f"{spec.kind} {' '.join(services)}", timeout=60)
             if t.engine.swarm and spec.kind in ("kill", "stop"):  # down until healed, as on compose
