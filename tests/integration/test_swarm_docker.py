@@ -1,8 +1,8 @@
 """A 3-node lab as a stack over three Docker hosts made here (`halab hosts up 3`), started once for
 the module: Locust's master and two workers on the hosts, their histories merged into one run;
 write/read load through the load balancer on the manager, one host cut from the others, the
-majority side keeps serving, the checker finds nothing lost; and `down` + `hosts down` leave
-nothing anywhere."""
+majority side keeps serving, the checker finds nothing lost; a killed node left without a task
+until healed and a restart as a new task; and `down` + `hosts down` leave nothing anywhere."""
 
 from __future__ import annotations
 
