@@ -81,6 +81,7 @@ def add_commands(command: AddCommand) -> None:
     sp.add_argument("--https-port", type=int, default=443)
     sp.add_argument("--mgmt-port", type=int, default=18080)
     add_profile_option(sp, default=None)  # None: the scenario file's topology.profile, else rancher-1.0
+    add_engine_options(sp)  # a new lab's; a running lab keeps its own
 
     sp = command(
         "matrix",
@@ -201,6 +202,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         ports=Ports(http=args.http_port, https=args.https_port, mgmt=args.mgmt_port),
         runs_root=args.runs,
         keep=args.keep,
+        on=engine_from_args(args),
     )
     emit(args, result.journal, result.summary())
     scenario.require_pass(result)
