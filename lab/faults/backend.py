@@ -257,10 +257,11 @@ def wait_states(
     return poll(lambda: containers(t), lambda found: all(ok(s, found.get(s)) for s in services), timeout, 0.1)
 
 
-def events_command(t: Topology, since: float, until: float) -> list[str]:
-    """`docker events` for starts and unpauses of the lab's containers between two epoch times."""
+def events_command(t: Topology, since: float, until: float, on: Sequence[str] = docker.LOCAL) -> list[str]:
+    """`docker events` (of the engine `on`: a swarm host's) for starts and unpauses of the lab's
+    containers between two epoch times."""
     return [
-        "docker",
+        *on,
         "events",
         "--filter",
         f"label={docker.LAB_LABEL}={t.lab}",

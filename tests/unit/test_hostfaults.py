@@ -1,13 +1,17 @@
 """Host-level faults of a swarm lab (lab/faults/hostfaults.py) and what a swarm lab takes: the
 hosts' Docker faked by a small model of their iptables rules and states."""
 
+import json
+import sys
+
 import pytest
 
 from lab.cluster import hosts
 from lab.cluster.docker import ContainerState
 from lab.cluster.topology import Engine, make_topology
 from lab.core.errors import BadInput, FaultNotEffective
-from lab.faults import Injector, heal_lab, hostfaults, leftovers, make_spec, validate
+from lab.core.wait import wait_for
+from lab.faults import Injector, StartWatcher, backend, heal_lab, hostfaults, leftovers, make_spec, validate
 from lab.faults.netmodel import rule_tag
 
 IPS = {"swm-h1": "172.30.0.2", "swm-h2": "172.30.0.3", "swm-h3": "172.30.0.4"}
@@ -244,3 +248,25 @@ def test_heal_finds_a_service_left_scaled_to_none_without_an_entry(tasks):
     report = heal_lab(t)
     assert report.started == ("db",) and fake.replicas["db"] == 1
     assert leftovers(t)["stopped"] == []
+
+
+def test_the_start_watcher_reads_the_events_of_every_host_and_names_a_task_by_its_service(lab, monkeypatch):
+    """A rancher-1.0 node that exits comes back as a new task on its host: the watcher must see
+    that start there, not on this machine's Docker, to cut the node again."""
+    t, _ = lab
+    asked = []
+    event = {"Action": "start", "Actor": {"Attributes": {"com.docker.swarm.service.name": "demo_b1"}}}
+
+    def events_command(t, since, until, on):
+        asked.append(on[3])  # docker exec -i <host> docker
+        return [sys.executable, "-c", f"print({json.dumps(json.dumps(event))})"] if on[3] == "swm-h3" else ["true"]
+
+    monkeypatch.setattr(backend, "events_command", events_command)
+    seen = []
+    watcher = StartWatcher(t, lambda service, action: seen.append((service, action)), since=0.0)
+    try:
+        wait_for("the start on swm-h3", lambda: seen, 10.0, 0.02)
+        wait_for("every host asked", lambda: {"swm-h1", "swm-h2", "swm-h3"} <= set(asked), 10.0, 0.02)
+    finally:
+        watcher.stop()
+    assert seen[0] == ("b1", "start")
