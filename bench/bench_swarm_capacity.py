@@ -33,7 +33,8 @@ def figures(directory: Path) -> list[dict[str, Any]]:
     out = []
     for p in data["points"]:
         load, bn = p.get("load") or {}, p.get("bottleneck") or {}
-        cpu = {k.removesuffix(" CPU"): v for k, v in (p.get("usage_peaks") or {}).items() if "CPU" in k}
+        # "database CPU", "node CPU a1", "load balancer CPU lb", "machine CPU" -> "database", "node a1", ...
+        cpu = {k.replace(" CPU", ""): v for k, v in (p.get("usage_peaks") or {}).items() if "CPU" in k}
         out.append(
             {
                 "point": p["label"],
