@@ -9,12 +9,13 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from lab.cluster.topology import DEFAULT_HOST_GROUP
 from lab.core.errors import BadInput
 
 if TYPE_CHECKING:
     from lab.cluster.topology import Engine, Topology
 
-DEFAULT_HOSTS = "swm"  # `halab hosts up`'s and `halab up --engine swarm`'s host group
+DEFAULT_HOSTS = DEFAULT_HOST_GROUP  # `halab hosts up`'s, `halab up --engine swarm`'s and `halab capacity`'s
 
 Handler = Callable[[argparse.Namespace], int]
 # command(name, handler, help) returns the new subparser; main.build_parser passes it to each

@@ -192,6 +192,18 @@ def load(name: str, where: str = "--hosts") -> HostGroup:
     return from_dict(d, str(path))
 
 
+def lab_ports(group: HostGroup, where: str = "--hosts") -> Ports:
+    """The load balancer ports of a lab on the group: the first three it publishes, as http, https and
+    mgmt (the order of `hosts up --publish`, as its default 80, 443, 18080)."""
+    if len(group.published) < 3:
+        raise BadInput(
+            f"{where}: host group {group.name!r} publishes {len(group.published)} port(s); a lab needs three "
+            "(http, https, mgmt): `halab hosts up --publish HTTP --publish HTTPS --publish MGMT`"
+        )
+    http, https, mgmt = group.published[:3]
+    return Ports(http=http, https=https, mgmt=mgmt)
+
+
 def check_lab_fits(group: HostGroup, datacenters: Sequence[str], ports: dict[str, int]) -> None:
     """A lab can run on the group: a host in each of its datacenters, its load balancer's ports
     published by the manager (a group made here publishes only what `hosts up --publish` said)."""
