@@ -192,18 +192,6 @@ def load(name: str, where: str = "--hosts") -> HostGroup:
     return from_dict(d, str(path))
 
 
-def lab_ports(group: HostGroup, where: str = "--hosts") -> Ports:
-    """The load balancer ports of a lab on the group: the first three it publishes, as http, https and
-    mgmt (the order of `hosts up --publish`, as its default 80, 443, 18080)."""
-    if len(group.published) < 3:
-        raise BadInput(
-            f"{where}: host group {group.name!r} publishes {len(group.published)} port(s); a lab needs three "
-            "(http, https, mgmt): `halab hosts up --publish HTTP --publish HTTPS --publish MGMT`"
-        )
-    http, https, mgmt = group.published[:3]
-    return Ports(http=http, https=https, mgmt=mgmt)
-
-
 def check_lab_fits(group: HostGroup, datacenters: Sequence[str], ports: dict[str, int]) -> None:
     """A lab can run on the group: a host in each of its datacenters, its load balancer's ports
     published by the manager (a group made here publishes only what `hosts up --publish` said)."""
@@ -222,16 +210,17 @@ def check_lab_fits(group: HostGroup, datacenters: Sequence[str], ports: dict[str
                 )
 
 
-def lab_ports(group: HostGroup) -> Ports:
+def lab_ports(group: HostGroup, where: str = "--hosts") -> Ports:
     """The load balancer ports of a lab the harness starts on the group by itself (the matrix's,
-    a sweep's): the first three the group publishes (`hosts up --publish`: http, https, mgmt), or
-    the defaults on real machines, where nothing here publishes them."""
+    a sweep's): the first three the group publishes, as http, https and mgmt (the order of `hosts
+    up --publish`, as its default 80, 443, 18080), or the defaults on real machines, where nothing
+    here publishes them."""
     if not group.made_here:
         return Ports()
     if len(group.published) < 3:
         raise BadInput(
-            f"--hosts: host group {group.name!r} publishes {len(group.published)} port(s); a lab needs three "
-            "(http, https, mgmt: `halab hosts up --publish` three times)"
+            f"{where}: host group {group.name!r} publishes {len(group.published)} port(s); a lab needs three "
+            "(http, https, mgmt): `halab hosts up --publish HTTP --publish HTTPS --publish MGMT`"
         )
     http, https, mgmt = group.published[:3]
     return Ports(http=http, https=https, mgmt=mgmt)
