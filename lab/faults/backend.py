@@ -80,6 +80,17 @@ def _endpoint(t: Topology, service: str) -> str:
     return DB if t.db.galera and service == FRONT else service
 
 
+def start(t: Topology, services: Sequence[str]) -> None:
+    """Start the stopped containers of `services` (fault endpoints); on a swarm, a new task of each
+    (a kill or stop left it scaled to none; restart policy `none` left a dead task dead)."""
+    if not services:
+        return
+    if t.engine.swarm:
+        swarm.run_again(t, [_service(t, s) for s in services])
+    else:
+        act(t, ["docker", "start"], services, f"start {' '.join(services)}", timeout=120)
+
+
 def restart(t: Topology, services: Sequence[str]) -> None:
     """Restart the containers of `services` (fault endpoints); on a swarm, a new task of each: the
     swarm's restart (a new container and address), since `docker restart` of a task's container

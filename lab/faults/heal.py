@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.cluster import galera_life, state, swarm
+from lab.cluster import galera_life, state
 from lab.cluster.docker import ContainerState
 from lab.cluster.topology import Topology
 from lab.core.errors import RuntimeFailure
@@ -50,17 +50,6 @@ def shielded() -> Iterator[None]:
             signal.signal(s, h)
         if got:
             raise KeyboardInterrupt
-
-
-def _start(t: Topology, services: Sequence[str]) -> None:
-    """Start stopped containers: on a swarm, a new task of each service (a kill or stop left it
-    scaled to none)."""
-    if not services:
-        return
-    if t.engine.swarm:
-        swarm.run_again(t, services)
-    else:
-        backend.act(t, ["docker", "start"], services, f"start {' '.join(services)}", timeout=120)
 
 
 def _down(t: Topology, c: ContainerState | None) -> bool:
@@ -164,7 +153,7 @@ def undo(t: Topology, entry: Mapping[str, Any]) -> dict[str, Any]:
         started, bootstrapped = _restart_database(t, todo, found)
         if bootstrapped:
             extra["galera_bootstrap"] = bootstrapped
-        _start(t, started)
+        backend.start(t, started)
     after = backend.wait_states(t, todo, lambda _s, c: is_up(c))
     bad = [s for s in todo if not is_up(after.get(s))]
     if bad:

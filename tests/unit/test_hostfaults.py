@@ -270,3 +270,15 @@ def test_the_start_watcher_reads_the_events_of_every_host_and_names_a_task_by_it
     finally:
         watcher.stop()
     assert seen[0] == ("b1", "start")
+
+
+def test_leader_placement_reaches_a_swarm_task_on_its_host(tasks):
+    """The matrix puts the ZooKeeper leader where a case wants it by killing members: in the task's
+    container on its host, by id (a compose name does not exist there)."""
+    from lab.chaos import placement
+
+    t, fake = tasks
+    placement._kill_member(t, "a1")
+    assert fake.commands[-1][0] == "swm-h2" and fake.commands[-1][1][:3] == ["exec", "-d", "a1-0"]
+    placement._member_pids(t, "b1")
+    assert fake.commands[-1][0] == "swm-h3" and fake.commands[-1][1][:2] == ["exec", "b1-0"]
