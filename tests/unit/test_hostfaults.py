@@ -142,7 +142,8 @@ def test_host_faults_name_hosts_of_the_lab_group(lab):
         ("kill-host", [], True, r"^fault.target: kill-host needs the hosts"),
         ("kill-host", ["swm-h1", "swm-h1"], True, r"^fault.target: a host is named twice"),
         ("kill", ["a1"], True, r"^fault.kind: kill is not available on a swarm lab yet"),
-        ("delay", [], True, r"^fault.kind: delay is not available on a swarm lab yet"),
+        ("io", ["db"], True, r"^fault.kind: io is not available on a swarm lab: .*privileged container"),
+        ("exhaust", ["db"], True, r"^fault.kind: exhaust is not available on a swarm lab: .*db network$"),
     ],
 )
 def test_what_a_swarm_lab_takes(kind, targets, swarm, message):
