@@ -1,8 +1,8 @@
 """A 3-node lab as a stack over three Docker hosts made here (`halab hosts up 3`), started once for
 the module: Locust's master and two workers on the hosts, their histories merged into one run;
 write/read load through the load balancer on the manager, one host cut from the others, the
-majority side keeps serving, the checker finds nothing lost; and `down` + `hosts down` leave
-nothing anywhere."""
+majority side keeps serving, the checker finds nothing lost; the gray faults acting in the tasks
+wherever they run; and `down` + `hosts down` leave nothing anywhere."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from lab.chaos.watch import Watch
 from lab.cluster import docker, engine, hosts, lifecycle, probes, state
 from lab.cluster.preflight import free_ports
 from lab.cluster.topology import Engine, make_topology
+from lab.core.wait import wait_for
+from lab.faults import backend, gray, make_spec
 from lab.record.distributed import SwarmLoadRun, place
 from lab.record.history import load_run
 from lab.record.load import LoadRun, make_run_dir, run_load
@@ -129,4 +131,37 @@ def test_a_cut_host_leaves_the_majority_serving_and_loses_no_write(swarm_lab, tm
     checks = [o for o in r.outcomes if o.name not in ("linearizable_registers", "session_guarantees")]
     assert all(o.status == "passed" for o in checks), [(o.name, o.violations[:3]) for o in checks]
     assert r.acks > 0
-    assert faults.leftovers(t) == {"registered": [], "rules": {}, "paused": [], "stopped": []}
+    assert faults.leftovers(t) == {"registered": [], "rules": {}, "shapers": {}, "paused": [], "stopped": []}
+
+
+def test_gray_faults_act_in_the_tasks_on_their_hosts_and_heal(swarm_lab):
+    """stall, clock, cpu and delay, one after another, each through the Docker of the host that
+    runs its task: verified as on compose (tests/integration/test_gray_docker.py), healed, nothing
+    left."""
+    t, _ = swarm_lab
+    with faults.Injector(t) as inj:
+        stall = inj.apply(make_spec("stall", ["follower"], process="zookeeper"))
+        (node,) = stall.targets
+        assert stall.detail["stopped"][node] and set(stall.detail["stopped"][node].values()) == {"T"}
+        inj.heal(stall)
+        assert "T" not in gray.signal_process(t, node, "zookeeper", "0").values()  # signal 0: reads the state
+
+        clock = inj.apply(make_spec("clock", ["b1"], offset=10.0))
+        assert abs(clock.detail["offset_s"]["b1"] - 10.0) <= 1.0
+        assert abs(gray.read_clock(t, "a1").offset) <= 1.0  # the other nodes keep the true time
+        inj.heal(clock)
+        wait_for("b1's clock back", lambda: abs(gray.read_clock(t, "b1").offset) <= 1.0, 5)  # re-read each second
+
+        cpu = inj.apply(make_spec("cpu", ["a2"], cpus=0.2))
+        assert cpu.detail["throttled_s"]["a2"] > 0 and cpu.detail["cpus_used"]["a2"] <= 0.25
+        assert gray.cpu_quota(t, "a2") == 20_000  # microseconds of each 100 ms, on a2's host
+        inj.heal(cpu)
+        assert gray.cpu_quota(t, "a2") <= 0
+
+        delay = inj.apply(make_spec("delay", sides=[["dc-a"], ["dc-b"]], delay=0.1))
+        assert set(delay.detail["rtt_after_ms"]) == {"a1", "a2", "b1"}  # each within a fifth of 100 ms
+        inj.heal(delay)
+        ips = faults.addresses(t, backend.containers(t))
+        assert gray.measure_rtt(t, gray.probe_targets(t, {"b1": [("a1", 1.0)]}, ips))["b1"] < 0.02
+    assert faults.leftovers(t) == {"registered": [], "rules": {}, "shapers": {}, "paused": [], "stopped": []}
+    assert not any(gray.stop_delayers(t, t.node_names, None, only_count=True).values())
