@@ -208,6 +208,22 @@ def write_report(
     return ReportFiles(json_path, md, tuple(plots))
 
 
+def engine_lines(engine: Mapping[str, Any]) -> list[str]:
+    """What ran the labs, when a swarm did: where each figure was read, and what machine CPU means."""
+    if engine.get("kind") != "swarm":
+        return []
+    shared = (
+        "the hosts are containers of this machine and share its CPUs, so machine CPU is all of them"
+        if engine.get("made_here")
+        else "machine CPU is the harness's machine only, not the hosts'"
+    )
+    return [
+        f"Engine: a swarm stack on host group {engine.get('hosts', '?')} ({', '.join(engine.get('members', []))}); "
+        "each container's memory (`docker stats`) and CPU (its cgroup's counters) read through the Docker of "
+        f"the host that runs its task; Locust on this machine through the manager's published ports; {shared}."
+    ]
+
+
 def markdown(
     data: Mapping[str, Any], measurements: Sequence[Measurement], plots: Sequence[Path], directory: Path
 ) -> str:
@@ -220,6 +236,7 @@ def markdown(
         "",
         f"Machine: {mach.get('host', '?')}, {mach.get('cpus', '?')} CPUs, {mach.get('memory_gib', '?')} GiB, "
         f"{mach.get('os', '?')}, Docker {mach.get('docker', '?')}.",
+        *engine_lines(data.get("engine") or {}),
         f"Each point: a fresh lab, {s['duration']:g} s of Locust `ApiUser` load through the load balancer "
         f"(spawn rate {s['spawn_rate']:g}/s, think time {s['think_time']} s), hard timeout "
         f"{Settings(**s).hard_timeout:g} s. Pool wait {s['pool_wait_ms']} ms, heap scale 1/{s['heap_scale']}, "
@@ -293,4 +310,4 @@ def load_report(directory: str | os.PathLike[str]) -> tuple[Settings, list[Measu
         raise BadInput(f"{path} does not exist: pass the folder a capacity sweep wrote") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise BadInput(f"{path}: not a capacity report ({type(exc).__name__}: {exc})") from None
-    return settings, measurements, {k: data[k] for k in ("created", "machine") if k in data}
+    return settings, measurements, {k: data[k] for k in ("created", "machine", "engine") if k in data}

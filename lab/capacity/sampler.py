@@ -1,5 +1,6 @@
 """Live measurement during one point's load: the database's counters, each container's memory
-(`docker stats`) and CPU (its cgroup's counters), the load generator's CPU, each node's heap and
+(`docker stats`) and CPU (its cgroup's counters), both read on the engine that runs it (this
+machine's Docker, or a swarm host's: lab/cluster/engine.py), the load generator's CPU, each node's heap and
 pool gauges (its `/metrics`), sampled on a clock; each sample also says what share of its limit
 every resource used since the last (`usage`, which bottleneck.py attributes); plus the parsers of
 `docker stats` and Prometheus text those samples need."""
@@ -11,13 +12,14 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from lab.capacity import bottleneck as b
 from lab.capacity.measurement import DbFigures
-from lab.cluster import cpu
+from lab.cluster import cpu, engine
 from lab.cluster.compose import database_services
 from lab.cluster.galera import FRONT
 from lab.cluster.topology import Topology
@@ -58,6 +60,18 @@ _MEM_UNITS = {
     "tb": 1e12 / 1024**2,
     "tib": 1024.0**2,
 }
+
+
+def _stats(command: tuple[str, ...], containers: list[str]) -> str:
+    """`docker stats` of containers on one engine; "" when it does not answer (a skipped sample)."""
+    from lab.cluster import docker
+
+    try:
+        return docker.run(
+            [*command, "stats", "--no-stream", "--format", "{{json .}}", *containers], "sample docker stats", timeout=15
+        )
+    except (RuntimeFailure, OSError):
+        return ""
 
 
 def parse_mem_usage(text: str) -> float | None:
@@ -116,9 +130,11 @@ class Sampler:
         self.degraded: set[str] = set()
         self.samples: list[dict[str, Any]] = []
         self.started = time.time()
-        # The database's containers (a Galera database's members and front), the load balancer, the nodes.
-        self._names = {f"{t.lab}-{s}-1": s for s in (*database_services(t), "lb", *t.node_names)}
-        self._ids: dict[str, str] = {}  # service -> container id
+        # The database's containers (a Galera database's members and front), the load balancer, the
+        # nodes: not the monitoring containers nor a fault's rogue client, which are no resource of
+        # the system under test.
+        self.services = (*database_services(t), "lb", *t.node_names)
+        self._places: dict[str, engine.Place] = {}  # service -> its container (by id) and engine
         self._cpu: dict[str, cpu.CpuReading] = {}  # the previous reading of each container and "machine"
         self._last_db: dict[str, int] = {}
         self._last_db_t = time.monotonic()
@@ -129,15 +145,12 @@ class Sampler:
         self._sampler = threading.Thread(target=self._sample, name="capacity-sampler", daemon=True)
 
     def __enter__(self) -> Sampler:
-        from lab.cluster import docker
-
         try:
-            # The database, the load balancer and the nodes: not the monitoring containers nor a
-            # fault's rogue client, which are no resource of the system under test.
-            services = set(self._names.values())
-            self._ids = {c.service: c.id for c in docker.container_states(self.t.lab) if c.id and c.service in services}
+            # Once: a point's containers are not replaced while it runs (a node that dies stays dead
+            # or restarts in its own container on compose; a swarm's replaced task loses its figures).
+            self._places = engine.by_id(self.t, self.services)
         except LabError:
-            self._ids = {}  # no CPU figures for this point; the rest is still measured
+            self._places = {}  # no CPU or memory figures for this point; the rest is still measured
         self.started = time.time()
         self._cpu_readings()
         self._last_db, self._last_db_t = self.db_status(), time.monotonic()
@@ -195,11 +208,28 @@ class Sampler:
 
     def _cpu_readings(self) -> dict[str, tuple[cpu.CpuReading, cpu.CpuReading]]:
         """(previous, current) reading of each container and the machine; the current becomes the previous."""
-        now = {service: cpu.container_cpu(cid) for service, cid in self._ids.items()}
+        now: dict[str, cpu.CpuReading | None] = {}
+        for host, places in self._by_host().items():
+            try:
+                # The cgroup's own counters, not `docker stats` CPU %: they are cumulative, so nothing
+                # between two samples is missed (stats' figure covers the second or so it waits), and
+                # they give the CFS quota and the time it held the container back. Read on the
+                # container's machine: this one's files, or one `grep` in a swarm host's container.
+                read = cpu.container_cpus([p.container for p in places.values()], engine.files(self.t, host))
+            except LabError:
+                continue  # a host that does not answer gives no figure this time
+            now.update((service, read.get(p.container)) for service, p in places.items())
+        # Every host made here shares this machine's CPUs (hosts.py): the machine's figure is theirs.
         now["machine"] = cpu.machine_cpu()
         pairs = {k: (self._cpu[k], r) for k, r in now.items() if r is not None and k in self._cpu}
         self._cpu = {k: r for k, r in now.items() if r is not None}
         return pairs
+
+    def _by_host(self) -> dict[str, dict[str, engine.Place]]:
+        out: dict[str, dict[str, engine.Place]] = {}
+        for service, p in self._places.items():
+            out.setdefault(p.host, {})[service] = p
+        return out
 
     def usage(self, db: Mapping[str, int]) -> list[b.Usage]:
         """Every resource's share of its limit since the last sample."""
@@ -314,23 +344,20 @@ class Sampler:
         return int(rows[0]["n"]) if rows else None
 
     def container_memory(self) -> dict[str, float]:
-        from lab.cluster import docker
-
-        try:
-            out = docker.run(
-                ["docker", "stats", "--no-stream", "--format", "{{json .}}", *self._names],
-                "sample docker stats",
-                timeout=15,
-            )
-        except (RuntimeFailure, OSError):
-            return {}
+        """Each container's memory, by `docker stats` on the engine that runs it, the engines at once
+        (a nested `docker stats --no-stream` takes a second or two)."""
+        service_of = {p.container: s for s, p in self._places.items()}
+        groups = engine.by_engine(list(self._places.values()))
+        with ThreadPoolExecutor(max_workers=max(1, len(groups))) as pool:
+            outs = list(pool.map(lambda g: _stats(*g), groups.items()))
         found: dict[str, float] = {}
-        for line in out.splitlines():
+        for line in "".join(outs).splitlines():
             try:
                 row = json.loads(line)
             except ValueError:
                 continue
-            service, mib = self._names.get(row.get("Name", "")), parse_mem_usage(row.get("MemUsage", ""))
+            short, mib = row.get("ID", ""), parse_mem_usage(row.get("MemUsage", ""))
+            service = next((s for cid, s in service_of.items() if short and cid.startswith(short)), None)
             if service and mib is not None:
                 found[service] = round(mib, 1)
         return found

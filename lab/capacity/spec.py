@@ -4,7 +4,8 @@ validation of a grid file and of the command line's lists and settings. Nothing 
 Grid file (YAML; every key optional):
 
     settings: {duration: 15s, spawn_rate: 10, think_time: "0.1,0.5", heap_scale: 32, pool_wait_ms: 2000,
-               up_timeout: 180, point_timeout: 400, max_error_rate: 0.01, target_users: 20, node_cpus: 0.5}
+               up_timeout: 180, point_timeout: 400, max_error_rate: 0.01, target_users: 20, node_cpus: 0.5,
+               engine: swarm, hosts: swc1}
     base:     {nodes: 3, heap: 1g, pool_size: 50, db_max_connections: auto, db_memory: 1024,
                db_buffer_pool: 256, users: 10}
     grid:     {db_max_connections: [60, 160], users: [10, 30]}   # every combination, over base
@@ -17,14 +18,20 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from lab.cluster.database import DB_KINDS, SINGLE, make_database
 from lab.cluster.topology import (
+    COMPOSE,
     DEFAULT_HEAP_SCALE,
+    DEFAULT_HOST_GROUP,
+    ENGINES,
     GUIDE_POOL_PER_NODE,
+    SWARM,
+    Engine,
     Ports,
     Sizing,
     Topology,
@@ -96,6 +103,7 @@ class Point:
             ),
             profile=settings.profile,
             db=settings.db,
+            engine=Engine(settings.engine, settings.hosts),
         )
 
 
@@ -117,6 +125,10 @@ class Settings:
     # The database of every point's lab: single, or galera:3 / galera:5 (its members sampled too:
     # each one's CPU, the writer's connections and flow control).
     db: str = SINGLE
+    # What runs every point's lab: compose (this machine's Docker) or swarm, a stack on the host
+    # group `hosts` (made here: the load and the sampler reach its manager on 127.0.0.1).
+    engine: str = COMPOSE
+    hosts: str | None = None  # a swarm sweep's host group (build_grid: DEFAULT_HOST_GROUP when none)
 
     @property
     def hard_timeout(self) -> float:
@@ -218,6 +230,18 @@ def _db(value: Any, where: str) -> str:
     return text
 
 
+def _engine(value: Any, where: str) -> str:
+    if value not in ENGINES:
+        raise BadInput(f"{where}: {value!r} is not an engine; use {' or '.join(ENGINES)}")
+    return str(value)
+
+
+def _hosts(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not _GROUP_RE.match(value):
+        raise BadInput(f"{where}: {value!r} is not a host group name (lowercase letters, digits or '-')")
+    return value
+
+
 def _seconds(value: Any, where: str) -> float:
     return parse_duration(value, where, minimum=1.0)
 
@@ -235,7 +259,10 @@ _SETTING_PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "profile": check_profile,
     "node_cpus": _number,
     "db": _db,
+    "engine": _engine,
+    "hosts": _hosts,
 }
+_GROUP_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")  # hosts.make_group's names
 
 
 def _mapping(value: Any, where: str, known: Iterable[str]) -> dict[str, Any]:
@@ -275,7 +302,7 @@ def build_grid(
             if v is not None
         }
     )
-    settings = settings_with(settings, flag_settings or {})
+    settings = _check_engine(settings_with(settings, flag_settings or {}), top, flag_settings or {})
     base = _point(doc.get("base"), Point(), y.sub(top, "base"))
     where = y.sub(top, "grid")
     axes: dict[str, list[Any]] = {}
@@ -310,6 +337,27 @@ def settings_with(settings: Settings, flag_settings: Mapping[str, Any]) -> Setti
     """Settings with the flags that were given (not None) laid over, validated and named as flags."""
     given = {k: v for k, v in flag_settings.items() if v is not None}
     return replace(settings, **{k: _SETTING_PARSERS[k](v, f"--{k.replace('_', '-')}") for k, v in given.items()})
+
+
+def _check_engine(settings: Settings, top: str, flag_settings: Mapping[str, Any]) -> Settings:
+    """The engine with the settings it cannot take refused, each error naming the flag or the file's
+    field that set it; a swarm sweep without a host group runs on DEFAULT_HOST_GROUP, as `halab up`."""
+
+    def named(key: str) -> str:
+        flag = f"--{key.replace('_', '-')}"
+        return flag if flag_settings.get(key) is not None else y.sub(y.sub(top, "settings"), key)
+
+    if settings.engine == COMPOSE:
+        if settings.hosts is not None:
+            raise BadInput(f"{named('hosts')}: a host group runs swarm labs only; set the engine to swarm")
+        return settings
+    assert settings.engine == SWARM
+    if make_database(settings.db, None, None, (("dc-a", 1),)).galera:
+        raise BadInput(
+            f"{named('db')}: {settings.db} is not available on a swarm yet (its members start one by one at "
+            "fixed addresses; docs/galera.md); use single, or the compose engine"
+        )
+    return settings if settings.hosts is not None else replace(settings, hosts=DEFAULT_HOST_GROUP)
 
 
 def check_target(settings: Settings, points: Iterable[Point]) -> None:

@@ -20,19 +20,44 @@ from lab.capacity.measurement import Measurement, NodeOutcome, load_figures, nod
 from lab.capacity.report import summary_line, write_json, write_report
 from lab.capacity.sampler import Sampler
 from lab.capacity.spec import Grid, Point, Settings
-from lab.cluster.topology import Topology
-from lab.core.errors import LabError, RuntimeFailure
+from lab.cluster import hosts
+from lab.cluster.topology import SWARM, Ports, Topology
+from lab.core.errors import BadInput, LabError, RuntimeFailure
 from lab.core.wait import poll
 
 log = logging.getLogger("halab.capacity.sweep")
 
 
-def run_point(point: Point, settings: Settings, lab_name: str, point_dir: Path) -> Measurement:
-    """One grid point on a fresh lab, torn down on every path (Ctrl-C included)."""
+def swarm_ports(grid: Grid) -> Ports | None:
+    """A swarm sweep's load balancer ports, those its host group's manager publishes (the points run
+    one after another, so each reuses them), checked against every point before any lab starts;
+    None on compose, where each point takes ports free here."""
+    if grid.settings.engine != SWARM:
+        return None
+    assert grid.settings.hosts is not None  # spec.build_grid names the default group
+    group = hosts.load(grid.settings.hosts)
+    if not group.made_here:
+        # Locust and the sampler reach the load balancer and the nodes' metrics on 127.0.0.1.
+        raise BadInput(
+            f"--hosts: host group {group.name!r} names real machines; a capacity sweep runs on a group made "
+            "here (`halab hosts up`) for now"
+        )
+    ports = hosts.lab_ports(group)
+    for point in grid.points:
+        t = point.topology("check", ports, grid.settings)
+        hosts.check_lab_fits(group, t.datacenters, t.published_ports)
+    return ports
+
+
+def run_point(
+    point: Point, settings: Settings, lab_name: str, point_dir: Path, ports: Ports | None = None
+) -> Measurement:
+    """One grid point on a fresh lab, torn down on every path (Ctrl-C included); `ports`: a swarm
+    sweep's (swarm_ports), else ports free here now."""
     from lab.cluster import preflight
 
     deadline = time.monotonic() + settings.hard_timeout
-    t = point.topology(lab_name, preflight.free_ports(), settings)
+    t = point.topology(lab_name, ports or preflight.free_ports(), settings)
     short = tuple(f"{f.check}: {f.message}" for f in preflight.errors(preflight.check(t, include_ports=False)))
     made = Measurement(
         point=point,
@@ -142,9 +167,9 @@ def _measure(
 
 def _node_outcomes(t: Topology, sampler: Sampler, point_dir: Path) -> tuple[NodeOutcome, ...]:
     """Each node's fate; the log tail of a node that died is kept as `<node>.log`, the evidence."""
-    from lab.cluster import docker, lifecycle
+    from lab.cluster import engine, lifecycle
 
-    containers = {c.service: c for c in docker.container_states(t.lab)}
+    containers = engine.current(engine.states(t))
     out = []
     for node in t.node_names:
         state = containers.get(node)
@@ -182,6 +207,20 @@ def machine() -> dict[str, Any]:
     }
 
 
+def engine_meta(settings: Settings) -> dict[str, Any]:
+    """What ran the labs, for the report: a swarm's hosts, each with its datacenter."""
+    if settings.engine != SWARM:
+        return {"kind": settings.engine}
+    assert settings.hosts is not None
+    group = hosts.load(settings.hosts)
+    return {
+        "kind": SWARM,
+        "hosts": settings.hosts,
+        "made_here": group.made_here,
+        "members": [f"{h.name} ({h.dc})" for h in group.hosts],
+    }
+
+
 def sweep(grid: Grid, out_root: str | os.PathLike[str], name: str) -> Path:
     """Run every point of the grid, one fresh lab at a time; write the report; return its folder.
 
@@ -189,13 +228,20 @@ def sweep(grid: Grid, out_root: str | os.PathLike[str], name: str) -> Path:
     (`halab capacity --report DIR` renders it)."""
     from lab.record.load import make_run_dir
 
+    ports = swarm_ports(grid)
     directory = make_run_dir(f"capacity-{name}", out_root)
-    meta = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine()}
+    meta = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "engine": engine_meta(grid.settings),
+    }
     swept = grid.swept
     measurements: list[Measurement] = []
     for i, point in enumerate(grid.points, 1):
         log.info(f"[{i}/{len(grid.points)}] {point.label()} (hard timeout {grid.settings.hard_timeout:g} s)")
-        m = run_point(point, grid.settings, f"{name}-{i}", directory / "points" / f"{i:02d}-{point.label(swept)}")
+        m = run_point(
+            point, grid.settings, f"{name}-{i}", directory / "points" / f"{i:02d}-{point.label(swept)}", ports
+        )
         measurements.append(m)
         log.info(f"    {summary_line(m)}")
         write_json(directory, grid.settings, measurements, meta)

@@ -52,13 +52,13 @@ from lab.chaos.claims import DEGRADED, OUTAGE, SURVIVES, Bounds, Case, Claims, E
 from lab.chaos.judge import judge, lab_query
 from lab.chaos.placement import place_leader
 from lab.chaos.watch import Watch, snapshot, wait_steady
-from lab.cluster import docker, engine, galera_life, lifecycle, probes
-from lab.cluster.compose import container_name
+from lab.cluster import engine, galera_life, hosts, lifecycle, probes
 from lab.cluster.database import SINGLE
-from lab.cluster.topology import OUTSIDE_LB, Ports, Topology, make_topology
+from lab.cluster.topology import OUTSIDE_LB, Engine, Ports, Topology, make_topology
 from lab.core.errors import BadInput, CheckFailed, LabError
 from lab.core.wait import wait_until
-from lab.faults import Injector, roles
+from lab.faults import Injector, backend, roles
+from lab.faults.spec import SWARM_KINDS
 from lab.record.checker import CheckResult
 from lab.record.history import HISTORY_FILE, RequestRecord, write_json
 from lab.record.load import make_run_dir
@@ -414,9 +414,7 @@ def _repair(t: Topology, w: Watch, b: Bounds) -> list[str]:
     stuck = sorted(n for n, m in roles(t).items() if m not in probes.SERVING_MODES)
     if stuck:
         log.warning("n%d: restarting %s: ZooKeeper member not serving after the heal", t.size, ", ".join(stuck))
-        docker.run(
-            ["docker", "restart", *(container_name(t, n) for n in stuck)], f"restart {', '.join(stuck)}", timeout=120
-        )
+        backend.restart(t, stuck)
         wait_steady(w, b.heal, b.stable)
     return stuck
 
@@ -538,6 +536,18 @@ def _charge(results: list[CaseResult], verdicts: CheckResult) -> list[CaseResult
 # ---------------------------------------------------------------------------------- matrix
 
 
+def listed(claims: Claims, t: Topology, gray: bool) -> list[Case]:
+    """The claims' cases (or gray cases) for the lab's size and placement, each checked as for a
+    compose lab: `takes` then says which its engine runs."""
+    twin = replace(t, engine=Engine())
+    return claims_mod.gray_cases(claims, twin) if gray else claims_mod.cases(claims, twin)
+
+
+def takes(t: Topology, case: Case) -> bool:
+    """Whether the lab's engine takes the case's fault (a swarm lab not every kind yet)."""
+    return not t.engine.swarm or case.fault.kind in SWARM_KINDS
+
+
 def run_matrix(
     sizes: Sequence[int],
     *,
@@ -554,13 +564,19 @@ def run_matrix(
     ports: Callable[[], Ports] | None = None,
     seed: int = 0,
     gray: bool = False,
+    on: Engine | None = None,
 ) -> MatrixResult:
-    """Run the matrix (with `gray`, the gray cases instead of the claims'); write matrix.json and
+    """Run the matrix (with `gray`, the gray cases instead of the claims'; `on`: a swarm to run its
+    labs on, one after another, on the ports its manager publishes); write matrix.json and
     matrix.md into a fresh run directory; return the result."""
     from lab.capacity.sweep import machine
 
     claims = claims_mod.load(claims_path)
+    if on is not None and on.swarm:
+        group = hosts.load(on.hosts or "", "--hosts")
+        ports = partial(hosts.lab_ports, group)
     plans = []
+    left_out: list[str] = []  # cases whose fault this engine does not take yet
     for size in sizes:
         t = make_topology(
             size,
@@ -572,16 +588,29 @@ def run_matrix(
             db_arbitrator=db_arbitrator,
             ports=ports() if ports else None,
             profile=profile or DEFAULT_PROFILE,
+            engine=on,
         )
-        found = claims_mod.gray_cases(claims, t) if gray else claims_mod.cases(claims, t)
-        cases = [c for c in found if not only or c.id in only]
+        cases = [c for c in listed(claims, t, gray) if not only or c.id in only]
+        left_out += [f"n{size} {c.id} ({c.fault.kind})" for c in cases if not takes(t, c)]
+        cases = [c for c in cases if takes(t, c)]
         plans.append((t, cases))
     unknown = sorted(set(only) - {c.id for _, cs in plans for c in cs})
     if unknown:
-        raise BadInput(f"--only: no case {', '.join(unknown)} for these sizes")
+        raise BadInput(f"--only: no case {', '.join(unknown)} for these sizes{' on a swarm' if left_out else ''}")
+    if left_out:
+        log.warning(f"not run on a swarm lab yet (their fault kind): {', '.join(left_out)}")
     p = plans[0][0].profile if plans else (profile or "")
+    first = plans[0][0] if plans else None
     placement = (
-        {"db_dc": plans[0][0].db_dc, "lb_dc": plans[0][0].lb_dc, "db": plans[0][0].db.describe()} if plans else {}
+        {
+            "db_dc": first.db_dc,
+            "lb_dc": first.lb_dc,
+            "db": first.db.describe(),
+            **({"engine": f"swarm of host group {first.engine.hosts}"} if first.engine.swarm else {}),
+            **({"not_run": ", ".join(left_out)} if left_out else {}),
+        }
+        if first
+        else {}
     )
     run_dir = make_run_dir("matrix", runs_root)
     host = machine()
@@ -807,7 +836,12 @@ def placement_text(placement: dict[str, str]) -> str:
     where = "outside the datacenters" if lb in ("", OUTSIDE_LB) else f"in {lb}"
     db = placement.get("db", SINGLE)
     what = "database" if db == SINGLE else f"database {db}, its front"
-    return f"{what} in {placement.get('db_dc')}, load balancer {where}"
+    text = f"{what} in {placement.get('db_dc')}, load balancer {where}"
+    if placement.get("engine"):
+        text += f"; on the {placement['engine']}"
+    if placement.get("not_run"):
+        text += f"; not run there yet (their fault kind): {placement['not_run']}"
+    return text
 
 
 def markdown(result: MatrixResult) -> str:

@@ -27,11 +27,11 @@ import functools
 import logging
 from collections.abc import Collection
 
-from lab.cluster import docker, probes
-from lab.cluster.compose import container_name
+from lab.cluster import docker, engine, probes
 from lab.cluster.topology import Topology, tolerance
 from lab.core.errors import RuntimeFailure
 from lab.core.wait import WaitTimeout, wait_for
+from lab.faults import backend
 from lab.faults.backend import containers, roles
 
 log = logging.getLogger("halab.placement")
@@ -118,8 +118,9 @@ def place_leader(t: Topology, on: Collection[str], timeout: float = SETTLE) -> s
             leader,
         )
         _stop_members(t, behind, timeout)
-        docker.run(
-            ["docker", "exec", container_name(t, leader), "python3", "-c", _WRITE],
+        backend.exec_in(
+            engine.place(t, leader),
+            ["python3", "-c", _WRITE],
             f"write to ZooKeeper while {', '.join(behind) or 'nobody'} is stopped",
             timeout=WRITE_WAIT,
         )
@@ -168,8 +169,9 @@ def _stop_members(t: Topology, nodes: list[str], timeout: float) -> None:
 def _member_pids(t: Topology, node: str) -> set[int]:
     """The node's running ZooKeeper member processes; none when its container is not running."""
     try:
-        out = docker.run(
-            ["docker", "exec", container_name(t, node), "python3", "-c", _LIST_MEMBERS],
+        out = backend.exec_in(
+            engine.place(t, node),
+            ["python3", "-c", _LIST_MEMBERS],
             f"list {node}'s ZooKeeper member processes",
             timeout=20,
         )
@@ -178,17 +180,11 @@ def _member_pids(t: Topology, node: str) -> set[int]:
     return {int(p) for p in out.split()}
 
 
-def _docker(t: Topology, command: list[str], nodes: list[str], what: str) -> None:
-    if nodes:
-        docker.run(
-            ["docker", *command, *(container_name(t, n) for n in nodes)], f"{what} {', '.join(nodes)}", timeout=30
-        )
-
-
 def _kill_member(t: Topology, node: str) -> None:
     # Detached: a tuned node's container exits with its member, taking a waiting exec with it.
+    where = engine.place(t, node)
     docker.run(
-        ["docker", "exec", "-d", container_name(t, node), "python3", "-c", _KILL_MEMBER],
+        where.command("exec", "-d", where.container, "python3", "-c", _KILL_MEMBER),
         f"stop {node}'s ZooKeeper member",
         timeout=20,
     )
@@ -207,4 +203,4 @@ def _restart(t: Topology, nodes: list[str], timeout: float) -> None:
         return up if all(not up[n] or modes.get(n) not in ("not running", "unknown") for n in nodes) else None
 
     up = wait_for(f"{', '.join(nodes)} running a ZooKeeper member again or exited", decided, timeout, interval=0.3)
-    _docker(t, ["start"], [n for n in nodes if not up[n]], "start again")
+    backend.start(t, [n for n in nodes if not up[n]])

@@ -55,7 +55,7 @@ from lab.chaos import claims as claims_mod
 from lab.chaos.judge import judge, lab_query
 from lab.chaos.watch import Snapshot, Watch, describe, snapshot
 from lab.cluster import lifecycle, state
-from lab.cluster.topology import Ports, Topology, make_topology
+from lab.cluster.topology import Engine, Ports, Topology, make_topology
 from lab.core import yamlspec as y
 from lab.core.durations import parse_duration
 from lab.core.errors import BadInput, CheckFailed, LabError
@@ -100,7 +100,7 @@ class TopologySpec:
     # A new lab with Prometheus (`halab up --monitoring`): the run records metrics.json for its report.
     monitoring: bool = False
 
-    def build(self, lab_name: str = "scenario", ports: Ports | None = None) -> Topology:
+    def build(self, lab_name: str = "scenario", ports: Ports | None = None, on: Engine | None = None) -> Topology:
         return make_topology(
             self.nodes,
             lab=lab_name,
@@ -110,6 +110,7 @@ class TopologySpec:
             ports=ports,
             profile=self.profile or DEFAULT_PROFILE,
             monitoring=self.monitoring,
+            engine=on,
         )
 
 
@@ -385,11 +386,12 @@ def run(
     ports: Ports | None = None,
     runs_root: str | Path = "runs",
     keep: bool = False,
+    on: Engine | None = None,
 ) -> ScenarioResult:
     """Run a scenario on the lab `lab_name` if it is up (its topology must match), else on a new
-    lab that is torn down afterwards unless `keep`."""
+    lab (on the engine `on`: a swarm's, or compose) that is torn down afterwards unless `keep`."""
     name = lab_name or lab_name_for(sc)
-    t, reused = _lab_for(sc, name, ports)
+    t, reused = _lab_for(sc, name, ports, on)
     if not reused:
         lifecycle.up(t)  # removes what it started if it fails; errors here are the user's to fix
     try:
@@ -452,7 +454,7 @@ def _run_on(sc: Scenario, t: Topology, reused: bool, runs_root: str | Path) -> S
     return ScenarioResult(run_dir, journal.data)
 
 
-def _lab_for(sc: Scenario, name: str, ports: Ports | None) -> tuple[Topology, bool]:
+def _lab_for(sc: Scenario, name: str, ports: Ports | None, on: Engine | None) -> tuple[Topology, bool]:
     if lifecycle.running_containers(name):
         t = state.load_topology(name)
         want = sc.topology.build(name, t.ports)
@@ -469,7 +471,7 @@ def _lab_for(sc: Scenario, name: str, ports: Ports | None) -> tuple[Topology, bo
                 f"or `halab down --name {name}`"
             )
         return t, True
-    return sc.topology.build(name, ports), False
+    return sc.topology.build(name, ports, on), False
 
 
 def _execute(sc: Scenario, t: Topology, schedule: list[PlannedFault], run_dir: Path, journal: Journal) -> None:

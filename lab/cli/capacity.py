@@ -24,6 +24,8 @@ SETTING_FLAGS = (
     "profile",
     "node_cpus",
     "db",
+    "engine",
+    "hosts",
 )
 
 
@@ -75,9 +77,10 @@ def _dry_run(args: argparse.Namespace, grid: spec.Grid) -> int:
     from lab.cluster import preflight
     from lab.cluster.topology import Ports
 
+    ports = sweep.swarm_ports(grid)
     rows: list[dict[str, Any]] = []
     for i, p in enumerate(grid.points, 1):
-        t = p.topology(f"{args.name}-{i}", Ports(), grid.settings)
+        t = p.topology(f"{args.name}-{i}", ports or Ports(), grid.settings)
         short = [f"{f.check}: {f.message}" for f in preflight.errors(preflight.check(t, include_ports=False))]
         rows.append(
             {
@@ -92,6 +95,14 @@ def _dry_run(args: argparse.Namespace, grid: spec.Grid) -> int:
             f"{len(grid.points)} point(s), each a fresh lab with {grid.settings.duration:g} s of load, hard timeout "
             f"{grid.settings.hard_timeout:g} s; swept: {', '.join(grid.swept) or 'nothing'}"
         ]
+        + (
+            [
+                f"on host group {grid.settings.hosts!r} (swarm), one point after another on the ports it "
+                f"publishes: http {ports.http}, https {ports.https}, mgmt {ports.mgmt}"
+            ]
+            if ports
+            else []
+        )
         + [
             f"{i:2}. {r['point']}  max_connections {r['max_connections']}, node memory {r['node_memory_mib']} MiB"
             + "".join(f"\n      pre-flight short: {s}" for s in r["preflight"])
@@ -157,6 +168,12 @@ def add_commands(command: AddCommand) -> None:
         help="every point's database: single (the default) or galera:3 / galera:5; a Galera database's members "
         "are sampled too (CPU each, the writer's connections, flow control)",
     )
+    s.add_argument(
+        "--engine",
+        help="what runs every point's lab: compose (this machine's Docker, the default) or swarm, a stack on "
+        "the host group of --hosts, one point after another on the ports it publishes (docs/swarm.md)",
+    )
+    s.add_argument("--hosts", help="with --engine swarm: the host group (`halab hosts up`; default 'swm')")
     sp.add_argument("--dry-run", action="store_true", help="list the points and pre-flight findings; start nothing")
     sp.add_argument(
         "--report",

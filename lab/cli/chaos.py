@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Any
 
-from lab.cli.common import AddCommand, add_lab_name, add_profile_option, emit
+from lab.cli.common import AddCommand, add_engine_options, add_lab_name, add_profile_option, emit, engine_from_args
 from lab.core.errors import BadInput
 
 log = logging.getLogger("halab.cli.chaos")
@@ -81,6 +81,7 @@ def add_commands(command: AddCommand) -> None:
     sp.add_argument("--https-port", type=int, default=443)
     sp.add_argument("--mgmt-port", type=int, default=18080)
     add_profile_option(sp, default=None)  # None: the scenario file's topology.profile, else rancher-1.0
+    add_engine_options(sp)  # a new lab's; a running lab keeps its own
 
     sp = command(
         "matrix",
@@ -105,6 +106,7 @@ def add_commands(command: AddCommand) -> None:
     sp.add_argument(
         "--gray", action="store_true", help="run the gray failures of the claims file (no claim: measured only)"
     )
+    add_engine_options(sp)
     sp.add_argument("--dry-run", action="store_true", help="list the cases and their expected outcomes")
 
 
@@ -200,6 +202,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         ports=Ports(http=args.http_port, https=args.https_port, mgmt=args.mgmt_port),
         runs_root=args.runs,
         keep=args.keep,
+        on=engine_from_args(args),
     )
     emit(args, result.journal, result.summary())
     scenario.require_pass(result)
@@ -207,6 +210,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------ matrix
+
+
+NOT_TAKEN = "not run: a swarm lab does not take this fault kind yet"
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
@@ -230,15 +236,24 @@ def cmd_matrix(args: argparse.Namespace) -> int:
                 db=args.db,
                 db_layout=args.db_layout,
                 db_arbitrator=args.db_arbitrator,
+                engine=engine_from_args(args),
                 **({"profile": args.profile} if args.profile else {}),
             )
             guide = {x.id: x.outcome for x in c.claims}
-            for case in claims.gray_cases(c, t) if args.gray else []:
-                print(f"n{n} {case.id:36} {case.fault.describe():32} held {case.hold:g} s; no claim, measured only")
-            for case in [] if args.gray else claims.cases(c, t):
+            for case in matrix.listed(c, t, args.gray) if args.gray else []:
+                print(
+                    f"n{n} {case.id:36} {case.fault.describe():32} "
+                    + (f"held {case.hold:g} s; no claim, measured only" if matrix.takes(t, case) else NOT_TAKEN)
+                )
+            for case in [] if args.gray else matrix.listed(c, t, args.gray):
                 print(
                     f"n{n} {case.id:36} {case.fault.describe():32} the guide says {guide[case.claims[0]]}; "
-                    f"model ({t.profile}): {claims.predicted_text(t, case, c.objective)}  [{', '.join(case.claims)}]"
+                    + (
+                        f"model ({t.profile}): {claims.predicted_text(t, case, c.objective)}  "
+                        f"[{', '.join(case.claims)}]"
+                        if matrix.takes(t, case)
+                        else NOT_TAKEN
+                    )
                 )
         return 0
     docker.require_docker()
@@ -257,6 +272,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         seed=args.seed,
         ports=free_ports,
         gray=args.gray,
+        on=engine_from_args(args),
     )
     emit(args, result.to_dict(), matrix.table(result))
     print(f"wrote {result.run_dir / 'matrix.md'} and matrix.json", file=sys.stderr)

@@ -9,12 +9,13 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from lab.cluster.topology import DEFAULT_HOST_GROUP
 from lab.core.errors import BadInput
 
 if TYPE_CHECKING:
-    from lab.cluster.topology import Topology
+    from lab.cluster.topology import Engine, Topology
 
-DEFAULT_HOSTS = "swm"  # `halab hosts up`'s and `halab up --engine swarm`'s host group
+DEFAULT_HOSTS = DEFAULT_HOST_GROUP  # `halab hosts up`'s, `halab up --engine swarm`'s and `halab capacity`'s
 
 Handler = Callable[[argparse.Namespace], int]
 # command(name, handler, help) returns the new subparser; main.build_parser passes it to each
@@ -97,13 +98,7 @@ def add_topology_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-cert", help="your own certificate (PEM) for 443 instead of a generated one")
     p.add_argument("--tls-key", help="the key of --tls-cert")
     add_profile_option(p)
-    p.add_argument(
-        "--engine",
-        default="compose",
-        choices=["compose", "swarm"],
-        help="compose (this machine's Docker, the default) or swarm: a stack on the swarm of --hosts (docs/swarm.md)",
-    )
-    p.add_argument("--hosts", help="with --engine swarm: the host group to run on (`halab hosts up`; default 'swm')")
+    add_engine_options(p)
     p.add_argument(
         "--server-env",
         action="append",
@@ -112,6 +107,22 @@ def add_topology_options(p: argparse.ArgumentParser) -> None:
         help="a server setting for every node, e.g. HALAB_PROCESS_DELAY_MS=1000 (a CATTLE_* or HALAB_* "
         "variable of docs/architecture.md that no other option sets; repeatable)",
     )
+
+
+def add_engine_options(p: argparse._ActionsContainer) -> None:
+    p.add_argument(
+        "--engine",
+        default="compose",
+        choices=["compose", "swarm"],
+        help="compose (this machine's Docker, the default) or swarm: a stack on the swarm of --hosts (docs/swarm.md)",
+    )
+    p.add_argument("--hosts", help="with --engine swarm: the host group to run on (`halab hosts up`; default 'swm')")
+
+
+def engine_from_args(args: argparse.Namespace) -> Engine:
+    from lab.cluster.topology import SWARM, Engine
+
+    return Engine(args.engine, args.hosts or (DEFAULT_HOSTS if args.engine == SWARM else None))
 
 
 def add_profile_option(p: argparse._ActionsContainer, default: str | None = "rancher-1.0") -> None:
@@ -128,7 +139,7 @@ def add_profile_option(p: argparse._ActionsContainer, default: str | None = "ran
 
 
 def topology_from_args(args: argparse.Namespace) -> Topology:
-    from lab.cluster.topology import SWARM, Engine, Ports, Sizing, Tls, make_topology, parse_server_env
+    from lab.cluster.topology import Ports, Sizing, Tls, make_topology, parse_server_env
 
     if bool(args.tls_cert) != bool(args.tls_key):
         raise BadInput("--tls-cert and --tls-key go together")
@@ -164,5 +175,5 @@ def topology_from_args(args: argparse.Namespace) -> Topology:
         server_env=parse_server_env(args.server_env),
         profile=args.profile,
         monitoring=args.monitoring,
-        engine=Engine(args.engine, args.hosts or (DEFAULT_HOSTS if args.engine == SWARM else None)),
+        engine=engine_from_args(args),
     )

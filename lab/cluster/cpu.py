@@ -1,14 +1,15 @@
 """CPU use from the kernel's own counters: a container's cgroup (v1 `cpuacct`/`cpu`, or v2
 `cpu.stat`), a process group's `/proc/<pid>/stat` (the load generator) and the machine's
-`/proc/stat`. Each is read from the host's files, so sampling starts nothing and costs no `docker
-exec`. A reading is cumulative CPU seconds; `share` turns two readings into the fraction of a
-limit used in between."""
+`/proc/stat`. This machine's are read from its files, so sampling starts nothing; a swarm host's
+containers' through one command on that host per reading (`Files`, lab/cluster/engine.py). A
+reading is cumulative CPU seconds; `share` turns two readings into the fraction of a limit used in
+between."""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,24 +62,62 @@ def _cgroup_dirs(container_id: str) -> Iterator[tuple[str, Path]]:
     yield "v2", CGROUP_ROOT / "docker" / container_id
 
 
-def container_cpu(container_id: str) -> CpuReading | None:
-    """A running container's CPU counters; None when its cgroup is not readable from here (a
-    stopped container, or Docker in a VM)."""
-    now = time.monotonic()
+def _cpuacct(d: Path) -> Path:
+    return CGROUP_ROOT / "cpuacct" / d.relative_to(CGROUP_ROOT / "cpu") / "cpuacct.usage"
+
+
+def _files(container_id: str) -> list[Path]:
+    """Every file `container_cpus` may read for the container, wherever its cgroup is."""
+    out: list[Path] = []
     for version, d in _cgroup_dirs(container_id):
         if version == "v1":
-            usage = _read(CGROUP_ROOT / "cpuacct" / d.relative_to(CGROUP_ROOT / "cpu") / "cpuacct.usage")
-            quota, period, stat = (_read(d / f) for f in ("cpu.cfs_quota_us", "cpu.cfs_period_us", "cpu.stat"))
+            out += [_cpuacct(d), *(d / f for f in ("cpu.cfs_quota_us", "cpu.cfs_period_us", "cpu.stat"))]
+        else:
+            out += [d / "cpu.stat", d / "cpu.max"]
+    return out
+
+
+# Reads many files at once, leaving out those it cannot read: this machine's files (`local_files`),
+# or a Docker host's, through one command there (engine.files).
+Files = Callable[[Sequence[Path]], Mapping[Path, str]]
+
+
+def local_files(paths: Sequence[Path]) -> dict[Path, str]:
+    return {p: text for p in paths if (text := _read(p)) is not None}
+
+
+def container_cpus(container_ids: Sequence[str], files: Files = local_files) -> dict[str, CpuReading]:
+    """Running containers' CPU counters, read in one go of `files`; a container whose cgroup is not
+    readable there (stopped, or Docker in a VM) is left out."""
+    texts = files([p for cid in container_ids for p in _files(cid)])
+    now = time.monotonic()
+    out = {}
+    for cid in container_ids:
+        reading = _reading(cid, texts, now)
+        if reading is not None:
+            out[cid] = reading
+    return out
+
+
+def container_cpu(container_id: str, files: Files = local_files) -> CpuReading | None:
+    return container_cpus([container_id], files).get(container_id)
+
+
+def _reading(container_id: str, texts: Mapping[Path, str], now: float) -> CpuReading | None:
+    for version, d in _cgroup_dirs(container_id):
+        if version == "v1":
+            usage = texts.get(_cpuacct(d))
+            quota, period, stat = (texts.get(d / f) for f in ("cpu.cfs_quota_us", "cpu.cfs_period_us", "cpu.stat"))
             if usage is None or stat is None:
                 continue
             q, p = int(quota or -1), int(period or 0)
             limit = q / p if q > 0 and p > 0 else float(machine_cpus())
             return CpuReading(now, int(usage) / 1e9, limit, _stat(stat).get("throttled_time", 0) / 1e9)
-        stat = _read(d / "cpu.stat")
+        stat = texts.get(d / "cpu.stat")
         if stat is None:
             continue
         fields = _stat(stat)
-        q_text, _, p_text = (_read(d / "cpu.max") or "max 100000").partition(" ")
+        q_text, _, p_text = (texts.get(d / "cpu.max") or "max 100000").partition(" ")
         limit = int(q_text) / int(p_text) if q_text.isdigit() and p_text.strip().isdigit() else float(machine_cpus())
         return CpuReading(now, fields.get("usage_usec", 0) / 1e6, limit, fields.get("throttled_usec", 0) / 1e6)
     return None

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
-from lab.cluster import docker, hosts
+from lab.cluster import cpu, docker, hosts
 from lab.cluster.compose import container_name
 from lab.cluster.docker import ContainerState
 from lab.cluster.topology import Topology
@@ -86,6 +87,39 @@ def placed(t: Topology, services: Iterable[str]) -> dict[str, Place]:
         return {s: place(t, s) for s in services}
     found = current(states(t))
     return {s: place(t, s, found) for s in services if s in found}
+
+
+def by_id(t: Topology, services: Iterable[str]) -> dict[str, Place]:
+    """Where each of `services` that has a container is, by its container id (its cgroup's name,
+    lab/cluster/cpu.py), on either engine: the engines asked once."""
+    found, reach = current(states(t)), engines(t)
+    return {s: Place(reach[c.host], c.id, c.host) for s in services if (c := found.get(s)) is not None and c.id}
+
+
+def files(t: Topology, host: str) -> cpu.Files:
+    """How to read files of the machine that runs a container (`host` of its Place): this machine's
+    directly; a host made here's with one `grep -H` in its container per call (a file it cannot read
+    is left out, as locally). A real machine's are not reachable through its docker command."""
+    if not host:
+        return cpu.local_files
+    container = group(t).host(host).container
+    if container is None:
+        raise RuntimeFailure(f"host {host} is a real machine: its files are not reachable from here")
+
+    def read(paths: Sequence[Path]) -> dict[Path, str]:
+        script = 'grep -H "" "$@" 2>/dev/null; exit 0'  # grep exits 2 when some file is missing
+        out = docker.run(
+            ["docker", "exec", container, "sh", "-c", script, "sh", *map(str, paths)],
+            f"read files on {host}",
+            timeout=15,
+        )
+        texts: dict[Path, str] = {}
+        for line in out.splitlines():
+            path, _, text = line.partition(":")
+            texts[Path(path)] = texts.get(Path(path), "") + text + "\n"
+        return texts
+
+    return read
 
 
 def by_engine(places: Sequence[Place]) -> dict[tuple[str, ...], list[str]]:

@@ -210,6 +210,22 @@ def check_lab_fits(group: HostGroup, datacenters: Sequence[str], ports: dict[str
                 )
 
 
+def lab_ports(group: HostGroup, where: str = "--hosts") -> Ports:
+    """The load balancer ports of a lab the harness starts on the group by itself (the matrix's,
+    a sweep's): the first three the group publishes, as http, https and mgmt (the order of `hosts
+    up --publish`, as its default 80, 443, 18080), or the defaults on real machines, where nothing
+    here publishes them."""
+    if not group.made_here:
+        return Ports()
+    if len(group.published) < 3:
+        raise BadInput(
+            f"{where}: host group {group.name!r} publishes {len(group.published)} port(s); a lab needs three "
+            "(http, https, mgmt): `halab hosts up --publish HTTP --publish HTTPS --publish MGMT`"
+        )
+    http, https, mgmt = group.published[:3]
+    return Ports(http=http, https=https, mgmt=mgmt)
+
+
 # --------------------------------------------------------------------------------------- commands
 
 

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lab.cluster import (
     addressing,
     compose,
@@ -152,7 +150,7 @@ def up(
                 before_nodes(t)
             with docker.docker_errors(f"docker compose up (project {t.lab})"):
                 # A Galera lab's members are left to galera_life, which starts them one by one.
-                project.compose.up(beside_database(t, compose_file), detach=True, quiet=True)
+                project.compose.up(beside_database(t), detach=True, quiet=True)
 
         if t.db.galera:  # a compose lab's: make_topology refuses Galera on a swarm
             log.info("waiting for health:")
@@ -170,12 +168,11 @@ def up(
     return endpoints(t)
 
 
-def beside_database(t: Topology, compose_file: Path) -> list[str] | None:
+def beside_database(t: Topology) -> list[str] | None:
     """The lab's services but a Galera database's members and arbitrator (None: every service)."""
     if not t.db.galera:
         return None
-    services = yaml.safe_load(compose_file.read_text())["services"]
-    return [s for s in services if s not in (*t.db.member_names, ARBITRATOR)]
+    return [s for s in compose.services(t) if s not in (*t.db.member_names, ARBITRATOR)]
 
 
 def default_timeout(t: Topology) -> float:

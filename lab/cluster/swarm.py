@@ -10,6 +10,7 @@ state directory is copied into the manager first (STATE_INSIDE) and removed with
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from contextlib import suppress
 
 from lab.cluster import docker, engine, hosts, stack, state
@@ -47,6 +48,29 @@ def deploy(t: Topology) -> None:
         f"docker stack deploy {t.lab} on {manager.name}",
         timeout=180,
     )
+
+
+def scale_to_none(t: Topology, services: Sequence[str]) -> None:
+    """Leave each service of the lab without a task until `run_again`: what a compose lab's killed
+    or stopped container is. Without it the swarm would replace the task (rancher-1.0's nodes have
+    restart policy `any`), unlike Rancher's own `unless-stopped` containers."""
+    names = [f"{stack.service_name(t, s)}=0" for s in services]
+    manager = engine.group(t).manager
+    docker.run(manager.command("service", "scale", "--detach", *names), f"scale {' '.join(services)} to none")
+
+
+def run_again(t: Topology, services: Sequence[str]) -> None:
+    """Give each service of the lab one new task, wherever its placement allows: the swarm's way to
+    start a killed (scaled to none, or left dead by restart policy `none`) or restart a running
+    service. `--force` makes a new task even when the spec is unchanged."""
+    manager = engine.group(t).manager
+    for s in services:
+        name = stack.service_name(t, s)
+        docker.run(
+            manager.command("service", "update", "--force", "--replicas", "1", "--detach", name),
+            f"run {name} again",
+            timeout=60,
+        )
 
 
 def manager_shell(group: hosts.HostGroup, script: str) -> list[str]:

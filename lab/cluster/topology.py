@@ -20,6 +20,7 @@ EXTERNAL_DB = "external"
 OUTSIDE_LB = "outside"  # the load balancer beyond every datacenter, as the clients are
 COMPOSE, SWARM = "compose", "swarm"
 ENGINES = (COMPOSE, SWARM)
+DEFAULT_HOST_GROUP = "swm"  # the host group of a swarm lab that names none
 # The guide: 50 database connections per Rancher server node.
 GUIDE_POOL_PER_NODE = 50
 # Connections the harness itself and the database's own tools may need on top of the nodes' pools.

@@ -10,7 +10,7 @@ import shlex
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from lab.cluster import docker, engine, probes
+from lab.cluster import docker, engine, probes, swarm
 from lab.cluster.docker import ContainerState
 from lab.cluster.galera import FRONT
 from lab.cluster.topology import Topology
@@ -28,6 +28,8 @@ CONNECT_TIMEOUT = 0.5  # a TCP handshake inside one Docker host takes well under
 STOP_GRACE = 5  # seconds, as the compose file's stop_grace_period
 
 SETTLE_TIMEOUT = 15.0  # a container state change that takes longer than this did not happen
+# A swarm task replaced: the old one stopped (its grace period), the new one scheduled and started.
+SWARM_SETTLE_TIMEOUT = 60.0
 
 
 # Connectivity check run inside a node container: [ip, port, attempts] -> [[open, cut], ...].
@@ -76,6 +78,28 @@ def containers(t: Topology) -> dict[str, ContainerState]:
 
 def _endpoint(t: Topology, service: str) -> str:
     return DB if t.db.galera and service == FRONT else service
+
+
+def start(t: Topology, services: Sequence[str]) -> None:
+    """Start the stopped containers of `services` (fault endpoints); on a swarm, a new task of each
+    (a kill or stop left it scaled to none; restart policy `none` left a dead task dead)."""
+    if not services:
+        return
+    if t.engine.swarm:
+        swarm.run_again(t, [_service(t, s) for s in services])
+    else:
+        act(t, ["docker", "start"], services, f"start {' '.join(services)}", timeout=120)
+
+
+def restart(t: Topology, services: Sequence[str]) -> None:
+    """Restart the containers of `services` (fault endpoints); on a swarm, a new task of each: the
+    swarm's restart (a new container and address), since `docker restart` of a task's container
+    would be a task failure to it."""
+    if t.engine.swarm:
+        swarm.run_again(t, [_service(t, s) for s in services])
+    else:
+        command = ["docker", "restart", "--time", str(STOP_GRACE)]
+        act(t, command, services, f"restart {' '.join(services)}", timeout=120)
 
 
 def _service(t: Topology, endpoint: str) -> str:
@@ -251,15 +275,17 @@ def wait_states(
     services: Sequence[str],
     ok: StateCheck,
 ) -> dict[str, ContainerState]:
-    """Poll the containers until `ok(service, state)` holds for each or SETTLE_TIMEOUT passes;
-    return the last states."""
-    return poll(lambda: containers(t), lambda found: all(ok(s, found.get(s)) for s in services), SETTLE_TIMEOUT, 0.1)
+    """Poll the containers until `ok(service, state)` holds for each or the settle time passes
+    (on a swarm, a new task's: scheduled, its old one stopped, then started); return the last states."""
+    timeout = SWARM_SETTLE_TIMEOUT if t.engine.swarm else SETTLE_TIMEOUT
+    return poll(lambda: containers(t), lambda found: all(ok(s, found.get(s)) for s in services), timeout, 0.1)
 
 
-def events_command(t: Topology, since: float, until: float) -> list[str]:
-    """`docker events` for starts and unpauses of the lab's containers between two epoch times."""
+def events_command(t: Topology, since: float, until: float, on: Sequence[str] = docker.LOCAL) -> list[str]:
+    """`docker events` (of the engine `on`: a swarm host's) for starts and unpauses of the lab's
+    containers between two epoch times."""
     return [
-        "docker",
+        *on,
         "events",
         "--filter",
         f"label={docker.LAB_LABEL}={t.lab}",

@@ -52,15 +52,21 @@ def shielded() -> Iterator[None]:
             raise KeyboardInterrupt
 
 
-def _start(t: Topology, services: Sequence[str], previous: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
-    """Start stopped containers; return the addresses they came back without (service -> "network
-    old->new"). Docker gives a starting container the lowest free address of each network, so hosts
-    stopped together often swap addresses, unlike rebooted machines; peers that cache names (the
-    nodes' ZooKeeper JVMs) then reach the wrong host for a while. The record says when it happened."""
-    if not services:
-        return {}
-    backend.act(t, ["docker", "start"], services, f"start {' '.join(services)}", timeout=120)
-    now = addresses(t, backend.containers(t))
+def _down(t: Topology, c: ContainerState | None) -> bool:
+    """Whether a killed or stopped service is to be started: its container is not running (on a
+    swarm also when the swarm has removed the dead task's container)."""
+    return not c.running if c else t.engine.swarm
+
+
+def _moved(
+    t: Topology, services: Sequence[str], previous: Mapping[str, Mapping[str, str]], found: Mapping[str, ContainerState]
+) -> dict[str, str]:
+    """The addresses started containers came back without (service -> "network old->new"). Docker
+    gives a starting container the lowest free address of each network, so hosts stopped together
+    often swap addresses, unlike rebooted machines; peers that cache names (the nodes' ZooKeeper
+    JVMs) then reach the wrong host for a while. The record says when it happened. (A swarm task
+    run again is a new container: its addresses are new ones.)"""
+    now = addresses(t, found)
     moved = {
         s: ", ".join(
             f"{net} {old}->{now.get(s, {}).get(net)}"
@@ -137,22 +143,24 @@ def undo(t: Topology, entry: Mapping[str, Any]) -> dict[str, Any]:
                 gray.set_cpu_quota(t, [s], int(previous.get(s, 0)))
         return {}
     extra: dict[str, Any] = {}
+    started: list[str] = []
     if spec.kind == "pause":
         todo = [s for s in services if (c := found.get(s)) and c.paused]
         if todo:
             backend.act(t, ["docker", "unpause"], todo, f"unpause {' '.join(todo)}", timeout=60)
     else:
-        todo = [s for s in services if (c := found.get(s)) and not c.running]
-        plain, bootstrapped = _restart_database(t, todo, found)
+        todo = [s for s in services if _down(t, found.get(s))]
+        started, bootstrapped = _restart_database(t, todo, found)
         if bootstrapped:
             extra["galera_bootstrap"] = bootstrapped
-        moved = _start(t, plain, entry.get("detail", {}).get("addresses", {}))
-        if moved:
-            extra["readdressed"] = moved
+        backend.start(t, started)
     after = backend.wait_states(t, todo, lambda _s, c: is_up(c))
     bad = [s for s in todo if not is_up(after.get(s))]
     if bad:
         raise RuntimeFailure(f"could not undo fault {entry['id']}: {', '.join(bad)} is {state_word(after.get(bad[0]))}")
+    moved = _moved(t, started, entry.get("detail", {}).get("addresses", {}), after)
+    if moved:
+        extra["readdressed"] = moved
     if todo:
         try:  # a network fault still held must cut the hosts back at once
             reapply(t, f"{' '.join(todo)} {'unpaused' if spec.kind == 'pause' else 'started'}")
@@ -249,12 +257,13 @@ def heal_lab(t: Topology) -> HealReport:
         if paused:
             backend.act(t, ["docker", "unpause"], paused, "unpause leftovers", timeout=60)
             found = backend.containers(t)
-        if t.engine.swarm:  # no rogue client there, and the swarm itself restarts its tasks
+        if t.engine.swarm:  # no rogue client there
             host_rules, started_hosts = hostfaults.sweep(t)
+            revived = hostfaults.revive(t)  # services a kill or stop left scaled to none
             found = backend.containers(t)
             counts = {**_sweep_rules(t, found), **host_rules}
             shapers = _sweep_links(t, found)
-            report = HealReport(tuple(healed), counts, tuple(paused), tuple(started_hosts), shapers)
+            report = HealReport(tuple(healed), counts, tuple(paused), (*started_hosts, *revived), shapers)
         else:
             report = _sweep_compose(t, tuple(healed), tuple(paused), found)
     for line in report.lines():
@@ -313,7 +322,7 @@ def leftovers(t: Topology) -> dict[str, Any]:
             "rules": {**{s: n for s, n in backend.count_rules(t, found).items() if n}, **host_rules},
             "shapers": {s: n for s, n in gray.count_shapers(t, live).items() if n},
             "paused": [s for s, c in found.items() if c.paused],
-            "stopped": stopped_hosts,
+            "stopped": [*stopped_hosts, *hostfaults.down_services(t)],
         }
     return {
         "registered": [e["id"] for e in Registry(t.lab).active()],

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from lab.cluster import engine
 from lab.cluster.topology import Topology
 from lab.core.errors import FaultNotEffective
 from lab.faults import backend, gray
@@ -109,44 +110,52 @@ def reapply(t: Topology, why: str) -> list[str]:
 
 
 class StartWatcher:
-    """A thread that calls `handle(service, action)` for each start or unpause ("start",
-    "unpause") of one of the lab's containers from `since` (epoch seconds) on, until stopped.
+    """Threads that call `handle(service, action)` for each start or unpause ("start", "unpause")
+    of one of the lab's containers from `since` (epoch seconds) on, until stopped: one for each
+    engine that runs them (each host of a swarm lab, where a rancher-1.0 node that exits comes
+    back as a new task, without the rules of the faults that hold).
 
-    It reads `docker events` processes of EVENTS_CHUNK seconds each, one after the other, and kills
+    Each reads `docker events` processes of EVENTS_CHUNK seconds, one after the other, and kills
     the current one on stop and at interpreter exit, so none outlives the harness for long.
-    `handle` runs in the thread, one event at a time; what it raises is said, not raised."""
+    `handle` runs in a watcher thread, one event at a time across engines; what it raises is
+    said, not raised."""
 
     def __init__(self, t: Topology, handle: Callable[[str, str], None], since: float) -> None:
         self.t = t
         self.handle = handle
-        self._since = since
         self._stopping = threading.Event()
         self._lock = threading.Lock()  # a stop never misses a process being started
-        self._proc: subprocess.Popen[str] | None = None
-        self._thread = threading.Thread(target=self._run, name=f"halab-faults-{t.lab}", daemon=True)
-        self._thread.start()
+        self._handling = threading.Lock()  # one event handled at a time
+        self._procs: dict[str, subprocess.Popen[str]] = {}  # host ("" on compose) -> its current process
+        self._threads = [
+            threading.Thread(target=self._run, args=(host, on, since), name=f"halab-faults-{t.lab}{host}", daemon=True)
+            for host, on in engine.engines(t).items()
+        ]
+        for thread in self._threads:
+            thread.start()
         atexit.register(self.stop)
 
     def stop(self) -> None:
         atexit.unregister(self.stop)
         with self._lock:
             self._stopping.set()
-            if self._proc is not None:
-                self._proc.kill()
-        self._thread.join(WATCH_STOP_TIMEOUT)
-        if self._thread.is_alive():
+            for proc in self._procs.values():
+                proc.kill()
+        deadline = time.monotonic() + WATCH_STOP_TIMEOUT
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if any(thread.is_alive() for thread in self._threads):
             log.info(f"fault watcher of {self.t.lab}: still busy after {WATCH_STOP_TIMEOUT:g} s; left to end alone")
 
-    def _run(self) -> None:
-        since = self._since
+    def _run(self, host: str, on: tuple[str, ...], since: float) -> None:
         while True:
             until = since + EVENTS_CHUNK
             with self._lock:
                 if self._stopping.is_set():
                     return
                 # A new session: a Ctrl-C meant for the harness does not end it while faults still hold.
-                proc = self._proc = subprocess.Popen(
-                    backend.events_command(self.t, since, until),
+                proc = self._procs[host] = subprocess.Popen(
+                    backend.events_command(self.t, since, until, on),
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
@@ -161,13 +170,20 @@ class StartWatcher:
                 _, err = proc.communicate()
             if proc.returncode == 0:
                 since = until
-            elif not self._stopping.is_set():  # docker failed: retry the same span, without spinning
-                log.info(f"fault watcher of {self.t.lab}: `docker events` exited {proc.returncode}: {err.strip()}")
+            elif not self._stopping.is_set():  # docker failed (a killed host): retry the span, without spinning
+                log.info(
+                    f"fault watcher of {self.t.lab}{' on ' + host if host else ''}: `docker events` exited "
+                    f"{proc.returncode}: {err.strip()}"
+                )
                 self._stopping.wait(1.0)
 
     def _dispatch(self, line: str) -> None:
         try:
             event = json.loads(line)
-            self.handle(event["Actor"]["Attributes"].get("com.docker.compose.service", ""), event["Action"])
+            labels = event["Actor"]["Attributes"]
+            # A swarm task's service is `<stack>_<service>` (lab/cluster/docker.py).
+            swarm = str(labels.get("com.docker.swarm.service.name", "")).removeprefix(f"{self.t.lab}_")
+            with self._handling:
+                self.handle(labels.get("com.docker.compose.service") or swarm, event["Action"])
         except Exception as exc:  # noqa: BLE001 - one odd event line must not end the watcher
             log.info(f"fault watcher of {self.t.lab}: {type(exc).__name__}: {exc}")

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-from lab.cluster import compose, docker, engine, hosts, stack
+from lab.cluster import compose, docker, engine, hosts, swarm
 from lab.cluster.topology import Topology
 from lab.core.errors import BadInput, FaultNotEffective, RuntimeFailure
 from lab.core.wait import wait_for
@@ -170,15 +170,12 @@ def down_services(t: Topology) -> list[str]:
 
 
 def revive(t: Topology) -> list[str]:
-    """Run again the lab's services whose task died with a killed host, and return them: the swarm
-    never replaces a task whose restart policy is `none` (every service but rancher-1.0's nodes),
-    as the compose lab's heal starts a killed container. `service update --force` gives each a new
-    task where its placement allows (its datacenter's hosts)."""
+    """Run again the lab's services without a running task, and return them: those whose task died
+    with a killed host (the swarm never replaces a task whose restart policy is `none`, every
+    service but rancher-1.0's nodes) and those a kill or stop left scaled to none, as the compose
+    lab's heal starts a killed container."""
     down = down_services(t)
-    manager = engine.group(t).manager
-    for service in down:
-        name = stack.service_name(t, service)
-        docker.run(manager.command("service", "update", "--force", "--detach", name), f"start {name} again", timeout=60)
+    swarm.run_again(t, down)
     if down:
         wait_for(f"{', '.join(down)} of lab {t.lab} running again", lambda: not down_services(t), TASKS_TIMEOUT, 1.0)
     return down

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from lab.cluster import swarm
 from lab.cluster.topology import Topology
 from lab.core.errors import FaultNotEffective, RuntimeFailure
 from lab.core.wait import poll
@@ -178,10 +179,16 @@ class Injector:
                 "pause": ["docker", "pause"],
                 "restart": ["docker", "restart", "--time", str(backend.STOP_GRACE)],
             }[spec.kind]
-            backend.act(t, action, services, f"{spec.kind} {' '.join(services)}", timeout=60)
+            if spec.kind == "restart":
+                backend.restart(t, services)
+            else:
+                backend.act(t, action, services, f"{spec.kind} {' '.join(services)}", timeout=60)
+            if t.engine.swarm and spec.kind in ("kill", "stop"):  # down until healed, as on compose
+                swarm.scale_to_none(t, services)
             effects: dict[str, backend.StateCheck] = {
-                "kill": lambda s, c: bool(c and not c.running),
-                "stop": lambda s, c: bool(c and not c.running),
+                # A swarm may already have removed a dead task's container.
+                "kill": lambda s, c: not (c and c.running),
+                "stop": lambda s, c: not (c and c.running),
                 "pause": lambda s, c: bool(c and c.paused),
                 "restart": lambda s, c: is_up(c) and c.started_at != started[s],
             }

@@ -30,9 +30,10 @@ KINDS = CONTAINER_KINDS + NETWORK_KINDS + GRAY_KINDS + HOST_KINDS
 # Kinds aimed at containers or hosts (`targets`), not at the sides of a link.
 TARGET_KINDS = (*CONTAINER_KINDS, "isolate", "stall", "cpu", "clock", "io", "exhaust", *HOST_KINDS)
 
-# What a swarm lab takes so far (docs/swarm.md): its nodes' network faults, pauses and gray faults
-# act in the tasks wherever they run; a killed or stopped task would be replaced by the swarm.
-SWARM_KINDS = ("pause", *NETWORK_KINDS, *HOST_KINDS, *LINK_KINDS, "stall", "cpu", "clock")
+# What a swarm lab takes so far (docs/swarm.md): its nodes' network faults, its container kinds and
+# its gray faults act on the tasks wherever they run (a killed or stopped service is left scaled to
+# none until healed).
+SWARM_KINDS = (*CONTAINER_KINDS, *NETWORK_KINDS, *HOST_KINDS, *LINK_KINDS, "stall", "cpu", "clock")
 # Kinds a swarm lab will not take, and why.
 SWARM_REFUSED = {
     "io": "its throttle is written by a privileged container on the task's host, which Docker in Docker refuses",

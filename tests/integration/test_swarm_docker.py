@@ -2,7 +2,8 @@
 the module: Locust's master and two workers on the hosts, their histories merged into one run;
 write/read load through the load balancer on the manager, one host cut from the others, the
 majority side keeps serving, the checker finds nothing lost; the gray faults acting in the tasks
-wherever they run; and `down` + `hosts down` leave nothing anywhere."""
+wherever they run; a killed node left without a task until healed and a restart as a new task; and
+`down` + `hosts down` leave nothing anywhere."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from helpers import load_spec, recorded, wait_recorded
 from lab import faults
 from lab.chaos import evidence
 from lab.chaos.watch import Watch
-from lab.cluster import docker, engine, hosts, lifecycle, probes, state
+from lab.cluster import docker, engine, hosts, lifecycle, probes, stack, state
+from lab.cluster.docker import ContainerState
 from lab.cluster.preflight import free_ports
 from lab.cluster.topology import Engine, make_topology
 from lab.core.wait import wait_for
@@ -164,4 +166,39 @@ def test_a_cut_host_leaves_the_majority_serving_and_loses_no_write(swarm_lab, tm
     checks = [o for o in r.outcomes if o.name not in ("linearizable_registers", "session_guarantees")]
     assert all(o.status == "passed" for o in checks), [(o.name, o.violations[:3]) for o in checks]
     assert r.acks > 0
+    assert faults.leftovers(t) == {"registered": [], "rules": {}, "shapers": {}, "paused": [], "stopped": []}
+
+
+def test_a_killed_node_stays_down_until_healed_and_a_restart_is_a_new_task(swarm_lab):
+    t, group = swarm_lab
+
+    def replicas(service: str) -> str:
+        name = stack.service_name(t, service)
+        fmt = "{{.Spec.Mode.Replicated.Replicas}}"
+        return docker.run(group.manager.command("service", "inspect", "--format", fmt, name), "replicas").strip()
+
+    def task(service: str) -> ContainerState | None:
+        return engine.current(engine.states(t)).get(service)
+
+    def serving() -> bool:
+        return all(m in probes.SERVING_MODES for m in faults.roles(t).values())
+
+    with faults.Injector(t) as nemesis:
+        fault = nemesis.apply(faults.make_spec("kill", ["follower"]))
+        (node,) = fault.targets
+        killed = task(node)
+        assert killed is None or not killed.running
+        assert replicas(node) == "0"  # scaled to none: no restart policy brings it back before the heal
+        nemesis.heal(fault)
+        back = task(node)
+        assert back is not None and back.running and replicas(node) == "1"
+        assert killed is None or back.id != killed.id
+        wait_for("every ZooKeeper member serving after the kill's heal", serving, 120, interval=1)
+
+        before = task("b1")
+        assert before is not None
+        nemesis.apply(faults.make_spec("restart", ["b1"]))
+        after = task("b1")
+        assert after is not None and after.running and after.id != before.id  # the swarm's restart: a new task
+        wait_for("every ZooKeeper member serving after the restart", serving, 120, interval=1)
     assert faults.leftovers(t) == {"registered": [], "rules": {}, "shapers": {}, "paused": [], "stopped": []}

@@ -129,7 +129,7 @@ def test_a_galera_writer_held_by_flow_control_saturates_the_database_flow_contro
 
 def test_a_galera_labs_members_are_database_cpu_and_its_front_a_load_balancer(tmp_path: Path) -> None:
     s = Sampler(make_topology(3, lab="gf", db="galera:3"), tmp_path / "samples.jsonl")
-    assert set(s._names.values()) == {"dbfront", "db1", "db2", "db3", "lb", "a1", "a2", "b1"}
+    assert set(s.services) == {"dbfront", "db1", "db2", "db3", "lb", "a1", "a2", "b1"}
     assert [s._cpu_resource(k) for k in ("db1", "db3", "dbfront", "lb", "a1", "machine")] == [
         b.DB_CPU,
         b.DB_CPU,

@@ -182,6 +182,8 @@ def test_heal_sweeps_a_swarm_labs_delayers_and_shapers_and_leftovers_count_the_s
     t = swarm_lab
     monkeypatch.setattr(heal.hostfaults, "sweep", lambda t: ({}, []))
     monkeypatch.setattr(heal.hostfaults, "leftovers", lambda t: ({}, []))
+    monkeypatch.setattr(heal.hostfaults, "revive", lambda t: [])  # no service left scaled to none
+    monkeypatch.setattr(heal.hostfaults, "down_services", lambda t: [])
     report = heal.heal_lab(t)
     assert report.shapers_removed == {"a1": 2, "a2": 2, "b1": 2} and report.rogues_removed == ()
     stopped = {args[3] for args, _ in fake_hosts.ran if gray._STOP_DELAYERS in args}

@@ -304,7 +304,7 @@ class FakeLab:
 
         return {(s, d): (0, n) if cut(s, d) else (n, 0) for s, d, n in paths}
 
-    def events_command(self, t, since, until) -> list[str]:
+    def events_command(self, t, since, until, on=()) -> list[str]:
         return [sys.executable, "-c", FAKE_EVENTS, str(self.events), str(self.events.stat().st_size)]
 
     def run(self, args, what, timeout=None, input=None, env=None) -> str:
@@ -584,7 +584,7 @@ def test_a_start_nobody_announced_is_seen_by_the_watcher_which_leaves_no_process
     inj = Injector(T3)
     split = inj.apply(make_spec("split"))
     assert inj.watcher is not None
-    events = wait_for("the events process", lambda: inj.watcher._proc, 10.0, 0.02)
+    events = wait_for("the events process", lambda: inj.watcher._procs.get(""), 10.0, 0.02)
     lab.ip["b1"] = "10.0.0.66"
     lab.run(["docker", "restart", "u3-b1-1"], "a plain docker restart")
     wait_for("the watcher's reapply", lambda: reapplied(split.id), 10.0, 0.02)

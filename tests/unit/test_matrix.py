@@ -767,3 +767,25 @@ def test_the_matrix_takes_a_galera_database_and_says_so(capsys, monkeypatch):
     assert matrix.placement_text({"db_dc": "dc-a", "lb_dc": "outside", "db": got["db"]}).startswith(
         "database galera:3 (db1 in dc-a, db2 in dc-b, db3 in dc-b), its front in dc-a"
     )
+
+
+def test_a_matrix_on_a_swarm_runs_the_kinds_it_takes_on_the_ports_its_manager_publishes(tmp_path, monkeypatch):
+    from lab.chaos import claims
+    from lab.cluster import hosts
+    from lab.cluster.topology import Engine, Ports
+    from lab.core.errors import BadInput
+
+    monkeypatch.setenv("HALAB_HOME", str(tmp_path))
+    t, c = make_topology(3, lab="m", engine=Engine("swarm", "swm")), claims.load(claims.DEFAULT_CLAIMS)
+    kinds = {case.fault.kind: matrix.takes(t, case) for case in matrix.listed(c, t, gray=True)}
+    assert kinds["io"] is kinds["exhaust"] is False  # not on a swarm yet
+    assert all(matrix.takes(t, case) for case in matrix.listed(c, t, gray=False))
+    assert all(matrix.takes(make_topology(3), case) for case in matrix.listed(c, t, gray=True))
+    group = hosts.make_group("swm", 3, published=(28080, 28443, 28081))
+    assert hosts.lab_ports(group) == Ports(http=28080, https=28443, mgmt=28081)
+    with pytest.raises(BadInput, match=r"^--hosts: host group 'swm' publishes 2 port\(s\); a lab needs three"):
+        hosts.lab_ports(hosts.make_group("swm", 3, published=(28080, 28443)))
+    text = matrix.placement_text(
+        {"db_dc": "dc-a", "lb_dc": "", "db": "single", "engine": "swarm of host group swm", "not_run": "n3 io-db (io)"}
+    )
+    assert text.endswith("; on the swarm of host group swm; not run there yet (their fault kind): n3 io-db (io)")

@@ -193,3 +193,11 @@ def test_remove_waits_for_the_swarm_to_remove_the_overlays_and_sweeps_on_the_man
     assert asked.count(("network", "swm-h2")) > 3  # waited on until the worker's copy was gone
     assert [a for a in removed if a[:2] == ["network", "rm"]] == []  # the swarm removed them all
     assert ["volume", "rm", "v1"] in removed and ("volume", "swm-h3") in asked
+
+
+def test_a_scenario_starts_a_new_lab_on_the_engine_asked():
+    from lab.chaos import scenario
+
+    sc = scenario.load("scenarios/kill-leader-under-load.yaml")
+    assert sc.topology.build("x", on=Engine("swarm", "swm")).engine == Engine("swarm", "swm")
+    assert not sc.topology.build("x").engine.swarm
