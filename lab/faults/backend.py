@@ -107,6 +107,19 @@ def _service(t: Topology, endpoint: str) -> str:
     return FRONT if t.db.galera and endpoint == DB else endpoint
 
 
+def place(t: Topology, endpoint: str, found: Mapping[str, ContainerState] | None = None) -> engine.Place:
+    """Where the container of a fault endpoint is; `found`: containers(t) as just read (else a
+    swarm lab's hosts are asked now)."""
+    known = None if found is None else {_service(t, e): c for e, c in found.items()}
+    return engine.place(t, _service(t, endpoint), known)
+
+
+def places(t: Topology, endpoints: Collection[str]) -> dict[str, engine.Place]:
+    """endpoint -> where its container is, a swarm lab's hosts asked once for all of them."""
+    found = containers(t) if t.engine.swarm else None
+    return {e: place(t, e, found) for e in endpoints}
+
+
 def exec_in(
     container: str | engine.Place,
     args: Sequence[str],

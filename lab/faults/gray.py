@@ -49,6 +49,10 @@ connects.
   it; a database restart does not end it (the client takes the slots again). Verified by the
   database's Threads_connected against max_connections and, with none left, a new connection
   refused with `1040 Too many connections`.
+
+Every command reaches the container where it runs (backend.place): by this machine's Docker on a
+compose lab, by the Docker of the task's host and the container's id on a swarm lab; `io` and
+`exhaust` act from this machine and are a compose lab's only (spec.SWARM_REFUSED).
 """
 
 from __future__ import annotations
@@ -65,6 +69,8 @@ from typing import Any
 
 from lab.cluster import addressing, compose, docker, probes, state
 from lab.cluster.compose import container_name
+from lab.cluster.docker import ContainerState
+from lab.cluster.engine import Place
 from lab.cluster.topology import Topology
 from lab.core.errors import FaultNotEffective, RuntimeFailure
 from lab.faults import backend
@@ -185,11 +191,12 @@ print(n)
 
 def measure_rtt(t: Topology, targets: Mapping[str, tuple[str, str, int]]) -> dict[str, float]:
     """node -> median handshake time (s) to its probe target."""
+    where = backend.places(t, targets)
 
     def one(node: str) -> tuple[str, float]:
         _, ip, port = targets[node]
         out = backend.exec_in(
-            container_name(t, node),
+            where[node],
             ["python3", "-c", _RTT, ip, str(port), str(RTT_SAMPLES)],
             f"measure the round trip from {node} to {ip}",
             timeout=120,
@@ -203,12 +210,13 @@ def measure_rtt(t: Topology, targets: Mapping[str, tuple[str, str, int]]) -> dic
 def start_delayers(t: Topology, plan: Mapping[str, Sequence[tuple[str, float]]], base: int, spec: FaultSpec) -> None:
     """In each node of `plan`, a delayer per share of the delay it holds back."""
     todo = [(node, share) for node, entries in plan.items() for share in sorted({s for _, s in entries})]
+    where = backend.places(t, plan)
 
     def one(job: tuple[str, float]) -> None:
         node, share = job
         delay_ms, jitter_ms = (spec.delay or 0) * share * 1000, (spec.jitter or 0) * share * 1000
         backend.exec_in(
-            container_name(t, node),
+            where[node],
             ["sh", "-s", "--", str(queue_for(base, share)), f"{delay_ms:.3f}", f"{jitter_ms:.3f}"],
             f"start a delayer in {node}",
             root=True,
@@ -224,11 +232,12 @@ def stop_delayers(t: Topology, nodes: Sequence[str], base: int | None, *, only_c
     `nodes`; node -> how many there were (a node that is not running has none: they went with it)."""
     queues = "" if base is None else f"{queue_for(base, 0.5)},{queue_for(base, 1.0)}"
     args = ["python3", "-c", _STOP_DELAYERS, queues, *(["list"] if only_count else [])]
+    where = backend.places(t, nodes)
 
     def one(node: str) -> tuple[str, int]:
         try:
             out = backend.exec_in(
-                container_name(t, node), args, f"{'count' if only_count else 'stop'} the delayers in {node}", root=True
+                where[node], args, f"{'count' if only_count else 'stop'} the delayers in {node}", root=True
             )
         except RuntimeFailure:
             return node, 0
@@ -304,7 +313,7 @@ def signal_process(t: Topology, node: str, process: str, signal_name: str) -> di
     """pid -> process state after sending the signal to every `process` of the node."""
     try:
         out = backend.exec_in(
-            container_name(t, node),
+            backend.place(t, node),
             ["python3", "-c", _SIGNAL_PROCESS, process, signal_name],
             f"{signal_name} the {process} of {node}",
             # As the processes' own user: the container's root has no CAP_KILL (compose drops it).
@@ -349,13 +358,16 @@ def set_clock(t: Topology, node: str, offset: float, drift: float = 0.0, since: 
     with a drift, the offset at true time `since`, growing by `drift` seconds a second from there."""
     text = f"{offset:+g} {drift:+g} {since:.6f}" if drift else f"{offset:+g}"
     backend.exec_in(
-        container_name(t, node), ["sh", "-c", _SET_CLOCK, "clock", text], f"set the clock of {node}", root=True
+        backend.place(t, node), ["sh", "-c", _SET_CLOCK, "clock", text], f"set the clock of {node}", root=True
     )
 
 
-def read_clock(t: Topology, node: str) -> ClockReading:
+def read_clock(t: Topology, node: str, found: Mapping[str, ContainerState] | None = None) -> ClockReading:
+    """The node's server's clock against the harness's; `found`: the lab's containers as just read
+    (backend.containers), so that the read's own time holds only the read."""
+    where = backend.place(t, node, found)
     t0 = time.time()
-    out = backend.exec_in(container_name(t, node), ["python3", "-c", _READ_CLOCK], f"read the clock of {node}")
+    out = backend.exec_in(where, ["python3", "-c", _READ_CLOCK], f"read the clock of {node}")
     t1 = time.time()
     return ClockReading((t0 + t1) / 2, float(out.strip()) - (t0 + t1) / 2, (t1 - t0) / 2)
 
@@ -475,7 +487,7 @@ def data_dir(service: str) -> str:
 def data_device(t: Topology, service: str) -> str:
     """MAJOR:MINOR of the disk under the service's data directory."""
     out = backend.exec_in(
-        container_name(t, service), ["stat", "-c", "%Hd:%Ld", data_dir(service)], f"find {service}'s data disk"
+        backend.place(t, service), ["stat", "-c", "%Hd:%Ld", data_dir(service)], f"find {service}'s data disk"
     ).strip()
     if out.startswith("0:"):
         raise RuntimeFailure(f"{service}'s data directory is on no block device ({out}): an io fault needs one")
@@ -485,7 +497,8 @@ def data_device(t: Topology, service: str) -> str:
 def throttle(t: Topology, service: str, device: str, bps: int, iops: int) -> None:
     from lab.cluster import images
 
-    cid = docker.run(["docker", "inspect", "--format", "{{.Id}}", container_name(t, service)], f"find {service}")
+    where = backend.place(t, service)
+    cid = docker.run(where.command("inspect", "--format", "{{.Id}}", where.container), f"find {service}")
     # As root, on this host's cgroup tree (some Docker hosts refuse privileged containers); else
     # from a privileged container, so that a user in the docker group needs no root.
     runner = ["sh"] if os.geteuid() == 0 else [*_PRIVILEGED, images.image_tags()["node"]]
@@ -497,7 +510,7 @@ def write_time(t: Topology, service: str, size: int, count: int, *, keep: bool =
     """Seconds `count` direct writes of `size` bytes take in the service's data directory; with
     `keep`, their file stays for the next measurement to overwrite."""
     out = backend.exec_in(
-        container_name(t, service),
+        backend.place(t, service),
         ["sh", "-c", _DIRECT_WRITES, "io", data_dir(service), str(size), str(count), "keep" if keep else "-"],
         f"time direct writes in {service}",
         timeout=300,
@@ -584,7 +597,7 @@ class BusyLoop:
 def busy_loop(t: Topology, service: str) -> BusyLoop:
     """A fixed busy loop in the service's container, with the container's CPU counters around it."""
     out = backend.exec_in(
-        container_name(t, service), ["sh", "-c", _BUSY, "busy", str(BUSY_LOOPS)], f"time a busy loop in {service}"
+        backend.place(t, service), ["sh", "-c", _BUSY, "busy", str(BUSY_LOOPS)], f"time a busy loop in {service}"
     )
     try:
         wall, used, held = (int(x) / 1e6 for x in out.split())
@@ -605,8 +618,9 @@ def set_cpu_quota(t: Topology, services: Sequence[str], quota_us: int) -> None:
 
 def cpu_quota(t: Topology, service: str) -> int:
     """The container's CFS quota, microseconds per period; 0 or -1: none."""
+    where = backend.place(t, service)
     out = docker.run(
-        ["docker", "inspect", "--format", "{{.HostConfig.CpuQuota}}", container_name(t, service)],
+        where.command("inspect", "--format", "{{.HostConfig.CpuQuota}}", where.container),
         f"read the CPU quota of {service}",
     )
     return int(out.strip() or 0)
@@ -829,9 +843,9 @@ else:
 """
 
 
-def _transfer(t: Topology, node: str, args: Sequence[str], timeout: float) -> str:
+def _transfer(where: Place, node: str, args: Sequence[str], timeout: float) -> str:
     return backend.exec_in(
-        container_name(t, node),
+        where,
         ["python3", "-c", _TRANSFER, *args],
         f"time a transfer in {node} ({args[0]})",
         timeout=timeout,
@@ -862,6 +876,7 @@ def measure_rates(
     """node -> bits per second of one transfer (probe_bytes(rate)) in its probe's direction."""
     n = probe_bytes(rate)
     timeout = 30 + 5 * n * 8 / rate
+    where = backend.places(t, {*chosen, *(p for _, p in chosen.values() if p in t.node_names)})  # senders, sinks
 
     def one(job: tuple[int, str]) -> tuple[str, float]:
         i, node = job
@@ -870,14 +885,14 @@ def measure_rates(
         if peer in t.node_names:
             port = str(PROBE_PORT + i)
             with ThreadPoolExecutor(1) as ex:
-                sink = ex.submit(_transfer, t, peer, ["sink", port, str(n)], timeout)
-                out = _transfer(t, node, ["send", ip, port, str(n)], timeout)
+                sink = ex.submit(_transfer, where[peer], peer, ["sink", port, str(n)], timeout)
+                out = _transfer(where[node], node, ["send", ip, port, str(n)], timeout)
                 sink.result()
         elif peer == DB:
-            out = _transfer(t, node, [f"db-{'out' if d == 'e' else 'in'}", ip, str(n)], timeout)
+            out = _transfer(where[node], node, [f"db-{'out' if d == 'e' else 'in'}", ip, str(n)], timeout)
         else:  # another node reads the body, so that only the probe's acknowledgements come back
             other = next((x for x in t.node_names if x != node), node)
-            out = _transfer(t, node, ["lb", ip, str(n), other], timeout)
+            out = _transfer(where[node], node, ["lb", ip, str(n), other], timeout)
         return node, float(out.strip()) * 8
 
     with ThreadPoolExecutor(max(1, len(chosen))) as ex:

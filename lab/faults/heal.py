@@ -238,8 +238,9 @@ class HealReport:
 def heal_lab(t: Topology) -> HealReport:
     """Undo every registered fault of the lab, then sweep what may be left without a registry entry
     (a process killed between acting and registering, a registry file removed): every rule labelled
-    with the lab, every paused container, every stopped container (database first); on a swarm lab
-    the stopped hosts instead, and the lab's rules in the hosts too."""
+    with the lab, delayers, shaping devices, rogue clients, every paused container, every stopped
+    container (database first); on a swarm lab no rogue client, the stopped hosts instead of
+    containers, and the lab's rules in the hosts too."""
     with shielded():
         healed = []
         for entry in Registry(t.lab).active():
@@ -256,11 +257,13 @@ def heal_lab(t: Topology) -> HealReport:
         if paused:
             backend.act(t, ["docker", "unpause"], paused, "unpause leftovers", timeout=60)
             found = backend.containers(t)
-        if t.engine.swarm:
+        if t.engine.swarm:  # no rogue client there
             host_rules, started_hosts = hostfaults.sweep(t)
             revived = hostfaults.revive(t)  # services a kill or stop left scaled to none
-            counts = {**_sweep_rules(t, backend.containers(t)), **host_rules}
-            report = HealReport(tuple(healed), counts, tuple(paused), (*started_hosts, *revived))
+            found = backend.containers(t)
+            counts = {**_sweep_rules(t, found), **host_rules}
+            shapers = _sweep_links(t, found)
+            report = HealReport(tuple(healed), counts, tuple(paused), (*started_hosts, *revived), shapers)
         else:
             report = _sweep_compose(t, tuple(healed), tuple(paused), found)
     for line in report.lines():
@@ -273,9 +276,7 @@ def _sweep_compose(
 ) -> HealReport:
     """A compose lab's leftovers: rules, delayers, shaping devices, rogue clients, stopped containers."""
     counts = _sweep_rules(t, found)
-    live = [n for n in t.node_names if is_up(found.get(n))]
-    gray.stop_delayers(t, live, None)
-    shapers = {n: removed for n, (removed, _) in gray.unshape(t, live, None).items()}
+    shapers = _sweep_links(t, found)
     rogues = gray.stop_rogues(t, None)
     order = {DB: 0, LB: 2}
     stopped = sorted((s for s, c in found.items() if not c.running), key=lambda s: order.get(s, 1))
@@ -288,6 +289,14 @@ def _sweep_compose(
                 f"heal: {', '.join(bad)} would not start; see `halab logs --name {t.lab} {' '.join(bad)}`"
             )
     return HealReport(healed, counts, paused, tuple(stopped), shapers, tuple(rogues))
+
+
+def _sweep_links(t: Topology, found: Mapping[str, ContainerState]) -> dict[str, int]:
+    """Stop every delayer and remove every shaping device in the running nodes; return node ->
+    devices removed."""
+    live = [n for n in t.node_names if is_up(found.get(n))]
+    gray.stop_delayers(t, live, None)
+    return {n: removed for n, (removed, _) in gray.unshape(t, live, None).items()}
 
 
 def _sweep_rules(t: Topology, found: Mapping[str, ContainerState]) -> dict[str, int]:
@@ -303,17 +312,18 @@ def _sweep_rules(t: Topology, found: Mapping[str, ContainerState]) -> dict[str, 
 
 def leftovers(t: Topology) -> dict[str, Any]:
     """What a heal would still find: registry entries, labelled rules, shaping devices, rogue
-    database clients, paused and stopped containers."""
+    database clients (a compose lab's), paused and stopped containers (a swarm lab's: hosts)."""
     found = backend.containers(t)
+    live = [n for n in t.node_names if is_up(found.get(n))]
     if t.engine.swarm:
         host_rules, stopped_hosts = hostfaults.leftovers(t)
         return {
             "registered": [e["id"] for e in Registry(t.lab).active()],
             "rules": {**{s: n for s, n in backend.count_rules(t, found).items() if n}, **host_rules},
+            "shapers": {s: n for s, n in gray.count_shapers(t, live).items() if n},
             "paused": [s for s, c in found.items() if c.paused],
             "stopped": [*stopped_hosts, *hostfaults.down_services(t)],
         }
-    live = [n for n in t.node_names if is_up(found.get(n))]
     return {
         "registered": [e["id"] for e in Registry(t.lab).active()],
         "rules": {s: n for s, n in backend.count_rules(t, found).items() if n},

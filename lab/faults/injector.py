@@ -251,13 +251,13 @@ class Injector:
                     raise FaultNotEffective(f"{spec.describe()}: not stopped: {', '.join(running)}")
                 return self._activate(fault_id, spec, services, t0, {"stopped": states})
             if spec.kind == "clock":
-                before = {n: round(gray.read_clock(t, n).offset, 3) for n in services}
+                before = {n: round(gray.read_clock(t, n, found).offset, 3) for n in services}
                 t0 = time.time()
                 for n in services:
                     gray.set_clock(t, n, spec.offset or 0.0, spec.drift or 0.0, since=t0)
 
                 def read() -> dict[str, gray.ClockReading]:
-                    return {n: gray.read_clock(t, n) for n in services}
+                    return {n: gray.read_clock(t, n, found) for n in services}
 
                 # A server reads the file at most once a second: it may take that long to show.
                 first = poll(read, lambda m: gray.clock_set(spec, t0, m), 3 * gray.CLOCK_REREAD)

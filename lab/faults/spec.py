@@ -30,10 +30,15 @@ KINDS = CONTAINER_KINDS + NETWORK_KINDS + GRAY_KINDS + HOST_KINDS
 # Kinds aimed at containers or hosts (`targets`), not at the sides of a link.
 TARGET_KINDS = (*CONTAINER_KINDS, "isolate", "stall", "cpu", "clock", "io", "exhaust", *HOST_KINDS)
 
-# What a swarm lab takes so far (docs/swarm.md): its nodes' network faults and its container kinds
-# act on the tasks wherever they run (a killed or stopped service is left scaled to none until
-# healed); the gray faults still reach containers by this machine's Docker only.
-SWARM_KINDS = (*CONTAINER_KINDS, *NETWORK_KINDS, *HOST_KINDS)
+# What a swarm lab takes so far (docs/swarm.md): its nodes' network faults, its container kinds and
+# its gray faults act on the tasks wherever they run (a killed or stopped service is left scaled to
+# none until healed).
+SWARM_KINDS = (*CONTAINER_KINDS, *NETWORK_KINDS, *HOST_KINDS, *LINK_KINDS, "stall", "cpu", "clock")
+# Kinds a swarm lab will not take, and why.
+SWARM_REFUSED = {
+    "io": "its throttle is written by a privileged container on the task's host, which Docker in Docker refuses",
+    "exhaust": "its rogue client is a container of this machine at a fixed address on the compose project's db network",
+}
 
 # Held across restarts: their rules are re-established on every start (lab/faults/hold.py).
 HELD_KINDS = (*NETWORK_KINDS, *LINK_KINDS)
@@ -259,6 +264,8 @@ def validate(spec: FaultSpec, t: Topology, where: str = "fault") -> None:
     """Raise BadInput naming `where` and the field when the spec cannot apply to this topology."""
     if spec.kind not in KINDS:
         raise BadInput(f"{where}.kind: unknown fault {spec.kind!r}; choose one of {', '.join(KINDS)}")
+    if t.engine.swarm and spec.kind in SWARM_REFUSED:
+        raise BadInput(f"{where}.kind: {spec.kind} is not available on a swarm lab: {SWARM_REFUSED[spec.kind]}")
     if t.engine.swarm and spec.kind not in SWARM_KINDS:
         raise BadInput(f"{where}.kind: {spec.kind} is not available on a swarm lab yet; use {', '.join(SWARM_KINDS)}")
     if spec.kind in HOST_KINDS:

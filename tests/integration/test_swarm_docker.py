@@ -1,8 +1,9 @@
 """A 3-node lab as a stack over three Docker hosts made here (`halab hosts up 3`), started once for
 the module: Locust's master and two workers on the hosts, their histories merged into one run;
 write/read load through the load balancer on the manager, one host cut from the others, the
-majority side keeps serving, the checker finds nothing lost; a killed node left without a task
-until healed and a restart as a new task; and `down` + `hosts down` leave nothing anywhere."""
+majority side keeps serving, the checker finds nothing lost; the gray faults acting in the tasks
+wherever they run; a killed node left without a task until healed and a restart as a new task; and
+`down` + `hosts down` leave nothing anywhere."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from lab.cluster.docker import ContainerState
 from lab.cluster.preflight import free_ports
 from lab.cluster.topology import Engine, make_topology
 from lab.core.wait import wait_for
+from lab.faults import backend, gray, make_spec
 from lab.record.distributed import SwarmLoadRun, place
 from lab.record.history import load_run
 from lab.record.load import LoadRun, make_run_dir, run_load
@@ -86,6 +88,39 @@ def test_locust_workers_on_two_hosts_record_one_merged_run(swarm_lab, tmp_path):
         assert docker.run(h.command("ps", "-aq", "--filter", "label=halab.load"), "list load containers") == ""
 
 
+def test_gray_faults_act_in_the_tasks_on_their_hosts_and_heal(swarm_lab):
+    """stall, clock, cpu and delay, one after another, each through the Docker of the host that
+    runs its task: verified as on compose (tests/integration/test_gray_docker.py), healed, nothing
+    left. Before the cut: a node that fenced itself there may still be starting again after it."""
+    t, _ = swarm_lab
+    with faults.Injector(t) as inj:
+        stall = inj.apply(make_spec("stall", ["follower"], process="zookeeper"))
+        (node,) = stall.targets
+        assert stall.detail["stopped"][node] and set(stall.detail["stopped"][node].values()) == {"T"}
+        inj.heal(stall)
+        assert "T" not in gray.signal_process(t, node, "zookeeper", "0").values()  # signal 0: reads the state
+
+        clock = inj.apply(make_spec("clock", ["b1"], offset=10.0))
+        assert abs(clock.detail["offset_s"]["b1"] - 10.0) <= 1.0
+        assert abs(gray.read_clock(t, "a1").offset) <= 1.0  # the other nodes keep the true time
+        inj.heal(clock)
+        wait_for("b1's clock back", lambda: abs(gray.read_clock(t, "b1").offset) <= 1.0, 5)  # re-read each second
+
+        cpu = inj.apply(make_spec("cpu", ["a2"], cpus=0.2))
+        assert cpu.detail["throttled_s"]["a2"] > 0 and cpu.detail["cpus_used"]["a2"] <= 0.25
+        assert gray.cpu_quota(t, "a2") == 20_000  # microseconds of each 100 ms, on a2's host
+        inj.heal(cpu)
+        assert gray.cpu_quota(t, "a2") <= 0
+
+        delay = inj.apply(make_spec("delay", sides=[["dc-a"], ["dc-b"]], delay=0.1))
+        assert set(delay.detail["rtt_after_ms"]) == {"a1", "a2", "b1"}  # each within a fifth of 100 ms
+        inj.heal(delay)
+        ips = faults.addresses(t, backend.containers(t))
+        assert gray.measure_rtt(t, gray.probe_targets(t, {"b1": [("a1", 1.0)]}, ips))["b1"] < 0.02
+    assert faults.leftovers(t) == {"registered": [], "rules": {}, "shapers": {}, "paused": [], "stopped": []}
+    assert not any(gray.stop_delayers(t, t.node_names, None, only_count=True).values())
+
+
 def test_a_cut_host_leaves_the_majority_serving_and_loses_no_write(swarm_lab, tmp_path):
     t, group = swarm_lab
     placed = {c.service: c.host for c in engine.states(t) if c.running}
@@ -131,7 +166,7 @@ def test_a_cut_host_leaves_the_majority_serving_and_loses_no_write(swarm_lab, tm
     checks = [o for o in r.outcomes if o.name not in ("linearizable_registers", "session_guarantees")]
     assert all(o.status == "passed" for o in checks), [(o.name, o.violations[:3]) for o in checks]
     assert r.acks > 0
-    assert faults.leftovers(t) == {"registered": [], "rules": {}, "paused": [], "stopped": []}
+    assert faults.leftovers(t) == {"registered": [], "rules": {}, "shapers": {}, "paused": [], "stopped": []}
 
 
 def test_a_killed_node_stays_down_until_healed_and_a_restart_is_a_new_task(swarm_lab):
@@ -166,4 +201,4 @@ def test_a_killed_node_stays_down_until_healed_and_a_restart_is_a_new_task(swarm
         after = task("b1")
         assert after is not None and after.running and after.id != before.id  # the swarm's restart: a new task
         wait_for("every ZooKeeper member serving after the restart", serving, 120, interval=1)
-    assert faults.leftovers(t) == {"registered": [], "rules": {}, "paused": [], "stopped": []}
+    assert faults.leftovers(t) == {"registered": [], "rules": {}, "shapers": {}, "paused": [], "stopped": []}

@@ -11,7 +11,7 @@ from lab.cluster.docker import ContainerState
 from lab.cluster.topology import Engine, make_topology
 from lab.core.errors import BadInput, FaultNotEffective
 from lab.core.wait import wait_for
-from lab.faults import Injector, StartWatcher, backend, heal_lab, hostfaults, leftovers, make_spec, validate
+from lab.faults import Injector, StartWatcher, backend, gray, heal_lab, hostfaults, leftovers, make_spec, validate
 from lab.faults.netmodel import rule_tag
 
 IPS = {"swm-h1": "172.30.0.2", "swm-h2": "172.30.0.3", "swm-h3": "172.30.0.4"}
@@ -145,7 +145,8 @@ def test_host_faults_name_hosts_of_the_lab_group(lab):
         ("cut-host", ["swm-h1"], False, r"^fault.kind: cut-host acts on the hosts of a swarm lab"),
         ("kill-host", [], True, r"^fault.target: kill-host needs the hosts"),
         ("kill-host", ["swm-h1", "swm-h1"], True, r"^fault.target: a host is named twice"),
-        ("delay", [], True, r"^fault.kind: delay is not available on a swarm lab yet"),
+        ("io", ["db"], True, r"^fault.kind: io is not available on a swarm lab: .*privileged container"),
+        ("exhaust", ["db"], True, r"^fault.kind: exhaust is not available on a swarm lab: .*db network$"),
     ],
 )
 def test_what_a_swarm_lab_takes(kind, targets, swarm, message):
@@ -208,7 +209,10 @@ class FakeTasks:
                 self._task(service, old[0].host, len(old))
             ]
             self.replicas[service] = 1
-        return "0" if cmd[0] == "exec" else ""  # an exec: the node counts no fault rules
+        if cmd[0] != "exec":
+            return ""
+        shaping = kw.get("input") == gray._SHAPING and cmd[cmd.index("--") + 1] != "count"
+        return "0 0" if shaping else "0"  # no fault rules, no shaping devices (removed, left)
 
 
 @pytest.fixture
