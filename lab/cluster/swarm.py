@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from contextlib import suppress
 
-from lab.cluster import docker, engine, hosts, stack, state
+from lab.cluster import compose, docker, engine, hosts, stack, state
 from lab.cluster.topology import Topology
 from lab.core.errors import RuntimeFailure
 from lab.core.wait import wait_for
@@ -71,6 +71,22 @@ def run_again(t: Topology, services: Sequence[str]) -> None:
             f"run {name} again",
             timeout=60,
         )
+
+
+def told_to_stop(t: Topology) -> list[str]:
+    """The lab's services with a task the swarm has told to shut down that it still sees running:
+    what a host cut off past the swarm's heartbeat does when it is back (the manager marked it down
+    and shut its tasks down; its agent does so once it hears the manager again)."""
+    manager = engine.group(t).manager
+    names = [stack.service_name(t, s) for s in compose.services(t)]
+    out = docker.run(
+        manager.command(
+            "service", "ps", "--filter", "desired-state=shutdown", "--format", "{{.Name}} {{.CurrentState}}", *names
+        ),
+        f"list the tasks of {t.lab} the swarm shuts down",
+    )
+    found = (line.split() for line in out.splitlines())
+    return sorted({w[0].split(".")[0].removeprefix(f"{t.lab}_") for w in found if len(w) > 1 and w[1] == "Running"})
 
 
 def manager_shell(group: hosts.HostGroup, script: str) -> list[str]:

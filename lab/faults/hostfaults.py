@@ -150,7 +150,19 @@ def undo(t: Topology, spec: FaultSpec, fault_id: str) -> dict[str, Any]:
     dirty = [name for name, n in left.items() if n]
     if dirty:
         raise RuntimeFailure(f"could not remove the rules of fault {fault_id} from {', '.join(dirty)}")
-    return {}
+    # A host cut off past the swarm's heartbeat was marked down and its tasks told to shut down:
+    # back, it stops them (the swarm replaces those of restart policy `any`, the others stay down).
+    # The heal waits for that and runs the stopped ones again, and the record names them.
+    group = engine.group(t)
+    wait_for(f"every host of {group.name} Ready", lambda: not hosts.not_ready(group), hosts.READY_TIMEOUT, interval=1)
+    wait_for(
+        f"the tasks of lab {t.lab} the swarm shuts down stopped",
+        lambda: not swarm.told_to_stop(t),
+        TASKS_TIMEOUT,
+        interval=1,
+    )
+    revived = revive(t)
+    return {"stopped_by_swarm": revived} if revived else {}
 
 
 def start(stopped: Sequence[hosts.Host], group: hosts.HostGroup) -> None:

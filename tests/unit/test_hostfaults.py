@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from lab.cluster import hosts
+from lab.cluster import compose, hosts
 from lab.cluster.docker import ContainerState
 from lab.cluster.topology import Engine, make_topology
 from lab.core.errors import BadInput, FaultNotEffective
@@ -46,7 +46,15 @@ def lab(tmp_path, monkeypatch):
     monkeypatch.setattr(hostfaults, "rewrite", fake.rewrite)
     monkeypatch.setattr(hostfaults, "running", lambda h: fake.running[h.name])
     monkeypatch.setattr(hostfaults, "rule_counts", lambda t, up: {h.name: len(fake.rules[h.name]) for h in up})
+    # The swarm as a cut's heal finds it: every host Ready, no task told to stop, every service running.
+    monkeypatch.setattr(hostfaults.hosts, "not_ready", lambda group: [])
+    monkeypatch.setattr(hostfaults.swarm, "told_to_stop", lambda t: [])
+    monkeypatch.setattr(hostfaults.engine, "states", lambda t: [running(s) for s in compose.services(t)])
     return make_topology(3, lab="demo", engine=Engine("swarm", "swm")), fake
+
+
+def running(service, up=True):
+    return ContainerState(service, service, up, False, "running" if up else "exited", 0, False, 0, None)
 
 
 def test_a_cut_host_drops_every_packet_to_and_from_each_other_host(lab):
@@ -131,6 +139,30 @@ def test_the_sweep_finds_rules_and_stopped_hosts_without_an_entry(lab, monkeypat
     fake.running["swm-h3"] = False
     assert hostfaults.sweep(t) == ({"swm-h1": 1}, ["swm-h3"])
     assert fake.rules["swm-h1"] == [] and fake.running["swm-h3"] and revived == [t]
+
+
+def test_a_cut_hosts_heal_runs_again_what_the_swarm_stopped_when_it_came_back(lab, monkeypatch):
+    """Cut past the swarm's heartbeat, the host was marked down and its tasks told to shut down;
+    back, it stops them: the heal waits for that, runs the stopped ones again and says which."""
+    t, _ = lab
+    told = [["b1"], ["b1"], []]  # the manager still sees b1 running, then its agent has stopped it
+    up = {"b1": True}
+    again = []
+
+    def told_to_stop(t):
+        if len(told) == 1:
+            up["b1"] = False
+        return told.pop(0) if len(told) > 1 else told[0]
+
+    monkeypatch.setattr(hostfaults.swarm, "told_to_stop", told_to_stop)
+    monkeypatch.setattr(
+        hostfaults.engine, "states", lambda t: [running(s, up.get(s, True)) for s in compose.services(t)]
+    )
+    monkeypatch.setattr(hostfaults.swarm, "run_again", lambda t, services: again.extend(services) or up.update(b1=True))
+    spec = make_spec("cut-host", ["swm-h3"])
+    hostfaults.apply(t, spec, "f1")
+    assert hostfaults.undo(t, spec, "f1") == {"stopped_by_swarm": ["b1"]}
+    assert again == ["b1"]
 
 
 def test_host_faults_name_hosts_of_the_lab_group(lab):
